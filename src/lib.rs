@@ -1,1 +1,4 @@
+pub mod diagnostic;
+pub mod gitrepo;
+pub mod schema;
 pub mod yaml;

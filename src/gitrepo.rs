@@ -1,0 +1,494 @@
+//! Reading a pack repository as it is at one revision, or in the work tree.
+//!
+//! Everything above this module sees a [`Tree`]: an index of paths with their
+//! kind (file with size, or symlink with target) and a way to read a file's
+//! bytes. A revision is read straight from the git object database (no
+//! checkout), so `validate --rev`, the gate and the reconciler read exactly
+//! what was committed. Path references are resolved here, component by
+//! component and following symlinks, so nothing can name a file outside the
+//! repository, whatever mix of `..`, absolute paths and symlinks it uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot open git repository at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error(
+        "cannot resolve revision `{rev}`: {message}; check the name with `git rev-parse {rev}`"
+    )]
+    Rev { rev: String, message: String },
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file. `size` is known for the work tree; for git blobs it is
+    /// read from the object header on demand.
+    File {
+        oid: Option<Oid>,
+        size: Option<u64>,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+/// Where a tree's bytes come from.
+enum Backing {
+    WorkTree(PathBuf),
+    Git(PathBuf),
+}
+
+/// A repository snapshot: every path below the root with its kind.
+pub struct Tree {
+    backing: Backing,
+    entries: BTreeMap<String, EntryKind>,
+    /// The commit this tree was read from (None for the work tree).
+    pub commit: Option<Oid>,
+    /// Human label: "work tree" or the revision as given.
+    pub label: String,
+}
+
+/// Directories never indexed in the work tree: they are not pack content and
+/// can be huge.
+const SKIP_DIRS: &[&str] = &[".git", "target", "node_modules", ".missionctl"];
+
+impl Tree {
+    /// The work tree at `root`, as files are on disk now.
+    pub fn work_tree(root: &Path) -> Result<Tree, GitError> {
+        let mut entries = BTreeMap::new();
+        walk_fs(root, root, &mut entries)?;
+        Ok(Tree {
+            backing: Backing::WorkTree(root.to_path_buf()),
+            entries,
+            commit: None,
+            label: "work tree".into(),
+        })
+    }
+
+    /// The tree of `rev` in the repository at `root`, read from the object database.
+    pub fn at_rev(root: &Path, rev: &str) -> Result<Tree, GitError> {
+        let repo = open(root)?;
+        let commit = resolve_commit(&repo, rev)?;
+        Self::at_commit(&repo, commit.id(), rev)
+    }
+
+    pub fn at_commit(repo: &Repository, commit: Oid, label: &str) -> Result<Tree, GitError> {
+        let c = repo.find_commit(commit)?;
+        let tree = c.tree()?;
+        let mut entries = BTreeMap::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Skip;
+            };
+            let path = format!("{dir}{name}");
+            match entry.kind() {
+                Some(ObjectType::Blob) => {
+                    if entry.filemode() == 0o120000 {
+                        let target = repo
+                            .find_blob(entry.id())
+                            .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                            .unwrap_or_default();
+                        entries.insert(path, EntryKind::Symlink { target });
+                    } else {
+                        entries.insert(
+                            path,
+                            EntryKind::File {
+                                oid: Some(entry.id()),
+                                size: None,
+                            },
+                        );
+                    }
+                }
+                _ => {}
+            }
+            TreeWalkResult::Ok
+        })?;
+        let git_dir = repo.path().to_path_buf();
+        Ok(Tree {
+            backing: Backing::Git(git_dir),
+            entries,
+            commit: Some(commit),
+            label: label.to_string(),
+        })
+    }
+
+    /// All file and symlink paths under `prefix` (a directory, no trailing slash).
+    pub fn paths_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let start = format!("{prefix}/");
+        self.entries
+            .range(start.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&start))
+            .map(|(k, _)| k.as_str())
+    }
+
+    pub fn entry(&self, path: &str) -> Option<&EntryKind> {
+        self.entries.get(path)
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        let start = format!("{path}/");
+        self.entries
+            .range(start.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&start))
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    /// Size of a file without reading all of it.
+    pub fn size(&self, path: &str, repo: Option<&Repository>) -> Option<u64> {
+        match (self.entries.get(path)?, &self.backing) {
+            (EntryKind::File { size: Some(s), .. }, _) => Some(*s),
+            (EntryKind::File { oid: Some(oid), .. }, Backing::Git(_)) => {
+                let repo = repo?;
+                let odb = repo.odb().ok()?;
+                odb.read_header(*oid).ok().map(|(size, _)| size as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// Open the backing repository (git trees only); one per thread.
+    pub fn repo(&self) -> Option<Repository> {
+        match &self.backing {
+            Backing::Git(dir) => Repository::open(dir).ok(),
+            Backing::WorkTree(_) => None,
+        }
+    }
+
+    /// Read a file's bytes, refusing anything larger than `cap` before reading it.
+    pub fn read(
+        &self,
+        path: &str,
+        cap: u64,
+        repo: Option<&Repository>,
+    ) -> Result<Vec<u8>, ReadError> {
+        let Some(entry) = self.entries.get(path) else {
+            return Err(ReadError::Missing);
+        };
+        match (entry, &self.backing) {
+            (EntryKind::Symlink { .. }, _) => Err(ReadError::NotFile),
+            (EntryKind::File { size, .. }, Backing::WorkTree(root)) => {
+                if let Some(s) = size
+                    && *s > cap
+                {
+                    return Err(ReadError::TooLarge(*s));
+                }
+                std::fs::read(root.join(path)).map_err(|e| ReadError::Io(e.to_string()))
+            }
+            (EntryKind::File { oid, .. }, Backing::Git(_)) => {
+                let oid = oid.ok_or(ReadError::Missing)?;
+                let repo = repo.ok_or_else(|| ReadError::Io("repository not open".into()))?;
+                let odb = repo.odb().map_err(|e| ReadError::Io(e.to_string()))?;
+                let (size, _) = odb
+                    .read_header(oid)
+                    .map_err(|e| ReadError::Io(e.to_string()))?;
+                if size as u64 > cap {
+                    return Err(ReadError::TooLarge(size as u64));
+                }
+                let obj = odb.read(oid).map_err(|e| ReadError::Io(e.to_string()))?;
+                Ok(obj.data().to_vec())
+            }
+        }
+    }
+
+    /// The content address of a file (git blob id), computing it for the work tree.
+    pub fn blob_id(&self, path: &str) -> Option<Oid> {
+        match (self.entries.get(path)?, &self.backing) {
+            (EntryKind::File { oid: Some(o), .. }, _) => Some(*o),
+            (EntryKind::File { .. }, Backing::WorkTree(root)) => {
+                Oid::hash_file(ObjectType::Blob, root.join(path)).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    Missing,
+    NotFile,
+    TooLarge(u64),
+    Io(String),
+}
+
+fn walk_fs(root: &Path, dir: &Path, out: &mut BTreeMap<String, EntryKind>) -> Result<(), GitError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| GitError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    let mut items: Vec<_> = rd.filter_map(Result::ok).collect();
+    items.sort_by_key(|e| e.file_name());
+    for item in items {
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = item.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let rel = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_else(|_| name.to_string());
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.insert(rel, EntryKind::Symlink { target });
+        } else if meta.is_dir() {
+            if dir == root && SKIP_DIRS.contains(&name) {
+                continue;
+            }
+            walk_fs(root, &path, out)?;
+        } else if meta.is_file() {
+            out.insert(
+                rel,
+                EntryKind::File {
+                    oid: None,
+                    size: Some(meta.len()),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn open(root: &Path) -> Result<Repository, GitError> {
+    Repository::open(root).map_err(|e| GitError::Open {
+        path: root.display().to_string(),
+        message: e.message().to_string(),
+    })
+}
+
+pub fn resolve_commit<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
+    repo.revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| GitError::Rev {
+            rev: rev.to_string(),
+            message: e.message().to_string(),
+        })
+}
+
+/// Why a reference could not be followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefProblem {
+    /// Absolute path, `..` above the root, or a symlink pointing outside.
+    Escape(String),
+    Missing,
+    NotFile,
+    /// Too many symlink hops (a loop).
+    Loop,
+}
+
+/// Join `reference` (relative to the directory `base`) and follow symlinks,
+/// returning the repository-relative path of the regular file it names.
+pub fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, RefProblem> {
+    if reference.is_empty() {
+        return Err(RefProblem::Missing);
+    }
+    if reference.starts_with('/')
+        || reference.starts_with('\\')
+        || reference.contains('\\')
+        || reference.as_bytes().get(1) == Some(&b':')
+    {
+        return Err(RefProblem::Escape(format!(
+            "`{reference}` is an absolute path; references are relative to the pack file"
+        )));
+    }
+    let joined = if base.is_empty() {
+        reference.to_string()
+    } else {
+        format!("{base}/{reference}")
+    };
+    let mut pending: Vec<String> = normalize(&joined)
+        .ok_or_else(|| RefProblem::Escape(format!("`{reference}` leaves the repository")))?;
+    pending.reverse();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        done.push(comp);
+        let here = done.join("/");
+        if let Some(EntryKind::Symlink { target }) = tree.entry(&here) {
+            hops += 1;
+            if hops > 16 {
+                return Err(RefProblem::Loop);
+            }
+            if target.starts_with('/') || target.as_bytes().get(1) == Some(&b':') {
+                return Err(RefProblem::Escape(format!(
+                    "`{here}` is a symlink to the absolute path `{target}`"
+                )));
+            }
+            done.pop();
+            let parent = done.join("/");
+            let t = if parent.is_empty() {
+                target.clone()
+            } else {
+                format!("{parent}/{target}")
+            };
+            let mut rest: Vec<String> = pending.drain(..).rev().collect();
+            let mut resolved = normalize(&t).ok_or_else(|| {
+                RefProblem::Escape(format!(
+                    "`{here}` is a symlink that points outside the repository"
+                ))
+            })?;
+            resolved.append(&mut rest);
+            resolved.reverse();
+            pending = resolved;
+            done.clear();
+        }
+    }
+    let path = done.join("/");
+    match tree.entry(&path) {
+        Some(EntryKind::File { .. }) => Ok(path),
+        Some(EntryKind::Symlink { .. }) => Err(RefProblem::Loop),
+        None if tree.is_dir(&path) => Err(RefProblem::NotFile),
+        None => Err(RefProblem::Missing),
+    }
+}
+
+/// Lexically normalise a relative path; None if it climbs above the root.
+pub fn normalize(path: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    Some(out)
+}
+
+/// The directory part of a repository path ("a/b/c.yaml" -> "a/b").
+pub fn parent_dir(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// Author and time of a commit, for `created_by` / `created_at`.
+pub fn commit_meta(repo: &Repository, oid: Oid) -> Option<(String, String)> {
+    let c = repo.find_commit(oid).ok()?;
+    let who = {
+        let a = c.author();
+        match (a.name().ok(), a.email().ok()) {
+            (Some(n), Some(e)) => format!("{n} <{e}>"),
+            (Some(n), None) => n.to_string(),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => "unknown".into(),
+        }
+    };
+    let t = c.time();
+    let when = time::OffsetDateTime::from_unix_timestamp(t.seconds())
+        .ok()
+        .and_then(|d| {
+            d.to_offset(time::UtcOffset::UTC)
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    Some((who, when))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(entries: &[(&str, EntryKind)]) -> Tree {
+        Tree {
+            backing: Backing::WorkTree(PathBuf::from("/nonexistent")),
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            commit: None,
+            label: "test".into(),
+        }
+    }
+
+    fn file() -> EntryKind {
+        EntryKind::File {
+            oid: None,
+            size: Some(1),
+        }
+    }
+
+    #[test]
+    fn refs_resolve_and_refuse_escapes() {
+        let t = tree(&[
+            ("packs/a/p.md", file()),
+            (
+                "packs/a/link.md",
+                EntryKind::Symlink {
+                    target: "p.md".into(),
+                },
+            ),
+            (
+                "packs/a/out.md",
+                EntryKind::Symlink {
+                    target: "../../../etc/passwd".into(),
+                },
+            ),
+            (
+                "packs/a/abs.md",
+                EntryKind::Symlink {
+                    target: "/etc/passwd".into(),
+                },
+            ),
+            (
+                "packs/a/dirlink",
+                EntryKind::Symlink {
+                    target: "../b".into(),
+                },
+            ),
+            ("packs/b/q.md", file()),
+        ]);
+        assert_eq!(
+            resolve_ref(&t, "packs/a", "p.md"),
+            Ok("packs/a/p.md".into())
+        );
+        assert_eq!(
+            resolve_ref(&t, "packs/a", "./link.md"),
+            Ok("packs/a/p.md".into())
+        );
+        assert_eq!(
+            resolve_ref(&t, "packs/a", "dirlink/q.md"),
+            Ok("packs/b/q.md".into())
+        );
+        assert!(matches!(
+            resolve_ref(&t, "packs/a", "out.md"),
+            Err(RefProblem::Escape(_))
+        ));
+        assert!(matches!(
+            resolve_ref(&t, "packs/a", "abs.md"),
+            Err(RefProblem::Escape(_))
+        ));
+        assert!(matches!(
+            resolve_ref(&t, "packs/a", "../../../x"),
+            Err(RefProblem::Escape(_))
+        ));
+        assert!(matches!(
+            resolve_ref(&t, "packs/a", "/etc/passwd"),
+            Err(RefProblem::Escape(_))
+        ));
+        assert_eq!(
+            resolve_ref(&t, "packs/a", "nope.md"),
+            Err(RefProblem::Missing)
+        );
+        assert_eq!(resolve_ref(&t, "packs", "a"), Err(RefProblem::NotFile));
+    }
+}
