@@ -1,4 +1,9 @@
 pub mod diagnostic;
 pub mod gitrepo;
+pub mod pack;
+pub mod policy;
+pub mod resolve;
 pub mod schema;
+pub mod tokens;
+pub mod validate;
 pub mod yaml;

@@ -1,0 +1,893 @@
+//! The pack repository format: where files live, how they load, and which
+//! files a pack may read.
+//!
+//! ```text
+//! mission.yaml                              repository config
+//! policies/hard-constraints.yaml            rules no scope may break
+//! policies/guardrails.yaml                  budget guardrails
+//! policies/tiers.yaml                       personal / team / enterprise presets
+//! packs/global/pack.yaml                    scope global
+//! packs/domains/<domain>/pack.yaml          scope domain
+//! packs/tenants/<tenant>/pack.yaml          scope tenant
+//! packs/tenants/<tenant>/users/<user>/pack.yaml   scope user (of that tenant)
+//! packs/users/<user>/pack.yaml              scope user (personal tier, no tenant)
+//! ```
+//!
+//! A pack's scope is where its file lives; the `scope` it declares must agree.
+//! Loading never stops at the first problem: every file is read, every
+//! problem becomes a [`Diagnostic`], and what loaded cleanly is kept for the
+//! semantic checks and for resolution.
+
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{self, Code, Diagnostic, render::Sources};
+use crate::gitrepo::{self, ReadError, RefProblem, Tree};
+use crate::schema::{self, Kind};
+use crate::tokens;
+use crate::yaml::{self, Node, Pos};
+pub use model::*;
+
+pub const MISSION_FILE: &str = "mission.yaml";
+pub const HARD_CONSTRAINTS_FILE: &str = "policies/hard-constraints.yaml";
+pub const GUARDRAILS_FILE: &str = "policies/guardrails.yaml";
+pub const TIERS_FILE: &str = "policies/tiers.yaml";
+pub const PACK_FILE: &str = "pack.yaml";
+pub const CODEOWNERS_FILES: &[&str] = &[".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"];
+
+/// Size caps: configuration is small, and a cap keeps a hostile or
+/// accidental huge file from stalling validation or the reconciler.
+pub const MAX_YAML_BYTES: u64 = 1024 * 1024;
+pub const MAX_PROMPT_BYTES: u64 = 256 * 1024;
+
+/// Where a pack file lives, which fixes its scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Location {
+    Global,
+    Domain(String),
+    Tenant(String),
+    TenantUser { tenant: String, user: String },
+    PersonalUser(String),
+}
+
+impl Location {
+    /// The location a pack file's path implies, if it is a place packs live.
+    pub fn from_path(path: &str) -> Option<Location> {
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["packs", "global", "pack.yaml"] => Some(Location::Global),
+            ["packs", "domains", d, "pack.yaml"] => Some(Location::Domain((*d).into())),
+            ["packs", "tenants", t, "pack.yaml"] => Some(Location::Tenant((*t).into())),
+            ["packs", "tenants", t, "users", u, "pack.yaml"] => Some(Location::TenantUser {
+                tenant: (*t).into(),
+                user: (*u).into(),
+            }),
+            ["packs", "users", u, "pack.yaml"] => Some(Location::PersonalUser((*u).into())),
+            _ => None,
+        }
+    }
+
+    pub fn scope_type(&self) -> ScopeType {
+        match self {
+            Location::Global => ScopeType::Global,
+            Location::Domain(_) => ScopeType::Domain,
+            Location::Tenant(_) => ScopeType::Tenant,
+            Location::TenantUser { .. } | Location::PersonalUser(_) => ScopeType::User,
+        }
+    }
+
+    pub fn scope_id(&self) -> &str {
+        match self {
+            Location::Global => "global",
+            Location::Domain(d) => d,
+            Location::Tenant(t) => t,
+            Location::TenantUser { user, .. } | Location::PersonalUser(user) => user,
+        }
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Location::Tenant(t) | Location::TenantUser { tenant: t, .. } => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Whose data a repository path holds, for the isolation rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Zone {
+    Shared,
+    Tenant(String),
+    TenantUser(String, String),
+    PersonalUser(String),
+}
+
+pub fn zone_of(path: &str) -> Zone {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["packs", "tenants", t, "users", u, _, ..] => Zone::TenantUser((*t).into(), (*u).into()),
+        ["packs", "tenants", t, _, ..] => Zone::Tenant((*t).into()),
+        ["packs", "users", u, _, ..] => Zone::PersonalUser((*u).into()),
+        _ => Zone::Shared,
+    }
+}
+
+/// Whether a pack at `loc` may read a file in `zone`; the code to report if not.
+pub fn may_read(loc: &Location, zone: &Zone, bounds: &DataBoundaries) -> Result<(), Code> {
+    let tenant_err = if bounds.tenant_isolation {
+        Err(Code::TenantIsolation)
+    } else {
+        Ok(())
+    };
+    let user_err = if bounds.user_isolation {
+        Err(Code::UserIsolation)
+    } else {
+        Ok(())
+    };
+    match zone {
+        Zone::Shared => Ok(()),
+        Zone::Tenant(t) => match loc {
+            Location::Tenant(lt) | Location::TenantUser { tenant: lt, .. } if lt == t => Ok(()),
+            _ => tenant_err,
+        },
+        Zone::TenantUser(t, u) => match loc {
+            Location::TenantUser { tenant, user } if tenant == t && user == u => Ok(()),
+            Location::TenantUser { tenant, .. } | Location::Tenant(tenant) if tenant == t => {
+                user_err
+            }
+            _ => tenant_err,
+        },
+        Zone::PersonalUser(u) => match loc {
+            Location::PersonalUser(lu) if lu == u => Ok(()),
+            Location::PersonalUser(_) => user_err,
+            _ => user_err.and(tenant_err),
+        },
+    }
+}
+
+/// A parsed and schema-valid file.
+#[derive(Debug, Clone)]
+pub struct Doc<T> {
+    pub file: String,
+    pub node: Node,
+    pub value: T,
+}
+
+/// One prompt section with its text, as read from the referenced Markdown file.
+#[derive(Debug, Clone)]
+pub struct SectionText {
+    pub id: String,
+    /// The repository path the reference resolved to.
+    pub file: String,
+    pub text: Arc<str>,
+    pub tokens: u64,
+    /// Where the section is declared in the pack file.
+    pub pos: Pos,
+}
+
+/// One eval case, promptfoo-style.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalCase {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub vars: serde_json::Value,
+    #[serde(rename = "assert")]
+    pub asserts: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    pub file: String,
+    pub line: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PackDoc {
+    pub file: String,
+    pub node: Node,
+    pub pack: Pack,
+    pub location: Location,
+    pub sections: Vec<SectionText>,
+    pub cases: Vec<EvalCase>,
+    /// sha256 of the pack file and every file it references: changes iff the
+    /// pack's own content changes (what `--base` version checks compare).
+    pub own_digest: String,
+}
+
+impl PackDoc {
+    pub fn version(&self) -> Option<semver::Version> {
+        semver::Version::parse(&self.pack.version).ok()
+    }
+
+    pub fn prompt_tokens(&self) -> u64 {
+        self.sections.iter().map(|s| s.tokens).sum()
+    }
+}
+
+/// Everything in a repository at one revision, loaded and indexed.
+#[derive(Default)]
+pub struct Repo {
+    pub label: String,
+    pub commit: Option<git2::Oid>,
+    pub mission: Option<Doc<Mission>>,
+    pub hard: Option<Doc<HardConstraints>>,
+    pub guardrails: Option<Doc<Guardrails>>,
+    pub tiers: Option<Doc<Tiers>>,
+    pub packs: Vec<PackDoc>,
+    pub by_id: HashMap<String, usize>,
+    pub global: Option<usize>,
+    pub domains: BTreeMap<String, usize>,
+    pub tenants: BTreeMap<String, usize>,
+    pub tenant_users: BTreeMap<(String, String), usize>,
+    pub personal_users: BTreeMap<String, usize>,
+    pub codeowners: Option<String>,
+    pub sources: HashMap<String, Arc<str>>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Raw bytes digests of policy files, to flag policy changes.
+    pub policy_digests: BTreeMap<String, String>,
+    /// Pack files that exist but did not load (syntax or schema errors).
+    /// Resolution refuses chains through them rather than silently skip a layer.
+    pub failed_packs: std::collections::BTreeSet<String>,
+}
+
+impl Sources for Repo {
+    fn text(&self, file: &str) -> Option<&str> {
+        self.sources.get(file).map(|s| &**s)
+    }
+}
+
+impl Repo {
+    pub fn pack(&self, id: &str) -> Option<&PackDoc> {
+        self.by_id.get(id).map(|i| &self.packs[*i])
+    }
+
+    pub fn boundaries(&self) -> DataBoundaries {
+        self.hard
+            .as_ref()
+            .and_then(|h| h.value.data_boundaries.clone())
+            .unwrap_or(DataBoundaries {
+                tenant_isolation: true,
+                user_isolation: true,
+            })
+    }
+
+    pub fn default_tier(&self) -> Tier {
+        self.mission.as_ref().map_or(Tier::Team, |m| m.value.tier)
+    }
+
+    pub fn main_branch(&self) -> String {
+        self.mission
+            .as_ref()
+            .map_or("main".to_string(), |m| m.value.main_branch().to_string())
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+fn text_of(bytes: Vec<u8>) -> Option<String> {
+    String::from_utf8(bytes).ok()
+}
+
+/// Read a file for loading, turning every failure into a diagnostic at `at`
+/// (the place that referenced it) or at the file itself.
+fn read_text(
+    tree: &Tree,
+    repo: Option<&git2::Repository>,
+    path: &str,
+    cap: u64,
+    diags: &mut Vec<Diagnostic>,
+    at: (&str, Pos),
+) -> Option<String> {
+    match tree.read(path, cap, repo) {
+        Ok(bytes) => match text_of(bytes) {
+            Some(t) => Some(t),
+            None => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::FileNotText,
+                        path,
+                        Pos::UNKNOWN,
+                        "file is not UTF-8 text",
+                    )
+                    .help("save the file as UTF-8"),
+                );
+                None
+            }
+        },
+        Err(ReadError::TooLarge(size)) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::FileTooLarge,
+                    at.0,
+                    at.1,
+                    format!(
+                        "`{path}` is {size} bytes; the limit for this kind of file is {cap} bytes"
+                    ),
+                )
+                .help("split the content or move large reference material out of the pack"),
+            );
+            None
+        }
+        Err(ReadError::Missing) => {
+            diags.push(Diagnostic::error(
+                Code::RefMissing,
+                at.0,
+                at.1,
+                format!("`{path}` does not exist"),
+            ));
+            None
+        }
+        Err(ReadError::NotFile) => {
+            diags.push(Diagnostic::error(
+                Code::RefNotFile,
+                at.0,
+                at.1,
+                format!("`{path}` is not a regular file"),
+            ));
+            None
+        }
+        Err(ReadError::Io(e)) => {
+            diags.push(Diagnostic::error(
+                Code::Io,
+                at.0,
+                at.1,
+                format!("cannot read `{path}`: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Parse YAML text, validate it against `kind`, and return the tree and JSON
+/// when both succeed.
+pub fn parse_checked(
+    kind: Kind,
+    file: &str,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Node, serde_json::Value)> {
+    let node = match yaml::parse(text) {
+        Ok(n) => n,
+        Err(e) => {
+            let code = if e.budget {
+                Code::YamlBudget
+            } else {
+                Code::YamlSyntax
+            };
+            let mut d = Diagnostic::error(code, file, e.pos, e.message);
+            d.help = Some(if e.budget {
+                "the document expands beyond missionctl's parser limits (aliases, nesting or size); write it out plainly".into()
+            } else {
+                "fix the YAML syntax at this position".into()
+            });
+            diags.push(d);
+            return None;
+        }
+    };
+    let json = node.to_json();
+    let problems = schema::check_node(kind, file, &node, &json);
+    if problems.is_empty() {
+        Some((node, json))
+    } else {
+        diags.extend(problems);
+        None
+    }
+}
+
+fn load_doc<T: serde::de::DeserializeOwned>(
+    tree: &Tree,
+    repo: Option<&git2::Repository>,
+    file: &str,
+    kind: Kind,
+    sources: &mut HashMap<String, Arc<str>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Doc<T>> {
+    if !tree.contains(file) {
+        diags.push(
+            Diagnostic::error(
+                Code::FileMissing,
+                file,
+                Pos::UNKNOWN,
+                format!("`{file}` is missing"),
+            )
+            .help("every pack repository needs it; `missionctl init` writes a complete example"),
+        );
+        return None;
+    }
+    let text = read_text(
+        tree,
+        repo,
+        file,
+        MAX_YAML_BYTES,
+        diags,
+        (file, Pos::UNKNOWN),
+    )?;
+    let arc: Arc<str> = Arc::from(text);
+    sources.insert(file.to_string(), arc.clone());
+    let (node, json) = parse_checked(kind, file, &arc, diags)?;
+    match serde_json::from_value::<T>(json) {
+        Ok(value) => Some(Doc {
+            file: file.to_string(),
+            node,
+            value,
+        }),
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                Code::SchemaValue,
+                file,
+                node.pos,
+                e.to_string(),
+            ));
+            None
+        }
+    }
+}
+
+struct PackLoad {
+    doc: Option<PackDoc>,
+    diags: Vec<Diagnostic>,
+    sources: Vec<(String, Arc<str>)>,
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 60 {
+            break;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// Follow a file reference from a pack, applying escape and isolation rules.
+fn follow_ref(
+    tree: &Tree,
+    loc: &Location,
+    bounds: &DataBoundaries,
+    pack_file: &str,
+    reference: &str,
+    pos: Pos,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let base = gitrepo::parent_dir(pack_file);
+    match gitrepo::resolve_ref(tree, base, reference) {
+        Ok(path) => {
+            if let Err(code) = may_read(loc, &zone_of(&path), bounds) {
+                let whose = match zone_of(&path) {
+                    Zone::Tenant(t) => format!("tenant `{t}`"),
+                    Zone::TenantUser(t, u) => format!("user `{u}` of tenant `{t}`"),
+                    Zone::PersonalUser(u) => format!("personal user `{u}`"),
+                    Zone::Shared => "shared content".into(),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        code,
+                        pack_file,
+                        pos,
+                        format!(
+                            "`{reference}` resolves to `{path}`, which belongs to {whose}; a {} pack may not read it",
+                            loc.scope_type()
+                        ),
+                    )
+                    .help("keep each tenant's and user's files under its own directory; put shared text under packs/global or packs/domains"),
+                );
+                return None;
+            }
+            Some(path)
+        }
+        Err(RefProblem::Escape(why)) => {
+            diags.push(
+                Diagnostic::error(Code::RefEscape, pack_file, pos, why)
+                    .help("reference a file inside the repository with a relative path"),
+            );
+            None
+        }
+        Err(RefProblem::Missing) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::RefMissing,
+                    pack_file,
+                    pos,
+                    format!("`{reference}` does not exist (looked for it relative to `{base}`)"),
+                )
+                .help("check the spelling, or add the file"),
+            );
+            None
+        }
+        Err(RefProblem::NotFile) => {
+            diags.push(Diagnostic::error(
+                Code::RefNotFile,
+                pack_file,
+                pos,
+                format!("`{reference}` is a directory, not a file"),
+            ));
+            None
+        }
+        Err(RefProblem::Loop) => {
+            diags.push(Diagnostic::error(
+                Code::RefEscape,
+                pack_file,
+                pos,
+                format!("`{reference}` goes through a symlink loop"),
+            ));
+            None
+        }
+    }
+}
+
+fn load_pack(
+    tree: &Tree,
+    repo: Option<&git2::Repository>,
+    file: &str,
+    bounds: &DataBoundaries,
+) -> PackLoad {
+    let mut diags = Vec::new();
+    let mut sources = Vec::new();
+    let out = |doc, diags, sources| PackLoad {
+        doc,
+        diags,
+        sources,
+    };
+    let Some(loc) = Location::from_path(file) else {
+        diags.push(
+            Diagnostic::error(
+                Code::ScopeMismatch,
+                file,
+                Pos::UNKNOWN,
+                "a pack file in a place that has no scope",
+            )
+            .help("packs live at packs/global/, packs/domains/<id>/, packs/tenants/<id>/, packs/tenants/<id>/users/<id>/ or packs/users/<id>/"),
+        );
+        return out(None, diags, sources);
+    };
+    let Some(text) = read_text(
+        tree,
+        repo,
+        file,
+        MAX_YAML_BYTES,
+        &mut diags,
+        (file, Pos::UNKNOWN),
+    ) else {
+        return out(None, diags, sources);
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(file.as_bytes());
+    hasher.update([0]);
+    hasher.update(text.as_bytes());
+    let text: Arc<str> = Arc::from(text);
+    sources.push((file.to_string(), text.clone()));
+    let Some((node, json)) = parse_checked(Kind::Pack, file, &text, &mut diags) else {
+        return out(None, diags, sources);
+    };
+    let pack: Pack = match serde_json::from_value(json) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                Code::SchemaValue,
+                file,
+                node.pos,
+                e.to_string(),
+            ));
+            return out(None, diags, sources);
+        }
+    };
+
+    // The declared scope must match the file's place.
+    if pack.scope.kind != loc.scope_type() || pack.scope.id != loc.scope_id() {
+        diags.push(
+            Diagnostic::error(
+                Code::ScopeMismatch,
+                file,
+                node.pos_at("/scope"),
+                format!(
+                    "declares scope {} `{}` but lives where scope {} `{}` belongs",
+                    pack.scope.kind,
+                    pack.scope.id,
+                    loc.scope_type(),
+                    loc.scope_id()
+                ),
+            )
+            .help(format!(
+                "set `scope: {{type: {}, id: {}}}` or move the file",
+                loc.scope_type(),
+                loc.scope_id()
+            )),
+        );
+    }
+    if pack.domains.is_some() && !matches!(loc, Location::Tenant(_) | Location::PersonalUser(_)) {
+        diags.push(
+            Diagnostic::error(
+                Code::ScopeConfig,
+                file,
+                node.key_pos_at("/domains"),
+                "`domains` belongs in tenant packs and personal user packs only",
+            )
+            .help("remove it; a tenant's users run the tenant's domains"),
+        );
+    }
+    if pack.tier.is_some() && matches!(loc, Location::Global | Location::Domain(_)) {
+        diags.push(Diagnostic::error(
+            Code::ScopeConfig,
+            file,
+            node.key_pos_at("/tier"),
+            "`tier` belongs in tenant and user packs; the repository default is mission.yaml's `tier`",
+        ));
+    }
+
+    // Prompt sections.
+    let mut sections = Vec::new();
+    for (i, s) in pack.prompt.sections.iter().enumerate() {
+        let pos = node.pos_at(&format!("/prompt/sections/{i}/file"));
+        let Some(path) = follow_ref(tree, &loc, bounds, file, &s.file, pos, &mut diags) else {
+            continue;
+        };
+        let Some(t) = read_text(tree, repo, &path, MAX_PROMPT_BYTES, &mut diags, (file, pos))
+        else {
+            continue;
+        };
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(t.as_bytes());
+        let t: Arc<str> = Arc::from(t);
+        sources.push((path.clone(), t.clone()));
+        sections.push(SectionText {
+            id: s.id.clone(),
+            file: path,
+            tokens: tokens::estimate(&t),
+            text: t,
+            pos: node.pos_at(&format!("/prompt/sections/{i}/id")),
+        });
+    }
+    let mut seen_sections: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in pack.prompt.sections.iter().enumerate() {
+        if let Some(first) = seen_sections.insert(&s.id, i) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    file,
+                    node.pos_at(&format!("/prompt/sections/{i}/id")),
+                    format!("prompt section `{}` is declared twice in this pack", s.id),
+                )
+                .related(
+                    file,
+                    node.pos_at(&format!("/prompt/sections/{first}/id")),
+                    "first declared here",
+                ),
+            );
+        }
+    }
+
+    // Eval cases.
+    let mut cases: Vec<EvalCase> = Vec::new();
+    for (i, c) in pack.eval.cases.iter().enumerate() {
+        let pos = node.pos_at(&format!("/eval/cases/{i}"));
+        let Some(path) = follow_ref(tree, &loc, bounds, file, c, pos, &mut diags) else {
+            continue;
+        };
+        let Some(t) = read_text(tree, repo, &path, MAX_YAML_BYTES, &mut diags, (file, pos)) else {
+            continue;
+        };
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(t.as_bytes());
+        let t: Arc<str> = Arc::from(t);
+        sources.push((path.clone(), t.clone()));
+        let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, &mut diags) else {
+            continue;
+        };
+        if let yaml::Value::Seq(items) = &cnode.value {
+            for (n, item) in items.iter().enumerate() {
+                let description = item
+                    .get("description")
+                    .and_then(Node::as_str)
+                    .map(String::from);
+                let id = item
+                    .get("id")
+                    .and_then(Node::as_str)
+                    .map(String::from)
+                    .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
+                    .unwrap_or_else(|| format!("case-{}", n + 1));
+                if let Some(prev) = cases.iter().find(|c| c.id == id) {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::DuplicateId,
+                            &path,
+                            item.pos,
+                            format!("eval case id `{id}` is used twice in this pack"),
+                        )
+                        .related(&prev.file, Pos::new(prev.line, 1), "first used here")
+                        .help("give each case a distinct `id:` so champion and challenger results pair up"),
+                    );
+                    continue;
+                }
+                cases.push(EvalCase {
+                    id,
+                    description,
+                    vars: item.get("vars").map(Node::to_json).unwrap_or_default(),
+                    asserts: item
+                        .get("assert")
+                        .map(Node::to_json)
+                        .unwrap_or(serde_json::Value::Array(vec![])),
+                    threshold: item.get("threshold").and_then(|n| n.to_json().as_f64()),
+                    file: path.clone(),
+                    line: item.pos.line,
+                });
+            }
+        }
+    }
+    let own_digest = hex::encode(hasher.finalize());
+    out(
+        Some(PackDoc {
+            file: file.to_string(),
+            node,
+            pack,
+            location: loc,
+            sections,
+            cases,
+            own_digest,
+        }),
+        diags,
+        sources,
+    )
+}
+
+/// Load the repository from a tree. Never fails: problems are diagnostics.
+pub fn load(tree: &Tree) -> Repo {
+    let repo_handle = tree.repo();
+    let repo_ref = repo_handle.as_ref();
+    let mut r = Repo {
+        label: tree.label.clone(),
+        commit: tree.commit,
+        ..Repo::default()
+    };
+    let mut diags = Vec::new();
+    let mut sources = HashMap::new();
+    r.mission = load_doc(
+        tree,
+        repo_ref,
+        MISSION_FILE,
+        Kind::Mission,
+        &mut sources,
+        &mut diags,
+    );
+    r.hard = load_doc(
+        tree,
+        repo_ref,
+        HARD_CONSTRAINTS_FILE,
+        Kind::HardConstraints,
+        &mut sources,
+        &mut diags,
+    );
+    r.guardrails = load_doc(
+        tree,
+        repo_ref,
+        GUARDRAILS_FILE,
+        Kind::Guardrails,
+        &mut sources,
+        &mut diags,
+    );
+    r.tiers = load_doc(
+        tree,
+        repo_ref,
+        TIERS_FILE,
+        Kind::Tiers,
+        &mut sources,
+        &mut diags,
+    );
+    for f in [HARD_CONSTRAINTS_FILE, GUARDRAILS_FILE, TIERS_FILE] {
+        if let Some(t) = sources.get(f) {
+            r.policy_digests
+                .insert(f.to_string(), hex::encode(Sha256::digest(t.as_bytes())));
+        }
+    }
+    for p in tree.paths_under("policies") {
+        if ![HARD_CONSTRAINTS_FILE, GUARDRAILS_FILE, TIERS_FILE].contains(&p)
+            && (p.ends_with(".yaml") || p.ends_with(".yml"))
+        {
+            diags.push(
+                Diagnostic::warning(
+                    Code::FileUnexpected,
+                    p,
+                    Pos::UNKNOWN,
+                    "missionctl does not read this policy file",
+                )
+                .help("policies live in hard-constraints.yaml, guardrails.yaml and tiers.yaml"),
+            );
+        }
+    }
+    for f in CODEOWNERS_FILES {
+        if tree.contains(f)
+            && let Ok(b) = tree.read(f, MAX_YAML_BYTES, repo_ref)
+        {
+            r.codeowners = text_of(b);
+            break;
+        }
+    }
+    let bounds = r.boundaries();
+
+    let pack_files: Vec<&str> = tree
+        .paths_under("packs")
+        .filter(|p| p.ends_with("/pack.yaml") || p.ends_with("/pack.yml"))
+        .collect();
+    let loads: Vec<PackLoad> = pack_files
+        .par_iter()
+        .map_init(
+            || tree.repo(),
+            |repo, file| load_pack(tree, repo.as_ref(), file, &bounds),
+        )
+        .collect();
+
+    for (l, file) in loads.into_iter().zip(&pack_files) {
+        if l.doc.is_none() {
+            r.failed_packs.insert((*file).to_string());
+        }
+        diags.extend(l.diags);
+        for (k, v) in l.sources {
+            sources.insert(k, v);
+        }
+        let Some(doc) = l.doc else { continue };
+        let idx = r.packs.len();
+        if let Some(&prev) = r.by_id.get(&doc.pack.id) {
+            let p = &r.packs[prev];
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    &doc.file,
+                    doc.node.pos_at("/id"),
+                    format!("pack id `{}` is already used by `{}`", doc.pack.id, p.file),
+                )
+                .related(&p.file, p.node.pos_at("/id"), "first used here")
+                .help("pack ids are unique across the repository"),
+            );
+            continue;
+        }
+        r.by_id.insert(doc.pack.id.clone(), idx);
+        match &doc.location {
+            Location::Global => r.global = Some(idx),
+            Location::Domain(d) => {
+                r.domains.insert(d.clone(), idx);
+            }
+            Location::Tenant(t) => {
+                r.tenants.insert(t.clone(), idx);
+            }
+            Location::TenantUser { tenant, user } => {
+                r.tenant_users.insert((tenant.clone(), user.clone()), idx);
+            }
+            Location::PersonalUser(u) => {
+                r.personal_users.insert(u.clone(), idx);
+            }
+        }
+        r.packs.push(doc);
+    }
+    if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
+        diags.push(
+            Diagnostic::error(
+                Code::FileMissing,
+                "packs/global/pack.yaml",
+                Pos::UNKNOWN,
+                "the global pack is missing",
+            )
+            .help("every chain starts at the global scope; `missionctl init` writes an example"),
+        );
+    }
+    r.sources = sources;
+    r.diagnostics = diags;
+    r
+}
+
+/// Convenience: sort and return all diagnostics.
+pub fn sorted(mut d: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostic::sort(&mut d);
+    d
+}

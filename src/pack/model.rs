@@ -1,0 +1,283 @@
+//! Typed views of the repository files. They are deserialized from JSON only
+//! after the file passed its JSON Schema, so every shape error has already
+//! been reported with a position; these types carry the values the engine
+//! reasons about. Optional everywhere a child scope may omit a field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeType {
+    Global,
+    Domain,
+    Tenant,
+    User,
+}
+
+impl ScopeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeType::Global => "global",
+            ScopeType::Domain => "domain",
+            ScopeType::Tenant => "tenant",
+            ScopeType::User => "user",
+        }
+    }
+}
+
+impl fmt::Display for ScopeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Autonomy levels, ordered from least to most the agent may do on its own.
+/// A higher level needs more review to promote and may never be raised by a
+/// child scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Autonomy {
+    A0,
+    A1,
+    A2,
+    A3,
+}
+
+impl Autonomy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autonomy::A0 => "A0",
+            Autonomy::A1 => "A1",
+            Autonomy::A2 => "A2",
+            Autonomy::A3 => "A3",
+        }
+    }
+
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Autonomy::A0 => "observe",
+            Autonomy::A1 => "low-risk auto",
+            Autonomy::A2 => "approval-needed",
+            Autonomy::A3 => "explicit approval path",
+        }
+    }
+}
+
+impl fmt::Display for Autonomy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Personal,
+    Team,
+    Enterprise,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Personal => "personal",
+            Tier::Team => "team",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    #[serde(rename = "type")]
+    pub kind: ScopeType,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Section {
+    pub id: String,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Prompt {
+    #[serde(default)]
+    pub sections: Vec<Section>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tools {
+    pub autonomy: Option<Autonomy>,
+    pub allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Voice {
+    #[serde(default)]
+    pub banned_phrases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Eval {
+    #[serde(default)]
+    pub cases: Vec<String>,
+    #[serde(default)]
+    pub contracts: BTreeMap<String, serde_json::Value>,
+}
+
+/// A pack file. Sections the engine merges generically (voice, kpis,
+/// promotion, rollback, rubric) are read from the positioned tree instead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pack {
+    pub id: String,
+    pub version: String,
+    pub scope: Scope,
+    pub tier: Option<Tier>,
+    pub domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub prompt: Prompt,
+    #[serde(default)]
+    pub tools: Tools,
+    #[serde(default)]
+    pub voice: Voice,
+    #[serde(default)]
+    pub eval: Eval,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Mission {
+    pub missionctl: u32,
+    pub name: String,
+    pub tier: Tier,
+    pub main_branch: Option<String>,
+    #[serde(default)]
+    pub eval: serde_json::Value,
+    #[serde(default)]
+    pub store: serde_json::Value,
+    #[serde(default)]
+    pub github: serde_json::Value,
+}
+
+impl Mission {
+    pub fn main_branch(&self) -> &str {
+        self.main_branch.as_deref().unwrap_or("main")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SafetyClause {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DataBoundaries {
+    #[serde(default = "yes")]
+    pub tenant_isolation: bool,
+    #[serde(default = "yes")]
+    pub user_isolation: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HardConstraints {
+    pub required_safety_clauses: Vec<SafetyClause>,
+    pub forbidden_tools: Vec<String>,
+    pub max_prompt_tokens: u64,
+    pub max_autonomy: Autonomy,
+    #[serde(default)]
+    pub banned_phrases: Vec<String>,
+    #[serde(default)]
+    pub data_boundaries: Option<DataBoundaries>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SpendCap {
+    pub default: f64,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Guardrails {
+    pub max_optimization_spend_per_day: SpendCap,
+    pub max_candidates_per_run: u32,
+    pub max_prompt_growth_tokens: u64,
+    pub max_allowed_latency_regression_pct: f64,
+}
+
+impl Guardrails {
+    pub fn spend_cap(&self, tenant: &str) -> f64 {
+        self.max_optimization_spend_per_day
+            .tenants
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.max_optimization_spend_per_day.default)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Approvals {
+    #[serde(rename = "A1", default)]
+    pub a1: u32,
+    #[serde(rename = "A2", default = "one")]
+    pub a2: u32,
+    #[serde(rename = "A3", default = "two")]
+    pub a3: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TierPreset {
+    pub description: Option<String>,
+    pub max_autonomy: Autonomy,
+    pub optimization_cadence: Option<String>,
+    pub approvals: Approvals,
+    pub a3_approver: Option<String>,
+    pub policy_owner: Option<String>,
+    #[serde(default)]
+    pub dismiss_stale_approvals: bool,
+    pub memory_scope: Option<String>,
+    pub canary_steps: Option<Vec<u32>>,
+    pub rollback_git: Option<String>,
+    pub audit_retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Tiers {
+    pub personal: TierPreset,
+    pub team: TierPreset,
+    pub enterprise: TierPreset,
+}
+
+impl Tiers {
+    pub fn get(&self, t: Tier) -> &TierPreset {
+        match t {
+            Tier::Personal => &self.personal,
+            Tier::Team => &self.team,
+            Tier::Enterprise => &self.enterprise,
+        }
+    }
+}

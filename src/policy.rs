@@ -1,0 +1,585 @@
+//! Hard constraints, tool narrowing, tier ceilings and isolation: the rules a
+//! child scope extends but never breaks.
+//!
+//! Each rule reports at the child's line and names the rule's own line as a
+//! related place, so an author sees both what they wrote and what it breaks.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rayon::prelude::*;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::pack::{Autonomy, Location, PackDoc, Repo};
+use crate::resolve;
+use crate::yaml::Pos;
+
+/// Case- and whitespace-insensitive form for clause and phrase matching.
+pub fn normalize_text(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Line and column (1-based) of byte offset `at` in `text`.
+fn line_col(text: &str, at: usize) -> Pos {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos::new(line as u32, col as u32)
+}
+
+/// The parent packs whose tool profile a pack must stay within.
+fn parents(repo: &Repo, p: &PackDoc) -> Vec<usize> {
+    match &p.location {
+        Location::Global => vec![],
+        Location::Domain(_) | Location::Tenant(_) | Location::PersonalUser(_) => {
+            repo.global.into_iter().collect()
+        }
+        Location::TenantUser { tenant, .. } => repo
+            .tenants
+            .get(tenant)
+            .copied()
+            .or(repo.global)
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The effective allow list of a pack (its own, else its parent's), and where it was set.
+fn effective_allow(repo: &Repo, i: usize) -> Option<(Vec<String>, usize)> {
+    let p = &repo.packs[i];
+    if let Some(a) = &p.pack.tools.allow {
+        return Some((a.clone(), i));
+    }
+    parents(repo, p)
+        .first()
+        .and_then(|pi| effective_allow(repo, *pi))
+}
+
+fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
+    let p = &repo.packs[i];
+    if let Some(a) = p.pack.tools.autonomy {
+        return Some((a, i));
+    }
+    parents(repo, p)
+        .first()
+        .and_then(|pi| effective_autonomy(repo, *pi))
+}
+
+/// All semantic checks. Packs that failed to load are skipped (their
+/// syntax or schema errors are already reported).
+pub fn check(repo: &Repo) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    check_structure(repo, &mut out);
+    check_tools(repo, &mut out);
+    check_prompts(repo, &mut out);
+    check_chains(repo, &mut out);
+    check_evals(repo, &mut out);
+    out
+}
+
+fn check_structure(repo: &Repo, out: &mut Vec<Diagnostic>) {
+    for p in &repo.packs {
+        if let Location::TenantUser { tenant, .. } = &p.location
+            && !repo.tenants.contains_key(tenant)
+            && !repo
+                .failed_packs
+                .contains(&format!("packs/tenants/{tenant}/pack.yaml"))
+        {
+            out.push(
+                Diagnostic::error(
+                    Code::UnknownParent,
+                    &p.file,
+                    p.node.pos_at("/scope"),
+                    format!("user pack of tenant `{tenant}`, but there is no packs/tenants/{tenant}/pack.yaml"),
+                )
+                .help("add the tenant pack, or move the user to the tenant they belong to"),
+            );
+        }
+        if let Some(ds) = &p.pack.domains {
+            for (n, d) in ds.iter().enumerate() {
+                if !repo.domains.contains_key(d)
+                    && !repo
+                        .failed_packs
+                        .contains(&format!("packs/domains/{d}/pack.yaml"))
+                {
+                    let suggestion = repo
+                        .domains
+                        .keys()
+                        .map(|k| (strsim::jaro_winkler(k, d), k))
+                        .filter(|(s, _)| *s > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, k)| format!("did you mean `{k}`? "))
+                        .unwrap_or_default();
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnknownParent,
+                            &p.file,
+                            p.node.pos_at(&format!("/domains/{n}")),
+                            format!("unknown domain `{d}`"),
+                        )
+                        .help(format!(
+                            "{suggestion}known domains: {}",
+                            repo.domains.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_tools(repo: &Repo, out: &mut Vec<Diagnostic>) {
+    let hard = repo.hard.as_ref();
+    let forbidden: HashMap<&str, usize> = hard
+        .map(|h| {
+            h.value
+                .forbidden_tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in &repo.packs {
+        let allow = p.pack.tools.allow.clone().unwrap_or_default();
+        // Forbidden tools, whatever the scope.
+        if let Some(h) = hard {
+            for (n, t) in allow.iter().enumerate() {
+                if let Some(fi) = forbidden.get(t.as_str()) {
+                    out.push(
+                        Diagnostic::error(
+                            Code::ForbiddenTool,
+                            &p.file,
+                            p.node.pos_at(&format!("/tools/allow/{n}")),
+                            format!("tool `{t}` is forbidden by the global hard constraints"),
+                        )
+                        .related(
+                            &h.file,
+                            h.node.pos_at(&format!("/forbidden_tools/{fi}")),
+                            "forbidden here",
+                        )
+                        .help(format!("remove `{t}` from tools.allow")),
+                    );
+                }
+            }
+            if let Some(a) = p.pack.tools.autonomy
+                && a > h.value.max_autonomy
+            {
+                out.push(
+                    Diagnostic::error(
+                        Code::AutonomyCeiling,
+                        &p.file,
+                        p.node.pos_at("/tools/autonomy"),
+                        format!(
+                            "autonomy {a} ({}) exceeds the global ceiling {}",
+                            a.meaning(),
+                            h.value.max_autonomy
+                        ),
+                    )
+                    .related(&h.file, h.node.pos_at("/max_autonomy"), "ceiling set here")
+                    .help(format!("use {} or lower", h.value.max_autonomy)),
+                );
+            }
+        }
+        // Narrowing against the parent profile.
+        let Some(&parent) = parents(repo, p).first() else {
+            continue;
+        };
+        if !allow.is_empty()
+            && let Some((parent_allow, set_in)) = effective_allow(repo, parent)
+        {
+            let src = &repo.packs[set_in];
+            for (n, t) in allow.iter().enumerate() {
+                if !parent_allow.contains(t) && !forbidden.contains_key(t.as_str()) {
+                    out.push(
+                        Diagnostic::error(
+                            Code::ToolNotNarrowing,
+                            &p.file,
+                            p.node.pos_at(&format!("/tools/allow/{n}")),
+                            format!(
+                                "tool `{t}` is not allowed by the {} scope; a child may only narrow its parent's tools",
+                                src.location.scope_type()
+                            ),
+                        )
+                        .related(&src.file, src.node.key_pos_at("/tools/allow"), "the parent's allow list")
+                        .help(format!("remove `{t}`, or add it to the parent's tools.allow through review by its owners")),
+                    );
+                }
+            }
+        }
+        if let (Some(a), Some((pa, set_in))) =
+            (p.pack.tools.autonomy, effective_autonomy(repo, parent))
+            && a > pa
+        {
+            let src = &repo.packs[set_in];
+            out.push(
+                Diagnostic::error(
+                    Code::AutonomyEscalation,
+                    &p.file,
+                    p.node.pos_at("/tools/autonomy"),
+                    format!(
+                        "autonomy {a} is above the parent's {pa}; a child may only lower autonomy"
+                    ),
+                )
+                .related(
+                    &src.file,
+                    src.node.pos_at("/tools/autonomy"),
+                    "parent autonomy",
+                ),
+            );
+        }
+        // Tenants and personal users against each domain they run.
+        if matches!(p.location, Location::Tenant(_) | Location::PersonalUser(_)) {
+            let domains: Vec<&String> = match &p.pack.domains {
+                Some(ds) => ds.iter().collect(),
+                None => repo.domains.keys().collect(),
+            };
+            for d in domains {
+                let Some(&di) = repo.domains.get(d) else {
+                    continue;
+                };
+                let dp = &repo.packs[di];
+                if let (Some(a), Some((da, set_in))) =
+                    (p.pack.tools.autonomy, effective_autonomy(repo, di))
+                    && a > da
+                {
+                    let src = &repo.packs[set_in];
+                    out.push(
+                        Diagnostic::error(
+                            Code::AutonomyEscalation,
+                            &p.file,
+                            p.node.pos_at("/tools/autonomy"),
+                            format!("autonomy {a} is above domain `{d}`'s {da}; a child may only lower autonomy"),
+                        )
+                        .related(&src.file, src.node.pos_at("/tools/autonomy"), "domain autonomy"),
+                    );
+                }
+                if let (false, Some((dallow, _))) = (allow.is_empty(), effective_allow(repo, di)) {
+                    for (n, t) in allow.iter().enumerate() {
+                        if !dallow.contains(t) && dp.pack.tools.allow.is_some() {
+                            out.push(
+                                Diagnostic::warning(
+                                    Code::ToolNotNarrowing,
+                                    &p.file,
+                                    p.node.pos_at(&format!("/tools/allow/{n}")),
+                                    format!("tool `{t}` is not allowed by domain `{d}`, so it has no effect there"),
+                                )
+                                .related(&dp.file, dp.node.key_pos_at("/tools/allow"), "domain allow list"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_prompts(repo: &Repo, out: &mut Vec<Diagnostic>) {
+    // Required safety clauses must be in the global prompt, which every chain starts with.
+    if let (Some(h), Some(g)) = (&repo.hard, repo.global) {
+        let gp = &repo.packs[g];
+        let text = normalize_text(
+            &gp.sections
+                .iter()
+                .map(|s| &*s.text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        for (n, c) in h.value.required_safety_clauses.iter().enumerate() {
+            if !text.contains(&normalize_text(&c.text)) {
+                out.push(
+                    Diagnostic::error(
+                        Code::SafetyClauseMissing,
+                        &gp.file,
+                        gp.node.key_pos_at("/prompt"),
+                        format!("the global prompt lacks required safety clause `{}`", c.id),
+                    )
+                    .related(
+                        &h.file,
+                        h.node.pos_at(&format!("/required_safety_clauses/{n}/text")),
+                        "required here",
+                    )
+                    .help(format!(
+                        "include this sentence in a global prompt section: \"{}\"",
+                        c.text
+                    )),
+                );
+            }
+        }
+    }
+    // Banned phrases in any prompt text: the policy's, the global voice's and the pack's own.
+    let mut banned: Vec<(String, String, Pos)> = Vec::new();
+    if let Some(h) = &repo.hard {
+        for (n, b) in h.value.banned_phrases.iter().enumerate() {
+            banned.push((
+                b.clone(),
+                h.file.clone(),
+                h.node.pos_at(&format!("/banned_phrases/{n}")),
+            ));
+        }
+    }
+    if let Some(g) = repo.global {
+        let gp = &repo.packs[g];
+        for (n, b) in gp.pack.voice.banned_phrases.iter().enumerate() {
+            banned.push((
+                b.clone(),
+                gp.file.clone(),
+                gp.node.pos_at(&format!("/voice/banned_phrases/{n}")),
+            ));
+        }
+    }
+    let banned: Vec<(String, String, Pos)> = banned
+        .into_iter()
+        .map(|(b, f, p)| (b.to_lowercase(), f, p))
+        .collect();
+    let found: Vec<Diagnostic> = repo
+        .packs
+        .par_iter()
+        .flat_map_iter(|p| {
+            let mut local = Vec::new();
+            let own: Vec<(String, String, Pos)> = p
+                .pack
+                .voice
+                .banned_phrases
+                .iter()
+                .enumerate()
+                .map(|(n, b)| {
+                    (
+                        b.to_lowercase(),
+                        p.file.clone(),
+                        p.node.pos_at(&format!("/voice/banned_phrases/{n}")),
+                    )
+                })
+                .collect();
+            for s in &p.sections {
+                let lower = s.text.to_lowercase();
+                for (phrase, file, pos) in banned.iter().chain(own.iter()) {
+                    if let Some(at) = lower.find(phrase.as_str()) {
+                        // Lowercasing can change byte lengths for some scripts; map conservatively.
+                        let at = if lower.len() == s.text.len() { at } else { 0 };
+                        local.push(
+                            Diagnostic::error(
+                                Code::BannedPhrase,
+                                &s.file,
+                                line_col(&s.text, at),
+                                format!("prompt text contains the banned phrase \"{phrase}\""),
+                            )
+                            .related(file, *pos, "banned here")
+                            .help("rephrase this sentence"),
+                        );
+                    }
+                }
+            }
+            local
+        })
+        .collect();
+    out.extend(found);
+
+    // A child cannot redefine an ancestor's prompt section.
+    for p in &repo.packs {
+        let mut ancestors: Vec<usize> = Vec::new();
+        match &p.location {
+            Location::Global => {}
+            Location::Domain(_) => ancestors.extend(repo.global),
+            Location::Tenant(_) | Location::PersonalUser(_) => {
+                ancestors.extend(repo.global);
+                match &p.pack.domains {
+                    Some(ds) => ancestors.extend(ds.iter().filter_map(|d| repo.domains.get(d))),
+                    None => ancestors.extend(repo.domains.values()),
+                }
+            }
+            Location::TenantUser { tenant, .. } => {
+                ancestors.extend(repo.global);
+                if let Some(&t) = repo.tenants.get(tenant) {
+                    ancestors.push(t);
+                    match &repo.packs[t].pack.domains {
+                        Some(ds) => ancestors.extend(ds.iter().filter_map(|d| repo.domains.get(d))),
+                        None => ancestors.extend(repo.domains.values()),
+                    }
+                }
+            }
+        }
+        for s in &p.sections {
+            if let Some((a, asec)) = ancestors.iter().find_map(|a| {
+                repo.packs[*a]
+                    .sections
+                    .iter()
+                    .find(|x| x.id == s.id)
+                    .map(|x| (*a, x))
+            }) {
+                let ap = &repo.packs[a];
+                out.push(
+                    Diagnostic::error(
+                        Code::SectionShadow,
+                        &p.file,
+                        s.pos,
+                        format!(
+                            "prompt section `{}` is already defined by the {} scope; children add sections, they cannot replace one",
+                            s.id,
+                            ap.location.scope_type()
+                        ),
+                    )
+                    .related(&ap.file, asec.pos, "defined here")
+                    .help("give this section its own id"),
+                );
+            }
+        }
+    }
+}
+
+/// Checks over every resolvable chain: the prompt token ceiling and the tier's autonomy ceiling.
+fn check_chains(repo: &Repo, out: &mut Vec<Diagnostic>) {
+    let chains = resolve::all_chains(repo);
+    let hard = repo.hard.as_ref();
+    let mut reported: BTreeSet<(usize, &'static str)> = BTreeSet::new();
+    for key in &chains {
+        let Ok(idx) = resolve::chain(repo, key) else {
+            continue;
+        };
+        if let Some(h) = hard {
+            // Report at the first layer where the running total crosses the ceiling.
+            let mut total = 0u64;
+            for &i in &idx {
+                total += repo.packs[i].prompt_tokens();
+                if total > h.value.max_prompt_tokens {
+                    if reported.insert((i, "tokens")) {
+                        let p = &repo.packs[i];
+                        out.push(
+                            Diagnostic::error(
+                                Code::PromptTokens,
+                                &p.file,
+                                p.node.key_pos_at("/prompt"),
+                                format!(
+                                    "the resolved prompt for `{key}` is about {total} tokens, over the ceiling of {}",
+                                    h.value.max_prompt_tokens
+                                ),
+                            )
+                            .related(&h.file, h.node.pos_at("/max_prompt_tokens"), "ceiling set here")
+                            .help("shorten the prompt sections in this chain"),
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(t) = &repo.tiers {
+            let tier = resolve::tier_of(repo, &idx);
+            let preset = t.value.get(tier);
+            let leaf = *idx.last().unwrap_or(&0);
+            let effective = idx
+                .iter()
+                .filter_map(|i| repo.packs[*i].pack.tools.autonomy.map(|a| (a, *i)))
+                .min_by_key(|(a, _)| *a)
+                .or_else(|| {
+                    idx.iter()
+                        .rev()
+                        .find_map(|i| repo.packs[*i].pack.tools.autonomy.map(|a| (a, *i)))
+                });
+            if let Some((a, set_in)) = effective
+                && a > preset.max_autonomy
+                && reported.insert((leaf, "tier"))
+            {
+                let p = &repo.packs[leaf];
+                let src = &repo.packs[set_in];
+                let at = p
+                    .node
+                    .get("tier")
+                    .map(|_| p.node.pos_at("/tier"))
+                    .unwrap_or_else(|| p.node.pos_at("/id"));
+                out.push(
+                    Diagnostic::error(
+                        Code::AutonomyCeiling,
+                        &p.file,
+                        at,
+                        format!(
+                            "`{key}` runs on the {tier} tier, whose ceiling is {}, but resolves to autonomy {a}",
+                            preset.max_autonomy
+                        ),
+                    )
+                    .related(&src.file, src.node.pos_at("/tools/autonomy"), "autonomy set here")
+                    .related(&t.file, t.node.pos_at(&format!("/{}/max_autonomy", tier.as_str())), "tier ceiling")
+                    .help(format!("set tools.autonomy: {} (or lower) in this pack", preset.max_autonomy)),
+                );
+            }
+        }
+    }
+}
+
+fn check_evals(repo: &Repo, out: &mut Vec<Diagnostic>) {
+    const MIN_DOMAIN_CASES: usize = 8;
+    for p in &repo.packs {
+        // Assertions that name a contract must name one the chain defines.
+        let mut contracts: BTreeSet<&str> =
+            p.pack.eval.contracts.keys().map(String::as_str).collect();
+        if let Some(g) = repo.global {
+            contracts.extend(repo.packs[g].pack.eval.contracts.keys().map(String::as_str));
+        }
+        if let Location::Tenant(_) | Location::TenantUser { .. } | Location::PersonalUser(_) =
+            p.location
+        {
+            for d in repo.domains.values() {
+                contracts.extend(
+                    repo.packs[*d]
+                        .pack
+                        .eval
+                        .contracts
+                        .keys()
+                        .map(String::as_str),
+                );
+            }
+        }
+        for c in &p.cases {
+            for a in c.asserts.as_array().into_iter().flatten() {
+                if let Some(name) = a
+                    .get("value")
+                    .and_then(|v| v.as_str())
+                    .and_then(|v| v.strip_prefix("contract:"))
+                    && !contracts.contains(name)
+                {
+                    out.push(
+                        Diagnostic::error(
+                            Code::EvalCase,
+                            &c.file,
+                            Pos::new(c.line, 1),
+                            format!("case `{}` checks contract `{name}`, which no pack on its chain defines", c.id),
+                        )
+                        .help(format!("define it under eval.contracts in {}, or fix the name", p.file)),
+                    );
+                }
+            }
+        }
+        if matches!(p.location, Location::Domain(_)) {
+            if p.cases.len() < MIN_DOMAIN_CASES {
+                out.push(
+                    Diagnostic::warning(
+                        Code::EvalCoverage,
+                        &p.file,
+                        p.node.key_pos_at("/eval"),
+                        format!(
+                            "domain pack has {} eval cases; at least {MIN_DOMAIN_CASES} give the gate evidence worth trusting",
+                            p.cases.len()
+                        ),
+                    ),
+                );
+            }
+            let tags: BTreeSet<&str> = p
+                .cases
+                .iter()
+                .flat_map(|c| c.asserts.as_array().into_iter().flatten())
+                .filter_map(|a| a.get("tag").and_then(|t| t.as_str()))
+                .collect();
+            for needed in ["safety", "format", "quality"] {
+                if !tags.contains(needed) {
+                    out.push(Diagnostic::warning(
+                        Code::EvalCoverage,
+                        &p.file,
+                        p.node.key_pos_at("/eval"),
+                        format!("no eval case asserts anything tagged `{needed}`"),
+                    ));
+                }
+            }
+        }
+    }
+}
