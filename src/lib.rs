@@ -1,9 +1,12 @@
+pub mod catalog;
 pub mod diagnostic;
+pub mod diff;
 pub mod gitrepo;
 pub mod pack;
 pub mod policy;
 pub mod resolve;
 pub mod schema;
+pub mod template;
 pub mod tokens;
 pub mod validate;
 pub mod yaml;

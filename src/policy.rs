@@ -464,19 +464,20 @@ fn check_chains(repo: &Repo, out: &mut Vec<Diagnostic>) {
                 }
             }
         }
-        if let Some(t) = &repo.tiers {
+        // A bare domain chain serves no tenant or user; tiers apply once one is on the chain.
+        if let Some(t) = repo
+            .tiers
+            .as_ref()
+            .filter(|_| key.tenant.is_some() || key.user.is_some())
+        {
             let tier = resolve::tier_of(repo, &idx);
             let preset = t.value.get(tier);
             let leaf = *idx.last().unwrap_or(&0);
+            // Children can only lower autonomy, so the leaf-most setting is the effective one.
             let effective = idx
                 .iter()
-                .filter_map(|i| repo.packs[*i].pack.tools.autonomy.map(|a| (a, *i)))
-                .min_by_key(|(a, _)| *a)
-                .or_else(|| {
-                    idx.iter()
-                        .rev()
-                        .find_map(|i| repo.packs[*i].pack.tools.autonomy.map(|a| (a, *i)))
-                });
+                .rev()
+                .find_map(|i| repo.packs[*i].pack.tools.autonomy.map(|a| (a, *i)));
             if let Some((a, set_in)) = effective
                 && a > preset.max_autonomy
                 && reported.insert((leaf, "tier"))

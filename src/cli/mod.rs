@@ -1,0 +1,89 @@
+//! Command-line surface. Each command lives in its own file and only wires
+//! flags to the library.
+
+mod diff;
+mod init;
+mod packs;
+mod resolve;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use missionctl::gitrepo::Tree;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "missionctl",
+    version,
+    about = "GitOps control plane for fleets of AI agents",
+    long_about = "Packs, policies and thresholds live in git. missionctl validates and resolves them, \
+                  gates challengers against champions, promotes merges through a canary and rolls back reverts."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write the example pack repository into DIR and commit it on `main`.
+    Init(init::Args),
+    /// Check every file and rule; exit 1 on any error.
+    Validate(validate::Args),
+    /// Print the effective pack for a scope chain.
+    Resolve(resolve::Args),
+    /// Show what changed between two revisions, down to prompt text.
+    Diff(diff::Args),
+    /// Pack records (`prompt_pack`) with champion / challenger / archived status.
+    Packs {
+        #[command(subcommand)]
+        command: packs::Command,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutFormat {
+    Human,
+    Json,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Validate(a) => validate::run(a),
+        Command::Resolve(a) => resolve::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Packs { command } => packs::run(command),
+    }
+}
+
+/// The tree to read: the work tree, or a revision from the object database.
+pub fn open_tree(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
+    match rev {
+        Some(r) => Tree::at_rev(repo, r).with_context(|| format!("reading {}", repo.display())),
+        None => {
+            if !repo.is_dir() {
+                anyhow::bail!(
+                    "{} is not a directory; pass --repo with the pack repository's path",
+                    repo.display()
+                );
+            }
+            Tree::work_tree(repo).with_context(|| format!("reading {}", repo.display()))
+        }
+    }
+}
+
+pub fn color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}

@@ -1,0 +1,58 @@
+//! `missionctl validate`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use missionctl::diagnostic::render;
+use missionctl::{pack, validate};
+
+use super::DiagFormat;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The pack repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Validate this revision from the git object database instead of the work tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Require a higher version for every pack whose content changed since this revision.
+    #[arg(long)]
+    pub base: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: DiagFormat,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let tree = super::open_tree(&a.repo, a.rev.as_deref())?;
+    let repo = pack::load(&tree);
+    let base = match &a.base {
+        Some(b) => Some(pack::load(&super::open_tree(&a.repo, Some(b))?)),
+        None => None,
+    };
+    let diags = validate::validate(&repo, base.as_ref());
+    match a.format {
+        DiagFormat::Human => {
+            print!("{}", render::human(&diags, &repo, super::color()));
+            let files = repo.packs.len();
+            eprintln!(
+                "{}: {} in {} ({} packs)",
+                if diags.iter().any(|d| d.is_error()) {
+                    "invalid"
+                } else {
+                    "valid"
+                },
+                render::summary(&diags),
+                tree.label,
+                files
+            );
+        }
+        DiagFormat::Json => print!("{}", render::json_lines(&diags)),
+        DiagFormat::Github => print!("{}", render::github(&diags)),
+    }
+    Ok(if diags.iter().any(|d| d.is_error()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
