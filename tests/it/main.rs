@@ -1,1 +1,6 @@
+//! Integration tests: the real binary against real git repositories made in
+//! temporary directories.
 
+mod bad_input;
+mod commands;
+mod util;
