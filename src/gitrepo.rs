@@ -50,10 +50,22 @@ enum Backing {
     Git(PathBuf),
 }
 
+/// How paths are found: a full index built up front (validation reads
+/// everything), or on demand (resolving one chain reads a handful of files,
+/// and walking 30,000 paths first would dominate its run time).
+enum Index {
+    Full(BTreeMap<String, EntryKind>),
+    LazyFs,
+    LazyGit {
+        repo: std::sync::Mutex<Repository>,
+        tree: Oid,
+    },
+}
+
 /// A repository snapshot: every path below the root with its kind.
 pub struct Tree {
     backing: Backing,
-    entries: BTreeMap<String, EntryKind>,
+    entries: Index,
     /// The commit this tree was read from (None for the work tree).
     pub commit: Option<Oid>,
     /// Human label: "work tree" or the revision as given.
@@ -71,9 +83,37 @@ impl Tree {
         walk_fs(root, root, &mut entries)?;
         Ok(Tree {
             backing: Backing::WorkTree(root.to_path_buf()),
-            entries,
+            entries: Index::Full(entries),
             commit: None,
             label: "work tree".into(),
+        })
+    }
+
+    /// The work tree, with paths looked up on demand.
+    pub fn work_tree_lazy(root: &Path) -> Tree {
+        Tree {
+            backing: Backing::WorkTree(root.to_path_buf()),
+            entries: Index::LazyFs,
+            commit: None,
+            label: "work tree".into(),
+        }
+    }
+
+    /// A revision, with paths looked up on demand.
+    pub fn at_rev_lazy(root: &Path, rev: &str) -> Result<Tree, GitError> {
+        let repo = open(root)?;
+        let commit = resolve_commit(&repo, rev)?;
+        let (cid, tid) = (commit.id(), commit.tree_id());
+        drop(commit);
+        let git_dir = repo.path().to_path_buf();
+        Ok(Tree {
+            backing: Backing::Git(git_dir),
+            entries: Index::LazyGit {
+                repo: std::sync::Mutex::new(repo),
+                tree: tid,
+            },
+            commit: Some(cid),
+            label: rev.to_string(),
         })
     }
 
@@ -93,70 +133,130 @@ impl Tree {
                 return TreeWalkResult::Skip;
             };
             let path = format!("{dir}{name}");
-            match entry.kind() {
-                Some(ObjectType::Blob) => {
-                    if entry.filemode() == 0o120000 {
-                        let target = repo
-                            .find_blob(entry.id())
-                            .map(|b| String::from_utf8_lossy(b.content()).into_owned())
-                            .unwrap_or_default();
-                        entries.insert(path, EntryKind::Symlink { target });
-                    } else {
-                        entries.insert(
-                            path,
-                            EntryKind::File {
-                                oid: Some(entry.id()),
-                                size: None,
-                            },
-                        );
-                    }
+            if entry.kind() == Some(ObjectType::Blob) {
+                if entry.filemode() == 0o120000 {
+                    let target = repo
+                        .find_blob(entry.id())
+                        .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                        .unwrap_or_default();
+                    entries.insert(path, EntryKind::Symlink { target });
+                } else {
+                    entries.insert(
+                        path,
+                        EntryKind::File {
+                            oid: Some(entry.id()),
+                            size: None,
+                        },
+                    );
                 }
-                _ => {}
             }
             TreeWalkResult::Ok
         })?;
         let git_dir = repo.path().to_path_buf();
         Ok(Tree {
             backing: Backing::Git(git_dir),
-            entries,
+            entries: Index::Full(entries),
             commit: Some(commit),
             label: label.to_string(),
         })
     }
 
-    /// All file and symlink paths under `prefix` (a directory, no trailing slash).
-    pub fn paths_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// All file and symlink paths under `prefix` (a directory, no trailing
+    /// slash). Lazy trees list nothing: they serve known paths only.
+    pub fn paths_under(&self, prefix: &str) -> Vec<&str> {
+        let Index::Full(entries) = &self.entries else {
+            return Vec::new();
+        };
         let start = format!("{prefix}/");
-        self.entries
+        entries
             .range(start.clone()..)
-            .take_while(move |(k, _)| k.starts_with(&start))
+            .take_while(|(k, _)| k.starts_with(&start))
             .map(|(k, _)| k.as_str())
+            .collect()
     }
 
-    pub fn entry(&self, path: &str) -> Option<&EntryKind> {
-        self.entries.get(path)
+    pub fn entry(&self, path: &str) -> Option<EntryKind> {
+        match &self.entries {
+            Index::Full(e) => e.get(path).cloned(),
+            Index::LazyFs => {
+                let Backing::WorkTree(root) = &self.backing else {
+                    return None;
+                };
+                let full = root.join(path);
+                let meta = std::fs::symlink_metadata(&full).ok()?;
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&full)
+                        .ok()?
+                        .to_string_lossy()
+                        .into_owned();
+                    Some(EntryKind::Symlink { target })
+                } else if meta.is_file() {
+                    Some(EntryKind::File {
+                        oid: None,
+                        size: Some(meta.len()),
+                    })
+                } else {
+                    None
+                }
+            }
+            Index::LazyGit { repo, tree } => {
+                let repo = repo.lock().ok()?;
+                let tree = repo.find_tree(*tree).ok()?;
+                let e = tree.get_path(Path::new(path)).ok()?;
+                if e.kind() != Some(ObjectType::Blob) {
+                    return None;
+                }
+                if e.filemode() == 0o120000 {
+                    let b = repo.find_blob(e.id()).ok()?;
+                    Some(EntryKind::Symlink {
+                        target: String::from_utf8_lossy(b.content()).into_owned(),
+                    })
+                } else {
+                    Some(EntryKind::File {
+                        oid: Some(e.id()),
+                        size: None,
+                    })
+                }
+            }
+        }
     }
 
     pub fn is_dir(&self, path: &str) -> bool {
-        let start = format!("{path}/");
-        self.entries
-            .range(start.clone()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&start))
+        match &self.entries {
+            Index::Full(entries) => {
+                let start = format!("{path}/");
+                entries
+                    .range(start.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&start))
+            }
+            Index::LazyFs => match &self.backing {
+                Backing::WorkTree(root) => {
+                    std::fs::symlink_metadata(root.join(path)).is_ok_and(|m| m.is_dir())
+                }
+                Backing::Git(_) => false,
+            },
+            Index::LazyGit { repo, tree } => repo.lock().ok().is_some_and(|repo| {
+                repo.find_tree(*tree)
+                    .ok()
+                    .and_then(|t| t.get_path(Path::new(path)).ok())
+                    .is_some_and(|e| e.kind() == Some(ObjectType::Tree))
+            }),
+        }
     }
 
     pub fn contains(&self, path: &str) -> bool {
-        self.entries.contains_key(path)
+        self.entry(path).is_some()
     }
 
     /// Size of a file without reading all of it.
     pub fn size(&self, path: &str, repo: Option<&Repository>) -> Option<u64> {
-        match (self.entries.get(path)?, &self.backing) {
-            (EntryKind::File { size: Some(s), .. }, _) => Some(*s),
+        match (self.entry(path)?, &self.backing) {
+            (EntryKind::File { size: Some(s), .. }, _) => Some(s),
             (EntryKind::File { oid: Some(oid), .. }, Backing::Git(_)) => {
                 let repo = repo?;
                 let odb = repo.odb().ok()?;
-                odb.read_header(*oid).ok().map(|(size, _)| size as u64)
+                odb.read_header(oid).ok().map(|(size, _)| size as u64)
             }
             _ => None,
         }
@@ -177,16 +277,16 @@ impl Tree {
         cap: u64,
         repo: Option<&Repository>,
     ) -> Result<Vec<u8>, ReadError> {
-        let Some(entry) = self.entries.get(path) else {
+        let Some(entry) = self.entry(path) else {
             return Err(ReadError::Missing);
         };
         match (entry, &self.backing) {
             (EntryKind::Symlink { .. }, _) => Err(ReadError::NotFile),
             (EntryKind::File { size, .. }, Backing::WorkTree(root)) => {
                 if let Some(s) = size
-                    && *s > cap
+                    && s > cap
                 {
-                    return Err(ReadError::TooLarge(*s));
+                    return Err(ReadError::TooLarge(s));
                 }
                 std::fs::read(root.join(path)).map_err(|e| ReadError::Io(e.to_string()))
             }
@@ -208,8 +308,8 @@ impl Tree {
 
     /// The content address of a file (git blob id), computing it for the work tree.
     pub fn blob_id(&self, path: &str) -> Option<Oid> {
-        match (self.entries.get(path)?, &self.backing) {
-            (EntryKind::File { oid: Some(o), .. }, _) => Some(*o),
+        match (self.entry(path)?, &self.backing) {
+            (EntryKind::File { oid: Some(o), .. }, _) => Some(o),
             (EntryKind::File { .. }, Backing::WorkTree(root)) => {
                 Oid::hash_file(ObjectType::Blob, root.join(path)).ok()
             }
@@ -323,6 +423,7 @@ pub fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, R
         done.push(comp);
         let here = done.join("/");
         if let Some(EntryKind::Symlink { target }) = tree.entry(&here) {
+            let target = &target;
             hops += 1;
             if hops > 16 {
                 return Err(RefProblem::Loop);
@@ -411,10 +512,12 @@ mod tests {
     fn tree(entries: &[(&str, EntryKind)]) -> Tree {
         Tree {
             backing: Backing::WorkTree(PathBuf::from("/nonexistent")),
-            entries: entries
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            entries: Index::Full(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
             commit: None,
             label: "test".into(),
         }

@@ -160,7 +160,7 @@ pub fn chain(repo: &Repo, key: &ChainKey) -> Result<Vec<usize>, ResolveError> {
         p.pack
             .domains
             .as_ref()
-            .is_none_or(|ds| ds.iter().any(|x| *x == domain_id))
+            .is_none_or(|ds| ds.contains(&domain_id))
     };
     match (&key.tenant, &key.user) {
         (Some(t), user) => {

@@ -84,6 +84,25 @@ pub fn open_tree(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
     }
 }
 
+/// Like [`open_tree`], but paths are looked up on demand: for commands that
+/// read a few known files (one chain) from a possibly huge repository.
+pub fn open_tree_lazy(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
+    match rev {
+        Some(r) => {
+            Tree::at_rev_lazy(repo, r).with_context(|| format!("reading {}", repo.display()))
+        }
+        None => {
+            if !repo.is_dir() {
+                anyhow::bail!(
+                    "{} is not a directory; pass --repo with the pack repository's path",
+                    repo.display()
+                );
+            }
+            Ok(Tree::work_tree_lazy(repo))
+        }
+    }
+}
+
 pub fn color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }

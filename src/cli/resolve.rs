@@ -35,9 +35,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let tree = super::open_tree(&a.repo, a.rev.as_deref())?;
-    let repo = pack::load(&tree);
+    let tree = super::open_tree_lazy(&a.repo, a.rev.as_deref())?;
     let key = ChainKey::new(&a.domain, a.tenant.as_deref(), a.user.as_deref());
+    let repo = pack::load_chain(&tree, &key);
     let r = match resolve::resolve(&repo, &key) {
         Ok(r) => r,
         Err(e) => {

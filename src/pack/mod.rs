@@ -744,6 +744,30 @@ fn load_pack(
 
 /// Load the repository from a tree. Never fails: problems are diagnostics.
 pub fn load(tree: &Tree) -> Repo {
+    let mut r = load_config(tree);
+    let bounds = r.boundaries();
+    let pack_files: Vec<&str> = tree
+        .paths_under("packs")
+        .into_iter()
+        .filter(|p| p.ends_with("/pack.yaml") || p.ends_with("/pack.yml"))
+        .collect();
+    add_packs(&mut r, tree, &pack_files, &bounds);
+    if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
+        r.diagnostics.push(
+            Diagnostic::error(
+                Code::FileMissing,
+                "packs/global/pack.yaml",
+                Pos::UNKNOWN,
+                "the global pack is missing",
+            )
+            .help("every chain starts at the global scope; `missionctl init` writes an example"),
+        );
+    }
+    r
+}
+
+/// Configuration and policies only.
+fn load_config(tree: &Tree) -> Repo {
     let repo_handle = tree.repo();
     let repo_ref = repo_handle.as_ref();
     let mut r = Repo {
@@ -814,42 +838,74 @@ pub fn load(tree: &Tree) -> Repo {
             break;
         }
     }
-    let bounds = r.boundaries();
+    r.sources = sources;
+    r.diagnostics = diags;
+    r
+}
 
-    let pack_files: Vec<&str> = tree
-        .paths_under("packs")
-        .filter(|p| p.ends_with("/pack.yaml") || p.ends_with("/pack.yml"))
+/// Load only what one chain needs: configuration, policies and the pack
+/// files on the chain. Used to serve a single resolution fast on a large
+/// repository; the result resolves exactly as a full load would.
+pub fn load_chain(tree: &Tree, key: &crate::resolve::ChainKey) -> Repo {
+    let mut r = load_config(tree);
+    let bounds = r.boundaries();
+    let domain_file = |d: &str| format!("packs/domains/{d}/pack.yaml");
+    let mut domain = key.domain.clone();
+    if !tree.contains(&domain_file(&domain))
+        && let Some(stripped) = domain.strip_suffix("-pack")
+        && tree.contains(&domain_file(stripped))
+    {
+        domain = stripped.to_string();
+    }
+    let mut files = vec!["packs/global/pack.yaml".to_string(), domain_file(&domain)];
+    match (&key.tenant, &key.user) {
+        (Some(t), u) => {
+            files.push(format!("packs/tenants/{t}/pack.yaml"));
+            if let Some(u) = u {
+                files.push(format!("packs/tenants/{t}/users/{u}/pack.yaml"));
+            }
+        }
+        (None, Some(u)) => files.push(format!("packs/users/{u}/pack.yaml")),
+        (None, None) => {}
+    }
+    let present: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| tree.contains(f))
         .collect();
+    add_packs(&mut r, tree, &present, &bounds);
+    r
+}
+
+fn add_packs(r: &mut Repo, tree: &Tree, pack_files: &[&str], bounds: &DataBoundaries) {
     let loads: Vec<PackLoad> = pack_files
         .par_iter()
         .map_init(
             || tree.repo(),
-            |repo, file| load_pack(tree, repo.as_ref(), file, &bounds),
+            |repo, file| load_pack(tree, repo.as_ref(), file, bounds),
         )
         .collect();
-
-    for (l, file) in loads.into_iter().zip(&pack_files) {
+    for (l, file) in loads.into_iter().zip(pack_files) {
         if l.doc.is_none() {
             r.failed_packs.insert((*file).to_string());
         }
-        diags.extend(l.diags);
+        r.diagnostics.extend(l.diags);
         for (k, v) in l.sources {
-            sources.insert(k, v);
+            r.sources.insert(k, v);
         }
         let Some(doc) = l.doc else { continue };
         let idx = r.packs.len();
         if let Some(&prev) = r.by_id.get(&doc.pack.id) {
             let p = &r.packs[prev];
-            diags.push(
-                Diagnostic::error(
-                    Code::DuplicateId,
-                    &doc.file,
-                    doc.node.pos_at("/id"),
-                    format!("pack id `{}` is already used by `{}`", doc.pack.id, p.file),
-                )
-                .related(&p.file, p.node.pos_at("/id"), "first used here")
-                .help("pack ids are unique across the repository"),
-            );
+            let d = Diagnostic::error(
+                Code::DuplicateId,
+                &doc.file,
+                doc.node.pos_at("/id"),
+                format!("pack id `{}` is already used by `{}`", doc.pack.id, p.file),
+            )
+            .related(&p.file, p.node.pos_at("/id"), "first used here")
+            .help("pack ids are unique across the repository");
+            r.diagnostics.push(d);
             continue;
         }
         r.by_id.insert(doc.pack.id.clone(), idx);
@@ -870,20 +926,6 @@ pub fn load(tree: &Tree) -> Repo {
         }
         r.packs.push(doc);
     }
-    if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
-        diags.push(
-            Diagnostic::error(
-                Code::FileMissing,
-                "packs/global/pack.yaml",
-                Pos::UNKNOWN,
-                "the global pack is missing",
-            )
-            .help("every chain starts at the global scope; `missionctl init` writes an example"),
-        );
-    }
-    r.sources = sources;
-    r.diagnostics = diags;
-    r
 }
 
 /// Convenience: sort and return all diagnostics.
