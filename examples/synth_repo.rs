@@ -199,7 +199,14 @@ fn main() {
     };
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "Synthetic pack repository"]);
+    git(&[
+        "-c",
+        "gc.auto=0",
+        "commit",
+        "-q",
+        "-m",
+        "Synthetic pack repository",
+    ]);
     git(&["gc", "-q"]);
     println!(
         "wrote {packs} packs (1 global, {DOMAINS} domains, {TENANTS} tenants, {users} users) to {}",
