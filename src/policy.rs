@@ -67,6 +67,29 @@ fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
         .and_then(|pi| effective_autonomy(repo, *pi))
 }
 
+/// A child whose autonomy is above `ancestor`'s effective autonomy.
+fn escalation(repo: &Repo, p: &PackDoc, ancestor: usize, whose: &str) -> Option<Diagnostic> {
+    let a = p.pack.tools.autonomy?;
+    let (pa, set_in) = effective_autonomy(repo, ancestor)?;
+    if a <= pa {
+        return None;
+    }
+    let src = &repo.packs[set_in];
+    Some(
+        Diagnostic::error(
+            Code::AutonomyEscalation,
+            &p.file,
+            p.node.pos_at("/tools/autonomy"),
+            format!("autonomy {a} is above {whose} {pa}; a child may only lower autonomy"),
+        )
+        .related(
+            &src.file,
+            src.node.pos_at("/tools/autonomy"),
+            "ancestor autonomy",
+        ),
+    )
+}
+
 /// All semantic checks. Packs that failed to load are skipped (their
 /// syntax or schema errors are already reported).
 pub fn check(repo: &Repo) -> Vec<Diagnostic> {
@@ -209,27 +232,7 @@ fn check_tools(repo: &Repo, out: &mut Vec<Diagnostic>) {
                 }
             }
         }
-        if let (Some(a), Some((pa, set_in))) =
-            (p.pack.tools.autonomy, effective_autonomy(repo, parent))
-            && a > pa
-        {
-            let src = &repo.packs[set_in];
-            out.push(
-                Diagnostic::error(
-                    Code::AutonomyEscalation,
-                    &p.file,
-                    p.node.pos_at("/tools/autonomy"),
-                    format!(
-                        "autonomy {a} is above the parent's {pa}; a child may only lower autonomy"
-                    ),
-                )
-                .related(
-                    &src.file,
-                    src.node.pos_at("/tools/autonomy"),
-                    "parent autonomy",
-                ),
-            );
-        }
+        out.extend(escalation(repo, p, parent, "the parent's"));
         // Tenants and personal users against each domain they run.
         if matches!(p.location, Location::Tenant(_) | Location::PersonalUser(_)) {
             let domains: Vec<&String> = match &p.pack.domains {
@@ -241,21 +244,7 @@ fn check_tools(repo: &Repo, out: &mut Vec<Diagnostic>) {
                     continue;
                 };
                 let dp = &repo.packs[di];
-                if let (Some(a), Some((da, set_in))) =
-                    (p.pack.tools.autonomy, effective_autonomy(repo, di))
-                    && a > da
-                {
-                    let src = &repo.packs[set_in];
-                    out.push(
-                        Diagnostic::error(
-                            Code::AutonomyEscalation,
-                            &p.file,
-                            p.node.pos_at("/tools/autonomy"),
-                            format!("autonomy {a} is above domain `{d}`'s {da}; a child may only lower autonomy"),
-                        )
-                        .related(&src.file, src.node.pos_at("/tools/autonomy"), "domain autonomy"),
-                    );
-                }
+                out.extend(escalation(repo, p, di, &format!("domain `{d}`'s")));
                 if let (false, Some((dallow, _))) = (allow.is_empty(), effective_allow(repo, di)) {
                     for (n, t) in allow.iter().enumerate() {
                         if !dallow.contains(t) && dp.pack.tools.allow.is_some() {

@@ -300,45 +300,25 @@ fn read_text(
                 None
             }
         },
-        Err(ReadError::TooLarge(size)) => {
-            diags.push(
-                Diagnostic::error(
+        Err(e) => {
+            let (code, message) = match e {
+                ReadError::Missing => (Code::RefMissing, format!("`{path}` does not exist")),
+                ReadError::NotFile => (Code::RefNotFile, format!("`{path}` is not a regular file")),
+                ReadError::Io(e) => (Code::Io, format!("cannot read `{path}`: {e}")),
+                ReadError::TooLarge(size) => (
                     Code::FileTooLarge,
-                    at.0,
-                    at.1,
                     format!(
                         "`{path}` is {size} bytes; the limit for this kind of file is {cap} bytes"
                     ),
-                )
-                .help("split the content or move large reference material out of the pack"),
-            );
-            None
-        }
-        Err(ReadError::Missing) => {
-            diags.push(Diagnostic::error(
-                Code::RefMissing,
-                at.0,
-                at.1,
-                format!("`{path}` does not exist"),
-            ));
-            None
-        }
-        Err(ReadError::NotFile) => {
-            diags.push(Diagnostic::error(
-                Code::RefNotFile,
-                at.0,
-                at.1,
-                format!("`{path}` is not a regular file"),
-            ));
-            None
-        }
-        Err(ReadError::Io(e)) => {
-            diags.push(Diagnostic::error(
-                Code::Io,
-                at.0,
-                at.1,
-                format!("cannot read `{path}`: {e}"),
-            ));
+                ),
+            };
+            let mut d = Diagnostic::error(code, at.0, at.1, message);
+            if code == Code::FileTooLarge {
+                d.help = Some(
+                    "split the content or move large reference material out of the pack".into(),
+                );
+            }
+            diags.push(d);
             None
         }
     }
