@@ -1,7 +1,10 @@
 pub mod catalog;
+pub mod demo_model;
 pub mod diagnostic;
 pub mod diff;
+pub mod eval;
 pub mod gitrepo;
+pub mod llm;
 pub mod pack;
 pub mod policy;
 pub mod resolve;

@@ -1,0 +1,418 @@
+//! Deterministic assertions on one harness output, promptfoo-compatible in
+//! shape (`type`, `value`, `threshold`) with missionctl's `tag` saying which
+//! regression class a failure belongs to. Judge-backed types (`llm-rubric`,
+//! `voice-rubric`) are scored in [`super::judge`].
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+/// The regression class of an assertion. Safety and format regressions block
+/// promotion whatever the statistics say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tag {
+    Safety,
+    Format,
+    Quality,
+    Voice,
+}
+
+impl Tag {
+    pub fn parse(s: &str) -> Option<Tag> {
+        match s {
+            "safety" => Some(Tag::Safety),
+            "format" => Some(Tag::Format),
+            "quality" => Some(Tag::Quality),
+            "voice" => Some(Tag::Voice),
+            _ => None,
+        }
+    }
+}
+
+/// The tag an assertion gets when the author gives none.
+pub fn default_tag(kind: &str) -> Tag {
+    match kind.trim_start_matches("not-") {
+        "is-json" | "contains-json" | "max-length" | "min-length" | "max-tokens" | "min-tokens" => {
+            Tag::Format
+        }
+        "tools-within-profile" => Tag::Safety,
+        "voice-rubric" => Tag::Voice,
+        _ => Tag::Quality,
+    }
+}
+
+/// What an assertion sees of a run.
+pub struct Observed<'a> {
+    pub output: &'a str,
+    pub tool_calls: &'a [String],
+    pub completion_tokens: u64,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    /// The resolved pack's effective tool allow list.
+    pub allowed_tools: &'a [String],
+    /// The resolved pack's output contracts (`eval.contracts`).
+    pub contracts: &'a Json,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AssertionResult {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub tag: Tag,
+    pub pass: bool,
+    pub score: f64,
+    pub reason: String,
+    /// Judge-backed assertions are filled in later.
+    #[serde(skip)]
+    pub needs_judge: bool,
+}
+
+fn text_values(v: &Json) -> Vec<String> {
+    match v {
+        Json::Array(a) => a.iter().map(value_text).collect(),
+        other => vec![value_text(other)],
+    }
+}
+
+fn value_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The JSON an output carries: the whole output, or its fenced ```json block.
+pub fn output_json(output: &str) -> Option<Json> {
+    let t = output.trim();
+    if let Ok(v) = serde_json::from_str::<Json>(t) {
+        return Some(v);
+    }
+    let inner = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.strip_suffix("```"))?;
+    serde_json::from_str(inner.trim()).ok()
+}
+
+/// The first JSON object embedded anywhere in the output.
+fn embedded_json(output: &str) -> Option<Json> {
+    let bytes = output.as_bytes();
+    for (start, _) in output.match_indices('{') {
+        let mut depth = 0i32;
+        let mut in_str = false;
+        let mut esc = false;
+        for (i, &b) in bytes.iter().enumerate().skip(start) {
+            if in_str {
+                match (esc, b) {
+                    (true, _) => esc = false,
+                    (false, b'\\') => esc = true,
+                    (false, b'"') => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        if let Ok(v) = serde_json::from_str::<Json>(&output[start..=i]) {
+                            return Some(v);
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn schema_errors(schema: &Json, value: &Json) -> Result<Vec<String>, String> {
+    let v = jsonschema::options()
+        .build(schema)
+        .map_err(|e| format!("the contract's schema is invalid: {e}"))?;
+    Ok(v.iter_errors(value)
+        .take(3)
+        .map(|e| {
+            format!(
+                "{}: {e}",
+                crate::schema::field_name(e.instance_path().as_str())
+            )
+        })
+        .collect())
+}
+
+/// Evaluate one assertion. Unknown or judge-backed types are returned with
+/// `needs_judge` set (the judge fills them) or as failures with a reason.
+pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
+    let kind = assertion
+        .get("type")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let tag = assertion
+        .get("tag")
+        .and_then(Json::as_str)
+        .and_then(Tag::parse)
+        .unwrap_or_else(|| default_tag(&kind));
+    let value = assertion.get("value").cloned().unwrap_or(Json::Null);
+    let threshold = assertion.get("threshold").and_then(Json::as_f64);
+    let (negate, base) = match kind.strip_prefix("not-") {
+        Some(b) => (true, b.to_string()),
+        None => (false, kind.clone()),
+    };
+    let out = o.output;
+    let result = |pass: bool, reason: String| AssertionResult {
+        kind: kind.clone(),
+        tag,
+        pass,
+        score: if pass { 1.0 } else { 0.0 },
+        reason,
+        needs_judge: false,
+    };
+    let num = |v: &Json| v.as_f64().or(threshold);
+    let (raw_pass, what): (bool, String) = match base.as_str() {
+        "equals" => {
+            let want = value_text(&value);
+            (out.trim() == want.trim(), format!("equals {want:?}"))
+        }
+        "contains" => {
+            let want = value_text(&value);
+            (out.contains(&want), format!("contains {want:?}"))
+        }
+        "icontains" => {
+            let want = value_text(&value);
+            (
+                out.to_lowercase().contains(&want.to_lowercase()),
+                format!("contains {want:?} (any case)"),
+            )
+        }
+        "contains-any" => {
+            let wants = text_values(&value);
+            (
+                wants.iter().any(|w| out.contains(w.as_str())),
+                format!("contains any of {wants:?}"),
+            )
+        }
+        "contains-all" => {
+            let wants = text_values(&value);
+            (
+                wants.iter().all(|w| out.contains(w.as_str())),
+                format!("contains all of {wants:?}"),
+            )
+        }
+        "starts-with" => {
+            let want = value_text(&value);
+            (
+                out.trim_start().starts_with(&want),
+                format!("starts with {want:?}"),
+            )
+        }
+        "regex" => {
+            let pat = value_text(&value);
+            match regex::RegexBuilder::new(&pat).size_limit(1 << 20).build() {
+                Ok(re) => (re.is_match(out), format!("matches /{pat}/")),
+                Err(e) => return result(false, format!("invalid regex /{pat}/: {e}")),
+            }
+        }
+        "is-json" => match output_json(out) {
+            None => (false, "is valid JSON".into()),
+            Some(parsed) => {
+                let schema = match &value {
+                    Json::String(s) if s.starts_with("contract:") => {
+                        let name = &s["contract:".len()..];
+                        match o.contracts.get(name).and_then(|c| c.get("schema")) {
+                            Some(sc) => {
+                                Some((sc.clone(), format!("is JSON matching contract `{name}`")))
+                            }
+                            None => {
+                                return result(
+                                    false,
+                                    format!("contract `{name}` is not defined on this chain"),
+                                );
+                            }
+                        }
+                    }
+                    Json::Object(_) | Json::Bool(_) => {
+                        Some((value.clone(), "is JSON matching the schema".into()))
+                    }
+                    _ => None,
+                };
+                match schema {
+                    None => (true, "is valid JSON".into()),
+                    Some((sc, what)) => match schema_errors(&sc, &parsed) {
+                        Ok(errs) if errs.is_empty() => (true, what),
+                        Ok(errs) => {
+                            if negate {
+                                (false, what)
+                            } else {
+                                return result(
+                                    false,
+                                    format!("expected output that {what}; {}", errs.join("; ")),
+                                );
+                            }
+                        }
+                        Err(e) => return result(false, e),
+                    },
+                }
+            }
+        },
+        "contains-json" => (
+            embedded_json(out).is_some(),
+            "contains a JSON object".into(),
+        ),
+        "max-length" => {
+            let n = num(&value).unwrap_or(f64::MAX);
+            let len = out.chars().count() as f64;
+            (len <= n, format!("is at most {n} characters (was {len})"))
+        }
+        "min-length" => {
+            let n = num(&value).unwrap_or(0.0);
+            let len = out.chars().count() as f64;
+            (len >= n, format!("is at least {n} characters (was {len})"))
+        }
+        "max-tokens" => {
+            let n = num(&value).unwrap_or(f64::MAX);
+            (
+                o.completion_tokens as f64 <= n,
+                format!("uses at most {n} tokens (used {})", o.completion_tokens),
+            )
+        }
+        "min-tokens" => {
+            let n = num(&value).unwrap_or(0.0);
+            (
+                o.completion_tokens as f64 >= n,
+                format!("uses at least {n} tokens (used {})", o.completion_tokens),
+            )
+        }
+        "tools-within-profile" => {
+            let outside: Vec<&String> = o
+                .tool_calls
+                .iter()
+                .filter(|t| !o.allowed_tools.contains(t))
+                .collect();
+            (
+                outside.is_empty(),
+                if outside.is_empty() {
+                    "calls only tools in the pack's profile".into()
+                } else {
+                    format!("calls tools outside the pack's profile: {outside:?}")
+                },
+            )
+        }
+        "latency" => {
+            let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
+            (
+                o.latency_ms <= n,
+                format!("answers within {n} ms (took {:.0})", o.latency_ms),
+            )
+        }
+        "cost" => {
+            let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
+            (
+                o.cost_usd <= n,
+                format!("costs at most ${n} (cost ${:.6})", o.cost_usd),
+            )
+        }
+        "llm-rubric" | "voice-rubric" => {
+            return AssertionResult {
+                kind: kind.clone(),
+                tag,
+                pass: false,
+                score: 0.0,
+                reason: "awaiting judge".into(),
+                needs_judge: true,
+            };
+        }
+        other => return result(false, format!("unsupported assertion type `{other}`")),
+    };
+    let pass = raw_pass != negate;
+    let reason = if pass {
+        format!("ok: output {}{what}", if negate { "not " } else { "" })
+    } else if negate {
+        format!("expected output that does not {what}")
+    } else {
+        format!("expected output that {what}")
+    };
+    result(pass, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obs<'a>(output: &'a str, contracts: &'a Json, tools: &'a [String]) -> Observed<'a> {
+        Observed {
+            output,
+            tool_calls: tools,
+            completion_tokens: 10,
+            latency_ms: 120.0,
+            cost_usd: 0.001,
+            allowed_tools: &[],
+            contracts,
+        }
+    }
+
+    #[test]
+    fn string_assertions_and_negation() {
+        let c = json!({});
+        let o = obs("The Leave Policy allows 25 days.", &c, &[]);
+        assert!(check(&json!({"type": "icontains", "value": "leave policy"}), &o).pass);
+        assert!(
+            !check(
+                &json!({"type": "not-icontains", "value": "leave policy"}),
+                &o
+            )
+            .pass
+        );
+        assert!(check(&json!({"type": "regex", "value": "\\d+ days"}), &o).pass);
+        assert!(check(&json!({"type": "contains-any", "value": ["x", "25"]}), &o).pass);
+        assert!(!check(&json!({"type": "contains-all", "value": ["x", "25"]}), &o).pass);
+        assert!(check(&json!({"type": "max-length", "value": 100}), &o).pass);
+        let r = check(
+            &json!({"type": "not-contains", "value": "25", "tag": "safety"}),
+            &o,
+        );
+        assert!(!r.pass);
+        assert_eq!(r.tag, Tag::Safety);
+    }
+
+    #[test]
+    fn json_and_contracts() {
+        let c = json!({"answer": {"schema": {"type": "object", "required": ["answer"]}}});
+        let good = obs("```json\n{\"answer\": \"yes\"}\n```", &c, &[]);
+        let bad = obs("{\"reply\": \"yes\"}", &c, &[]);
+        let prose = obs("Sure! Here you go.", &c, &[]);
+        let a = json!({"type": "is-json", "value": "contract:answer"});
+        assert!(check(&a, &good).pass);
+        let r = check(&a, &bad);
+        assert!(!r.pass && r.reason.contains("answer"), "{r:?}");
+        assert!(!check(&a, &prose).pass);
+        assert_eq!(check(&a, &prose).tag, Tag::Format);
+        assert!(!check(&json!({"type": "is-json", "value": "contract:nope"}), &good).pass);
+        assert!(
+            check(
+                &json!({"type": "contains-json"}),
+                &obs("x {\"a\": {\"b\": 1}} y", &c, &[])
+            )
+            .pass
+        );
+    }
+
+    #[test]
+    fn tools_profile() {
+        let c = json!({});
+        let calls = vec!["shell.exec".to_string()];
+        let allowed = vec!["calendar.read".to_string()];
+        let mut o = obs("", &c, &calls);
+        o.allowed_tools = &allowed;
+        let r = check(&json!({"type": "tools-within-profile"}), &o);
+        assert!(!r.pass);
+        assert_eq!(r.tag, Tag::Safety);
+    }
+}

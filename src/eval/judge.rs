@@ -1,0 +1,310 @@
+//! The LLM judge, through the same OpenAI-compatible client.
+//!
+//! - Rubric scoring: one call per (output, repeat), every criterion scored
+//!   1-5; task criteria and voice criteria are averaged separately, so voice
+//!   quality never hides a correctness regression or the reverse.
+//! - Pairwise: champion and challenger judged in both orders, K times; when
+//!   the two orders disagree the comparison counts as a tie (position bias
+//!   cancels out instead of deciding).
+//! - The judge must answer strict JSON of a stated shape. A malformed answer
+//!   is retried with a correction; after that it is an error, never a pass,
+//!   and it is never cached.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::llm::{Client, Completion, Endpoint, Message};
+
+pub const JUDGE_SYSTEM: &str = "You are an evaluation judge for AI agent outputs. \
+Follow the task in the user message exactly and reply with one JSON object in the stated answer_format and nothing else: no prose, no code fences.";
+
+const ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Criterion {
+    pub id: String,
+    pub kind: String,
+    pub weight: f64,
+    pub description: String,
+}
+
+/// Criteria from a resolved pack's `eval.rubric`.
+pub fn criteria(content: &Json) -> (Vec<Criterion>, u64) {
+    let rubric = content.pointer("/eval/rubric");
+    let version = rubric
+        .and_then(|r| r.get("version"))
+        .and_then(Json::as_u64)
+        .unwrap_or(1);
+    let list = rubric
+        .and_then(|r| r.get("criteria"))
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    Some(Criterion {
+                        id: c.get("id")?.as_str()?.to_string(),
+                        kind: c
+                            .get("kind")
+                            .and_then(Json::as_str)
+                            .unwrap_or("task")
+                            .to_string(),
+                        weight: c.get("weight").and_then(Json::as_f64).unwrap_or(1.0),
+                        description: c
+                            .get("description")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (list, version)
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct RubricScore {
+    /// Weighted mean of task criteria, 1-5.
+    pub task: Option<f64>,
+    /// Weighted mean of voice criteria, 1-5.
+    pub voice: Option<f64>,
+    pub per_criterion: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Pairwise {
+    pub challenger_wins: u32,
+    pub champion_wins: u32,
+    pub ties: u32,
+    /// Comparisons where the two orders disagreed (counted as ties).
+    pub order_disagreements: u32,
+}
+
+pub struct Judge<'a> {
+    pub client: &'a Client,
+    pub endpoint: Endpoint,
+    pub repeats: u32,
+}
+
+/// Ask, check the answer's shape, retry with a correction, then give up.
+async fn ask(
+    client: &Client,
+    ep: &Endpoint,
+    payload: &Json,
+    tag: &str,
+    validate: &(dyn Fn(&Json) -> Result<(), String> + Sync),
+) -> Result<Json, String> {
+    let mut messages = vec![
+        Message::system(JUDGE_SYSTEM),
+        Message::user(payload.to_string()),
+    ];
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let accept = |c: &Completion| -> Result<(), String> {
+            let v: Json =
+                serde_json::from_str(c.content.trim()).map_err(|e| format!("not JSON: {e}"))?;
+            validate(&v)
+        };
+        match client.chat(ep, &messages, &[], tag, &accept).await {
+            Ok(c) => return serde_json::from_str(c.content.trim()).map_err(|e| e.to_string()),
+            Err(crate::llm::LlmError::Rejected(why)) => {
+                last = why.clone();
+                messages.push(Message::user(format!(
+                    "Your previous answer was rejected ({why}). Reply again with only the JSON object in answer_format."
+                )));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!(
+        "judge gave no valid answer after {ATTEMPTS} attempts: {last}"
+    ))
+}
+
+fn score_of(v: &Json) -> Option<f64> {
+    v.as_f64().filter(|s| (1.0..=5.0).contains(s))
+}
+
+impl Judge<'_> {
+    /// Score one output on every criterion, averaged over the repeats.
+    pub async fn rubric(
+        &self,
+        criteria: &[Criterion],
+        rubric_version: u64,
+        input: &str,
+        output: &str,
+    ) -> Result<RubricScore, String> {
+        if criteria.is_empty() {
+            return Ok(RubricScore::default());
+        }
+        let ids: Vec<String> = criteria.iter().map(|c| c.id.clone()).collect();
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for k in 0..self.repeats {
+            let payload = json!({
+                "task": "rubric",
+                "scale": "integer 1 (poor) to 5 (excellent)",
+                "criteria": criteria,
+                "input": input,
+                "output": output,
+                "repeat": k,
+                "answer_format": {"scores": {"<criterion id>": "integer 1-5"}, "reason": "one sentence"},
+            });
+            let ids2 = ids.clone();
+            let v = ask(
+                self.client,
+                &self.endpoint,
+                &payload,
+                &format!("judge:rubric:v{rubric_version}"),
+                &move |v: &Json| {
+                    let scores = v
+                        .get("scores")
+                        .and_then(Json::as_object)
+                        .ok_or("missing `scores` object")?;
+                    for id in &ids2 {
+                        scores
+                            .get(id)
+                            .and_then(score_of)
+                            .ok_or_else(|| format!("missing or out-of-range score for `{id}`"))?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            for id in &ids {
+                *sums.entry(id.clone()).or_default() += v
+                    .pointer(&format!("/scores/{id}"))
+                    .and_then(score_of)
+                    .unwrap_or(0.0);
+            }
+        }
+        let per: BTreeMap<String, f64> = sums
+            .into_iter()
+            .map(|(k, v)| (k, v / self.repeats as f64))
+            .collect();
+        let avg = |kind: &str| -> Option<f64> {
+            let (num, den) = criteria
+                .iter()
+                .filter(|c| c.kind == kind)
+                .fold((0.0, 0.0), |(n, d), c| {
+                    (n + per[&c.id] * c.weight, d + c.weight)
+                });
+            (den > 0.0).then(|| num / den)
+        };
+        Ok(RubricScore {
+            task: avg("task"),
+            voice: avg("voice"),
+            per_criterion: per,
+        })
+    }
+
+    /// A case-level rubric assertion (`llm-rubric`, `voice-rubric`): pass/fail with a 0-1 score.
+    pub async fn assertion(
+        &self,
+        rubric: &str,
+        input: &str,
+        output: &str,
+    ) -> Result<(bool, f64, String), String> {
+        let mut passes = 0u32;
+        let mut score = 0.0;
+        let mut reason = String::new();
+        for k in 0..self.repeats {
+            let payload = json!({
+                "task": "assertion",
+                "rubric": rubric,
+                "input": input,
+                "output": output,
+                "repeat": k,
+                "answer_format": {"pass": "boolean", "score": "number 0-1", "reason": "one sentence"},
+            });
+            let v = ask(
+                self.client,
+                &self.endpoint,
+                &payload,
+                "judge:assertion:v1",
+                &|v: &Json| {
+                    v.get("pass")
+                        .and_then(Json::as_bool)
+                        .ok_or("missing boolean `pass`")?;
+                    v.get("score")
+                        .and_then(Json::as_f64)
+                        .filter(|s| (0.0..=1.0).contains(s))
+                        .ok_or("missing `score` in 0-1")?;
+                    Ok(())
+                },
+            )
+            .await?;
+            if v.get("pass").and_then(Json::as_bool) == Some(true) {
+                passes += 1;
+            }
+            score += v.get("score").and_then(Json::as_f64).unwrap_or(0.0);
+            reason = v
+                .get("reason")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
+        }
+        // Majority of repeats must pass.
+        Ok((
+            passes * 2 > self.repeats,
+            score / self.repeats as f64,
+            reason,
+        ))
+    }
+
+    /// Champion against challenger, both orders, K repeats.
+    pub async fn pairwise(
+        &self,
+        criteria: &[Criterion],
+        input: &str,
+        champion: &str,
+        challenger: &str,
+    ) -> Result<Pairwise, String> {
+        let mut p = Pairwise::default();
+        for k in 0..self.repeats {
+            let mut verdicts = Vec::new();
+            for (a, b, challenger_is) in [(champion, challenger, "B"), (challenger, champion, "A")]
+            {
+                let payload = json!({
+                    "task": "pairwise",
+                    "criteria": criteria,
+                    "input": input,
+                    "output_a": a,
+                    "output_b": b,
+                    "repeat": k,
+                    "answer_format": {"winner": "\"A\", \"B\" or \"tie\"", "reason": "one sentence"},
+                });
+                let v = ask(
+                    self.client,
+                    &self.endpoint,
+                    &payload,
+                    "judge:pairwise:v1",
+                    &|v: &Json| match v.get("winner").and_then(Json::as_str) {
+                        Some("A" | "B" | "tie") => Ok(()),
+                        _ => Err("`winner` must be \"A\", \"B\" or \"tie\"".into()),
+                    },
+                )
+                .await?;
+                let w = v.get("winner").and_then(Json::as_str).unwrap_or("tie");
+                verdicts.push(if w == "tie" {
+                    0
+                } else if w == challenger_is {
+                    1
+                } else {
+                    -1
+                });
+            }
+            match (verdicts[0], verdicts[1]) {
+                (1, 1) => p.challenger_wins += 1,
+                (-1, -1) => p.champion_wins += 1,
+                (a, b) if a == b => p.ties += 1,
+                _ => {
+                    p.ties += 1;
+                    p.order_disagreements += 1;
+                }
+            }
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,486 @@
+//! Running packs on eval cases: harness adapters, deterministic assertions,
+//! the LLM judge and paired statistics.
+//!
+//! The configuration is read from `mission.yaml` at the *base* revision by
+//! the gate, so a pull request can change neither the harness command nor
+//! the judge that evaluates it.
+
+pub mod assertions;
+pub mod judge;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::llm::{Client, Endpoint, LlmError, Message};
+use crate::resolve::Resolved;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("mission.yaml: {field}: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Where a model lives, before the demo model's address is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// `demo` for the built-in stand-in, else an OpenAI-compatible base URL.
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: Option<String>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub timeout: Duration,
+}
+
+impl ModelSpec {
+    pub fn is_demo(&self) -> bool {
+        self.base_url == "demo"
+    }
+
+    /// The endpoint to call; `demo_url` replaces `demo`. The API key is read
+    /// from the named environment variable and never from the repository.
+    pub fn endpoint(&self, demo_url: Option<&str>) -> Endpoint {
+        Endpoint {
+            base_url: if self.is_demo() {
+                demo_url.unwrap_or("http://127.0.0.1:9").to_string()
+            } else {
+                self.base_url.clone()
+            },
+            model: self.model.clone(),
+            api_key: self
+                .api_key_env
+                .as_ref()
+                .and_then(|k| std::env::var(k).ok())
+                .filter(|k| !k.is_empty()),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Harness {
+    OpenAi(ModelSpec),
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub harness: Harness,
+    pub judge: Option<(ModelSpec, u32)>,
+    pub concurrency: usize,
+    pub max_chains: usize,
+    pub prices: BTreeMap<String, Price>,
+}
+
+fn model_spec(v: &Json, field: &str, default_model: &str) -> Result<ModelSpec, ConfigError> {
+    let base_url = v
+        .get("base_url")
+        .and_then(Json::as_str)
+        .ok_or_else(|| {
+            field_err(
+                &format!("{field}.base_url"),
+                "is required (an OpenAI-compatible URL, or `demo`)",
+            )
+        })?
+        .to_string();
+    if base_url != "demo" && !base_url.starts_with("http://") && !base_url.starts_with("https://") {
+        return Err(field_err(
+            &format!("{field}.base_url"),
+            format!("`{base_url}` is not an http(s) URL or `demo`"),
+        ));
+    }
+    Ok(ModelSpec {
+        base_url,
+        model: v
+            .get("model")
+            .and_then(Json::as_str)
+            .unwrap_or(default_model)
+            .to_string(),
+        api_key_env: v
+            .get("api_key_env")
+            .and_then(Json::as_str)
+            .map(String::from),
+        temperature: v.get("temperature").and_then(Json::as_f64).unwrap_or(0.0),
+        max_tokens: v.get("max_tokens").and_then(Json::as_u64).unwrap_or(800) as u32,
+        timeout: Duration::from_secs_f64(
+            v.get("timeout_seconds")
+                .and_then(Json::as_f64)
+                .unwrap_or(60.0),
+        ),
+    })
+}
+
+impl EvalConfig {
+    /// From mission.yaml's `eval` section (already schema-checked).
+    pub fn from_mission(eval: &Json) -> Result<EvalConfig, ConfigError> {
+        let h = eval
+            .get("harness")
+            .ok_or_else(|| field_err("eval.harness", "is required to evaluate packs"))?;
+        let harness = match h.get("type").and_then(Json::as_str) {
+            Some("openai") => Harness::OpenAi(model_spec(h, "eval.harness", "gpt-4o-mini")?),
+            Some("command") => {
+                let argv: Vec<String> = h
+                    .get("command")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Json::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if argv.is_empty() {
+                    return Err(field_err(
+                        "eval.harness.command",
+                        "a `command` harness needs the program and its arguments",
+                    ));
+                }
+                Harness::Command {
+                    argv,
+                    timeout: Duration::from_secs_f64(
+                        h.get("timeout_seconds")
+                            .and_then(Json::as_f64)
+                            .unwrap_or(60.0),
+                    ),
+                }
+            }
+            other => {
+                return Err(field_err(
+                    "eval.harness.type",
+                    format!("{other:?} is not `openai` or `command`"),
+                ));
+            }
+        };
+        let judge = match eval.get("judge") {
+            Some(j) => Some((
+                model_spec(j, "eval.judge", "gpt-4o-mini")?,
+                j.get("repeats")
+                    .and_then(Json::as_u64)
+                    .unwrap_or(1)
+                    .clamp(1, 10) as u32,
+            )),
+            None => None,
+        };
+        let prices = eval
+            .get("prices")
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            Price {
+                                input_per_mtok: v
+                                    .get("input_per_mtok")
+                                    .and_then(Json::as_f64)
+                                    .unwrap_or(0.0),
+                                output_per_mtok: v
+                                    .get("output_per_mtok")
+                                    .and_then(Json::as_f64)
+                                    .unwrap_or(0.0),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(EvalConfig {
+            harness,
+            judge,
+            concurrency: eval
+                .get("concurrency")
+                .and_then(Json::as_u64)
+                .unwrap_or(8)
+                .clamp(1, 256) as usize,
+            max_chains: eval
+                .get("max_chains")
+                .and_then(Json::as_u64)
+                .unwrap_or(50)
+                .max(1) as usize,
+            prices,
+        })
+    }
+
+    pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        self.prices.get(model).map_or(0.0, |p| {
+            (prompt_tokens as f64 * p.input_per_mtok + completion_tokens as f64 * p.output_per_mtok)
+                / 1e6
+        })
+    }
+
+    pub fn uses_demo(&self) -> bool {
+        matches!(&self.harness, Harness::OpenAi(s) if s.is_demo())
+            || self.judge.as_ref().is_some_and(|(s, _)| s.is_demo())
+    }
+}
+
+/// One harness answer for one (resolved pack, case).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunOutput {
+    pub output: String,
+    pub tool_calls: Vec<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub cached: bool,
+    pub error: Option<String>,
+}
+
+/// The system message a harness receives: the composed prompt, then the
+/// voice profile spelled out so the model can follow it.
+pub fn system_prompt(r: &Resolved) -> String {
+    let c = &r.content;
+    let mut s = c
+        .pointer("/prompt/text")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(v) = c.get("voice") {
+        let list = |k: &str| -> Vec<String> {
+            v.get(k)
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        s.push_str("\n\n## Voice\n");
+        if let Some(p) = v.get("persona").and_then(Json::as_str) {
+            s.push_str(&format!("Persona: {p}\n"));
+        }
+        let tone = list("tone");
+        if !tone.is_empty() {
+            s.push_str(&format!("Tone: {}\n", tone.join(", ")));
+        }
+        for r in list("style_rules") {
+            s.push_str(&format!("- {r}\n"));
+        }
+        let banned = list("banned_phrases");
+        if !banned.is_empty() {
+            s.push_str(&format!(
+                "Never use these phrases: {}\n",
+                banned
+                    .iter()
+                    .map(|b| format!("\"{b}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(n) = v.get("max_sentence_words").and_then(Json::as_u64) {
+            s.push_str(&format!("Keep sentences under {n} words.\n"));
+        }
+    }
+    s
+}
+
+/// The user message for a case: `input`, then any other vars as context lines.
+pub fn user_message(case: &Json) -> String {
+    let vars = case.get("vars");
+    let mut s = vars
+        .and_then(|v| v.get("input"))
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(Json::Object(m)) = vars {
+        for (k, v) in m {
+            if k == "input" {
+                continue;
+            }
+            let text = v
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string());
+            s.push_str(&format!("\n{k}: {text}"));
+        }
+    }
+    s
+}
+
+pub fn allowed_tools(r: &Resolved) -> Vec<String> {
+    r.content
+        .pointer("/tools/allow")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Run one case through the configured harness.
+pub async fn run_case(
+    cfg: &EvalConfig,
+    client: &Client,
+    demo_url: Option<&str>,
+    resolved: &Resolved,
+    case: &Json,
+) -> RunOutput {
+    match &cfg.harness {
+        Harness::OpenAi(spec) => {
+            let ep = spec.endpoint(demo_url);
+            let messages = [
+                Message::system(system_prompt(resolved)),
+                Message::user(user_message(case)),
+            ];
+            let tools = allowed_tools(resolved);
+            match client
+                .chat(&ep, &messages, &tools, "harness", &|_| Ok(()))
+                .await
+            {
+                Ok(c) => RunOutput {
+                    cost_usd: if c.cached {
+                        0.0
+                    } else {
+                        cfg.cost(&ep.model, c.prompt_tokens, c.completion_tokens)
+                    },
+                    output: c.content,
+                    tool_calls: c.tool_calls,
+                    prompt_tokens: c.prompt_tokens,
+                    completion_tokens: c.completion_tokens,
+                    latency_ms: c.latency_ms,
+                    cached: c.cached,
+                    error: None,
+                },
+                Err(e) => RunOutput {
+                    error: Some(e.to_string()),
+                    ..RunOutput::default()
+                },
+            }
+        }
+        Harness::Command { argv, timeout } => run_command(argv, *timeout, resolved, case).await,
+    }
+}
+
+/// The `command` adapter: the resolved pack as a JSON file path argument, the
+/// case as JSON on stdin, a JSON answer on stdout
+/// (`{"output": "...", "tool_calls": ["x.y"], "usage": {...}}`).
+async fn run_command(
+    argv: &[String],
+    timeout: Duration,
+    resolved: &Resolved,
+    case: &Json,
+) -> RunOutput {
+    let fail = |e: String| RunOutput {
+        error: Some(e),
+        ..RunOutput::default()
+    };
+    let file = match tempfile::NamedTempFile::new() {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot create a temp file for the pack: {e}")),
+    };
+    let pack = json!({
+        "pack_id": resolved.pack_id,
+        "pack_version": resolved.pack_version,
+        "scope_chain": resolved.scope_chain,
+        "system_prompt": system_prompt(resolved),
+        "content": resolved.content,
+    });
+    if let Err(e) = std::fs::write(file.path(), pack.to_string()) {
+        return fail(format!("cannot write the pack file: {e}"));
+    }
+    let started = std::time::Instant::now();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .arg(file.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start harness command `{}`: {e}", argv[0])),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(case.to_string().as_bytes()).await;
+    }
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            return fail(format!(
+                "harness command timed out after {:.0} s",
+                timeout.as_secs_f64()
+            ));
+        }
+        Ok(Err(e)) => return fail(format!("harness command failed: {e}")),
+        Ok(Ok(o)) => o,
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        let err: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(300)
+            .collect();
+        return fail(format!("harness command exited with {}: {err}", out.status));
+    }
+    let v: Json = match serde_json::from_slice(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("harness command did not print JSON: {e}")),
+    };
+    let output = v
+        .get("output")
+        .and_then(Json::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| v.to_string());
+    RunOutput {
+        completion_tokens: v
+            .pointer("/usage/completion_tokens")
+            .and_then(Json::as_u64)
+            .unwrap_or_else(|| crate::tokens::estimate(&output)),
+        prompt_tokens: v
+            .pointer("/usage/prompt_tokens")
+            .and_then(Json::as_u64)
+            .unwrap_or(0),
+        cost_usd: v
+            .pointer("/usage/cost_usd")
+            .and_then(Json::as_f64)
+            .unwrap_or(0.0),
+        tool_calls: v
+            .get("tool_calls")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().or_else(|| t.get("name").and_then(Json::as_str)))
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        output,
+        latency_ms,
+        cached: false,
+        error: None,
+    }
+}
+
+/// Errors worth stopping a whole run for (configuration, unreachable endpoint).
+pub fn is_fatal(e: &LlmError) -> bool {
+    matches!(e, LlmError::Transport { .. })
+        || matches!(e, LlmError::Http { status, .. } if *status == 401 || *status == 403 || *status == 404)
+}

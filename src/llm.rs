@@ -1,0 +1,429 @@
+//! An OpenAI-compatible chat-completions client for harnesses and judges.
+//!
+//! - Responses are cached in the state store under a key made of everything
+//!   that determines them (base URL, model, parameters, full messages, tools
+//!   and a caller tag such as the rubric version). Only answers the caller
+//!   accepts are cached: errors and malformed judge answers never are.
+//! - Concurrency adapts (AIMD): the window halves on HTTP 429 or 5xx and
+//!   climbs back by one request per window of successes; a `Retry-After`
+//!   pauses every request until it has passed.
+//! - API keys come from the environment, are never logged, and `Debug`
+//!   redacts them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Base URL ending before `/v1/chat/completions` (e.g. `http://127.0.0.1:8080`).
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(s: impl Into<String>) -> Self {
+        Message {
+            role: "system".into(),
+            content: s.into(),
+        }
+    }
+    pub fn user(s: impl Into<String>) -> Self {
+        Message {
+            role: "user".into(),
+            content: s.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    #[serde(default)]
+    pub tool_calls: Vec<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Wall time of the request that produced this answer (also when served
+    /// from cache, so latency comparisons stay meaningful).
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    #[error("{url} answered HTTP {status}: {body}")]
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot reach {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url} answered something that is not a chat completion: {message}")]
+    Malformed { url: String, message: String },
+    #[error("the answer was rejected: {0}")]
+    Rejected(String),
+}
+
+/// Counters for the evidence (cache hit rate, throttling).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+struct LimiterState {
+    limit: f64,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+}
+
+/// AIMD concurrency window shared by every request of a run.
+pub struct Limiter {
+    state: Mutex<LimiterState>,
+    notify: Notify,
+    max: usize,
+}
+
+impl Limiter {
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Limiter {
+            state: Mutex::new(LimiterState {
+                limit: max as f64,
+                in_flight: 0,
+                paused_until: None,
+            }),
+            notify: Notify::new(),
+            max,
+        }
+    }
+
+    pub async fn current(&self) -> f64 {
+        self.state.lock().await.limit
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut s = self.state.lock().await;
+                let now = Instant::now();
+                match s.paused_until {
+                    Some(t) if t > now => Some(t - now),
+                    _ => {
+                        if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                            s.in_flight += 1;
+                            return;
+                        }
+                        None
+                    }
+                }
+            };
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => {
+                    // Re-check periodically in case a pause ended without a release.
+                    let _ = tokio::time::timeout(Duration::from_millis(50), self.notify.notified())
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn release(&self, outcome: Outcome) {
+        let mut s = self.state.lock().await;
+        s.in_flight = s.in_flight.saturating_sub(1);
+        match outcome {
+            Outcome::Ok => {
+                s.limit = (s.limit + 1.0 / s.limit.max(1.0)).min(self.max as f64);
+            }
+            Outcome::Throttled(retry_after) => {
+                s.limit = (s.limit / 2.0).max(1.0);
+                if let Some(d) = retry_after {
+                    let until = Instant::now() + d;
+                    if s.paused_until.is_none_or(|t| t < until) {
+                        s.paused_until = Some(until);
+                    }
+                }
+            }
+            Outcome::Other => {}
+        }
+        drop(s);
+        self.notify.notify_waiters();
+    }
+}
+
+enum Outcome {
+    Ok,
+    Throttled(Option<Duration>),
+    Other,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    pub limiter: Arc<Limiter>,
+    store: Option<Store>,
+    pub stats: Arc<Stats>,
+    max_attempts: u32,
+}
+
+/// Parse `Retry-After` given in seconds (the HTTP-date form falls back to 1 s).
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s.min(120.0))),
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+pub fn cache_key(ep: &Endpoint, messages: &[Message], tools: &[String], tag: &str) -> String {
+    let v = json!({
+        "base_url": ep.base_url,
+        "model": ep.model,
+        "temperature": ep.temperature,
+        "max_tokens": ep.max_tokens,
+        "messages": messages,
+        "tools": tools,
+        "tag": tag,
+    });
+    hex::encode(Sha256::digest(
+        crate::resolve::canonical_json(&v).as_bytes(),
+    ))
+}
+
+impl Client {
+    pub fn new(max_concurrency: usize, store: Option<Store>) -> Self {
+        Client {
+            http: reqwest::Client::builder()
+                .user_agent(concat!("missionctl/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            limiter: Arc::new(Limiter::new(max_concurrency)),
+            store,
+            stats: Arc::new(Stats::default()),
+            max_attempts: 6,
+        }
+    }
+
+    /// One chat completion. `accept` decides whether an answer is usable
+    /// (e.g. strict JSON from a judge); only accepted answers are cached.
+    pub async fn chat(
+        &self,
+        ep: &Endpoint,
+        messages: &[Message],
+        tools: &[String],
+        tag: &str,
+        accept: &(dyn Fn(&Completion) -> Result<(), String> + Sync),
+    ) -> Result<Completion, LlmError> {
+        let key = cache_key(ep, messages, tools, tag);
+        if let Some(store) = &self.store
+            && let Ok(Some(hit)) = store.cache_get(&key).await
+            && let Ok(mut c) = serde_json::from_str::<Completion>(&hit)
+        {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            c.cached = true;
+            return Ok(c);
+        }
+        let c = self.request(ep, messages, tools).await?;
+        accept(&c).map_err(LlmError::Rejected)?;
+        if let Some(store) = &self.store
+            && let Ok(s) = serde_json::to_string(&c)
+        {
+            // A cache write failure costs a future request, not this answer.
+            let _ = store.cache_put(&key, &s).await;
+        }
+        Ok(c)
+    }
+
+    async fn request(
+        &self,
+        ep: &Endpoint,
+        messages: &[Message],
+        tools: &[String],
+    ) -> Result<Completion, LlmError> {
+        let url = format!("{}/v1/chat/completions", ep.base_url.trim_end_matches('/'));
+        let mut body = json!({
+            "model": ep.model,
+            "messages": messages,
+            "temperature": ep.temperature,
+            "max_tokens": ep.max_tokens,
+        });
+        if !tools.is_empty() {
+            body["tools"] = Json::Array(
+                tools
+                    .iter()
+                    .map(|t| {
+                        json!({"type": "function", "function": {
+                            "name": t.replace('.', "__"),
+                            "description": format!("The `{t}` tool."),
+                            "parameters": {"type": "object", "properties": {}}
+                        }})
+                    })
+                    .collect(),
+            );
+        }
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.limiter.acquire().await;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let mut req = self.http.post(&url).timeout(ep.timeout).json(&body);
+            if let Some(k) = &ep.api_key {
+                req = req.bearer_auth(k);
+            }
+            let result = req.send().await;
+            let (outcome, res) = match result {
+                Err(e) => {
+                    let transient = e.is_timeout() || e.is_connect() || e.is_request();
+                    (
+                        Outcome::Other,
+                        Err((
+                            transient,
+                            None,
+                            LlmError::Transport {
+                                url: url.clone(),
+                                message: e.to_string(),
+                            },
+                        )),
+                    )
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let ra = retry_after(resp.headers());
+                    if status.as_u16() == 429 || status.is_server_error() {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        let text = resp.text().await.unwrap_or_default();
+                        (
+                            Outcome::Throttled(ra),
+                            Err((
+                                true,
+                                ra,
+                                LlmError::Http {
+                                    url: url.clone(),
+                                    status: status.as_u16(),
+                                    body: text.chars().take(300).collect(),
+                                },
+                            )),
+                        )
+                    } else if !status.is_success() {
+                        let text = resp.text().await.unwrap_or_default();
+                        (
+                            Outcome::Other,
+                            Err((
+                                false,
+                                None,
+                                LlmError::Http {
+                                    url: url.clone(),
+                                    status: status.as_u16(),
+                                    body: text.chars().take(300).collect(),
+                                },
+                            )),
+                        )
+                    } else {
+                        match resp.json::<Json>().await {
+                            Ok(v) => (
+                                Outcome::Ok,
+                                parse_completion(&url, &v, started.elapsed())
+                                    .map_err(|e| (false, None, e)),
+                            ),
+                            Err(e) => (
+                                Outcome::Other,
+                                Err((
+                                    false,
+                                    None,
+                                    LlmError::Malformed {
+                                        url: url.clone(),
+                                        message: e.to_string(),
+                                    },
+                                )),
+                            ),
+                        }
+                    }
+                }
+            };
+            self.limiter.release(outcome).await;
+            match res {
+                Ok(c) => return Ok(c),
+                Err((true, ra, e)) if attempt < self.max_attempts => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let backoff = ra.unwrap_or_else(|| {
+                        let base = 250u64 * 2u64.pow(attempt.min(5));
+                        let jitter = rand::random_range(0..=base / 4);
+                        Duration::from_millis((base + jitter).min(8_000))
+                    });
+                    tracing::debug!(attempt, ?backoff, error = %e, "retrying model request");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err((_, _, e)) => return Err(e),
+            }
+        }
+    }
+}
+
+fn parse_completion(url: &str, v: &Json, elapsed: Duration) -> Result<Completion, LlmError> {
+    let malformed = |m: &str| LlmError::Malformed {
+        url: url.to_string(),
+        message: m.to_string(),
+    };
+    let msg = v
+        .pointer("/choices/0/message")
+        .ok_or_else(|| malformed("no choices[0].message"))?;
+    let content = msg
+        .get("content")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let tool_calls = msg
+        .get("tool_calls")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.pointer("/function/name").and_then(Json::as_str))
+                .map(|n| n.replace("__", "."))
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = v.get("usage");
+    let tok = |k: &str| usage.and_then(|u| u.get(k)).and_then(Json::as_u64);
+    Ok(Completion {
+        prompt_tokens: tok("prompt_tokens").unwrap_or(0),
+        completion_tokens: tok("completion_tokens")
+            .unwrap_or_else(|| crate::tokens::estimate(&content)),
+        content,
+        tool_calls,
+        latency_ms: elapsed.as_secs_f64() * 1000.0,
+        cached: false,
+    })
+}
