@@ -3,6 +3,7 @@ pub mod demo_model;
 pub mod diagnostic;
 pub mod diff;
 pub mod eval;
+pub mod gate;
 pub mod gitrepo;
 pub mod llm;
 pub mod pack;

@@ -30,6 +30,9 @@ pub struct Endpoint {
     pub temperature: f64,
     pub max_tokens: u32,
     pub timeout: Duration,
+    /// What identifies this endpoint in cache keys: the configured base URL
+    /// (`demo` for the built-in model, whose port changes every run).
+    pub cache_id: String,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -209,7 +212,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 pub fn cache_key(ep: &Endpoint, messages: &[Message], tools: &[String], tag: &str) -> String {
     let v = json!({
-        "base_url": ep.base_url,
+        "endpoint": ep.cache_id,
         "model": ep.model,
         "temperature": ep.temperature,
         "max_tokens": ep.max_tokens,

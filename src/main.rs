@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // One TLS provider for the whole process (reqwest, sqlx): see rust-stack notes.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

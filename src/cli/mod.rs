@@ -1,7 +1,9 @@
 //! Command-line surface. Each command lives in its own file and only wires
 //! flags to the library.
 
+mod demo;
 mod diff;
+mod gate;
 mod init;
 mod packs;
 mod resolve;
@@ -38,6 +40,12 @@ pub enum Command {
     Resolve(resolve::Args),
     /// Show what changed between two revisions, down to prompt text.
     Diff(diff::Args),
+    /// Evaluate challenger (head) against champion (base) and write the evidence; exit 0 unless it cannot run.
+    Eval(gate::Args),
+    /// Evaluate and decide: exit 0 pass, 1 blocked, 2 could not evaluate.
+    Gate(gate::Args),
+    /// Serve the built-in deterministic stand-in model (OpenAI-compatible) on loopback.
+    DemoModel(demo::Args),
     /// Pack records (`prompt_pack`) with champion / challenger / archived status.
     Packs {
         #[command(subcommand)]
@@ -65,6 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve(a) => resolve::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Packs { command } => packs::run(command),
+        Command::Eval(a) => gate::run(a, false),
+        Command::Gate(a) => gate::run(a, true),
+        Command::DemoModel(a) => demo::run(a),
     }
 }
 
@@ -100,6 +111,30 @@ pub fn open_tree_lazy(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
             }
             Ok(Tree::work_tree_lazy(repo))
         }
+    }
+}
+
+/// The state store URL: the flag (or MISSIONCTL_DATABASE_URL), else
+/// mission.yaml's `store.url` (a relative SQLite path is relative to the
+/// repository), else a SQLite file in the user's data directory.
+pub fn db_url(flag: Option<&str>, repo: &Path) -> String {
+    if let Some(u) = flag.filter(|u| !u.is_empty()) {
+        return u.to_string();
+    }
+    let from_mission = std::fs::read_to_string(repo.join(missionctl::pack::MISSION_FILE))
+        .ok()
+        .and_then(|t| missionctl::yaml::parse(&t).ok())
+        .and_then(|n| {
+            n.get("store")
+                .and_then(|s| s.get("url"))
+                .and_then(|u| u.as_str().map(String::from))
+        });
+    match from_mission {
+        Some(u) => match u.strip_prefix("sqlite://") {
+            Some(p) if !p.starts_with('/') => format!("sqlite://{}", repo.join(p).display()),
+            _ => u,
+        },
+        None => missionctl::store::default_url(),
     }
 }
 

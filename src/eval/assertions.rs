@@ -178,56 +178,56 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
     let (raw_pass, what): (bool, String) = match base.as_str() {
         "equals" => {
             let want = value_text(&value);
-            (out.trim() == want.trim(), format!("equals {want:?}"))
+            (out.trim() == want.trim(), format!("equal {want:?}"))
         }
         "contains" => {
             let want = value_text(&value);
-            (out.contains(&want), format!("contains {want:?}"))
+            (out.contains(&want), format!("contain {want:?}"))
         }
         "icontains" => {
             let want = value_text(&value);
             (
                 out.to_lowercase().contains(&want.to_lowercase()),
-                format!("contains {want:?} (any case)"),
+                format!("contain {want:?} (any case)"),
             )
         }
         "contains-any" => {
             let wants = text_values(&value);
             (
                 wants.iter().any(|w| out.contains(w.as_str())),
-                format!("contains any of {wants:?}"),
+                format!("contain any of {wants:?}"),
             )
         }
         "contains-all" => {
             let wants = text_values(&value);
             (
                 wants.iter().all(|w| out.contains(w.as_str())),
-                format!("contains all of {wants:?}"),
+                format!("contain all of {wants:?}"),
             )
         }
         "starts-with" => {
             let want = value_text(&value);
             (
                 out.trim_start().starts_with(&want),
-                format!("starts with {want:?}"),
+                format!("start with {want:?}"),
             )
         }
         "regex" => {
             let pat = value_text(&value);
             match regex::RegexBuilder::new(&pat).size_limit(1 << 20).build() {
-                Ok(re) => (re.is_match(out), format!("matches /{pat}/")),
+                Ok(re) => (re.is_match(out), format!("match /{pat}/")),
                 Err(e) => return result(false, format!("invalid regex /{pat}/: {e}")),
             }
         }
         "is-json" => match output_json(out) {
-            None => (false, "is valid JSON".into()),
+            None => (false, "be valid JSON".into()),
             Some(parsed) => {
                 let schema = match &value {
                     Json::String(s) if s.starts_with("contract:") => {
                         let name = &s["contract:".len()..];
                         match o.contracts.get(name).and_then(|c| c.get("schema")) {
                             Some(sc) => {
-                                Some((sc.clone(), format!("is JSON matching contract `{name}`")))
+                                Some((sc.clone(), format!("be JSON matching contract `{name}`")))
                             }
                             None => {
                                 return result(
@@ -238,12 +238,12 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
                         }
                     }
                     Json::Object(_) | Json::Bool(_) => {
-                        Some((value.clone(), "is JSON matching the schema".into()))
+                        Some((value.clone(), "be JSON matching the schema".into()))
                     }
                     _ => None,
                 };
                 match schema {
-                    None => (true, "is valid JSON".into()),
+                    None => (true, "be valid JSON".into()),
                     Some((sc, what)) => match schema_errors(&sc, &parsed) {
                         Ok(errs) if errs.is_empty() => (true, what),
                         Ok(errs) => {
@@ -252,7 +252,7 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
                             } else {
                                 return result(
                                     false,
-                                    format!("expected output that {what}; {}", errs.join("; ")),
+                                    format!("output must {what}: {}", errs.join("; ")),
                                 );
                             }
                         }
@@ -261,32 +261,29 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
                 }
             }
         },
-        "contains-json" => (
-            embedded_json(out).is_some(),
-            "contains a JSON object".into(),
-        ),
+        "contains-json" => (embedded_json(out).is_some(), "contain a JSON object".into()),
         "max-length" => {
             let n = num(&value).unwrap_or(f64::MAX);
             let len = out.chars().count() as f64;
-            (len <= n, format!("is at most {n} characters (was {len})"))
+            (len <= n, format!("be at most {n} characters (was {len})"))
         }
         "min-length" => {
             let n = num(&value).unwrap_or(0.0);
             let len = out.chars().count() as f64;
-            (len >= n, format!("is at least {n} characters (was {len})"))
+            (len >= n, format!("be at least {n} characters (was {len})"))
         }
         "max-tokens" => {
             let n = num(&value).unwrap_or(f64::MAX);
             (
                 o.completion_tokens as f64 <= n,
-                format!("uses at most {n} tokens (used {})", o.completion_tokens),
+                format!("use at most {n} tokens (used {})", o.completion_tokens),
             )
         }
         "min-tokens" => {
             let n = num(&value).unwrap_or(0.0);
             (
                 o.completion_tokens as f64 >= n,
-                format!("uses at least {n} tokens (used {})", o.completion_tokens),
+                format!("use at least {n} tokens (used {})", o.completion_tokens),
             )
         }
         "tools-within-profile" => {
@@ -298,9 +295,9 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
             (
                 outside.is_empty(),
                 if outside.is_empty() {
-                    "calls only tools in the pack's profile".into()
+                    "call only tools in the pack's profile".into()
                 } else {
-                    format!("calls tools outside the pack's profile: {outside:?}")
+                    format!("call only tools in the pack's profile (called {outside:?})")
                 },
             )
         }
@@ -308,14 +305,14 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
             let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
             (
                 o.latency_ms <= n,
-                format!("answers within {n} ms (took {:.0})", o.latency_ms),
+                format!("answer within {n} ms (took {:.0})", o.latency_ms),
             )
         }
         "cost" => {
             let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
             (
                 o.cost_usd <= n,
-                format!("costs at most ${n} (cost ${:.6})", o.cost_usd),
+                format!("cost at most ${n} (cost ${:.6})", o.cost_usd),
             )
         }
         "llm-rubric" | "voice-rubric" => {
@@ -331,12 +328,11 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
         other => return result(false, format!("unsupported assertion type `{other}`")),
     };
     let pass = raw_pass != negate;
-    let reason = if pass {
-        format!("ok: output {}{what}", if negate { "not " } else { "" })
-    } else if negate {
-        format!("expected output that does not {what}")
-    } else {
-        format!("expected output that {what}")
+    let reason = match (pass, negate) {
+        (true, false) => format!("ok: output does {what}"),
+        (true, true) => format!("ok: output does not {what}"),
+        (false, false) => format!("output must {what}"),
+        (false, true) => format!("output must not {what}"),
     };
     result(pass, reason)
 }

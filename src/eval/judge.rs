@@ -86,16 +86,40 @@ pub struct Judge<'a> {
     pub client: &'a Client,
     pub endpoint: Endpoint,
     pub repeats: u32,
+    /// USD per million tokens (input, output) for this judge's model.
+    pub price: (f64, f64),
+    /// What this judge has spent on uncached calls, in micro-dollars.
+    pub spent_micro_usd: std::sync::atomic::AtomicU64,
+}
+
+impl Judge<'_> {
+    pub fn spent_usd(&self) -> f64 {
+        self.spent_micro_usd
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / 1e6
+    }
+
+    fn charge(&self, c: &Completion) {
+        if !c.cached {
+            let usd = (c.prompt_tokens as f64 * self.price.0
+                + c.completion_tokens as f64 * self.price.1)
+                / 1e6;
+            self.spent_micro_usd.fetch_add(
+                (usd * 1e6).round() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 /// Ask, check the answer's shape, retry with a correction, then give up.
 async fn ask(
-    client: &Client,
-    ep: &Endpoint,
+    judge: &Judge<'_>,
     payload: &Json,
     tag: &str,
     validate: &(dyn Fn(&Json) -> Result<(), String> + Sync),
 ) -> Result<Json, String> {
+    let (client, ep) = (judge.client, &judge.endpoint);
     let mut messages = vec![
         Message::system(JUDGE_SYSTEM),
         Message::user(payload.to_string()),
@@ -108,7 +132,10 @@ async fn ask(
             validate(&v)
         };
         match client.chat(ep, &messages, &[], tag, &accept).await {
-            Ok(c) => return serde_json::from_str(c.content.trim()).map_err(|e| e.to_string()),
+            Ok(c) => {
+                judge.charge(&c);
+                return serde_json::from_str(c.content.trim()).map_err(|e| e.to_string());
+            }
             Err(crate::llm::LlmError::Rejected(why)) => {
                 last = why.clone();
                 messages.push(Message::user(format!(
@@ -153,8 +180,7 @@ impl Judge<'_> {
             });
             let ids2 = ids.clone();
             let v = ask(
-                self.client,
-                &self.endpoint,
+                self,
                 &payload,
                 &format!("judge:rubric:v{rubric_version}"),
                 &move |v: &Json| {
@@ -218,22 +244,16 @@ impl Judge<'_> {
                 "repeat": k,
                 "answer_format": {"pass": "boolean", "score": "number 0-1", "reason": "one sentence"},
             });
-            let v = ask(
-                self.client,
-                &self.endpoint,
-                &payload,
-                "judge:assertion:v1",
-                &|v: &Json| {
-                    v.get("pass")
-                        .and_then(Json::as_bool)
-                        .ok_or("missing boolean `pass`")?;
-                    v.get("score")
-                        .and_then(Json::as_f64)
-                        .filter(|s| (0.0..=1.0).contains(s))
-                        .ok_or("missing `score` in 0-1")?;
-                    Ok(())
-                },
-            )
+            let v = ask(self, &payload, "judge:assertion:v1", &|v: &Json| {
+                v.get("pass")
+                    .and_then(Json::as_bool)
+                    .ok_or("missing boolean `pass`")?;
+                v.get("score")
+                    .and_then(Json::as_f64)
+                    .filter(|s| (0.0..=1.0).contains(s))
+                    .ok_or("missing `score` in 0-1")?;
+                Ok(())
+            })
             .await?;
             if v.get("pass").and_then(Json::as_bool) == Some(true) {
                 passes += 1;
@@ -275,16 +295,13 @@ impl Judge<'_> {
                     "repeat": k,
                     "answer_format": {"winner": "\"A\", \"B\" or \"tie\"", "reason": "one sentence"},
                 });
-                let v = ask(
-                    self.client,
-                    &self.endpoint,
-                    &payload,
-                    "judge:pairwise:v1",
-                    &|v: &Json| match v.get("winner").and_then(Json::as_str) {
-                        Some("A" | "B" | "tie") => Ok(()),
-                        _ => Err("`winner` must be \"A\", \"B\" or \"tie\"".into()),
-                    },
-                )
+                let v = ask(self, &payload, "judge:pairwise:v1", &|v: &Json| match v
+                    .get("winner")
+                    .and_then(Json::as_str)
+                {
+                    Some("A" | "B" | "tie") => Ok(()),
+                    _ => Err("`winner` must be \"A\", \"B\" or \"tie\"".into()),
+                })
                 .await?;
                 let w = v.get("winner").and_then(Json::as_str).unwrap_or("tie");
                 verdicts.push(if w == "tie" {

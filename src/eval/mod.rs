@@ -66,6 +66,7 @@ impl ModelSpec {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             timeout: self.timeout,
+            cache_id: self.base_url.clone(),
         }
     }
 }
@@ -228,6 +229,12 @@ impl EvalConfig {
             (prompt_tokens as f64 * p.input_per_mtok + completion_tokens as f64 * p.output_per_mtok)
                 / 1e6
         })
+    }
+
+    pub fn price_of(&self, model: &str) -> (f64, f64) {
+        self.prices
+            .get(model)
+            .map_or((0.0, 0.0), |p| (p.input_per_mtok, p.output_per_mtok))
     }
 
     pub fn uses_demo(&self) -> bool {

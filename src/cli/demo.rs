@@ -1,0 +1,35 @@
+//! `missionctl demo-model`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// Added latency per answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let s = missionctl::demo_model::start(
+            a.listen,
+            missionctl::demo_model::DemoConfig {
+                latency: Duration::from_millis(a.latency_ms),
+            },
+        )
+        .await?;
+        println!(
+            "missionctl demo model listening on {} (a deterministic stand-in for an OpenAI-compatible model, not a language model)",
+            s.url()
+        );
+        tokio::signal::ctrl_c().await?;
+        s.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
