@@ -102,20 +102,26 @@ async fn chat(
             ),
         );
     };
+    if !cfg.latency.is_zero() {
+        tokio::time::sleep(cfg.latency).await;
+    }
+    (StatusCode::OK, AxJson(respond(&body)))
+}
+
+/// The demo model's answer to a chat-completions request body, as the JSON
+/// response body. Public so test servers can script around it.
+pub fn respond(body: &Json) -> Json {
     let messages = body
         .get("messages")
         .and_then(Json::as_array)
         .cloned()
         .unwrap_or_default();
-    let text_of = |role: &str| -> String {
-        messages
-            .iter()
-            .filter(|m| m.get("role").and_then(Json::as_str) == Some(role))
-            .filter_map(|m| m.get("content").and_then(Json::as_str))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let system = text_of("system");
+    let system = messages
+        .iter()
+        .filter(|m| m.get("role").and_then(Json::as_str) == Some("system"))
+        .filter_map(|m| m.get("content").and_then(Json::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
     let user = messages
         .iter()
         .rev()
@@ -123,28 +129,31 @@ async fn chat(
         .and_then(|m| m.get("content").and_then(Json::as_str))
         .unwrap_or_default()
         .to_string();
-    if !cfg.latency.is_zero() {
-        tokio::time::sleep(cfg.latency).await;
-    }
     let content = if system.starts_with("You are an evaluation judge") {
         judge_answer(&messages)
     } else {
         answer(&system, &user)
     };
-    let model = body.get("model").and_then(Json::as_str).unwrap_or("demo-1");
-    let prompt_tokens = crate::tokens::estimate(&system) + crate::tokens::estimate(&user);
-    let completion_tokens = crate::tokens::estimate(&content);
-    (
-        StatusCode::OK,
-        AxJson(json!({
-            "id": format!("demo-{:016x}", fxhash(&format!("{system}\u{0}{user}"))),
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-        })),
+    completion_body(
+        body.get("model").and_then(Json::as_str).unwrap_or("demo-1"),
+        &system,
+        &user,
+        &content,
     )
+}
+
+/// An OpenAI chat-completion response body carrying `content`.
+pub fn completion_body(model: &str, system: &str, user: &str, content: &str) -> Json {
+    let prompt_tokens = crate::tokens::estimate(system) + crate::tokens::estimate(user);
+    let completion_tokens = crate::tokens::estimate(content);
+    json!({
+        "id": format!("demo-{:016x}", fxhash(&format!("{system}\u{0}{user}"))),
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+    })
 }
 
 /// A small stable hash (FNV-1a) for ids and tie-breaking; not for security.

@@ -671,7 +671,9 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
             }
         }
         let passes = |d: &Done| {
-            d.run.error.is_none() && d.judge_error.is_none() && d.asserts.iter().all(|a| a.pass)
+            d.run.error.is_none()
+                && d.judge_error.is_none()
+                && d.asserts.iter().all(|a| a.pass || a.skipped)
         };
         let (
             mut b,
@@ -967,9 +969,10 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         .map(|d| {
             let case_id = d.job.case.get("id").and_then(Json::as_str).unwrap_or_default();
             let chain = d.job.chain.to_string();
-            let n = d.asserts.iter().filter(|a| !a.needs_judge).count();
-            let det = if n == 0 { 1.0 } else { d.asserts.iter().filter(|a| !a.needs_judge && a.pass).count() as f64 / n as f64 };
-            let failures: Vec<String> = d.asserts.iter().filter(|a| !a.pass).map(|a| format!("{} [{}]: {}", a.kind, json!(a.tag).as_str().unwrap_or(""), a.reason)).collect();
+            let deterministic = |a: &&AssertionResult| !matches!(a.kind.as_str(), "llm-rubric" | "voice-rubric");
+            let n = d.asserts.iter().filter(deterministic).count();
+            let det = if n == 0 { 1.0 } else { d.asserts.iter().filter(deterministic).filter(|a| a.pass).count() as f64 / n as f64 };
+            let failures: Vec<String> = d.asserts.iter().filter(|a| !a.pass && !a.skipped).map(|a| format!("{} [{}]: {}", a.kind, json!(a.tag).as_str().unwrap_or(""), a.reason)).collect();
             let is_ch = d.job.variant == "challenger";
             let mut comments = if let Some(e) = &d.run.error {
                 format!("error: {e}")
@@ -995,7 +998,7 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
                 "variant": d.job.variant,
                 "case_id": case_id,
                 "scope_chain": chain,
-                "assertions": d.asserts.iter().map(|a| json!({"type": a.kind, "tag": a.tag, "pass": a.pass, "reason": scrub(&a.reason)})).collect::<Vec<_>>(),
+                "assertions": d.asserts.iter().map(|a| json!({"type": a.kind, "tag": a.tag, "pass": a.pass, "skipped": a.skipped, "reason": scrub(&a.reason)})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -1209,7 +1212,12 @@ async fn run_job(
         }
     } else {
         for a in asserts.iter_mut().filter(|a| a.needs_judge) {
-            a.reason = "not judged: no judge configured or the run failed".into();
+            a.reason = if run.error.is_some() {
+                "not judged: the run failed".into()
+            } else {
+                "skipped: no judge is configured in mission.yaml".into()
+            };
+            a.skipped = run.error.is_none();
             a.needs_judge = false;
         }
     }

@@ -65,6 +65,10 @@ pub struct AssertionResult {
     /// Judge-backed assertions are filled in later.
     #[serde(skip)]
     pub needs_judge: bool,
+    /// Not evaluated (a judge-backed assertion with no judge configured); it
+    /// neither passes nor fails the case, and the evidence says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 fn text_values(v: &Json) -> Vec<String> {
@@ -173,6 +177,7 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
         score: if pass { 1.0 } else { 0.0 },
         reason,
         needs_judge: false,
+        skipped: false,
     };
     let num = |v: &Json| v.as_f64().or(threshold);
     let (raw_pass, what): (bool, String) = match base.as_str() {
@@ -323,14 +328,15 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
                 score: 0.0,
                 reason: "awaiting judge".into(),
                 needs_judge: true,
+                skipped: false,
             };
         }
         other => return result(false, format!("unsupported assertion type `{other}`")),
     };
     let pass = raw_pass != negate;
     let reason = match (pass, negate) {
-        (true, false) => format!("ok: output does {what}"),
-        (true, true) => format!("ok: output does not {what}"),
+        (true, false) => format!("passed: output must {what}"),
+        (true, true) => format!("passed: output must not {what}"),
         (false, false) => format!("output must {what}"),
         (false, true) => format!("output must not {what}"),
     };

@@ -3,4 +3,6 @@
 
 mod bad_input;
 mod commands;
+mod gate;
+mod llm_server;
 mod util;

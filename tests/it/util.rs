@@ -99,6 +99,15 @@ impl TestRepo {
             .expect("run missionctl")
     }
 
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = missionctl();
+        c.current_dir(self.path()).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run missionctl")
+    }
+
     /// Run `validate --format json` (plus args) and return (exit code, diagnostics).
     pub fn validate(&self, extra: &[&str]) -> (i32, Vec<Value>) {
         let mut args = vec!["validate", "--format", "json"];

@@ -1,0 +1,488 @@
+//! The eval gate end to end: the real binary, a real git repository, and a
+//! scripted OpenAI-compatible server on 127.0.0.1.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::llm_server::{LlmServer, Reply, demo, is_judge, system_of};
+use crate::util::TestRepo;
+
+const KEY: &str = "sk-test-secret-123";
+
+/// The template repository with evals pointed at `server` (and the judge
+/// removed unless `judge`), committed on main.
+fn gate_repo(server: &LlmServer, judge: bool) -> TestRepo {
+    let r = TestRepo::new();
+    let mut m = r
+        .read("mission.yaml")
+        .replace("base_url: demo", &format!("base_url: {}", server.url))
+        .replace("api_key_env: OPENAI_API_KEY", "api_key_env: TEST_LLM_KEY");
+    if !judge {
+        let a = m.find("  judge:").expect("judge section");
+        let b = m.find("  concurrency:").expect("concurrency");
+        m.replace_range(a..b, "");
+    }
+    r.write("mission.yaml", &m);
+    r.commit_all("Evaluate against the test model");
+    r
+}
+
+struct GateRun {
+    exit: i32,
+    evidence: Value,
+    markdown: String,
+    files: String,
+}
+
+fn gate(r: &TestRepo, head: &str) -> GateRun {
+    let out = r.dir.path().join(format!("evidence-{head}"));
+    let db = format!("sqlite://{}", r.dir.path().join("state.db").display());
+    let o = r.run_env(
+        &[
+            "gate",
+            "--base",
+            "main",
+            "--head",
+            head,
+            "--out",
+            out.to_str().expect("utf8"),
+            "--db",
+            &db,
+        ],
+        &[("TEST_LLM_KEY", KEY)],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+    let (md, json, jsonl) = (
+        read("evidence.md"),
+        read("evidence.json"),
+        read("eval_result.jsonl"),
+    );
+    GateRun {
+        exit: o.status.code().unwrap_or(-1),
+        evidence: serde_json::from_str(&json).unwrap_or(Value::Null),
+        markdown: md.clone(),
+        files: format!(
+            "{md}\n{json}\n{jsonl}\n{}\n{stderr}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+    }
+}
+
+fn branch(r: &TestRepo, name: &str, edit: impl FnOnce(&TestRepo)) {
+    r.git(&["switch", "-q", "-c", name, "main"]);
+    edit(r);
+    r.commit_all(name);
+    r.git(&["switch", "-q", "main"]);
+}
+
+fn bump(r: &TestRepo, pack: &str) {
+    r.edit(pack, "version: 1.0.0", "version: 1.0.1");
+}
+
+const HR: &str = "packs/domains/hr-ops/pack.yaml";
+const HR_ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
+
+fn reasons(run: &GateRun) -> String {
+    run.evidence["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn benign_typo_passes_with_evidence_and_no_secret_leaks() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, true);
+    branch(&r, "typo", |r| {
+        r.edit(
+            HR_ROLE,
+            "onboarding and offboarding logistics",
+            "onboarding and off-boarding logistics",
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert!(run.markdown.starts_with("PASS"), "{}", run.markdown);
+    assert!(
+        !run.files.contains(KEY),
+        "the API key leaked into the evidence"
+    );
+    let reqs = server.requests();
+    assert!(!reqs.is_empty());
+    assert!(
+        reqs.iter()
+            .all(|q| q.authorization.as_deref() == Some(&format!("Bearer {KEY}")[..]))
+    );
+    // Harness requests carry the resolved prompt as the system message.
+    assert!(
+        reqs.iter().any(|q| !is_judge(&q.body)
+            && system_of(&q.body).contains("## Role: HR operations assistant"))
+    );
+    assert!(
+        reqs.iter()
+            .any(|q| system_of(&q.body).contains("off-boarding")),
+        "challenger was evaluated"
+    );
+    assert!(
+        reqs.iter()
+            .any(|q| !is_judge(&q.body) && system_of(&q.body).contains("and offboarding")),
+        "champion was evaluated"
+    );
+    // Judge: rubric, assertion and pairwise tasks were all asked.
+    let tasks: std::collections::BTreeSet<String> = reqs
+        .iter()
+        .filter(|q| is_judge(&q.body))
+        .filter_map(|q| {
+            serde_json::from_str::<Value>(q.body["messages"][1]["content"].as_str()?).ok()
+        })
+        .filter_map(|p| p["task"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        tasks.into_iter().collect::<Vec<_>>(),
+        ["assertion", "pairwise", "rubric"]
+    );
+    // eval_result.jsonl carries every contract field.
+    let out = r.dir.path().join("evidence-typo/eval_result.jsonl");
+    let rows: Vec<Value> = std::fs::read_to_string(out)
+        .expect("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    assert!(rows.len() >= 2 * 6 * 12, "{} rows", rows.len());
+    for f in [
+        "eval_id",
+        "run_id",
+        "deterministic_score",
+        "llm_judge_score",
+        "safety_regression_bool",
+        "format_regression_bool",
+        "comments",
+        "created_at",
+    ] {
+        assert!(rows.iter().all(|x| x.get(f).is_some()), "missing {f}");
+    }
+    assert!(
+        rows.iter().any(|x| x["variant"] == "champion")
+            && rows.iter().any(|x| x["variant"] == "challenger")
+    );
+    let pack = &run.evidence["packs"][0];
+    assert_eq!(pack["pack_id"], "hr-ops-pack");
+    assert_eq!(pack["chains_evaluated"], 6);
+    assert!(pack["mcnemar_p"].as_f64().is_some());
+    assert!(pack["judge_task"]["ci95"].is_array());
+    assert!(
+        pack["judge_voice"]["challenger"].as_f64().is_some(),
+        "voice scored separately"
+    );
+}
+
+#[test]
+fn rerunning_an_unchanged_pull_request_makes_zero_model_requests() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, true);
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let first = gate(&r, "typo");
+    assert_eq!(first.exit, 0, "{}", first.files);
+    let sent = server.count();
+    assert!(sent > 0);
+    let second = gate(&r, "typo");
+    assert_eq!(second.exit, 0);
+    assert_eq!(server.count(), sent, "the re-run reached the model");
+    assert_eq!(second.evidence["model_requests"], 0);
+    assert_eq!(second.evidence["cache_hit_rate"], 1.0);
+}
+
+#[test]
+fn removed_safety_clause_is_blocked_for_safety() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "unsafe", |r| {
+        r.edit("packs/global/prompts/safety.md", "Never reveal passwords, API keys, access tokens or other credentials, even if asked directly.\n", "");
+        bump(r, "packs/global/pack.yaml");
+    });
+    let run = gate(&r, "unsafe");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    assert!(run.markdown.starts_with("BLOCKED"));
+    let why = reasons(&run);
+    assert!(why.contains("safety regression in global"), "{why}");
+    assert!(
+        run.evidence["validation_errors"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .any(|d| d["code"] == "constraint/safety-clause")
+    );
+    assert!(
+        run.evidence["regressions"]
+            .as_array()
+            .expect("r")
+            .iter()
+            .any(|x| x["case_id"] == "refuses-credential-request" && x["tag"] == "safety")
+    );
+}
+
+#[test]
+fn output_that_is_no_longer_json_is_a_format_regression() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "prose", |r| {
+        r.edit(HR_ROLE, "Answer in the `hr-answer` JSON format:\n`{\"answer\": \"...\", \"policy_refs\": [\"Leave Policy 3.2\"], \"escalate\": false, \"ticket_id\": null}`.\n", "Answer in friendly prose.\n");
+        bump(r, HR);
+    });
+    let run = gate(&r, "prose");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let why = reasons(&run);
+    assert!(why.contains("format regression in hr-ops-pack"), "{why}");
+    let regs = run.evidence["regressions"].as_array().expect("r");
+    assert!(
+        regs.iter()
+            .any(|x| x["tag"] == "format" && x["assertion"] == "is-json"),
+        "{regs:?}"
+    );
+}
+
+#[test]
+fn tool_outside_the_global_profile_is_blocked() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "tool", |r| {
+        r.edit(
+            HR,
+            "    - email.draft\n",
+            "    - email.draft\n    - rocket.launch\n",
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "tool");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let why = reasons(&run);
+    assert!(
+        why.contains("tools/not-narrowing") && why.contains("rocket.launch"),
+        "{why}"
+    );
+}
+
+#[test]
+fn prompt_growth_over_the_cap_is_blocked() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "grow", |r| {
+        let extra =
+            "Always double-check the policy wording before answering the employee. ".repeat(45);
+        let s = r.read("packs/domains/hr-ops/prompts/procedures.md");
+        r.write(
+            "packs/domains/hr-ops/prompts/procedures.md",
+            &format!("{s}\n{extra}\n"),
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "grow");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let why = reasons(&run);
+    assert!(why.contains("max_prompt_growth_tokens is 400"), "{why}");
+}
+
+#[test]
+fn latency_regression_over_the_cap_is_blocked() {
+    let slow: crate::llm_server::Script = Arc::new(|body, _| {
+        let delay = if system_of(body).contains("SLOW LANE") {
+            60
+        } else {
+            5
+        };
+        Reply::Delayed(
+            Duration::from_millis(delay),
+            Box::new(Reply::Json(missionctl::demo_model::respond(body))),
+        )
+    });
+    let server = LlmServer::start(slow);
+    let r = gate_repo(&server, false);
+    branch(&r, "slow", |r| {
+        r.edit(
+            HR_ROLE,
+            "## Role: HR operations assistant\n",
+            "## Role: HR operations assistant (SLOW LANE)\n",
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "slow");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let why = reasons(&run);
+    assert!(
+        why.contains("median latency rises")
+            && why.contains("max_allowed_latency_regression_pct is 15"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_429_burst_is_survived_with_retry_after() {
+    let throttled = Arc::new(AtomicUsize::new(0));
+    let t = throttled.clone();
+    let script: crate::llm_server::Script = Arc::new(move |body, _| {
+        if t.fetch_add(1, Ordering::SeqCst) < 6 {
+            Reply::Status(429, Some(1))
+        } else {
+            Reply::Json(missionctl::demo_model::respond(body))
+        }
+    });
+    let server = LlmServer::start(script);
+    let r = gate_repo(&server, false);
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert!(run.evidence["throttled"].as_u64().expect("n") >= 6);
+    assert!(run.evidence["retries"].as_u64().expect("n") >= 6);
+    let reqs = server.requests();
+    // The first window (concurrency 8) was already in flight; after the 429s
+    // nothing new is sent until Retry-After has passed.
+    let first = reqs[0].at;
+    assert!(
+        reqs[8].at.duration_since(first) >= Duration::from_millis(900),
+        "{:?}",
+        reqs[8].at.duration_since(first)
+    );
+    // Every case still got an answer: no errors in the evidence.
+    assert!(
+        run.evidence["packs"][0]["errors"]
+            .as_array()
+            .expect("e")
+            .is_empty()
+    );
+}
+
+#[test]
+fn judge_position_bias_counts_as_a_tie() {
+    // A judge that always prefers whatever it sees first.
+    let script: crate::llm_server::Script = Arc::new(|body, _| {
+        if is_judge(body) {
+            let payload: Value =
+                serde_json::from_str(body["messages"][1]["content"].as_str().unwrap_or("{}"))
+                    .unwrap_or(Value::Null);
+            if payload["task"] == "pairwise" {
+                return Reply::Json(missionctl::demo_model::completion_body(
+                    "j",
+                    "",
+                    "",
+                    r#"{"winner": "A", "reason": "first is best"}"#,
+                ));
+            }
+        }
+        Reply::Json(missionctl::demo_model::respond(body))
+    });
+    let server = LlmServer::start(script);
+    let r = gate_repo(&server, true);
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    let pw = &run.evidence["packs"][0]["pairwise"];
+    assert_eq!(pw["challenger_wins"], 0, "{pw}");
+    assert_eq!(pw["champion_wins"], 0, "{pw}");
+    assert!(pw["order_disagreements"].as_u64().expect("n") > 0, "{pw}");
+    assert_eq!(pw["ties"], pw["order_disagreements"]);
+}
+
+#[test]
+fn malformed_judge_answers_are_retried_then_counted_as_errors() {
+    // First attempt malformed, the corrected retry valid: no error.
+    let script: crate::llm_server::Script = Arc::new(|body, _| {
+        let n = body["messages"].as_array().map_or(0, Vec::len);
+        if is_judge(body) && n == 2 {
+            return Reply::Json(missionctl::demo_model::completion_body(
+                "j",
+                "",
+                "",
+                "Sure! I think it is a 4.",
+            ));
+        }
+        Reply::Json(missionctl::demo_model::respond(body))
+    });
+    let server = LlmServer::start(script);
+    let r = gate_repo(&server, true);
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert!(server.requests().iter().any(|q| {
+        q.body["messages"][2]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("previous answer was rejected"))
+    }));
+    assert!(
+        run.evidence["packs"][0]["errors"]
+            .as_array()
+            .expect("e")
+            .is_empty()
+    );
+
+    // Always malformed: an error, never a pass.
+    let bad: crate::llm_server::Script = Arc::new(|body, _| {
+        if is_judge(body) {
+            return Reply::Json(missionctl::demo_model::completion_body(
+                "j",
+                "",
+                "",
+                "{\"scores\": \"great\"",
+            ));
+        }
+        Reply::Json(missionctl::demo_model::respond(body))
+    });
+    let server = LlmServer::start(bad);
+    let r = gate_repo(&server, true);
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let errors = run.evidence["packs"][0]["errors"].as_array().expect("e");
+    assert!(
+        errors.iter().any(|e| e
+            .as_str()
+            .unwrap_or("")
+            .contains("judge gave no valid answer after 3 attempts")),
+        "{errors:?}"
+    );
+    assert_eq!(run.evidence["packs"][0]["challenger_pass_rate"], 0.0);
+}
+
+#[test]
+fn unreachable_endpoint_exits_2_and_unchanged_pr_passes_without_requests() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    // Same head as base: nothing to evaluate.
+    let run = gate(&r, "main");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert_eq!(server.count(), 0);
+    // Endpoint on a closed port.
+    r.edit("mission.yaml", &server.url, "http://127.0.0.1:9");
+    r.commit_all("point at a closed port");
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 2, "{}", run.files);
+    assert!(run.files.contains("could not evaluate"), "{}", run.files);
+}
