@@ -147,10 +147,6 @@ impl LlmServer {
     pub fn count(&self) -> usize {
         self.log.lock().expect("log lock").len()
     }
-
-    pub fn clear(&self) {
-        self.log.lock().expect("log lock").clear();
-    }
 }
 
 impl Drop for LlmServer {
