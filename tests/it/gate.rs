@@ -486,3 +486,35 @@ fn unreachable_endpoint_exits_2_and_unchanged_pr_passes_without_requests() {
     assert_eq!(run.exit, 2, "{}", run.files);
     assert!(run.files.contains("could not evaluate"), "{}", run.files);
 }
+
+#[test]
+fn spend_cap_stops_with_partial_results_instead_of_overspending() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    // Room for about one call per tenant per day.
+    r.edit(
+        "policies/guardrails.yaml",
+        "default: 5.00",
+        "default: 0.001",
+    );
+    r.edit("policies/guardrails.yaml", "globex: 25.00", "globex: 0.001");
+    r.commit_all("tiny budget");
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    assert_eq!(run.evidence["partial"], true);
+    assert!(
+        reasons(&run).contains("daily spend cap reached"),
+        "{}",
+        reasons(&run)
+    );
+    // Far fewer requests than the 144 a full run makes, and the ledger never exceeds the cap.
+    assert!(server.count() < 20, "{} requests", server.count());
+    let rows = run.evidence["guardrails"].as_array().expect("g");
+    assert!(rows.iter().any(
+        |g| g["name"].as_str().unwrap_or("").starts_with("Spend today") && g["exceeded"] == true
+    ));
+}
