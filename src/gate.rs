@@ -890,6 +890,10 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
             blocked_by,
         });
     }
+    // Safety first: it is what a reviewer must see on the first line.
+    regressions.sort_by(|a, b| {
+        (a.tag, &a.pack_id, &a.chain, &a.case_id).cmp(&(b.tag, &b.pack_id, &b.chain, &b.case_id))
+    });
     let mut first: Vec<String> = Vec::new();
     for r in &regressions {
         first.push(format!(

@@ -192,6 +192,8 @@ enum Outcome {
     Other,
 }
 
+type Shared = Arc<tokio::sync::OnceCell<Result<Completion, LlmError>>>;
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -199,6 +201,8 @@ pub struct Client {
     store: Option<Store>,
     pub stats: Arc<Stats>,
     max_attempts: u32,
+    /// Identical requests in flight share one answer (and one bill).
+    inflight: Arc<std::sync::Mutex<std::collections::HashMap<String, Shared>>>,
 }
 
 /// Parse `Retry-After` given in seconds (the HTTP-date form falls back to 1 s).
@@ -236,6 +240,7 @@ impl Client {
             store,
             stats: Arc::new(Stats::default()),
             max_attempts: 6,
+            inflight: Arc::default(),
         }
     }
 
@@ -258,15 +263,39 @@ impl Client {
             c.cached = true;
             return Ok(c);
         }
-        let c = self.request(ep, messages, tools).await?;
-        accept(&c).map_err(LlmError::Rejected)?;
-        if let Some(store) = &self.store
-            && let Ok(s) = serde_json::to_string(&c)
-        {
-            // A cache write failure costs a future request, not this answer.
-            let _ = store.cache_put(&key, &s).await;
+        let cell: Shared = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let mut first = false;
+        let result = cell
+            .get_or_init(|| async {
+                first = true;
+                let c = self.request(ep, messages, tools).await?;
+                accept(&c).map_err(LlmError::Rejected)?;
+                if let Some(store) = &self.store
+                    && let Ok(s) = serde_json::to_string(&c)
+                {
+                    // A cache write failure costs a future request, not this answer.
+                    let _ = store.cache_put(&key, &s).await;
+                }
+                Ok(c)
+            })
+            .await
+            .clone();
+        if first {
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        } else if let Ok(c) = &result {
+            // Served by another caller's request: free, like a cache hit.
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            let mut c = c.clone();
+            c.cached = true;
+            return Ok(c);
         }
-        Ok(c)
+        result
     }
 
     async fn request(
