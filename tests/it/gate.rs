@@ -521,3 +521,61 @@ fn spend_cap_stops_with_partial_results_instead_of_overspending() {
         |g| g["name"].as_str().unwrap_or("").starts_with("Spend today") && g["exceeded"] == true
     ));
 }
+
+#[test]
+fn command_harness_gets_the_pack_file_and_the_case_on_stdin() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    // A harness that answers with the pack id it was given and echoes the input.
+    r.write(
+        "harness.py",
+        "import json, sys\npack = json.load(open(sys.argv[1]))\ncase = json.load(sys.stdin)\n\
+print(json.dumps({'output': pack['pack_id'] + ' answered: ' + case['vars']['input'], 'tool_calls': ['docs.search'], 'usage': {'prompt_tokens': 10, 'completion_tokens': 5}}))\n",
+    );
+    let m = r.read("mission.yaml");
+    let a = m.find("  harness:").expect("harness");
+    let b = m.find("  concurrency:").expect("concurrency");
+    let mut m2 = m.clone();
+    m2.replace_range(a..b, "  harness:\n    type: command\n    command: [python3, harness.py]\n    timeout_seconds: 20\n");
+    r.write("mission.yaml", &m2);
+    r.commit_all("command harness");
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate(&r, "typo");
+    assert_eq!(
+        server.count(),
+        0,
+        "the command harness does not use the HTTP endpoint"
+    );
+    assert!(
+        run.evidence["harness"]
+            .as_str()
+            .expect("h")
+            .contains("command `python3 harness.py`")
+    );
+    let rows = std::fs::read_to_string(r.dir.path().join("evidence-typo/eval_result.jsonl"))
+        .expect("rows");
+    assert!(rows.lines().count() >= 144, "{}", run.files);
+    // The tool call is outside hr-ops's profile, so tools-within-profile fails on both variants alike.
+    assert!(
+        rows.contains("call only tools in the pack's profile (called [\\\"docs.search\\\"])"),
+        "{rows}"
+    );
+    assert!(
+        run.evidence["packs"][0]["errors"]
+            .as_array()
+            .expect("e")
+            .is_empty(),
+        "{}",
+        run.files
+    );
+    // No regression: both variants behave the same.
+    assert!(
+        run.evidence["regressions"]
+            .as_array()
+            .expect("r")
+            .is_empty()
+    );
+}
