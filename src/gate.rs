@@ -60,6 +60,15 @@ pub struct GateOptions {
     /// Skip paid model calls (fork pull requests without a maintainer's opt-in).
     pub skip_paid_calls: bool,
     pub progress: bool,
+    /// When set, the pull request's reviews are checked against the
+    /// approvals the changed packs need.
+    pub github: Option<GithubContext>,
+}
+
+pub struct GithubContext {
+    pub gh: crate::github::Gh,
+    pub pr: u64,
+    pub head_sha: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +76,9 @@ pub struct Regression {
     pub pack_id: String,
     pub chain: String,
     pub case_id: String,
+    /// Where the case is defined, for annotations.
+    pub case_file: String,
+    pub case_line: u64,
     pub tag: Tag,
     pub assertion: String,
     pub challenger_reason: String,
@@ -133,6 +145,7 @@ pub struct Evidence {
     pub packs: Vec<PackEvidence>,
     pub guardrails: Vec<GuardrailRow>,
     pub validation_errors: Vec<Diagnostic>,
+    pub approvals: Option<crate::github::approvals::ApprovalReport>,
     pub policy_changes: Vec<String>,
     pub needs_policy_owner: bool,
     pub sample_note: Option<String>,
@@ -719,6 +732,19 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
                                 pack_id: pc.pack_id.clone(),
                                 chain: chain.clone(),
                                 case_id: case_id.clone(),
+                                case_file: cl
+                                    .job
+                                    .case
+                                    .get("file")
+                                    .and_then(Json::as_str)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                case_line: cl
+                                    .job
+                                    .case
+                                    .get("line")
+                                    .and_then(Json::as_u64)
+                                    .unwrap_or(1),
                                 tag: y.tag,
                                 assertion: y.kind.clone(),
                                 challenger_reason: y.reason.clone(),
@@ -1016,16 +1042,49 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
     if let Some(d) = demo {
         d.shutdown().await;
     }
+    let approvals = match &opts.github {
+        Some(ctx) => {
+            let changed: Vec<diff::PackChange> = candidates.iter().map(|p| (*p).clone()).collect();
+            match crate::github::approvals::evaluate(
+                &ctx.gh,
+                ctx.pr,
+                &ctx.head_sha,
+                &base,
+                &head,
+                &changed,
+                &report.policies_changed,
+            )
+            .await
+            {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    reasons.push(format!("could not read the pull request's reviews: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some(a) = &approvals {
+        for p in &a.not_promotable {
+            reasons.push(format!(
+                "{p} is at autonomy A0 (observe) and cannot be promoted"
+            ));
+        }
+    }
     let blocked = !reasons.is_empty();
+    let waiting = !blocked && approvals.as_ref().is_some_and(|a| !a.satisfied);
     let base_commit = base.commit.map(|c| c.to_string()).unwrap_or_default();
     let head_commit = head.commit.map(|c| c.to_string()).unwrap_or_default();
     let evidence = Evidence {
         verdict: if blocked {
             "BLOCKED".into()
+        } else if waiting {
+            "WAITING FOR APPROVAL".into()
         } else {
             "PASS".into()
         },
-        blocked,
+        blocked: blocked || waiting,
         reasons,
         run_id,
         base: opts.base.clone(),
@@ -1039,6 +1098,7 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         packs: packs_out,
         guardrails,
         validation_errors,
+        approvals,
         policy_changes: report.policies_changed.clone(),
         needs_policy_owner,
         sample_note: (!sample_notes.is_empty()).then(|| sample_notes.join("; ")),
@@ -1285,6 +1345,47 @@ pub fn render_markdown(e: &Evidence) -> String {
         let _ = writeln!(s, "\n#### Blocking\n");
         for r in &e.reasons {
             let _ = writeln!(s, "- {r}");
+        }
+    }
+    if let Some(a) = &e.approvals {
+        let _ = writeln!(s, "\n#### Approvals\n");
+        let _ = writeln!(
+            s,
+            "| Change | Autonomy | Tier | Needs | Approved by | Who can approve | |\n|---|---|---|---|---|---|---|"
+        );
+        for r in &a.requirements {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                r.subject,
+                r.autonomy
+                    .map_or("-".to_string(), |x| format!("{x} ({})", x.meaning())),
+                r.tier,
+                if let Some(role) = &r.role {
+                    format!("{} incl. {role}", r.needed)
+                } else {
+                    r.needed.to_string()
+                },
+                if r.approved_by.is_empty() {
+                    "nobody yet".to_string()
+                } else {
+                    r.approved_by.join(", ")
+                },
+                r.owners
+                    .iter()
+                    .chain(r.role.iter())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if r.satisfied { "ok" } else { "**waiting**" }
+            );
+        }
+        if !a.stale.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nApprovals from {} predate the latest push and do not count under this tier.",
+                a.stale.join(", ")
+            );
         }
     }
     if !e.validation_errors.is_empty() {

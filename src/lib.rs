@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod diff;
 pub mod eval;
 pub mod gate;
+pub mod github;
 pub mod gitrepo;
 pub mod llm;
 pub mod pack;

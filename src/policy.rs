@@ -57,7 +57,7 @@ fn effective_allow(repo: &Repo, i: usize) -> Option<(Vec<String>, usize)> {
         .and_then(|pi| effective_allow(repo, *pi))
 }
 
-fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
+pub fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
     let p = &repo.packs[i];
     if let Some(a) = p.pack.tools.autonomy {
         return Some((a, i));

@@ -4,16 +4,20 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use missionctl::gate::{self, GateOptions};
+use missionctl::gate::{self, GateOptions, GithubContext};
+use missionctl::github;
+
+/// The label a maintainer puts on a fork's pull request to allow paid model calls.
+pub const PAID_EVALS_LABEL: &str = "missionctl-paid-evals";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The champion: usually the merge base on main.
+    /// The champion: usually the merge base on main (default: from the GitHub event).
     #[arg(long)]
-    pub base: String,
-    /// The challenger: the pull request's head.
+    pub base: Option<String>,
+    /// The challenger: the pull request's head (default: from the GitHub event).
     #[arg(long)]
-    pub head: String,
+    pub head: Option<String>,
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
     /// Write eval_result.jsonl, evidence.json and evidence.md here.
@@ -23,23 +27,70 @@ pub struct Args {
     /// then mission.yaml's store.url, then a SQLite file in the user's data directory.
     #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
     pub db: Option<String>,
-    /// Skip paid model calls (set for fork pull requests without a maintainer's opt-in).
+    /// Skip paid model calls. Set automatically for pull requests from forks unless a
+    /// maintainer has added the `missionctl-paid-evals` label.
     #[arg(long)]
     pub skip_paid_calls: bool,
+    /// Check this pull request's reviews against the approvals the changes need
+    /// (default: the pull request of the GitHub event, when a token is available).
+    #[arg(long)]
+    pub pr: Option<u64>,
 }
 
 pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
+    let event = github::event::from_env();
+    let base = a
+        .base
+        .clone()
+        .or_else(|| event.as_ref().and_then(|e| e.base_sha.clone()))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--base is required outside a GitHub pull_request or merge_group event")
+        })?;
+    let head = a
+        .head
+        .clone()
+        .or_else(|| event.as_ref().and_then(|e| e.head_sha.clone()))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--head is required outside a GitHub pull_request or merge_group event")
+        })?;
+    let fork_without_opt_in = event
+        .as_ref()
+        .is_some_and(|e| e.from_fork && !e.labels.iter().any(|l| l == PAID_EVALS_LABEL));
     let db_url = super::db_url(a.db.as_deref(), &a.repo);
     let progress = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let rt = tokio::runtime::Runtime::new()?;
+    let pr = a.pr.or_else(|| event.as_ref().and_then(|e| e.pr));
+    let github = match pr {
+        Some(pr)
+            if std::env::var_os("GITHUB_TOKEN").is_some()
+                || std::env::var_os("GITHUB_APP_ID").is_some() =>
+        {
+            match rt.block_on(github::Gh::from_env(
+                event.as_ref().and_then(|e| e.repository.as_deref()),
+            )) {
+                Ok(gh) => Some(GithubContext {
+                    gh,
+                    pr,
+                    head_sha: head.clone(),
+                }),
+                Err(e) => {
+                    eprintln!("warning: approvals not checked: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let out = a.out.clone();
     let ev = match rt.block_on(gate::run(GateOptions {
         repo: a.repo.clone(),
-        base: a.base,
-        head: a.head,
-        out: a.out.clone(),
+        base,
+        head,
+        out: out.clone(),
         db_url,
-        skip_paid_calls: a.skip_paid_calls,
+        skip_paid_calls: a.skip_paid_calls || fork_without_opt_in,
         progress,
+        github,
     })) {
         Ok(ev) => ev,
         Err(e) => {
@@ -47,8 +98,20 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    print!("{}", gate::render_markdown(&ev));
-    if let Some(out) = &a.out {
+    let md = gate::render_markdown(&ev);
+    print!("{md}");
+    if std::env::var_os("GITHUB_ACTIONS").is_some() {
+        print!(
+            "{}",
+            missionctl::diagnostic::render::github(&ev.validation_errors)
+        );
+        let json = serde_json::to_value(&ev)?;
+        let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
+        if let Err(e) = github::report::actions_outputs(&json, &md, &dir) {
+            eprintln!("warning: cannot write the job summary or outputs: {e}");
+        }
+    }
+    if let Some(out) = &out {
         eprintln!("evidence written to {}", out.display());
     }
     Ok(if decide && ev.blocked {

@@ -4,6 +4,7 @@
 mod demo;
 mod diff;
 mod gate;
+mod github;
 mod init;
 mod packs;
 mod resolve;
@@ -44,6 +45,11 @@ pub enum Command {
     Eval(gate::Args),
     /// Evaluate and decide: exit 0 pass, 1 blocked, 2 could not evaluate.
     Gate(gate::Args),
+    /// Post evidence to GitHub.
+    Github {
+        #[command(subcommand)]
+        command: github::Command,
+    },
     /// Serve the built-in deterministic stand-in model (OpenAI-compatible) on loopback.
     DemoModel(demo::Args),
     /// Pack records (`prompt_pack`) with champion / challenger / archived status.
@@ -76,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => gate::run(a, false),
         Command::Gate(a) => gate::run(a, true),
         Command::DemoModel(a) => demo::run(a),
+        Command::Github { command } => github::run(command),
     }
 }
 

@@ -1,0 +1,276 @@
+//! Approval through code review: whether a pull request's reviews satisfy
+//! the tier preset for the autonomy level of every changed pack.
+//!
+//! - A0 (observe) packs cannot be promoted at all;
+//! - A1 (low-risk auto) needs the preset's A1 count (zero on personal and team);
+//! - A2 (approval-needed) needs approvals from an owner of the pack's path;
+//! - A3 (explicit approval path) needs the preset's A3 count from owners, one
+//!   of them from the role the preset names (`a3_approver`);
+//! - a change under `policies/` needs a policy owner.
+//!
+//! CODEOWNERS and the presets are read from the base revision, so a pull
+//! request cannot make its author an owner of what it changes. When the
+//! preset says so, approvals given before the latest push do not count.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::codeowners::CodeOwners;
+use super::{Gh, GhError};
+use crate::diff::{PackChange, Status};
+use crate::pack::{Autonomy, Location, Repo, Tier};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Requirement {
+    /// The pack id, or `policies`.
+    pub subject: String,
+    pub path: String,
+    pub autonomy: Option<Autonomy>,
+    pub tier: Tier,
+    pub needed: u32,
+    /// Any of these may approve (CODEOWNERS owners of the path, or the policy owner).
+    pub owners: Vec<String>,
+    /// For A3: at least one approval must come from this role.
+    pub role: Option<String>,
+    pub approved_by: Vec<String>,
+    pub satisfied: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ApprovalReport {
+    pub requirements: Vec<Requirement>,
+    /// Changed packs that can never be promoted (A0).
+    pub not_promotable: Vec<String>,
+    pub satisfied: bool,
+    /// Approvals ignored because they predate the latest push.
+    pub stale: Vec<String>,
+}
+
+impl ApprovalReport {
+    /// Who could still approve, for the comment.
+    pub fn who_can_approve(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .requirements
+            .iter()
+            .filter(|r| !r.satisfied)
+            .flat_map(|r| r.owners.iter().cloned().chain(r.role.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The latest review state per reviewer.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub user: String,
+    pub state: String,
+    pub commit_id: String,
+}
+
+pub fn latest_reviews(reviews: &[Json]) -> Vec<Review> {
+    let mut by_user: BTreeMap<String, Review> = BTreeMap::new();
+    for r in reviews {
+        let user = r
+            .pointer("/user/login")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let state = r
+            .get("state")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_uppercase();
+        // Comments do not change an earlier approval or change request.
+        if user.is_empty() || state == "COMMENTED" || state == "PENDING" {
+            continue;
+        }
+        by_user.insert(
+            user.clone(),
+            Review {
+                user,
+                state,
+                commit_id: r
+                    .get("commit_id")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+        );
+    }
+    by_user.into_values().collect()
+}
+
+/// Resolves whether a GitHub user is one of the owners (`@user` or `@org/team`).
+pub struct Membership<'a> {
+    gh: &'a Gh,
+    cache: HashMap<(String, String), bool>,
+}
+
+impl<'a> Membership<'a> {
+    pub fn new(gh: &'a Gh) -> Self {
+        Membership {
+            gh,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub async fn is(&mut self, user: &str, owner: &str) -> bool {
+        let owner = owner.trim_start_matches('@');
+        match owner.split_once('/') {
+            None => owner.eq_ignore_ascii_case(user),
+            Some((org, team)) => {
+                let key = (owner.to_string(), user.to_lowercase());
+                if let Some(v) = self.cache.get(&key) {
+                    return *v;
+                }
+                let path = format!("/orgs/{org}/teams/{team}/memberships/{user}");
+                let member = matches!(
+                    self.gh.get(&path).await,
+                    Ok(v) if v.get("state").and_then(Json::as_str) == Some("active")
+                );
+                self.cache.insert(key, member);
+                member
+            }
+        }
+    }
+}
+
+fn tier_of(repo: &Repo, loc: &Location, pack_tier: Option<Tier>) -> Tier {
+    match loc {
+        Location::PersonalUser(_) => pack_tier.unwrap_or(Tier::Personal),
+        Location::TenantUser { tenant, .. } => pack_tier
+            .or_else(|| {
+                repo.tenants
+                    .get(tenant)
+                    .and_then(|i| repo.packs[*i].pack.tier)
+            })
+            .unwrap_or_else(|| repo.default_tier()),
+        _ => pack_tier.unwrap_or_else(|| repo.default_tier()),
+    }
+}
+
+/// Evaluate the approvals a pull request has against what its changes need.
+pub async fn evaluate(
+    gh: &Gh,
+    pr: u64,
+    head_sha: &str,
+    base: &Repo,
+    head: &Repo,
+    changed: &[PackChange],
+    policies_changed: &[String],
+) -> Result<ApprovalReport, GhError> {
+    let reviews = gh
+        .get_all(&gh.repo_path(&format!("/pulls/{pr}/reviews")))
+        .await?;
+    let latest = latest_reviews(&reviews);
+    let owners_file = CodeOwners::parse(base.codeowners.as_deref().unwrap_or(""));
+    let mut report = ApprovalReport::default();
+    let mut membership = Membership::new(gh);
+    let default_preset_tier = base.default_tier();
+    // Approvals that count, per the strictest stale rule among the presets involved.
+    let approvals = |dismiss_stale: bool, stale: &mut Vec<String>| -> Vec<String> {
+        latest
+            .iter()
+            .filter(|r| r.state == "APPROVED")
+            .filter(|r| {
+                let ok = !dismiss_stale || r.commit_id == head_sha;
+                if !ok && !stale.contains(&r.user) {
+                    stale.push(r.user.clone());
+                }
+                ok
+            })
+            .map(|r| r.user.clone())
+            .collect()
+    };
+    let Some(tiers) = base.tiers.as_ref().map(|t| &t.value) else {
+        return Err(GhError::Config(
+            "the base revision has no valid policies/tiers.yaml".into(),
+        ));
+    };
+    for pc in changed.iter().filter(|p| p.status != Status::Removed) {
+        let Some(p) = head.pack(&pc.pack_id) else {
+            continue;
+        };
+        let idx = head.by_id[&pc.pack_id];
+        let autonomy = crate::policy::effective_autonomy(head, idx).map(|(a, _)| a);
+        let tier = tier_of(head, &p.location, p.pack.tier);
+        let preset = tiers.get(tier);
+        if autonomy == Some(Autonomy::A0) {
+            report.not_promotable.push(pc.pack_id.clone());
+            continue;
+        }
+        let (needed, role) = match autonomy.unwrap_or(Autonomy::A2) {
+            Autonomy::A0 => (0, None),
+            Autonomy::A1 => (preset.approvals.a1, None),
+            Autonomy::A2 => (preset.approvals.a2, None),
+            Autonomy::A3 => (preset.approvals.a3.max(1), preset.a3_approver.clone()),
+        };
+        let owners = owners_file.owners_of(&p.file);
+        let mut approved_by = Vec::new();
+        let mut has_role = role.is_none();
+        for user in approvals(preset.dismiss_stale_approvals, &mut report.stale) {
+            let mut counts = owners.is_empty();
+            for o in &owners {
+                if membership.is(&user, o).await {
+                    counts = true;
+                    break;
+                }
+            }
+            if let Some(r) = &role
+                && membership.is(&user, r).await
+            {
+                has_role = true;
+                counts = true;
+            }
+            if counts {
+                approved_by.push(user);
+            }
+        }
+        let satisfied = approved_by.len() as u32 >= needed && (needed == 0 || has_role);
+        report.requirements.push(Requirement {
+            subject: pc.pack_id.clone(),
+            path: p.file.clone(),
+            autonomy,
+            tier,
+            needed,
+            owners,
+            role,
+            approved_by,
+            satisfied,
+        });
+    }
+    if !policies_changed.is_empty() {
+        let preset = tiers.get(default_preset_tier);
+        let owners: Vec<String> = match &preset.policy_owner {
+            Some(o) => vec![o.clone()],
+            None => owners_file.owners_of(&policies_changed[0]),
+        };
+        let mut approved_by = Vec::new();
+        for user in approvals(preset.dismiss_stale_approvals, &mut report.stale) {
+            for o in &owners {
+                if membership.is(&user, o).await {
+                    approved_by.push(user.clone());
+                    break;
+                }
+            }
+        }
+        report.requirements.push(Requirement {
+            subject: "policies".into(),
+            path: policies_changed.join(", "),
+            autonomy: None,
+            tier: default_preset_tier,
+            needed: 1,
+            satisfied: !approved_by.is_empty(),
+            owners,
+            role: None,
+            approved_by,
+        });
+    }
+    report.satisfied =
+        report.not_promotable.is_empty() && report.requirements.iter().all(|r| r.satisfied);
+    Ok(report)
+}

@@ -1,0 +1,111 @@
+//! The event that triggered a workflow (`GITHUB_EVENT_PATH`), reduced to what
+//! the gate and the reporter need, for the shapes GitHub sends:
+//! `pull_request`, `pull_request_review`, `merge_group` and `workflow_run`.
+
+use serde_json::Value as Json;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    pub name: String,
+    pub pr: Option<u64>,
+    pub head_sha: Option<String>,
+    pub base_sha: Option<String>,
+    pub base_ref: Option<String>,
+    /// The pull request comes from a fork: its workflow has no secrets and a read-only token.
+    pub from_fork: bool,
+    pub labels: Vec<String>,
+    pub repository: Option<String>,
+}
+
+fn s(v: &Json, p: &str) -> Option<String> {
+    v.pointer(p).and_then(Json::as_str).map(String::from)
+}
+
+/// Parse an event payload. `name` is `GITHUB_EVENT_NAME`; when absent it is
+/// inferred from the payload's shape.
+pub fn parse(name: Option<&str>, payload: &Json) -> Event {
+    let name = name.map(String::from).unwrap_or_else(|| {
+        if payload.get("merge_group").is_some() {
+            "merge_group".into()
+        } else if payload.get("workflow_run").is_some() {
+            "workflow_run".into()
+        } else if payload.get("review").is_some() {
+            "pull_request_review".into()
+        } else if payload.get("pull_request").is_some() {
+            "pull_request".into()
+        } else {
+            "unknown".into()
+        }
+    });
+    let repository = s(payload, "/repository/full_name");
+    match name.as_str() {
+        "pull_request" | "pull_request_review" | "pull_request_target" => {
+            let pr = payload.get("pull_request").cloned().unwrap_or(Json::Null);
+            let head_repo = s(&pr, "/head/repo/full_name");
+            let base_repo = s(&pr, "/base/repo/full_name");
+            Event {
+                pr: pr.get("number").and_then(Json::as_u64),
+                head_sha: s(&pr, "/head/sha"),
+                base_sha: s(&pr, "/base/sha"),
+                base_ref: s(&pr, "/base/ref"),
+                from_fork: head_repo.is_some() && head_repo != base_repo,
+                labels: pr
+                    .get("labels")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.get("name").and_then(Json::as_str).map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                repository,
+                name,
+            }
+        }
+        "merge_group" => Event {
+            pr: None,
+            head_sha: s(payload, "/merge_group/head_sha"),
+            base_sha: s(payload, "/merge_group/base_sha"),
+            base_ref: s(payload, "/merge_group/base_ref")
+                .map(|r| r.trim_start_matches("refs/heads/").to_string()),
+            from_fork: false,
+            labels: vec![],
+            repository,
+            name,
+        },
+        "workflow_run" => {
+            let wr = payload.get("workflow_run").cloned().unwrap_or(Json::Null);
+            let first = wr
+                .pointer("/pull_requests/0")
+                .cloned()
+                .unwrap_or(Json::Null);
+            let head_repo = s(&wr, "/head_repository/full_name");
+            Event {
+                pr: first.get("number").and_then(Json::as_u64),
+                head_sha: s(&wr, "/head_sha"),
+                base_sha: s(&first, "/base/sha"),
+                base_ref: s(&first, "/base/ref"),
+                from_fork: head_repo.is_some() && head_repo != repository,
+                labels: vec![],
+                repository,
+                name,
+            }
+        }
+        _ => Event {
+            repository,
+            name,
+            ..Event::default()
+        },
+    }
+}
+
+/// Read `GITHUB_EVENT_PATH` / `GITHUB_EVENT_NAME` when running in Actions.
+pub fn from_env() -> Option<Event> {
+    let path = std::env::var_os("GITHUB_EVENT_PATH")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let payload: Json = serde_json::from_str(&text).ok()?;
+    Some(parse(
+        std::env::var("GITHUB_EVENT_NAME").ok().as_deref(),
+        &payload,
+    ))
+}

@@ -1,0 +1,293 @@
+//! Posting the gate's evidence where reviewers look: one sticky comment per
+//! pull request (found by a hidden marker and edited in place), a check run
+//! `missionctl/gate` with annotations on the pack files' lines (at most 50
+//! per request, as GitHub allows), a commit status where check runs are not
+//! allowed, and the job summary and outputs inside Actions.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use super::{Gh, GhError};
+
+pub const MARKER: &str = "<!-- missionctl:gate -->";
+/// GitHub rejects comment bodies and check-run texts over 65,536 characters.
+pub const GITHUB_TEXT_LIMIT: usize = 65_536;
+pub const ANNOTATIONS_PER_REQUEST: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "cannot read the evidence in {dir}: {message}; run `missionctl gate --out {dir}` first"
+    )]
+    Evidence { dir: String, message: String },
+    #[error(transparent)]
+    Gh(#[from] GhError),
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Outcome {
+    pub comment_id: Option<u64>,
+    pub comment_created: bool,
+    pub check_run_id: Option<u64>,
+    pub annotation_requests: usize,
+    pub status_fallback: bool,
+    pub comment_trimmed: bool,
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
+}
+
+/// The comment body: the whole evidence when it fits; otherwise the verdict,
+/// the blocking list and the summary table, with a note where the rest is.
+pub fn comment_body(markdown: &str, check_name: &str) -> (String, bool) {
+    let note = format!(
+        "\n\n> The full evidence (guardrail ledger, prompt diffs, run details) is in the `{check_name}` check run and the workflow's `missionctl-evidence` artifact.\n"
+    );
+    let budget = GITHUB_TEXT_LIMIT - MARKER.len() - 2;
+    if markdown.len() <= budget {
+        return (format!("{MARKER}\n{markdown}"), false);
+    }
+    let keep = |title: &str| {
+        title.starts_with("Blocking")
+            || title.starts_with("Packs")
+            || title.starts_with("Approvals")
+    };
+    let mut parts = markdown.split("\n#### ");
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for section in parts {
+        if keep(section) {
+            out.push_str("\n#### ");
+            out.push_str(section);
+        }
+    }
+    let room = budget.saturating_sub(note.len() + 200);
+    let mut body = cut(&out, room).to_string();
+    if body.len() < out.len() {
+        let dropped = out[body.len()..].lines().count();
+        body.push_str(&format!("\n\n… {dropped} more lines in the check run."));
+    }
+    body.push_str(&note);
+    (format!("{MARKER}\n{body}"), true)
+}
+
+/// Check-run annotations from the evidence: validation errors at their file
+/// and line, regressions at the eval case that caught them.
+pub fn annotations(evidence: &Json) -> Vec<Json> {
+    let mut out = Vec::new();
+    for d in evidence["validation_errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let line = d["line"].as_u64().unwrap_or(1).max(1);
+        out.push(json!({
+            "path": d["file"],
+            "start_line": line,
+            "end_line": line,
+            "annotation_level": "failure",
+            "title": d["code"],
+            "message": d["message"],
+        }));
+    }
+    for r in evidence["regressions"].as_array().into_iter().flatten() {
+        let line = r["case_line"].as_u64().unwrap_or(1).max(1);
+        out.push(json!({
+            "path": r["case_file"],
+            "start_line": line,
+            "end_line": line,
+            "annotation_level": "failure",
+            "title": format!("{} regression", r["tag"].as_str().unwrap_or("")),
+            "message": format!("{} on {}: {}", r["case_id"].as_str().unwrap_or(""), r["chain"].as_str().unwrap_or(""), r["challenger_reason"].as_str().unwrap_or("")),
+        }));
+    }
+    out
+}
+
+fn conclusion(verdict: &str) -> (&'static str, &'static str) {
+    // (check-run conclusion, commit-status state)
+    match verdict {
+        "PASS" => ("success", "success"),
+        "WAITING FOR APPROVAL" => ("action_required", "pending"),
+        _ => ("failure", "failure"),
+    }
+}
+
+pub fn load(dir: &Path) -> Result<(Json, String), ReportError> {
+    let err = |m: String| ReportError::Evidence {
+        dir: dir.display().to_string(),
+        message: m,
+    };
+    let json = std::fs::read_to_string(dir.join("evidence.json"))
+        .map_err(|e| err(format!("evidence.json: {e}")))?;
+    let md = std::fs::read_to_string(dir.join("evidence.md"))
+        .map_err(|e| err(format!("evidence.md: {e}")))?;
+    let v: Json =
+        serde_json::from_str(&json).map_err(|e| err(format!("evidence.json is not JSON: {e}")))?;
+    Ok((v, md))
+}
+
+/// Post the comment and the check run (or status). Either part may be
+/// skipped (no PR number, no SHA).
+pub async fn post(
+    gh: &Gh,
+    evidence: &Json,
+    markdown: &str,
+    pr: Option<u64>,
+    sha: Option<&str>,
+    check_name: &str,
+) -> Result<Outcome, ReportError> {
+    let mut out = Outcome::default();
+    let verdict = evidence["verdict"].as_str().unwrap_or("BLOCKED");
+    if let Some(pr) = pr {
+        let (body, trimmed) = comment_body(markdown, check_name);
+        out.comment_trimmed = trimmed;
+        let comments = gh
+            .get_all(&gh.repo_path(&format!("/issues/{pr}/comments")))
+            .await?;
+        let existing = comments
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.contains(MARKER)))
+            .and_then(|c| c["id"].as_u64());
+        match existing {
+            Some(id) => {
+                gh.patch(
+                    &gh.repo_path(&format!("/issues/comments/{id}")),
+                    &json!({"body": body}),
+                )
+                .await?;
+                out.comment_id = Some(id);
+            }
+            None => {
+                let v = gh
+                    .post(
+                        &gh.repo_path(&format!("/issues/{pr}/comments")),
+                        &json!({"body": body}),
+                    )
+                    .await?;
+                out.comment_id = v["id"].as_u64();
+                out.comment_created = true;
+            }
+        }
+    }
+    if let Some(sha) = sha {
+        let (concl, state) = conclusion(verdict);
+        let title = markdown.lines().next().unwrap_or(verdict);
+        let title = cut(title, 200).to_string();
+        let summary = cut(markdown, GITHUB_TEXT_LIMIT - 100).to_string();
+        let notes = annotations(evidence);
+        let mut chunks = notes.chunks(ANNOTATIONS_PER_REQUEST);
+        let first = chunks.next().map(<[Json]>::to_vec).unwrap_or_default();
+        let create = json!({
+            "name": check_name,
+            "head_sha": sha,
+            "status": "completed",
+            "conclusion": concl,
+            "output": {"title": title, "summary": summary, "annotations": first},
+        });
+        match gh.post(&gh.repo_path("/check-runs"), &create).await {
+            Ok(v) => {
+                out.annotation_requests = 1;
+                // The id is the one field we need; without it we cannot append annotations.
+                out.check_run_id = v["id"].as_u64();
+                if let Some(id) = out.check_run_id {
+                    for chunk in chunks {
+                        gh.patch(
+                            &gh.repo_path(&format!("/check-runs/{id}")),
+                            &json!({"output": {"title": title, "summary": summary, "annotations": chunk}}),
+                        )
+                        .await?;
+                        out.annotation_requests += 1;
+                    }
+                }
+            }
+            Err(GhError::Status {
+                status: 403 | 404, ..
+            }) => {
+                // Check runs need an App or the Actions token; fall back to a commit status.
+                out.status_fallback = true;
+                gh.post(
+                    &gh.repo_path(&format!("/statuses/{sha}")),
+                    &json!({"state": state, "context": check_name, "description": cut(title.as_str(), 140)}),
+                )
+                .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Append to the job summary and set step outputs when running in Actions.
+pub fn actions_outputs(
+    evidence: &Json,
+    markdown: &str,
+    evidence_dir: &Path,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        // The job summary is capped at 1 MiB per step.
+        writeln!(f, "{}", cut(markdown, 1_000_000))?;
+    }
+    if let Some(p) = std::env::var_os("GITHUB_OUTPUT") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        writeln!(f, "verdict={}", evidence["verdict"].as_str().unwrap_or(""))?;
+        writeln!(
+            f,
+            "blocked={}",
+            evidence["blocked"].as_bool().unwrap_or(true)
+        )?;
+        writeln!(
+            f,
+            "cost_usd={:.6}",
+            evidence["cost_usd"].as_f64().unwrap_or(0.0)
+        )?;
+        writeln!(f, "evidence_path={}", evidence_dir.display())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reports_keep_the_verdict_and_fit() {
+        let mut md = String::from(
+            "BLOCKED: safety regression in hr-ops\n\n### missionctl gate\n\n#### Blocking\n\n",
+        );
+        for i in 0..5000 {
+            md.push_str(&format!(
+                "- reason number {i} with some words to make it longer\n"
+            ));
+        }
+        md.push_str(
+            "\n#### Packs\n\n| a | b |\n\n#### Guardrails (from the base revision)\n\n| x |\n",
+        );
+        let (body, trimmed) = comment_body(&md, "missionctl/gate");
+        assert!(trimmed);
+        assert!(body.len() <= GITHUB_TEXT_LIMIT);
+        assert!(body.starts_with(MARKER));
+        assert!(body.contains("BLOCKED: safety regression in hr-ops"));
+        assert!(body.contains("more lines in the check run"));
+        let (short, trimmed) = comment_body("PASS: ok\n", "missionctl/gate");
+        assert!(!trimmed && short.ends_with("PASS: ok\n"));
+    }
+}
