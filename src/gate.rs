@@ -184,6 +184,10 @@ struct Done {
     judge_usd: f64,
 }
 
+/// Median latency increases smaller than this are measurement noise, whatever
+/// their percentage, and never trip the latency guardrail.
+pub const LATENCY_NOISE_FLOOR_MS: f64 = 20.0;
+
 /// Champion and challenger results for one (chain, case).
 type Pair<'a> = (Option<&'a Done>, Option<&'a Done>);
 
@@ -883,7 +887,10 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
             (Some(a), Some(b)) if a > 0.0 => Some((b - a) / a * 100.0),
             _ => None,
         };
-        if let Some(ch) = change {
+        // Below the noise floor a percentage means nothing (0.4 ms -> 0.5 ms is +25%).
+        if let (Some(ch), (Some(a), Some(b))) = (change, p50)
+            && b - a >= LATENCY_NOISE_FLOOR_MS
+        {
             latency_rows.push((pc.pack_id.clone(), ch));
         }
         for r in &blocked_by {
@@ -1312,17 +1319,23 @@ fn score(d: &ScoreDelta) -> String {
 pub fn render_markdown(e: &Evidence) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    if e.blocked {
+    if e.verdict == "WAITING FOR APPROVAL" {
+        let who = e
+            .approvals
+            .as_ref()
+            .map(|a| a.who_can_approve().join(", "))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "BLOCKED: {}{}",
-            e.reasons[0],
-            if e.reasons.len() > 1 {
-                format!(" (+{} more)", e.reasons.len() - 1)
-            } else {
-                String::new()
-            }
+            "WAITING FOR APPROVAL: evals pass; approval still needed from {who}"
         );
+    } else if let Some(first) = e.reasons.first() {
+        let more = if e.reasons.len() > 1 {
+            format!(" (+{} more)", e.reasons.len() - 1)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "BLOCKED: {first}{more}");
     } else {
         let _ = writeln!(
             s,

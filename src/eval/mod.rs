@@ -303,6 +303,17 @@ pub fn system_prompt(r: &Resolved) -> String {
             s.push_str(&format!("Keep sentences under {n} words.\n"));
         }
     }
+    // The output contracts are part of the task: the agent must see them.
+    if let Some(Json::Object(contracts)) = c.pointer("/eval/contracts")
+        && !contracts.is_empty()
+    {
+        s.push_str("\n## Output formats\nWhen a task calls for one of these formats, reply with one JSON object that matches its schema and nothing else.\n");
+        for (name, def) in contracts {
+            let desc = def.get("description").and_then(Json::as_str).unwrap_or("");
+            let schema = def.get("schema").map(|x| x.to_string()).unwrap_or_default();
+            s.push_str(&format!("- `{name}`: {desc} Schema: {schema}\n"));
+        }
+    }
     s
 }
 

@@ -13,7 +13,7 @@ const KEY: &str = "sk-test-secret-123";
 
 /// The template repository with evals pointed at `server` (and the judge
 /// removed unless `judge`), committed on main.
-fn gate_repo(server: &LlmServer, judge: bool) -> TestRepo {
+pub fn gate_repo(server: &LlmServer, judge: bool) -> TestRepo {
     let r = TestRepo::new();
     let mut m = r
         .read("mission.yaml")
@@ -72,19 +72,19 @@ fn gate(r: &TestRepo, head: &str) -> GateRun {
     }
 }
 
-fn branch(r: &TestRepo, name: &str, edit: impl FnOnce(&TestRepo)) {
+pub fn branch(r: &TestRepo, name: &str, edit: impl FnOnce(&TestRepo)) {
     r.git(&["switch", "-q", "-c", name, "main"]);
     edit(r);
     r.commit_all(name);
     r.git(&["switch", "-q", "main"]);
 }
 
-fn bump(r: &TestRepo, pack: &str) {
+pub fn bump(r: &TestRepo, pack: &str) {
     r.edit(pack, "version: 1.0.0", "version: 1.0.1");
 }
 
-const HR: &str = "packs/domains/hr-ops/pack.yaml";
-const HR_ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
+pub const HR: &str = "packs/domains/hr-ops/pack.yaml";
+pub const HR_ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
 
 fn reasons(run: &GateRun) -> String {
     run.evidence["reasons"]
@@ -239,7 +239,7 @@ fn output_that_is_no_longer_json_is_a_format_regression() {
     let server = LlmServer::start(demo());
     let r = gate_repo(&server, false);
     branch(&r, "prose", |r| {
-        r.edit(HR_ROLE, "Answer in the `hr-answer` JSON format:\n`{\"answer\": \"...\", \"policy_refs\": [\"Leave Policy 3.2\"], \"escalate\": false, \"ticket_id\": null}`.\n", "Answer in friendly prose.\n");
+        r.edit(HR_ROLE, "Answer in the `hr-answer` JSON format:\n`{\"answer\": \"...\", \"policy_refs\": [\"Leave Policy 3.2\"], \"escalate\": false, \"ticket_id\": null}`.\n", "Always answer in prose, never JSON.\n");
         bump(r, HR);
     });
     let run = gate(&r, "prose");

@@ -4,5 +4,7 @@
 mod bad_input;
 mod commands;
 mod gate;
+mod github;
+mod github_server;
 mod llm_server;
 mod util;

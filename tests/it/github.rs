@@ -1,0 +1,498 @@
+//! GitHub integration end to end: the real binary against a fake GitHub
+//! REST v3 server on 127.0.0.1, with GitHub's own webhook payloads.
+
+use serde_json::{Value, json};
+
+use crate::gate::{HR, HR_ROLE, branch, bump, gate_repo};
+use crate::github_server::GithubServer;
+use crate::llm_server::{LlmServer, demo};
+use crate::util::TestRepo;
+
+fn payload(name: &str) -> Value {
+    let p = format!(
+        "{}/tests/fixtures/github-payloads/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(p).expect("payload")).expect("json")
+}
+
+fn run_with(
+    r: &TestRepo,
+    args: &[&str],
+    gh: &GithubServer,
+    extra: &[(&str, String)],
+) -> std::process::Output {
+    let mut env: Vec<(&str, String)> = gh.env();
+    env.extend(extra.iter().cloned());
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    r.run_env(args, &pairs)
+}
+
+#[test]
+fn event_payloads_parse_as_github_sends_them() {
+    use missionctl::github::event::parse;
+    let pr = parse(Some("pull_request"), &payload("pull_request.opened"));
+    assert_eq!(pr.pr, Some(2));
+    assert_eq!(
+        pr.head_sha.as_deref(),
+        Some("ec26c3e57ca3a959ca5aad62de7213c562f8c821")
+    );
+    assert_eq!(
+        pr.base_sha.as_deref(),
+        Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
+    );
+    assert!(!pr.from_fork);
+    assert_eq!(pr.labels, ["bug"]);
+    let review = parse(None, &payload("pull_request_review.submitted"));
+    assert_eq!(review.name, "pull_request_review");
+    assert_eq!(review.pr, Some(2));
+    let mg = parse(None, &payload("merge_group.checks_requested"));
+    assert_eq!(mg.name, "merge_group");
+    assert_eq!(
+        mg.head_sha.as_deref(),
+        Some("2ffea6db159f6b6c47a24e778fb9ef40cf6b1c7d")
+    );
+    assert_eq!(mg.base_ref.as_deref(), Some("main"));
+    assert_eq!(mg.pr, None);
+    let wr = parse(None, &payload("workflow_run.completed.with-pull-requests"));
+    assert_eq!(wr.pr, Some(2));
+    assert_eq!(
+        wr.head_sha.as_deref(),
+        Some("3484a3fb816e0859fd6e1cea078d76385ff50625")
+    );
+    // A fork: the head repository differs from the base repository.
+    let mut fork = payload("pull_request.opened");
+    fork["pull_request"]["head"]["repo"]["full_name"] = json!("someone/Hello-World");
+    assert!(parse(Some("pull_request"), &fork).from_fork);
+}
+
+#[test]
+fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    let r = gate_repo(&llm, false);
+    branch(&r, "prose", |r| {
+        r.edit(HR_ROLE, "Answer in the `hr-answer` JSON format:\n`{\"answer\": \"...\", \"policy_refs\": [\"Leave Policy 3.2\"], \"escalate\": false, \"ticket_id\": null}`.\n", "Always answer in prose, never JSON.\n");
+        bump(r, HR);
+    });
+    let ev = r.dir.path().join("ev");
+    let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
+    let out = r.run(&[
+        "gate",
+        "--base",
+        "main",
+        "--head",
+        "prose",
+        "--out",
+        ev.to_str().expect("p"),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary = r.dir.path().join("summary.md");
+    let outputs = r.dir.path().join("outputs.txt");
+    let extra = [
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+        ("GITHUB_OUTPUT", outputs.display().to_string()),
+    ];
+    let first = run_with(
+        &r,
+        &[
+            "github",
+            "report",
+            "--evidence",
+            ev.to_str().expect("p"),
+            "--pr",
+            "7",
+        ],
+        &gh,
+        &extra,
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let head_sha = r.git(&["rev-parse", "prose"]);
+    gh.with(|s| {
+        assert_eq!(s.comments.len(), 1);
+        let body = s.comments[0]["body"].as_str().expect("body");
+        assert!(
+            body.starts_with("<!-- missionctl:gate -->\nBLOCKED: "),
+            "{body}"
+        );
+        assert_eq!(s.check_runs.len(), 1);
+        let cr = &s.check_runs[0];
+        assert_eq!(cr["name"], "missionctl/gate");
+        assert_eq!(cr["head_sha"], head_sha.as_str());
+        assert_eq!(cr["conclusion"], "failure");
+        let notes = cr["output"]["annotations"].as_array().expect("annotations");
+        assert!(!notes.is_empty());
+        assert!(
+            notes
+                .iter()
+                .all(|n| n["path"] == "packs/domains/hr-ops/evals/cases.yaml"),
+            "{notes:#?}"
+        );
+        // Each annotation sits on the line where its case starts.
+        let harassment = notes
+            .iter()
+            .find(|n| {
+                n["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("harassment-escalates"))
+            })
+            .expect("harassment case annotated");
+        assert_eq!(harassment["start_line"], 18);
+        assert!(
+            s.log
+                .iter()
+                .all(|q| q.authorization.as_deref() == Some("Bearer ghs_test_token"))
+        );
+    });
+    // Second run: the same comment is edited, never duplicated.
+    let second = run_with(
+        &r,
+        &[
+            "github",
+            "report",
+            "--evidence",
+            ev.to_str().expect("p"),
+            "--pr",
+            "7",
+        ],
+        &gh,
+        &extra,
+    );
+    assert!(second.status.success());
+    let outcome: Value = serde_json::from_slice(&second.stdout).expect("outcome");
+    assert_eq!(outcome["comment_created"], false);
+    gh.with(|s| {
+        assert_eq!(s.comments.len(), 1, "duplicated comment");
+        let patches = s
+            .log
+            .iter()
+            .filter(|q| q.method == "PATCH" && q.path.contains("/issues/comments/"))
+            .count();
+        assert_eq!(patches, 1);
+        assert!(s.log.iter().any(|q| q.method == "GET"
+            && q.path == "/repos/acme-fleet/packs/issues/7/comments"
+            && q.query.contains("per_page=100")));
+    });
+    let out = std::fs::read_to_string(outputs).expect("outputs");
+    assert!(
+        out.contains("verdict=BLOCKED")
+            && out.contains("blocked=true")
+            && out.contains("cost_usd=")
+            && out.contains("evidence_path="),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_to_string(summary)
+            .expect("summary")
+            .starts_with("BLOCKED")
+    );
+}
+
+/// A synthetic evidence directory (what `gate --out` writes), for report tests.
+fn evidence_dir(r: &TestRepo, verdict: &str, errors: usize, md: &str) -> std::path::PathBuf {
+    let dir = r.dir.path().join(format!("ev-{errors}-{}", md.len()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let diags: Vec<Value> = (0..errors)
+        .map(|i| json!({"code": "schema/type", "severity": "error", "file": "packs/domains/hr-ops/pack.yaml", "line": i + 1, "col": 1, "message": format!("problem {i}")}))
+        .collect();
+    let ev = json!({"verdict": verdict, "blocked": verdict != "PASS", "validation_errors": diags, "regressions": [], "head_commit": "0123456789abcdef0123456789abcdef01234567", "cost_usd": 0.0});
+    std::fs::write(dir.join("evidence.json"), ev.to_string()).expect("write");
+    std::fs::write(dir.join("evidence.md"), md).expect("write");
+    dir
+}
+
+#[test]
+fn annotations_are_sent_fifty_per_request() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let dir = evidence_dir(&r, "BLOCKED", 120, "BLOCKED: 120 validation errors\n");
+    let out = run_with(
+        &r,
+        &["github", "report", "--evidence", dir.to_str().expect("p")],
+        &gh,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gh.with(|s| {
+        let reqs: Vec<usize> = s
+            .log
+            .iter()
+            .filter(|q| q.path.contains("/check-runs"))
+            .map(|q| {
+                q.body["output"]["annotations"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+            .collect();
+        assert_eq!(reqs, [50, 50, 20]);
+        assert_eq!(
+            s.check_runs[0]["output"]["annotations"]
+                .as_array()
+                .expect("a")
+                .len(),
+            120
+        );
+        assert!(s.comments.is_empty(), "no --pr: no comment");
+    });
+}
+
+#[test]
+fn a_too_long_report_is_trimmed_with_the_verdict_intact() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let mut md = String::from(
+        "BLOCKED: safety regression in hr-ops-pack on hr-ops / refuses-credential-request\n\n### missionctl gate\n\n#### Blocking\n\n",
+    );
+    for i in 0..3000 {
+        md.push_str(&format!(
+            "- safety regression number {i} in a very long list of blocking reasons\n"
+        ));
+    }
+    md.push_str("\n#### Guardrails (from the base revision)\n\n| a | b |\n");
+    let dir = evidence_dir(&r, "BLOCKED", 0, &md);
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "report",
+            "--evidence",
+            dir.to_str().expect("p"),
+            "--pr",
+            "3",
+        ],
+        &gh,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gh.with(|s| {
+        let body = s.comments[0]["body"].as_str().expect("body");
+        assert!(body.chars().count() <= 65_536, "{}", body.len());
+        assert!(body.contains(
+            "BLOCKED: safety regression in hr-ops-pack on hr-ops / refuses-credential-request"
+        ));
+        assert!(body.contains("is in the `missionctl/gate` check run"));
+        assert!(!body.contains("#### Guardrails"));
+        let text = s.check_runs[0]["output"]["summary"]
+            .as_str()
+            .expect("summary");
+        assert!(text.len() <= 65_536);
+    });
+}
+
+#[test]
+fn commit_status_is_the_fallback_where_check_runs_are_not_allowed() {
+    let gh = GithubServer::start();
+    gh.with(|s| s.forbid_check_runs = true);
+    let r = TestRepo::new();
+    let dir = evidence_dir(&r, "PASS", 0, "PASS: 1 pack(s) evaluated\n");
+    let out = run_with(
+        &r,
+        &["github", "report", "--evidence", dir.to_str().expect("p")],
+        &gh,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gh.with(|s| {
+        assert_eq!(s.statuses.len(), 1);
+        assert_eq!(s.statuses[0]["state"], "success");
+        assert_eq!(s.statuses[0]["context"], "missionctl/gate");
+        assert_eq!(
+            s.statuses[0]["sha"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+    });
+}
+
+/// GitHub's pull_request.opened payload, pointed at this repository's commits.
+fn event_file(r: &TestRepo, head: &str, number: u64) -> String {
+    let mut p = payload("pull_request.opened");
+    p["number"] = json!(number);
+    p["pull_request"]["number"] = json!(number);
+    p["pull_request"]["head"]["sha"] = json!(r.git(&["rev-parse", head]));
+    p["pull_request"]["base"]["sha"] = json!(r.git(&["rev-parse", "main"]));
+    p["pull_request"]["base"]["ref"] = json!("main");
+    let path = r.dir.path().join(format!("event-{head}.json"));
+    std::fs::write(&path, p.to_string()).expect("write");
+    path.display().to_string()
+}
+
+fn review(user: &str, sha: &str, state: &str) -> Value {
+    json!({"id": 1, "user": {"login": user, "id": 2, "type": "User"}, "body": "", "state": state, "commit_id": sha, "submitted_at": "2026-11-26T00:00:00Z", "author_association": "MEMBER"})
+}
+
+fn gated(r: &TestRepo, gh: &GithubServer, head: &str) -> (i32, Value) {
+    let ev = r.dir.path().join(format!("ev-{head}"));
+    let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
+    let event = event_file(r, head, 42);
+    let out = run_with(
+        r,
+        &["gate", "--out", ev.to_str().expect("p"), "--db", &db],
+        gh,
+        &[
+            ("GITHUB_EVENT_PATH", event),
+            ("GITHUB_EVENT_NAME", "pull_request".into()),
+        ],
+    );
+    let evidence: Value = serde_json::from_str(
+        &std::fs::read_to_string(ev.join("evidence.json")).unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        evidence.is_object() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    (out.status.code().unwrap_or(-1), evidence)
+}
+
+#[test]
+fn approvals_follow_autonomy_tier_and_codeowners() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        s.teams
+            .insert("acme-fleet/hr-leads".into(), vec!["hanna".into()]);
+        s.teams
+            .insert("acme-fleet/legal-ops".into(), vec!["lee".into()]);
+        s.teams
+            .insert("acme-fleet/managers".into(), vec!["max".into()]);
+    });
+    let r = gate_repo(&llm, false);
+    let tweak = |r: &TestRepo, file: &str, from: &str, to: &str, pack: &str| {
+        r.edit(file, from, to);
+        bump(r, pack);
+    };
+    // A1: bob's user pack (acme, team tier: A1 needs no approval).
+    branch(&r, "a1", |r| {
+        tweak(
+            r,
+            "packs/tenants/acme/users/bob/preferences.md",
+            "Bob is on",
+            "Bob Okafor is on",
+            "packs/tenants/acme/users/bob/pack.yaml",
+        )
+    });
+    let (code, ev) = gated(&r, &gh, "a1");
+    assert_eq!(ev["verdict"], "PASS", "{ev:#}");
+    assert_eq!(code, 0);
+    assert_eq!(ev["approvals"]["requirements"][0]["autonomy"], "A1");
+    assert_eq!(ev["approvals"]["requirements"][0]["needed"], 0);
+
+    // A2: hr-ops needs one approval from an owner of its path (@acme-fleet/hr-leads).
+    branch(&r, "a2", |r| {
+        tweak(r, HR_ROLE, "workplace\npolicies", "workplace\nPolicies", HR)
+    });
+    let (code, ev) = gated(&r, &gh, "a2");
+    assert_eq!(ev["verdict"], "WAITING FOR APPROVAL", "{:#}", ev["reasons"]);
+    assert_eq!(code, 1);
+    let md = std::fs::read_to_string(r.dir.path().join("ev-a2/evidence.md")).expect("md");
+    assert!(
+        md.starts_with(
+            "WAITING FOR APPROVAL: evals pass; approval still needed from @acme-fleet/hr-leads"
+        ),
+        "{md}"
+    );
+    let head = r.git(&["rev-parse", "a2"]);
+    // A stranger's approval does not count; an owner's approval on an older push does not either (team tier).
+    gh.with(|s| {
+        s.reviews = vec![
+            review("stranger", &head, "APPROVED"),
+            review(
+                "hanna",
+                "0000000000000000000000000000000000000000",
+                "APPROVED",
+            ),
+        ]
+    });
+    let (_, ev) = gated(&r, &gh, "a2");
+    assert_eq!(
+        ev["verdict"], "WAITING FOR APPROVAL",
+        "{:#}",
+        ev["approvals"]
+    );
+    assert_eq!(ev["approvals"]["stale"][0], "hanna");
+    gh.with(|s| s.reviews = vec![review("hanna", &head, "APPROVED")]);
+    let (code, ev) = gated(&r, &gh, "a2");
+    assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
+    assert_eq!(code, 0);
+
+    // A3: legal-intake needs two approvals from owners, one of them from the managers role.
+    branch(&r, "a3", |r| {
+        tweak(
+            r,
+            "packs/domains/legal-intake/prompts/triage.md",
+            "## Triage",
+            "## Triage rules",
+            "packs/domains/legal-intake/pack.yaml",
+        )
+    });
+    let head = r.git(&["rev-parse", "a3"]);
+    gh.with(|s| s.reviews = vec![review("lee", &head, "APPROVED")]);
+    let (_, ev) = gated(&r, &gh, "a3");
+    assert_eq!(
+        ev["verdict"], "WAITING FOR APPROVAL",
+        "{:#}",
+        ev["approvals"]
+    );
+    let req = &ev["approvals"]["requirements"][0];
+    assert_eq!(req["autonomy"], "A3");
+    assert_eq!(req["needed"], 2);
+    assert_eq!(req["role"], "@acme-fleet/managers");
+    gh.with(|s| {
+        s.reviews = vec![
+            review("lee", &head, "APPROVED"),
+            review("max", &head, "APPROVED"),
+        ]
+    });
+    let (code, ev) = gated(&r, &gh, "a3");
+    assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
+    assert_eq!(code, 0);
+
+    // Policy changes need a policy owner.
+    branch(&r, "policy", |r| {
+        r.edit(
+            "policies/guardrails.yaml",
+            "max_candidates_per_run: 4",
+            "max_candidates_per_run: 3",
+        );
+    });
+    gh.with(|s| s.reviews = vec![]);
+    let (_, ev) = gated(&r, &gh, "policy");
+    assert_eq!(ev["verdict"], "WAITING FOR APPROVAL", "{ev:#}");
+    let req = ev["approvals"]["requirements"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .find(|q| q["subject"] == "policies")
+        .cloned()
+        .expect("policy requirement");
+    assert_eq!(req["owners"][0], "@acme-fleet/platform");
+    // Reviews were read for the event's pull request.
+    gh.with(|s| {
+        assert!(
+            s.log
+                .iter()
+                .any(|q| q.path == "/repos/Codertocat/Hello-World/pulls/42/reviews"),
+            "{:?}",
+            s.log.iter().map(|q| q.path.clone()).collect::<Vec<_>>()
+        )
+    });
+}

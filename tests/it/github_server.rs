@@ -1,0 +1,242 @@
+//! A fake GitHub REST v3 server on 127.0.0.1: GitHub's paths and JSON for
+//! the endpoints missionctl uses, with state (comments, check runs,
+//! statuses) and a log of every request for assertions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+#[derive(Default)]
+pub struct GhState {
+    pub log: Vec<Req>,
+    pub comments: Vec<Value>,
+    pub check_runs: Vec<Value>,
+    pub statuses: Vec<Value>,
+    /// Reviews returned for every pull request.
+    pub reviews: Vec<Value>,
+    /// team slug "org/team" -> members
+    pub teams: HashMap<String, Vec<String>>,
+    /// Answer check-run creation with 403 (as for a token that may not create them).
+    pub forbid_check_runs: bool,
+    next_id: u64,
+}
+
+pub struct GithubServer {
+    pub url: String,
+    pub state: Arc<Mutex<GhState>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn user(login: &str) -> Value {
+    json!({"login": login, "id": 1, "type": "User", "site_admin": false})
+}
+
+async fn handle(
+    State(st): State<Arc<Mutex<GhState>>>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut s = st.lock().expect("state");
+    s.log.push(Req {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body.clone(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .map(String::from),
+    });
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let page: usize = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("page="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let per_page: usize = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("per_page="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let paged = |items: &[Value]| -> Value {
+        Value::Array(
+            items
+                .iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .cloned()
+                .collect(),
+        )
+    };
+    s.next_id += 1;
+    let id = 1000 + s.next_id;
+    let (status, out) = match (method.as_str(), parts.as_slice()) {
+        ("GET", ["repos", _, _, "issues", n, "comments"]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            let mine: Vec<Value> = s
+                .comments
+                .iter()
+                .filter(|c| c["issue"] == n)
+                .cloned()
+                .collect();
+            (StatusCode::OK, paged(&mine))
+        }
+        ("POST", ["repos", _, _, "issues", n, "comments"]) => {
+            let c = json!({"id": id, "issue": n.parse::<u64>().unwrap_or(0), "body": body["body"], "user": user("github-actions[bot]"), "created_at": "2026-11-26T00:00:00Z"});
+            s.comments.push(c.clone());
+            (StatusCode::CREATED, c)
+        }
+        ("PATCH", ["repos", _, _, "issues", "comments", cid]) => {
+            let cid: u64 = cid.parse().unwrap_or(0);
+            match s.comments.iter_mut().find(|c| c["id"] == cid) {
+                Some(c) => {
+                    c["body"] = body["body"].clone();
+                    (StatusCode::OK, c.clone())
+                }
+                None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            }
+        }
+        ("POST", ["repos", _, _, "check-runs"]) => {
+            if s.forbid_check_runs {
+                (
+                    StatusCode::FORBIDDEN,
+                    json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run"}),
+                )
+            } else {
+                // Deliberately partial: GitHub's real object has many more fields,
+                // and a client that insisted on them would fail here.
+                let c = json!({"id": id, "name": body["name"], "head_sha": body["head_sha"], "status": body["status"], "conclusion": body["conclusion"], "output": body["output"]});
+                s.check_runs.push(c.clone());
+                (
+                    StatusCode::CREATED,
+                    json!({"id": id, "status": body["status"]}),
+                )
+            }
+        }
+        ("PATCH", ["repos", _, _, "check-runs", rid]) => {
+            let rid: u64 = rid.parse().unwrap_or(0);
+            match s.check_runs.iter_mut().find(|c| c["id"] == rid) {
+                Some(c) => {
+                    let mut notes = c["output"]["annotations"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    notes.extend(
+                        body["output"]["annotations"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    c["output"]["annotations"] = Value::Array(notes);
+                    (StatusCode::OK, json!({"id": rid}))
+                }
+                None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            }
+        }
+        ("POST", ["repos", _, _, "statuses", sha]) => {
+            let st = json!({"id": id, "sha": sha, "state": body["state"], "context": body["context"], "description": body["description"]});
+            s.statuses.push(st.clone());
+            (StatusCode::CREATED, st)
+        }
+        ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {
+            (StatusCode::OK, paged(&s.reviews.clone()))
+        }
+        ("GET", ["orgs", org, "teams", team, "memberships", login]) => {
+            let key = format!("{org}/{team}");
+            if s.teams
+                .get(&key)
+                .is_some_and(|m| m.iter().any(|u| u.eq_ignore_ascii_case(login)))
+            {
+                (
+                    StatusCode::OK,
+                    json!({"url": "", "role": "member", "state": "active"}),
+                )
+            } else {
+                (StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+            }
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    };
+    (status, axum::Json(out)).into_response()
+}
+
+impl GithubServer {
+    pub fn start() -> GithubServer {
+        let state = Arc::new(Mutex::new(GhState::default()));
+        let st = state.clone();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx.send(l.local_addr().expect("addr")).expect("send");
+                let app = Router::new().fallback(handle).with_state(st);
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addr: std::net::SocketAddr = addr_rx.recv().expect("addr");
+        GithubServer {
+            url: format!("http://{addr}"),
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut GhState) -> R) -> R {
+        f(&mut self.state.lock().expect("state"))
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GITHUB_API_URL", self.url.clone()),
+            ("GITHUB_TOKEN", "ghs_test_token".to_string()),
+            ("GITHUB_REPOSITORY", "acme-fleet/packs".to_string()),
+        ]
+    }
+}
+
+impl Drop for GithubServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
