@@ -481,6 +481,14 @@ pub fn parent_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
+/// The merge base of two revisions (the champion of a pull request).
+pub fn merge_base(root: &Path, a: &str, b: &str) -> Result<String, GitError> {
+    let repo = open(root)?;
+    let ca = resolve_commit(&repo, a)?.id();
+    let cb = resolve_commit(&repo, b)?.id();
+    Ok(repo.merge_base(ca, cb)?.to_string())
+}
+
 /// Author and time of a commit, for `created_by` / `created_at`.
 pub fn commit_meta(repo: &Repository, oid: Oid) -> Option<(String, String)> {
     let c = repo.find_commit(oid).ok()?;

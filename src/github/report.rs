@@ -24,6 +24,10 @@ pub enum ReportError {
     Evidence { dir: String, message: String },
     #[error(transparent)]
     Gh(#[from] GhError),
+    #[error(
+        "pull request #{pr} is at {head}, not at the evaluated commit {sha}; not posting (re-run the gate on the new head)"
+    )]
+    Mismatch { pr: u64, head: String, sha: String },
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -149,6 +153,22 @@ pub async fn post(
 ) -> Result<Outcome, ReportError> {
     let mut out = Outcome::default();
     let verdict = evidence["verdict"].as_str().unwrap_or("BLOCKED");
+    if let (Some(pr), Some(sha)) = (pr, sha) {
+        // The evidence may come from an untrusted run: only comment on a pull
+        // request whose head is the commit that was evaluated.
+        let pull = gh.get(&gh.repo_path(&format!("/pulls/{pr}"))).await?;
+        let head = pull
+            .pointer("/head/sha")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        if head != sha {
+            return Err(ReportError::Mismatch {
+                pr,
+                head: head.to_string(),
+                sha: sha.to_string(),
+            });
+        }
+    }
     if let Some(pr) = pr {
         let (body, trimmed) = comment_body(markdown, check_name);
         out.comment_trimmed = trimmed;

@@ -95,6 +95,22 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
         ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
         ("GITHUB_OUTPUT", outputs.display().to_string()),
     ];
+    let head_sha = r.git(&["rev-parse", "prose"]);
+    let report = [
+        "github",
+        "report",
+        "--evidence",
+        ev.to_str().expect("p"),
+        "--pr",
+        "7",
+    ];
+    // The pull request has moved on since the gate ran: nothing is posted on it.
+    gh.with(|s| s.pulls.insert(7, "f".repeat(40)));
+    let stale = run_with(&r, &report, &gh, &extra);
+    assert_eq!(stale.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("not at the evaluated commit"));
+    gh.with(|s| assert!(s.comments.is_empty() && s.check_runs.is_empty()));
+    gh.with(|s| s.pulls.insert(7, head_sha.clone()));
     let first = run_with(
         &r,
         &[
@@ -113,7 +129,6 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let head_sha = r.git(&["rev-parse", "prose"]);
     gh.with(|s| {
         assert_eq!(s.comments.len(), 1);
         let body = s.comments[0]["body"].as_str().expect("body");
@@ -260,6 +275,10 @@ fn a_too_long_report_is_trimmed_with_the_verdict_intact() {
     }
     md.push_str("\n#### Guardrails (from the base revision)\n\n| a | b |\n");
     let dir = evidence_dir(&r, "BLOCKED", 0, &md);
+    gh.with(|s| {
+        s.pulls
+            .insert(3, "0123456789abcdef0123456789abcdef01234567".into())
+    });
     let out = run_with(
         &r,
         &[

@@ -30,6 +30,8 @@ pub struct GhState {
     pub reviews: Vec<Value>,
     /// team slug "org/team" -> members
     pub teams: HashMap<String, Vec<String>>,
+    /// Pull request number -> head sha, for `GET /repos/{o}/{r}/pulls/{n}`.
+    pub pulls: HashMap<u64, String>,
     /// Answer check-run creation with 403 (as for a token that may not create them).
     pub forbid_check_runs: bool,
     next_id: u64,
@@ -158,6 +160,13 @@ async fn handle(
             s.statuses.push(st.clone());
             (StatusCode::CREATED, st)
         }
+        ("GET", ["repos", o, r, "pulls", n]) => match s.pulls.get(&n.parse::<u64>().unwrap_or(0)) {
+            Some(sha) => (
+                StatusCode::OK,
+                json!({"number": n.parse::<u64>().unwrap_or(0), "state": "open", "head": {"sha": sha, "ref": "topic", "repo": {"full_name": format!("{o}/{r}")}}, "base": {"ref": "main"}}),
+            ),
+            None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+        },
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {
             (StatusCode::OK, paged(&s.reviews.clone()))
         }
