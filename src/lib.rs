@@ -9,6 +9,7 @@ pub mod gitrepo;
 pub mod llm;
 pub mod pack;
 pub mod policy;
+pub mod reconcile;
 pub mod resolve;
 pub mod schema;
 pub mod store;

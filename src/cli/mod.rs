@@ -7,6 +7,7 @@ mod gate;
 mod github;
 mod init;
 mod packs;
+mod reconcile;
 mod resolve;
 mod validate;
 
@@ -45,6 +46,14 @@ pub enum Command {
     Eval(gate::Args),
     /// Evaluate and decide: exit 0 pass, 1 blocked, 2 could not evaluate.
     Gate(gate::Args),
+    /// Turn new commits on the main branch into promotion decisions.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Run the reconciler continuously (poll, file watch, GitHub webhook).
+    Serve(reconcile::ServeArgs),
+    /// Write a revert commit restoring a pack to an earlier version.
+    Rollback(reconcile::RollbackArgs),
+    /// The audit history of promotion decisions.
+    Decisions(reconcile::DecisionsArgs),
     /// Post evidence to GitHub.
     Github {
         #[command(subcommand)]
@@ -83,6 +92,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(a) => gate::run(a, true),
         Command::DemoModel(a) => demo::run(a),
         Command::Github { command } => github::run(command),
+        Command::Reconcile(a) => reconcile::reconcile(a),
+        Command::Serve(a) => reconcile::serve(a),
+        Command::Rollback(a) => reconcile::rollback(a),
+        Command::Decisions(a) => reconcile::decisions(a),
     }
 }
 

@@ -498,6 +498,18 @@ impl Store {
             .collect())
     }
 
+    /// Every (pack, digest, version, commit) reconciled on main for `source`.
+    pub async fn history(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        Ok(fetch_all!(
+            self,
+            "SELECT pack_id, digest, version, commit_sha FROM pack_history WHERE source = $1",
+            source
+        )?)
+    }
+
     /// The version and commit at which `pack` last had content `digest` on main, if ever.
     pub async fn history_lookup(
         &self,

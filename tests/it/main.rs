@@ -3,8 +3,12 @@
 
 mod bad_input;
 mod commands;
+#[macro_use]
+mod db;
 mod gate;
 mod github;
 mod github_server;
 mod llm_server;
+mod reconcile;
+mod store;
 mod util;

@@ -1,0 +1,276 @@
+//! `missionctl reconcile`, `serve`, `rollback` and `decisions`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use missionctl::reconcile::daemon::{self, DaemonConfig};
+use missionctl::reconcile::rollback::{self, Target};
+use missionctl::reconcile::{self as rec, Options, Outcome, Source};
+use missionctl::store::{Decision, Store};
+
+use super::OutFormat;
+
+/// Where the pack repository and the state store are.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// The pack repository: a local path (bare or not) or a URL.
+    #[arg(long, default_value = ".")]
+    pub repo: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// State store: sqlite://PATH or postgres://USER@HOST/DB. Default: MISSIONCTL_DATABASE_URL,
+    /// else sqlite://$XDG_DATA_HOME/missionctl/state.db (~/.local/share/missionctl/state.db).
+    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Where mirrors of remote repositories are kept (default: the user's cache directory).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn source(&self) -> Source {
+        let cache = self.cache_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("missionctl")
+        });
+        Source::new(&self.repo, &self.branch, &cache)
+    }
+
+    pub fn db_url(&self) -> String {
+        self.db
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(missionctl::store::default_url)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// One pass, then exit (otherwise keep polling).
+    #[arg(long)]
+    pub once: bool,
+    /// Poll interval when not --once.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Also write each decision as a git note under refs/notes/missionctl (pushed for remotes).
+    #[arg(long)]
+    pub notes: bool,
+    /// History was rewritten on purpose: resume from the branch's current tip.
+    #[arg(long)]
+    pub acknowledge_rewrite: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutFormat,
+}
+
+fn print_outcome(out: &Outcome, format: OutFormat) -> anyhow::Result<()> {
+    match format {
+        OutFormat::Json => println!("{}", serde_json::to_string(out)?),
+        OutFormat::Human => {
+            for d in &out.decisions {
+                println!(
+                    "{:<8} {:<32} {} -> {}  [{:.8}{}] {}",
+                    d.decision,
+                    d.pack_id,
+                    d.champion_pack_version.as_deref().unwrap_or("(none)"),
+                    d.challenger_pack_version,
+                    d.commit,
+                    d.pull_request.map(|n| format!(" #{n}")).unwrap_or_default(),
+                    d.reason
+                );
+            }
+            if let Some(h) = &out.halted {
+                eprintln!("halted: {h}");
+            } else {
+                eprintln!(
+                    "reconciled {} commit(s) up to {:.8}: {} decision(s)",
+                    out.commits,
+                    out.tip,
+                    out.decisions.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn exit_for(out: &Outcome) -> ExitCode {
+    if out.halted.is_some() || out.decisions.iter().any(|d| d.decision == "reject") {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn reconcile(a: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store = Store::connect(&a.common.db_url()).await?;
+        let source = a.common.source();
+        let opts = Options {
+            notes: a.notes,
+            acknowledge: a.acknowledge_rewrite,
+        };
+        if a.acknowledge_rewrite {
+            let out = rec::reconcile(&source, &store, &opts).await?;
+            eprintln!("acknowledged: reconciling resumes from {:.8}", out.tip);
+            return Ok(ExitCode::SUCCESS);
+        }
+        loop {
+            let out = rec::reconcile(&source, &store, &opts).await?;
+            print_outcome(&out, a.format)?;
+            if a.once || out.halted.is_some() {
+                return Ok(exit_for(&out));
+            }
+            tokio::time::sleep(a.poll_interval).await;
+        }
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Address for the webhook and the registry API (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Fetch interval for remotes and the safety net for local paths.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    #[arg(long)]
+    pub notes: bool,
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store = Store::connect(&a.common.db_url()).await?;
+        let cfg = DaemonConfig {
+            source: a.common.source(),
+            store,
+            poll: a.poll_interval,
+            webhook_secret: std::env::var("MISSIONCTL_WEBHOOK_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            options: Options {
+                notes: a.notes,
+                acknowledge: false,
+            },
+            debounce: Duration::from_millis(50),
+            max_wait: Duration::from_millis(500),
+        };
+        let listener = tokio::net::TcpListener::bind(a.listen).await?;
+        eprintln!(
+            "missionctl serve: reconciling {} ({}) on http://{}",
+            cfg.source.key,
+            cfg.source.branch,
+            listener.local_addr()?
+        );
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.notify_waiters();
+        });
+        daemon::run(cfg, Some(listener), None, None, shutdown).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The pack to roll back.
+    #[arg(long)]
+    pub pack: String,
+    /// The version to restore (default: the previous version on the branch).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, default_value = "manual rollback")]
+    pub reason: String,
+    /// Commit onto the branch itself and push it.
+    #[arg(long, conflicts_with = "to_branch")]
+    pub push: bool,
+    /// Commit onto a new branch for review instead.
+    #[arg(long = "to-branch", value_name = "NAME")]
+    pub to_branch: Option<String>,
+}
+
+pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let target = match (&a.to_branch, a.push) {
+        (Some(b), _) => Target::Branch(b.clone()),
+        (None, true) => Target::Push,
+        (None, false) => anyhow::bail!(
+            "say where the revert goes: --push (onto the branch) or --to-branch NAME (for review)"
+        ),
+    };
+    let out = rollback::rollback(
+        &a.common.source(),
+        &a.pack,
+        a.to.as_deref(),
+        &a.reason,
+        &target,
+    )?;
+    println!(
+        "rolled back {} from {} to {} (content of {:.8}) in commit {:.8} on {}",
+        out.pack_id,
+        out.from_version,
+        out.to_version,
+        out.restored_from_commit,
+        out.commit,
+        out.branch
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DecisionsArgs {
+    /// State store (see `reconcile --help`).
+    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+    #[arg(long)]
+    pub pack: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutFormat,
+}
+
+pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
+    let url =
+        a.db.clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(missionctl::store::default_url);
+    let rt = tokio::runtime::Runtime::new()?;
+    let list: Vec<Decision> = rt.block_on(async {
+        let store = Store::connect(&url).await?;
+        anyhow::Ok(store.decisions(a.pack.as_deref()).await?)
+    })?;
+    match a.format {
+        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        OutFormat::Human => {
+            println!(
+                "{:<20} {:<8} {:<30} {:<26} {:<26} {:<10} REASON",
+                "WHEN", "DECISION", "PACK", "CHAMPION", "CHALLENGER", "COMMIT"
+            );
+            for d in &list {
+                println!(
+                    "{:<20} {:<8} {:<30} {:<26} {:<26} {:<10} {}",
+                    d.created_at.get(..19).unwrap_or(&d.created_at),
+                    d.decision,
+                    d.pack_id,
+                    d.champion_pack_version.as_deref().unwrap_or("-"),
+                    d.challenger_pack_version,
+                    d.commit.get(..8).unwrap_or(&d.commit),
+                    d.reason
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

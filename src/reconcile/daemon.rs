@@ -1,0 +1,300 @@
+//! `missionctl serve`: the reconciler, continuously.
+//!
+//! Triggers only say "something may have changed": a poll interval, a file
+//! watch on a local repository's refs, and GitHub push webhooks. They are
+//! coalesced into "kicks"; each kick runs one catch-up pass, which walks every
+//! new commit, so a burst of pushes costs one or two passes and never skips a
+//! commit's decision. The HTTP router is shared with the registry API.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::{Notify, mpsc};
+
+use super::{Options, Outcome, Source, SourceKind, reconcile};
+use crate::store::Store;
+
+/// GitHub sends push payloads up to 25 MB, but the reconciler needs only the
+/// ref; larger bodies are refused (413) and the poll picks the change up.
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct DaemonConfig {
+    pub source: Source,
+    pub store: Store,
+    pub poll: Duration,
+    pub webhook_secret: Option<String>,
+    pub options: Options,
+    /// Quiet time before a burst of file events becomes a kick.
+    pub debounce: Duration,
+    /// A kick is sent at the latest this long after the first event of a burst,
+    /// so constant churn cannot starve the reconciler.
+    pub max_wait: Duration,
+}
+
+/// What the reconcile loop publishes after each pass (the registry listens).
+pub type OnPass = Arc<dyn Fn(&Outcome) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Kicker {
+    tx: mpsc::Sender<&'static str>,
+}
+
+impl Kicker {
+    pub fn kick(&self, why: &'static str) {
+        // A full channel already holds a pending kick: dropping this one loses nothing.
+        let _ = self.tx.try_send(why);
+    }
+}
+
+/// Ids of deliveries already handled, bounded.
+#[derive(Default)]
+struct Seen {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl Seen {
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        if self.order.len() > 10_000
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    secret: Option<Arc<String>>,
+    branch: String,
+    kicker: Kicker,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// Constant-time check of GitHub's `X-Hub-Signature-256` over the raw body.
+pub fn verify_signature(secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex_sig) = header.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+async fn webhook(
+    State(st): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let Some(secret) = &st.secret else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhooks are not configured: set MISSIONCTL_WEBHOOK_SECRET\n".into(),
+        );
+    };
+    let sig = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !verify_signature(secret, &body, sig) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "bad or missing X-Hub-Signature-256\n".into(),
+        );
+    }
+    let delivery = headers
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !delivery.is_empty()
+        && !st
+            .seen
+            .lock()
+            .map(|mut s| s.insert(delivery))
+            .unwrap_or(true)
+    {
+        return (StatusCode::OK, "duplicate delivery ignored\n".into());
+    }
+    match headers.get("x-github-event").and_then(|v| v.to_str().ok()) {
+        Some("ping") => (StatusCode::OK, "pong\n".into()),
+        Some("push") => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let r = v.get("ref").and_then(|r| r.as_str()).unwrap_or("");
+            if r == format!("refs/heads/{}", st.branch) {
+                st.kicker.kick("webhook");
+                (StatusCode::ACCEPTED, "reconciling\n".into())
+            } else {
+                (StatusCode::ACCEPTED, format!("ignored: push to {r}\n"))
+            }
+        }
+        Some(other) => (StatusCode::ACCEPTED, format!("ignored: {other} event\n")),
+        None => (StatusCode::BAD_REQUEST, "missing X-GitHub-Event\n".into()),
+    }
+}
+
+/// The reconciler's routes: the webhook and health.
+pub fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
+    let st = WebhookState {
+        secret: cfg.webhook_secret.clone().map(Arc::new),
+        branch: cfg.source.branch.clone(),
+        kicker,
+        seen: Arc::default(),
+    };
+    Router::new()
+        .route(
+            "/v1/github/webhook",
+            post(webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+        )
+        .with_state(st)
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Watch a local repository's refs; send a kick after `debounce` of quiet or
+/// `max_wait` after the first event, whichever comes first.
+///
+/// Written on notify directly rather than notify-debouncer-full: the
+/// debouncer emits only after a quiet period per path, which continuous
+/// churn can postpone forever, and the max-wait cap is the property we need.
+fn watch(cfg: &DaemonConfig, kicker: Kicker) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let SourceKind::Local(path) = &cfg.source.kind else {
+        return None;
+    };
+    let git_dir = git2::Repository::open(path).ok()?.path().to_path_buf();
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && ev.paths.iter().any(|p| {
+                let s = p.to_string_lossy();
+                s.contains("refs/heads") || s.ends_with("packed-refs")
+            })
+        {
+            let _ = tx.send(());
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&git_dir, notify::RecursiveMode::Recursive)
+        .ok()?;
+    let (debounce, max_wait) = (cfg.debounce, cfg.max_wait);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            let first = Instant::now();
+            loop {
+                let deadline = (first + max_wait).saturating_duration_since(Instant::now());
+                match tokio::time::timeout(debounce.min(deadline), rx.recv()).await {
+                    Ok(Some(())) if Instant::now() < first + max_wait => continue,
+                    Ok(None) => return,
+                    _ => break,
+                }
+            }
+            kicker.kick("watch");
+        }
+    });
+    Some(watcher)
+}
+
+/// Run the reconciler until `shutdown` resolves. `on_pass` sees every outcome.
+pub async fn run(
+    cfg: DaemonConfig,
+    listener: Option<tokio::net::TcpListener>,
+    extra_routes: Option<Router>,
+    on_pass: Option<OnPass>,
+    shutdown: Arc<Notify>,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<&'static str>(1);
+    let kicker = Kicker { tx };
+    let _watcher = watch(&cfg, kicker.clone());
+    let server = if let Some(listener) = listener {
+        let mut app = router(&cfg, kicker.clone());
+        if let Some(extra) = extra_routes {
+            app = app.merge(extra);
+        }
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.notified().await })
+            .await;
+        }))
+    } else {
+        None
+    };
+    kicker.kick("start");
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            _ = shutdown.notified() => break,
+            why = rx.recv() => { tracing::debug!(?why, "kick"); }
+            _ = tokio::time::sleep(cfg.poll) => { tracing::debug!("poll"); }
+        }
+        match reconcile(&cfg.source, &cfg.store, &cfg.options).await {
+            Ok(out) => {
+                backoff = Duration::from_millis(500);
+                for d in &out.decisions {
+                    tracing::info!(pack = %d.pack_id, decision = %d.decision, commit = %d.commit, "decision");
+                }
+                if let Some(h) = &out.halted {
+                    tracing::error!(reason = %h, "reconciler halted");
+                }
+                if let Some(f) = &on_pass {
+                    f(&out);
+                }
+                if out.lost_race {
+                    // Another replica moved first: catch up from its position at once.
+                    kicker.kick("race");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "reconcile pass failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_on_the_raw_body() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
+        mac.update(body);
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert!(verify_signature("s3cret", body, &good));
+        assert!(!verify_signature("other", body, &good));
+        assert!(!verify_signature("s3cret", b"{}", &good));
+        assert!(!verify_signature("s3cret", body, "sha1=abc"));
+        assert!(!verify_signature("s3cret", body, ""));
+    }
+}

@@ -1,0 +1,117 @@
+//! One suite for both state-store implementations.
+
+use missionctl::store::{CommitApply, Decision, Serving, Store};
+
+fn decision(commit: &str, pack: &str, kind: &str) -> Decision {
+    Decision {
+        decision_id: format!("{commit}-{pack}"),
+        scope_type: "domain".into(),
+        scope_id: pack.into(),
+        champion_pack_version: Some("1.0.0".into()),
+        challenger_pack_version: "1.1.0".into(),
+        decision: kind.into(),
+        reason: "test".into(),
+        decided_by: "tester".into(),
+        created_at: "2026-11-26T00:00:00Z".into(),
+        pack_id: pack.into(),
+        commit: commit.into(),
+        pull_request: Some(7),
+        evidence_url: None,
+        rollout: Some(serde_json::json!({"steps": [5, 25, 100]})),
+        figures: None,
+    }
+}
+
+fn serving(pack: &str, digest: &str, commit: &str) -> Serving {
+    Serving {
+        pack_id: pack.into(),
+        scope_type: "domain".into(),
+        scope_id: pack.into(),
+        version: format!("1.0.0+{digest}"),
+        digest: digest.into(),
+        commit: commit.into(),
+    }
+}
+
+fn suite(url: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let s = Store::connect(url).await.expect("connect");
+        // Migrations are idempotent.
+        let s2 = Store::connect(url).await.expect("reconnect");
+        // Cache.
+        s.cache_put("k", "v").await.expect("put");
+        s2.cache_put("k", "w").await.expect("put twice");
+        assert_eq!(s.cache_get("k").await.expect("get").as_deref(), Some("v"));
+        // Spend ledger.
+        s.spend_record("acme", "2026-11-26", 0.5, "eval", "r")
+            .await
+            .expect("spend");
+        s.spend_record("acme", "2026-11-26", 0.25, "judge", "r")
+            .await
+            .expect("spend");
+        assert!((s.spend_on("acme", "2026-11-26").await.expect("sum") - 0.75).abs() < 1e-9);
+        // First commit: no expected position.
+        let mut a = CommitApply {
+            source: "src".into(),
+            branch: "main".into(),
+            expected_last: None,
+            new_last: "c1".into(),
+            decisions: vec![
+                decision("c1", "hr", "promote"),
+                decision("c1", "legal", "promote"),
+            ],
+            serving: vec![serving("hr", "d1", "c1"), serving("legal", "d2", "c1")],
+            removed: vec![],
+        };
+        assert!(s.apply_commit(&a).await.expect("apply"));
+        // Applying the same commit again is refused and writes nothing.
+        assert!(!s2.apply_commit(&a).await.expect("apply again"));
+        assert_eq!(s.decisions(None).await.expect("list").len(), 2);
+        // A stale expected position is refused.
+        a.expected_last = Some("nope".into());
+        a.new_last = "c2".into();
+        a.decisions = vec![decision("c2", "hr", "rollback")];
+        assert!(!s.apply_commit(&a).await.expect("stale"));
+        // Two writers racing from the same position: exactly one wins.
+        a.expected_last = Some("c1".into());
+        a.serving = vec![serving("hr", "d3", "c2")];
+        a.removed = vec!["legal".into()];
+        let (x, y) = tokio::join!(s.apply_commit(&a), s2.apply_commit(&a));
+        assert_eq!(x.expect("x") as u8 + y.expect("y") as u8, 1);
+        let all = s.decisions(None).await.expect("list");
+        assert_eq!(
+            all.iter()
+                .map(|d| (d.commit.as_str(), d.pack_id.as_str()))
+                .collect::<Vec<_>>(),
+            [("c1", "hr"), ("c1", "legal"), ("c2", "hr")]
+        );
+        assert_eq!(all[0], decision("c1", "hr", "promote"));
+        assert_eq!(s.decisions(Some("hr")).await.expect("hr").len(), 2);
+        let sv = s.serving("src").await.expect("serving");
+        assert_eq!(sv, vec![serving("hr", "d3", "c2")]);
+        assert_eq!(
+            s.history_lookup("src", "hr", "d1").await.expect("h"),
+            Some(("1.0.0+d1".into(), "c1".into()))
+        );
+        assert_eq!(s.history("src").await.expect("h").len(), 3);
+        // Halting stops further application until acknowledged.
+        s.halt("src", "main", "rewritten").await.expect("halt");
+        assert_eq!(
+            s.source_state("src")
+                .await
+                .expect("state")
+                .and_then(|x| x.halted)
+                .as_deref(),
+            Some("rewritten")
+        );
+        a.expected_last = Some("c2".into());
+        a.new_last = "c3".into();
+        a.decisions = vec![decision("c3", "hr", "promote")];
+        assert!(!s.apply_commit(&a).await.expect("halted"));
+        s.acknowledge("src", "main", "c2").await.expect("ack");
+        assert!(s.apply_commit(&a).await.expect("resumed"));
+    });
+}
+
+crate::both_stores!(store_suite, |url: &str| super::suite(url));
