@@ -184,7 +184,14 @@ fn watch(cfg: &DaemonConfig, kicker: Kicker) -> Option<notify::RecommendedWatche
     let git_dir = git2::Repository::open(path).ok()?.path().to_path_buf();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Reads (inotify access events) are ours; only writes mean a ref moved.
         if let Ok(ev) = res
+            && matches!(
+                ev.kind,
+                notify::EventKind::Create(_)
+                    | notify::EventKind::Modify(_)
+                    | notify::EventKind::Remove(_)
+            )
             && ev.paths.iter().any(|p| {
                 let s = p.to_string_lossy();
                 s.contains("refs/heads") || s.ends_with("packed-refs")

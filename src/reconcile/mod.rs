@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gitrepo::{self, GitError, Tree};
 use crate::pack::{self, Location, PackDoc, Repo};
+
 use crate::store::{CommitApply, Decision, Serving, Store, StoreError};
 use crate::validate;
 
@@ -294,15 +295,19 @@ fn rollout_plan(repo: &Repo, p: &PackDoc) -> Json {
 
 type History = HashMap<(String, String), (String, String)>;
 
-/// Decide what one commit means, given the previous reconciled snapshot.
-/// Returns the changes to apply and whether the commit was refused.
+/// What serves now, per pack: the baseline every commit is compared with
+/// (after a refused commit it is still the last good content).
+type ServingMap = HashMap<String, Serving>;
+
+/// Decide what one commit means against what serves now.
 fn plan_commit(
     source: &Source,
-    prev: Option<&Repo>,
+    serving: &ServingMap,
+    initial: bool,
     cur: &Repo,
     info: &CommitInfo,
     history: &History,
-) -> (CommitApply, bool) {
+) -> CommitApply {
     let mut apply = CommitApply {
         source: source.key.clone(),
         branch: source.branch.clone(),
@@ -341,8 +346,9 @@ fn plan_commit(
         .packs
         .iter()
         .filter(|p| {
-            prev.and_then(|r| r.pack(&p.pack.id))
-                .is_none_or(|old| old.own_digest != p.own_digest)
+            serving
+                .get(&p.pack.id)
+                .is_none_or(|old| old.digest != p.own_digest)
         })
         .collect();
     if !errors.is_empty() {
@@ -370,11 +376,16 @@ fn plan_commit(
             .collect();
         // Packs that no longer load at all are broken, not removed.
         for f in &cur.failed_packs {
-            if let Some(old) = prev.and_then(|r| r.packs.iter().find(|p| &p.file == f)) {
+            let old = Location::from_path(f).and_then(|loc| {
+                serving.values().find(|s| {
+                    s.scope_type == loc.scope_type().as_str() && s.scope_id == loc.scope_id()
+                })
+            });
+            if let Some(old) = old {
                 packs.push((
-                    old.pack.id.clone(),
-                    old.location.scope_type().as_str().into(),
-                    old.location.scope_id().into(),
+                    old.pack_id.clone(),
+                    old.scope_type.clone(),
+                    old.scope_id.clone(),
                     format!("unparseable at {}", &info.sha[..8]),
                 ));
             }
@@ -392,7 +403,7 @@ fn plan_commit(
                 decision_id: decision_id(&info.sha, &id),
                 scope_type: st,
                 scope_id: sid,
-                champion_pack_version: prev.and_then(|r| r.pack(&id)).map(pack_version),
+                champion_pack_version: serving.get(&id).map(|s| s.version.clone()),
                 challenger_pack_version: ver,
                 decision: "reject".into(),
                 reason: reason.clone(),
@@ -406,16 +417,15 @@ fn plan_commit(
                 figures: None,
             });
         }
-        return (apply, true);
+        return apply;
     }
     let revert_commit = is_revert(&info.message);
     for p in changed {
-        let old = prev.and_then(|r| r.pack(&p.pack.id));
-        let champion = old.map(pack_version);
+        let champion = serving.get(&p.pack.id).map(|s| s.version.clone());
         let earlier = history.get(&(p.pack.id.clone(), p.own_digest.clone()));
         let by = format!("merged by {}", info.committer);
-        let d = match (prev, revert_commit, earlier) {
-            (None, _, _) => mk(
+        let d = match (initial, revert_commit, earlier) {
+            (true, _, _) => mk(
                 p,
                 None,
                 "promote",
@@ -463,14 +473,13 @@ fn plan_commit(
             commit: info.sha.clone(),
         });
     }
-    if let Some(prev) = prev {
-        for p in &prev.packs {
-            if cur.pack(&p.pack.id).is_none() && !cur.failed_packs.contains(&p.file) {
-                apply.removed.push(p.pack.id.clone());
-            }
+    for id in serving.keys() {
+        if cur.pack(id).is_none() {
+            apply.removed.push(id.clone());
         }
     }
-    (apply, false)
+    apply.removed.sort();
+    apply
 }
 
 fn write_notes(
@@ -565,21 +574,18 @@ pub fn reconcile_blocking(
         .into_iter()
         .map(|(pack, digest, version, commit)| ((pack, digest), (version, commit)))
         .collect();
-    let mut prev: Option<Repo> = match &last {
-        Some(l) => Some(pack::load(&Tree::at_commit(&repo, Oid::from_str(l)?, l)?)),
-        None => None,
-    };
+    let mut serving: ServingMap = rt
+        .block_on(store.serving(&source.key))?
+        .into_iter()
+        .map(|s| (s.pack_id.clone(), s))
+        .collect();
+    let mut initial = last.is_none();
     let mut expected = last.clone();
     for oid in commits {
         let info = commit_info(&repo, oid)?;
         let cur = pack::load(&Tree::at_commit(&repo, oid, &info.sha)?);
-        let (mut apply, refused) = plan_commit(
-            source,
-            prev.as_ref(),
-            &cur,
-            &info,
-            &earlier_only(&history, prev.as_ref()),
-        );
+        let earlier = earlier_only(&history, &serving);
+        let mut apply = plan_commit(source, &serving, initial, &cur, &info, &earlier);
         apply.expected_last = expected.clone();
         if !rt.block_on(store.apply_commit(&apply))? {
             out.lost_race = true;
@@ -595,27 +601,25 @@ pub fn reconcile_blocking(
                 (s.pack_id.clone(), s.digest.clone()),
                 (s.version.clone(), s.commit.clone()),
             );
+            serving.insert(s.pack_id.clone(), s.clone());
         }
+        for r in &apply.removed {
+            serving.remove(r);
+        }
+        initial = false;
         out.commits += 1;
         out.decisions.extend(apply.decisions);
         expected = Some(info.sha.clone());
-        // A refused commit does not become the baseline: later commits are compared
-        // with the last good content, which is what keeps serving.
-        if !refused {
-            prev = Some(cur);
-        }
     }
     Ok(out)
 }
 
-/// History minus what the previous snapshot currently serves (returning to the
-/// current content is no change, not a rollback).
-fn earlier_only(history: &History, prev: Option<&Repo>) -> History {
+/// History minus what serves now (returning to the current content is no
+/// change, not a rollback).
+fn earlier_only(history: &History, serving: &ServingMap) -> History {
     let mut h = history.clone();
-    if let Some(prev) = prev {
-        for p in &prev.packs {
-            h.remove(&(p.pack.id.clone(), p.own_digest.clone()));
-        }
+    for s in serving.values() {
+        h.remove(&(s.pack_id.clone(), s.digest.clone()));
     }
     h
 }
