@@ -303,6 +303,7 @@ type ServingMap = HashMap<String, Serving>;
 fn plan_commit(
     source: &Source,
     serving: &ServingMap,
+    holds: &HashMap<String, String>,
     initial: bool,
     cur: &Repo,
     info: &CommitInfo,
@@ -419,8 +420,33 @@ fn plan_commit(
         }
         return apply;
     }
+    apply.good = true;
     let revert_commit = is_revert(&info.message);
     for p in changed {
+        // After an automatic rollback the pack is held: only a newer version is promoted.
+        if let Some(held) = holds.get(&p.pack.id) {
+            let newer = match (
+                semver::Version::parse(&p.pack.version),
+                semver::Version::parse(held),
+            ) {
+                (Ok(a), Ok(b)) => a > b,
+                _ => false,
+            };
+            if newer {
+                apply.release_holds.push(p.pack.id.clone());
+            } else if p.pack.version == *held {
+                // The rolled-back version itself, even by reverting the revert.
+                apply.decisions.push(mk(
+                    p,
+                    serving.get(&p.pack.id).map(|s| s.version.clone()),
+                    "reject",
+                    format!("held: {} was rolled back automatically at version {held}; merge a version newer than {held} to promote again", p.pack.id),
+                    "missionctl reconciler".into(),
+                    None,
+                ));
+                continue;
+            }
+        }
         let champion = serving.get(&p.pack.id).map(|s| s.version.clone());
         let earlier = history.get(&(p.pack.id.clone(), p.own_digest.clone()));
         let by = format!("merged by {}", info.committer);
@@ -579,13 +605,15 @@ pub fn reconcile_blocking(
         .into_iter()
         .map(|s| (s.pack_id.clone(), s))
         .collect();
+    let holds: HashMap<String, String> =
+        rt.block_on(store.holds(&source.key))?.into_iter().collect();
     let mut initial = last.is_none();
     let mut expected = last.clone();
     for oid in commits {
         let info = commit_info(&repo, oid)?;
         let cur = pack::load(&Tree::at_commit(&repo, oid, &info.sha)?);
         let earlier = earlier_only(&history, &serving);
-        let mut apply = plan_commit(source, &serving, initial, &cur, &info, &earlier);
+        let mut apply = plan_commit(source, &serving, &holds, initial, &cur, &info, &earlier);
         apply.expected_last = expected.clone();
         if !rt.block_on(store.apply_commit(&apply))? {
             out.lost_race = true;

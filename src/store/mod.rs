@@ -87,6 +87,7 @@ pub struct SourceState {
     pub branch: String,
     pub last_commit: Option<String>,
     pub halted: Option<String>,
+    pub good_commit: Option<String>,
 }
 
 /// Everything one reconciled commit changes, applied in one transaction.
@@ -99,6 +100,60 @@ pub struct CommitApply {
     pub decisions: Vec<Decision>,
     pub serving: Vec<Serving>,
     pub removed: Vec<String>,
+    /// The commit's content was accepted (not refused): it becomes what the registry serves.
+    pub good: bool,
+    /// Packs whose post-rollback hold a newer version lifts.
+    pub release_holds: Vec<String>,
+}
+
+/// One `run_telemetry` record, as stored (with the arm it ran in, when known).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub agent_id: String,
+    pub pack_id: String,
+    pub pack_version: String,
+    pub task_type: String,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub success_bool: bool,
+    pub error_code: Option<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+}
+
+/// Outcomes of runs of one pack version, for KPIs.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RunSample {
+    pub success: Vec<bool>,
+    pub latency_ms: Vec<f64>,
+    pub cost_usd: f64,
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+/// A canary rollout started by a promote decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rollout {
+    pub rollout_id: String,
+    pub decision_id: String,
+    pub source: String,
+    pub pack_id: String,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub from_commit: Option<String>,
+    pub to_commit: String,
+    pub steps: Vec<u32>,
+    pub step: usize,
+    /// running, completed, rolled_back, stalled or superseded.
+    pub state: String,
+    pub detail: Option<serde_json::Value>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub step_started_at: String,
+    pub params: serde_json::Value,
 }
 
 /// Run the same SQL (written with `$N` placeholders, which both SQLite and
@@ -271,17 +326,27 @@ impl Store {
     }
 
     pub async fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
-        let v: Option<(String, String, Option<String>, Option<String>)> = fetch_optional!(
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let v: Option<Row> = fetch_optional!(
             self,
-            "SELECT source, branch, last_commit, halted FROM reconcile_state WHERE source = $1",
+            "SELECT source, branch, last_commit, halted, good_commit FROM reconcile_state WHERE source = $1",
             source
         )?;
-        Ok(v.map(|(source, branch, last_commit, halted)| SourceState {
-            source,
-            branch,
-            last_commit,
-            halted,
-        }))
+        Ok(v.map(
+            |(source, branch, last_commit, halted, good_commit)| SourceState {
+                source,
+                branch,
+                last_commit,
+                halted,
+                good_commit,
+            },
+        ))
     }
 
     /// Stop acting on `source` until an operator acknowledges.
@@ -354,6 +419,13 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
+                if apply.good {
+                    sqlx::query("UPDATE reconcile_state SET good_commit = $1 WHERE source = $2")
+                        .bind(&apply.new_last)
+                        .bind(&apply.source)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for d in &apply.decisions {
                     sqlx::query(
                         "INSERT INTO decisions (decision_id, commit_sha, pack_id, scope_type, scope_id, champion_pack_version, \
@@ -405,6 +477,13 @@ impl Store {
                     .bind(&sv.commit)
                     .execute(&mut *tx)
                     .await?;
+                }
+                for pack in &apply.release_holds {
+                    sqlx::query("DELETE FROM holds WHERE source = $1 AND pack_id = $2")
+                        .bind(&apply.source)
+                        .bind(pack)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for pack in &apply.removed {
                     sqlx::query("DELETE FROM serving WHERE source = $1 AND pack_id = $2")
@@ -496,6 +575,269 @@ impl Store {
                 commit: r.5,
             })
             .collect())
+    }
+
+    /// Record a decision made outside a reconcile pass (an automatic rollback).
+    /// Idempotent per (commit, pack).
+    pub async fn insert_decision(&self, source: &str, d: &Decision) -> Result<bool, StoreError> {
+        let n = execute!(
+            self,
+            "INSERT INTO decisions (decision_id, commit_sha, pack_id, scope_type, scope_id, champion_pack_version, \
+             challenger_pack_version, decision, reason, decided_by, created_at, pull_request, evidence_url, rollout, figures, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (commit_sha, pack_id) DO NOTHING",
+            &d.decision_id,
+            &d.commit,
+            &d.pack_id,
+            &d.scope_type,
+            &d.scope_id,
+            &d.champion_pack_version,
+            &d.challenger_pack_version,
+            &d.decision,
+            &d.reason,
+            &d.decided_by,
+            &d.created_at,
+            d.pull_request,
+            &d.evidence_url,
+            d.rollout.as_ref().map(|v| v.to_string()),
+            d.figures.as_ref().map(|v| v.to_string()),
+            source
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Store run records, ignoring run ids already stored. Returns how many were new.
+    /// Rows go in multi-row statements inside one transaction: one round trip per
+    /// few hundred rows is what makes NDJSON batches fast.
+    pub async fn insert_runs(&self, rows: &[RunRow]) -> Result<u64, StoreError> {
+        const CHUNK: usize = 500;
+        macro_rules! body {
+            ($pool:expr, $db:ty) => {{
+                let mut tx = $pool.begin().await?;
+                let mut inserted = 0u64;
+                for chunk in rows.chunks(CHUNK) {
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.run_id)
+                            .push_bind(&r.tenant_id)
+                            .push_bind(&r.user_id)
+                            .push_bind(&r.agent_id)
+                            .push_bind(&r.pack_id)
+                            .push_bind(&r.pack_version)
+                            .push_bind(&r.task_type)
+                            .push_bind(r.latency_ms)
+                            .push_bind(r.cost_usd)
+                            .push_bind(r.success_bool as i64)
+                            .push_bind(&r.error_code)
+                            .push_bind(&r.created_at)
+                            .push_bind(&r.arm);
+                    });
+                    qb.push(" ON CONFLICT (run_id) DO NOTHING");
+                    inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(p, sqlx::Sqlite),
+            Store::Postgres(p) => body!(p, sqlx::Postgres),
+        }
+    }
+
+    /// Outcomes of `pack` at `version` since `since` (RFC 3339), optionally for one arm.
+    pub async fn run_sample(
+        &self,
+        pack: &str,
+        version: &str,
+        since: &str,
+        arm: Option<&str>,
+    ) -> Result<RunSample, StoreError> {
+        type Row = (i64, f64, f64, Option<String>);
+        let rows: Vec<Row> = match arm {
+            Some(a) => fetch_all!(
+                self,
+                "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE pack_id = $1 AND pack_version = $2 AND created_at >= $3 AND arm = $4 ORDER BY created_at, run_id",
+                pack,
+                version,
+                since,
+                a
+            )?,
+            None => fetch_all!(
+                self,
+                "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE pack_id = $1 AND pack_version = $2 AND created_at >= $3 ORDER BY created_at, run_id",
+                pack,
+                version,
+                since
+            )?,
+        };
+        let mut s = RunSample::default();
+        for (ok, lat, cost, code) in rows {
+            s.success.push(ok != 0);
+            s.latency_ms.push(lat);
+            s.cost_usd += cost;
+            if ok == 0 {
+                *s.errors
+                    .entry(code.unwrap_or_else(|| "unknown".into()))
+                    .or_default() += 1;
+            }
+        }
+        Ok(s)
+    }
+
+    pub async fn count_runs(&self) -> Result<i64, StoreError> {
+        let v: Option<(i64,)> = fetch_optional!(self, "SELECT COUNT(*) FROM runs")?;
+        Ok(v.map_or(0, |r| r.0))
+    }
+
+    pub async fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
+        execute!(
+            self,
+            "INSERT INTO rollouts (rollout_id, decision_id, pack_id, from_version, to_version, steps, step, state, detail, started_at, updated_at, \
+             source, from_commit, to_commit, step_started_at, params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (rollout_id) DO UPDATE SET step = $7, state = $8, detail = $9, updated_at = $11, step_started_at = $15",
+            &r.rollout_id,
+            &r.decision_id,
+            &r.pack_id,
+            &r.from_version,
+            &r.to_version,
+            serde_json::to_string(&r.steps).unwrap_or_default(),
+            r.step as i64,
+            &r.state,
+            r.detail.as_ref().map(|v| v.to_string()),
+            &r.started_at,
+            &r.updated_at,
+            &r.source,
+            &r.from_commit,
+            &r.to_commit,
+            &r.step_started_at,
+            r.params.to_string()
+        )?;
+        Ok(())
+    }
+
+    /// Rollouts, newest first; only running ones when `active`.
+    pub async fn rollouts(&self, active: bool) -> Result<Vec<Rollout>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            i64,
+            String,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let sql = if active {
+            "SELECT rollout_id, decision_id, pack_id, from_version, to_version, steps, step, state, detail, started_at, updated_at, source, from_commit, to_commit, step_started_at, params FROM rollouts WHERE state IN ('running', 'stalled') ORDER BY started_at DESC, rollout_id"
+        } else {
+            "SELECT rollout_id, decision_id, pack_id, from_version, to_version, steps, step, state, detail, started_at, updated_at, source, from_commit, to_commit, step_started_at, params FROM rollouts ORDER BY started_at DESC, rollout_id"
+        };
+        let rows: Vec<Row> = fetch_all!(self, sql)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Rollout {
+                rollout_id: r.0,
+                decision_id: r.1,
+                pack_id: r.2,
+                from_version: r.3,
+                to_version: r.4,
+                steps: serde_json::from_str(&r.5).unwrap_or_default(),
+                step: r.6.max(0) as usize,
+                state: r.7,
+                detail: r.8.and_then(|d| serde_json::from_str(&d).ok()),
+                started_at: r.9,
+                updated_at: r.10.clone(),
+                source: r.11.unwrap_or_default(),
+                from_commit: r.12,
+                to_commit: r.13.unwrap_or_default(),
+                step_started_at: r.14.unwrap_or(r.10),
+                params: r
+                    .15
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn audit(
+        &self,
+        token: &str,
+        action: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let now = crate::time_util::now_rfc3339();
+        execute!(
+            self,
+            "INSERT INTO audit_log (at, token, action, outcome, detail) VALUES ($1, $2, $3, $4, $5)",
+            now,
+            token,
+            action,
+            outcome,
+            detail
+        )?;
+        Ok(())
+    }
+
+    /// The most recent audit entries, newest first: (at, token, action, outcome, detail).
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, String, String)>, StoreError> {
+        Ok(fetch_all!(
+            self,
+            "SELECT at, token, action, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            limit
+        )?)
+    }
+
+    pub async fn hold(
+        &self,
+        source: &str,
+        pack: &str,
+        version: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let now = crate::time_util::now_rfc3339();
+        execute!(
+            self,
+            "INSERT INTO holds (source, pack_id, held_version, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (source, pack_id) DO UPDATE SET held_version = $3, reason = $4, created_at = $5",
+            source,
+            pack,
+            version,
+            reason,
+            now
+        )?;
+        Ok(())
+    }
+
+    pub async fn holds(&self, source: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(fetch_all!(
+            self,
+            "SELECT pack_id, held_version FROM holds WHERE source = $1",
+            source
+        )?)
+    }
+
+    pub async fn release_hold(&self, source: &str, pack: &str) -> Result<(), StoreError> {
+        execute!(
+            self,
+            "DELETE FROM holds WHERE source = $1 AND pack_id = $2",
+            source,
+            pack
+        )?;
+        Ok(())
     }
 
     /// Every (pack, digest, version, commit) reconciled on main for `source`.

@@ -63,6 +63,8 @@ fn suite(url: &str) {
             ],
             serving: vec![serving("hr", "d1", "c1"), serving("legal", "d2", "c1")],
             removed: vec![],
+            good: true,
+            release_holds: vec![],
         };
         assert!(s.apply_commit(&a).await.expect("apply"));
         // Applying the same commit again is refused and writes nothing.
