@@ -1,0 +1,229 @@
+//! Run telemetry: harnesses report every run with the pack version it used,
+//! so every production run is traceable to pack version and scope.
+//!
+//! A batch is one JSON object, a JSON array, or NDJSON. Every row is checked
+//! against the `run_telemetry` contract and the caller's tenant scope; bad
+//! rows are reported by line while the good rows of the same batch are
+//! stored; a `run_id` already stored is ignored, so retries are safe.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::schema::{self, Kind};
+use crate::store::{RunRow, RunSample, Store, StoreError};
+
+/// The most rows one batch may carry; larger batches are refused whole.
+pub const MAX_ROWS: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RowError {
+    /// 1-based line (NDJSON) or index + 1 (array).
+    pub line: usize,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct IngestReport {
+    pub received: usize,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub errors: Vec<RowError>,
+}
+
+/// Which tenant's runs a caller may write (`None`: any tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantScope(pub Option<String>);
+
+impl TenantScope {
+    pub fn allows(&self, tenant: &str) -> bool {
+        self.0.as_deref().is_none_or(|t| t == tenant)
+    }
+}
+
+/// Split a body into (line number, JSON text) items.
+fn items(body: &str) -> Result<Vec<(usize, Json)>, String> {
+    let t = body.trim_start();
+    if t.starts_with('[') {
+        let v: Vec<Json> = serde_json::from_str(t)
+            .map_err(|e| format!("the batch is not a JSON array of records: {e}"))?;
+        return Ok(v.into_iter().enumerate().map(|(i, x)| (i + 1, x)).collect());
+    }
+    let mut out = Vec::new();
+    for (i, line) in body.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Json>(line) {
+            Ok(v) => out.push((i + 1, v)),
+            Err(e) => out.push((i + 1, Json::String(format!("\u{0}not JSON: {e}")))),
+        }
+    }
+    Ok(out)
+}
+
+/// Parse and check a batch. `arm_of(pack, version)` labels rows with the
+/// rollout arm that version is in, when one is running.
+pub fn parse_batch(
+    body: &str,
+    scope: &TenantScope,
+    arm_of: &(dyn Fn(&str, &str) -> Option<String> + Sync),
+) -> Result<(Vec<RunRow>, Vec<RowError>), String> {
+    let items = items(body)?;
+    if items.len() > MAX_ROWS {
+        return Err(format!(
+            "{} rows in one batch; send at most {MAX_ROWS}",
+            items.len()
+        ));
+    }
+    let results: Vec<Result<RunRow, RowError>> = items
+        .into_par_iter()
+        .map(|(line, v)| {
+            let err = |e: String| RowError { line, error: e };
+            if let Json::String(s) = &v
+                && let Some(m) = s.strip_prefix('\u{0}')
+            {
+                return Err(err(m.to_string()));
+            }
+            let problems = schema::check_json(Kind::RunTelemetry, &v);
+            if !problems.is_empty() {
+                let all: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+                return Err(err(all.join("; ")));
+            }
+            let mut row: RunRow = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
+            if !scope.allows(&row.tenant_id) {
+                return Err(err(format!(
+                    "tenant_id `{}` is outside this token's tenant; a token may only write its own tenant's runs",
+                    row.tenant_id
+                )));
+            }
+            if time::OffsetDateTime::parse(&row.created_at, &time::format_description::well_known::Rfc3339).is_err() {
+                return Err(err(format!("created_at `{}` is not an RFC 3339 timestamp", row.created_at)));
+            }
+            row.arm = arm_of(&row.pack_id, &row.pack_version);
+            Ok(row)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((rows, errors))
+}
+
+/// Parse, check and store a batch.
+pub async fn ingest(
+    store: &Store,
+    body: &str,
+    scope: &TenantScope,
+    arm_of: &(dyn Fn(&str, &str) -> Option<String> + Sync),
+) -> Result<IngestReport, IngestError> {
+    let (rows, errors) = parse_batch(body, scope, arm_of).map_err(IngestError::Batch)?;
+    let received = rows.len() + errors.len();
+    let accepted = store.insert_runs(&rows).await?;
+    Ok(IngestReport {
+        received,
+        accepted,
+        duplicates: rows.len() as u64 - accepted,
+        errors,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Batch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// KPIs of one pack version (and arm).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct Kpis {
+    pub runs: usize,
+    pub success_rate: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub errors_by_code: std::collections::BTreeMap<String, u64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub cost_per_run_usd: Option<f64>,
+}
+
+/// Nearest-rank percentile of unsorted values.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    Some(v[rank.min(v.len()) - 1])
+}
+
+pub fn kpis(s: &RunSample) -> Kpis {
+    let n = s.success.len();
+    let ok = s.success.iter().filter(|x| **x).count();
+    Kpis {
+        runs: n,
+        success_rate: (n > 0).then(|| ok as f64 / n as f64),
+        error_rate: (n > 0).then(|| (n - ok) as f64 / n as f64),
+        errors_by_code: s.errors.clone(),
+        latency_p50_ms: percentile(&s.latency_ms, 50.0),
+        latency_p95_ms: percentile(&s.latency_ms, 95.0),
+        cost_per_run_usd: (n > 0).then(|| s.cost_usd / n as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, tenant: &str) -> String {
+        format!(
+            r#"{{"run_id":"{id}","tenant_id":"{tenant}","user_id":"u","agent_id":"a","pack_id":"hr-ops-pack","pack_version":"1.0.0+sha256.abcd1234","task_type":"qa","latency_ms":120,"cost_usd":0.001,"success_bool":true,"error_code":null,"created_at":"2026-11-26T10:00:00Z"}}"#
+        )
+    }
+
+    #[test]
+    fn bad_rows_are_reported_by_line_and_good_rows_kept() {
+        let body = format!(
+            "{}\n{{\"run_id\": 5}}\nnot json\n{}\n{}\n",
+            row("r1", "acme"),
+            row("r2", "globex"),
+            row("r3", "acme")
+        );
+        let (rows, errors) =
+            parse_batch(&body, &TenantScope(Some("acme".into())), &|_, _| None).expect("batch");
+        assert_eq!(
+            rows.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+            ["r1", "r3"]
+        );
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4]);
+        assert!(
+            errors[0]
+                .error
+                .contains("missing required field `tenant_id`"),
+            "{errors:?}"
+        );
+        assert!(errors[2].error.contains("outside this token's tenant"));
+    }
+
+    #[test]
+    fn percentiles_and_kpis() {
+        let s = RunSample {
+            success: vec![true, true, false, true],
+            latency_ms: vec![10.0, 20.0, 30.0, 40.0],
+            cost_usd: 0.4,
+            errors: [("timeout".to_string(), 1)].into_iter().collect(),
+        };
+        let k = kpis(&s);
+        assert_eq!(k.success_rate, Some(0.75));
+        assert_eq!(k.latency_p50_ms, Some(20.0));
+        assert_eq!(k.latency_p95_ms, Some(40.0));
+        assert_eq!(k.cost_per_run_usd, Some(0.1));
+    }
+}
