@@ -246,14 +246,8 @@ pub fn all_chains(repo: &Repo) -> Vec<ChainKey> {
 
 /// The tier a chain runs on: the user's, else the tenant's, else the repository default.
 pub fn tier_of(repo: &Repo, chain: &[usize]) -> Tier {
-    chain
-        .iter()
-        .rev()
-        .find_map(|i| repo.packs[*i].pack.tier)
-        .unwrap_or_else(|| match chain.last().map(|i| &repo.packs[*i].location) {
-            Some(Location::PersonalUser(_)) => Tier::Personal,
-            _ => repo.default_tier(),
-        })
+    let docs: Vec<&PackDoc> = chain.iter().map(|i| &repo.packs[*i]).collect();
+    tier_of_docs(repo, &docs)
 }
 
 const UNION_LISTS: &[&str] = &[
@@ -491,6 +485,25 @@ pub fn resolve(repo: &Repo, key: &ChainKey) -> Result<Resolved, ResolveError> {
 }
 
 pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
+    let docs: Vec<&PackDoc> = idx.iter().map(|i| &repo.packs[*i]).collect();
+    resolve_docs(repo, &docs)
+}
+
+/// The tier a chain of packs runs on (see [`tier_of`]).
+pub fn tier_of_docs(repo: &Repo, docs: &[&PackDoc]) -> Tier {
+    docs.iter()
+        .rev()
+        .find_map(|p| p.pack.tier)
+        .unwrap_or_else(|| match docs.last().map(|p| &p.location) {
+            Some(Location::PersonalUser(_)) => Tier::Personal,
+            _ => repo.default_tier(),
+        })
+}
+
+/// Resolve a chain given as pack documents, global first. `repo` supplies the
+/// policies and defaults; the documents may come from other revisions (the
+/// registry serves a rollout's champion version of one pack this way).
+pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
     let mut m = Merger {
         prov: BTreeMap::new(),
     };
@@ -499,8 +512,7 @@ pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
     let mut text = String::new();
     let mut cases = Vec::new();
     let mut tokens = 0u64;
-    for &i in idx {
-        let p = &repo.packs[i];
+    for p in docs.iter().copied() {
         let scope = scope_label(p);
         m.merge(&mut body, "", &p.node, &p.file, &scope);
         for (n, s) in p.sections.iter().enumerate() {
@@ -568,7 +580,7 @@ pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
             }
         }
     }
-    let tier = tier_of(repo, idx);
+    let tier = tier_of_docs(repo, docs);
     if let Json::Object(o) = &mut body {
         o.insert(
             "prompt".into(),
@@ -604,7 +616,7 @@ pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
     }
     let content = Json::Object(content);
     let digest = hex::encode(Sha256::digest(canonical_json(&content).as_bytes()));
-    let leaf = idx.last().map(|i| &repo.packs[*i]);
+    let leaf = docs.last().copied();
     let (pack_id, version) = leaf
         .map(|p| (p.pack.id.clone(), p.pack.version.clone()))
         .unwrap_or_default();
@@ -612,10 +624,9 @@ pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
         pack_version: format!("{version}+sha256.{}", &digest[..8]),
         pack_id,
         digest: format!("sha256:{digest}"),
-        scope_chain: idx
+        scope_chain: docs
             .iter()
-            .map(|i| {
-                let p = &repo.packs[*i];
+            .map(|p| {
                 Link {
                     scope_type: p.location.scope_type().as_str().into(),
                     scope_id: p.location.scope_id().into(),
