@@ -10,6 +10,7 @@ pub mod llm;
 pub mod pack;
 pub mod policy;
 pub mod reconcile;
+pub mod registry;
 pub mod resolve;
 pub mod rollout;
 pub mod schema;

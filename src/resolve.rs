@@ -626,14 +626,12 @@ pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
         digest: format!("sha256:{digest}"),
         scope_chain: docs
             .iter()
-            .map(|p| {
-                Link {
-                    scope_type: p.location.scope_type().as_str().into(),
-                    scope_id: p.location.scope_id().into(),
-                    pack_id: p.pack.id.clone(),
-                    version: p.pack.version.clone(),
-                    file: p.file.clone(),
-                }
+            .map(|p| Link {
+                scope_type: p.location.scope_type().as_str().into(),
+                scope_id: p.location.scope_id().into(),
+                pack_id: p.pack.id.clone(),
+                version: p.pack.version.clone(),
+                file: p.file.clone(),
             })
             .collect(),
         tier,

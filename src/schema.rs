@@ -25,6 +25,7 @@ pub enum Kind {
     RunTelemetry,
     EvalResult,
     PromotionDecision,
+    Tokens,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
         Kind::RunTelemetry,
         Kind::EvalResult,
         Kind::PromotionDecision,
+        Kind::Tokens,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::RunTelemetry => "records/run_telemetry.schema.json",
             Kind::EvalResult => "records/eval_result.schema.json",
             Kind::PromotionDecision => "records/promotion_decision.schema.json",
+            Kind::Tokens => "tokens.schema.json",
         }
     }
 
@@ -70,6 +73,7 @@ impl Kind {
             Kind::PromotionDecision => {
                 include_str!("../schema/records/promotion_decision.schema.json")
             }
+            Kind::Tokens => include_str!("../schema/tokens.schema.json"),
         }
     }
 

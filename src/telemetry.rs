@@ -62,12 +62,12 @@ fn items(body: &str) -> Result<Vec<(usize, Json)>, String> {
     Ok(out)
 }
 
-/// Parse and check a batch. `arm_of(pack, version)` labels rows with the
-/// rollout arm that version is in, when one is running.
+/// Parse and check a batch. `arm_of(row)` labels rows with the rollout arm
+/// whose content produced the row's pack version, when a rollout is running.
 pub fn parse_batch(
     body: &str,
     scope: &TenantScope,
-    arm_of: &(dyn Fn(&str, &str) -> Option<String> + Sync),
+    arm_of: &(dyn Fn(&RunRow) -> Option<String> + Sync),
 ) -> Result<(Vec<RunRow>, Vec<RowError>), String> {
     let items = items(body)?;
     if items.len() > MAX_ROWS {
@@ -100,7 +100,7 @@ pub fn parse_batch(
             if time::OffsetDateTime::parse(&row.created_at, &time::format_description::well_known::Rfc3339).is_err() {
                 return Err(err(format!("created_at `{}` is not an RFC 3339 timestamp", row.created_at)));
             }
-            row.arm = arm_of(&row.pack_id, &row.pack_version);
+            row.arm = arm_of(&row);
             Ok(row)
         })
         .collect();
@@ -120,7 +120,7 @@ pub async fn ingest(
     store: &Store,
     body: &str,
     scope: &TenantScope,
-    arm_of: &(dyn Fn(&str, &str) -> Option<String> + Sync),
+    arm_of: &(dyn Fn(&RunRow) -> Option<String> + Sync),
 ) -> Result<IngestReport, IngestError> {
     let (rows, errors) = parse_batch(body, scope, arm_of).map_err(IngestError::Batch)?;
     let received = rows.len() + errors.len();
@@ -197,7 +197,7 @@ mod tests {
             row("r3", "acme")
         );
         let (rows, errors) =
-            parse_batch(&body, &TenantScope(Some("acme".into())), &|_, _| None).expect("batch");
+            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| None).expect("batch");
         assert_eq!(
             rows.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
             ["r1", "r3"]

@@ -54,6 +54,18 @@ pub enum Command {
     Rollback(reconcile::RollbackArgs),
     /// The audit history of promotion decisions.
     Decisions(reconcile::DecisionsArgs),
+    /// Rollouts in progress: each arm's KPIs and the next step.
+    Status(reconcile::StatusArgs),
+    /// Run telemetry.
+    Telemetry {
+        #[command(subcommand)]
+        command: TelemetryCommand,
+    },
+    /// Registry tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Post evidence to GitHub.
     Github {
         #[command(subcommand)]
@@ -66,6 +78,18 @@ pub enum Command {
         #[command(subcommand)]
         command: packs::Command,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TelemetryCommand {
+    /// Store run_telemetry records from a file (as POST /v1/runs does).
+    Ingest(reconcile::IngestArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a new bearer token and print its tokens-file entry.
+    New(reconcile::TokenArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +120,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => reconcile::serve(a),
         Command::Rollback(a) => reconcile::rollback(a),
         Command::Decisions(a) => reconcile::decisions(a),
+        Command::Status(a) => reconcile::status(a),
+        Command::Telemetry {
+            command: TelemetryCommand::Ingest(a),
+        } => reconcile::ingest(a),
+        Command::Token {
+            command: TokenCommand::New(a),
+        } => reconcile::token(a),
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use missionctl::reconcile::daemon::{self, DaemonConfig};
 use missionctl::reconcile::rollback::{self, Target};
 use missionctl::reconcile::{self as rec, Options, Outcome, Source};
+use missionctl::registry::auth::Tokens;
+use missionctl::registry::{Registry, api, controller};
 use missionctl::store::{Decision, Store};
 
 use super::OutFormat;
@@ -145,6 +147,13 @@ pub struct ServeArgs {
     pub poll_interval: Duration,
     #[arg(long)]
     pub notes: bool,
+    /// Registry tokens file (see schema/tokens.schema.json; `missionctl token new` makes entries).
+    /// Without one, every registry request is refused (401).
+    #[arg(long, env = "MISSIONCTL_TOKENS")]
+    pub tokens: Option<PathBuf>,
+    /// How often running canaries are evaluated.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub rollout_interval: Duration,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -165,6 +174,17 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             debounce: Duration::from_millis(50),
             max_wait: Duration::from_millis(500),
         };
+        let tokens = match &a.tokens {
+            Some(p) => Tokens::load(p)?,
+            None => {
+                eprintln!(
+                    "warning: no --tokens file: every registry request will be refused (401)"
+                );
+                Tokens::default()
+            }
+        };
+        let reg = Registry::new(cfg.store.clone(), cfg.source.clone(), tokens);
+        reg.refresh().await?;
         let listener = tokio::net::TcpListener::bind(a.listen).await?;
         eprintln!(
             "missionctl serve: reconciling {} ({}) on http://{}",
@@ -178,7 +198,54 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = tokio::signal::ctrl_c().await;
             stop.notify_waiters();
         });
-        daemon::run(cfg, Some(listener), None, None, shutdown).await?;
+        let on_pass: daemon::OnPass = {
+            let reg = reg.clone();
+            Arc::new(move |out: &Outcome| {
+                if out.commits > 0 || reg.snapshot.load().commit.is_none() {
+                    let (reg, out) = (reg.clone(), out.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = controller::on_pass(&reg, &out).await {
+                            tracing::warn!(error = %e, "rollout bookkeeping failed");
+                        }
+                    });
+                }
+            })
+        };
+        {
+            let reg = reg.clone();
+            let every = a.rollout_interval;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match controller::tick(&reg, time::OffsetDateTime::now_utc()).await {
+                        Ok(events) => {
+                            for e in events {
+                                tracing::info!(event = %e, "rollout");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "rollout tick failed"),
+                    }
+                }
+            });
+        }
+        let on_kicker: Box<dyn FnOnce(daemon::Kicker) + Send> = {
+            let reg = reg.clone();
+            Box::new(move |k| {
+                if let Ok(mut slot) = reg.kicker.lock() {
+                    *slot = Some(k);
+                }
+            })
+        };
+        let routes = api::router(reg);
+        daemon::run(
+            cfg,
+            Some(listener),
+            Some(routes),
+            Some(on_pass),
+            Some(on_kicker),
+            shutdown,
+        )
+        .await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -272,5 +339,145 @@ pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// State store (see `reconcile --help`).
+    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Include finished rollouts.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutFormat,
+}
+
+fn pct(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
+}
+
+fn ms(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.0}"))
+}
+
+pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let url =
+        a.db.clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(missionctl::store::default_url);
+    let rt = tokio::runtime::Runtime::new()?;
+    let list = rt.block_on(async {
+        let store = Store::connect(&url).await?;
+        anyhow::Ok(controller::status(&store, a.all).await?)
+    })?;
+    match a.format {
+        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        OutFormat::Human => {
+            if list.is_empty() {
+                println!("no rollouts in progress");
+            }
+            for r in &list {
+                println!(
+                    "{}  {}  {} -> {}  at {}%  next {}",
+                    r["pack_id"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    r["champion_version"].as_str().unwrap_or("-"),
+                    r["canary_version"].as_str().unwrap_or("-"),
+                    r["percent"],
+                    r["next_step"]
+                        .as_u64()
+                        .map_or("-".to_string(), |n| format!("{n}%"))
+                );
+                println!(
+                    "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
+                    "ARM", "RUNS", "SUCCESS", "ERRORS", "P50 MS", "P95 MS", "COST/RUN"
+                );
+                for arm in ["champion", "canary"] {
+                    let k = &r[arm];
+                    println!(
+                        "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
+                        arm,
+                        k["runs"],
+                        pct(&k["success_rate"]),
+                        pct(&k["error_rate"]),
+                        ms(&k["latency_p50_ms"]),
+                        ms(&k["latency_p95_ms"]),
+                        k["cost_per_run_usd"]
+                            .as_f64()
+                            .map_or("-".into(), |c| format!("${c:.4}"))
+                    );
+                }
+                if let Some(w) = r["detail"]["why"].as_str() {
+                    println!("    {w}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// NDJSON, a JSON array, or one JSON object of run_telemetry records.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    /// Accept only rows of this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read_to_string(&a.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rep = rt.block_on(async {
+        let store = Store::connect(&a.common.db_url()).await?;
+        // Attribute rows to rollout arms as the registry would.
+        let reg = Registry::new(store.clone(), a.common.source(), Tokens::default());
+        let _ = reg.refresh().await;
+        let snap = reg.snapshot.load_full();
+        let scope = missionctl::telemetry::TenantScope(a.tenant.clone());
+        anyhow::Ok(
+            missionctl::telemetry::ingest(&store, &body, &scope, &|row| snap.arm_of(row)).await?,
+        )
+    })?;
+    println!("{}", serde_json::to_string_pretty(&rep)?);
+    Ok(if rep.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_parser = ["harness", "viewer", "admin"])]
+    pub role: String,
+    /// Limit to one tenant (or user:<id> for a personal user).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
+    let t = missionctl::registry::auth::generate();
+    println!("{t}");
+    eprintln!(
+        "Add this entry to the tokens file (it holds only the hash); give the line above to the client:\n"
+    );
+    eprintln!(
+        "  - name: {}\n    sha256: {}\n    role: {}{}",
+        a.name,
+        missionctl::registry::auth::hash(&t),
+        a.role,
+        a.tenant
+            .map(|t| format!("\n    tenant: {t}"))
+            .unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }

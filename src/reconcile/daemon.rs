@@ -228,10 +228,14 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     extra_routes: Option<Router>,
     on_pass: Option<OnPass>,
+    on_kicker: Option<Box<dyn FnOnce(Kicker) + Send>>,
     shutdown: Arc<Notify>,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<&'static str>(1);
     let kicker = Kicker { tx };
+    if let Some(f) = on_kicker {
+        f(kicker.clone());
+    }
     let _watcher = watch(&cfg, kicker.clone());
     let server = if let Some(listener) = listener {
         let mut app = router(&cfg, kicker.clone());

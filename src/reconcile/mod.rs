@@ -145,6 +145,14 @@ impl Source {
         }
     }
 
+    /// The repository as last fetched, without fetching (for readers such as the registry).
+    pub fn open_local(&self) -> Result<Repository, ReconcileError> {
+        match &self.kind {
+            SourceKind::Local(p) => Ok(gitrepo::open(p)?),
+            SourceKind::Remote { mirror, .. } => Ok(Repository::open_bare(mirror)?),
+        }
+    }
+
     pub fn remote_url(&self) -> Option<&str> {
         match &self.kind {
             SourceKind::Remote { url, .. } => Some(url),
@@ -242,7 +250,7 @@ pub fn pack_version(p: &PackDoc) -> String {
     )
 }
 
-fn decision_id(commit: &str, pack: &str) -> String {
+pub fn decision_id(commit: &str, pack: &str) -> String {
     let h = hex::encode(Sha256::digest(format!("{commit}\u{0}{pack}").as_bytes()));
     // UUID-shaped for readability; derived, so every replica computes the same id.
     format!(
@@ -477,7 +485,11 @@ fn plan_commit(
                 )
             }
             _ => {
-                let plan = rollout_plan(cur, p);
+                let mut plan = rollout_plan(cur, p);
+                // Where the champion's content lives, for serving it during the canary.
+                if let (Json::Object(o), Some(sv)) = (&mut plan, serving.get(&p.pack.id)) {
+                    o.insert("from_commit".into(), Json::String(sv.commit.clone()));
+                }
                 let why = match &champion {
                     Some(c) => format!(
                         "promote: content changed on {} ({c} -> {})",

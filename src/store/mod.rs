@@ -646,32 +646,16 @@ impl Store {
         }
     }
 
-    /// Outcomes of `pack` at `version` since `since` (RFC 3339), optionally for one arm.
-    pub async fn run_sample(
-        &self,
-        pack: &str,
-        version: &str,
-        since: &str,
-        arm: Option<&str>,
-    ) -> Result<RunSample, StoreError> {
+    /// Outcomes of the runs labelled with rollout arm `arm` (`<rollout>:canary`
+    /// or `<rollout>:champion`) since `since` (RFC 3339).
+    pub async fn run_sample(&self, arm: &str, since: &str) -> Result<RunSample, StoreError> {
         type Row = (i64, f64, f64, Option<String>);
-        let rows: Vec<Row> = match arm {
-            Some(a) => fetch_all!(
-                self,
-                "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE pack_id = $1 AND pack_version = $2 AND created_at >= $3 AND arm = $4 ORDER BY created_at, run_id",
-                pack,
-                version,
-                since,
-                a
-            )?,
-            None => fetch_all!(
-                self,
-                "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE pack_id = $1 AND pack_version = $2 AND created_at >= $3 ORDER BY created_at, run_id",
-                pack,
-                version,
-                since
-            )?,
-        };
+        let rows: Vec<Row> = fetch_all!(
+            self,
+            "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE arm = $1 AND created_at >= $2 ORDER BY created_at, run_id",
+            arm,
+            since
+        )?;
         let mut s = RunSample::default();
         for (ok, lat, cost, code) in rows {
             s.success.push(ok != 0);

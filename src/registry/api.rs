@@ -1,0 +1,491 @@
+//! The registry's HTTP API (axum). Every endpoint but health and metrics
+//! needs a bearer token; a token scoped to a tenant sees and writes only that
+//! tenant's data (and the shared global and domain packs), and every refusal
+//! is written to the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Registry;
+use super::auth::{Action, Token};
+use crate::resolve::{ChainKey, ResolveError};
+use crate::telemetry::{self, TenantScope};
+
+/// Telemetry batches larger than this are refused (413); send smaller batches.
+pub const RUNS_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The longest a watch (long-poll) waits for a change.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub status: String,
+}
+
+/// Prometheus metrics, with an explicit registry (no global state).
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    pub requests: Family<RouteLabels, Counter>,
+    pub runs_ingested: Counter,
+    pub denied: Counter,
+    pub generation: Gauge,
+    pub rollouts: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let requests = Family::<RouteLabels, Counter>::default();
+        let runs_ingested = Counter::default();
+        let denied = Counter::default();
+        let generation = Gauge::default();
+        let rollouts = Gauge::default();
+        registry.register(
+            "missionctl_http_requests",
+            "Registry requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "missionctl_runs_ingested",
+            "Run telemetry rows stored",
+            runs_ingested.clone(),
+        );
+        registry.register(
+            "missionctl_requests_denied",
+            "Requests refused for authentication or tenant scope",
+            denied.clone(),
+        );
+        registry.register(
+            "missionctl_snapshot_generation",
+            "Generation of the served snapshot",
+            generation.clone(),
+        );
+        registry.register(
+            "missionctl_rollouts_active",
+            "Rollouts in progress",
+            rollouts.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            runs_ingested,
+            denied,
+            generation,
+            rollouts,
+        }
+    }
+}
+
+fn count(reg: &Registry, route: &str, status: StatusCode) {
+    reg.metrics
+        .requests
+        .get_or_create(&RouteLabels {
+            route: route.into(),
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// Authenticate and authorise; on refusal, audit and answer.
+async fn authorize(
+    reg: &Registry,
+    headers: &HeaderMap,
+    action: Action,
+    tenant: Option<&str>,
+    route: &str,
+) -> Result<Token, Response> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(tok) = reg.tokens.check(auth).cloned() else {
+        reg.metrics.denied.inc();
+        count(reg, route, StatusCode::UNAUTHORIZED);
+        return Err(json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "a valid bearer token is required (Authorization: Bearer …)"}),
+        ));
+    };
+    let name = tok.name.clone();
+    let deny = |why: String| async move {
+        reg.metrics.denied.inc();
+        let _ = reg.store.audit(&name, route, "denied", &why).await;
+        count(reg, route, StatusCode::FORBIDDEN);
+        json_response(StatusCode::FORBIDDEN, json!({"error": why}))
+    };
+    if !tok.may(action) {
+        return Err(deny(format!("token `{}` may not {action:?}", tok.name)).await);
+    }
+    if let Some(t) = tenant
+        && !tok.allows_tenant(Some(t))
+    {
+        return Err(deny(format!(
+            "token `{}` is scoped to {}, not {t}",
+            tok.name,
+            tok.tenant.as_deref().unwrap_or("every tenant")
+        ))
+        .await);
+    }
+    Ok(tok)
+}
+
+#[derive(Deserialize)]
+pub struct ResolveQuery {
+    pub domain: String,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
+    /// Long-poll: with If-None-Match, wait up to this many seconds for a change.
+    pub wait: Option<u64>,
+}
+
+async fn resolve(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(q): Query<ResolveQuery>,
+) -> Response {
+    let route = "/v1/resolve";
+    // The scope a personal user's request belongs to is the user.
+    let scope = q
+        .tenant
+        .clone()
+        .or_else(|| q.user.as_ref().map(|u| format!("user:{u}")));
+    if let Err(r) = authorize(
+        &reg,
+        &headers,
+        Action::Resolve,
+        scope.as_deref().or(Some("")),
+        route,
+    )
+    .await
+    {
+        return r;
+    }
+    let key = ChainKey::new(&q.domain, q.tenant.as_deref(), q.user.as_deref());
+    let who = q
+        .user
+        .clone()
+        .or(q.tenant.clone())
+        .unwrap_or_else(|| "anonymous".into());
+    let inm = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let mut rx = reg.changed.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
+    loop {
+        let snap = reg.snapshot.load();
+        if snap.generation == 0 {
+            count(&reg, route, StatusCode::SERVICE_UNAVAILABLE);
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "no snapshot yet: the reconciler has not completed a pass"}),
+            );
+        }
+        let r = match snap.render(&key, &who, None) {
+            Ok(r) => r,
+            Err(e) => {
+                let status = match e {
+                    ResolveError::BrokenLayer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::NOT_FOUND,
+                };
+                count(&reg, route, status);
+                return json_response(status, json!({"error": e.to_string()}));
+            }
+        };
+        let unchanged = inm.as_deref() == Some(r.etag.as_str());
+        if unchanged && tokio::time::Instant::now() < deadline {
+            // Wait for a new snapshot (or the deadline), then look again.
+            drop(snap);
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            continue;
+        }
+        let etag = HeaderValue::from_str(&r.etag).unwrap_or(HeaderValue::from_static("\"\""));
+        if unchanged {
+            count(&reg, route, StatusCode::NOT_MODIFIED);
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+        count(&reg, route, StatusCode::OK);
+        let mut resp = Response::new(Body::from(r.body.clone()));
+        resp.headers_mut().insert(header::ETAG, etag);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return resp;
+    }
+}
+
+async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
+    let route = "/v1/runs";
+    let tok = match authorize(&reg, &headers, Action::WriteRuns, None, route).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        count(&reg, route, StatusCode::BAD_REQUEST);
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the body is not UTF-8"}),
+        );
+    };
+    let snap = reg.snapshot.load_full();
+    let scope = TenantScope(tok.tenant.clone());
+    match telemetry::ingest(&reg.store, text, &scope, &|row| snap.arm_of(row)).await {
+        Ok(rep) => {
+            reg.metrics.runs_ingested.inc_by(rep.accepted);
+            let cross: Vec<_> = rep
+                .errors
+                .iter()
+                .filter(|e| e.error.contains("outside this token's tenant"))
+                .collect();
+            if !cross.is_empty() {
+                reg.metrics.denied.inc();
+                let _ = reg
+                    .store
+                    .audit(
+                        &tok.name,
+                        route,
+                        "denied",
+                        &format!("{} row(s) for another tenant", cross.len()),
+                    )
+                    .await;
+            }
+            let status = if rep.errors.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            count(&reg, route, status);
+            json_response(status, serde_json::to_value(&rep).unwrap_or_default())
+        }
+        Err(e) => {
+            count(&reg, route, StatusCode::BAD_REQUEST);
+            json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub pack: Option<String>,
+}
+
+async fn packs(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+    let route = "/v1/packs";
+    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let snap = reg.snapshot.load();
+    let list: Vec<_> = snap
+        .repo
+        .packs
+        .iter()
+        .filter(|p| snap.visible(&p.pack.id, tok.tenant.as_deref()))
+        .map(|p| {
+            json!({
+                "id": p.pack.id,
+                "scope_type": p.location.scope_type(),
+                "scope_id": p.location.scope_id(),
+                "version": crate::reconcile::pack_version(p),
+                "status": "champion",
+                "path": p.file,
+                "rollout": snap.rollouts.get(&p.pack.id).map(|r| json!({"rollout_id": r.rollout_id, "percent": r.percent, "pinned": r.pinned, "champion": r.from_version})),
+            })
+        })
+        .collect();
+    count(&reg, route, StatusCode::OK);
+    json_response(
+        StatusCode::OK,
+        json!({"commit": snap.commit, "packs": list}),
+    )
+}
+
+async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+    let route = "/v1/rollouts";
+    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let snap = reg.snapshot.load();
+    match super::controller::status(&reg.store, false).await {
+        Ok(list) => {
+            let list: Vec<_> = list
+                .into_iter()
+                .filter(|r| {
+                    snap.visible(r["pack_id"].as_str().unwrap_or(""), tok.tenant.as_deref())
+                })
+                .collect();
+            count(&reg, route, StatusCode::OK);
+            json_response(StatusCode::OK, json!({"rollouts": list}))
+        }
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+async fn decisions(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let route = "/v1/decisions";
+    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let snap = reg.snapshot.load();
+    match reg.store.decisions(q.pack.as_deref()).await {
+        Ok(list) => {
+            let list: Vec<_> = list
+                .into_iter()
+                .filter(|d| snap.visible(&d.pack_id, tok.tenant.as_deref()))
+                .collect();
+            count(&reg, route, StatusCode::OK);
+            json_response(StatusCode::OK, json!({"decisions": list}))
+        }
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RollbackBody {
+    pub pack_id: String,
+    pub reason: Option<String>,
+    pub to: Option<String>,
+}
+
+async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
+    let route = "/v1/rollback";
+    let Ok(req) = serde_json::from_slice::<RollbackBody>(&body) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "expected {\"pack_id\": \"…\", \"reason\": \"…\", \"to\": \"1.2.0\"}"}),
+        );
+    };
+    let snap = reg.snapshot.load_full();
+    // Shared packs affect every tenant: only an unscoped admin may roll them back.
+    let tenant_of_pack = snap
+        .repo
+        .pack(&req.pack_id)
+        .and_then(|p| match &p.location {
+            crate::pack::Location::Tenant(t)
+            | crate::pack::Location::TenantUser { tenant: t, .. } => Some(t.clone()),
+            crate::pack::Location::PersonalUser(u) => Some(format!("user:{u}")),
+            _ => None,
+        });
+    let tok = match authorize(
+        &reg,
+        &headers,
+        Action::Rollback,
+        Some(tenant_of_pack.as_deref().unwrap_or("\u{0}shared")),
+        route,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let reason = req
+        .reason
+        .unwrap_or_else(|| format!("rollback requested by {}", tok.name));
+    match super::controller::manual_rollback(
+        &reg,
+        &req.pack_id,
+        req.to.as_deref(),
+        &reason,
+        &tok.name,
+    )
+    .await
+    {
+        Ok(v) => {
+            let _ = reg
+                .store
+                .audit(&tok.name, route, "ok", &v.to_string())
+                .await;
+            count(&reg, route, StatusCode::OK);
+            json_response(StatusCode::OK, v)
+        }
+        Err(e) => {
+            count(&reg, route, StatusCode::CONFLICT);
+            json_response(StatusCode::CONFLICT, json!({"error": e}))
+        }
+    }
+}
+
+async fn metrics(State(reg): State<Arc<Registry>>) -> Response {
+    let snap = reg.snapshot.load();
+    reg.metrics.generation.set(snap.generation as i64);
+    reg.metrics.rollouts.set(snap.rollouts.len() as i64);
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &reg.metrics.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
+    if reg.snapshot.load().generation > 0 {
+        json_response(StatusCode::OK, reg.status_json())
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "why": "no snapshot yet"}),
+        )
+    }
+}
+
+pub fn router(reg: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/v1/resolve", get(resolve))
+        .route(
+            "/v1/runs",
+            post(runs).layer(DefaultBodyLimit::max(RUNS_BODY_LIMIT)),
+        )
+        .route("/v1/packs", get(packs))
+        .route("/v1/rollouts", get(rollouts))
+        .route("/v1/decisions", get(decisions))
+        .route("/v1/rollback", post(rollback))
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .with_state(reg)
+}

@@ -1,0 +1,128 @@
+//! Bearer tokens for the registry, each with a role and a tenant scope.
+//! Only sha256 digests of tokens are configured, so the file holds no secret;
+//! the token itself never appears in logs or the audit log (its name does).
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::pack::parse_checked;
+use crate::schema::Kind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Harness,
+    Viewer,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    /// `None`: every tenant.
+    pub tenant: Option<String>,
+}
+
+impl Token {
+    pub fn may(&self, action: Action) -> bool {
+        matches!(
+            (self.role, action),
+            (Role::Admin, _)
+                | (Role::Harness, Action::Resolve | Action::WriteRuns)
+                | (Role::Viewer, Action::Resolve | Action::Read)
+        )
+    }
+
+    /// Whether this token may act for `tenant` (`None`: shared scope only).
+    pub fn allows_tenant(&self, tenant: Option<&str>) -> bool {
+        match (&self.tenant, tenant) {
+            (None, _) => true,
+            (Some(mine), Some(t)) => mine == t,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Resolve,
+    WriteRuns,
+    Read,
+    Rollback,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Tokens {
+    by_hash: HashMap<String, Token>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot read the token file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("the token file {path} is invalid:\n{}", diagnostic::render::human(.diags, &diagnostic::render::NoSources, false))]
+    Invalid {
+        path: String,
+        diags: Vec<Diagnostic>,
+    },
+}
+
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Tokens {
+    pub fn load(path: &std::path::Path) -> Result<Tokens, AuthError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&shown, &text)
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Tokens, AuthError> {
+        let mut diags = Vec::new();
+        let Some((_, json)) = parse_checked(Kind::Tokens, file, text, &mut diags) else {
+            return Err(AuthError::Invalid {
+                path: file.to_string(),
+                diags,
+            });
+        };
+        let mut by_hash = HashMap::new();
+        for t in json["tokens"].as_array().into_iter().flatten() {
+            let role = match t["role"].as_str() {
+                Some("admin") => Role::Admin,
+                Some("viewer") => Role::Viewer,
+                _ => Role::Harness,
+            };
+            by_hash.insert(
+                t["sha256"].as_str().unwrap_or_default().to_string(),
+                Token {
+                    name: t["name"].as_str().unwrap_or_default().to_string(),
+                    role,
+                    tenant: t["tenant"].as_str().map(String::from),
+                },
+            );
+        }
+        Ok(Tokens { by_hash })
+    }
+
+    /// The token behind an `Authorization: Bearer …` header.
+    pub fn check(&self, header: Option<&str>) -> Option<&Token> {
+        let token = header?.strip_prefix("Bearer ")?.trim();
+        self.by_hash.get(&hash(token))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// A new random token (32 bytes, hex).
+pub fn generate() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("mct_{}", hex::encode(bytes))
+}

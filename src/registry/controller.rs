@@ -1,0 +1,350 @@
+//! The canary controller: starts a rollout for every promote decision, moves
+//! it through its steps on telemetry, and rolls back on a regression: the
+//! registry pins the champion at once, a `rollback` decision is recorded with
+//! the figures that triggered it, missionctl writes the revert commit so git
+//! agrees, and the pack is held until a newer version is merged.
+
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::Registry;
+use crate::reconcile::Outcome;
+use crate::reconcile::rollback::{self, Target};
+use crate::rollout::{self, Params, Verdict};
+use crate::store::{Decision, Rollout, Store, StoreError};
+use crate::telemetry;
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn semver_part(v: &str) -> &str {
+    v.split('+').next().unwrap_or(v)
+}
+
+/// Start, supersede or end rollouts from a reconcile pass's decisions.
+pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreError> {
+    let now = ts(OffsetDateTime::now_utc());
+    let running = reg.store.rollouts(true).await?;
+    for d in &out.decisions {
+        let current = running
+            .iter()
+            .find(|r| r.pack_id == d.pack_id && r.source == reg.source.key);
+        match d.decision.as_str() {
+            "promote" => {
+                let plan = d.rollout.clone().unwrap_or(Json::Null);
+                if plan.get("immediate").and_then(Json::as_bool) == Some(true) {
+                    continue;
+                }
+                let mut steps: Vec<u32> = plan
+                    .get("steps")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Json::as_u64)
+                            .map(|x| x.min(100) as u32)
+                            .collect()
+                    })
+                    .unwrap_or_else(|| vec![10, 50, 100]);
+                if steps.last() != Some(&100) {
+                    steps.push(100);
+                }
+                // A newer promotion during a canary keeps the same champion.
+                let (from_version, from_commit) = match current {
+                    Some(c) => {
+                        let mut old = c.clone();
+                        old.state = "superseded".into();
+                        old.updated_at = now.clone();
+                        reg.store.put_rollout(&old).await?;
+                        (c.from_version.clone(), c.from_commit.clone())
+                    }
+                    None => (
+                        d.champion_pack_version.clone(),
+                        plan.get("from_commit")
+                            .and_then(Json::as_str)
+                            .map(String::from),
+                    ),
+                };
+                if steps[0] >= 100 || from_version.is_none() {
+                    continue;
+                }
+                reg.store
+                    .put_rollout(&Rollout {
+                        rollout_id: d.decision_id.clone(),
+                        decision_id: d.decision_id.clone(),
+                        source: reg.source.key.clone(),
+                        pack_id: d.pack_id.clone(),
+                        from_version,
+                        to_version: d.challenger_pack_version.clone(),
+                        from_commit,
+                        to_commit: d.commit.clone(),
+                        steps,
+                        step: 0,
+                        state: "running".into(),
+                        detail: Some(json!({"why": "started"})),
+                        started_at: now.clone(),
+                        updated_at: now.clone(),
+                        step_started_at: now.clone(),
+                        params: plan,
+                    })
+                    .await?;
+            }
+            "rollback" => {
+                if let Some(c) = current {
+                    let mut r = c.clone();
+                    r.state = "rolled_back".into();
+                    r.updated_at = now.clone();
+                    r.detail = Some(
+                        json!({"why": format!("rolled back by commit {:.8}: {}", d.commit, d.reason)}),
+                    );
+                    reg.store.put_rollout(&r).await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    reg.refresh().await
+}
+
+/// One evaluation of every rollout in progress, at `now`.
+pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    let mut events = Vec::new();
+    let mut changed = false;
+    for mut r in reg.store.rollouts(true).await? {
+        if r.source != reg.source.key {
+            continue;
+        }
+        let champion = reg
+            .store
+            .run_sample(&format!("{}:champion", r.rollout_id), &r.step_started_at)
+            .await?;
+        let canary = reg
+            .store
+            .run_sample(&format!("{}:canary", r.rollout_id), &r.step_started_at)
+            .await?;
+        let started = OffsetDateTime::parse(&r.step_started_at, &Rfc3339).unwrap_or(now);
+        let minutes = (now - started).as_seconds_f64() / 60.0;
+        let params = Params::from_plan(&r.params);
+        let verdict = rollout::evaluate(&champion, &canary, &params, minutes);
+        match verdict {
+            Verdict::Advance => {
+                r.step += 1;
+                let pct = r.steps.get(r.step).copied().unwrap_or(100);
+                let figures = json!({"champion": telemetry::kpis(&champion), "canary": telemetry::kpis(&canary)});
+                if pct >= 100 {
+                    r.state = "completed".into();
+                    r.detail = Some(
+                        json!({"why": "fully promoted: the canary held at every step", "last_step": figures}),
+                    );
+                    events.push(format!("{}: fully promoted ({})", r.pack_id, r.to_version));
+                } else {
+                    r.state = "running".into();
+                    r.detail =
+                        Some(json!({"why": format!("advanced to {pct}%"), "last_step": figures}));
+                    events.push(format!("{}: canary advanced to {pct}%", r.pack_id));
+                }
+                r.step_started_at = ts(now);
+                r.updated_at = ts(now);
+                reg.store.put_rollout(&r).await?;
+                changed = true;
+            }
+            Verdict::Rollback { why, figures } => {
+                events.push(format!("{}: automatic rollback: {why}", r.pack_id));
+                auto_rollback(reg, &mut r, &why, figures, now).await?;
+                changed = true;
+            }
+            Verdict::Stalled { why } => {
+                if r.state != "stalled" {
+                    events.push(format!("{}: stalled: {why}", r.pack_id));
+                    r.state = "stalled".into();
+                    r.detail = Some(json!({"why": why}));
+                    r.updated_at = ts(now);
+                    reg.store.put_rollout(&r).await?;
+                    changed = true;
+                }
+            }
+            Verdict::Wait { why } => {
+                let prev = r
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("why"))
+                    .and_then(Json::as_str)
+                    .unwrap_or("");
+                if r.state == "stalled" || prev != why {
+                    r.state = "running".into();
+                    r.detail = Some(json!({"why": why}));
+                    r.updated_at = ts(now);
+                    reg.store.put_rollout(&r).await?;
+                }
+            }
+        }
+    }
+    if changed {
+        reg.refresh().await?;
+    }
+    Ok(events)
+}
+
+fn rollback_target(params: &Json, pack: &str, rollout_id: &str) -> Target {
+    match params.pointer("/rollback/git").and_then(Json::as_str) {
+        Some("branch") => Target::Branch(format!(
+            "missionctl/rollback-{pack}-{}",
+            &rollout_id[..8.min(rollout_id.len())]
+        )),
+        _ => Target::Push,
+    }
+}
+
+async fn auto_rollback(
+    reg: &Arc<Registry>,
+    r: &mut Rollout,
+    why: &str,
+    figures: Json,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    // 1. Pin the champion at once: from here on every user gets it.
+    r.state = "rolled_back".into();
+    r.detail = Some(json!({"why": why, "figures": figures}));
+    r.updated_at = ts(now);
+    reg.store.put_rollout(r).await?;
+    reg.pin(&r.pack_id);
+    // 2. Make git agree: a revert commit, pushed or on a branch, per policy.
+    let to = r.from_version.as_deref().map(semver_part).map(String::from);
+    let (source, pack, target) = (
+        reg.source.clone(),
+        r.pack_id.clone(),
+        rollback_target(&r.params, &r.pack_id, &r.rollout_id),
+    );
+    let reason = format!("automatic rollback: {why}");
+    let git = tokio::task::spawn_blocking({
+        let (reason, to) = (reason.clone(), to.clone());
+        move || rollback::rollback(&source, &pack, to.as_deref(), &reason, &target)
+    })
+    .await;
+    let (commit, git_note) = match git {
+        Ok(Ok(o)) => (
+            o.commit.clone(),
+            json!({"revert_commit": o.commit, "branch": o.branch}),
+        ),
+        Ok(Err(e)) => (
+            format!("auto-rollback:{}", r.rollout_id),
+            json!({"revert_error": e.to_string()}),
+        ),
+        Err(e) => (
+            format!("auto-rollback:{}", r.rollout_id),
+            json!({"revert_error": e.to_string()}),
+        ),
+    };
+    // 3. The decision, with the figures that triggered it.
+    let snap = reg.snapshot.load();
+    let (scope_type, scope_id) = snap
+        .repo
+        .pack(&r.pack_id)
+        .map(|p| {
+            (
+                p.location.scope_type().as_str().to_string(),
+                p.location.scope_id().to_string(),
+            )
+        })
+        .unwrap_or_else(|| ("domain".into(), r.pack_id.clone()));
+    let d = Decision {
+        decision_id: crate::reconcile::decision_id(&commit, &r.pack_id),
+        scope_type,
+        scope_id,
+        champion_pack_version: Some(r.to_version.clone()),
+        challenger_pack_version: r.from_version.clone().unwrap_or_default(),
+        decision: "rollback".into(),
+        reason: reason.clone(),
+        decided_by: "missionctl canary controller (automatic)".into(),
+        created_at: ts(now),
+        pack_id: r.pack_id.clone(),
+        commit: commit.clone(),
+        pull_request: None,
+        evidence_url: None,
+        rollout: Some(json!({"steps": [100], "immediate": true, "rollout_id": r.rollout_id})),
+        figures: Some(json!({"trigger": figures, "git": git_note})),
+    };
+    if !reg.store.insert_decision(&reg.source.key, &d).await? {
+        tracing::info!(commit = %commit, "the reconciler recorded the revert first");
+    }
+    // 4. Hold: the rolled-back version is not promoted again; a newer one is.
+    reg.store
+        .hold(
+            &reg.source.key,
+            &r.pack_id,
+            semver_part(&r.to_version),
+            &reason,
+        )
+        .await?;
+    reg.kick_reconciler();
+    Ok(())
+}
+
+/// A rollback asked for through the API: pin any canary, write the revert.
+pub async fn manual_rollback(
+    reg: &Arc<Registry>,
+    pack: &str,
+    to: Option<&str>,
+    reason: &str,
+    by: &str,
+) -> Result<Json, String> {
+    if let Ok(running) = reg.store.rollouts(true).await
+        && let Some(r) = running
+            .into_iter()
+            .find(|r| r.pack_id == pack && r.source == reg.source.key)
+    {
+        let mut r = r;
+        r.state = "rolled_back".into();
+        r.detail = Some(json!({"why": format!("manual rollback by {by}: {reason}")}));
+        r.updated_at = ts(OffsetDateTime::now_utc());
+        reg.store.put_rollout(&r).await.map_err(|e| e.to_string())?;
+        reg.pin(pack);
+    }
+    let (source, pack_s, to_s, reason_s) = (
+        reg.source.clone(),
+        pack.to_string(),
+        to.map(String::from),
+        format!("{reason} (requested by {by})"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        rollback::rollback(&source, &pack_s, to_s.as_deref(), &reason_s, &Target::Push)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    reg.kick_reconciler();
+    serde_json::to_value(out).map_err(|e| e.to_string())
+}
+
+/// Rollouts with each arm's KPIs in the current step and the next step.
+pub async fn status(store: &Store, all: bool) -> Result<Vec<Json>, StoreError> {
+    let mut out = Vec::new();
+    for r in store.rollouts(!all).await? {
+        let champion = store
+            .run_sample(&format!("{}:champion", r.rollout_id), &r.step_started_at)
+            .await?;
+        let canary = store
+            .run_sample(&format!("{}:canary", r.rollout_id), &r.step_started_at)
+            .await?;
+        let percent = r.steps.get(r.step).copied().unwrap_or(100);
+        let next = r.steps.get(r.step + 1).copied();
+        out.push(json!({
+            "rollout_id": r.rollout_id,
+            "pack_id": r.pack_id,
+            "state": r.state,
+            "champion_version": r.from_version,
+            "canary_version": r.to_version,
+            "steps": r.steps,
+            "percent": percent,
+            "next_step": if r.state == "running" || r.state == "stalled" { next.map(Json::from).unwrap_or(Json::Null) } else { Json::Null },
+            "step_started_at": r.step_started_at,
+            "champion": telemetry::kpis(&champion),
+            "canary": telemetry::kpis(&canary),
+            "detail": r.detail,
+        }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,345 @@
+//! The registry: what harnesses ask for before every run, and where they
+//! report back.
+//!
+//! Resolution is served from an in-memory [`Snapshot`]: the packs of the last
+//! accepted commit, the running rollouts with each one's champion content,
+//! and a cache of rendered answers. A new snapshot is built off to the side
+//! and swapped in atomically (`ArcSwap`), so a reader sees the old snapshot
+//! or the new one, never half of a change. Pinning a champion after a
+//! regression swaps only the rollout table, which takes microseconds.
+
+pub mod api;
+pub mod auth;
+pub mod controller;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde_json::{Value as Json, json};
+
+use crate::pack::{Location, PackDoc, Repo};
+use crate::reconcile::Source;
+use crate::reconcile::daemon::Kicker;
+use crate::resolve::{self, ChainKey, ResolveError};
+use crate::rollout;
+use crate::store::{RunRow, Store};
+
+/// A rollout as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct RolloutView {
+    pub rollout_id: String,
+    pub pack_id: String,
+    pub percent: u32,
+    /// After a regression: everyone gets the champion.
+    pub pinned: bool,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    /// The champion's pack document (from the commit it was serving at).
+    pub champion: Option<Arc<PackDoc>>,
+}
+
+/// A rendered resolution: the response body and its entity tag.
+#[derive(Debug)]
+pub struct Rendered {
+    pub body: axum::body::Bytes,
+    pub etag: String,
+    pub pack_version: String,
+}
+
+/// A chain (pack indices) with which of its rolling packs are in the canary arm.
+type RenderKey = (Vec<usize>, u64, u64);
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub commit: Option<String>,
+    pub repo: Arc<Repo>,
+    pub rollouts: HashMap<String, RolloutView>,
+    cache: Mutex<HashMap<RenderKey, Arc<Rendered>>>,
+}
+
+/// Bound on cached renderings; past it the cache starts over.
+const CACHE_LIMIT: usize = 200_000;
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            generation: 0,
+            commit: None,
+            repo: Arc::new(Repo::default()),
+            rollouts: HashMap::new(),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Resolve `key` for the user hashed as `who`. `force` overrides the arm
+    /// of every rolling pack on the chain (used to attribute telemetry).
+    pub fn render(
+        &self,
+        key: &ChainKey,
+        who: &str,
+        force: Option<&str>,
+    ) -> Result<Arc<Rendered>, ResolveError> {
+        let idx = resolve::chain(&self.repo, key)?;
+        let mut docs: Vec<&PackDoc> = Vec::with_capacity(idx.len());
+        let mut arms = 0u64;
+        let mut rolling = 0u64;
+        let mut arm_list = Vec::new();
+        for (n, i) in idx.iter().enumerate() {
+            let p = &self.repo.packs[*i];
+            match self.rollouts.get(&p.pack.id) {
+                Some(rv) => {
+                    rolling |= 1 << n;
+                    let a = match force {
+                        Some(f) => f,
+                        None if rv.pinned => "champion",
+                        None => rollout::arm(&p.pack.id, who, rv.percent),
+                    };
+                    if a == "canary" {
+                        arms |= 1 << n;
+                        docs.push(p);
+                    } else {
+                        docs.push(rv.champion.as_deref().unwrap_or(p));
+                    }
+                    arm_list
+                        .push(json!({"pack_id": p.pack.id, "rollout_id": rv.rollout_id, "arm": a}));
+                }
+                None => docs.push(p),
+            }
+        }
+        let cache_key = (idx, arms, rolling);
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&cache_key).cloned())
+        {
+            return Ok(hit);
+        }
+        let r = resolve::resolve_docs(&self.repo, &docs);
+        let body = json!({
+            "pack_id": r.pack_id,
+            "pack_version": r.pack_version,
+            "digest": r.digest,
+            "scope_chain": r.scope_chain,
+            "arm": if arms != 0 { "canary" } else { "champion" },
+            "rollouts": arm_list,
+            "tier": r.tier,
+            "commit": self.commit,
+            "content": r.content,
+        });
+        let rendered = Arc::new(Rendered {
+            body: axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            etag: format!("\"{}\"", r.digest.trim_start_matches("sha256:")),
+            pack_version: r.pack_version,
+        });
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= CACHE_LIMIT {
+                c.clear();
+            }
+            c.insert(cache_key, rendered.clone());
+        }
+        Ok(rendered)
+    }
+
+    /// Which rollout arm produced a run's pack version, as `<rollout>:<arm>`.
+    pub fn arm_of(&self, row: &RunRow) -> Option<String> {
+        if self.rollouts.is_empty() {
+            return None;
+        }
+        let leaf = self.repo.pack(&row.pack_id)?;
+        let domains_of = |p: &PackDoc| -> Vec<String> {
+            p.pack
+                .domains
+                .clone()
+                .unwrap_or_else(|| self.repo.domains.keys().cloned().collect())
+        };
+        let keys: Vec<ChainKey> = match &leaf.location {
+            Location::Global => return None,
+            Location::Domain(d) => vec![ChainKey::new(d, None, None)],
+            Location::Tenant(t) => domains_of(leaf)
+                .iter()
+                .map(|d| ChainKey::new(d, Some(t), None))
+                .collect(),
+            Location::TenantUser { tenant, user } => {
+                let t = self
+                    .repo
+                    .tenants
+                    .get(tenant)
+                    .map(|i| &self.repo.packs[*i])?;
+                domains_of(t)
+                    .iter()
+                    .map(|d| ChainKey::new(d, Some(tenant), Some(user)))
+                    .collect()
+            }
+            Location::PersonalUser(u) => domains_of(leaf)
+                .iter()
+                .map(|d| ChainKey::new(d, None, Some(u)))
+                .collect(),
+        };
+        for key in keys {
+            let Ok(idx) = resolve::chain(&self.repo, &key) else {
+                continue;
+            };
+            let Some(rv) = idx
+                .iter()
+                .find_map(|i| self.rollouts.get(&self.repo.packs[*i].pack.id))
+            else {
+                continue;
+            };
+            for arm in ["canary", "champion"] {
+                if self
+                    .render(&key, &row.user_id, Some(arm))
+                    .is_ok_and(|r| r.pack_version == row.pack_version)
+                {
+                    return Some(format!("{}:{arm}", rv.rollout_id));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a token scoped to `tenant` may see `pack`.
+    pub fn visible(&self, pack: &str, tenant: Option<&str>) -> bool {
+        let Some(t) = tenant else { return true };
+        match self.repo.pack(pack).map(|p| &p.location) {
+            Some(Location::Global | Location::Domain(_)) => true,
+            Some(Location::Tenant(x)) | Some(Location::TenantUser { tenant: x, .. }) => x == t,
+            Some(Location::PersonalUser(u)) => t == format!("user:{u}"),
+            // Unknown here (e.g. removed): only unscoped tokens see it.
+            None => false,
+        }
+    }
+}
+
+/// Shared state of the registry.
+pub struct Registry {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub changed: tokio::sync::watch::Sender<u64>,
+    pub store: Store,
+    pub source: Source,
+    pub tokens: auth::Tokens,
+    pub metrics: api::Metrics,
+    pub kicker: Mutex<Option<Kicker>>,
+    repos: Mutex<HashMap<String, Arc<Repo>>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    pub fn new(store: Store, source: Source, tokens: auth::Tokens) -> Arc<Registry> {
+        let (changed, _) = tokio::sync::watch::channel(0);
+        Arc::new(Registry {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            changed,
+            store,
+            source,
+            tokens,
+            metrics: api::Metrics::default(),
+            kicker: Mutex::new(None),
+            repos: Mutex::default(),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn kick_reconciler(&self) {
+        if let Some(k) = self.kicker.lock().ok().and_then(|k| k.clone()) {
+            k.kick("registry");
+        }
+    }
+
+    fn repo_at(&self, repo: &git2::Repository, commit: &str) -> Option<Arc<Repo>> {
+        if let Some(r) = self.repos.lock().ok().and_then(|m| m.get(commit).cloned()) {
+            return Some(r);
+        }
+        let oid = git2::Oid::from_str(commit).ok()?;
+        let tree = crate::gitrepo::Tree::at_commit(repo, oid, commit).ok()?;
+        let loaded = Arc::new(crate::pack::load(&tree));
+        if let Ok(mut m) = self.repos.lock() {
+            // Keep only a handful of revisions: the current one and rollout champions.
+            if m.len() > 8 {
+                m.clear();
+            }
+            m.insert(commit.to_string(), loaded.clone());
+        }
+        Some(loaded)
+    }
+
+    /// Rebuild the snapshot from the store and git, and swap it in.
+    pub async fn refresh(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let _guard = self.refresh_lock.lock().await;
+        let state = self.store.source_state(&self.source.key).await?;
+        let rollouts = self.store.rollouts(true).await?;
+        let good = state.and_then(|s| s.good_commit);
+        let me = self.clone();
+        let built = tokio::task::spawn_blocking(move || -> Option<Snapshot> {
+            let repo = me.source.open_local().ok()?;
+            let current = match &good {
+                Some(c) => me.repo_at(&repo, c)?,
+                None => Arc::new(Repo::default()),
+            };
+            let mut views = HashMap::new();
+            for r in rollouts.iter().filter(|r| r.source == me.source.key) {
+                let champion = r
+                    .from_commit
+                    .as_deref()
+                    .and_then(|c| me.repo_at(&repo, c))
+                    .and_then(|old| old.pack(&r.pack_id).cloned())
+                    .map(Arc::new);
+                let percent = r.steps.get(r.step).copied().unwrap_or(100);
+                views.insert(
+                    r.pack_id.clone(),
+                    RolloutView {
+                        rollout_id: r.rollout_id.clone(),
+                        pack_id: r.pack_id.clone(),
+                        percent,
+                        pinned: r.state == "rolled_back",
+                        from_version: r.from_version.clone(),
+                        to_version: r.to_version.clone(),
+                        champion,
+                    },
+                );
+            }
+            let generation = me.snapshot.load().generation + 1;
+            Some(Snapshot {
+                generation,
+                commit: good,
+                repo: current,
+                rollouts: views,
+                cache: Mutex::default(),
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(s) = built {
+            let g = s.generation;
+            self.snapshot.store(Arc::new(s));
+            let _ = self.changed.send(g);
+        }
+        Ok(())
+    }
+
+    /// Pin the champion of `pack` at once, without reloading anything.
+    pub fn pin(&self, pack: &str) {
+        let cur = self.snapshot.load_full();
+        let mut rollouts = cur.rollouts.clone();
+        if let Some(r) = rollouts.get_mut(pack) {
+            r.pinned = true;
+        }
+        let next = Snapshot {
+            generation: cur.generation + 1,
+            commit: cur.commit.clone(),
+            repo: cur.repo.clone(),
+            rollouts,
+            cache: Mutex::default(),
+        };
+        let g = next.generation;
+        self.snapshot.store(Arc::new(next));
+        let _ = self.changed.send(g);
+    }
+
+    pub fn status_json(&self) -> Json {
+        let s = self.snapshot.load();
+        json!({"generation": s.generation, "commit": s.commit, "packs": s.repo.packs.len(), "rollouts": s.rollouts.len()})
+    }
+}
