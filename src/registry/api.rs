@@ -196,7 +196,7 @@ async fn resolve(
         tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
     loop {
         let snap = reg.snapshot.load();
-        if snap.generation == 0 {
+        if snap.commit.is_none() {
             count(&reg, route, StatusCode::SERVICE_UNAVAILABLE);
             return json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -337,7 +337,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
         Err(r) => return r,
     };
     let snap = reg.snapshot.load();
-    match super::controller::status(&reg.store, false).await {
+    match super::controller::status(&reg.store, true).await {
         Ok(list) => {
             let list: Vec<_> = list
                 .into_iter()
@@ -464,7 +464,7 @@ async fn metrics(State(reg): State<Arc<Registry>>) -> Response {
 }
 
 async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
-    if reg.snapshot.load().generation > 0 {
+    if reg.snapshot.load().commit.is_some() {
         json_response(StatusCode::OK, reg.status_json())
     } else {
         json_response(

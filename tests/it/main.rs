@@ -10,5 +10,6 @@ mod github;
 mod github_server;
 mod llm_server;
 mod reconcile;
+mod registry;
 mod store;
 mod util;

@@ -114,7 +114,7 @@ impl Fleet {
     }
 }
 
-fn bump(f: &Fleet, pack: &str, to: &str) {
+pub fn bump(f: &Fleet, pack: &str, to: &str) {
     let p = f.work.join(pack);
     let s = std::fs::read_to_string(&p).expect("read");
     let re = s
@@ -532,7 +532,7 @@ crate::both_stores!(sigkill_200_passes, |url: &str| {
     super::sigkill_loses_and_duplicates_nothing(url)
 });
 
-struct Served(Child);
+pub struct Served(pub Child);
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -540,7 +540,7 @@ impl Drop for Served {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -584,7 +584,7 @@ fn wait_for(f: &Fleet, n: usize, within: Duration) -> Vec<Value> {
     }
 }
 
-fn wait_http(port: u16) {
+pub fn wait_http(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

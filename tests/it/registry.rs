@@ -1,0 +1,667 @@
+//! The registry, telemetry and canary rollouts end to end: a real `serve`
+//! process on 127.0.0.1, tokens, a bare remote and a clone.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::reconcile::{Fleet, Served, bump, free_port, wait_http};
+use crate::util::{git, http, missionctl};
+
+const HR: &str = "packs/domains/hr-ops/pack.yaml";
+
+struct Tok {
+    admin: String,
+    acme_harness: String,
+    acme_viewer: String,
+    acme_admin: String,
+}
+
+fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
+    let mut file = String::from("tokens:\n");
+    let mut make = |name: &str, role: &str, tenant: Option<&str>| -> String {
+        let mut c = missionctl();
+        c.args(["token", "new", "--name", name, "--role", role]);
+        if let Some(t) = tenant {
+            c.args(["--tenant", t]);
+        }
+        let out = c.output().expect("token");
+        let entry = String::from_utf8_lossy(&out.stderr);
+        file.push_str(
+            entry
+                .lines()
+                .filter(|l| l.starts_with("  "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_str(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let t = Tok {
+        admin: make("admin", "admin", None),
+        acme_harness: make("acme-harness", "harness", Some("acme")),
+        acme_viewer: make("acme-viewer", "viewer", Some("acme")),
+        acme_admin: make("acme-admin", "admin", Some("acme")),
+    };
+    let path = dir.join("tokens.yaml");
+    std::fs::write(&path, file).expect("write tokens");
+    (path, t)
+}
+
+fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
+    let s = Served(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args([
+                "serve",
+                "--repo",
+                f.remote.to_str().expect("p"),
+                "--db",
+                &f.db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--poll-interval",
+                "1h",
+                "--rollout-interval",
+                "100ms",
+                "--tokens",
+                tokens.to_str().expect("p"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("MC_TEST_DEBUG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("serve"),
+    );
+    wait_http(port);
+    s
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn get(port: u16, path: &str, token: &str) -> (u16, Value) {
+    let (code, _, body) = http(port, "GET", path, &[("Authorization", &bearer(token))], b"");
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rollout_state(port: u16, admin: &str, version_prefix: &str) -> Option<Value> {
+    let (_, v) = get(port, "/v1/rollouts", admin);
+    v["rollouts"]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            r["canary_version"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(version_prefix))
+        })
+        .cloned()
+}
+
+/// Simulated harness traffic: resolve for each user, run, report.
+fn traffic(port: u16, token: &str, seed: &str, n: usize, canary_ok: f64) -> (usize, usize) {
+    let mut rows = Vec::new();
+    let (mut canary, mut champion) = (0, 0);
+    for i in 0..n {
+        let user = format!("u{}", i % 600);
+        let (code, r) = get(
+            port,
+            &format!("/v1/resolve?domain=hr-ops&tenant=acme&user={user}"),
+            token,
+        );
+        assert_eq!(code, 200, "{r}");
+        let arm = r["arm"].as_str().unwrap_or("").to_string();
+        // Deterministic outcomes: the canary fails (1 - canary_ok) of its runs, the champion 3%.
+        let fail_every = |p: f64| {
+            if p >= 1.0 {
+                usize::MAX
+            } else {
+                (1.0 / (1.0 - p)).round() as usize
+            }
+        };
+        let ok = if arm == "canary" {
+            canary += 1;
+            canary % fail_every(canary_ok) != 0
+        } else {
+            champion += 1;
+            champion % 33 != 0
+        };
+        rows.push(json!({"run_id": format!("{seed}-{i}"), "tenant_id": "acme", "user_id": user, "agent_id": "hr-bot", "pack_id": r["pack_id"], "pack_version": r["pack_version"], "task_type": "qa", "latency_ms": 120.0, "cost_usd": 0.002, "success_bool": ok, "error_code": if ok { Value::Null } else { json!("tool_error") }, "created_at": missionctl::time_util::now_rfc3339()}));
+    }
+    let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(token))],
+        body.as_bytes(),
+    );
+    assert_eq!(code, 200, "{resp}");
+    (champion, canary)
+}
+
+#[test]
+fn a_rollout_runs_on_telemetry_to_full_promotion_and_a_regression_rolls_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    let (tok_file, t) = tokens(dir.path());
+    let port = free_port();
+    let _s = serve(&f, port, &tok_file);
+    until("the initial snapshot", Duration::from_secs(20), || {
+        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
+    });
+
+    // A merged change starts a canary at its first step.
+    f.merge("good", 11, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            "workplace\npolicies",
+            "workplace\nPolicies",
+        );
+        bump(f, HR, "1.1.0");
+    });
+    f.push();
+    let r = until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    assert_eq!(r["state"], "running");
+    assert_eq!(r["percent"], 10);
+    // Users keep their arm: the same user resolves to the same arm every time.
+    let first = get(
+        port,
+        "/v1/resolve?domain=hr-ops&tenant=acme&user=stable-user",
+        &t.acme_harness,
+    )
+    .1;
+    for _ in 0..5 {
+        assert_eq!(
+            get(
+                port,
+                "/v1/resolve?domain=hr-ops&tenant=acme&user=stable-user",
+                &t.acme_harness
+            )
+            .1["arm"],
+            first["arm"]
+        );
+    }
+    // Healthy telemetry moves it through every step to full promotion.
+    let mut seed = 0;
+    let done = until("full promotion", Duration::from_secs(60), || {
+        seed += 1;
+        traffic(port, &t.acme_harness, &format!("good{seed}"), 700, 0.97);
+        std::thread::sleep(Duration::from_millis(300));
+        rollout_state(port, &t.admin, "1.1.0").filter(|r| r["state"] == "completed")
+    });
+    assert_eq!(done["percent"], 100);
+    assert!(
+        done["detail"]["why"]
+            .as_str()
+            .expect("why")
+            .contains("fully promoted")
+    );
+
+    // A bad version: the canary's failures roll it back automatically.
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.merge("bad", 12, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            "workplace\nPolicies",
+            "workplace policies",
+        );
+        bump(f, HR, "1.2.0");
+    });
+    f.push();
+    until("the second rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.2.0")
+    });
+    let rolled = until("the automatic rollback", Duration::from_secs(60), || {
+        seed += 1;
+        traffic(port, &t.acme_harness, &format!("bad{seed}"), 700, 0.6);
+        std::thread::sleep(Duration::from_millis(300));
+        rollout_state(port, &t.admin, "1.2.0").filter(|r| r["state"] == "rolled_back")
+    });
+    assert!(
+        rolled["detail"]["why"]
+            .as_str()
+            .expect("why")
+            .contains("sequential test"),
+        "{rolled}"
+    );
+    // Pinned: every user now gets the champion.
+    for u in 0..50 {
+        assert_eq!(
+            get(
+                port,
+                &format!("/v1/resolve?domain=hr-ops&tenant=acme&user=x{u}"),
+                &t.acme_harness
+            )
+            .1["arm"],
+            "champion"
+        );
+    }
+    // Git agrees: the revert is on main in the remote, and the decision has the figures.
+    let msg = git(&f.remote, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        msg.contains("Missionctl-Rollback: hr-ops-pack") && msg.contains("automatic rollback"),
+        "{msg}"
+    );
+    let d = until("the rollback decision", Duration::from_secs(10), || {
+        f.decisions()
+            .into_iter()
+            .rev()
+            .find(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
+    });
+    assert!(
+        d["figures"]["trigger"]["canary"]["runs"]
+            .as_u64()
+            .expect("runs")
+            > 0,
+        "{d}"
+    );
+    assert_eq!(d["decided_by"], "missionctl canary controller (automatic)");
+    // Held: reverting the revert does not bring 1.2.0 back.
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.git(&["revert", "--no-edit", "HEAD"]);
+    f.push();
+    let held = until("the held refusal", Duration::from_secs(10), || {
+        f.decisions().into_iter().rev().find(|d| {
+            d["decision"] == "reject" && d["reason"].as_str().unwrap_or("").contains("held")
+        })
+    });
+    assert_eq!(held["pack_id"], "hr-ops-pack");
+}
+
+#[test]
+fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::new(&db);
+    let (tok_file, t) = tokens(dir.path());
+    let port = free_port();
+    let _s = serve(&f, port, &tok_file);
+    until("ready", Duration::from_secs(20), || {
+        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
+    });
+    // No token, or a wrong one: 401.
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/v1/resolve?domain=hr-ops&tenant=acme",
+            &[],
+            b""
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        get(port, "/v1/resolve?domain=hr-ops&tenant=acme", "nope").0,
+        401
+    );
+    // Own tenant: yes; another tenant: 403.
+    assert_eq!(
+        get(
+            port,
+            "/v1/resolve?domain=hr-ops&tenant=acme&user=alice",
+            &t.acme_harness
+        )
+        .0,
+        200
+    );
+    let (code, v) = get(
+        port,
+        "/v1/resolve?domain=hr-ops&tenant=globex&user=carol",
+        &t.acme_harness,
+    );
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        get(
+            port,
+            "/v1/resolve?domain=personal-exec-assistant&user=sam",
+            &t.acme_harness
+        )
+        .0,
+        403
+    );
+    // A harness token cannot list; a tenant viewer sees shared packs and its own only.
+    assert_eq!(get(port, "/v1/packs", &t.acme_harness).0, 403);
+    let (code, v) = get(port, "/v1/packs", &t.acme_viewer);
+    assert_eq!(code, 200);
+    let ids: Vec<&str> = v["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"hr-ops-pack") && ids.contains(&"acme-alice"),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.iter()
+            .any(|i| i.starts_with("globex") || *i == "sam-personal"),
+        "{ids:?}"
+    );
+    let (_, v) = get(port, "/v1/decisions", &t.acme_viewer);
+    assert!(
+        v["decisions"]
+            .as_array()
+            .expect("d")
+            .iter()
+            .all(|d| !d["pack_id"].as_str().unwrap_or("").starts_with("globex"))
+    );
+    let (_, v) = get(port, "/v1/decisions", &t.admin);
+    assert!(
+        v["decisions"]
+            .as_array()
+            .expect("d")
+            .iter()
+            .any(|d| d["pack_id"] == "globex-tenant")
+    );
+    assert_eq!(get(port, "/v1/rollouts", &t.acme_viewer).0, 200);
+    // Runs for another tenant are refused row by row; the good row is stored.
+    let now = missionctl::time_util::now_rfc3339();
+    let row = |id: &str, tenant: &str| json!({"run_id": id, "tenant_id": tenant, "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 1, "cost_usd": 0, "success_bool": true, "error_code": null, "created_at": now});
+    let body = format!("{}\n{}\n", row("ok-1", "acme"), row("bad-1", "globex"));
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(&t.acme_harness))],
+        body.as_bytes(),
+    );
+    assert_eq!(code, 400, "{resp}");
+    let v: Value = serde_json::from_str(&resp).expect("json");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["errors"][0]["line"], 2);
+    // Rollback: admin role needed; a tenant admin may not roll back a shared pack.
+    let rb = json!({"pack_id": "hr-ops-pack", "reason": "test"}).to_string();
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/rollback",
+            &[("Authorization", &bearer(&t.acme_viewer))],
+            rb.as_bytes()
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/rollback",
+            &[("Authorization", &bearer(&t.acme_admin))],
+            rb.as_bytes()
+        )
+        .0,
+        403
+    );
+    // Health and metrics need no token.
+    assert_eq!(http(port, "GET", "/healthz", &[], b"").0, 200);
+    let (code, _, metrics) = http(port, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("missionctl_requests_denied_total"),
+        "{metrics}"
+    );
+    // Every refusal is in the audit log, by token name, never by token.
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let log = rt.block_on(async {
+        let s = missionctl::store::Store::connect(&db).await.expect("db");
+        s.audit_log(100).await.expect("audit")
+    });
+    let denied: Vec<_> = log.iter().filter(|e| e.3 == "denied").collect();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.1 == "acme-harness" && e.4.contains("not globex")),
+        "{log:?}"
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.2 == "/v1/rollback" && e.1 == "acme-admin"),
+        "{log:?}"
+    );
+    assert!(denied.iter().any(|e| e.2 == "/v1/runs"), "{log:?}");
+    assert!(
+        !log.iter().any(|e| e.4.contains(&t.acme_harness)),
+        "a token leaked into the audit log"
+    );
+}
+
+#[test]
+fn etag_304_and_the_watch_sees_a_new_version_without_polling() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    let (tok_file, t) = tokens(dir.path());
+    let port = free_port();
+    let _s = serve(&f, port, &tok_file);
+    until("ready", Duration::from_secs(20), || {
+        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
+    });
+    // A promotion goes through a canary: watch as a user who is in its arm.
+    let user = (0..1000)
+        .map(|i| format!("w{i}"))
+        .find(|u| missionctl::rollout::arm("acme-tenant", u, 10) == "canary")
+        .expect("a canary user");
+    let path = format!("/v1/resolve?domain=hr-ops&tenant=acme&user={user}");
+    let path = path.as_str();
+    let (code, head, _) = http(
+        port,
+        "GET",
+        path,
+        &[("Authorization", &bearer(&t.acme_harness))],
+        b"",
+    );
+    assert_eq!(code, 200);
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("etag")
+        .trim()
+        .to_string();
+    let (code, _, _) = http(
+        port,
+        "GET",
+        path,
+        &[
+            ("Authorization", &bearer(&t.acme_harness)),
+            ("If-None-Match", &etag),
+        ],
+        b"",
+    );
+    assert_eq!(code, 304);
+    // A watch: the request waits until the tenant's pack changes on main.
+    let watcher = {
+        let (tok, etag, path) = (t.acme_harness.clone(), etag.clone(), path.to_string());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let r = http(
+                port,
+                "GET",
+                &format!("{path}&wait=30"),
+                &[("Authorization", &bearer(&tok)), ("If-None-Match", &etag)],
+                b"",
+            );
+            (r, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    f.edit(
+        "packs/tenants/acme/context.md",
+        "warehouse robots",
+        "warehouse robots and drones",
+    );
+    bump(&f, "packs/tenants/acme/pack.yaml", "1.1.0");
+    f.git(&["commit", "-qam", "acme context"]);
+    f.push();
+    let ((code, head, body), waited) = watcher.join().expect("watch");
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    assert!(body.contains("drones"));
+    assert!(!head.contains(&etag));
+    // With nothing changing, the watch ends in 304 at its deadline.
+    let new_etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("etag")
+        .trim()
+        .to_string();
+    let (code, _, _) = http(
+        port,
+        "GET",
+        &format!("{path}&wait=1"),
+        &[
+            ("Authorization", &bearer(&t.acme_harness)),
+            ("If-None-Match", &new_etag),
+        ],
+        b"",
+    );
+    assert_eq!(code, 304);
+}
+
+#[test]
+fn a_malformed_batch_keeps_its_good_rows_and_duplicates_are_ignored() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::new(&db);
+    let (tok_file, t) = tokens(dir.path());
+    let port = free_port();
+    let _s = serve(&f, port, &tok_file);
+    until("ready", Duration::from_secs(20), || {
+        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
+    });
+    let now = missionctl::time_util::now_rfc3339();
+    let good = |id: &str| {
+        json!({"run_id": id, "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 5, "cost_usd": 0.001, "success_bool": false, "error_code": "timeout", "created_at": now}).to_string()
+    };
+    let body = format!(
+        "{}\n{{\"run_id\": \"x\"}}\n{}\nnot json at all\n{}\n",
+        good("g1"),
+        good("g2"),
+        good("g3")
+    );
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(&t.acme_harness))],
+        body.as_bytes(),
+    );
+    assert_eq!(code, 400);
+    let v: Value = serde_json::from_str(&resp).expect("json");
+    assert_eq!(v["accepted"], 3);
+    let lines: Vec<u64> = v["errors"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(lines, [2, 4]);
+    assert!(
+        v["errors"][0]["error"]
+            .as_str()
+            .expect("e")
+            .contains("missing required field")
+    );
+    // Sent again: nothing new.
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(&t.acme_harness))],
+        format!("{}\n{}\n", good("g1"), good("g2")).as_bytes(),
+    );
+    assert_eq!(code, 200, "{resp}");
+    let v: Value = serde_json::from_str(&resp).expect("json");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+    // The same from a file with `telemetry ingest`.
+    let file = dir.path().join("runs.ndjson");
+    std::fs::write(&file, format!("{}\n{}\n", good("f1"), "{}")).expect("write");
+    let out = missionctl()
+        .args([
+            "telemetry",
+            "ingest",
+            file.to_str().expect("p"),
+            "--db",
+            &db,
+            "--repo",
+            f.remote.to_str().expect("p"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let rep: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(rep["accepted"], 1);
+    assert_eq!(rep["errors"][0]["line"], 2);
+}
+
+#[test]
+fn missing_data_stalls_instead_of_advancing() {
+    use missionctl::reconcile::{Options, Source, reconcile};
+    use missionctl::registry::{Registry, auth::Tokens, controller};
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::new(&db);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let store = missionctl::store::Store::connect(&db).await.expect("db");
+        let source = Source::new(f.remote.to_str().expect("p"), "main", dir.path());
+        let reg = Registry::new(store.clone(), source.clone(), Tokens::default());
+        let out = reconcile(&source, &store, &Options::default())
+            .await
+            .expect("import");
+        controller::on_pass(&reg, &out).await.expect("pass");
+        f.merge("quiet", 3, |f| bump(f, HR, "1.1.0"));
+        f.push();
+        let out = reconcile(&source, &store, &Options::default())
+            .await
+            .expect("reconcile");
+        controller::on_pass(&reg, &out).await.expect("pass");
+        let now = time::OffsetDateTime::now_utc();
+        // No runs at all, well past the step deadline: stalled, not advanced, not rolled back.
+        let events = controller::tick(&reg, now + time::Duration::hours(5))
+            .await
+            .expect("tick");
+        assert!(events.iter().any(|e| e.contains("stalled")), "{events:?}");
+        let st = controller::status(&store, false).await.expect("status");
+        assert_eq!(st[0]["state"], "stalled");
+        assert_eq!(st[0]["percent"], 10);
+        assert!(
+            st[0]["detail"]["why"]
+                .as_str()
+                .expect("why")
+                .contains("not advancing on missing data")
+        );
+        // The canary still serves its share: nothing was silently promoted.
+        let snap = reg.snapshot.load();
+        assert_eq!(
+            snap.rollouts.get("hr-ops-pack").map(|r| r.percent),
+            Some(10)
+        );
+    });
+}
