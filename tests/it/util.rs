@@ -184,7 +184,7 @@ pub fn http(
                 break;
             }
             out.push_str(&tail[..n]);
-            r = &tail[n..].trim_start_matches("\r\n");
+            r = tail[n..].trim_start_matches("\r\n");
         }
         out
     } else {
