@@ -9,6 +9,7 @@ pub mod gitrepo;
 pub mod llm;
 pub mod pack;
 pub mod policy;
+pub mod quickstart;
 pub mod reconcile;
 pub mod registry;
 pub mod resolve;

@@ -34,6 +34,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the whole loop on the embedded default, narrated: init, a challenger, the gate,
+    /// the merge, a canary on telemetry, full promotion, a bad version rolled back automatically.
+    Quickstart {
+        /// Where to put the repositories and the state (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Write the example pack repository into DIR and commit it on `main`.
     Init(init::Args),
     /// Check every file and rule; exit 1 on any error.
@@ -108,6 +115,11 @@ pub enum OutFormat {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(a) => init::run(a),
+        Command::Quickstart { dir } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(missionctl::quickstart::run(dir))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate(a) => validate::run(a),
         Command::Resolve(a) => resolve::run(a),
         Command::Diff(a) => diff::run(a),

@@ -665,3 +665,38 @@ fn missing_data_stalls_instead_of_advancing() {
         );
     });
 }
+
+#[test]
+fn quickstart_runs_the_whole_loop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let qs = dir.path().join("qs");
+    let out = missionctl()
+        .args(["quickstart", "--dir", qs.to_str().expect("p")])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "PASS: 1 pack(s) evaluated",
+        "decision: promote hr-ops-pack",
+        "fully promoted",
+        "automatic rollback",
+        "git agrees: main is now at",
+        "Roll back hr-ops-pack to 1.1.0",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(qs.join("evidence/evidence.md").exists());
+    let log = git(&qs.join("fleet.git"), &["log", "--format=%s", "main"]);
+    assert!(
+        log.lines()
+            .next()
+            .expect("head")
+            .starts_with("Roll back hr-ops-pack"),
+        "{log}"
+    );
+}

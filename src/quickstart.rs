@@ -1,0 +1,403 @@
+//! `missionctl quickstart`: the whole loop on the embedded default, narrated.
+//!
+//! Everything is real: a git remote and a clone on disk, the built-in demo
+//! model behind the gate, a SQLite state store, the reconciler, the registry
+//! snapshot harnesses resolve against, run telemetry, the canary controller
+//! and the revert commit. Only the harness traffic is simulated (users with a
+//! fixed success rate per arm), and the canary is evaluated as fast as the
+//! telemetry arrives instead of on a timer.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::gate::{self, GateOptions};
+use crate::reconcile::{self, Options, Source};
+use crate::registry::auth::Tokens;
+use crate::registry::{Registry, controller};
+use crate::resolve::ChainKey;
+use crate::store::Store;
+use crate::telemetry::{self, TenantScope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    #[error("{0}")]
+    Step(String),
+}
+
+fn step<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> QuickstartError + '_ {
+    move |e| QuickstartError::Step(format!("{what}: {e}"))
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, QuickstartError> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Quinn Quickstart")
+        .env("GIT_AUTHOR_EMAIL", "quinn@example.com")
+        .env("GIT_COMMITTER_NAME", "Quinn Quickstart")
+        .env("GIT_COMMITTER_EMAIL", "quinn@example.com")
+        .output()
+        .map_err(step("running git"))?;
+    if !out.status.success() {
+        return Err(QuickstartError::Step(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn edit(path: &Path, from: &str, to: &str) -> Result<(), QuickstartError> {
+    let s = std::fs::read_to_string(path).map_err(step("reading a pack file"))?;
+    std::fs::write(path, s.replacen(from, to, 1)).map_err(step("writing a pack file"))
+}
+
+fn say(out: &mut String, line: &str) {
+    println!("{line}");
+    let _ = writeln!(out, "{line}");
+}
+
+/// Simulated harness traffic for one round: `n` runs across acme's and
+/// globex's users; the canary arm succeeds with `canary_ok`, the champion 97%.
+fn traffic(reg: &Registry, round: usize, n: usize, canary_ok: f64) -> (String, usize, usize) {
+    let snap = reg.snapshot.load_full();
+    let mut rows = String::new();
+    let (mut c, mut ch) = (0usize, 0usize);
+    for i in 0..n {
+        let (tenant, user) = if i % 3 == 0 {
+            ("globex", format!("g{}", i % 200))
+        } else {
+            ("acme", format!("a{}", i % 400))
+        };
+        let key = ChainKey::new("hr-ops", Some(tenant), Some(&user));
+        let Ok(r) = snap.render(&key, &user, None) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let canary = v["arm"] == "canary";
+        // Deterministic outcomes at the stated rates.
+        let ok = if canary {
+            c += 1;
+            (c as f64 * (1.0 - canary_ok)).floor() == ((c - 1) as f64 * (1.0 - canary_ok)).floor()
+        } else {
+            ch += 1;
+            ch % 33 != 0
+        };
+        let row = json!({
+            "run_id": format!("qs-{round}-{i}"), "tenant_id": tenant, "user_id": user, "agent_id": "hr-assistant",
+            "pack_id": v["pack_id"], "pack_version": v["pack_version"], "task_type": "hr-question",
+            "latency_ms": 900.0 + (i % 50) as f64 * 10.0, "cost_usd": 0.0012, "success_bool": ok,
+            "error_code": if ok { serde_json::Value::Null } else { json!("escalation_missed") },
+            "created_at": crate::time_util::now_rfc3339(),
+        });
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+    }
+    (rows, ch, c)
+}
+
+/// Run the loop in `dir` (a new temporary directory if None).
+pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
+    let mut log = String::new();
+    let dir = match dir {
+        Some(d) => d,
+        None => tempfile::Builder::new()
+            .prefix("missionctl-quickstart-")
+            .tempdir()
+            .map_err(step("making a directory"))?
+            .keep(),
+    };
+    std::fs::create_dir_all(&dir).map_err(step("making a directory"))?;
+    let seed = dir.join("seed");
+    let remote = dir.join("fleet.git");
+    let work = dir.join("work");
+    let db = format!("sqlite://{}", dir.join("state.db").display());
+
+    say(
+        &mut log,
+        &format!("missionctl quickstart in {}\n", dir.display()),
+    );
+    say(
+        &mut log,
+        "1. init: the example pack repository (global, 5 domains, 2 tenants, 4 users) as a git remote and a clone",
+    );
+    crate::template::init(&seed, true).map_err(step("init"))?;
+    git(
+        &dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap_or_default(),
+            remote.to_str().unwrap_or_default(),
+        ],
+    )?;
+    git(
+        &dir,
+        &[
+            "clone",
+            "-q",
+            remote.to_str().unwrap_or_default(),
+            work.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let store = Store::connect(&db).await.map_err(step("state store"))?;
+    let source = Source::new(
+        remote.to_str().unwrap_or_default(),
+        "main",
+        &dir.join("cache"),
+    );
+    let reg = Registry::new(store.clone(), source.clone(), Tokens::default());
+    let out = reconcile::reconcile(&source, &store, &Options::default())
+        .await
+        .map_err(step("reconcile"))?;
+    controller::on_pass(&reg, &out)
+        .await
+        .map_err(step("registry"))?;
+    say(
+        &mut log,
+        &format!(
+            "   the reconciler imported main: {} packs now served\n",
+            out.decisions.len()
+        ),
+    );
+
+    say(
+        &mut log,
+        "2. a challenger: a pull request that sharpens the HR assistant's answers (hr-ops-pack 1.0.0 -> 1.1.0)",
+    );
+    git(&work, &["switch", "-q", "-c", "sharper-hr-answers"])?;
+    let hr = work.join("packs/domains/hr-ops");
+    edit(
+        &hr.join("prompts/role.md"),
+        "- Look up the policy before answering",
+        "- Lead with the policy's answer in one sentence.\n- Look up the policy before answering",
+    )?;
+    edit(&hr.join("pack.yaml"), "version: 1.0.0", "version: 1.1.0")?;
+    git(&work, &["commit", "-qam", "Sharper HR answers"])?;
+
+    say(
+        &mut log,
+        "\n3. the gate: challenger (branch) against champion (main) on every affected scope chain, with the built-in demo model",
+    );
+    let evidence = dir.join("evidence");
+    let ev = gate::run(GateOptions {
+        repo: work.clone(),
+        base: "main".into(),
+        head: "sharper-hr-answers".into(),
+        out: Some(evidence.clone()),
+        db_url: db.clone(),
+        skip_paid_calls: false,
+        progress: false,
+        github: None,
+    })
+    .await
+    .map_err(step("gate"))?;
+    let first = gate::render_markdown(&ev)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    say(&mut log, &format!("   {first}"));
+    if let Some(p) = ev.packs.first() {
+        say(
+            &mut log,
+            &format!(
+                "   {}: {} chains, {} paired cases, pass rate {:.0}% -> {:.0}%, model requests {} (cost ${:.4})",
+                p.pack_id,
+                p.chains_evaluated,
+                p.pairs,
+                p.champion_pass_rate.unwrap_or(0.0) * 100.0,
+                p.challenger_pass_rate.unwrap_or(0.0) * 100.0,
+                ev.model_requests,
+                ev.cost_usd
+            ),
+        );
+    }
+    say(
+        &mut log,
+        &format!("   evidence: {}/evidence.md\n", evidence.display()),
+    );
+    if ev.blocked {
+        return Err(QuickstartError::Step(format!(
+            "the gate blocked the example challenger: {first}"
+        )));
+    }
+
+    say(
+        &mut log,
+        "4. merge: the pull request lands on main; the merge is a promotion",
+    );
+    git(&work, &["switch", "-q", "main"])?;
+    git(
+        &work,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "sharper-hr-answers",
+            "-m",
+            "Merge pull request #1 from acme/sharper-hr-answers",
+        ],
+    )?;
+    git(&work, &["push", "-q", "origin", "main"])?;
+    let out = reconcile::reconcile(&source, &store, &Options::default())
+        .await
+        .map_err(step("reconcile"))?;
+    controller::on_pass(&reg, &out)
+        .await
+        .map_err(step("registry"))?;
+    for d in &out.decisions {
+        say(
+            &mut log,
+            &format!(
+                "   decision: {} {} {} -> {} (PR #{})",
+                d.decision,
+                d.pack_id,
+                d.champion_pack_version.as_deref().unwrap_or("-"),
+                d.challenger_pack_version,
+                d.pull_request.unwrap_or(0)
+            ),
+        );
+    }
+
+    say(
+        &mut log,
+        "\n5. canary: harnesses resolve through the registry; users are split by a stable hash and report every run",
+    );
+    canary(&reg, &store, &mut log, 0.97, "1.1.0").await?;
+
+    say(
+        &mut log,
+        "\n6. a bad version: a later change drops the escalation rule, passes review, and is merged (hr-ops-pack 1.2.0)",
+    );
+    edit(
+        &hr.join("prompts/procedures.md"),
+        "never handled by you",
+        "handled by you when you can",
+    )?;
+    edit(&hr.join("pack.yaml"), "version: 1.1.0", "version: 1.2.0")?;
+    git(
+        &work,
+        &[
+            "commit",
+            "-qam",
+            "Let the assistant handle sensitive matters",
+        ],
+    )?;
+    git(&work, &["push", "-q", "origin", "main"])?;
+    let out = reconcile::reconcile(&source, &store, &Options::default())
+        .await
+        .map_err(step("reconcile"))?;
+    controller::on_pass(&reg, &out)
+        .await
+        .map_err(step("registry"))?;
+    canary(&reg, &store, &mut log, 0.80, "1.2.0").await?;
+    // The revert lands on main: the reconciler sees it like any revert.
+    let out = reconcile::reconcile(&source, &store, &Options::default())
+        .await
+        .map_err(step("reconcile"))?;
+    controller::on_pass(&reg, &out)
+        .await
+        .map_err(step("registry"))?;
+    let head = git(&remote, &["log", "-1", "--format=%h %s", "main"])?;
+    say(
+        &mut log,
+        &format!(
+            "   git agrees: main is now at `{head}` in {}",
+            remote.display()
+        ),
+    );
+
+    say(
+        &mut log,
+        "\n7. the decision history (missionctl decisions):",
+    );
+    for d in store
+        .decisions(Some("hr-ops-pack"))
+        .await
+        .map_err(step("decisions"))?
+    {
+        say(
+            &mut log,
+            &format!(
+                "   {:<8} {} -> {}  [{:.8}] {}",
+                d.decision,
+                d.champion_pack_version.as_deref().unwrap_or("-"),
+                d.challenger_pack_version,
+                d.commit,
+                d.reason.chars().take(110).collect::<String>()
+            ),
+        );
+    }
+    say(
+        &mut log,
+        &format!(
+            "\nDone. Everything is in {}: the remote fleet.git, the clone work/, the evidence, and state.db.\nTry: missionctl decisions --db {db}\n     missionctl status --all --db {db}",
+            dir.display()
+        ),
+    );
+    Ok(log)
+}
+
+async fn canary(
+    reg: &Arc<Registry>,
+    store: &Store,
+    log: &mut String,
+    canary_ok: f64,
+    version: &str,
+) -> Result<(), QuickstartError> {
+    for round in 0..40 {
+        let (rows, champion, canary) = traffic(
+            reg,
+            round + version.len() * 100 + (version.as_bytes()[2] as usize) * 1000,
+            600,
+            canary_ok,
+        );
+        let snap = reg.snapshot.load_full();
+        let rep = telemetry::ingest(store, &rows, &TenantScope(None), &|row| snap.arm_of(row))
+            .await
+            .map_err(step("telemetry"))?;
+        let events = controller::tick(reg, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(step("canary"))?;
+        let st = controller::status(store, true)
+            .await
+            .map_err(step("status"))?;
+        let r = st.iter().find(|r| {
+            r["canary_version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(version))
+        });
+        let pct = r.map(|r| r["percent"].clone()).unwrap_or_default();
+        say(
+            log,
+            &format!(
+                "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {pct}% canary",
+                rep.accepted
+            ),
+        );
+        for e in events {
+            say(log, &format!("   -> {e}"));
+        }
+        if let Some(r) = r
+            && r["state"] != "running"
+        {
+            say(
+                log,
+                &format!(
+                    "   rollout {}: {}",
+                    r["state"].as_str().unwrap_or(""),
+                    r["detail"]["why"].as_str().unwrap_or("")
+                ),
+            );
+            return Ok(());
+        }
+    }
+    Err(QuickstartError::Step("the canary did not conclude".into()))
+}
