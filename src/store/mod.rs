@@ -642,7 +642,39 @@ impl Store {
         }
         match self {
             Store::Sqlite(p) => body!(p, sqlx::Sqlite),
-            Store::Postgres(p) => body!(p, sqlx::Postgres),
+            // PostgreSQL takes whole columns as arrays: one statement and a
+            // handful of parameters per 5,000 rows, far faster than VALUES lists.
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let mut inserted = 0u64;
+                for chunk in rows.chunks(5_000) {
+                    let col =
+                        |f: fn(&RunRow) -> String| chunk.iter().map(f).collect::<Vec<String>>();
+                    inserted += sqlx::query(
+                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[]) \
+                         ON CONFLICT (run_id) DO NOTHING",
+                    )
+                    .bind(col(|r| r.run_id.clone()))
+                    .bind(col(|r| r.tenant_id.clone()))
+                    .bind(col(|r| r.user_id.clone()))
+                    .bind(col(|r| r.agent_id.clone()))
+                    .bind(col(|r| r.pack_id.clone()))
+                    .bind(col(|r| r.pack_version.clone()))
+                    .bind(col(|r| r.task_type.clone()))
+                    .bind(chunk.iter().map(|r| r.latency_ms).collect::<Vec<f64>>())
+                    .bind(chunk.iter().map(|r| r.cost_usd).collect::<Vec<f64>>())
+                    .bind(chunk.iter().map(|r| r.success_bool as i64).collect::<Vec<i64>>())
+                    .bind(chunk.iter().map(|r| r.error_code.clone()).collect::<Vec<Option<String>>>())
+                    .bind(col(|r| r.created_at.clone()))
+                    .bind(chunk.iter().map(|r| r.arm.clone()).collect::<Vec<Option<String>>>())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
         }
     }
 

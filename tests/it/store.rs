@@ -113,6 +113,48 @@ fn suite(url: &str) {
         assert!(!s.apply_commit(&a).await.expect("halted"));
         s.acknowledge("src", "main", "c2").await.expect("ack");
         assert!(s.apply_commit(&a).await.expect("resumed"));
+        // Runs: bulk insert, duplicates ignored, samples by arm.
+        let run = |id: &str, ok: bool, arm: &str| missionctl::store::RunRow {
+            run_id: id.into(),
+            tenant_id: "acme".into(),
+            user_id: "u".into(),
+            agent_id: "a".into(),
+            pack_id: "p".into(),
+            pack_version: "1".into(),
+            task_type: "t".into(),
+            latency_ms: 10.0,
+            cost_usd: 0.5,
+            success_bool: ok,
+            error_code: (!ok).then(|| "timeout".to_string()),
+            created_at: "2026-11-26T10:00:00Z".into(),
+            arm: Some(arm.into()),
+        };
+        let rows: Vec<_> = (0..6000)
+            .map(|i| {
+                run(
+                    &format!("r{i}"),
+                    i % 4 != 0,
+                    if i % 2 == 0 { "x:canary" } else { "x:champion" },
+                )
+            })
+            .collect();
+        assert_eq!(s.insert_runs(&rows).await.expect("runs"), 6000);
+        assert_eq!(s2.insert_runs(&rows[..10]).await.expect("again"), 0);
+        assert_eq!(s.count_runs().await.expect("count"), 6000);
+        let canary = s
+            .run_sample("x:canary", "2026-11-26T00:00:00Z")
+            .await
+            .expect("sample");
+        assert_eq!(canary.success.len(), 3000);
+        assert_eq!(canary.success.iter().filter(|x| !**x).count(), 1500);
+        assert_eq!(canary.errors.get("timeout"), Some(&1500));
+        assert!(
+            s.run_sample("x:canary", "2026-11-27T00:00:00Z")
+                .await
+                .expect("later")
+                .success
+                .is_empty()
+        );
     });
 }
 
