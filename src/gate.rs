@@ -622,13 +622,7 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
     if let Some((spec, repeats)) = &judge_spec
         && !skip_paid
     {
-        let j = Judge {
-            client: &client,
-            endpoint: spec.endpoint(demo_url.as_deref()),
-            repeats: *repeats,
-            price: cfg.price_of(&spec.model),
-            spent_micro_usd: Default::default(),
-        };
+        let j = Judge::new(&client, spec, *repeats, demo_url.as_deref(), &cfg);
         let mut i = 0;
         while i + 1 < done.len() {
             let (a, b) = (&done[i], &done[i + 1]);
@@ -887,9 +881,16 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
             (Some(a), Some(b)) if a > 0.0 => Some((b - a) / a * 100.0),
             _ => None,
         };
-        // Below the noise floor a percentage means nothing (0.4 ms -> 0.5 ms is +25%).
+        // A latency regression needs evidence: an increase above the noise floor
+        // (0.4 ms -> 0.5 ms is +25% and means nothing), and a paired bootstrap
+        // interval of the per-case differences entirely above zero, so a busy
+        // machine slowing a few requests at random does not block a change.
+        let paired: Vec<f64> = lat_a.iter().zip(&lat_b).map(|(a, b)| b - a).collect();
+        let clear =
+            ci(&paired, &format!("latency:{}", pc.pack_id)).is_some_and(|(_, lo, _)| lo > 0.0);
         if let (Some(ch), (Some(a), Some(b))) = (change, p50)
             && b - a >= LATENCY_NOISE_FLOOR_MS
+            && clear
         {
             latency_rows.push((pc.pack_id.clone(), ch));
         }
@@ -1224,13 +1225,7 @@ async fn run_job(
     if run.error.is_none()
         && let Some((spec, repeats)) = judge_spec
     {
-        let j = Judge {
-            client,
-            endpoint: spec.endpoint(demo_url),
-            repeats: *repeats,
-            price: cfg.price_of(&spec.model),
-            spent_micro_usd: Default::default(),
-        };
+        let j = Judge::new(client, spec, *repeats, demo_url, cfg);
         let input = eval::user_message(&job.case);
         for (i, a) in asserts.iter_mut().enumerate() {
             if !a.needs_judge {

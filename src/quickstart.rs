@@ -153,12 +153,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         &dir.join("cache"),
     );
     let reg = Registry::new(store.clone(), source.clone(), Tokens::default());
-    let out = reconcile::reconcile(&source, &store, &Options::default())
-        .await
-        .map_err(step("reconcile"))?;
-    controller::on_pass(&reg, &out)
-        .await
-        .map_err(step("registry"))?;
+    let out = publish(&source, &store, &reg).await?;
     say(
         &mut log,
         &format!(
@@ -246,12 +241,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         ],
     )?;
     git(&work, &["push", "-q", "origin", "main"])?;
-    let out = reconcile::reconcile(&source, &store, &Options::default())
-        .await
-        .map_err(step("reconcile"))?;
-    controller::on_pass(&reg, &out)
-        .await
-        .map_err(step("registry"))?;
+    let out = publish(&source, &store, &reg).await?;
     for d in &out.decisions {
         say(
             &mut log,
@@ -291,20 +281,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         ],
     )?;
     git(&work, &["push", "-q", "origin", "main"])?;
-    let out = reconcile::reconcile(&source, &store, &Options::default())
-        .await
-        .map_err(step("reconcile"))?;
-    controller::on_pass(&reg, &out)
-        .await
-        .map_err(step("registry"))?;
+    publish(&source, &store, &reg).await?;
     canary(&reg, &store, &mut log, 0.80, "1.2.0").await?;
     // The revert lands on main: the reconciler sees it like any revert.
-    let out = reconcile::reconcile(&source, &store, &Options::default())
-        .await
-        .map_err(step("reconcile"))?;
-    controller::on_pass(&reg, &out)
-        .await
-        .map_err(step("registry"))?;
+    publish(&source, &store, &reg).await?;
     let head = git(&remote, &["log", "-1", "--format=%h %s", "main"])?;
     say(
         &mut log,
@@ -343,6 +323,21 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         ),
     );
     Ok(log)
+}
+
+/// One reconcile pass and its publication to the registry (what `serve` does on every push).
+async fn publish(
+    source: &Source,
+    store: &Store,
+    reg: &Arc<Registry>,
+) -> Result<reconcile::Outcome, QuickstartError> {
+    let out = reconcile::reconcile(source, store, &Options::default())
+        .await
+        .map_err(step("reconcile"))?;
+    controller::on_pass(reg, &out)
+        .await
+        .map_err(step("registry"))?;
+    Ok(out)
 }
 
 async fn canary(

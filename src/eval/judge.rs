@@ -92,7 +92,24 @@ pub struct Judge<'a> {
     pub spent_micro_usd: std::sync::atomic::AtomicU64,
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a> {
+    /// A judge for the configured model (the demo model's address substituted).
+    pub fn new(
+        client: &'a Client,
+        spec: &crate::eval::ModelSpec,
+        repeats: u32,
+        demo_url: Option<&str>,
+        cfg: &crate::eval::EvalConfig,
+    ) -> Self {
+        Judge {
+            client,
+            endpoint: spec.endpoint(demo_url),
+            repeats,
+            price: cfg.price_of(&spec.model),
+            spent_micro_usd: Default::default(),
+        }
+    }
+
     pub fn spent_usd(&self) -> f64 {
         self.spent_micro_usd
             .load(std::sync::atomic::Ordering::Relaxed) as f64

@@ -506,6 +506,47 @@ fn follow_ref(
     }
 }
 
+/// Reads the files a pack references: escape and isolation rules, size caps,
+/// and every byte read goes into the pack's content digest.
+struct Referenced<'a> {
+    tree: &'a Tree,
+    repo: Option<&'a git2::Repository>,
+    loc: &'a Location,
+    bounds: &'a DataBoundaries,
+    file: &'a str,
+    hasher: &'a mut Sha256,
+    sources: &'a mut Vec<(String, Arc<str>)>,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Referenced<'_> {
+    fn fetch(&mut self, reference: &str, pos: Pos, cap: u64) -> Option<(String, Arc<str>)> {
+        let path = follow_ref(
+            self.tree,
+            self.loc,
+            self.bounds,
+            self.file,
+            reference,
+            pos,
+            self.diags,
+        )?;
+        let t = read_text(
+            self.tree,
+            self.repo,
+            &path,
+            cap,
+            self.diags,
+            (self.file, pos),
+        )?;
+        self.hasher.update(path.as_bytes());
+        self.hasher.update([0]);
+        self.hasher.update(t.as_bytes());
+        let t: Arc<str> = Arc::from(t);
+        self.sources.push((path.clone(), t.clone()));
+        Some((path, t))
+    }
+}
+
 fn load_pack(
     tree: &Tree,
     repo: Option<&git2::Repository>,
@@ -609,18 +650,19 @@ fn load_pack(
     let mut sections = Vec::new();
     for (i, s) in pack.prompt.sections.iter().enumerate() {
         let pos = node.pos_at(&format!("/prompt/sections/{i}/file"));
-        let Some(path) = follow_ref(tree, &loc, bounds, file, &s.file, pos, &mut diags) else {
+        let mut r = Referenced {
+            tree,
+            repo,
+            loc: &loc,
+            bounds,
+            file,
+            hasher: &mut hasher,
+            sources: &mut sources,
+            diags: &mut diags,
+        };
+        let Some((path, t)) = r.fetch(&s.file, pos, MAX_PROMPT_BYTES) else {
             continue;
         };
-        let Some(t) = read_text(tree, repo, &path, MAX_PROMPT_BYTES, &mut diags, (file, pos))
-        else {
-            continue;
-        };
-        hasher.update(path.as_bytes());
-        hasher.update([0]);
-        hasher.update(t.as_bytes());
-        let t: Arc<str> = Arc::from(t);
-        sources.push((path.clone(), t.clone()));
         sections.push(SectionText {
             id: s.id.clone(),
             file: path,
@@ -652,17 +694,19 @@ fn load_pack(
     let mut cases: Vec<EvalCase> = Vec::new();
     for (i, c) in pack.eval.cases.iter().enumerate() {
         let pos = node.pos_at(&format!("/eval/cases/{i}"));
-        let Some(path) = follow_ref(tree, &loc, bounds, file, c, pos, &mut diags) else {
+        let mut r = Referenced {
+            tree,
+            repo,
+            loc: &loc,
+            bounds,
+            file,
+            hasher: &mut hasher,
+            sources: &mut sources,
+            diags: &mut diags,
+        };
+        let Some((path, t)) = r.fetch(c, pos, MAX_YAML_BYTES) else {
             continue;
         };
-        let Some(t) = read_text(tree, repo, &path, MAX_YAML_BYTES, &mut diags, (file, pos)) else {
-            continue;
-        };
-        hasher.update(path.as_bytes());
-        hasher.update([0]);
-        hasher.update(t.as_bytes());
-        let t: Arc<str> = Arc::from(t);
-        sources.push((path.clone(), t.clone()));
         let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, &mut diags) else {
             continue;
         };

@@ -610,27 +610,10 @@ fn serve_reacts_to_a_watched_local_path_without_polling() {
     assert_eq!(d[12]["pack_id"], "hr-ops-pack");
 }
 
+/// A webhook delivery: the status and the whole response.
 fn post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut req = format!(
-        "POST /v1/github/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    s.write_all(body).expect("body");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, resp)
+    let (code, head, body) = crate::util::http(port, "POST", "/v1/github/webhook", headers, body);
+    (code, format!("{head}\r\n\r\n{body}"))
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
