@@ -1,3 +1,12 @@
+//! missionctl: a GitOps control plane for fleets of AI agents.
+//!
+//! Data flows one way: a git snapshot (`gitrepo`) becomes packs (`pack`,
+//! `yaml`, `schema`), packs resolve by scope (`resolve`, `policy`,
+//! `validate`, `diff`), challengers are evaluated against champions
+//! (`eval`, `llm`, `gate`, `github`), merges become decisions (`reconcile`),
+//! and decisions are served and watched (`registry`, `rollout`, `telemetry`),
+//! with the state kept in `store`. `src/main.rs` is a thin CLI over this.
+
 pub mod catalog;
 pub mod demo_model;
 pub mod diagnostic;
