@@ -249,19 +249,6 @@ impl Tree {
         self.entry(path).is_some()
     }
 
-    /// Size of a file without reading all of it.
-    pub fn size(&self, path: &str, repo: Option<&Repository>) -> Option<u64> {
-        match (self.entry(path)?, &self.backing) {
-            (EntryKind::File { size: Some(s), .. }, _) => Some(s),
-            (EntryKind::File { oid: Some(oid), .. }, Backing::Git(_)) => {
-                let repo = repo?;
-                let odb = repo.odb().ok()?;
-                odb.read_header(oid).ok().map(|(size, _)| size as u64)
-            }
-            _ => None,
-        }
-    }
-
     /// Open the backing repository (git trees only); one per thread.
     pub fn repo(&self) -> Option<Repository> {
         match &self.backing {
@@ -303,17 +290,6 @@ impl Tree {
                 let obj = odb.read(oid).map_err(|e| ReadError::Io(e.to_string()))?;
                 Ok(obj.data().to_vec())
             }
-        }
-    }
-
-    /// The content address of a file (git blob id), computing it for the work tree.
-    pub fn blob_id(&self, path: &str) -> Option<Oid> {
-        match (self.entry(path)?, &self.backing) {
-            (EntryKind::File { oid: Some(o), .. }, _) => Some(o),
-            (EntryKind::File { .. }, Backing::WorkTree(root)) => {
-                Oid::hash_file(ObjectType::Blob, root.join(path)).ok()
-            }
-            _ => None,
         }
     }
 }

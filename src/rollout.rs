@@ -19,7 +19,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::store::RunSample;
-use crate::telemetry::{self, Kpis};
+use crate::telemetry;
 
 /// Power of the sequential test (1 - β): a real regression of the stated
 /// size is caught with this probability.
@@ -221,11 +221,6 @@ pub fn evaluate(
             )
         },
     }
-}
-
-/// KPIs of an arm, for display.
-pub fn arm_kpis(s: &RunSample) -> Kpis {
-    telemetry::kpis(s)
 }
 
 #[cfg(test)]

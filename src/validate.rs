@@ -2,7 +2,7 @@
 //! require a higher version for every pack whose content changed.
 
 use crate::diagnostic::{self, Code, Diagnostic};
-use crate::pack::{self, Repo};
+use crate::pack::Repo;
 use crate::policy;
 
 /// Everything validation found, sorted by file and position.
@@ -52,11 +52,4 @@ pub fn check_versions(head: &Repo, base: &Repo) -> Vec<Diagnostic> {
         }
     }
     out
-}
-
-/// Load and validate in one step (used by commands that refuse invalid input).
-pub fn load_and_validate(tree: &crate::gitrepo::Tree) -> (Repo, Vec<Diagnostic>) {
-    let repo = pack::load(tree);
-    let d = validate(&repo, None);
-    (repo, d)
 }

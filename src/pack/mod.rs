@@ -26,7 +26,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::diagnostic::{self, Code, Diagnostic, render::Sources};
+use crate::diagnostic::{Code, Diagnostic, render::Sources};
 use crate::gitrepo::{self, ReadError, RefProblem, Tree};
 use crate::schema::{self, Kind};
 use crate::tokens;
@@ -263,10 +263,6 @@ impl Repo {
         self.mission
             .as_ref()
             .map_or("main".to_string(), |m| m.value.main_branch().to_string())
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
     }
 }
 
@@ -950,10 +946,4 @@ fn add_packs(r: &mut Repo, tree: &Tree, pack_files: &[&str], bounds: &DataBounda
         }
         r.packs.push(doc);
     }
-}
-
-/// Convenience: sort and return all diagnostics.
-pub fn sorted(mut d: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diagnostic::sort(&mut d);
-    d
 }
