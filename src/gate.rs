@@ -587,14 +587,12 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         }
     }
     progress.finish_and_clear();
-    if let Some(fatal) = done.iter().find_map(|d| {
-        d.run.error.as_ref().filter(|e| {
-            e.starts_with("cannot reach")
-                || e.contains("HTTP 401")
-                || e.contains("HTTP 403")
-                || e.contains("HTTP 404")
-        })
-    }) && done.iter().all(|d| d.run.error.is_some())
+    // Nothing could run, and for a reason of setup: "could not evaluate" (exit 2).
+    if let Some(fatal) = done
+        .iter()
+        .find(|d| d.run.fatal)
+        .and_then(|d| d.run.error.as_ref())
+        && done.iter().all(|d| d.run.error.is_some())
     {
         if let Some(d) = demo {
             d.shutdown().await;
@@ -989,7 +987,7 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
     let needs_policy_owner = !report.policies_changed.is_empty();
 
     // Records.
-    let api_keys: Vec<String> = [cfg_key(&cfg)].into_iter().flatten().collect();
+    let api_keys = api_keys(&cfg);
     let scrub = |s: &str| -> String {
         let mut s = s.to_string();
         for k in &api_keys {
@@ -1132,11 +1130,17 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
     Ok(evidence)
 }
 
-fn cfg_key(cfg: &EvalConfig) -> Option<String> {
-    match &cfg.harness {
+/// Every API key the run may have used (harness and judge), to scrub from evidence.
+fn api_keys(cfg: &EvalConfig) -> Vec<String> {
+    let harness = match &cfg.harness {
         eval::Harness::OpenAi(s) => s.endpoint(None).api_key,
-        _ => None,
-    }
+        eval::Harness::Command { .. } => None,
+    };
+    let judge = cfg
+        .judge
+        .as_ref()
+        .and_then(|(s, _)| s.endpoint(None).api_key);
+    harness.into_iter().chain(judge).collect()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -254,6 +254,10 @@ pub struct RunOutput {
     pub cost_usd: f64,
     pub cached: bool,
     pub error: Option<String>,
+    /// The failure is about the setup (endpoint unreachable, credentials
+    /// refused, harness missing), not this case: retrying other cases is futile.
+    #[serde(skip)]
+    pub fatal: bool,
 }
 
 /// The system message a harness receives: the composed prompt, then the
@@ -386,8 +390,10 @@ pub async fn run_case(
                     latency_ms: c.latency_ms,
                     cached: c.cached,
                     error: None,
+                    fatal: false,
                 },
                 Err(e) => RunOutput {
+                    fatal: is_fatal(&e),
                     error: Some(e.to_string()),
                     ..RunOutput::default()
                 },
@@ -434,7 +440,12 @@ async fn run_command(
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return fail(format!("cannot start harness command `{}`: {e}", argv[0])),
+        Err(e) => {
+            return RunOutput {
+                fatal: true,
+                ..fail(format!("cannot start harness command `{}`: {e}", argv[0]))
+            };
+        }
     };
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
@@ -494,11 +505,12 @@ async fn run_command(
         latency_ms,
         cached: false,
         error: None,
+        fatal: false,
     }
 }
 
 /// Errors worth stopping a whole run for (configuration, unreachable endpoint).
-pub fn is_fatal(e: &LlmError) -> bool {
+fn is_fatal(e: &LlmError) -> bool {
     matches!(e, LlmError::Transport { .. })
         || matches!(e, LlmError::Http { status, .. } if *status == 401 || *status == 403 || *status == 404)
 }
