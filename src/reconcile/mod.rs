@@ -456,6 +456,8 @@ fn plan_commit(
             }
         }
         let champion = serving.get(&p.pack.id).map(|s| s.version.clone());
+        // `p` changed, so its digest is not the serving one: a hit here is
+        // content from earlier on main, i.e. a return to an older version.
         let earlier = history.get(&(p.pack.id.clone(), p.own_digest.clone()));
         let by = format!("merged by {}", info.committer);
         let d = match (initial, revert_commit, earlier) {
@@ -624,8 +626,7 @@ pub fn reconcile_blocking(
     for oid in commits {
         let info = commit_info(&repo, oid)?;
         let cur = pack::load(&Tree::at_commit(&repo, oid, &info.sha)?);
-        let earlier = earlier_only(&history, &serving);
-        let mut apply = plan_commit(source, &serving, &holds, initial, &cur, &info, &earlier);
+        let mut apply = plan_commit(source, &serving, &holds, initial, &cur, &info, &history);
         apply.expected_last = expected.clone();
         if !rt.block_on(store.apply_commit(&apply))? {
             out.lost_race = true;
@@ -652,16 +653,6 @@ pub fn reconcile_blocking(
         expected = Some(info.sha.clone());
     }
     Ok(out)
-}
-
-/// History minus what serves now (returning to the current content is no
-/// change, not a rollback).
-fn earlier_only(history: &History, serving: &ServingMap) -> History {
-    let mut h = history.clone();
-    for s in serving.values() {
-        h.remove(&(s.pack_id.clone(), s.digest.clone()));
-    }
-    h
 }
 
 /// Async wrapper: runs the pass on the blocking pool.
