@@ -243,13 +243,28 @@ impl Store {
                     url: shown.clone(),
                     source: e,
                 })?;
-            sqlx::migrate!("migrations/sqlite")
-                .run(&pool)
-                .await
-                .map_err(|e| StoreError::Migrate {
-                    url: shown,
-                    source: e,
-                })?;
+            // sqlx serialises migrations on PostgreSQL with an advisory lock but
+            // takes no lock on SQLite: two processes opening a new file at once
+            // (a daemon and a CLI reader) race, and the loser sees the winner's
+            // rows. Each migration is a transaction, so retrying is safe: the
+            // retry finds them applied and has nothing left to do.
+            let mut attempt = 0;
+            loop {
+                match sqlx::migrate!("migrations/sqlite").run(&pool).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 40 => {
+                        tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(25 + 5 * attempt)).await;
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Migrate {
+                            url: shown,
+                            source: e,
+                        });
+                    }
+                }
+            }
             Ok(Store::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()

@@ -159,3 +159,36 @@ fn suite(url: &str) {
 }
 
 crate::both_stores!(store_suite, |url: &str| super::suite(url));
+
+/// Regression: a daemon and CLI readers opening a new SQLite store at the
+/// same moment raced on migrations, and the loser exited with
+/// "UNIQUE constraint failed: _sqlx_migrations.version".
+#[test]
+fn concurrent_first_opens_of_a_sqlite_store_all_succeed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Processes, not tasks: each has its own connections, as in production.
+    let procs: Vec<std::process::Child> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_missionctl"))
+                .args([
+                    "decisions",
+                    "--format",
+                    "json",
+                    "--db",
+                    &format!("sqlite://{}", dir.path().join("fresh.db").display()),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for p in procs {
+        let out = p.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
