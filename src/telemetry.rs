@@ -41,23 +41,30 @@ impl TenantScope {
     }
 }
 
-/// Split a body into (line number, JSON text) items.
-fn items(body: &str) -> Result<Vec<(usize, Json)>, String> {
+/// One item of a batch: its line (or position) and the record, or why it is not JSON.
+type Item = (usize, Result<Json, String>);
+
+/// Split a body into items: a JSON array, or NDJSON (one object is one line).
+fn items(body: &str) -> Result<Vec<Item>, String> {
     let t = body.trim_start();
     if t.starts_with('[') {
         let v: Vec<Json> = serde_json::from_str(t)
             .map_err(|e| format!("the batch is not a JSON array of records: {e}"))?;
-        return Ok(v.into_iter().enumerate().map(|(i, x)| (i + 1, x)).collect());
+        return Ok(v
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| (i + 1, Ok(x)))
+            .collect());
     }
     let mut out = Vec::new();
     for (i, line) in body.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Json>(line) {
-            Ok(v) => out.push((i + 1, v)),
-            Err(e) => out.push((i + 1, Json::String(format!("\u{0}not JSON: {e}")))),
-        }
+        out.push((
+            i + 1,
+            serde_json::from_str::<Json>(line).map_err(|e| format!("not JSON: {e}")),
+        ));
     }
     Ok(out)
 }
@@ -80,11 +87,7 @@ pub fn parse_batch(
         .into_par_iter()
         .map(|(line, v)| {
             let err = |e: String| RowError { line, error: e };
-            if let Json::String(s) = &v
-                && let Some(m) = s.strip_prefix('\u{0}')
-            {
-                return Err(err(m.to_string()));
-            }
+            let v = v.map_err(err)?;
             let problems = schema::check_json(Kind::RunTelemetry, &v);
             if !problems.is_empty() {
                 let all: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
