@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Registry;
-use super::auth::{Action, Token};
+use super::auth::{Action, Scope, Token};
 use crate::resolve::{ChainKey, ResolveError};
 use crate::telemetry::{self, TenantScope};
 
@@ -113,7 +113,7 @@ async fn authorize(
     reg: &Registry,
     headers: &HeaderMap,
     action: Action,
-    tenant: Option<&str>,
+    scope: Scope<'_>,
     route: &str,
 ) -> Result<Token, Response> {
     let auth = headers
@@ -137,11 +137,9 @@ async fn authorize(
     if !tok.may(action) {
         return Err(deny(format!("token `{}` may not {action:?}", tok.name)).await);
     }
-    if let Some(t) = tenant
-        && !tok.allows_tenant(Some(t))
-    {
+    if !tok.covers(scope) {
         return Err(deny(format!(
-            "token `{}` is scoped to {}, not {t}",
+            "token `{}` is scoped to {}, not {scope}",
             tok.name,
             tok.tenant.as_deref().unwrap_or("every tenant")
         ))
@@ -174,7 +172,8 @@ async fn resolve(
         &reg,
         &headers,
         Action::Resolve,
-        scope.as_deref().or(Some("")),
+        // A chain without tenant or user is shared content.
+        scope.as_deref().map_or(Scope::Shared, Scope::Tenant),
         route,
     )
     .await
@@ -246,7 +245,7 @@ async fn resolve(
 
 async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
     let route = "/v1/runs";
-    let tok = match authorize(&reg, &headers, Action::WriteRuns, None, route).await {
+    let tok = match authorize(&reg, &headers, Action::WriteRuns, Scope::Any, route).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -301,7 +300,7 @@ pub struct ListQuery {
 
 async fn packs(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     let route = "/v1/packs";
-    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+    let tok = match authorize(&reg, &headers, Action::Read, Scope::Any, route).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -332,7 +331,7 @@ async fn packs(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response
 
 async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     let route = "/v1/rollouts";
-    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+    let tok = match authorize(&reg, &headers, Action::Read, Scope::Any, route).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -361,7 +360,7 @@ async fn decisions(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let route = "/v1/decisions";
-    let tok = match authorize(&reg, &headers, Action::Read, None, route).await {
+    let tok = match authorize(&reg, &headers, Action::Read, Scope::Any, route).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -398,7 +397,6 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: By
         );
     };
     let snap = reg.snapshot.load_full();
-    // Shared packs affect every tenant: only an unscoped admin may roll them back.
     let tenant_of_pack = snap
         .repo
         .pack(&req.pack_id)
@@ -412,7 +410,10 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: By
         &reg,
         &headers,
         Action::Rollback,
-        Some(tenant_of_pack.as_deref().unwrap_or("\u{0}shared")),
+        // Shared packs affect every tenant: only an unscoped admin may roll them back.
+        tenant_of_pack
+            .as_deref()
+            .map_or(Scope::Shared, Scope::Tenant),
         route,
     )
     .await

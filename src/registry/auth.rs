@@ -35,12 +35,33 @@ impl Token {
         )
     }
 
-    /// Whether this token may act for `tenant` (`None`: shared scope only).
-    pub fn allows_tenant(&self, tenant: Option<&str>) -> bool {
-        match (&self.tenant, tenant) {
-            (None, _) => true,
-            (Some(mine), Some(t)) => mine == t,
-            (Some(_), None) => false,
+    /// Whether this token may act in `scope`.
+    pub fn covers(&self, scope: Scope<'_>) -> bool {
+        match (&self.tenant, scope) {
+            (_, Scope::Any) | (None, _) => true,
+            (Some(mine), Scope::Tenant(t)) => mine == t,
+            (Some(_), Scope::Shared) => false,
+        }
+    }
+}
+
+/// What a request touches, for the tenant check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Nothing tenant-specific up front (the handler filters what it returns).
+    Any,
+    /// One tenant's data (`acme`, or `user:sam` for a personal user).
+    Tenant(&'a str),
+    /// Shared content that affects every tenant: unscoped tokens only.
+    Shared,
+}
+
+impl std::fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Any => f.write_str("any scope"),
+            Scope::Tenant(t) => f.write_str(t),
+            Scope::Shared => f.write_str("the shared scope (every tenant)"),
         }
     }
 }
