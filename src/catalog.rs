@@ -117,12 +117,10 @@ pub fn list(
 ) -> Result<(Vec<PackRecord>, Vec<crate::diagnostic::Diagnostic>), GitError> {
     let repo = gitrepo::open(root)?;
     // The main branch's name comes from mission.yaml at HEAD when readable.
-    let head_tree = Tree::at_rev(root, "HEAD").ok();
-    let main_name = head_tree
-        .as_ref()
-        .map(pack::load)
-        .map(|r| r.main_branch())
-        .unwrap_or_else(|| "main".into());
+    let main_name = Tree::at_rev_lazy(root, "HEAD")
+        .ok()
+        .and_then(|t| pack::mission(&t))
+        .map_or_else(|| "main".into(), |m| m.main_branch().to_string());
     let main_commit = gitrepo::resolve_commit(&repo, &format!("refs/heads/{main_name}"))
         .or_else(|_| gitrepo::resolve_commit(&repo, "HEAD"))?
         .id();

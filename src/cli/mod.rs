@@ -184,14 +184,8 @@ pub fn db_url(flag: Option<&str>, repo: &Path) -> String {
     if let Some(u) = flag.filter(|u| !u.is_empty()) {
         return u.to_string();
     }
-    let from_mission = std::fs::read_to_string(repo.join(missionctl::pack::MISSION_FILE))
-        .ok()
-        .and_then(|t| missionctl::yaml::parse(&t).ok())
-        .and_then(|n| {
-            n.get("store")
-                .and_then(|s| s.get("url"))
-                .and_then(|u| u.as_str().map(String::from))
-        });
+    let from_mission = missionctl::pack::mission(&Tree::work_tree_lazy(repo))
+        .and_then(|m| m.store_url().map(String::from));
     match from_mission {
         Some(u) => match u.strip_prefix("sqlite://") {
             Some(p) if !p.starts_with('/') => format!("sqlite://{}", repo.join(p).display()),

@@ -786,6 +786,22 @@ pub fn load(tree: &Tree) -> Repo {
     r
 }
 
+/// `mission.yaml` alone, for callers that need one setting (the main
+/// branch, the store URL) without loading policies and packs. A file that is
+/// missing or does not validate gives `None`; `validate` reports why.
+pub fn mission(tree: &Tree) -> Option<Mission> {
+    let repo = tree.repo();
+    let doc: Doc<Mission> = load_doc(
+        tree,
+        repo.as_ref(),
+        MISSION_FILE,
+        Kind::Mission,
+        &mut HashMap::new(),
+        &mut Vec::new(),
+    )?;
+    Some(doc.value)
+}
+
 /// Configuration and policies only.
 fn load_config(tree: &Tree) -> Repo {
     let repo_handle = tree.repo();

@@ -175,6 +175,10 @@ impl Mission {
     pub fn main_branch(&self) -> &str {
         self.main_branch.as_deref().unwrap_or("main")
     }
+
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.get("url").and_then(|u| u.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -579,3 +579,31 @@ print(json.dumps({'output': pack['pack_id'] + ' answered: ' + case['vars']['inpu
             .is_empty()
     );
 }
+
+#[test]
+fn without_db_the_gate_uses_the_store_named_in_mission_yaml() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = r.dir.path().join("evidence");
+    let o = r.run_env(
+        &[
+            "gate",
+            "--base",
+            "main",
+            "--head",
+            "main",
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+        &[
+            ("TEST_LLM_KEY", KEY),
+            ("XDG_DATA_HOME", data.path().to_str().expect("utf8")),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // packs-template/mission.yaml: `store.url: sqlite://.missionctl/state.db`,
+    // relative to the repository.
+    assert!(r.path().join(".missionctl/state.db").is_file());
+    assert!(!data.path().join("missionctl/state.db").exists());
+}
