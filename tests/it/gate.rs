@@ -83,6 +83,14 @@ pub fn bump(r: &TestRepo, pack: &str) {
     r.edit(pack, "version: 1.0.0", "version: 1.0.1");
 }
 
+/// Branch `typo`: a one-letter change to the HR role prompt and a version bump.
+fn typo_branch(r: &TestRepo) {
+    branch(r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+}
+
 pub const HR: &str = "packs/domains/hr-ops/pack.yaml";
 pub const HR_ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
 
@@ -190,10 +198,7 @@ fn benign_typo_passes_with_evidence_and_no_secret_leaks() {
 fn rerunning_an_unchanged_pull_request_makes_zero_model_requests() {
     let server = LlmServer::start(demo());
     let r = gate_repo(&server, true);
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let first = gate(&r, "typo");
     assert_eq!(first.exit, 0, "{}", first.files);
     let sent = server.count();
@@ -340,10 +345,7 @@ fn a_429_burst_is_survived_with_retry_after() {
     });
     let server = LlmServer::start(script);
     let r = gate_repo(&server, false);
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(run.exit, 0, "{}", run.files);
     assert!(run.evidence["throttled"].as_u64().expect("n") >= 6);
@@ -392,10 +394,7 @@ fn judge_position_bias_counts_as_a_tie() {
     });
     let server = LlmServer::start(script);
     let r = gate_repo(&server, true);
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     let pw = &run.evidence["packs"][0]["pairwise"];
     assert_eq!(pw["challenger_wins"], 0, "{pw}");
@@ -421,10 +420,7 @@ fn malformed_judge_answers_are_retried_then_counted_as_errors() {
     });
     let server = LlmServer::start(script);
     let r = gate_repo(&server, true);
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(run.exit, 0, "{}", run.files);
     assert!(server.requests().iter().any(|q| {
@@ -453,10 +449,7 @@ fn malformed_judge_answers_are_retried_then_counted_as_errors() {
     });
     let server = LlmServer::start(bad);
     let r = gate_repo(&server, true);
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(run.exit, 1, "{}", run.files);
     let errors = run.evidence["packs"][0]["errors"].as_array().expect("e");
@@ -481,10 +474,7 @@ fn unreachable_endpoint_exits_2_and_unchanged_pr_passes_without_requests() {
     // Endpoint on a closed port.
     r.edit("mission.yaml", &server.url, "http://127.0.0.1:9");
     r.commit_all("point at a closed port");
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(run.exit, 2, "{}", run.files);
     assert!(run.files.contains("could not evaluate"), "{}", run.files);
@@ -502,10 +492,7 @@ fn spend_cap_stops_with_partial_results_instead_of_overspending() {
     );
     r.edit("policies/guardrails.yaml", "globex: 25.00", "globex: 0.001");
     r.commit_all("tiny budget");
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(run.exit, 1, "{}", run.files);
     assert_eq!(run.evidence["partial"], true);
@@ -539,10 +526,7 @@ print(json.dumps({'output': pack['pack_id'] + ' answered: ' + case['vars']['inpu
     m2.replace_range(a..b, "  harness:\n    type: command\n    command: [python3, harness.py]\n    timeout_seconds: 20\n");
     r.write("mission.yaml", &m2);
     r.commit_all("command harness");
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
+    typo_branch(&r);
     let run = gate(&r, "typo");
     assert_eq!(
         server.count(),
