@@ -1,6 +1,6 @@
 //! The commands end to end on the template repository.
 
-use crate::util::{TestRepo, missionctl};
+use crate::util::{TestRepo, assert_success, missionctl};
 use serde_json::Value;
 
 #[test]
@@ -92,11 +92,7 @@ fn resolve(r: &TestRepo, args: &[&str]) -> Value {
     let mut a = vec!["resolve"];
     a.extend_from_slice(args);
     let out = r.run(&a);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
@@ -361,11 +357,7 @@ fn packs_list_statuses_and_authorship() {
         let mut a = vec!["packs", "list", "--format", "json"];
         a.extend_from_slice(args);
         let out = r.run(&a);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         serde_json::from_slice(&out.stdout).expect("json")
     };
     let main = list(&[]);

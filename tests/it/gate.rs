@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::llm_server::{LlmServer, Reply, demo, is_judge, system_of};
-use crate::util::TestRepo;
+use crate::util::{TestRepo, assert_success};
 
 const KEY: &str = "sk-test-secret-123";
 
@@ -585,7 +585,7 @@ fn without_db_the_gate_uses_the_store_named_in_mission_yaml() {
             ("XDG_DATA_HOME", data.path().to_str().expect("utf8")),
         ],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_success(&o);
     // packs-template/mission.yaml: `store.url: sqlite://.missionctl/state.db`,
     // relative to the repository.
     assert!(r.path().join(".missionctl/state.db").is_file());

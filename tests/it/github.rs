@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::gate::{HR, HR_ROLE, branch, bump, gate_repo};
 use crate::github_server::GithubServer;
 use crate::llm_server::{LlmServer, demo};
-use crate::util::TestRepo;
+use crate::util::{TestRepo, assert_success};
 
 fn payload(name: &str) -> Value {
     let p = format!(
@@ -124,11 +124,7 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
         &gh,
         &extra,
     );
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_success(&first);
     gh.with(|s| {
         assert_eq!(s.comments.len(), 1);
         let body = s.comments[0]["body"].as_str().expect("body");
@@ -233,11 +229,7 @@ fn annotations_are_sent_fifty_per_request() {
         &gh,
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     gh.with(|s| {
         let reqs: Vec<usize> = s
             .log
@@ -292,11 +284,7 @@ fn a_too_long_report_is_trimmed_with_the_verdict_intact() {
         &gh,
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     gh.with(|s| {
         let body = s.comments[0]["body"].as_str().expect("body");
         assert!(body.chars().count() <= 65_536, "{}", body.len());
@@ -324,11 +312,7 @@ fn commit_status_is_the_fallback_where_check_runs_are_not_allowed() {
         &gh,
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     gh.with(|s| {
         assert_eq!(s.statuses.len(), 1);
         assert_eq!(s.statuses[0]["state"], "success");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{git, missionctl};
+use crate::util::{assert_success, git, missionctl};
 
 pub struct Fleet {
     /// Keeps the temporary directory alive for the test's duration.
@@ -335,11 +335,7 @@ fn force_push_and_rollback(db: &str) {
         ])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("rolled back hr-ops-pack from 1.1.0 to 1.0.0")
@@ -374,11 +370,7 @@ fn force_push_and_rollback(db: &str) {
         ])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(git(&f.remote, &["rev-parse", "main"]), before);
     assert!(
         git(&f.remote, &["log", "-1", "--format=%s", "restore-hr"])

@@ -185,10 +185,6 @@ fn concurrent_first_opens_of_a_sqlite_store_all_succeed() {
         .collect();
     for p in procs {
         let out = p.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::util::assert_success(&out);
     }
 }

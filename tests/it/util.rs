@@ -17,6 +17,15 @@ pub fn missionctl() -> Command {
     c
 }
 
+/// The command exited 0; otherwise fail with what it wrote to stderr.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .current_dir(dir)
