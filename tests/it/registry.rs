@@ -80,6 +80,20 @@ fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
     s
 }
 
+/// A fleet whose `serve` is up and ready on a free port, with its tokens.
+/// Bind the tuple in order: the server stops before the directory goes.
+fn serving_fleet() -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    let (tok_file, t) = tokens(dir.path());
+    let port = free_port();
+    let s = serve(&f, port, &tok_file);
+    until("ready", Duration::from_secs(20), || {
+        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
+    });
+    (dir, f, t, port, s)
+}
+
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
@@ -157,14 +171,7 @@ fn traffic(port: u16, token: &str, seed: &str, n: usize, canary_ok: f64) -> (usi
 
 #[test]
 fn a_rollout_runs_on_telemetry_to_full_promotion_and_a_regression_rolls_back() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
-    let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let _s = serve(&f, port, &tok_file);
-    until("the initial snapshot", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
+    let (_dir, f, t, port, _s) = serving_fleet();
 
     // A merged change starts a canary at its first step.
     f.merge("good", 11, |f| {
@@ -288,15 +295,8 @@ fn a_rollout_runs_on_telemetry_to_full_promotion_and_a_regression_rolls_back() {
 
 #[test]
 fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
-    let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let _s = serve(&f, port, &tok_file);
-    until("ready", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
+    let (_dir, f, t, port, _s) = serving_fleet();
+    let db = f.db.clone();
     // No token, or a wrong one: 401.
     assert_eq!(
         http(
@@ -449,14 +449,7 @@ fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
 
 #[test]
 fn etag_304_and_the_watch_sees_a_new_version_without_polling() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
-    let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let _s = serve(&f, port, &tok_file);
-    until("ready", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
+    let (_dir, f, t, port, _s) = serving_fleet();
     // A promotion goes through a canary: watch as a user who is in its arm.
     let user = (0..1000)
         .map(|i| format!("w{i}"))
@@ -543,15 +536,8 @@ fn etag_304_and_the_watch_sees_a_new_version_without_polling() {
 
 #[test]
 fn a_malformed_batch_keeps_its_good_rows_and_duplicates_are_ignored() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
-    let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let _s = serve(&f, port, &tok_file);
-    until("ready", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
+    let (dir, f, t, port, _s) = serving_fleet();
+    let db = f.db.clone();
     let now = missionctl::time_util::now_rfc3339();
     let good = |id: &str| {
         json!({"run_id": id, "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 5, "cost_usd": 0.001, "success_bool": false, "error_code": "timeout", "created_at": now}).to_string()
