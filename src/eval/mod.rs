@@ -142,16 +142,7 @@ impl EvalConfig {
         let harness = match h.get("type").and_then(Json::as_str) {
             Some("openai") => Harness::OpenAi(model_spec(h, "eval.harness", "gpt-4o-mini")?),
             Some("command") => {
-                let argv: Vec<String> = h
-                    .get("command")
-                    .and_then(Json::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Json::as_str)
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let argv = strings(h.get("command"));
                 if argv.is_empty() {
                     return Err(field_err(
                         "eval.harness.command",
@@ -270,17 +261,7 @@ pub fn system_prompt(r: &Resolved) -> String {
         .unwrap_or_default()
         .to_string();
     if let Some(v) = c.get("voice") {
-        let list = |k: &str| -> Vec<String> {
-            v.get(k)
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Json::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = |k: &str| strings(v.get(k));
         s.push_str("\n\n## Voice\n");
         if let Some(p) = v.get("persona").and_then(Json::as_str) {
             s.push_str(&format!("Persona: {p}\n"));
@@ -345,9 +326,12 @@ pub fn user_message(case: &Json) -> String {
 }
 
 pub fn allowed_tools(r: &Resolved) -> Vec<String> {
-    r.content
-        .pointer("/tools/allow")
-        .and_then(Json::as_array)
+    strings(r.content.pointer("/tools/allow"))
+}
+
+/// The strings of a JSON array (schema-checked already), or none.
+fn strings(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(Json::as_str)
