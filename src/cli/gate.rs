@@ -56,7 +56,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
     let fork_without_opt_in = event
         .as_ref()
         .is_some_and(|e| e.from_fork && !e.labels.iter().any(|l| l == PAID_EVALS_LABEL));
-    let db_url = super::db_url(a.db.as_deref(), &a.repo);
+    let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
     let progress = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let rt = tokio::runtime::Runtime::new()?;
     let pr = a.pr.or_else(|| event.as_ref().and_then(|e| e.pr));

@@ -178,21 +178,23 @@ pub fn open_tree_lazy(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
 }
 
 /// The state store URL: the flag (or MISSIONCTL_DATABASE_URL), else
-/// mission.yaml's `store.url` (a relative SQLite path is relative to the
-/// repository), else a SQLite file in the user's data directory.
-pub fn db_url(flag: Option<&str>, repo: &Path) -> String {
+/// mission.yaml's `store.url` in the work tree at `repo` when there is one (a
+/// relative SQLite path is relative to the repository), else a SQLite file in
+/// the user's data directory.
+pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
     if let Some(u) = flag.filter(|u| !u.is_empty()) {
         return u.to_string();
     }
-    let from_mission = missionctl::pack::mission(&Tree::work_tree_lazy(repo))
-        .and_then(|m| m.store_url().map(String::from));
-    match from_mission {
-        Some(u) => match u.strip_prefix("sqlite://") {
+    let from_mission = repo.and_then(|repo| {
+        let u = missionctl::pack::mission(&Tree::work_tree_lazy(repo))?
+            .store_url()?
+            .to_string();
+        Some(match u.strip_prefix("sqlite://") {
             Some(p) if !p.starts_with('/') => format!("sqlite://{}", repo.join(p).display()),
             _ => u,
-        },
-        None => missionctl::store::default_url(),
-    }
+        })
+    });
+    from_mission.unwrap_or_else(missionctl::store::default_url)
 }
 
 pub fn color() -> bool {

@@ -44,10 +44,7 @@ impl Common {
     }
 
     pub fn db_url(&self) -> String {
-        self.db
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(missionctl::store::default_url)
+        super::db_url(self.db.as_deref(), None)
     }
 }
 
@@ -309,10 +306,7 @@ pub struct DecisionsArgs {
 }
 
 pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
-    let url =
-        a.db.clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(missionctl::store::default_url);
+    let url = super::db_url(a.db.as_deref(), None);
     let rt = tokio::runtime::Runtime::new()?;
     let list: Vec<Decision> = rt.block_on(async {
         let store = Store::connect(&url).await?;
@@ -364,10 +358,7 @@ fn ms(v: &serde_json::Value) -> String {
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let url =
-        a.db.clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(missionctl::store::default_url);
+    let url = super::db_url(a.db.as_deref(), None);
     let rt = tokio::runtime::Runtime::new()?;
     let list = rt.block_on(async {
         let store = Store::connect(&url).await?;
