@@ -111,19 +111,7 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
     assert!(String::from_utf8_lossy(&stale.stderr).contains("not at the evaluated commit"));
     gh.with(|s| assert!(s.comments.is_empty() && s.check_runs.is_empty()));
     gh.with(|s| s.pulls.insert(7, head_sha.clone()));
-    let first = run_with(
-        &r,
-        &[
-            "github",
-            "report",
-            "--evidence",
-            ev.to_str().expect("p"),
-            "--pr",
-            "7",
-        ],
-        &gh,
-        &extra,
-    );
+    let first = run_with(&r, &report, &gh, &extra);
     assert_success(&first);
     gh.with(|s| {
         assert_eq!(s.comments.len(), 1);
@@ -162,19 +150,7 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
         );
     });
     // Second run: the same comment is edited, never duplicated.
-    let second = run_with(
-        &r,
-        &[
-            "github",
-            "report",
-            "--evidence",
-            ev.to_str().expect("p"),
-            "--pr",
-            "7",
-        ],
-        &gh,
-        &extra,
-    );
+    let second = run_with(&r, &report, &gh, &extra);
     assert!(second.status.success());
     let outcome: Value = serde_json::from_slice(&second.stdout).expect("outcome");
     assert_eq!(outcome["comment_created"], false);
