@@ -21,6 +21,10 @@ pub struct RowError {
     /// 1-based line (NDJSON) or index + 1 (array).
     pub line: usize,
     pub error: String,
+    /// The row named another tenant than the token's: the registry audits
+    /// these as denied access, not as malformed input.
+    #[serde(skip)]
+    pub other_tenant: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
@@ -86,7 +90,11 @@ pub fn parse_batch(
     let results: Vec<Result<RunRow, RowError>> = items
         .into_par_iter()
         .map(|(line, v)| {
-            let err = |e: String| RowError { line, error: e };
+            let err = |e: String| RowError {
+                line,
+                error: e,
+                other_tenant: false,
+            };
             let v = v.map_err(err)?;
             let problems = schema::check_json(Kind::RunTelemetry, &v);
             if !problems.is_empty() {
@@ -95,10 +103,13 @@ pub fn parse_batch(
             }
             let mut row: RunRow = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
             if !scope.allows(&row.tenant_id) {
-                return Err(err(format!(
-                    "tenant_id `{}` is outside this token's tenant; a token may only write its own tenant's runs",
-                    row.tenant_id
-                )));
+                return Err(RowError {
+                    other_tenant: true,
+                    ..err(format!(
+                        "tenant_id `{}` is outside this token's tenant; a token may only write its own tenant's runs",
+                        row.tenant_id
+                    ))
+                });
             }
             if time::OffsetDateTime::parse(&row.created_at, &time::format_description::well_known::Rfc3339).is_err() {
                 return Err(err(format!("created_at `{}` is not an RFC 3339 timestamp", row.created_at)));
@@ -213,6 +224,7 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[2].error.contains("outside this token's tenant"));
+        assert!(errors[2].other_tenant && !errors[0].other_tenant);
     }
 
     #[test]

@@ -215,14 +215,10 @@ async fn resolve(
         };
         let unchanged = inm.as_deref() == Some(r.etag.as_str());
         if unchanged && tokio::time::Instant::now() < deadline {
-            // Wait for a new snapshot (or the deadline), then look again.
+            // Wait for a new snapshot or the deadline, whichever comes
+            // first, then look again.
             drop(snap);
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                continue;
-            }
+            let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
             continue;
         }
         let etag = HeaderValue::from_str(&r.etag).unwrap_or(HeaderValue::from_static("\"\""));
@@ -261,12 +257,8 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes)
     match telemetry::ingest(&reg.store, text, &scope, &|row| snap.arm_of(row)).await {
         Ok(rep) => {
             reg.metrics.runs_ingested.inc_by(rep.accepted);
-            let cross: Vec<_> = rep
-                .errors
-                .iter()
-                .filter(|e| e.error.contains("outside this token's tenant"))
-                .collect();
-            if !cross.is_empty() {
+            let cross = rep.errors.iter().filter(|e| e.other_tenant).count();
+            if cross > 0 {
                 reg.metrics.denied.inc();
                 let _ = reg
                     .store
@@ -274,7 +266,7 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes)
                         &tok.name,
                         route,
                         "denied",
-                        &format!("{} row(s) for another tenant", cross.len()),
+                        &format!("{cross} row(s) for another tenant"),
                     )
                     .await;
             }
