@@ -318,14 +318,31 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                     col: u32::try_from(l.column()).unwrap_or(0),
                 })
                 .unwrap_or(Pos::UNKNOWN);
-            let raw = e.without_snippet().to_string();
-            let budget = raw.contains("budget") || raw.contains("limit");
             Err(YamlError {
                 pos,
-                message: clean_message(&raw),
-                budget,
+                message: clean_message(&e.without_snippet().to_string()),
+                budget: is_budget(&e),
             })
         }
+    }
+}
+
+/// Whether a limit we set (budget, alias replay, input size) stopped the
+/// parse, rather than a mistake in the document: decided from the error's
+/// variant, so a reworded message cannot change it.
+fn is_budget(mut e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    match e {
+        E::Budget { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => true,
+        E::IOError { cause } => cause.kind() == std::io::ErrorKind::FileTooLarge,
+        _ => false,
     }
 }
 
@@ -386,6 +403,14 @@ mod tests {
     fn syntax_error_has_position() {
         let err = parse("a: [1, 2\nb: 3\n").expect_err("unclosed flow");
         assert!(err.pos.is_known(), "{err:?}");
+        assert!(!err.budget, "{err:?}");
+    }
+
+    #[test]
+    fn nesting_past_the_depth_budget_is_a_budget_error() {
+        let doc = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        let err = parse(&doc).expect_err("too deep");
+        assert!(err.budget, "{err:?}");
     }
 
     #[test]
