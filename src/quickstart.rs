@@ -64,7 +64,8 @@ fn say(out: &mut String, line: &str) {
 
 /// Simulated harness traffic for one round: `n` runs across acme's and
 /// globex's users; the canary arm succeeds with `canary_ok`, the champion 97%.
-fn traffic(reg: &Registry, round: usize, n: usize, canary_ok: f64) -> (String, usize, usize) {
+/// `batch` names the round in each run id, so every round's ids are new.
+fn traffic(reg: &Registry, batch: &str, n: usize, canary_ok: f64) -> (String, usize, usize) {
     let snap = reg.snapshot.load_full();
     let mut rows = String::new();
     let (mut c, mut ch) = (0usize, 0usize);
@@ -89,7 +90,7 @@ fn traffic(reg: &Registry, round: usize, n: usize, canary_ok: f64) -> (String, u
             ch % 33 != 0
         };
         let row = json!({
-            "run_id": format!("qs-{round}-{i}"), "tenant_id": tenant, "user_id": user, "agent_id": "hr-assistant",
+            "run_id": format!("qs-{batch}-{i}"), "tenant_id": tenant, "user_id": user, "agent_id": "hr-assistant",
             "pack_id": v["pack_id"], "pack_version": v["pack_version"], "task_type": "hr-question",
             "latency_ms": 900.0 + (i % 50) as f64 * 10.0, "cost_usd": 0.0012, "success_bool": ok,
             "error_code": if ok { serde_json::Value::Null } else { json!("escalation_missed") },
@@ -348,12 +349,7 @@ async fn canary(
     version: &str,
 ) -> Result<(), QuickstartError> {
     for round in 0..40 {
-        let (rows, champion, canary) = traffic(
-            reg,
-            round + version.len() * 100 + (version.as_bytes()[2] as usize) * 1000,
-            600,
-            canary_ok,
-        );
+        let (rows, champion, canary) = traffic(reg, &format!("{version}-{round}"), 600, canary_ok);
         let snap = reg.snapshot.load_full();
         let rep = telemetry::ingest(store, &rows, &TenantScope(None), &|row| snap.arm_of(row))
             .await
