@@ -28,6 +28,13 @@ fn run_with(
     r.run_env(args, &pairs)
 }
 
+/// `missionctl github report --evidence DIR` (plus `extra`), which must succeed.
+fn report_ok(r: &TestRepo, gh: &GithubServer, dir: &std::path::Path, extra: &[&str]) {
+    let mut args = vec!["github", "report", "--evidence", dir.to_str().expect("p")];
+    args.extend_from_slice(extra);
+    assert_success(&run_with(r, &args, gh, &[]));
+}
+
 #[test]
 fn event_payloads_parse_as_github_sends_them() {
     use missionctl::github::event::parse;
@@ -199,13 +206,7 @@ fn annotations_are_sent_fifty_per_request() {
     let gh = GithubServer::start();
     let r = TestRepo::new();
     let dir = evidence_dir(&r, "BLOCKED", 120, "BLOCKED: 120 validation errors\n");
-    let out = run_with(
-        &r,
-        &["github", "report", "--evidence", dir.to_str().expect("p")],
-        &gh,
-        &[],
-    );
-    assert_success(&out);
+    report_ok(&r, &gh, &dir, &[]);
     gh.with(|s| {
         let reqs: Vec<usize> = s
             .log
@@ -247,20 +248,7 @@ fn a_too_long_report_is_trimmed_with_the_verdict_intact() {
         s.pulls
             .insert(3, "0123456789abcdef0123456789abcdef01234567".into())
     });
-    let out = run_with(
-        &r,
-        &[
-            "github",
-            "report",
-            "--evidence",
-            dir.to_str().expect("p"),
-            "--pr",
-            "3",
-        ],
-        &gh,
-        &[],
-    );
-    assert_success(&out);
+    report_ok(&r, &gh, &dir, &["--pr", "3"]);
     gh.with(|s| {
         let body = s.comments[0]["body"].as_str().expect("body");
         assert!(body.chars().count() <= 65_536, "{}", body.len());
@@ -282,13 +270,7 @@ fn commit_status_is_the_fallback_where_check_runs_are_not_allowed() {
     gh.with(|s| s.forbid_check_runs = true);
     let r = TestRepo::new();
     let dir = evidence_dir(&r, "PASS", 0, "PASS: 1 pack(s) evaluated\n");
-    let out = run_with(
-        &r,
-        &["github", "report", "--evidence", dir.to_str().expect("p")],
-        &gh,
-        &[],
-    );
-    assert_success(&out);
+    report_ok(&r, &gh, &dir, &[]);
     gh.with(|s| {
         assert_eq!(s.statuses.len(), 1);
         assert_eq!(s.statuses[0]["state"], "success");
