@@ -280,9 +280,16 @@ pub async fn run(
                 }
             }
             Err(e) => {
+                // Retry on our own: the failure (a locked database, an
+                // unreachable remote) may clear without any ref changing, and
+                // the next poll can be an hour away.
                 tracing::warn!(error = %e, ?backoff, "reconcile pass failed; retrying");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = shutdown.notified() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+                kicker.kick("retry");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The reconciler end to end: a bare "remote", a clone where authors commit
 //! and merge as they would, and the real binary, on SQLite and PostgreSQL.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -540,12 +540,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn serve(f: &Fleet, port: u16, poll: &str, secret: Option<&str>) -> Served {
+/// `missionctl serve` on `repo` (the fleet's remote path, or a URL mirrored
+/// under `cache`) with the fleet's store.
+fn serve_cmd(f: &Fleet, repo: &str, port: u16, poll: &str, cache: Option<&Path>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
     c.args([
         "serve",
         "--repo",
-        f.remote.to_str().expect("p"),
+        repo,
         "--db",
         &f.db,
         "--listen",
@@ -559,6 +561,14 @@ fn serve(f: &Fleet, port: u16, poll: &str, secret: Option<&str>) -> Served {
     } else {
         Stdio::null()
     });
+    if let Some(cache) = cache {
+        c.args(["--cache-dir", cache.to_str().expect("p")]);
+    }
+    c
+}
+
+fn serve(f: &Fleet, port: u16, poll: &str, secret: Option<&str>) -> Served {
+    let mut c = serve_cmd(f, f.remote.to_str().expect("p"), port, poll, None);
     if let Some(s) = secret {
         c.env("MISSIONCTL_WEBHOOK_SECRET", s);
     }
@@ -622,24 +632,9 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     // A URL source (file://) is fetched into a mirror: only the webhook or the poll trigger it.
     let f = Fleet::new(&db);
     let port = free_port();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
     let url = format!("file://{}", f.remote.display());
-    c.args([
-        "serve",
-        "--repo",
-        &url,
-        "--db",
-        &f.db,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--poll-interval",
-        "1h",
-        "--cache-dir",
-        dir.path().join("cache").to_str().expect("p"),
-    ])
-    .env("MISSIONCTL_WEBHOOK_SECRET", "hush")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
+    c.env("MISSIONCTL_WEBHOOK_SECRET", "hush");
     let _s = Served(c.spawn().expect("spawn"));
     wait_http(port);
     assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
@@ -730,4 +725,25 @@ fn two_replicas_on_one_postgres_make_one_decision_per_commit() {
     let all2 = f.decisions();
     assert_eq!(all.len(), expected);
     assert_eq!(all2.len(), expected, "a replica added a duplicate later");
+}
+
+#[test]
+fn serve_retries_a_failed_pass_without_waiting_for_the_poll() {
+    // The remote is away when serve starts: its first passes fail. Nothing
+    // kicks it when the remote comes back, and the poll is an hour away, so
+    // only the daemon's own retry can pick it up.
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::new(&db);
+    let away = dir.path().join("away.git");
+    std::fs::rename(&f.remote, &away).expect("move the remote away");
+    let port = free_port();
+    let url = format!("file://{}", f.remote.display());
+    let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
+    let _s = Served(c.spawn().expect("spawn"));
+    wait_http(port);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(f.decisions().is_empty());
+    std::fs::rename(&away, &f.remote).expect("bring the remote back");
+    assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
 }
