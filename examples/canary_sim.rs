@@ -8,8 +8,8 @@
 //! fixed-horizon test is a one-sided two-proportion z-test at the sample size
 //! that gives the same α and power for the same drop.
 
+use missionctl::model::RunSample;
 use missionctl::rollout::{Params, Verdict, evaluate};
-use missionctl::store::RunSample;
 use rand::{Rng, SeedableRng};
 
 const CHAMPION: f64 = 0.95;

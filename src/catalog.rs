@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::gitrepo::{self, GitError, Tree};
+use crate::git::{self, CommitId, GitError, PackFileVersion, Tree};
 use crate::pack::{self, Repo};
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,53 +29,10 @@ pub struct PackRecord {
 
 /// Per pack file: the versions it has had on a first-parent line, oldest
 /// first, each with the commit that introduced it.
-type History = HashMap<String, Vec<(String, String, Oid)>>;
-
-fn pack_version_at(repo: &Repository, blob: Oid) -> Option<(String, String)> {
-    let b = repo.find_blob(blob).ok()?;
-    let text = std::str::from_utf8(b.content()).ok()?;
-    let node = crate::yaml::parse(text).ok()?;
-    Some((
-        node.get("id")?.as_str()?.to_string(),
-        node.get("version")?.as_str()?.to_string(),
-    ))
-}
-
-fn history(repo: &Repository, tip: Oid) -> Result<History, GitError> {
-    let mut walk = repo.revwalk()?;
-    walk.push(tip)?;
-    walk.simplify_first_parent()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-    let mut out: History = HashMap::new();
-    for oid in walk {
-        let oid = oid?;
-        let commit = repo.find_commit(oid)?;
-        let tree = commit.tree()?;
-        let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
-        let mut opts = git2::DiffOptions::new();
-        opts.pathspec("packs");
-        let d = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut opts))?;
-        for delta in d.deltas() {
-            let Some(path) = delta.new_file().path().and_then(Path::to_str) else {
-                continue;
-            };
-            if !path.ends_with("/pack.yaml") || delta.new_file().id().is_zero() {
-                continue;
-            }
-            let Some((id, version)) = pack_version_at(repo, delta.new_file().id()) else {
-                continue;
-            };
-            let entry = out.entry(path.to_string()).or_default();
-            if entry.last().is_none_or(|(_, v, _)| *v != version) {
-                entry.push((id, version, oid));
-            }
-        }
-    }
-    Ok(out)
-}
+type History = HashMap<String, Vec<PackFileVersion>>;
 
 fn records_for(
-    repo: &Repository,
+    repo: &git::Repo,
     loaded: &Repo,
     hist: &History,
     status_of: &dyn Fn(&pack::PackDoc) -> &'static str,
@@ -87,11 +43,11 @@ fn records_for(
         .map(|p| {
             let intro = hist
                 .get(&p.file)
-                .and_then(|h| h.iter().rev().find(|(_, v, _)| *v == p.pack.version))
-                .map(|(_, _, c)| *c);
+                .and_then(|h| h.iter().rev().find(|v| v.version == p.pack.version))
+                .map(|v| v.commit);
             let (by, at) = intro
-                .and_then(|c| gitrepo::commit_meta(repo, c))
-                .unwrap_or_else(|| ("unknown".into(), String::new()));
+                .and_then(|c: CommitId| repo.commit_info(c).ok())
+                .map_or_else(|| ("unknown".into(), String::new()), |i| (i.author, i.time));
             PackRecord {
                 id: p.pack.id.clone(),
                 scope_type: p.location.scope_type().as_str().into(),
@@ -115,26 +71,24 @@ pub fn list(
     rev: Option<&str>,
     with_history: bool,
 ) -> Result<(Vec<PackRecord>, Vec<crate::diagnostic::Diagnostic>), GitError> {
-    let repo = gitrepo::open(root)?;
+    let repo = git::open(root)?;
     // The main branch's name comes from mission.yaml at HEAD when readable.
     let main_name = Tree::at_rev_lazy(root, "HEAD")
         .ok()
         .and_then(|t| pack::mission(&t))
         .map_or_else(|| "main".into(), |m| m.main_branch().to_string());
-    let main_commit = gitrepo::resolve_commit(&repo, &format!("refs/heads/{main_name}"))
-        .or_else(|_| gitrepo::resolve_commit(&repo, "HEAD"))?
-        .id();
-    let main_tree = Tree::at_commit(&repo, main_commit, &main_name)?;
-    let main = pack::load(&main_tree);
-    let main_hist = history(&repo, main_commit)?;
+    let main_commit = repo
+        .resolve(&format!("refs/heads/{main_name}"))
+        .or_else(|_| repo.resolve("HEAD"))?;
+    let main = pack::load(&repo.tree(main_commit, &main_name)?);
+    let main_hist = git::first_parent_pack_versions(&repo, main_commit)?;
     let mut diags = main.diagnostics.clone();
     let mut out = match rev {
         Some(r) => {
-            let c = gitrepo::resolve_commit(&repo, r)?.id();
-            let t = Tree::at_commit(&repo, c, r)?;
-            let loaded = pack::load(&t);
+            let c = repo.resolve(r)?;
+            let loaded = pack::load(&repo.tree(c, r)?);
             diags = loaded.diagnostics.clone();
-            let hist = history(&repo, c)?;
+            let hist = git::first_parent_pack_versions(&repo, c)?;
             let status = |p: &pack::PackDoc| match main.pack(&p.pack.id) {
                 Some(m) if m.own_digest == p.own_digest => "champion",
                 _ => "challenger",
@@ -150,15 +104,22 @@ pub fn list(
                 .iter()
                 .find(|p| &p.file == path)
                 .map(|p| &p.pack.version);
-            for (id, v, c) in versions {
+            for PackFileVersion {
+                id,
+                version: v,
+                commit: c,
+            } in versions
+            {
                 if Some(v) == current || out.iter().any(|r| &r.id == id && &r.version == v) {
                     continue;
                 }
                 let Some(loc) = pack::Location::from_path(path) else {
                     continue;
                 };
-                let (by, at) = gitrepo::commit_meta(&repo, *c)
-                    .unwrap_or_else(|| ("unknown".into(), String::new()));
+                let (by, at) = repo.commit_info(*c).map_or_else(
+                    |_| ("unknown".into(), String::new()),
+                    |i| (i.author, i.time),
+                );
                 out.push(PackRecord {
                     id: id.clone(),
                     scope_type: loc.scope_type().as_str().into(),

@@ -167,7 +167,16 @@ fn pack_change(base: Option<&PackDoc>, head: Option<&PackDoc>) -> Option<PackCha
         p.map(|p| {
             p.cases
                 .iter()
-                .map(|c| (c.id.clone(), format!("{}{}", c.vars, c.asserts)))
+                .map(|c| {
+                    (
+                        c.id.clone(),
+                        format!(
+                            "{}{}",
+                            c.vars,
+                            serde_json::to_string(&c.asserts).unwrap_or_default()
+                        ),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -521,9 +521,10 @@ fn check_evals(repo: &Repo, out: &mut Vec<Diagnostic>) {
             }
         }
         for c in &p.cases {
-            for a in c.asserts.as_array().into_iter().flatten() {
+            for a in &c.asserts {
                 if let Some(name) = a
-                    .get("value")
+                    .value
+                    .as_ref()
                     .and_then(|v| v.as_str())
                     .and_then(|v| v.strip_prefix("contract:"))
                     && !contracts.contains(name)
@@ -557,8 +558,8 @@ fn check_evals(repo: &Repo, out: &mut Vec<Diagnostic>) {
             let tags: BTreeSet<&str> = p
                 .cases
                 .iter()
-                .flat_map(|c| c.asserts.as_array().into_iter().flatten())
-                .filter_map(|a| a.get("tag").and_then(|t| t.as_str()))
+                .flat_map(|c| c.asserts.iter())
+                .filter_map(|a| a.raw().get("tag").and_then(|t| t.as_str()))
                 .collect();
             for needed in ["safety", "format", "quality"] {
                 if !tags.contains(needed) {

@@ -15,10 +15,10 @@
 //! - A rollback is never itself rolled back: rollbacks start no rollout.
 
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::RunSample;
+pub use crate::model::Sprt;
+use crate::model::{Arm, RolloutPlan, RunSample, StepFigures};
 use crate::telemetry;
 
 /// Power of the sequential test (1 - β): a real regression of the stated
@@ -26,13 +26,13 @@ use crate::telemetry;
 pub const POWER: f64 = 0.8;
 
 /// The arm a user is in for `pack`, given the canary share in percent.
-pub fn arm(pack: &str, user: &str, percent: u32) -> &'static str {
+pub fn arm(pack: &str, user: &str, percent: u32) -> Arm {
     let h = Sha256::digest(format!("{pack}\u{0}{user}").as_bytes());
     let bucket = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8])) % 10_000;
     if bucket < u64::from(percent.min(100)) * 100 {
-        "canary"
+        Arm::Canary
     } else {
-        "champion"
+        Arm::Champion
     }
 }
 
@@ -47,37 +47,24 @@ pub struct Params {
 }
 
 impl Params {
-    /// From a promote decision's rollout plan.
-    pub fn from_plan(plan: &Json) -> Params {
-        let f = |p: &str| plan.pointer(p).and_then(Json::as_f64);
+    /// From a promote decision's rollout plan, with the documented defaults.
+    pub fn from_plan(plan: &RolloutPlan) -> Params {
+        let rb = plan.rollback.clone().unwrap_or_default();
         Params {
-            min_runs_per_arm: plan
-                .get("min_runs_per_arm")
-                .and_then(Json::as_u64)
-                .unwrap_or(200) as usize,
-            step_deadline_minutes: f("/step_deadline_minutes").unwrap_or(240.0),
-            alpha: f("/max_false_rollback_rate")
+            min_runs_per_arm: plan.min_runs_per_arm.unwrap_or(200),
+            step_deadline_minutes: plan.step_deadline_minutes.unwrap_or(240.0),
+            alpha: plan
+                .max_false_rollback_rate
                 .unwrap_or(0.05)
                 .clamp(1e-4, 0.5),
-            max_success_rate_drop: f("/rollback/max_success_rate_drop")
-                .unwrap_or(0.03)
-                .clamp(0.005, 0.5),
-            max_error_rate: f("/rollback/max_error_rate"),
-            max_p95_latency_regression_pct: f("/rollback/max_p95_latency_regression_pct"),
+            max_success_rate_drop: rb.max_success_rate_drop.unwrap_or(0.03).clamp(0.005, 0.5),
+            max_error_rate: rb.max_error_rate,
+            max_p95_latency_regression_pct: rb.max_p95_latency_regression_pct,
         }
     }
 }
 
-/// Wald's SPRT on the canary's failures, against the champion's failure rate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Sprt {
-    pub p0: f64,
-    pub p1: f64,
-    pub llr: f64,
-    pub upper: f64,
-    pub lower: f64,
-}
-
+/// Wald's SPRT on the canary's failures (the state is [`Sprt`] in `model`).
 impl Sprt {
     pub fn new(baseline_failure: f64, drop: f64, alpha: f64) -> Sprt {
         let p0 = baseline_failure.clamp(0.005, 0.9);
@@ -120,7 +107,7 @@ pub enum Verdict {
     Advance,
     Rollback {
         why: String,
-        figures: Json,
+        figures: StepFigures,
     },
     /// Not enough data past the deadline: a stated outcome, no action.
     Stalled {
@@ -136,8 +123,11 @@ pub fn evaluate(
     minutes_in_step: f64,
 ) -> Verdict {
     let (kc, kn) = (telemetry::kpis(champion), telemetry::kpis(canary));
-    let figures = |sprt: &Sprt| -> Json {
-        json!({"champion": kc, "canary": kn, "sprt": sprt, "min_runs_per_arm": params.min_runs_per_arm})
+    let figures = |sprt: &Sprt| StepFigures {
+        champion: kc.clone(),
+        canary: kn.clone(),
+        sprt: Some(*sprt),
+        min_runs_per_arm: Some(params.min_runs_per_arm),
     };
     // Baseline failure rate from the champion, with a Laplace prior so an
     // empty or perfect champion window does not give a zero rate.
@@ -251,15 +241,15 @@ mod tests {
     #[test]
     fn arms_are_stable_and_proportional() {
         let canary = (0..10_000)
-            .filter(|u| arm("hr-ops-pack", &format!("user-{u}"), 10) == "canary")
+            .filter(|u| arm("hr-ops-pack", &format!("user-{u}"), 10) == Arm::Canary)
             .count();
         assert!((900..1100).contains(&canary), "{canary}");
         assert_eq!(arm("p", "alice", 25), arm("p", "alice", 25));
         // Growing the share keeps canary users in the canary.
         for u in 0..1000 {
             let id = format!("u{u}");
-            if arm("p", &id, 5) == "canary" {
-                assert_eq!(arm("p", &id, 25), "canary");
+            if arm("p", &id, 5) == Arm::Canary {
+                assert_eq!(arm("p", &id, 25), Arm::Canary);
             }
         }
     }

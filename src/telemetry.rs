@@ -10,8 +10,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+pub use crate::model::Kpis;
+use crate::model::{ArmLabel, RunRow, RunSample};
 use crate::schema::{self, Kind};
-use crate::store::{RunRow, RunSample, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The most rows one batch may carry; larger batches are refused whole.
 pub const MAX_ROWS: usize = 100_000;
@@ -78,7 +80,7 @@ fn items(body: &str) -> Result<Vec<Item>, String> {
 pub fn parse_batch(
     body: &str,
     scope: &TenantScope,
-    arm_of: &(dyn Fn(&RunRow) -> Option<String> + Sync),
+    arm_of: &(dyn Fn(&RunRow) -> Option<ArmLabel> + Sync),
 ) -> Result<(Vec<RunRow>, Vec<RowError>), String> {
     let items = items(body)?;
     if items.len() > MAX_ROWS {
@@ -134,7 +136,7 @@ pub async fn ingest(
     store: &Store,
     body: &str,
     scope: &TenantScope,
-    arm_of: &(dyn Fn(&RunRow) -> Option<String> + Sync),
+    arm_of: &(dyn Fn(&RunRow) -> Option<ArmLabel> + Sync),
 ) -> Result<IngestReport, IngestError> {
     let (rows, errors) = parse_batch(body, scope, arm_of).map_err(IngestError::Batch)?;
     let received = rows.len() + errors.len();
@@ -153,18 +155,6 @@ pub enum IngestError {
     Batch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// KPIs of one pack version (and arm).
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
-pub struct Kpis {
-    pub runs: usize,
-    pub success_rate: Option<f64>,
-    pub error_rate: Option<f64>,
-    pub errors_by_code: std::collections::BTreeMap<String, u64>,
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p95_ms: Option<f64>,
-    pub cost_per_run_usd: Option<f64>,
 }
 
 /// Nearest-rank percentile of unsorted values.

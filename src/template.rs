@@ -17,8 +17,8 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
 }
 
 /// Every template file as (relative path, bytes), sorted.
@@ -39,7 +39,7 @@ pub fn files() -> Vec<(PathBuf, &'static [u8])> {
 
 /// Write the template into `dir`, make it a git repository with one commit on
 /// `main`, and return the commit id.
-pub fn init(dir: &Path, force: bool) -> Result<git2::Oid, InitError> {
+pub fn init(dir: &Path, force: bool) -> Result<crate::git::CommitId, InitError> {
     let io = |path: &Path, source| InitError::Io {
         path: path.display().to_string(),
         source,
@@ -60,31 +60,8 @@ pub fn init(dir: &Path, force: bool) -> Result<git2::Oid, InitError> {
         }
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
-    let repo = match git2::Repository::open(dir) {
-        Ok(r) => r,
-        Err(_) => {
-            let mut opts = git2::RepositoryInitOptions::new();
-            opts.initial_head("main");
-            git2::Repository::init_opts(dir, &opts)?
-        }
-    };
-    let mut index = repo.index()?;
-    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
-    index.write()?;
-    let tree_id = index.write_tree()?;
-    let tree = repo.find_tree(tree_id)?;
-    let sig = repo
-        .signature()
-        .or_else(|_| git2::Signature::now("missionctl", "missionctl@localhost"))?;
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    let oid = repo.commit(
-        Some("HEAD"),
-        &sig,
-        &sig,
+    Ok(crate::git::init_with_commit(
+        dir,
         "Initial pack repository from missionctl init",
-        &tree,
-        &parents,
-    )?;
-    Ok(oid)
+    )?)
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use missionctl::gitrepo::Tree;
+use missionctl::git::Tree;
 
 #[derive(Parser, Debug)]
 #[command(

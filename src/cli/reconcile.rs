@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use missionctl::model::{Decision, DecisionKind};
 use missionctl::reconcile::daemon::{self, DaemonConfig};
 use missionctl::reconcile::rollback::{self, Target};
 use missionctl::reconcile::{self as rec, Options, Outcome, Source};
 use missionctl::registry::auth::Tokens;
 use missionctl::registry::{Registry, api, controller};
-use missionctl::store::{Decision, Store};
+use missionctl::store::Store;
 
 use super::OutFormat;
 
@@ -100,7 +101,12 @@ fn print_outcome(out: &Outcome, format: OutFormat) -> anyhow::Result<()> {
 }
 
 fn exit_for(out: &Outcome) -> ExitCode {
-    if out.halted.is_some() || out.decisions.iter().any(|d| d.decision == "reject") {
+    if out.halted.is_some()
+        || out
+            .decisions
+            .iter()
+            .any(|d| d.decision == DecisionKind::Reject)
+    {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

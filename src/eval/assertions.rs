@@ -3,31 +3,15 @@
 //! regression class a failure belongs to. Judge-backed types (`llm-rubric`,
 //! `voice-rubric`) are scored in [`super::judge`].
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::pack::AssertSpec;
+use crate::resolve::Contract;
 use serde_json::Value as Json;
 
-/// The regression class of an assertion. Safety and format regressions block
-/// promotion whatever the statistics say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tag {
-    Safety,
-    Format,
-    Quality,
-    Voice,
-}
-
-impl Tag {
-    pub fn parse(s: &str) -> Option<Tag> {
-        match s {
-            "safety" => Some(Tag::Safety),
-            "format" => Some(Tag::Format),
-            "quality" => Some(Tag::Quality),
-            "voice" => Some(Tag::Voice),
-            _ => None,
-        }
-    }
-}
+pub use crate::model::Tag;
 
 /// The tag an assertion gets when the author gives none.
 pub fn default_tag(kind: &str) -> Tag {
@@ -51,7 +35,7 @@ pub struct Observed<'a> {
     /// The resolved pack's effective tool allow list.
     pub allowed_tools: &'a [String],
     /// The resolved pack's output contracts (`eval.contracts`).
-    pub contracts: &'a Json,
+    pub contracts: &'a BTreeMap<String, Contract>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -152,19 +136,11 @@ fn schema_errors(schema: &Json, value: &Json) -> Result<Vec<String>, String> {
 
 /// Evaluate one assertion. Unknown or judge-backed types are returned with
 /// `needs_judge` set (the judge fills them) or as failures with a reason.
-pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
-    let kind = assertion
-        .get("type")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
-    let tag = assertion
-        .get("tag")
-        .and_then(Json::as_str)
-        .and_then(Tag::parse)
-        .unwrap_or_else(|| default_tag(&kind));
-    let value = assertion.get("value").cloned().unwrap_or(Json::Null);
-    let threshold = assertion.get("threshold").and_then(Json::as_f64);
+pub fn check(assertion: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
+    let kind = assertion.kind.clone();
+    let tag = assertion.tag.unwrap_or_else(|| default_tag(&kind));
+    let value = assertion.value.clone().unwrap_or(Json::Null);
+    let threshold = assertion.threshold;
     let (negate, base) = match kind.strip_prefix("not-") {
         Some(b) => (true, b.to_string()),
         None => (false, kind.clone()),
@@ -230,7 +206,7 @@ pub fn check(assertion: &Json, o: &Observed<'_>) -> AssertionResult {
                 let schema = match &value {
                     Json::String(s) if s.starts_with("contract:") => {
                         let name = &s["contract:".len()..];
-                        match o.contracts.get(name).and_then(|c| c.get("schema")) {
+                        match o.contracts.get(name).and_then(|c| c.schema.as_ref()) {
                             Some(sc) => {
                                 Some((sc.clone(), format!("be JSON matching contract `{name}`")))
                             }
@@ -348,7 +324,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obs<'a>(output: &'a str, contracts: &'a Json, tools: &'a [String]) -> Observed<'a> {
+    fn contracts(v: Json) -> BTreeMap<String, Contract> {
+        serde_json::from_value(v).expect("contracts")
+    }
+
+    fn check(a: &Json, o: &Observed<'_>) -> AssertionResult {
+        super::check(&AssertSpec::new(a.clone()), o)
+    }
+
+    fn obs<'a>(
+        output: &'a str,
+        contracts: &'a BTreeMap<String, Contract>,
+        tools: &'a [String],
+    ) -> Observed<'a> {
         Observed {
             output,
             tool_calls: tools,
@@ -362,7 +350,7 @@ mod tests {
 
     #[test]
     fn string_assertions_and_negation() {
-        let c = json!({});
+        let c = contracts(json!({}));
         let o = obs("The Leave Policy allows 25 days.", &c, &[]);
         assert!(check(&json!({"type": "icontains", "value": "leave policy"}), &o).pass);
         assert!(
@@ -386,7 +374,8 @@ mod tests {
 
     #[test]
     fn json_and_contracts() {
-        let c = json!({"answer": {"schema": {"type": "object", "required": ["answer"]}}});
+        let c =
+            contracts(json!({"answer": {"schema": {"type": "object", "required": ["answer"]}}}));
         let good = obs("```json\n{\"answer\": \"yes\"}\n```", &c, &[]);
         let bad = obs("{\"reply\": \"yes\"}", &c, &[]);
         let prose = obs("Sure! Here you go.", &c, &[]);
@@ -408,7 +397,7 @@ mod tests {
 
     #[test]
     fn tools_profile() {
-        let c = json!({});
+        let c = contracts(json!({}));
         let calls = vec!["shell.exec".to_string()];
         let allowed = vec!["calendar.read".to_string()];
         let mut o = obs("", &c, &calls);

@@ -22,47 +22,7 @@ Follow the task in the user message exactly and reply with one JSON object in th
 
 const ATTEMPTS: usize = 3;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Criterion {
-    pub id: String,
-    pub kind: String,
-    pub weight: f64,
-    pub description: String,
-}
-
-/// Criteria from a resolved pack's `eval.rubric`.
-pub fn criteria(content: &Json) -> (Vec<Criterion>, u64) {
-    let rubric = content.pointer("/eval/rubric");
-    let version = rubric
-        .and_then(|r| r.get("version"))
-        .and_then(Json::as_u64)
-        .unwrap_or(1);
-    let list = rubric
-        .and_then(|r| r.get("criteria"))
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    Some(Criterion {
-                        id: c.get("id")?.as_str()?.to_string(),
-                        kind: c
-                            .get("kind")
-                            .and_then(Json::as_str)
-                            .unwrap_or("task")
-                            .to_string(),
-                        weight: c.get("weight").and_then(Json::as_f64).unwrap_or(1.0),
-                        description: c
-                            .get("description")
-                            .and_then(Json::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (list, version)
-}
+pub use crate::resolve::Criterion;
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct RubricScore {

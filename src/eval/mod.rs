@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use crate::llm::{Client, Endpoint, LlmError, Message};
+use crate::pack::EvalCase;
 use crate::resolve::Resolved;
 
 #[derive(Debug, thiserror::Error)]
@@ -254,48 +255,39 @@ pub struct RunOutput {
 /// The system message a harness receives: the composed prompt, then the
 /// voice profile spelled out so the model can follow it.
 pub fn system_prompt(r: &Resolved) -> String {
-    let c = &r.content;
-    let mut s = c
-        .pointer("/prompt/text")
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if let Some(v) = c.get("voice") {
-        let list = |k: &str| strings(v.get(k));
+    let mut s = r.prompt_text().to_string();
+    if let Some(v) = r.voice() {
         s.push_str("\n\n## Voice\n");
-        if let Some(p) = v.get("persona").and_then(Json::as_str) {
+        if let Some(p) = &v.persona {
             s.push_str(&format!("Persona: {p}\n"));
         }
-        let tone = list("tone");
-        if !tone.is_empty() {
-            s.push_str(&format!("Tone: {}\n", tone.join(", ")));
+        if !v.tone.is_empty() {
+            s.push_str(&format!("Tone: {}\n", v.tone.join(", ")));
         }
-        for r in list("style_rules") {
+        for r in &v.style_rules {
             s.push_str(&format!("- {r}\n"));
         }
-        let banned = list("banned_phrases");
-        if !banned.is_empty() {
+        if !v.banned_phrases.is_empty() {
             s.push_str(&format!(
                 "Never use these phrases: {}\n",
-                banned
+                v.banned_phrases
                     .iter()
                     .map(|b| format!("\"{b}\""))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
         }
-        if let Some(n) = v.get("max_sentence_words").and_then(Json::as_u64) {
+        if let Some(n) = v.max_sentence_words {
             s.push_str(&format!("Keep sentences under {n} words.\n"));
         }
     }
     // The output contracts are part of the task: the agent must see them.
-    if let Some(Json::Object(contracts)) = c.pointer("/eval/contracts")
-        && !contracts.is_empty()
-    {
+    let contracts = r.contracts();
+    if !contracts.is_empty() {
         s.push_str("\n## Output formats\nWhen a task calls for one of these formats, reply with one JSON object that matches its schema and nothing else.\n");
         for (name, def) in contracts {
-            let desc = def.get("description").and_then(Json::as_str).unwrap_or("");
-            let schema = def.get("schema").map(|x| x.to_string()).unwrap_or_default();
+            let desc = def.description.as_deref().unwrap_or("");
+            let schema = def.schema.map(|x| x.to_string()).unwrap_or_default();
             s.push_str(&format!("- `{name}`: {desc} Schema: {schema}\n"));
         }
     }
@@ -303,14 +295,14 @@ pub fn system_prompt(r: &Resolved) -> String {
 }
 
 /// The user message for a case: `input`, then any other vars as context lines.
-pub fn user_message(case: &Json) -> String {
-    let vars = case.get("vars");
+pub fn user_message(case: &EvalCase) -> String {
+    let vars = &case.vars;
     let mut s = vars
-        .and_then(|v| v.get("input"))
+        .get("input")
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_string();
-    if let Some(Json::Object(m)) = vars {
+    if let Json::Object(m) = vars {
         for (k, v) in m {
             if k == "input" {
                 continue;
@@ -325,12 +317,8 @@ pub fn user_message(case: &Json) -> String {
     s
 }
 
-pub fn allowed_tools(r: &Resolved) -> Vec<String> {
-    strings(r.content.pointer("/tools/allow"))
-}
-
 /// The strings of a JSON array (schema-checked already), or none.
-fn strings(v: Option<&Json>) -> Vec<String> {
+pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {
     v.and_then(Json::as_array)
         .map(|a| {
             a.iter()
@@ -347,7 +335,7 @@ pub async fn run_case(
     client: &Client,
     demo_url: Option<&str>,
     resolved: &Resolved,
-    case: &Json,
+    case: &EvalCase,
 ) -> RunOutput {
     match &cfg.harness {
         Harness::OpenAi(spec) => {
@@ -356,7 +344,7 @@ pub async fn run_case(
                 Message::system(system_prompt(resolved)),
                 Message::user(user_message(case)),
             ];
-            let tools = allowed_tools(resolved);
+            let tools = resolved.allowed_tools();
             match client
                 .chat(&ep, &messages, &tools, "harness", &|_| Ok(()))
                 .await
@@ -394,7 +382,7 @@ async fn run_command(
     argv: &[String],
     timeout: Duration,
     resolved: &Resolved,
-    case: &Json,
+    case: &EvalCase,
 ) -> RunOutput {
     let fail = |e: String| RunOutput {
         error: Some(e),
@@ -433,7 +421,9 @@ async fn run_command(
     };
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
-        let _ = stdin.write_all(case.to_string().as_bytes()).await;
+        let _ = stdin
+            .write_all(serde_json::to_string(case).unwrap_or_default().as_bytes())
+            .await;
     }
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => {

@@ -27,11 +27,13 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::diagnostic::{Code, Diagnostic, render::Sources};
-use crate::gitrepo::{self, ReadError, RefProblem, Tree};
+use crate::git::{ReadError, RefProblem, Tree};
 use crate::schema::{self, Kind};
-use crate::tokens;
 use crate::yaml::{self, Node, Pos};
 pub use model::*;
+
+mod file;
+use file::{PackLoad, load_pack};
 
 pub const MISSION_FILE: &str = "mission.yaml";
 pub const HARD_CONSTRAINTS_FILE: &str = "policies/hard-constraints.yaml";
@@ -170,6 +172,50 @@ pub struct SectionText {
     pub pos: Pos,
 }
 
+/// One assertion of an eval case (schema-checked), with typed access to the
+/// fields the engine reads. It serialises as written, so what the registry
+/// serves and the resolved digest are the author's text, not a re-encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssertSpec {
+    /// `type`, e.g. `contains` or `not-is-json`.
+    pub kind: String,
+    pub value: Option<serde_json::Value>,
+    pub threshold: Option<f64>,
+    pub tag: Option<crate::model::Tag>,
+    raw: serde_json::Value,
+}
+
+impl AssertSpec {
+    pub fn new(raw: serde_json::Value) -> AssertSpec {
+        use crate::model::Word;
+        AssertSpec {
+            kind: raw
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            value: raw.get("value").cloned(),
+            threshold: raw.get("threshold").and_then(serde_json::Value::as_f64),
+            tag: raw
+                .get("tag")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| crate::model::Tag::parse(t).ok()),
+            raw,
+        }
+    }
+
+    /// The assertion as written.
+    pub fn raw(&self) -> &serde_json::Value {
+        &self.raw
+    }
+}
+
+impl serde::Serialize for AssertSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
 /// One eval case, promptfoo-style.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalCase {
@@ -178,7 +224,7 @@ pub struct EvalCase {
     pub description: Option<String>,
     pub vars: serde_json::Value,
     #[serde(rename = "assert")]
-    pub asserts: serde_json::Value,
+    pub asserts: Vec<AssertSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
     pub file: String,
@@ -212,7 +258,7 @@ impl PackDoc {
 #[derive(Default)]
 pub struct Repo {
     pub label: String,
-    pub commit: Option<git2::Oid>,
+    pub commit: Option<crate::git::CommitId>,
     pub mission: Option<Doc<Mission>>,
     pub hard: Option<Doc<HardConstraints>>,
     pub guardrails: Option<Doc<Guardrails>>,
@@ -274,7 +320,7 @@ fn text_of(bytes: Vec<u8>) -> Option<String> {
 /// (the place that referenced it) or at the file itself.
 fn read_text(
     tree: &Tree,
-    repo: Option<&git2::Repository>,
+    repo: Option<&crate::git::Repo>,
     path: &str,
     cap: u64,
     diags: &mut Vec<Diagnostic>,
@@ -358,7 +404,7 @@ pub fn parse_checked(
 
 fn load_doc<T: serde::de::DeserializeOwned>(
     tree: &Tree,
-    repo: Option<&git2::Repository>,
+    repo: Option<&crate::git::Repo>,
     file: &str,
     kind: Kind,
     sources: &mut HashMap<String, Arc<str>>,
@@ -403,363 +449,6 @@ fn load_doc<T: serde::de::DeserializeOwned>(
             None
         }
     }
-}
-
-struct PackLoad {
-    doc: Option<PackDoc>,
-    diags: Vec<Diagnostic>,
-    sources: Vec<(String, Arc<str>)>,
-}
-
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-        if out.len() >= 60 {
-            break;
-        }
-    }
-    out.trim_end_matches('-').to_string()
-}
-
-/// Follow a file reference from a pack, applying escape and isolation rules.
-fn follow_ref(
-    tree: &Tree,
-    loc: &Location,
-    bounds: &DataBoundaries,
-    pack_file: &str,
-    reference: &str,
-    pos: Pos,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<String> {
-    let base = gitrepo::parent_dir(pack_file);
-    match gitrepo::resolve_ref(tree, base, reference) {
-        Ok(path) => {
-            if let Err(code) = may_read(loc, &zone_of(&path), bounds) {
-                let whose = match zone_of(&path) {
-                    Zone::Tenant(t) => format!("tenant `{t}`"),
-                    Zone::TenantUser(t, u) => format!("user `{u}` of tenant `{t}`"),
-                    Zone::PersonalUser(u) => format!("personal user `{u}`"),
-                    Zone::Shared => "shared content".into(),
-                };
-                diags.push(
-                    Diagnostic::error(
-                        code,
-                        pack_file,
-                        pos,
-                        format!(
-                            "`{reference}` resolves to `{path}`, which belongs to {whose}; a {} pack may not read it",
-                            loc.scope_type()
-                        ),
-                    )
-                    .help("keep each tenant's and user's files under its own directory; put shared text under packs/global or packs/domains"),
-                );
-                return None;
-            }
-            Some(path)
-        }
-        Err(RefProblem::Escape(why)) => {
-            diags.push(
-                Diagnostic::error(Code::RefEscape, pack_file, pos, why)
-                    .help("reference a file inside the repository with a relative path"),
-            );
-            None
-        }
-        Err(RefProblem::Missing) => {
-            diags.push(
-                Diagnostic::error(
-                    Code::RefMissing,
-                    pack_file,
-                    pos,
-                    format!("`{reference}` does not exist (looked for it relative to `{base}`)"),
-                )
-                .help("check the spelling, or add the file"),
-            );
-            None
-        }
-        Err(RefProblem::NotFile) => {
-            diags.push(Diagnostic::error(
-                Code::RefNotFile,
-                pack_file,
-                pos,
-                format!("`{reference}` is a directory, not a file"),
-            ));
-            None
-        }
-        Err(RefProblem::Loop) => {
-            diags.push(Diagnostic::error(
-                Code::RefEscape,
-                pack_file,
-                pos,
-                format!("`{reference}` goes through a symlink loop"),
-            ));
-            None
-        }
-    }
-}
-
-/// Reads the files a pack references: escape and isolation rules, size caps,
-/// and every byte read goes into the pack's content digest.
-struct Referenced<'a> {
-    tree: &'a Tree,
-    repo: Option<&'a git2::Repository>,
-    loc: &'a Location,
-    bounds: &'a DataBoundaries,
-    file: &'a str,
-    hasher: &'a mut Sha256,
-    sources: &'a mut Vec<(String, Arc<str>)>,
-    diags: &'a mut Vec<Diagnostic>,
-}
-
-impl Referenced<'_> {
-    fn fetch(&mut self, reference: &str, pos: Pos, cap: u64) -> Option<(String, Arc<str>)> {
-        let path = follow_ref(
-            self.tree,
-            self.loc,
-            self.bounds,
-            self.file,
-            reference,
-            pos,
-            self.diags,
-        )?;
-        let t = read_text(
-            self.tree,
-            self.repo,
-            &path,
-            cap,
-            self.diags,
-            (self.file, pos),
-        )?;
-        self.hasher.update(path.as_bytes());
-        self.hasher.update([0]);
-        self.hasher.update(t.as_bytes());
-        let t: Arc<str> = Arc::from(t);
-        self.sources.push((path.clone(), t.clone()));
-        Some((path, t))
-    }
-}
-
-fn load_pack(
-    tree: &Tree,
-    repo: Option<&git2::Repository>,
-    file: &str,
-    bounds: &DataBoundaries,
-) -> PackLoad {
-    let mut diags = Vec::new();
-    let mut sources = Vec::new();
-    let out = |doc, diags, sources| PackLoad {
-        doc,
-        diags,
-        sources,
-    };
-    let Some(loc) = Location::from_path(file) else {
-        diags.push(
-            Diagnostic::error(
-                Code::ScopeMismatch,
-                file,
-                Pos::UNKNOWN,
-                "a pack file in a place that has no scope",
-            )
-            .help("packs live at packs/global/, packs/domains/<id>/, packs/tenants/<id>/, packs/tenants/<id>/users/<id>/ or packs/users/<id>/"),
-        );
-        return out(None, diags, sources);
-    };
-    let Some(text) = read_text(
-        tree,
-        repo,
-        file,
-        MAX_YAML_BYTES,
-        &mut diags,
-        (file, Pos::UNKNOWN),
-    ) else {
-        return out(None, diags, sources);
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(file.as_bytes());
-    hasher.update([0]);
-    hasher.update(text.as_bytes());
-    let text: Arc<str> = Arc::from(text);
-    sources.push((file.to_string(), text.clone()));
-    let Some((node, json)) = parse_checked(Kind::Pack, file, &text, &mut diags) else {
-        return out(None, diags, sources);
-    };
-    let pack: Pack = match serde_json::from_value(json) {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                Code::SchemaValue,
-                file,
-                node.pos,
-                e.to_string(),
-            ));
-            return out(None, diags, sources);
-        }
-    };
-
-    // The declared scope must match the file's place.
-    if pack.scope.kind != loc.scope_type() || pack.scope.id != loc.scope_id() {
-        diags.push(
-            Diagnostic::error(
-                Code::ScopeMismatch,
-                file,
-                node.pos_at("/scope"),
-                format!(
-                    "declares scope {} `{}` but lives where scope {} `{}` belongs",
-                    pack.scope.kind,
-                    pack.scope.id,
-                    loc.scope_type(),
-                    loc.scope_id()
-                ),
-            )
-            .help(format!(
-                "set `scope: {{type: {}, id: {}}}` or move the file",
-                loc.scope_type(),
-                loc.scope_id()
-            )),
-        );
-    }
-    if pack.domains.is_some() && !matches!(loc, Location::Tenant(_) | Location::PersonalUser(_)) {
-        diags.push(
-            Diagnostic::error(
-                Code::ScopeConfig,
-                file,
-                node.key_pos_at("/domains"),
-                "`domains` belongs in tenant packs and personal user packs only",
-            )
-            .help("remove it; a tenant's users run the tenant's domains"),
-        );
-    }
-    if pack.tier.is_some() && matches!(loc, Location::Global | Location::Domain(_)) {
-        diags.push(Diagnostic::error(
-            Code::ScopeConfig,
-            file,
-            node.key_pos_at("/tier"),
-            "`tier` belongs in tenant and user packs; the repository default is mission.yaml's `tier`",
-        ));
-    }
-
-    // Prompt sections.
-    let mut sections = Vec::new();
-    for (i, s) in pack.prompt.sections.iter().enumerate() {
-        let pos = node.pos_at(&format!("/prompt/sections/{i}/file"));
-        let mut r = Referenced {
-            tree,
-            repo,
-            loc: &loc,
-            bounds,
-            file,
-            hasher: &mut hasher,
-            sources: &mut sources,
-            diags: &mut diags,
-        };
-        let Some((path, t)) = r.fetch(&s.file, pos, MAX_PROMPT_BYTES) else {
-            continue;
-        };
-        sections.push(SectionText {
-            id: s.id.clone(),
-            file: path,
-            tokens: tokens::estimate(&t),
-            text: t,
-            pos: node.pos_at(&format!("/prompt/sections/{i}/id")),
-        });
-    }
-    let mut seen_sections: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in pack.prompt.sections.iter().enumerate() {
-        if let Some(first) = seen_sections.insert(&s.id, i) {
-            diags.push(
-                Diagnostic::error(
-                    Code::DuplicateId,
-                    file,
-                    node.pos_at(&format!("/prompt/sections/{i}/id")),
-                    format!("prompt section `{}` is declared twice in this pack", s.id),
-                )
-                .related(
-                    file,
-                    node.pos_at(&format!("/prompt/sections/{first}/id")),
-                    "first declared here",
-                ),
-            );
-        }
-    }
-
-    // Eval cases.
-    let mut cases: Vec<EvalCase> = Vec::new();
-    for (i, c) in pack.eval.cases.iter().enumerate() {
-        let pos = node.pos_at(&format!("/eval/cases/{i}"));
-        let mut r = Referenced {
-            tree,
-            repo,
-            loc: &loc,
-            bounds,
-            file,
-            hasher: &mut hasher,
-            sources: &mut sources,
-            diags: &mut diags,
-        };
-        let Some((path, t)) = r.fetch(c, pos, MAX_YAML_BYTES) else {
-            continue;
-        };
-        let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, &mut diags) else {
-            continue;
-        };
-        if let yaml::Value::Seq(items) = &cnode.value {
-            for (n, item) in items.iter().enumerate() {
-                let description = item
-                    .get("description")
-                    .and_then(Node::as_str)
-                    .map(String::from);
-                let id = item
-                    .get("id")
-                    .and_then(Node::as_str)
-                    .map(String::from)
-                    .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
-                    .unwrap_or_else(|| format!("case-{}", n + 1));
-                if let Some(prev) = cases.iter().find(|c| c.id == id) {
-                    diags.push(
-                        Diagnostic::error(
-                            Code::DuplicateId,
-                            &path,
-                            item.pos,
-                            format!("eval case id `{id}` is used twice in this pack"),
-                        )
-                        .related(&prev.file, Pos::new(prev.line, 1), "first used here")
-                        .help("give each case a distinct `id:` so champion and challenger results pair up"),
-                    );
-                    continue;
-                }
-                cases.push(EvalCase {
-                    id,
-                    description,
-                    vars: item.get("vars").map(Node::to_json).unwrap_or_default(),
-                    asserts: item
-                        .get("assert")
-                        .map(Node::to_json)
-                        .unwrap_or(serde_json::Value::Array(vec![])),
-                    threshold: item.get("threshold").and_then(|n| n.to_json().as_f64()),
-                    file: path.clone(),
-                    line: item.pos.line,
-                });
-            }
-        }
-    }
-    let own_digest = hex::encode(hasher.finalize());
-    out(
-        Some(PackDoc {
-            file: file.to_string(),
-            node,
-            pack,
-            location: loc,
-            sections,
-            cases,
-            own_digest,
-        }),
-        diags,
-        sources,
-    )
 }
 
 /// Load the repository from a tree. Never fails: problems are diagnostics.
@@ -882,7 +571,7 @@ fn load_config(tree: &Tree) -> Repo {
 /// Load only what one chain needs: configuration, policies and the pack
 /// files on the chain. Used to serve a single resolution fast on a large
 /// repository; the result resolves exactly as a full load would.
-pub fn load_chain(tree: &Tree, key: &crate::resolve::ChainKey) -> Repo {
+pub fn load_chain(tree: &Tree, key: &ChainKey) -> Repo {
     let mut r = load_config(tree);
     let bounds = r.boundaries();
     let domain_file = |d: &str| format!("packs/domains/{d}/pack.yaml");

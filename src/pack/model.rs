@@ -285,3 +285,36 @@ impl Tiers {
         }
     }
 }
+
+/// Which chain to resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ChainKey {
+    pub domain: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl ChainKey {
+    pub fn new(domain: &str, tenant: Option<&str>, user: Option<&str>) -> Self {
+        ChainKey {
+            domain: domain.to_string(),
+            tenant: tenant.map(String::from),
+            user: user.map(String::from),
+        }
+    }
+}
+
+impl std::fmt::Display for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.domain)?;
+        if let Some(t) = &self.tenant {
+            write!(f, "/{t}")?;
+        }
+        if let Some(u) = &self.user {
+            write!(f, "/{u}")?;
+        }
+        Ok(())
+    }
+}

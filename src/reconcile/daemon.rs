@@ -20,7 +20,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{Notify, mpsc};
 
-use super::{Options, Outcome, Source, SourceKind, reconcile};
+use super::{Options, Outcome, reconcile};
+use crate::git::{Source, SourceKind};
 use crate::store::Store;
 
 /// GitHub sends push payloads up to 25 MB, but the reconciler needs only the
@@ -181,7 +182,7 @@ fn watch(cfg: &DaemonConfig, kicker: Kicker) -> Option<notify::RecommendedWatche
     let SourceKind::Local(path) = &cfg.source.kind else {
         return None;
     };
-    let git_dir = git2::Repository::open(path).ok()?.path().to_path_buf();
+    let git_dir = crate::git::git_dir(path)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Reads (inotify access events) are ours; only writes mean a ref moved.

@@ -11,10 +11,15 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::Registry;
+use crate::git::Target;
+use crate::model::{
+    Arm, ArmLabel, Decision, DecisionKind, GitOutcome, RollbackFigures, RollbackGit, Rollout,
+    RolloutDetail, RolloutPlan, RolloutState, StepFigures,
+};
 use crate::reconcile::Outcome;
-use crate::reconcile::rollback::{self, Target};
+use crate::reconcile::rollback;
 use crate::rollout::{self, Params, Verdict};
-use crate::store::{Decision, Rollout, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 fn ts(t: OffsetDateTime) -> String {
@@ -33,40 +38,23 @@ pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreErro
         let current = running
             .iter()
             .find(|r| r.pack_id == d.pack_id && r.source == reg.source.key);
-        match d.decision.as_str() {
-            "promote" => {
-                let plan = d.rollout.clone().unwrap_or(Json::Null);
-                if plan.get("immediate").and_then(Json::as_bool) == Some(true) {
+        match d.decision {
+            DecisionKind::Promote => {
+                let plan = d.rollout.clone().unwrap_or_default();
+                if plan.immediate {
                     continue;
                 }
-                let mut steps: Vec<u32> = plan
-                    .get("steps")
-                    .and_then(Json::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Json::as_u64)
-                            .map(|x| x.min(100) as u32)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| vec![10, 50, 100]);
-                if steps.last() != Some(&100) {
-                    steps.push(100);
-                }
+                let steps = plan.canary_steps();
                 // A newer promotion during a canary keeps the same champion.
                 let (from_version, from_commit) = match current {
                     Some(c) => {
                         let mut old = c.clone();
-                        old.state = "superseded".into();
+                        old.state = RolloutState::Superseded;
                         old.updated_at = now.clone();
                         reg.store.put_rollout(&old).await?;
                         (c.from_version.clone(), c.from_commit.clone())
                     }
-                    None => (
-                        d.champion_pack_version.clone(),
-                        plan.get("from_commit")
-                            .and_then(Json::as_str)
-                            .map(String::from),
-                    ),
+                    None => (d.champion_pack_version.clone(), plan.from_commit.clone()),
                 };
                 if steps[0] >= 100 || from_version.is_none() {
                     continue;
@@ -83,8 +71,8 @@ pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreErro
                         to_commit: d.commit.clone(),
                         steps,
                         step: 0,
-                        state: "running".into(),
-                        detail: Some(json!({"why": "started"})),
+                        state: RolloutState::Running,
+                        detail: Some(RolloutDetail::why("started")),
                         started_at: now.clone(),
                         updated_at: now.clone(),
                         step_started_at: now.clone(),
@@ -92,18 +80,19 @@ pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreErro
                     })
                     .await?;
             }
-            "rollback" => {
+            DecisionKind::Rollback => {
                 if let Some(c) = current {
                     let mut r = c.clone();
-                    r.state = "rolled_back".into();
+                    r.state = RolloutState::RolledBack;
                     r.updated_at = now.clone();
-                    r.detail = Some(
-                        json!({"why": format!("rolled back by commit {:.8}: {}", d.commit, d.reason)}),
-                    );
+                    r.detail = Some(RolloutDetail::why(format!(
+                        "rolled back by commit {:.8}: {}",
+                        d.commit, d.reason
+                    )));
                     reg.store.put_rollout(&r).await?;
                 }
             }
-            _ => {}
+            DecisionKind::Reject => {}
         }
     }
     reg.refresh().await
@@ -119,11 +108,17 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
         }
         let champion = reg
             .store
-            .run_sample(&format!("{}:champion", r.rollout_id), &r.step_started_at)
+            .run_sample(
+                &ArmLabel::new(&r.rollout_id, Arm::Champion),
+                &r.step_started_at,
+            )
             .await?;
         let canary = reg
             .store
-            .run_sample(&format!("{}:canary", r.rollout_id), &r.step_started_at)
+            .run_sample(
+                &ArmLabel::new(&r.rollout_id, Arm::Canary),
+                &r.step_started_at,
+            )
             .await?;
         let started = OffsetDateTime::parse(&r.step_started_at, &Rfc3339).unwrap_or(now);
         let minutes = (now - started).as_seconds_f64() / 60.0;
@@ -133,17 +128,25 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
             Verdict::Advance => {
                 r.step += 1;
                 let pct = r.steps.get(r.step).copied().unwrap_or(100);
-                let figures = json!({"champion": telemetry::kpis(&champion), "canary": telemetry::kpis(&canary)});
+                let figures = StepFigures {
+                    champion: telemetry::kpis(&champion),
+                    canary: telemetry::kpis(&canary),
+                    sprt: None,
+                    min_runs_per_arm: None,
+                };
                 if pct >= 100 {
-                    r.state = "completed".into();
-                    r.detail = Some(
-                        json!({"why": "fully promoted: the canary held at every step", "last_step": figures}),
-                    );
+                    r.state = RolloutState::Completed;
+                    r.detail = Some(RolloutDetail {
+                        last_step: Some(figures),
+                        ..RolloutDetail::why("fully promoted: the canary held at every step")
+                    });
                     events.push(format!("{}: fully promoted ({})", r.pack_id, r.to_version));
                 } else {
-                    r.state = "running".into();
-                    r.detail =
-                        Some(json!({"why": format!("advanced to {pct}%"), "last_step": figures}));
+                    r.state = RolloutState::Running;
+                    r.detail = Some(RolloutDetail {
+                        last_step: Some(figures),
+                        ..RolloutDetail::why(format!("advanced to {pct}%"))
+                    });
                     events.push(format!("{}: canary advanced to {pct}%", r.pack_id));
                 }
                 r.step_started_at = ts(now);
@@ -157,25 +160,20 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
                 changed = true;
             }
             Verdict::Stalled { why } => {
-                if r.state != "stalled" {
+                if r.state != RolloutState::Stalled {
                     events.push(format!("{}: stalled: {why}", r.pack_id));
-                    r.state = "stalled".into();
-                    r.detail = Some(json!({"why": why}));
+                    r.state = RolloutState::Stalled;
+                    r.detail = Some(RolloutDetail::why(why));
                     r.updated_at = ts(now);
                     reg.store.put_rollout(&r).await?;
                     changed = true;
                 }
             }
             Verdict::Wait { why } => {
-                let prev = r
-                    .detail
-                    .as_ref()
-                    .and_then(|d| d.get("why"))
-                    .and_then(Json::as_str)
-                    .unwrap_or("");
-                if r.state == "stalled" || prev != why {
-                    r.state = "running".into();
-                    r.detail = Some(json!({"why": why}));
+                let prev = r.detail.as_ref().map_or("", |d| d.why.as_str());
+                if r.state == RolloutState::Stalled || prev != why {
+                    r.state = RolloutState::Running;
+                    r.detail = Some(RolloutDetail::why(why));
                     r.updated_at = ts(now);
                     reg.store.put_rollout(&r).await?;
                 }
@@ -188,13 +186,13 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
     Ok(events)
 }
 
-fn rollback_target(params: &Json, pack: &str, rollout_id: &str) -> Target {
-    match params.pointer("/rollback/git").and_then(Json::as_str) {
-        Some("branch") => Target::Branch(format!(
+fn rollback_target(plan: &RolloutPlan, pack: &str, rollout_id: &str) -> Target {
+    match plan.rollback_git() {
+        RollbackGit::Branch => Target::Branch(format!(
             "missionctl/rollback-{pack}-{}",
             &rollout_id[..8.min(rollout_id.len())]
         )),
-        _ => Target::Push,
+        RollbackGit::Push => Target::Push,
     }
 }
 
@@ -202,12 +200,15 @@ async fn auto_rollback(
     reg: &Arc<Registry>,
     r: &mut Rollout,
     why: &str,
-    figures: Json,
+    figures: StepFigures,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     // 1. Pin the champion at once: from here on every user gets it.
-    r.state = "rolled_back".into();
-    r.detail = Some(json!({"why": why, "figures": figures}));
+    r.state = RolloutState::RolledBack;
+    r.detail = Some(RolloutDetail {
+        figures: Some(figures.clone()),
+        ..RolloutDetail::why(why)
+    });
     r.updated_at = ts(now);
     reg.store.put_rollout(r).await?;
     reg.pin(&r.pack_id);
@@ -224,19 +225,22 @@ async fn auto_rollback(
         move || rollback::rollback(&source, &pack, to.as_deref(), &reason, &target)
     })
     .await;
+    let failed = |e: String| {
+        (
+            format!("auto-rollback:{}", r.rollout_id),
+            GitOutcome::Failed { revert_error: e },
+        )
+    };
     let (commit, git_note) = match git {
         Ok(Ok(o)) => (
             o.commit.clone(),
-            json!({"revert_commit": o.commit, "branch": o.branch}),
+            GitOutcome::Reverted {
+                revert_commit: o.commit,
+                branch: o.branch,
+            },
         ),
-        Ok(Err(e)) => (
-            format!("auto-rollback:{}", r.rollout_id),
-            json!({"revert_error": e.to_string()}),
-        ),
-        Err(e) => (
-            format!("auto-rollback:{}", r.rollout_id),
-            json!({"revert_error": e.to_string()}),
-        ),
+        Ok(Err(e)) => failed(e.to_string()),
+        Err(e) => failed(e.to_string()),
     };
     // 3. The decision, with the figures that triggered it.
     let snap = reg.snapshot.load();
@@ -256,7 +260,7 @@ async fn auto_rollback(
         scope_id,
         champion_pack_version: Some(r.to_version.clone()),
         challenger_pack_version: r.from_version.clone().unwrap_or_default(),
-        decision: "rollback".into(),
+        decision: DecisionKind::Rollback,
         reason: reason.clone(),
         decided_by: "missionctl canary controller (automatic)".into(),
         created_at: ts(now),
@@ -264,8 +268,14 @@ async fn auto_rollback(
         commit: commit.clone(),
         pull_request: None,
         evidence_url: None,
-        rollout: Some(json!({"steps": [100], "immediate": true, "rollout_id": r.rollout_id})),
-        figures: Some(json!({"trigger": figures, "git": git_note})),
+        rollout: Some(RolloutPlan {
+            rollout_id: Some(r.rollout_id.clone()),
+            ..RolloutPlan::immediate()
+        }),
+        figures: Some(RollbackFigures {
+            trigger: figures,
+            git: git_note,
+        }),
     };
     if !reg.store.insert_decision(&reg.source.key, &d).await? {
         tracing::info!(commit = %commit, "the reconciler recorded the revert first");
@@ -297,8 +307,10 @@ pub async fn manual_rollback(
             .find(|r| r.pack_id == pack && r.source == reg.source.key)
     {
         let mut r = r;
-        r.state = "rolled_back".into();
-        r.detail = Some(json!({"why": format!("manual rollback by {by}: {reason}")}));
+        r.state = RolloutState::RolledBack;
+        r.detail = Some(RolloutDetail::why(format!(
+            "manual rollback by {by}: {reason}"
+        )));
         r.updated_at = ts(OffsetDateTime::now_utc());
         reg.store.put_rollout(&r).await.map_err(|e| e.to_string())?;
         reg.pin(pack);
@@ -324,13 +336,17 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<Json>, StoreError> {
     let mut out = Vec::new();
     for r in store.rollouts(!all).await? {
         let champion = store
-            .run_sample(&format!("{}:champion", r.rollout_id), &r.step_started_at)
+            .run_sample(
+                &ArmLabel::new(&r.rollout_id, Arm::Champion),
+                &r.step_started_at,
+            )
             .await?;
         let canary = store
-            .run_sample(&format!("{}:canary", r.rollout_id), &r.step_started_at)
+            .run_sample(
+                &ArmLabel::new(&r.rollout_id, Arm::Canary),
+                &r.step_started_at,
+            )
             .await?;
-        let percent = r.steps.get(r.step).copied().unwrap_or(100);
-        let next = r.steps.get(r.step + 1).copied();
         out.push(json!({
             "rollout_id": r.rollout_id,
             "pack_id": r.pack_id,
@@ -338,8 +354,8 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<Json>, StoreError> {
             "champion_version": r.from_version,
             "canary_version": r.to_version,
             "steps": r.steps,
-            "percent": percent,
-            "next_step": if r.state == "running" || r.state == "stalled" { next.map(Json::from).unwrap_or(Json::Null) } else { Json::Null },
+            "percent": r.percent(),
+            "next_step": r.next_step(),
             "step_started_at": r.step_started_at,
             "champion": telemetry::kpis(&champion),
             "canary": telemetry::kpis(&canary),

@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde_json::{Value as Json, json};
 
+use crate::git::Source;
+use crate::model::{Arm, ArmLabel, RolloutState, RunRow};
 use crate::pack::{Location, PackDoc, Repo};
-use crate::reconcile::Source;
 use crate::reconcile::daemon::Kicker;
 use crate::resolve::{self, ChainKey, ResolveError};
 use crate::rollout;
-use crate::store::{RunRow, Store};
+use crate::store::Store;
 
 /// A rollout as the registry serves it.
 #[derive(Debug, Clone)]
@@ -78,7 +79,7 @@ impl Snapshot {
         &self,
         key: &ChainKey,
         who: &str,
-        force: Option<&str>,
+        force: Option<Arm>,
     ) -> Result<Arc<Rendered>, ResolveError> {
         let idx = resolve::chain(&self.repo, key)?;
         let mut docs: Vec<&PackDoc> = Vec::with_capacity(idx.len());
@@ -92,10 +93,10 @@ impl Snapshot {
                     rolling |= 1 << n;
                     let a = match force {
                         Some(f) => f,
-                        None if rv.pinned => "champion",
+                        None if rv.pinned => Arm::Champion,
                         None => rollout::arm(&p.pack.id, who, rv.percent),
                     };
-                    if a == "canary" {
+                    if a == Arm::Canary {
                         arms |= 1 << n;
                         docs.push(p);
                     } else {
@@ -122,7 +123,7 @@ impl Snapshot {
             "pack_version": r.pack_version,
             "digest": r.digest,
             "scope_chain": r.scope_chain,
-            "arm": if arms != 0 { "canary" } else { "champion" },
+            "arm": if arms != 0 { Arm::Canary } else { Arm::Champion },
             "rollouts": arm_list,
             "tier": r.tier,
             "commit": self.commit,
@@ -142,8 +143,8 @@ impl Snapshot {
         Ok(rendered)
     }
 
-    /// Which rollout arm produced a run's pack version, as `<rollout>:<arm>`.
-    pub fn arm_of(&self, row: &RunRow) -> Option<String> {
+    /// Which rollout arm produced a run's pack version.
+    pub fn arm_of(&self, row: &RunRow) -> Option<ArmLabel> {
         if self.rollouts.is_empty() {
             return None;
         }
@@ -187,12 +188,12 @@ impl Snapshot {
             else {
                 continue;
             };
-            for arm in ["canary", "champion"] {
+            for arm in [Arm::Canary, Arm::Champion] {
                 if self
                     .render(&key, &row.user_id, Some(arm))
                     .is_ok_and(|r| r.pack_version == row.pack_version)
                 {
-                    return Some(format!("{}:{arm}", rv.rollout_id));
+                    return Some(ArmLabel::new(&rv.rollout_id, arm));
                 }
             }
         }
@@ -247,12 +248,11 @@ impl Registry {
         }
     }
 
-    fn repo_at(&self, repo: &git2::Repository, commit: &str) -> Option<Arc<Repo>> {
+    fn repo_at(&self, repo: &crate::git::Repo, commit: &str) -> Option<Arc<Repo>> {
         if let Some(r) = self.repos.lock().ok().and_then(|m| m.get(commit).cloned()) {
             return Some(r);
         }
-        let oid = git2::Oid::from_str(commit).ok()?;
-        let tree = crate::gitrepo::Tree::at_commit(repo, oid, commit).ok()?;
+        let tree = repo.tree(commit.parse().ok()?, commit).ok()?;
         let loaded = Arc::new(crate::pack::load(&tree));
         if let Ok(mut m) = self.repos.lock() {
             // Keep only a handful of revisions: the current one and rollout champions.
@@ -292,7 +292,7 @@ impl Registry {
                         rollout_id: r.rollout_id.clone(),
                         pack_id: r.pack_id.clone(),
                         percent,
-                        pinned: r.state == "rolled_back",
+                        pinned: r.state == RolloutState::RolledBack,
                         from_version: r.from_version.clone(),
                         to_version: r.to_version.clone(),
                         champion,

@@ -427,22 +427,22 @@ fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
         let s = missionctl::store::Store::connect(&db).await.expect("db");
         s.audit_log(100).await.expect("audit")
     });
-    let denied: Vec<_> = log.iter().filter(|e| e.3 == "denied").collect();
+    let denied: Vec<_> = log.iter().filter(|e| e.outcome == "denied").collect();
     assert!(
         denied
             .iter()
-            .any(|e| e.1 == "acme-harness" && e.4.contains("not globex")),
+            .any(|e| e.token == "acme-harness" && e.detail.contains("not globex")),
         "{log:?}"
     );
     assert!(
         denied
             .iter()
-            .any(|e| e.2 == "/v1/rollback" && e.1 == "acme-admin"),
+            .any(|e| e.action == "/v1/rollback" && e.token == "acme-admin"),
         "{log:?}"
     );
-    assert!(denied.iter().any(|e| e.2 == "/v1/runs"), "{log:?}");
+    assert!(denied.iter().any(|e| e.action == "/v1/runs"), "{log:?}");
     assert!(
-        !log.iter().any(|e| e.4.contains(&t.acme_harness)),
+        !log.iter().any(|e| e.detail.contains(&t.acme_harness)),
         "a token leaked into the audit log"
     );
 }
@@ -453,7 +453,7 @@ fn etag_304_and_the_watch_sees_a_new_version_without_polling() {
     // A promotion goes through a canary: watch as a user who is in its arm.
     let user = (0..1000)
         .map(|i| format!("w{i}"))
-        .find(|u| missionctl::rollout::arm("acme-tenant", u, 10) == "canary")
+        .find(|u| missionctl::rollout::arm("acme-tenant", u, 10) == missionctl::model::Arm::Canary)
         .expect("a canary user");
     let path = format!("/v1/resolve?domain=hr-ops&tenant=acme&user={user}");
     let path = path.as_str();

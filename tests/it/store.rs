@@ -1,6 +1,7 @@
 //! One suite for both state-store implementations.
 
-use missionctl::store::{CommitApply, Decision, Serving, Store};
+use missionctl::model::{ArmLabel, Decision, DecisionKind, RolloutPlan, RunRow, Serving, Word};
+use missionctl::store::{CommitApply, HistoryEntry, Store};
 
 fn decision(commit: &str, pack: &str, kind: &str) -> Decision {
     Decision {
@@ -9,7 +10,7 @@ fn decision(commit: &str, pack: &str, kind: &str) -> Decision {
         scope_id: pack.into(),
         champion_pack_version: Some("1.0.0".into()),
         challenger_pack_version: "1.1.0".into(),
-        decision: kind.into(),
+        decision: DecisionKind::parse(kind).expect("decision kind"),
         reason: "test".into(),
         decided_by: "tester".into(),
         created_at: "2026-11-26T00:00:00Z".into(),
@@ -17,7 +18,10 @@ fn decision(commit: &str, pack: &str, kind: &str) -> Decision {
         commit: commit.into(),
         pull_request: Some(7),
         evidence_url: None,
-        rollout: Some(serde_json::json!({"steps": [5, 25, 100]})),
+        rollout: Some(RolloutPlan {
+            steps: vec![5, 25, 100],
+            ..RolloutPlan::default()
+        }),
         figures: None,
     }
 }
@@ -94,7 +98,12 @@ fn suite(url: &str) {
         assert_eq!(sv, vec![serving("hr", "d3", "c2")]);
         assert_eq!(
             s.history_lookup("src", "hr", "d1").await.expect("h"),
-            Some(("1.0.0+d1".into(), "c1".into()))
+            Some(HistoryEntry {
+                pack_id: "hr".into(),
+                digest: "d1".into(),
+                version: "1.0.0+d1".into(),
+                commit: "c1".into(),
+            })
         );
         assert_eq!(s.history("src").await.expect("h").len(), 3);
         // Halting stops further application until acknowledged.
@@ -114,7 +123,7 @@ fn suite(url: &str) {
         s.acknowledge("src", "main", "c2").await.expect("ack");
         assert!(s.apply_commit(&a).await.expect("resumed"));
         // Runs: bulk insert, duplicates ignored, samples by arm.
-        let run = |id: &str, ok: bool, arm: &str| missionctl::store::RunRow {
+        let run = |id: &str, ok: bool, arm: &str| RunRow {
             run_id: id.into(),
             tenant_id: "acme".into(),
             user_id: "u".into(),
@@ -127,7 +136,7 @@ fn suite(url: &str) {
             success_bool: ok,
             error_code: (!ok).then(|| "timeout".to_string()),
             created_at: "2026-11-26T10:00:00Z".into(),
-            arm: Some(arm.into()),
+            arm: Some(arm.parse().expect("arm label")),
         };
         let rows: Vec<_> = (0..6000)
             .map(|i| {
@@ -141,15 +150,16 @@ fn suite(url: &str) {
         assert_eq!(s.insert_runs(&rows).await.expect("runs"), 6000);
         assert_eq!(s2.insert_runs(&rows[..10]).await.expect("again"), 0);
         assert_eq!(s.count_runs().await.expect("count"), 6000);
+        let x_canary: ArmLabel = "x:canary".parse().expect("arm label");
         let canary = s
-            .run_sample("x:canary", "2026-11-26T00:00:00Z")
+            .run_sample(&x_canary, "2026-11-26T00:00:00Z")
             .await
             .expect("sample");
         assert_eq!(canary.success.len(), 3000);
         assert_eq!(canary.success.iter().filter(|x| !**x).count(), 1500);
         assert_eq!(canary.errors.get("timeout"), Some(&1500));
         assert!(
-            s.run_sample("x:canary", "2026-11-27T00:00:00Z")
+            s.run_sample(&x_canary, "2026-11-27T00:00:00Z")
                 .await
                 .expect("later")
                 .success

@@ -23,41 +23,15 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-use crate::pack::{Autonomy, Location, PackDoc, Repo, Tier};
+use std::sync::Arc;
+
+use crate::pack::{Autonomy, EvalCase, Location, PackDoc, Repo, Tier};
+
+mod view;
 use crate::yaml::{self, Node};
+pub use view::{CanaryThresholds, Contract, Criterion, Promotion, Thresholds, VoiceProfile};
 
-/// Which chain to resolve.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ChainKey {
-    pub domain: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-}
-
-impl ChainKey {
-    pub fn new(domain: &str, tenant: Option<&str>, user: Option<&str>) -> Self {
-        ChainKey {
-            domain: domain.to_string(),
-            tenant: tenant.map(String::from),
-            user: user.map(String::from),
-        }
-    }
-}
-
-impl std::fmt::Display for ChainKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.domain)?;
-        if let Some(t) = &self.tenant {
-            write!(f, "/{t}")?;
-        }
-        if let Some(u) = &self.user {
-            write!(f, "/{u}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::pack::ChainKey;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
@@ -116,6 +90,9 @@ pub struct Resolved {
     /// Estimated tokens of the composed prompt.
     #[serde(skip)]
     pub prompt_tokens: u64,
+    /// The chain's eval cases, typed (the same cases as `content.eval.cases`).
+    #[serde(skip)]
+    pub cases: Vec<Arc<EvalCase>>,
 }
 
 fn known(keys: impl Iterator<Item = String>) -> String {
@@ -511,6 +488,7 @@ pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
     let mut sections = Vec::new();
     let mut text = String::new();
     let mut cases = Vec::new();
+    let mut typed_cases = Vec::new();
     let mut tokens = 0u64;
     for p in docs.iter().copied() {
         let scope = scope_label(p);
@@ -550,6 +528,7 @@ pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
                 },
             );
             cases.push(serde_json::to_value(c).unwrap_or(Json::Null));
+            typed_cases.push(Arc::new(c.clone()));
         }
     }
     // Hard constraints last: nothing in any layer can undo them.
@@ -638,5 +617,6 @@ pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
         content,
         provenance: m.prov,
         prompt_tokens: tokens,
+        cases: typed_cases,
     }
 }

@@ -13,23 +13,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("cannot open git repository at {path}: {message}")]
-    Open { path: String, message: String },
-    #[error(
-        "cannot resolve revision `{rev}`: {message}; check the name with `git rev-parse {rev}`"
-    )]
-    Rev { rev: String, message: String },
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+use super::{CommitId, GitError, Repo, open, resolve_commit};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
@@ -67,7 +51,7 @@ pub struct Tree {
     backing: Backing,
     entries: Index,
     /// The commit this tree was read from (None for the work tree).
-    pub commit: Option<Oid>,
+    pub commit: Option<CommitId>,
     /// Human label: "work tree" or the revision as given.
     pub label: String,
 }
@@ -101,7 +85,7 @@ impl Tree {
 
     /// A revision, with paths looked up on demand.
     pub fn at_rev_lazy(root: &Path, rev: &str) -> Result<Tree, GitError> {
-        let repo = open(root)?;
+        let repo = open(root)?.inner;
         let commit = resolve_commit(&repo, rev)?;
         let (cid, tid) = (commit.id(), commit.tree_id());
         drop(commit);
@@ -112,7 +96,7 @@ impl Tree {
                 repo: std::sync::Mutex::new(repo),
                 tree: tid,
             },
-            commit: Some(cid),
+            commit: Some(CommitId(cid)),
             label: rev.to_string(),
         })
     }
@@ -120,12 +104,14 @@ impl Tree {
     /// The tree of `rev` in the repository at `root`, read from the object database.
     pub fn at_rev(root: &Path, rev: &str) -> Result<Tree, GitError> {
         let repo = open(root)?;
-        let commit = resolve_commit(&repo, rev)?;
-        Self::at_commit(&repo, commit.id(), rev)
+        let commit = resolve_commit(&repo.inner, rev)?.id();
+        Self::at_commit(&repo, CommitId(commit), rev)
     }
 
-    pub fn at_commit(repo: &Repository, commit: Oid, label: &str) -> Result<Tree, GitError> {
-        let c = repo.find_commit(commit)?;
+    /// The tree of `commit`, read from the object database.
+    pub fn at_commit(repo: &Repo, commit: CommitId, label: &str) -> Result<Tree, GitError> {
+        let repo = &repo.inner;
+        let c = repo.find_commit(commit.0)?;
         let tree = c.tree()?;
         let mut entries = BTreeMap::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -250,20 +236,15 @@ impl Tree {
     }
 
     /// Open the backing repository (git trees only); one per thread.
-    pub fn repo(&self) -> Option<Repository> {
+    pub fn repo(&self) -> Option<Repo> {
         match &self.backing {
-            Backing::Git(dir) => Repository::open(dir).ok(),
+            Backing::Git(dir) => Repository::open(dir).ok().map(|inner| Repo { inner }),
             Backing::WorkTree(_) => None,
         }
     }
 
     /// Read a file's bytes, refusing anything larger than `cap` before reading it.
-    pub fn read(
-        &self,
-        path: &str,
-        cap: u64,
-        repo: Option<&Repository>,
-    ) -> Result<Vec<u8>, ReadError> {
+    pub fn read(&self, path: &str, cap: u64, repo: Option<&Repo>) -> Result<Vec<u8>, ReadError> {
         let Some(entry) = self.entry(path) else {
             return Err(ReadError::Missing);
         };
@@ -280,7 +261,7 @@ impl Tree {
             (EntryKind::File { oid, .. }, Backing::Git(_)) => {
                 let oid = oid.ok_or(ReadError::Missing)?;
                 let repo = repo.ok_or_else(|| ReadError::Io("repository not open".into()))?;
-                let odb = repo.odb().map_err(|e| ReadError::Io(e.to_string()))?;
+                let odb = repo.inner.odb().map_err(|e| ReadError::Io(e.to_string()))?;
                 let (size, _) = odb
                     .read_header(oid)
                     .map_err(|e| ReadError::Io(e.to_string()))?;
@@ -341,22 +322,6 @@ fn walk_fs(root: &Path, dir: &Path, out: &mut BTreeMap<String, EntryKind>) -> Re
         }
     }
     Ok(())
-}
-
-pub fn open(root: &Path) -> Result<Repository, GitError> {
-    Repository::open(root).map_err(|e| GitError::Open {
-        path: root.display().to_string(),
-        message: e.message().to_string(),
-    })
-}
-
-pub fn resolve_commit<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
-    repo.revparse_single(rev)
-        .and_then(|o| o.peel_to_commit())
-        .map_err(|e| GitError::Rev {
-            rev: rev.to_string(),
-            message: e.message().to_string(),
-        })
 }
 
 /// Why a reference could not be followed.
@@ -455,38 +420,6 @@ pub fn normalize(path: &str) -> Option<Vec<String>> {
 /// The directory part of a repository path ("a/b/c.yaml" -> "a/b").
 pub fn parent_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
-}
-
-/// The merge base of two revisions (the champion of a pull request).
-pub fn merge_base(root: &Path, a: &str, b: &str) -> Result<String, GitError> {
-    let repo = open(root)?;
-    let ca = resolve_commit(&repo, a)?.id();
-    let cb = resolve_commit(&repo, b)?.id();
-    Ok(repo.merge_base(ca, cb)?.to_string())
-}
-
-/// Author and time of a commit, for `created_by` / `created_at`.
-pub fn commit_meta(repo: &Repository, oid: Oid) -> Option<(String, String)> {
-    let c = repo.find_commit(oid).ok()?;
-    let who = {
-        let a = c.author();
-        match (a.name().ok(), a.email().ok()) {
-            (Some(n), Some(e)) => format!("{n} <{e}>"),
-            (Some(n), None) => n.to_string(),
-            (None, Some(e)) => e.to_string(),
-            (None, None) => "unknown".into(),
-        }
-    };
-    let t = c.time();
-    let when = time::OffsetDateTime::from_unix_timestamp(t.seconds())
-        .ok()
-        .and_then(|d| {
-            d.to_offset(time::UtcOffset::UTC)
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
-    Some((who, when))
 }
 
 #[cfg(test)]

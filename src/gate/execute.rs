@@ -1,0 +1,291 @@
+//! Run planned jobs: the harness, the deterministic assertions and the
+//! per-output judge, concurrently, under the spend budget; then pairwise
+//! judging per (chain, case). This is the library entry point for "evaluate
+//! these variants on these cases with this harness and judge under this
+//! budget": no files, no CLI.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::eval::assertions::{self, AssertionResult, Observed};
+use crate::eval::judge::{Judge, Pairwise};
+use crate::eval::{self, EvalConfig, ModelSpec, RunOutput};
+use crate::llm::Client;
+use crate::model::Variant;
+use crate::store::Store;
+
+use super::GateError;
+use super::budget::Budget;
+use super::plan::Job;
+
+/// Everything a job needs to run, shared by all jobs of a run.
+pub struct Engine {
+    pub cfg: Arc<EvalConfig>,
+    pub client: Client,
+    pub budget: Arc<Mutex<Budget>>,
+    /// The built-in demo model's address, when the run uses it.
+    pub demo_url: Option<String>,
+    pub store: Store,
+    pub run_id: String,
+    /// Paid calls are skipped (a fork without a maintainer's opt-in).
+    pub skip_paid: bool,
+}
+
+/// One job's outcome.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub job: Job,
+    pub run: RunOutput,
+    pub asserts: Vec<AssertionResult>,
+    pub task: Option<f64>,
+    pub voice: Option<f64>,
+    pub judge_error: Option<String>,
+    pub judge_usd: f64,
+}
+
+impl Done {
+    fn not_run(job: Job, why: &str) -> Done {
+        Done {
+            run: RunOutput {
+                error: Some(why.to_string()),
+                ..RunOutput::default()
+            },
+            asserts: vec![],
+            task: None,
+            voice: None,
+            judge_error: None,
+            judge_usd: 0.0,
+            job,
+        }
+    }
+}
+
+impl Engine {
+    fn judge_spec(&self) -> Option<&(ModelSpec, u32)> {
+        self.cfg.judge.as_ref()
+    }
+
+    fn judge(&self) -> Option<Judge<'_>> {
+        self.judge_spec().map(|(spec, repeats)| {
+            Judge::new(
+                &self.client,
+                spec,
+                *repeats,
+                self.demo_url.as_deref(),
+                &self.cfg,
+            )
+        })
+    }
+
+    /// Book `usd` to `tenant`. A failed ledger write stops all further spending.
+    async fn book(&self, tenant: &str, usd: f64, kind: &str) {
+        if usd <= 0.0 {
+            return;
+        }
+        let day = crate::time_util::today();
+        if let Err(e) = self
+            .store
+            .spend_record(tenant, &day, usd, kind, &self.run_id)
+            .await
+        {
+            let mut b = self.budget.lock().await;
+            b.ledger_failed
+                .get_or_insert_with(|| format!("the spend ledger could not be written: {e}"));
+        }
+    }
+
+    /// Run every job concurrently (the model client bounds the concurrency).
+    pub async fn run_all(
+        self: &Arc<Self>,
+        jobs: Vec<Job>,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<Vec<Done>, GateError> {
+        let mut set = tokio::task::JoinSet::new();
+        for job in jobs {
+            let (engine, pb) = (self.clone(), progress.clone());
+            set.spawn(async move {
+                let d = engine.run_job(job).await;
+                pb.inc(1);
+                d
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(r) = set.join_next().await {
+            done.push(r.map_err(|e| GateError::Config(format!("an evaluation task failed: {e}")))?);
+        }
+        done.sort_by(|a, b| {
+            (&a.job.pack_id, &a.job.chain, &a.job.case.id, a.job.variant).cmp(&(
+                &b.job.pack_id,
+                &b.job.chain,
+                &b.job.case.id,
+                b.job.variant,
+            ))
+        });
+        Ok(done)
+    }
+
+    /// Reserve the worst case, run the harness, check, judge, settle.
+    pub async fn run_job(&self, job: Job) -> Done {
+        if self.skip_paid {
+            return Done::not_run(
+                job,
+                "not run: paid model calls are skipped for this pull request (fork without maintainer opt-in)",
+            );
+        }
+        let est_prompt = crate::tokens::estimate(&eval::system_prompt(&job.resolved))
+            + crate::tokens::estimate(&eval::user_message(&job.case));
+        let (model, max_out) = match &self.cfg.harness {
+            eval::Harness::OpenAi(s) => (s.model.clone(), u64::from(s.max_tokens)),
+            eval::Harness::Command { .. } => (String::new(), 0),
+        };
+        let est = self.cfg.cost(&model, est_prompt, max_out);
+        {
+            let mut b = self.budget.lock().await;
+            if !b.reserve(&job.tenant, est) {
+                let why = match &b.ledger_failed {
+                    Some(e) => format!("not run: {e}"),
+                    None => "not run: the tenant's daily spend cap would be exceeded".into(),
+                };
+                return Done::not_run(job, &why);
+            }
+        }
+        let run = eval::run_case(
+            &self.cfg,
+            &self.client,
+            self.demo_url.as_deref(),
+            &job.resolved,
+            &job.case,
+        )
+        .await;
+        self.budget
+            .lock()
+            .await
+            .settle(&job.tenant, est, run.cost_usd);
+        self.book(&job.tenant, run.cost_usd, "eval").await;
+        let contracts = job.resolved.contracts();
+        let allowed = job.resolved.allowed_tools();
+        let obs = Observed {
+            output: &run.output,
+            tool_calls: &run.tool_calls,
+            completion_tokens: run.completion_tokens,
+            latency_ms: run.latency_ms,
+            cost_usd: run.cost_usd,
+            allowed_tools: &allowed,
+            contracts: &contracts,
+        };
+        let asserts: Vec<AssertionResult> = job
+            .case
+            .asserts
+            .iter()
+            .map(|a| assertions::check(a, &obs))
+            .collect();
+        let mut done = Done {
+            job,
+            run,
+            asserts,
+            task: None,
+            voice: None,
+            judge_error: None,
+            judge_usd: 0.0,
+        };
+        self.judge_output(&mut done).await;
+        done
+    }
+
+    /// Judge-backed assertions and the rubric score of one output.
+    async fn judge_output(&self, d: &mut Done) {
+        let judge = match self.judge() {
+            Some(j) if d.run.error.is_none() => j,
+            _ => {
+                let failed = d.run.error.is_some();
+                for a in d.asserts.iter_mut().filter(|a| a.needs_judge) {
+                    a.reason = if failed {
+                        "not judged: the run failed".into()
+                    } else {
+                        "skipped: no judge is configured in mission.yaml".into()
+                    };
+                    a.skipped = !failed;
+                    a.needs_judge = false;
+                }
+                return;
+            }
+        };
+        let input = eval::user_message(&d.job.case);
+        for (a, spec) in d.asserts.iter_mut().zip(d.job.case.asserts.iter()) {
+            if !a.needs_judge {
+                continue;
+            }
+            let rubric = spec
+                .value
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            match judge.assertion(rubric, &input, &d.run.output).await {
+                Ok((pass, score, reason)) => {
+                    a.pass = spec.threshold.map_or(pass, |t| score >= t);
+                    a.score = score;
+                    a.reason = format!("judge: {reason}");
+                }
+                Err(e) => {
+                    a.reason = format!("judge error: {e}");
+                    d.judge_error = Some(e);
+                }
+            }
+            a.needs_judge = false;
+        }
+        let (crit, version) = d.job.resolved.rubric();
+        match judge.rubric(&crit, version, &input, &d.run.output).await {
+            Ok(s) => {
+                d.task = s.task;
+                d.voice = s.voice;
+            }
+            Err(e) => d.judge_error = Some(e),
+        }
+        d.judge_usd = judge.spent_usd();
+        if d.judge_usd > 0.0 {
+            self.budget
+                .lock()
+                .await
+                .settle(&d.job.tenant, 0.0, d.judge_usd);
+            self.book(&d.job.tenant, d.judge_usd, "judge").await;
+        }
+    }
+
+    /// Pairwise judging of champion against challenger per (chain, case),
+    /// summed per pack. Returns the totals and what the judge spent.
+    pub async fn pairwise(&self, done: &[Done]) -> (BTreeMap<String, Pairwise>, f64) {
+        let mut by_pack: BTreeMap<String, Pairwise> = BTreeMap::new();
+        let Some(j) = self.judge().filter(|_| !self.skip_paid) else {
+            return (by_pack, 0.0);
+        };
+        // `done` is sorted so a pair is (champion, challenger) side by side.
+        for w in done.windows(2) {
+            let (ch, cl) = (&w[0], &w[1]);
+            let pair = ch.job.chain == cl.job.chain
+                && ch.job.case.id == cl.job.case.id
+                && ch.job.pack_id == cl.job.pack_id
+                && ch.job.variant == Variant::Champion
+                && cl.job.variant == Variant::Challenger;
+            if !pair || ch.run.error.is_some() || cl.run.error.is_some() {
+                continue;
+            }
+            let (crit, _) = cl.job.resolved.rubric();
+            let input = eval::user_message(&cl.job.case);
+            if let Ok(p) = j
+                .pairwise(&crit, &input, &ch.run.output, &cl.run.output)
+                .await
+            {
+                let e = by_pack.entry(cl.job.pack_id.clone()).or_default();
+                e.challenger_wins += p.challenger_wins;
+                e.champion_wins += p.champion_wins;
+                e.ties += p.ties;
+                e.order_disagreements += p.order_disagreements;
+            }
+        }
+        let usd = j.spent_usd();
+        self.book("shared", usd, "judge-pairwise").await;
+        (by_pack, usd)
+    }
+}

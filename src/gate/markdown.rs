@@ -1,0 +1,255 @@
+//! `evidence.md`: the verdict on the first line, then what a reviewer needs,
+//! section by section. Snapshot-tested.
+
+use std::fmt::Write;
+
+use crate::model::Verdict;
+
+use super::evidence::{Evidence, ScoreDelta};
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |x| format!("{:.0}%", x * 100.0))
+}
+
+fn score(d: &ScoreDelta) -> String {
+    match (d.challenger, d.delta, d.ci95) {
+        (Some(s), Some(dl), Some((lo, hi))) => format!("{s:.2} ({dl:+.2}, CI {lo:+.2}..{hi:+.2})"),
+        (Some(s), _, _) => format!("{s:.2}"),
+        _ => "n/a".into(),
+    }
+}
+
+/// `evidence.md`: the verdict on the first line, then what a reviewer needs.
+pub fn render(e: &Evidence) -> String {
+    let mut s = String::new();
+    headline(&mut s, e);
+    approvals(&mut s, e);
+    validation(&mut s, e);
+    packs(&mut s, e);
+    guardrails(&mut s, e);
+    prompt_diff(&mut s, e);
+    run_line(&mut s, e);
+    s
+}
+
+fn headline(s: &mut String, e: &Evidence) {
+    if e.verdict == Verdict::WaitingForApproval {
+        let who = e
+            .approvals
+            .as_ref()
+            .map(|a| a.who_can_approve().join(", "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "WAITING FOR APPROVAL: evals pass; approval still needed from {who}"
+        );
+    } else if let Some(first) = e.reasons.first() {
+        let more = if e.reasons.len() > 1 {
+            format!(" (+{} more)", e.reasons.len() - 1)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "BLOCKED: {first}{more}");
+    } else {
+        let _ = writeln!(
+            s,
+            "PASS: {} pack(s) evaluated, no blocking regression, all guardrails hold",
+            e.packs.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n### missionctl gate: `{}` ({:.8}) → `{}` ({:.8})",
+        e.base, e.base_commit, e.head, e.head_commit
+    );
+    if e.paid_calls_skipped {
+        let _ = writeln!(
+            s,
+            "\n> Paid model calls were **skipped** (pull request from a fork, no maintainer opt-in). Only validation ran; a maintainer can opt in to run the evals."
+        );
+    }
+    if !e.reasons.is_empty() {
+        let _ = writeln!(s, "\n#### Blocking\n");
+        for r in &e.reasons {
+            let _ = writeln!(s, "- {r}");
+        }
+    }
+}
+
+fn approvals(s: &mut String, e: &Evidence) {
+    if let Some(a) = &e.approvals {
+        let _ = writeln!(s, "\n#### Approvals\n");
+        let _ = writeln!(
+            s,
+            "| Change | Autonomy | Tier | Needs | Approved by | Who can approve | |\n|---|---|---|---|---|---|---|"
+        );
+        for r in &a.requirements {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                r.subject,
+                r.autonomy
+                    .map_or("-".to_string(), |x| format!("{x} ({})", x.meaning())),
+                r.tier,
+                if let Some(role) = &r.role {
+                    format!("{} incl. {role}", r.needed)
+                } else {
+                    r.needed.to_string()
+                },
+                if r.approved_by.is_empty() {
+                    "nobody yet".to_string()
+                } else {
+                    r.approved_by.join(", ")
+                },
+                r.owners
+                    .iter()
+                    .chain(r.role.iter())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if r.satisfied { "ok" } else { "**waiting**" }
+            );
+        }
+        if !a.stale.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nApprovals from {} predate the latest push and do not count under this tier.",
+                a.stale.join(", ")
+            );
+        }
+    }
+}
+
+fn validation(s: &mut String, e: &Evidence) {
+    if !e.validation_errors.is_empty() {
+        let _ = writeln!(s, "\n#### Validation errors (under the base's policies)\n");
+        for d in e.validation_errors.iter().take(20) {
+            let _ = writeln!(
+                s,
+                "- `{}:{}:{}` **{}**: {}",
+                d.file, d.line, d.col, d.code, d.message
+            );
+        }
+    }
+}
+
+fn packs(s: &mut String, e: &Evidence) {
+    if !e.packs.is_empty() {
+        let _ = writeln!(s, "\n#### Packs\n");
+        let _ = writeln!(
+            s,
+            "| Pack | Version | Chains | Pairs | Champion pass | Challenger pass | Δ (McNemar p) | Judge task | Voice | Pairwise W/L/T | Decision |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for p in &e.packs {
+            let _ = writeln!(
+                s,
+                "| `{}` ({} {}) | {} → {} | {}/{} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {} |",
+                p.pack_id,
+                p.scope_type,
+                p.scope_id,
+                p.base_version.as_deref().unwrap_or("new"),
+                p.head_version.as_deref().unwrap_or("-"),
+                p.chains_evaluated,
+                p.chains_total,
+                p.pairs,
+                pct(p.champion_pass_rate),
+                pct(p.challenger_pass_rate),
+                match (p.pass_rate_delta, p.mcnemar_p) {
+                    (Some(d), Some(pv)) => format!("{:+.0} pts (p={pv:.3})", d * 100.0),
+                    _ => "n/a".into(),
+                },
+                score(&p.judge_task),
+                score(&p.judge_voice),
+                p.pairwise.challenger_wins,
+                p.pairwise.champion_wins,
+                p.pairwise.ties,
+                if p.blocked_by.is_empty() {
+                    "ok".to_string()
+                } else {
+                    "**blocked**".to_string()
+                }
+            );
+        }
+        for p in &e.packs {
+            if let Some(i) = &p.insufficient_evidence {
+                let _ = writeln!(s, "\n> `{}`: insufficient evidence: {i}", p.pack_id);
+            }
+            for err in p.errors.iter().take(5) {
+                let _ = writeln!(s, "\n> `{}`: error: {err}", p.pack_id);
+            }
+        }
+    }
+}
+
+fn guardrails(s: &mut String, e: &Evidence) {
+    let _ = writeln!(s, "\n#### Guardrails (from the base revision)\n");
+    let _ = writeln!(s, "| Guardrail | Value | Cap | |\n|---|---|---|---|");
+    for g in &e.guardrails {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            g.name,
+            g.value,
+            g.cap,
+            if g.exceeded { "**exceeded**" } else { "ok" }
+        );
+    }
+    if e.needs_policy_owner {
+        let _ = writeln!(
+            s,
+            "\n#### Policy changes\n\nThis pull request changes {}; it needs a policy owner's approval. The gate evaluated it under the base's policies.",
+            e.policy_changes
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(n) = &e.sample_note {
+        let _ = writeln!(s, "\n> Sample: {n}");
+    }
+}
+
+fn prompt_diff(s: &mut String, e: &Evidence) {
+    if let Some(d) = &e.diff {
+        let layers: Vec<_> = d.packs.iter().filter(|p| !p.prompts.is_empty()).collect();
+        if !layers.is_empty() {
+            let _ = writeln!(s, "\n#### Prompt diff by scope layer\n");
+            for p in layers {
+                for pd in &p.prompts {
+                    let _ = writeln!(
+                        s,
+                        "<details><summary>{} {} · <code>{}</code> ({} → {} tokens)</summary>\n\n```diff\n{}```\n</details>\n",
+                        p.scope_type,
+                        p.scope_id,
+                        pd.file,
+                        pd.tokens_before,
+                        pd.tokens_after,
+                        pd.unified.replace("```", "ʼʼʼ")
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn run_line(s: &mut String, e: &Evidence) {
+    let _ = writeln!(
+        s,
+        "\n#### Run\n\nHarness: {}. Judge: {}. Model requests: {} sent, {} served from cache ({:.0}% hit rate); {} retried, {} throttled. Total cost: ${:.4}.{}",
+        e.harness,
+        e.judge.as_deref().unwrap_or("none"),
+        e.model_requests,
+        e.cache_hits,
+        e.cache_hit_rate * 100.0,
+        e.retries,
+        e.throttled,
+        e.cost_usd,
+        if e.partial {
+            " Results are partial (spend cap)."
+        } else {
+            ""
+        }
+    );
+}

@@ -1,0 +1,242 @@
+//! Load both revisions and plan the run: which packs changed, which chains
+//! they affect, which (chain, case, variant) jobs to run, and the prompt
+//! growth guardrail. No model is called here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::Diagnostic;
+use crate::diff::{self, DiffReport, PackChange, Status};
+use crate::git::Tree;
+use crate::model::Variant;
+use crate::pack::{self, EvalCase, Guardrails, Repo};
+use crate::resolve::{self, ChainKey, Resolved};
+use crate::validate;
+
+use super::GateError;
+use super::evidence::GuardrailRow;
+
+/// Both revisions, loaded, with the challenger validated under the base's policies.
+pub struct Loaded {
+    pub base: Repo,
+    pub head: Repo,
+    pub guard: Guardrails,
+    pub validation_errors: Vec<Diagnostic>,
+    pub report: DiffReport,
+}
+
+/// Read both revisions (blocking: call on the blocking pool).
+pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateError> {
+    let base = pack::load(&Tree::at_rev(repo, base_rev)?);
+    let mut head = pack::load(&Tree::at_rev(repo, head_rev)?);
+    let guard = base
+        .guardrails
+        .as_ref()
+        .ok_or_else(|| {
+            GateError::Config(format!(
+                "the base revision `{base_rev}` has no valid policies/guardrails.yaml"
+            ))
+        })?
+        .value
+        .clone();
+    // Validate the challenger under the base's policies.
+    let head_policies = (head.hard.take(), head.guardrails.take(), head.tiers.take());
+    head.hard.clone_from(&base.hard);
+    head.guardrails.clone_from(&base.guardrails);
+    head.tiers.clone_from(&base.tiers);
+    let validation_errors: Vec<Diagnostic> = validate::validate(&head, Some(&base))
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect();
+    let report = diff::diff(&base, &head);
+    (head.hard, head.guardrails, head.tiers) = head_policies;
+    Ok(Loaded {
+        base,
+        head,
+        guard,
+        validation_errors,
+        report,
+    })
+}
+
+/// One (chain, case, variant) to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub pack_id: String,
+    pub chain: ChainKey,
+    pub variant: Variant,
+    pub resolved: Arc<Resolved>,
+    pub case: Arc<EvalCase>,
+    /// Whose ledger pays: the chain's tenant, `user:<id>`, or `shared`.
+    pub tenant: String,
+}
+
+/// What to run, and the guardrails decided while planning.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The changed packs evaluated (capped), by id.
+    pub candidates: Vec<PackChange>,
+    pub jobs: Vec<Job>,
+    /// Per pack: (affected chains, chains evaluated).
+    pub chains: BTreeMap<String, (usize, usize)>,
+    /// Per pack: the largest prompt growth over its evaluated chains.
+    pub growth: BTreeMap<String, i64>,
+    pub sample_notes: Vec<String>,
+    pub guardrails: Vec<GuardrailRow>,
+    pub reasons: Vec<String>,
+}
+
+pub fn tenant_of(k: &ChainKey) -> String {
+    k.tenant
+        .clone()
+        .or_else(|| k.user.as_ref().map(|u| format!("user:{u}")))
+        .unwrap_or_else(|| "shared".into())
+}
+
+/// The chains a changed pack affects in `repo`, sampled deterministically
+/// (by a hash of the chain key) when there are more than `max`.
+fn affected_chains(repo: &Repo, pack_id: &str, max: usize) -> (Vec<ChainKey>, usize) {
+    let mut keys: Vec<ChainKey> = resolve::all_chains(repo)
+        .into_iter()
+        .filter(|k| {
+            resolve::chain(repo, k)
+                .is_ok_and(|idx| idx.iter().any(|i| repo.packs[*i].pack.id == pack_id))
+        })
+        .collect();
+    let total = keys.len();
+    if total > max {
+        keys.sort_by_key(|k| Sha256::digest(format!("missionctl-sample:{k}").as_bytes()).to_vec());
+        keys.truncate(max);
+        keys.sort();
+    }
+    (keys, total)
+}
+
+/// Cases for a chain: the base definition of every case id, plus cases the
+/// head adds, in a stable order. A pull request cannot weaken a test that exists.
+pub fn merged_cases(champion: Option<&Resolved>, challenger: &Resolved) -> Vec<Arc<EvalCase>> {
+    let mut out: Vec<Arc<EvalCase>> = champion.map(|c| c.cases.clone()).unwrap_or_default();
+    let known: BTreeSet<String> = out.iter().map(|c| c.id.clone()).collect();
+    out.extend(
+        challenger
+            .cases
+            .iter()
+            .filter(|c| !known.contains(&c.id))
+            .cloned(),
+    );
+    out
+}
+
+/// The changed packs to evaluate, capped at `max_candidates_per_run`.
+fn candidates(l: &Loaded, plan: &mut Plan) {
+    let mut c: Vec<PackChange> = l
+        .report
+        .packs
+        .iter()
+        .filter(|p| p.status != Status::Removed)
+        .cloned()
+        .collect();
+    c.sort_by(|a, b| a.pack_id.cmp(&b.pack_id));
+    let cap = l.guard.max_candidates_per_run as usize;
+    let over = c.len() > cap;
+    plan.guardrails.push(GuardrailRow {
+        name: "Changed packs in this run".into(),
+        value: c.len().to_string(),
+        cap: cap.to_string(),
+        exceeded: over,
+    });
+    if over {
+        plan.reasons.push(format!(
+            "{} packs changed; max_candidates_per_run is {cap} (split the pull request)",
+            c.len()
+        ));
+        c.truncate(cap);
+    }
+    plan.candidates = c;
+}
+
+/// Plan every job: per changed pack, per affected chain whose resolved
+/// content changed, every merged case on both sides.
+pub fn plan(l: &Loaded, max_chains: usize) -> Plan {
+    let mut plan = Plan::default();
+    candidates(l, &mut plan);
+    let mut max_growth: (i64, String) = (0, String::new());
+    for pc in &plan.candidates {
+        let (keys, total) = affected_chains(&l.head, &pc.pack_id, max_chains);
+        if keys.len() < total {
+            plan.sample_notes.push(format!(
+                "{}: {} of {} affected chains evaluated (deterministic sample by chain hash; raise eval.max_chains to widen)",
+                pc.pack_id,
+                keys.len(),
+                total
+            ));
+        }
+        plan.chains.insert(pc.pack_id.clone(), (total, keys.len()));
+        for key in keys {
+            let Ok(challenger) = resolve::resolve(&l.head, &key) else {
+                continue;
+            };
+            let champion = resolve::resolve(&l.base, &key).ok();
+            if champion
+                .as_ref()
+                .is_some_and(|c| c.digest == challenger.digest)
+            {
+                continue;
+            }
+            let before = champion
+                .as_ref()
+                .map_or(challenger.prompt_tokens, |c| c.prompt_tokens);
+            let g = i64::try_from(challenger.prompt_tokens).unwrap_or(i64::MAX)
+                - i64::try_from(before).unwrap_or(i64::MAX);
+            let e = plan.growth.entry(pc.pack_id.clone()).or_insert(i64::MIN);
+            *e = (*e).max(g);
+            if g > max_growth.0 {
+                max_growth = (g, key.to_string());
+            }
+            let cases = merged_cases(champion.as_ref(), &challenger);
+            let tenant = tenant_of(&key);
+            let challenger = Arc::new(challenger);
+            let champion = champion.map(Arc::new);
+            for case in cases {
+                let sides = champion
+                    .iter()
+                    .map(|c| (Variant::Champion, c.clone()))
+                    .chain([(Variant::Challenger, challenger.clone())]);
+                for (variant, resolved) in sides {
+                    plan.jobs.push(Job {
+                        pack_id: pc.pack_id.clone(),
+                        chain: key.clone(),
+                        variant,
+                        resolved,
+                        case: case.clone(),
+                        tenant: tenant.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let cap = i64::try_from(l.guard.max_prompt_growth_tokens).unwrap_or(i64::MAX);
+    growth_guardrail(&mut plan, max_growth, cap);
+    plan
+}
+
+fn growth_guardrail(plan: &mut Plan, (growth, chain): (i64, String), cap: i64) {
+    plan.guardrails.push(GuardrailRow {
+        name: "Prompt growth (largest chain)".into(),
+        value: if chain.is_empty() {
+            "0 tokens".into()
+        } else {
+            format!("{growth:+} tokens ({chain})")
+        },
+        cap: format!("{cap} tokens"),
+        exceeded: growth > cap,
+    });
+    if growth > cap {
+        plan.reasons.push(format!(
+            "prompt grows by {growth} tokens on {chain}; max_prompt_growth_tokens is {cap}"
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+//! The verdict, without I/O: every blocking reason in the order a reviewer
+//! needs them (safety and format regressions first), the latency and spend
+//! guardrails, and PASS / WAITING FOR APPROVAL / BLOCKED.
+
+use crate::diagnostic::Diagnostic;
+use crate::github::approvals::ApprovalReport;
+use crate::model::{Tag, Verdict};
+
+use super::evidence::{GuardrailRow, Regression};
+use super::score::PackScore;
+
+/// One tenant's spend in this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendRow {
+    pub tenant: String,
+    pub before: f64,
+    pub now: f64,
+    pub cap: f64,
+    pub exhausted: bool,
+}
+
+/// What the verdict is decided from.
+#[derive(Debug, Default)]
+pub struct Inputs<'a> {
+    pub validation_errors: &'a [Diagnostic],
+    /// Reasons found while planning (candidate cap, prompt growth).
+    pub plan_reasons: Vec<String>,
+    pub scores: &'a [PackScore],
+    pub latency_cap_pct: f64,
+    pub spend: Vec<SpendRow>,
+    /// The spend ledger could not be written: the run stopped spending.
+    pub ledger_failed: Option<String>,
+    pub approvals: Option<&'a ApprovalReport>,
+    /// The pull request's reviews could not be read.
+    pub approvals_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    pub regressions: Vec<Regression>,
+    pub guardrails: Vec<GuardrailRow>,
+    pub partial: bool,
+}
+
+fn validation_reason(errors: &[Diagnostic]) -> Option<String> {
+    let first = errors.first()?;
+    Some(format!(
+        "the challenger breaks {} validation rule(s) or hard constraint(s), first: {}:{}: {}: {}",
+        errors.len(),
+        first.file,
+        first.line,
+        first.code,
+        first.message
+    ))
+}
+
+fn latency_guardrail(scores: &[PackScore], cap: f64) -> (GuardrailRow, Option<String>) {
+    let worst = scores
+        .iter()
+        .filter_map(|s| {
+            s.latency_regression_pct
+                .map(|c| (s.evidence.pack_id.as_str(), c))
+        })
+        .fold(None::<(&str, f64)>, |acc, (p, c)| match acc {
+            Some((_, w)) if w >= c => acc,
+            _ => Some((p, c)),
+        });
+    let exceeded = worst.is_some_and(|(_, c)| c > cap);
+    let row = GuardrailRow {
+        name: "Latency change (median, worst pack)".into(),
+        value: worst.map_or("n/a".into(), |(p, c)| format!("{c:+.1}% ({p})")),
+        cap: format!("+{cap}%"),
+        exceeded,
+    };
+    let reason = worst.filter(|_| exceeded).map(|(p, c)| {
+        format!("{p}: median latency rises {c:.1}%; max_allowed_latency_regression_pct is {cap}")
+    });
+    (row, reason)
+}
+
+/// Decide the verdict.
+pub fn decide(i: Inputs<'_>) -> Decided {
+    let mut regressions: Vec<Regression> = i
+        .scores
+        .iter()
+        .flat_map(|s| s.regressions.iter().cloned())
+        .collect();
+    // Safety first: it is what a reviewer must see on the first line.
+    regressions.sort_by(|a, b| {
+        (a.tag, &a.pack_id, &a.chain, &a.case_id).cmp(&(b.tag, &b.pack_id, &b.chain, &b.case_id))
+    });
+    let mut reasons: Vec<String> = regressions
+        .iter()
+        .map(|r| {
+            format!(
+                "{} regression in {} on {} / {}: {}",
+                if r.tag == Tag::Safety {
+                    "safety"
+                } else {
+                    "format"
+                },
+                r.pack_id,
+                r.chain,
+                r.case_id,
+                r.challenger_reason
+            )
+        })
+        .collect();
+    reasons.extend(validation_reason(i.validation_errors));
+    reasons.extend(i.plan_reasons);
+    for s in i.scores {
+        for r in &s.evidence.blocked_by {
+            reasons.push(format!("{}: {r}", s.evidence.pack_id));
+        }
+    }
+    let mut guardrails = Vec::new();
+    let (row, latency) = latency_guardrail(i.scores, i.latency_cap_pct);
+    guardrails.push(row);
+    reasons.extend(latency);
+    for t in &i.spend {
+        guardrails.push(GuardrailRow {
+            name: format!("Spend today, tenant {}", t.tenant),
+            value: format!("${:.4} (this run ${:.4})", t.now, t.now - t.before),
+            cap: format!("${:.2}", t.cap),
+            exceeded: t.exhausted,
+        });
+    }
+    let exhausted: Vec<&str> = i
+        .spend
+        .iter()
+        .filter(|t| t.exhausted)
+        .map(|t| t.tenant.as_str())
+        .collect();
+    let partial = !exhausted.is_empty() || i.ledger_failed.is_some();
+    if !exhausted.is_empty() {
+        reasons.push(format!(
+            "daily spend cap reached for {}; the gate stopped with partial results rather than overspend",
+            exhausted.join(", ")
+        ));
+    }
+    if let Some(e) = i.ledger_failed {
+        reasons.push(format!(
+            "{e}; the gate stopped spending and its results are partial"
+        ));
+    }
+    if let Some(e) = i.approvals_error {
+        reasons.push(format!("could not read the pull request's reviews: {e}"));
+    }
+    if let Some(a) = i.approvals {
+        for p in &a.not_promotable {
+            reasons.push(format!(
+                "{p} is at autonomy A0 (observe) and cannot be promoted"
+            ));
+        }
+    }
+    let verdict = if !reasons.is_empty() {
+        Verdict::Blocked
+    } else if i.approvals.is_some_and(|a| !a.satisfied) {
+        Verdict::WaitingForApproval
+    } else {
+        Verdict::Pass
+    };
+    Decided {
+        verdict,
+        reasons,
+        regressions,
+        guardrails,
+        partial,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Where the pack repository comes from, and fetching it with credentials.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{GitError, Repo, open};
+
+/// Where the pack repository comes from.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A repository on this machine (bare or not), read in place.
+    Local(PathBuf),
+    /// A remote URL, fetched into a mirror under `mirror`.
+    Remote { url: String, mirror: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Stable identity used as the key in the state store.
+    pub key: String,
+    pub kind: SourceKind,
+    pub branch: String,
+}
+
+fn is_url(s: &str) -> bool {
+    s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists())
+}
+
+/// Credentials for fetch and push: an SSH agent, or a token in
+/// `MISSIONCTL_GIT_TOKEN` for HTTPS. Never logged.
+pub(super) fn credentials() -> git2::RemoteCallbacks<'static> {
+    let mut cb = git2::RemoteCallbacks::new();
+    cb.credentials(|_url, user, allowed| {
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return git2::Cred::ssh_key_from_agent(user.unwrap_or("git"));
+        }
+        if let Ok(token) = std::env::var("MISSIONCTL_GIT_TOKEN") {
+            return git2::Cred::userpass_plaintext("x-access-token", &token);
+        }
+        git2::Cred::default()
+    });
+    cb
+}
+
+/// Push `refspecs` to `url` with the configured credentials.
+pub(super) fn push(repo: &git2::Repository, url: &str, refspecs: &[&str]) -> Result<(), GitError> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut po = git2::PushOptions::new();
+    po.remote_callbacks(credentials());
+    remote.push(refspecs, Some(&mut po))?;
+    Ok(())
+}
+
+impl Source {
+    /// `repo` is a local path or a URL (https://, ssh://, git@host:path, file://).
+    pub fn new(repo: &str, branch: &str, cache_dir: &Path) -> Source {
+        if is_url(repo) {
+            let hash = hex::encode(&Sha256::digest(repo.as_bytes())[..8]);
+            Source {
+                key: repo.to_string(),
+                kind: SourceKind::Remote {
+                    url: repo.to_string(),
+                    mirror: cache_dir.join(format!("mirror-{hash}.git")),
+                },
+                branch: branch.to_string(),
+            }
+        } else {
+            let path = std::fs::canonicalize(repo).unwrap_or_else(|_| PathBuf::from(repo));
+            Source {
+                key: path.display().to_string(),
+                kind: SourceKind::Local(path),
+                branch: branch.to_string(),
+            }
+        }
+    }
+
+    /// The repository to read, fetched first when remote.
+    pub fn sync(&self) -> Result<Repo, GitError> {
+        match &self.kind {
+            SourceKind::Local(p) => open(p),
+            SourceKind::Remote { url, mirror } => {
+                let mirror_err = |m: String| GitError::Mirror {
+                    url: url.clone(),
+                    dir: mirror.display().to_string(),
+                    message: m,
+                };
+                let repo = match git2::Repository::open_bare(mirror) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        std::fs::create_dir_all(mirror).map_err(|e| mirror_err(e.to_string()))?;
+                        git2::Repository::init_bare(mirror)
+                            .map_err(|e| mirror_err(e.message().to_string()))?
+                    }
+                };
+                {
+                    let mut remote = repo.remote_anonymous(url)?;
+                    let spec = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
+                    let mut fo = git2::FetchOptions::new();
+                    fo.remote_callbacks(credentials());
+                    remote
+                        .fetch(
+                            &[
+                                spec.as_str(),
+                                "+refs/notes/missionctl:refs/notes/missionctl",
+                            ],
+                            Some(&mut fo),
+                            None,
+                        )
+                        .or_else(|_| {
+                            // The notes ref may not exist yet on the remote.
+                            let mut fo = git2::FetchOptions::new();
+                            fo.remote_callbacks(credentials());
+                            remote.fetch(&[spec.as_str()], Some(&mut fo), None)
+                        })?;
+                }
+                Ok(Repo { inner: repo })
+            }
+        }
+    }
+
+    /// The repository as last fetched, without fetching (for readers such as the registry).
+    pub fn open_local(&self) -> Result<Repo, GitError> {
+        match &self.kind {
+            SourceKind::Local(p) => open(p),
+            SourceKind::Remote { mirror, .. } => Ok(Repo {
+                inner: git2::Repository::open_bare(mirror)?,
+            }),
+        }
+    }
+
+    pub fn remote_url(&self) -> Option<&str> {
+        match &self.kind {
+            SourceKind::Remote { url, .. } => Some(url),
+            SourceKind::Local(_) => None,
+        }
+    }
+
+    /// The tip of the source's branch in `repo`.
+    pub fn tip(&self, repo: &Repo) -> Result<super::CommitId, GitError> {
+        repo.branch_tip(&self.branch)
+            .ok_or_else(|| GitError::NoBranch {
+                repo: self.key.clone(),
+                branch: self.branch.clone(),
+            })
+    }
+}

@@ -1,0 +1,167 @@
+//! What missionctl writes to git: decision notes, rollback commits, the
+//! template's first commit, and pushes. Branch moves are compare-and-swap.
+
+use std::path::Path;
+
+use super::source::push;
+use super::{CommitId, GitError, Repo, Source, SourceKind};
+
+/// Where a rollback commit goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Commit onto the branch itself (and push it for remotes).
+    Push,
+    /// Commit onto a new branch for review.
+    Branch(String),
+}
+
+fn signature(repo: &git2::Repository) -> Result<git2::Signature<'static>, git2::Error> {
+    repo.signature()
+        .or_else(|_| git2::Signature::now("missionctl", "missionctl@localhost"))
+}
+
+/// Attach `body` as the note of `commit` under `refs/notes/missionctl`, and
+/// push the notes ref when the source is remote.
+pub fn write_note(
+    repo: &Repo,
+    source: &Source,
+    commit: CommitId,
+    body: &str,
+) -> Result<(), GitError> {
+    let sig = git2::Signature::now("missionctl", "missionctl@localhost")?;
+    repo.inner.note(
+        &sig,
+        &sig,
+        Some("refs/notes/missionctl"),
+        commit.0,
+        body,
+        true,
+    )?;
+    if let Some(url) = source.remote_url() {
+        push(
+            &repo.inner,
+            url,
+            &["+refs/notes/missionctl:refs/notes/missionctl"],
+        )?;
+    }
+    Ok(())
+}
+
+/// A commit on top of the branch tip that gives directory `dir` the content
+/// it had at `from`.
+pub struct RestoreDir<'a> {
+    pub dir: &'a str,
+    pub from: CommitId,
+    pub tip: CommitId,
+    pub message: &'a str,
+    pub target: &'a Target,
+}
+
+/// Replace the tree at `path` (components) inside `root` with `new`.
+fn replace_subtree(
+    repo: &git2::Repository,
+    root: &git2::Tree<'_>,
+    path: &[&str],
+    new: git2::Oid,
+) -> Result<git2::Oid, git2::Error> {
+    let mut builder = repo.treebuilder(Some(root))?;
+    match path {
+        [] => Ok(new),
+        [leaf] => {
+            builder.insert(leaf, new, 0o040_000)?;
+            builder.write()
+        }
+        [head, rest @ ..] => {
+            let child = root
+                .get_name(head)
+                .and_then(|e| e.to_object(repo).ok())
+                .and_then(|o| o.into_tree().ok());
+            let child = match child {
+                Some(t) => t,
+                None => repo.find_tree(repo.treebuilder(None)?.write()?)?,
+            };
+            let replaced = replace_subtree(repo, &child, rest, new)?;
+            builder.insert(head, replaced, 0o040_000)?;
+            builder.write()
+        }
+    }
+}
+
+/// Write the restoring commit, move the branch (compare-and-swap against
+/// `tip`) or create the review branch, and push for remote sources.
+/// Returns the new commit and the branch it is on.
+pub fn restore_dir(
+    repo: &Repo,
+    source: &Source,
+    r: &RestoreDir<'_>,
+) -> Result<(CommitId, String), GitError> {
+    let g = &repo.inner;
+    let branch_ref = format!("refs/heads/{}", source.branch);
+    if let SourceKind::Local(_) = source.kind
+        && !g.is_bare()
+        && r.target == &Target::Push
+        && repo.head_ref().as_deref() == Some(branch_ref.as_str())
+    {
+        return Err(GitError::Refused(format!(
+            "{} is checked out in {}; moving it under the work tree would leave the files behind. Use --branch NAME, or point --repo at the remote",
+            source.branch, source.key
+        )));
+    }
+    let old_dir = g
+        .find_commit(r.from.0)?
+        .tree()?
+        .get_path(Path::new(r.dir))?
+        .id();
+    let tip_commit = g.find_commit(r.tip.0)?;
+    let components: Vec<&str> = r.dir.split('/').collect();
+    let new_tree = g.find_tree(replace_subtree(
+        g,
+        &tip_commit.tree()?,
+        &components,
+        old_dir,
+    )?)?;
+    let sig = signature(g)?;
+    let commit = g.commit(None, &sig, &sig, r.message, &new_tree, &[&tip_commit])?;
+    let branch = match r.target {
+        Target::Push => {
+            g.reference_matching(&branch_ref, commit, true, r.tip.0, "missionctl rollback")?;
+            source.branch.clone()
+        }
+        Target::Branch(name) => {
+            g.reference(
+                &format!("refs/heads/{name}"),
+                commit,
+                false,
+                "missionctl rollback",
+            )?;
+            name.clone()
+        }
+    };
+    if let Some(url) = source.remote_url() {
+        let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        push(g, url, &[spec.as_str()])?;
+    }
+    Ok((CommitId(commit), branch))
+}
+
+/// Make `dir` a git repository on `main` (if it is not one) and commit every
+/// file in it with `message`.
+pub fn init_with_commit(dir: &Path, message: &str) -> Result<CommitId, GitError> {
+    let repo = match git2::Repository::open(dir) {
+        Ok(r) => r,
+        Err(_) => {
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head("main");
+            git2::Repository::init_opts(dir, &opts)?
+        }
+    };
+    let mut index = repo.index()?;
+    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = signature(&repo)?;
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)?;
+    Ok(CommitId(oid))
+}

@@ -1,0 +1,109 @@
+//! Plain records every stage of the loop shares, and nothing else: no I/O,
+//! no policy. A state that crosses a module boundary (a decision's kind, a
+//! rollout's state, an arm, a gate verdict) is an enum here, so no two files
+//! have to spell the same string alike; the store keeps their text values in
+//! its columns and converts at its boundary.
+
+mod decision;
+mod rollout;
+mod run;
+mod tag;
+mod verdict;
+
+pub use decision::{Decision, DecisionKind, Serving};
+pub use rollout::{
+    Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,
+    RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,
+};
+pub use run::{RunRow, RunSample};
+pub use tag::Tag;
+pub use verdict::{Variant, Verdict};
+
+/// An enum whose values are stored and shown as fixed words.
+///
+/// `parse` is the inverse of `as_str`; an unknown word is an error that names
+/// the field and the accepted words, never a silent default.
+pub trait Word: Sized + Copy + 'static {
+    const FIELD: &'static str;
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+    fn parse(s: &str) -> Result<Self, UnknownWord> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownWord {
+                field: Self::FIELD,
+                value: s.to_string(),
+                expected: Self::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` is `{value}`; expected one of: {expected}")]
+pub struct UnknownWord {
+    pub field: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Serialize and deserialize a [`Word`] enum as its word.
+macro_rules! word_serde {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str($crate::model::Word::as_str(*self))
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$t as $crate::model::Word>::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::model::Word::as_str(*self))
+            }
+        }
+    };
+}
+pub(crate) use word_serde;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Word + std::fmt::Debug + PartialEq>() {
+        for v in T::ALL {
+            assert_eq!(T::parse(v.as_str()), Ok(*v));
+        }
+        let e = T::parse("nope").expect_err("unknown word");
+        assert!(e.to_string().contains(T::FIELD), "{e}");
+    }
+
+    #[test]
+    fn every_word_round_trips() {
+        round_trip::<DecisionKind>();
+        round_trip::<RolloutState>();
+        round_trip::<Arm>();
+        round_trip::<Variant>();
+        round_trip::<Verdict>();
+        round_trip::<RollbackGit>();
+        round_trip::<Tag>();
+    }
+
+    #[test]
+    fn arm_label_round_trips_and_refuses_garbage() {
+        let l: ArmLabel = "abc-1:canary".parse().expect("label");
+        assert_eq!(l.arm, Arm::Canary);
+        assert_eq!(l.to_string(), "abc-1:canary");
+        assert!("abc".parse::<ArmLabel>().is_err());
+        assert!("abc:blue".parse::<ArmLabel>().is_err());
+    }
+}

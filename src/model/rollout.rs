@@ -1,0 +1,331 @@
+//! Canary rollouts: the plan a promotion carries, the rollout's state, the
+//! arms users are split into, and the figures behind every transition.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{UnknownWord, Word, word_serde};
+
+/// Which side of a canary a user is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arm {
+    Champion,
+    Canary,
+}
+
+impl Word for Arm {
+    const FIELD: &'static str = "arm";
+    const ALL: &'static [Self] = &[Self::Champion, Self::Canary];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Champion => "champion",
+            Self::Canary => "canary",
+        }
+    }
+}
+word_serde!(Arm);
+
+/// The arm of one rollout a run belongs to; stored as `<rollout_id>:<arm>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ArmLabel {
+    pub rollout_id: String,
+    pub arm: Arm,
+}
+
+impl ArmLabel {
+    pub fn new(rollout_id: &str, arm: Arm) -> ArmLabel {
+        ArmLabel {
+            rollout_id: rollout_id.to_string(),
+            arm,
+        }
+    }
+}
+
+impl fmt::Display for ArmLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.rollout_id, self.arm)
+    }
+}
+
+impl FromStr for ArmLabel {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (id, arm) = s.rsplit_once(':').ok_or_else(|| UnknownWord {
+            field: "arm",
+            value: s.to_string(),
+            expected: "<rollout_id>:champion or <rollout_id>:canary".into(),
+        })?;
+        Ok(ArmLabel {
+            rollout_id: id.to_string(),
+            arm: Arm::parse(arm)?,
+        })
+    }
+}
+
+impl TryFrom<String> for ArmLabel {
+    type Error = UnknownWord;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ArmLabel> for String {
+    fn from(l: ArmLabel) -> String {
+        l.to_string()
+    }
+}
+
+/// Where a rollout is. `Running` and `Stalled` are in progress; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RolloutState {
+    Running,
+    Stalled,
+    Completed,
+    RolledBack,
+    Superseded,
+}
+
+impl Word for RolloutState {
+    const FIELD: &'static str = "state";
+    const ALL: &'static [Self] = &[
+        Self::Running,
+        Self::Stalled,
+        Self::Completed,
+        Self::RolledBack,
+        Self::Superseded,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stalled => "stalled",
+            Self::Completed => "completed",
+            Self::RolledBack => "rolled_back",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+word_serde!(RolloutState);
+
+impl RolloutState {
+    /// Still moving (the controller evaluates it on every tick).
+    pub fn in_progress(self) -> bool {
+        matches!(self, Self::Running | Self::Stalled)
+    }
+}
+
+/// How an automatic rollback reaches git: pushed to the branch, or on a
+/// `missionctl/rollback-…` branch for review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RollbackGit {
+    #[default]
+    Push,
+    Branch,
+}
+
+impl Word for RollbackGit {
+    const FIELD: &'static str = "rollback.git";
+    const ALL: &'static [Self] = &[Self::Push, Self::Branch];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Branch => "branch",
+        }
+    }
+}
+word_serde!(RollbackGit);
+
+/// A pack's `rollback:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_success_rate_drop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p95_latency_regression_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<RollbackGit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_auto_promotion: Option<bool>,
+}
+
+/// A KPI target: `{min: x}` or `{max: x}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bound {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// The rollout plan a promote (or rollback) decision carries.
+///
+/// An `immediate` plan applies at once to everyone (initial imports and
+/// rollbacks); otherwise the canary walks `steps` (percent of users).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    pub steps: Vec<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immediate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_runs_per_arm: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_deadline_minutes: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_false_rollback_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRules>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpis: Option<BTreeMap<String, Bound>>,
+    /// Where the champion's content lives, for serving it during the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_commit: Option<String>,
+    /// The rollout an automatic rollback ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
+}
+
+impl RolloutPlan {
+    /// Applied at once to 100% (initial imports and rollbacks).
+    pub fn immediate() -> RolloutPlan {
+        RolloutPlan {
+            steps: vec![100],
+            immediate: true,
+            ..RolloutPlan::default()
+        }
+    }
+
+    /// The canary's steps, always ending at 100%.
+    pub fn canary_steps(&self) -> Vec<u32> {
+        let mut steps: Vec<u32> = self.steps.iter().map(|s| (*s).min(100)).collect();
+        if steps.is_empty() {
+            steps = vec![10, 50, 100];
+        }
+        if steps.last() != Some(&100) {
+            steps.push(100);
+        }
+        steps
+    }
+
+    pub fn rollback_git(&self) -> RollbackGit {
+        self.rollback
+            .as_ref()
+            .and_then(|r| r.git)
+            .unwrap_or_default()
+    }
+}
+
+/// KPIs of one pack version (and arm).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Kpis {
+    pub runs: usize,
+    pub success_rate: Option<f64>,
+    pub error_rate: Option<f64>,
+    #[serde(default)]
+    pub errors_by_code: BTreeMap<String, u64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub cost_per_run_usd: Option<f64>,
+}
+
+/// Wald's SPRT state on the canary's failures, against the champion's failure rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sprt {
+    pub p0: f64,
+    pub p1: f64,
+    pub llr: f64,
+    pub upper: f64,
+    pub lower: f64,
+}
+
+/// Both arms' figures at one step, with the sequential test when it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFigures {
+    pub champion: Kpis,
+    pub canary: Kpis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sprt: Option<Sprt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_runs_per_arm: Option<usize>,
+}
+
+/// Why a rollout is where it is, and the figures of its last transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutDetail {
+    pub why: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<StepFigures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<StepFigures>,
+}
+
+impl RolloutDetail {
+    pub fn why(why: impl Into<String>) -> RolloutDetail {
+        RolloutDetail {
+            why: why.into(),
+            last_step: None,
+            figures: None,
+        }
+    }
+}
+
+/// What writing an automatic rollback's revert to git gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GitOutcome {
+    Reverted {
+        revert_commit: String,
+        branch: String,
+    },
+    Failed {
+        revert_error: String,
+    },
+}
+
+/// The figures a `rollback` decision of the canary controller carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackFigures {
+    pub trigger: StepFigures,
+    pub git: GitOutcome,
+}
+
+/// A canary rollout started by a promote decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub rollout_id: String,
+    pub decision_id: String,
+    pub source: String,
+    pub pack_id: String,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub from_commit: Option<String>,
+    pub to_commit: String,
+    pub steps: Vec<u32>,
+    pub step: usize,
+    pub state: RolloutState,
+    pub detail: Option<RolloutDetail>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub step_started_at: String,
+    pub params: RolloutPlan,
+}
+
+impl Rollout {
+    /// The canary share of the current step, in percent.
+    pub fn percent(&self) -> u32 {
+        self.steps.get(self.step).copied().unwrap_or(100)
+    }
+
+    /// The share after this step, while the rollout is in progress.
+    pub fn next_step(&self) -> Option<u32> {
+        if self.state.in_progress() {
+            self.steps.get(self.step + 1).copied()
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The `run_telemetry` record as stored, and a window of runs for KPIs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ArmLabel;
+
+/// One `run_telemetry` record, as stored (with the arm it ran in, when known).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub agent_id: String,
+    pub pack_id: String,
+    pub pack_version: String,
+    pub task_type: String,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub success_bool: bool,
+    pub error_code: Option<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<ArmLabel>,
+}
+
+/// Outcomes of runs of one pack version, for KPIs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunSample {
+    pub success: Vec<bool>,
+    pub latency_ms: Vec<f64>,
+    pub cost_usd: f64,
+    pub errors: BTreeMap<String, u64>,
+}
