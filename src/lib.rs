@@ -25,6 +25,7 @@ pub mod registry;
 pub mod resolve;
 pub mod rollout;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod template;

@@ -153,7 +153,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         "main",
         &dir.join("cache"),
     );
-    let reg = Registry::new(store.clone(), source.clone(), Tokens::default());
+    let reg = Registry::new(store.clone(), source.clone(), Tokens::default(), None);
     let out = publish(&source, &store, &reg).await?;
     say(
         &mut log,

@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use missionctl::model::{Decision, DecisionKind};
-use missionctl::reconcile::daemon::{self, DaemonConfig};
+use missionctl::reconcile::daemon::DaemonConfig;
 use missionctl::reconcile::rollback::{self, Target};
 use missionctl::reconcile::{self as rec, Options, Outcome, Source};
 use missionctl::registry::auth::Tokens;
-use missionctl::registry::{Registry, api, controller};
+use missionctl::registry::{Registry, controller};
 use missionctl::store::Store;
 
 use super::OutFormat;
@@ -186,8 +185,6 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 Tokens::default()
             }
         };
-        let reg = Registry::new(cfg.store.clone(), cfg.source.clone(), tokens);
-        reg.refresh().await?;
         let listener = tokio::net::TcpListener::bind(a.listen).await?;
         eprintln!(
             "missionctl serve: reconciling {} ({}) on http://{}",
@@ -195,57 +192,21 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg.source.branch,
             listener.local_addr()?
         );
-        let shutdown = Arc::new(tokio::sync::Notify::new());
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            stop.notify_waiters();
+            // Every Ctrl-C cancels; the token remembers, so one during a pass is not lost.
+            while tokio::signal::ctrl_c().await.is_ok() {
+                stop.cancel();
+            }
         });
-        let on_pass: daemon::OnPass = {
-            let reg = reg.clone();
-            Arc::new(move |out: &Outcome| {
-                if out.commits > 0 || reg.snapshot.load().commit.is_none() {
-                    let (reg, out) = (reg.clone(), out.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = controller::on_pass(&reg, &out).await {
-                            tracing::warn!(error = %e, "rollout bookkeeping failed");
-                        }
-                    });
-                }
-            })
-        };
-        {
-            let reg = reg.clone();
-            let every = a.rollout_interval;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match controller::tick(&reg, time::OffsetDateTime::now_utc()).await {
-                        Ok(events) => {
-                            for e in events {
-                                tracing::info!(event = %e, "rollout");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "rollout tick failed"),
-                    }
-                }
-            });
-        }
-        let on_kicker: Box<dyn FnOnce(daemon::Kicker) + Send> = {
-            let reg = reg.clone();
-            Box::new(move |k| {
-                if let Ok(mut slot) = reg.kicker.lock() {
-                    *slot = Some(k);
-                }
-            })
-        };
-        let routes = api::router(reg);
-        daemon::run(
-            cfg,
-            Some(listener),
-            Some(routes),
-            Some(on_pass),
-            Some(on_kicker),
+        missionctl::server::run(
+            missionctl::server::ServeConfig {
+                daemon: cfg,
+                tokens,
+                listener,
+                rollout_interval: a.rollout_interval,
+            },
             shutdown,
         )
         .await?;
@@ -434,7 +395,7 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     let rep = rt.block_on(async {
         let store = Store::connect(&a.common.db_url()).await?;
         // Attribute rows to rollout arms as the registry would.
-        let reg = Registry::new(store.clone(), a.common.source(), Tokens::default());
+        let reg = Registry::new(store.clone(), a.common.source(), Tokens::default(), None);
         let _ = reg.refresh().await;
         let snap = reg.snapshot.load_full();
         let scope = missionctl::telemetry::TenantScope(a.tenant.clone());

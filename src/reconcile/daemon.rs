@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{Options, Outcome, reconcile};
 use crate::git::{Source, SourceKind};
@@ -45,9 +46,31 @@ pub struct DaemonConfig {
 /// What the reconcile loop publishes after each pass (the registry listens).
 pub type OnPass = Arc<dyn Fn(&Outcome) + Send + Sync>;
 
+/// Asks the reconcile loop for a pass ("something may have changed").
 #[derive(Clone)]
 pub struct Kicker {
     tx: mpsc::Sender<&'static str>,
+}
+
+/// The receiving end of the kicks, consumed by [`run`].
+pub struct Kicks(mpsc::Receiver<&'static str>);
+
+/// A kick channel. Its capacity is one: a pending kick already means "catch
+/// up to the tip", so further kicks before the pass starts add nothing.
+pub fn kick_channel() -> (Kicker, Kicks) {
+    let (tx, rx) = mpsc::channel(1);
+    (Kicker { tx }, Kicks(rx))
+}
+
+/// How long to wait before retrying after `failures` consecutive failed
+/// passes: 0.5 s doubling up to 30 s. A failure (a locked database, an
+/// unreachable remote) may clear without any ref changing, and the next poll
+/// can be an hour away, so the loop retries on its own.
+pub fn retry_after(failures: u32) -> Duration {
+    let base = Duration::from_millis(500);
+    let cap = Duration::from_secs(30);
+    base.checked_mul(1u32 << failures.saturating_sub(1).min(16))
+        .map_or(cap, |d| d.min(cap))
 }
 
 impl Kicker {
@@ -223,56 +246,60 @@ fn watch(cfg: &DaemonConfig, kicker: Kicker) -> Option<notify::RecommendedWatche
     Some(watcher)
 }
 
-/// Run the reconciler until `shutdown` resolves. `on_pass` sees every outcome.
+/// What the loop publishes and serves besides the reconciler itself.
+pub struct Hooks {
+    pub listener: Option<tokio::net::TcpListener>,
+    pub extra_routes: Option<Router>,
+    pub on_pass: Option<OnPass>,
+}
+
+fn log_outcome(out: &Outcome) {
+    for d in &out.decisions {
+        tracing::info!(pack = %d.pack_id, decision = %d.decision, commit = %d.commit, "decision");
+    }
+    if let Some(h) = &out.halted {
+        tracing::error!(reason = %h, "reconciler halted");
+    }
+}
+
+/// Run the reconciler until `shutdown` is cancelled. Every wait (a kick, the
+/// poll, the retry backoff, the HTTP server) observes the token, so a
+/// shutdown asked for during a pass ends the loop as soon as the pass does.
 pub async fn run(
     cfg: DaemonConfig,
-    listener: Option<tokio::net::TcpListener>,
-    extra_routes: Option<Router>,
-    on_pass: Option<OnPass>,
-    on_kicker: Option<Box<dyn FnOnce(Kicker) + Send>>,
-    shutdown: Arc<Notify>,
+    (kicker, Kicks(mut rx)): (Kicker, Kicks),
+    hooks: Hooks,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<&'static str>(1);
-    let kicker = Kicker { tx };
-    if let Some(f) = on_kicker {
-        f(kicker.clone());
-    }
     let _watcher = watch(&cfg, kicker.clone());
-    let server = if let Some(listener) = listener {
+    let server = hooks.listener.map(|listener| {
         let mut app = router(&cfg, kicker.clone());
-        if let Some(extra) = extra_routes {
+        if let Some(extra) = hooks.extra_routes {
             app = app.merge(extra);
         }
         let stop = shutdown.clone();
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async move { stop.notified().await })
+            .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
-        }))
-    } else {
-        None
-    };
+        })
+    });
     kicker.kick("start");
-    let mut backoff = Duration::from_millis(500);
+    let mut failures = 0u32;
     loop {
         tokio::select! {
-            _ = shutdown.notified() => break,
+            () = shutdown.cancelled() => break,
             why = rx.recv() => { tracing::debug!(?why, "kick"); }
-            _ = tokio::time::sleep(cfg.poll) => { tracing::debug!("poll"); }
+            () = tokio::time::sleep(cfg.poll) => { tracing::debug!("poll"); }
         }
         match reconcile(&cfg.source, &cfg.store, &cfg.options).await {
             Ok(out) => {
-                backoff = Duration::from_millis(500);
-                for d in &out.decisions {
-                    tracing::info!(pack = %d.pack_id, decision = %d.decision, commit = %d.commit, "decision");
-                }
-                if let Some(h) = &out.halted {
-                    tracing::error!(reason = %h, "reconciler halted");
-                }
-                if let Some(f) = &on_pass {
+                failures = 0;
+                log_outcome(&out);
+                if let Some(f) = &hooks.on_pass {
                     f(&out);
                 }
                 if out.lost_race {
@@ -281,15 +308,13 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                // Retry on our own: the failure (a locked database, an
-                // unreachable remote) may clear without any ref changing, and
-                // the next poll can be an hour away.
-                tracing::warn!(error = %e, ?backoff, "reconcile pass failed; retrying");
+                failures += 1;
+                let wait = retry_after(failures);
+                tracing::warn!(error = %e, ?wait, "reconcile pass failed; retrying");
                 tokio::select! {
-                    _ = shutdown.notified() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 kicker.kick("retry");
             }
         }
@@ -315,5 +340,15 @@ mod tests {
         assert!(!verify_signature("s3cret", b"{}", &good));
         assert!(!verify_signature("s3cret", body, "sha1=abc"));
         assert!(!verify_signature("s3cret", body, ""));
+    }
+
+    #[test]
+    fn retries_back_off_doubling_to_a_cap() {
+        let ms: Vec<u128> = (1..=9).map(|n| retry_after(n).as_millis()).collect();
+        assert_eq!(
+            ms,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(retry_after(u32::MAX), Duration::from_secs(30));
     }
 }

@@ -221,13 +221,20 @@ pub struct Registry {
     pub source: Source,
     pub tokens: auth::Tokens,
     pub metrics: api::Metrics,
-    pub kicker: Mutex<Option<Kicker>>,
+    /// Asks the reconciler for a pass (after a revert is written); none when
+    /// the registry runs without a reconcile loop.
+    pub kicker: Option<Kicker>,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
-    pub fn new(store: Store, source: Source, tokens: auth::Tokens) -> Arc<Registry> {
+    pub fn new(
+        store: Store,
+        source: Source,
+        tokens: auth::Tokens,
+        kicker: Option<Kicker>,
+    ) -> Arc<Registry> {
         let (changed, _) = tokio::sync::watch::channel(0);
         Arc::new(Registry {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
@@ -236,14 +243,14 @@ impl Registry {
             source,
             tokens,
             metrics: api::Metrics::default(),
-            kicker: Mutex::new(None),
+            kicker,
             repos: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }
 
     pub fn kick_reconciler(&self) {
-        if let Some(k) = self.kicker.lock().ok().and_then(|k| k.clone()) {
+        if let Some(k) = &self.kicker {
             k.kick("registry");
         }
     }

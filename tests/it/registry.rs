@@ -617,7 +617,7 @@ fn missing_data_stalls_instead_of_advancing() {
     rt.block_on(async {
         let store = missionctl::store::Store::connect(&db).await.expect("db");
         let source = Source::new(f.remote.to_str().expect("p"), "main", dir.path());
-        let reg = Registry::new(store.clone(), source.clone(), Tokens::default());
+        let reg = Registry::new(store.clone(), source.clone(), Tokens::default(), None);
         let out = reconcile(&source, &store, &Options::default())
             .await
             .expect("import");
