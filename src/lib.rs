@@ -19,7 +19,6 @@ pub mod llm;
 pub mod model;
 pub mod pack;
 pub mod policy;
-pub mod quickstart;
 pub mod reconcile;
 pub mod registry;
 pub mod resolve;

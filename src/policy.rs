@@ -266,7 +266,13 @@ fn check_tools(repo: &Repo, out: &mut Vec<Diagnostic>) {
 }
 
 fn check_prompts(repo: &Repo, out: &mut Vec<Diagnostic>) {
-    // Required safety clauses must be in the global prompt, which every chain starts with.
+    check_safety_clauses(repo, out);
+    check_banned_phrases(repo, out);
+    check_section_shadowing(repo, out);
+}
+
+/// Required safety clauses must be in the global prompt, which every chain starts with.
+fn check_safety_clauses(repo: &Repo, out: &mut Vec<Diagnostic>) {
     if let (Some(h), Some(g)) = (&repo.hard, repo.global) {
         let gp = &repo.packs[g];
         let text = normalize_text(
@@ -298,7 +304,10 @@ fn check_prompts(repo: &Repo, out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    // Banned phrases in any prompt text: the policy's, the global voice's and the pack's own.
+}
+
+/// Banned phrases in any prompt text: the policy's, the global voice's and the pack's own.
+fn check_banned_phrases(repo: &Repo, out: &mut Vec<Diagnostic>) {
     let mut banned: Vec<(String, String, Pos)> = Vec::new();
     if let Some(h) = &repo.hard {
         for (n, b) in h.value.banned_phrases.iter().enumerate() {
@@ -365,8 +374,10 @@ fn check_prompts(repo: &Repo, out: &mut Vec<Diagnostic>) {
         })
         .collect();
     out.extend(found);
+}
 
-    // A child cannot redefine an ancestor's prompt section.
+/// A child cannot redefine an ancestor's prompt section.
+fn check_section_shadowing(repo: &Repo, out: &mut Vec<Diagnostic>) {
     for p in &repo.packs {
         let mut ancestors: Vec<usize> = Vec::new();
         match &p.location {

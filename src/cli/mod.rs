@@ -7,6 +7,7 @@ mod gate;
 mod github;
 mod init;
 mod packs;
+mod quickstart;
 mod reconcile;
 mod resolve;
 mod validate;
@@ -117,7 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(a) => init::run(a),
         Command::Quickstart { dir } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(missionctl::quickstart::run(dir))?;
+            rt.block_on(quickstart::run(dir))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(a) => validate::run(a),

@@ -134,152 +134,139 @@ fn schema_errors(schema: &Json, value: &Json) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Evaluate one assertion. Unknown or judge-backed types are returned with
-/// `needs_judge` set (the judge fills them) or as failures with a reason.
-pub fn check(assertion: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
-    let kind = assertion.kind.clone();
-    let tag = assertion.tag.unwrap_or_else(|| default_tag(&kind));
-    let value = assertion.value.clone().unwrap_or(Json::Null);
-    let threshold = assertion.threshold;
-    let (negate, base) = match kind.strip_prefix("not-") {
-        Some(b) => (true, b.to_string()),
-        None => (false, kind.clone()),
+/// What one assertion type says about an output, before negation.
+enum Outcome {
+    /// Whether the output has the property, and the property in words.
+    Checked(bool, String),
+    /// The verdict as it stands (negation does not apply): invalid input,
+    /// or a schema failure whose reason must list the errors.
+    Final(bool, String),
+    /// A judge-backed type, scored later.
+    Judge,
+}
+
+fn contract_schema(value: &Json, o: &Observed<'_>) -> Result<Option<(Json, String)>, Outcome> {
+    match value {
+        Json::String(s) if s.starts_with("contract:") => {
+            let name = &s["contract:".len()..];
+            match o.contracts.get(name).and_then(|c| c.schema.as_ref()) {
+                Some(sc) => Ok(Some((
+                    sc.clone(),
+                    format!("be JSON matching contract `{name}`"),
+                ))),
+                None => Err(Outcome::Final(
+                    false,
+                    format!("contract `{name}` is not defined on this chain"),
+                )),
+            }
+        }
+        Json::Object(_) | Json::Bool(_) => {
+            Ok(Some((value.clone(), "be JSON matching the schema".into())))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn is_json(value: &Json, negate: bool, o: &Observed<'_>) -> Outcome {
+    let Some(parsed) = output_json(o.output) else {
+        return Outcome::Checked(false, "be valid JSON".into());
     };
-    let out = o.output;
-    let result = |pass: bool, reason: String| AssertionResult {
-        kind: kind.clone(),
-        tag,
-        pass,
-        score: if pass { 1.0 } else { 0.0 },
-        reason,
-        needs_judge: false,
-        skipped: false,
+    let schema = match contract_schema(value, o) {
+        Ok(s) => s,
+        Err(done) => return done,
     };
-    let num = |v: &Json| v.as_f64().or(threshold);
-    let (raw_pass, what): (bool, String) = match base.as_str() {
+    let Some((sc, what)) = schema else {
+        return Outcome::Checked(true, "be valid JSON".into());
+    };
+    match schema_errors(&sc, &parsed) {
+        Ok(errs) if errs.is_empty() => Outcome::Checked(true, what),
+        Ok(_) if negate => Outcome::Checked(false, what),
+        Ok(errs) => Outcome::Final(false, format!("output must {what}: {}", errs.join("; "))),
+        Err(e) => Outcome::Final(false, e),
+    }
+}
+
+fn text_outcome(base: &str, value: &Json, out: &str) -> Option<Outcome> {
+    let (pass, what) = match base {
         "equals" => {
-            let want = value_text(&value);
+            let want = value_text(value);
             (out.trim() == want.trim(), format!("equal {want:?}"))
         }
         "contains" => {
-            let want = value_text(&value);
+            let want = value_text(value);
             (out.contains(&want), format!("contain {want:?}"))
         }
         "icontains" => {
-            let want = value_text(&value);
+            let want = value_text(value);
             (
                 out.to_lowercase().contains(&want.to_lowercase()),
                 format!("contain {want:?} (any case)"),
             )
         }
         "contains-any" => {
-            let wants = text_values(&value);
+            let wants = text_values(value);
             (
                 wants.iter().any(|w| out.contains(w.as_str())),
                 format!("contain any of {wants:?}"),
             )
         }
         "contains-all" => {
-            let wants = text_values(&value);
+            let wants = text_values(value);
             (
                 wants.iter().all(|w| out.contains(w.as_str())),
                 format!("contain all of {wants:?}"),
             )
         }
         "starts-with" => {
-            let want = value_text(&value);
+            let want = value_text(value);
             (
                 out.trim_start().starts_with(&want),
                 format!("start with {want:?}"),
             )
         }
         "regex" => {
-            let pat = value_text(&value);
-            match regex::RegexBuilder::new(&pat).size_limit(1 << 20).build() {
-                Ok(re) => (re.is_match(out), format!("match /{pat}/")),
-                Err(e) => return result(false, format!("invalid regex /{pat}/: {e}")),
-            }
+            let pat = value_text(value);
+            return Some(
+                match regex::RegexBuilder::new(&pat).size_limit(1 << 20).build() {
+                    Ok(re) => Outcome::Checked(re.is_match(out), format!("match /{pat}/")),
+                    Err(e) => Outcome::Final(false, format!("invalid regex /{pat}/: {e}")),
+                },
+            );
         }
-        "is-json" => match output_json(out) {
-            None => (false, "be valid JSON".into()),
-            Some(parsed) => {
-                let schema = match &value {
-                    Json::String(s) if s.starts_with("contract:") => {
-                        let name = &s["contract:".len()..];
-                        match o.contracts.get(name).and_then(|c| c.schema.as_ref()) {
-                            Some(sc) => {
-                                Some((sc.clone(), format!("be JSON matching contract `{name}`")))
-                            }
-                            None => {
-                                return result(
-                                    false,
-                                    format!("contract `{name}` is not defined on this chain"),
-                                );
-                            }
-                        }
-                    }
-                    Json::Object(_) | Json::Bool(_) => {
-                        Some((value.clone(), "be JSON matching the schema".into()))
-                    }
-                    _ => None,
-                };
-                match schema {
-                    None => (true, "be valid JSON".into()),
-                    Some((sc, what)) => match schema_errors(&sc, &parsed) {
-                        Ok(errs) if errs.is_empty() => (true, what),
-                        Ok(errs) => {
-                            if negate {
-                                (false, what)
-                            } else {
-                                return result(
-                                    false,
-                                    format!("output must {what}: {}", errs.join("; ")),
-                                );
-                            }
-                        }
-                        Err(e) => return result(false, e),
-                    },
-                }
-            }
-        },
-        "contains-json" => (embedded_json(out).is_some(), "contain a JSON object".into()),
+        _ => return None,
+    };
+    Some(Outcome::Checked(pass, what))
+}
+
+fn measure_outcome(
+    base: &str,
+    value: &Json,
+    threshold: Option<f64>,
+    o: &Observed<'_>,
+) -> Option<Outcome> {
+    let num = |v: &Json| v.as_f64().or(threshold);
+    let len = o.output.chars().count() as f64;
+    let (pass, what) = match base {
         "max-length" => {
-            let n = num(&value).unwrap_or(f64::MAX);
-            let len = out.chars().count() as f64;
+            let n = num(value).unwrap_or(f64::MAX);
             (len <= n, format!("be at most {n} characters (was {len})"))
         }
         "min-length" => {
-            let n = num(&value).unwrap_or(0.0);
-            let len = out.chars().count() as f64;
+            let n = num(value).unwrap_or(0.0);
             (len >= n, format!("be at least {n} characters (was {len})"))
         }
         "max-tokens" => {
-            let n = num(&value).unwrap_or(f64::MAX);
+            let n = num(value).unwrap_or(f64::MAX);
             (
                 o.completion_tokens as f64 <= n,
                 format!("use at most {n} tokens (used {})", o.completion_tokens),
             )
         }
         "min-tokens" => {
-            let n = num(&value).unwrap_or(0.0);
+            let n = num(value).unwrap_or(0.0);
             (
                 o.completion_tokens as f64 >= n,
                 format!("use at least {n} tokens (used {})", o.completion_tokens),
-            )
-        }
-        "tools-within-profile" => {
-            let outside: Vec<&String> = o
-                .tool_calls
-                .iter()
-                .filter(|t| !o.allowed_tools.contains(t))
-                .collect();
-            (
-                outside.is_empty(),
-                if outside.is_empty() {
-                    "call only tools in the pack's profile".into()
-                } else {
-                    format!("call only tools in the pack's profile (called {outside:?})")
-                },
             )
         }
         "latency" => {
@@ -296,27 +283,85 @@ pub fn check(assertion: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
                 format!("cost at most ${n} (cost ${:.6})", o.cost_usd),
             )
         }
-        "llm-rubric" | "voice-rubric" => {
-            return AssertionResult {
-                kind: kind.clone(),
-                tag,
-                pass: false,
-                score: 0.0,
-                reason: "awaiting judge".into(),
-                needs_judge: true,
-                skipped: false,
+        _ => return None,
+    };
+    Some(Outcome::Checked(pass, what))
+}
+
+fn tools_outcome(o: &Observed<'_>) -> Outcome {
+    let outside: Vec<&String> = o
+        .tool_calls
+        .iter()
+        .filter(|t| !o.allowed_tools.contains(t))
+        .collect();
+    Outcome::Checked(
+        outside.is_empty(),
+        if outside.is_empty() {
+            "call only tools in the pack's profile".into()
+        } else {
+            format!("call only tools in the pack's profile (called {outside:?})")
+        },
+    )
+}
+
+fn outcome(
+    base: &str,
+    value: &Json,
+    threshold: Option<f64>,
+    negate: bool,
+    o: &Observed<'_>,
+) -> Outcome {
+    if let Some(x) = text_outcome(base, value, o.output) {
+        return x;
+    }
+    if let Some(x) = measure_outcome(base, value, threshold, o) {
+        return x;
+    }
+    match base {
+        "is-json" => is_json(value, negate, o),
+        "contains-json" => Outcome::Checked(
+            embedded_json(o.output).is_some(),
+            "contain a JSON object".into(),
+        ),
+        "tools-within-profile" => tools_outcome(o),
+        "llm-rubric" | "voice-rubric" => Outcome::Judge,
+        other => Outcome::Final(false, format!("unsupported assertion type `{other}`")),
+    }
+}
+
+/// Evaluate one assertion. Unknown or judge-backed types are returned with
+/// `needs_judge` set (the judge fills them) or as failures with a reason.
+pub fn check(assertion: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
+    let kind = assertion.kind.clone();
+    let tag = assertion.tag.unwrap_or_else(|| default_tag(&kind));
+    let value = assertion.value.clone().unwrap_or(Json::Null);
+    let (negate, base) = match kind.strip_prefix("not-") {
+        Some(b) => (true, b),
+        None => (false, kind.as_str()),
+    };
+    let (pass, reason, needs_judge) = match outcome(base, &value, assertion.threshold, negate, o) {
+        Outcome::Judge => (false, "awaiting judge".to_string(), true),
+        Outcome::Final(pass, reason) => (pass, reason, false),
+        Outcome::Checked(raw, what) => {
+            let pass = raw != negate;
+            let reason = match (pass, negate) {
+                (true, false) => format!("passed: output must {what}"),
+                (true, true) => format!("passed: output must not {what}"),
+                (false, false) => format!("output must {what}"),
+                (false, true) => format!("output must not {what}"),
             };
+            (pass, reason, false)
         }
-        other => return result(false, format!("unsupported assertion type `{other}`")),
     };
-    let pass = raw_pass != negate;
-    let reason = match (pass, negate) {
-        (true, false) => format!("passed: output must {what}"),
-        (true, true) => format!("passed: output must not {what}"),
-        (false, false) => format!("output must {what}"),
-        (false, true) => format!("output must not {what}"),
-    };
-    result(pass, reason)
+    AssertionResult {
+        kind: kind.clone(),
+        tag,
+        pass,
+        score: if pass { 1.0 } else { 0.0 },
+        reason,
+        needs_judge,
+        skipped: false,
+    }
 }
 
 #[cfg(test)]

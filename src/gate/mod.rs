@@ -296,6 +296,51 @@ fn results(
         .collect()
 }
 
+/// The pull request's reviews against what the changed packs need (read
+/// from GitHub; everything they are checked against comes from the base).
+async fn approvals(
+    ctx: Option<&GithubContext>,
+    l: &Loaded,
+    plan: &Plan,
+) -> (
+    Option<crate::github::approvals::ApprovalReport>,
+    Option<String>,
+) {
+    let Some(ctx) = ctx else {
+        return (None, None);
+    };
+    match crate::github::approvals::evaluate(
+        &ctx.gh,
+        ctx.pr,
+        &ctx.head_sha,
+        &l.base,
+        &l.head,
+        &plan.candidates,
+        &l.report.policies_changed,
+    )
+    .await
+    {
+        Ok(a) => (Some(a), None),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}
+
+/// Each tenant's spend before and after this run, by tenant.
+fn spend_rows(b: &Budget, before: &HashMap<String, f64>) -> Vec<SpendRow> {
+    let mut rows: Vec<SpendRow> = before
+        .iter()
+        .map(|(t, before)| SpendRow {
+            tenant: t.clone(),
+            before: *before,
+            now: b.spent.get(t).copied().unwrap_or(0.0),
+            cap: b.cap(t),
+            exhausted: b.exhausted.contains(t),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    rows
+}
+
 /// Load both revisions on the blocking pool (libgit2).
 async fn load(opts: &GateOptions) -> Result<Loaded, GateError> {
     let (repo, base, head) = (opts.repo.clone(), opts.base.clone(), opts.head.clone());
@@ -379,37 +424,10 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
     }
     // Score.
     let scores = score_all(&plan, &done, pairwise);
-    // Approvals (reviews are read from GitHub; everything they are checked against is from the base).
-    let (approvals, approvals_error) = match &opts.github {
-        Some(ctx) => match crate::github::approvals::evaluate(
-            &ctx.gh,
-            ctx.pr,
-            &ctx.head_sha,
-            &l.base,
-            &l.head,
-            &plan.candidates,
-            &l.report.policies_changed,
-        )
-        .await
-        {
-            Ok(a) => (Some(a), None),
-            Err(e) => (None, Some(e.to_string())),
-        },
-        None => (None, None),
-    };
+    let (approvals, approvals_error) = approvals(opts.github.as_ref(), &l, &plan).await;
     // Verdict.
     let b = engine.budget.lock().await.clone();
-    let mut spend: Vec<SpendRow> = spent_before
-        .iter()
-        .map(|(t, before)| SpendRow {
-            tenant: t.clone(),
-            before: *before,
-            now: b.spent.get(t).copied().unwrap_or(0.0),
-            cap: b.cap(t),
-            exhausted: b.exhausted.contains(t),
-        })
-        .collect();
-    spend.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    let spend = spend_rows(&b, &spent_before);
     let mut guardrails = plan.guardrails.clone();
     let decided = verdict::decide(verdict::Inputs {
         validation_errors: &l.validation_errors,

@@ -7,20 +7,20 @@
 //! fixed success rate per arm), and the canary is evaluated as fast as the
 //! telemetry arrives instead of on a timer.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::gate::{self, GateOptions};
-use crate::reconcile::{self, Options, Source};
-use crate::registry::auth::Tokens;
-use crate::registry::{Registry, controller};
-use crate::resolve::ChainKey;
-use crate::store::Store;
-use crate::telemetry::{self, TenantScope};
+use missionctl::gate::{self, GateOptions};
+use missionctl::model::{Arm, RolloutState, Word};
+use missionctl::reconcile::{self, Options, Source};
+use missionctl::registry::auth::Tokens;
+use missionctl::registry::{Registry, controller};
+use missionctl::resolve::ChainKey;
+use missionctl::store::Store;
+use missionctl::telemetry::{self, TenantScope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuickstartError {
@@ -30,6 +30,10 @@ pub enum QuickstartError {
 
 fn step<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> QuickstartError + '_ {
     move |e| QuickstartError::Step(format!("{what}: {e}"))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, QuickstartError> {
@@ -57,9 +61,8 @@ fn edit(path: &Path, from: &str, to: &str) -> Result<(), QuickstartError> {
     std::fs::write(path, s.replacen(from, to, 1)).map_err(step("writing a pack file"))
 }
 
-fn say(out: &mut String, line: &str) {
+fn say(line: &str) {
     println!("{line}");
-    let _ = writeln!(out, "{line}");
 }
 
 /// Simulated harness traffic for one round: `n` runs across acme's and
@@ -80,7 +83,7 @@ fn traffic(reg: &Registry, batch: &str, n: usize, canary_ok: f64) -> (String, us
             continue;
         };
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        let canary = v["arm"] == "canary";
+        let canary = v["arm"] == Arm::Canary.as_str();
         // Deterministic outcomes at the stated rates.
         let ok = if canary {
             c += 1;
@@ -94,7 +97,7 @@ fn traffic(reg: &Registry, batch: &str, n: usize, canary_ok: f64) -> (String, us
             "pack_id": v["pack_id"], "pack_version": v["pack_version"], "task_type": "hr-question",
             "latency_ms": 900.0 + (i % 50) as f64 * 10.0, "cost_usd": 0.0012, "success_bool": ok,
             "error_code": if ok { serde_json::Value::Null } else { json!("escalation_missed") },
-            "created_at": crate::time_util::now_rfc3339(),
+            "created_at": missionctl::time_util::now_rfc3339(),
         });
         rows.push_str(&row.to_string());
         rows.push('\n');
@@ -102,92 +105,87 @@ fn traffic(reg: &Registry, batch: &str, n: usize, canary_ok: f64) -> (String, us
     (rows, ch, c)
 }
 
-/// Run the loop in `dir` (a new temporary directory if None).
-pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
-    let mut log = String::new();
-    let dir = match dir {
-        Some(d) => d,
-        None => tempfile::Builder::new()
-            .prefix("missionctl-quickstart-")
-            .tempdir()
-            .map_err(step("making a directory"))?
-            .keep(),
-    };
-    std::fs::create_dir_all(&dir).map_err(step("making a directory"))?;
-    let seed = dir.join("seed");
-    let remote = dir.join("fleet.git");
-    let work = dir.join("work");
-    let db = format!("sqlite://{}", dir.join("state.db").display());
+/// The example fleet: a remote, a clone, the store and the registry.
+struct Fleet {
+    dir: PathBuf,
+    remote: PathBuf,
+    work: PathBuf,
+    db: String,
+    store: Store,
+    source: Source,
+    reg: Arc<Registry>,
+}
 
+impl Fleet {
+    fn hr(&self) -> PathBuf {
+        self.work.join("packs/domains/hr-ops")
+    }
+
+    /// One reconcile pass and its publication (what `serve` does on every push).
+    async fn publish(&self) -> Result<reconcile::Outcome, QuickstartError> {
+        publish(&self.source, &self.store, &self.reg).await
+    }
+}
+
+/// Step 1: the template as a bare remote and a clone, imported by the reconciler.
+async fn setup(dir: PathBuf) -> Result<Fleet, QuickstartError> {
+    std::fs::create_dir_all(&dir).map_err(step("making a directory"))?;
+    let (seed, remote, work) = (dir.join("seed"), dir.join("fleet.git"), dir.join("work"));
+    let db = format!("sqlite://{}", dir.join("state.db").display());
+    say(&format!("missionctl quickstart in {}\n", dir.display()));
     say(
-        &mut log,
-        &format!("missionctl quickstart in {}\n", dir.display()),
-    );
-    say(
-        &mut log,
         "1. init: the example pack repository (global, 5 domains, 2 tenants, 4 users) as a git remote and a clone",
     );
-    crate::template::init(&seed, true).map_err(step("init"))?;
-    git(
-        &dir,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().unwrap_or_default(),
-            remote.to_str().unwrap_or_default(),
-        ],
-    )?;
-    git(
-        &dir,
-        &[
-            "clone",
-            "-q",
-            remote.to_str().unwrap_or_default(),
-            work.to_str().unwrap_or_default(),
-        ],
-    )?;
+    missionctl::template::init(&seed, true).map_err(step("init"))?;
+    git(&dir, &["clone", "-q", "--bare", path(&seed), path(&remote)])?;
+    git(&dir, &["clone", "-q", path(&remote), path(&work)])?;
     let store = Store::connect(&db).await.map_err(step("state store"))?;
-    let source = Source::new(
-        remote.to_str().unwrap_or_default(),
-        "main",
-        &dir.join("cache"),
-    );
+    let source = Source::new(path(&remote), "main", &dir.join("cache"));
     let reg = Registry::new(store.clone(), source.clone(), Tokens::default(), None);
-    let out = publish(&source, &store, &reg).await?;
-    say(
-        &mut log,
-        &format!(
-            "   the reconciler imported main: {} packs now served\n",
-            out.decisions.len()
-        ),
-    );
+    let fleet = Fleet {
+        dir,
+        remote,
+        work,
+        db,
+        store,
+        source,
+        reg,
+    };
+    let out = fleet.publish().await?;
+    say(&format!(
+        "   the reconciler imported main: {} packs now served\n",
+        out.decisions.len()
+    ));
+    Ok(fleet)
+}
 
+/// Steps 2 and 3: a challenger branch, and the gate against main.
+async fn challenger_and_gate(f: &Fleet) -> Result<(), QuickstartError> {
     say(
-        &mut log,
         "2. a challenger: a pull request that sharpens the HR assistant's answers (hr-ops-pack 1.0.0 -> 1.1.0)",
     );
-    git(&work, &["switch", "-q", "-c", "sharper-hr-answers"])?;
-    let hr = work.join("packs/domains/hr-ops");
+    git(&f.work, &["switch", "-q", "-c", "sharper-hr-answers"])?;
     edit(
-        &hr.join("prompts/role.md"),
+        &f.hr().join("prompts/role.md"),
         "- Look up the policy before answering",
         "- Lead with the policy's answer in one sentence.\n- Look up the policy before answering",
     )?;
-    edit(&hr.join("pack.yaml"), "version: 1.0.0", "version: 1.1.0")?;
-    git(&work, &["commit", "-qam", "Sharper HR answers"])?;
-
+    edit(
+        &f.hr().join("pack.yaml"),
+        "version: 1.0.0",
+        "version: 1.1.0",
+    )?;
+    git(&f.work, &["commit", "-qam", "Sharper HR answers"])?;
     say(
-        &mut log,
         "\n3. the gate: challenger (branch) against champion (main) on every affected scope chain, with the built-in demo model",
     );
-    let evidence = dir.join("evidence");
+    let evidence = f.dir.join("evidence");
     let ev = gate::run(GateOptions {
-        repo: work.clone(),
+        repo: f.work.clone(),
         base: "main".into(),
         head: "sharper-hr-answers".into(),
         out: Some(evidence.clone()),
-        db_url: db.clone(),
+        db_url: f.db.clone(),
         skip_paid_calls: false,
         progress: false,
         github: None,
@@ -199,39 +197,37 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
         .next()
         .unwrap_or_default()
         .to_string();
-    say(&mut log, &format!("   {first}"));
+    say(&format!("   {first}"));
     if let Some(p) = ev.packs.first() {
-        say(
-            &mut log,
-            &format!(
-                "   {}: {} chains, {} paired cases, pass rate {:.0}% -> {:.0}%, model requests {} (cost ${:.4})",
-                p.pack_id,
-                p.chains_evaluated,
-                p.pairs,
-                p.champion_pass_rate.unwrap_or(0.0) * 100.0,
-                p.challenger_pass_rate.unwrap_or(0.0) * 100.0,
-                ev.model_requests,
-                ev.cost_usd
-            ),
-        );
+        say(&format!(
+            "   {}: {} chains, {} paired cases, pass rate {:.0}% -> {:.0}%, model requests {} (cost ${:.4})",
+            p.pack_id,
+            p.chains_evaluated,
+            p.pairs,
+            p.champion_pass_rate.unwrap_or(0.0) * 100.0,
+            p.challenger_pass_rate.unwrap_or(0.0) * 100.0,
+            ev.model_requests,
+            ev.cost_usd
+        ));
     }
-    say(
-        &mut log,
-        &format!("   evidence: {}/evidence.md\n", evidence.display()),
-    );
+    say(&format!(
+        "   evidence: {}/evidence.md\n",
+        evidence.display()
+    ));
     if ev.blocked {
         return Err(QuickstartError::Step(format!(
             "the gate blocked the example challenger: {first}"
         )));
     }
+    Ok(())
+}
 
-    say(
-        &mut log,
-        "4. merge: the pull request lands on main; the merge is a promotion",
-    );
-    git(&work, &["switch", "-q", "main"])?;
+/// Step 4: the merge is a promotion.
+async fn merge(f: &Fleet) -> Result<(), QuickstartError> {
+    say("4. merge: the pull request lands on main; the merge is a promotion");
+    git(&f.work, &["switch", "-q", "main"])?;
     git(
-        &work,
+        &f.work,
         &[
             "merge",
             "-q",
@@ -241,92 +237,103 @@ pub async fn run(dir: Option<PathBuf>) -> Result<String, QuickstartError> {
             "Merge pull request #1 from acme/sharper-hr-answers",
         ],
     )?;
-    git(&work, &["push", "-q", "origin", "main"])?;
-    let out = publish(&source, &store, &reg).await?;
-    for d in &out.decisions {
-        say(
-            &mut log,
-            &format!(
-                "   decision: {} {} {} -> {} (PR #{})",
-                d.decision,
-                d.pack_id,
-                d.champion_pack_version.as_deref().unwrap_or("-"),
-                d.challenger_pack_version,
-                d.pull_request.unwrap_or(0)
-            ),
-        );
+    git(&f.work, &["push", "-q", "origin", "main"])?;
+    for d in &f.publish().await?.decisions {
+        say(&format!(
+            "   decision: {} {} {} -> {} (PR #{})",
+            d.decision,
+            d.pack_id,
+            d.champion_pack_version.as_deref().unwrap_or("-"),
+            d.challenger_pack_version,
+            d.pull_request.unwrap_or(0)
+        ));
     }
+    Ok(())
+}
 
+/// Step 6: a bad version merged, canaried, rolled back by missionctl's own revert.
+async fn bad_version(f: &Fleet) -> Result<(), QuickstartError> {
     say(
-        &mut log,
-        "\n5. canary: harnesses resolve through the registry; users are split by a stable hash and report every run",
-    );
-    canary(&reg, &store, &mut log, 0.97, "1.1.0").await?;
-
-    say(
-        &mut log,
         "\n6. a bad version: a later change drops the escalation rule, passes review, and is merged (hr-ops-pack 1.2.0)",
     );
     edit(
-        &hr.join("prompts/procedures.md"),
+        &f.hr().join("prompts/procedures.md"),
         "never handled by you",
         "handled by you when you can",
     )?;
-    edit(&hr.join("pack.yaml"), "version: 1.1.0", "version: 1.2.0")?;
+    edit(
+        &f.hr().join("pack.yaml"),
+        "version: 1.1.0",
+        "version: 1.2.0",
+    )?;
     git(
-        &work,
+        &f.work,
         &[
             "commit",
             "-qam",
             "Let the assistant handle sensitive matters",
         ],
     )?;
-    git(&work, &["push", "-q", "origin", "main"])?;
-    publish(&source, &store, &reg).await?;
-    canary(&reg, &store, &mut log, 0.80, "1.2.0").await?;
+    git(&f.work, &["push", "-q", "origin", "main"])?;
+    f.publish().await?;
+    canary(&f.reg, &f.store, 0.80, "1.2.0").await?;
     // The revert lands on main: the reconciler sees it like any revert.
-    publish(&source, &store, &reg).await?;
-    let head = git(&remote, &["log", "-1", "--format=%h %s", "main"])?;
-    say(
-        &mut log,
-        &format!(
-            "   git agrees: main is now at `{head}` in {}",
-            remote.display()
-        ),
-    );
-
-    say(
-        &mut log,
-        "\n7. the decision history (missionctl decisions):",
-    );
-    for d in store
-        .decisions(Some("hr-ops-pack"))
-        .await
-        .map_err(step("decisions"))?
-    {
-        say(
-            &mut log,
-            &format!(
-                "   {:<8} {} -> {}  [{:.8}] {}",
-                d.decision,
-                d.champion_pack_version.as_deref().unwrap_or("-"),
-                d.challenger_pack_version,
-                d.commit,
-                d.reason.chars().take(110).collect::<String>()
-            ),
-        );
-    }
-    say(
-        &mut log,
-        &format!(
-            "\nDone. Everything is in {}: the remote fleet.git, the clone work/, the evidence, and state.db.\nTry: missionctl decisions --db {db}\n     missionctl status --all --db {db}",
-            dir.display()
-        ),
-    );
-    Ok(log)
+    f.publish().await?;
+    let head = git(&f.remote, &["log", "-1", "--format=%h %s", "main"])?;
+    say(&format!(
+        "   git agrees: main is now at `{head}` in {}",
+        f.remote.display()
+    ));
+    Ok(())
 }
 
-/// One reconcile pass and its publication to the registry (what `serve` does on every push).
+/// Step 7: the decision history.
+async fn history(f: &Fleet) -> Result<(), QuickstartError> {
+    say("\n7. the decision history (missionctl decisions):");
+    let decisions = f
+        .store
+        .decisions(Some("hr-ops-pack"))
+        .await
+        .map_err(step("decisions"))?;
+    for d in decisions {
+        say(&format!(
+            "   {:<8} {} -> {}  [{:.8}] {}",
+            d.decision.as_str(),
+            d.champion_pack_version.as_deref().unwrap_or("-"),
+            d.challenger_pack_version,
+            d.commit,
+            d.reason.chars().take(110).collect::<String>()
+        ));
+    }
+    say(&format!(
+        "\nDone. Everything is in {}: the remote fleet.git, the clone work/, the evidence, and state.db.\nTry: missionctl decisions --db {db}\n     missionctl status --all --db {db}",
+        f.dir.display(),
+        db = f.db
+    ));
+    Ok(())
+}
+
+/// Run the loop in `dir` (a new temporary directory if None).
+pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
+    let dir = match dir {
+        Some(d) => d,
+        None => tempfile::Builder::new()
+            .prefix("missionctl-quickstart-")
+            .tempdir()
+            .map_err(step("making a directory"))?
+            .keep(),
+    };
+    let f = setup(dir).await?;
+    challenger_and_gate(&f).await?;
+    merge(&f).await?;
+    say(
+        "\n5. canary: harnesses resolve through the registry; users are split by a stable hash and report every run",
+    );
+    canary(&f.reg, &f.store, 0.97, "1.1.0").await?;
+    bad_version(&f).await?;
+    history(&f).await
+}
+
 async fn publish(
     source: &Source,
     store: &Store,
@@ -344,7 +351,6 @@ async fn publish(
 async fn canary(
     reg: &Arc<Registry>,
     store: &Store,
-    log: &mut String,
     canary_ok: f64,
     version: &str,
 ) -> Result<(), QuickstartError> {
@@ -366,27 +372,21 @@ async fn canary(
                 .is_some_and(|v| v.starts_with(version))
         });
         let pct = r.map(|r| r["percent"].clone()).unwrap_or_default();
-        say(
-            log,
-            &format!(
-                "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {pct}% canary",
-                rep.accepted
-            ),
-        );
+        say(&format!(
+            "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {pct}% canary",
+            rep.accepted
+        ));
         for e in events {
-            say(log, &format!("   -> {e}"));
+            say(&format!("   -> {e}"));
         }
         if let Some(r) = r
-            && r["state"] != "running"
+            && r["state"] != RolloutState::Running.as_str()
         {
-            say(
-                log,
-                &format!(
-                    "   rollout {}: {}",
-                    r["state"].as_str().unwrap_or(""),
-                    r["detail"]["why"].as_str().unwrap_or("")
-                ),
-            );
+            say(&format!(
+                "   rollout {}: {}",
+                r["state"].as_str().unwrap_or(""),
+                r["detail"]["why"].as_str().unwrap_or("")
+            ));
             return Ok(());
         }
     }
