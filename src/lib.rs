@@ -8,14 +8,12 @@
 //! with the state kept in `store`. `src/main.rs` is a thin CLI over this.
 
 pub mod catalog;
-pub mod demo_model;
 pub mod diagnostic;
 pub mod diff;
 pub mod eval;
 pub mod gate;
 pub mod git;
 pub mod github;
-pub mod llm;
 pub mod model;
 pub mod pack;
 pub mod policy;

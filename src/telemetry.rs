@@ -13,7 +13,6 @@ use serde_json::Value as Json;
 pub use crate::model::Kpis;
 use crate::model::{ArmLabel, RunRow, RunSample};
 use crate::schema::{self, Kind};
-use crate::store::{Store, StoreError};
 
 /// The most rows one batch may carry; larger batches are refused whole.
 pub const MAX_ROWS: usize = 100_000;
@@ -129,32 +128,6 @@ pub fn parse_batch(
         }
     }
     Ok((rows, errors))
-}
-
-/// Parse, check and store a batch.
-pub async fn ingest(
-    store: &Store,
-    body: &str,
-    scope: &TenantScope,
-    arm_of: &(dyn Fn(&RunRow) -> Option<ArmLabel> + Sync),
-) -> Result<IngestReport, IngestError> {
-    let (rows, errors) = parse_batch(body, scope, arm_of).map_err(IngestError::Batch)?;
-    let received = rows.len() + errors.len();
-    let accepted = store.insert_runs(&rows).await?;
-    Ok(IngestReport {
-        received,
-        accepted,
-        duplicates: rows.len() as u64 - accepted,
-        errors,
-    })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("{0}")]
-    Batch(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Nearest-rank percentile of unsorted values.

@@ -16,9 +16,9 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let s = missionctl::demo_model::start(
+        let s = missionctl::eval::demo_model::start(
             a.listen,
-            missionctl::demo_model::DemoConfig {
+            missionctl::eval::demo_model::DemoConfig {
                 latency: Duration::from_millis(a.latency_ms),
             },
         )

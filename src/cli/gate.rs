@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use missionctl::gate::{self, GateOptions, GithubContext};
+use missionctl::gate::{self, GateOptions};
 use missionctl::github;
 
 /// The label a maintainer puts on a fork's pull request to allow paid model calls.
@@ -68,11 +68,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
             match rt.block_on(github::Gh::from_env(
                 event.as_ref().and_then(|e| e.repository.as_deref()),
             )) {
-                Ok(gh) => Some(GithubContext {
-                    gh,
-                    pr,
-                    head_sha: head.clone(),
-                }),
+                Ok(gh) => Some((gh, pr)),
                 Err(e) => {
                     eprintln!("warning: approvals not checked: {e}");
                     None
@@ -82,16 +78,37 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let out = a.out.clone();
-    let ev = match rt.block_on(gate::run(GateOptions {
+    let opts = GateOptions {
         repo: a.repo.clone(),
         base,
-        head,
+        head: head.clone(),
         out: out.clone(),
         db_url,
         skip_paid_calls: a.skip_paid_calls || fork_without_opt_in,
         progress,
-        github,
-    })) {
+    };
+    let concluded = rt.block_on(async {
+        let evaluated = gate::evaluate(&opts).await?;
+        // The reviews come from GitHub; what they must satisfy comes from the base.
+        let approvals = match &github {
+            Some((gh, pr)) => Some(
+                github::approvals::evaluate(
+                    gh,
+                    *pr,
+                    &head,
+                    evaluated.base(),
+                    evaluated.head(),
+                    evaluated.candidates(),
+                    evaluated.policies_changed(),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        };
+        gate::conclude(evaluated, approvals)
+    });
+    let ev = match concluded {
         Ok(ev) => ev,
         Err(e) => {
             eprintln!("error: could not evaluate: {e}");
@@ -105,9 +122,8 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
             "{}",
             missionctl::diagnostic::render::github(&ev.validation_errors)
         );
-        let json = serde_json::to_value(&ev)?;
         let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
-        if let Err(e) = github::report::actions_outputs(&json, &md, &dir) {
+        if let Err(e) = github::report::actions_outputs(&ev, &md, &dir) {
             eprintln!("warning: cannot write the job summary or outputs: {e}");
         }
     }

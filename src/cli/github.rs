@@ -39,12 +39,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     let event = github::event::from_env();
     let pr = pr.or_else(|| event.as_ref().and_then(|e| e.pr));
     let sha = sha
-        .or_else(|| {
-            ev["head_commit"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-        })
+        .or_else(|| Some(ev.head_commit.clone()).filter(|s| !s.is_empty()))
         .or_else(|| event.as_ref().and_then(|e| e.head_sha.clone()));
     let rt = tokio::runtime::Runtime::new()?;
     let outcome = rt.block_on(async {

@@ -20,7 +20,7 @@ use missionctl::registry::auth::Tokens;
 use missionctl::registry::{Registry, controller};
 use missionctl::resolve::ChainKey;
 use missionctl::store::Store;
-use missionctl::telemetry::{self, TenantScope};
+use missionctl::telemetry::TenantScope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuickstartError {
@@ -188,7 +188,6 @@ async fn challenger_and_gate(f: &Fleet) -> Result<(), QuickstartError> {
         db_url: f.db.clone(),
         skip_paid_calls: false,
         progress: false,
-        github: None,
     })
     .await
     .map_err(step("gate"))?;
@@ -357,9 +356,11 @@ async fn canary(
     for round in 0..40 {
         let (rows, champion, canary) = traffic(reg, &format!("{version}-{round}"), 600, canary_ok);
         let snap = reg.snapshot.load_full();
-        let rep = telemetry::ingest(store, &rows, &TenantScope(None), &|row| snap.arm_of(row))
-            .await
-            .map_err(step("telemetry"))?;
+        let rep = missionctl::registry::ingest::ingest(store, &rows, &TenantScope(None), &|row| {
+            snap.arm_of(row)
+        })
+        .await
+        .map_err(step("telemetry"))?;
         let events = controller::tick(reg, time::OffsetDateTime::now_utc())
             .await
             .map_err(step("canary"))?;

@@ -400,7 +400,8 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         let snap = reg.snapshot.load_full();
         let scope = missionctl::telemetry::TenantScope(a.tenant.clone());
         anyhow::Ok(
-            missionctl::telemetry::ingest(&store, &body, &scope, &|row| snap.arm_of(row)).await?,
+            missionctl::registry::ingest::ingest(&store, &body, &scope, &|row| snap.arm_of(row))
+                .await?,
         )
     })?;
     println!("{}", serde_json::to_string_pretty(&rep)?);

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::llm::{Client, Completion, Endpoint, Message};
+use crate::eval::llm::{Client, Completion, Endpoint, Message};
 
 pub const JUDGE_SYSTEM: &str = "You are an evaluation judge for AI agent outputs. \
 Follow the task in the user message exactly and reply with one JSON object in the stated answer_format and nothing else: no prose, no code fences.";
@@ -33,7 +33,7 @@ pub struct RubricScore {
     pub per_criterion: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq, Eq)]
 pub struct Pairwise {
     pub challenger_wins: u32,
     pub champion_wins: u32,
@@ -113,7 +113,7 @@ async fn ask(
                 judge.charge(&c);
                 return serde_json::from_str(c.content.trim()).map_err(|e| e.to_string());
             }
-            Err(crate::llm::LlmError::Rejected(why)) => {
+            Err(crate::eval::llm::LlmError::Rejected(why)) => {
                 last = why.clone();
                 messages.push(Message::user(format!(
                     "Your previous answer was rejected ({why}). Reply again with only the JSON object in answer_format."

@@ -6,7 +6,9 @@
 //! the judge that evaluates it.
 
 pub mod assertions;
+pub mod demo_model;
 pub mod judge;
+pub mod llm;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::llm::{Client, Endpoint, LlmError, Message};
+use crate::eval::llm::{Client, Endpoint, LlmError, Message};
 use crate::pack::EvalCase;
 use crate::resolve::Resolved;
 

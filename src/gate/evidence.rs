@@ -1,7 +1,7 @@
 //! The gate's evidence: what `evidence.json`, `eval_result.jsonl` and
 //! `evidence.md` hold, and what the GitHub report reads back.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Diagnostic;
 use crate::diff::DiffReport;
@@ -12,7 +12,7 @@ use crate::resolve::Thresholds;
 use super::GateError;
 
 /// A safety or format assertion the champion passed and the challenger fails.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Regression {
     pub pack_id: String,
     pub chain: String,
@@ -25,7 +25,7 @@ pub struct Regression {
     pub challenger_reason: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct ScoreDelta {
     pub champion: Option<f64>,
     pub challenger: Option<f64>,
@@ -33,7 +33,7 @@ pub struct ScoreDelta {
     pub ci95: Option<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackEvidence {
     pub pack_id: String,
     pub scope_type: String,
@@ -61,7 +61,7 @@ pub struct PackEvidence {
     pub blocked_by: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuardrailRow {
     pub name: String,
     pub value: String,
@@ -70,7 +70,7 @@ pub struct GuardrailRow {
 }
 
 /// One assertion's outcome in an `eval_result` row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssertionRow {
     #[serde(rename = "type")]
     pub kind: String,
@@ -81,7 +81,7 @@ pub struct AssertionRow {
 }
 
 /// One `eval_result` record (the contract's fields, then documented extras).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalResult {
     pub eval_id: String,
     pub run_id: String,
@@ -99,7 +99,7 @@ pub struct EvalResult {
     pub assertions: Vec<AssertionRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evidence {
     pub verdict: Verdict,
     pub blocked: bool,
@@ -116,7 +116,7 @@ pub struct Evidence {
     pub packs: Vec<PackEvidence>,
     pub guardrails: Vec<GuardrailRow>,
     pub validation_errors: Vec<Diagnostic>,
-    pub approvals: Option<crate::github::approvals::ApprovalReport>,
+    pub approvals: Option<crate::model::ApprovalReport>,
     pub policy_changes: Vec<String>,
     pub needs_policy_owner: bool,
     pub sample_note: Option<String>,
@@ -129,7 +129,8 @@ pub struct Evidence {
     pub cost_usd: f64,
     pub started_at: String,
     pub finished_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The change by pack and scope layer (written to evidence.json; not read back).
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub diff: Option<DiffReport>,
     #[serde(skip)]
     pub results: Vec<EvalResult>,
@@ -152,6 +153,18 @@ fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String, GateError> {
         path: "evidence".into(),
         source: std::io::Error::other(e),
     })
+}
+
+/// Read `evidence.json` and `evidence.md` back from `dir` (what `github report` posts).
+pub fn read_evidence(dir: &std::path::Path) -> Result<(Evidence, String), String> {
+    let json = std::fs::read_to_string(dir.join("evidence.json"))
+        .map_err(|e| format!("evidence.json: {e}"))?;
+    let md = std::fs::read_to_string(dir.join("evidence.md"))
+        .map_err(|e| format!("evidence.md: {e}"))?;
+    let e: Evidence = serde_json::from_str(&json).map_err(|e| {
+        format!("evidence.json is not evidence this version of missionctl reads: {e}")
+    })?;
+    Ok((e, md))
 }
 
 /// `eval_result.jsonl`, `evidence.json` and `evidence.md` in `dir`.

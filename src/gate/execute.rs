@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 
 use crate::eval::assertions::{self, AssertionResult, Observed};
 use crate::eval::judge::{Judge, Pairwise};
+use crate::eval::llm::Client;
 use crate::eval::{self, EvalConfig, ModelSpec, RunOutput};
-use crate::llm::Client;
 use crate::model::Variant;
 use crate::store::Store;
 

@@ -34,9 +34,9 @@ pub use evidence::{
 pub use markdown::render as render_markdown;
 pub use score::LATENCY_NOISE_FLOOR_MS;
 
+use crate::eval::llm::Client;
 use crate::eval::{self, EvalConfig};
-use crate::llm::Client;
-use crate::model::{Tag, Variant};
+use crate::model::{ApprovalReport, Tag, Variant};
 use crate::store::Store;
 use budget::Budget;
 use evidence::AssertionRow;
@@ -76,15 +76,6 @@ pub struct GateOptions {
     /// Skip paid model calls (fork pull requests without a maintainer's opt-in).
     pub skip_paid_calls: bool,
     pub progress: bool,
-    /// When set, the pull request's reviews are checked against the
-    /// approvals the changed packs need.
-    pub github: Option<GithubContext>,
-}
-
-pub struct GithubContext {
-    pub gh: crate::github::Gh,
-    pub pr: u64,
-    pub head_sha: String,
 }
 
 fn short_id(parts: &[&str]) -> String {
@@ -166,14 +157,14 @@ async fn budget(
 async fn start_demo(
     cfg: &EvalConfig,
     skip_paid: bool,
-) -> Result<Option<crate::demo_model::DemoServer>, GateError> {
+) -> Result<Option<crate::eval::demo_model::DemoServer>, GateError> {
     if !cfg.uses_demo() || skip_paid {
         return Ok(None);
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    crate::demo_model::start(
+    crate::eval::demo_model::start(
         addr,
-        crate::demo_model::DemoConfig {
+        crate::eval::demo_model::DemoConfig {
             latency: std::time::Duration::ZERO,
         },
     )
@@ -296,35 +287,6 @@ fn results(
         .collect()
 }
 
-/// The pull request's reviews against what the changed packs need (read
-/// from GitHub; everything they are checked against comes from the base).
-async fn approvals(
-    ctx: Option<&GithubContext>,
-    l: &Loaded,
-    plan: &Plan,
-) -> (
-    Option<crate::github::approvals::ApprovalReport>,
-    Option<String>,
-) {
-    let Some(ctx) = ctx else {
-        return (None, None);
-    };
-    match crate::github::approvals::evaluate(
-        &ctx.gh,
-        ctx.pr,
-        &ctx.head_sha,
-        &l.base,
-        &l.head,
-        &plan.candidates,
-        &l.report.policies_changed,
-    )
-    .await
-    {
-        Ok(a) => (Some(a), None),
-        Err(e) => (None, Some(e.to_string())),
-    }
-}
-
 /// Each tenant's spend before and after this run, by tenant.
 fn spend_rows(b: &Budget, before: &HashMap<String, f64>) -> Vec<SpendRow> {
     let mut rows: Vec<SpendRow> = before
@@ -363,9 +325,49 @@ fn progress_bar(show: bool, n: usize) -> indicatif::ProgressBar {
     pb
 }
 
-/// Run the gate. Never panics on input; configuration and network failures
-/// are errors (exit 2), everything else is evidence.
-pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
+/// Everything the gate found before the verdict: both revisions, the plan,
+/// every job's outcome and the per-pack scores. Approvals, which come from
+/// the code host, are checked against it (see `github::approvals`) and
+/// passed to [`conclude`].
+pub struct Evaluated {
+    base: String,
+    head: String,
+    out: Option<PathBuf>,
+    skip_paid: bool,
+    started_at: String,
+    run_id: String,
+    l: Loaded,
+    plan: Plan,
+    done: Vec<Done>,
+    scores: Vec<PackScore>,
+    budget: Budget,
+    spent_before: HashMap<String, f64>,
+    pairwise_usd: f64,
+    cfg: Arc<EvalConfig>,
+    /// (requests sent, cache hits, retries, throttled).
+    client: (u64, u64, u64, u64),
+}
+
+impl Evaluated {
+    /// The base revision's packs (everything approvals are checked against).
+    pub fn base(&self) -> &crate::pack::Repo {
+        &self.l.base
+    }
+    pub fn head(&self) -> &crate::pack::Repo {
+        &self.l.head
+    }
+    /// The changed packs that were evaluated.
+    pub fn candidates(&self) -> &[crate::diff::PackChange] {
+        &self.plan.candidates
+    }
+    pub fn policies_changed(&self) -> &[String] {
+        &self.l.report.policies_changed
+    }
+}
+
+/// Load, plan, execute and score. Never panics on input; configuration and
+/// network failures are errors (exit 2), everything else is evidence.
+pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
     let started_at = crate::time_util::now_rfc3339();
     let run_id = short_id(&[
         &started_at,
@@ -373,13 +375,11 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         &opts.head,
         &std::process::id().to_string(),
     ]);
-    // Load.
-    let l = load(&opts).await?;
+    let l = load(opts).await?;
     let mission = l.base.mission.as_ref().ok_or_else(|| {
         GateError::Config(format!("the base revision `{}` has no valid mission.yaml; the gate reads its configuration from the base", opts.base))
     })?;
     let cfg = Arc::new(EvalConfig::from_mission(&mission.value.eval)?);
-    // Plan.
     let plan = plan::plan(&l, cfg.max_chains);
     let store = Store::connect(&opts.db_url).await?;
     let (budget, spent_before) = budget(&store, &l, &plan).await?;
@@ -388,91 +388,115 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         client: Client::new(cfg.concurrency, Some(store.clone())),
         cfg: cfg.clone(),
         budget: Arc::new(Mutex::new(budget)),
-        demo_url: demo.as_ref().map(crate::demo_model::DemoServer::url),
+        demo_url: demo.as_ref().map(crate::eval::demo_model::DemoServer::url),
         store,
         run_id: run_id.clone(),
         skip_paid: opts.skip_paid_calls,
     });
-    // Execute.
     let pb = progress_bar(opts.progress, plan.jobs.len());
     let done = engine.run_all(plan.jobs.clone(), &pb).await;
     pb.finish_and_clear();
-    let done = match done {
-        Ok(d) => d,
-        Err(e) => {
-            if let Some(d) = demo {
-                d.shutdown().await;
-            }
-            return Err(e);
-        }
-    };
     // Nothing could run, and for a reason of setup: "could not evaluate" (exit 2).
-    if let Some(fatal) = done
-        .iter()
-        .find(|d| d.run.fatal)
-        .and_then(|d| d.run.error.clone())
-        && done.iter().all(|d| d.run.error.is_some())
-    {
-        if let Some(d) = demo {
-            d.shutdown().await;
-        }
-        return Err(GateError::Unreachable(fatal));
-    }
-    let (pairwise, pairwise_usd) = engine.pairwise(&done).await;
+    let fatal = done.as_ref().ok().and_then(|done| {
+        let f = done.iter().find(|d| d.run.fatal)?.run.error.clone();
+        done.iter()
+            .all(|d| d.run.error.is_some())
+            .then_some(f)
+            .flatten()
+    });
+    let pairwise = match (&done, &fatal) {
+        (Ok(done), None) => Some(engine.pairwise(done).await),
+        _ => None,
+    };
     if let Some(d) = demo {
         d.shutdown().await;
     }
-    // Score.
+    let done = done?;
+    if let Some(f) = fatal {
+        return Err(GateError::Unreachable(f));
+    }
+    let (pairwise, pairwise_usd) = pairwise.unwrap_or_default();
     let scores = score_all(&plan, &done, pairwise);
-    let (approvals, approvals_error) = approvals(opts.github.as_ref(), &l, &plan).await;
-    // Verdict.
-    let b = engine.budget.lock().await.clone();
-    let spend = spend_rows(&b, &spent_before);
-    let mut guardrails = plan.guardrails.clone();
+    let stats = &engine.client.stats;
+    let client = (
+        stats.requests.load(Ordering::Relaxed),
+        stats.cache_hits.load(Ordering::Relaxed),
+        stats.retries.load(Ordering::Relaxed),
+        stats.throttled.load(Ordering::Relaxed),
+    );
+    let budget = engine.budget.lock().await.clone();
+    Ok(Evaluated {
+        base: opts.base.clone(),
+        head: opts.head.clone(),
+        out: opts.out.clone(),
+        skip_paid: opts.skip_paid_calls,
+        started_at,
+        run_id,
+        l,
+        plan,
+        done,
+        scores,
+        budget,
+        spent_before,
+        pairwise_usd,
+        cfg,
+        client,
+    })
+}
+
+/// The verdict and the evidence (written to `--out` when given).
+/// `approvals` is the pull request's reviews checked against what the
+/// changes need, or why they could not be read; `None` outside a pull request.
+pub fn conclude(
+    e: Evaluated,
+    approvals: Option<Result<ApprovalReport, String>>,
+) -> Result<Evidence, GateError> {
+    let (approvals, approvals_error) = match approvals {
+        Some(Ok(a)) => (Some(a), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
+    let mut guardrails = e.plan.guardrails.clone();
     let decided = verdict::decide(verdict::Inputs {
-        validation_errors: &l.validation_errors,
-        plan_reasons: plan.reasons.clone(),
-        scores: &scores,
-        latency_cap_pct: l.guard.max_allowed_latency_regression_pct,
-        spend,
-        ledger_failed: b.ledger_failed.clone(),
+        validation_errors: &e.l.validation_errors,
+        plan_reasons: e.plan.reasons.clone(),
+        scores: &e.scores,
+        latency_cap_pct: e.l.guard.max_allowed_latency_regression_pct,
+        spend: spend_rows(&e.budget, &e.spent_before),
+        ledger_failed: e.budget.ledger_failed.clone(),
         approvals: approvals.as_ref(),
         approvals_error,
     });
     guardrails.extend(decided.guardrails);
-    // Evidence.
-    let results = results(&done, &decided.regressions, &run_id, &api_keys(&cfg));
-    let cost: f64 = done
+    let results = results(&e.done, &decided.regressions, &e.run_id, &api_keys(&e.cfg));
+    let cost: f64 = e
+        .done
         .iter()
         .map(|d| d.run.cost_usd + d.judge_usd)
         .sum::<f64>()
-        + pairwise_usd;
-    let stats = &engine.client.stats;
-    let (requests, hits) = (
-        stats.requests.load(Ordering::Relaxed),
-        stats.cache_hits.load(Ordering::Relaxed),
-    );
-    let (harness, judge) = describe(&cfg);
+        + e.pairwise_usd;
+    let (requests, hits, retries, throttled) = e.client;
+    let (harness, judge) = describe(&e.cfg);
     let evidence = Evidence {
         verdict: decided.verdict,
         blocked: decided.verdict.holds_merge(),
         reasons: decided.reasons,
-        run_id,
-        base: opts.base.clone(),
-        head: opts.head.clone(),
-        base_commit: l.base.commit.map(|c| c.to_string()).unwrap_or_default(),
-        head_commit: l.head.commit.map(|c| c.to_string()).unwrap_or_default(),
+        run_id: e.run_id,
+        base: e.base,
+        head: e.head,
+        base_commit: e.l.base.commit.map(|c| c.to_string()).unwrap_or_default(),
+        head_commit: e.l.head.commit.map(|c| c.to_string()).unwrap_or_default(),
         harness,
         judge,
-        paid_calls_skipped: opts.skip_paid_calls,
+        paid_calls_skipped: e.skip_paid,
         regressions: decided.regressions,
-        packs: scores.into_iter().map(|s| s.evidence).collect(),
+        packs: e.scores.into_iter().map(|s| s.evidence).collect(),
         guardrails,
-        validation_errors: l.validation_errors,
+        validation_errors: e.l.validation_errors,
         approvals,
-        needs_policy_owner: !l.report.policies_changed.is_empty(),
-        policy_changes: l.report.policies_changed.clone(),
-        sample_note: (!plan.sample_notes.is_empty()).then(|| plan.sample_notes.join("; ")),
+        needs_policy_owner: !e.l.report.policies_changed.is_empty(),
+        policy_changes: e.l.report.policies_changed.clone(),
+        sample_note: (!e.plan.sample_notes.is_empty()).then(|| e.plan.sample_notes.join("; ")),
         partial: decided.partial,
         model_requests: requests,
         cache_hits: hits,
@@ -481,16 +505,21 @@ pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
         } else {
             0.0
         },
-        retries: stats.retries.load(Ordering::Relaxed),
-        throttled: stats.throttled.load(Ordering::Relaxed),
+        retries,
+        throttled,
         cost_usd: cost,
-        started_at,
+        started_at: e.started_at,
         finished_at: crate::time_util::now_rfc3339(),
-        diff: Some(l.report),
+        diff: Some(e.l.report),
         results,
     };
-    if let Some(out) = &opts.out {
+    if let Some(out) = &e.out {
         write_evidence(out, &evidence)?;
     }
     Ok(evidence)
+}
+
+/// Run the gate outside a pull request (no approvals to check).
+pub async fn run(opts: GateOptions) -> Result<Evidence, GateError> {
+    conclude(evaluate(&opts).await?, None)
 }

@@ -3,8 +3,7 @@
 //! guardrails, and PASS / WAITING FOR APPROVAL / BLOCKED.
 
 use crate::diagnostic::Diagnostic;
-use crate::github::approvals::ApprovalReport;
-use crate::model::{Tag, Verdict};
+use crate::model::{ApprovalReport, Tag, Verdict};
 
 use super::evidence::{GuardrailRow, Regression};
 use super::score::PackScore;

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::codeowners::CodeOwners;
@@ -22,46 +21,7 @@ use super::{Gh, GhError};
 use crate::diff::{PackChange, Status};
 use crate::pack::{Autonomy, Location, Repo, Tier};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Requirement {
-    /// The pack id, or `policies`.
-    pub subject: String,
-    pub path: String,
-    pub autonomy: Option<Autonomy>,
-    pub tier: Tier,
-    pub needed: u32,
-    /// Any of these may approve (CODEOWNERS owners of the path, or the policy owner).
-    pub owners: Vec<String>,
-    /// For A3: at least one approval must come from this role.
-    pub role: Option<String>,
-    pub approved_by: Vec<String>,
-    pub satisfied: bool,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
-pub struct ApprovalReport {
-    pub requirements: Vec<Requirement>,
-    /// Changed packs that can never be promoted (A0).
-    pub not_promotable: Vec<String>,
-    pub satisfied: bool,
-    /// Approvals ignored because they predate the latest push.
-    pub stale: Vec<String>,
-}
-
-impl ApprovalReport {
-    /// Who could still approve, for the comment.
-    pub fn who_can_approve(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .requirements
-            .iter()
-            .filter(|r| !r.satisfied)
-            .flat_map(|r| r.owners.iter().cloned().chain(r.role.clone()))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
+pub use crate::model::{ApprovalReport, Requirement};
 
 /// The latest review state per reviewer.
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::{Gh, GhError};
+use crate::gate::Evidence;
+use crate::model::{Verdict, Word};
 
 pub const MARKER: &str = "<!-- missionctl:gate -->";
 /// GitHub rejects comment bodies and check-run texts over 65,536 characters.
@@ -87,72 +89,62 @@ pub fn comment_body(markdown: &str, check_name: &str) -> (String, bool) {
 
 /// Check-run annotations from the evidence: validation errors at their file
 /// and line, regressions at the eval case that caught them.
-pub fn annotations(evidence: &Json) -> Vec<Json> {
+pub fn annotations(evidence: &Evidence) -> Vec<Json> {
     let mut out = Vec::new();
-    for d in evidence["validation_errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let line = d["line"].as_u64().unwrap_or(1).max(1);
+    for d in &evidence.validation_errors {
+        let line = d.line.max(1);
         out.push(json!({
-            "path": d["file"],
+            "path": d.file,
             "start_line": line,
             "end_line": line,
             "annotation_level": "failure",
-            "title": d["code"],
-            "message": d["message"],
+            "title": d.code,
+            "message": d.message,
         }));
     }
-    for r in evidence["regressions"].as_array().into_iter().flatten() {
-        let line = r["case_line"].as_u64().unwrap_or(1).max(1);
+    for r in &evidence.regressions {
+        let line = r.case_line.max(1);
         out.push(json!({
-            "path": r["case_file"],
+            "path": r.case_file,
             "start_line": line,
             "end_line": line,
             "annotation_level": "failure",
-            "title": format!("{} regression", r["tag"].as_str().unwrap_or("")),
-            "message": format!("{} on {}: {}", r["case_id"].as_str().unwrap_or(""), r["chain"].as_str().unwrap_or(""), r["challenger_reason"].as_str().unwrap_or("")),
+            "title": format!("{} regression", r.tag),
+            "message": format!("{} on {}: {}", r.case_id, r.chain, r.challenger_reason),
         }));
     }
     out
 }
 
-fn conclusion(verdict: &str) -> (&'static str, &'static str) {
+fn conclusion(verdict: Verdict) -> (&'static str, &'static str) {
     // (check-run conclusion, commit-status state)
     match verdict {
-        "PASS" => ("success", "success"),
-        "WAITING FOR APPROVAL" => ("action_required", "pending"),
-        _ => ("failure", "failure"),
+        Verdict::Pass => ("success", "success"),
+        Verdict::WaitingForApproval => ("action_required", "pending"),
+        Verdict::Blocked => ("failure", "failure"),
     }
 }
 
-pub fn load(dir: &Path) -> Result<(Json, String), ReportError> {
-    let err = |m: String| ReportError::Evidence {
+/// `evidence.json` (typed) and `evidence.md` from the directory `gate --out` wrote.
+pub fn load(dir: &Path) -> Result<(Evidence, String), ReportError> {
+    crate::gate::evidence::read_evidence(dir).map_err(|message| ReportError::Evidence {
         dir: dir.display().to_string(),
-        message: m,
-    };
-    let json = std::fs::read_to_string(dir.join("evidence.json"))
-        .map_err(|e| err(format!("evidence.json: {e}")))?;
-    let md = std::fs::read_to_string(dir.join("evidence.md"))
-        .map_err(|e| err(format!("evidence.md: {e}")))?;
-    let v: Json =
-        serde_json::from_str(&json).map_err(|e| err(format!("evidence.json is not JSON: {e}")))?;
-    Ok((v, md))
+        message,
+    })
 }
 
 /// Post the comment and the check run (or status). Either part may be
 /// skipped (no PR number, no SHA).
 pub async fn post(
     gh: &Gh,
-    evidence: &Json,
+    evidence: &Evidence,
     markdown: &str,
     pr: Option<u64>,
     sha: Option<&str>,
     check_name: &str,
 ) -> Result<Outcome, ReportError> {
     let mut out = Outcome::default();
-    let verdict = evidence["verdict"].as_str().unwrap_or("BLOCKED");
+    let verdict = evidence.verdict;
     if let (Some(pr), Some(sha)) = (pr, sha) {
         // The evidence may come from an untrusted run: only comment on a pull
         // request whose head is the commit that was evaluated.
@@ -202,7 +194,7 @@ pub async fn post(
     }
     if let Some(sha) = sha {
         let (concl, state) = conclusion(verdict);
-        let title = markdown.lines().next().unwrap_or(verdict);
+        let title = markdown.lines().next().unwrap_or(verdict.as_str());
         let title = cut(title, 200).to_string();
         let summary = cut(markdown, GITHUB_TEXT_LIMIT - 100).to_string();
         let notes = annotations(evidence);
@@ -250,7 +242,7 @@ pub async fn post(
 
 /// Append to the job summary and set step outputs when running in Actions.
 pub fn actions_outputs(
-    evidence: &Json,
+    evidence: &Evidence,
     markdown: &str,
     evidence_dir: &Path,
 ) -> std::io::Result<()> {
@@ -268,17 +260,9 @@ pub fn actions_outputs(
             .create(true)
             .append(true)
             .open(p)?;
-        writeln!(f, "verdict={}", evidence["verdict"].as_str().unwrap_or(""))?;
-        writeln!(
-            f,
-            "blocked={}",
-            evidence["blocked"].as_bool().unwrap_or(true)
-        )?;
-        writeln!(
-            f,
-            "cost_usd={:.6}",
-            evidence["cost_usd"].as_f64().unwrap_or(0.0)
-        )?;
+        writeln!(f, "verdict={}", evidence.verdict)?;
+        writeln!(f, "blocked={}", evidence.blocked)?;
+        writeln!(f, "cost_usd={:.6}", evidence.cost_usd)?;
         writeln!(f, "evidence_path={}", evidence_dir.display())?;
     }
     Ok(())

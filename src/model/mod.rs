@@ -4,18 +4,22 @@
 //! have to spell the same string alike; the store keeps their text values in
 //! its columns and converts at its boundary.
 
+mod approval;
 mod decision;
 mod rollout;
 mod run;
+mod scope;
 mod tag;
 mod verdict;
 
+pub use approval::{ApprovalReport, Requirement};
 pub use decision::{Decision, DecisionKind, Serving};
 pub use rollout::{
     Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,
     RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,
 };
 pub use run::{RunRow, RunSample};
+pub use scope::{Autonomy, ScopeType, Tier};
 pub use tag::Tag;
 pub use verdict::{Variant, Verdict};
 

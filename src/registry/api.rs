@@ -22,7 +22,7 @@ use serde_json::json;
 use super::Registry;
 use super::auth::{Action, Scope, Token};
 use crate::resolve::{ChainKey, ResolveError};
-use crate::telemetry::{self, TenantScope};
+use crate::telemetry::TenantScope;
 
 /// Telemetry batches larger than this are refused (413); send smaller batches.
 pub const RUNS_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -108,6 +108,35 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// Write an audit entry. An entry that cannot be written is never skipped
+/// silently: the request is answered 503 (with `Retry-After`) so the caller
+/// knows the server is not in a state to vouch for what it did.
+async fn audit(
+    reg: &Registry,
+    token: &str,
+    route: &str,
+    outcome: &str,
+    detail: &str,
+) -> Result<(), Response> {
+    match reg.store.audit(token, route, outcome, detail).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, route, "the audit log could not be written");
+            count(reg, route, StatusCode::SERVICE_UNAVAILABLE);
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::RETRY_AFTER, "5"),
+                ],
+                json!({"error": format!("the audit log could not be written ({e}); retry later")})
+                    .to_string(),
+            )
+                .into_response())
+        }
+    }
+}
+
 /// Authenticate and authorise; on refusal, audit and answer.
 async fn authorize(
     reg: &Registry,
@@ -130,7 +159,9 @@ async fn authorize(
     let name = tok.name.clone();
     let deny = |why: String| async move {
         reg.metrics.denied.inc();
-        let _ = reg.store.audit(&name, route, "denied", &why).await;
+        if let Err(unavailable) = audit(reg, &name, route, "denied", &why).await {
+            return unavailable;
+        }
         count(reg, route, StatusCode::FORBIDDEN);
         json_response(StatusCode::FORBIDDEN, json!({"error": why}))
     };
@@ -254,21 +285,16 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes)
     };
     let snap = reg.snapshot.load_full();
     let scope = TenantScope(tok.tenant.clone());
-    match telemetry::ingest(&reg.store, text, &scope, &|row| snap.arm_of(row)).await {
+    match super::ingest::ingest(&reg.store, text, &scope, &|row| snap.arm_of(row)).await {
         Ok(rep) => {
             reg.metrics.runs_ingested.inc_by(rep.accepted);
             let cross = rep.errors.iter().filter(|e| e.other_tenant).count();
             if cross > 0 {
                 reg.metrics.denied.inc();
-                let _ = reg
-                    .store
-                    .audit(
-                        &tok.name,
-                        route,
-                        "denied",
-                        &format!("{cross} row(s) for another tenant"),
-                    )
-                    .await;
+                let why = format!("{cross} row(s) for another tenant");
+                if let Err(unavailable) = audit(&reg, &tok.name, route, "denied", &why).await {
+                    return unavailable;
+                }
             }
             let status = if rep.errors.is_empty() {
                 StatusCode::OK
@@ -426,10 +452,9 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: By
     .await
     {
         Ok(v) => {
-            let _ = reg
-                .store
-                .audit(&tok.name, route, "ok", &v.to_string())
-                .await;
+            if let Err(unavailable) = audit(&reg, &tok.name, route, "ok", &v.to_string()).await {
+                return unavailable;
+            }
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, v)
         }

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod controller;
+pub mod ingest;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -33,7 +33,7 @@ pub struct Promotion {
 }
 
 /// The gate's thresholds with their documented defaults applied.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     pub min_pass_rate: f64,
     pub max_pass_rate_drop: f64,

@@ -310,7 +310,7 @@ fn latency_regression_over_the_cap_is_blocked() {
         };
         Reply::Delayed(
             Duration::from_millis(delay),
-            Box::new(Reply::Json(missionctl::demo_model::respond(body))),
+            Box::new(Reply::Json(missionctl::eval::demo_model::respond(body))),
         )
     });
     let server = LlmServer::start(slow);
@@ -340,7 +340,7 @@ fn a_429_burst_is_survived_with_retry_after() {
         if n < 6 {
             Reply::Status(429, Some(1))
         } else {
-            Reply::Json(missionctl::demo_model::respond(body))
+            Reply::Json(missionctl::eval::demo_model::respond(body))
         }
     });
     let server = LlmServer::start(script);
@@ -382,7 +382,7 @@ fn judge_position_bias_counts_as_a_tie() {
                 serde_json::from_str(body["messages"][1]["content"].as_str().unwrap_or("{}"))
                     .unwrap_or(Value::Null);
             if payload["task"] == "pairwise" {
-                return Reply::Json(missionctl::demo_model::completion_body(
+                return Reply::Json(missionctl::eval::demo_model::completion_body(
                     "j",
                     "",
                     "",
@@ -390,7 +390,7 @@ fn judge_position_bias_counts_as_a_tie() {
                 ));
             }
         }
-        Reply::Json(missionctl::demo_model::respond(body))
+        Reply::Json(missionctl::eval::demo_model::respond(body))
     });
     let server = LlmServer::start(script);
     let r = gate_repo(&server, true);
@@ -409,14 +409,14 @@ fn malformed_judge_answers_are_retried_then_counted_as_errors() {
     let script: crate::llm_server::Script = Arc::new(|body, _| {
         let n = body["messages"].as_array().map_or(0, Vec::len);
         if is_judge(body) && n == 2 {
-            return Reply::Json(missionctl::demo_model::completion_body(
+            return Reply::Json(missionctl::eval::demo_model::completion_body(
                 "j",
                 "",
                 "",
                 "Sure! I think it is a 4.",
             ));
         }
-        Reply::Json(missionctl::demo_model::respond(body))
+        Reply::Json(missionctl::eval::demo_model::respond(body))
     });
     let server = LlmServer::start(script);
     let r = gate_repo(&server, true);
@@ -438,14 +438,14 @@ fn malformed_judge_answers_are_retried_then_counted_as_errors() {
     // Always malformed: an error, never a pass.
     let bad: crate::llm_server::Script = Arc::new(|body, _| {
         if is_judge(body) {
-            return Reply::Json(missionctl::demo_model::completion_body(
+            return Reply::Json(missionctl::eval::demo_model::completion_body(
                 "j",
                 "",
                 "",
                 "{\"scores\": \"great\"",
             ));
         }
-        Reply::Json(missionctl::demo_model::respond(body))
+        Reply::Json(missionctl::eval::demo_model::respond(body))
     });
     let server = LlmServer::start(bad);
     let r = gate_repo(&server, true);

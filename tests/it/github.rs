@@ -195,7 +195,19 @@ fn evidence_dir(r: &TestRepo, verdict: &str, errors: usize, md: &str) -> std::pa
     let diags: Vec<Value> = (0..errors)
         .map(|i| json!({"code": "schema/type", "severity": "error", "file": "packs/domains/hr-ops/pack.yaml", "line": i + 1, "col": 1, "message": format!("problem {i}")}))
         .collect();
-    let ev = json!({"verdict": verdict, "blocked": verdict != "PASS", "validation_errors": diags, "regressions": [], "head_commit": "0123456789abcdef0123456789abcdef01234567", "cost_usd": 0.0});
+    // A complete evidence record: `github report` reads the gate's typed
+    // Evidence and refuses a file that is not one.
+    let ev = json!({
+        "verdict": verdict, "blocked": verdict != "PASS", "reasons": [], "run_id": "r",
+        "base": "main", "head": "pr", "base_commit": "",
+        "head_commit": "0123456789abcdef0123456789abcdef01234567",
+        "harness": "test", "judge": null, "paid_calls_skipped": false,
+        "validation_errors": diags, "regressions": [], "packs": [], "guardrails": [],
+        "approvals": null, "policy_changes": [], "needs_policy_owner": false,
+        "sample_note": null, "partial": false, "model_requests": 0, "cache_hits": 0,
+        "cache_hit_rate": 0.0, "retries": 0, "throttled": 0, "cost_usd": 0.0,
+        "started_at": "2026-11-26T00:00:00Z", "finished_at": "2026-11-26T00:00:01Z"
+    });
     std::fs::write(dir.join("evidence.json"), ev.to_string()).expect("write");
     std::fs::write(dir.join("evidence.md"), md).expect("write");
     dir

@@ -45,7 +45,7 @@ pub struct LlmServer {
 
 /// The demo model's answer, as the default script.
 pub fn demo() -> Script {
-    Arc::new(|body, _| Reply::Json(missionctl::demo_model::respond(body)))
+    Arc::new(|body, _| Reply::Json(missionctl::eval::demo_model::respond(body)))
 }
 
 pub fn system_of(body: &Value) -> String {

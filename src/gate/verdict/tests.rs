@@ -1,7 +1,7 @@
 use super::*;
 use crate::diagnostic::Code;
 use crate::gate::evidence::{PackEvidence, ScoreDelta};
-use crate::github::approvals::ApprovalReport;
+use crate::model::ApprovalReport;
 use crate::resolve::Thresholds;
 use crate::yaml::Pos;
 

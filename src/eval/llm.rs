@@ -277,7 +277,10 @@ impl Client {
                     && let Ok(s) = serde_json::to_string(&c)
                 {
                     // A cache write failure costs a future request, not this answer.
-                    let _ = store.cache_put(&key, &s).await;
+                    // The cache only saves money: a failed write is reported, and the answer stands.
+                    if let Err(e) = store.cache_put(&key, &s).await {
+                        tracing::warn!(error = %e, "could not cache a model response");
+                    }
                 }
                 Ok(c)
             })

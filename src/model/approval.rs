@@ -1,0 +1,46 @@
+//! What a pull request's approvals amount to, as the gate reports them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Autonomy, Tier};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Requirement {
+    /// The pack id, or `policies`.
+    pub subject: String,
+    pub path: String,
+    pub autonomy: Option<Autonomy>,
+    pub tier: Tier,
+    pub needed: u32,
+    /// Any of these may approve (CODEOWNERS owners of the path, or the policy owner).
+    pub owners: Vec<String>,
+    /// For A3: at least one approval must come from this role.
+    pub role: Option<String>,
+    pub approved_by: Vec<String>,
+    pub satisfied: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ApprovalReport {
+    pub requirements: Vec<Requirement>,
+    /// Changed packs that can never be promoted (A0).
+    pub not_promotable: Vec<String>,
+    pub satisfied: bool,
+    /// Approvals ignored because they predate the latest push.
+    pub stale: Vec<String>,
+}
+
+impl ApprovalReport {
+    /// Who could still approve, for the comment.
+    pub fn who_can_approve(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .requirements
+            .iter()
+            .filter(|r| !r.satisfied)
+            .flat_map(|r| r.owners.iter().cloned().chain(r.role.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
