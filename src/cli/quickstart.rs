@@ -367,12 +367,8 @@ async fn canary(
         let st = controller::status(store, true)
             .await
             .map_err(step("status"))?;
-        let r = st.iter().find(|r| {
-            r["canary_version"]
-                .as_str()
-                .is_some_and(|v| v.starts_with(version))
-        });
-        let pct = r.map(|r| r["percent"].clone()).unwrap_or_default();
+        let r = st.iter().find(|r| r.canary_version.starts_with(version));
+        let pct = r.map_or(0, |r| r.percent);
         say(&format!(
             "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {pct}% canary",
             rep.accepted
@@ -381,12 +377,12 @@ async fn canary(
             say(&format!("   -> {e}"));
         }
         if let Some(r) = r
-            && r["state"] != RolloutState::Running.as_str()
+            && r.state != RolloutState::Running
         {
             say(&format!(
                 "   rollout {}: {}",
-                r["state"].as_str().unwrap_or(""),
-                r["detail"]["why"].as_str().unwrap_or("")
+                r.state,
+                r.detail.as_ref().map_or("", |d| d.why.as_str())
             ));
             return Ok(());
         }

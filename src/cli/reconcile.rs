@@ -315,13 +315,12 @@ pub struct StatusArgs {
     pub format: OutFormat,
 }
 
-fn pct(v: &serde_json::Value) -> String {
-    v.as_f64()
-        .map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
 }
 
-fn ms(v: &serde_json::Value) -> String {
-    v.as_f64().map_or("-".into(), |x| format!("{x:.0}"))
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.0}"))
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -340,36 +339,32 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             for r in &list {
                 println!(
                     "{}  {}  {} -> {}  at {}%  next {}",
-                    r["pack_id"].as_str().unwrap_or(""),
-                    r["state"].as_str().unwrap_or(""),
-                    r["champion_version"].as_str().unwrap_or("-"),
-                    r["canary_version"].as_str().unwrap_or("-"),
-                    r["percent"],
-                    r["next_step"]
-                        .as_u64()
-                        .map_or("-".to_string(), |n| format!("{n}%"))
+                    r.pack_id,
+                    r.state,
+                    r.champion_version.as_deref().unwrap_or("-"),
+                    r.canary_version,
+                    r.percent,
+                    r.next_step.map_or("-".to_string(), |n| format!("{n}%"))
                 );
                 println!(
                     "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
                     "ARM", "RUNS", "SUCCESS", "ERRORS", "P50 MS", "P95 MS", "COST/RUN"
                 );
-                for arm in ["champion", "canary"] {
-                    let k = &r[arm];
+                for (arm, k) in [("champion", &r.champion), ("canary", &r.canary)] {
                     println!(
                         "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
                         arm,
-                        k["runs"],
-                        pct(&k["success_rate"]),
-                        pct(&k["error_rate"]),
-                        ms(&k["latency_p50_ms"]),
-                        ms(&k["latency_p95_ms"]),
-                        k["cost_per_run_usd"]
-                            .as_f64()
+                        k.runs,
+                        pct(k.success_rate),
+                        pct(k.error_rate),
+                        ms(k.latency_p50_ms),
+                        ms(k.latency_p95_ms),
+                        k.cost_per_run_usd
                             .map_or("-".into(), |c| format!("${c:.4}"))
                     );
                 }
-                if let Some(w) = r["detail"]["why"].as_str() {
-                    println!("    {w}");
+                if let Some(d) = &r.detail {
+                    println!("    {}", d.why);
                 }
             }
         }

@@ -72,7 +72,8 @@ macro_rules! word_serde {
         }
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str($crate::model::Word::as_str(*self))
+                // `pad`, so widths and alignment in format strings apply.
+                f.pad($crate::model::Word::as_str(*self))
             }
         }
     };

@@ -358,9 +358,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
         Ok(list) => {
             let list: Vec<_> = list
                 .into_iter()
-                .filter(|r| {
-                    snap.visible(r["pack_id"].as_str().unwrap_or(""), tok.tenant.as_deref())
-                })
+                .filter(|r| snap.visible(&r.pack_id, tok.tenant.as_deref()))
                 .collect();
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"rollouts": list}))

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -331,8 +331,26 @@ pub async fn manual_rollback(
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
+/// A rollout as `status` and `GET /v1/rollouts` show it: where it is, and
+/// each arm's KPIs in the current step.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RolloutStatus {
+    pub rollout_id: String,
+    pub pack_id: String,
+    pub state: RolloutState,
+    pub champion_version: Option<String>,
+    pub canary_version: String,
+    pub steps: Vec<u32>,
+    pub percent: u32,
+    pub next_step: Option<u32>,
+    pub step_started_at: String,
+    pub champion: crate::model::Kpis,
+    pub canary: crate::model::Kpis,
+    pub detail: Option<RolloutDetail>,
+}
+
 /// Rollouts with each arm's KPIs in the current step and the next step.
-pub async fn status(store: &Store, all: bool) -> Result<Vec<Json>, StoreError> {
+pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, StoreError> {
     let mut out = Vec::new();
     for r in store.rollouts(!all).await? {
         let champion = store
@@ -347,20 +365,20 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<Json>, StoreError> {
                 &r.step_started_at,
             )
             .await?;
-        out.push(json!({
-            "rollout_id": r.rollout_id,
-            "pack_id": r.pack_id,
-            "state": r.state,
-            "champion_version": r.from_version,
-            "canary_version": r.to_version,
-            "steps": r.steps,
-            "percent": r.percent(),
-            "next_step": r.next_step(),
-            "step_started_at": r.step_started_at,
-            "champion": telemetry::kpis(&champion),
-            "canary": telemetry::kpis(&canary),
-            "detail": r.detail,
-        }));
+        out.push(RolloutStatus {
+            percent: r.percent(),
+            next_step: r.next_step(),
+            champion: telemetry::kpis(&champion),
+            canary: telemetry::kpis(&canary),
+            rollout_id: r.rollout_id,
+            pack_id: r.pack_id,
+            state: r.state,
+            champion_version: r.from_version,
+            canary_version: r.to_version,
+            steps: r.steps,
+            step_started_at: r.step_started_at,
+            detail: r.detail,
+        });
     }
     Ok(out)
 }

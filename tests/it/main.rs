@@ -11,5 +11,6 @@ mod github_server;
 mod llm_server;
 mod reconcile;
 mod registry;
+mod snapshots;
 mod store;
 mod util;

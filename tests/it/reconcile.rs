@@ -1,118 +1,14 @@
 //! The reconciler end to end: a bare "remote", a clone where authors commit
 //! and merge as they would, and the real binary, on SQLite and PostgreSQL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::util::Fleet;
 use crate::util::{assert_success, git, missionctl};
-
-pub struct Fleet {
-    /// Keeps the temporary directory alive for the test's duration.
-    _dir: tempfile::TempDir,
-    pub remote: PathBuf,
-    pub work: PathBuf,
-    pub db: String,
-}
-
-impl Fleet {
-    pub fn new(db: &str) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let seed = dir.path().join("seed");
-        missionctl().arg("init").arg(&seed).assert().success();
-        let remote = dir.path().join("remote.git");
-        let work = dir.path().join("work");
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                seed.to_str().expect("p"),
-                remote.to_str().expect("p"),
-            ],
-        );
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                remote.to_str().expect("p"),
-                work.to_str().expect("p"),
-            ],
-        );
-        git(&work, &["config", "user.name", "Dana Dev"]);
-        git(&work, &["config", "user.email", "dana@example.com"]);
-        Fleet {
-            _dir: dir,
-            remote,
-            work,
-            db: db.to_string(),
-        }
-    }
-
-    pub fn git(&self, args: &[&str]) -> String {
-        git(&self.work, args)
-    }
-
-    pub fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.work.join(rel);
-        let s = std::fs::read_to_string(&p).expect("read");
-        assert!(s.contains(from), "{rel} lacks {from:?}");
-        std::fs::write(&p, s.replacen(from, to, 1)).expect("write");
-    }
-
-    /// A feature branch with `edit`, merged into main with a merge commit as GitHub does.
-    pub fn merge(&self, name: &str, pr: u32, edit: impl FnOnce(&Fleet)) -> String {
-        self.git(&["switch", "-q", "-c", name, "main"]);
-        edit(self);
-        self.git(&["commit", "-qam", &format!("{name} change")]);
-        self.git(&["switch", "-q", "main"]);
-        self.git(&[
-            "merge",
-            "-q",
-            "--no-ff",
-            name,
-            "-m",
-            &format!("Merge pull request #{pr} from acme/{name}"),
-        ]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    pub fn push(&self) {
-        self.git(&["push", "-q", "origin", "main"]);
-    }
-
-    pub fn reconcile(&self, extra: &[&str]) -> (i32, Value) {
-        let mut c = missionctl();
-        c.args([
-            "reconcile",
-            "--once",
-            "--format",
-            "json",
-            "--repo",
-            self.remote.to_str().expect("p"),
-            "--db",
-            &self.db,
-        ]);
-        c.args(extra);
-        let out = c.output().expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out.status.code().unwrap_or(-1), v)
-    }
-
-    pub fn decisions(&self) -> Vec<Value> {
-        let out = missionctl()
-            .args(["decisions", "--format", "json", "--db", &self.db])
-            .output()
-            .expect("run");
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-}
 
 pub fn bump(f: &Fleet, pack: &str, to: &str) {
     let p = f.work.join(pack);
@@ -129,7 +25,7 @@ const HR: &str = "packs/domains/hr-ops/pack.yaml";
 const HR_ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
 
 fn merge_revert_and_refusal(db: &str) {
-    let f = Fleet::new(db);
+    let f = Fleet::fleet(db);
     let (code, out) = f.reconcile(&[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
@@ -312,7 +208,7 @@ crate::both_stores!(merges_reverts_and_refusals, |url: &str| {
 });
 
 fn force_push_and_rollback(db: &str) {
-    let f = Fleet::new(db);
+    let f = Fleet::fleet(db);
     f.reconcile(&[]);
     f.merge("tone", 5, |f| {
         f.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
@@ -421,7 +317,7 @@ crate::both_stores!(force_push_and_rollback_cmd, |url: &str| {
 fn decisions_are_written_as_git_notes() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
+    let f = Fleet::fleet(&db);
     f.reconcile(&["--notes"]);
     let merge = f.merge("tone", 5, |f| {
         f.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
@@ -438,7 +334,7 @@ fn decisions_are_written_as_git_notes() {
 /// Kill `reconcile` with SIGKILL at random points across many passes while
 /// commits land; afterwards every (commit, pack) has exactly one decision.
 fn sigkill_loses_and_duplicates_nothing(db: &str) {
-    let f = Fleet::new(db);
+    let f = Fleet::fleet(db);
     // The baseline (initial import) exists before the daemon's life of crashes begins;
     // merges before any baseline are covered by the import itself.
     assert_eq!(f.reconcile(&[]).0, 0);
@@ -601,7 +497,7 @@ pub fn wait_http(port: u16) {
 fn serve_reacts_to_a_watched_local_path_without_polling() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
+    let f = Fleet::fleet(&db);
     let port = free_port();
     let _s = serve(&f, port, "1h", None);
     assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
@@ -630,7 +526,7 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     // A URL source (file://) is fetched into a mirror: only the webhook or the poll trigger it.
-    let f = Fleet::new(&db);
+    let f = Fleet::fleet(&db);
     let port = free_port();
     let url = format!("file://{}", f.remote.display());
     let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
@@ -706,7 +602,7 @@ fn two_replicas_on_one_postgres_make_one_decision_per_commit() {
     let Some(db) = crate::db::postgres("two_replicas") else {
         return;
     };
-    let f = Fleet::new(&db.url);
+    let f = Fleet::fleet(&db.url);
     let (p1, p2) = (free_port(), free_port());
     let _a = serve(&f, p1, "100ms", None);
     let _b = serve(&f, p2, "100ms", None);
@@ -734,7 +630,7 @@ fn serve_retries_a_failed_pass_without_waiting_for_the_poll() {
     // only the daemon's own retry can pick it up.
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
+    let f = Fleet::fleet(&db);
     let away = dir.path().join("away.git");
     std::fs::rename(&f.remote, &away).expect("move the remote away");
     let port = free_port();

@@ -84,7 +84,7 @@ fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
 /// Bind the tuple in order: the server stops before the directory goes.
 fn serving_fleet() -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
     let dir = tempfile::tempdir().expect("tmp");
-    let f = Fleet::new(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    let f = Fleet::fleet(&format!("sqlite://{}", dir.path().join("s.db").display()));
     let (tok_file, t) = tokens(dir.path());
     let port = free_port();
     let s = serve(&f, port, &tok_file);
@@ -612,7 +612,7 @@ fn missing_data_stalls_instead_of_advancing() {
     use missionctl::registry::{Registry, auth::Tokens, controller};
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::new(&db);
+    let f = Fleet::fleet(&db);
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(async {
         let store = missionctl::store::Store::connect(&db).await.expect("db");
@@ -634,7 +634,8 @@ fn missing_data_stalls_instead_of_advancing() {
             .await
             .expect("tick");
         assert!(events.iter().any(|e| e.contains("stalled")), "{events:?}");
-        let st = controller::status(&store, false).await.expect("status");
+        let st = serde_json::to_value(controller::status(&store, false).await.expect("status"))
+            .expect("status as JSON");
         assert_eq!(st[0]["state"], "stalled");
         assert_eq!(st[0]["percent"], 10);
         assert!(

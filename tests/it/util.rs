@@ -1,5 +1,7 @@
-//! Test context: a pack repository made by `missionctl init` in a temp dir,
-//! helpers to edit and commit as an author would (git CLI), and to run the CLI.
+//! The one test context: a pack repository made by `missionctl init` in a
+//! temp dir (alone, or as a bare "remote" with a clone where authors work),
+//! helpers to edit and commit as an author would (git CLI), and to run the
+//! CLI. Every helper fails the test loudly when what it runs fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -7,9 +9,20 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
-pub struct TestRepo {
+pub struct TestContext {
     pub dir: tempfile::TempDir,
+    /// The work tree authors edit (the clone, for a fleet).
+    pub work: PathBuf,
+    /// The bare remote the reconciler reads (a fleet), else the work tree.
+    pub remote: PathBuf,
+    /// The state store the commands use.
+    pub db: String,
 }
+
+/// A lone pack repository (validate, resolve, gate).
+pub type TestRepo = TestContext;
+/// A remote and a clone with a state store (reconcile, serve, registry).
+pub type Fleet = TestContext;
 
 pub fn missionctl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
@@ -44,20 +57,99 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-impl TestRepo {
+impl TestContext {
     /// A fresh template repository with one commit on main.
-    pub fn new() -> TestRepo {
+    pub fn new() -> TestContext {
         let dir = tempfile::tempdir().expect("tempdir");
-        missionctl()
-            .args(["init"])
-            .arg(dir.path().join("repo"))
-            .assert()
-            .success();
-        TestRepo { dir }
+        let work = dir.path().join("repo");
+        missionctl().args(["init"]).arg(&work).assert().success();
+        let db = format!("sqlite://{}", dir.path().join("state.db").display());
+        TestContext {
+            dir,
+            remote: work.clone(),
+            work,
+            db,
+        }
+    }
+
+    /// The template as a bare remote and a clone where authors commit, with
+    /// the state store at `db`.
+    pub fn fleet(db: &str) -> TestContext {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seed = dir.path().join("seed");
+        missionctl().arg("init").arg(&seed).assert().success();
+        let remote = dir.path().join("remote.git");
+        let work = dir.path().join("work");
+        let p = |x: &Path| x.to_str().expect("utf-8 path").to_string();
+        git(
+            dir.path(),
+            &["clone", "-q", "--bare", &p(&seed), &p(&remote)],
+        );
+        git(dir.path(), &["clone", "-q", &p(&remote), &p(&work)]);
+        git(&work, &["config", "user.name", "Dana Dev"]);
+        git(&work, &["config", "user.email", "dana@example.com"]);
+        TestContext {
+            dir,
+            remote,
+            work,
+            db: db.to_string(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        self.work.clone()
+    }
+
+    /// A feature branch with `edit`, merged into main with a merge commit as GitHub does.
+    pub fn merge(&self, name: &str, pr: u32, edit: impl FnOnce(&TestContext)) -> String {
+        self.git(&["switch", "-q", "-c", name, "main"]);
+        edit(self);
+        self.git(&["commit", "-qam", &format!("{name} change")]);
+        self.git(&["switch", "-q", "main"]);
+        self.git(&[
+            "merge",
+            "-q",
+            "--no-ff",
+            name,
+            "-m",
+            &format!("Merge pull request #{pr} from acme/{name}"),
+        ]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn push(&self) {
+        self.git(&["push", "-q", "origin", "main"]);
+    }
+
+    /// `reconcile --once` on the remote: (exit code, the JSON it printed).
+    /// It may exit non-zero (a refusal is exit 1); it must not crash.
+    pub fn reconcile(&self, extra: &[&str]) -> (i32, Value) {
+        let mut c = missionctl();
+        c.args(["reconcile", "--once", "--format", "json", "--repo"])
+            .arg(&self.remote)
+            .args(["--db", &self.db])
+            .args(extra);
+        let out = c.output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// The decision history; fails the test if `decisions` fails, so an
+    /// assertion that nothing happened cannot pass on a crash.
+    pub fn decisions(&self) -> Vec<Value> {
+        let out = missionctl()
+            .args(["decisions", "--format", "json", "--db", &self.db])
+            .output()
+            .expect("run");
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "decisions printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     pub fn write(&self, rel: &str, content: &str) -> &Self {

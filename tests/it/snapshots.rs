@@ -1,0 +1,109 @@
+//! Snapshots of what a person reads: `evidence.md` of a gate run, and the
+//! `status` and `decisions` output after the quickstart's loop. Commit ids,
+//! digests, timestamps and temp paths are filtered; everything else is the
+//! deterministic output of the real binary with the built-in demo model.
+
+use crate::util::{TestRepo, assert_success, missionctl};
+
+fn settings(tmp: &std::path::Path) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(&regex_escape(&tmp.display().to_string()), "[tmp]");
+    s.add_filter(r"\b[0-9a-f]{40}\b", "[commit]");
+    s.add_filter(r"sha256[.:][0-9a-f]{8,64}", "sha256.[digest]");
+    s.add_filter(r"\b[0-9a-f]{7,8}\b", "[short]");
+    // Which tenant pays for an answer that two chains share depends on which
+    // asks first (the second is served from the cache): amounts and request
+    // counts are filtered, the rows and caps are not.
+    s.add_filter(r"\$\d+\.\d{4}", "$[usd]");
+    s.add_filter(
+        r"Model requests: \d+ sent, \d+ served from cache \(\d+% hit rate\); \d+ retried, \d+ throttled",
+        "Model requests: [counts]",
+    );
+    s.add_filter(
+        r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?",
+        "[time]",
+    );
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// The README's "Try the gate": one safety sentence removed from the global prompt.
+#[test]
+fn evidence_md_of_a_removed_safety_sentence() {
+    let r = TestRepo::new();
+    r.git(&["switch", "-q", "-c", "shorter-safety"]);
+    let safety = r.read("packs/global/prompts/safety.md");
+    let kept: Vec<&str> = safety
+        .lines()
+        .filter(|l| !l.contains("Never reveal passwords"))
+        .collect();
+    assert!(
+        kept.len() < safety.lines().count(),
+        "the template has the sentence"
+    );
+    r.write("packs/global/prompts/safety.md", &(kept.join("\n") + "\n"));
+    r.edit("packs/global/pack.yaml", "version: 1.0.0", "version: 1.0.1");
+    r.commit_all("Trim safety");
+    let out_dir = r.dir.path().join("evidence");
+    let db = format!("sqlite://{}", r.dir.path().join("gate.db").display());
+    let out = r.run(&[
+        "gate",
+        "--base",
+        "main",
+        "--head",
+        "shorter-safety",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(out_dir.join("evidence.md")).expect("evidence.md");
+    settings(r.dir.path()).bind(|| insta::assert_snapshot!("evidence_md_removed_safety", md));
+}
+
+/// `status --all` and `decisions` after the quickstart: a completed rollout,
+/// a rolled-back one, and the decision history.
+#[test]
+fn status_and_decisions_after_the_quickstart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let qs = dir.path().join("qs");
+    let out = missionctl()
+        .args(["quickstart", "--dir", qs.to_str().expect("p")])
+        .output()
+        .expect("run");
+    assert_success(&out);
+    let db = format!("sqlite://{}", qs.join("state.db").display());
+    let run = |args: &[&str]| {
+        let out = missionctl()
+            .args(args)
+            .args(["--db", &db])
+            .output()
+            .expect("run");
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = run(&["status", "--all"]);
+    let decisions = run(&["decisions", "--pack", "hr-ops-pack"]);
+    let s = settings(dir.path());
+    s.bind(|| {
+        insta::assert_snapshot!("status_all_after_quickstart", status);
+        insta::assert_snapshot!("decisions_after_quickstart", decisions);
+    });
+}
