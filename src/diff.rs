@@ -82,7 +82,7 @@ fn flatten(v: &Json, ptr: String, out: &mut BTreeMap<String, Json>) {
                 flatten(x, format!("{ptr}/{k}"), out);
             }
         }
-        Json::Array(a) if !a.is_empty() && a.iter().any(|x| x.is_object()) => {
+        Json::Array(a) if !a.is_empty() && a.iter().any(serde_json::Value::is_object) => {
             for (i, x) in a.iter().enumerate() {
                 flatten(x, format!("{ptr}/{i}"), out);
             }
@@ -240,7 +240,7 @@ pub fn diff(base: &Repo, head: &Repo) -> DiffReport {
 
 /// Chains whose resolved version differs between base and head, considering
 /// only chains that contain a changed pack (or all, when policies changed).
-pub fn changed_chains(
+pub(crate) fn changed_chains(
     base: &Repo,
     head: &Repo,
     packs: &[PackChange],

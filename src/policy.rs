@@ -14,7 +14,7 @@ use crate::resolve;
 use crate::yaml::Pos;
 
 /// Case- and whitespace-insensitive form for clause and phrase matching.
-pub fn normalize_text(s: &str) -> String {
+pub(crate) fn normalize_text(s: &str) -> String {
     s.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
@@ -57,7 +57,7 @@ fn effective_allow(repo: &Repo, i: usize) -> Option<(Vec<String>, usize)> {
         .and_then(|pi| effective_allow(repo, *pi))
 }
 
-pub fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
+pub(crate) fn effective_autonomy(repo: &Repo, i: usize) -> Option<(Autonomy, usize)> {
     let p = &repo.packs[i];
     if let Some(a) = p.pack.tools.autonomy {
         return Some((a, i));

@@ -48,7 +48,7 @@ pub struct Params {
 
 impl Params {
     /// From a promote decision's rollout plan, with the documented defaults.
-    pub fn from_plan(plan: &RolloutPlan) -> Params {
+    pub(crate) fn from_plan(plan: &RolloutPlan) -> Params {
         let rb = plan.rollback.clone().unwrap_or_default();
         Params {
             min_runs_per_arm: plan.min_runs_per_arm.unwrap_or(200),
@@ -79,7 +79,7 @@ impl Sprt {
         }
     }
 
-    pub fn observe(&mut self, success: bool) {
+    pub(crate) fn observe(&mut self, success: bool) {
         self.llr += if success {
             ((1.0 - self.p1) / (1.0 - self.p0)).ln()
         } else {
@@ -100,19 +100,15 @@ impl Sprt {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Keep collecting.
-    Wait {
-        why: String,
-    },
+    Wait { why: String },
     /// Move to the next step (or complete at 100%).
     Advance,
     Rollback {
         why: String,
-        figures: StepFigures,
+        figures: Box<StepFigures>,
     },
     /// Not enough data past the deadline: a stated outcome, no action.
-    Stalled {
-        why: String,
-    },
+    Stalled { why: String },
 }
 
 /// Decide one step from the two arms' samples in the same window.
@@ -123,11 +119,13 @@ pub fn evaluate(
     minutes_in_step: f64,
 ) -> Verdict {
     let (kc, kn) = (telemetry::kpis(champion), telemetry::kpis(canary));
-    let figures = |sprt: &Sprt| StepFigures {
-        champion: kc.clone(),
-        canary: kn.clone(),
-        sprt: Some(*sprt),
-        min_runs_per_arm: Some(params.min_runs_per_arm),
+    let figures = |sprt: &Sprt| {
+        Box::new(StepFigures {
+            champion: kc.clone(),
+            canary: kn.clone(),
+            sprt: Some(*sprt),
+            min_runs_per_arm: Some(params.min_runs_per_arm),
+        })
     };
     // Baseline failure rate from the champion, with a Laplace prior so an
     // empty or perfect champion window does not give a zero rate.

@@ -108,10 +108,6 @@ fn compiled(kind: Kind) -> &'static Compiled {
     &all[kind.index()]
 }
 
-pub fn schema_json(kind: Kind) -> &'static Json {
-    &compiled(kind).schema
-}
-
 /// A problem found by schema validation, before it is placed in a file.
 #[derive(Debug, Clone)]
 pub struct SchemaProblem {
@@ -137,8 +133,13 @@ pub fn check_json(kind: Kind, value: &Json) -> Vec<SchemaProblem> {
     out
 }
 
+#[cfg(test)]
+fn schema_json(kind: Kind) -> &'static Json {
+    &compiled(kind).schema
+}
+
 /// Validate a YAML document and place each problem at its line and column.
-pub fn check_node(kind: Kind, file: &str, node: &Node, json: &Json) -> Vec<Diagnostic> {
+pub(crate) fn check_node(kind: Kind, file: &str, node: &Node, json: &Json) -> Vec<Diagnostic> {
     check_json(kind, json)
         .into_iter()
         .map(|p| {
@@ -164,7 +165,7 @@ pub fn check_node(kind: Kind, file: &str, node: &Node, json: &Json) -> Vec<Diagn
 }
 
 /// `tools.allow[2]` from `/tools/allow/2`.
-pub fn field_name(pointer: &str) -> String {
+pub(crate) fn field_name(pointer: &str) -> String {
     let mut out = String::new();
     for seg in pointer
         .trim_start_matches('/')
@@ -374,7 +375,7 @@ mod tests {
         for k in Kind::ALL {
             let _ = compiled(*k);
             let meta = jsonschema::meta::validate(schema_json(*k));
-            assert!(meta.is_ok(), "{:?}: {meta:?}", k);
+            assert!(meta.is_ok(), "{k:?}: {meta:?}");
         }
     }
 

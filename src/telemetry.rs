@@ -41,7 +41,7 @@ pub struct IngestReport {
 pub struct TenantScope(pub Option<String>);
 
 impl TenantScope {
-    pub fn allows(&self, tenant: &str) -> bool {
+    pub(crate) fn allows(&self, tenant: &str) -> bool {
         self.0.as_deref().is_none_or(|t| t == tenant)
     }
 }
@@ -76,7 +76,7 @@ fn items(body: &str) -> Result<Vec<Item>, String> {
 
 /// Parse and check a batch. `arm_of(row)` labels rows with the rollout arm
 /// whose content produced the row's pack version, when a rollout is running.
-pub fn parse_batch(
+pub(crate) fn parse_batch(
     body: &str,
     scope: &TenantScope,
     arm_of: &(dyn Fn(&RunRow) -> Option<ArmLabel> + Sync),
@@ -131,7 +131,7 @@ pub fn parse_batch(
 }
 
 /// Nearest-rank percentile of unsorted values.
-pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

@@ -10,7 +10,7 @@
 //! guardrails, and is deterministic across machines.
 
 /// Estimated tokens in `text`.
-pub fn estimate(text: &str) -> u64 {
+pub(crate) fn estimate(text: &str) -> u64 {
     text.split_whitespace()
         .map(|w| {
             let chars = w.chars().count() as u64;

@@ -19,7 +19,7 @@ pub fn validate(repo: &Repo, base: Option<&Repo>) -> Vec<Diagnostic> {
 
 /// Any pack whose own content (pack file plus referenced files) changed since
 /// `base` must carry a higher semver `version`.
-pub fn check_versions(head: &Repo, base: &Repo) -> Vec<Diagnostic> {
+pub(crate) fn check_versions(head: &Repo, base: &Repo) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for p in &head.packs {
         let Some(b) = base.pack(&p.pack.id) else {

@@ -22,14 +22,15 @@ pub struct Pos {
 }
 
 impl Pos {
+    #[cfg(test)]
+    fn is_known(&self) -> bool {
+        self.line > 0
+    }
+
     pub const UNKNOWN: Pos = Pos { line: 0, col: 0 };
 
     pub fn new(line: u32, col: u32) -> Self {
         Pos { line, col }
-    }
-
-    pub fn is_known(&self) -> bool {
-        self.line > 0
     }
 }
 
@@ -82,7 +83,7 @@ impl Node {
     }
 
     /// Position of the key `key` in this mapping (where an author looks for a field).
-    pub fn key_pos(&self, key: &str) -> Option<Pos> {
+    pub(crate) fn key_pos(&self, key: &str) -> Option<Pos> {
         match &self.value {
             Value::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| e.key_pos),
             _ => None,
@@ -99,7 +100,7 @@ impl Node {
     /// Follow a JSON Pointer (RFC 6901) and return the deepest node reached and
     /// whether the whole pointer was consumed. Schema errors about a missing
     /// property land on the parent, which is where the author must add it.
-    pub fn locate(&self, pointer: &str) -> (&Node, bool) {
+    pub(crate) fn locate(&self, pointer: &str) -> (&Node, bool) {
         let mut node = self;
         if pointer.is_empty() {
             return (node, true);
@@ -120,13 +121,13 @@ impl Node {
     }
 
     /// Position for a pointer: the value's own position when it exists.
-    pub fn pos_at(&self, pointer: &str) -> Pos {
+    pub(crate) fn pos_at(&self, pointer: &str) -> Pos {
         self.locate(pointer).0.pos
     }
 
     /// Position of the last key named by `pointer` (e.g. `/tools/allow` gives
     /// the position of `allow:`), falling back to the value position.
-    pub fn key_pos_at(&self, pointer: &str) -> Pos {
+    pub(crate) fn key_pos_at(&self, pointer: &str) -> Pos {
         let Some((parent, last)) = pointer.rsplit_once('/') else {
             return self.pos;
         };
@@ -141,7 +142,7 @@ impl Node {
     }
 
     /// Convert to JSON for schema validation and typed deserialization.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match &self.value {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),

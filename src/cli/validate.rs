@@ -37,7 +37,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let files = repo.packs.len();
             eprintln!(
                 "{}: {} in {} ({} packs)",
-                if diags.iter().any(|d| d.is_error()) {
+                if diags
+                    .iter()
+                    .any(missionctl::diagnostic::Diagnostic::is_error)
+                {
                     "invalid"
                 } else {
                     "valid"
@@ -50,9 +53,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         DiagFormat::Json => print!("{}", render::json_lines(&diags)),
         DiagFormat::Github => print!("{}", render::github(&diags)),
     }
-    Ok(if diags.iter().any(|d| d.is_error()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if diags
+            .iter()
+            .any(missionctl::diagnostic::Diagnostic::is_error)
+        {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }

@@ -187,7 +187,7 @@ impl Diagnostic {
         self
     }
 
-    pub fn related(
+    pub(crate) fn related(
         mut self,
         file: impl Into<String>,
         pos: Pos,
@@ -202,10 +202,6 @@ impl Diagnostic {
         self
     }
 
-    pub fn pos(&self) -> Pos {
-        Pos::new(self.line, self.col)
-    }
-
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -213,7 +209,7 @@ impl Diagnostic {
 
 /// Order diagnostics by file and position so output is stable across runs
 /// (loading is parallel).
-pub fn sort(diags: &mut [Diagnostic]) {
+pub(crate) fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
         (a.file.as_str(), a.line, a.col, a.code, a.message.as_str()).cmp(&(
             b.file.as_str(),

@@ -149,14 +149,14 @@ pub fn json_lines(diags: &[Diagnostic]) -> String {
 }
 
 /// Escape data for a workflow command message (actions/toolkit `escapeData`).
-pub fn gh_escape_data(s: &str) -> String {
+pub(crate) fn gh_escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escape a workflow command property (actions/toolkit `escapeProperty`).
-pub fn gh_escape_property(s: &str) -> String {
+pub(crate) fn gh_escape_property(s: &str) -> String {
     gh_escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 pub use crate::model::Tag;
 
 /// The tag an assertion gets when the author gives none.
-pub fn default_tag(kind: &str) -> Tag {
+pub(crate) fn default_tag(kind: &str) -> Tag {
     match kind.trim_start_matches("not-") {
         "is-json" | "contains-json" | "max-length" | "min-length" | "max-tokens" | "min-tokens" => {
             Tag::Format
@@ -71,7 +71,7 @@ fn value_text(v: &Json) -> String {
 }
 
 /// The JSON an output carries: the whole output, or its fenced ```json block.
-pub fn output_json(output: &str) -> Option<Json> {
+pub(crate) fn output_json(output: &str) -> Option<Json> {
     let t = output.trim();
     if let Ok(v) = serde_json::from_str::<Json>(t) {
         return Some(v);

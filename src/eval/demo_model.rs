@@ -55,7 +55,7 @@ impl DemoServer {
     }
 }
 
-pub fn router(cfg: DemoConfig) -> Router {
+pub(crate) fn router(cfg: DemoConfig) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
@@ -535,7 +535,7 @@ fn fill(v: &mut Json, summary: &str, escalate: bool) {
                         summary.to_string()
                     } else {
                         format!("{k}: {summary}")
-                    })
+                    });
                 }
                 Json::Bool(_) => *x = Json::Bool(escalate),
                 Json::Array(a) => {

@@ -70,7 +70,7 @@ impl<'a> Judge<'a> {
         }
     }
 
-    pub fn spent_usd(&self) -> f64 {
+    pub(crate) fn spent_usd(&self) -> f64 {
         self.spent_micro_usd
             .load(std::sync::atomic::Ordering::Relaxed) as f64
             / 1e6

@@ -214,7 +214,12 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     }
 }
 
-pub fn cache_key(ep: &Endpoint, messages: &[Message], tools: &[String], tag: &str) -> String {
+pub(crate) fn cache_key(
+    ep: &Endpoint,
+    messages: &[Message],
+    tools: &[String],
+    tag: &str,
+) -> String {
     let v = json!({
         "endpoint": ep.cache_id,
         "model": ep.model,
@@ -264,7 +269,10 @@ impl Client {
             return Ok(c);
         }
         let cell: Shared = {
-            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.entry(key.clone()).or_default().clone()
         };
         let mut first = false;
@@ -289,7 +297,7 @@ impl Client {
         if first {
             self.inflight
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&key);
         } else if let Ok(c) = &result {
             // Served by another caller's request: free, like a cache hit.

@@ -47,7 +47,7 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    pub fn is_demo(&self) -> bool {
+    pub(crate) fn is_demo(&self) -> bool {
         self.base_url == "demo"
     }
 
@@ -225,13 +225,13 @@ impl EvalConfig {
         })
     }
 
-    pub fn price_of(&self, model: &str) -> (f64, f64) {
+    pub(crate) fn price_of(&self, model: &str) -> (f64, f64) {
         self.prices
             .get(model)
             .map_or((0.0, 0.0), |p| (p.input_per_mtok, p.output_per_mtok))
     }
 
-    pub fn uses_demo(&self) -> bool {
+    pub(crate) fn uses_demo(&self) -> bool {
         matches!(&self.harness, Harness::OpenAi(s) if s.is_demo())
             || self.judge.as_ref().is_some_and(|(s, _)| s.is_demo())
     }
@@ -256,7 +256,7 @@ pub struct RunOutput {
 
 /// The system message a harness receives: the composed prompt, then the
 /// voice profile spelled out so the model can follow it.
-pub fn system_prompt(r: &Resolved) -> String {
+pub(crate) fn system_prompt(r: &Resolved) -> String {
     let mut s = r.prompt_text().to_string();
     if let Some(v) = r.voice() {
         s.push_str("\n\n## Voice\n");
@@ -297,7 +297,7 @@ pub fn system_prompt(r: &Resolved) -> String {
 }
 
 /// The user message for a case: `input`, then any other vars as context lines.
-pub fn user_message(case: &EvalCase) -> String {
+pub(crate) fn user_message(case: &EvalCase) -> String {
     let vars = &case.vars;
     let mut s = vars
         .get("input")
@@ -332,7 +332,7 @@ pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {
 }
 
 /// Run one case through the configured harness.
-pub async fn run_case(
+pub(crate) async fn run_case(
     cfg: &EvalConfig,
     client: &Client,
     demo_url: Option<&str>,

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 /// McNemar's exact test on discordant pairs: `b` cases the champion passes
 /// and the challenger fails, `c` the reverse. Two-sided p-value.
-pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
+pub(crate) fn mcnemar_exact(b: u64, c: u64) -> f64 {
     let n = b + c;
     if n == 0 {
         return 1.0;
@@ -29,13 +29,13 @@ pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
 
 /// Smallest number of discordant pairs, all in one direction, for which the
 /// exact test can reach `alpha`: below it no regression can be significant.
-pub fn min_discordant_for(alpha: f64) -> u64 {
+pub(crate) fn min_discordant_for(alpha: f64) -> u64 {
     (1..64).find(|k| mcnemar_exact(*k, 0) < alpha).unwrap_or(64)
 }
 
 /// Percentile bootstrap confidence interval of the mean of paired
 /// differences. Seeded, so the same data always give the same interval.
-pub fn bootstrap_ci(
+pub(crate) fn bootstrap_ci(
     diffs: &[f64],
     level: f64,
     resamples: usize,

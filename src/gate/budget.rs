@@ -19,7 +19,7 @@ impl Budget {
     }
 
     /// Reserve `usd` for `tenant`, or refuse (and mark the tenant exhausted).
-    pub fn reserve(&mut self, tenant: &str, usd: f64) -> bool {
+    pub(crate) fn reserve(&mut self, tenant: &str, usd: f64) -> bool {
         if self.ledger_failed.is_some() {
             return false;
         }
@@ -34,7 +34,7 @@ impl Budget {
     }
 
     /// Replace a reservation with what the call really cost.
-    pub fn settle(&mut self, tenant: &str, reserved: f64, actual: f64) {
+    pub(crate) fn settle(&mut self, tenant: &str, reserved: f64, actual: f64) {
         let s = self.spent.entry(tenant.to_string()).or_default();
         *s += actual - reserved;
     }

@@ -156,7 +156,7 @@ fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String, GateError> {
 }
 
 /// Read `evidence.json` and `evidence.md` back from `dir` (what `github report` posts).
-pub fn read_evidence(dir: &std::path::Path) -> Result<(Evidence, String), String> {
+pub(crate) fn read_evidence(dir: &std::path::Path) -> Result<(Evidence, String), String> {
     let json = std::fs::read_to_string(dir.join("evidence.json"))
         .map_err(|e| format!("evidence.json: {e}"))?;
     let md = std::fs::read_to_string(dir.join("evidence.md"))
@@ -168,7 +168,7 @@ pub fn read_evidence(dir: &std::path::Path) -> Result<(Evidence, String), String
 }
 
 /// `eval_result.jsonl`, `evidence.json` and `evidence.md` in `dir`.
-pub fn write_evidence(dir: &std::path::Path, e: &Evidence) -> Result<(), GateError> {
+pub(crate) fn write_evidence(dir: &std::path::Path, e: &Evidence) -> Result<(), GateError> {
     std::fs::create_dir_all(dir).map_err(|source| GateError::Write {
         path: dir.display().to_string(),
         source,

@@ -97,7 +97,7 @@ impl Engine {
     }
 
     /// Run every job concurrently (the model client bounds the concurrency).
-    pub async fn run_all(
+    pub(crate) async fn run_all(
         self: &Arc<Self>,
         jobs: Vec<Job>,
         progress: &indicatif::ProgressBar,
@@ -127,7 +127,7 @@ impl Engine {
     }
 
     /// Reserve the worst case, run the harness, check, judge, settle.
-    pub async fn run_job(&self, job: Job) -> Done {
+    pub(crate) async fn run_job(&self, job: Job) -> Done {
         if self.skip_paid {
             return Done::not_run(
                 job,

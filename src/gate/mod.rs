@@ -28,9 +28,8 @@ use std::sync::atomic::Ordering;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-pub use evidence::{
-    EvalResult, Evidence, GuardrailRow, PackEvidence, Regression, ScoreDelta, write_evidence,
-};
+pub(crate) use evidence::write_evidence;
+pub use evidence::{EvalResult, Evidence, GuardrailRow, PackEvidence, Regression, ScoreDelta};
 pub use markdown::render as render_markdown;
 pub use score::LATENCY_NOISE_FLOOR_MS;
 

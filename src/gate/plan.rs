@@ -89,7 +89,7 @@ pub struct Plan {
     pub reasons: Vec<String>,
 }
 
-pub fn tenant_of(k: &ChainKey) -> String {
+pub(crate) fn tenant_of(k: &ChainKey) -> String {
     k.tenant
         .clone()
         .or_else(|| k.user.as_ref().map(|u| format!("user:{u}")))
@@ -117,7 +117,10 @@ fn affected_chains(repo: &Repo, pack_id: &str, max: usize) -> (Vec<ChainKey>, us
 
 /// Cases for a chain: the base definition of every case id, plus cases the
 /// head adds, in a stable order. A pull request cannot weaken a test that exists.
-pub fn merged_cases(champion: Option<&Resolved>, challenger: &Resolved) -> Vec<Arc<EvalCase>> {
+pub(crate) fn merged_cases(
+    champion: Option<&Resolved>,
+    challenger: &Resolved,
+) -> Vec<Arc<EvalCase>> {
     let mut out: Vec<Arc<EvalCase>> = champion.map(|c| c.cases.clone()).unwrap_or_default();
     let known: BTreeSet<String> = out.iter().map(|c| c.id.clone()).collect();
     out.extend(
@@ -160,7 +163,7 @@ fn candidates(l: &Loaded, plan: &mut Plan) {
 
 /// Plan every job: per changed pack, per affected chain whose resolved
 /// content changed, every merged case on both sides.
-pub fn plan(l: &Loaded, max_chains: usize) -> Plan {
+pub(crate) fn plan(l: &Loaded, max_chains: usize) -> Plan {
     let mut plan = Plan::default();
     candidates(l, &mut plan);
     let mut max_growth: (i64, String) = (0, String::new());

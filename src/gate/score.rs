@@ -237,7 +237,7 @@ fn score_delta(d: (&[f64], &[f64], &[f64]), seed: &str) -> ScoreDelta {
 }
 
 /// Score one pack from its finished jobs.
-pub fn score_pack(
+pub(crate) fn score_pack(
     pc: &PackChange,
     done: &[&Done],
     th: &Thresholds,

@@ -29,7 +29,7 @@ fn version_of(bytes: &[u8]) -> Option<String> {
 
 /// Per `packs/**/pack.yaml` path: the versions it has had on the first-parent
 /// line to `tip`, oldest first, each with the commit that introduced it.
-pub fn first_parent_pack_versions(
+pub(crate) fn first_parent_pack_versions(
     repo: &Repo,
     tip: CommitId,
 ) -> Result<HashMap<String, Vec<PackFileVersion>>, GitError> {
@@ -71,7 +71,7 @@ pub fn first_parent_pack_versions(
 
 /// The `version:` of pack file `file` at each first-parent commit from `tip`
 /// backwards (newest first), for the commits where the file parses.
-pub fn versions_of_file(
+pub(crate) fn versions_of_file(
     repo: &Repo,
     tip: CommitId,
     file: &str,

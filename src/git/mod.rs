@@ -15,10 +15,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use log::{PackFileVersion, first_parent_pack_versions, versions_of_file};
+pub use log::PackFileVersion;
+pub(crate) use log::{first_parent_pack_versions, versions_of_file};
 pub use source::{Source, SourceKind};
-pub use tree::{EntryKind, ReadError, RefProblem, Tree, normalize, parent_dir, resolve_ref};
-pub use write::{RestoreDir, Target, init_with_commit, restore_dir, write_note};
+pub use tree::{EntryKind, ReadError, RefProblem, Tree};
+pub(crate) use tree::{parent_dir, resolve_ref};
+pub use write::{RestoreDir, Target};
+pub(crate) use write::{init_with_commit, restore_dir, write_note};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -113,16 +116,8 @@ pub(crate) fn resolve_commit<'r>(
         })
 }
 
-/// The merge base of two revisions (the champion of a pull request).
-pub fn merge_base(root: &Path, a: &str, b: &str) -> Result<String, GitError> {
-    let repo = open(root)?.inner;
-    let ca = resolve_commit(&repo, a)?.id();
-    let cb = resolve_commit(&repo, b)?.id();
-    Ok(repo.merge_base(ca, cb)?.to_string())
-}
-
 /// The `.git` directory of the repository at `root` (to watch its refs).
-pub fn git_dir(root: &Path) -> Option<PathBuf> {
+pub(crate) fn git_dir(root: &Path) -> Option<PathBuf> {
     git2::Repository::open(root)
         .ok()
         .map(|r| r.path().to_path_buf())
@@ -144,7 +139,7 @@ impl Repo {
     }
 
     /// The tip of `refs/heads/<branch>`, if the branch exists.
-    pub fn branch_tip(&self, branch: &str) -> Option<CommitId> {
+    pub(crate) fn branch_tip(&self, branch: &str) -> Option<CommitId> {
         self.inner
             .find_reference(&format!("refs/heads/{branch}"))
             .ok()
@@ -152,17 +147,17 @@ impl Repo {
             .map(CommitId)
     }
 
-    pub fn has_commit(&self, id: CommitId) -> bool {
+    pub(crate) fn has_commit(&self, id: CommitId) -> bool {
         self.inner.find_commit(id.0).is_ok()
     }
 
     /// Whether `id` is `ancestor` or has it in its history.
-    pub fn descends_from(&self, id: CommitId, ancestor: CommitId) -> Result<bool, GitError> {
+    pub(crate) fn descends_from(&self, id: CommitId, ancestor: CommitId) -> Result<bool, GitError> {
         Ok(id == ancestor || self.inner.graph_descendant_of(id.0, ancestor.0)?)
     }
 
     /// First-parent commits after `since` up to `tip`, oldest first.
-    pub fn first_parent_since(
+    pub(crate) fn first_parent_since(
         &self,
         tip: CommitId,
         since: Option<CommitId>,
@@ -178,7 +173,7 @@ impl Repo {
             .collect()
     }
 
-    pub fn commit_info(&self, id: CommitId) -> Result<CommitInfo, GitError> {
+    pub(crate) fn commit_info(&self, id: CommitId) -> Result<CommitInfo, GitError> {
         let c = self.inner.find_commit(id.0)?;
         let t = c.time();
         let time = time::OffsetDateTime::from_unix_timestamp(t.seconds())
@@ -204,12 +199,8 @@ impl Repo {
         Tree::at_commit(self, id, label)
     }
 
-    pub fn is_bare(&self) -> bool {
-        self.inner.is_bare()
-    }
-
     /// The full name of the checked-out branch (`refs/heads/main`), if any.
-    pub fn head_ref(&self) -> Option<String> {
+    pub(crate) fn head_ref(&self) -> Option<String> {
         self.inner
             .head()
             .ok()

@@ -120,7 +120,7 @@ impl Source {
     }
 
     /// The repository as last fetched, without fetching (for readers such as the registry).
-    pub fn open_local(&self) -> Result<Repo, GitError> {
+    pub(crate) fn open_local(&self) -> Result<Repo, GitError> {
         match &self.kind {
             SourceKind::Local(p) => open(p),
             SourceKind::Remote { mirror, .. } => Ok(Repo {
@@ -129,7 +129,7 @@ impl Source {
         }
     }
 
-    pub fn remote_url(&self) -> Option<&str> {
+    pub(crate) fn remote_url(&self) -> Option<&str> {
         match &self.kind {
             SourceKind::Remote { url, .. } => Some(url),
             SourceKind::Local(_) => None,

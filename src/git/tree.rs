@@ -109,7 +109,7 @@ impl Tree {
     }
 
     /// The tree of `commit`, read from the object database.
-    pub fn at_commit(repo: &Repo, commit: CommitId, label: &str) -> Result<Tree, GitError> {
+    pub(crate) fn at_commit(repo: &Repo, commit: CommitId, label: &str) -> Result<Tree, GitError> {
         let repo = &repo.inner;
         let c = repo.find_commit(commit.0)?;
         let tree = c.tree()?;
@@ -149,7 +149,7 @@ impl Tree {
 
     /// All file and symlink paths under `prefix` (a directory, no trailing
     /// slash). Lazy trees list nothing: they serve known paths only.
-    pub fn paths_under(&self, prefix: &str) -> Vec<&str> {
+    pub(crate) fn paths_under(&self, prefix: &str) -> Vec<&str> {
         let Index::Full(entries) = &self.entries else {
             return Vec::new();
         };
@@ -289,7 +289,7 @@ fn walk_fs(root: &Path, dir: &Path, out: &mut BTreeMap<String, EntryKind>) -> Re
         source: e,
     })?;
     let mut items: Vec<_> = rd.filter_map(Result::ok).collect();
-    items.sort_by_key(|e| e.file_name());
+    items.sort_by_key(std::fs::DirEntry::file_name);
     for item in items {
         let name = item.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -337,7 +337,7 @@ pub enum RefProblem {
 
 /// Join `reference` (relative to the directory `base`) and follow symlinks,
 /// returning the repository-relative path of the regular file it names.
-pub fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, RefProblem> {
+pub(crate) fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, RefProblem> {
     if reference.is_empty() {
         return Err(RefProblem::Missing);
     }
@@ -403,7 +403,7 @@ pub fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, R
 }
 
 /// Lexically normalise a relative path; None if it climbs above the root.
-pub fn normalize(path: &str) -> Option<Vec<String>> {
+pub(crate) fn normalize(path: &str) -> Option<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for comp in path.split('/') {
         match comp {
@@ -418,7 +418,7 @@ pub fn normalize(path: &str) -> Option<Vec<String>> {
 }
 
 /// The directory part of a repository path ("a/b/c.yaml" -> "a/b").
-pub fn parent_dir(path: &str) -> &str {
+pub(crate) fn parent_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 

@@ -22,7 +22,7 @@ fn signature(repo: &git2::Repository) -> Result<git2::Signature<'static>, git2::
 
 /// Attach `body` as the note of `commit` under `refs/notes/missionctl`, and
 /// push the notes ref when the source is remote.
-pub fn write_note(
+pub(crate) fn write_note(
     repo: &Repo,
     source: &Source,
     commit: CommitId,
@@ -90,7 +90,7 @@ fn replace_subtree(
 /// Write the restoring commit, move the branch (compare-and-swap against
 /// `tip`) or create the review branch, and push for remote sources.
 /// Returns the new commit and the branch it is on.
-pub fn restore_dir(
+pub(crate) fn restore_dir(
     repo: &Repo,
     source: &Source,
     r: &RestoreDir<'_>,
@@ -146,7 +146,7 @@ pub fn restore_dir(
 
 /// Make `dir` a git repository on `main` (if it is not one) and commit every
 /// file in it with `message`.
-pub fn init_with_commit(dir: &Path, message: &str) -> Result<CommitId, GitError> {
+pub(crate) fn init_with_commit(dir: &Path, message: &str) -> Result<CommitId, GitError> {
     let repo = match git2::Repository::open(dir) {
         Ok(r) => r,
         Err(_) => {

@@ -31,7 +31,7 @@ pub struct Review {
     pub commit_id: String,
 }
 
-pub fn latest_reviews(reviews: &[Json]) -> Vec<Review> {
+pub(crate) fn latest_reviews(reviews: &[Json]) -> Vec<Review> {
     let mut by_user: BTreeMap<String, Review> = BTreeMap::new();
     for r in reviews {
         let user = r

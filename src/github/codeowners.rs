@@ -61,7 +61,7 @@ impl CodeOwners {
     }
 
     /// Owners of a repository path (last matching rule wins; may be empty).
-    pub fn owners_of(&self, path: &str) -> Vec<String> {
+    pub(crate) fn owners_of(&self, path: &str) -> Vec<String> {
         self.rules
             .iter()
             .rev()

@@ -126,7 +126,7 @@ impl Gh {
         })
     }
 
-    pub fn repo_path(&self, rest: &str) -> String {
+    pub(crate) fn repo_path(&self, rest: &str) -> String {
         format!("/repos/{}/{}{rest}", self.owner, self.repo)
     }
 
@@ -171,12 +171,12 @@ impl Gh {
         self.call("POST", path, Some(body)).await.map(|(_, j)| j)
     }
 
-    pub async fn patch(&self, path: &str, body: &Json) -> Result<Json, GhError> {
+    pub(crate) async fn patch(&self, path: &str, body: &Json) -> Result<Json, GhError> {
         self.call("PATCH", path, Some(body)).await.map(|(_, j)| j)
     }
 
     /// Every page of a list endpoint (GitHub's `per_page` tops out at 100).
-    pub async fn get_all(&self, path: &str) -> Result<Vec<Json>, GhError> {
+    pub(crate) async fn get_all(&self, path: &str) -> Result<Vec<Json>, GhError> {
         let mut out = Vec::new();
         let sep = if path.contains('?') { '&' } else { '?' };
         for page in 1..=50 {

@@ -56,7 +56,7 @@ fn cut(s: &str, max: usize) -> &str {
 
 /// The comment body: the whole evidence when it fits; otherwise the verdict,
 /// the blocking list and the summary table, with a note where the rest is.
-pub fn comment_body(markdown: &str, check_name: &str) -> (String, bool) {
+pub(crate) fn comment_body(markdown: &str, check_name: &str) -> (String, bool) {
     let note = format!(
         "\n\n> The full evidence (guardrail ledger, prompt diffs, run details) is in the `{check_name}` check run and the workflow's `missionctl-evidence` artifact.\n"
     );

@@ -32,7 +32,7 @@ pub struct ApprovalReport {
 
 impl ApprovalReport {
     /// Who could still approve, for the comment.
-    pub fn who_can_approve(&self) -> Vec<String> {
+    pub(crate) fn who_can_approve(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .requirements
             .iter()

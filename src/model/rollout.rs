@@ -112,7 +112,7 @@ word_serde!(RolloutState);
 
 impl RolloutState {
     /// Still moving (the controller evaluates it on every tick).
-    pub fn in_progress(self) -> bool {
+    pub(crate) fn in_progress(self) -> bool {
         matches!(self, Self::Running | Self::Stalled)
     }
 }
@@ -200,7 +200,7 @@ impl RolloutPlan {
     }
 
     /// The canary's steps, always ending at 100%.
-    pub fn canary_steps(&self) -> Vec<u32> {
+    pub(crate) fn canary_steps(&self) -> Vec<u32> {
         let mut steps: Vec<u32> = self.steps.iter().map(|s| (*s).min(100)).collect();
         if steps.is_empty() {
             steps = vec![10, 50, 100];
@@ -211,7 +211,7 @@ impl RolloutPlan {
         steps
     }
 
-    pub fn rollback_git(&self) -> RollbackGit {
+    pub(crate) fn rollback_git(&self) -> RollbackGit {
         self.rollback
             .as_ref()
             .and_then(|r| r.git)

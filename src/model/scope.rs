@@ -51,7 +51,7 @@ impl Autonomy {
         }
     }
 
-    pub fn meaning(self) -> &'static str {
+    pub(crate) fn meaning(self) -> &'static str {
         match self {
             Autonomy::A0 => "observe",
             Autonomy::A1 => "low-risk auto",

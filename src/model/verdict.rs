@@ -25,7 +25,7 @@ word_serde!(Verdict);
 
 impl Verdict {
     /// Whether the pull request may not merge yet (blocked or waiting).
-    pub fn holds_merge(self) -> bool {
+    pub(crate) fn holds_merge(self) -> bool {
         self != Verdict::Pass
     }
 }

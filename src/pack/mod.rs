@@ -59,7 +59,7 @@ pub enum Location {
 
 impl Location {
     /// The location a pack file's path implies, if it is a place packs live.
-    pub fn from_path(path: &str) -> Option<Location> {
+    pub(crate) fn from_path(path: &str) -> Option<Location> {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
             ["packs", "global", "pack.yaml"] => Some(Location::Global),
@@ -109,7 +109,7 @@ pub enum Zone {
     PersonalUser(String),
 }
 
-pub fn zone_of(path: &str) -> Zone {
+pub(crate) fn zone_of(path: &str) -> Zone {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
         ["packs", "tenants", t, "users", u, _, ..] => Zone::TenantUser((*t).into(), (*u).into()),
@@ -120,7 +120,7 @@ pub fn zone_of(path: &str) -> Zone {
 }
 
 /// Whether a pack at `loc` may read a file in `zone`; the code to report if not.
-pub fn may_read(loc: &Location, zone: &Zone, bounds: &DataBoundaries) -> Result<(), Code> {
+pub(crate) fn may_read(loc: &Location, zone: &Zone, bounds: &DataBoundaries) -> Result<(), Code> {
     let tenant_err = if bounds.tenant_isolation {
         Err(Code::TenantIsolation)
     } else {
@@ -291,7 +291,7 @@ impl Repo {
         self.by_id.get(id).map(|i| &self.packs[*i])
     }
 
-    pub fn boundaries(&self) -> DataBoundaries {
+    pub(crate) fn boundaries(&self) -> DataBoundaries {
         self.hard
             .as_ref()
             .and_then(|h| h.value.data_boundaries.clone())
@@ -301,14 +301,8 @@ impl Repo {
             })
     }
 
-    pub fn default_tier(&self) -> Tier {
+    pub(crate) fn default_tier(&self) -> Tier {
         self.mission.as_ref().map_or(Tier::Team, |m| m.value.tier)
-    }
-
-    pub fn main_branch(&self) -> String {
-        self.mission
-            .as_ref()
-            .map_or("main".to_string(), |m| m.value.main_branch().to_string())
     }
 }
 
@@ -368,7 +362,7 @@ fn read_text(
 
 /// Parse YAML text, validate it against `kind`, and return the tree and JSON
 /// when both succeed.
-pub fn parse_checked(
+pub(crate) fn parse_checked(
     kind: Kind,
     file: &str,
     text: &str,

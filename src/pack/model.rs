@@ -86,7 +86,7 @@ pub struct Mission {
 }
 
 impl Mission {
-    pub fn main_branch(&self) -> &str {
+    pub(crate) fn main_branch(&self) -> &str {
         self.main_branch.as_deref().unwrap_or("main")
     }
 
@@ -140,15 +140,7 @@ pub struct Guardrails {
     pub max_allowed_latency_regression_pct: f64,
 }
 
-impl Guardrails {
-    pub fn spend_cap(&self, tenant: &str) -> f64 {
-        self.max_optimization_spend_per_day
-            .tenants
-            .get(tenant)
-            .copied()
-            .unwrap_or(self.max_optimization_spend_per_day.default)
-    }
-}
+impl Guardrails {}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Approvals {

@@ -57,7 +57,7 @@ pub struct Kicks(mpsc::Receiver<&'static str>);
 
 /// A kick channel. Its capacity is one: a pending kick already means "catch
 /// up to the tip", so further kicks before the pass starts add nothing.
-pub fn kick_channel() -> (Kicker, Kicks) {
+pub(crate) fn kick_channel() -> (Kicker, Kicks) {
     let (tx, rx) = mpsc::channel(1);
     (Kicker { tx }, Kicks(rx))
 }
@@ -74,7 +74,7 @@ pub fn retry_after(failures: u32) -> Duration {
 }
 
 impl Kicker {
-    pub fn kick(&self, why: &'static str) {
+    pub(crate) fn kick(&self, why: &'static str) {
         // A full channel already holds a pending kick: dropping this one loses nothing.
         let _ = self.tx.try_send(why);
     }
@@ -112,7 +112,7 @@ struct WebhookState {
 }
 
 /// Constant-time check of GitHub's `X-Hub-Signature-256` over the raw body.
-pub fn verify_signature(secret: &str, body: &[u8], header: &str) -> bool {
+pub(crate) fn verify_signature(secret: &str, body: &[u8], header: &str) -> bool {
     let Some(hex_sig) = header.strip_prefix("sha256=") else {
         return false;
     };
@@ -178,7 +178,7 @@ async fn webhook(
 }
 
 /// The reconciler's routes: the webhook and health.
-pub fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
+pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
     let st = WebhookState {
         secret: cfg.webhook_secret.clone().map(Arc::new),
         branch: cfg.source.branch.clone(),

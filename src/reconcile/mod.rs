@@ -27,7 +27,8 @@ pub mod rollback;
 
 use std::collections::HashMap;
 
-pub use plan::{History, ServingMap, decision_id, pack_version, plan_commit, pull_request_of};
+pub(crate) use plan::plan_commit;
+pub use plan::{History, ServingMap, decision_id, pack_version};
 
 use crate::git::{self, CommitId, GitError};
 pub use crate::git::{Source, SourceKind};
@@ -105,7 +106,7 @@ fn pending(
 
 /// One pass: catch up from the last reconciled commit to the branch tip.
 /// Blocking (libgit2); call from a blocking context.
-pub fn reconcile_blocking(
+pub(crate) fn reconcile_blocking(
     source: &Source,
     store: &Store,
     opts: &Options,

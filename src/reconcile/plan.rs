@@ -22,7 +22,7 @@ pub type ServingMap = HashMap<String, Serving>;
 const RECONCILER: &str = "missionctl reconciler";
 
 /// "Merge pull request #12 from …" or a squash merge's "… (#12)".
-pub fn pull_request_of(message: &str) -> Option<i64> {
+pub(crate) fn pull_request_of(message: &str) -> Option<i64> {
     let first = message.lines().next().unwrap_or_default();
     if let Some(rest) = first.strip_prefix("Merge pull request #") {
         return rest.split_whitespace().next()?.parse().ok();
@@ -325,7 +325,7 @@ fn decide_pack(
 }
 
 /// Decide what one commit means against what serves now.
-pub fn plan_commit(
+pub(crate) fn plan_commit(
     source: &Source,
     serving: &ServingMap,
     holds: &HashMap<String, String>,

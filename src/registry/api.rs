@@ -490,7 +490,7 @@ async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
     }
 }
 
-pub fn router(reg: Arc<Registry>) -> Router {
+pub(crate) fn router(reg: Arc<Registry>) -> Router {
     Router::new()
         .route("/v1/resolve", get(resolve))
         .route(

@@ -36,7 +36,7 @@ impl Token {
     }
 
     /// Whether this token may act in `scope`.
-    pub fn covers(&self, scope: Scope<'_>) -> bool {
+    pub(crate) fn covers(&self, scope: Scope<'_>) -> bool {
         match (&self.tenant, scope) {
             (_, Scope::Any) | (None, _) => true,
             (Some(mine), Scope::Tenant(t)) => mine == t,

@@ -156,7 +156,7 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
             }
             Verdict::Rollback { why, figures } => {
                 events.push(format!("{}: automatic rollback: {why}", r.pack_id));
-                auto_rollback(reg, &mut r, &why, figures, now).await?;
+                auto_rollback(reg, &mut r, &why, *figures, now).await?;
                 changed = true;
             }
             Verdict::Stalled { why } => {
@@ -294,7 +294,7 @@ async fn auto_rollback(
 }
 
 /// A rollback asked for through the API: pin any canary, write the revert.
-pub async fn manual_rollback(
+pub(crate) async fn manual_rollback(
     reg: &Arc<Registry>,
     pack: &str,
     to: Option<&str>,

@@ -202,11 +202,11 @@ impl Snapshot {
     }
 
     /// Whether a token scoped to `tenant` may see `pack`.
-    pub fn visible(&self, pack: &str, tenant: Option<&str>) -> bool {
+    pub(crate) fn visible(&self, pack: &str, tenant: Option<&str>) -> bool {
         let Some(t) = tenant else { return true };
         match self.repo.pack(pack).map(|p| &p.location) {
             Some(Location::Global | Location::Domain(_)) => true,
-            Some(Location::Tenant(x)) | Some(Location::TenantUser { tenant: x, .. }) => x == t,
+            Some(Location::Tenant(x) | Location::TenantUser { tenant: x, .. }) => x == t,
             Some(Location::PersonalUser(u)) => t == format!("user:{u}"),
             // Unknown here (e.g. removed): only unscoped tokens see it.
             None => false,
@@ -250,7 +250,7 @@ impl Registry {
         })
     }
 
-    pub fn kick_reconciler(&self) {
+    pub(crate) fn kick_reconciler(&self) {
         if let Some(k) = &self.kicker {
             k.kick("registry");
         }
@@ -328,7 +328,7 @@ impl Registry {
     }
 
     /// Pin the champion of `pack` at once, without reloading anything.
-    pub fn pin(&self, pack: &str) {
+    pub(crate) fn pin(&self, pack: &str) {
         let cur = self.snapshot.load_full();
         let mut rollouts = cur.rollouts.clone();
         if let Some(r) = rollouts.get_mut(pack) {
@@ -346,7 +346,7 @@ impl Registry {
         let _ = self.changed.send(g);
     }
 
-    pub fn status_json(&self) -> Json {
+    pub(crate) fn status_json(&self) -> Json {
         let s = self.snapshot.load();
         json!({"generation": s.generation, "commit": s.commit, "packs": s.repo.packs.len(), "rollouts": s.rollouts.len()})
     }

@@ -105,7 +105,7 @@ fn known(keys: impl Iterator<Item = String>) -> String {
 }
 
 /// Accept a domain by scope id (`hr-ops`) or by its pack id (`hr-ops-pack`).
-pub fn domain_index(repo: &Repo, domain: &str) -> Option<usize> {
+pub(crate) fn domain_index(repo: &Repo, domain: &str) -> Option<usize> {
     repo.domains.get(domain).copied().or_else(|| {
         repo.by_id
             .get(domain)
@@ -186,7 +186,7 @@ pub fn chain(repo: &Repo, key: &ChainKey) -> Result<Vec<usize>, ResolveError> {
 
 /// Every chain the repository defines: each domain alone, each tenant on each
 /// of its domains, each tenant user, and each personal user on their domains.
-pub fn all_chains(repo: &Repo) -> Vec<ChainKey> {
+pub(crate) fn all_chains(repo: &Repo) -> Vec<ChainKey> {
     let mut out = Vec::new();
     let domains_of = |p: &PackDoc| -> Vec<String> {
         match &p.pack.domains {
@@ -222,7 +222,7 @@ pub fn all_chains(repo: &Repo) -> Vec<ChainKey> {
 }
 
 /// The tier a chain runs on: the user's, else the tenant's, else the repository default.
-pub fn tier_of(repo: &Repo, chain: &[usize]) -> Tier {
+pub(crate) fn tier_of(repo: &Repo, chain: &[usize]) -> Tier {
     let docs: Vec<&PackDoc> = chain.iter().map(|i| &repo.packs[*i]).collect();
     tier_of_docs(repo, &docs)
 }
@@ -289,9 +289,8 @@ impl Merger {
             return;
         }
         if UNION_LISTS.contains(&ptr) {
-            let items = match &node.value {
-                yaml::Value::Seq(items) => items,
-                _ => return,
+            let yaml::Value::Seq(items) = &node.value else {
+                return;
             };
             if !dst.is_array() {
                 *dst = Json::Array(vec![]);
@@ -410,7 +409,7 @@ impl Merger {
 }
 
 /// Serialize with sorted keys, so the digest does not depend on key order.
-pub fn canonical_json(v: &Json) -> String {
+pub(crate) fn canonical_json(v: &Json) -> String {
     fn write(v: &Json, out: &mut String) {
         match v {
             Json::Object(m) => {
@@ -461,13 +460,13 @@ pub fn resolve(repo: &Repo, key: &ChainKey) -> Result<Resolved, ResolveError> {
     Ok(resolve_indices(repo, &idx))
 }
 
-pub fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
+pub(crate) fn resolve_indices(repo: &Repo, idx: &[usize]) -> Resolved {
     let docs: Vec<&PackDoc> = idx.iter().map(|i| &repo.packs[*i]).collect();
     resolve_docs(repo, &docs)
 }
 
 /// The tier a chain of packs runs on (see [`tier_of`]).
-pub fn tier_of_docs(repo: &Repo, docs: &[&PackDoc]) -> Tier {
+pub(crate) fn tier_of_docs(repo: &Repo, docs: &[&PackDoc]) -> Tier {
     docs.iter()
         .rev()
         .find_map(|p| p.pack.tier)
@@ -480,7 +479,7 @@ pub fn tier_of_docs(repo: &Repo, docs: &[&PackDoc]) -> Tier {
 /// Resolve a chain given as pack documents, global first. `repo` supplies the
 /// policies and defaults; the documents may come from other revisions (the
 /// registry serves a rollout's champion version of one pack this way).
-pub fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
+pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
     let mut m = Merger {
         prov: BTreeMap::new(),
     };

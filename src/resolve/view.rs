@@ -128,12 +128,12 @@ impl Resolved {
         part(self.section("promotion", None))
     }
 
-    pub fn rollback_rules(&self) -> Option<RollbackRules> {
+    pub(crate) fn rollback_rules(&self) -> Option<RollbackRules> {
         self.section("rollback", None)
             .and_then(|v| RollbackRules::deserialize(v).ok())
     }
 
-    pub fn kpi_targets(&self) -> Option<BTreeMap<String, Bound>> {
+    pub(crate) fn kpi_targets(&self) -> Option<BTreeMap<String, Bound>> {
         self.section("kpis", None)
             .and_then(|v| BTreeMap::deserialize(v).ok())
     }
@@ -149,14 +149,14 @@ impl Resolved {
     }
 
     /// The composed prompt (every section in scope order).
-    pub fn prompt_text(&self) -> &str {
+    pub(crate) fn prompt_text(&self) -> &str {
         self.section("prompt", Some("text"))
             .and_then(Json::as_str)
             .unwrap_or_default()
     }
 
     /// The effective tool allow list.
-    pub fn allowed_tools(&self) -> Vec<String> {
+    pub(crate) fn allowed_tools(&self) -> Vec<String> {
         part(self.section("tools", Some("allow")))
     }
 

@@ -298,7 +298,11 @@ impl Store {
 
     /// Record a decision made outside a reconcile pass (an automatic rollback).
     /// Idempotent per (commit, pack).
-    pub async fn insert_decision(&self, source: &str, d: &Decision) -> Result<bool, StoreError> {
+    pub(crate) async fn insert_decision(
+        &self,
+        source: &str,
+        d: &Decision,
+    ) -> Result<bool, StoreError> {
         let n = match self {
             Store::Sqlite(p) => insert_decision!(d, source)
                 .execute(p)
@@ -312,7 +316,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub async fn hold(
+    pub(crate) async fn hold(
         &self,
         source: &str,
         pack: &str,
@@ -340,16 +344,6 @@ impl Store {
             "SELECT pack_id, held_version FROM holds WHERE source = $1",
             source
         )?)
-    }
-
-    pub async fn release_hold(&self, source: &str, pack: &str) -> Result<(), StoreError> {
-        execute!(
-            self,
-            "DELETE FROM holds WHERE source = $1 AND pack_id = $2",
-            source,
-            pack
-        )?;
-        Ok(())
     }
 
     /// Everything reconciled on main for `source`.

@@ -52,7 +52,7 @@ pub enum StoreError {
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((userinfo, host)) = rest.split_once('@')
         && let Some((user, _)) = userinfo.split_once(':')
@@ -137,6 +137,17 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// SQLite's "database is locked / busy" (primary code 5 or 6, with extended codes).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
 /// The default database when none is configured: a SQLite file in the
 /// user's data directory (`$XDG_DATA_HOME/missionctl/state.db`, else
 /// `~/.local/share/missionctl/state.db`).
@@ -174,14 +185,30 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await
-                .map_err(|e| StoreError::Connect {
-                    url: shown.clone(),
-                    source: e,
-                })?;
+            // Opening sets WAL mode, which takes a lock the busy timeout does
+            // not wait for: a reader opening the file while the daemon writes
+            // can get SQLITE_BUSY at once. Such a refusal is retried briefly;
+            // any other error is final.
+            let mut attempt = 0u64;
+            let pool = loop {
+                match SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts.clone())
+                    .await
+                {
+                    Ok(p) => break p,
+                    Err(e) if is_busy(&e) && attempt < 40 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(25 + 5 * attempt)).await;
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Connect {
+                            url: shown,
+                            source: e,
+                        });
+                    }
+                }
+            };
             // sqlx serialises migrations on PostgreSQL with an advisory lock but
             // takes no lock on SQLite: two processes opening a new file at once
             // (a daemon and a CLI reader) race, and the loser sees the winner's

@@ -70,7 +70,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 }
 
 impl Store {
-    pub async fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
+    pub(crate) async fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
         execute!(
             self,
             sqlx::AssertSqlSafe(format!(

@@ -29,7 +29,7 @@ pub fn postgres(test: &str) -> Option<PgDb> {
     let name = format!(
         "mc_{}_{}",
         test.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
+            .filter(char::is_ascii_alphanumeric)
             .take(20)
             .collect::<String>()
             .to_lowercase(),

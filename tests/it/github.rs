@@ -361,7 +361,7 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
             "Bob is on",
             "Bob Okafor is on",
             "packs/tenants/acme/users/bob/pack.yaml",
-        )
+        );
     });
     let (code, ev) = gated(&r, &gh, "a1");
     assert_eq!(ev["verdict"], "PASS", "{ev:#}");
@@ -371,7 +371,7 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
 
     // A2: hr-ops needs one approval from an owner of its path (@acme-fleet/hr-leads).
     branch(&r, "a2", |r| {
-        tweak(r, HR_ROLE, "workplace\npolicies", "workplace\nPolicies", HR)
+        tweak(r, HR_ROLE, "workplace\npolicies", "workplace\nPolicies", HR);
     });
     let (code, ev) = gated(&r, &gh, "a2");
     assert_eq!(ev["verdict"], "WAITING FOR APPROVAL", "{:#}", ev["reasons"]);
@@ -393,7 +393,7 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
                 "0000000000000000000000000000000000000000",
                 "APPROVED",
             ),
-        ]
+        ];
     });
     let (_, ev) = gated(&r, &gh, "a2");
     assert_eq!(
@@ -415,7 +415,7 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
             "## Triage",
             "## Triage rules",
             "packs/domains/legal-intake/pack.yaml",
-        )
+        );
     });
     let head = r.git(&["rev-parse", "a3"]);
     gh.with(|s| s.reviews = vec![review("lee", &head, "APPROVED")]);
@@ -433,7 +433,7 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
         s.reviews = vec![
             review("lee", &head, "APPROVED"),
             review("max", &head, "APPROVED"),
-        ]
+        ];
     });
     let (code, ev) = gated(&r, &gh, "a3");
     assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
@@ -466,6 +466,6 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
                 .any(|q| q.path == "/repos/Codertocat/Hello-World/pulls/42/reviews"),
             "{:?}",
             s.log.iter().map(|q| q.path.clone()).collect::<Vec<_>>()
-        )
+        );
     });
 }

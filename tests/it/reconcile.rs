@@ -204,7 +204,7 @@ fn merge_revert_and_refusal(db: &str) {
     );
 }
 crate::both_stores!(merges_reverts_and_refusals, |url: &str| {
-    super::merge_revert_and_refusal(url)
+    super::merge_revert_and_refusal(url);
 });
 
 fn force_push_and_rollback(db: &str) {
@@ -310,7 +310,7 @@ fn force_push_and_rollback(db: &str) {
     assert_eq!(out["decisions"][0]["pull_request"], 9);
 }
 crate::both_stores!(force_push_and_rollback_cmd, |url: &str| {
-    super::force_push_and_rollback(url)
+    super::force_push_and_rollback(url);
 });
 
 #[test]
@@ -363,7 +363,7 @@ fn sigkill_loses_and_duplicates_nothing(db: &str) {
                 let path = format!("packs/domains/{}/pack.yaml", packs[i]);
                 let name = format!("p{pass}-{i}-{}", versions[i]);
                 let sha = f.merge(&name, pass, |f| {
-                    bump(f, &path, &format!("1.{}.0", versions[i]))
+                    bump(f, &path, &format!("1.{}.0", versions[i]));
                 });
                 expected.push((sha, format!("{}-pack", packs[i])));
             }
@@ -417,7 +417,7 @@ fn sigkill_loses_and_duplicates_nothing(db: &str) {
     );
 }
 crate::both_stores!(sigkill_200_passes, |url: &str| {
-    super::sigkill_loses_and_duplicates_nothing(url)
+    super::sigkill_loses_and_duplicates_nothing(url);
 });
 
 pub struct Served(pub Child);
@@ -610,7 +610,7 @@ fn two_replicas_on_one_postgres_make_one_decision_per_commit() {
     let mut expected = 12;
     for i in 0..5u32 {
         f.merge(&format!("r{i}"), 20 + i, |f| {
-            bump(f, HR, &format!("1.{}.0", i + 1))
+            bump(f, HR, &format!("1.{}.0", i + 1));
         });
         f.push();
         expected += 1;

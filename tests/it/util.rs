@@ -239,7 +239,7 @@ pub fn expect_diag(diags: &[Value], code: &str, file: &str, line: u64, msg: &str
             "expected {code} at {file}:{line} containing {msg:?}; got:\n{}",
             diags
                 .iter()
-                .map(|d| d.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n")
         ),
