@@ -1,32 +1,53 @@
 //! missionctl: a GitOps control plane for fleets of AI agents.
 //!
-//! Data flows one way: a git snapshot (`gitrepo`) becomes packs (`pack`,
-//! `yaml`, `schema`), packs resolve by scope (`resolve`, `policy`,
-//! `validate`, `diff`), challengers are evaluated against champions
-//! (`eval`, `llm`, `gate`, `github`), merges become decisions (`reconcile`),
-//! and decisions are served and watched (`registry`, `rollout`, `telemetry`),
-//! with the state kept in `store`. `src/main.rs` is a thin CLI over this.
+//! The modules in the order data flows through the loop; each reaches only
+//! the ones above it:
+//!
+//! - [`model`]: plain records every stage shares (decisions, rollouts and
+//!   their states, arms, verdicts, tags), no I/O.
+//! - [`yaml`], [`schema`], [`diagnostic`]: positioned parsing, JSON Schemas,
+//!   one diagnostic model with its renderers.
+//! - [`git`]: the only user of libgit2 (trees, history, sources, writes).
+//! - [`pack`], [`resolve`], [`policy`], [`validate`], [`diff`], [`catalog`],
+//!   [`template`]: the repository format, scope resolution and its rules.
+//! - [`eval`]: harnesses, the model client, assertions, judge, statistics,
+//!   the built-in demo model.
+//! - [`gate`]: champion against challenger, as a pipeline of phases.
+//! - [`github`]: events, approvals, the pull-request report.
+//! - [`store`]: the state store over SQLite and PostgreSQL.
+//! - [`reconcile`]: commits in, decisions out; the daemon.
+//! - [`rollout`], [`telemetry`]: canary statistics and KPIs.
+//! - [`registry`]: what harnesses resolve against; the canary controller.
+//! - [`server`]: the composition root `serve` runs.
+
+pub mod model;
+
+pub mod diagnostic;
+pub mod schema;
+pub mod yaml;
+
+pub mod git;
 
 pub mod catalog;
-pub mod diagnostic;
 pub mod diff;
-pub mod eval;
-pub mod gate;
-pub mod git;
-pub mod github;
-pub mod model;
 pub mod pack;
 pub mod policy;
-pub mod reconcile;
-pub mod registry;
 pub mod resolve;
-pub mod rollout;
-pub mod schema;
-pub mod server;
-pub mod store;
-pub mod telemetry;
 pub mod template;
-pub mod time_util;
 pub mod tokens;
 pub mod validate;
-pub mod yaml;
+
+pub mod eval;
+pub mod gate;
+pub mod github;
+
+pub mod store;
+
+pub mod reconcile;
+pub mod registry;
+pub mod rollout;
+pub mod telemetry;
+
+pub mod server;
+
+pub mod time_util;

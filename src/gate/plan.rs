@@ -135,15 +135,19 @@ pub(crate) fn merged_cases(
 
 /// The changed packs to evaluate, capped at `max_candidates_per_run`.
 fn candidates(l: &Loaded, plan: &mut Plan) {
-    let mut c: Vec<PackChange> = l
+    let changed: Vec<PackChange> = l
         .report
         .packs
         .iter()
         .filter(|p| p.status != Status::Removed)
         .cloned()
         .collect();
+    cap_candidates(changed, l.guard.max_candidates_per_run as usize, plan);
+}
+
+/// The candidate-count guardrail: at most `cap` packs, by id.
+fn cap_candidates(mut c: Vec<PackChange>, cap: usize, plan: &mut Plan) {
     c.sort_by(|a, b| a.pack_id.cmp(&b.pack_id));
-    let cap = l.guard.max_candidates_per_run as usize;
     let over = c.len() > cap;
     plan.guardrails.push(GuardrailRow {
         name: "Changed packs in this run".into(),
@@ -241,5 +245,58 @@ fn growth_guardrail(plan: &mut Plan, (growth, chain): (i64, String), cap: i64) {
         plan.reasons.push(format!(
             "prompt grows by {growth} tokens on {chain}; max_prompt_growth_tokens is {cap}"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str) -> PackChange {
+        PackChange {
+            pack_id: id.into(),
+            scope_type: "domain".into(),
+            scope_id: id.into(),
+            file: format!("packs/domains/{id}/pack.yaml"),
+            status: Status::Modified,
+            base_version: None,
+            head_version: None,
+            fields: vec![],
+            prompts: vec![],
+            cases_added: vec![],
+            cases_removed: vec![],
+            cases_changed: vec![],
+        }
+    }
+
+    #[test]
+    fn more_candidates_than_the_cap_block_and_are_cut_in_id_order() {
+        let mut plan = Plan::default();
+        cap_candidates(vec![change("c"), change("a"), change("b")], 2, &mut plan);
+        let ids: Vec<&str> = plan.candidates.iter().map(|c| c.pack_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(plan.guardrails[0].exceeded);
+        assert_eq!(plan.guardrails[0].value, "3");
+        assert!(plan.reasons[0].contains("max_candidates_per_run is 2"));
+        let mut plan = Plan::default();
+        cap_candidates(vec![change("a")], 2, &mut plan);
+        assert!(!plan.guardrails[0].exceeded);
+        assert!(plan.reasons.is_empty());
+    }
+
+    #[test]
+    fn prompt_growth_over_the_cap_blocks_naming_the_chain() {
+        let mut plan = Plan::default();
+        growth_guardrail(&mut plan, (120, "hr-ops/acme".into()), 100);
+        assert!(plan.guardrails[0].exceeded);
+        assert_eq!(plan.guardrails[0].value, "+120 tokens (hr-ops/acme)");
+        assert_eq!(
+            plan.reasons,
+            ["prompt grows by 120 tokens on hr-ops/acme; max_prompt_growth_tokens is 100"]
+        );
+        let mut plan = Plan::default();
+        growth_guardrail(&mut plan, (0, String::new()), 100);
+        assert_eq!(plan.guardrails[0].value, "0 tokens");
+        assert!(plan.reasons.is_empty());
     }
 }

@@ -2,29 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{RollbackFigures, RolloutPlan, Word, word_serde};
+use super::{RollbackFigures, RolloutPlan, words};
 
-/// What a decision did. Stored and shown as `promote`, `reject`, `rollback`
-/// (the contract's enum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DecisionKind {
-    Promote,
-    Reject,
-    Rollback,
-}
-
-impl Word for DecisionKind {
-    const FIELD: &'static str = "decision";
-    const ALL: &'static [Self] = &[Self::Promote, Self::Reject, Self::Rollback];
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Promote => "promote",
-            Self::Reject => "reject",
-            Self::Rollback => "rollback",
-        }
+words! {
+    /// What a decision did. Stored and shown as `promote`, `reject`, `rollback`
+    /// (the contract's enum).
+    pub enum DecisionKind ("decision") {
+        Promote = "promote",
+        Reject = "reject",
+        Rollback = "rollback",
     }
 }
-word_serde!(DecisionKind);
 
 /// A `promotion_decision` record with the documented extras.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -56,21 +56,43 @@ pub struct UnknownWord {
     pub expected: String,
 }
 
-/// Serialize and deserialize a [`Word`] enum as its word.
-macro_rules! word_serde {
-    ($t:ty) => {
-        impl serde::Serialize for $t {
+/// Define an enum whose values are fixed words: the enum, its [`Word`]
+/// impl (field name for errors, every value, the word of each), and serde
+/// and `Display` as that word. One definition, so no two places spell a
+/// state differently.
+macro_rules! words {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($field:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $( $(#[$vmeta])* $variant ),+ }
+
+        impl $crate::model::Word for $name {
+            const FIELD: &'static str = $field;
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+        }
+
+        impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str($crate::model::Word::as_str(*self))
             }
         }
-        impl<'de> serde::Deserialize<'de> for $t {
+
+        impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                <$t as $crate::model::Word>::parse(&s).map_err(serde::de::Error::custom)
+                <$name as $crate::model::Word>::parse(&s).map_err(serde::de::Error::custom)
             }
         }
-        impl std::fmt::Display for $t {
+
+        impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 // `pad`, so widths and alignment in format strings apply.
                 f.pad($crate::model::Word::as_str(*self))
@@ -78,7 +100,7 @@ macro_rules! word_serde {
         }
     };
 }
-pub(crate) use word_serde;
+pub(crate) use words;
 
 #[cfg(test)]
 mod tests {

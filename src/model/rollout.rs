@@ -7,26 +7,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{UnknownWord, Word, word_serde};
+use super::{UnknownWord, Word, words};
 
-/// Which side of a canary a user is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Arm {
-    Champion,
-    Canary,
-}
-
-impl Word for Arm {
-    const FIELD: &'static str = "arm";
-    const ALL: &'static [Self] = &[Self::Champion, Self::Canary];
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Champion => "champion",
-            Self::Canary => "canary",
-        }
+words! {
+    /// Which side of a canary a user is in.
+    pub enum Arm ("arm") {
+        Champion = "champion",
+        Canary = "canary",
     }
 }
-word_serde!(Arm);
 
 /// The arm of one rollout a run belongs to; stored as `<rollout_id>:<arm>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,36 +68,16 @@ impl From<ArmLabel> for String {
     }
 }
 
-/// Where a rollout is. `Running` and `Stalled` are in progress; the others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RolloutState {
-    Running,
-    Stalled,
-    Completed,
-    RolledBack,
-    Superseded,
-}
-
-impl Word for RolloutState {
-    const FIELD: &'static str = "state";
-    const ALL: &'static [Self] = &[
-        Self::Running,
-        Self::Stalled,
-        Self::Completed,
-        Self::RolledBack,
-        Self::Superseded,
-    ];
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Stalled => "stalled",
-            Self::Completed => "completed",
-            Self::RolledBack => "rolled_back",
-            Self::Superseded => "superseded",
-        }
+words! {
+    /// Where a rollout is. `Running` and `Stalled` are in progress; the others are final.
+    pub enum RolloutState ("state") {
+        Running = "running",
+        Stalled = "stalled",
+        Completed = "completed",
+        RolledBack = "rolled_back",
+        Superseded = "superseded",
     }
 }
-word_serde!(RolloutState);
 
 impl RolloutState {
     /// Still moving (the controller evaluates it on every tick).
@@ -117,26 +86,21 @@ impl RolloutState {
     }
 }
 
-/// How an automatic rollback reaches git: pushed to the branch, or on a
-/// `missionctl/rollback-…` branch for review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RollbackGit {
-    #[default]
-    Push,
-    Branch,
-}
-
-impl Word for RollbackGit {
-    const FIELD: &'static str = "rollback.git";
-    const ALL: &'static [Self] = &[Self::Push, Self::Branch];
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::Branch => "branch",
-        }
+words! {
+    /// How an automatic rollback reaches git: pushed to the branch, or on a
+    /// `missionctl/rollback-…` branch for review.
+    pub enum RollbackGit ("rollback.git") {
+        Push = "push",
+        Branch = "branch",
     }
 }
-word_serde!(RollbackGit);
+
+impl Default for RollbackGit {
+    /// A pack that says nothing pushes its rollbacks.
+    fn default() -> Self {
+        RollbackGit::Push
+    }
+}
 
 /// A pack's `rollback:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -352,17 +352,8 @@ pub(super) fn load_pack(
     let Some((node, json)) = parse_checked(Kind::Pack, file, &text, &mut diags) else {
         return out(None, diags, sources);
     };
-    let pack: Pack = match serde_json::from_value(json) {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                Code::SchemaValue,
-                file,
-                node.pos,
-                e.to_string(),
-            ));
-            return out(None, diags, sources);
-        }
+    let Some(pack) = typed::<Pack>(file, &node, json, &mut diags) else {
+        return out(None, diags, sources);
     };
     check_placement(&pack, &loc, file, &node, &mut diags);
     let mut r = Referenced {

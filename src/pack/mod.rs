@@ -427,12 +427,24 @@ fn load_doc<T: serde::de::DeserializeOwned>(
     let arc: Arc<str> = Arc::from(text);
     sources.insert(file.to_string(), arc.clone());
     let (node, json) = parse_checked(kind, file, &arc, diags)?;
+    let value = typed(file, &node, json, diags)?;
+    Some(Doc {
+        file: file.to_string(),
+        node,
+        value,
+    })
+}
+
+/// The schema-checked JSON of `node` as `T`; a mismatch the schema let
+/// through is reported at the node.
+fn typed<T: serde::de::DeserializeOwned>(
+    file: &str,
+    node: &Node,
+    json: serde_json::Value,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
     match serde_json::from_value::<T>(json) {
-        Ok(value) => Some(Doc {
-            file: file.to_string(),
-            node,
-            value,
-        }),
+        Ok(v) => Some(v),
         Err(e) => {
             diags.push(Diagnostic::error(
                 Code::SchemaValue,

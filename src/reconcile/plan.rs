@@ -428,9 +428,8 @@ mod tests {
             assert!(text.contains(from), "{file} has no `{from}`");
             std::fs::write(p, text.replacen(from, to, 1)).expect("write");
         }
-        pack::load(&Tree::work_tree(dir.path()).expect("tree"))
+        crate::pack::load(&Tree::work_tree(dir.path()).expect("tree"))
     }
-    use crate::pack;
 
     fn info(sha_digit: char, message: &str) -> CommitInfo {
         let sha: String = std::iter::repeat_n(sha_digit, 40).collect();
@@ -469,6 +468,19 @@ mod tests {
 
     const HR: &str = "packs/domains/hr-ops/pack.yaml";
 
+    /// The first pass over `base`: everything imported.
+    fn imported(base: &Repo) -> CommitApply {
+        plan_commit(
+            &source(),
+            &HashMap::new(),
+            &HashMap::new(),
+            true,
+            base,
+            &info('a', "init"),
+            &History::new(),
+        )
+    }
+
     #[test]
     fn initial_import_promotes_everything_at_once() {
         let cur = packs(&[]);
@@ -495,15 +507,7 @@ mod tests {
     #[test]
     fn a_changed_pack_is_promoted_with_a_canary_plan_and_pr_number() {
         let base = packs(&[]);
-        let a0 = plan_commit(
-            &source(),
-            &HashMap::new(),
-            &HashMap::new(),
-            true,
-            &base,
-            &info('a', "init"),
-            &History::new(),
-        );
+        let a0 = imported(&base);
         let serving = served(HashMap::new(), &a0);
         let head = packs(&[(HR, "version: 1.0.0", "version: 1.0.1")]);
         let a = plan_commit(
@@ -534,15 +538,7 @@ mod tests {
     #[test]
     fn a_return_to_earlier_content_is_a_rollback() {
         let base = packs(&[]);
-        let a0 = plan_commit(
-            &source(),
-            &HashMap::new(),
-            &HashMap::new(),
-            true,
-            &base,
-            &info('a', "init"),
-            &History::new(),
-        );
+        let a0 = imported(&base);
         let mut history = History::new();
         for s in &a0.serving {
             history.insert(
@@ -585,15 +581,7 @@ mod tests {
     #[test]
     fn invalid_content_is_refused_and_serves_nothing_new() {
         let base = packs(&[]);
-        let a0 = plan_commit(
-            &source(),
-            &HashMap::new(),
-            &HashMap::new(),
-            true,
-            &base,
-            &info('a', "init"),
-            &History::new(),
-        );
+        let a0 = imported(&base);
         let broken = packs(&[(HR, "version: 1.0.0", "version: not-a-version")]);
         let a = plan_commit(
             &source(),
@@ -620,15 +608,7 @@ mod tests {
     #[test]
     fn a_held_version_is_refused_and_a_newer_one_releases_the_hold() {
         let base = packs(&[]);
-        let a0 = plan_commit(
-            &source(),
-            &HashMap::new(),
-            &HashMap::new(),
-            true,
-            &base,
-            &info('a', "init"),
-            &History::new(),
-        );
+        let a0 = imported(&base);
         let serving = served(HashMap::new(), &a0);
         let holds: HashMap<String, String> =
             [("hr-ops-pack".to_string(), "1.0.1".to_string())].into();

@@ -253,6 +253,21 @@ fn esc(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// A list node's items and `dst` as an array (made one if it is not); None
+/// when the node is not a list (the schema refused that already).
+fn lists<'n, 'd>(node: &'n Node, dst: &'d mut Json) -> Option<(&'n [Node], &'d mut Vec<Json>)> {
+    let yaml::Value::Seq(items) = &node.value else {
+        return None;
+    };
+    if !dst.is_array() {
+        *dst = Json::Array(vec![]);
+    }
+    match dst {
+        Json::Array(arr) => Some((items, arr)),
+        _ => None,
+    }
+}
+
 impl Merger {
     fn origin(&self, file: &str, node: &Node, scope: &str) -> Origin {
         Origin {
@@ -289,20 +304,15 @@ impl Merger {
             return;
         }
         if UNION_LISTS.contains(&ptr) {
-            let yaml::Value::Seq(items) = &node.value else {
+            let Some((items, arr)) = lists(node, dst) else {
                 return;
             };
-            if !dst.is_array() {
-                *dst = Json::Array(vec![]);
-            }
-            if let Json::Array(arr) = dst {
-                for it in items {
-                    let v = it.to_json();
-                    if !arr.contains(&v) {
-                        arr.push(v);
-                        let at = format!("{ptr}/{}", arr.len() - 1);
-                        self.prov.insert(at, self.origin(file, it, scope));
-                    }
+            for it in items {
+                let v = it.to_json();
+                if !arr.contains(&v) {
+                    arr.push(v);
+                    let at = format!("{ptr}/{}", arr.len() - 1);
+                    self.prov.insert(at, self.origin(file, it, scope));
                 }
             }
             return;
@@ -356,29 +366,23 @@ impl Merger {
             return;
         }
         if ptr == "/eval/rubric/criteria" {
-            let yaml::Value::Seq(items) = &node.value else {
+            let Some((items, arr)) = lists(node, dst) else {
                 return;
             };
-            if !dst.is_array() {
-                *dst = Json::Array(vec![]);
-            }
-            if let Json::Array(arr) = dst {
-                for it in items {
-                    let v = it.to_json();
-                    let id = v.get("id").cloned();
-                    let at = arr.iter().position(|c| c.get("id") == id.as_ref());
-                    let idx = match at {
-                        Some(i) => {
-                            arr[i] = v;
-                            i
-                        }
-                        None => {
-                            arr.push(v);
-                            arr.len() - 1
-                        }
-                    };
-                    self.mark(&format!("{ptr}/{idx}"), it, file, scope);
-                }
+            for it in items {
+                let v = it.to_json();
+                let id = v.get("id").cloned();
+                let idx = match arr.iter().position(|c| c.get("id") == id.as_ref()) {
+                    Some(i) => {
+                        arr[i] = v;
+                        i
+                    }
+                    None => {
+                        arr.push(v);
+                        arr.len() - 1
+                    }
+                };
+                self.mark(&format!("{ptr}/{idx}"), it, file, scope);
             }
             return;
         }

@@ -30,15 +30,10 @@ macro_rules! insert_decision {
             .bind(&d.created_at)
             .bind(d.pull_request)
             .bind(&d.evidence_url)
-            .bind(d.rollout.as_ref().map(to_json))
-            .bind(d.figures.as_ref().map(to_json))
+            .bind(d.rollout.as_ref().map(super::json_text))
+            .bind(d.figures.as_ref().map(super::json_text))
             .bind($source)
     }};
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    // Serialising these plain records cannot fail (string keys, finite data).
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// A `decisions` row as stored; enums and JSON are parsed at this boundary.
@@ -61,26 +56,13 @@ struct DecisionRow {
     figures: Option<String>,
 }
 
-fn row_err(message: impl ToString) -> StoreError {
-    StoreError::Row {
-        table: "decisions",
-        message: message.to_string(),
-    }
-}
-
 impl TryFrom<DecisionRow> for Decision {
     type Error = StoreError;
     fn try_from(r: DecisionRow) -> Result<Decision, StoreError> {
-        fn json<T: serde::de::DeserializeOwned>(
-            s: Option<String>,
-        ) -> Result<Option<T>, StoreError> {
-            s.map(|s| serde_json::from_str(&s).map_err(row_err))
-                .transpose()
-        }
         Ok(Decision {
-            decision: DecisionKind::parse(&r.decision).map_err(row_err)?,
-            rollout: json(r.rollout)?,
-            figures: json(r.figures)?,
+            decision: DecisionKind::parse(&r.decision).map_err(super::row_error("decisions"))?,
+            rollout: super::json_column("decisions", r.rollout)?,
+            figures: super::json_column("decisions", r.figures)?,
             decision_id: r.decision_id,
             commit: r.commit_sha,
             pack_id: r.pack_id,

@@ -137,6 +137,29 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A record as JSON text for a column. Serialising these plain records
+/// (string keys, finite numbers) cannot fail.
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// An error for a `table` row this version cannot read.
+fn row_error<E: std::fmt::Display>(table: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Row {
+        table,
+        message: e.to_string(),
+    }
+}
+
+/// A JSON column parsed back, or an error naming the table.
+fn json_column<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|s| serde_json::from_str(&s).map_err(row_error(table)))
+        .transpose()
+}
+
 /// SQLite's "database is locked / busy" (primary code 5 or 6, with extended codes).
 fn is_busy(e: &sqlx::Error) -> bool {
     match e {

@@ -26,28 +26,14 @@ struct RolloutRow {
     params: Option<String>,
 }
 
-fn row_err(message: impl ToString) -> StoreError {
-    StoreError::Row {
-        table: "rollouts",
-        message: message.to_string(),
-    }
-}
-
 impl TryFrom<RolloutRow> for Rollout {
     type Error = StoreError;
     fn try_from(r: RolloutRow) -> Result<Rollout, StoreError> {
         Ok(Rollout {
-            steps: serde_json::from_str(&r.steps).map_err(row_err)?,
-            state: RolloutState::parse(&r.state).map_err(row_err)?,
-            detail: r
-                .detail
-                .map(|d| serde_json::from_str(&d).map_err(row_err))
-                .transpose()?,
-            params: r
-                .params
-                .map(|p| serde_json::from_str(&p).map_err(row_err))
-                .transpose()?
-                .unwrap_or_default(),
+            steps: super::json_column("rollouts", Some(r.steps))?.unwrap_or_default(),
+            state: RolloutState::parse(&r.state).map_err(super::row_error("rollouts"))?,
+            detail: super::json_column("rollouts", r.detail)?,
+            params: super::json_column("rollouts", r.params)?.unwrap_or_default(),
             step: usize::try_from(r.step).unwrap_or(0),
             step_started_at: r.step_started_at.unwrap_or_else(|| r.updated_at.clone()),
             rollout_id: r.rollout_id,
@@ -64,11 +50,6 @@ impl TryFrom<RolloutRow> for Rollout {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    // Plain records with string keys: serialising cannot fail.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
 impl Store {
     pub(crate) async fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
         execute!(
@@ -82,17 +63,17 @@ impl Store {
             &r.pack_id,
             &r.from_version,
             &r.to_version,
-            to_json(&r.steps),
+            super::json_text(&r.steps),
             i64::try_from(r.step).unwrap_or(i64::MAX),
             r.state.as_str(),
-            r.detail.as_ref().map(to_json),
+            r.detail.as_ref().map(super::json_text),
             &r.started_at,
             &r.updated_at,
             &r.source,
             &r.from_commit,
             &r.to_commit,
             &r.step_started_at,
-            to_json(&r.params)
+            super::json_text(&r.params)
         )?;
         Ok(())
     }

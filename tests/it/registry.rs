@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::reconcile::{Fleet, Served, bump, free_port, wait_http};
-use crate::util::{git, http, missionctl};
+use crate::util::{assert_success, git, http, missionctl};
 
 const HR: &str = "packs/domains/hr-ops/pack.yaml";
 
@@ -678,6 +678,24 @@ fn quickstart_runs_the_whole_loop() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     assert!(qs.join("evidence/evidence.md").exists());
+    // What a person reads afterwards: a completed rollout, a rolled-back one,
+    // and the decision history.
+    let db = format!("sqlite://{}", qs.join("state.db").display());
+    let run = |args: &[&str]| {
+        let out = missionctl()
+            .args(args)
+            .args(["--db", &db])
+            .output()
+            .expect("run");
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = run(&["status", "--all"]);
+    let decisions = run(&["decisions", "--pack", "hr-ops-pack"]);
+    crate::snapshots::settings(dir.path()).bind(|| {
+        insta::assert_snapshot!("status_all_after_quickstart", status);
+        insta::assert_snapshot!("decisions_after_quickstart", decisions);
+    });
     let log = git(&qs.join("fleet.git"), &["log", "--format=%s", "main"]);
     assert!(
         log.lines()

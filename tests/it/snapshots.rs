@@ -1,11 +1,12 @@
-//! Snapshots of what a person reads: `evidence.md` of a gate run, and the
-//! `status` and `decisions` output after the quickstart's loop. Commit ids,
+//! Snapshots of what a person reads: `evidence.md` of a gate run here, and
+//! the `status` and `decisions` output after the quickstart's loop (in
+//! `registry::quickstart_runs_the_whole_loop`). Commit ids,
 //! digests, timestamps and temp paths are filtered; everything else is the
 //! deterministic output of the real binary with the built-in demo model.
 
-use crate::util::{TestRepo, assert_success, missionctl};
+use crate::util::TestRepo;
 
-fn settings(tmp: &std::path::Path) -> insta::Settings {
+pub fn settings(tmp: &std::path::Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(&regex_escape(&tmp.display().to_string()), "[tmp]");
     s.add_filter(r"\b[0-9a-f]{40}\b", "[commit]");
@@ -76,34 +77,4 @@ fn evidence_md_of_a_removed_safety_sentence() {
     );
     let md = std::fs::read_to_string(out_dir.join("evidence.md")).expect("evidence.md");
     settings(r.dir.path()).bind(|| insta::assert_snapshot!("evidence_md_removed_safety", md));
-}
-
-/// `status --all` and `decisions` after the quickstart: a completed rollout,
-/// a rolled-back one, and the decision history.
-#[test]
-fn status_and_decisions_after_the_quickstart() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let qs = dir.path().join("qs");
-    let out = missionctl()
-        .args(["quickstart", "--dir", qs.to_str().expect("p")])
-        .output()
-        .expect("run");
-    assert_success(&out);
-    let db = format!("sqlite://{}", qs.join("state.db").display());
-    let run = |args: &[&str]| {
-        let out = missionctl()
-            .args(args)
-            .args(["--db", &db])
-            .output()
-            .expect("run");
-        assert_success(&out);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let status = run(&["status", "--all"]);
-    let decisions = run(&["decisions", "--pack", "hr-ops-pack"]);
-    let s = settings(dir.path());
-    s.bind(|| {
-        insta::assert_snapshot!("status_all_after_quickstart", status);
-        insta::assert_snapshot!("decisions_after_quickstart", decisions);
-    });
 }
