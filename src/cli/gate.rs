@@ -95,7 +95,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
                 github::approvals::evaluate(
                     gh,
                     *pr,
-                    &head,
+                    &evaluated.head_commit(),
                     evaluated.base(),
                     evaluated.head(),
                     evaluated.candidates(),

@@ -110,6 +110,13 @@ fn approvals(s: &mut String, e: &Evidence) {
                 if r.satisfied { "ok" } else { "**waiting**" }
             );
         }
+        if !a.codeowners_invalid.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nCODEOWNERS lines GitHub skips (fix them on the base branch): {}.",
+                a.codeowners_invalid.join("; ")
+            );
+        }
         if !a.stale.is_empty() {
             let _ = writeln!(
                 s,

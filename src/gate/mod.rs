@@ -359,6 +359,15 @@ impl Evaluated {
     pub fn candidates(&self) -> &[crate::diff::PackChange] {
         &self.plan.candidates
     }
+    /// The head commit as evaluated (a branch name resolved), for comparing
+    /// with the commit a review was given on.
+    pub fn head_commit(&self) -> String {
+        self.l
+            .head
+            .commit
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
     pub fn policies_changed(&self) -> &[String] {
         &self.l.report.policies_changed
     }

@@ -128,7 +128,14 @@ pub async fn evaluate(
         .await?;
     let latest = latest_reviews(&reviews);
     let owners_file = CodeOwners::parse(base.codeowners.as_deref().unwrap_or(""));
-    let mut report = ApprovalReport::default();
+    let mut report = ApprovalReport {
+        codeowners_invalid: owners_file
+            .invalid
+            .iter()
+            .map(|i| format!("line {}: {}", i.line, i.message))
+            .collect(),
+        ..ApprovalReport::default()
+    };
     let mut membership = Membership::new(gh);
     let default_preset_tier = base.default_tier();
     // Approvals that count, per the strictest stale rule among the presets involved.
@@ -155,14 +162,31 @@ pub async fn evaluate(
         let Some(p) = head.pack(&pc.pack_id) else {
             continue;
         };
-        let idx = head.by_id[&pc.pack_id];
-        let autonomy = crate::policy::effective_autonomy(head, idx).map(|(a, _)| a);
-        let tier = tier_of(head, &p.location, p.pack.tier);
-        let preset = tiers.get(tier);
-        if autonomy == Some(Autonomy::A0) {
+        // What the change needs is decided by the base: a pull request may
+        // make its own review stricter (a higher tier or autonomy), never
+        // looser, so each is the strictest of base and head.
+        let head_autonomy = head
+            .by_id
+            .get(&pc.pack_id)
+            .and_then(|i| crate::policy::effective_autonomy(head, *i))
+            .map(|(a, _)| a);
+        let base_autonomy = base
+            .by_id
+            .get(&pc.pack_id)
+            .and_then(|i| crate::policy::effective_autonomy(base, *i))
+            .map(|(a, _)| a);
+        if head_autonomy == Some(Autonomy::A0) {
             report.not_promotable.push(pc.pack_id.clone());
             continue;
         }
+        let autonomy = head_autonomy.max(base_autonomy);
+        let base_tier = tier_of(
+            base,
+            &p.location,
+            base.pack(&pc.pack_id).and_then(|b| b.pack.tier),
+        );
+        let tier = base_tier.max(tier_of(head, &p.location, p.pack.tier));
+        let preset = tiers.get(tier);
         let (needed, role) = match autonomy.unwrap_or(Autonomy::A2) {
             Autonomy::A0 => (0, None),
             Autonomy::A1 => (preset.approvals.a1, None),

@@ -30,6 +30,10 @@ pub enum ReportError {
         "pull request #{pr} is at {head}, not at the evaluated commit {sha}; not posting (re-run the gate on the new head)"
     )]
     Mismatch { pr: u64, head: String, sha: String },
+    #[error(
+        "the evidence is for commit `{evidence}`, not for `{sha}`; a verdict is only posted on the commit it was computed for (drop --sha, or gate {sha})"
+    )]
+    NotThisCommit { evidence: String, sha: String },
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -145,6 +149,15 @@ pub async fn post(
 ) -> Result<Outcome, ReportError> {
     let mut out = Outcome::default();
     let verdict = evidence.verdict;
+    // Whatever the flags say, a verdict goes only on the commit it is for.
+    if let Some(sha) = sha
+        && evidence.head_commit != sha
+    {
+        return Err(ReportError::NotThisCommit {
+            evidence: evidence.head_commit.clone(),
+            sha: sha.to_string(),
+        });
+    }
     if let (Some(pr), Some(sha)) = (pr, sha) {
         // The evidence may come from an untrusted run: only comment on a pull
         // request whose head is the commit that was evaluated.

@@ -28,6 +28,9 @@ pub struct ApprovalReport {
     pub satisfied: bool,
     /// Approvals ignored because they predate the latest push.
     pub stale: Vec<String>,
+    /// CODEOWNERS lines GitHub skips (unsupported syntax), as `line N: why`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codeowners_invalid: Vec<String>,
 }
 
 impl ApprovalReport {

@@ -7,9 +7,9 @@
 //! - a pack whose content changed becomes a `promote` decision (challenger
 //!   against the champion it replaces) with the rollout plan from its
 //!   promotion thresholds;
-//! - a revert (git's "This reverts commit …", missionctl's rollback trailer,
-//!   or a pack returning to content reconciled earlier) becomes a `rollback`,
-//!   applied at once to 100%;
+//! - a pack returning to content reconciled earlier (a git revert,
+//!   missionctl's rollback commit) becomes a `rollback`, applied at once to
+//!   100%; the message alone never makes one;
 //! - content that fails validation is refused (`reject`): the last good
 //!   version keeps serving and the errors are recorded;
 //! - history rewritten under the reconciler (a force-push dropping reconciled

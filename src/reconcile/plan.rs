@@ -38,10 +38,6 @@ fn trailer<'a>(message: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-fn is_revert(message: &str) -> bool {
-    message.contains("This reverts commit ") || trailer(message, "Missionctl-Rollback").is_some()
-}
-
 pub fn pack_version(p: &PackDoc) -> String {
     format!(
         "{}+sha256.{}",
@@ -277,7 +273,6 @@ fn decide_pack(
     cur: &Repo,
     p: &PackDoc,
     initial: bool,
-    revert_commit: bool,
     history: &History,
 ) -> Decision {
     let champion = serving.get(&p.pack.id).map(|s| s.version.clone());
@@ -295,13 +290,12 @@ fn decide_pack(
             Some(RolloutPlan::immediate()),
         );
     }
-    if revert_commit || earlier.is_some() {
-        let why = match earlier {
-            Some((v, c)) => {
-                format!("rollback: content returns to version {v} reconciled at {c:.8}")
-            }
-            None => "rollback: revert commit".to_string(),
-        };
+    // A rollback is recognised by content alone: a return to a version
+    // reconciled before. A commit message or trailer ("This reverts …",
+    // `Missionctl-Rollback:`) that brings new content is a promotion and
+    // goes through the canary like any other.
+    if let Some((v, c)) = earlier {
+        let why = format!("rollback: content returns to version {v} reconciled at {c:.8}");
         return ctx.for_pack(
             p,
             champion,
@@ -363,7 +357,6 @@ pub(crate) fn plan_commit(
         return apply;
     }
     apply.good = true;
-    let revert_commit = is_revert(&info.message);
     for p in changed {
         // After an automatic rollback the pack is held: only a newer version is promoted.
         match check_hold(p, holds) {
@@ -381,16 +374,9 @@ pub(crate) fn plan_commit(
             }
             HoldCheck::Clear => {}
         }
-        apply.decisions.push(decide_pack(
-            &ctx,
-            source,
-            serving,
-            cur,
-            p,
-            initial,
-            revert_commit,
-            history,
-        ));
+        apply
+            .decisions
+            .push(decide_pack(&ctx, source, serving, cur, p, initial, history));
         apply.serving.push(Serving {
             pack_id: p.pack.id.clone(),
             scope_type: p.location.scope_type().as_str().into(),
@@ -642,6 +628,38 @@ mod tests {
             kinds(&a),
             vec![("hr-ops-pack".to_string(), DecisionKind::Promote)]
         );
+    }
+
+    /// Issue 16, point 2: a message or trailer alone never skips the canary.
+    #[test]
+    fn a_revert_message_with_new_content_is_a_promotion_with_a_canary() {
+        let base = packs(&[]);
+        let a0 = imported(&base);
+        let head = packs(&[(HR, "version: 1.0.0", "version: 1.0.1")]);
+        for message in [
+            "Revert \"x\"\n\nThis reverts commit 0123456789abcdef0123456789abcdef01234567.",
+            "Roll back hr-ops-pack\n\nMissionctl-Rollback: hr-ops-pack\n",
+        ] {
+            let a = plan_commit(
+                &source(),
+                &served(HashMap::new(), &a0),
+                &HashMap::new(),
+                false,
+                &head,
+                &info('b', message),
+                &History::new(),
+            );
+            assert_eq!(
+                kinds(&a),
+                vec![("hr-ops-pack".to_string(), DecisionKind::Promote)]
+            );
+            assert!(
+                a.decisions[0]
+                    .rollout
+                    .as_ref()
+                    .is_some_and(|r| !r.immediate)
+            );
+        }
     }
 
     #[test]

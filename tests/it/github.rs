@@ -469,3 +469,108 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
         );
     });
 }
+
+/// Issue 16, points 3 and 4: a pull request cannot lower its own approval
+/// requirement (the tier comes from the base, strictest wins), and an
+/// approval on the head commit counts when `--head` names a branch.
+#[test]
+fn approvals_cannot_be_lowered_by_the_pull_request_and_compare_resolved_commits() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        s.teams
+            .insert("acme-fleet/hr-leads".into(), vec!["hanna".into()]);
+    });
+    let r = gate_repo(&llm, false);
+    // Carol is on globex, an enterprise tenant: one approval even at A1.
+    r.edit(
+        "packs/tenants/globex/users/carol/pack.yaml",
+        "scope: { type: user, id: carol }",
+        "scope: { type: user, id: carol }\ntools:\n  autonomy: A1",
+    );
+    r.commit_all("Carol's agent runs at A1");
+    branch(&r, "lower-tier", |r| {
+        r.edit(
+            "packs/tenants/globex/users/carol/pack.yaml",
+            "scope: { type: user, id: carol }",
+            "scope: { type: user, id: carol }\ntier: team",
+        );
+        bump(r, "packs/tenants/globex/users/carol/pack.yaml");
+    });
+    let (code, ev) = gated(&r, &gh, "lower-tier");
+    assert_eq!(ev["verdict"], "WAITING FOR APPROVAL", "{:#}", ev["reasons"]);
+    assert_eq!(code, 1);
+    let req = &ev["approvals"]["requirements"][0];
+    assert_eq!(req["tier"], "enterprise", "{req:#}");
+    assert_eq!(req["needed"], 1, "{req:#}");
+
+    // `--head` as a branch name: hanna's approval on that branch's commit is current.
+    branch(&r, "by-name", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let head = r.git(&["rev-parse", "by-name"]);
+    gh.with(|s| s.reviews = vec![review("hanna", &head, "APPROVED")]);
+    let ev_dir = r.dir.path().join("ev-by-name");
+    let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
+    let out = run_with(
+        &r,
+        &[
+            "gate",
+            "--base",
+            "main",
+            "--head",
+            "by-name",
+            "--pr",
+            "42",
+            "--out",
+            ev_dir.to_str().expect("p"),
+            "--db",
+            &db,
+        ],
+        &gh,
+        &[],
+    );
+    let ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(ev_dir.join("evidence.json")).expect("evidence"),
+    )
+    .expect("json");
+    assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
+    assert!(
+        ev["approvals"]["stale"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{:#}",
+        ev["approvals"]
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Issue 16, point 5: `--sha` cannot move a verdict onto another commit.
+#[test]
+fn report_refuses_to_post_evidence_on_another_commit() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let dir = evidence_dir(&r, "PASS", 0, "PASS: 1 pack(s) evaluated\n");
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "report",
+            "--evidence",
+            dir.to_str().expect("p"),
+            "--sha",
+            &"2".repeat(40),
+        ],
+        &gh,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the evidence is for commit"), "{stderr}");
+    gh.with(|s| {
+        assert!(s.check_runs.is_empty(), "{:?}", s.check_runs);
+        assert!(s.statuses.is_empty());
+        assert!(s.comments.is_empty());
+    });
+}
