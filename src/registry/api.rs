@@ -329,14 +329,29 @@ async fn packs(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response
         .iter()
         .filter(|p| snap.visible(&p.pack.id, tok.tenant.as_deref()))
         .map(|p| {
+            let rollout = snap.rollouts.get(&p.pack.id);
+            // A pinned rollout serves its champion to everyone: that is the
+            // version listed, and the rolled-back one is named as such.
+            let (version, rolled_back) = match rollout {
+                Some(r) if r.pinned => (
+                    r.champion
+                        .as_deref()
+                        .map(crate::reconcile::pack_version)
+                        .or_else(|| r.from_version.clone())
+                        .unwrap_or_default(),
+                    Some(r.to_version.clone()),
+                ),
+                _ => (crate::reconcile::pack_version(p), None),
+            };
             json!({
                 "id": p.pack.id,
                 "scope_type": p.location.scope_type(),
                 "scope_id": p.location.scope_id(),
-                "version": crate::reconcile::pack_version(p),
+                "version": version,
                 "status": "champion",
+                "rolled_back": rolled_back,
                 "path": p.file,
-                "rollout": snap.rollouts.get(&p.pack.id).map(|r| json!({"rollout_id": r.rollout_id, "percent": r.percent, "pinned": r.pinned, "champion": r.from_version})),
+                "rollout": rollout.map(|r| json!({"rollout_id": r.rollout_id, "percent": r.percent, "pinned": r.pinned, "champion": r.from_version})),
             })
         })
         .collect();

@@ -276,7 +276,11 @@ impl Registry {
     pub async fn refresh(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let _guard = self.refresh_lock.lock().await;
         let state = self.store.source_state(&self.source.key).await?;
-        let rollouts = self.store.rollouts(true).await?;
+        // Every rollout, newest first: those in progress, and a rolled-back
+        // one whose bad version is still what the branch holds (its revert
+        // is on a review branch, or not reconciled yet) stays pinned to the
+        // champion, so a rollback never hands the bad version to anyone.
+        let rollouts = self.store.rollouts(false).await?;
         let good = state.and_then(|s| s.good_commit);
         let me = self.clone();
         let built = tokio::task::spawn_blocking(move || -> Option<Snapshot> {
@@ -287,6 +291,17 @@ impl Registry {
             };
             let mut views = HashMap::new();
             for r in rollouts.iter().filter(|r| r.source == me.source.key) {
+                if views.contains_key(&r.pack_id) {
+                    continue; // an older rollout of a pack with a newer one
+                }
+                let still_bad = current
+                    .pack(&r.pack_id)
+                    .is_some_and(|p| crate::reconcile::pack_version(p) == r.to_version);
+                let pinned = match r.state {
+                    s if s.in_progress() => false,
+                    RolloutState::RolledBack if still_bad => true,
+                    _ => continue,
+                };
                 let champion = r
                     .from_commit
                     .as_deref()
@@ -300,7 +315,7 @@ impl Registry {
                         rollout_id: r.rollout_id.clone(),
                         pack_id: r.pack_id.clone(),
                         percent,
-                        pinned: r.state == RolloutState::RolledBack,
+                        pinned,
                         from_version: r.from_version.clone(),
                         to_version: r.to_version.clone(),
                         champion,

@@ -705,3 +705,132 @@ fn quickstart_runs_the_whole_loop() {
         "{log}"
     );
 }
+
+/// What every one of `n` acme users is served for hr-ops: (arm, content text).
+fn served_to_all(port: u16, token: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|u| {
+            let (code, r) = get(
+                port,
+                &format!("/v1/resolve?domain=hr-ops&tenant=acme&user=x{u}"),
+                token,
+            );
+            assert_eq!(code, 200, "{r}");
+            (
+                r["arm"].as_str().unwrap_or("").to_string(),
+                r["content"].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 16, point 1: an automatic rollback serves the last good version's
+/// content to every user at once and keeps serving it, whether the revert
+/// is pushed or waits on a review branch; the content is checked, not the
+/// arm label.
+fn rollback_serves_the_champion(git_mode: &str) {
+    const BAD: &str = "BAD-VERSION-MARKER";
+    let (_dir, f, t, port, _s) = serving_fleet();
+    f.merge("bad", 21, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            "workplace\npolicies",
+            &format!("workplace {BAD}\npolicies"),
+        );
+        f.edit(
+            HR,
+            "rollback:\n",
+            &format!("rollback:\n  git: {git_mode}\n"),
+        );
+        bump(f, HR, "1.1.0");
+    });
+    f.push();
+    until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    let canary_users = served_to_all(port, &t.acme_harness, 40)
+        .iter()
+        .filter(|(_, c)| c.contains(BAD))
+        .count();
+    assert!(
+        canary_users > 0 && canary_users < 40,
+        "{canary_users} of 40 in the canary"
+    );
+    let mut seed = 0;
+    until("the automatic rollback", Duration::from_secs(60), || {
+        seed += 1;
+        traffic(
+            port,
+            &t.acme_harness,
+            &format!("{git_mode}{seed}"),
+            700,
+            0.6,
+        );
+        rollout_state(port, &t.admin, "1.1.0").filter(|r| r["state"] == "rolled_back")
+    });
+    // During the swap (the revert being written and reconciled) and after it,
+    // nobody is served the bad content.
+    let until_t = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until_t {
+        for (arm, content) in served_to_all(port, &t.acme_harness, 40) {
+            assert!(
+                !content.contains(BAD),
+                "bad content served ({arm}) after the rollback"
+            );
+        }
+    }
+    let d = until("the rollback decision", Duration::from_secs(20), || {
+        f.decisions()
+            .into_iter()
+            .rev()
+            .find(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
+    });
+    assert_eq!(
+        d["figures"]["git"]["branch"].as_str().is_some(),
+        true,
+        "{d}"
+    );
+    if git_mode == "branch" {
+        // The revert waits for review; main still holds the bad version.
+        let branches = git(&f.remote, &["branch", "--list", "missionctl/rollback-*"]);
+        assert!(!branches.trim().is_empty(), "no rollback branch");
+        let main = git(
+            &f.remote,
+            &["show", "main:packs/domains/hr-ops/prompts/role.md"],
+        );
+        assert!(main.contains(BAD));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (arm, content) in served_to_all(port, &t.acme_harness, 40) {
+        assert!(
+            !content.contains(BAD),
+            "bad content served ({arm}) after the rollback"
+        );
+    }
+    // The registry lists the champion as what serves, never the rolled-back version.
+    let (_, packs) = get(port, "/v1/packs", &t.admin);
+    let hr = packs["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .find(|p| p["id"] == "hr-ops-pack")
+        .cloned()
+        .expect("hr-ops-pack");
+    assert!(
+        !hr["version"]
+            .as_str()
+            .expect("version")
+            .starts_with("1.1.0"),
+        "{hr}"
+    );
+}
+
+#[test]
+fn a_pushed_rollback_serves_the_champion_content_to_everyone() {
+    rollback_serves_the_champion("push");
+}
+
+#[test]
+fn a_rollback_on_a_review_branch_serves_the_champion_content_to_everyone() {
+    rollback_serves_the_champion("branch");
+}
