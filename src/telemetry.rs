@@ -112,9 +112,13 @@ pub(crate) fn parse_batch(
                     ))
                 });
             }
-            if time::OffsetDateTime::parse(&row.created_at, &time::format_description::well_known::Rfc3339).is_err() {
-                return Err(err(format!("created_at `{}` is not an RFC 3339 timestamp", row.created_at)));
-            }
+            // Stored in UTC in one fixed form, so windows compare times.
+            row.created_at = crate::time_util::normalize(&row.created_at).ok_or_else(|| {
+                err(format!(
+                    "created_at `{}` is not an RFC 3339 timestamp",
+                    row.created_at
+                ))
+            })?;
             row.arm = arm_of(&row);
             Ok(row)
         })

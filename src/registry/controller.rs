@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 fn ts(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    crate::time_util::canonical(t)
 }
 
 fn semver_part(v: &str) -> &str {

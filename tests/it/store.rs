@@ -198,3 +198,41 @@ fn concurrent_first_opens_of_a_sqlite_store_all_succeed() {
         crate::util::assert_success(&out);
     }
 }
+
+/// Issue 16, point 7: run timestamps are stored in UTC in one fixed form and
+/// windows compare times: `06:00-05:00` (11:00Z) is after a 10:30Z step
+/// start, and `10:29:59.9Z` is before it.
+fn windows_compare_times(url: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let s = Store::connect(url).await.expect("connect");
+        let label: ArmLabel = "w:canary".parse().expect("label");
+        let row = |id: &str, at: &str| {
+            format!(
+                r#"{{"run_id":"{id}","tenant_id":"acme","user_id":"u","agent_id":"a","pack_id":"p","pack_version":"1","task_type":"t","latency_ms":1.0,"cost_usd":0.0,"success_bool":true,"error_code":null,"created_at":"{at}"}}"#
+            )
+        };
+        let body = [
+            row("east", "2026-11-26T06:00:00-05:00"),
+            row("early", "2026-11-26T10:29:59.9Z"),
+            row("late", "2026-11-26T10:30:00.5+00:00"),
+        ]
+        .join("\n");
+        let l = label.clone();
+        let rep = missionctl::registry::ingest::ingest(
+            &s,
+            &body,
+            &missionctl::telemetry::TenantScope(None),
+            &move |_| Some(l.clone()),
+        )
+        .await
+        .expect("ingest");
+        assert_eq!(rep.accepted, 3, "{:?}", rep.errors);
+        let since = missionctl::time_util::normalize("2026-11-26T10:30:00Z").expect("since");
+        let sample = s.run_sample(&label, &since).await.expect("sample");
+        assert_eq!(sample.success.len(), 2, "east (11:00Z) and late count; early does not");
+    });
+}
+crate::both_stores!(run_windows_compare_times, |url: &str| {
+    super::windows_compare_times(url)
+});
