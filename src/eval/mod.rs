@@ -411,6 +411,8 @@ async fn run_command(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        // Its own process group, so a timeout ends everything it started.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -421,13 +423,19 @@ async fn run_command(
             };
         }
     };
+    let group = child.id();
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
         let _ = stdin
             .write_all(serde_json::to_string(case).unwrap_or_default().as_bytes())
             .await;
     }
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    // Whatever happened, nothing the harness started outlives its case.
+    if let Some(pid) = group.and_then(|p| rustix::process::Pid::from_raw(p.cast_signed())) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let out = match waited {
         Err(_) => {
             return fail(format!(
                 "harness command timed out after {:.0} s",

@@ -31,6 +31,9 @@ pub struct Engine {
     pub run_id: String,
     /// Paid calls are skipped (a fork without a maintainer's opt-in).
     pub skip_paid: bool,
+    /// At most `eval.concurrency` harness processes at once (the model
+    /// client bounds HTTP harnesses itself).
+    pub harness_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One job's outcome.
@@ -151,6 +154,10 @@ impl Engine {
                 return Done::not_run(job, &why);
             }
         }
+        let slot = match &self.cfg.harness {
+            eval::Harness::Command { .. } => self.harness_slots.acquire().await.ok(),
+            eval::Harness::OpenAi(_) => None,
+        };
         let run = eval::run_case(
             &self.cfg,
             &self.client,
@@ -159,6 +166,7 @@ impl Engine {
             &job.case,
         )
         .await;
+        drop(slot);
         self.budget
             .lock()
             .await

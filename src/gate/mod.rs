@@ -400,6 +400,7 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         store,
         run_id: run_id.clone(),
         skip_paid: opts.skip_paid_calls,
+        harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
     });
     let pb = progress_bar(opts.progress, plan.jobs.len());
     let done = engine.run_all(plan.jobs.clone(), &pb).await;

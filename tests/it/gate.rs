@@ -591,3 +591,95 @@ fn without_db_the_gate_uses_the_store_named_in_mission_yaml() {
     assert!(r.path().join(".missionctl/state.db").is_file());
     assert!(!data.path().join("missionctl/state.db").exists());
 }
+
+/// A repository whose harness is `python3 <script>` with `eval.concurrency: 2`.
+fn command_harness_repo(server: &LlmServer, script: &str, timeout_seconds: u32) -> TestRepo {
+    let r = gate_repo(server, false);
+    r.write("harness.py", script);
+    let m = r.read("mission.yaml");
+    let a = m.find("  harness:").expect("harness");
+    let b = m.find("  concurrency:").expect("concurrency");
+    let mut m2 = m.clone();
+    m2.replace_range(
+        a..b,
+        &format!(
+            "  harness:\n    type: command\n    command: [python3, harness.py]\n    timeout_seconds: {timeout_seconds}\n"
+        ),
+    );
+    let m2 = m2.replacen("  concurrency: 8", "  concurrency: 2", 1);
+    assert!(m2.contains("  concurrency: 2"), "{m2}");
+    r.write("mission.yaml", &m2);
+    r.commit_all("command harness");
+    r
+}
+
+/// Issue 16, point 9: the command harness runs under `eval.concurrency`.
+#[test]
+fn the_command_harness_respects_eval_concurrency() {
+    let server = LlmServer::start(demo());
+    let probe = tempfile::tempdir().expect("tmp");
+    let live = probe.path().join("live");
+    std::fs::create_dir_all(&live).expect("dir");
+    let counts = probe.path().join("counts.log");
+    let script = format!(
+        "import json, os, sys, time\nlive = {live:?}\nme = os.path.join(live, str(os.getpid()))\nopen(me, 'w').close()\n\
+n = len(os.listdir(live))\nopen(os.path.join({log:?}), 'a').write(f'{{n}}\\n')\ntime.sleep(0.05)\nos.remove(me)\n\
+json.load(sys.stdin)\nprint(json.dumps({{'output': 'ok'}}))\n",
+        live = live.display().to_string(),
+        log = counts.display().to_string(),
+    );
+    let r = command_harness_repo(&server, &script, 20);
+    typo_branch(&r);
+    let run = gate(&r, "typo");
+    assert_ne!(run.exit, 2, "{}", run.files);
+    let log = std::fs::read_to_string(&counts).unwrap_or_default();
+    let counts: Vec<usize> = log.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(counts.len() > 20, "the harness ran: {log}");
+    let max = counts.iter().max().copied().unwrap_or(0);
+    assert!(
+        max <= 2,
+        "{max} harness processes ran at once with eval.concurrency 2"
+    );
+}
+
+/// Issue 16, point 9: a timed-out harness takes everything it started with it.
+#[test]
+fn a_timed_out_harness_leaves_no_child_running() {
+    let server = LlmServer::start(demo());
+    let probe = tempfile::tempdir().expect("tmp");
+    let pids = probe.path().join("pids.log");
+    // The first case starts a child and hangs past the timeout; the others answer.
+    let script = format!(
+        "import json, os, subprocess, sys, time\npids = {pids:?}\n\
+if not os.path.exists(pids):\n    p = subprocess.Popen(['sleep', '300'])\n    open(pids, 'a').write(f'{{p.pid}}\\n')\n    time.sleep(300)\n\
+json.load(sys.stdin)\nprint(json.dumps({{'output': 'ok'}}))\n",
+        pids = pids.display().to_string()
+    );
+    let r = command_harness_repo(&server, &script, 1);
+    typo_branch(&r);
+    let run = gate(&r, "typo");
+    assert!(run.files.contains("timed out"), "{}", run.files);
+    let started: Vec<String> = std::fs::read_to_string(&pids)
+        .expect("the harness started children")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(!started.is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Running means a process that is not a zombie (a killed child whose
+    // parent died may linger unreaped, which is not running).
+    let alive: Vec<&String> = started
+        .iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with('Z'))
+                })
+                .is_some_and(|zombie| !zombie)
+        })
+        .collect();
+    assert!(alive.is_empty(), "children still running: {alive:?}");
+}
