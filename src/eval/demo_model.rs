@@ -144,8 +144,9 @@ pub fn respond(body: &Json) -> Json {
 
 /// An OpenAI chat-completion response body carrying `content`.
 pub fn completion_body(model: &str, system: &str, user: &str, content: &str) -> Json {
-    let prompt_tokens = crate::tokens::estimate(system) + crate::tokens::estimate(user);
-    let completion_tokens = crate::tokens::estimate(content);
+    let o200k = crate::tokens::Family::O200k;
+    let prompt_tokens = crate::tokens::count(system, o200k) + crate::tokens::count(user, o200k);
+    let completion_tokens = crate::tokens::count(content, o200k);
     json!({
         "id": format!("demo-{:016x}", fxhash(&format!("{system}\u{0}{user}"))),
         "object": "chat.completion",

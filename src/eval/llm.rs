@@ -463,7 +463,7 @@ fn parse_completion(url: &str, v: &Json, elapsed: Duration) -> Result<Completion
     Ok(Completion {
         prompt_tokens: tok("prompt_tokens").unwrap_or(0),
         completion_tokens: tok("completion_tokens")
-            .unwrap_or_else(|| crate::tokens::estimate(&content)),
+            .unwrap_or_else(|| crate::tokens::count(&content, crate::tokens::Family::default())),
         content,
         tool_calls,
         latency_ms: elapsed.as_secs_f64() * 1000.0,

@@ -466,7 +466,7 @@ async fn run_command(
         completion_tokens: v
             .pointer("/usage/completion_tokens")
             .and_then(Json::as_u64)
-            .unwrap_or_else(|| crate::tokens::estimate(&output)),
+            .unwrap_or_else(|| crate::tokens::count(&output, crate::tokens::Family::O200k)),
         prompt_tokens: v
             .pointer("/usage/prompt_tokens")
             .and_then(Json::as_u64)

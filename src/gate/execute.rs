@@ -137,12 +137,13 @@ impl Engine {
                 "not run: paid model calls are skipped for this pull request (fork without maintainer opt-in)",
             );
         }
-        let est_prompt = crate::tokens::estimate(&eval::system_prompt(&job.resolved))
-            + crate::tokens::estimate(&eval::user_message(&job.case));
         let (model, max_out) = match &self.cfg.harness {
             eval::Harness::OpenAi(s) => (s.model.clone(), u64::from(s.max_tokens)),
             eval::Harness::Command { .. } => (String::new(), 0),
         };
+        let family = crate::tokens::Family::for_model(&model);
+        let est_prompt = crate::tokens::count(&eval::system_prompt(&job.resolved), family)
+            + crate::tokens::count(&eval::user_message(&job.case), family);
         let est = self.cfg.cost(&model, est_prompt, max_out);
         {
             let mut b = self.budget.lock().await;

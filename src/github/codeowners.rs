@@ -75,7 +75,11 @@ fn problem(pattern: &str, owners: &[String]) -> Option<String> {
     }
     if let Some(o) = owners
         .iter()
-        .find(|o| !(o.starts_with('@') && o.len() > 1) && !o.contains('@'))
+        .find(|o| {
+            let handle = o.starts_with('@') && o.len() > 1;
+            let email = !o.starts_with('@') && o.contains('@');
+            !handle && !email
+        })
     {
         return Some(format!(
             "owner `{o}` is neither @user, @org/team nor an email address"

@@ -204,7 +204,12 @@ fn check_placement(
 }
 
 /// The prompt sections, read through their references, with duplicate ids reported.
-fn read_sections(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SectionText> {
+fn read_sections(
+    pack: &Pack,
+    node: &Node,
+    r: &mut Referenced<'_>,
+    family: tokens::Family,
+) -> Vec<SectionText> {
     let mut sections = Vec::new();
     for (i, s) in pack.prompt.sections.iter().enumerate() {
         let pos = node.pos_at(&format!("/prompt/sections/{i}/file"));
@@ -214,7 +219,7 @@ fn read_sections(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<Sectio
         sections.push(SectionText {
             id: s.id.clone(),
             file: path,
-            tokens: tokens::estimate(&t),
+            tokens: tokens::count(&t, family),
             text: t,
             pos: node.pos_at(&format!("/prompt/sections/{i}/id")),
         });
@@ -313,6 +318,7 @@ pub(super) fn load_pack(
     repo: Option<&crate::git::Repo>,
     file: &str,
     bounds: &DataBoundaries,
+    family: tokens::Family,
 ) -> PackLoad {
     let mut diags = Vec::new();
     let mut sources = Vec::new();
@@ -366,7 +372,7 @@ pub(super) fn load_pack(
         sources: &mut sources,
         diags: &mut diags,
     };
-    let sections = read_sections(&pack, &node, &mut r);
+    let sections = read_sections(&pack, &node, &mut r, family);
     let cases = read_cases(&pack, &node, &mut r);
     let own_digest = hex::encode(hasher.finalize());
     out(

@@ -275,6 +275,8 @@ pub struct Repo {
     pub diagnostics: Vec<Diagnostic>,
     /// Raw bytes digests of policy files, to flag policy changes.
     pub policy_digests: BTreeMap<String, String>,
+    /// The encoding prompt sizes are counted with (mission.yaml's harness model).
+    pub token_family: crate::tokens::Family,
     /// Pack files that exist but did not load (syntax or schema errors).
     /// Resolution refuses chains through them rather than silently skip a layer.
     pub failed_packs: std::collections::BTreeSet<String>,
@@ -516,6 +518,13 @@ fn load_config(tree: &Tree) -> Repo {
         &mut sources,
         &mut diags,
     );
+    r.token_family = r
+        .mission
+        .as_ref()
+        .and_then(|m| m.value.eval.pointer("/harness/model"))
+        .and_then(serde_json::Value::as_str)
+        .map(crate::tokens::Family::for_model)
+        .unwrap_or_default();
     r.hard = load_doc(
         tree,
         repo_ref,
@@ -609,11 +618,12 @@ pub fn load_chain(tree: &Tree, key: &ChainKey) -> Repo {
 }
 
 fn add_packs(r: &mut Repo, tree: &Tree, pack_files: &[&str], bounds: &DataBoundaries) {
+    let family = r.token_family;
     let loads: Vec<PackLoad> = pack_files
         .par_iter()
         .map_init(
             || tree.repo(),
-            |repo, file| load_pack(tree, repo.as_ref(), file, bounds),
+            |repo, file| load_pack(tree, repo.as_ref(), file, bounds, family),
         )
         .collect();
     for (l, file) in loads.into_iter().zip(pack_files) {

@@ -643,3 +643,35 @@ fn serve_retries_a_failed_pass_without_waiting_for_the_poll() {
     std::fs::rename(&away, &f.remote).expect("bring the remote back");
     assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
 }
+
+/// Issue 16, point 10: Ctrl-C (SIGINT) during a pass ends the daemon once the
+/// pass is done; a signal that arrives while the loop is busy is not lost.
+#[test]
+fn ctrl_c_during_a_pass_stops_serve() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = Fleet::fleet(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    for attempt in 0..3 {
+        let port = free_port();
+        let mut s = serve(&f, port, "1h", None);
+        wait_http(port);
+        // The first pass (importing the whole template) is under way now.
+        let pid = s.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = s.0.try_wait().expect("wait") {
+                break Some(st);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let status = status.unwrap_or_else(|| panic!("serve ignored Ctrl-C (attempt {attempt})"));
+        assert!(status.success(), "{status:?}");
+    }
+}
