@@ -73,14 +73,11 @@ fn problem(pattern: &str, owners: &[String]) -> Option<String> {
     if pattern.contains('\\') {
         return Some(format!("`{pattern}`: GitHub does not support `\\` escapes"));
     }
-    if let Some(o) = owners
-        .iter()
-        .find(|o| {
-            let handle = o.starts_with('@') && o.len() > 1;
-            let email = !o.starts_with('@') && o.contains('@');
-            !handle && !email
-        })
-    {
+    if let Some(o) = owners.iter().find(|o| {
+        let handle = o.starts_with('@') && o.len() > 1;
+        let email = !o.starts_with('@') && o.contains('@');
+        !handle && !email
+    }) {
         return Some(format!(
             "owner `{o}` is neither @user, @org/team nor an email address"
         ));

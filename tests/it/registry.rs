@@ -785,11 +785,7 @@ fn rollback_serves_the_champion(git_mode: &str) {
             .rev()
             .find(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
     });
-    assert_eq!(
-        d["figures"]["git"]["branch"].as_str().is_some(),
-        true,
-        "{d}"
-    );
+    assert!(d["figures"]["git"]["branch"].as_str().is_some(), "{d}");
     if git_mode == "branch" {
         // The revert waits for review; main still holds the bad version.
         let branches = git(&f.remote, &["branch", "--list", "missionctl/rollback-*"]);

@@ -234,5 +234,5 @@ fn windows_compare_times(url: &str) {
     });
 }
 crate::both_stores!(run_windows_compare_times, |url: &str| {
-    super::windows_compare_times(url)
+    super::windows_compare_times(url);
 });
