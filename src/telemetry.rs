@@ -52,6 +52,12 @@ type Item = (usize, Result<Json, String>);
 /// Split a body into items: a JSON array, or NDJSON (one object is one line).
 fn items(body: &str) -> Result<Vec<Item>, String> {
     let t = body.trim_start();
+    // One record, pretty-printed or not, is a batch of one.
+    if t.starts_with('{')
+        && let Ok(v @ Json::Object(_)) = serde_json::from_str::<Json>(t)
+    {
+        return Ok(vec![(1, Ok(v))]);
+    }
     if t.starts_with('[') {
         let v: Vec<Json> = serde_json::from_str(t)
             .map_err(|e| format!("the batch is not a JSON array of records: {e}"))?;

@@ -65,6 +65,16 @@ pub(crate) fn router(cfg: DemoConfig) -> Router {
 
 /// Serve on `addr` (use port 0 for an ephemeral port) until shut down.
 pub async fn start(addr: SocketAddr, cfg: DemoConfig) -> std::io::Result<DemoServer> {
+    // A stand-in that answers anyone is a stand-in someone mistakes for a
+    // service: it listens on this machine only.
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the demo model listens on loopback only (127.0.0.1 or [::1]), not {addr}; use --listen 127.0.0.1:PORT"
+            ),
+        ));
+    }
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -97,6 +97,12 @@ pub struct EvalResult {
     pub case_id: String,
     pub scope_chain: String,
     pub assertions: Vec<AssertionRow>,
+    /// This output's own figures (a cached answer reports its recorded latency and no cost).
+    pub latency_ms: f64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

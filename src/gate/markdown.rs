@@ -7,6 +7,20 @@ use crate::model::Verdict;
 
 use super::evidence::{Evidence, ScoreDelta};
 
+/// A Markdown table row: each cell with `|` escaped and line breaks folded,
+/// so text from a pack or a reviewer cannot break the table.
+fn row(cells: &[String]) -> String {
+    let cells: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            c.replace('|', "\\|")
+                .replace("\r\n", " ")
+                .replace(['\n', '\r'], " ")
+        })
+        .collect();
+    format!("| {} |", cells.join(" | "))
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |x| format!("{:.0}%", x * 100.0))
 }
@@ -84,13 +98,11 @@ fn approvals(s: &mut String, e: &Evidence) {
             "| Change | Autonomy | Tier | Needs | Approved by | Who can approve | |\n|---|---|---|---|---|---|---|"
         );
         for r in &a.requirements {
-            let _ = writeln!(
-                s,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
-                r.subject,
+            let cells = [
+                format!("`{}`", r.subject),
                 r.autonomy
                     .map_or("-".to_string(), |x| format!("{x} ({})", x.meaning())),
-                r.tier,
+                r.tier.to_string(),
                 if let Some(role) = &r.role {
                     format!("{} incl. {role}", r.needed)
                 } else {
@@ -107,8 +119,9 @@ fn approvals(s: &mut String, e: &Evidence) {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-                if r.satisfied { "ok" } else { "**waiting**" }
-            );
+                if r.satisfied { "ok" } else { "**waiting**" }.to_string(),
+            ];
+            let _ = writeln!(s, "{}", row(&cells));
         }
         if !a.codeowners_invalid.is_empty() {
             let _ = writeln!(
@@ -149,17 +162,15 @@ fn packs(s: &mut String, e: &Evidence) {
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for p in &e.packs {
-            let _ = writeln!(
-                s,
-                "| `{}` ({} {}) | {} → {} | {}/{} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {} |",
-                p.pack_id,
-                p.scope_type,
-                p.scope_id,
-                p.base_version.as_deref().unwrap_or("new"),
-                p.head_version.as_deref().unwrap_or("-"),
-                p.chains_evaluated,
-                p.chains_total,
-                p.pairs,
+            let cells = [
+                format!("`{}` ({} {})", p.pack_id, p.scope_type, p.scope_id),
+                format!(
+                    "{} → {}",
+                    p.base_version.as_deref().unwrap_or("new"),
+                    p.head_version.as_deref().unwrap_or("-")
+                ),
+                format!("{}/{}", p.chains_evaluated, p.chains_total),
+                p.pairs.to_string(),
                 pct(p.champion_pass_rate),
                 pct(p.challenger_pass_rate),
                 match (p.pass_rate_delta, p.mcnemar_p) {
@@ -168,15 +179,18 @@ fn packs(s: &mut String, e: &Evidence) {
                 },
                 score(&p.judge_task),
                 score(&p.judge_voice),
-                p.pairwise.challenger_wins,
-                p.pairwise.champion_wins,
-                p.pairwise.ties,
+                format!(
+                    "{}/{}/{}",
+                    p.pairwise.challenger_wins, p.pairwise.champion_wins, p.pairwise.ties
+                ),
                 if p.blocked_by.is_empty() {
-                    "ok".to_string()
+                    "ok"
                 } else {
-                    "**blocked**".to_string()
+                    "**blocked**"
                 }
-            );
+                .to_string(),
+            ];
+            let _ = writeln!(s, "{}", row(&cells));
         }
         for p in &e.packs {
             if let Some(i) = &p.insufficient_evidence {
@@ -193,14 +207,13 @@ fn guardrails(s: &mut String, e: &Evidence) {
     let _ = writeln!(s, "\n#### Guardrails (from the base revision)\n");
     let _ = writeln!(s, "| Guardrail | Value | Cap | |\n|---|---|---|---|");
     for g in &e.guardrails {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            g.name,
-            g.value,
-            g.cap,
-            if g.exceeded { "**exceeded**" } else { "ok" }
-        );
+        let cells = [
+            g.name.clone(),
+            g.value.clone(),
+            g.cap.clone(),
+            if g.exceeded { "**exceeded**" } else { "ok" }.to_string(),
+        ];
+        let _ = writeln!(s, "{}", row(&cells));
     }
     if e.needs_policy_owner {
         let _ = writeln!(
@@ -259,4 +272,17 @@ fn run_line(s: &mut String, e: &Evidence) {
             ""
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row;
+
+    #[test]
+    fn cells_cannot_break_the_table() {
+        assert_eq!(
+            row(&["a|b".into(), "line\nbreak".into(), "ok".into()]),
+            "| a\\|b | line break | ok |"
+        );
+    }
 }

@@ -270,6 +270,11 @@ fn results(
                 variant: d.job.variant,
                 case_id: case_id.to_string(),
                 scope_chain: chain,
+                latency_ms: d.run.latency_ms,
+                prompt_tokens: d.run.prompt_tokens,
+                completion_tokens: d.run.completion_tokens,
+                cost_usd: d.run.cost_usd + d.judge_usd,
+                cached: d.run.cached,
                 assertions: d
                     .asserts
                     .iter()

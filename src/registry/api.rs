@@ -137,6 +137,18 @@ async fn audit(
     }
 }
 
+/// Whether `If-None-Match: header` matches `etag` (RFC 9110 §13.1.2): `*`
+/// matches any current representation, otherwise a comma-separated list of
+/// entity tags compared weakly (a `W/` prefix on either side is ignored).
+fn none_match(header: &str, etag: &str) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let ours = opaque(etag);
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || opaque(t) == ours)
+}
+
 /// Authenticate and authorise; on refusal, audit and answer.
 async fn authorize(
     reg: &Registry,
@@ -217,10 +229,15 @@ async fn resolve(
         .clone()
         .or(q.tenant.clone())
         .unwrap_or_else(|| "anonymous".into());
-    let inm = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    // Every If-None-Match header, joined: a client may send several.
+    let inm: Option<String> = {
+        let all: Vec<&str> = headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!all.is_empty()).then(|| all.join(","))
+    };
     let mut rx = reg.changed.subscribe();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
@@ -244,7 +261,7 @@ async fn resolve(
                 return json_response(status, json!({"error": e.to_string()}));
             }
         };
-        let unchanged = inm.as_deref() == Some(r.etag.as_str());
+        let unchanged = inm.as_deref().is_some_and(|h| none_match(h, &r.etag));
         if unchanged && tokio::time::Instant::now() < deadline {
             // Wait for a new snapshot or the deadline, whichever comes
             // first, then look again.
@@ -519,4 +536,20 @@ pub(crate) fn router(reg: Arc<Registry>) -> Router {
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .with_state(reg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::none_match;
+
+    #[test]
+    fn if_none_match_follows_rfc_9110() {
+        let etag = "\"abc\"";
+        assert!(none_match("\"abc\"", etag));
+        assert!(none_match("W/\"abc\"", etag), "weak comparison");
+        assert!(none_match("\"x\", W/\"abc\"", etag), "a list");
+        assert!(none_match("*", etag));
+        assert!(!none_match("\"abd\"", etag));
+        assert!(!none_match("abc", etag), "an unquoted tag is not the tag");
+    }
 }

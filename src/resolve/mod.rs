@@ -413,6 +413,8 @@ impl Merger {
 }
 
 /// Serialize with sorted keys, so the digest does not depend on key order.
+/// Keys sort by UTF-8 bytes and numbers print as serde_json prints them:
+/// this is missionctl's own canonical form, not RFC 8785 (JCS).
 pub(crate) fn canonical_json(v: &Json) -> String {
     fn write(v: &Json, out: &mut String) {
         match v {

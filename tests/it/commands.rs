@@ -414,3 +414,15 @@ fn schemas_on_disk_match_embedded() {
         assert_eq!(disk, k.source());
     }
 }
+
+/// Issue 16, point 11: the demo model listens on loopback only.
+#[test]
+fn demo_model_refuses_a_non_loopback_address() {
+    let out = missionctl()
+        .args(["demo-model", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback only"), "{stderr}");
+}

@@ -183,6 +183,25 @@ fn benign_typo_passes_with_evidence_and_no_secret_leaks() {
         rows.iter().any(|x| x["variant"] == "champion")
             && rows.iter().any(|x| x["variant"] == "challenger")
     );
+    // Issue 16, point 11: each row has its own output's figures, and every
+    // row is a valid eval_result record.
+    for x in &rows {
+        for f in [
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "cached",
+        ] {
+            assert!(x.get(f).is_some(), "missing {f} in {x}");
+        }
+        let problems = missionctl::schema::check_json(missionctl::schema::Kind::EvalResult, x);
+        assert!(problems.is_empty(), "{x}: {problems:?}");
+    }
+    assert!(
+        rows.iter()
+            .any(|x| x["completion_tokens"].as_u64().unwrap_or(0) > 0)
+    );
     let pack = &run.evidence["packs"][0];
     assert_eq!(pack["pack_id"], "hr-ops-pack");
     assert_eq!(pack["chains_evaluated"], 6);

@@ -830,3 +830,23 @@ fn a_pushed_rollback_serves_the_champion_content_to_everyone() {
 fn a_rollback_on_a_review_branch_serves_the_champion_content_to_everyone() {
     rollback_serves_the_champion("branch");
 }
+
+/// Issue 16, point 11: one record, pretty-printed over several lines, is a
+/// batch of one (not several broken NDJSON lines).
+#[test]
+fn a_pretty_printed_single_record_is_accepted() {
+    let (_dir, _f, t, port, _s) = serving_fleet();
+    let row = json!({"run_id": "pretty-1", "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 5, "cost_usd": 0.001, "success_bool": true, "error_code": null, "created_at": missionctl::time_util::now_rfc3339()});
+    let body = serde_json::to_string_pretty(&row).expect("json");
+    assert!(body.lines().count() > 5);
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(&t.acme_harness))],
+        body.as_bytes(),
+    );
+    assert_eq!(code, 200, "{resp}");
+    let v: Value = serde_json::from_str(&resp).expect("json");
+    assert_eq!(v["accepted"], 1, "{resp}");
+}
