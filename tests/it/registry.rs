@@ -103,6 +103,18 @@ fn get(port: u16, path: &str, token: &str) -> (u16, Value) {
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// `POST /v1/runs` with `token`: (status, body).
+fn post_runs(port: u16, token: &str, body: &[u8]) -> (u16, String) {
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/runs",
+        &[("Authorization", &bearer(token))],
+        body,
+    );
+    (code, resp)
+}
+
 fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -378,13 +390,7 @@ fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
     let now = missionctl::time_util::now_rfc3339();
     let row = |id: &str, tenant: &str| json!({"run_id": id, "tenant_id": tenant, "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 1, "cost_usd": 0, "success_bool": true, "error_code": null, "created_at": now});
     let body = format!("{}\n{}\n", row("ok-1", "acme"), row("bad-1", "globex"));
-    let (code, _, resp) = http(
-        port,
-        "POST",
-        "/v1/runs",
-        &[("Authorization", &bearer(&t.acme_harness))],
-        body.as_bytes(),
-    );
+    let (code, resp) = post_runs(port, &t.acme_harness, body.as_bytes());
     assert_eq!(code, 400, "{resp}");
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["accepted"], 1);
@@ -548,13 +554,7 @@ fn a_malformed_batch_keeps_its_good_rows_and_duplicates_are_ignored() {
         good("g2"),
         good("g3")
     );
-    let (code, _, resp) = http(
-        port,
-        "POST",
-        "/v1/runs",
-        &[("Authorization", &bearer(&t.acme_harness))],
-        body.as_bytes(),
-    );
+    let (code, resp) = post_runs(port, &t.acme_harness, body.as_bytes());
     assert_eq!(code, 400);
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["accepted"], 3);
@@ -839,13 +839,7 @@ fn a_pretty_printed_single_record_is_accepted() {
     let row = json!({"run_id": "pretty-1", "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa", "latency_ms": 5, "cost_usd": 0.001, "success_bool": true, "error_code": null, "created_at": missionctl::time_util::now_rfc3339()});
     let body = serde_json::to_string_pretty(&row).expect("json");
     assert!(body.lines().count() > 5);
-    let (code, _, resp) = http(
-        port,
-        "POST",
-        "/v1/runs",
-        &[("Authorization", &bearer(&t.acme_harness))],
-        body.as_bytes(),
-    );
+    let (code, resp) = post_runs(port, &t.acme_harness, body.as_bytes());
     assert_eq!(code, 200, "{resp}");
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["accepted"], 1, "{resp}");
