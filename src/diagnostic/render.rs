@@ -54,10 +54,12 @@ fn line_and_span(text: &str, line: u32, col: u32) -> Option<(&str, std::ops::Ran
         .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
         .map(|(i, _)| i)
         .unwrap_or(rest.len());
+    // At most 80 characters, ending on a character boundary (a byte cap could
+    // end inside an emoji or a CJK character, and the renderer slices there).
     let end = if len == 0 {
         (start + rest.chars().next().map_or(0, char::len_utf8)).min(src.len())
     } else {
-        start + len.min(80)
+        start + rest[..len].char_indices().nth(80).map_or(len, |(i, _)| i)
     };
     Some((src, start..end))
 }
@@ -208,6 +210,26 @@ mod tests {
     use crate::diagnostic::Code;
     use crate::yaml::Pos;
     use std::collections::HashMap;
+
+    /// Issue 10, point 4: a value of long non-ASCII text after the error's
+    /// column used to end the underline inside a character, and the renderer
+    /// panicked slicing there.
+    #[test]
+    fn long_non_ascii_values_render_without_panicking() {
+        for line in [
+            format!("version: 1.0.0{}", "🚀".repeat(100)),
+            format!("id: pack-{}", "🚀".repeat(50)),
+            format!("id: {}", "漢".repeat(60)),
+            format!("id: e{}", "\u{301}".repeat(40)),
+        ] {
+            let mut src = HashMap::new();
+            src.insert("p.yaml".to_string(), format!("{line}\n"));
+            let col = u32::try_from(line.find(": ").map_or(0, |i| i + 2) + 1).unwrap_or(1);
+            let d = Diagnostic::error(Code::SchemaPattern, "p.yaml", Pos::new(1, col), "bad value");
+            let out = human(&[d], &src, false);
+            assert!(out.contains("p.yaml:1:"), "{out}");
+        }
+    }
 
     fn sample() -> (Vec<Diagnostic>, HashMap<String, String>) {
         let mut src = HashMap::new();
