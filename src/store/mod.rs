@@ -51,15 +51,52 @@ pub enum StoreError {
     },
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
-pub(crate) fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_string()
+/// A URL fit to print: user and password (`postgres://u:p@h/db`, a token in
+/// the user position, a password containing `@` or `/`) become `***`, and so
+/// do query parameters that carry secrets (`?password=…`, `sslpassword`,
+/// `token`, `key`, …). Hand-written rather than through a URL parser because
+/// it must also redact what a parser refuses (an unencoded `@` or `/` in a
+/// password), and over-redacting is the safe side.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before_query, query) = rest.split_at(query_at);
+    // Userinfo is everything before the last `@` ahead of the query.
+    let authority_and_path = match before_query.rfind('@') {
+        Some(i) => format!("***@{}", &before_query[i + 1..]),
+        None => before_query.to_string(),
+    };
+    let query = query
+        .split_inclusive(['?', '&', '#'])
+        .map(|part| {
+            let (kv, sep) = match part.chars().last() {
+                Some(c @ ('?' | '&' | '#')) => (&part[..part.len() - 1], c.to_string()),
+                _ => (part, String::new()),
+            };
+            match kv.split_once('=') {
+                Some((k, _)) if secret_key(k) => format!("{k}=***{sep}"),
+                _ => part.to_string(),
+            }
+        })
+        .collect::<String>();
+    format!("{scheme}://{authority_and_path}{query}")
+}
+
+fn secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// Where the reconciler is on one source.
@@ -285,9 +322,29 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://u:hunter2@h/db"), "postgres://***@h/db");
+        // Issue 10, point 6: every form that leaked.
+        assert_eq!(redact("postgres://tok3n@h/db"), "postgres://***@h/db");
+        assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://***@h/db");
+        assert_eq!(redact("postgres://u:pa/ss@h/db"), "postgres://***@h/db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=hunter2&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://h/db?sslpassword=x#frag"),
+            "postgres://h/db?sslpassword=***#frag"
+        );
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        for leaked in ["hunter2", "tok3n", "p@ss", "pa/ss"] {
+            for u in [
+                format!("postgres://u:{leaked}@h/db"),
+                format!("postgres://{leaked}@h/db"),
+                format!("postgres://h/db?password={leaked}"),
+            ] {
+                assert!(!redact(&u).contains(leaked), "{u} -> {}", redact(&u));
+            }
+        }
     }
 
     #[tokio::test]
