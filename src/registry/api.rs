@@ -438,6 +438,11 @@ pub struct RollbackBody {
 
 async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
     let route = "/v1/rollback";
+    // Who is asking comes before what they ask: a caller without a valid
+    // admin token is refused (and audited) whatever the body holds.
+    if let Err(refused) = authorize(&reg, &headers, Action::Rollback, Scope::Any, route).await {
+        return refused;
+    }
     let Ok(req) = serde_json::from_slice::<RollbackBody>(&body) else {
         return json_response(
             StatusCode::BAD_REQUEST,

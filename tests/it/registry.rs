@@ -844,3 +844,42 @@ fn a_pretty_printed_single_record_is_accepted() {
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["accepted"], 1, "{resp}");
 }
+
+/// Issue 10, point 9 (step): `/v1/rollback` checks the token before it reads
+/// the body: no token is 401 and a viewer is 403 (audited), even when the
+/// body is not JSON.
+#[test]
+fn rollback_authorises_before_reading_the_body() {
+    let (_dir, f, t, port, _s) = serving_fleet();
+    let (code, _, _) = http(port, "POST", "/v1/rollback", &[], b"not json");
+    assert_eq!(code, 401);
+    let (code, _, _) = http(
+        port,
+        "POST",
+        "/v1/rollback",
+        &[("Authorization", &bearer(&t.acme_viewer))],
+        b"not json",
+    );
+    assert_eq!(code, 403);
+    let (code, _, _) = http(
+        port,
+        "POST",
+        "/v1/rollback",
+        &[("Authorization", &bearer(&t.admin))],
+        b"not json",
+    );
+    assert_eq!(code, 400, "an authorised caller learns the body is wrong");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let log = rt.block_on(async {
+        let s = missionctl::store::Store::connect(&f.db)
+            .await
+            .expect("store");
+        s.audit_log(50).await.expect("audit")
+    });
+    assert!(
+        log.iter().any(|e| e.action == "/v1/rollback"
+            && e.token == "acme-viewer"
+            && e.outcome == "denied"),
+        "{log:?}"
+    );
+}
