@@ -96,6 +96,16 @@ pub enum LlmError {
     Rejected(String),
 }
 
+/// The first 300 characters of an error body with the API key removed: some
+/// endpoints echo the request's credentials, and this text is printed.
+fn scrub_key(body: &str, key: Option<&str>) -> String {
+    let body = match key.filter(|k| !k.is_empty()) {
+        Some(k) => body.replace(k, "***"),
+        None => body.to_string(),
+    };
+    body.chars().take(300).collect()
+}
+
 /// Counters for the evidence (cache hit rate, throttling).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -376,7 +386,7 @@ impl Client {
                                 LlmError::Http {
                                     url: url.clone(),
                                     status: status.as_u16(),
-                                    body: text.chars().take(300).collect(),
+                                    body: scrub_key(&text, ep.api_key.as_deref()),
                                 },
                             )),
                         )
@@ -390,7 +400,7 @@ impl Client {
                                 LlmError::Http {
                                     url: url.clone(),
                                     status: status.as_u16(),
-                                    body: text.chars().take(300).collect(),
+                                    body: scrub_key(&text, ep.api_key.as_deref()),
                                 },
                             )),
                         )
@@ -469,4 +479,20 @@ fn parse_completion(url: &str, v: &Json, elapsed: Duration) -> Result<Completion
         latency_ms: elapsed.as_secs_f64() * 1000.0,
         cached: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10, point 11 (step): an endpoint that echoes the key in its
+    /// error body does not get it printed.
+    #[test]
+    fn error_bodies_are_scrubbed_of_the_key() {
+        let body = r#"{"error": "invalid key sk-test-123 for org"}"#;
+        let shown = scrub_key(body, Some("sk-test-123"));
+        assert!(!shown.contains("sk-test-123"), "{shown}");
+        assert!(shown.contains("***"));
+        assert_eq!(scrub_key(&"x".repeat(500), None).len(), 300);
+    }
 }

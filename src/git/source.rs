@@ -31,16 +31,25 @@ fn is_url(s: &str) -> bool {
 /// `MISSIONCTL_GIT_TOKEN` for HTTPS. Never logged.
 pub(super) fn credentials() -> git2::RemoteCallbacks<'static> {
     let mut cb = git2::RemoteCallbacks::new();
-    cb.credentials(|_url, user, allowed| {
+    cb.credentials(|url, user, allowed| {
         if allowed.contains(git2::CredentialType::SSH_KEY) {
             return git2::Cred::ssh_key_from_agent(user.unwrap_or("git"));
         }
-        if let Ok(token) = std::env::var("MISSIONCTL_GIT_TOKEN") {
+        if let Ok(token) = std::env::var("MISSIONCTL_GIT_TOKEN")
+            && may_send_token(url)
+        {
             return git2::Cred::userpass_plaintext("x-access-token", &token);
         }
         git2::Cred::default()
     });
     cb
+}
+
+/// The git token goes only over TLS: never to a plain `http://` remote,
+/// where anyone on the path reads it.
+fn may_send_token(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
 }
 
 /// Push `refspecs` to `url` with the configured credentials.
@@ -143,5 +152,20 @@ impl Source {
                 repo: self.key.clone(),
                 branch: self.branch.clone(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_send_token;
+
+    /// Issue 10, point 11 (step): the token is never sent in clear text.
+    #[test]
+    fn the_token_goes_only_to_https_remotes() {
+        assert!(may_send_token("https://github.com/o/r.git"));
+        assert!(may_send_token("HTTPS://github.com/o/r.git"));
+        assert!(!may_send_token("http://github.com/o/r.git"));
+        assert!(!may_send_token("http://127.0.0.1:8080/r.git"));
+        assert!(!may_send_token("git@github.com:o/r.git"));
     }
 }
