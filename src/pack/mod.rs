@@ -308,8 +308,20 @@ impl Repo {
     }
 }
 
-fn text_of(bytes: Vec<u8>) -> Option<String> {
-    String::from_utf8(bytes).ok()
+/// The file as text, or the position (1-based line and column) of its first
+/// byte that is not UTF-8.
+fn text_of(bytes: Vec<u8>) -> Result<String, Pos> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // `good` is valid UTF-8 by construction.
+        let before = std::str::from_utf8(good).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Pos::new(
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(col).unwrap_or(u32::MAX),
+        )
+    })
 }
 
 /// Read a file for loading, turning every failure into a diagnostic at `at`
@@ -324,14 +336,14 @@ fn read_text(
 ) -> Option<String> {
     match tree.read(path, cap, repo) {
         Ok(bytes) => match text_of(bytes) {
-            Some(t) => Some(t),
-            None => {
+            Ok(t) => Some(t),
+            Err(at_byte) => {
                 diags.push(
                     Diagnostic::error(
                         Code::FileNotText,
                         path,
-                        Pos::UNKNOWN,
-                        "file is not UTF-8 text",
+                        at_byte,
+                        "file is not UTF-8 text: the first byte that is not UTF-8 is here",
                     )
                     .help("save the file as UTF-8"),
                 );
@@ -574,7 +586,7 @@ fn load_config(tree: &Tree) -> Repo {
         if tree.contains(f)
             && let Ok(b) = tree.read(f, MAX_YAML_BYTES, repo_ref)
         {
-            r.codeowners = text_of(b);
+            r.codeowners = text_of(b).ok();
             break;
         }
     }

@@ -340,7 +340,23 @@ bad!(
     },
     "file/not-text",
     "packs/domains/hr-ops/prompts/role.md",
-    0,
+    1,
+    "not UTF-8"
+);
+
+// Issue 10, point 12 (step): a file that is not text is reported at the
+// line of its first bad byte.
+bad!(
+    prompt_not_utf8_on_line_3,
+    |r| {
+        r.write_bytes(
+            "packs/domains/hr-ops/prompts/role.md",
+            b"# Role\nfine line\nbad \xff here\n",
+        );
+    },
+    "file/not-text",
+    "packs/domains/hr-ops/prompts/role.md",
+    3,
     "not UTF-8"
 );
 
