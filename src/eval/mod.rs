@@ -231,6 +231,14 @@ impl EvalConfig {
             .map_or((0.0, 0.0), |p| (p.input_per_mtok, p.output_per_mtok))
     }
 
+    /// The encoding the harness model's tokens are counted with.
+    pub fn token_family(&self) -> crate::tokens::Family {
+        match &self.harness {
+            Harness::OpenAi(s) => crate::tokens::Family::for_model(&s.model),
+            Harness::Command { .. } => crate::tokens::Family::default(),
+        }
+    }
+
     pub(crate) fn uses_demo(&self) -> bool {
         matches!(&self.harness, Harness::OpenAi(s) if s.is_demo())
             || self.judge.as_ref().is_some_and(|(s, _)| s.is_demo())
@@ -331,19 +339,21 @@ pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Run one case through the configured harness.
+/// Run one case through the configured harness; `system` is
+/// [`system_prompt`] of `resolved`, built once per chain by the caller.
 pub(crate) async fn run_case(
     cfg: &EvalConfig,
     client: &Client,
     demo_url: Option<&str>,
     resolved: &Resolved,
+    system: &str,
     case: &EvalCase,
 ) -> RunOutput {
     match &cfg.harness {
         Harness::OpenAi(spec) => {
             let ep = spec.endpoint(demo_url);
             let messages = [
-                Message::system(system_prompt(resolved)),
+                Message::system(system.to_string()),
                 Message::user(user_message(case)),
             ];
             let tools = resolved.allowed_tools();
@@ -373,7 +383,9 @@ pub(crate) async fn run_case(
                 },
             }
         }
-        Harness::Command { argv, timeout } => run_command(argv, *timeout, resolved, case).await,
+        Harness::Command { argv, timeout } => {
+            run_command(argv, *timeout, resolved, system, case).await
+        }
     }
 }
 
@@ -384,6 +396,7 @@ async fn run_command(
     argv: &[String],
     timeout: Duration,
     resolved: &Resolved,
+    system: &str,
     case: &EvalCase,
 ) -> RunOutput {
     let fail = |e: String| RunOutput {
@@ -398,7 +411,7 @@ async fn run_command(
         "pack_id": resolved.pack_id,
         "pack_version": resolved.pack_version,
         "scope_chain": resolved.scope_chain,
-        "system_prompt": system_prompt(resolved),
+        "system_prompt": system,
         "content": resolved.content,
     });
     if let Err(e) = std::fs::write(file.path(), pack.to_string()) {

@@ -141,9 +141,8 @@ impl Engine {
             eval::Harness::OpenAi(s) => (s.model.clone(), u64::from(s.max_tokens)),
             eval::Harness::Command { .. } => (String::new(), 0),
         };
-        let family = crate::tokens::Family::for_model(&model);
-        let est_prompt = crate::tokens::count(&eval::system_prompt(&job.resolved), family)
-            + crate::tokens::count(&eval::user_message(&job.case), family);
+        let est_prompt = job.system_tokens
+            + crate::tokens::count(&eval::user_message(&job.case), self.cfg.token_family());
         let est = self.cfg.cost(&model, est_prompt, max_out);
         {
             let mut b = self.budget.lock().await;
@@ -164,6 +163,7 @@ impl Engine {
             &self.client,
             self.demo_url.as_deref(),
             &job.resolved,
+            &job.system,
             &job.case,
         )
         .await;

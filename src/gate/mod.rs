@@ -393,7 +393,7 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         GateError::Config(format!("the base revision `{}` has no valid mission.yaml; the gate reads its configuration from the base", opts.base))
     })?;
     let cfg = Arc::new(EvalConfig::from_mission(&mission.value.eval)?);
-    let plan = plan::plan(&l, cfg.max_chains);
+    let plan = plan::plan(&l, cfg.max_chains, cfg.token_family());
     let store = Store::connect(&opts.db_url).await?;
     let (budget, spent_before) = budget(&store, &l, &plan).await?;
     let demo = start_demo(&cfg, opts.skip_paid_calls).await?;

@@ -69,6 +69,10 @@ pub struct Job {
     pub chain: ChainKey,
     pub variant: Variant,
     pub resolved: Arc<Resolved>,
+    /// The system message for `resolved` and its size in tokens, built once
+    /// per chain and variant (not once per case).
+    pub system: Arc<str>,
+    pub system_tokens: u64,
     pub case: Arc<EvalCase>,
     /// Whose ledger pays: the chain's tenant, `user:<id>`, or `shared`.
     pub tenant: String,
@@ -167,7 +171,7 @@ fn cap_candidates(mut c: Vec<PackChange>, cap: usize, plan: &mut Plan) {
 
 /// Plan every job: per changed pack, per affected chain whose resolved
 /// content changed, every merged case on both sides.
-pub(crate) fn plan(l: &Loaded, max_chains: usize) -> Plan {
+pub(crate) fn plan(l: &Loaded, max_chains: usize, family: crate::tokens::Family) -> Plan {
     let mut plan = Plan::default();
     candidates(l, &mut plan);
     let mut max_growth: (i64, String) = (0, String::new());
@@ -205,19 +209,25 @@ pub(crate) fn plan(l: &Loaded, max_chains: usize) -> Plan {
             }
             let cases = merged_cases(champion.as_ref(), &challenger);
             let tenant = tenant_of(&key);
-            let challenger = Arc::new(challenger);
-            let champion = champion.map(Arc::new);
+            let prompted = |r: Resolved| {
+                let system: Arc<str> = Arc::from(crate::eval::system_prompt(&r));
+                let tokens = crate::tokens::count(&system, family);
+                (Arc::new(r), system, tokens)
+            };
+            let sides: Vec<_> = champion
+                .map(|c| (Variant::Champion, prompted(c)))
+                .into_iter()
+                .chain([(Variant::Challenger, prompted(challenger))])
+                .collect();
             for case in cases {
-                let sides = champion
-                    .iter()
-                    .map(|c| (Variant::Champion, c.clone()))
-                    .chain([(Variant::Challenger, challenger.clone())]);
-                for (variant, resolved) in sides {
+                for (variant, (resolved, system, system_tokens)) in &sides {
                     plan.jobs.push(Job {
                         pack_id: pc.pack_id.clone(),
                         chain: key.clone(),
-                        variant,
-                        resolved,
+                        variant: *variant,
+                        resolved: resolved.clone(),
+                        system: system.clone(),
+                        system_tokens: *system_tokens,
                         case: case.clone(),
                         tenant: tenant.clone(),
                     });

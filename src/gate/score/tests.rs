@@ -46,6 +46,8 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
             chain: ChainKey::new(chain, None, None),
             variant,
             resolved: resolved(),
+            system: Arc::from(""),
+            system_tokens: 0,
             case: Arc::new(EvalCase {
                 id: format!("case-{n}"),
                 description: None,
