@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use missionctl::gate::{self, GateOptions};
-use missionctl::model::{Arm, RolloutState, Word};
+use missionctl::model::{Arm, RolloutState};
 use missionctl::reconcile::{self, Options, Source};
 use missionctl::registry::auth::Tokens;
 use missionctl::registry::{Registry, controller};

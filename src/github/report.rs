@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Gh, GhError};
 use crate::gate::Evidence;
-use crate::model::{Verdict, Word};
+use crate::model::Verdict;
 
 pub const MARKER: &str = "<!-- missionctl:gate -->";
 /// GitHub rejects comment bodies and check-run texts over 65,536 characters.

@@ -71,17 +71,24 @@ macro_rules! words {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $( $(#[$vmeta])* $variant ),+ }
 
+        impl $name {
+            /// The word this value is stored and shown as.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+        }
+
         impl $crate::model::Word for $name {
             const FIELD: &'static str = $field;
             const ALL: &'static [Self] = &[$(Self::$variant),+];
             fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
+                <$name>::as_str(self)
             }
         }
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str($crate::model::Word::as_str(*self))
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -95,7 +102,7 @@ macro_rules! words {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 // `pad`, so widths and alignment in format strings apply.
-                f.pad($crate::model::Word::as_str(*self))
+                f.pad(self.as_str())
             }
         }
     };
@@ -123,6 +130,9 @@ mod tests {
         round_trip::<Verdict>();
         round_trip::<RollbackGit>();
         round_trip::<Tag>();
+        round_trip::<ScopeType>();
+        round_trip::<Autonomy>();
+        round_trip::<Tier>();
     }
 
     #[test]

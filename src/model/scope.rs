@@ -1,56 +1,29 @@
 //! Where a pack sits and what it may do: scope types, autonomy levels, tiers.
 
-use std::fmt;
+use super::words;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScopeType {
-    Global,
-    Domain,
-    Tenant,
-    User,
-}
-
-impl ScopeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScopeType::Global => "global",
-            ScopeType::Domain => "domain",
-            ScopeType::Tenant => "tenant",
-            ScopeType::User => "user",
-        }
+words! {
+    pub enum ScopeType ("scope.type") {
+        Global = "global",
+        Domain = "domain",
+        Tenant = "tenant",
+        User = "user",
     }
 }
 
-impl fmt::Display for ScopeType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
+words! {
+    /// Autonomy levels, ordered from least to most the agent may do on its own.
+    /// A higher level needs more review to promote and may never be raised by a
+    /// child scope.
+    pub enum Autonomy ("autonomy") {
+        A0 = "A0",
+        A1 = "A1",
+        A2 = "A2",
+        A3 = "A3",
     }
-}
-
-/// Autonomy levels, ordered from least to most the agent may do on its own.
-/// A higher level needs more review to promote and may never be raised by a
-/// child scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Autonomy {
-    A0,
-    A1,
-    A2,
-    A3,
 }
 
 impl Autonomy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Autonomy::A0 => "A0",
-            Autonomy::A1 => "A1",
-            Autonomy::A2 => "A2",
-            Autonomy::A3 => "A3",
-        }
-    }
-
     pub(crate) fn meaning(self) -> &'static str {
         match self {
             Autonomy::A0 => "observe",
@@ -61,32 +34,11 @@ impl Autonomy {
     }
 }
 
-impl fmt::Display for Autonomy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Personal,
-    Team,
-    Enterprise,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Personal => "personal",
-            Tier::Team => "team",
-            Tier::Enterprise => "enterprise",
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
+words! {
+    /// Tiers, ordered from the least to the most review they ask for.
+    pub enum Tier ("tier") {
+        Personal = "personal",
+        Team = "team",
+        Enterprise = "enterprise",
     }
 }
