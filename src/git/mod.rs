@@ -78,7 +78,7 @@ impl FromStr for CommitId {
 /// Who made a commit and when, with its message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommitInfo {
-    pub id: CommitId,
+    /// The commit id, as text.
     pub sha: String,
     pub message: String,
     /// `Name <email>` of the committer (the one who merged).
@@ -185,7 +185,6 @@ impl Repo {
             })
             .unwrap_or_default();
         Ok(CommitInfo {
-            id,
             sha: id.to_string(),
             message: c.message().unwrap_or_default().to_string(),
             committer: signature_text(&c.committer()),

@@ -420,7 +420,6 @@ mod tests {
     fn info(sha_digit: char, message: &str) -> CommitInfo {
         let sha: String = std::iter::repeat_n(sha_digit, 40).collect();
         CommitInfo {
-            id: sha.parse().expect("id"),
             sha,
             message: message.into(),
             committer: "Ann <ann@example.com>".into(),
