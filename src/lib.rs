@@ -48,6 +48,7 @@ pub mod registry;
 pub mod rollout;
 pub mod telemetry;
 
+pub mod http;
 pub mod server;
 
 pub mod time_util;

@@ -28,6 +28,76 @@ pub struct ServeConfig {
     pub listener: tokio::net::TcpListener,
     /// How often running canaries are evaluated.
     pub rollout_interval: Duration,
+    /// How long the controller lease lasts unrenewed; it is renewed every
+    /// third of it. A replica that dies is replaced as controller within it.
+    pub lease_ttl: Duration,
+    /// How often each replica reads the store's positions (the reconciled
+    /// commit, the rollouts' change counter) to catch up with the others.
+    pub follow_interval: Duration,
+}
+
+/// The lease that makes one replica the canary controller.
+pub const CONTROLLER_LEASE: &str = "canary-controller";
+
+/// Take and renew the controller lease until `shutdown`, then give it up.
+///
+/// The lease's expiry is written by the holder's clock and read by the
+/// others' clocks, so clocks must agree to well within `ttl`; the holder
+/// stops acting a fifth of `ttl` before its own deadline for margin.
+async fn hold_lease(reg: Arc<Registry>, ttl: Duration, shutdown: CancellationToken) {
+    let margin = ttl / 5;
+    loop {
+        let asked = tokio::time::Instant::now().into_std();
+        match reg
+            .store
+            .try_lease(CONTROLLER_LEASE, &reg.leader.replica, ttl)
+            .await
+        {
+            Ok(held) => {
+                let was = reg.leader.is_leader();
+                reg.leader.held_until(held.then(|| asked + ttl - margin));
+                if held != was {
+                    tracing::info!(replica = %reg.leader.replica, leader = held, "controller lease");
+                }
+            }
+            // Unrenewed, the lease lapses at its local deadline on its own.
+            Err(e) => tracing::warn!(error = %e, "the controller lease could not be renewed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
+    }
+    let held = reg.leader.is_leader();
+    reg.leader.held_until(None);
+    if held
+        && let Err(e) = reg
+            .store
+            .release_lease(CONTROLLER_LEASE, &reg.leader.replica)
+            .await
+    {
+        tracing::warn!(error = %e, "the controller lease could not be released; it will expire");
+    }
+}
+
+/// Rebuild what this replica serves whenever the store's positions move,
+/// whoever moved them: another replica's reconcile pass or rollout step.
+async fn follow(reg: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match reg.store.positions(&reg.source.key).await {
+            Ok(now) if seen.as_ref() != Some(&now) => match reg.refresh().await {
+                Ok(()) => seen = Some(now),
+                Err(e) => tracing::warn!(error = %e, "registry refresh failed"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's positions"),
+        }
+    }
 }
 
 /// Evaluate running canaries every `every` until `shutdown`.
@@ -66,13 +136,17 @@ fn on_pass(reg: &Arc<Registry>) -> daemon::OnPass {
 /// Run the server until `shutdown` is cancelled.
 pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
     let (kicker, kicks) = daemon::kick_channel();
-    let reg = Registry::new(
+    let reg = Registry::with_timeouts(
         cfg.daemon.store.clone(),
         cfg.daemon.source.clone(),
         cfg.tokens,
         Some(kicker.clone()),
+        cfg.daemon.timeouts,
     );
+    reg.leader.require_lease();
     reg.refresh().await?;
+    let lease = tokio::spawn(hold_lease(reg.clone(), cfg.lease_ttl, shutdown.clone()));
+    let follower = tokio::spawn(follow(reg.clone(), cfg.follow_interval, shutdown.clone()));
     let ticker = tokio::spawn(tick_canaries(
         reg.clone(),
         cfg.rollout_interval,
@@ -86,5 +160,7 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), Se
     let result = daemon::run(cfg.daemon, (kicker, kicks), hooks, shutdown.clone()).await;
     shutdown.cancel();
     let _ = ticker.await;
+    let _ = follower.await;
+    let _ = lease.await;
     Ok(result?)
 }

@@ -22,10 +22,11 @@ pub struct RowError {
     /// 1-based line (NDJSON) or index + 1 (array).
     pub line: usize,
     pub error: String,
-    /// The row named another tenant than the token's: the registry audits
-    /// these as denied access, not as malformed input.
+    /// The row reached outside the token's tenant (another tenant's id,
+    /// pack or version): the registry audits these as denied access, not as
+    /// malformed input.
     #[serde(skip)]
-    pub other_tenant: bool,
+    pub denied: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
@@ -46,47 +47,75 @@ impl TenantScope {
     }
 }
 
-/// One item of a batch: its line (or position) and the record, or why it is not JSON.
-type Item = (usize, Result<Json, String>);
+/// One item of a batch: its line (or position) and its text.
+type Item<'a> = (usize, &'a str);
 
-/// Split a body into items: a JSON array, or NDJSON (one object is one line).
-fn items(body: &str) -> Result<Vec<Item>, String> {
+/// Split a body into items: one record, a JSON array, or NDJSON (one record
+/// per line). Only the split is serial; each item is parsed on the pool.
+fn items(body: &str) -> Result<Vec<Item<'_>>, String> {
     let t = body.trim_start();
     // One record, pretty-printed or not, is a batch of one.
     if t.starts_with('{')
-        && let Ok(v @ Json::Object(_)) = serde_json::from_str::<Json>(t)
+        && let Ok(Json::Object(_)) = serde_json::from_str::<Json>(t)
     {
-        return Ok(vec![(1, Ok(v))]);
+        return Ok(vec![(1, t)]);
     }
     if t.starts_with('[') {
-        let v: Vec<Json> = serde_json::from_str(t)
+        let v: Vec<&serde_json::value::RawValue> = serde_json::from_str(t)
             .map_err(|e| format!("the batch is not a JSON array of records: {e}"))?;
         return Ok(v
             .into_iter()
             .enumerate()
-            .map(|(i, x)| (i + 1, Ok(x)))
+            .map(|(i, x)| (i + 1, x.get()))
             .collect());
     }
-    let mut out = Vec::new();
-    for (i, line) in body.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push((
-            i + 1,
-            serde_json::from_str::<Json>(line).map_err(|e| format!("not JSON: {e}")),
-        ));
-    }
-    Ok(out)
+    Ok(body
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect())
 }
 
-/// Parse and check a batch. `arm_of(row)` labels rows with the rollout arm
-/// whose content produced the row's pack version, when a rollout is running.
+/// A checked batch: the rows to store (with the line each came from) and
+/// the rows refused.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub rows: Vec<RunRow>,
+    pub lines: Vec<usize>,
+    pub errors: Vec<RowError>,
+}
+
+/// Decides, for a well-formed row of the caller's tenant, which rollout arm
+/// produced it, or refuses it (a pack or version outside the tenant's chains).
+pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmLabel>, String> + Sync + 'a;
+
+/// The first field of `row` holding a NUL character, which no text column
+/// of PostgreSQL can store (refused on every backend, so both answer alike).
+fn nul_field(row: &RunRow) -> Option<&'static str> {
+    [
+        ("run_id", &row.run_id),
+        ("tenant_id", &row.tenant_id),
+        ("user_id", &row.user_id),
+        ("agent_id", &row.agent_id),
+        ("pack_id", &row.pack_id),
+        ("pack_version", &row.pack_version),
+        ("task_type", &row.task_type),
+        ("created_at", &row.created_at),
+    ]
+    .into_iter()
+    .chain(row.error_code.as_ref().map(|c| ("error_code", c)))
+    .find(|(_, v)| v.contains('\0'))
+    .map(|(k, _)| k)
+}
+
+/// Parse and check a batch. `attribute(row)` labels rows with the rollout
+/// arm whose content produced the row's pack version, or refuses them.
 pub(crate) fn parse_batch(
     body: &str,
     scope: &TenantScope,
-    arm_of: &(dyn Fn(&RunRow) -> Option<ArmLabel> + Sync),
-) -> Result<(Vec<RunRow>, Vec<RowError>), String> {
+    attribute: &Attribute<'_>,
+) -> Result<Parsed, String> {
     let items = items(body)?;
     if items.len() > MAX_ROWS {
         return Err(format!(
@@ -94,50 +123,65 @@ pub(crate) fn parse_batch(
             items.len()
         ));
     }
-    let results: Vec<Result<RunRow, RowError>> = items
+    let results: Vec<(usize, Result<RunRow, RowError>)> = items
         .into_par_iter()
-        .map(|(line, v)| {
-            let err = |e: String| RowError {
-                line,
-                error: e,
-                other_tenant: false,
-            };
-            let v = v.map_err(err)?;
-            let problems = schema::check_json(Kind::RunTelemetry, &v);
-            if !problems.is_empty() {
-                let all: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
-                return Err(err(all.join("; ")));
-            }
-            let mut row: RunRow = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
-            if !scope.allows(&row.tenant_id) {
-                return Err(RowError {
-                    other_tenant: true,
-                    ..err(format!(
-                        "tenant_id `{}` is outside this token's tenant; a token may only write its own tenant's runs",
-                        row.tenant_id
-                    ))
-                });
-            }
-            // Stored in UTC in one fixed form, so windows compare times.
-            row.created_at = crate::time_util::normalize(&row.created_at).ok_or_else(|| {
-                err(format!(
-                    "created_at `{}` is not an RFC 3339 timestamp",
-                    row.created_at
-                ))
-            })?;
-            row.arm = arm_of(&row);
-            Ok(row)
-        })
+        .map(|(line, text)| (line, check_row(line, text, scope, attribute)))
         .collect();
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for r in results {
+    let mut out = Parsed::default();
+    for (line, r) in results {
         match r {
-            Ok(row) => rows.push(row),
-            Err(e) => errors.push(e),
+            Ok(row) => {
+                out.rows.push(row);
+                out.lines.push(line);
+            }
+            Err(e) => out.errors.push(e),
         }
     }
-    Ok((rows, errors))
+    Ok(out)
+}
+
+fn check_row(
+    line: usize,
+    text: &str,
+    scope: &TenantScope,
+    attribute: &Attribute<'_>,
+) -> Result<RunRow, RowError> {
+    let err = |e: String| RowError {
+        line,
+        error: e,
+        denied: false,
+    };
+    let denied = |e: String| RowError {
+        denied: true,
+        ..err(e)
+    };
+    let v: Json = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+    let problems = schema::check_json(Kind::RunTelemetry, &v);
+    if !problems.is_empty() {
+        let all: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        return Err(err(all.join("; ")));
+    }
+    let mut row: RunRow = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
+    if let Some(field) = nul_field(&row) {
+        return Err(err(format!(
+            "{field} contains a NUL character, which cannot be stored; remove it"
+        )));
+    }
+    if !scope.allows(&row.tenant_id) {
+        return Err(denied(format!(
+            "tenant_id `{}` is outside this token's tenant; a token may only write its own tenant's runs",
+            row.tenant_id
+        )));
+    }
+    // Stored in UTC in one fixed form, so windows compare times.
+    row.created_at = crate::time_util::normalize(&row.created_at).ok_or_else(|| {
+        err(format!(
+            "created_at `{}` is not an RFC 3339 timestamp",
+            row.created_at
+        ))
+    })?;
+    row.arm = attribute(&row).map_err(denied)?;
+    Ok(row)
 }
 
 /// Nearest-rank percentile of unsorted values.
@@ -183,8 +227,8 @@ mod tests {
             row("r2", "globex"),
             row("r3", "acme")
         );
-        let (rows, errors) =
-            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| None).expect("batch");
+        let Parsed { rows, errors, .. } =
+            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| Ok(None)).expect("batch");
         assert_eq!(
             rows.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
             ["r1", "r3"]
@@ -197,7 +241,7 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[2].error.contains("outside this token's tenant"));
-        assert!(errors[2].other_tenant && !errors[0].other_tenant);
+        assert!(errors[2].denied && !errors[0].denied);
     }
 
     #[test]

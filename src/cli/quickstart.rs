@@ -357,7 +357,7 @@ async fn canary(
         let (rows, champion, canary) = traffic(reg, &format!("{version}-{round}"), 600, canary_ok);
         let snap = reg.snapshot.load_full();
         let rep = missionctl::registry::ingest::ingest(store, &rows, &TenantScope(None), &|row| {
-            snap.arm_of(row)
+            snap.attribute(row)
         })
         .await
         .map_err(step("telemetry"))?;

@@ -156,6 +156,22 @@ pub struct ServeArgs {
     /// How often running canaries are evaluated.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub rollout_interval: Duration,
+    /// How long the canary controller lease lasts unrenewed: with several
+    /// replicas on one database, one holds it and acts on rollouts; if it
+    /// dies, another takes over within this.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// How often each replica checks the store for commits and rollout
+    /// steps another replica recorded.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub follow_interval: Duration,
+    /// How long a client may take to send a request head (and the longest
+    /// a kept-alive connection may sit idle).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request body.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -175,6 +191,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             debounce: Duration::from_millis(50),
             max_wait: Duration::from_millis(500),
+            timeouts: missionctl::http::Timeouts {
+                header: a.header_timeout,
+                body: a.body_timeout,
+            },
         };
         let tokens = match &a.tokens {
             Some(p) => Tokens::load(p)?,
@@ -206,6 +226,8 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 tokens,
                 listener,
                 rollout_interval: a.rollout_interval,
+                lease_ttl: a.lease_ttl,
+                follow_interval: a.follow_interval,
             },
             shutdown,
         )
@@ -395,7 +417,7 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         let snap = reg.snapshot.load_full();
         let scope = missionctl::telemetry::TenantScope(a.tenant.clone());
         anyhow::Ok(
-            missionctl::registry::ingest::ingest(&store, &body, &scope, &|row| snap.arm_of(row))
+            missionctl::registry::ingest::ingest(&store, &body, &scope, &|row| snap.attribute(row))
                 .await?,
         )
     })?;

@@ -6,15 +6,14 @@
 //! new commit, so a burst of pushes costs one or two passes and never skips a
 //! commit's decision. The HTTP router is shared with the registry API.
 
-use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -41,6 +40,8 @@ pub struct DaemonConfig {
     /// A kick is sent at the latest this long after the first event of a burst,
     /// so constant churn cannot starve the reconciler.
     pub max_wait: Duration,
+    /// How long HTTP clients may take to send a request.
+    pub timeouts: crate::http::Timeouts,
 }
 
 /// What the reconcile loop publishes after each pass (the registry listens).
@@ -80,36 +81,20 @@ impl Kicker {
     }
 }
 
-/// Ids of deliveries already handled, bounded.
-#[derive(Default)]
-struct Seen {
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl Seen {
-    fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
-            return false;
-        }
-        self.set.insert(id.to_string());
-        self.order.push_back(id.to_string());
-        if self.order.len() > 10_000
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
-    }
-}
-
 #[derive(Clone)]
 struct WebhookState {
     secret: Option<Arc<String>>,
     branch: String,
     kicker: Kicker,
-    seen: Arc<Mutex<Seen>>,
+    /// Where delivery ids are recorded, so a replay is ignored across
+    /// restarts and replicas.
+    store: Store,
+    body_timeout: Duration,
 }
+
+/// How long a delivery id is remembered. GitHub redelivers only on request,
+/// within its 3-day delivery history; a week covers that with margin.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Constant-time check of GitHub's `X-Hub-Signature-256` over the raw body.
 pub(crate) fn verify_signature(secret: &str, body: &[u8], header: &str) -> bool {
@@ -126,22 +111,34 @@ pub(crate) fn verify_signature(secret: &str, body: &[u8], header: &str) -> bool 
     mac.verify_slice(&sig).is_ok()
 }
 
-async fn webhook(
-    State(st): State<WebhookState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
+async fn webhook(State(st): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
     let Some(secret) = &st.secret else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "webhooks are not configured: set MISSIONCTL_WEBHOOK_SECRET\n".into(),
-        );
+            "webhooks are not configured: set MISSIONCTL_WEBHOOK_SECRET\n",
+        )
+            .into_response();
     };
+    let body = match crate::http::read_body(body, WEBHOOK_BODY_LIMIT, st.body_timeout).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    webhook_event(&st, secret, &headers, &body)
+        .await
+        .into_response()
+}
+
+async fn webhook_event(
+    st: &WebhookState,
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (StatusCode, String) {
     let sig = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !verify_signature(secret, &body, sig) {
+    if !verify_signature(secret, body, sig) {
         return (
             StatusCode::UNAUTHORIZED,
             "bad or missing X-Hub-Signature-256\n".into(),
@@ -151,19 +148,25 @@ async fn webhook(
         .get("x-github-delivery")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !delivery.is_empty()
-        && !st
-            .seen
-            .lock()
-            .map(|mut s| s.insert(delivery))
-            .unwrap_or(true)
-    {
-        return (StatusCode::OK, "duplicate delivery ignored\n".into());
+    if !delivery.is_empty() {
+        match st.store.first_delivery(delivery, DELIVERY_MEMORY).await {
+            Ok(true) => {}
+            Ok(false) => return (StatusCode::OK, "duplicate delivery ignored\n".into()),
+            // Unrecorded, a replay could not be told apart later: GitHub
+            // retries a 5xx delivery only on request, so say so.
+            Err(e) => {
+                tracing::error!(error = %e, "webhook delivery id could not be recorded");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the delivery could not be recorded ({e}); redeliver it later\n"),
+                );
+            }
+        }
     }
     match headers.get("x-github-event").and_then(|v| v.to_str().ok()) {
         Some("ping") => (StatusCode::OK, "pong\n".into()),
         Some("push") => {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
             let r = v.get("ref").and_then(|r| r.as_str()).unwrap_or("");
             if r == format!("refs/heads/{}", st.branch) {
                 st.kicker.kick("webhook");
@@ -183,13 +186,11 @@ pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
         secret: cfg.webhook_secret.clone().map(Arc::new),
         branch: cfg.source.branch.clone(),
         kicker,
-        seen: Arc::default(),
+        store: cfg.store.clone(),
+        body_timeout: cfg.timeouts.body,
     };
     Router::new()
-        .route(
-            "/v1/github/webhook",
-            post(webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
+        .route("/v1/github/webhook", post(webhook))
         .with_state(st)
         .route("/healthz", get(|| async { "ok\n" }))
 }
@@ -277,15 +278,12 @@ pub async fn run(
         if let Some(extra) = hooks.extra_routes {
             app = app.merge(extra);
         }
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        })
+        tokio::spawn(crate::http::serve(
+            listener,
+            app,
+            cfg.timeouts,
+            shutdown.clone(),
+        ))
     });
     kicker.kick("start");
     let mut failures = 0u32;

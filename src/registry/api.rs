@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +27,10 @@ use crate::telemetry::TenantScope;
 
 /// Telemetry batches larger than this are refused (413); send smaller batches.
 pub const RUNS_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// A rollback request is a pack id, a reason and a version.
+pub const ROLLBACK_BODY_LIMIT: usize = 64 * 1024;
+/// The header naming the commit whose content this replica serves.
+pub const COMMIT_HEADER: &str = "x-missionctl-commit";
 /// The longest a watch (long-poll) waits for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -85,6 +90,36 @@ impl Default for Metrics {
             denied,
             generation,
             rollouts,
+        }
+    }
+}
+
+/// Bounds how many refusals of unauthenticated requests are written to the
+/// audit log: at most [`Self::PER_MINUTE`] rows a minute, the first after a
+/// quiet spell naming how many were left out.
+#[derive(Debug, Default)]
+pub struct RefusalLimiter {
+    state: std::sync::Mutex<Option<(std::time::Instant, u32, u64)>>,
+}
+
+impl RefusalLimiter {
+    pub const PER_MINUTE: u32 = 10;
+
+    /// `Some(n)`: write an entry, mentioning `n` refusals not written before
+    /// it; `None`: leave this one out (it is counted).
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut st = self.state.lock().ok()?;
+        let (start, written, suppressed) = st.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            *start = now;
+            *written = 0;
+        }
+        if *written < Self::PER_MINUTE {
+            *written += 1;
+            Some(std::mem::take(suppressed))
+        } else {
+            *suppressed += 1;
+            None
         }
     }
 }
@@ -162,6 +197,21 @@ async fn authorize(
         .and_then(|v| v.to_str().ok());
     let Some(tok) = reg.tokens.check(auth).cloned() else {
         reg.metrics.denied.inc();
+        // Audited, but at most a few rows a minute: a flood of bad tokens
+        // must not become a flood of writes. The token is never recorded.
+        if let Some(suppressed) = reg.unauthenticated.admit(std::time::Instant::now()) {
+            let what = if auth.is_some() {
+                "an unknown or malformed bearer token"
+            } else {
+                "no bearer token"
+            };
+            let detail = if suppressed > 0 {
+                format!("{what} ({suppressed} more refusals since the last entry were not written)")
+            } else {
+                what.to_string()
+            };
+            audit(reg, "(unauthenticated)", route, "unauthenticated", &detail).await?;
+        }
         count(reg, route, StatusCode::UNAUTHORIZED);
         return Err(json_response(
             StatusCode::UNAUTHORIZED,
@@ -270,9 +320,21 @@ async fn resolve(
             continue;
         }
         let etag = HeaderValue::from_str(&r.etag).unwrap_or(HeaderValue::from_static("\"\""));
+        let commit = snap
+            .commit
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+            .unwrap_or(HeaderValue::from_static(""));
         if unchanged {
             count(&reg, route, StatusCode::NOT_MODIFIED);
-            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+            return (
+                StatusCode::NOT_MODIFIED,
+                [
+                    (header::ETAG, etag),
+                    (header::HeaderName::from_static(COMMIT_HEADER), commit),
+                ],
+            )
+                .into_response();
         }
         count(&reg, route, StatusCode::OK);
         let mut resp = Response::new(Body::from(r.body.clone()));
@@ -283,14 +345,37 @@ async fn resolve(
         );
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp.headers_mut().insert(COMMIT_HEADER, commit);
         return resp;
     }
 }
 
-async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
+/// A state store failure: the server cannot do its part now, the request
+/// may succeed later (503 with `Retry-After`, which clients retry).
+fn unavailable(reg: &Registry, route: &str, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, route, "state store failure");
+    count(reg, route, StatusCode::SERVICE_UNAVAILABLE);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::RETRY_AFTER, "2"),
+        ],
+        json!({"error": format!("the state store is unavailable ({e}); retry later")}).to_string(),
+    )
+        .into_response()
+}
+
+async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) -> Response {
     let route = "/v1/runs";
+    // The token before the body: a request without one is answered without
+    // reading what it sent.
     let tok = match authorize(&reg, &headers, Action::WriteRuns, Scope::Any, route).await {
         Ok(t) => t,
+        Err(r) => return r,
+    };
+    let body = match crate::http::read_body(body, RUNS_BODY_LIMIT, reg.body_timeout).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let Ok(text) = std::str::from_utf8(&body) else {
@@ -301,14 +386,32 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes)
         );
     };
     let snap = reg.snapshot.load_full();
+    if snap.commit.is_none() {
+        count(&reg, route, StatusCode::SERVICE_UNAVAILABLE);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            Json(json!({"error": "no snapshot yet: the reconciler has not completed a pass, so no run can be checked against what was served"})),
+        )
+            .into_response();
+    }
     let scope = TenantScope(tok.tenant.clone());
-    match super::ingest::ingest(&reg.store, text, &scope, &|row| snap.arm_of(row)).await {
+    match super::ingest::ingest(&reg.store, text, &scope, &|row| snap.attribute(row)).await {
         Ok(rep) => {
             reg.metrics.runs_ingested.inc_by(rep.accepted);
-            let cross = rep.errors.iter().filter(|e| e.other_tenant).count();
-            if cross > 0 {
+            let denied: Vec<String> = rep
+                .errors
+                .iter()
+                .filter(|e| e.denied)
+                .map(|e| format!("line {}: {}", e.line, e.error))
+                .collect();
+            if !denied.is_empty() {
                 reg.metrics.denied.inc();
-                let why = format!("{cross} row(s) for another tenant");
+                let mut why = format!("{} row(s) outside the token's tenant", denied.len());
+                for d in denied.iter().take(5) {
+                    why.push_str("; ");
+                    why.push_str(d);
+                }
                 if let Err(unavailable) = audit(&reg, &tok.name, route, "denied", &why).await {
                     return unavailable;
                 }
@@ -321,6 +424,7 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes)
             count(&reg, route, status);
             json_response(status, serde_json::to_value(&rep).unwrap_or_default())
         }
+        Err(super::ingest::IngestError::Store(e)) => unavailable(&reg, route, &e),
         Err(e) => {
             count(&reg, route, StatusCode::BAD_REQUEST);
             json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
@@ -395,10 +499,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"rollouts": list}))
         }
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
+        Err(e) => unavailable(&reg, route, &e),
     }
 }
 
@@ -422,10 +523,7 @@ async fn decisions(
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"decisions": list}))
         }
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
+        Err(e) => unavailable(&reg, route, &e),
     }
 }
 
@@ -436,13 +534,18 @@ pub struct RollbackBody {
     pub to: Option<String>,
 }
 
-async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) -> Response {
     let route = "/v1/rollback";
     // Who is asking comes before what they ask: a caller without a valid
-    // admin token is refused (and audited) whatever the body holds.
+    // admin token is refused (and audited) whatever the body holds, and
+    // the body is not read.
     if let Err(refused) = authorize(&reg, &headers, Action::Rollback, Scope::Any, route).await {
         return refused;
     }
+    let body = match crate::http::read_body(body, ROLLBACK_BODY_LIMIT, reg.body_timeout).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let Ok(req) = serde_json::from_slice::<RollbackBody>(&body) else {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -530,22 +633,49 @@ async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
 pub(crate) fn router(reg: Arc<Registry>) -> Router {
     Router::new()
         .route("/v1/resolve", get(resolve))
-        .route(
-            "/v1/runs",
-            post(runs).layer(DefaultBodyLimit::max(RUNS_BODY_LIMIT)),
-        )
+        .route("/v1/runs", post(runs))
         .route("/v1/packs", get(packs))
         .route("/v1/rollouts", get(rollouts))
         .route("/v1/decisions", get(decisions))
         .route("/v1/rollback", post(rollback))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::map_response_with_state(
+            reg.clone(),
+            commit_header,
+        ))
         .with_state(reg)
+}
+
+/// Every answer says which commit this replica serves, so a harness (or a
+/// load balancer) can tell a replica that has not caught up. A handler that
+/// answered from a particular snapshot has set it already.
+async fn commit_header(State(reg): State<Arc<Registry>>, mut resp: Response) -> Response {
+    if !resp.headers().contains_key(COMMIT_HEADER)
+        && let Some(c) = &reg.snapshot.load().commit
+        && let Ok(v) = HeaderValue::from_str(c)
+    {
+        resp.headers_mut().insert(COMMIT_HEADER, v);
+    }
+    resp
 }
 
 #[cfg(test)]
 mod tests {
-    use super::none_match;
+    use super::{RefusalLimiter, none_match};
+
+    #[test]
+    fn unauthenticated_refusals_are_audited_at_a_bounded_rate() {
+        let l = RefusalLimiter::default();
+        let t0 = std::time::Instant::now();
+        let admitted: Vec<Option<u64>> = (0..25).map(|_| l.admit(t0)).collect();
+        assert_eq!(admitted.iter().filter(|a| a.is_some()).count(), 10);
+        assert!(admitted[10..].iter().all(Option::is_none));
+        // A minute on, the first entry names the 15 left out.
+        let t1 = t0 + std::time::Duration::from_secs(61);
+        assert_eq!(l.admit(t1), Some(15));
+        assert_eq!(l.admit(t1), Some(0));
+    }
 
     #[test]
     fn if_none_match_follows_rfc_9110() {

@@ -98,11 +98,17 @@ pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreErro
     reg.refresh().await
 }
 
-/// One evaluation of every rollout in progress, at `now`.
+/// One evaluation of every rollout in progress, at `now`, by the replica
+/// holding the controller lease (see [`super::Leader`]).
 pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
     let mut events = Vec::new();
     let mut changed = false;
     for mut r in reg.store.rollouts(true).await? {
+        // One controller across replicas: a replica that does not hold the
+        // lease (or has just lost it) acts on nothing.
+        if !reg.leader.is_leader() {
+            break;
+        }
         if r.source != reg.source.key {
             continue;
         }

@@ -13,7 +13,7 @@ pub mod auth;
 pub mod controller;
 pub mod ingest;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub commit: Option<String>,
     pub repo: Arc<Repo>,
     pub rollouts: HashMap<String, RolloutView>,
+    /// Every version (the semver part) each pack has had on the branch.
+    pub history: Arc<HashMap<String, HashSet<String>>>,
     cache: Mutex<HashMap<RenderKey, Arc<Rendered>>>,
 }
 
@@ -70,6 +72,7 @@ impl Snapshot {
             commit: None,
             repo: Arc::new(Repo::default()),
             rollouts: HashMap::new(),
+            history: Arc::default(),
             cache: Mutex::default(),
         }
     }
@@ -144,12 +147,30 @@ impl Snapshot {
         Ok(rendered)
     }
 
-    /// Which rollout arm produced a run's pack version.
-    pub fn arm_of(&self, row: &RunRow) -> Option<ArmLabel> {
-        if self.rollouts.is_empty() {
-            return None;
-        }
-        let leaf = self.repo.pack(&row.pack_id)?;
+    /// Check a run against what its tenant could have been served, and name
+    /// the rollout arm that produced its pack version.
+    ///
+    /// A row's `pack_id` must be the leaf of a chain of the row's tenant
+    /// (a shared domain chain, the tenant's own pack, or one of its users'
+    /// packs), so no tenant can report runs into another's rollout. Its
+    /// `pack_version` must be what one of those chains resolves to now
+    /// (champion or canary: the row is labelled with that arm), or a
+    /// version the pack has had on the branch (a run reported late, from
+    /// before a promotion: stored, but counted in no rollout). A shared
+    /// pack's rollout therefore counts a tenant's runs only through that
+    /// tenant's own chains.
+    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmLabel>, String> {
+        let Some(commit) = &self.commit else {
+            return Err("no reconciled commit yet: the registry cannot tell which packs this tenant may report; retry once /readyz answers 200".into());
+        };
+        let tenant = row.tenant_id.as_str();
+        let not_ours = || {
+            format!(
+                "pack `{}` is not on a chain of tenant `{tenant}` at commit {commit:.12}; report runs only for the packs /v1/resolve served this tenant",
+                row.pack_id
+            )
+        };
+        let leaf = self.repo.pack(&row.pack_id).ok_or_else(not_ours)?;
         let domains_of = |p: &PackDoc| -> Vec<String> {
             p.pack
                 .domains
@@ -157,48 +178,59 @@ impl Snapshot {
                 .unwrap_or_else(|| self.repo.domains.keys().cloned().collect())
         };
         let keys: Vec<ChainKey> = match &leaf.location {
-            Location::Global => return None,
             Location::Domain(d) => vec![ChainKey::new(d, None, None)],
-            Location::Tenant(t) => domains_of(leaf)
+            Location::Tenant(t) if t == tenant => domains_of(leaf)
                 .iter()
                 .map(|d| ChainKey::new(d, Some(t), None))
                 .collect(),
-            Location::TenantUser { tenant, user } => {
-                let t = self
-                    .repo
-                    .tenants
-                    .get(tenant)
-                    .map(|i| &self.repo.packs[*i])?;
-                domains_of(t)
+            Location::TenantUser { tenant: t, user } if t == tenant => {
+                let tp = self.repo.tenants.get(t).map(|i| &self.repo.packs[*i]);
+                tp.map(domains_of)
+                    .unwrap_or_default()
                     .iter()
-                    .map(|d| ChainKey::new(d, Some(tenant), Some(user)))
+                    .map(|d| ChainKey::new(d, Some(t), Some(user)))
                     .collect()
             }
-            Location::PersonalUser(u) => domains_of(leaf)
+            Location::PersonalUser(u) if tenant == format!("user:{u}") => domains_of(leaf)
                 .iter()
                 .map(|d| ChainKey::new(d, None, Some(u)))
                 .collect(),
+            // The global pack ends no chain; other tenants' packs are theirs.
+            _ => return Err(not_ours()),
         };
         for key in keys {
             let Ok(idx) = resolve::chain(&self.repo, &key) else {
                 continue;
             };
-            let Some(rv) = idx
+            let rollout = idx
                 .iter()
-                .find_map(|i| self.rollouts.get(&self.repo.packs[*i].pack.id))
-            else {
-                continue;
+                .find_map(|i| self.rollouts.get(&self.repo.packs[*i].pack.id));
+            let arms: &[Arm] = if rollout.is_some() {
+                &[Arm::Canary, Arm::Champion]
+            } else {
+                &[Arm::Champion]
             };
-            for arm in [Arm::Canary, Arm::Champion] {
+            for arm in arms {
                 if self
-                    .render(&key, &row.user_id, Some(arm))
+                    .render(&key, &row.user_id, Some(*arm))
                     .is_ok_and(|r| r.pack_version == row.pack_version)
                 {
-                    return Some(ArmLabel::new(&rv.rollout_id, arm));
+                    return Ok(rollout.map(|rv| ArmLabel::new(&rv.rollout_id, *arm)));
                 }
             }
         }
-        None
+        let semver = row.pack_version.split('+').next().unwrap_or_default();
+        if self
+            .history
+            .get(&row.pack_id)
+            .is_some_and(|v| v.contains(semver))
+        {
+            return Ok(None);
+        }
+        Err(format!(
+            "pack_version `{}` is neither what tenant `{tenant}`'s chains resolve `{}` to at commit {commit:.12} nor a version that pack has had; report the pack_version /v1/resolve returned",
+            row.pack_version, row.pack_id
+        ))
     }
 
     /// Whether a token scoped to `tenant` may see `pack`.
@@ -214,6 +246,56 @@ impl Snapshot {
     }
 }
 
+/// Whether this replica may act on rollouts (advance, roll back). A
+/// registry on its own always may; under `serve`, only while it holds the
+/// store's controller lease, and it stops at once when the lease's local
+/// deadline passes, renewed or not.
+#[derive(Debug)]
+pub struct Leader {
+    /// This replica's name in the lease table.
+    pub replica: String,
+    leased: std::sync::atomic::AtomicBool,
+    until: Mutex<Option<std::time::Instant>>,
+}
+
+impl Leader {
+    fn new() -> Leader {
+        Leader {
+            replica: format!(
+                "{}-{}-{:08x}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into()),
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            leased: false.into(),
+            until: Mutex::default(),
+        }
+    }
+
+    /// From now on, act only while holding the lease.
+    pub fn require_lease(&self) {
+        self.leased.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Record a lease held until `until` (None: not held).
+    pub fn held_until(&self, until: Option<std::time::Instant>) {
+        if let Ok(mut u) = self.until.lock() {
+            *u = until;
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        if !self.leased.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        self.until
+            .lock()
+            .ok()
+            .and_then(|u| *u)
+            .is_some_and(|u| std::time::Instant::now() < u)
+    }
+}
+
 /// Shared state of the registry.
 pub struct Registry {
     pub snapshot: ArcSwap<Snapshot>,
@@ -225,6 +307,11 @@ pub struct Registry {
     /// Asks the reconciler for a pass (after a revert is written); none when
     /// the registry runs without a reconcile loop.
     pub kicker: Option<Kicker>,
+    pub leader: Leader,
+    /// How long a client may take to send a request body.
+    pub body_timeout: std::time::Duration,
+    /// Bounds the audit rows written for requests without a valid token.
+    pub unauthenticated: api::RefusalLimiter,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
@@ -236,6 +323,22 @@ impl Registry {
         tokens: auth::Tokens,
         kicker: Option<Kicker>,
     ) -> Arc<Registry> {
+        Registry::with_timeouts(
+            store,
+            source,
+            tokens,
+            kicker,
+            crate::http::Timeouts::default(),
+        )
+    }
+
+    pub fn with_timeouts(
+        store: Store,
+        source: Source,
+        tokens: auth::Tokens,
+        kicker: Option<Kicker>,
+        timeouts: crate::http::Timeouts,
+    ) -> Arc<Registry> {
         let (changed, _) = tokio::sync::watch::channel(0);
         Arc::new(Registry {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
@@ -245,6 +348,9 @@ impl Registry {
             tokens,
             metrics: api::Metrics::default(),
             kicker,
+            leader: Leader::new(),
+            body_timeout: timeouts.body,
+            unauthenticated: api::RefusalLimiter::default(),
             repos: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
@@ -281,6 +387,12 @@ impl Registry {
         // is on a review branch, or not reconciled yet) stays pinned to the
         // champion, so a rollback never hands the bad version to anyone.
         let rollouts = self.store.rollouts(false).await?;
+        let mut history: HashMap<String, HashSet<String>> = HashMap::new();
+        for h in self.store.history(&self.source.key).await? {
+            let semver = h.version.split('+').next().unwrap_or_default().to_string();
+            history.entry(h.pack_id).or_default().insert(semver);
+        }
+        let history = Arc::new(history);
         let good = state.and_then(|s| s.good_commit);
         let me = self.clone();
         let built = tokio::task::spawn_blocking(move || -> Option<Snapshot> {
@@ -328,6 +440,7 @@ impl Registry {
                 commit: good,
                 repo: current,
                 rollouts: views,
+                history,
                 cache: Mutex::default(),
             })
         })
@@ -354,6 +467,7 @@ impl Registry {
             commit: cur.commit.clone(),
             repo: cur.repo.clone(),
             rollouts,
+            history: cur.history.clone(),
             cache: Mutex::default(),
         };
         let g = next.generation;
@@ -363,6 +477,6 @@ impl Registry {
 
     pub(crate) fn status_json(&self) -> Json {
         let s = self.snapshot.load();
-        json!({"generation": s.generation, "commit": s.commit, "packs": s.repo.packs.len(), "rollouts": s.rollouts.len()})
+        json!({"generation": s.generation, "commit": s.commit, "packs": s.repo.packs.len(), "rollouts": s.rollouts.len(), "replica": self.leader.replica, "leader": self.leader.is_leader()})
     }
 }

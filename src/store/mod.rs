@@ -17,6 +17,8 @@ use crate::model::{Decision, Serving};
 
 pub use audit::AuditEntry;
 pub use decisions::HistoryEntry;
+pub use replicas::Positions;
+pub use runs::Inserted;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -156,6 +158,7 @@ macro_rules! fetch_all {
 mod audit;
 mod cache;
 mod decisions;
+mod replicas;
 mod rollouts;
 mod runs;
 

@@ -75,7 +75,7 @@ impl Store {
             &r.step_started_at,
             super::json_text(&r.params)
         )?;
-        Ok(())
+        self.bump_rollouts_epoch().await
     }
 
     /// Rollouts, newest first; only those in progress when `active`.

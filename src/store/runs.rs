@@ -3,11 +3,72 @@
 use super::{Store, StoreError};
 use crate::model::{ArmLabel, RunRow, RunSample};
 
+/// What [`Store::insert_runs`] did: how many rows were new, and which rows
+/// (by index) the database refused and why.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    pub inserted: u64,
+    pub refused: Vec<(usize, String)>,
+}
+
 impl Store {
-    /// Store run records, ignoring run ids already stored. Returns how many were new.
+    /// Whether `e` is the database refusing a row's data (a value it cannot
+    /// store, a constraint), rather than the store being busy or unreachable:
+    /// SQLSTATE classes 22 and 23 on PostgreSQL; TOOBIG, CONSTRAINT, MISMATCH
+    /// and RANGE on SQLite.
+    fn row_level(&self, e: &StoreError) -> bool {
+        let StoreError::Query(sqlx::Error::Database(d)) = e else {
+            return false;
+        };
+        let Some(code) = d.code() else { return false };
+        match self {
+            Store::Postgres(_) => code.starts_with("22") || code.starts_with("23"),
+            Store::Sqlite(_) => code
+                .parse::<u32>()
+                .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25)),
+        }
+    }
+
+    /// Store run records, ignoring run ids the tenant already stored.
+    ///
+    /// The batch goes in one transaction. When the database refuses a row
+    /// (a value it cannot store), the batch is split in halves, each retried
+    /// in its own transaction, down to the refused rows: those are reported
+    /// and every other row is kept, in about 2·log2(n) extra transactions
+    /// per bad row. A store that is unreachable or busy is an error for the
+    /// whole batch (nothing is half-reported).
+    pub async fn insert_runs(&self, rows: &[RunRow]) -> Result<Inserted, StoreError> {
+        let mut out = Inserted::default();
+        let mut todo = vec![(0, rows.len())];
+        while let Some((from, to)) = todo.pop() {
+            if from >= to {
+                continue;
+            }
+            match self.insert_runs_tx(&rows[from..to]).await {
+                Ok(n) => out.inserted += n,
+                Err(e) if self.row_level(&e) => {
+                    if to - from == 1 {
+                        let why = match &e {
+                            StoreError::Query(sqlx::Error::Database(d)) => d.message().to_string(),
+                            other => other.to_string(),
+                        };
+                        out.refused.push((from, why));
+                    } else {
+                        let mid = from + (to - from) / 2;
+                        todo.push((mid, to));
+                        todo.push((from, mid));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.refused.sort_by_key(|r| r.0);
+        Ok(out)
+    }
+
     /// Rows go in multi-row statements inside one transaction: one round trip per
     /// few hundred rows is what makes NDJSON batches fast.
-    pub async fn insert_runs(&self, rows: &[RunRow]) -> Result<u64, StoreError> {
+    async fn insert_runs_tx(&self, rows: &[RunRow]) -> Result<u64, StoreError> {
         const CHUNK: usize = 500;
         let arm = |r: &RunRow| r.arm.as_ref().map(ToString::to_string);
         match self {
@@ -33,7 +94,7 @@ impl Store {
                             .push_bind(&r.created_at)
                             .push_bind(arm(r));
                     });
-                    qb.push(" ON CONFLICT (run_id) DO NOTHING");
+                    qb.push(" ON CONFLICT (tenant_id, run_id) DO NOTHING");
                     inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
@@ -50,7 +111,7 @@ impl Store {
                     inserted += sqlx::query(
                         "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm) \
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[]) \
-                         ON CONFLICT (run_id) DO NOTHING",
+                         ON CONFLICT (tenant_id, run_id) DO NOTHING",
                     )
                     .bind(col(|r| r.run_id.clone()))
                     .bind(col(|r| r.tenant_id.clone()))

@@ -147,8 +147,11 @@ fn suite(url: &str) {
                 )
             })
             .collect();
-        assert_eq!(s.insert_runs(&rows).await.expect("runs"), 6000);
-        assert_eq!(s2.insert_runs(&rows[..10]).await.expect("again"), 0);
+        assert_eq!(s.insert_runs(&rows).await.expect("runs").inserted, 6000);
+        assert_eq!(
+            s2.insert_runs(&rows[..10]).await.expect("again").inserted,
+            0
+        );
         assert_eq!(s.count_runs().await.expect("count"), 6000);
         let x_canary: ArmLabel = "x:canary".parse().expect("arm label");
         let canary = s
@@ -223,7 +226,7 @@ fn windows_compare_times(url: &str) {
             &s,
             &body,
             &missionctl::telemetry::TenantScope(None),
-            &move |_| Some(l.clone()),
+            &move |_| Ok(Some(l.clone())),
         )
         .await
         .expect("ingest");
