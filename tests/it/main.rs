@@ -8,6 +8,7 @@ mod db;
 mod gate;
 mod github;
 mod github_server;
+mod isolation;
 mod llm_server;
 mod reconcile;
 mod registry;

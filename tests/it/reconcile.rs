@@ -531,7 +531,7 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     let url = format!("file://{}", f.remote.display());
     let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
     c.env("MISSIONCTL_WEBHOOK_SECRET", "hush");
-    let _s = Served(c.spawn().expect("spawn"));
+    let first = Served(c.spawn().expect("spawn"));
     wait_http(port);
     assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
     f.merge("tone", 5, |f| bump(f, HR, "1.1.0"));
@@ -584,6 +584,24 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     );
     assert_eq!(code, 200);
     assert!(resp.contains("duplicate delivery ignored"));
+    // Issue 10 point 10: the delivery id is in the store, so a restarted
+    // server (or another replica) still knows it.
+    drop(first);
+    let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
+    c.env("MISSIONCTL_WEBHOOK_SECRET", "hush");
+    let _s = Served(c.spawn().expect("spawn again"));
+    wait_http(port);
+    let (code, resp) = post(
+        port,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-2"),
+            ("X-Hub-Signature-256", &good),
+        ],
+        &body,
+    );
+    assert_eq!(code, 200, "{resp}");
+    assert!(resp.contains("duplicate delivery ignored"), "{resp}");
     // Oversized bodies are refused before any work.
     let big = vec![b'x'; 2 * 1024 * 1024];
     let (code, _) = post(

@@ -11,14 +11,14 @@ use crate::util::{assert_success, git, http, missionctl};
 
 const HR: &str = "packs/domains/hr-ops/pack.yaml";
 
-struct Tok {
-    admin: String,
-    acme_harness: String,
-    acme_viewer: String,
-    acme_admin: String,
+pub(crate) struct Tok {
+    pub admin: String,
+    pub acme_harness: String,
+    pub acme_viewer: String,
+    pub acme_admin: String,
 }
 
-fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
+pub(crate) fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
     let mut file = String::from("tokens:\n");
     let mut make = |name: &str, role: &str, tenant: Option<&str>| -> String {
         let mut c = missionctl();
@@ -50,6 +50,11 @@ fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
 }
 
 fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
+    serve_with(f, port, tokens, &[])
+}
+
+/// `serve` on the fleet with `extra` arguments; ready to answer when returned.
+pub(crate) fn serve_with(f: &Fleet, port: u16, tokens: &std::path::Path, extra: &[&str]) -> Served {
     let s = Served(
         Command::new(env!("CARGO_BIN_EXE_missionctl"))
             .args([
@@ -67,6 +72,7 @@ fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
                 "--tokens",
                 tokens.to_str().expect("p"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("MC_TEST_DEBUG").is_some() {
                 Stdio::inherit()
@@ -84,7 +90,16 @@ fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
 /// Bind the tuple in order: the server stops before the directory goes.
 fn serving_fleet() -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
     let dir = tempfile::tempdir().expect("tmp");
-    let f = Fleet::fleet(&format!("sqlite://{}", dir.path().join("s.db").display()));
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    serving_fleet_on(dir, &db)
+}
+
+/// [`serving_fleet`] on the database at `db`.
+pub(crate) fn serving_fleet_on(
+    dir: tempfile::TempDir,
+    db: &str,
+) -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
+    let f = Fleet::fleet(db);
     let (tok_file, t) = tokens(dir.path());
     let port = free_port();
     let s = serve(&f, port, &tok_file);
@@ -94,17 +109,17 @@ fn serving_fleet() -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
     (dir, f, t, port, s)
 }
 
-fn bearer(t: &str) -> String {
+pub(crate) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-fn get(port: u16, path: &str, token: &str) -> (u16, Value) {
+pub(crate) fn get(port: u16, path: &str, token: &str) -> (u16, Value) {
     let (code, _, body) = http(port, "GET", path, &[("Authorization", &bearer(token))], b"");
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// `POST /v1/runs` with `token`: (status, body).
-fn post_runs(port: u16, token: &str, body: &[u8]) -> (u16, String) {
+pub(crate) fn post_runs(port: u16, token: &str, body: &[u8]) -> (u16, String) {
     let (code, _, resp) = http(
         port,
         "POST",
@@ -115,7 +130,7 @@ fn post_runs(port: u16, token: &str, body: &[u8]) -> (u16, String) {
     (code, resp)
 }
 
-fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -126,7 +141,7 @@ fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
-fn rollout_state(port: u16, admin: &str, version_prefix: &str) -> Option<Value> {
+pub(crate) fn rollout_state(port: u16, admin: &str, version_prefix: &str) -> Option<Value> {
     let (_, v) = get(port, "/v1/rollouts", admin);
     v["rollouts"]
         .as_array()?
