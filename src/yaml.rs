@@ -28,6 +28,10 @@ impl Pos {
     }
 
     pub const UNKNOWN: Pos = Pos { line: 0, col: 0 };
+    /// A problem with a whole file that exists (too large, not a regular
+    /// file): its first line, so editors and GitHub annotations attach it to
+    /// the file. Line 0 stays for what has no line at all (a missing file).
+    pub const WHOLE_FILE: Pos = Pos { line: 1, col: 1 };
 
     pub fn new(line: u32, col: u32) -> Self {
         Pos { line, col }

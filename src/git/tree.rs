@@ -54,6 +54,9 @@ pub struct Tree {
     pub commit: Option<CommitId>,
     /// Human label: "work tree" or the revision as given.
     pub label: String,
+    /// Symlinks that lead out of the repository (or loop), with why: never
+    /// followed, reported by the loader.
+    escapes: Vec<(String, String)>,
 }
 
 /// Directories never indexed in the work tree: they are not pack content and
@@ -70,7 +73,9 @@ impl Tree {
             entries: Index::Full(entries),
             commit: None,
             label: "work tree".into(),
-        })
+            escapes: Vec::new(),
+        }
+        .with_linked_dirs())
     }
 
     /// The work tree, with paths looked up on demand.
@@ -80,6 +85,7 @@ impl Tree {
             entries: Index::LazyFs,
             commit: None,
             label: "work tree".into(),
+            escapes: Vec::new(),
         }
     }
 
@@ -98,6 +104,7 @@ impl Tree {
             },
             commit: Some(CommitId(cid)),
             label: rev.to_string(),
+            escapes: Vec::new(),
         })
     }
 
@@ -144,7 +151,9 @@ impl Tree {
             entries: Index::Full(entries),
             commit: Some(commit),
             label: label.to_string(),
-        })
+            escapes: Vec::new(),
+        }
+        .with_linked_dirs())
     }
 
     /// All file and symlink paths under `prefix` (a directory, no trailing
@@ -161,7 +170,107 @@ impl Tree {
             .collect()
     }
 
+    /// Symlinks that lead out of the repository or loop, with why. They are
+    /// never followed; the loader reports them.
+    pub fn escapes(&self) -> &[(String, String)] {
+        &self.escapes
+    }
+
+    /// Follow symlinked directories that stay inside the repository: the
+    /// files below the target are listed below the link too (a symlinked
+    /// file inside is listed as the file it names), so a full load sees
+    /// what an on-demand lookup sees. Links that leave the repository or
+    /// loop are recorded in `escapes`. Links within links are followed up
+    /// to a few levels.
+    fn with_linked_dirs(mut self) -> Tree {
+        for _ in 0..4 {
+            let Index::Full(entries) = &self.entries else {
+                return self;
+            };
+            let links: Vec<String> = entries
+                .iter()
+                .filter(|(_, v)| matches!(v, EntryKind::Symlink { .. }))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut add: Vec<(String, EntryKind)> = Vec::new();
+            let mut escapes = Vec::new();
+            for link in links {
+                let dir = match walk_ref(&|p: &str| entries.get(p).cloned(), "", &link) {
+                    Ok(dir) => dir,
+                    Err(RefProblem::Escape(why)) => {
+                        escapes.push((link, why));
+                        continue;
+                    }
+                    Err(RefProblem::Loop) => {
+                        escapes.push((link.clone(), format!("`{link}` is a symlink loop")));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let start = format!("{dir}/");
+                for (k, v) in entries
+                    .range(start.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&start))
+                {
+                    let alias = format!("{link}/{}", &k[start.len()..]);
+                    if entries.contains_key(&alias) {
+                        continue;
+                    }
+                    let kind = match v {
+                        EntryKind::File { .. } => Some(v.clone()),
+                        EntryKind::Symlink { .. } => {
+                            walk_ref(&|p: &str| entries.get(p).cloned(), "", k)
+                                .ok()
+                                .and_then(|f| entries.get(&f).cloned())
+                                .filter(|e| matches!(e, EntryKind::File { .. }))
+                        }
+                    };
+                    if let Some(kind) = kind {
+                        add.push((alias, kind));
+                    }
+                }
+            }
+            let grew = !add.is_empty();
+            if let Index::Full(entries) = &mut self.entries {
+                entries.extend(add);
+            }
+            for e in escapes {
+                if !self.escapes.contains(&e) {
+                    self.escapes.push(e);
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        self
+    }
+
     pub fn entry(&self, path: &str) -> Option<EntryKind> {
+        match &self.entries {
+            Index::Full(e) => e.get(path).cloned(),
+            Index::LazyFs | Index::LazyGit { .. } => {
+                // The directories on the way are followed the way a full
+                // index follows them: within the repository only.
+                let parent = parent_dir(path);
+                if parent.is_empty() {
+                    return self.raw_entry(path);
+                }
+                let name = &path[parent.len() + 1..];
+                match walk_ref(&|p: &str| self.raw_entry(p), "", parent) {
+                    Ok(real) if real == parent => self.raw_entry(path),
+                    Ok(real) => self.raw_entry(&format!("{real}/{name}")),
+                    // Not followed: seen as something that is not a file.
+                    Err(_) => Some(EntryKind::Symlink {
+                        target: String::new(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// What is at `path` itself, no symlink followed (lazy trees).
+    fn raw_entry(&self, path: &str) -> Option<EntryKind> {
         match &self.entries {
             Index::Full(e) => e.get(path).cloned(),
             Index::LazyFs => {
@@ -338,6 +447,23 @@ pub enum RefProblem {
 /// Join `reference` (relative to the directory `base`) and follow symlinks,
 /// returning the repository-relative path of the regular file it names.
 pub(crate) fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<String, RefProblem> {
+    let path = walk_ref(&|p: &str| tree.entry(p), base, reference)?;
+    match tree.entry(&path) {
+        Some(EntryKind::File { .. }) => Ok(path),
+        Some(EntryKind::Symlink { .. }) => Err(RefProblem::Loop),
+        None if tree.is_dir(&path) => Err(RefProblem::NotFile),
+        None => Err(RefProblem::Missing),
+    }
+}
+
+/// Join `reference` to `base` and follow every symlink on the way (as
+/// `entry` reports them), component by component, refusing anything that
+/// leaves the repository. Returns the path reached, whatever it is.
+fn walk_ref(
+    entry: &dyn Fn(&str) -> Option<EntryKind>,
+    base: &str,
+    reference: &str,
+) -> Result<String, RefProblem> {
     if reference.is_empty() {
         return Err(RefProblem::Missing);
     }
@@ -363,7 +489,7 @@ pub(crate) fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<St
     while let Some(comp) = pending.pop() {
         done.push(comp);
         let here = done.join("/");
-        if let Some(EntryKind::Symlink { target }) = tree.entry(&here) {
+        if let Some(EntryKind::Symlink { target }) = entry(&here) {
             let target = &target;
             hops += 1;
             if hops > 16 {
@@ -393,13 +519,7 @@ pub(crate) fn resolve_ref(tree: &Tree, base: &str, reference: &str) -> Result<St
             done.clear();
         }
     }
-    let path = done.join("/");
-    match tree.entry(&path) {
-        Some(EntryKind::File { .. }) => Ok(path),
-        Some(EntryKind::Symlink { .. }) => Err(RefProblem::Loop),
-        None if tree.is_dir(&path) => Err(RefProblem::NotFile),
-        None => Err(RefProblem::Missing),
-    }
+    Ok(done.join("/"))
 }
 
 /// Lexically normalise a relative path; None if it climbs above the root.
@@ -437,7 +557,9 @@ mod tests {
             ),
             commit: None,
             label: "test".into(),
+            escapes: Vec::new(),
         }
+        .with_linked_dirs()
     }
 
     fn file() -> EntryKind {

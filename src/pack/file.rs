@@ -327,18 +327,6 @@ pub(super) fn load_pack(
         diags,
         sources,
     };
-    let Some(loc) = Location::from_path(file) else {
-        diags.push(
-            Diagnostic::error(
-                Code::ScopeMismatch,
-                file,
-                Pos::UNKNOWN,
-                "a pack file in a place that has no scope",
-            )
-            .help("packs live at packs/global/, packs/domains/<id>/, packs/tenants/<id>/, packs/tenants/<id>/users/<id>/ or packs/users/<id>/"),
-        );
-        return out(None, diags, sources);
-    };
     let Some(text) = read_text(
         tree,
         repo,
@@ -355,7 +343,24 @@ pub(super) fn load_pack(
     hasher.update(text.as_bytes());
     let text: Arc<str> = Arc::from(text);
     sources.push((file.to_string(), text.clone()));
-    let Some((node, json)) = parse_checked(Kind::Pack, file, &text, &mut diags) else {
+    let parsed = parse_checked(Kind::Pack, file, &text, &mut diags);
+    let Some(loc) = Location::from_path(file) else {
+        // Pointed at the scope the file declares, when it parses.
+        let at = parsed
+            .as_ref()
+            .map_or(Pos::WHOLE_FILE, |(node, _)| node.key_pos_at("/scope"));
+        diags.push(
+            Diagnostic::error(
+                Code::ScopeMismatch,
+                file,
+                at,
+                "a pack file in a place that has no scope",
+            )
+            .help("packs live at packs/global/, packs/domains/<id>/, packs/tenants/<id>/, packs/tenants/<id>/users/<id>/ or packs/users/<id>/"),
+        );
+        return out(None, diags, sources);
+    };
+    let Some((node, json)) = parsed else {
         return out(None, diags, sources);
     };
     let Some(pack) = typed::<Pack>(file, &node, json, &mut diags) else {

@@ -362,7 +362,14 @@ fn read_text(
                     ),
                 ),
             };
-            let mut d = Diagnostic::error(code, at.0, at.1, message);
+            // Reported at the file itself (no place referenced it): a
+            // whole-file problem on a file that exists is at its first line.
+            let pos = if at.1 == Pos::UNKNOWN && code != Code::RefMissing {
+                Pos::WHOLE_FILE
+            } else {
+                at.1
+            };
+            let mut d = Diagnostic::error(code, at.0, pos, message);
             if code == Code::FileTooLarge {
                 d.help = Some(
                     "split the content or move large reference material out of the pack".into(),
@@ -481,6 +488,21 @@ pub fn load(tree: &Tree) -> Repo {
         .filter(|p| p.ends_with("/pack.yaml") || p.ends_with("/pack.yml"))
         .collect();
     add_packs(&mut r, tree, &pack_files, &bounds);
+    // A symlink out of the repository is never followed; where packs and
+    // policies live, say so rather than let a directory vanish silently.
+    for (link, why) in tree.escapes() {
+        if link.starts_with("packs/") || link.starts_with("policies/") {
+            r.diagnostics.push(
+                Diagnostic::error(
+                    Code::RefEscape,
+                    link,
+                    Pos::UNKNOWN,
+                    format!("{why}: missionctl follows symlinks only within the repository"),
+                )
+                .help("replace the symlink with the files, or point it inside the repository"),
+            );
+        }
+    }
     if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
         r.diagnostics.push(
             Diagnostic::error(

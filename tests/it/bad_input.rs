@@ -326,7 +326,7 @@ bad!(
     },
     "file/too-large",
     HR,
-    0,
+    1,
     "limit for this kind of file"
 );
 
@@ -607,7 +607,7 @@ bad!(
     },
     "scope/path-mismatch",
     "packs/misc/pack.yaml",
-    0,
+    3,
     "no scope"
 );
 
@@ -714,3 +714,110 @@ fn every_error_renders_in_all_formats_without_panic() {
         }
     }
 }
+
+/// Issue 10 point 5: a tenant directory that is a symlink out of the
+/// repository is refused by `validate` (work tree and `--rev`), and
+/// `resolve` refuses the chain instead of reading the outside `pack.yaml`.
+#[test]
+fn symlinked_tenant_dir_out_of_the_repository_is_refused_everywhere() {
+    let outside = tempfile::tempdir().expect("tmp");
+    let r = TestRepo::new();
+    // A copy of a real tenant outside the repository, linked in.
+    let evil = outside.path().join("evil");
+    std::fs::create_dir_all(&evil).expect("dir");
+    std::fs::write(
+        evil.join("pack.yaml"),
+        r.read("packs/tenants/globex/pack.yaml")
+            .replace("id: globex-tenant", "id: evil-tenant")
+            .replace("id: globex }", "id: evil }"),
+    )
+    .expect("write");
+    for f in ["context.md", "regulatory.md"] {
+        std::fs::write(evil.join(f), "outside text\n").expect("write");
+    }
+    std::os::unix::fs::symlink(&evil, r.path().join("packs/tenants/evil")).expect("symlink");
+    r.commit_all("link a tenant from outside");
+    for rev in [None, Some("HEAD")] {
+        let extra: Vec<&str> = rev.map(|h| vec!["--rev", h]).unwrap_or_default();
+        let (exit, diags) = r.validate(&extra);
+        let d = expect_diag(
+            &diags,
+            "ref/escape",
+            "packs/tenants/evil",
+            0,
+            "follows symlinks only within the repository",
+        );
+        assert_eq!(exit, 1, "{d}");
+        let mut args = vec!["resolve", "--domain", "hr-ops", "--tenant", "evil"];
+        args.extend(&extra);
+        let out = r.run(&args);
+        assert_ne!(out.status.code(), Some(0), "resolve read the outside pack");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("outside text"),
+            "outside content was served"
+        );
+    }
+}
+
+/// Issue 10 point 5: a symlinked directory inside the repository is
+/// followed, and `validate` and `resolve` agree on it (work tree and `--rev`).
+#[test]
+fn symlinked_dir_within_the_repository_is_followed_by_validate_and_resolve() {
+    let r = TestRepo::new();
+    let real = r.path().join("shared/hr-prompts");
+    std::fs::create_dir_all(real.parent().expect("parent")).expect("dir");
+    std::fs::rename(r.path().join("packs/domains/hr-ops/prompts"), &real).expect("move");
+    std::os::unix::fs::symlink(
+        "../../../shared/hr-prompts",
+        r.path().join("packs/domains/hr-ops/prompts"),
+    )
+    .expect("symlink");
+    r.commit_all("share the hr prompts through a symlink");
+    let role = std::fs::read_dir(&real)
+        .expect("prompts")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".md"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .expect("a prompt file");
+    let line = role
+        .lines()
+        .find(|l| l.len() > 20)
+        .expect("a line")
+        .to_string();
+    for rev in [None, Some("HEAD")] {
+        let extra: Vec<&str> = rev.map(|h| vec!["--rev", h]).unwrap_or_default();
+        let (exit, diags) = r.validate(&extra);
+        assert_eq!(exit, 0, "{diags:?}");
+        let mut args = vec!["resolve", "--domain", "hr-ops", "--tenant", "acme"];
+        args.extend(&extra);
+        let out = r.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&line),
+            "the linked prompt is missing from the resolution ({rev:?})"
+        );
+    }
+}
+
+// Issue 10 point 12: a whole-file problem on a file that exists is at its
+// first line (GitHub drops annotations on line 0).
+bad!(
+    pack_file_is_a_symlink,
+    |r| {
+        r.remove("packs/tenants/globex/pack.yaml");
+        std::os::unix::fs::symlink(
+            "../acme/pack.yaml",
+            r.path().join("packs/tenants/globex/pack.yaml"),
+        )
+        .expect("symlink");
+    },
+    "ref/not-file",
+    "packs/tenants/globex/pack.yaml",
+    1,
+    "is not a regular file"
+);
