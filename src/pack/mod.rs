@@ -33,6 +33,8 @@ use crate::yaml::{self, Node, Pos};
 pub use model::*;
 
 mod file;
+#[cfg(test)]
+mod fuzz;
 use file::{PackLoad, load_pack};
 
 pub const MISSION_FILE: &str = "mission.yaml";
