@@ -6,6 +6,8 @@
 //! rows are reported by line while the good rows of the same batch are
 //! stored; a `run_id` already stored is ignored, so retries are safe.
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -125,14 +127,34 @@ pub(crate) fn parse_batch(
     }
     let results: Vec<(usize, Result<RunRow, RowError>)> = items
         .into_par_iter()
-        .map(|(line, text)| (line, check_row(line, text, scope, attribute)))
+        .map(|(line, text)| (line, check_row(line, text, scope)))
         .collect();
+    // Attribution depends only on (tenant, pack, version), which a batch
+    // repeats: decided once per distinct triple, serially.
+    let mut decided: HashMap<(String, String, String), Result<Option<ArmLabel>, String>> =
+        HashMap::new();
     let mut out = Parsed::default();
     for (line, r) in results {
         match r {
-            Ok(row) => {
-                out.rows.push(row);
-                out.lines.push(line);
+            Ok(mut row) => {
+                let key = (
+                    row.tenant_id.clone(),
+                    row.pack_id.clone(),
+                    row.pack_version.clone(),
+                );
+                let verdict = decided.entry(key).or_insert_with(|| attribute(&row));
+                match verdict {
+                    Ok(arm) => {
+                        row.arm = arm.clone();
+                        out.rows.push(row);
+                        out.lines.push(line);
+                    }
+                    Err(why) => out.errors.push(RowError {
+                        line,
+                        error: why.clone(),
+                        denied: true,
+                    }),
+                }
             }
             Err(e) => out.errors.push(e),
         }
@@ -140,12 +162,7 @@ pub(crate) fn parse_batch(
     Ok(out)
 }
 
-fn check_row(
-    line: usize,
-    text: &str,
-    scope: &TenantScope,
-    attribute: &Attribute<'_>,
-) -> Result<RunRow, RowError> {
+fn check_row(line: usize, text: &str, scope: &TenantScope) -> Result<RunRow, RowError> {
     let err = |e: String| RowError {
         line,
         error: e,
@@ -180,7 +197,6 @@ fn check_row(
             row.created_at
         ))
     })?;
-    row.arm = attribute(&row).map_err(denied)?;
     Ok(row)
 }
 
