@@ -9,16 +9,8 @@
 # Usage: bash benches/ingest.sh [BATCHES]   (PostgreSQL at MISSIONCTL_TEST_DATABASE_URL
 # or postgres://postgres@127.0.0.1:5432/test; skipped if it does not answer)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 batches=${1:-20}
-cargo build --release --locked --bin missionctl >/dev/null
-bin=$PWD/target/release/missionctl
-dir=$(mktemp -d); pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-"$bin" init "$dir/seed" >/dev/null
-git clone -q --bare "$dir/seed" "$dir/remote.git"
-tok=$("$bin" token new --name bench --role admin 2>"$dir/entry")
-{ echo "tokens:"; grep '^  ' "$dir/entry"; } > "$dir/tokens.yaml"
+source "$(dirname "$0")/fleet.sh"
 start_serve() { # db-url -> sets port
   port=$((20000 + RANDOM % 20000))
   "$bin" serve --repo "$dir/remote.git" --db "$1" --listen "127.0.0.1:$port" --poll-interval 1h --tokens "$dir/tokens.yaml" 2>/dev/null & pids+=($!)
@@ -81,12 +73,10 @@ floor = int(batches * 10000 / dt)
 print(f"floor (Python sqlite3 executemany, same table and indexes, WAL, one transaction per batch): {floor} rows/s")
 print(f"missionctl / floor: {ours / floor:.2f}x")
 PY
-pg=${MISSIONCTL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-if psql "$pg" -qc "DROP DATABASE IF EXISTS mc_ingest_bench" >/dev/null 2>&1 && psql "$pg" -qc "CREATE DATABASE mc_ingest_bench" >/dev/null 2>&1; then
-  start_serve "${pg%/*}/mc_ingest_bench"
+if pg=$(pg_db mc_ingest_bench); then
+  start_serve "$pg"
   post_all "missionctl -> PostgreSQL"
   kill "${pids[-1]}"
-  psql "$pg" -qc "DROP DATABASE IF EXISTS mc_ingest_bench WITH (FORCE)" >/dev/null 2>&1 || true
 else
-  echo "PostgreSQL: skipped (no server at $pg)"
+  echo "PostgreSQL: skipped (no server answered)"
 fi

@@ -5,17 +5,10 @@
 # check that every answer's body matches its ETag (no torn snapshot).
 # Usage: bash benches/registry_load.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-20}; conns=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 2; }
-cargo build --release --locked --bin missionctl >/dev/null
-bin=$PWD/target/release/missionctl
-dir=$(mktemp -d); pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-"$bin" init "$dir/seed" >/dev/null
-git clone -q --bare "$dir/seed" "$dir/remote.git"; git clone -q "$dir/remote.git" "$dir/work"
-tok=$("$bin" token new --name bench --role admin 2>"$dir/entry")
-{ echo "tokens:"; grep '^  ' "$dir/entry"; } > "$dir/tokens.yaml"
+source "$(dirname "$0")/fleet.sh"
+git clone -q "$dir/remote.git" "$dir/work"
 port=$((20000 + RANDOM % 20000))
 "$bin" serve --repo "$dir/remote.git" --db "sqlite://$dir/s.db" --listen "127.0.0.1:$port" --poll-interval 1h --tokens "$dir/tokens.yaml" 2>/dev/null & pids+=($!)
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.1; done

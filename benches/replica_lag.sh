@@ -6,16 +6,8 @@
 # commit). Reports the largest and the median lag, on SQLite and PostgreSQL.
 # Usage: bash benches/replica_lag.sh [SECONDS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-60}
-cargo build --release --locked --bin missionctl >/dev/null
-bin=$PWD/target/release/missionctl
-dir=$(mktemp -d); pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-"$bin" init "$dir/seed" >/dev/null
-git clone -q --bare "$dir/seed" "$dir/remote.git"
-tok=$("$bin" token new --name bench --role admin 2>"$dir/entry")
-{ echo "tokens:"; grep '^  ' "$dir/entry"; } > "$dir/tokens.yaml"
+source "$(dirname "$0")/fleet.sh"
 run() { # label db-url
   rm -rf "$dir/work"; git clone -q "$dir/remote.git" "$dir/work"
   local pa=$((20000 + RANDOM % 20000)) pb=$((40000 + RANDOM % 20000))
@@ -76,10 +68,8 @@ PY
 }
 echo "machine: $(nproc) cores; two replicas, one commit a second for $secs s"
 run "SQLite" "sqlite://$dir/s.db"
-pg=${MISSIONCTL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-if psql "$pg" -qc "DROP DATABASE IF EXISTS mc_lag_bench" >/dev/null 2>&1 && psql "$pg" -qc "CREATE DATABASE mc_lag_bench" >/dev/null 2>&1; then
-  run "PostgreSQL" "${pg%/*}/mc_lag_bench"
-  psql "$pg" -qc "DROP DATABASE IF EXISTS mc_lag_bench WITH (FORCE)" >/dev/null 2>&1 || true
+if pg=$(pg_db mc_lag_bench); then
+  run "PostgreSQL" "$pg"
 else
-  echo "PostgreSQL: skipped (no server at $pg)"
+  echo "PostgreSQL: skipped (no server answered)"
 fi

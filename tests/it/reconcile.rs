@@ -561,27 +561,22 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     assert_eq!(f.decisions().len(), 12);
     // Signed: accepted, and the decision follows.
     let good = sign("hush", &body);
-    let (code, _) = post(
-        port,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "d-2"),
-            ("X-Hub-Signature-256", &good),
-        ],
-        &body,
-    );
+    let deliver_d2 = || {
+        post(
+            port,
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", "d-2"),
+                ("X-Hub-Signature-256", &good),
+            ],
+            &body,
+        )
+    };
+    let (code, _) = deliver_d2();
     assert_eq!(code, 202);
     assert_eq!(wait_for(&f, 13, Duration::from_secs(10)).len(), 13);
     // The same delivery again is ignored.
-    let (code, resp) = post(
-        port,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "d-2"),
-            ("X-Hub-Signature-256", &good),
-        ],
-        &body,
-    );
+    let (code, resp) = deliver_d2();
     assert_eq!(code, 200);
     assert!(resp.contains("duplicate delivery ignored"));
     // Issue 10 point 10: the delivery id is in the store, so a restarted
@@ -591,15 +586,7 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     c.env("MISSIONCTL_WEBHOOK_SECRET", "hush");
     let _s = Served(c.spawn().expect("spawn again"));
     wait_http(port);
-    let (code, resp) = post(
-        port,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "d-2"),
-            ("X-Hub-Signature-256", &good),
-        ],
-        &body,
-    );
+    let (code, resp) = deliver_d2();
     assert_eq!(code, 200, "{resp}");
     assert!(resp.contains("duplicate delivery ignored"), "{resp}");
     // Oversized bodies are refused before any work.
