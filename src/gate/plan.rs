@@ -29,8 +29,21 @@ pub struct Loaded {
 }
 
 /// Read both revisions (blocking: call on the blocking pool).
+///
+/// The champion is the merge base of `base_rev` and `head_rev`, as the
+/// README documents: GitHub's `base.sha` is the base branch's tip, which may
+/// have moved on since the branch was cut, and comparing against it would
+/// charge the pull request with every change merged since.
 pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateError> {
-    let base = pack::load(&Tree::at_rev(repo, base_rev)?);
+    let git = crate::git::open(repo)?;
+    let (b, h) = (git.resolve(base_rev)?, git.resolve(head_rev)?);
+    let champion = git.merge_base(b, h).map_err(|e| {
+        GateError::Config(format!(
+            "`{base_rev}` and `{head_rev}` share no history ({e}); fetch the full history (actions/checkout with fetch-depth: 0)"
+        ))
+    })?;
+    drop(git);
+    let base = pack::load(&Tree::at_rev(repo, &champion.to_string())?);
     let mut head = pack::load(&Tree::at_rev(repo, head_rev)?);
     let guard = base
         .guardrails

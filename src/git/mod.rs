@@ -138,6 +138,11 @@ impl Repo {
         Ok(CommitId(resolve_commit(&self.inner, rev)?.id()))
     }
 
+    /// The best common ancestor of `a` and `b` (`git merge-base a b`).
+    pub fn merge_base(&self, a: CommitId, b: CommitId) -> Result<CommitId, GitError> {
+        Ok(CommitId(self.inner.merge_base(a.0, b.0)?))
+    }
+
     /// The tip of `refs/heads/<branch>`, if the branch exists.
     pub(crate) fn branch_tip(&self, branch: &str) -> Option<CommitId> {
         self.inner

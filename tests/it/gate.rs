@@ -702,3 +702,41 @@ json.load(sys.stdin)\nprint(json.dumps({{'output': 'ok'}}))\n",
         .collect();
     assert!(alive.is_empty(), "children still running: {alive:?}");
 }
+
+/// Issue 11 point 3: the champion is the merge base. After the branch was
+/// cut, main promoted another pack (content and version); comparing the
+/// branch against main's tip would see that pack changed without a bump and
+/// block an unrelated pull request.
+#[test]
+fn the_champion_is_the_merge_base_when_main_has_moved() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    typo_branch(&r);
+    // main moves on: the infra pack changes and is bumped.
+    r.edit(
+        "packs/domains/infra-sre/pack.yaml",
+        "version: 1.0.0",
+        "version: 1.1.0",
+    );
+    let role = std::fs::read_dir(r.path().join("packs/domains/infra-sre/prompts"))
+        .expect("prompts")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "md"))
+        .expect("an infra prompt");
+    let mut text = std::fs::read_to_string(&role).expect("read");
+    text.push_str("\nA new paragraph merged on main after the branch was cut.\n");
+    std::fs::write(&role, text).expect("write");
+    r.commit_all("infra 1.1.0 on main");
+    let run = gate(&r, "typo");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert!(run.markdown.starts_with("PASS"), "{}", run.markdown);
+    assert!(!run.files.contains("not-bumped"), "{}", run.files);
+    let merge_base = r.git(&["merge-base", "main", "typo"]).trim().to_string();
+    assert_eq!(
+        run.evidence["base_commit"],
+        merge_base.as_str(),
+        "{}",
+        run.evidence
+    );
+}
