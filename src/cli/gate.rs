@@ -38,7 +38,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
-    let event = github::event::from_env();
+    let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let base = a
         .base
         .clone()

@@ -36,7 +36,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         check_name,
     } = c;
     let (ev, md) = github::report::load(&evidence)?;
-    let event = github::event::from_env();
+    let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let pr = pr.or_else(|| event.as_ref().and_then(|e| e.pr));
     let sha = sha
         .or_else(|| Some(ev.head_commit.clone()).filter(|s| !s.is_empty()))

@@ -172,6 +172,10 @@ pub struct ServeArgs {
     /// How long a client may take to send a request body.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+    /// The GitHub repository (`owner/name`) whose push webhooks are acted on;
+    /// pushes to any other are ignored. Default: from a github.com `--repo` URL.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -195,6 +199,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 header: a.header_timeout,
                 body: a.body_timeout,
             },
+            github_repo: a.github_repo.clone(),
         };
         let tokens = match &a.tokens {
             Some(p) => Tokens::load(p)?,

@@ -99,13 +99,27 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
     }
 }
 
-/// Read `GITHUB_EVENT_PATH` / `GITHUB_EVENT_NAME` when running in Actions.
-pub fn from_env() -> Option<Event> {
-    let path = std::env::var_os("GITHUB_EVENT_PATH")?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let payload: Json = serde_json::from_str(&text).ok()?;
-    Some(parse(
+/// Read `GITHUB_EVENT_PATH` / `GITHUB_EVENT_NAME` when running in Actions:
+/// `Ok(None)` outside Actions (no event path), an error naming the file when
+/// it cannot be read or is not a JSON object (never silently no event).
+pub fn from_env() -> Result<Option<Event>, String> {
+    let Some(path) = std::env::var_os("GITHUB_EVENT_PATH") else {
+        return Ok(None);
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!("cannot read the GitHub event file {shown} (GITHUB_EVENT_PATH): {e}")
+    })?;
+    let payload: Json = serde_json::from_str(&text).map_err(|e| {
+        format!("the GitHub event file {shown} (GITHUB_EVENT_PATH) is not JSON: {e}; unset GITHUB_EVENT_PATH or pass --base and --head")
+    })?;
+    if !payload.is_object() {
+        return Err(format!(
+            "the GitHub event file {shown} (GITHUB_EVENT_PATH) is not a JSON object"
+        ));
+    }
+    Ok(Some(parse(
         std::env::var("GITHUB_EVENT_NAME").ok().as_deref(),
         &payload,
-    ))
+    )))
 }

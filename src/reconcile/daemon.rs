@@ -42,6 +42,9 @@ pub struct DaemonConfig {
     pub max_wait: Duration,
     /// How long HTTP clients may take to send a request.
     pub timeouts: crate::http::Timeouts,
+    /// `owner/name` whose push webhooks are acted on; default: from a
+    /// GitHub remote URL. Pushes to other repositories are ignored.
+    pub github_repo: Option<String>,
 }
 
 /// What the reconcile loop publishes after each pass (the registry listens).
@@ -90,6 +93,8 @@ struct WebhookState {
     /// restarts and replicas.
     store: Store,
     body_timeout: Duration,
+    /// `owner/name` whose pushes are reconciled, when known.
+    github_repo: Option<String>,
 }
 
 /// How long a delivery id is remembered. GitHub redelivers only on request,
@@ -166,13 +171,19 @@ async fn webhook_event(
     match headers.get("x-github-event").and_then(|v| v.to_str().ok()) {
         Some("ping") => (StatusCode::OK, "pong\n".into()),
         Some("push") => {
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-            let r = v.get("ref").and_then(|r| r.as_str()).unwrap_or("");
-            if r == format!("refs/heads/{}", st.branch) {
-                st.kicker.kick("webhook");
-                (StatusCode::ACCEPTED, "reconciling\n".into())
-            } else {
-                (StatusCode::ACCEPTED, format!("ignored: push to {r}\n"))
+            let content_type = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let v = match super::webhook::payload(content_type, body) {
+                Ok(v) => v,
+                Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            };
+            match super::webhook::push_wanted(&v, &st.branch, st.github_repo.as_deref()) {
+                Ok(()) => {
+                    st.kicker.kick("webhook");
+                    (StatusCode::ACCEPTED, "reconciling\n".into())
+                }
+                Err(why) => (StatusCode::ACCEPTED, format!("ignored: {why}\n")),
             }
         }
         Some(other) => (StatusCode::ACCEPTED, format!("ignored: {other} event\n")),
@@ -188,6 +199,10 @@ pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
         kicker,
         store: cfg.store.clone(),
         body_timeout: cfg.timeouts.body,
+        github_repo: cfg.github_repo.clone().or_else(|| match &cfg.source.kind {
+            SourceKind::Remote { url, .. } => super::webhook::github_repo(url),
+            SourceKind::Local(_) => None,
+        }),
     };
     Router::new()
         .route("/v1/github/webhook", post(webhook))

@@ -24,6 +24,7 @@
 pub mod daemon;
 mod plan;
 pub mod rollback;
+pub mod webhook;
 
 use std::collections::HashMap;
 

@@ -740,3 +740,24 @@ fn the_champion_is_the_merge_base_when_main_has_moved() {
         run.evidence
     );
 }
+
+/// Issue 11 point 8: an event file that cannot be read as JSON is an error
+/// naming it, not a silent "no event".
+#[test]
+fn an_unreadable_event_file_is_an_error() {
+    let r = TestRepo::new();
+    let bad = r.dir.path().join("event.json");
+    std::fs::write(&bad, "payload=%7B%7D").expect("write");
+    for (path, says) in [
+        (bad.to_str().expect("p"), "is not JSON"),
+        ("/nonexistent/event.json", "cannot read"),
+    ] {
+        let out = r.run_env(&["gate"], &[("GITHUB_EVENT_PATH", path)]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("GITHUB_EVENT_PATH") && err.contains(says),
+            "{err}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use crate::util::Fleet;
 use crate::util::{assert_success, git, missionctl};
@@ -530,7 +530,8 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     let port = free_port();
     let url = format!("file://{}", f.remote.display());
     let mut c = serve_cmd(&f, &url, port, "1h", Some(&dir.path().join("cache")));
-    c.env("MISSIONCTL_WEBHOOK_SECRET", "hush");
+    c.env("MISSIONCTL_WEBHOOK_SECRET", "hush")
+        .args(["--github-repo", "codertocat/hello-world"]);
     let first = Served(c.spawn().expect("spawn"));
     wait_http(port);
     assert_eq!(wait_for(&f, 12, Duration::from_secs(20)).len(), 12);
@@ -545,6 +546,34 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     )
     .expect("json");
     payload["ref"] = Value::from("refs/heads/main");
+    payload["deleted"] = Value::from(false);
+    // Issue 11 point 8: what GitHub sends that is not a push to reconcile is
+    // ignored, with the reason: main deleted, another repository's main.
+    for (field, value, why) in [
+        ("deleted", json!(true), "was deleted"),
+        (
+            "repository",
+            json!({"full_name": "evil/hello-world"}),
+            "push to evil/hello-world",
+        ),
+        ("repository", Value::Null, "without a repository"),
+    ] {
+        let mut p = payload.clone();
+        p[field] = value;
+        let b = p.to_string().into_bytes();
+        let (code, resp) = post(
+            port,
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &sign("hush", &b)),
+            ],
+            &b,
+        );
+        assert_eq!(code, 202, "{resp}");
+        assert!(resp.contains("ignored") && resp.contains(why), "{resp}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.decisions().len(), 12, "an ignored push started a pass");
     let body = payload.to_string().into_bytes();
     // Wrong signature: refused, nothing happens.
     let (code, _) = post(
@@ -589,6 +618,28 @@ fn serve_webhook_verifies_signatures_and_ignores_duplicates() {
     let (code, resp) = deliver_d2();
     assert_eq!(code, 200, "{resp}");
     assert!(resp.contains("duplicate delivery ignored"), "{resp}");
+    // GitHub's default content type: the JSON in a `payload` form field,
+    // signed as sent. Reconciled like a JSON delivery.
+    f.merge("tone2", 6, |f| bump(f, HR, "1.2.0"));
+    f.push();
+    let form = format!(
+        "payload={}",
+        form_urlencoded::byte_serialize(&body).collect::<String>()
+    )
+    .into_bytes();
+    let (code, resp) = post(
+        port,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-3"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Hub-Signature-256", &sign("hush", &form)),
+        ],
+        &form,
+    );
+    assert_eq!(code, 202, "{resp}");
+    assert!(resp.contains("reconciling"), "{resp}");
+    assert_eq!(wait_for(&f, 14, Duration::from_secs(10)).len(), 14);
     // Oversized bodies are refused before any work.
     let big = vec![b'x'; 2 * 1024 * 1024];
     let (code, _) = post(
