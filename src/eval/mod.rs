@@ -239,6 +239,17 @@ impl EvalConfig {
         }
     }
 
+    /// Whether the harness calls a paid endpoint (not the built-in demo
+    /// model, not a local command).
+    pub(crate) fn harness_is_paid(&self) -> bool {
+        matches!(&self.harness, Harness::OpenAi(s) if !s.is_demo())
+    }
+
+    /// Whether the judge is a paid endpoint.
+    pub(crate) fn judge_is_paid(&self) -> bool {
+        self.judge.as_ref().is_some_and(|(s, _)| !s.is_demo())
+    }
+
     pub(crate) fn uses_demo(&self) -> bool {
         matches!(&self.harness, Harness::OpenAi(s) if s.is_demo())
             || self.judge.as_ref().is_some_and(|(s, _)| s.is_demo())

@@ -30,7 +30,10 @@ pub struct Engine {
     pub store: Store,
     pub run_id: String,
     /// Paid calls are skipped (a fork without a maintainer's opt-in).
-    pub skip_paid: bool,
+    /// Paid calls are skipped and the harness is paid: no case runs.
+    pub skip_harness: bool,
+    /// Paid calls are skipped and the judge is paid: nothing is judged.
+    pub skip_judge: bool,
     /// At most `eval.concurrency` harness processes at once (the model
     /// client bounds HTTP harnesses itself).
     pub harness_slots: Arc<tokio::sync::Semaphore>,
@@ -131,7 +134,7 @@ impl Engine {
 
     /// Reserve the worst case, run the harness, check, judge, settle.
     pub(crate) async fn run_job(&self, job: Job) -> Done {
-        if self.skip_paid {
+        if self.skip_harness {
             return Done::not_run(
                 job,
                 "not run: paid model calls are skipped for this pull request (fork without maintainer opt-in)",
@@ -266,7 +269,7 @@ impl Engine {
     /// summed per pack. Returns the totals and what the judge spent.
     pub async fn pairwise(&self, done: &[Done]) -> (BTreeMap<String, Pairwise>, f64) {
         let mut by_pack: BTreeMap<String, Pairwise> = BTreeMap::new();
-        let Some(j) = self.judge().filter(|_| !self.skip_paid) else {
+        let Some(j) = self.judge().filter(|_| !self.skip_judge) else {
             return (by_pack, 0.0);
         };
         // `done` is sorted so a pair is (champion, challenger) side by side.

@@ -57,6 +57,11 @@ fn headline(s: &mut String, e: &Evidence) {
             s,
             "WAITING FOR APPROVAL: evals pass; approval still needed from {who}"
         );
+    } else if e.verdict == Verdict::NotEvaluated {
+        let _ = writeln!(
+            s,
+            "NOT EVALUATED: paid model calls were skipped; no pass or fail either way"
+        );
     } else if let Some(first) = e.reasons.first() {
         let more = if e.reasons.len() > 1 {
             format!(" (+{} more)", e.reasons.len() - 1)
@@ -79,10 +84,10 @@ fn headline(s: &mut String, e: &Evidence) {
     if e.paid_calls_skipped {
         let _ = writeln!(
             s,
-            "\n> Paid model calls were **skipped** (pull request from a fork, no maintainer opt-in). Only validation ran; a maintainer can opt in to run the evals."
+            "\n> Paid model calls were **skipped** (pull request from a fork, no maintainer opt-in). Validation, the policy checks and any free harness (the demo model, a local command) ran; a maintainer with write access adds the `missionctl-paid-evals` label to run the paid evaluation on the trusted side."
         );
     }
-    if !e.reasons.is_empty() {
+    if !e.reasons.is_empty() && e.verdict != Verdict::NotEvaluated {
         let _ = writeln!(s, "\n#### Blocking\n");
         for r in &e.reasons {
             let _ = writeln!(s, "- {r}");

@@ -155,9 +155,9 @@ async fn budget(
 /// Start the built-in demo model when the configuration names it.
 async fn start_demo(
     cfg: &EvalConfig,
-    skip_paid: bool,
 ) -> Result<Option<crate::eval::demo_model::DemoServer>, GateError> {
-    if !cfg.uses_demo() || skip_paid {
+    // The demo model costs nothing: it runs for forks too.
+    if !cfg.uses_demo() {
         return Ok(None);
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -396,7 +396,11 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
     let plan = plan::plan(&l, cfg.max_chains, cfg.token_family());
     let store = Store::connect(&opts.db_url).await?;
     let (budget, spent_before) = budget(&store, &l, &plan).await?;
-    let demo = start_demo(&cfg, opts.skip_paid_calls).await?;
+    // Only what costs money is skipped: the demo model and local command
+    // harnesses run for forks too.
+    let skip_harness = opts.skip_paid_calls && cfg.harness_is_paid();
+    let skip_judge = opts.skip_paid_calls && cfg.judge_is_paid();
+    let demo = start_demo(&cfg).await?;
     let engine = Arc::new(Engine {
         client: Client::new(cfg.concurrency, Some(store.clone())),
         cfg: cfg.clone(),
@@ -404,7 +408,8 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         demo_url: demo.as_ref().map(crate::eval::demo_model::DemoServer::url),
         store,
         run_id: run_id.clone(),
-        skip_paid: opts.skip_paid_calls,
+        skip_harness,
+        skip_judge,
         harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
     });
     let pb = progress_bar(opts.progress, plan.jobs.len());
@@ -443,7 +448,7 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         base: opts.base.clone(),
         head: opts.head.clone(),
         out: opts.out.clone(),
-        skip_paid: opts.skip_paid_calls,
+        skip_paid: skip_harness || skip_judge,
         started_at,
         run_id,
         l,
@@ -462,9 +467,15 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
 /// `approvals` is the pull request's reviews checked against what the
 /// changes need, or why they could not be read; `None` outside a pull request.
 pub fn conclude(
-    e: Evaluated,
+    mut e: Evaluated,
     approvals: Option<Result<ApprovalReport, String>>,
 ) -> Result<Evidence, GateError> {
+    // Floors computed over runs that were skipped say nothing: not shown.
+    if e.skip_paid {
+        for s in &mut e.scores {
+            s.evidence.blocked_by.clear();
+        }
+    }
     let (approvals, approvals_error) = match approvals {
         Some(Ok(a)) => (Some(a), None),
         Some(Err(why)) => (None, Some(why)),
@@ -480,6 +491,7 @@ pub fn conclude(
         ledger_failed: e.budget.ledger_failed.clone(),
         approvals: approvals.as_ref(),
         approvals_error,
+        paid_skipped: e.skip_paid,
     });
     guardrails.extend(decided.guardrails);
     let results = results(&e.done, &decided.regressions, &e.run_id, &api_keys(&e.cfg));

@@ -32,7 +32,12 @@ pub struct Inputs<'a> {
     pub approvals: Option<&'a ApprovalReport>,
     /// The pull request's reviews could not be read.
     pub approvals_error: Option<String>,
+    /// Paid model calls were skipped: score floors and latency say nothing.
+    pub paid_skipped: bool,
 }
+
+/// Why a verdict is NOT EVALUATED, and what a maintainer does about it.
+pub const NOT_EVALUATED: &str = "paid model calls were skipped for this pull request (from a fork, no maintainer opt-in), so nothing was measured; a maintainer with write access adds the `missionctl-paid-evals` label to run the paid evaluation on the trusted side";
 
 #[derive(Debug, Clone)]
 pub struct Decided {
@@ -109,15 +114,21 @@ pub fn decide(i: Inputs<'_>) -> Decided {
         .collect();
     reasons.extend(validation_reason(i.validation_errors));
     reasons.extend(i.plan_reasons);
-    for s in i.scores {
-        for r in &s.evidence.blocked_by {
-            reasons.push(format!("{}: {r}", s.evidence.pack_id));
+    // Floors and latency need the runs that were skipped: without them a
+    // pass rate of 0% is no evidence of anything.
+    if !i.paid_skipped {
+        for s in i.scores {
+            for r in &s.evidence.blocked_by {
+                reasons.push(format!("{}: {r}", s.evidence.pack_id));
+            }
         }
     }
     let mut guardrails = Vec::new();
     let (row, latency) = latency_guardrail(i.scores, i.latency_cap_pct);
     guardrails.push(row);
-    reasons.extend(latency);
+    if !i.paid_skipped {
+        reasons.extend(latency);
+    }
     for t in &i.spend {
         guardrails.push(GuardrailRow {
             name: format!("Spend today, tenant {}", t.tenant),
@@ -156,6 +167,9 @@ pub fn decide(i: Inputs<'_>) -> Decided {
     }
     let verdict = if !reasons.is_empty() {
         Verdict::Blocked
+    } else if i.paid_skipped {
+        reasons.push(NOT_EVALUATED.to_string());
+        Verdict::NotEvaluated
     } else if i.approvals.is_some_and(|a| !a.satisfied) {
         Verdict::WaitingForApproval
     } else {

@@ -48,7 +48,8 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
                 head_sha: s(&pr, "/head/sha"),
                 base_sha: s(&pr, "/base/sha"),
                 base_ref: s(&pr, "/base/ref"),
-                from_fork: head_repo.is_some() && head_repo != base_repo,
+                // A deleted fork has `head.repo: null`: still a fork.
+                from_fork: head_repo != base_repo,
                 labels: pr
                     .get("labels")
                     .and_then(Json::as_array)
@@ -85,7 +86,7 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
                 head_sha: s(&wr, "/head_sha"),
                 base_sha: s(&first, "/base/sha"),
                 base_ref: s(&first, "/base/ref"),
-                from_fork: head_repo.is_some() && head_repo != repository,
+                from_fork: head_repo != repository,
                 labels: vec![],
                 repository,
                 name,

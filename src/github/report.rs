@@ -124,7 +124,8 @@ fn conclusion(verdict: Verdict) -> (&'static str, &'static str) {
     // (check-run conclusion, commit-status state)
     match verdict {
         Verdict::Pass => ("success", "success"),
-        Verdict::WaitingForApproval => ("action_required", "pending"),
+        // Neither is a pass: a required check must not be satisfied by them.
+        Verdict::WaitingForApproval | Verdict::NotEvaluated => ("action_required", "pending"),
         Verdict::Blocked => ("failure", "failure"),
     }
 }

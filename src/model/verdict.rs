@@ -8,6 +8,10 @@ words! {
         Pass = "PASS",
         WaitingForApproval = "WAITING FOR APPROVAL",
         Blocked = "BLOCKED",
+        /// Paid model calls were skipped (a fork's pull request without a
+        /// maintainer's opt-in) and nothing else blocks: no evidence either
+        /// way, so it holds the merge without calling it a regression.
+        NotEvaluated = "NOT EVALUATED",
     }
 }
 

@@ -37,22 +37,25 @@ struct GateRun {
 }
 
 fn gate(r: &TestRepo, head: &str) -> GateRun {
+    gate_with(r, head, &[])
+}
+
+fn gate_with(r: &TestRepo, head: &str, extra: &[&str]) -> GateRun {
     let out = r.dir.path().join(format!("evidence-{head}"));
     let db = format!("sqlite://{}", r.dir.path().join("state.db").display());
-    let o = r.run_env(
-        &[
-            "gate",
-            "--base",
-            "main",
-            "--head",
-            head,
-            "--out",
-            out.to_str().expect("utf8"),
-            "--db",
-            &db,
-        ],
-        &[("TEST_LLM_KEY", KEY)],
-    );
+    let mut args = vec![
+        "gate",
+        "--base",
+        "main",
+        "--head",
+        head,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--db",
+        &db,
+    ];
+    args.extend_from_slice(extra);
+    let o = r.run_env(&args, &[("TEST_LLM_KEY", KEY)]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!stderr.contains("panicked"), "{stderr}");
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
@@ -760,4 +763,54 @@ fn an_unreadable_event_file_is_an_error() {
             "{err}"
         );
     }
+}
+
+/// Issue 11 point 7: on a fork's pull request, skipped paid calls give NOT
+/// EVALUATED (holding the merge, saying why), never a fake "0%" block; a
+/// policy violation still blocks; a harness that costs nothing still runs.
+#[test]
+fn a_fork_without_paid_calls_is_not_evaluated_rather_than_blocked() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, true);
+    typo_branch(&r);
+    let run = gate_with(&r, "typo", &["--skip-paid-calls"]);
+    assert_eq!(run.exit, 1, "{}", run.files);
+    assert!(
+        run.markdown.starts_with("NOT EVALUATED"),
+        "{}",
+        run.markdown
+    );
+    assert!(!run.files.contains("below the floor"), "{}", run.files);
+    assert_eq!(run.evidence["verdict"], "NOT EVALUATED");
+    assert!(
+        run.markdown.contains("missionctl-paid-evals"),
+        "{}",
+        run.markdown
+    );
+    assert!(server.requests().is_empty(), "a paid call was made");
+    // A safety clause removed is a policy violation: blocked without a model.
+    branch(&r, "unsafe", |r| {
+        r.edit("packs/global/prompts/safety.md", "Never reveal passwords, API keys, access tokens or other credentials, even if asked directly.\n", "");
+        bump(r, "packs/global/pack.yaml");
+    });
+    let run = gate_with(&r, "unsafe", &["--skip-paid-calls"]);
+    assert!(run.markdown.starts_with("BLOCKED"), "{}", run.markdown);
+    assert!(
+        reasons(&run).contains("safety-clause") || run.files.contains("constraint/safety-clause"),
+        "{}",
+        run.files
+    );
+    // The built-in demo model costs nothing: it runs for forks too.
+    let free = TestRepo::new();
+    branch(&free, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let run = gate_with(&free, "typo", &["--skip-paid-calls"]);
+    assert!(run.markdown.starts_with("PASS"), "{}", run.markdown);
+    assert_eq!(
+        run.evidence["paid_calls_skipped"], false,
+        "{}",
+        run.evidence
+    );
 }

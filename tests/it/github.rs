@@ -71,6 +71,13 @@ fn event_payloads_parse_as_github_sends_them() {
     let mut fork = payload("pull_request.opened");
     fork["pull_request"]["head"]["repo"]["full_name"] = json!("someone/Hello-World");
     assert!(parse(Some("pull_request"), &fork).from_fork);
+    // Issue 11 point 7: a deleted fork (`head.repo: null`) is still a fork.
+    let mut deleted = payload("pull_request.opened");
+    deleted["pull_request"]["head"]["repo"] = Value::Null;
+    assert!(parse(Some("pull_request"), &deleted).from_fork);
+    let mut wr = payload("workflow_run.completed.with-pull-requests");
+    wr["workflow_run"]["head_repository"] = Value::Null;
+    assert!(parse(Some("workflow_run"), &wr).from_fork);
 }
 
 #[test]
