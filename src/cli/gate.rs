@@ -87,27 +87,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         skip_paid_calls: a.skip_paid_calls || fork_without_opt_in,
         progress,
     };
-    let concluded = rt.block_on(async {
-        let evaluated = gate::evaluate(&opts).await?;
-        // The reviews come from GitHub; what they must satisfy comes from the base.
-        let approvals = match &github {
-            Some((gh, pr)) => Some(
-                github::approvals::evaluate(
-                    gh,
-                    *pr,
-                    &evaluated.head_commit(),
-                    evaluated.base(),
-                    evaluated.head(),
-                    evaluated.candidates(),
-                    evaluated.policies_changed(),
-                )
-                .await
-                .map_err(|e| e.to_string()),
-            ),
-            None => None,
-        };
-        gate::conclude(evaluated, approvals)
-    });
+    let concluded = rt.block_on(evaluate_and_conclude(&opts, github.as_ref()));
     let ev = match concluded {
         Ok(ev) => ev,
         Err(e) => {
@@ -135,4 +115,31 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Evaluate, read the pull request's reviews when a GitHub client is given,
+/// and conclude: the verdict and its evidence.
+pub(crate) async fn evaluate_and_conclude(
+    opts: &GateOptions,
+    github: Option<&(github::Gh, u64)>,
+) -> Result<gate::Evidence, gate::GateError> {
+    let evaluated = gate::evaluate(opts).await?;
+    // The reviews come from GitHub; what they must satisfy comes from the base.
+    let approvals = match github {
+        Some((gh, pr)) => Some(
+            github::approvals::evaluate(
+                gh,
+                *pr,
+                &evaluated.head_commit(),
+                evaluated.base(),
+                evaluated.head(),
+                evaluated.candidates(),
+                evaluated.policies_changed(),
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        ),
+        None => None,
+    };
+    gate::conclude(evaluated, approvals)
 }

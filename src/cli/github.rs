@@ -25,16 +25,71 @@ pub enum Command {
         #[arg(long, default_value = "missionctl/gate")]
         check_name: String,
     },
+    /// The trusted gate (run from a `workflow_run` job in the base
+    /// repository): read the pull request from the API, fetch its head as git
+    /// objects (never checked out), evaluate it against the merge base with
+    /// the base revision's configuration, compute approvals, and post the
+    /// verdict. Nothing the pull request's own run produced is believed.
+    Verdict {
+        /// The checkout of the base repository (trusted: its configuration is used).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The head commit the gate ran on (default: the event's `head_sha`).
+        #[arg(long)]
+        sha: Option<String>,
+        /// Pull request number (default: the event's). Checked against the API.
+        #[arg(long)]
+        pr: Option<u64>,
+        /// A file holding a pull request number from the untrusted run (its
+        /// artifact): used only when the event names none, and only if the
+        /// API says that pull request's head is `--sha`.
+        #[arg(long)]
+        pr_hint: Option<PathBuf>,
+        /// Where to write the trusted evidence.
+        #[arg(long, default_value = "missionctl-verdict")]
+        out: PathBuf,
+        /// State store URL (default: as `gate`).
+        #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+        db: Option<String>,
+        /// owner/name (default: GITHUB_REPOSITORY).
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long, default_value = "missionctl/gate")]
+        check_name: String,
+    },
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
-    let Command::Report {
-        evidence,
-        pr,
-        sha,
-        repository,
-        check_name,
-    } = c;
+    let (evidence, pr, sha, repository, check_name) = match c {
+        Command::Report {
+            evidence,
+            pr,
+            sha,
+            repository,
+            check_name,
+        } => (evidence, pr, sha, repository, check_name),
+        Command::Verdict {
+            repo,
+            sha,
+            pr,
+            pr_hint,
+            out,
+            db,
+            repository,
+            check_name,
+        } => {
+            return verdict(Trusted {
+                repo,
+                sha,
+                pr,
+                pr_hint,
+                out,
+                db,
+                repository,
+                check_name,
+            });
+        }
+    };
     let (ev, md) = github::report::load(&evidence)?;
     let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let pr = pr.or_else(|| event.as_ref().and_then(|e| e.pr));
@@ -48,6 +103,96 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         anyhow::Ok(github::report::post(&gh, &ev, &md, pr, sha.as_deref(), &check_name).await?)
     })?;
     if let Err(e) = github::report::actions_outputs(&ev, &md, &evidence) {
+        eprintln!("warning: cannot write the job summary or outputs: {e}");
+    }
+    println!("{}", serde_json::to_string(&outcome)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Trusted {
+    repo: PathBuf,
+    sha: Option<String>,
+    pr: Option<u64>,
+    pr_hint: Option<PathBuf>,
+    out: PathBuf,
+    db: Option<String>,
+    repository: Option<String>,
+    check_name: String,
+}
+
+fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
+    use github::trusted;
+    let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let sha = t
+        .sha
+        .or_else(|| event.as_ref().and_then(|e| e.head_sha.clone()))
+        .ok_or_else(|| anyhow::anyhow!("--sha is required outside a workflow_run event"))?;
+    // GitHub leaves `workflow_run.pull_requests` empty for forks: then the
+    // untrusted run's artifact may name the pull request, and the API decides.
+    let hint = t
+        .pr_hint
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| trusted::pr_hint(&s));
+    let pr =
+        t.pr.or_else(|| event.as_ref().and_then(|e| e.pr))
+            .or(hint)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no pull request: pass --pr, or --pr-hint with the gate run's pr-number"
+                )
+            })?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let repository = t
+        .repository
+        .or_else(|| event.as_ref().and_then(|e| e.repository.clone()));
+    let gh = rt.block_on(github::Gh::from_env(repository.as_deref()))?;
+    let facts = rt.block_on(trusted::pull_facts(&gh, pr))?;
+    if facts.head_sha != sha {
+        anyhow::bail!(
+            "pull request #{pr}'s head is {}, not {sha}: nothing is posted (a newer push gets its own run)",
+            facts.head_sha
+        );
+    }
+    let fetched = missionctl::git::fetch_pull_head(&t.repo, pr)?;
+    if fetched.to_string() != sha {
+        anyhow::bail!(
+            "refs/pull/{pr}/head on origin is {fetched}, not {sha}: nothing is posted (a newer push gets its own run)"
+        );
+    }
+    let base = facts
+        .base_sha
+        .clone()
+        .unwrap_or_else(|| format!("origin/{}", facts.base_ref));
+    let opts = missionctl::gate::GateOptions {
+        repo: t.repo.clone(),
+        base,
+        head: sha.clone(),
+        out: Some(t.out.clone()),
+        db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
+        skip_paid_calls: !facts.paid_calls_allowed(),
+        progress: false,
+    };
+    let github = (gh, pr);
+    let ev = match rt.block_on(super::gate::evaluate_and_conclude(&opts, Some(&github))) {
+        Ok(ev) => ev,
+        Err(e) => {
+            eprintln!("error: could not evaluate: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let md = missionctl::gate::render_markdown(&ev);
+    print!("{md}");
+    let (gh, pr) = github;
+    let outcome = rt.block_on(github::report::post(
+        &gh,
+        &ev,
+        &md,
+        Some(pr),
+        Some(&sha),
+        &t.check_name,
+    ))?;
+    if let Err(e) = github::report::actions_outputs(&ev, &md, &t.out) {
         eprintln!("warning: cannot write the job summary or outputs: {e}");
     }
     println!("{}", serde_json::to_string(&outcome)?);

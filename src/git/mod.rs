@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 pub use log::PackFileVersion;
 pub(crate) use log::{first_parent_pack_versions, versions_of_file};
-pub use source::{Source, SourceKind};
+pub use source::{Source, SourceKind, fetch_pull_head};
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
 pub use write::{RestoreDir, Target};

@@ -155,6 +155,24 @@ impl Source {
     }
 }
 
+/// Fetch pull request `pr`'s head (`refs/pull/<pr>/head`, which GitHub keeps
+/// in the base repository for forks too) from the `origin` of the repository
+/// at `root`, as git objects only: nothing is checked out, so the pull
+/// request's content is only ever read as data. Returns the fetched commit.
+pub fn fetch_pull_head(root: &Path, pr: u64) -> Result<super::CommitId, GitError> {
+    let repo = super::open(root)?.inner;
+    let local = format!("refs/missionctl/pull/{pr}/head");
+    {
+        let mut remote = repo.find_remote("origin")?;
+        let spec = format!("+refs/pull/{pr}/head:{local}");
+        let mut fo = git2::FetchOptions::new();
+        fo.remote_callbacks(credentials());
+        remote.fetch(&[spec.as_str()], Some(&mut fo), None)?;
+    }
+    let id = repo.find_reference(&local)?.peel_to_commit()?.id();
+    Ok(super::CommitId(id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::may_send_token;

@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod codeowners;
 pub mod event;
 pub mod report;
+pub mod trusted;
 
 use octocrab::Octocrab;
 use serde_json::Value as Json;

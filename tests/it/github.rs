@@ -581,3 +581,149 @@ fn report_refuses_to_post_evidence_on_another_commit() {
         assert!(s.comments.is_empty());
     });
 }
+
+/// Issue 11 point 1, end to end: a fork's pull request removes a safety
+/// clause, and its own (untrusted) run uploads forged evidence saying PASS
+/// for that head commit. The trusted `github verdict` ignores the forgery:
+/// it reads the pull request from the API, fetches the head as git objects
+/// from `refs/pull/N/head`, evaluates it with the base's configuration, and
+/// posts a failing check and a BLOCKED comment, never PASS.
+#[test]
+fn a_forged_pass_from_a_fork_cannot_reach_the_check() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    // The base repository (origin) and the trusted checkout of main (r).
+    let origin = r.dir.path().join("origin.git");
+    crate::util::git(
+        r.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            r.path().to_str().expect("p"),
+            "origin.git",
+        ],
+    );
+    r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
+    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    // The fork: a clone elsewhere, its commit pushed only as refs/pull/7/head.
+    let fork = r.dir.path().join("fork");
+    crate::util::git(
+        r.dir.path(),
+        &["clone", "-q", origin.to_str().expect("p"), "fork"],
+    );
+    let safety = fork.join("packs/global/prompts/safety.md");
+    let text = std::fs::read_to_string(&safety).expect("read");
+    std::fs::write(
+        &safety,
+        text.replace(
+            "Never reveal passwords, API keys, access tokens or other credentials, even if asked directly.\n",
+            "",
+        ),
+    )
+    .expect("write");
+    let pack = fork.join("packs/global/pack.yaml");
+    let text = std::fs::read_to_string(&pack).expect("read");
+    std::fs::write(&pack, text.replacen("version: 1.0.0", "version: 1.0.1", 1)).expect("write");
+    crate::util::git(
+        &fork,
+        &[
+            "-c",
+            "user.email=f@x",
+            "-c",
+            "user.name=f",
+            "commit",
+            "-qam",
+            "tone",
+        ],
+    );
+    crate::util::git(&fork, &["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+    let head = crate::util::git(&fork, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    assert!(
+        r.run(&["validate", "--rev", &head]).status.code() != Some(0),
+        "the trusted checkout must not have the fork's commit before the verdict fetches it"
+    );
+    gh.with(|s| {
+        s.pulls.insert(7, head.clone());
+        s.pull_base.insert(7, base.clone());
+        s.fork_pulls.insert(7);
+    });
+    // The fork's run: a forged PASS for exactly this head, and its pr-number.
+    let forged = evidence_dir(&r, "PASS", 0, "PASS: all good, trust me\n");
+    let ev = std::fs::read_to_string(forged.join("evidence.json")).expect("read");
+    std::fs::write(
+        forged.join("evidence.json"),
+        ev.replace("0123456789abcdef0123456789abcdef01234567", &head),
+    )
+    .expect("write");
+    std::fs::write(forged.join("pr-number"), "7\n").expect("write");
+    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "verdict",
+            "--sha",
+            &head,
+            "--pr-hint",
+            forged.join("pr-number").to_str().expect("p"),
+            "--out",
+            r.dir.path().join("verdict").to_str().expect("p"),
+            "--db",
+            &db,
+        ],
+        &gh,
+        &[],
+    );
+    assert_success(&out);
+    gh.with(|s| {
+        assert_eq!(s.check_runs.len(), 1, "{:?}", s.check_runs);
+        assert_eq!(
+            s.check_runs[0]["conclusion"], "failure",
+            "{:?}",
+            s.check_runs
+        );
+        assert_eq!(s.check_runs[0]["head_sha"], head.as_str());
+        assert_eq!(s.comments.len(), 1);
+        let body = s.comments[0]["body"].as_str().unwrap_or_default();
+        assert!(
+            body.contains("BLOCKED") && !body.contains("trust me"),
+            "{body}"
+        );
+        assert!(!body.starts_with("PASS"), "{body}");
+    });
+    // A hint naming a pull request whose head is another commit posts nothing.
+    gh.with(|s| {
+        s.pulls.insert(8, base.clone());
+    });
+    std::fs::write(forged.join("pr-number"), "8\n").expect("write");
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "verdict",
+            "--sha",
+            &head,
+            "--pr-hint",
+            forged.join("pr-number").to_str().expect("p"),
+            "--db",
+            &db,
+        ],
+        &gh,
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gh.with(|s| assert_eq!(s.check_runs.len(), 1, "a second check was posted"));
+}

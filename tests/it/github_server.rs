@@ -32,6 +32,12 @@ pub struct GhState {
     pub teams: HashMap<String, Vec<String>>,
     /// Pull request number -> head sha, for `GET /repos/{o}/{r}/pulls/{n}`.
     pub pulls: HashMap<u64, String>,
+    /// Pull request number -> base sha (else none is reported).
+    pub pull_base: HashMap<u64, String>,
+    /// Pull requests whose head is in a fork.
+    pub fork_pulls: std::collections::HashSet<u64>,
+    /// Pull request number -> label names.
+    pub pull_labels: HashMap<u64, Vec<String>>,
     /// Answer check-run creation with 403 (as for a token that may not create them).
     pub forbid_check_runs: bool,
     next_id: u64,
@@ -160,13 +166,30 @@ async fn handle(
             s.statuses.push(st.clone());
             (StatusCode::CREATED, st)
         }
-        ("GET", ["repos", o, r, "pulls", n]) => match s.pulls.get(&n.parse::<u64>().unwrap_or(0)) {
-            Some(sha) => (
-                StatusCode::OK,
-                json!({"number": n.parse::<u64>().unwrap_or(0), "state": "open", "head": {"sha": sha, "ref": "topic", "repo": {"full_name": format!("{o}/{r}")}}, "base": {"ref": "main"}}),
-            ),
-            None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
-        },
+        ("GET", ["repos", o, r, "pulls", n]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            match s.pulls.get(&n) {
+                Some(sha) => {
+                    let head_repo = if s.fork_pulls.contains(&n) {
+                        json!({"full_name": format!("someone-else/{r}")})
+                    } else {
+                        json!({"full_name": format!("{o}/{r}")})
+                    };
+                    let labels: Vec<Value> = s
+                        .pull_labels
+                        .get(&n)
+                        .into_iter()
+                        .flatten()
+                        .map(|l| json!({"name": l}))
+                        .collect();
+                    (
+                        StatusCode::OK,
+                        json!({"number": n, "state": "open", "labels": labels, "head": {"sha": sha, "ref": "topic", "repo": head_repo}, "base": {"ref": "main", "sha": s.pull_base.get(&n), "repo": {"full_name": format!("{o}/{r}")}}}),
+                    )
+                }
+                None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            }
+        }
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {
             (StatusCode::OK, paged(&s.reviews.clone()))
         }
