@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod codeowners;
 pub mod event;
 pub mod report;
+pub mod retry;
 pub mod trusted;
 
 use octocrab::Octocrab;
@@ -25,6 +26,15 @@ pub enum GhError {
         method: String,
         path: String,
         message: String,
+    },
+    #[error(
+        "GitHub API {method} {path}: rate limited; GitHub asks to wait {wait_secs} s more, past the {} s this command waits in total; run it again later",
+        retry::MAX_TOTAL_WAIT.as_secs()
+    )]
+    RateLimited {
+        method: String,
+        path: String,
+        wait_secs: u64,
     },
     #[error("GitHub API {method} {path} answered HTTP {status}: {body}")]
     Status {
@@ -41,6 +51,9 @@ pub struct Gh {
     crab: Octocrab,
     pub owner: String,
     pub repo: String,
+    /// The login comments are posted as (`github-actions[bot]`, an App's
+    /// `<slug>[bot]`, a user), when it could be told.
+    pub login: Option<String>,
 }
 
 impl std::fmt::Debug for Gh {
@@ -69,9 +82,13 @@ impl Gh {
         })?;
         let builder = || {
             Octocrab::builder()
+                // Retries are ours (retry.rs): octocrab's default repeats
+                // any request on a 5xx, POST included, and ignores Retry-After.
+                .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
                 .base_uri(api.as_str())
                 .map_err(|e| GhError::Config(format!("GITHUB_API_URL `{api}`: {e}")))
         };
+        let mut app_login = None;
         let crab = if let Some(token) = env("GITHUB_TOKEN") {
             builder()?
                 .personal_token(token)
@@ -104,7 +121,13 @@ impl Gh {
                 crab: app,
                 owner: owner.into(),
                 repo: repo.into(),
+                login: None,
             };
+            app_login = app_gh.get("/app").await.ok().and_then(|v| {
+                v.get("slug")
+                    .and_then(Json::as_str)
+                    .map(|s| format!("{s}[bot]"))
+            });
             let inst = app_gh
                 .get(&format!("/repos/{owner}/{repo}/installation"))
                 .await?;
@@ -120,11 +143,34 @@ impl Gh {
                 "set GITHUB_TOKEN, or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY".into(),
             ));
         };
-        Ok(Gh {
+        let mut gh = Gh {
             crab,
             owner: owner.into(),
             repo: repo.into(),
-        })
+            login: app_login,
+        };
+        if gh.login.is_none() {
+            gh.login = gh.whoami().await;
+        }
+        Ok(gh)
+    }
+
+    /// Who this token posts as: `MISSIONCTL_GITHUB_LOGIN` if set, else the
+    /// user a personal token belongs to (`GET /user`), else, for an
+    /// installation token (`ghs_…`, which cannot read `/user`), the Actions
+    /// bot. An App's login is found from `/app` when the client is built.
+    async fn whoami(&self) -> Option<String> {
+        if let Some(l) = env("MISSIONCTL_GITHUB_LOGIN") {
+            return Some(l);
+        }
+        if let Ok(v) = self.get("/user").await
+            && let Some(l) = v.get("login").and_then(Json::as_str)
+        {
+            return Some(l.to_string());
+        }
+        env("GITHUB_TOKEN")
+            .filter(|t| t.starts_with("ghs_"))
+            .map(|_| "github-actions[bot]".to_string())
     }
 
     pub(crate) fn repo_path(&self, rest: &str) -> String {
@@ -142,15 +188,62 @@ impl Gh {
             path: path.into(),
             message: e.to_string(),
         };
-        let resp = match method {
-            "GET" => self.crab._get(path).await,
-            "POST" => self.crab._post(path, body).await,
-            "PATCH" => self.crab._patch(path, body).await,
-            _ => self.crab._put(path, body).await,
-        }
-        .map_err(api_err)?;
-        let status = resp.status().as_u16();
-        let text = self.crab.body_to_string(resp).await.map_err(api_err)?;
+        let mut attempt = 0;
+        let mut waited = std::time::Duration::ZERO;
+        let (status, text) = loop {
+            attempt += 1;
+            let resp = match method {
+                "GET" => self.crab._get(path).await,
+                "POST" => self.crab._post(path, body).await,
+                "PATCH" => self.crab._patch(path, body).await,
+                _ => self.crab._put(path, body).await,
+            }
+            .map_err(api_err)?;
+            let status = resp.status().as_u16();
+            let h = |k: &str| {
+                resp.headers()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            };
+            let (retry_after, remaining, reset) = (
+                h("retry-after"),
+                h("x-ratelimit-remaining"),
+                h("x-ratelimit-reset"),
+            );
+            let text = self.crab.body_to_string(resp).await.map_err(api_err)?;
+            let answer = retry::Answer {
+                status,
+                retry_after: retry_after.as_deref(),
+                remaining: remaining.as_deref(),
+                reset: reset.as_deref(),
+                body: &text,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match retry::next(method, &answer, attempt, waited, now) {
+                retry::Next::Done => break (status, text),
+                retry::Next::RetryAfter(wait) => {
+                    tracing::warn!(
+                        method,
+                        path,
+                        status,
+                        ?wait,
+                        "GitHub asked to wait; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                }
+                retry::Next::GiveUp(wait) => {
+                    return Err(GhError::RateLimited {
+                        method: method.into(),
+                        path: path.into(),
+                        wait_secs: wait.as_secs(),
+                    });
+                }
+            }
+        };
         // Only the fields we need are read later; anything unparseable is Null.
         let json = serde_json::from_str(&text).unwrap_or(Json::Null);
         if !(200..300).contains(&status) {

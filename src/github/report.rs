@@ -175,37 +175,6 @@ pub async fn post(
             });
         }
     }
-    if let Some(pr) = pr {
-        let (body, trimmed) = comment_body(markdown, check_name);
-        out.comment_trimmed = trimmed;
-        let comments = gh
-            .get_all(&gh.repo_path(&format!("/issues/{pr}/comments")))
-            .await?;
-        let existing = comments
-            .iter()
-            .find(|c| c["body"].as_str().is_some_and(|b| b.contains(MARKER)))
-            .and_then(|c| c["id"].as_u64());
-        match existing {
-            Some(id) => {
-                gh.patch(
-                    &gh.repo_path(&format!("/issues/comments/{id}")),
-                    &json!({"body": body}),
-                )
-                .await?;
-                out.comment_id = Some(id);
-            }
-            None => {
-                let v = gh
-                    .post(
-                        &gh.repo_path(&format!("/issues/{pr}/comments")),
-                        &json!({"body": body}),
-                    )
-                    .await?;
-                out.comment_id = v["id"].as_u64();
-                out.comment_created = true;
-            }
-        }
-    }
     if let Some(sha) = sha {
         let (concl, state) = conclusion(verdict);
         let title = markdown.lines().next().unwrap_or(verdict.as_str());
@@ -251,7 +220,78 @@ pub async fn post(
             Err(e) => return Err(e.into()),
         }
     }
+    // The check run first: it is the verdict, and a comment GitHub refuses
+    // must not keep it from being posted.
+    if let Some(pr) = pr {
+        let (body, trimmed) = comment_body(markdown, check_name);
+        out.comment_trimmed = trimmed;
+        let (id, created) = sticky_comment(gh, pr, &body).await?;
+        out.comment_id = id;
+        out.comment_created = created;
+    }
     Ok(out)
+}
+
+/// Whether `c` is our sticky comment: it carries the marker and was
+/// written by the identity posting now. A comment by anyone else carrying
+/// the marker (copied, or planted to be edited) is never touched.
+fn ours(c: &Json, login: Option<&str>) -> bool {
+    let marked = c["body"].as_str().is_some_and(|b| b.contains(MARKER));
+    let author = c.pointer("/user/login").and_then(Json::as_str);
+    marked
+        && match login {
+            Some(me) => author.is_some_and(|a| a.eq_ignore_ascii_case(me)),
+            // Identity unknown: only a bot's comment can be ours.
+            None => c.pointer("/user/type").and_then(Json::as_str) == Some("Bot"),
+        }
+}
+
+/// Edit our sticky comment on `pr`, or create it. Creating is idempotent
+/// across failures: when the create fails (a 5xx or a dropped connection,
+/// possibly after GitHub stored it), the comments are listed again and
+/// ours, if now there, is edited instead of a second one being made.
+async fn sticky_comment(gh: &Gh, pr: u64, body: &str) -> Result<(Option<u64>, bool), GhError> {
+    let list = gh.repo_path(&format!("/issues/{pr}/comments"));
+    let find = |comments: &[Json]| {
+        comments
+            .iter()
+            .find(|c| ours(c, gh.login.as_deref()))
+            .and_then(|c| c["id"].as_u64())
+    };
+    let edit = |id: u64| async move {
+        gh.patch(
+            &gh.repo_path(&format!("/issues/comments/{id}")),
+            &json!({"body": body}),
+        )
+        .await
+        .map(|_| (Some(id), false))
+    };
+    if let Some(id) = find(&gh.get_all(&list).await?) {
+        return edit(id).await;
+    }
+    for attempt in 1..=3u32 {
+        match gh.post(&list, &json!({"body": body})).await {
+            Ok(v) => return Ok((v["id"].as_u64(), true)),
+            Err(
+                e @ (GhError::Status {
+                    status: 500..=599, ..
+                }
+                | GhError::Api { .. }),
+            ) => {
+                tracing::warn!(error = %e, attempt, "creating the comment failed; checking whether it was stored");
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                if let Some(id) = find(&gh.get_all(&list).await?) {
+                    return edit(id).await;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(GhError::Api {
+        method: "POST".into(),
+        path: list,
+        message: "the comment could not be created after 3 attempts".into(),
+    })
 }
 
 /// Append to the job summary and set step outputs when running in Actions.

@@ -727,3 +727,123 @@ fn a_forged_pass_from_a_fork_cannot_reach_the_check() {
     );
     gh.with(|s| assert_eq!(s.check_runs.len(), 1, "a second check was posted"));
 }
+
+/// Issue 11 points 5 and 6: GitHub at its worst. A comment by another user
+/// carries the hidden marker (never edited); listing comments hits a
+/// secondary rate limit with `Retry-After`; the check run hits the primary
+/// limit (`x-ratelimit-remaining: 0`) and must not fall back to a status; the
+/// comment is stored but the create answers 502 (one comment, not two); an
+/// edit hits 429. Then a permission 403 on the edit still leaves the check.
+#[test]
+fn github_at_its_worst_retries_by_its_rules_and_keeps_one_comment() {
+    use crate::github_server::Injection;
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let ev = evidence_dir(&r, "BLOCKED", 0, "BLOCKED: a reason\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    gh.with(|s| {
+        s.pulls.insert(9, sha.to_string());
+        s.comments.push(json!({"id": 5, "issue": 9, "body": "<!-- missionctl:gate -->\nPASS: planted by someone else", "user": {"login": "mallory", "type": "User"}}));
+        s.inject = vec![
+            Injection {
+                method: "GET",
+                path_suffix: "/issues/9/comments".into(),
+                status: 403,
+                headers: vec![("retry-after", "1".into())],
+                body: json!({"message": "You have exceeded a secondary rate limit."}),
+                ..Injection::default()
+            },
+            Injection {
+                method: "POST",
+                path_suffix: "/check-runs".into(),
+                status: 403,
+                headers: vec![
+                    ("x-ratelimit-remaining", "0".into()),
+                    ("x-ratelimit-reset", (now + 1).to_string()),
+                ],
+                body: json!({"message": "API rate limit exceeded"}),
+                ..Injection::default()
+            },
+            Injection {
+                method: "POST",
+                path_suffix: "/issues/9/comments".into(),
+                status: 502,
+                body: json!({"message": "Server Error"}),
+                after_write: true,
+                ..Injection::default()
+            },
+        ];
+    });
+    let report = [
+        "github",
+        "report",
+        "--evidence",
+        ev.to_str().expect("p"),
+        "--pr",
+        "9",
+    ];
+    assert_success(&run_with(&r, &report, &gh, &[]));
+    gh.with(|s| {
+        assert!(s.inject.is_empty(), "every failure was met: {:?}", s.inject);
+        assert_eq!(s.check_runs.len(), 1, "a rate limit is not a refusal");
+        assert!(
+            s.statuses.is_empty(),
+            "fell back to a status on a rate limit"
+        );
+        assert_eq!(s.comments.len(), 2, "{:?}", s.comments);
+        assert_eq!(
+            s.comments[0]["body"],
+            "<!-- missionctl:gate -->\nPASS: planted by someone else"
+        );
+        assert!(
+            s.comments[1]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("BLOCKED"))
+        );
+        let posts = s
+            .log
+            .iter()
+            .filter(|q| q.method == "POST" && q.path.ends_with("/issues/9/comments"))
+            .count();
+        assert_eq!(posts, 1, "the create was repeated after GitHub stored it");
+        s.inject = vec![Injection {
+            method: "PATCH",
+            path_suffix: "/issues/comments/".into(),
+            status: 429,
+            headers: vec![("retry-after", "1".into())],
+            ..Injection::default()
+        }];
+    });
+    // The inject path matches by suffix: PATCH paths end in the comment id.
+    let our_id = gh.with(|s| s.comments[1]["id"].as_u64().expect("id"));
+    gh.with(|s| {
+        s.inject[0].path_suffix = format!("/issues/comments/{our_id}");
+    });
+    assert_success(&run_with(&r, &report, &gh, &[]));
+    gh.with(|s| {
+        assert!(s.inject.is_empty());
+        assert_eq!(s.comments.len(), 2, "duplicated after a 429");
+        assert_eq!(s.check_runs.len(), 2);
+        // GitHub refuses the edit outright: the check run is still posted first.
+        s.inject = vec![Injection {
+            method: "PATCH",
+            path_suffix: format!("/issues/comments/{our_id}"),
+            status: 403,
+            body: json!({"message": "Resource not accessible by integration"}),
+            ..Injection::default()
+        }];
+    });
+    let refused = run_with(&r, &report, &gh, &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    gh.with(|s| {
+        assert_eq!(
+            s.check_runs.len(),
+            3,
+            "no check run when the comment edit was refused"
+        );
+    });
+}

@@ -20,8 +20,24 @@ pub struct Req {
     pub authorization: Option<String>,
 }
 
+/// A canned failure for the next request matching `method` and a path
+/// ending in `path_suffix`: GitHub at its worst. With `after_write`, the
+/// request is carried out first and the failure returned after (a 502 once
+/// the comment exists).
+#[derive(Clone, Debug, Default)]
+pub struct Injection {
+    pub method: &'static str,
+    pub path_suffix: String,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+    pub after_write: bool,
+}
+
 #[derive(Default)]
 pub struct GhState {
+    /// Failures to answer with, first match first, each used once.
+    pub inject: Vec<Injection>,
     pub log: Vec<Req>,
     pub comments: Vec<Value>,
     pub check_runs: Vec<Value>,
@@ -96,6 +112,29 @@ async fn handle(
                 .collect(),
         )
     };
+    let injected = s
+        .inject
+        .iter()
+        .position(|i| i.method == method.as_str() && path.ends_with(i.path_suffix.as_str()))
+        .map(|n| s.inject.remove(n));
+    let fail = |i: &Injection| {
+        let mut r = (
+            StatusCode::from_u16(i.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(i.body.clone()),
+        )
+            .into_response();
+        for (k, v) in &i.headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(v) {
+                r.headers_mut().insert(*k, v);
+            }
+        }
+        r
+    };
+    if let Some(i) = &injected
+        && !i.after_write
+    {
+        return fail(i);
+    }
     s.next_id += 1;
     let id = 1000 + s.next_id;
     let (status, out) = match (method.as_str(), parts.as_slice()) {
@@ -212,6 +251,9 @@ async fn handle(
             json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
         ),
     };
+    if let Some(i) = &injected {
+        return fail(i);
+    }
     (status, axum::Json(out)).into_response()
 }
 
