@@ -53,9 +53,20 @@ fn headline(s: &mut String, e: &Evidence) {
             .as_ref()
             .map(|a| a.who_can_approve().join(", "))
             .unwrap_or_default();
+        let unreadable = e
+            .approvals
+            .as_ref()
+            .filter(|a| !a.unreadable_teams.is_empty())
+            .map(|a| {
+                format!(
+                    " (team membership could not be read for {} team(s): see Approvals)",
+                    a.unreadable_teams.len()
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "WAITING FOR APPROVAL: evals pass; approval still needed from {who}"
+            "WAITING FOR APPROVAL: evals pass; approval still needed from {who}{unreadable}"
         );
     } else if e.verdict == Verdict::NotEvaluated {
         let _ = writeln!(
@@ -127,6 +138,12 @@ fn approvals(s: &mut String, e: &Evidence) {
                 if r.satisfied { "ok" } else { "**waiting**" }.to_string(),
             ];
             let _ = writeln!(s, "{}", row(&cells));
+        }
+        for t in &a.unreadable_teams {
+            let _ = writeln!(
+                s,
+                "\n**Team membership not read:** {t}. Approvals by its members cannot count until then."
+            );
         }
         if !a.codeowners_invalid.is_empty() {
             let _ = writeln!(

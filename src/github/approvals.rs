@@ -68,6 +68,8 @@ pub(crate) fn latest_reviews(reviews: &[Json]) -> Vec<Review> {
 pub struct Membership<'a> {
     gh: &'a Gh,
     cache: HashMap<(String, String), bool>,
+    /// Teams that could not be read, with why and how to fix it.
+    pub unreadable: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> Membership<'a> {
@@ -75,6 +77,7 @@ impl<'a> Membership<'a> {
         Membership {
             gh,
             cache: HashMap::new(),
+            unreadable: std::collections::BTreeMap::new(),
         }
     }
 
@@ -88,10 +91,28 @@ impl<'a> Membership<'a> {
                     return *v;
                 }
                 let path = format!("/orgs/{org}/teams/{team}/memberships/{user}");
-                let member = matches!(
-                    self.gh.get(&path).await,
-                    Ok(v) if v.get("state").and_then(Json::as_str) == Some("active")
-                );
+                let fix = "team membership needs a token with the organization's `members: read` permission: a GitHub App installation token (set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY); the Actions GITHUB_TOKEN cannot read teams";
+                let member = match self.gh.get(&path).await {
+                    Ok(v) => v.get("state").and_then(Json::as_str) == Some("active"),
+                    // GitHub answers 404 both for "not a member" and for "you
+                    // may not see this team": the team itself tells them apart.
+                    Err(GhError::Status { status: 404, .. }) => {
+                        if let Err(e) = self.gh.get(&format!("/orgs/{org}/teams/{team}")).await {
+                            self.unreadable.insert(
+                                format!("@{owner}"),
+                                format!("@{owner} cannot be read by this token ({e}); {fix}"),
+                            );
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        self.unreadable.insert(
+                            format!("@{owner}"),
+                            format!("@{owner} membership cannot be read ({e}); {fix}"),
+                        );
+                        false
+                    }
+                };
                 self.cache.insert(key, member);
                 member
             }
@@ -256,5 +277,6 @@ pub async fn evaluate(
     }
     report.satisfied =
         report.not_promotable.is_empty() && report.requirements.iter().all(|r| r.satisfied);
+    report.unreadable_teams = membership.unreadable.into_values().collect();
     Ok(report)
 }

@@ -31,6 +31,10 @@ pub struct ApprovalReport {
     /// CODEOWNERS lines GitHub skips (unsupported syntax), as `line N: why`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codeowners_invalid: Vec<String>,
+    /// Teams whose membership the token could not read, each with what is
+    /// missing and how to fix it: their members' approvals could not count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_teams: Vec<String>,
 }
 
 impl ApprovalReport {

@@ -413,6 +413,39 @@ fn approvals_follow_autonomy_tier_and_codeowners() {
     let (code, ev) = gated(&r, &gh, "a2");
     assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
     assert_eq!(code, 0);
+    // Issue 11 point 4: with a token that cannot read teams (the Actions
+    // GITHUB_TOKEN), the team member's approval cannot count, and the
+    // evidence says which team, what is missing and how to fix it.
+    gh.with(|s| s.hide_teams = true);
+    let (code, ev) = gated(&r, &gh, "a2");
+    assert_eq!(
+        ev["verdict"], "WAITING FOR APPROVAL",
+        "{:#}",
+        ev["approvals"]
+    );
+    assert_eq!(code, 1);
+    let why = ev["approvals"]["unreadable_teams"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("@acme-fleet/hr-leads")
+            && why.contains("members: read")
+            && why.contains("GITHUB_APP_ID"),
+        "{why}"
+    );
+    let md = std::fs::read_to_string(r.dir.path().join("ev-a2/evidence.md")).expect("md");
+    assert!(
+        md.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("team membership could not be read"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Team membership not read:** @acme-fleet/hr-leads"),
+        "{md}"
+    );
+    gh.with(|s| s.hide_teams = false);
 
     // A3: legal-intake needs two approvals from owners, one of them from the managers role.
     branch(&r, "a3", |r| {

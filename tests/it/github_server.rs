@@ -46,6 +46,8 @@ pub struct GhState {
     pub reviews: Vec<Value>,
     /// team slug "org/team" -> members
     pub teams: HashMap<String, Vec<String>>,
+    /// Teams cannot be read, as with the Actions GITHUB_TOKEN (403).
+    pub hide_teams: bool,
     /// Pull request number -> head sha, for `GET /repos/{o}/{r}/pulls/{n}`.
     pub pulls: HashMap<u64, String>,
     /// Pull request number -> base sha (else none is reported).
@@ -231,6 +233,17 @@ async fn handle(
         }
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {
             (StatusCode::OK, paged(&s.reviews.clone()))
+        }
+        ("GET", ["orgs", _, "teams", ..]) if s.hide_teams => (
+            StatusCode::FORBIDDEN,
+            json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/teams/members#get-team-membership-for-a-user"}),
+        ),
+        ("GET", ["orgs", org, "teams", team]) => {
+            if s.teams.contains_key(&format!("{org}/{team}")) {
+                (StatusCode::OK, json!({"slug": team, "name": team}))
+            } else {
+                (StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+            }
         }
         ("GET", ["orgs", org, "teams", team, "memberships", login]) => {
             let key = format!("{org}/{team}");
