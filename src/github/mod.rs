@@ -51,6 +51,8 @@ pub struct Gh {
     crab: Octocrab,
     pub owner: String,
     pub repo: String,
+    /// The API's base URL (`GITHUB_API_URL`), to follow pagination links.
+    pub api: String,
     /// The login comments are posted as (`github-actions[bot]`, an App's
     /// `<slug>[bot]`, a user), when it could be told.
     pub login: Option<String>,
@@ -118,6 +120,7 @@ impl Gh {
                 .build()
                 .map_err(|e| GhError::Config(e.to_string()))?;
             let app_gh = Gh {
+                api: api.clone(),
                 crab: app,
                 owner: owner.into(),
                 repo: repo.into(),
@@ -144,6 +147,7 @@ impl Gh {
             ));
         };
         let mut gh = Gh {
+            api: api.clone(),
             crab,
             owner: owner.into(),
             repo: repo.into(),
@@ -182,7 +186,7 @@ impl Gh {
         method: &str,
         path: &str,
         body: Option<&Json>,
-    ) -> Result<(u16, Json), GhError> {
+    ) -> Result<(u16, Json, Option<String>), GhError> {
         let api_err = |e: octocrab::Error| GhError::Api {
             method: method.into(),
             path: path.into(),
@@ -190,7 +194,7 @@ impl Gh {
         };
         let mut attempt = 0;
         let mut waited = std::time::Duration::ZERO;
-        let (status, text) = loop {
+        let (status, text, link) = loop {
             attempt += 1;
             let resp = match method {
                 "GET" => self.crab._get(path).await,
@@ -206,10 +210,11 @@ impl Gh {
                     .and_then(|v| v.to_str().ok())
                     .map(String::from)
             };
-            let (retry_after, remaining, reset) = (
+            let (retry_after, remaining, reset, link) = (
                 h("retry-after"),
                 h("x-ratelimit-remaining"),
                 h("x-ratelimit-reset"),
+                h("link"),
             );
             let text = self.crab.body_to_string(resp).await.map_err(api_err)?;
             let answer = retry::Answer {
@@ -223,7 +228,7 @@ impl Gh {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             match retry::next(method, &answer, attempt, waited, now) {
-                retry::Next::Done => break (status, text),
+                retry::Next::Done => break (status, text, link),
                 retry::Next::RetryAfter(wait) => {
                     tracing::warn!(
                         method,
@@ -254,36 +259,79 @@ impl Gh {
                 body: text.chars().take(300).collect(),
             });
         }
-        Ok((status, json))
+        Ok((status, json, link))
     }
 
     pub async fn get(&self, path: &str) -> Result<Json, GhError> {
-        self.call("GET", path, None).await.map(|(_, j)| j)
+        self.call("GET", path, None).await.map(|(_, j, _)| j)
     }
 
     pub async fn post(&self, path: &str, body: &Json) -> Result<Json, GhError> {
-        self.call("POST", path, Some(body)).await.map(|(_, j)| j)
+        self.call("POST", path, Some(body)).await.map(|(_, j, _)| j)
     }
 
     pub(crate) async fn patch(&self, path: &str, body: &Json) -> Result<Json, GhError> {
-        self.call("PATCH", path, Some(body)).await.map(|(_, j)| j)
+        self.call("PATCH", path, Some(body))
+            .await
+            .map(|(_, j, _)| j)
     }
 
-    /// Every page of a list endpoint (GitHub's `per_page` tops out at 100).
+    /// Every page of a list endpoint, following GitHub's `Link: <…>;
+    /// rel="next"` headers (`per_page` tops out at 100). A next link to any
+    /// other address than the API's is refused: the token would go with it.
     pub(crate) async fn get_all(&self, path: &str) -> Result<Vec<Json>, GhError> {
         let mut out = Vec::new();
         let sep = if path.contains('?') { '&' } else { '?' };
-        for page in 1..=50 {
-            let v = self
-                .get(&format!("{path}{sep}per_page=100&page={page}"))
-                .await?;
-            let items = v.as_array().cloned().unwrap_or_default();
-            let n = items.len();
-            out.extend(items);
-            if n < 100 {
+        let mut next = Some(format!("{path}{sep}per_page=100"));
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            pages += 1;
+            if pages > 100 {
                 break;
+            }
+            let (_, v, link) = self.call("GET", &p, None).await?;
+            out.extend(v.as_array().cloned().unwrap_or_default());
+            if let Some(url) = link.as_deref().and_then(next_link) {
+                let rest = url
+                    .strip_prefix(self.api.trim_end_matches('/'))
+                    .ok_or_else(|| GhError::Api {
+                        method: "GET".into(),
+                        path: p.clone(),
+                        message: format!(
+                            "the next page is at another address than the API ({}); not followed",
+                            self.api
+                        ),
+                    })?;
+                next = Some(rest.to_string());
             }
         }
         Ok(out)
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), if any.
+pub(crate) fn next_link(header: &str) -> Option<&str> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim();
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn link_headers() {
+        let h = r#"<https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=3>; rel="last""#;
+        assert_eq!(
+            super::next_link(h),
+            Some("https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2")
+        );
+        assert_eq!(super::next_link(r#"<https://x/?page=1>; rel="prev""#), None);
     }
 }

@@ -880,3 +880,42 @@ fn github_at_its_worst_retries_by_its_rules_and_keeps_one_comment() {
         );
     });
 }
+
+/// Issue 11: comment lists are paginated by `Link` headers. Our sticky
+/// comment sits on the second page behind 150 others; it is found and edited.
+#[test]
+fn the_sticky_comment_is_found_on_a_later_page() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let ev = evidence_dir(&r, "BLOCKED", 0, "BLOCKED: a reason\n");
+    gh.with(|s| {
+        s.pulls.insert(4, sha.to_string());
+        for i in 0..150 {
+            s.comments.push(json!({"id": i + 1, "issue": 4, "body": format!("comment {i}"), "user": {"login": "someone", "type": "User"}}));
+        }
+        s.comments.push(json!({"id": 999, "issue": 4, "body": "<!-- missionctl:gate -->\nold", "user": {"login": "github-actions[bot]", "type": "Bot"}}));
+    });
+    let report = [
+        "github",
+        "report",
+        "--evidence",
+        ev.to_str().expect("p"),
+        "--pr",
+        "4",
+    ];
+    assert_success(&run_with(&r, &report, &gh, &[]));
+    gh.with(|s| {
+        assert_eq!(s.comments.len(), 151, "a second sticky comment was made");
+        assert!(
+            s.comments[150]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("BLOCKED"))
+        );
+        assert!(
+            s.log
+                .iter()
+                .any(|q| q.path.ends_with("/issues/4/comments") && q.query.contains("page=2"))
+        );
+    });
+}

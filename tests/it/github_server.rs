@@ -139,6 +139,9 @@ async fn handle(
     }
     s.next_id += 1;
     let id = 1000 + s.next_id;
+    // Lists are paginated as GitHub does it: a `Link` header names the next
+    // page (with the `page` parameter, which clients must not construct).
+    let mut total: Option<usize> = None;
     let (status, out) = match (method.as_str(), parts.as_slice()) {
         ("GET", ["repos", _, _, "issues", n, "comments"]) => {
             let n: u64 = n.parse().unwrap_or(0);
@@ -148,6 +151,7 @@ async fn handle(
                 .filter(|c| c["issue"] == n)
                 .cloned()
                 .collect();
+            total = Some(mine.len());
             (StatusCode::OK, paged(&mine))
         }
         ("POST", ["repos", _, _, "issues", n, "comments"]) => {
@@ -232,6 +236,7 @@ async fn handle(
             }
         }
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {
+            total = Some(s.reviews.len());
             (StatusCode::OK, paged(&s.reviews.clone()))
         }
         ("GET", ["orgs", _, "teams", ..]) if s.hide_teams => (
@@ -267,7 +272,23 @@ async fn handle(
     if let Some(i) = &injected {
         return fail(i);
     }
-    (status, axum::Json(out)).into_response()
+    let mut resp = (status, axum::Json(out)).into_response();
+    if let Some(n) = total
+        && page * per_page < n
+    {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let link = format!(
+            "<http://{host}{path}?per_page={per_page}&page={}>; rel=\"next\"",
+            page + 1
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            resp.headers_mut().insert("link", v);
+        }
+    }
+    resp
 }
 
 impl GithubServer {
