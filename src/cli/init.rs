@@ -10,10 +10,27 @@ pub struct Args {
     /// Write into a non-empty directory, overwriting template files.
     #[arg(long)]
     pub force: bool,
+    /// The missionctl action the workflows use, `owner/repo@<commit>`: where
+    /// this project is hosted and the commit to pin (default: what this
+    /// build knows, when it was built with MISSIONCTL_ACTION_REPO).
+    #[arg(long, value_name = "OWNER/REPO@COMMIT")]
+    pub action: Option<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let oid = missionctl::template::init(&a.dir, a.force)?;
+    let action = a.action.clone().or_else(missionctl::template::built_action);
+    if let Some(act) = &action {
+        missionctl::template::check_action(act).map_err(|e| anyhow::anyhow!("--action {e}"))?;
+    }
+    let oid = missionctl::template::init_with(&a.dir, a.force, action.as_deref())?;
+    if action.is_none() {
+        eprintln!(
+            "warning: the workflows in .github/workflows name the placeholder action `{}`; \
+             run `missionctl init --force --action OWNER/REPO@COMMIT` with where missionctl is hosted \
+             and the commit to pin, or edit the `uses:` lines, before they can run",
+            missionctl::template::ACTION_PLACEHOLDER
+        );
+    }
     let d = a.dir.display();
     println!(
         "Created pack repository in {d} (commit {:.8} on main).",

@@ -426,3 +426,39 @@ fn demo_model_refuses_a_non_loopback_address() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback only"), "{stderr}");
 }
+
+/// Issue 11 point 2: `init --action owner/repo@commit` writes workflows that
+/// build missionctl from that pinned commit of its own action; a tag or a
+/// branch is refused, and no workflow names a third-party install URL.
+#[test]
+fn init_pins_the_workflows_to_the_action_commit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let target = dir.path().join("fleet");
+    let action = "acme/missionctl@0123456789abcdef0123456789abcdef01234567";
+    let out = crate::util::missionctl()
+        .args(["init", target.to_str().expect("p"), "--action", action])
+        .output()
+        .expect("init");
+    crate::util::assert_success(&out);
+    for wf in ["missionctl-gate.yml", "missionctl-report.yml"] {
+        let text =
+            std::fs::read_to_string(target.join(".github/workflows").join(wf)).expect("workflow");
+        assert!(text.contains(&format!("uses: {action}")), "{wf}:\n{text}");
+        assert!(!text.contains("placeholder"), "{wf} kept the placeholder");
+        assert!(
+            !text.contains("cargo install --git") && !text.contains("github.com/missionctl"),
+            "{wf}"
+        );
+    }
+    let refused = crate::util::missionctl()
+        .args([
+            "init",
+            dir.path().join("other").to_str().expect("p"),
+            "--action",
+            "acme/missionctl@v1",
+        ])
+        .output()
+        .expect("init");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a full commit id"));
+}
