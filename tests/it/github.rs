@@ -71,6 +71,18 @@ fn event_payloads_parse_as_github_sends_them() {
     let mut fork = payload("pull_request.opened");
     fork["pull_request"]["head"]["repo"]["full_name"] = json!("someone/Hello-World");
     assert!(parse(Some("pull_request"), &fork).from_fork);
+    // What real deliveries add or null out: organization and installation
+    // fields are ignored; a null top-level repository leaves it unknown.
+    let mut org = payload("pull_request.opened");
+    org["organization"] = json!({"login": "acme-fleet", "id": 9});
+    org["installation"] = json!({"id": 42, "node_id": "MDIz"});
+    let e = parse(Some("pull_request"), &org);
+    assert_eq!(
+        e.pr,
+        parse(Some("pull_request"), &payload("pull_request.opened")).pr
+    );
+    org["repository"] = Value::Null;
+    assert_eq!(parse(Some("pull_request"), &org).repository, None);
     // Issue 11 point 7: a deleted fork (`head.repo: null`) is still a fork.
     let mut deleted = payload("pull_request.opened");
     deleted["pull_request"]["head"]["repo"] = Value::Null;
