@@ -30,33 +30,7 @@ pub enum Command {
     /// objects (never checked out), evaluate it against the merge base with
     /// the base revision's configuration, compute approvals, and post the
     /// verdict. Nothing the pull request's own run produced is believed.
-    Verdict {
-        /// The checkout of the base repository (trusted: its configuration is used).
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// The head commit the gate ran on (default: the event's `head_sha`).
-        #[arg(long)]
-        sha: Option<String>,
-        /// Pull request number (default: the event's). Checked against the API.
-        #[arg(long)]
-        pr: Option<u64>,
-        /// A file holding a pull request number from the untrusted run (its
-        /// artifact): used only when the event names none, and only if the
-        /// API says that pull request's head is `--sha`.
-        #[arg(long)]
-        pr_hint: Option<PathBuf>,
-        /// Where to write the trusted evidence.
-        #[arg(long, default_value = "missionctl-verdict")]
-        out: PathBuf,
-        /// State store URL (default: as `gate`).
-        #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
-        db: Option<String>,
-        /// owner/name (default: GITHUB_REPOSITORY).
-        #[arg(long)]
-        repository: Option<String>,
-        #[arg(long, default_value = "missionctl/gate")]
-        check_name: String,
-    },
+    Verdict(Trusted),
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -68,27 +42,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             repository,
             check_name,
         } => (evidence, pr, sha, repository, check_name),
-        Command::Verdict {
-            repo,
-            sha,
-            pr,
-            pr_hint,
-            out,
-            db,
-            repository,
-            check_name,
-        } => {
-            return verdict(Trusted {
-                repo,
-                sha,
-                pr,
-                pr_hint,
-                out,
-                db,
-                repository,
-                check_name,
-            });
-        }
+        Command::Verdict(t) => return verdict(t),
     };
     let (ev, md) = github::report::load(&evidence)?;
     let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
@@ -109,15 +63,33 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Trusted {
-    repo: PathBuf,
-    sha: Option<String>,
-    pr: Option<u64>,
-    pr_hint: Option<PathBuf>,
-    out: PathBuf,
-    db: Option<String>,
-    repository: Option<String>,
-    check_name: String,
+#[derive(clap::Args, Debug)]
+pub struct Trusted {
+    /// The checkout of the base repository (trusted: its configuration is used).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The head commit the gate ran on (default: the event's `head_sha`).
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// Pull request number (default: the event's). Checked against the API.
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// A file holding a pull request number from the untrusted run (its
+    /// artifact): used only when the event names none, and only if the
+    /// API says that pull request's head is `--sha`.
+    #[arg(long)]
+    pub pr_hint: Option<PathBuf>,
+    /// Where to write the trusted evidence.
+    #[arg(long, default_value = "missionctl-verdict")]
+    pub out: PathBuf,
+    /// State store URL (default: as `gate`).
+    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// owner/name (default: GITHUB_REPOSITORY).
+    #[arg(long)]
+    pub repository: Option<String>,
+    #[arg(long, default_value = "missionctl/gate")]
+    pub check_name: String,
 }
 
 fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {

@@ -17,6 +17,18 @@ pub struct Event {
     pub repository: Option<String>,
 }
 
+/// The names of a pull request object's `labels`.
+pub(crate) fn label_names(pr: &Json) -> Vec<String> {
+    pr.get("labels")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.get("name").and_then(Json::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn s(v: &Json, p: &str) -> Option<String> {
     v.pointer(p).and_then(Json::as_str).map(String::from)
 }
@@ -50,15 +62,7 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
                 base_ref: s(&pr, "/base/ref"),
                 // A deleted fork has `head.repo: null`: still a fork.
                 from_fork: head_repo != base_repo,
-                labels: pr
-                    .get("labels")
-                    .and_then(Json::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|l| l.get("name").and_then(Json::as_str).map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                labels: label_names(&pr),
                 repository,
                 name,
             }

@@ -59,15 +59,7 @@ pub fn parse_pull(v: &Json, repository: &str) -> PullFacts {
         base_ref: s("/base/ref").unwrap_or_else(|| "main".into()),
         open: s("/state").as_deref() == Some("open"),
         from_fork: head_repo.is_none_or(|h| !h.eq_ignore_ascii_case(&base_repo)),
-        labels: v
-            .get("labels")
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.get("name").and_then(Json::as_str).map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        labels: super::event::label_names(v),
     }
 }
 

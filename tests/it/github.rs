@@ -28,6 +28,18 @@ fn run_with(
     r.run_env(args, &pairs)
 }
 
+/// `github report --evidence DIR --pr N`.
+fn report_args<'a>(ev: &'a std::path::Path, pr: &'a str) -> [&'a str; 6] {
+    [
+        "github",
+        "report",
+        "--evidence",
+        ev.to_str().expect("p"),
+        "--pr",
+        pr,
+    ]
+}
+
 /// `missionctl github report --evidence DIR` (plus `extra`), which must succeed.
 fn report_ok(r: &TestRepo, gh: &GithubServer, dir: &std::path::Path, extra: &[&str]) {
     let mut args = vec!["github", "report", "--evidence", dir.to_str().expect("p")];
@@ -823,14 +835,7 @@ fn github_at_its_worst_retries_by_its_rules_and_keeps_one_comment() {
             },
         ];
     });
-    let report = [
-        "github",
-        "report",
-        "--evidence",
-        ev.to_str().expect("p"),
-        "--pr",
-        "9",
-    ];
+    let report = report_args(&ev, "9");
     assert_success(&run_with(&r, &report, &gh, &[]));
     gh.with(|s| {
         assert!(s.inject.is_empty(), "every failure was met: {:?}", s.inject);
@@ -908,14 +913,7 @@ fn the_sticky_comment_is_found_on_a_later_page() {
         }
         s.comments.push(json!({"id": 999, "issue": 4, "body": "<!-- missionctl:gate -->\nold", "user": {"login": "github-actions[bot]", "type": "Bot"}}));
     });
-    let report = [
-        "github",
-        "report",
-        "--evidence",
-        ev.to_str().expect("p"),
-        "--pr",
-        "4",
-    ];
+    let report = report_args(&ev, "4");
     assert_success(&run_with(&r, &report, &gh, &[]));
     gh.with(|s| {
         assert_eq!(s.comments.len(), 151, "a second sticky comment was made");
