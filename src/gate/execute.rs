@@ -29,14 +29,60 @@ pub struct Engine {
     pub demo_url: Option<String>,
     pub store: Store,
     pub run_id: String,
-    /// Paid calls are skipped (a fork without a maintainer's opt-in).
     /// Paid calls are skipped and the harness is paid: no case runs.
     pub skip_harness: bool,
     /// Paid calls are skipped and the judge is paid: nothing is judged.
     pub skip_judge: bool,
-    /// At most `eval.concurrency` harness processes at once (the model
-    /// client bounds HTTP harnesses itself).
+    /// At most `eval.concurrency` cases in flight (harness processes, or
+    /// model requests with their retries; the model client also adapts its
+    /// own rate under throttling).
     pub harness_slots: Arc<tokio::sync::Semaphore>,
+    /// Stops the run when the endpoint is failing.
+    pub breaker: Breaker,
+}
+
+/// A circuit breaker over the harness requests: once at least
+/// [`Breaker::MIN_FAILED`] cases have failed and failures outnumber
+/// successes, the endpoint is taken to be failing (an unusable key, a model
+/// that does not exist, a server answering errors or something else than
+/// JSON): no further case is started, and the gate reports that it could
+/// not evaluate, with the endpoint's error, instead of a 0% pass rate.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failed: std::sync::atomic::AtomicUsize,
+    ok: std::sync::atomic::AtomicUsize,
+    open: std::sync::OnceLock<String>,
+}
+
+impl Breaker {
+    pub const MIN_FAILED: usize = 5;
+
+    /// Record one case's request outcome (`Some(error)` when it failed).
+    pub fn record(&self, error: Option<&str>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match error {
+            Some(e) => {
+                let failed = self.failed.fetch_add(1, SeqCst) + 1;
+                if failed >= Self::MIN_FAILED && failed > self.ok.load(SeqCst) {
+                    let _ = self.open.set(e.to_string());
+                }
+            }
+            None => {
+                self.ok.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    /// The error that opened the breaker, if it is open.
+    pub fn open(&self) -> Option<&str> {
+        self.open.get().map(String::as_str)
+    }
+
+    /// (failed, succeeded) so far.
+    pub fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.failed.load(SeqCst), self.ok.load(SeqCst))
+    }
 }
 
 /// One job's outcome.
@@ -140,6 +186,7 @@ impl Engine {
                 "not run: paid model calls are skipped for this pull request (fork without maintainer opt-in)",
             );
         }
+
         let (model, max_out) = match &self.cfg.harness {
             eval::Harness::OpenAi(s) => (s.model.clone(), u64::from(s.max_tokens)),
             eval::Harness::Command { .. } => (String::new(), 0),
@@ -157,10 +204,14 @@ impl Engine {
                 return Done::not_run(job, &why);
             }
         }
-        let slot = match &self.cfg.harness {
-            eval::Harness::Command { .. } => self.harness_slots.acquire().await.ok(),
-            eval::Harness::OpenAi(_) => None,
-        };
+        // At most `concurrency` cases in flight, so the breaker, checked
+        // once a case holds its slot, stops what has not started yet.
+        let slot = self.harness_slots.acquire().await.ok();
+        if self.breaker.open().is_some() {
+            drop(slot);
+            self.budget.lock().await.settle(&job.tenant, est, 0.0);
+            return Done::not_run(job, "not run: the model endpoint is failing (circuit open)");
+        }
         let run = eval::run_case(
             &self.cfg,
             &self.client,
@@ -171,6 +222,7 @@ impl Engine {
         )
         .await;
         drop(slot);
+        self.breaker.record(run.error.as_deref());
         self.budget
             .lock()
             .await

@@ -152,6 +152,32 @@ async fn budget(
     ))
 }
 
+/// A paid endpoint whose `api_key_env` names an unset variable would be
+/// called without authorization: refuse before any request, naming it.
+fn check_keys(cfg: &EvalConfig, skip_paid: bool) -> Result<(), GateError> {
+    if skip_paid {
+        return Ok(());
+    }
+    let harness = match &cfg.harness {
+        crate::eval::Harness::OpenAi(s) => Some(("eval.harness", s)),
+        crate::eval::Harness::Command { .. } => None,
+    };
+    let judge = cfg.judge.as_ref().map(|(s, _)| ("eval.judge", s));
+    for (field, spec) in harness.into_iter().chain(judge) {
+        if spec.is_demo() {
+            continue;
+        }
+        if let Some(var) = &spec.api_key_env
+            && std::env::var(var).map_or(true, |v| v.is_empty())
+        {
+            return Err(GateError::Config(format!(
+                "{field}.api_key_env names `{var}`, which is not set; export it (in GitHub Actions: `env: {var}: ${{{{ secrets.{var} }}}}`), or remove api_key_env for an endpoint that needs no key"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Start the built-in demo model when the configuration names it.
 async fn start_demo(
     cfg: &EvalConfig,
@@ -394,6 +420,9 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
     })?;
     let cfg = Arc::new(EvalConfig::from_mission(&mission.value.eval)?);
     let plan = plan::plan(&l, cfg.max_chains, cfg.token_family());
+    if !plan.jobs.is_empty() {
+        check_keys(&cfg, opts.skip_paid_calls)?;
+    }
     let store = Store::connect(&opts.db_url).await?;
     let (budget, spent_before) = budget(&store, &l, &plan).await?;
     // Only what costs money is skipped: the demo model and local command
@@ -410,19 +439,32 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         run_id: run_id.clone(),
         skip_harness,
         skip_judge,
+        breaker: execute::Breaker::default(),
         harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
     });
     let pb = progress_bar(opts.progress, plan.jobs.len());
     let done = engine.run_all(plan.jobs.clone(), &pb).await;
     pb.finish_and_clear();
-    // Nothing could run, and for a reason of setup: "could not evaluate" (exit 2).
-    let fatal = done.as_ref().ok().and_then(|done| {
-        let f = done.iter().find(|d| d.run.fatal)?.run.error.clone();
-        done.iter()
-            .all(|d| d.run.error.is_some())
-            .then_some(f)
-            .flatten()
-    });
+    // Nothing could run, and for a reason of setup, or the endpoint kept
+    // failing until the breaker stopped the run: "could not evaluate" (exit 2).
+    let fatal = done
+        .as_ref()
+        .ok()
+        .and_then(|done| {
+            let f = done.iter().find(|d| d.run.fatal)?.run.error.clone();
+            done.iter()
+                .all(|d| d.run.error.is_some())
+                .then_some(f)
+                .flatten()
+        })
+        .or_else(|| {
+            engine.breaker.open().map(|e| {
+                let (failed, ok) = engine.breaker.counts();
+                format!(
+                    "{failed} case(s) failed at the model endpoint and {ok} succeeded, so the run stopped early: {e}"
+                )
+            })
+        });
     let pairwise = match (&done, &fatal) {
         (Ok(done), None) => Some(engine.pairwise(done).await),
         _ => None,

@@ -814,3 +814,51 @@ fn a_fork_without_paid_calls_is_not_evaluated_rather_than_blocked() {
         run.evidence
     );
 }
+
+/// Issue 12 (honest failure): a paid endpoint whose key variable is unset is
+/// refused before any request; an endpoint that answers every request with
+/// an error stops the run early (circuit breaker) and the gate says it could
+/// not evaluate (exit 2), never "BLOCKED: pass rate 0%".
+#[test]
+fn a_failing_endpoint_is_could_not_evaluate_not_a_verdict() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    typo_branch(&r);
+    let out = r.dir.path().join("ev-nokey");
+    let db = format!("sqlite://{}", r.dir.path().join("state.db").display());
+    let o = r.run(&[
+        "gate",
+        "--base",
+        "main",
+        "--head",
+        "typo",
+        "--out",
+        out.to_str().expect("p"),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("TEST_LLM_KEY") && err.contains("not set"),
+        "{err}"
+    );
+    assert_eq!(server.count(), 0, "a request went out without its key");
+    for (status, retry_after) in [(400, None), (500, Some(0))] {
+        let failing = LlmServer::start(Arc::new(move |_: &Value, _| {
+            Reply::Status(status, retry_after)
+        }));
+        let r = gate_repo(&failing, false);
+        typo_branch(&r);
+        let run = gate(&r, "typo");
+        assert_eq!(run.exit, 2, "{}", run.files);
+        assert!(
+            run.files.contains("could not evaluate") && run.files.contains("stopped early"),
+            "{}",
+            run.files
+        );
+        assert!(!run.markdown.starts_with("BLOCKED"), "{}", run.markdown);
+        // The breaker stops well before every case has spent its retries.
+        assert!(failing.count() < 100, "{} requests", failing.count());
+    }
+}

@@ -115,17 +115,20 @@ fn report_creates_then_edits_one_sticky_comment_and_a_check_run() {
     });
     let ev = r.dir.path().join("ev");
     let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
-    let out = r.run(&[
-        "gate",
-        "--base",
-        "main",
-        "--head",
-        "prose",
-        "--out",
-        ev.to_str().expect("p"),
-        "--db",
-        &db,
-    ]);
+    let out = r.run_env(
+        &[
+            "gate",
+            "--base",
+            "main",
+            "--head",
+            "prose",
+            "--out",
+            ev.to_str().expect("p"),
+            "--db",
+            &db,
+        ],
+        &[("TEST_LLM_KEY", "test-key")],
+    );
     assert_eq!(out.status.code(), Some(1));
     let summary = r.dir.path().join("summary.md");
     let outputs = r.dir.path().join("outputs.txt");
@@ -353,6 +356,7 @@ fn gated(r: &TestRepo, gh: &GithubServer, head: &str) -> (i32, Value) {
         &[
             ("GITHUB_EVENT_PATH", event),
             ("GITHUB_EVENT_NAME", "pull_request".into()),
+            ("TEST_LLM_KEY", "test-key".into()),
         ],
     );
     let evidence: Value = serde_json::from_str(
@@ -593,7 +597,7 @@ fn approvals_cannot_be_lowered_by_the_pull_request_and_compare_resolved_commits(
             &db,
         ],
         &gh,
-        &[],
+        &[("TEST_LLM_KEY", "test-key".into())],
     );
     let ev: Value = serde_json::from_str(
         &std::fs::read_to_string(ev_dir.join("evidence.json")).expect("evidence"),
