@@ -245,22 +245,29 @@ fn read_sections(
     sections
 }
 
-/// One case of a cases file; its id is `id`, else the slug of its description, else its position.
-fn case_of(item: &Node, n: usize, path: &str) -> EvalCase {
+/// One case of a cases file. Its id is `id`, else the slug of its
+/// description, else derived from its `vars` (`case-` and 10 hex digits of
+/// their canonical digest): never from its position, which an inserted case
+/// would shift so that champion and challenger pair different cases.
+fn case_of(item: &Node, path: &str) -> EvalCase {
     let description = item
         .get("description")
         .and_then(Node::as_str)
         .map(String::from);
+    let vars = item.get("vars").map(Node::to_json).unwrap_or_default();
     let id = item
         .get("id")
         .and_then(Node::as_str)
         .map(String::from)
         .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| format!("case-{}", n + 1));
+        .unwrap_or_else(|| {
+            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(&vars)));
+            format!("case-{}", &digest[..10])
+        });
     EvalCase {
         id,
         description,
-        vars: item.get("vars").map(Node::to_json).unwrap_or_default(),
+        vars,
         asserts: item
             .get("assert")
             .map(Node::to_json)
@@ -292,8 +299,8 @@ fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<EvalCase>
         let yaml::Value::Seq(items) = &cnode.value else {
             continue;
         };
-        for (n, item) in items.iter().enumerate() {
-            let case = case_of(item, n, &path);
+        for item in items {
+            let case = case_of(item, &path);
             if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
                 r.diags.push(
                     Diagnostic::error(
@@ -303,7 +310,7 @@ fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<EvalCase>
                         format!("eval case id `{}` is used twice in this pack", case.id),
                     )
                     .related(&prev.file, Pos::new(prev.line, 1), "first used here")
-                    .help("give each case a distinct `id:` so champion and challenger results pair up"),
+                    .help("give each case a distinct `id:` (or a distinct description or vars) so champion and challenger results pair up"),
                 );
                 continue;
             }

@@ -862,3 +862,110 @@ fn a_failing_endpoint_is_could_not_evaluate_not_a_verdict() {
         assert!(failing.count() < 100, "{} requests", failing.count());
     }
 }
+
+/// Issue 12: a case without an id or description is named by its content,
+/// not its position: a case inserted at the top is evaluated (for the
+/// challenger only) and no old case is evaluated twice. Two such cases with
+/// the same vars, even in different files, are an error naming both places.
+#[test]
+fn cases_without_ids_keep_their_identity_when_one_is_inserted() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    let pack = "packs/domains/hr-ops/pack.yaml";
+    r.edit(
+        pack,
+        "    - evals/cases.yaml\n",
+        "    - evals/cases.yaml\n    - evals/extra.yaml\n",
+    );
+    let case = |q: &str| {
+        format!(
+            "- vars:\n    input: \"{q}\"\n  assert:\n    - {{ type: icontains, value: \"leave\", tag: quality }}\n"
+        )
+    };
+    r.write(
+        "packs/domains/hr-ops/evals/extra.yaml",
+        &format!(
+            "{}{}",
+            case("How much leave do I have?"),
+            case("Can I carry leave over?")
+        ),
+    );
+    r.commit_all("two cases without ids");
+    branch(&r, "insert", |r| {
+        let old = r.read("packs/domains/hr-ops/evals/extra.yaml");
+        r.write(
+            "packs/domains/hr-ops/evals/extra.yaml",
+            &format!("{}{old}", case("Is sick leave paid?")),
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "insert");
+    assert_ne!(run.exit, 2, "{}", run.files);
+    let jsonl = std::fs::read_to_string(r.dir.path().join("evidence-insert/eval_result.jsonl"))
+        .expect("results");
+    let ids = |variant: &str| -> Vec<String> {
+        let mut v: Vec<String> = jsonl
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|x| x["variant"] == variant && x["scope_chain"] == "hr-ops")
+            .filter_map(|x| x["case_id"].as_str().map(String::from))
+            .filter(|id| id.starts_with("case-"))
+            .collect();
+        v.sort();
+        v
+    };
+    // Every case runs once per variant, the inserted one included (new
+    // cases are run on the champion too, for the comparison), and each id
+    // names the same case on both sides: every question is asked as often
+    // as the others. (With positional ids the new first case took the old first
+    // case's id, so it was paired with different vars.)
+    let (champion, challenger) = (ids("champion"), ids("challenger"));
+    let mut distinct = challenger.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "a case was skipped or run twice: {challenger:?}"
+    );
+    assert_eq!(champion, challenger);
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|q| !is_judge(&q.body))
+        .filter_map(|q| {
+            q.body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m["content"].as_str())
+                .map(String::from)
+        })
+        .collect();
+    let counts: Vec<usize> = [
+        "Is sick leave paid?",
+        "How much leave do I have?",
+        "Can I carry leave over?",
+    ]
+    .iter()
+    .map(|q| asked.iter().filter(|a| a.contains(q)).count())
+    .collect();
+    // Once per variant on every chain the pack is on: the same for all three.
+    assert!(
+        counts[0] > 0 && counts[0].is_multiple_of(2) && counts.iter().all(|c| *c == counts[0]),
+        "{counts:?}"
+    );
+    // The same vars twice, across files: an error with both places.
+    r.write(
+        "packs/domains/hr-ops/evals/extra.yaml",
+        &format!("{}{}", case("Same question?"), case("Same question?")),
+    );
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 1);
+    let d = crate::util::expect_diag(
+        &diags,
+        "id/duplicate",
+        "packs/domains/hr-ops/evals/extra.yaml",
+        5,
+        "used twice",
+    );
+    assert!(d.to_string().contains("extra.yaml"), "{d}");
+}
