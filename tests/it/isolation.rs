@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::reconcile::{Served, bump, free_port};
+use crate::reconcile::bump;
 use crate::registry::{
-    bearer, get, post_runs, rollout_state, serve_with, serving_fleet_on, tokens, until,
+    bearer, get, post_runs, rollout_state, serve_ready, serving_fleet_on, tokens, until,
 };
 use crate::util::{Fleet, http};
 
@@ -221,12 +221,9 @@ fn replicas_converge_and_one_controls(db: &str) {
     let f = Fleet::fleet(db);
     let (tok_file, t) = tokens(dir.path());
     let args = ["--lease-ttl", "2s", "--follow-interval", "200ms"];
-    let (pa, pb) = (free_port(), free_port());
-    let mut a = Some(serve_with(&f, pa, &tok_file, &args));
-    let b = serve_with(&f, pb, &tok_file, &args);
-    for p in [pa, pb] {
-        until("ready", Duration::from_secs(30), || replica(p, &t.admin));
-    }
+    let (pa, a) = serve_ready(&f, &tok_file, &args, &t.admin);
+    let (pb, b) = serve_ready(&f, &tok_file, &args, &t.admin);
+    let mut a = Some(a);
     for i in 0..5 {
         f.merge(&format!("tone-{i}"), 40 + i, |f| {
             f.edit(
@@ -372,16 +369,12 @@ fn unauthenticated_and_slow_clients_cost_little() {
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     let f = Fleet::fleet(&db);
     let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let _s: Served = serve_with(
+    let (port, _s) = serve_ready(
         &f,
-        port,
         &tok_file,
         &["--header-timeout", "1s", "--body-timeout", "1s"],
+        &t.admin,
     );
-    until("ready", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
     let connect = || TcpStream::connect(("127.0.0.1", port)).expect("connect");
     // A 30 MB body announced without a token: 401 at once, nothing read.
     let mut s = connect();

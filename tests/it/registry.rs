@@ -49,10 +49,6 @@ pub(crate) fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
     (path, t)
 }
 
-fn serve(f: &Fleet, port: u16, tokens: &std::path::Path) -> Served {
-    serve_with(f, port, tokens, &[])
-}
-
 /// `serve` on the fleet with `extra` arguments; ready to answer when returned.
 pub(crate) fn serve_with(f: &Fleet, port: u16, tokens: &std::path::Path, extra: &[&str]) -> Served {
     let s = Served(
@@ -101,12 +97,37 @@ pub(crate) fn serving_fleet_on(
 ) -> (tempfile::TempDir, Fleet, Tok, u16, Served) {
     let f = Fleet::fleet(db);
     let (tok_file, t) = tokens(dir.path());
-    let port = free_port();
-    let s = serve(&f, port, &tok_file);
-    until("ready", Duration::from_secs(20), || {
-        (get(port, "/readyz", &t.admin).0 == 200).then_some(())
-    });
+    let (port, s) = serve_ready(&f, &tok_file, &[], &t.admin);
     (dir, f, t, port, s)
+}
+
+/// `serve` with `extra` arguments on a free port, ready: its `/readyz`
+/// answers 200 from this very process (the replica name carries the pid).
+/// A free port can be taken by a parallel test between probing and
+/// binding; then this serve exits and another port is tried.
+pub(crate) fn serve_ready(
+    f: &Fleet,
+    tokens: &std::path::Path,
+    extra: &[&str],
+    admin: &str,
+) -> (u16, Served) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut s = serve_with(f, port, tokens, extra);
+        let pid = format!("-{}-", s.0.id());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if s.0.try_wait().ok().flatten().is_some() {
+                break; // it could not bind: the port was taken
+            }
+            let (code, v) = get(port, "/readyz", admin);
+            if code == 200 && v["replica"].as_str().is_some_and(|r| r.contains(&pid)) {
+                return (port, s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("serve did not come up on a free port in 5 tries");
 }
 
 pub(crate) fn bearer(t: &str) -> String {
