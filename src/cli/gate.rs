@@ -7,9 +7,6 @@ use std::process::ExitCode;
 use missionctl::gate::{self, GateOptions};
 use missionctl::github;
 
-/// The label a maintainer puts on a fork's pull request to allow paid model calls.
-pub const PAID_EVALS_LABEL: &str = "missionctl-paid-evals";
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The champion: usually the merge base on main (default: from the GitHub event).
@@ -55,7 +52,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         })?;
     let fork_without_opt_in = event
         .as_ref()
-        .is_some_and(|e| e.from_fork && !e.labels.iter().any(|l| l == PAID_EVALS_LABEL));
+        .is_some_and(|e| !github::trusted::paid_calls_allowed(e.from_fork, &e.labels));
     let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
     let progress = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let rt = tokio::runtime::Runtime::new()?;

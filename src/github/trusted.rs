@@ -31,11 +31,15 @@ pub struct PullFacts {
     pub labels: Vec<String>,
 }
 
+/// Whether paid model calls may run for a pull request: from the same
+/// repository, or from a fork a maintainer labelled.
+pub fn paid_calls_allowed(from_fork: bool, labels: &[String]) -> bool {
+    !from_fork || labels.iter().any(|l| l == PAID_EVALS_LABEL)
+}
+
 impl PullFacts {
-    /// Whether paid model calls may run: same-repository pull requests, and
-    /// forks a maintainer labelled.
     pub fn paid_calls_allowed(&self) -> bool {
-        !self.from_fork || self.labels.iter().any(|l| l == PAID_EVALS_LABEL)
+        paid_calls_allowed(self.from_fork, &self.labels)
     }
 }
 
