@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -157,17 +156,11 @@ async fn audit(
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::error!(error = %e, route, "the audit log could not be written");
-            count(reg, route, StatusCode::SERVICE_UNAVAILABLE);
-            Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::RETRY_AFTER, "5"),
-                ],
-                json!({"error": format!("the audit log could not be written ({e}); retry later")})
-                    .to_string(),
-            )
-                .into_response())
+            Err(unavailable(
+                reg,
+                route,
+                &format!("the audit log could not be written ({e}); retry later"),
+            ))
         }
     }
 }
@@ -294,10 +287,10 @@ async fn resolve(
     loop {
         let snap = reg.snapshot.load();
         if snap.commit.is_none() {
-            count(&reg, route, StatusCode::SERVICE_UNAVAILABLE);
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "no snapshot yet: the reconciler has not completed a pass"}),
+            return unavailable(
+                &reg,
+                route,
+                "no snapshot yet: the reconciler has not completed a pass",
             );
         }
         let r = match snap.render(&key, &who, None) {
@@ -350,10 +343,10 @@ async fn resolve(
     }
 }
 
-/// A state store failure: the server cannot do its part now, the request
-/// may succeed later (503 with `Retry-After`, which clients retry).
-fn unavailable(reg: &Registry, route: &str, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, route, "state store failure");
+/// The server cannot do its part now (no snapshot yet, the store or the
+/// audit log failing); the request may succeed later: 503 with
+/// `Retry-After`, which clients following HTTP retry.
+fn unavailable(reg: &Registry, route: &str, why: &str) -> Response {
     count(reg, route, StatusCode::SERVICE_UNAVAILABLE);
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -361,9 +354,19 @@ fn unavailable(reg: &Registry, route: &str, e: &dyn std::fmt::Display) -> Respon
             (header::CONTENT_TYPE, "application/json"),
             (header::RETRY_AFTER, "2"),
         ],
-        json!({"error": format!("the state store is unavailable ({e}); retry later")}).to_string(),
+        json!({ "error": why }).to_string(),
     )
         .into_response()
+}
+
+/// A state store failure, logged, as [`unavailable`].
+fn store_failed(reg: &Registry, route: &str, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, route, "state store failure");
+    unavailable(
+        reg,
+        route,
+        &format!("the state store is unavailable ({e}); retry later"),
+    )
 }
 
 async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) -> Response {
@@ -387,13 +390,11 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) 
     };
     let snap = reg.snapshot.load_full();
     if snap.commit.is_none() {
-        count(&reg, route, StatusCode::SERVICE_UNAVAILABLE);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "2")],
-            Json(json!({"error": "no snapshot yet: the reconciler has not completed a pass, so no run can be checked against what was served"})),
-        )
-            .into_response();
+        return unavailable(
+            &reg,
+            route,
+            "no snapshot yet: the reconciler has not completed a pass, so no run can be checked against what was served",
+        );
     }
     let scope = TenantScope(tok.tenant.clone());
     match super::ingest::ingest(&reg.store, text, &scope, &|row| snap.attribute(row)).await {
@@ -424,7 +425,7 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) 
             count(&reg, route, status);
             json_response(status, serde_json::to_value(&rep).unwrap_or_default())
         }
-        Err(super::ingest::IngestError::Store(e)) => unavailable(&reg, route, &e),
+        Err(super::ingest::IngestError::Store(e)) => store_failed(&reg, route, &e),
         Err(e) => {
             count(&reg, route, StatusCode::BAD_REQUEST);
             json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
@@ -499,7 +500,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"rollouts": list}))
         }
-        Err(e) => unavailable(&reg, route, &e),
+        Err(e) => store_failed(&reg, route, &e),
     }
 }
 
@@ -523,7 +524,7 @@ async fn decisions(
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"decisions": list}))
         }
-        Err(e) => unavailable(&reg, route, &e),
+        Err(e) => store_failed(&reg, route, &e),
     }
 }
 
