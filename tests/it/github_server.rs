@@ -239,6 +239,11 @@ async fn handle(
             total = Some(s.reviews.len());
             (StatusCode::OK, paged(&s.reviews.clone()))
         }
+        // An installation token (the Actions GITHUB_TOKEN) may not read /user.
+        ("GET", ["user"]) => (
+            StatusCode::FORBIDDEN,
+            json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user"}),
+        ),
         ("GET", ["orgs", _, "teams", ..]) if s.hide_teams => (
             StatusCode::FORBIDDEN,
             json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/teams/members#get-team-membership-for-a-user"}),
