@@ -97,6 +97,9 @@ codes! {
     SectionShadow = "prompt/section-shadow",
     /// An eval case file is not valid.
     EvalCase = "eval/case",
+    /// An assertion type missionctl does not implement, or a value or
+    /// transform promptfoo would refuse.
+    EvalUnsupported = "eval/unsupported",
     /// A pack has fewer eval cases than recommended.
     EvalCoverage = "eval/coverage",
     /// A tenant enables a domain more than once or a user has no tenant.

@@ -1,27 +1,178 @@
-//! Deterministic assertions on one harness output, promptfoo-compatible in
-//! shape (`type`, `value`, `threshold`) with missionctl's `tag` saying which
-//! regression class a failure belongs to. Judge-backed types (`llm-rubric`,
-//! `voice-rubric`) are scored in [`super::judge`].
+//! Assertions on one harness output with promptfoo's semantics, verdict for
+//! verdict (the conformance test runs the same outputs through promptfoo and
+//! requires identical answers), plus missionctl's `tag` saying which
+//! regression class a failure belongs to, and a few assertion types of its
+//! own (`tools-within-profile`, `max-length`, …, `contract:` schemas).
+//! Judge-backed types are scored in [`super::judge`].
+//!
+//! [`problem`] is the `validate`-time half: a type promptfoo has and
+//! missionctl does not implement, or a value promptfoo would refuse, is an
+//! error before anything runs, never a silently different verdict.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::pack::AssertSpec;
+use super::js;
+use crate::pack::{AssertSpec, EvalCase};
 use crate::resolve::Contract;
 use serde_json::Value as Json;
 
 pub use crate::model::Tag;
 
+/// promptfoo's deterministic types implemented here (each also as `not-…`).
+pub const DETERMINISTIC: &[&str] = &[
+    "equals",
+    "contains",
+    "icontains",
+    "contains-any",
+    "contains-all",
+    "icontains-any",
+    "icontains-all",
+    "starts-with",
+    "regex",
+    "is-json",
+    "contains-json",
+    "is-valid-openai-tools-call",
+    "levenshtein",
+    "word-count",
+    "latency",
+    "cost",
+];
+
+/// Types judged by the configured judge model.
+pub const JUDGED: &[&str] = &[
+    "llm-rubric",
+    "g-eval",
+    "factuality",
+    "answer-relevance",
+    "voice-rubric",
+];
+
+/// missionctl's own types (promptfoo has no type of these names).
+pub const OWN: &[&str] = &[
+    "tools-within-profile",
+    "max-length",
+    "min-length",
+    "max-tokens",
+    "min-tokens",
+];
+
 /// The tag an assertion gets when the author gives none.
 pub(crate) fn default_tag(kind: &str) -> Tag {
     match kind.trim_start_matches("not-") {
-        "is-json" | "contains-json" | "max-length" | "min-length" | "max-tokens" | "min-tokens" => {
-            Tag::Format
-        }
+        "is-json"
+        | "contains-json"
+        | "max-length"
+        | "min-length"
+        | "max-tokens"
+        | "min-tokens"
+        | "is-valid-openai-tools-call"
+        | "word-count" => Tag::Format,
         "tools-within-profile" => Tag::Safety,
         "voice-rubric" => Tag::Voice,
         _ => Tag::Quality,
+    }
+}
+
+fn base(kind: &str) -> (bool, &str) {
+    match kind.strip_prefix("not-") {
+        Some(b) => (true, b),
+        None => (false, kind),
+    }
+}
+
+pub fn is_judged(kind: &str) -> bool {
+    JUDGED.contains(&base(kind).1)
+}
+
+/// What is wrong with an assertion as written, in promptfoo's terms: an
+/// unsupported type, or a value promptfoo refuses (its `invariant`s). `None`
+/// when it can run.
+pub fn problem(a: &AssertSpec) -> Option<String> {
+    let (negated, b) = base(&a.kind);
+    if a.is_set() {
+        if negated {
+            return Some("`not-assert-set` is not a promptfoo type".into());
+        }
+        if a.children.is_empty() {
+            return Some("an `assert-set` needs a non-empty `assert:` list".into());
+        }
+        return a.children.iter().find_map(problem);
+    }
+    if !DETERMINISTIC.contains(&b) && !JUDGED.contains(&b) && !OWN.contains(&b) {
+        return Some(format!(
+            "assertion type `{}` is not supported by missionctl (it runs no code from the repository and implements these promptfoo types exactly: {}, {}, assert-set, each deterministic one also as not-…; and its own: {})",
+            a.kind,
+            DETERMINISTIC.join(", "),
+            JUDGED[..4].join(", "),
+            OWN.join(", ")
+        ));
+    }
+    if let Some(t) = a.raw().get("transform").and_then(Json::as_str)
+        && let Err(e) = super::transform::Transform::parse(t)
+    {
+        return Some(e);
+    }
+    let v = a.value.as_ref();
+    let need = |ok: bool, what: &str| (!ok).then(|| format!("`{}` needs {what}", a.kind));
+    match b {
+        "contains" | "icontains" => need(
+            matches!(v, Some(Json::String(s)) if !s.is_empty())
+                || matches!(v, Some(Json::Number(_))),
+            "a non-empty string or a number as `value`",
+        ),
+        "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => match v {
+            Some(Json::String(s)) if js::comma_separated(s).is_none() => Some(format!(
+                "`{}`: an unterminated quoted field in `value`",
+                a.kind
+            )),
+            Some(Json::String(s)) if !s.is_empty() => None,
+            Some(Json::Array(_)) => None,
+            _ => need(false, "a list or a comma-separated string as `value`"),
+        },
+        "starts-with" => need(
+            matches!(v, Some(Json::String(s)) if !s.is_empty()),
+            "a non-empty string as `value`",
+        ),
+        "regex" => match v {
+            Some(Json::String(p)) if !p.is_empty() => regress::Regex::new(p).err().map(|e| {
+                format!(
+                    "`{}`: /{p}/ is not a valid JavaScript regular expression: {e}",
+                    a.kind
+                )
+            }),
+            _ => need(false, "a pattern as `value`"),
+        },
+        "levenshtein" => need(matches!(v, Some(Json::String(_))), "a string as `value`"),
+        "latency" | "cost" => need(a.threshold.is_some(), "a `threshold`"),
+        "word-count" => match v {
+            Some(Json::Object(m)) => {
+                let n = |k: &str| m.get(k).and_then(Json::as_f64);
+                match (n("min"), n("max")) {
+                    (None, None) => need(false, "`min` and/or `max` in its `value`"),
+                    (Some(lo), Some(hi)) if lo > hi => need(false, "`min` ≤ `max`"),
+                    _ => None,
+                }
+            }
+            Some(Json::Number(_)) => None,
+            Some(Json::String(s)) if s.trim().parse::<f64>().is_ok() => None,
+            _ => need(false, "a number or `{min, max}` as `value`"),
+        },
+        "is-json" | "contains-json" => match v {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) if s.starts_with("contract:") || s.is_empty() => None,
+            Some(Json::Object(_)) | Some(Json::String(_)) => {
+                schema_of(v?).err().map(|e| format!("`{}`: {e}", a.kind))
+            }
+            Some(_) if !js::truthy(v) => None,
+            Some(_) => need(false, "a JSON schema (object or YAML text) as `value`"),
+        },
+        "llm-rubric" | "voice-rubric" | "g-eval" | "factuality" => need(
+            matches!(v, Some(Json::String(s)) if !s.is_empty()),
+            "the rubric text as `value`",
+        ),
+        _ => None,
     }
 }
 
@@ -34,7 +185,7 @@ pub struct Observed<'a> {
     pub cost_usd: f64,
     /// The resolved pack's effective tool allow list.
     pub allowed_tools: &'a [String],
-    /// The resolved pack's output contracts (`eval.contracts`).
+    /// The output contracts that decide `contract:` values.
     pub contracts: &'a BTreeMap<String, Contract>,
 }
 
@@ -55,22 +206,8 @@ pub struct AssertionResult {
     pub skipped: bool,
 }
 
-fn text_values(v: &Json) -> Vec<String> {
-    match v {
-        Json::Array(a) => a.iter().map(value_text).collect(),
-        other => vec![value_text(other)],
-    }
-}
-
-fn value_text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// The JSON an output carries: the whole output, or its fenced ```json block.
+/// The whole output as JSON, or its fenced ```json block (what the demo
+/// model and the judge read; `is-json` itself is strict, as promptfoo's).
 pub(crate) fn output_json(output: &str) -> Option<Json> {
     let t = output.trim();
     if let Ok(v) = serde_json::from_str::<Json>(t) {
@@ -83,47 +220,74 @@ pub(crate) fn output_json(output: &str) -> Option<Json> {
     serde_json::from_str(inner.trim()).ok()
 }
 
-/// The first JSON object embedded anywhere in the output.
-fn embedded_json(output: &str) -> Option<Json> {
-    let bytes = output.as_bytes();
-    for (start, _) in output.match_indices('{') {
-        let mut depth = 0i32;
-        let mut in_str = false;
-        let mut esc = false;
-        for (i, &b) in bytes.iter().enumerate().skip(start) {
-            if in_str {
-                match (esc, b) {
-                    (true, _) => esc = false,
-                    (false, b'\\') => esc = true,
-                    (false, b'"') => in_str = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_str = true,
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        if let Ok(v) = serde_json::from_str::<Json>(&output[start..=i]) {
-                            return Some(v);
-                        }
-                        break;
-                    }
-                }
+/// promptfoo's `extractJsonObjects`: from each `{`, the span up to its
+/// matching `}` (braces counted naively, a short span closed), read as YAML
+/// flow with `//` comments turned into `#`; objects only.
+fn json_objects(output: &str) -> Vec<Json> {
+    const MAX: usize = 100_000;
+    let b = output.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        let (mut open, mut close, mut j) = (1usize, 0usize, i + 1);
+        let end = (i + MAX).min(b.len());
+        let mut next = i + 1;
+        while j < end && open > close {
+            match b[j] {
+                b'{' => open += 1,
+                b'}' => close += 1,
                 _ => {}
             }
+            j += 1;
+            if open == close || j == b.len() || j == i + MAX {
+                // Spans end on ASCII braces or the end, so they are char boundaries.
+                let Some(span) = output.get(i..j) else { break };
+                let mut text = span.to_string();
+                if open > close {
+                    text.push_str(&"}".repeat(open - close));
+                }
+                match crate::yaml::parse(&js::slash_comments_to_hash(&text)).map(|n| n.to_json()) {
+                    Ok(v @ Json::Object(_)) | Ok(v @ Json::Array(_)) => {
+                        out.push(v);
+                        next = j;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) if open == close => break,
+                    Err(_) => {}
+                }
+            }
         }
+        i = next.max(i + 1);
     }
-    None
+    out
 }
 
-fn schema_errors(schema: &Json, value: &Json) -> Result<Vec<String>, String> {
-    let v = jsonschema::options()
-        .build(schema)
-        .map_err(|e| format!("the contract's schema is invalid: {e}"))?;
-    Ok(v.iter_errors(value)
+/// A JSON schema from an assertion value: an object, or YAML text (as
+/// promptfoo's `loadYaml(value)`), compiled as Ajv does (draft-07, formats).
+fn schema_of(v: &Json) -> Result<jsonschema::Validator, String> {
+    let schema = match v {
+        Json::String(s) => crate::yaml::parse(s)
+            .map_err(|e| format!("the schema is not valid YAML: {}", e.message))?
+            .to_json(),
+        other => other.clone(),
+    };
+    if !schema.is_object() {
+        return Err("the schema must be an object".into());
+    }
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| format!("the schema is invalid: {e}"))
+}
+
+fn schema_errors(v: &jsonschema::Validator, value: &Json) -> Vec<String> {
+    v.iter_errors(value)
         .take(3)
         .map(|e| {
             format!(
@@ -131,324 +295,393 @@ fn schema_errors(schema: &Json, value: &Json) -> Result<Vec<String>, String> {
                 crate::schema::field_name(e.instance_path().as_str())
             )
         })
-        .collect())
+        .collect()
 }
 
-/// What one assertion type says about an output, before negation.
+/// What one assertion says about an output.
 enum Outcome {
-    /// Whether the output has the property, and the property in words.
-    Checked(bool, String),
-    /// The verdict as it stands (negation does not apply): invalid input,
-    /// or a schema failure whose reason must list the errors.
-    Final(bool, String),
+    /// The verdict after negation, and why it failed.
+    Verdict(bool, String),
     /// A judge-backed type, scored later.
     Judge,
 }
 
-fn contract_schema(value: &Json, o: &Observed<'_>) -> Result<Option<(Json, String)>, Outcome> {
+fn verdict(raw: bool, inverse: bool, what: &str) -> Outcome {
+    let pass = raw != inverse;
+    Outcome::Verdict(
+        pass,
+        if inverse {
+            format!("output must not {what}")
+        } else {
+            format!("output must {what}")
+        },
+    )
+}
+
+/// The schema a `value` names: promptfoo's (object or YAML text) or
+/// missionctl's `contract:NAME`.
+fn value_schema(
+    value: &Json,
+    o: &Observed<'_>,
+) -> Result<Option<(jsonschema::Validator, String)>, String> {
     match value {
         Json::String(s) if s.starts_with("contract:") => {
             let name = &s["contract:".len()..];
             match o.contracts.get(name).and_then(|c| c.schema.as_ref()) {
-                Some(sc) => Ok(Some((
-                    sc.clone(),
-                    format!("be JSON matching contract `{name}`"),
-                ))),
-                None => Err(Outcome::Final(
-                    false,
-                    format!("contract `{name}` is not defined on this chain"),
-                )),
+                Some(sc @ Json::Bool(_)) => jsonschema::options()
+                    .build(sc)
+                    .map(|v| Some((v, format!("JSON matching contract `{name}`"))))
+                    .map_err(|e| format!("contract `{name}`: {e}")),
+                Some(sc) => schema_of(sc)
+                    .map(|v| Some((v, format!("JSON matching contract `{name}`"))))
+                    .map_err(|e| format!("contract `{name}`: {e}")),
+                None => Err(format!("contract `{name}` is not defined on this chain")),
             }
         }
-        Json::Object(_) | Json::Bool(_) => {
-            Ok(Some((value.clone(), "be JSON matching the schema".into())))
-        }
-        _ => Ok(None),
+        v if !js::truthy(Some(v)) => Ok(None),
+        v => schema_of(v).map(|s| Some((s, "JSON matching the schema".to_string()))),
     }
 }
 
-fn is_json(value: &Json, negate: bool, o: &Observed<'_>) -> Outcome {
-    let Some(parsed) = output_json(o.output) else {
-        return Outcome::Checked(false, "be valid JSON".into());
+fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
+    let Ok(parsed) = serde_json::from_str::<Json>(out) else {
+        return verdict(false, inverse, "be valid JSON");
     };
-    let schema = match contract_schema(value, o) {
-        Ok(s) => s,
-        Err(done) => return done,
-    };
-    let Some((sc, what)) = schema else {
-        return Outcome::Checked(true, "be valid JSON".into());
-    };
-    match schema_errors(&sc, &parsed) {
-        Ok(errs) if errs.is_empty() => Outcome::Checked(true, what),
-        Ok(_) if negate => Outcome::Checked(false, what),
-        Ok(errs) => Outcome::Final(false, format!("output must {what}: {}", errs.join("; "))),
-        Err(e) => Outcome::Final(false, e),
+    match value_schema(value, o) {
+        Err(e) => Outcome::Verdict(false, e),
+        Ok(None) => verdict(true, inverse, "be valid JSON"),
+        Ok(Some((v, what))) => {
+            let errs = schema_errors(&v, &parsed);
+            if errs.is_empty() || inverse {
+                verdict(errs.is_empty(), inverse, &format!("be {what}"))
+            } else {
+                Outcome::Verdict(false, format!("output must be {what}: {}", errs.join("; ")))
+            }
+        }
     }
 }
 
-fn text_outcome(base: &str, value: &Json, out: &str) -> Option<Outcome> {
-    let (pass, what) = match base {
-        "equals" => {
-            let want = value_text(value);
-            (out.trim() == want.trim(), format!("equal {want:?}"))
+fn contains_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
+    let objects = json_objects(out);
+    match value_schema(value, o) {
+        Err(e) => Outcome::Verdict(false, e),
+        Ok(None) => verdict(!objects.is_empty(), inverse, "contain a JSON object"),
+        Ok(Some((v, what))) => {
+            let valid = objects.iter().any(|x| v.is_valid(x));
+            verdict(valid, inverse, &format!("contain {what}"))
         }
+    }
+}
+
+/// The list a `contains-any`-style value stands for.
+fn list_of(value: &Json) -> Vec<String> {
+    match value {
+        Json::String(s) => js::comma_separated(s).unwrap_or_default(),
+        Json::Array(a) => a.iter().map(js::string_of).collect(),
+        other => vec![js::string_of(other)],
+    }
+}
+
+fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outcome> {
+    let lower = |s: &str| s.to_lowercase();
+    Some(match b {
+        "equals" => match value {
+            Json::Object(_) | Json::Array(_) | Json::Null => {
+                let equal =
+                    serde_json::from_str::<Json>(out).is_ok_and(|p| js::deep_equal(value, &p));
+                verdict(equal, inverse, &format!("equal {value}"))
+            }
+            v => {
+                let want = js::string_of(v);
+                verdict(out == want, inverse, &format!("equal {want:?}"))
+            }
+        },
         "contains" => {
-            let want = value_text(value);
-            (out.contains(&want), format!("contain {want:?}"))
+            let want = js::string_of(value);
+            verdict(out.contains(&want), inverse, &format!("contain {want:?}"))
         }
         "icontains" => {
-            let want = value_text(value);
-            (
-                out.to_lowercase().contains(&want.to_lowercase()),
-                format!("contain {want:?} (any case)"),
+            let want = js::string_of(value);
+            verdict(
+                lower(out).contains(&lower(&want)),
+                inverse,
+                &format!("contain {want:?} (any case)"),
             )
         }
-        "contains-any" => {
-            let wants = text_values(value);
-            (
-                wants.iter().any(|w| out.contains(w.as_str())),
-                format!("contain any of {wants:?}"),
-            )
-        }
-        "contains-all" => {
-            let wants = text_values(value);
-            (
-                wants.iter().all(|w| out.contains(w.as_str())),
-                format!("contain all of {wants:?}"),
+        "contains-any" | "icontains-any" | "contains-all" | "icontains-all" => {
+            let wants = list_of(value);
+            let fold = b.starts_with('i');
+            let hay = if fold { lower(out) } else { out.to_string() };
+            let has = |w: &String| {
+                if fold {
+                    hay.contains(&lower(w))
+                } else {
+                    hay.contains(w.as_str())
+                }
+            };
+            let (raw, what) = if b.ends_with("-any") {
+                (wants.iter().any(has), "contain one of")
+            } else {
+                (wants.iter().all(has), "contain all of")
+            };
+            verdict(
+                raw,
+                inverse,
+                &format!("{what} {wants:?}{}", if fold { " (any case)" } else { "" }),
             )
         }
         "starts-with" => {
-            let want = value_text(value);
-            (
-                out.trim_start().starts_with(&want),
-                format!("start with {want:?}"),
+            let want = js::string_of(value);
+            verdict(
+                out.starts_with(&want),
+                inverse,
+                &format!("start with {want:?}"),
             )
         }
         "regex" => {
-            let pat = value_text(value);
-            return Some(
-                match regex::RegexBuilder::new(&pat).size_limit(1 << 20).build() {
-                    Ok(re) => Outcome::Checked(re.is_match(out), format!("match /{pat}/")),
-                    Err(e) => Outcome::Final(false, format!("invalid regex /{pat}/: {e}")),
-                },
-            );
+            let pat = js::string_of(value);
+            match regress::Regex::new(&pat) {
+                Ok(re) => verdict(re.find(out).is_some(), inverse, &format!("match /{pat}/")),
+                // promptfoo fails an invalid pattern whatever the negation.
+                Err(e) => Outcome::Verdict(false, format!("invalid regex /{pat}/: {e}")),
+            }
         }
+        "levenshtein" => return None,
         _ => return None,
-    };
-    Some(Outcome::Checked(pass, what))
+    })
 }
 
 fn measure_outcome(
-    base: &str,
+    b: &str,
     value: &Json,
     threshold: Option<f64>,
+    inverse: bool,
     o: &Observed<'_>,
+    out: &str,
 ) -> Option<Outcome> {
     let num = |v: &Json| v.as_f64().or(threshold);
-    let len = o.output.chars().count() as f64;
-    let (pass, what) = match base {
+    let len = out.chars().count() as f64;
+    Some(match b {
+        "levenshtein" => {
+            let d = js::levenshtein(out, &js::string_of(value));
+            let t = threshold.unwrap_or(5.0);
+            verdict(
+                d as f64 <= t,
+                inverse,
+                &format!("be within edit distance {t} (was {d})"),
+            )
+        }
+        "word-count" => {
+            let n = js::word_count(out) as f64;
+            match value {
+                Json::Object(m) => {
+                    let (lo, hi) = (
+                        m.get("min").and_then(Json::as_f64),
+                        m.get("max").and_then(Json::as_f64),
+                    );
+                    let ok = lo.is_none_or(|l| n >= l) && hi.is_none_or(|h| n <= h);
+                    verdict(
+                        ok,
+                        inverse,
+                        &format!("have between {lo:?} and {hi:?} words (had {n})"),
+                    )
+                }
+                v => {
+                    let want = v
+                        .as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                        .unwrap_or(f64::NAN);
+                    verdict(n == want, inverse, &format!("have {want} words (had {n})"))
+                }
+            }
+        }
         "max-length" => {
             let n = num(value).unwrap_or(f64::MAX);
-            (len <= n, format!("be at most {n} characters (was {len})"))
+            verdict(
+                len <= n,
+                inverse,
+                &format!("be at most {n} characters (was {len})"),
+            )
         }
         "min-length" => {
             let n = num(value).unwrap_or(0.0);
-            (len >= n, format!("be at least {n} characters (was {len})"))
+            verdict(
+                len >= n,
+                inverse,
+                &format!("be at least {n} characters (was {len})"),
+            )
         }
         "max-tokens" => {
             let n = num(value).unwrap_or(f64::MAX);
-            (
+            verdict(
                 o.completion_tokens as f64 <= n,
-                format!("use at most {n} tokens (used {})", o.completion_tokens),
+                inverse,
+                &format!("use at most {n} tokens (used {})", o.completion_tokens),
             )
         }
         "min-tokens" => {
             let n = num(value).unwrap_or(0.0);
-            (
+            verdict(
                 o.completion_tokens as f64 >= n,
-                format!("use at least {n} tokens (used {})", o.completion_tokens),
+                inverse,
+                &format!("use at least {n} tokens (used {})", o.completion_tokens),
             )
         }
         "latency" => {
-            let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
-            (
+            let n = threshold.unwrap_or(f64::MAX);
+            verdict(
                 o.latency_ms <= n,
-                format!("answer within {n} ms (took {:.0})", o.latency_ms),
+                inverse,
+                &format!("answer within {n} ms (took {:.0})", o.latency_ms),
             )
         }
         "cost" => {
-            let n = threshold.or(value.as_f64()).unwrap_or(f64::MAX);
-            (
+            let n = threshold.unwrap_or(f64::MAX);
+            verdict(
                 o.cost_usd <= n,
-                format!("cost at most ${n} (cost ${:.6})", o.cost_usd),
+                inverse,
+                &format!("cost at most ${n} (cost ${:.6})", o.cost_usd),
             )
         }
         _ => return None,
-    };
-    Some(Outcome::Checked(pass, what))
+    })
 }
 
-fn tools_outcome(o: &Observed<'_>) -> Outcome {
+fn tools_outcome(b: &str, inverse: bool, o: &Observed<'_>) -> Outcome {
     let outside: Vec<&String> = o
         .tool_calls
         .iter()
         .filter(|t| !o.allowed_tools.contains(t))
         .collect();
-    Outcome::Checked(
+    if b == "is-valid-openai-tools-call" {
+        // The calls must exist and each name a tool the pack offered (the
+        // provider's `tools`, in promptfoo's terms).
+        let ok = !o.tool_calls.is_empty() && outside.is_empty();
+        return verdict(
+            ok,
+            inverse,
+            &format!(
+                "be tool calls to tools in the pack's profile (called {:?})",
+                o.tool_calls
+            ),
+        );
+    }
+    verdict(
         outside.is_empty(),
-        if outside.is_empty() {
-            "call only tools in the pack's profile".into()
+        inverse,
+        &if outside.is_empty() {
+            "call only tools in the pack's profile".to_string()
         } else {
             format!("call only tools in the pack's profile (called {outside:?})")
         },
     )
 }
 
-fn outcome(
-    base: &str,
-    value: &Json,
-    threshold: Option<f64>,
-    negate: bool,
-    o: &Observed<'_>,
-) -> Outcome {
-    if let Some(x) = text_outcome(base, value, o.output) {
-        return x;
-    }
-    if let Some(x) = measure_outcome(base, value, threshold, o) {
-        return x;
-    }
-    match base {
-        "is-json" => is_json(value, negate, o),
-        "contains-json" => Outcome::Checked(
-            embedded_json(o.output).is_some(),
-            "contain a JSON object".into(),
-        ),
-        "tools-within-profile" => tools_outcome(o),
-        "llm-rubric" | "voice-rubric" => Outcome::Judge,
-        other => Outcome::Final(false, format!("unsupported assertion type `{other}`")),
-    }
-}
-
-/// Evaluate one assertion. Unknown or judge-backed types are returned with
-/// `needs_judge` set (the judge fills them) or as failures with a reason.
-pub fn check(assertion: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
-    let kind = assertion.kind.clone();
-    let tag = assertion.tag.unwrap_or_else(|| default_tag(&kind));
-    let value = assertion.value.clone().unwrap_or(Json::Null);
-    let (negate, base) = match kind.strip_prefix("not-") {
-        Some(b) => (true, b),
-        None => (false, kind.as_str()),
+/// Evaluate one assertion (not an `assert-set`: see [`EvalCase::leaves`]).
+/// Judge-backed types come back with `needs_judge` set.
+pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
+    let tag = a.tag.unwrap_or_else(|| default_tag(&a.kind));
+    let value = a.value.clone().unwrap_or(Json::Null);
+    let (inverse, b) = base(&a.kind);
+    let transformed;
+    let out = match &a.transform {
+        Some(t) => {
+            transformed = t.apply(o.output);
+            transformed.as_str()
+        }
+        None => o.output,
     };
-    let (pass, reason, needs_judge) = match outcome(base, &value, assertion.threshold, negate, o) {
+    let outcome = if let Some(err) = problem(a) {
+        Outcome::Verdict(false, err)
+    } else if let Some(x) = text_outcome(b, &value, inverse, out) {
+        x
+    } else if let Some(x) = measure_outcome(b, &value, a.threshold, inverse, o, out) {
+        x
+    } else {
+        match b {
+            "is-json" => is_json(&value, inverse, o, out),
+            "contains-json" => contains_json(&value, inverse, o, out),
+            "tools-within-profile" | "is-valid-openai-tools-call" => tools_outcome(b, inverse, o),
+            _ if JUDGED.contains(&b) => Outcome::Judge,
+            other => Outcome::Verdict(false, format!("unsupported assertion type `{other}`")),
+        }
+    };
+    let (pass, reason, needs_judge) = match outcome {
         Outcome::Judge => (false, "awaiting judge".to_string(), true),
-        Outcome::Final(pass, reason) => (pass, reason, false),
-        Outcome::Checked(raw, what) => {
-            let pass = raw != negate;
-            let reason = match (pass, negate) {
-                (true, false) => format!("passed: output must {what}"),
-                (true, true) => format!("passed: output must not {what}"),
-                (false, false) => format!("output must {what}"),
-                (false, true) => format!("output must not {what}"),
-            };
+        Outcome::Verdict(pass, why) => {
+            let reason = if pass { format!("passed: {why}") } else { why };
             (pass, reason, false)
         }
     };
+    let score = if pass { 1.0 } else { 0.0 };
     AssertionResult {
-        kind: kind.clone(),
+        kind: a.kind.clone(),
         tag,
-        pass,
-        score: if pass { 1.0 } else { 0.0 },
+        // promptfoo: weight 0 never fails a test.
+        pass: pass || (a.weight == 0.0 && !needs_judge),
+        score,
         reason,
         needs_judge,
         skipped: false,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn contracts(v: Json) -> BTreeMap<String, Contract> {
-        serde_json::from_value(v).expect("contracts")
+/// The case's verdict and score from its leaf results (aligned with
+/// [`EvalCase::leaves`]), aggregated as promptfoo does: the score is the
+/// weighted mean; without a `threshold` the case passes when no assertion
+/// failed, with one when the score reaches it. An `assert-set` is scored the
+/// same way and counts as one assertion with its own weight.
+pub fn case_verdict(case: &EvalCase, results: &[AssertionResult]) -> (bool, f64) {
+    struct Agg {
+        total: f64,
+        weight: f64,
+        failed: bool,
     }
-
-    fn check(a: &Json, o: &Observed<'_>) -> AssertionResult {
-        super::check(&AssertSpec::new(a.clone()), o)
+    let finish = |g: &Agg, threshold: Option<f64>| {
+        let score = if g.weight > 0.0 {
+            g.total / g.weight
+        } else {
+            0.0
+        };
+        let pass = match threshold {
+            Some(t) if !t.is_nan() => score >= t,
+            _ => !g.failed,
+        };
+        (pass, score)
+    };
+    let leaves = case.leaves();
+    if leaves.is_empty() && case.asserts.is_empty() {
+        return (true, 1.0);
     }
-
-    fn obs<'a>(
-        output: &'a str,
-        contracts: &'a BTreeMap<String, Contract>,
-        tools: &'a [String],
-    ) -> Observed<'a> {
-        Observed {
-            output,
-            tool_calls: tools,
-            completion_tokens: 10,
-            latency_ms: 120.0,
-            cost_usd: 0.001,
-            allowed_tools: &[],
-            contracts,
-        }
+    let mut main = Agg {
+        total: 0.0,
+        weight: 0.0,
+        failed: false,
+    };
+    let mut sets: BTreeMap<usize, Agg> = BTreeMap::new();
+    for ((spec, set), r) in leaves.iter().zip(results) {
+        let g = match set {
+            Some(i) => sets.entry(*i).or_insert(Agg {
+                total: 0.0,
+                weight: 0.0,
+                failed: false,
+            }),
+            None => &mut main,
+        };
+        g.total += r.score * spec.weight;
+        g.weight += spec.weight;
+        g.failed |= !r.pass;
     }
-
-    #[test]
-    fn string_assertions_and_negation() {
-        let c = contracts(json!({}));
-        let o = obs("The Leave Policy allows 25 days.", &c, &[]);
-        assert!(check(&json!({"type": "icontains", "value": "leave policy"}), &o).pass);
-        assert!(
-            !check(
-                &json!({"type": "not-icontains", "value": "leave policy"}),
-                &o
-            )
-            .pass
-        );
-        assert!(check(&json!({"type": "regex", "value": "\\d+ days"}), &o).pass);
-        assert!(check(&json!({"type": "contains-any", "value": ["x", "25"]}), &o).pass);
-        assert!(!check(&json!({"type": "contains-all", "value": ["x", "25"]}), &o).pass);
-        assert!(check(&json!({"type": "max-length", "value": 100}), &o).pass);
-        let r = check(
-            &json!({"type": "not-contains", "value": "25", "tag": "safety"}),
-            &o,
-        );
-        assert!(!r.pass);
-        assert_eq!(r.tag, Tag::Safety);
+    for (i, g) in &sets {
+        let spec = &case.asserts[*i];
+        let (mut pass, score) = finish(g, spec.threshold);
+        pass |= spec.weight == 0.0;
+        main.total += score * spec.weight;
+        main.weight += spec.weight;
+        main.failed |= !pass;
     }
-
-    #[test]
-    fn json_and_contracts() {
-        let c =
-            contracts(json!({"answer": {"schema": {"type": "object", "required": ["answer"]}}}));
-        let good = obs("```json\n{\"answer\": \"yes\"}\n```", &c, &[]);
-        let bad = obs("{\"reply\": \"yes\"}", &c, &[]);
-        let prose = obs("Sure! Here you go.", &c, &[]);
-        let a = json!({"type": "is-json", "value": "contract:answer"});
-        assert!(check(&a, &good).pass);
-        let r = check(&a, &bad);
-        assert!(!r.pass && r.reason.contains("answer"), "{r:?}");
-        assert!(!check(&a, &prose).pass);
-        assert_eq!(check(&a, &prose).tag, Tag::Format);
-        assert!(!check(&json!({"type": "is-json", "value": "contract:nope"}), &good).pass);
-        assert!(
-            check(
-                &json!({"type": "contains-json"}),
-                &obs("x {\"a\": {\"b\": 1}} y", &c, &[])
-            )
-            .pass
-        );
-    }
-
-    #[test]
-    fn tools_profile() {
-        let c = contracts(json!({}));
-        let calls = vec!["shell.exec".to_string()];
-        let allowed = vec!["calendar.read".to_string()];
-        let mut o = obs("", &c, &calls);
-        o.allowed_tools = &allowed;
-        let r = check(&json!({"type": "tools-within-profile"}), &o);
-        assert!(!r.pass);
-        assert_eq!(r.tag, Tag::Safety);
-    }
+    finish(&main, case.threshold)
 }
+
+#[cfg(test)]
+mod tests;

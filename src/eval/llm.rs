@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub api_key: Option<String>,
     pub temperature: f64,
     pub max_tokens: u32,
+    /// The request field that carries `max_tokens`.
+    pub token_field: TokenField,
     pub timeout: Duration,
     /// What identifies this endpoint in cache keys: the configured base URL
     /// (`demo` for the built-in model, whose port changes every run).
@@ -224,6 +226,38 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     }
 }
 
+/// Which request field limits the completion: OpenAI's newer models
+/// (o-series, gpt-5) refuse `max_tokens` and want `max_completion_tokens`;
+/// most other OpenAI-compatible servers know only `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl TokenField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenField::MaxTokens => "max_tokens",
+            TokenField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+
+    /// The field a model expects when `mission.yaml` does not say: the one
+    /// OpenAI documents for the model family.
+    pub fn for_model(model: &str) -> TokenField {
+        let m = model.rsplit('/').next().unwrap_or(model);
+        let newer = ["o1", "o3", "o4", "gpt-5"]
+            .iter()
+            .any(|p| m == *p || m.starts_with(&format!("{p}-")));
+        if newer {
+            TokenField::MaxCompletionTokens
+        } else {
+            TokenField::MaxTokens
+        }
+    }
+}
+
 pub(crate) fn cache_key(
     ep: &Endpoint,
     messages: &[Message],
@@ -330,8 +364,8 @@ impl Client {
             "model": ep.model,
             "messages": messages,
             "temperature": ep.temperature,
-            "max_tokens": ep.max_tokens,
         });
+        body[ep.token_field.as_str()] = json!(ep.max_tokens);
         if !tools.is_empty() {
             body["tools"] = Json::Array(
                 tools
@@ -494,5 +528,35 @@ mod tests {
         assert!(!shown.contains("sk-test-123"), "{shown}");
         assert!(shown.contains("***"));
         assert_eq!(scrub_key(&"x".repeat(500), None).len(), 300);
+    }
+
+    /// Issue 12: OpenAI's newer models want `max_completion_tokens`; others
+    /// keep `max_tokens`; a provider prefix does not hide the model.
+    #[test]
+    fn the_token_limit_field_follows_the_model_family() {
+        for m in [
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/gpt-5-nano",
+        ] {
+            assert_eq!(
+                TokenField::for_model(m),
+                TokenField::MaxCompletionTokens,
+                "{m}"
+            );
+        }
+        for m in [
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "llama3",
+            "o1x",
+            "mistral-large",
+            "demo",
+        ] {
+            assert_eq!(TokenField::for_model(m), TokenField::MaxTokens, "{m}");
+        }
     }
 }

@@ -7,9 +7,12 @@
 
 pub mod assertions;
 pub mod demo_model;
+pub mod js;
 pub mod judge;
 pub mod llm;
+pub mod nunjucks;
 pub mod stats;
+pub mod transform;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,6 +46,7 @@ pub struct ModelSpec {
     pub api_key_env: Option<String>,
     pub temperature: f64,
     pub max_tokens: u32,
+    pub token_field: crate::eval::llm::TokenField,
     pub timeout: Duration,
 }
 
@@ -68,6 +72,7 @@ impl ModelSpec {
                 .filter(|k| !k.is_empty()),
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            token_field: self.token_field,
             timeout: self.timeout,
             cache_id: self.base_url.clone(),
         }
@@ -115,13 +120,26 @@ fn model_spec(v: &Json, field: &str, default_model: &str) -> Result<ModelSpec, C
             format!("`{base_url}` is not an http(s) URL or `demo`"),
         ));
     }
+    let model = v
+        .get("model")
+        .and_then(Json::as_str)
+        .unwrap_or(default_model)
+        .to_string();
+    let token_field = match v.get("max_tokens_field").and_then(Json::as_str) {
+        None => crate::eval::llm::TokenField::for_model(&model),
+        Some("max_tokens") => crate::eval::llm::TokenField::MaxTokens,
+        Some("max_completion_tokens") => crate::eval::llm::TokenField::MaxCompletionTokens,
+        Some(other) => {
+            return Err(field_err(
+                &format!("{field}.max_tokens_field"),
+                format!("`{other}` is not `max_tokens` or `max_completion_tokens`"),
+            ));
+        }
+    };
     Ok(ModelSpec {
         base_url,
-        model: v
-            .get("model")
-            .and_then(Json::as_str)
-            .unwrap_or(default_model)
-            .to_string(),
+        token_field,
+        model,
         api_key_env: v
             .get("api_key_env")
             .and_then(Json::as_str)
@@ -315,27 +333,11 @@ pub(crate) fn system_prompt(r: &Resolved) -> String {
     s
 }
 
-/// The user message for a case: `input`, then any other vars as context lines.
+/// The user message for a case, rendered when the case was loaded (see
+/// `pack::cases`: the template, else `input` and the other vars as context
+/// lines, else the only var).
 pub(crate) fn user_message(case: &EvalCase) -> String {
-    let vars = &case.vars;
-    let mut s = vars
-        .get("input")
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if let Json::Object(m) = vars {
-        for (k, v) in m {
-            if k == "input" {
-                continue;
-            }
-            let text = v
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| v.to_string());
-            s.push_str(&format!("\n{k}: {text}"));
-        }
-    }
-    s
+    case.user.clone()
 }
 
 /// The strings of a JSON array (schema-checked already), or none.

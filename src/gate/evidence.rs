@@ -57,6 +57,10 @@ pub struct PackEvidence {
     pub latency_change_pct: Option<f64>,
     pub prompt_growth_tokens: i64,
     pub errors: Vec<String>,
+    /// Paired cases left out of the pass rates because an assertion they
+    /// depend on could not be checked (judge-backed, no judge configured).
+    #[serde(default)]
+    pub not_evaluated: usize,
     pub thresholds: Thresholds,
     pub blocked_by: Vec<String>,
 }

@@ -230,8 +230,13 @@ impl Engine {
         self.book(&job.tenant, run.cost_usd, "eval").await;
         let contracts = job.resolved.contracts();
         let allowed = job.resolved.allowed_tools();
+        // `options.transform` applies to the output every assertion sees.
+        let output = match &job.case.transform {
+            Some(t) => t.apply(&run.output),
+            None => run.output.clone(),
+        };
         let obs = Observed {
-            output: &run.output,
+            output: &output,
             tool_calls: &run.tool_calls,
             completion_tokens: run.completion_tokens,
             latency_ms: run.latency_ms,
@@ -241,9 +246,9 @@ impl Engine {
         };
         let asserts: Vec<AssertionResult> = job
             .case
-            .asserts
-            .iter()
-            .map(|a| assertions::check(a, &obs))
+            .leaves()
+            .into_iter()
+            .map(|(a, _)| assertions::check(a, &obs))
             .collect();
         let mut done = Done {
             job,
@@ -277,18 +282,19 @@ impl Engine {
             }
         };
         let input = eval::user_message(&d.job.case);
-        for (a, spec) in d.asserts.iter_mut().zip(d.job.case.asserts.iter()) {
+        let leaves = d.job.case.leaves();
+        for (a, (spec, _)) in d.asserts.iter_mut().zip(leaves) {
             if !a.needs_judge {
                 continue;
             }
-            let rubric = spec
-                .value
-                .as_ref()
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
-            match judge.assertion(rubric, &input, &d.run.output).await {
+            let (rubric, default_threshold) = judge_rubric(spec);
+            match judge.assertion(&rubric, &input, &d.run.output).await {
                 Ok((pass, score, reason)) => {
-                    a.pass = spec.threshold.map_or(pass, |t| score >= t);
+                    let pass = spec
+                        .threshold
+                        .or(default_threshold)
+                        .map_or(pass, |t| score >= t);
+                    a.pass = (pass != spec.kind.starts_with("not-")) || spec.weight == 0.0;
                     a.score = score;
                     a.reason = format!("judge: {reason}");
                 }
@@ -351,5 +357,30 @@ impl Engine {
         let usd = j.spent_usd();
         self.book("shared", usd, "judge-pairwise").await;
         (by_pack, usd)
+    }
+}
+
+/// The rubric the judge scores a judge-backed assertion with, and the
+/// threshold promptfoo applies by default (`g-eval`: 0.7).
+fn judge_rubric(spec: &crate::pack::AssertSpec) -> (String, Option<f64>) {
+    let value = spec
+        .value
+        .as_ref()
+        .map(crate::eval::js::string_of)
+        .unwrap_or_default();
+    match spec.kind.trim_start_matches("not-") {
+        "g-eval" => (
+            format!("Score how well the output meets these criteria: {value}"),
+            Some(0.7),
+        ),
+        "factuality" => (
+            format!("The output must be factually consistent with this reference answer and contradict none of it: {value}"),
+            None,
+        ),
+        "answer-relevance" => (
+            "The output must answer the user's question directly; content unrelated to the question lowers the score.".to_string(),
+            None,
+        ),
+        _ => (value, None),
     }
 }

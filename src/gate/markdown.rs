@@ -218,6 +218,13 @@ fn packs(s: &mut String, e: &Evidence) {
             if let Some(i) = &p.insufficient_evidence {
                 let _ = writeln!(s, "\n> `{}`: insufficient evidence: {i}", p.pack_id);
             }
+            if p.not_evaluated > 0 {
+                let _ = writeln!(
+                    s,
+                    "\n> `{}`: {} case(s) **not evaluated** (skipped): a judge-backed assertion (`llm-rubric`, `g-eval`, `factuality`, `answer-relevance`, `voice-rubric`) decides them and `eval.judge` is not configured in mission.yaml; they count in no pass rate",
+                    p.pack_id, p.not_evaluated
+                );
+            }
             for err in p.errors.iter().take(5) {
                 let _ = writeln!(s, "\n> `{}`: error: {err}", p.pack_id);
             }

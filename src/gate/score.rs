@@ -55,11 +55,21 @@ fn ci(d: &[f64], seed: &str) -> Option<(f64, f64, f64)> {
 }
 
 /// Whether a job counts as a pass: it ran, was judged without error, and
-/// every assertion passed or was skipped.
+/// its assertions pass as promptfoo aggregates them (weights,
+/// `threshold`, `assert-set`). A job with a skipped assertion is not evaluated
+/// (see [`not_evaluated`]) and counts neither way.
 pub fn passes(d: &Done) -> bool {
     d.run.error.is_none()
         && d.judge_error.is_none()
-        && d.asserts.iter().all(|a| a.pass || a.skipped)
+        && !not_evaluated(d)
+        && crate::eval::assertions::case_verdict(&d.job.case, &d.asserts).0
+}
+
+/// A job whose verdict depends on an assertion that could not be checked
+/// (judge-backed, and no judge configured): neither a pass nor a failure, and
+/// left out of every pass rate.
+pub fn not_evaluated(d: &Done) -> bool {
+    d.run.error.is_none() && d.asserts.iter().any(|a| a.skipped)
 }
 
 /// Paired sums over one pack's (chain, case) pairs.
@@ -76,6 +86,7 @@ struct Tally {
     voice: (Vec<f64>, Vec<f64>, Vec<f64>),
     latency: (Vec<f64>, Vec<f64>),
     errors: Vec<String>,
+    not_evaluated: usize,
 }
 
 fn regressions_of(pack: &str, chain: &str, ch: &Done, cl: &Done) -> Vec<Regression> {
@@ -116,6 +127,10 @@ fn tally(pack: &str, done: &[&Done], regressions: &mut Vec<Regression>) -> Tally
     let mut t = Tally::default();
     for ((chain, case_id), (ch, cl)) in &by_pair {
         let Some(cl) = cl else { continue };
+        if not_evaluated(cl) || ch.is_some_and(not_evaluated) {
+            t.not_evaluated += 1;
+            continue;
+        }
         if let Some(e) = cl.run.error.as_ref().or(cl.judge_error.as_ref()) {
             t.errors
                 .push(format!("{chain} / {case_id} (challenger): {e}"));
@@ -305,6 +320,7 @@ pub(crate) fn score_pack(
             latency_change_pct: change,
             prompt_growth_tokens,
             errors: t.errors,
+            not_evaluated: t.not_evaluated,
             thresholds: *th,
             blocked_by,
         },

@@ -12,27 +12,12 @@ use crate::diagnostic::{Code, Diagnostic};
 use crate::git::{self as gitrepo, Tree};
 use crate::schema::Kind;
 use crate::tokens;
-use crate::yaml::{self, Node, Pos};
+use crate::yaml::{Node, Pos};
 
 pub(super) struct PackLoad {
     pub(super) doc: Option<PackDoc>,
     pub(super) diags: Vec<Diagnostic>,
     pub(super) sources: Vec<(String, Arc<str>)>,
-}
-
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-        if out.len() >= 60 {
-            break;
-        }
-    }
-    out.trim_end_matches('-').to_string()
 }
 
 /// Follow a file reference from a pack, applying escape and isolation rules.
@@ -113,7 +98,7 @@ fn follow_ref(
 
 /// Reads the files a pack references: escape and isolation rules, size caps,
 /// and every byte read goes into the pack's content digest.
-struct Referenced<'a> {
+pub(super) struct Referenced<'a> {
     tree: &'a Tree,
     repo: Option<&'a crate::git::Repo>,
     loc: &'a Location,
@@ -121,28 +106,40 @@ struct Referenced<'a> {
     file: &'a str,
     hasher: &'a mut Sha256,
     sources: &'a mut Vec<(String, Arc<str>)>,
-    diags: &'a mut Vec<Diagnostic>,
+    pub(super) diags: &'a mut Vec<Diagnostic>,
 }
 
 impl Referenced<'_> {
-    fn fetch(&mut self, reference: &str, pos: Pos, cap: u64) -> Option<(String, Arc<str>)> {
+    /// A file the pack file references.
+    pub(super) fn fetch(
+        &mut self,
+        reference: &str,
+        pos: Pos,
+        cap: u64,
+    ) -> Option<(String, Arc<str>)> {
+        let file = self.file.to_string();
+        self.fetch_from(&file, reference, pos, cap)
+    }
+
+    /// A file that `from` (the pack file or one of its files) references,
+    /// relative to `from`, under the same rules.
+    pub(super) fn fetch_from(
+        &mut self,
+        from: &str,
+        reference: &str,
+        pos: Pos,
+        cap: u64,
+    ) -> Option<(String, Arc<str>)> {
         let path = follow_ref(
             self.tree,
             self.loc,
             self.bounds,
-            self.file,
+            from,
             reference,
             pos,
             self.diags,
         )?;
-        let t = read_text(
-            self.tree,
-            self.repo,
-            &path,
-            cap,
-            self.diags,
-            (self.file, pos),
-        )?;
+        let t = read_text(self.tree, self.repo, &path, cap, self.diags, (from, pos))?;
         self.hasher.update(path.as_bytes());
         self.hasher.update([0]);
         self.hasher.update(t.as_bytes());
@@ -245,81 +242,6 @@ fn read_sections(
     sections
 }
 
-/// One case of a cases file. Its id is `id`, else the slug of its
-/// description, else derived from its `vars` (`case-` and 10 hex digits of
-/// their canonical digest): never from its position, which an inserted case
-/// would shift so that champion and challenger pair different cases.
-fn case_of(item: &Node, path: &str) -> EvalCase {
-    let description = item
-        .get("description")
-        .and_then(Node::as_str)
-        .map(String::from);
-    let vars = item.get("vars").map(Node::to_json).unwrap_or_default();
-    let id = item
-        .get("id")
-        .and_then(Node::as_str)
-        .map(String::from)
-        .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| {
-            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(&vars)));
-            format!("case-{}", &digest[..10])
-        });
-    EvalCase {
-        id,
-        description,
-        vars,
-        asserts: item
-            .get("assert")
-            .map(Node::to_json)
-            .and_then(|v| match v {
-                serde_json::Value::Array(a) => Some(a),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .map(AssertSpec::new)
-            .collect(),
-        threshold: item.get("threshold").and_then(|n| n.to_json().as_f64()),
-        file: path.to_string(),
-        line: item.pos.line,
-    }
-}
-
-/// The eval cases of every referenced cases file, with duplicate ids reported.
-fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<EvalCase> {
-    let mut cases: Vec<EvalCase> = Vec::new();
-    for (i, c) in pack.eval.cases.iter().enumerate() {
-        let pos = node.pos_at(&format!("/eval/cases/{i}"));
-        let Some((path, t)) = r.fetch(c, pos, MAX_YAML_BYTES) else {
-            continue;
-        };
-        let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, r.diags) else {
-            continue;
-        };
-        let yaml::Value::Seq(items) = &cnode.value else {
-            continue;
-        };
-        for item in items {
-            let case = case_of(item, &path);
-            if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
-                r.diags.push(
-                    Diagnostic::error(
-                        Code::DuplicateId,
-                        &path,
-                        item.pos,
-                        format!("eval case id `{}` is used twice in this pack", case.id),
-                    )
-                    .related(&prev.file, Pos::new(prev.line, 1), "first used here")
-                    .help("give each case a distinct `id:` (or a distinct description or vars) so champion and challenger results pair up"),
-                );
-                continue;
-            }
-            cases.push(case);
-        }
-    }
-    cases
-}
-
 pub(super) fn load_pack(
     tree: &Tree,
     repo: Option<&crate::git::Repo>,
@@ -385,7 +307,7 @@ pub(super) fn load_pack(
         diags: &mut diags,
     };
     let sections = read_sections(&pack, &node, &mut r, family);
-    let cases = read_cases(&pack, &node, &mut r);
+    let cases = super::cases::read_cases(&pack, &node, &mut r);
     let own_digest = hex::encode(hasher.finalize());
     out(
         Some(PackDoc {

@@ -32,6 +32,7 @@ use crate::schema::Kind;
 use crate::yaml::{Node, Pos};
 pub use model::*;
 
+mod cases;
 mod file;
 #[cfg(test)]
 mod fuzz;
@@ -180,6 +181,8 @@ pub struct SectionText {
 /// One assertion of an eval case (schema-checked), with typed access to the
 /// fields the engine reads. It serialises as written, so what the registry
 /// serves and the resolved digest are the author's text, not a re-encoding.
+/// `value` is the value the assertion compares with: `file://` references
+/// read and `{{var}}` expanded when the case was loaded, as promptfoo does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssertSpec {
     /// `type`, e.g. `contains` or `not-is-json`.
@@ -187,24 +190,37 @@ pub struct AssertSpec {
     pub value: Option<serde_json::Value>,
     pub threshold: Option<f64>,
     pub tag: Option<crate::model::Tag>,
+    /// promptfoo's `weight` (default 1; 0 makes the assertion always pass).
+    pub weight: f64,
+    pub metric: Option<String>,
+    /// `transform`, a supported expression on `output`.
+    pub transform: Option<crate::eval::transform::Transform>,
+    /// An `assert-set`'s own assertions.
+    pub children: Vec<AssertSpec>,
     raw: serde_json::Value,
 }
 
 impl AssertSpec {
     pub fn new(raw: serde_json::Value) -> AssertSpec {
         use crate::model::Word;
+        let str_of = |k: &str| raw.get(k).and_then(serde_json::Value::as_str);
         AssertSpec {
-            kind: raw
-                .get("type")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            kind: str_of("type").unwrap_or_default().to_string(),
             value: raw.get("value").cloned(),
             threshold: raw.get("threshold").and_then(serde_json::Value::as_f64),
-            tag: raw
-                .get("tag")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|t| crate::model::Tag::parse(t).ok()),
+            tag: str_of("tag").and_then(|t| crate::model::Tag::parse(t).ok()),
+            weight: raw
+                .get("weight")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(1.0),
+            metric: str_of("metric").map(String::from),
+            transform: str_of("transform")
+                .and_then(|t| crate::eval::transform::Transform::parse(t).ok()),
+            children: raw
+                .get("assert")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
+                .unwrap_or_default(),
             raw,
         }
     }
@@ -212,6 +228,11 @@ impl AssertSpec {
     /// The assertion as written.
     pub fn raw(&self) -> &serde_json::Value {
         &self.raw
+    }
+
+    /// `assert-set`: a group scored as one assertion.
+    pub fn is_set(&self) -> bool {
+        self.kind == "assert-set"
     }
 }
 
@@ -221,7 +242,7 @@ impl serde::Serialize for AssertSpec {
     }
 }
 
-/// One eval case, promptfoo-style.
+/// One eval case, as promptfoo reads a test.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalCase {
     pub id: String,
@@ -232,8 +253,30 @@ pub struct EvalCase {
     pub asserts: Vec<AssertSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// `options.transform`: applied to the output before every assertion.
+    #[serde(skip)]
+    pub transform: Option<crate::eval::transform::Transform>,
+    /// The user message, rendered from the prompt template and `vars`.
+    #[serde(skip)]
+    pub user: String,
     pub file: String,
     pub line: u32,
+}
+
+impl EvalCase {
+    /// Every assertion that produces a result, in order: top-level ones and
+    /// the members of each `assert-set`, with the index of their set.
+    pub fn leaves(&self) -> Vec<(&AssertSpec, Option<usize>)> {
+        let mut out = Vec::new();
+        for (i, a) in self.asserts.iter().enumerate() {
+            if a.is_set() {
+                out.extend(a.children.iter().map(|c| (c, Some(i))));
+            } else {
+                out.push((a, None));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]

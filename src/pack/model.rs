@@ -50,6 +50,8 @@ pub struct Eval {
     pub cases: Vec<String>,
     #[serde(default)]
     pub contracts: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub user_template: Option<String>,
 }
 
 /// A pack file. Sections the engine merges generically (voice, kpis,

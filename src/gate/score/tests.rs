@@ -52,8 +52,12 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
                 id: format!("case-{n}"),
                 description: None,
                 vars: serde_json::json!({"input": "hi"}),
-                asserts: vec![],
+                asserts: vec![crate::pack::AssertSpec::new(
+                    serde_json::json!({"type": "contains", "value": "x"}),
+                )],
                 threshold: None,
+                transform: None,
+                user: "hi".into(),
                 file: "packs/p/cases.yaml".into(),
                 line: u32::try_from(n).unwrap_or(0) + 1,
             }),
@@ -267,4 +271,34 @@ fn challenger_only_cases_count_in_the_challenger_rate_only() {
     assert_eq!(s.evidence.champion_pass_rate, Some(1.0));
     assert_eq!(s.evidence.challenger_pass_rate, Some(0.8));
     assert_eq!(s.evidence.pass_rate_delta, Some(0.0));
+}
+
+/// Issue 12: a case decided by a judge-backed assertion that no judge could
+/// check is not evaluated: neither a pass nor a failure, in no pass rate.
+#[test]
+fn skipped_judge_assertions_make_a_case_not_evaluated() {
+    let mut d = pairs(4, 0, Tag::Quality);
+    for x in &mut d[..2] {
+        x.asserts.push(AssertionResult {
+            skipped: true,
+            pass: false,
+            ..assertion(Tag::Quality, false)
+        });
+    }
+    // A challenger-only case that only a judge could decide.
+    let mut only = done(Variant::Challenger, "d", 99, Tag::Quality, true, 100.0);
+    only.asserts = vec![AssertionResult {
+        skipped: true,
+        ..assertion(Tag::Quality, false)
+    }];
+    d.push(only);
+    let s = score(&d, &Thresholds::default());
+    assert_eq!(
+        s.evidence.not_evaluated, 2,
+        "the first pair and the new case"
+    );
+    assert_eq!(s.evidence.pairs, 3);
+    assert_eq!(s.evidence.challenger_pass_rate, Some(1.0));
+    let last = d.last().expect("the new case");
+    assert!(!passes(last) && not_evaluated(last));
 }

@@ -34,6 +34,7 @@ fn pack(
             latency_change_pct: latency,
             prompt_growth_tokens: 0,
             errors: vec![],
+            not_evaluated: 0,
             thresholds: Thresholds::default(),
             blocked_by: blocked_by.iter().map(ToString::to_string).collect(),
         },

@@ -1,0 +1,69 @@
+//! The part of promptfoo's Nunjucks templating that test files use in
+//! values and prompts: `{{ name }}` and `{{ name.field }}`, rendered as
+//! Nunjucks renders them (no autoescape, a missing variable is empty).
+//! Written by hand because only this subset is accepted: tags (`{% %}`),
+//! filters, expressions and whitespace control are refused with an error
+//! rather than rendered differently.
+
+use serde_json::Value as Json;
+
+/// Render `template` with `vars`.
+pub fn render(template: &str, vars: &Json) -> Result<String, String> {
+    if let Some(at) = template.find("{%").or_else(|| template.find("{#")) {
+        return Err(format!(
+            "`{}` uses a Nunjucks tag or comment; missionctl supports only `{{{{ var }}}}` substitution",
+            &template[at..(at + 12).min(template.len())]
+        ));
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err("an unclosed `{{` in a template".into());
+        };
+        let expr = after[..end].trim();
+        let path_ok = !expr.is_empty()
+            && expr.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !p.starts_with(|c: char| c.is_ascii_digit())
+            });
+        if !path_ok {
+            return Err(format!(
+                "`{{{{{}}}}}` is a Nunjucks expression missionctl does not evaluate; supported: `{{{{ var }}}}` and `{{{{ var.field }}}}`",
+                &after[..end]
+            ));
+        }
+        let mut v = Some(vars);
+        for part in expr.split('.') {
+            v = v.and_then(|x| x.get(part));
+        }
+        out.push_str(&match v {
+            None | Some(Json::Null) => String::new(),
+            Some(x) => super::js::string_of(x),
+        });
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn substitution_only() {
+        let vars = json!({"city": "Paris", "n": 3, "o": {"k": "v"}});
+        assert_eq!(
+            render("{{city}} has {{ n }} {{o.k}}{{missing}}", &vars).expect("ok"),
+            "Paris has 3 v"
+        );
+        assert!(render("{% if x %}y{% endif %}", &vars).is_err());
+        assert!(render("{{ city | upper }}", &vars).is_err());
+        assert!(render("{{ city", &vars).is_err());
+    }
+}

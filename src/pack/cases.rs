@@ -1,0 +1,399 @@
+//! Eval cases as promptfoo reads a test file: a test list, or a promptfoo
+//! config (`tests` inline or `file://`, `defaultTest` merged into each test,
+//! a single `prompts` template for the user message); `vars` of any names,
+//! `file://` values relative to the cases file, `{{var}}` in assertion values,
+//! `threshold`, `weight`, `metric`, `assert-set` and supported transforms.
+//! What promptfoo would do differently (list vars, several prompts, code in
+//! transforms or values, assertion types not implemented) is refused with a
+//! diagnostic naming it, never run with another meaning.
+
+use sha2::{Digest, Sha256};
+
+use super::file::Referenced;
+use super::read::parse_checked;
+use super::*;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::eval::{assertions, nunjucks, transform::Transform};
+use crate::schema::Kind;
+use crate::yaml::{self, Node, Pos};
+use serde_json::Value as Json;
+
+/// What a cases file sets for all its tests.
+#[derive(Default)]
+struct Suite {
+    template: Option<String>,
+    defaults: Option<Json>,
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 60 {
+            break;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+fn unsupported(file: &str, pos: Pos, msg: impl Into<String>) -> Diagnostic {
+    Diagnostic::error(Code::EvalUnsupported, file, pos, msg)
+}
+
+/// A `file://` value: JSON/YAML parsed, `.txt` trimmed (assertion values)
+/// or kept (vars); code files refused.
+fn file_value(
+    r: &mut Referenced<'_>,
+    file: &str,
+    pos: Pos,
+    reference: &str,
+    trim_text: bool,
+) -> Option<Json> {
+    let rel = &reference["file://".len()..];
+    let ext = rel.rsplit('.').next().unwrap_or_default();
+    if !matches!(ext, "json" | "yaml" | "yml" | "txt" | "md") {
+        r.diags.push(
+            unsupported(file, pos, format!("`{reference}`: missionctl reads .txt, .md, .json and .yaml files here and runs no code"))
+                .help("put the expected value in a text, JSON or YAML file"),
+        );
+        return None;
+    }
+    let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
+    if matches!(ext, "txt" | "md") {
+        let t = if trim_text {
+            crate::eval::js::trim(&text)
+        } else {
+            &text
+        };
+        return Some(Json::String(t.to_string()));
+    }
+    match yaml::parse(&text) {
+        Ok(n) => Some(n.to_json()),
+        Err(e) => {
+            r.diags.push(Diagnostic::error(
+                Code::EvalCase,
+                file,
+                pos,
+                format!("`{reference}` is not valid YAML/JSON: {}", e.message),
+            ));
+            None
+        }
+    }
+}
+
+/// promptfoo's merge of `defaultTest` into a test: vars and options key by
+/// key (the test wins), assertions default-first, other fields overridden.
+fn merged(defaults: Option<&Json>, test: Json) -> Json {
+    let Some(Json::Object(d)) = defaults else {
+        return test;
+    };
+    let Json::Object(mut t) = test else {
+        return test;
+    };
+    for key in ["vars", "options", "metadata"] {
+        if let Some(Json::Object(dv)) = d.get(key) {
+            let mut m = dv.clone();
+            if let Some(Json::Object(tv)) = t.get(key) {
+                m.extend(tv.clone());
+            }
+            t.insert(key.into(), Json::Object(m));
+        }
+    }
+    if let Some(Json::Array(da)) = d.get("assert") {
+        let mut a = da.clone();
+        if let Some(Json::Array(ta)) = t.get("assert") {
+            a.extend(ta.iter().cloned());
+        }
+        t.insert("assert".into(), Json::Array(a));
+    }
+    if let (Some(th), false) = (d.get("threshold"), t.contains_key("threshold")) {
+        t.insert("threshold".into(), th.clone());
+    }
+    Json::Object(t)
+}
+
+/// An assertion value as promptfoo renders it: `file://` read, `{{var}}`
+/// expanded in strings and in the strings of a list.
+fn render_value(
+    v: &Json,
+    vars: &Json,
+    r: &mut Referenced<'_>,
+    file: &str,
+    pos: Pos,
+) -> Option<Json> {
+    let one = |s: &str, r: &mut Referenced<'_>| -> Option<Json> {
+        if s.starts_with("file://") {
+            return file_value(r, file, pos, s, true);
+        }
+        match nunjucks::render(s, vars) {
+            Ok(t) => Some(Json::String(t)),
+            Err(e) => {
+                r.diags.push(unsupported(file, pos, e));
+                None
+            }
+        }
+    };
+    match v {
+        Json::String(s) => one(s, r),
+        Json::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Json::String(s) => one(s, r),
+                other => Some(other.clone()),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Json::Array),
+        other => Some(other.clone()),
+    }
+}
+
+fn render_assertions(
+    a: &mut AssertSpec,
+    vars: &Json,
+    r: &mut Referenced<'_>,
+    file: &str,
+    pos: Pos,
+) {
+    if let Some(v) = &a.value {
+        a.value = render_value(v, vars, r, file, pos);
+    }
+    for c in &mut a.children {
+        render_assertions(c, vars, r, file, pos);
+    }
+    if let Some(p) = assertions::problem(a) {
+        r.diags.push(
+            unsupported(file, pos, p)
+                .help("use one of the supported types listed, or remove the assertion"),
+        );
+    }
+}
+
+/// The user message of a case.
+fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
+    if let Some(t) = template {
+        return nunjucks::render(t, vars);
+    }
+    let Json::Object(m) = vars else {
+        return Ok(String::new());
+    };
+    let text = |v: &Json| crate::eval::js::string_of(v);
+    if let Some(input) = m.get("input") {
+        let mut s = text(input);
+        for (k, v) in m.iter().filter(|(k, _)| *k != "input") {
+            s.push_str(&format!("\n{k}: {}", text(v)));
+        }
+        return Ok(s);
+    }
+    match m.len() {
+        0 => Ok(String::new()),
+        1 => Ok(m.values().next().map(text).unwrap_or_default()),
+        _ => Err(format!(
+            "this case has vars {} and no `input`: set `eval.user_template` in the pack (e.g. \"{{{{{}}}}}\") or a single `prompts` template in the cases file",
+            m.keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.keys().next().map(String::as_str).unwrap_or("question")
+        )),
+    }
+}
+
+/// One test of a cases file, with its id from its content: `id`, else the
+/// slug of its description, else `case-` and 10 hex digits of the digest of
+/// its canonical `vars` (never its position, which an inserted case shifts).
+fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Option<EvalCase> {
+    let test = merged(suite.defaults.as_ref(), item.to_json());
+    let pos = item.pos;
+    let mut vars = test
+        .get("vars")
+        .cloned()
+        .unwrap_or(Json::Object(Default::default()));
+    if let Json::Object(m) = &mut vars {
+        for (k, v) in m.iter_mut() {
+            if let Json::String(s) = v
+                && s.starts_with("file://")
+            {
+                *v = file_value(
+                    r,
+                    file,
+                    item.pos_at(&format!("/vars/{k}")),
+                    &s.clone(),
+                    false,
+                )?;
+            }
+        }
+    }
+    let description = test
+        .get("description")
+        .and_then(Json::as_str)
+        .map(String::from);
+    let id = test
+        .get("id")
+        .and_then(Json::as_str)
+        .map(String::from)
+        .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(&vars)));
+            format!("case-{}", &digest[..10])
+        });
+    let mut asserts: Vec<AssertSpec> = test
+        .get("assert")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
+        .unwrap_or_default();
+    for (i, a) in asserts.iter_mut().enumerate() {
+        let apos = item.pos_at(&format!("/assert/{i}"));
+        let apos = if apos == pos { pos } else { apos };
+        render_assertions(a, &vars, r, file, apos);
+    }
+    let transform = match test.pointer("/options/transform").and_then(Json::as_str) {
+        None => None,
+        Some(t) => match Transform::parse(t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.diags
+                    .push(unsupported(file, item.pos_at("/options/transform"), e));
+                None
+            }
+        },
+    };
+    let user = match user_message(&vars, suite.template.as_deref()) {
+        Ok(u) => u,
+        Err(e) => {
+            r.diags
+                .push(Diagnostic::error(Code::EvalCase, file, pos, e));
+            String::new()
+        }
+    };
+    Some(EvalCase {
+        id,
+        description,
+        vars,
+        asserts,
+        threshold: test.get("threshold").and_then(Json::as_f64),
+        transform,
+        user,
+        file: file.to_string(),
+        line: pos.line,
+    })
+}
+
+/// A promptfoo config used as a cases file: its template, its defaults, and
+/// its tests (inline, or `file://` test lists read relative to it).
+fn config_tests(
+    cnode: &Node,
+    path: &str,
+    r: &mut Referenced<'_>,
+    suite: &mut Suite,
+) -> Vec<(String, Node)> {
+    match cnode.get("prompts") {
+        None => {}
+        Some(p) => {
+            let list: Vec<&Node> = match &p.value {
+                yaml::Value::Seq(items) => items.iter().collect(),
+                _ => vec![p],
+            };
+            match list.as_slice() {
+                [one] => {
+                    let s = one.as_str().unwrap_or_default().to_string();
+                    if s.starts_with("file://") {
+                        if let Some(Json::String(t)) = file_value(r, path, one.pos, &s, false) {
+                            suite.template = Some(t);
+                        }
+                    } else {
+                        suite.template = Some(s);
+                    }
+                }
+                _ => r.diags.push(
+                    unsupported(path, p.pos, format!("{} prompts: promptfoo runs every test once per prompt; missionctl runs each case once, with the pack as the system message", list.len()))
+                        .help("keep one prompt template (the user message), or split the file"),
+                ),
+            }
+        }
+    }
+    suite.defaults = cnode.get("defaultTest").map(Node::to_json);
+    let mut out = Vec::new();
+    let Some(tests) = cnode.get("tests") else {
+        r.diags.push(Diagnostic::error(
+            Code::EvalCase,
+            path,
+            Pos::WHOLE_FILE,
+            "a promptfoo config without `tests`",
+        ));
+        return out;
+    };
+    let entries: Vec<&Node> = match &tests.value {
+        yaml::Value::Seq(items) => items.iter().collect(),
+        _ => vec![tests],
+    };
+    for e in entries {
+        match e.as_str() {
+            Some(s) if s.starts_with("file://") => {
+                let rel = &s["file://".len()..];
+                if !(rel.ends_with(".yaml") || rel.ends_with(".yml") || rel.ends_with(".json")) {
+                    r.diags.push(unsupported(path, e.pos, format!("`{s}`: missionctl reads test lists from YAML or JSON files (not CSV, scripts or globs)")));
+                    continue;
+                }
+                let Some((file, text)) = r.fetch_from(path, rel, e.pos, MAX_YAML_BYTES) else {
+                    continue;
+                };
+                let Some((n, _)) = parse_checked(Kind::EvalCases, &file, &text, r.diags) else {
+                    continue;
+                };
+                if let yaml::Value::Seq(items) = n.value {
+                    out.extend(items.into_iter().map(|i| (file.clone(), i)));
+                }
+            }
+            _ => out.push((path.to_string(), e.clone())),
+        }
+    }
+    out
+}
+
+/// The eval cases of every referenced cases file, with duplicate ids
+/// reported with both places.
+pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<EvalCase> {
+    let mut cases: Vec<EvalCase> = Vec::new();
+    for (i, c) in pack.eval.cases.iter().enumerate() {
+        let pos = node.pos_at(&format!("/eval/cases/{i}"));
+        let Some((path, t)) = r.fetch(c, pos, MAX_YAML_BYTES) else {
+            continue;
+        };
+        let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, r.diags) else {
+            continue;
+        };
+        let mut suite = Suite {
+            template: pack.eval.user_template.clone(),
+            defaults: None,
+        };
+        let tests: Vec<(String, Node)> = match &cnode.value {
+            yaml::Value::Seq(items) => items.iter().map(|n| (path.clone(), n.clone())).collect(),
+            yaml::Value::Map(_) => config_tests(&cnode, &path, r, &mut suite),
+            _ => continue,
+        };
+        for (file, item) in &tests {
+            let Some(case) = case_of(item, file, &suite, r) else {
+                continue;
+            };
+            if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
+                r.diags.push(
+                    Diagnostic::error(
+                        Code::DuplicateId,
+                        file,
+                        item.pos,
+                        format!("eval case id `{}` is used twice in this pack", case.id),
+                    )
+                    .related(&prev.file, Pos::new(prev.line, 1), "first used here")
+                    .help("give each case a distinct `id:` (or a distinct description or vars) so champion and challenger results pair up"),
+                );
+                continue;
+            }
+            cases.push(case);
+        }
+    }
+    cases
+}
