@@ -84,6 +84,16 @@ pub struct AssertionRow {
     pub reason: String,
 }
 
+/// A case's verdict on one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseOutcome {
+    Pass,
+    Fail,
+    NotEvaluated,
+    Error,
+}
+
 /// One `eval_result` record (the contract's fields, then documented extras).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalResult {
@@ -99,6 +109,9 @@ pub struct EvalResult {
     pub pack_version: String,
     pub variant: Variant,
     pub case_id: String,
+    /// The case's verdict as promptfoo aggregates it: `pass`, `fail`, or
+    /// `not_evaluated` (an assertion no judge could check), `error`.
+    pub outcome: CaseOutcome,
     pub scope_chain: String,
     pub assertions: Vec<AssertionRow>,
     /// This output's own figures (a cached answer reports its recorded latency and no cost).

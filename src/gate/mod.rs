@@ -38,7 +38,7 @@ use crate::eval::{self, EvalConfig};
 use crate::model::{ApprovalReport, Tag, Variant};
 use crate::store::Store;
 use budget::Budget;
-use evidence::AssertionRow;
+use evidence::{AssertionRow, CaseOutcome};
 use execute::{Done, Engine};
 use plan::{Loaded, Plan};
 use score::PackScore;
@@ -295,6 +295,15 @@ fn results(
                 pack_version: d.job.resolved.pack_version.clone(),
                 variant: d.job.variant,
                 case_id: case_id.to_string(),
+                outcome: if d.run.error.is_some() || d.judge_error.is_some() {
+                    CaseOutcome::Error
+                } else if score::not_evaluated(d) {
+                    CaseOutcome::NotEvaluated
+                } else if score::passes(d) {
+                    CaseOutcome::Pass
+                } else {
+                    CaseOutcome::Fail
+                },
                 scope_chain: chain,
                 latency_ms: d.run.latency_ms,
                 prompt_tokens: d.run.prompt_tokens,

@@ -612,17 +612,17 @@ bad!(
 );
 
 bad!(
-    eval_case_missing_vars,
+    eval_case_vars_without_a_template,
     |r| {
         r.write(
             "packs/domains/hr-ops/evals/cases.yaml",
-            "- id: one\n  description: no vars\n  assert:\n    - { type: contains, value: x }\n",
+            "- id: one\n  vars: { question: q, context: c }\n  assert:\n    - { type: contains, value: x }\n",
         );
     },
-    "schema/required",
+    "eval/case",
     "packs/domains/hr-ops/evals/cases.yaml",
     1,
-    "missing required field `vars`"
+    "set `eval.user_template`"
 );
 
 bad!(
@@ -630,10 +630,10 @@ bad!(
     |r| {
         r.write("packs/domains/hr-ops/evals/cases.yaml", "- id: one\n  vars: { input: hi }\n  assert:\n    - { type: javascript, value: 'output.length > 1' }\n");
     },
-    "schema/enum",
+    "eval/unsupported",
     "packs/domains/hr-ops/evals/cases.yaml",
     4,
-    "must be one of"
+    "assertion type `javascript` is not supported"
 );
 
 bad!(

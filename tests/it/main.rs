@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod commands;
+mod conformance;
 #[macro_use]
 mod db;
 mod gate;
