@@ -63,10 +63,8 @@ fn promptfoo_verdicts(dir: &std::path::Path) -> BTreeMap<String, bool> {
         .expect("results")
         .iter()
         .map(|r| {
-            assert!(
-                r["error"].is_null() || r["error"] == "",
-                "promptfoo refused a probe: {r}"
-            );
+            // failureReason 2 is an error (a probe promptfoo refuses), 1 a failed assertion.
+            assert_ne!(r["failureReason"], 2, "promptfoo refused a probe: {r}");
             (
                 r["testCase"]["description"]
                     .as_str()
@@ -123,17 +121,16 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
         &db,
     ]);
     assert!(
-        ev.join("evidence.json").exists(),
+        ev.join("eval_result.jsonl").exists(),
         "eval wrote no evidence: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let evidence: Value =
-        serde_json::from_slice(&std::fs::read(ev.join("evidence.json")).expect("evidence"))
-            .expect("json");
-    evidence["results"]
-        .as_array()
-        .expect("results")
-        .iter()
+    let rows: Vec<Value> = std::fs::read_to_string(ev.join("eval_result.jsonl"))
+        .expect("eval results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    rows.iter()
         .filter(|x| {
             x["pack_id"] == "probes-pack"
                 && x["case_id"]
@@ -161,6 +158,7 @@ fn verdicts_match_promptfoo_on_every_probe() {
     let theirs = promptfoo_verdicts(pf_dir.path());
     let ours = missionctl_verdicts(&r);
     assert!(theirs.len() >= 100, "only {} probes", theirs.len());
+    assert_eq!(ours.len(), theirs.len(), "missionctl ran every probe");
     let probes: Vec<Value> = serde_json::from_str(
         &serde_json::to_string(
             &serde_json::from_str::<Value>(&format!(
