@@ -21,6 +21,64 @@ pub(crate) fn normalize_text(s: &str) -> String {
         .to_lowercase()
 }
 
+/// What the model receives of a prompt file: the text without its HTML /
+/// Markdown comments (`<!-- … -->`; an unclosed one runs to the end), which
+/// are authoring notes. A clause inside a comment is not in force.
+pub(crate) fn effective_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains("<!--") {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("<!--") {
+        out.push_str(&rest[..start]);
+        match rest[start + 4..].find("-->") {
+            Some(end) => rest = &rest[start + 4 + end + 3..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Text for phrase matching: lowercase words separated by single spaces,
+/// punctuation and line breaks treated as spaces, with a space at each end
+/// so a match starts and ends on word boundaries; and for each byte of the
+/// result, the byte offset in `s` it came from.
+pub(crate) fn phrase_form(s: &str) -> (String, Vec<usize>) {
+    let mut out = String::from(" ");
+    let mut at = vec![0];
+    for (i, c) in s.char_indices() {
+        if c.is_alphanumeric() {
+            for l in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                let enc = l.encode_utf8(&mut buf);
+                out.push_str(enc);
+                at.extend(std::iter::repeat_n(i, enc.len()));
+            }
+        } else if !out.ends_with(' ') {
+            out.push(' ');
+            at.push(i);
+        }
+    }
+    if !out.ends_with(' ') {
+        out.push(' ');
+        at.push(s.len());
+    }
+    (out, at)
+}
+
+/// Where a banned phrase occurs in `text` (byte offset), matched on words
+/// whatever the case, spacing, line breaks or punctuation between them.
+pub(crate) fn find_phrase(text: &str, phrase: &str) -> Option<usize> {
+    let (p, _) = phrase_form(phrase);
+    if p.trim().is_empty() {
+        return None;
+    }
+    let (t, at) = phrase_form(text);
+    t.find(&p).map(|i| at.get(i + 1).copied().unwrap_or(0))
+}
+
 /// Line and column (1-based) of byte offset `at` in `text`.
 fn line_col(text: &str, at: usize) -> Pos {
     let before = &text[..at.min(text.len())];
@@ -275,15 +333,16 @@ fn check_prompts(repo: &Repo, out: &mut Vec<Diagnostic>) {
 fn check_safety_clauses(repo: &Repo, out: &mut Vec<Diagnostic>) {
     if let (Some(h), Some(g)) = (&repo.hard, repo.global) {
         let gp = &repo.packs[g];
-        let text = normalize_text(
-            &gp.sections
-                .iter()
-                .map(|s| &*s.text)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+        // What the model receives: comments removed; spacing, case and
+        // punctuation do not matter, disabling the clause does.
+        let text = gp
+            .sections
+            .iter()
+            .map(|s| effective_text(&s.text).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n");
         for (n, c) in h.value.required_safety_clauses.iter().enumerate() {
-            if !text.contains(&normalize_text(&c.text)) {
+            if find_phrase(&text, &c.text).is_none() {
                 out.push(
                     Diagnostic::error(
                         Code::SafetyClauseMissing,
@@ -297,7 +356,7 @@ fn check_safety_clauses(repo: &Repo, out: &mut Vec<Diagnostic>) {
                         "required here",
                     )
                     .help(format!(
-                        "include this sentence in a global prompt section: \"{}\"",
+                        "include this sentence in a global prompt section, outside any <!-- comment -->: \"{}\"",
                         c.text
                     )),
                 );
@@ -351,21 +410,43 @@ fn check_banned_phrases(repo: &Repo, out: &mut Vec<Diagnostic>) {
                     )
                 })
                 .collect();
-            for s in &p.sections {
-                let lower = s.text.to_lowercase();
-                for (phrase, file, pos) in banned.iter().chain(own.iter()) {
-                    if let Some(at) = lower.find(phrase.as_str()) {
-                        // Lowercasing can change byte lengths for some scripts; map conservatively.
-                        let at = if lower.len() == s.text.len() { at } else { 0 };
+            // Every text the model receives: the prompt sections (comments
+            // removed) and the voice profile's persona, tone and style rules.
+            let mut texts: Vec<(&str, String, Option<Pos>)> = p
+                .sections
+                .iter()
+                .map(|s| (s.file.as_str(), effective_text(&s.text).into_owned(), None))
+                .collect();
+            if let Some(v) = p.node.get("voice") {
+                for key in ["persona", "tone", "style_rules"] {
+                    let Some(n) = v.get(key) else { continue };
+                    let items: Vec<&crate::yaml::Node> = match &n.value {
+                        crate::yaml::Value::Seq(items) => items.iter().collect(),
+                        _ => vec![n],
+                    };
+                    for item in items {
+                        if let Some(t) = item.as_str() {
+                            texts.push((p.file.as_str(), t.to_string(), Some(item.pos)));
+                        }
+                    }
+                }
+            }
+            for (file, text, at_pos) in &texts {
+                for (phrase, bfile, pos) in banned.iter().chain(own.iter()) {
+                    if let Some(at) = find_phrase(text, phrase) {
+                        let (where_, at) = match at_pos {
+                            Some(p) => ("the voice profile", *p),
+                            None => ("prompt text", line_col(text, at)),
+                        };
                         local.push(
                             Diagnostic::error(
                                 Code::BannedPhrase,
-                                &s.file,
-                                line_col(&s.text, at),
-                                format!("prompt text contains the banned phrase \"{phrase}\""),
+                                *file,
+                                at,
+                                format!("{where_} contains the banned phrase \"{phrase}\""),
                             )
-                            .related(file, *pos, "banned here")
-                            .help("rephrase this sentence"),
+                            .related(bfile, *pos, "banned here")
+                            .help("rephrase this sentence (phrases match whatever the case, spacing, line breaks or punctuation)"),
                         );
                     }
                 }

@@ -519,7 +519,7 @@ pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
             if !text.is_empty() {
                 text.push_str("\n\n");
             }
-            text.push_str(s.text.trim());
+            text.push_str(crate::policy::effective_text(&s.text).trim());
             tokens += s.tokens;
         }
         for c in &p.cases {

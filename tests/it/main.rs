@@ -13,6 +13,7 @@ mod isolation;
 mod llm_server;
 mod reconcile;
 mod registry;
+mod regressions;
 mod snapshots;
 mod store;
 mod util;
