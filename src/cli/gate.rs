@@ -131,7 +131,7 @@ pub(crate) async fn evaluate_and_conclude(
                 evaluated.base(),
                 evaluated.head(),
                 evaluated.candidates(),
-                evaluated.policies_changed(),
+                &evaluated.policy_owner_paths(),
             )
             .await
             .map_err(|e| e.to_string()),

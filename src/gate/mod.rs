@@ -408,8 +408,16 @@ impl Evaluated {
             .map(|c| c.to_string())
             .unwrap_or_default()
     }
-    pub fn policies_changed(&self) -> &[String] {
-        &self.l.report.policies_changed
+    /// The files a policy owner must approve: changed policies, and pack
+    /// files whose promotion thresholds a change loosens.
+    pub fn policy_owner_paths(&self) -> Vec<String> {
+        let mut v = self.l.report.policies_changed.clone();
+        for l in &self.l.report.loosened {
+            if !v.contains(&l.file) {
+                v.push(l.file.clone());
+            }
+        }
+        v
     }
 }
 
@@ -543,6 +551,7 @@ pub fn conclude(
         approvals: approvals.as_ref(),
         approvals_error,
         paid_skipped: e.skip_paid,
+        loosened: &e.l.report.loosened,
     });
     guardrails.extend(decided.guardrails);
     let results = results(&e.done, &decided.regressions, &e.run_id, &api_keys(&e.cfg));

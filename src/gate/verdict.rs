@@ -34,6 +34,9 @@ pub struct Inputs<'a> {
     pub approvals_error: Option<String>,
     /// Paid model calls were skipped: score floors and latency say nothing.
     pub paid_skipped: bool,
+    /// What the change loosens (policies, guardrails, tiers, thresholds):
+    /// never a PASS without a policy owner's approval.
+    pub loosened: &'a [crate::diff::loosen::Loosening],
 }
 
 /// Why a verdict is NOT EVALUATED, and what a maintainer does about it.
@@ -165,11 +168,26 @@ pub fn decide(i: Inputs<'_>) -> Decided {
             ));
         }
     }
+    let owner_approved = i.approvals.is_some_and(|a| {
+        a.requirements
+            .iter()
+            .any(|r| r.subject == "policies" && r.satisfied)
+    });
     let verdict = if !reasons.is_empty() {
         Verdict::Blocked
     } else if i.paid_skipped {
         reasons.push(NOT_EVALUATED.to_string());
         Verdict::NotEvaluated
+    } else if !i.loosened.is_empty() && !owner_approved {
+        reasons.push(format!(
+            "policy owner: this change loosens {}; a policy owner must approve it",
+            i.loosened
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        Verdict::WaitingForApproval
     } else if i.approvals.is_some_and(|a| !a.satisfied) {
         Verdict::WaitingForApproval
     } else {

@@ -969,3 +969,49 @@ fn cases_without_ids_keep_their_identity_when_one_is_inserted() {
     );
     assert!(d.to_string().contains("extra.yaml"), "{d}");
 }
+
+/// Issue 12: a change that loosens a pack's promotion threshold or a
+/// guardrail is WAITING FOR APPROVAL by a policy owner (exit 1) even with no
+/// pull request to read approvals from, the loosened values listed; the same
+/// change tightening them passes.
+#[test]
+fn loosening_waits_for_a_policy_owner_and_tightening_passes() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "looser", |r| {
+        r.edit(HR, "  min_pass_rate: 0.9", "  min_pass_rate: 0.5");
+        bump(r, HR);
+        let g = r.read("policies/guardrails.yaml");
+        let g2 = g.replacen(
+            "max_allowed_latency_regression_pct:",
+            "max_allowed_latency_regression_pct: 99 #",
+            1,
+        );
+        assert_ne!(g, g2, "the guardrail is in the template");
+        r.write("policies/guardrails.yaml", &g2);
+    });
+    let run = gate(&r, "looser");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    assert!(
+        run.markdown.starts_with("WAITING FOR APPROVAL"),
+        "{}",
+        run.markdown
+    );
+    let reasons = run.evidence["reasons"].to_string();
+    assert!(reasons.contains("policy owner"), "{reasons}");
+    assert!(
+        reasons.contains("promotion.min_pass_rate`: 0.9 → 0.5"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("max_allowed_latency_regression_pct`"),
+        "{reasons}"
+    );
+    branch(&r, "tighter", |r| {
+        r.edit(HR, "  min_pass_rate: 0.9", "  min_pass_rate: 0.92");
+        bump(r, HR);
+    });
+    let run = gate(&r, "tighter");
+    assert_eq!(run.exit, 0, "{}", run.files);
+    assert!(run.markdown.starts_with("PASS"), "{}", run.markdown);
+}

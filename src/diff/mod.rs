@@ -1,6 +1,8 @@
 //! `missionctl diff BASE HEAD`: which packs changed, how, and which resolved
 //! scope chains change as a result. The gate's evidence is built on this.
 
+pub mod loosen;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -64,6 +66,9 @@ pub struct DiffReport {
     pub head: String,
     pub packs: Vec<PackChange>,
     pub policies_changed: Vec<String>,
+    /// Policies, guardrails, tiers and promotion thresholds made looser.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loosened: Vec<loosen::Loosening>,
     pub mission_changed: bool,
     pub chains: Vec<ChainChange>,
 }
@@ -233,6 +238,7 @@ pub fn diff(base: &Repo, head: &Repo) -> DiffReport {
         head: head.label.clone(),
         packs,
         policies_changed,
+        loosened: loosen::loosened(base, head),
         mission_changed,
         chains,
     }
