@@ -86,12 +86,8 @@ fn walk(file: &str, field: &str, base: &Json, head: Option<&Json>, out: &mut Vec
             push(show(base), "removed (the default applies)".into());
         }
         (Json::Bool(true), Some(Json::Bool(false))) => push("true".into(), "false".into()),
-        (Json::String(b), Some(Json::String(h)))
-            if key.starts_with("max_autonomy") || key == "max_autonomy" =>
-        {
-            if h > b {
-                push(b.clone(), h.clone());
-            }
+        (Json::String(b), Some(Json::String(h))) if key == "max_autonomy" && h > b => {
+            push(b.clone(), h.clone());
         }
         (Json::Array(b), h) if RESTRICTING_LISTS.contains(&key) => {
             let id = |v: &Json| v.get("id").map_or_else(|| show(v), show);

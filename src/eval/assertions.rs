@@ -162,7 +162,7 @@ pub fn problem(a: &AssertSpec) -> Option<String> {
         "is-json" | "contains-json" => match v {
             None | Some(Json::Null) => None,
             Some(Json::String(s)) if s.starts_with("contract:") || s.is_empty() => None,
-            Some(Json::Object(_)) | Some(Json::String(_)) => {
+            Some(Json::Object(_) | Json::String(_)) => {
                 schema_of(v?).err().map(|e| format!("`{}`: {e}", a.kind))
             }
             Some(_) if !js::truthy(v) => None,
@@ -251,14 +251,13 @@ fn json_objects(output: &str) -> Vec<Json> {
                     text.push_str(&"}".repeat(open - close));
                 }
                 match crate::yaml::parse(&js::slash_comments_to_hash(&text)).map(|n| n.to_json()) {
-                    Ok(v @ Json::Object(_)) | Ok(v @ Json::Array(_)) => {
+                    Ok(v @ (Json::Object(_) | Json::Array(_))) => {
                         out.push(v);
                         next = j;
                         break;
                     }
-                    Ok(_) => {}
                     Err(_) if open == close => break,
-                    Err(_) => {}
+                    _ => {}
                 }
             }
         }
@@ -446,7 +445,6 @@ fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outco
                 Err(e) => Outcome::Verdict(false, format!("invalid regex /{pat}/: {e}")),
             }
         }
-        "levenshtein" => return None,
         _ => return None,
     })
 }
