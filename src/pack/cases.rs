@@ -1,9 +1,10 @@
 //! Eval cases as promptfoo reads a test file: a test list, or a promptfoo
 //! config (`tests` inline or `file://`, `defaultTest` merged into each test,
-//! a single `prompts` template for the user message); `vars` of any names,
+//! its `prompts` templates for the user message); `vars` of any names,
 //! `file://` values relative to the cases file, `{{var}}` in assertion values,
 //! `threshold`, `weight`, `metric`, `assert-set` and supported transforms.
-//! What promptfoo would do differently (list vars, several prompts, code in
+//! Several prompts give one case per (test, prompt), ids suffixed `.p1`, `.p2`…
+//! What promptfoo would do differently (list vars, code in
 //! transforms or values, assertion types not implemented) is refused with a
 //! diagnostic naming it, never run with another meaning.
 
@@ -21,7 +22,9 @@ use serde_json::Value as Json;
 /// What a cases file sets for all its tests.
 #[derive(Default)]
 struct Suite {
-    template: Option<String>,
+    /// The prompt templates: none (the default user message), one, or
+    /// several (promptfoo runs every test once per prompt: one case each).
+    templates: Vec<String>,
     defaults: Option<Json>,
 }
 
@@ -192,7 +195,7 @@ fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
         0 => Ok(String::new()),
         1 => Ok(m.values().next().map(text).unwrap_or_default()),
         _ => Err(format!(
-            "this case has vars {} and no `input`: set `eval.user_template` in the pack (e.g. \"{{{{{}}}}}\") or a single `prompts` template in the cases file",
+            "this case has vars {} and no `input`: set `eval.user_template` in the pack (e.g. \"{{{{{}}}}}\") or a `prompts` template in the cases file",
             m.keys()
                 .map(|k| format!("`{k}`"))
                 .collect::<Vec<_>>()
@@ -205,7 +208,7 @@ fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
 /// One test of a cases file, with its id from its content: `id`, else the
 /// slug of its description, else `case-` and 10 hex digits of the digest of
 /// its canonical `vars` (never its position, which an inserted case shifts).
-fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Option<EvalCase> {
+fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Vec<EvalCase> {
     let test = merged(suite.defaults.as_ref(), item.to_json());
     let pos = item.pos;
     let mut vars = test
@@ -217,13 +220,11 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Op
             if let Json::String(s) = v
                 && s.starts_with("file://")
             {
-                *v = file_value(
-                    r,
-                    file,
-                    item.pos_at(&format!("/vars/{k}")),
-                    &s.clone(),
-                    false,
-                )?;
+                let at = item.pos_at(&format!("/vars/{k}"));
+                match file_value(r, file, at, &s.clone(), false) {
+                    Some(x) => *v = x,
+                    None => return Vec::new(),
+                }
             }
         }
     }
@@ -261,25 +262,39 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Op
             }
         },
     };
-    let user = match user_message(&vars, suite.template.as_deref()) {
-        Ok(u) => u,
-        Err(e) => {
-            r.diags
-                .push(Diagnostic::error(Code::EvalCase, file, pos, e));
-            String::new()
-        }
+    let templates: Vec<Option<&str>> = if suite.templates.is_empty() {
+        vec![None]
+    } else {
+        suite.templates.iter().map(|t| Some(t.as_str())).collect()
     };
-    Some(EvalCase {
-        id,
-        description,
-        vars,
-        asserts,
-        threshold: test.get("threshold").and_then(Json::as_f64),
-        transform,
-        user,
-        file: file.to_string(),
-        line: pos.line,
-    })
+    let several = templates.len() > 1;
+    let mut out = Vec::new();
+    for (i, template) in templates.into_iter().enumerate() {
+        let user = match user_message(&vars, template) {
+            Ok(u) => u,
+            Err(e) => {
+                r.diags
+                    .push(Diagnostic::error(Code::EvalCase, file, pos, e));
+                String::new()
+            }
+        };
+        out.push(EvalCase {
+            id: if several {
+                format!("{id}.p{}", i + 1)
+            } else {
+                id.clone()
+            },
+            description: description.clone(),
+            vars: vars.clone(),
+            asserts: asserts.clone(),
+            threshold: test.get("threshold").and_then(Json::as_f64),
+            transform: transform.clone(),
+            user,
+            file: file.to_string(),
+            line: pos.line,
+        });
+    }
+    out
 }
 
 /// A promptfoo config used as a cases file: its template, its defaults, and
@@ -297,21 +312,23 @@ fn config_tests(
                 yaml::Value::Seq(items) => items.iter().collect(),
                 _ => vec![p],
             };
-            match list.as_slice() {
-                [one] => {
-                    let s = one.as_str().unwrap_or_default().to_string();
-                    if s.starts_with("file://") {
-                        if let Some(Json::String(t)) = file_value(r, path, one.pos, &s, false) {
-                            suite.template = Some(t);
-                        }
-                    } else {
-                        suite.template = Some(s);
+            suite.templates.clear();
+            for one in list {
+                let Some(s) = one.as_str() else {
+                    r.diags.push(unsupported(path, one.pos, "a prompt that is not a string (chat-format prompt objects are not supported); write it as a template string or a file:// text file"));
+                    continue;
+                };
+                if let Some(rel) = s.strip_prefix("file://") {
+                    if !(rel.ends_with(".txt") || rel.ends_with(".md")) {
+                        r.diags.push(unsupported(path, one.pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts or chat JSON)")));
+                        continue;
                     }
+                    if let Some(Json::String(t)) = file_value(r, path, one.pos, s, false) {
+                        suite.templates.push(t);
+                    }
+                } else {
+                    suite.templates.push(s.to_string());
                 }
-                _ => r.diags.push(
-                    unsupported(path, p.pos, format!("{} prompts: promptfoo runs every test once per prompt; missionctl runs each case once, with the pack as the system message", list.len()))
-                        .help("keep one prompt template (the user message), or split the file"),
-                ),
             }
         }
     }
@@ -367,7 +384,7 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
             continue;
         };
         let mut suite = Suite {
-            template: pack.eval.user_template.clone(),
+            templates: pack.eval.user_template.iter().cloned().collect(),
             defaults: None,
         };
         let tests: Vec<(String, Node)> = match &cnode.value {
@@ -376,11 +393,9 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
             _ => continue,
         };
         for (file, item) in &tests {
-            let Some(case) = case_of(item, file, &suite, r) else {
-                continue;
-            };
-            if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
-                r.diags.push(
+            for case in case_of(item, file, &suite, r) {
+                if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
+                    r.diags.push(
                     Diagnostic::error(
                         Code::DuplicateId,
                         file,
@@ -390,9 +405,10 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
                     .related(&prev.file, Pos::new(prev.line, 1), "first used here")
                     .help("give each case a distinct `id:` (or a distinct description or vars) so champion and challenger results pair up"),
                 );
-                continue;
+                    continue;
+                }
+                cases.push(case);
             }
-            cases.push(case);
         }
     }
     cases

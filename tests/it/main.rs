@@ -16,4 +16,5 @@ mod registry;
 mod regressions;
 mod snapshots;
 mod store;
+mod suites;
 mod util;
