@@ -142,10 +142,29 @@ impl Referenced<'_> {
         let t = read_text(self.tree, self.repo, &path, cap, self.diags, (from, pos))?;
         self.hasher.update(path.as_bytes());
         self.hasher.update([0]);
-        self.hasher.update(t.as_bytes());
+        self.hasher.update(digest_form(&path, &t).as_bytes());
         let t: Arc<str> = Arc::from(t);
         self.sources.push((path.clone(), t.clone()));
         Some((path, t))
+    }
+}
+
+/// What a file contributes to its pack's content digest: its meaning, not
+/// its bytes. YAML and JSON as canonical parsed data (a comment or a
+/// re-indent changes nothing), prompt text without its comments (which the
+/// model never receives). A file that does not parse counts as its bytes.
+fn digest_form<'t>(path: &str, text: &'t str) -> std::borrow::Cow<'t, str> {
+    let ext = path.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "yaml" | "yml" | "json" => crate::yaml::parse(text)
+            .map_or(std::borrow::Cow::Borrowed(text), |n| {
+                std::borrow::Cow::Owned(crate::resolve::canonical_json(&n.to_json()))
+            }),
+        // As the composed prompt takes it: comments removed, trimmed.
+        "md" | "txt" => {
+            std::borrow::Cow::Owned(crate::policy::effective_text(text).trim().to_string())
+        }
+        _ => std::borrow::Cow::Borrowed(text),
     }
 }
 
@@ -269,7 +288,7 @@ pub(super) fn load_pack(
     let mut hasher = Sha256::new();
     hasher.update(file.as_bytes());
     hasher.update([0]);
-    hasher.update(text.as_bytes());
+    hasher.update(digest_form(file, &text).as_bytes());
     let text: Arc<str> = Arc::from(text);
     sources.push((file.to_string(), text.clone()));
     let parsed = parse_checked(Kind::Pack, file, &text, &mut diags);

@@ -88,3 +88,35 @@ fn banned_phrases_match_on_words_in_every_text_the_model_receives() {
     );
     assert!(errors(&r).is_empty(), "{:?}", errors(&r));
 }
+
+/// Content is compared as data: comments and re-indenting in YAML, and
+/// comments in prompt text, need no version bump; a changed value does.
+#[test]
+fn comment_only_edits_need_no_version_bump() {
+    let r = TestRepo::new();
+    let hr = "packs/domains/hr-ops/pack.yaml";
+    r.git(&["switch", "-q", "-c", "notes"]);
+    r.edit(
+        hr,
+        "promotion:\n",
+        "# Reviewed with HR in November.\npromotion:   # thresholds\n",
+    );
+    let cases = "packs/domains/hr-ops/evals/cases.yaml";
+    let text = r.read(cases);
+    r.write(cases, &format!("# Cases reviewed in November.\n{text}"));
+    let role = "packs/domains/hr-ops/prompts/role.md";
+    let text = r.read(role);
+    r.write(
+        role,
+        &format!("{text}\n<!-- reviewer note: keep this short -->\n"),
+    );
+    r.commit_all("Notes only");
+    let (exit, diags) = r.validate(&["--base", "main"]);
+    assert_eq!(exit, 0, "{diags:?}");
+    // A changed value is a change.
+    r.edit(hr, "  min_pass_rate: 0.9", "  min_pass_rate: 0.95");
+    r.commit_all("Tighter");
+    let (exit, diags) = r.validate(&["--base", "main"]);
+    assert_eq!(exit, 1);
+    expect_diag(&diags, "version/not-bumped", hr, 2, "changed since main");
+}
