@@ -228,7 +228,6 @@ impl Engine {
             .await
             .settle(&job.tenant, est, run.cost_usd);
         self.book(&job.tenant, run.cost_usd, "eval").await;
-        let contracts = job.resolved.contracts();
         let allowed = job.resolved.allowed_tools();
         // `options.transform` applies to the output every assertion sees.
         let output = match &job.case.transform {
@@ -242,7 +241,7 @@ impl Engine {
             latency_ms: run.latency_ms,
             cost_usd: run.cost_usd,
             allowed_tools: &allowed,
-            contracts: &contracts,
+            contracts: &job.contracts,
         };
         let asserts: Vec<AssertionResult> = job
             .case

@@ -87,6 +87,11 @@ pub struct Job {
     pub system: Arc<str>,
     pub system_tokens: u64,
     pub case: Arc<EvalCase>,
+    /// The output contracts `contract:` assertions check against: the base's
+    /// definitions win (a pull request that renames or loosens a contract
+    /// is checked against the contract its cases were written for), plus
+    /// contracts the head adds.
+    pub contracts: Arc<BTreeMap<String, resolve::Contract>>,
     /// Whose ledger pays: the chain's tenant, `user:<id>`, or `shared`.
     pub tenant: String,
 }
@@ -221,6 +226,11 @@ pub(crate) fn plan(l: &Loaded, max_chains: usize, family: crate::tokens::Family)
                 max_growth = (g, key.to_string());
             }
             let cases = merged_cases(champion.as_ref(), &challenger);
+            let mut contracts = challenger.contracts();
+            if let Some(c) = &champion {
+                contracts.extend(c.contracts());
+            }
+            let contracts = Arc::new(contracts);
             let tenant = tenant_of(&key);
             let prompted = |r: Resolved| {
                 let system: Arc<str> = Arc::from(crate::eval::system_prompt(&r));
@@ -242,6 +252,7 @@ pub(crate) fn plan(l: &Loaded, max_chains: usize, family: crate::tokens::Family)
                         system: system.clone(),
                         system_tokens: *system_tokens,
                         case: case.clone(),
+                        contracts: contracts.clone(),
                         tenant: tenant.clone(),
                     });
                 }

@@ -1015,3 +1015,62 @@ fn loosening_waits_for_a_policy_owner_and_tightening_passes() {
     assert_eq!(run.exit, 0, "{}", run.files);
     assert!(run.markdown.starts_with("PASS"), "{}", run.markdown);
 }
+
+/// Issue 12: a pull request that changes the prompt and, in the same pull
+/// request, loosens the output contract its cases check is judged against
+/// the base's contract (a format regression); the benign twin (the contract
+/// reworded, output still matching the base contract) passes.
+#[test]
+fn the_base_contract_wins_for_cases_defined_at_base() {
+    // The model answers without `escalate` once the prompt says so.
+    let script: crate::llm_server::Script = Arc::new(|body, _| {
+        let system = system_of(body);
+        if !is_judge(body) && system.contains("Leave out the escalate flag.") {
+            let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+            let content = r#"{"answer": "You have 12 days of annual leave left.", "policy_refs": ["Leave Policy 2.1"]}"#;
+            return Reply::Json(missionctl::eval::demo_model::completion_body(
+                "demo", &system, user, content,
+            ));
+        }
+        Reply::Json(missionctl::eval::demo_model::respond(body))
+    });
+    let server = LlmServer::start(script);
+    let r = gate_repo(&server, false);
+    branch(&r, "loose-contract", |r| {
+        r.edit(
+            HR_ROLE,
+            "onboarding and offboarding logistics",
+            "onboarding and offboarding logistics. Leave out the escalate flag.",
+        );
+        r.edit(
+            HR,
+            "        required: [answer, policy_refs, escalate]",
+            "        required: [answer, policy_refs]",
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "loose-contract");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let reasons = run.evidence["reasons"].to_string();
+    assert!(
+        reasons.contains("format regression in hr-ops-pack") && reasons.contains("escalate"),
+        "{reasons}"
+    );
+    // The twin: the contract reworded and the prompt touched in one pull
+    // request, answers still matching the base's contract.
+    branch(&r, "reworded-contract", |r| {
+        r.edit(
+            HR,
+            "      description: Answer returned to the HR portal.",
+            "      description: The answer the HR portal shows the employee.",
+        );
+        r.edit(
+            HR_ROLE,
+            "onboarding and offboarding logistics",
+            "onboarding and off-boarding logistics",
+        );
+        bump(r, HR);
+    });
+    let run = gate(&r, "reworded-contract");
+    assert_eq!(run.exit, 0, "{}", run.files);
+}

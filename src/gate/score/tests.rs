@@ -61,6 +61,7 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
                 file: "packs/p/cases.yaml".into(),
                 line: u32::try_from(n).unwrap_or(0) + 1,
             }),
+            contracts: Arc::default(),
             tenant: "shared".into(),
         },
         run: RunOutput {
