@@ -206,20 +206,6 @@ pub struct AssertionResult {
     pub skipped: bool,
 }
 
-/// The whole output as JSON, or its fenced ```json block (what the demo
-/// model and the judge read; `is-json` itself is strict, as promptfoo's).
-pub(crate) fn output_json(output: &str) -> Option<Json> {
-    let t = output.trim();
-    if let Ok(v) = serde_json::from_str::<Json>(t) {
-        return Some(v);
-    }
-    let inner = t
-        .strip_prefix("```json")
-        .or_else(|| t.strip_prefix("```"))
-        .and_then(|r| r.strip_suffix("```"))?;
-    serde_json::from_str(inner.trim()).ok()
-}
-
 /// promptfoo's `extractJsonObjects`: from each `{`, the span up to its
 /// matching `}` (braces counted naively, a short span closed), read as YAML
 /// flow with `//` comments turned into `#`; objects only.
