@@ -784,14 +784,16 @@ fn rollback_serves_the_champion(git_mode: &str) {
     until("the rollout", Duration::from_secs(20), || {
         rollout_state(port, &t.admin, "1.1.0")
     });
-    let canary_users = served_to_all(port, &t.acme_harness, 40)
-        .iter()
-        .filter(|(_, c)| c.contains(BAD))
-        .count();
-    assert!(
-        canary_users > 0 && canary_users < 40,
-        "{canary_users} of 40 in the canary"
-    );
+    // The rollout row is in the store as soon as it is written; the served
+    // snapshot follows within the follow interval.
+    let canary_users = until("the canary to be served", Duration::from_secs(10), || {
+        let n = served_to_all(port, &t.acme_harness, 40)
+            .iter()
+            .filter(|(_, c)| c.contains(BAD))
+            .count();
+        (n > 0).then_some(n)
+    });
+    assert!(canary_users < 40, "{canary_users} of 40 in the canary");
     let mut seed = 0;
     until("the automatic rollback", Duration::from_secs(60), || {
         seed += 1;
