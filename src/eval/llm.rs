@@ -269,6 +269,7 @@ pub(crate) fn cache_key(
         "model": ep.model,
         "temperature": ep.temperature,
         "max_tokens": ep.max_tokens,
+        "token_field": ep.token_field.as_str(),
         "messages": messages,
         "tools": tools,
         "tag": tag,
