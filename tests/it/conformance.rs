@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::util::TestRepo;
+use crate::util::{TestRepo, eval_rows};
 
 fn ci_tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/node_modules")
@@ -107,29 +107,8 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
         .expect("probes"),
     );
     r.commit_all("Probes");
-    let ev = r.dir.path().join("ev");
-    let db = format!("sqlite://{}", r.dir.path().join("state.db").display());
-    let out = r.run(&[
-        "eval",
-        "--base",
-        "main",
-        "--head",
-        "probes",
-        "--out",
-        ev.to_str().expect("utf8"),
-        "--db",
-        &db,
-    ]);
-    assert!(
-        ev.join("eval_result.jsonl").exists(),
-        "eval wrote no evidence: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = std::fs::read_to_string(ev.join("eval_result.jsonl"))
-        .expect("eval results")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let (out, ev) = r.evaluate("eval", "probes", &[]);
+    let rows = eval_rows(&ev, &out);
     rows.iter()
         .filter(|x| {
             x["pack_id"] == "probes-pack"

@@ -6,7 +6,7 @@
 
 use crate::gate::{branch, bump, gate_repo};
 use crate::llm_server::{LlmServer, demo, is_judge};
-use crate::util::{TestRepo, expect_diag};
+use crate::util::{TestRepo, eval_rows, expect_diag};
 
 const HR: &str = "packs/domains/hr-ops/pack.yaml";
 const DIR: &str = "packs/domains/hr-ops/evals";
@@ -58,27 +58,8 @@ fn a_promptfoo_config_runs_as_written() {
     let (exit, diags) = r.validate(&[]);
     assert_eq!(exit, 0, "{diags:?}");
     r.git(&["switch", "-q", "main"]);
-    let out = r.dir.path().join("ev");
-    let db = format!("sqlite://{}", r.dir.path().join("state.db").display());
-    let o = r.run_env(
-        &[
-            "eval",
-            "--base",
-            "main",
-            "--head",
-            "translations",
-            "--out",
-            out.to_str().expect("utf8"),
-            "--db",
-            &db,
-        ],
-        &[("TEST_LLM_KEY", "k")],
-    );
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.join("eval_result.jsonl"))
-        .unwrap_or_else(|e| panic!("no results ({e}): {}", String::from_utf8_lossy(&o.stderr)))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
+    let (o, out) = r.evaluate("eval", "translations", &[("TEST_LLM_KEY", "k")]);
+    let rows = eval_rows(&out, &o);
     let outcome = |id: &str| {
         rows.iter()
             .find(|x| x["case_id"] == id && x["variant"] == "challenger")

@@ -210,6 +210,25 @@ impl TestContext {
     }
 
     /// Run `validate --format json` (plus args) and return (exit code, diagnostics).
+    /// `missionctl CMD --base main --head HEAD --out DIR --db …` (`eval` or
+    /// `gate`) with `env`: its output and the evidence directory.
+    pub fn evaluate(&self, cmd: &str, head: &str, env: &[(&str, &str)]) -> (Output, PathBuf) {
+        let out = self.dir.path().join(format!("evidence-{cmd}-{head}"));
+        let db = format!("sqlite://{}", self.dir.path().join("state.db").display());
+        let args = [
+            cmd,
+            "--base",
+            "main",
+            "--head",
+            head,
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--db",
+            &db,
+        ];
+        (self.run_env(&args, env), out)
+    }
+
     pub fn validate(&self, extra: &[&str]) -> (i32, Vec<Value>) {
         let mut args = vec!["validate", "--format", "json"];
         args.extend_from_slice(extra);
@@ -292,4 +311,20 @@ pub fn http(
         rest.to_string()
     };
     (code, head.to_string(), body)
+}
+
+/// The `eval_result` rows an evaluation wrote to `dir`; fails loudly, with
+/// the command's stderr, when it wrote none.
+pub fn eval_rows(dir: &Path, run: &Output) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("eval_result.jsonl"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "no eval results in {} ({e}): {}",
+                dir.display(),
+                String::from_utf8_lossy(&run.stderr)
+            )
+        })
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an eval_result JSON line"))
+        .collect()
 }
