@@ -303,3 +303,27 @@ fn skipped_judge_assertions_make_a_case_not_evaluated() {
     let last = d.last().expect("the new case");
     assert!(!passes(last) && not_evaluated(last));
 }
+
+/// A cached answer carries another run's timing: it is no latency evidence.
+#[test]
+fn cached_answers_are_no_latency_evidence() {
+    let mut d: Vec<Done> = (0..40)
+        .flat_map(|i| {
+            [
+                done(Variant::Champion, "d", i, Tag::Quality, true, 100.0),
+                done(Variant::Challenger, "d", i, Tag::Quality, true, 400.0),
+            ]
+        })
+        .collect();
+    assert!(
+        score(&d, &Thresholds::default())
+            .latency_regression_pct
+            .is_some()
+    );
+    for x in d.iter_mut().filter(|x| x.job.variant == Variant::Champion) {
+        x.run.cached = true;
+    }
+    let s = score(&d, &Thresholds::default());
+    assert_eq!(s.latency_regression_pct, None);
+    assert_eq!(s.evidence.latency_p50_ms, (None, None));
+}
