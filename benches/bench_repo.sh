@@ -1,6 +1,6 @@
 # Sourced by the gate benchmarks: `bench_repo BIN REPO PORT CONCURRENCY`
 # makes a template repository whose harness is the endpoint on 127.0.0.1:PORT
-# (no judge), plus a `bench` domain with 500 cases, and a `challenger` branch
+# (no judge, no API key), plus a `bench` domain with 500 cases, and a `challenger` branch
 # that differs by one sentence and a version bump.
 bench_repo() {
   local bin=$1 repo=$2 port=$3 conc=$4
@@ -12,6 +12,8 @@ m = open('mission.yaml').read()
 a, b = m.index('  judge:'), m.index('  concurrency:')
 m = m[:a] + m[b:]
 m = m.replace('base_url: demo', f'base_url: http://127.0.0.1:{port}').replace('concurrency: 8', f'concurrency: {conc}')
+# The local endpoint needs no key (and a named, unset key variable is refused).
+m = m.replace('    api_key_env: OPENAI_API_KEY\n', '', 1)
 open('mission.yaml', 'w').write(m)
 mkdir = __import__('os').makedirs
 mkdir('packs/domains/bench/evals', exist_ok=True)
