@@ -167,7 +167,9 @@ fn render_assertions(
     for c in &mut a.children {
         render_assertions(c, vars, r, file, pos);
     }
-    if let Some(p) = assertions::problem(a) {
+    // Decided once, here: `check` reports it on every run without re-deriving it.
+    a.problem = assertions::problem(a);
+    if let Some(p) = a.problem.clone() {
         r.diags.push(
             unsupported(file, pos, p)
                 .help("use one of the supported types listed, or remove the assertion"),
@@ -247,9 +249,7 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Ve
         .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
         .unwrap_or_default();
     for (i, a) in asserts.iter_mut().enumerate() {
-        let apos = item.pos_at(&format!("/assert/{i}"));
-        let apos = if apos == pos { pos } else { apos };
-        render_assertions(a, &vars, r, file, apos);
+        render_assertions(a, &vars, r, file, item.pos_at(&format!("/assert/{i}")));
     }
     let transform = match test.pointer("/options/transform").and_then(Json::as_str) {
         None => None,

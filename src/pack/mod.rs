@@ -197,6 +197,9 @@ pub struct AssertSpec {
     pub transform: Option<crate::eval::transform::Transform>,
     /// An `assert-set`'s own assertions.
     pub children: Vec<AssertSpec>,
+    /// Why it cannot run as written (see `eval::assertions::problem`),
+    /// decided when the case is loaded.
+    pub problem: Option<String>,
     raw: serde_json::Value,
 }
 
@@ -221,6 +224,7 @@ impl AssertSpec {
                 .and_then(serde_json::Value::as_array)
                 .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
                 .unwrap_or_default(),
+            problem: None,
             raw,
         }
     }
