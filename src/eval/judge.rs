@@ -302,3 +302,28 @@ impl Judge<'_> {
         Ok(p)
     }
 }
+
+/// The rubric the judge scores a judge-backed assertion with, and the
+/// threshold promptfoo applies by default (`g-eval`: 0.7).
+pub(crate) fn rubric_for(spec: &crate::pack::AssertSpec) -> (String, Option<f64>) {
+    let value = spec
+        .value
+        .as_ref()
+        .map(crate::eval::js::string_of)
+        .unwrap_or_default();
+    match spec.kind.trim_start_matches("not-") {
+        "g-eval" => (
+            format!("Score how well the output meets these criteria: {value}"),
+            Some(0.7),
+        ),
+        "factuality" => (
+            format!("The output must be factually consistent with this reference answer and contradict none of it: {value}"),
+            None,
+        ),
+        "answer-relevance" => (
+            "The output must answer the user's question directly; content unrelated to the question lowers the score.".to_string(),
+            None,
+        ),
+        _ => (value, None),
+    }
+}

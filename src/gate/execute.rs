@@ -286,7 +286,7 @@ impl Engine {
             if !a.needs_judge {
                 continue;
             }
-            let (rubric, default_threshold) = judge_rubric(spec);
+            let (rubric, default_threshold) = crate::eval::judge::rubric_for(spec);
             match judge.assertion(&rubric, &input, &d.run.output).await {
                 Ok((pass, score, reason)) => {
                     let pass = spec
@@ -356,30 +356,5 @@ impl Engine {
         let usd = j.spent_usd();
         self.book("shared", usd, "judge-pairwise").await;
         (by_pack, usd)
-    }
-}
-
-/// The rubric the judge scores a judge-backed assertion with, and the
-/// threshold promptfoo applies by default (`g-eval`: 0.7).
-fn judge_rubric(spec: &crate::pack::AssertSpec) -> (String, Option<f64>) {
-    let value = spec
-        .value
-        .as_ref()
-        .map(crate::eval::js::string_of)
-        .unwrap_or_default();
-    match spec.kind.trim_start_matches("not-") {
-        "g-eval" => (
-            format!("Score how well the output meets these criteria: {value}"),
-            Some(0.7),
-        ),
-        "factuality" => (
-            format!("The output must be factually consistent with this reference answer and contradict none of it: {value}"),
-            None,
-        ),
-        "answer-relevance" => (
-            "The output must answer the user's question directly; content unrelated to the question lowers the score.".to_string(),
-            None,
-        ),
-        _ => (value, None),
     }
 }
