@@ -10,6 +10,9 @@
 //! - [`git`]: the only user of libgit2 (trees, history, sources, writes).
 //! - [`pack`], [`resolve`], [`policy`], [`validate`], [`diff`], [`catalog`],
 //!   [`template`]: the repository format, scope resolution and its rules.
+//! - [`openclaw`]: a resolved pack as an OpenClaw workspace and agent config,
+//!   written atomically, kept current from the registry (`sync`), and the
+//!   Gateway behind the gate's `openclaw` harness.
 //! - [`eval`]: harnesses, the model client, assertions, judge, statistics,
 //!   the built-in demo model.
 //! - [`gate`]: champion against challenger, as a pipeline of phases.
@@ -30,6 +33,7 @@ pub mod git;
 
 pub mod catalog;
 pub mod diff;
+pub mod openclaw;
 pub mod pack;
 pub mod policy;
 pub mod resolve;

@@ -9,6 +9,7 @@ use crate::policy;
 pub fn validate(repo: &Repo, base: Option<&Repo>) -> Vec<Diagnostic> {
     let mut d = repo.diagnostics.clone();
     d.extend(policy::check(repo));
+    d.extend(check_openclaw(repo));
     if let Some(base) = base {
         d.extend(check_versions(repo, base));
     }
@@ -48,6 +49,68 @@ pub(crate) fn check_versions(head: &Repo, base: &Repo) -> Vec<Diagnostic> {
                 .help(format!(
                     "set `version: {next}` (or a higher minor/major for larger changes)"
                 )),
+            );
+        }
+    }
+    out
+}
+
+/// Every chain rendered as an OpenClaw workspace must fit OpenClaw's
+/// bootstrap limits (`openclaw.bootstrap_max_chars`, per file, and
+/// `bootstrap_total_max_chars`, in all; 20,000 and 60,000 by default):
+/// OpenClaw would silently truncate a longer file. Reported once per leaf
+/// pack and limit, at its `prompt` key.
+pub(crate) fn check_openclaw(repo: &Repo) -> Vec<Diagnostic> {
+    use crate::openclaw::render::{self, AgentBinding};
+    let settings = repo.openclaw();
+    let mut out = Vec::new();
+    let mut reported = std::collections::BTreeSet::new();
+    for key in crate::resolve::all_chains(repo) {
+        let Ok(idx) = crate::resolve::chain(repo, &key) else {
+            continue;
+        };
+        let Some(&leaf) = idx.last() else { continue };
+        let r = crate::resolve::resolve_indices(repo, &idx);
+        let agent = AgentBinding {
+            id: "agent".into(),
+            domain: key.domain.clone(),
+            tenant: key.tenant.clone(),
+            user: key.user.clone(),
+        };
+        let ws = render::render(&r, &agent, crate::model::Arm::Champion, None, &settings);
+        let (files, total) = render::over_limits(&ws, &settings);
+        let p = &repo.packs[leaf];
+        let at = p.node.key_pos_at("/prompt");
+        for (name, n) in files {
+            if reported.insert((leaf, name)) {
+                out.push(
+                    Diagnostic::error(
+                        Code::OpenClawFile,
+                        &p.file,
+                        at,
+                        format!(
+                            "rendered for OpenClaw, `{key}` has a {name} of {n} characters; OpenClaw injects at most {} per file and would truncate the rest",
+                            settings.bootstrap_max_chars
+                        ),
+                    )
+                    .help("shorten this chain's prompt sections (AGENTS.md), voice profile (SOUL.md) or description (IDENTITY.md), or raise `openclaw.bootstrap_max_chars` in mission.yaml to match the Gateway's `bootstrapMaxChars`"),
+                );
+            }
+        }
+        if let Some(n) = total
+            && reported.insert((leaf, "(total)"))
+        {
+            out.push(
+                Diagnostic::error(
+                    Code::OpenClawTotal,
+                    &p.file,
+                    at,
+                    format!(
+                        "rendered for OpenClaw, `{key}` has {n} characters of bootstrap files; OpenClaw injects at most {} in all and would truncate the rest",
+                        settings.bootstrap_total_max_chars
+                    ),
+                )
+                .help("shorten this chain's prompt sections or voice profile, or raise `openclaw.bootstrap_total_max_chars` in mission.yaml to match the Gateway's `bootstrapTotalMaxChars`"),
             );
         }
     }

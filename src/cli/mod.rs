@@ -6,6 +6,7 @@ mod diff;
 mod gate;
 mod github;
 mod init;
+mod openclaw;
 mod packs;
 mod quickstart;
 mod reconcile;
@@ -79,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         command: github::Command,
     },
+    /// Deliver packs to OpenClaw agents: render a workspace, or sync a Gateway's agents from the registry.
+    Openclaw {
+        #[command(subcommand)]
+        command: openclaw::Command,
+    },
     /// Serve the built-in deterministic stand-in model (OpenAI-compatible) on loopback.
     DemoModel(demo::Args),
     /// Pack records (`prompt_pack`) with champion / challenger / archived status.
@@ -122,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(a) => validate::run(a),
+        Command::Openclaw { command } => openclaw::run(command),
         Command::Resolve(a) => resolve::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Packs { command } => packs::run(command),

@@ -102,6 +102,11 @@ codes! {
     EvalUnsupported = "eval/unsupported",
     /// A pack has fewer eval cases than recommended.
     EvalCoverage = "eval/coverage",
+    /// A rendered OpenClaw bootstrap file is longer than OpenClaw injects.
+    OpenClawFile = "openclaw/bootstrap-file",
+    /// A chain's rendered OpenClaw bootstrap files are longer in total than
+    /// OpenClaw injects.
+    OpenClawTotal = "openclaw/bootstrap-total",
     /// A tenant enables a domain more than once or a user has no tenant.
     ScopeConfig = "scope/config",
     /// The repository could not be read.

@@ -35,6 +35,9 @@ pub struct Endpoint {
     /// What identifies this endpoint in cache keys: the configured base URL
     /// (`demo` for the built-in model, whose port changes every run).
     pub cache_id: String,
+    /// OpenClaw's `x-openclaw-session-key`: one session per eval case, so no
+    /// history leaks between cases. Not part of the cache key.
+    pub session: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -390,6 +393,9 @@ impl Client {
             let mut req = self.http.post(&url).timeout(ep.timeout).json(&body);
             if let Some(k) = &ep.api_key {
                 req = req.bearer_auth(k);
+            }
+            if let Some(sk) = &ep.session {
+                req = req.header("x-openclaw-session-key", sk);
             }
             let result = req.send().await;
             let (outcome, res) = match result {

@@ -11,6 +11,7 @@ pub mod js;
 pub mod judge;
 pub mod llm;
 pub mod nunjucks;
+pub mod openclaw;
 pub mod stats;
 pub mod transform;
 
@@ -75,6 +76,7 @@ impl ModelSpec {
             token_field: self.token_field,
             timeout: self.timeout,
             cache_id: self.base_url.clone(),
+            session: None,
         }
     }
 }
@@ -86,6 +88,20 @@ pub enum Harness {
         argv: Vec<String>,
         timeout: Duration,
     },
+    /// Real OpenClaw agents: a Gateway serving the champion and challenger
+    /// as agents, with `ModelSpec` the model behind them.
+    OpenClaw(openclaw::OpenClawSpec),
+}
+
+impl Harness {
+    /// The model the harness calls (for OpenClaw, the model behind it).
+    pub fn model_spec(&self) -> Option<&ModelSpec> {
+        match self {
+            Harness::OpenAi(s) => Some(s),
+            Harness::OpenClaw(o) => Some(&o.model),
+            Harness::Command { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -179,10 +195,21 @@ impl EvalConfig {
                     ),
                 }
             }
+            Some("openclaw") => Harness::OpenClaw(openclaw::OpenClawSpec {
+                model: model_spec(h, "eval.harness", "gpt-4o-mini")?,
+                gateway_url: h
+                    .get("gateway_url")
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+                gateway_token_env: h
+                    .get("gateway_token_env")
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+            }),
             other => {
                 return Err(field_err(
                     "eval.harness.type",
-                    format!("{other:?} is not `openai` or `command`"),
+                    format!("{other:?} is not `openai`, `command` or `openclaw`"),
                 ));
             }
         };
@@ -251,16 +278,16 @@ impl EvalConfig {
 
     /// The encoding the harness model's tokens are counted with.
     pub fn token_family(&self) -> crate::tokens::Family {
-        match &self.harness {
-            Harness::OpenAi(s) => crate::tokens::Family::for_model(&s.model),
-            Harness::Command { .. } => crate::tokens::Family::default(),
+        match self.harness.model_spec() {
+            Some(s) => crate::tokens::Family::for_model(&s.model),
+            None => crate::tokens::Family::default(),
         }
     }
 
     /// Whether the harness calls a paid endpoint (not the built-in demo
     /// model, not a local command).
     pub(crate) fn harness_is_paid(&self) -> bool {
-        matches!(&self.harness, Harness::OpenAi(s) if !s.is_demo())
+        self.harness.model_spec().is_some_and(|s| !s.is_demo())
     }
 
     /// Whether the judge is a paid endpoint.
@@ -269,7 +296,7 @@ impl EvalConfig {
     }
 
     pub(crate) fn uses_demo(&self) -> bool {
-        matches!(&self.harness, Harness::OpenAi(s) if s.is_demo())
+        self.harness.model_spec().is_some_and(ModelSpec::is_demo)
             || self.judge.as_ref().is_some_and(|(s, _)| s.is_demo())
     }
 }
@@ -292,44 +319,16 @@ pub struct RunOutput {
 }
 
 /// The system message a harness receives: the composed prompt, then the
-/// voice profile spelled out so the model can follow it.
+/// voice profile spelled out so the model can follow it, then the output
+/// contracts.
 pub(crate) fn system_prompt(r: &Resolved) -> String {
     let mut s = r.prompt_text().to_string();
-    if let Some(v) = r.voice() {
+    let voice = r.voice_text();
+    if !voice.is_empty() {
         s.push_str("\n\n## Voice\n");
-        if let Some(p) = &v.persona {
-            s.push_str(&format!("Persona: {p}\n"));
-        }
-        if !v.tone.is_empty() {
-            s.push_str(&format!("Tone: {}\n", v.tone.join(", ")));
-        }
-        for r in &v.style_rules {
-            s.push_str(&format!("- {r}\n"));
-        }
-        if !v.banned_phrases.is_empty() {
-            s.push_str(&format!(
-                "Never use these phrases: {}\n",
-                v.banned_phrases
-                    .iter()
-                    .map(|b| format!("\"{b}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if let Some(n) = v.max_sentence_words {
-            s.push_str(&format!("Keep sentences under {n} words.\n"));
-        }
+        s.push_str(&voice);
     }
-    // The output contracts are part of the task: the agent must see them.
-    let contracts = r.contracts();
-    if !contracts.is_empty() {
-        s.push_str("\n## Output formats\nWhen a task calls for one of these formats, reply with one JSON object that matches its schema and nothing else.\n");
-        for (name, def) in contracts {
-            let desc = def.description.as_deref().unwrap_or("");
-            let schema = def.schema.map(|x| x.to_string()).unwrap_or_default();
-            s.push_str(&format!("- `{name}`: {desc} Schema: {schema}\n"));
-        }
-    }
+    s.push_str(&r.contracts_text());
     s
 }
 
@@ -358,47 +357,77 @@ pub(crate) async fn run_case(
     cfg: &EvalConfig,
     client: &Client,
     demo_url: Option<&str>,
+    gateway: Option<&openclaw::Target>,
     resolved: &Resolved,
     system: &str,
     case: &EvalCase,
 ) -> RunOutput {
     match &cfg.harness {
+        Harness::OpenClaw(spec) => {
+            let Some(ep) = gateway.and_then(|g| g.endpoint(spec, resolved, &case.id)) else {
+                return RunOutput {
+                    fatal: true,
+                    error: Some(format!(
+                        "no OpenClaw agent was prepared for {} {}",
+                        resolved.pack_id, resolved.pack_version
+                    )),
+                    ..RunOutput::default()
+                };
+            };
+            chat_case(cfg, client, &ep, &spec.model.model, resolved, None, case).await
+        }
         Harness::OpenAi(spec) => {
             let ep = spec.endpoint(demo_url);
-            let messages = [
-                Message::system(system.to_string()),
-                Message::user(user_message(case)),
-            ];
-            let tools = resolved.allowed_tools();
-            match client
-                .chat(&ep, &messages, &tools, "harness", &|_| Ok(()))
-                .await
-            {
-                Ok(c) => RunOutput {
-                    cost_usd: if c.cached {
-                        0.0
-                    } else {
-                        cfg.cost(&ep.model, c.prompt_tokens, c.completion_tokens)
-                    },
-                    output: c.content,
-                    tool_calls: c.tool_calls,
-                    prompt_tokens: c.prompt_tokens,
-                    completion_tokens: c.completion_tokens,
-                    latency_ms: c.latency_ms,
-                    cached: c.cached,
-                    error: None,
-                    fatal: false,
-                },
-                Err(e) => RunOutput {
-                    fatal: is_fatal(&e),
-                    error: Some(e.to_string()),
-                    ..RunOutput::default()
-                },
-            }
+            let system = Some(Message::system(system.to_string()));
+            chat_case(cfg, client, &ep, &spec.model, resolved, system, case).await
         }
         Harness::Command { argv, timeout } => {
             run_command(argv, *timeout, resolved, system, case).await
         }
+    }
+}
+
+/// One case as a chat completion at `ep`; `priced_as` names the model in
+/// `eval.prices`. OpenClaw builds its own system prompt from the agent's
+/// workspace, so it is sent only the user message (`system` None).
+async fn chat_case(
+    cfg: &EvalConfig,
+    client: &Client,
+    ep: &Endpoint,
+    priced_as: &str,
+    resolved: &Resolved,
+    system: Option<Message>,
+    case: &EvalCase,
+) -> RunOutput {
+    let messages: Vec<Message> = system
+        .into_iter()
+        .chain(std::iter::once(Message::user(user_message(case))))
+        .collect();
+    let tools = resolved.allowed_tools();
+    match client
+        .chat(ep, &messages, &tools, "harness", &|_| Ok(()))
+        .await
+    {
+        Ok(c) => RunOutput {
+            cost_usd: if c.cached {
+                0.0
+            } else {
+                cfg.cost(priced_as, c.prompt_tokens, c.completion_tokens)
+            },
+            output: c.content,
+            tool_calls: c.tool_calls,
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+            latency_ms: c.latency_ms,
+            cached: c.cached,
+            error: None,
+            fatal: false,
+        },
+        Err(e) => RunOutput {
+            fatal: is_fatal(&e),
+            error: Some(e.to_string()),
+            ..RunOutput::default()
+        },
     }
 }
 

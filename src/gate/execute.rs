@@ -39,6 +39,8 @@ pub struct Engine {
     pub harness_slots: Arc<tokio::sync::Semaphore>,
     /// Stops the run when the endpoint is failing.
     pub breaker: Breaker,
+    /// The OpenClaw Gateway and agents, for the `openclaw` harness.
+    pub openclaw: Option<Arc<eval::openclaw::Target>>,
 }
 
 /// A circuit breaker over the harness requests: once at least
@@ -187,11 +189,17 @@ impl Engine {
             );
         }
 
-        let (model, max_out) = match &self.cfg.harness {
-            eval::Harness::OpenAi(s) => (s.model.clone(), u64::from(s.max_tokens)),
-            eval::Harness::Command { .. } => (String::new(), 0),
+        let (model, max_out) = match self.cfg.harness.model_spec() {
+            Some(s) => (s.model.clone(), u64::from(s.max_tokens)),
+            None => (String::new(), 0),
         };
-        let est_prompt = job.system_tokens
+        // OpenClaw adds its own system prompt and tool schemas to every turn.
+        let overhead = match &self.cfg.harness {
+            eval::Harness::OpenClaw(_) => eval::openclaw::PROMPT_OVERHEAD_TOKENS,
+            _ => 0,
+        };
+        let est_prompt = overhead
+            + job.system_tokens
             + crate::tokens::count(&eval::user_message(&job.case), self.cfg.token_family());
         let est = self.cfg.cost(&model, est_prompt, max_out);
         {
@@ -216,6 +224,7 @@ impl Engine {
             &self.cfg,
             &self.client,
             self.demo_url.as_deref(),
+            self.openclaw.as_deref(),
             &job.resolved,
             &job.system,
             &job.case,

@@ -100,6 +100,17 @@ fn describe(cfg: &EvalConfig) -> (String, Option<String>) {
             }
         ),
         eval::Harness::Command { argv, .. } => format!("command `{}`", argv.join(" ")),
+        eval::Harness::OpenClaw(o) => format!(
+            "OpenClaw {} agents (one per pack variant, a session per case) on `{}` at {}",
+            crate::openclaw::gateway::OPENCLAW_VERSION,
+            o.model.model,
+            if o.model.is_demo() {
+                "the built-in demo model (a deterministic stand-in, not a language model)"
+                    .to_string()
+            } else {
+                o.model.base_url.clone()
+            }
+        ),
     };
     let judge = cfg.judge.as_ref().map(|(s, k)| {
         format!(
@@ -117,10 +128,10 @@ fn describe(cfg: &EvalConfig) -> (String, Option<String>) {
 
 /// Every API key the run may have used (harness and judge), to scrub from evidence.
 fn api_keys(cfg: &EvalConfig) -> Vec<String> {
-    let harness = match &cfg.harness {
-        eval::Harness::OpenAi(s) => s.endpoint(None).api_key,
-        eval::Harness::Command { .. } => None,
-    };
+    let harness = cfg
+        .harness
+        .model_spec()
+        .and_then(|s| s.endpoint(None).api_key);
     let judge = cfg
         .judge
         .as_ref()
@@ -158,10 +169,7 @@ fn check_keys(cfg: &EvalConfig, skip_paid: bool) -> Result<(), GateError> {
     if skip_paid {
         return Ok(());
     }
-    let harness = match &cfg.harness {
-        crate::eval::Harness::OpenAi(s) => Some(("eval.harness", s)),
-        crate::eval::Harness::Command { .. } => None,
-    };
+    let harness = cfg.harness.model_spec().map(|s| ("eval.harness", s));
     let judge = cfg.judge.as_ref().map(|(s, _)| ("eval.judge", s));
     for (field, spec) in harness.into_iter().chain(judge) {
         if spec.is_demo() {
@@ -447,11 +455,42 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
     let skip_harness = opts.skip_paid_calls && cfg.harness_is_paid();
     let skip_judge = opts.skip_paid_calls && cfg.judge_is_paid();
     let demo = start_demo(&cfg).await?;
+    let demo_url = demo.as_ref().map(crate::eval::demo_model::DemoServer::url);
+    let gateway_dir = tempfile::Builder::new()
+        .prefix("missionctl-openclaw-")
+        .tempdir()
+        .map_err(|e| GateError::Config(format!("a temporary directory for OpenClaw: {e}")))?;
+    let openclaw = match &cfg.harness {
+        crate::eval::Harness::OpenClaw(spec) if !plan.jobs.is_empty() && !skip_harness => {
+            let packs: Vec<Arc<crate::resolve::Resolved>> =
+                plan.jobs.iter().map(|j| j.resolved.clone()).collect();
+            let target = crate::eval::openclaw::Target::prepare(
+                spec,
+                demo_url.as_deref(),
+                &packs,
+                &l.base.openclaw(),
+                gateway_dir.path(),
+                &run_id,
+            )
+            .await;
+            match target {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    if let Some(d) = demo {
+                        d.shutdown().await;
+                    }
+                    return Err(GateError::Unreachable(e.to_string()));
+                }
+            }
+        }
+        _ => None,
+    };
     let engine = Arc::new(Engine {
+        openclaw: openclaw.clone(),
         client: Client::new(cfg.concurrency, Some(store.clone())),
         cfg: cfg.clone(),
         budget: Arc::new(Mutex::new(budget)),
-        demo_url: demo.as_ref().map(crate::eval::demo_model::DemoServer::url),
+        demo_url,
         store,
         run_id: run_id.clone(),
         skip_harness,
@@ -486,6 +525,10 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         (Ok(done), None) => Some(engine.pairwise(done).await),
         _ => None,
     };
+    if let Some(t) = &openclaw {
+        t.shutdown().await;
+    }
+    drop(gateway_dir);
     if let Some(d) = demo {
         d.shutdown().await;
     }

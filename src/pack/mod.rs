@@ -358,6 +358,14 @@ impl Repo {
     pub(crate) fn default_tier(&self) -> Tier {
         self.mission.as_ref().map_or(Tier::Team, |m| m.value.tier)
     }
+
+    /// `openclaw:` in mission.yaml, with OpenClaw's defaults.
+    pub fn openclaw(&self) -> crate::openclaw::Settings {
+        self.mission
+            .as_ref()
+            .map(|m| crate::openclaw::Settings::from_mission(&m.value.openclaw))
+            .unwrap_or_default()
+    }
 }
 
 /// Load the repository from a tree. Never fails: problems are diagnostics.

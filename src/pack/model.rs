@@ -85,6 +85,8 @@ pub struct Mission {
     pub store: serde_json::Value,
     #[serde(default)]
     pub github: serde_json::Value,
+    #[serde(default)]
+    pub openclaw: serde_json::Value,
 }
 
 impl Mission {

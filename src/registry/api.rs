@@ -239,6 +239,9 @@ pub struct ResolveQuery {
     pub domain: String,
     pub tenant: Option<String>,
     pub user: Option<String>,
+    /// The agent asking (`openclaw sync` sends it): the canary splits by
+    /// agent when given, else by user, else by tenant.
+    pub agent: Option<String>,
     /// Long-poll: with If-None-Match, wait up to this many seconds for a change.
     pub wait: Option<u64>,
 }
@@ -268,8 +271,10 @@ async fn resolve(
     }
     let key = ChainKey::new(&q.domain, q.tenant.as_deref(), q.user.as_deref());
     let who = q
-        .user
-        .clone()
+        .agent
+        .as_ref()
+        .map(|a| format!("agent:{a}"))
+        .or(q.user.clone())
         .or(q.tenant.clone())
         .unwrap_or_else(|| "anonymous".into());
     // Every If-None-Match header, joined: a client may send several.

@@ -122,6 +122,7 @@ impl Snapshot {
             return Ok(hit);
         }
         let r = resolve::resolve_docs(&self.repo, &docs);
+        let openclaw = self.repo.openclaw();
         let body = json!({
             "pack_id": r.pack_id,
             "pack_version": r.pack_version,
@@ -132,10 +133,22 @@ impl Snapshot {
             "tier": r.tier,
             "commit": self.commit,
             "content": r.content,
+            "openclaw": openclaw,
         });
         let rendered = Arc::new(Rendered {
             body: axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-            etag: format!("\"{}\"", r.digest.trim_start_matches("sha256:")),
+            // The OpenClaw settings shape what sync renders: a change to
+            // them is a change to what this chain is served.
+            etag: if openclaw == crate::openclaw::Settings::default() {
+                format!("\"{}\"", r.digest.trim_start_matches("sha256:"))
+            } else {
+                let s = serde_json::to_string(&openclaw).unwrap_or_default();
+                format!(
+                    "\"{}.{}\"",
+                    r.digest.trim_start_matches("sha256:"),
+                    &crate::openclaw::render::sha256(&s)[7..15]
+                )
+            },
             pack_version: r.pack_version,
         });
         if let Ok(mut c) = self.cache.lock() {

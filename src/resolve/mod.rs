@@ -68,7 +68,7 @@ pub struct Origin {
     pub scope: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Link {
     pub scope_type: String,
     pub scope_id: String,

@@ -170,4 +170,53 @@ impl Resolved {
             .collect();
         (criteria, r.version.unwrap_or(1))
     }
+
+    /// The voice profile as instructions (empty without one). OpenClaw's
+    /// `SOUL.md` carries the same lines.
+    pub fn voice_text(&self) -> String {
+        let r = self;
+        let mut s = String::new();
+        if let Some(v) = r.voice() {
+            if let Some(p) = &v.persona {
+                s.push_str(&format!("Persona: {p}\n"));
+            }
+            if !v.tone.is_empty() {
+                s.push_str(&format!("Tone: {}\n", v.tone.join(", ")));
+            }
+            for r in &v.style_rules {
+                s.push_str(&format!("- {r}\n"));
+            }
+            if !v.banned_phrases.is_empty() {
+                s.push_str(&format!(
+                    "Never use these phrases: {}\n",
+                    v.banned_phrases
+                        .iter()
+                        .map(|b| format!("\"{b}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if let Some(n) = v.max_sentence_words {
+                s.push_str(&format!("Keep sentences under {n} words.\n"));
+            }
+        }
+        s
+    }
+
+    /// The output contracts as a `## Output formats` section (empty without
+    /// any): they are part of the task, so the agent must see them.
+    pub fn contracts_text(&self) -> String {
+        let r = self;
+        let contracts = r.contracts();
+        let mut s = String::new();
+        if !contracts.is_empty() {
+            s.push_str("\n## Output formats\nWhen a task calls for one of these formats, reply with one JSON object that matches its schema and nothing else.\n");
+            for (name, def) in contracts {
+                let desc = def.description.as_deref().unwrap_or("");
+                let schema = def.schema.map(|x| x.to_string()).unwrap_or_default();
+                s.push_str(&format!("- `{name}`: {desc} Schema: {schema}\n"));
+            }
+        }
+        s
+    }
 }

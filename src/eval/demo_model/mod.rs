@@ -27,7 +27,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxJson, Router};
 use serde_json::{Value as Json, json};
@@ -110,26 +111,145 @@ async fn models() -> AxJson<Json> {
     ]}))
 }
 
-async fn chat(
-    State(cfg): State<DemoConfig>,
-    body: Option<AxJson<Json>>,
-) -> (StatusCode, AxJson<Json>) {
+async fn chat(State(cfg): State<DemoConfig>, body: Option<AxJson<Json>>) -> Response {
     let Some(AxJson(body)) = body else {
         return (
             StatusCode::BAD_REQUEST,
             AxJson(
                 json!({"error": {"message": "expected a JSON chat completion request", "type": "invalid_request_error"}}),
             ),
-        );
+        )
+            .into_response();
     };
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
     }
-    (StatusCode::OK, AxJson(respond(&body)))
+    let answer = respond(&body);
+    if body.get("stream").and_then(Json::as_bool) == Some(true) {
+        let usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Json::as_bool)
+            == Some(true);
+        return (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            sse_events(&answer, usage),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, AxJson(answer)).into_response()
+}
+
+/// A completion body as the server-sent events a streaming OpenAI endpoint
+/// sends: a role delta, the content, the finish reason, the usage chunk when
+/// asked for (`stream_options.include_usage`), then `[DONE]`.
+pub fn sse_events(completion: &Json, include_usage: bool) -> String {
+    let id = completion["id"].clone();
+    let model = completion["model"].clone();
+    let content = completion
+        .pointer("/choices/0/message/content")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    let chunk = |delta: Json, finish: Json| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events = vec![
+        chunk(json!({"role": "assistant", "content": ""}), Json::Null),
+        chunk(json!({"content": content}), Json::Null),
+        chunk(json!({}), json!("stop")),
+    ];
+    if include_usage {
+        events.push(
+            json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+                           "choices": [], "usage": completion["usage"]}),
+        );
+    }
+    let mut out = String::new();
+    for e in events {
+        out.push_str("data: ");
+        out.push_str(&e.to_string());
+        out.push_str("\n\n");
+    }
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+/// A message's text: a string, or the text parts of an array of parts.
+fn text_of(m: &Json) -> String {
+    match m.get("content") {
+        Some(Json::String(s)) => s.clone(),
+        Some(Json::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Json::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+const INTERNAL_BEGIN: &str = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>";
+const INTERNAL_END: &str = "<<<END_OPENCLAW_INTERNAL_CONTEXT>>>";
+
+/// The user's own words in a message OpenClaw sent: its internal-context
+/// blocks removed, the `[Fri 2026-11-27 00:15 UTC] ` timestamp prefix and
+/// the trailing `Runtime: agent=…` line dropped. Other text is unchanged.
+pub(crate) fn user_text(raw: &str) -> String {
+    let mut s = raw.to_string();
+    while let Some(b) = s.find(INTERNAL_BEGIN) {
+        let end = s[b..]
+            .find(INTERNAL_END)
+            .map_or(s.len(), |e| b + e + INTERNAL_END.len());
+        s.replace_range(b..end, "");
+    }
+    if let Some(r) = s.find("\n\nRuntime: agent=") {
+        s.truncate(r);
+    } else if s.starts_with("Runtime: agent=") {
+        s.clear();
+    }
+    let t = s.trim();
+    // A timestamp envelope: `[` … a YYYY-MM-DD date … `] `.
+    if let Some(rest) = t.strip_prefix('[')
+        && let Some(close) = rest.find(']')
+        && is_timestamp(&rest[..close])
+    {
+        return rest[close + 1..].trim().to_string();
+    }
+    t.to_string()
+}
+
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() < 80
+        && b.windows(10).any(|w| {
+            w.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                _ => c.is_ascii_digit(),
+            })
+        })
+}
+
+/// The part of an OpenClaw system prompt the workspace files make up (its
+/// `# Project Context`); OpenClaw's own instructions around it are the same
+/// for every pack and are not what the stand-in should follow. Any other
+/// system prompt is used whole.
+pub(crate) fn pack_prompt(system: &str) -> &str {
+    match system.find("\n# Project Context\n") {
+        Some(start) => {
+            let rest = &system[start..];
+            let end = rest.find("<!-- /openclaw:attempt").unwrap_or(rest.len());
+            &rest[..end]
+        }
+        None => system,
+    }
 }
 
 /// The demo model's answer to a chat-completions request body, as the JSON
-/// response body. Public so test servers can script around it.
+/// response body. Public so test servers can script around it. It reads
+/// what OpenClaw sends as well as plain requests: content as arrays of
+/// parts, internal-context messages, timestamp prefixes.
 pub fn respond(body: &Json) -> Json {
     let messages = body
         .get("messages")
@@ -139,20 +259,20 @@ pub fn respond(body: &Json) -> Json {
     let system = messages
         .iter()
         .filter(|m| m.get("role").and_then(Json::as_str) == Some("system"))
-        .filter_map(|m| m.get("content").and_then(Json::as_str))
+        .map(text_of)
         .collect::<Vec<_>>()
         .join("\n");
     let user = messages
         .iter()
         .rev()
-        .find(|m| m.get("role").and_then(Json::as_str) == Some("user"))
-        .and_then(|m| m.get("content").and_then(Json::as_str))
-        .unwrap_or_default()
-        .to_string();
+        .filter(|m| m.get("role").and_then(Json::as_str) == Some("user"))
+        .map(|m| user_text(&text_of(m)))
+        .find(|t| !t.is_empty())
+        .unwrap_or_default();
     let content = if system.starts_with("You are an evaluation judge") {
         judge_answer(&messages)
     } else {
-        answer(&system, &user)
+        answer(pack_prompt(&system), &user)
     };
     completion_body(
         body.get("model").and_then(Json::as_str).unwrap_or("demo-1"),

@@ -1,0 +1,219 @@
+//! `missionctl openclaw render|sync`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use missionctl::model::Arm;
+use missionctl::openclaw::{render, sync, workspace};
+use missionctl::pack;
+use missionctl::resolve::{self, ChainKey};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Render a resolved pack as an OpenClaw workspace (AGENTS.md, SOUL.md,
+    /// IDENTITY.md, .missionctl/pack.json) and the agent's config fragment.
+    ///
+    /// Example: missionctl openclaw render --domain hr-ops --tenant acme --user alice --out ./ws/hr-alice
+    Render(RenderArgs),
+    /// Keep the workspaces of one Gateway's agents on the version the registry
+    /// assigns each (long-poll watch, atomic writes, drift reports).
+    ///
+    /// Example: missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml
+    Sync(SyncArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// Domain scope id (e.g. hr-ops) or domain pack id.
+    #[arg(long)]
+    pub domain: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Render this revision instead of the work tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// The workspace directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The agent id in the config fragment (default: derived from the chain).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The agent's model (`provider/model`) in the config fragment.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Where to write the config fragment (the Gateway's `agents` object,
+    /// JSON5); default: OUT/.missionctl/agents.json5.
+    #[arg(long)]
+    pub fragment: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// The registry's base URL (missionctl serve).
+    #[arg(long)]
+    pub registry: String,
+    /// A file holding a harness token for the registry.
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// The agents file: `fragment:`, optional `model:`, and `agents:` with
+    /// id, domain, tenant, user, workspace each.
+    #[arg(long)]
+    pub agents: PathBuf,
+    /// Long-poll wait per request.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Deliver every agent's current version once and exit (1 on any error).
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub fn run(c: Command) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Render(a) => render_cmd(a),
+        Command::Sync(a) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(sync_cmd(a))
+        }
+    }
+}
+
+fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
+    let tree = super::open_tree_lazy(&a.repo, a.rev.as_deref())?;
+    let key = ChainKey::new(&a.domain, a.tenant.as_deref(), a.user.as_deref());
+    let repo = pack::load_chain(&tree, &key);
+    let r = match resolve::resolve(&repo, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let settings = repo.openclaw();
+    let id = a.agent.clone().unwrap_or_else(|| {
+        [
+            Some(a.domain.as_str()),
+            a.tenant.as_deref(),
+            a.user.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("-")
+    });
+    let agent = render::AgentBinding {
+        id: id.clone(),
+        domain: a.domain.clone(),
+        tenant: a.tenant.clone(),
+        user: a.user.clone(),
+    };
+    let ws = render::render(&r, &agent, Arm::Champion, a.rev.as_deref(), &settings);
+    let (files, total) = render::over_limits(&ws, &settings);
+    for (name, n) in &files {
+        eprintln!(
+            "warning: {name} is {n} characters; OpenClaw injects at most {} (`missionctl validate` reports this as openclaw/bootstrap-file)",
+            settings.bootstrap_max_chars
+        );
+    }
+    if let Some(n) = total {
+        eprintln!(
+            "warning: the bootstrap files hold {n} characters; OpenClaw injects at most {} in all",
+            settings.bootstrap_total_max_chars
+        );
+    }
+    let written = workspace::write(&a.out, &ws)?;
+    if !written.drift.is_empty() {
+        eprintln!(
+            "note: {} had been edited by hand; the edits are kept under {}",
+            written.drift.join(", "),
+            a.out.join(".missionctl/drift").display()
+        );
+    }
+    let dir = std::path::absolute(&a.out).unwrap_or(a.out.clone());
+    let entry = render::agent_entry(
+        &ws,
+        &dir.display().to_string(),
+        a.model.as_deref(),
+        &settings,
+    );
+    let fragment_path = a
+        .fragment
+        .clone()
+        .unwrap_or_else(|| a.out.join(".missionctl/agents.json5"));
+    let fragment = render::agents_fragment(&[(id.clone(), entry)].into_iter().collect());
+    workspace::replace_file(
+        &fragment_path,
+        &format!("{}\n", serde_json::to_string_pretty(&fragment)?),
+    )
+    .with_context(|| format!("writing {}", fragment_path.display()))?;
+    println!(
+        "{}: {} {} for agent `{id}` ({})",
+        a.out.display(),
+        r.pack_id,
+        r.pack_version,
+        if written.changed {
+            "written"
+        } else {
+            "unchanged"
+        }
+    );
+    println!(
+        "config fragment: {} (include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }})",
+        fragment_path.display(),
+        fragment_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
+    let token = std::fs::read_to_string(&a.token_file)
+        .with_context(|| format!("reading the token file {}", a.token_file.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "{}: the token file is empty; put a harness token there (missionctl token new --role harness)",
+            a.token_file.display()
+        );
+    }
+    if !a.registry.starts_with("http://") && !a.registry.starts_with("https://") {
+        anyhow::bail!(
+            "--registry: `{}` is not an http(s) URL",
+            missionctl::store::redact(&a.registry)
+        );
+    }
+    let agents = sync::load_agents(&a.agents)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            match e {
+                sync::Event::Delivered { .. } => println!("{e}"),
+                _ => eprintln!("{e}"),
+            }
+        }
+    });
+    let opts = sync::SyncOptions {
+        registry: a.registry.clone(),
+        token,
+        agents,
+        wait: a.wait,
+        once: a.once,
+    };
+    let result = tokio::select! {
+        r = sync::run(opts, tx) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    let _ = printer.await;
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

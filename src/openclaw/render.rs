@@ -1,0 +1,260 @@
+//! A resolved pack as an OpenClaw workspace and agent config entry. Pure:
+//! no I/O, so the same function serves `openclaw render`, `openclaw sync`,
+//! the gate's `openclaw` harness and `validate`'s size checks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use super::{Settings, autonomy_denies, js_length};
+use crate::model::{Arm, Autonomy};
+use crate::resolve::Resolved;
+
+/// The bootstrap files missionctl writes, in the order OpenClaw injects them.
+pub const MANAGED_FILES: [&str; 3] = ["AGENTS.md", "SOUL.md", "IDENTITY.md"];
+/// Files and directories that belong to the agent and its user.
+pub const USER_OWNED: [&str; 3] = ["USER.md", "MEMORY.md", "memory"];
+/// The sidecar, under the workspace; OpenClaw does not inject it.
+pub const SIDECAR: &str = ".missionctl/pack.json";
+
+/// Which agent a workspace is for: its id and the chain it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentBinding {
+    pub id: String,
+    pub domain: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// One layer of the chain, as the sidecar records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub scope_type: String,
+    pub scope_id: String,
+    pub pack_id: String,
+    pub version: String,
+}
+
+/// `.missionctl/pack.json`: what version a workspace holds and the digests
+/// of the files missionctl wrote (drift is a file that no longer matches).
+/// The telemetry plugin reads the ids and version from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub managed_by: String,
+    pub pack_id: String,
+    pub pack_version: String,
+    pub digest: String,
+    pub arm: Arm,
+    pub agent_id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub domain: String,
+    /// `run_telemetry.task_type` for runs of this agent: its domain.
+    pub task_type: String,
+    pub chain: Vec<ChainLink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// File name -> `sha256:<hex>` of the text written.
+    pub files: BTreeMap<String, String>,
+}
+
+/// A rendered workspace: the bootstrap files, the sidecar and the tool policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    pub files: Vec<(&'static str, String)>,
+    pub sidecar: Sidecar,
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+pub fn sha256(text: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+fn strings(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The tool policy of a resolved pack in OpenClaw ids: `allow` (None when
+/// the pack sets no allow list) and `deny` (the pack's, then autonomy's).
+pub fn tool_policy(r: &Resolved, settings: &Settings) -> (Option<Vec<String>>, Vec<String>) {
+    let tools = r.content.get("tools");
+    let allow = tools.and_then(|t| t.get("allow")).map(|a| {
+        strings(Some(a))
+            .iter()
+            .map(|n| settings.tool_id(n))
+            .collect()
+    });
+    let autonomy = tools
+        .and_then(|t| t.get("autonomy"))
+        .and_then(|a| serde_json::from_value::<Autonomy>(a.clone()).ok());
+    let mut deny: Vec<String> = strings(tools.and_then(|t| t.get("deny")))
+        .iter()
+        .map(|n| settings.tool_id(n))
+        .collect();
+    for d in autonomy_denies(autonomy) {
+        if !deny.iter().any(|x| x == d) {
+            deny.push(d.to_string());
+        }
+    }
+    (allow, deny)
+}
+
+fn agents_md(r: &Resolved, settings: &Settings, allow: &Option<Vec<String>>) -> String {
+    let mut s = String::from("# Operating instructions\n\n");
+    s.push_str(r.prompt_text().trim());
+    s.push('\n');
+    s.push_str(&r.contracts_text());
+    s.push_str("\n## Tools\n");
+    match allow {
+        Some(ids) if !ids.is_empty() => {
+            s.push_str("Use only these tools, and only for what the instructions above ask:\n");
+            let names = strings(r.content.pointer("/tools/allow"));
+            for (id, name) in ids.iter().zip(&names) {
+                if id == name {
+                    s.push_str(&format!("- `{id}`\n"));
+                } else {
+                    s.push_str(&format!("- `{id}` ({name})\n"));
+                }
+            }
+        }
+        Some(_) => s.push_str("Use no tools.\n"),
+        None => s.push_str("Use the tools OpenClaw offers, within the rules above.\n"),
+    }
+    let _ = settings;
+    s
+}
+
+fn soul_md(r: &Resolved) -> String {
+    let voice = r.voice_text();
+    if voice.is_empty() {
+        "# Voice\n\nClear and respectful.\n".to_string()
+    } else {
+        format!("# Voice\n\n{voice}")
+    }
+}
+
+fn identity_md(r: &Resolved, agent: &AgentBinding) -> String {
+    let mut s = format!("# Identity\n\n- Name: {}\n", agent.id);
+    if let Some(d) = r.content.get("description").and_then(Json::as_str) {
+        s.push_str(&format!("- Role: {}\n", d.trim()));
+    }
+    s
+}
+
+/// Render `r` for `agent`, served on `arm`.
+pub fn render(
+    r: &Resolved,
+    agent: &AgentBinding,
+    arm: Arm,
+    commit: Option<&str>,
+    settings: &Settings,
+) -> Workspace {
+    let (allow, deny) = tool_policy(r, settings);
+    let files = vec![
+        ("AGENTS.md", agents_md(r, settings, &allow)),
+        ("SOUL.md", soul_md(r)),
+        ("IDENTITY.md", identity_md(r, agent)),
+    ];
+    let sidecar = Sidecar {
+        managed_by: format!("missionctl {}", env!("CARGO_PKG_VERSION")),
+        pack_id: r.pack_id.clone(),
+        pack_version: r.pack_version.clone(),
+        digest: r.digest.clone(),
+        arm,
+        agent_id: agent.id.clone(),
+        tenant_id: agent.tenant.clone().unwrap_or_default(),
+        user_id: agent.user.clone().unwrap_or_default(),
+        domain: agent.domain.clone(),
+        task_type: agent.domain.clone(),
+        chain: r
+            .scope_chain
+            .iter()
+            .map(|l| ChainLink {
+                scope_type: l.scope_type.clone(),
+                scope_id: l.scope_id.clone(),
+                pack_id: l.pack_id.clone(),
+                version: l.version.clone(),
+            })
+            .collect(),
+        commit: commit.map(str::to_string),
+        files: files
+            .iter()
+            .map(|(n, t)| (n.to_string(), sha256(t)))
+            .collect(),
+    };
+    Workspace {
+        files,
+        sidecar,
+        allow,
+        deny,
+    }
+}
+
+/// Where a rendered workspace is over OpenClaw's bootstrap limits: each
+/// file over `bootstrap_max_chars` (name, length), and the total when over
+/// `bootstrap_total_max_chars`.
+pub fn over_limits(
+    ws: &Workspace,
+    settings: &Settings,
+) -> (Vec<(&'static str, usize)>, Option<usize>) {
+    let mut files = Vec::new();
+    let mut total = 0;
+    for (name, text) in &ws.files {
+        let n = js_length(text);
+        total += n;
+        if n > settings.bootstrap_max_chars {
+            files.push((*name, n));
+        }
+    }
+    (
+        files,
+        (total > settings.bootstrap_total_max_chars).then_some(total),
+    )
+}
+
+/// The agent's entry under `agents.entries.<id>`.
+pub fn agent_entry(
+    ws: &Workspace,
+    workspace_dir: &str,
+    model: Option<&str>,
+    settings: &Settings,
+) -> Json {
+    let mut tools = serde_json::Map::new();
+    if let Some(a) = &ws.allow {
+        tools.insert("allow".into(), json!(a));
+    }
+    tools.insert("deny".into(), json!(ws.deny));
+    let mut e = json!({
+        "workspace": workspace_dir,
+        "skills": [],
+        "tools": tools,
+        "bootstrapMaxChars": settings.bootstrap_max_chars,
+        "bootstrapTotalMaxChars": settings.bootstrap_total_max_chars,
+    });
+    if let Some(m) = model {
+        e["model"] = json!(m);
+    }
+    e
+}
+
+/// The `agents` object a Gateway includes (`agents: { $include: "…" }`):
+/// explicit ownership (several agents), no bootstrap seeding, one entry per
+/// agent. JSON, which is JSON5.
+pub fn agents_fragment(entries: &BTreeMap<String, Json>) -> Json {
+    json!({
+        "ownership": "explicit",
+        "defaults": { "skipBootstrap": true },
+        "entries": entries,
+    })
+}

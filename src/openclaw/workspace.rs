@@ -1,0 +1,155 @@
+//! Writing a rendered workspace to disk, and noticing hand edits.
+//!
+//! Every file is written in full to `.missionctl/staging/` and synced
+//! before anything visible changes; then each one replaces its old version
+//! with one `rename` (atomic on POSIX: a reader sees the old file or the
+//! new one, never a partial one), and the sidecar is replaced last. A
+//! failure while staging (a full disk, a read-only directory) leaves the
+//! workspace exactly as it was. A crash between the renames leaves the old
+//! sidecar, so the next write sees the mismatch and completes the swap.
+//! Files outside [`MANAGED_FILES`] and `.missionctl/` are never touched.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::render::{MANAGED_FILES, SIDECAR, Sidecar, Workspace, sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error(
+        "{path}: {source} (missionctl needs to create and write files in the agent's workspace; check the path and its permissions)"
+    )]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The workspace changed (a new version, or drift repaired).
+    pub changed: bool,
+    /// Managed files edited by hand since missionctl wrote them; each
+    /// edited copy is kept under `.missionctl/drift/` before it is replaced.
+    pub drift: Vec<String>,
+}
+
+/// The sidecar a workspace holds, if any (and readable).
+pub fn read_sidecar(dir: &Path) -> Option<Sidecar> {
+    let text = std::fs::read_to_string(dir.join(SIDECAR)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Managed files whose content differs from what the sidecar says was
+/// written (edited, or deleted, by hand).
+pub fn drift(dir: &Path, sidecar: &Sidecar) -> Vec<String> {
+    sidecar
+        .files
+        .iter()
+        .filter(|(name, digest)| {
+            std::fs::read_to_string(dir.join(name)).map_or(true, |t| &sha256(&t) != *digest)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Make `dir` hold `ws`. Idempotent: a workspace already holding this
+/// version, untouched, is left alone.
+pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
+    let meta = dir.join(".missionctl");
+    std::fs::create_dir_all(&meta).map_err(io(&meta))?;
+    let old = read_sidecar(dir);
+    let drifted = old.as_ref().map(|s| drift(dir, s)).unwrap_or_default();
+    let current = old.as_ref().is_some_and(|s| s == &ws.sidecar)
+        && drifted.is_empty()
+        && ws
+            .files
+            .iter()
+            .all(|(n, t)| std::fs::read_to_string(dir.join(n)).is_ok_and(|x| &x == t));
+    if current {
+        return Ok(Written::default());
+    }
+    // Keep what a person wrote before replacing it.
+    if !drifted.is_empty() {
+        let keep = meta.join("drift");
+        std::fs::create_dir_all(&keep).map_err(io(&keep))?;
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        for name in &drifted {
+            let from = dir.join(name);
+            if from.is_file() {
+                let to = keep.join(format!("{name}.{stamp}"));
+                std::fs::copy(&from, &to).map_err(io(&to))?;
+            }
+        }
+    }
+    let staging = meta.join("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let staged = (|| {
+        for (name, text) in &ws.files {
+            write_synced(&staging.join(name), text.as_bytes())?;
+        }
+        let side = serde_json::to_vec_pretty(&ws.sidecar).unwrap_or_default();
+        write_synced(&staging.join("pack.json"), &side)
+    })();
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    for (name, _) in &ws.files {
+        let to = dir.join(name);
+        std::fs::rename(staging.join(name), &to).map_err(io(&to))?;
+    }
+    let side = dir.join(SIDECAR);
+    std::fs::rename(staging.join("pack.json"), &side).map_err(io(&side))?;
+    // The renames are durable once the directories are synced.
+    for d in [dir, meta.as_path()] {
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    debug_assert!(ws.files.iter().all(|(n, _)| MANAGED_FILES.contains(n)));
+    Ok(Written {
+        changed: true,
+        drift: drifted,
+    })
+}
+
+/// Write `text` to `path` atomically (temp file beside it, synced, renamed).
+pub fn replace_file(path: &Path, text: &str) -> Result<(), WorkspaceError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
+    tmp.write_all(text.as_bytes()).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    // NamedTempFile is created 0600; these files hold no secret and the
+    // Gateway may run as another user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path).map_err(|e| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
