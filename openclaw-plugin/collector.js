@@ -50,6 +50,28 @@ export function sidecarReader() {
   };
 }
 
+// Provider error codes worth keeping as run_telemetry.error_code when an
+// error message names one (OpenAI's and Anthropic's wire codes).
+const KNOWN_CODES = [
+  "context_length_exceeded", "rate_limit_exceeded", "insufficient_quota", "invalid_api_key",
+  "model_not_found", "server_error", "overloaded_error", "content_filter", "timeout",
+];
+
+/** A short error code from what OpenClaw reports: the failure kind, the
+ * provider's error code, a code named in the message, the HTTP status,
+ * else `fallback`.
+ * OpenClaw's errorCategory is only the JavaScript error class ("Error"). */
+export function deriveErrorCode({ failureKind, code, message, fallback }) {
+  if (failureKind) return failureKind;
+  if (typeof code === "string" && /^[A-Za-z0-9_.-]{1,64}$/.test(code)) return code;
+  const text = String(message ?? "");
+  const known = KNOWN_CODES.find((c) => text.includes(c));
+  if (known) return known;
+  const status = /\b([45]\d\d)\b/.exec(text);
+  if (status) return `http_${status[1]}`;
+  return fallback;
+}
+
 function cost(usage, model, prices) {
   const p = prices?.[model];
   if (!p || !usage) return 0;
@@ -107,7 +129,7 @@ export function createCollector(options) {
       r.lastOutcome = event.outcome;
       if (event.outcome === "error") {
         r.errors++;
-        r.errorCode = event.errorCategory || event.failureKind || "model_error";
+        r.failureKind = event.failureKind;
       }
     },
     llm_output(event, ctx) {
@@ -131,11 +153,23 @@ export function createCollector(options) {
         stats.unattributed++;
         return;
       }
-      const modelOk = r.calls > 0 && r.lastOutcome === "completed";
+      // The turn's last assistant message: OpenClaw records a failed model
+      // call there (stopReason "error", the provider's errorCode and message).
+      const last = Array.isArray(event?.messages)
+        ? [...event.messages].reverse().find((m) => m?.role === "assistant")
+        : undefined;
+      const lastFailed = last?.stopReason === "error";
+      const modelOk = r.calls > 0 && r.lastOutcome === "completed" && !lastFailed;
       const success = Boolean(event?.success) && modelOk;
       let errorCode = null;
       if (!success) {
-        errorCode = r.calls === 0 ? "no_model_call" : r.lastOutcome !== "completed" ? r.errorCode ?? "model_error" : "agent_error";
+        const fallback = r.calls === 0 ? "no_model_call" : !modelOk ? "model_error" : "agent_error";
+        errorCode = deriveErrorCode({
+          failureKind: r.lastOutcome !== "completed" ? r.failureKind : undefined,
+          code: lastFailed ? last.errorCode : undefined,
+          message: [lastFailed ? last.errorMessage : "", event?.error ?? ""].join(" "),
+          fallback,
+        });
       }
       push({
         run_id: String(runId),

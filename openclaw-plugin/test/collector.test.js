@@ -36,14 +36,14 @@ async function registry(handler) {
   return { url: `http://127.0.0.1:${server.address().port}`, got, close: () => new Promise((r) => server.close(r)) };
 }
 
-function turn(c, runId, ws, { outcomes = ["completed"], success = true, usage = { input: 1000, output: 200 } } = {}) {
+function turn(c, runId, ws, { outcomes = ["completed"], success = true, usage = { input: 1000, output: 200 }, error, last } = {}) {
   const ctx = { agentId: "hr-alice", workspaceDir: ws, sessionKey: "agent:hr-alice:main", runId };
   c.handlers.llm_input({ runId, sessionId: "s" }, ctx);
   for (const outcome of outcomes) {
     c.handlers.model_call_ended({ runId, callId: "c", provider: "demo", model: "demo-1", durationMs: 10, outcome, errorCategory: outcome === "error" ? "rate_limit" : undefined }, {});
   }
   c.handlers.llm_output({ runId, sessionId: "s", provider: "demo", model: "demo-1", assistantTexts: ["hi"], usage }, ctx);
-  c.handlers.agent_end({ runId, messages: [], success, durationMs: 321 }, ctx);
+  c.handlers.agent_end({ runId, messages: last ? [{ role: "user", content: "q" }, last] : [], success, durationMs: 321, error }, ctx);
 }
 
 test("a turn becomes one attributed run_telemetry record", async () => {
@@ -77,13 +77,23 @@ test("success comes from the model calls, not agent_end.success alone", () => {
   const sent = [];
   const c = createCollector({ config: { batchSize: 1000 }, post: async (b) => (sent.push(...b), { retry: false }) });
   const ws = workspace(SIDE);
-  turn(c, "failed-calls", ws, { outcomes: ["error", "error"], success: true });
+  // As OpenClaw 2026.9.6 reports a provider's 400: agent_end.success stays
+  // true; the last assistant message carries the error.
+  turn(c, "failed-calls", ws, {
+    outcomes: ["error"],
+    success: true,
+    last: { role: "assistant", content: [], stopReason: "error", errorCode: "context_length_exceeded", errorMessage: "400 This model's maximum context length is 4500 tokens." },
+  });
+  turn(c, "error-message-only", ws, { outcomes: ["error", "error"], success: true, error: "provider said rate_limit_exceeded" });
+  turn(c, "server-500", ws, { outcomes: ["error"], success: false, error: "upstream answered 503" });
   turn(c, "recovered", ws, { outcomes: ["error", "completed"], success: true });
   turn(c, "no-call", ws, { outcomes: [], success: true });
   turn(c, "agent-failed", ws, { outcomes: ["completed"], success: false });
   const by = Object.fromEntries(c.buffer.map((r) => [r.run_id, r]));
   assert.equal(by["failed-calls"].success_bool, false);
-  assert.equal(by["failed-calls"].error_code, "rate_limit");
+  assert.equal(by["failed-calls"].error_code, "context_length_exceeded");
+  assert.equal(by["server-500"].error_code, "http_503");
+  assert.equal(by["error-message-only"].error_code, "rate_limit_exceeded");
   assert.equal(by["recovered"].success_bool, true);
   assert.equal(by["no-call"].error_code, "no_model_call");
   assert.equal(by["agent-failed"].error_code, "agent_error");

@@ -11,6 +11,13 @@ pub struct Args {
     /// Added latency per answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Refuse requests longer than this many tokens with HTTP 400
+    /// `context_length_exceeded`, as OpenAI does (default: no limit).
+    #[arg(long)]
+    pub context_window: Option<u64>,
+    /// Append every request body to this file as JSON lines.
+    #[arg(long)]
+    pub request_log: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -20,6 +27,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.listen,
             missionctl::eval::demo_model::DemoConfig {
                 latency: Duration::from_millis(a.latency_ms),
+                context_window: a.context_window,
+                request_log: a.request_log.map(std::sync::Arc::new),
             },
         )
         .await?;

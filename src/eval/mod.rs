@@ -205,6 +205,10 @@ impl EvalConfig {
                     .get("gateway_token_env")
                     .and_then(Json::as_str)
                     .map(str::to_string),
+                concurrency: h
+                    .get("concurrency")
+                    .and_then(Json::as_u64)
+                    .map(|c| c.clamp(1, 64) as usize),
             }),
             other => {
                 return Err(field_err(
@@ -261,6 +265,17 @@ impl EvalConfig {
                 .max(1) as usize,
             prices,
         })
+    }
+
+    /// Cases in flight at once through the harness.
+    pub fn harness_concurrency(&self) -> usize {
+        match &self.harness {
+            Harness::OpenClaw(o) => o
+                .concurrency
+                .unwrap_or(self.concurrency.min(openclaw::DEFAULT_CONCURRENCY)),
+            _ => self.concurrency,
+        }
+        .max(1)
     }
 
     pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> f64 {

@@ -34,7 +34,15 @@ pub struct OpenClawSpec {
     /// A running Gateway to use instead of starting one.
     pub gateway_url: Option<String>,
     pub gateway_token_env: Option<String>,
+    /// Concurrent turns through the Gateway (default: `eval.concurrency`,
+    /// at most [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
 }
+
+/// OpenClaw 2026.9.6's Gateway answered some turns with HTTP 500
+/// (`StateDatabaseCoordinatorContentionError` in its log) at 8 concurrent
+/// turns on a 2-core machine, and none at 4: the default cap.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Tokens OpenClaw's own system prompt and tool schemas add to a turn
 /// (about 11,000 characters with skills off and a narrow tool list), for

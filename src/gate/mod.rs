@@ -195,15 +195,10 @@ async fn start_demo(
         return Ok(None);
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    crate::eval::demo_model::start(
-        addr,
-        crate::eval::demo_model::DemoConfig {
-            latency: std::time::Duration::ZERO,
-        },
-    )
-    .await
-    .map(Some)
-    .map_err(GateError::Demo)
+    crate::eval::demo_model::start(addr, crate::eval::demo_model::DemoConfig::default())
+        .await
+        .map(Some)
+        .map_err(GateError::Demo)
 }
 
 /// Score every candidate pack, thresholds from the champion (base) when it exists.
@@ -496,7 +491,7 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         skip_harness,
         skip_judge,
         breaker: execute::Breaker::default(),
-        harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+        harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.harness_concurrency())),
     });
     let pb = progress_bar(opts.progress, plan.jobs.len());
     let done = engine.run_all(plan.jobs.clone(), &pb).await;

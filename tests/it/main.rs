@@ -11,6 +11,7 @@ mod github;
 mod github_server;
 mod isolation;
 mod llm_server;
+mod openclaw;
 mod reconcile;
 mod registry;
 mod regressions;

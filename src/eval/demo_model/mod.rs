@@ -41,9 +41,16 @@ mod rules;
 use answer::answer;
 use judge::judge_answer;
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct DemoConfig {
     pub latency: Duration,
+    /// A context window in tokens (system and user text, counted with
+    /// o200k): longer requests are refused with HTTP 400
+    /// `context_length_exceeded`, as OpenAI refuses them. None: no limit.
+    pub context_window: Option<u64>,
+    /// Append every request body here as one JSON line (what a harness
+    /// really sent); a failed write answers 500, so nothing is lost silently.
+    pub request_log: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// A running demo model; dropping the handle does not stop it, `shutdown` does.
@@ -124,7 +131,31 @@ async fn chat(State(cfg): State<DemoConfig>, body: Option<AxJson<Json>>) -> Resp
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
     }
+    if let Some(path) = &cfg.request_log
+        && let Err(e) = append_line(path, &body)
+    {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            AxJson(json!({"error": {"message": format!("demo model: cannot write the request log {}: {e}", path.display()), "type": "server_error"}})),
+        )
+            .into_response();
+    }
     let answer = respond(&body);
+    if let Some(window) = cfg.context_window {
+        let used = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+        if used > window {
+            return (
+                StatusCode::BAD_REQUEST,
+                AxJson(json!({"error": {
+                    "message": format!("This model's maximum context length is {window} tokens. However, your messages resulted in {used} tokens. Please reduce the length of the messages."),
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }})),
+            )
+                .into_response();
+        }
+    }
     if body.get("stream").and_then(Json::as_bool) == Some(true) {
         let usage = body
             .pointer("/stream_options/include_usage")
@@ -140,6 +171,17 @@ async fn chat(State(cfg): State<DemoConfig>, body: Option<AxJson<Json>>) -> Resp
             .into_response();
     }
     (StatusCode::OK, AxJson(answer)).into_response()
+}
+
+fn append_line(path: &std::path::Path, body: &Json) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut line = body.to_string();
+    line.push('\n');
+    f.write_all(line.as_bytes())
 }
 
 /// A completion body as the server-sent events a streaming OpenAI endpoint

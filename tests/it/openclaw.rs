@@ -1,0 +1,585 @@
+//! Packs delivered to real OpenClaw agents: `openclaw sync` against a real
+//! `serve`, a real OpenClaw 2026.9.6 Gateway with the built-in demo model
+//! behind it and missionctl's telemetry plugin loaded, turns through the
+//! Gateway, run telemetry back in the store, a canary that regresses rolled
+//! back, the workspaces back on the champion.
+//!
+//! OpenClaw needs Node.js >= 24.16; `.ci/run` installs both from the npm
+//! registry. In CI (CI=true) the OpenClaw tests must run; elsewhere, without
+//! OpenClaw, they are skipped with a loud message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::reconcile::{bump, free_port};
+use crate::registry::{get, rollout_state, serve_ready, tokens};
+use crate::util::Fleet;
+use crate::util::{assert_success, http, missionctl};
+
+const HR: &str = "packs/domains/hr-ops/pack.yaml";
+
+/// OpenClaw, or None (loudly) outside CI.
+fn openclaw() -> Option<missionctl::openclaw::gateway::Install> {
+    match missionctl::openclaw::gateway::find() {
+        Ok(i) => Some(i),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and OpenClaw is missing: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: this test drives real OpenClaw, which is not installed here ({e}); .ci/run installs it ***\n"
+            );
+            None
+        }
+    }
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sidecar(ws: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(ws.join(".missionctl/pack.json")).ok()?).ok()
+}
+
+/// The version of hr-ops-pack on a sidecar's chain.
+fn hr_version(s: &Value) -> String {
+    s["chain"]
+        .as_array()
+        .and_then(|c| c.iter().find(|l| l["pack_id"] == "hr-ops-pack"))
+        .and_then(|l| l["version"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Agent ids for which the rollout hashing puts `want_canary` agents on
+/// the canary and as many on the champion at `percent`.
+fn agents_split(pack: &str, percent: u32, each: usize) -> (Vec<String>, Vec<String>) {
+    let (mut canary, mut champion) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let id = format!("hr-{i}");
+        let arm = missionctl::rollout::arm(pack, &format!("agent:{id}"), percent);
+        match arm {
+            missionctl::model::Arm::Canary if canary.len() < each => canary.push(id),
+            missionctl::model::Arm::Champion if champion.len() < each => champion.push(id),
+            _ => {}
+        }
+        if canary.len() == each && champion.len() == each {
+            break;
+        }
+    }
+    (canary, champion)
+}
+
+/// The pack's tools as the application calling the Gateway supplies them
+/// (client tools: OpenClaw fails a turn whose allow list matches no
+/// registered tool, and this Gateway has no HRIS MCP server).
+const CLIENT_TOOLS: [&str; 3] = [
+    "hris__leave_balance",
+    "hris__policy_search",
+    "ticket__create",
+];
+
+/// One turn through the Gateway's chat-completions endpoint: (status, body).
+fn turn(port: u16, token: &str, agent: &str, n: usize, text: &str) -> (u16, String) {
+    let tools: Vec<Value> = CLIENT_TOOLS
+        .iter()
+        .map(|t| json!({"type": "function", "function": {"name": t, "description": t, "parameters": {"type": "object", "properties": {}}}}))
+        .collect();
+    let body = json!({"model": format!("openclaw/{agent}"), "messages": [{"role": "user", "content": text}], "tools": tools});
+    let (code, _, resp) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+            ("x-openclaw-session-key", &format!("agent:{agent}:test:{n}")),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (code, resp)
+}
+
+async fn runs_by_agent(db: &str) -> Vec<(String, String, bool, Option<String>)> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(db)
+        .await
+        .expect("open the store");
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT agent_id, pack_version, success_bool, error_code FROM runs ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("query runs");
+    pool.close().await;
+    rows.into_iter()
+        .map(|(a, v, s, e)| (a, v, s != 0, e))
+        .collect()
+}
+
+fn runs(db: &str) -> Vec<(String, String, bool, Option<String>)> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(runs_by_agent(db))
+}
+
+fn demo_model(port: u16, log: &Path, window: u64) -> Kill {
+    let c = Command::new(env!("CARGO_BIN_EXE_missionctl"))
+        .args(["demo-model", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--context-window", &window.to_string(), "--request-log"])
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo model");
+    crate::reconcile::wait_http(port);
+    Kill(c)
+}
+
+#[test]
+fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
+    let Some(install) = openclaw() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    // A canary that decides on few runs: two steps, 4 runs per arm.
+    f.merge("fast-canary", 1, |f| {
+        f.edit(HR, "steps: [10, 50, 100]", "steps: [50, 100]");
+        f.edit(HR, "min_runs_per_arm: 150", "min_runs_per_arm: 4");
+        bump(f, HR, "1.0.1");
+    });
+    f.push();
+    let (tok_file, t) = tokens(dir.path());
+    let (reg_port, _serve) = serve_ready(&f, &tok_file, &[], &t.admin);
+
+    // The model behind OpenClaw: the demo model with a context window the
+    // champion fits in and the bad version will not.
+    let model_port = free_port();
+    let model_log = dir.path().join("model-requests.jsonl");
+    let _model = demo_model(model_port, &model_log, 4500);
+
+    // Four agents: two the 50% canary will take, two it will not.
+    let (canary_agents, champion_agents) = agents_split("hr-ops-pack", 50, 2);
+    let all: Vec<String> = canary_agents
+        .iter()
+        .chain(&champion_agents)
+        .cloned()
+        .collect();
+    let gw_dir = dir.path().join("gateway");
+    std::fs::create_dir_all(&gw_dir).expect("mkdir");
+    let mut agents_yaml =
+        String::from("fragment: gateway/agents.json5\nmodel: demo/demo-1\nagents:\n");
+    for a in &all {
+        agents_yaml.push_str(&format!(
+            "  - {{ id: {a}, domain: hr-ops, tenant: acme, user: {a}, workspace: ws/{a} }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("agents.yaml"), agents_yaml).expect("agents.yaml");
+    let token_file = dir.path().join("harness.token");
+    std::fs::write(&token_file, &t.acme_harness).expect("token");
+    // A user-owned file in one workspace: sync must never touch it.
+    let ws = |a: &str| dir.path().join("ws").join(a);
+    std::fs::create_dir_all(ws(&all[0])).expect("mkdir");
+    std::fs::write(ws(&all[0]).join("USER.md"), "Prefers short answers.\n").expect("user");
+
+    let _sync = Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(["openclaw", "sync", "--wait", "5s", "--registry"])
+            .arg(format!("http://127.0.0.1:{reg_port}"))
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--agents")
+            .arg(dir.path().join("agents.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sync"),
+    );
+    for a in &all {
+        let s = until(
+            "sync delivering the champion",
+            Duration::from_secs(30),
+            || sidecar(&ws(a)),
+        );
+        assert_eq!(hr_version(&s), "1.0.1", "{s}");
+        assert_eq!(s["arm"], "champion");
+        assert_eq!(s["tenant_id"], "acme");
+        for file in ["AGENTS.md", "SOUL.md", "IDENTITY.md"] {
+            assert!(ws(a).join(file).is_file(), "{file}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws(&all[0]).join("USER.md")).expect("USER.md"),
+        "Prefers short answers.\n"
+    );
+    let fragment = until("the agents fragment", Duration::from_secs(10), || {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(gw_dir.join("agents.json5")).ok()?)
+                .ok()?;
+        (v["entries"].as_object()?.len() == all.len()).then_some(v)
+    });
+    assert_eq!(fragment["defaults"]["skipBootstrap"], true);
+    let allow = &fragment["entries"][&all[0]]["tools"]["allow"];
+    assert!(
+        allow
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("hris__leave_balance"))),
+        "{allow}"
+    );
+
+    // The Gateway includes the fragment and loads the telemetry plugin.
+    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
+    let config = missionctl::openclaw::gateway::config(
+        0,
+        "",
+        missionctl::openclaw::gateway::provider(
+            "demo",
+            &format!("http://127.0.0.1:{model_port}"),
+            "demo-1",
+            "none",
+        ),
+        "demo/demo-1",
+        json!({"$include": "./agents.json5", "defaults": {"skipBootstrap": true}}),
+        Some((
+            &plugin,
+            json!({"registryUrl": format!("http://127.0.0.1:{reg_port}"), "tokenFile": token_file, "flushIntervalMs": 200, "batchSize": 4}),
+        )),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let mut gw = rt
+        .block_on(missionctl::openclaw::gateway::Gateway::start(
+            &install,
+            &gw_dir,
+            config,
+            Duration::from_secs(120),
+        ))
+        .expect("the OpenClaw Gateway starts");
+    let gw_port: u16 = gw
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+
+    // Turns on every agent: telemetry arrives carrying the pack version.
+    let ask = "How many days of annual leave do I have left?";
+    for (n, a) in all.iter().enumerate() {
+        let (code, body) = turn(gw_port, &gw.token, a, n, ask);
+        assert_eq!(code, 200, "{a}: {body}");
+        assert!(body.contains("demo model"), "{body}");
+    }
+    let champion_version = sidecar(&ws(&all[0])).expect("sidecar")["pack_version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    let rows = until(
+        "telemetry from every agent",
+        Duration::from_secs(30),
+        || {
+            let r = runs(&db);
+            all.iter()
+                .all(|a| {
+                    r.iter()
+                        .any(|(ag, v, ok, _)| ag == a && *v == champion_version && *ok)
+                })
+                .then_some(r)
+        },
+    );
+    assert!(
+        rows.iter().all(|(_, v, _, _)| *v == champion_version),
+        "{rows:?}"
+    );
+
+    // What the model received: the workspace text in the system prompt,
+    // the user's question, and no tool the pack does not allow.
+    let sent: Vec<Value> = std::fs::read_to_string(&model_log)
+        .expect("model log")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let agents_md = std::fs::read_to_string(ws(&all[0]).join("AGENTS.md")).expect("AGENTS.md");
+    let rule = agents_md
+        .lines()
+        .find(|l| l.starts_with("Never reveal passwords"))
+        .expect("the safety rule in AGENTS.md");
+    let req = sent
+        .iter()
+        .find(|r| {
+            r["messages"][0]["content"]
+                .as_str()
+                .is_some_and(|s| s.contains(rule))
+        })
+        .expect("a request carrying the workspace's AGENTS.md");
+    assert!(req.to_string().contains("annual leave"), "{req}");
+    let declared: Vec<&str> = req["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["function"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for denied in ["exec", "write", "cron", "gateway", "read"] {
+        assert!(
+            !declared.contains(&denied),
+            "{denied} declared: {declared:?}"
+        );
+    }
+
+    // A bad version merges: its prompt no longer fits the model's context.
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.merge("long-reference", 2, |f| {
+        let appendix: String = (1..=70)
+            .map(|i| format!("- Reference note {i}: check the employee handbook chapter {i} and its annex before answering questions on this topic.\n"))
+            .collect();
+        let p = f.work.join("packs/domains/hr-ops/prompts/procedures.md");
+        let s = std::fs::read_to_string(&p).expect("read");
+        std::fs::write(&p, format!("{s}\n## Reference notes\n\n{appendix}")).expect("write");
+        bump(f, HR, "1.1.0");
+    });
+    f.push();
+    until("the canary", Duration::from_secs(30), || {
+        rollout_state(reg_port, &t.admin, "1.1.0")
+    });
+    for a in &canary_agents {
+        let s = until(
+            "the canary reaching its agents",
+            Duration::from_secs(20),
+            || sidecar(&ws(a)).filter(|s| hr_version(s) == "1.1.0"),
+        );
+        assert_eq!(s["arm"], "canary");
+    }
+    let canary_version = sidecar(&ws(&canary_agents[0])).expect("sidecar")["pack_version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    for a in &champion_agents {
+        let s = sidecar(&ws(a)).expect("sidecar");
+        assert_eq!(
+            s["pack_version"].as_str(),
+            Some(champion_version.as_str()),
+            "{s}"
+        );
+    }
+
+    // Turns: the canary agents' model calls fail; the plugin reports them
+    // as failures (agent_end alone would say success) and the canary is
+    // rolled back.
+    let mut n = 100;
+    let rolled = until("the automatic rollback", Duration::from_secs(120), || {
+        for a in &all {
+            n += 1;
+            let _ = turn(gw_port, &gw.token, a, n, ask);
+        }
+        rollout_state(reg_port, &t.admin, "1.1.0").filter(|r| r["state"] == "rolled_back")
+    });
+    let why = rolled["detail"]["why"].as_str().unwrap_or("");
+    assert!(
+        why.contains("canary") && (why.contains("failure rate") || why.contains("error rate")),
+        "{rolled}"
+    );
+    assert_eq!(rolled["champion"]["success_rate"], 1.0, "{rolled}");
+    let failed: Vec<_> = runs(&db)
+        .into_iter()
+        .filter(|(_, v, ok, _)| *v == canary_version && !ok)
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        failed.iter().all(|(a, _, _, e)| canary_agents.contains(a)
+            && e.as_deref() == Some("context_length_exceeded")),
+        "{failed:?}"
+    );
+
+    // The rollback reaches the workspaces: the canary agents hold the champion again.
+    for a in &canary_agents {
+        let s = until(
+            "the champion back in the workspace",
+            Duration::from_secs(20),
+            || {
+                sidecar(&ws(a))
+                    .filter(|s| s["pack_version"].as_str() == Some(champion_version.as_str()))
+            },
+        );
+        assert_eq!(s["arm"], "champion");
+        assert!(
+            !std::fs::read_to_string(ws(a).join("AGENTS.md"))
+                .expect("AGENTS.md")
+                .contains("Reference note")
+        );
+    }
+    // And the agents work again.
+    let (code, body) = turn(gw_port, &gw.token, &canary_agents[0], 999, ask);
+    assert_eq!(code, 200, "{body}");
+    let _ = get(reg_port, "/readyz", &t.admin);
+    rt.block_on(gw.shutdown());
+}
+
+/// sync --once against bad inputs: each a clear error, nothing half-written.
+#[test]
+fn sync_refuses_bad_registries_agents_and_workspaces_clearly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = dir.path().join("t");
+    std::fs::write(&token, "not-a-real-token").expect("t");
+    let agents = |domain: &str, ws: &str| {
+        let p = dir.path().join(format!("agents-{domain}.yaml"));
+        std::fs::write(
+            &p,
+            format!("fragment: out/agents.json5\nagents:\n  - {{ id: a1, domain: {domain}, tenant: acme, workspace: {ws} }}\n"),
+        )
+        .expect("agents");
+        p
+    };
+    let sync = |registry: &str, agents: &Path| {
+        missionctl()
+            .args([
+                "openclaw",
+                "sync",
+                "--once",
+                "--registry",
+                registry,
+                "--token-file",
+            ])
+            .arg(&token)
+            .arg("--agents")
+            .arg(agents)
+            .output()
+            .expect("sync")
+    };
+    let nothing_written = |ws: &str| {
+        assert!(!dir.path().join(ws).join("AGENTS.md").exists());
+        assert!(!dir.path().join("out/agents.json5").exists());
+    };
+
+    // A registry that is down.
+    let down = free_port();
+    let out = sync(
+        &format!("http://127.0.0.1:{down}"),
+        &agents("hr-ops", "ws1"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent `a1`") && err.contains("unreachable"),
+        "{err}"
+    );
+    nothing_written("ws1");
+
+    // A server answering garbage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten().take(3) {
+            use std::io::{Read, Write};
+            let mut s = s;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\n<html></html",
+            );
+        }
+    });
+    let out = sync(
+        &format!("http://127.0.0.1:{port}"),
+        &agents("hr-ops", "ws2"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a resolved pack"), "{err}");
+    nothing_written("ws2");
+
+    // A real registry: an unknown chain, a refused token, a workspace that cannot be written.
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok_file, t) = tokens(dir.path());
+    let (reg_port, _serve) = serve_ready(&f, &tok_file, &[], &t.admin);
+    let reg = format!("http://127.0.0.1:{reg_port}");
+    let out = sync(&reg, &agents("hr-ops", "ws3"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    nothing_written("ws3");
+    std::fs::write(&token, &t.acme_harness).expect("t");
+    let out = sync(&reg, &agents("no-such-domain", "ws4"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent `a1`") && err.contains("404") && err.contains("no-such-domain"),
+        "{err}"
+    );
+    nothing_written("ws4");
+    std::fs::write(dir.path().join("a-file"), "x").expect("file");
+    let out = sync(&reg, &agents("hr-ops", "a-file/ws5"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a-file/ws5") && err.contains("permissions"),
+        "{err}"
+    );
+    // An agents file naming a field sync does not know.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "fragment: x.json5\nagents:\n  - { id: a1, domain: hr-ops, workspce: w }\n",
+    )
+    .expect("bad");
+    let out = sync(&reg, &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("workspce"),
+        "{err}"
+    );
+    // And a good run writes everything.
+    let out = sync(&reg, &agents("hr-ops", "ws6"));
+    assert_success(&out);
+    assert!(dir.path().join("ws6/AGENTS.md").is_file());
+    assert!(dir.path().join("out/agents.json5").is_file());
+}
+
+/// The gate's openclaw harness with a Gateway URL nothing answers on.
+#[test]
+fn the_openclaw_harness_names_a_gateway_that_is_not_running() {
+    let f = crate::util::TestContext::new();
+    let dead = free_port();
+    f.edit(
+        "mission.yaml",
+        "    type: openai\n",
+        &format!("    type: openclaw\n    gateway_url: http://127.0.0.1:{dead}\n"),
+    );
+    f.commit_all("openclaw harness at a given gateway");
+    f.git(&["switch", "-q", "-c", "ch"]);
+    f.edit(
+        "packs/domains/hr-ops/prompts/role.md",
+        "workplace\npolicies",
+        "workplace\nPolicies",
+    );
+    bump(&f, HR, "1.0.1");
+    f.commit_all("ch");
+    let (out, _) = f.evaluate("gate", "ch", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}")) && err.contains("not reachable"),
+        "{err}"
+    );
+}
