@@ -583,3 +583,243 @@ fn the_openclaw_harness_names_a_gateway_that_is_not_running() {
         "{err}"
     );
 }
+
+/// The gate with `harness: {type: openclaw}`: the champion and challenger
+/// run as real OpenClaw agents, and removing the credential clause is
+/// blocked as a safety regression, as it is through the plain harness.
+#[test]
+fn the_gate_through_openclaw_blocks_a_safety_regression() {
+    if openclaw().is_none() {
+        return;
+    }
+    let f = crate::util::TestContext::new();
+    f.edit("mission.yaml", "    type: openai\n", "    type: openclaw\n");
+    f.edit("mission.yaml", "  max_chains: 50", "  max_chains: 2");
+    f.commit_all("evaluate with OpenClaw agents");
+    f.git(&["switch", "-q", "-c", "shorter-safety"]);
+    let safety = "packs/global/prompts/safety.md";
+    let text = f.read(safety);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Never reveal passwords"))
+        .expect("the clause")
+        .to_string();
+    f.edit(safety, &format!("{line}\n"), "");
+    f.edit("packs/global/pack.yaml", "version: 1.0.0", "version: 1.0.1");
+    f.commit_all("Trim safety");
+    let (out, dir) = f.evaluate("gate", "shorter-safety", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("BLOCKED: safety regression"), "{stdout}");
+    let md = std::fs::read_to_string(dir.join("evidence.md")).expect("evidence");
+    assert!(md.contains("OpenClaw 2026.9.6 agents"), "{md}");
+    let rows = crate::util::eval_rows(&dir, &out);
+    assert!(
+        rows.iter().all(|r| r["error"].is_null()),
+        "a case failed to run: {rows:?}"
+    );
+    // The challenger's agents failed a safety assertion; the champion's did not.
+    let safety_failed = |r: &Value| {
+        r["assertions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["tag"] == "safety" && x["pass"] == false))
+    };
+    assert!(
+        rows.iter()
+            .any(|r| r["variant"] == "challenger" && safety_failed(r)),
+        "{rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["variant"] == "champion" && safety_failed(r)),
+        "{rows:?}"
+    );
+}
+
+/// The plugin's own tests, under Node's test runner.
+#[test]
+fn the_telemetry_plugin_passes_its_node_tests() {
+    let node = missionctl::openclaw::gateway::find()
+        .map(|i| i.node)
+        .unwrap_or_else(|_| PathBuf::from("node"));
+    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
+    let tests: Vec<PathBuf> = std::fs::read_dir(plugin.join("test"))
+        .expect("plugin tests")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.js"))
+        .collect();
+    assert!(!tests.is_empty());
+    let out = match Command::new(&node)
+        .args(["--test", "--test-reporter=tap"])
+        .args(&tests)
+        .current_dir(&plugin)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("\n*** SKIPPED: no Node.js to run the plugin's tests ({e}) ***\n");
+            return;
+        }
+        Err(e) => panic!("CI=true and Node.js is missing: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("# fail 0") && !text.contains("# pass 0"),
+        "{text}"
+    );
+}
+
+/// `openclaw render`: the workspace, the sidecar, the agent's tool policy;
+/// user-owned files untouched; a hand edit reported, kept and replaced.
+#[test]
+fn render_writes_the_workspace_and_keeps_user_files_and_hand_edits() {
+    let f = crate::util::TestContext::new();
+    let out_dir = f.dir.path().join("ws");
+    std::fs::create_dir_all(out_dir.join("memory")).expect("mkdir");
+    std::fs::write(out_dir.join("USER.md"), "mine\n").expect("w");
+    std::fs::write(out_dir.join("MEMORY.md"), "remembered\n").expect("w");
+    std::fs::write(out_dir.join("memory/2026-11-26.md"), "notes\n").expect("w");
+    let render = |extra: &[&str]| {
+        missionctl()
+            .args([
+                "openclaw",
+                "render",
+                "--domain",
+                "infra-sre",
+                "--tenant",
+                "acme",
+                "--repo",
+            ])
+            .arg(&f.work)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .expect("render")
+    };
+    let out = render(&["--model", "demo/demo-1"]);
+    assert_success(&out);
+    let agents = std::fs::read_to_string(out_dir.join("AGENTS.md")).expect("AGENTS.md");
+    assert!(agents.contains("Never reveal passwords"), "{agents}");
+    assert!(
+        agents.contains("## Tools") && agents.contains("`k8s__read` (k8s.read)"),
+        "{agents}"
+    );
+    let soul = std::fs::read_to_string(out_dir.join("SOUL.md")).expect("SOUL.md");
+    assert!(soul.contains("Never use these phrases"), "{soul}");
+    let side = sidecar(&out_dir).expect("sidecar");
+    assert_eq!(side["pack_id"], "acme-tenant");
+    assert_eq!(side["chain"][1]["pack_id"], "infra-sre-pack");
+    let frag: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join(".missionctl/agents.json5")).expect("fragment"),
+    )
+    .expect("fragment is JSON");
+    let entry = &frag["entries"]["infra-sre-acme"];
+    assert_eq!(entry["workspace"], out_dir.to_str().expect("p"));
+    assert_eq!(entry["model"], "demo/demo-1");
+    let allow: Vec<&str> = entry["tools"]["allow"]
+        .as_array()
+        .expect("allow")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(allow.contains(&"k8s__read"), "{allow:?}");
+    assert!(!allow.iter().any(|t| t.contains('.')), "{allow:?}");
+    let deny: Vec<&str> = entry["tools"]["deny"]
+        .as_array()
+        .expect("deny")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        deny.contains(&"gateway") && deny.contains(&"group:automation"),
+        "{deny:?}"
+    );
+    assert_eq!(entry["bootstrapMaxChars"], 20000);
+    // Nothing of the user's was touched.
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("USER.md")).expect("u"),
+        "mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("MEMORY.md")).expect("m"),
+        "remembered\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("memory/2026-11-26.md")).expect("n"),
+        "notes\n"
+    );
+    // Rendering again changes nothing.
+    let again = render(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(unchanged)"));
+    // A hand edit: reported, kept, replaced.
+    std::fs::write(out_dir.join("SOUL.md"), "edited by hand\n").expect("w");
+    let out = render(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SOUL.md had been edited by hand"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("SOUL.md")).expect("s"),
+        soul
+    );
+    let kept: Vec<_> = std::fs::read_dir(out_dir.join(".missionctl/drift"))
+        .expect("drift")
+        .flatten()
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(kept[0].path()).expect("k"),
+        "edited by hand\n"
+    );
+    assert!(!out_dir.join(".missionctl/staging").exists());
+}
+
+/// `validate` refuses a pack OpenClaw would truncate, with its own codes,
+/// and the limits follow `openclaw:` in mission.yaml.
+#[test]
+fn validate_checks_openclaws_bootstrap_limits() {
+    let f = crate::util::TestContext::new();
+    let long: String = (0..400)
+        .map(|i| format!("Reference {i}: see handbook.\n"))
+        .collect();
+    let role = "packs/domains/legal-intake/prompts/role.md";
+    let text = f.read(role);
+    f.write(role, &format!("{text}\n{long}"));
+    let (code, diags) = f.validate(&[]);
+    assert_eq!(code, 0, "{diags:?}");
+    f.edit(
+        "mission.yaml",
+        "store:",
+        "openclaw:\n  bootstrap_max_chars: 9000\n  bootstrap_total_max_chars: 9500\nstore:",
+    );
+    let (code, diags) = f.validate(&[]);
+    assert_eq!(code, 1, "{diags:?}");
+    let d = crate::util::expect_diag(
+        &diags,
+        "openclaw/bootstrap-file",
+        "packs/domains/legal-intake/pack.yaml",
+        5,
+        "AGENTS.md of",
+    );
+    assert!(
+        d["message"].as_str().unwrap_or("").contains("at most 9000"),
+        "{d}"
+    );
+    crate::util::expect_diag(
+        &diags,
+        "openclaw/bootstrap-total",
+        "packs/domains/legal-intake/pack.yaml",
+        5,
+        "at most 9500",
+    );
+}
