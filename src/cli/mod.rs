@@ -9,6 +9,7 @@ mod init;
 mod openclaw;
 mod packs;
 mod quickstart;
+mod quickstart_openclaw;
 mod reconcile;
 mod resolve;
 mod validate;
@@ -42,6 +43,9 @@ pub enum Command {
         /// Where to put the repositories and the state (default: a new temporary directory).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// The loop with real OpenClaw agents (needs Node.js >= 24.16 and OpenClaw 2026.9.6).
+        #[arg(long)]
+        openclaw: bool,
     },
     /// Write the example pack repository into DIR and commit it on `main`.
     Init(init::Args),
@@ -122,9 +126,13 @@ pub enum OutFormat {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(a) => init::run(a),
-        Command::Quickstart { dir } => {
+        Command::Quickstart { dir, openclaw } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(quickstart::run(dir))?;
+            if openclaw {
+                rt.block_on(quickstart_openclaw::run(dir))?;
+            } else {
+                rt.block_on(quickstart::run(dir))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(a) => validate::run(a),

@@ -22,6 +22,14 @@ pub enum Command {
     ///
     /// Example: missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml
     Sync(SyncArgs),
+    /// Write the telemetry plugin (plain JavaScript) into DIR, for a Gateway's
+    /// `plugins.load.paths`.
+    ///
+    /// Example: missionctl openclaw plugin --out ~/.openclaw/plugins/missionctl-telemetry
+    Plugin {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +84,15 @@ pub struct SyncArgs {
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Render(a) => render_cmd(a),
+        Command::Plugin { out } => {
+            missionctl::openclaw::plugin::write(&out)?;
+            println!(
+                "{}: the missionctl-telemetry plugin. Load it with plugins.load.paths: [\"{}\"] and plugins.entries.missionctl-telemetry: {{ enabled: true, hooks: {{ allowConversationAccess: true }}, config: {{ registryUrl: \"…\", tokenFile: \"…\" }} }}",
+                out.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync(a) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(sync_cmd(a))

@@ -28,15 +28,15 @@ pub enum QuickstartError {
     Step(String),
 }
 
-fn step<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> QuickstartError + '_ {
+pub(super) fn step<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> QuickstartError + '_ {
     move |e| QuickstartError::Step(format!("{what}: {e}"))
 }
 
-fn path(p: &Path) -> &str {
+pub(super) fn path(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String, QuickstartError> {
+pub(super) fn git(dir: &Path, args: &[&str]) -> Result<String, QuickstartError> {
     let out = Command::new("git")
         .current_dir(dir)
         .args(args)
@@ -56,12 +56,12 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, QuickstartError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn edit(path: &Path, from: &str, to: &str) -> Result<(), QuickstartError> {
+pub(super) fn edit(path: &Path, from: &str, to: &str) -> Result<(), QuickstartError> {
     let s = std::fs::read_to_string(path).map_err(step("reading a pack file"))?;
     std::fs::write(path, s.replacen(from, to, 1)).map_err(step("writing a pack file"))
 }
 
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     println!("{line}");
 }
 

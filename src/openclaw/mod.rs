@@ -28,6 +28,7 @@
 //! plus what the pack's autonomy rules out (see [`autonomy_denies`]).
 
 pub mod gateway;
+pub mod plugin;
 pub mod render;
 pub mod sync;
 pub mod workspace;

