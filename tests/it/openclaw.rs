@@ -871,3 +871,66 @@ fn quickstart_with_openclaw_explains_a_missing_install() {
         "{err}"
     );
 }
+
+/// Sync keeps the last good version while the registry is down, and picks
+/// up what changed once it is back (same port, new process).
+#[test]
+fn sync_survives_a_registry_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok_file, t) = tokens(dir.path());
+    let (port, serve) = serve_ready(&f, &tok_file, &[], &t.admin);
+    let token = dir.path().join("t");
+    std::fs::write(&token, &t.acme_harness).expect("t");
+    // An agent the 10% canary of the next merge will take.
+    let agent = agents_split("hr-ops-pack", 10, 1).0.remove(0);
+    std::fs::write(
+        dir.path().join("agents.yaml"),
+        format!("fragment: gw/agents.json5\nagents:\n  - {{ id: {agent}, domain: hr-ops, tenant: acme, workspace: ws }}\n"),
+    )
+    .expect("agents");
+    let _sync = Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(["openclaw", "sync", "--wait", "2s", "--registry"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--agents")
+            .arg(dir.path().join("agents.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sync"),
+    );
+    let ws = dir.path().join("ws");
+    let first = until("the first delivery", Duration::from_secs(20), || {
+        sidecar(&ws)
+    });
+    assert_eq!(hr_version(&first), "1.0.0");
+    drop(serve);
+    // Down: the workspace keeps its version.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sidecar(&ws).expect("still there"), first);
+    f.merge("while-down", 3, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            "workplace\npolicies",
+            "workplace\nPolicies",
+        );
+        bump(f, HR, "1.0.1");
+    });
+    f.push();
+    let _serve = crate::registry::serve_with(&f, port, &tok_file, &[]);
+    let next = until(
+        "the version merged while the registry was down",
+        Duration::from_secs(60),
+        || sidecar(&ws).filter(|s| hr_version(s) == "1.0.1"),
+    );
+    assert!(
+        std::fs::read_to_string(ws.join("AGENTS.md"))
+            .expect("a")
+            .contains("workplace\nPolicies")
+    );
+    assert_ne!(next["digest"], first["digest"]);
+}
