@@ -239,3 +239,30 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::eval::EvalConfig;
+    use serde_json::json;
+
+    fn cfg(harness: serde_json::Value) -> EvalConfig {
+        EvalConfig::from_mission(&json!({"harness": harness, "concurrency": 8})).expect("config")
+    }
+
+    #[test]
+    fn openclaw_turns_in_flight_default_to_four() {
+        let oc = cfg(json!({"type": "openclaw", "base_url": "demo", "model": "demo-1"}));
+        assert_eq!(oc.harness_concurrency(), 4);
+        assert!(oc.uses_demo() && !oc.harness_is_paid());
+        let set = cfg(
+            json!({"type": "openclaw", "base_url": "demo", "model": "demo-1", "concurrency": 6}),
+        );
+        assert_eq!(set.harness_concurrency(), 6);
+        let plain = cfg(json!({"type": "openai", "base_url": "demo", "model": "demo-1"}));
+        assert_eq!(plain.harness_concurrency(), 8);
+        let paid = cfg(
+            json!({"type": "openclaw", "base_url": "https://api.example.com", "model": "gpt-4o-mini"}),
+        );
+        assert!(paid.harness_is_paid());
+    }
+}

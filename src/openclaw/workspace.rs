@@ -74,7 +74,18 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     let meta = dir.join(".missionctl");
     std::fs::create_dir_all(&meta).map_err(io(&meta))?;
     let old = read_sidecar(dir);
-    let drifted = old.as_ref().map(|s| drift(dir, s)).unwrap_or_default();
+    // A file already holding this version's text is no drift: an earlier
+    // write was interrupted after renaming it into place.
+    let drifted: Vec<String> = old
+        .as_ref()
+        .map(|s| drift(dir, s))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| {
+            let new = ws.files.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+            std::fs::read_to_string(dir.join(name)).ok().as_ref() != new
+        })
+        .collect();
     let current = old.as_ref().is_some_and(|s| s == &ws.sidecar)
         && drifted.is_empty()
         && ws
@@ -152,4 +163,80 @@ pub fn replace_file(path: &Path, text: &str) -> Result<(), WorkspaceError> {
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openclaw::render::{SIDECAR, Sidecar, Workspace, sha256};
+
+    fn ws(version: &str, agents: &str) -> Workspace {
+        let files = vec![
+            ("AGENTS.md", agents.to_string()),
+            ("SOUL.md", "# Voice\n".to_string()),
+            ("IDENTITY.md", "# Identity\n".to_string()),
+        ];
+        Workspace {
+            sidecar: Sidecar {
+                managed_by: "test".into(),
+                pack_id: "p".into(),
+                pack_version: version.into(),
+                digest: format!("sha256:{version}"),
+                arm: crate::model::Arm::Champion,
+                agent_id: "a".into(),
+                tenant_id: "t".into(),
+                user_id: String::new(),
+                domain: "d".into(),
+                task_type: "d".into(),
+                chain: vec![],
+                commit: None,
+                files: files
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), sha256(t)))
+                    .collect(),
+            },
+            files,
+            allow: None,
+            deny: vec![],
+        }
+    }
+
+    #[test]
+    fn an_interrupted_swap_is_finished_without_calling_it_drift() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (v1, v2) = (ws("1", "one\n"), ws("2", "two\n"));
+        assert!(write(dir.path(), &v1).expect("v1").changed);
+        // A crash after AGENTS.md was renamed into place, before the sidecar.
+        std::fs::write(dir.path().join("AGENTS.md"), "two\n").expect("w");
+        let w = write(dir.path(), &v2).expect("v2");
+        assert!(w.changed && w.drift.is_empty(), "{w:?}");
+        assert_eq!(read_sidecar(dir.path()).expect("sidecar").pack_version, "2");
+        // Again: nothing to do.
+        assert_eq!(write(dir.path(), &v2).expect("again"), Written::default());
+        assert!(dir.path().join(SIDECAR).is_file());
+    }
+
+    #[test]
+    fn a_hand_edit_is_kept_and_replaced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let v1 = ws("1", "one\n");
+        write(dir.path(), &v1).expect("v1");
+        std::fs::write(dir.path().join("SOUL.md"), "mine\n").expect("w");
+        let w = write(dir.path(), &v1).expect("again");
+        assert_eq!(w.drift, vec!["SOUL.md".to_string()]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("SOUL.md")).expect("r"),
+            "# Voice\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_staging_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").expect("w");
+        let e = write(&file.join("ws"), &ws("1", "one\n")).expect_err("a file is in the way");
+        assert!(e.to_string().contains("not-a-dir/ws"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).expect("r"), "x");
+    }
 }

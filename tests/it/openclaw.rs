@@ -282,6 +282,9 @@ fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
+    // The Gateway's token reaches it through its environment, not its config file.
+    let written = std::fs::read_to_string(gw_dir.join("openclaw.json")).expect("config");
+    assert!(!written.contains(&gw.token) && written.contains("${MISSIONCTL_GATEWAY_TOKEN}"));
 
     // Turns on every agent: telemetry arrives carrying the pack version.
     let ask = "How many days of annual leave do I have left?";
@@ -582,6 +585,40 @@ fn the_openclaw_harness_names_a_gateway_that_is_not_running() {
         err.contains(&format!("127.0.0.1:{dead}")) && err.contains("not reachable"),
         "{err}"
     );
+
+    // A Gateway that answers but does not serve the run's agents: named.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut s = s;
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let body = r#"{"object":"list","data":[{"id":"openclaw/someone-else"}]}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    f.git(&["switch", "-q", "main"]);
+    f.edit(
+        "mission.yaml",
+        &format!("127.0.0.1:{dead}"),
+        &format!("127.0.0.1:{port}"),
+    );
+    f.commit_all("another gateway");
+    f.git(&["switch", "-q", "ch"]);
+    f.git(&["rebase", "-q", "main"]);
+    let (out, _) = f.evaluate("gate", "ch", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not serve the agents this run needs (mc-"),
+        "{err}"
+    );
 }
 
 /// The gate with `harness: {type: openclaw}`: the champion and challenger
@@ -640,6 +677,11 @@ fn the_gate_through_openclaw_blocks_a_safety_regression() {
             .any(|r| r["variant"] == "champion" && safety_failed(r)),
         "{rows:?}"
     );
+    // Run again: every turn comes from the cache (same agents, same content).
+    let (again, dir2) = f.evaluate("gate", "shorter-safety", &[]);
+    assert_eq!(again.status.code(), Some(1));
+    let rows2 = crate::util::eval_rows(&dir2, &again);
+    assert!(rows2.iter().all(|r| r["cached"] == true), "{rows2:?}");
 }
 
 /// The plugin's own tests, under Node's test runner.
