@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use missionctl::model::Arm;
 use missionctl::openclaw::{render, sync, workspace};
-use missionctl::pack;
-use missionctl::resolve::{self, ChainKey};
+use missionctl::resolve;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -34,18 +33,8 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
-    /// Domain scope id (e.g. hr-ops) or domain pack id.
-    #[arg(long)]
-    pub domain: String,
-    #[arg(long)]
-    pub tenant: Option<String>,
-    #[arg(long)]
-    pub user: Option<String>,
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
-    /// Render this revision instead of the work tree.
-    #[arg(long)]
-    pub rev: Option<String>,
+    #[command(flatten)]
+    pub chain: super::resolve::ChainArgs,
     /// The workspace directory to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -101,9 +90,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
-    let tree = super::open_tree_lazy(&a.repo, a.rev.as_deref())?;
-    let key = ChainKey::new(&a.domain, a.tenant.as_deref(), a.user.as_deref());
-    let repo = pack::load_chain(&tree, &key);
+    let (key, repo) = a.chain.load()?;
     let r = match resolve::resolve(&repo, &key) {
         Ok(r) => r,
         Err(e) => {
@@ -114,9 +101,9 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
     let settings = repo.openclaw();
     let id = a.agent.clone().unwrap_or_else(|| {
         [
-            Some(a.domain.as_str()),
-            a.tenant.as_deref(),
-            a.user.as_deref(),
+            Some(key.domain.as_str()),
+            key.tenant.as_deref(),
+            key.user.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -125,11 +112,11 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
     });
     let agent = render::AgentBinding {
         id: id.clone(),
-        domain: a.domain.clone(),
-        tenant: a.tenant.clone(),
-        user: a.user.clone(),
+        domain: key.domain.clone(),
+        tenant: key.tenant.clone(),
+        user: key.user.clone(),
     };
-    let ws = render::render(&r, &agent, Arm::Champion, a.rev.as_deref(), &settings);
+    let ws = render::render(&r, &agent, Arm::Champion, a.chain.rev.as_deref(), &settings);
     let (files, total) = render::over_limits(&ws, &settings);
     for (name, n) in &files {
         eprintln!(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use missionctl::model::Arm;
-use missionctl::openclaw::{gateway, plugin, sync};
+use missionctl::openclaw::{gateway, plugin, sync, workspace};
 
 use super::quickstart::{QuickstartError, edit, git, path, say, step};
 
@@ -23,17 +23,11 @@ fn fail(what: &str) -> QuickstartError {
     QuickstartError::Step(what.to_string())
 }
 
-fn sidecar(ws: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(ws.join(".missionctl/pack.json")).ok()?).ok()
-}
-
-fn hr_version(s: &Value) -> String {
-    s["chain"]
-        .as_array()
-        .and_then(|c| c.iter().find(|l| l["pack_id"] == "hr-ops-pack"))
-        .and_then(|l| l["version"].as_str())
-        .unwrap_or_default()
-        .to_string()
+/// The version of hr-ops-pack a workspace holds, from its sidecar.
+fn hr_version(ws: &Path) -> Option<String> {
+    workspace::read_sidecar(ws)?
+        .chain_version("hr-ops-pack")
+        .map(str::to_string)
 }
 
 async fn wait_for<T>(
@@ -248,7 +242,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         wait_for(
             "sync delivering the champion",
             Duration::from_secs(30),
-            async || sidecar(&ws(a)),
+            async || workspace::read_sidecar(&ws(a)),
         )
         .await?;
     }
@@ -309,7 +303,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         let canary: Vec<&String> = agents.iter().filter(|(_, a)| *a == Arm::Canary).map(|(a, _)| a).collect();
         for a in &canary {
             wait_for("the canary reaching its agents", Duration::from_secs(30), async || {
-                sidecar(&ws(a)).filter(|s| hr_version(s) == "1.1.0")
+                hr_version(&ws(a)).filter(|v| v == "1.1.0")
             })
             .await?;
         }
@@ -342,7 +336,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         ));
         for a in &canary {
             wait_for("the champion back in the workspace", Duration::from_secs(30), async || {
-                sidecar(&ws(a)).filter(|s| hr_version(s) == "1.0.1")
+                hr_version(&ws(a)).filter(|v| v == "1.0.1")
             })
             .await?;
         }

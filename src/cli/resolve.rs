@@ -13,8 +13,9 @@ pub enum Format {
     Yaml,
 }
 
+/// A scope chain in a repository, at a revision or in the work tree.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ChainArgs {
     /// Domain scope id (e.g. hr-ops) or domain pack id (hr-ops-pack).
     #[arg(long)]
     pub domain: String,
@@ -24,9 +25,25 @@ pub struct Args {
     pub user: Option<String>,
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
-    /// Resolve at this revision instead of the work tree.
+    /// Read this revision instead of the work tree.
     #[arg(long)]
     pub rev: Option<String>,
+}
+
+impl ChainArgs {
+    /// The chain's key and the repository loaded for it.
+    pub fn load(&self) -> anyhow::Result<(ChainKey, pack::Repo)> {
+        let tree = super::open_tree_lazy(&self.repo, self.rev.as_deref())?;
+        let key = ChainKey::new(&self.domain, self.tenant.as_deref(), self.user.as_deref());
+        let repo = pack::load_chain(&tree, &key);
+        Ok((key, repo))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Show the file and line every value came from.
     #[arg(long)]
     pub explain: bool,
@@ -35,9 +52,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let tree = super::open_tree_lazy(&a.repo, a.rev.as_deref())?;
-    let key = ChainKey::new(&a.domain, a.tenant.as_deref(), a.user.as_deref());
-    let repo = pack::load_chain(&tree, &key);
+    let (key, repo) = a.chain.load()?;
     let r = match resolve::resolve(&repo, &key) {
         Ok(r) => r,
         Err(e) => {
@@ -45,7 +60,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    if let (Some(t), Some(u)) = (&a.tenant, &a.user)
+    if let (Some(t), Some(u)) = (&a.chain.tenant, &a.chain.user)
         && !repo.tenant_users.contains_key(&(t.clone(), u.clone()))
     {
         eprintln!("note: user `{u}` has no pack in tenant `{t}`; resolved at tenant scope");

@@ -62,6 +62,16 @@ pub struct Sidecar {
     pub files: BTreeMap<String, String>,
 }
 
+impl Sidecar {
+    /// The version of `pack_id` on this workspace's chain.
+    pub fn chain_version(&self, pack_id: &str) -> Option<&str> {
+        self.chain
+            .iter()
+            .find(|l| l.pack_id == pack_id)
+            .map(|l| l.version.as_str())
+    }
+}
+
 /// A rendered workspace: the bootstrap files, the sidecar and the tool policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workspace {

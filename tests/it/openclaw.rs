@@ -62,12 +62,27 @@ fn sidecar(ws: &Path) -> Option<Value> {
 
 /// The version of hr-ops-pack on a sidecar's chain.
 fn hr_version(s: &Value) -> String {
-    s["chain"]
-        .as_array()
-        .and_then(|c| c.iter().find(|l| l["pack_id"] == "hr-ops-pack"))
-        .and_then(|l| l["version"].as_str())
+    serde_json::from_value::<missionctl::openclaw::render::Sidecar>(s.clone())
+        .ok()
+        .and_then(|s| s.chain_version("hr-ops-pack").map(str::to_string))
         .unwrap_or_default()
-        .to_string()
+}
+
+/// `openclaw sync` following the registry on `port` for the agents file.
+fn spawn_sync(port: u16, token: &Path, agents: &Path, wait: &str) -> Kill {
+    Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(["openclaw", "sync", "--wait", wait, "--registry"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--token-file")
+            .arg(token)
+            .arg("--agents")
+            .arg(agents)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sync"),
+    )
 }
 
 /// Agent ids for which the rollout hashing puts `want_canary` agents on
@@ -204,19 +219,7 @@ fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
     std::fs::create_dir_all(ws(&all[0])).expect("mkdir");
     std::fs::write(ws(&all[0]).join("USER.md"), "Prefers short answers.\n").expect("user");
 
-    let _sync = Kill(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args(["openclaw", "sync", "--wait", "5s", "--registry"])
-            .arg(format!("http://127.0.0.1:{reg_port}"))
-            .arg("--token-file")
-            .arg(&token_file)
-            .arg("--agents")
-            .arg(dir.path().join("agents.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sync"),
-    );
+    let _sync = spawn_sync(reg_port, &token_file, &dir.path().join("agents.yaml"), "5s");
     for a in &all {
         let s = until(
             "sync delivering the champion",
@@ -932,19 +935,7 @@ fn sync_survives_a_registry_restart() {
         format!("fragment: gw/agents.json5\nagents:\n  - {{ id: {agent}, domain: hr-ops, tenant: acme, workspace: ws }}\n"),
     )
     .expect("agents");
-    let _sync = Kill(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args(["openclaw", "sync", "--wait", "2s", "--registry"])
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--agents")
-            .arg(dir.path().join("agents.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sync"),
-    );
+    let _sync = spawn_sync(port, &token, &dir.path().join("agents.yaml"), "2s");
     let ws = dir.path().join("ws");
     let first = until("the first delivery", Duration::from_secs(20), || {
         sidecar(&ws)
