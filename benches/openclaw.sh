@@ -59,7 +59,6 @@ t0 = time.time()
 while any(v is None for v in versions()):
     if time.time() - t0 > 60: raise SystemExit("first delivery did not complete")
     time.sleep(0.05)
-print(f"first delivery to {n} workspaces: {(time.time()-t0)*1000:.0f} ms after sync started")
 lat = []
 work = f"{d}/work"
 for r in range(rounds):
@@ -108,11 +107,12 @@ run_gate openclaw 8
 # ---- 3. the plugin's cost per turn --------------------------------------------
 p="$dir/plugin"
 mkdir -p "$p"
-"$bin" openclaw render --repo "$g" --domain hr-ops --tenant acme --out "$p/ws" --agent hr --model demo/demo-1 >/dev/null
+"$bin" openclaw render --repo "$g" --rev main --domain hr-ops --tenant acme --out "$p/ws" --agent hr --model demo/demo-1 >/dev/null
 "$bin" openclaw plugin --out "$p/plugin" >/dev/null
 mport=$(free_port)
 "$bin" demo-model --listen "127.0.0.1:$mport" >/dev/null 2>&1 & pids+=($!)
 rport=$(free_port)
+git -C "$g" switch -q main
 "$bin" serve --repo "$g" --db "sqlite://$p/s.db" --listen "127.0.0.1:$rport" --poll-interval 1h --tokens "$dir/tokens.yaml" >/dev/null 2>&1 & pids+=($!)
 until curl -sf "http://127.0.0.1:$rport/readyz" >/dev/null; do sleep 0.1; done
 for mode in without with; do
