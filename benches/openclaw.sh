@@ -21,6 +21,7 @@ openclaw=${MISSIONCTL_OPENCLAW:-$PWD/.ci/openclaw/node_modules/openclaw/openclaw
 [ -x "$node" ] && [ -f "$openclaw" ] || { echo "OpenClaw not installed: run .ci/run (or npm ci --prefix .ci && npm ci --prefix .ci/openclaw with Node 24 on PATH)"; exit 2; }
 dir=$(mktemp -d)
 pids=()
+rm -f /tmp/mc-plugin-without.txt /tmp/mc-plugin-with.txt
 trap 'for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; OpenClaw $("$node" "$openclaw" --version 2>/dev/null | tail -1)"
@@ -115,7 +116,7 @@ rport=$(free_port)
 git -C "$g" switch -q main
 "$bin" serve --repo "$g" --db "sqlite://$p/s.db" --listen "127.0.0.1:$rport" --poll-interval 1h --tokens "$dir/tokens.yaml" >/dev/null 2>&1 & pids+=($!)
 until curl -sf "http://127.0.0.1:$rport/readyz" >/dev/null; do sleep 0.1; done
-for mode in without with; do
+for mode in without with without with without with; do
   gport=$(free_port)
   mkdir -p "$p/$mode/home"
   cp "$p/ws/.missionctl/agents.json5" "$p/$mode/agents.json5"
@@ -141,8 +142,16 @@ def turn(i):
 for i in range(5): turn(-i - 1)  # warm up
 lat = sorted(turn(i) for i in range(n))
 print(f"{mode:<7} plugin: {n} sequential turns, median {statistics.median(lat):.0f} ms, p95 {lat[int(n*0.95)-1]:.0f} ms")
+with open(f"/tmp/mc-plugin-{mode}.txt", "a") as f: f.write("".join(f"{x}\n" for x in lat))
 PY
   kill -- "-$gpid" 2>/dev/null || kill "$gpid"; sleep 2
 done
+python3 - <<'PY'
+import statistics
+m = {k: sorted(float(x) for x in open(f"/tmp/mc-plugin-{k}.txt")) for k in ("without", "with")}
+a, b = statistics.median(m["without"]), statistics.median(m["with"])
+print(f"plugin cost per turn over {len(m['with'])} turns each (3 alternating Gateway runs per mode): median {a:.0f} ms without, {b:.0f} ms with: {b - a:+.0f} ms ({(b - a) / a * 100:+.0f}%)")
+PY
+rm -f /tmp/mc-plugin-without.txt /tmp/mc-plugin-with.txt
 rows=$(python3 -c "import sqlite3; print(sqlite3.connect('$p/s.db').execute('select count(*) from runs').fetchone()[0])")
-echo "runs the plugin reported to the registry during the 'with' pass: $rows"
+echo "runs the plugin reported to the registry during the 'with' passes: $rows"

@@ -174,7 +174,9 @@ export function createCollector(options) {
       push({
         run_id: String(runId),
         tenant_id: side.tenant_id ?? "",
-        user_id: side.user_id ?? "",
+        // The sidecar's user for a user-bound agent; else whoever the
+        // channel says sent the turn; else the agent itself.
+        user_id: side.user_id || ctx?.senderId || r.agentId || side.agent_id || "unknown",
         agent_id: r.agentId ?? side.agent_id ?? "",
         pack_id: side.pack_id,
         pack_version: side.pack_version,

@@ -99,6 +99,17 @@ test("success comes from the model calls, not agent_end.success alone", () => {
   assert.equal(by["agent-failed"].error_code, "agent_error");
 });
 
+test("a tenant-bound agent reports the sender, else itself, as the user", () => {
+  const c = createCollector({ config: {}, post: async () => ({ retry: false }) });
+  const ws = workspace({ ...SIDE, user_id: "" });
+  c.handlers.llm_input({ runId: "s1" }, { agentId: "hr-desk", workspaceDir: ws });
+  c.handlers.model_call_ended({ runId: "s1", outcome: "completed" }, {});
+  c.handlers.agent_end({ runId: "s1", messages: [], success: true }, { agentId: "hr-desk", workspaceDir: ws, senderId: "+15550001" });
+  turn(c, "s2", ws);
+  assert.equal(c.buffer[0].user_id, "+15550001");
+  assert.equal(c.buffer[1].user_id, "hr-alice");
+});
+
 test("a workspace without a sidecar is not reported", () => {
   const c = createCollector({ config: {}, post: async () => ({ retry: false }) });
   turn(c, "r", mkdtempSync(join(tmpdir(), "mc-bare-")));

@@ -183,7 +183,13 @@ pub fn render(
         digest: r.digest.clone(),
         arm,
         agent_id: agent.id.clone(),
-        tenant_id: agent.tenant.clone().unwrap_or_default(),
+        // A personal user's runs belong to the scope `user:<id>`, as the
+        // registry's tokens and attribution name it.
+        tenant_id: match (&agent.tenant, &agent.user) {
+            (Some(t), _) => t.clone(),
+            (None, Some(u)) => format!("user:{u}"),
+            (None, None) => String::new(),
+        },
         user_id: agent.user.clone().unwrap_or_default(),
         domain: agent.domain.clone(),
         task_type: agent.domain.clone(),

@@ -118,6 +118,12 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
                 a.id
             )));
         }
+        if a.tenant.is_none() && a.user.is_none() {
+            return Err(err(format!(
+                "agents[{i}] (`{}`): bind the agent to a `tenant` (or a personal `user`): a bare domain chain serves no one, and its runs could not be attributed to anyone",
+                a.id
+            )));
+        }
         if !seen.insert(a.id.clone()) {
             return Err(err(format!("agents[{i}].id: `{}` is listed twice", a.id)));
         }
