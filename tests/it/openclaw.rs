@@ -544,10 +544,17 @@ fn sync_refuses_bad_registries_agents_and_workspaces_clearly() {
     );
     // An agent bound to no tenant or user.
     let bare = dir.path().join("bare.yaml");
-    std::fs::write(&bare, "fragment: x.json5\nagents:\n  - { id: a1, domain: hr-ops, workspace: w }\n").expect("bare");
+    std::fs::write(
+        &bare,
+        "fragment: x.json5\nagents:\n  - { id: a1, domain: hr-ops, workspace: w }\n",
+    )
+    .expect("bare");
     let out = sync(&reg, &bare);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bare.yaml") && err.contains("bind the agent to a `tenant`"), "{err}");
+    assert!(
+        err.contains("bare.yaml") && err.contains("bind the agent to a `tenant`"),
+        "{err}"
+    );
     // An agents file naming a field sync does not know.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
