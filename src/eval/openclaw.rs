@@ -138,8 +138,6 @@ impl Target {
             "${MISSIONCTL_MODEL_API_KEY}",
         );
         let config = gateway::config(
-            0,
-            "",
             providers,
             &model_ref,
             render::agents_fragment(&entries),

@@ -115,12 +115,11 @@ pub fn provider(name: &str, base_url: &str, model: &str, api_key: &str) -> Json 
     }})
 }
 
-/// A whole Gateway config: loopback, token auth, the chat-completions
+/// A whole Gateway config (its port and token are set by [`Gateway::start`]):
+/// loopback, token auth, the chat-completions
 /// endpoint on, `agents` as given, tool search off (so the tools an agent
 /// may use are declared to the model as themselves), optional plugin.
 pub fn config(
-    port: u16,
-    token: &str,
     providers: Json,
     default_model: &str,
     agents: Json,
@@ -134,8 +133,8 @@ pub fn config(
         "agents": agents,
         "tools": { "toolSearch": false },
         "gateway": {
-            "mode": "local", "port": port, "bind": "loopback",
-            "auth": { "mode": "token", "token": token },
+            "mode": "local", "bind": "loopback",
+            "auth": { "mode": "token" },
             "http": { "endpoints": { "chatCompletions": { "enabled": true } } },
         },
     });

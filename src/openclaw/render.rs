@@ -120,7 +120,7 @@ pub fn tool_policy(r: &Resolved, settings: &Settings) -> (Option<Vec<String>>, V
     (allow, deny)
 }
 
-fn agents_md(r: &Resolved, settings: &Settings, allow: &Option<Vec<String>>) -> String {
+fn agents_md(r: &Resolved, allow: &Option<Vec<String>>) -> String {
     let mut s = String::from("# Operating instructions\n\n");
     s.push_str(r.prompt_text().trim());
     s.push('\n');
@@ -141,7 +141,6 @@ fn agents_md(r: &Resolved, settings: &Settings, allow: &Option<Vec<String>>) -> 
         Some(_) => s.push_str("Use no tools.\n"),
         None => s.push_str("Use the tools OpenClaw offers, within the rules above.\n"),
     }
-    let _ = settings;
     s
 }
 
@@ -172,7 +171,7 @@ pub fn render(
 ) -> Workspace {
     let (allow, deny) = tool_policy(r, settings);
     let files = vec![
-        ("AGENTS.md", agents_md(r, settings, &allow)),
+        ("AGENTS.md", agents_md(r, &allow)),
         ("SOUL.md", soul_md(r)),
         ("IDENTITY.md", identity_md(r, agent)),
     ];

@@ -255,8 +255,6 @@ fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
     // The Gateway includes the fragment and loads the telemetry plugin.
     let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
     let config = missionctl::openclaw::gateway::config(
-        0,
-        "",
         missionctl::openclaw::gateway::provider(
             "demo",
             &format!("http://127.0.0.1:{model_port}"),
