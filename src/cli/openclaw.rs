@@ -90,7 +90,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
-    let (key, repo) = a.chain.load()?;
+    let (key, repo, commit) = a.chain.load()?;
     let r = match resolve::resolve(&repo, &key) {
         Ok(r) => r,
         Err(e) => {
@@ -116,7 +116,7 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
         tenant: key.tenant.clone(),
         user: key.user.clone(),
     };
-    let ws = render::render(&r, &agent, Arm::Champion, a.chain.rev.as_deref(), &settings);
+    let ws = render::render(&r, &agent, Arm::Champion, commit.as_deref(), &settings);
     let (files, total) = render::over_limits(&ws, &settings);
     for (name, n) in &files {
         eprintln!(

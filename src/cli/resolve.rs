@@ -31,12 +31,13 @@ pub struct ChainArgs {
 }
 
 impl ChainArgs {
-    /// The chain's key and the repository loaded for it.
-    pub fn load(&self) -> anyhow::Result<(ChainKey, pack::Repo)> {
+    /// The chain's key, the repository loaded for it, and the commit it
+    /// was read from (None for the work tree).
+    pub fn load(&self) -> anyhow::Result<(ChainKey, pack::Repo, Option<String>)> {
         let tree = super::open_tree_lazy(&self.repo, self.rev.as_deref())?;
         let key = ChainKey::new(&self.domain, self.tenant.as_deref(), self.user.as_deref());
         let repo = pack::load_chain(&tree, &key);
-        Ok((key, repo))
+        Ok((key, repo, tree.commit.map(|c| c.to_string())))
     }
 }
 
@@ -52,7 +53,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (key, repo) = a.chain.load()?;
+    let (key, repo, _) = a.chain.load()?;
     let r = match resolve::resolve(&repo, &key) {
         Ok(r) => r,
         Err(e) => {

@@ -838,6 +838,28 @@ fn render_writes_the_workspace_and_keeps_user_files_and_hand_edits() {
         "edited by hand\n"
     );
     assert!(!out_dir.join(".missionctl/staging").exists());
+    // From a revision: the sidecar names the commit it was rendered from.
+    let at_rev = f.dir.path().join("ws-rev");
+    let out = missionctl()
+        .args([
+            "openclaw",
+            "render",
+            "--domain",
+            "infra-sre",
+            "--tenant",
+            "acme",
+            "--rev",
+            "main",
+            "--repo",
+        ])
+        .arg(&f.work)
+        .arg("--out")
+        .arg(&at_rev)
+        .output()
+        .expect("render");
+    assert_success(&out);
+    let head = f.git(&["rev-parse", "main"]);
+    assert_eq!(sidecar(&at_rev).expect("sidecar")["commit"], head.trim());
 }
 
 /// `validate` refuses a pack OpenClaw would truncate, with its own codes,
