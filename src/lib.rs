@@ -16,6 +16,8 @@
 //! - [`eval`]: harnesses, the model client, assertions, judge, statistics,
 //!   the built-in demo model.
 //! - [`gate`]: champion against challenger, as a pipeline of phases.
+//! - [`improve`]: the challenger generation worker (in progress: what a
+//!   proposal may change).
 //! - [`github`]: events, approvals, the pull-request report.
 //! - [`store`]: the state store over SQLite and PostgreSQL.
 //! - [`reconcile`]: commits in, decisions out; the daemon.
@@ -44,6 +46,7 @@ pub mod validate;
 pub mod eval;
 pub mod gate;
 pub mod github;
+pub mod improve;
 
 pub mod store;
 
