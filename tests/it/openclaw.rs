@@ -540,31 +540,25 @@ fn sync_refuses_bad_registries_agents_and_workspaces_clearly() {
         err.contains("a-file/ws5") && err.contains("permissions"),
         "{err}"
     );
-    // An agent bound to no tenant or user.
-    let bare = dir.path().join("bare.yaml");
-    std::fs::write(
-        &bare,
+    // Agents files sync refuses: the error names the file and what is wrong.
+    let refused = |name: &str, yaml: &str, says: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, yaml).expect("agents file");
+        let out = sync(&reg, &file);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // A bad agents file is a usage error (2), before any request.
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(name) && err.contains(says), "{err}");
+    };
+    refused(
+        "bare.yaml",
         "fragment: x.json5\nagents:\n  - { id: a1, domain: hr-ops, workspace: w }\n",
-    )
-    .expect("bare");
-    let out = sync(&reg, &bare);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bare.yaml") && err.contains("bind the agent to a `tenant`"),
-        "{err}"
+        "bind the agent to a `tenant`",
     );
-    // An agents file naming a field sync does not know.
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    refused(
+        "bad.yaml",
         "fragment: x.json5\nagents:\n  - { id: a1, domain: hr-ops, workspce: w }\n",
-    )
-    .expect("bad");
-    let out = sync(&reg, &bad);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.yaml") && err.contains("workspce"),
-        "{err}"
+        "workspce",
     );
     // And a good run writes everything.
     let out = sync(&reg, &agents("hr-ops", "ws6"));
