@@ -65,20 +65,29 @@ pub(crate) fn check_openclaw(repo: &Repo) -> Vec<Diagnostic> {
     let settings = repo.openclaw();
     let mut out = Vec::new();
     let mut reported = std::collections::BTreeSet::new();
-    for key in crate::resolve::all_chains(repo) {
-        let Ok(idx) = crate::resolve::chain(repo, &key) else {
-            continue;
-        };
-        let Some(&leaf) = idx.last() else { continue };
-        let r = crate::resolve::resolve_indices(repo, &idx);
-        let agent = AgentBinding {
-            id: "agent".into(),
-            domain: key.domain.clone(),
-            tenant: key.tenant.clone(),
-            user: key.user.clone(),
-        };
-        let ws = render::render(&r, &agent, crate::model::Arm::Champion, None, &settings);
-        let (files, total) = render::over_limits(&ws, &settings);
+    // Rendering is per chain and independent: measured in parallel,
+    // reported in chain order.
+    use rayon::prelude::*;
+    let measured: Vec<_> = crate::resolve::all_chains(repo)
+        .into_par_iter()
+        .filter_map(|key| {
+            let idx = crate::resolve::chain(repo, &key).ok()?;
+            let leaf = *idx.last()?;
+            let docs: Vec<_> = idx.iter().map(|i| &repo.packs[*i]).collect();
+            let r =
+                crate::resolve::resolve_docs_with(repo, &docs, crate::resolve::Detail::Rendering);
+            let agent = AgentBinding {
+                id: "agent".into(),
+                domain: key.domain.clone(),
+                tenant: key.tenant.clone(),
+                user: key.user.clone(),
+            };
+            let (allow, _) = render::tool_policy(&r, &settings);
+            let (files, total) = render::over_limits(&render::files(&r, &agent, &allow), &settings);
+            (!files.is_empty() || total.is_some()).then_some((key, leaf, files, total))
+        })
+        .collect();
+    for (key, leaf, files, total) in measured {
         let p = &repo.packs[leaf];
         let at = p.node.key_pos_at("/prompt");
         for (name, n) in files {

@@ -117,7 +117,7 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
         user: key.user.clone(),
     };
     let ws = render::render(&r, &agent, Arm::Champion, commit.as_deref(), &settings);
-    let (files, total) = render::over_limits(&ws, &settings);
+    let (files, total) = render::over_limits(&ws.files, &settings);
     for (name, n) in &files {
         eprintln!(
             "warning: {name} is {n} characters; OpenClaw injects at most {} (`missionctl validate` reports this as openclaw/bootstrap-file)",

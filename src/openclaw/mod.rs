@@ -148,7 +148,10 @@ pub fn autonomy_denies(autonomy: Option<Autonomy>) -> Vec<&'static str> {
 /// Characters as OpenClaw counts them (JavaScript string length: UTF-16
 /// code units), for its bootstrap limits.
 pub fn js_length(s: &str) -> usize {
-    s.encode_utf16().count()
+    if s.is_ascii() {
+        return s.len();
+    }
+    s.chars().map(char::len_utf16).sum()
 }
 
 #[cfg(test)]

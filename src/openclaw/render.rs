@@ -161,6 +161,19 @@ fn identity_md(r: &Resolved, agent: &AgentBinding) -> String {
     s
 }
 
+/// The bootstrap files alone (what `validate` measures).
+pub fn files(
+    r: &Resolved,
+    agent: &AgentBinding,
+    allow: &Option<Vec<String>>,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("AGENTS.md", agents_md(r, allow)),
+        ("SOUL.md", soul_md(r)),
+        ("IDENTITY.md", identity_md(r, agent)),
+    ]
+}
+
 /// Render `r` for `agent`, served on `arm`.
 pub fn render(
     r: &Resolved,
@@ -170,11 +183,7 @@ pub fn render(
     settings: &Settings,
 ) -> Workspace {
     let (allow, deny) = tool_policy(r, settings);
-    let files = vec![
-        ("AGENTS.md", agents_md(r, &allow)),
-        ("SOUL.md", soul_md(r)),
-        ("IDENTITY.md", identity_md(r, agent)),
-    ];
+    let files = files(r, agent, &allow);
     let sidecar = Sidecar {
         managed_by: format!("missionctl {}", env!("CARGO_PKG_VERSION")),
         pack_id: r.pack_id.clone(),
@@ -220,20 +229,20 @@ pub fn render(
 /// file over `bootstrap_max_chars` (name, length), and the total when over
 /// `bootstrap_total_max_chars`.
 pub fn over_limits(
-    ws: &Workspace,
+    files: &[(&'static str, String)],
     settings: &Settings,
 ) -> (Vec<(&'static str, usize)>, Option<usize>) {
-    let mut files = Vec::new();
+    let mut over = Vec::new();
     let mut total = 0;
-    for (name, text) in &ws.files {
+    for (name, text) in files {
         let n = js_length(text);
         total += n;
         if n > settings.bootstrap_max_chars {
-            files.push((*name, n));
+            over.push((*name, n));
         }
     }
     (
-        files,
+        over,
         (total > settings.bootstrap_total_max_chars).then_some(total),
     )
 }

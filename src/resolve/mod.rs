@@ -247,6 +247,9 @@ const SPECIAL: &[&str] = &[
 
 struct Merger {
     prov: BTreeMap<String, Origin>,
+    /// Record provenance (`resolve --explain`, diagnostics). Off where only
+    /// the content matters: tracking costs a map update per value.
+    track: bool,
 }
 
 fn esc(key: &str) -> String {
@@ -280,6 +283,9 @@ impl Merger {
 
     /// Record provenance for `node` and everything under it at `ptr`.
     fn mark(&mut self, ptr: &str, node: &Node, file: &str, scope: &str) {
+        if !self.track {
+            return;
+        }
         let prefix = format!("{ptr}/");
         self.prov.retain(|k, _| !k.starts_with(&prefix));
         self.prov
@@ -311,8 +317,10 @@ impl Merger {
                 let v = it.to_json();
                 if !arr.contains(&v) {
                     arr.push(v);
-                    let at = format!("{ptr}/{}", arr.len() - 1);
-                    self.prov.insert(at, self.origin(file, it, scope));
+                    if self.track {
+                        let at = format!("{ptr}/{}", arr.len() - 1);
+                        self.prov.insert(at, self.origin(file, it, scope));
+                    }
                 }
             }
             return;
@@ -331,6 +339,10 @@ impl Merger {
                         .filter(|(_, v)| child.contains(v))
                         .map(|(i, v)| (i, v.clone()))
                         .collect();
+                    if !self.track {
+                        *parent = kept.into_iter().map(|(_, v)| v).collect();
+                        return;
+                    }
                     let old: Vec<Option<Origin>> = kept
                         .iter()
                         .map(|(i, _)| self.prov.get(&format!("{ptr}/{i}")).cloned())
@@ -390,8 +402,10 @@ impl Merger {
             (yaml::Value::Map(entries), _) => {
                 if !dst.is_object() {
                     *dst = Json::Object(Map::new());
-                    self.prov
-                        .insert(ptr.to_string(), self.origin(file, node, scope));
+                    if self.track {
+                        self.prov
+                            .insert(ptr.to_string(), self.origin(file, node, scope));
+                    }
                 }
                 for e in entries {
                     let child_ptr = format!("{ptr}/{}", esc(&e.key));
@@ -486,8 +500,25 @@ pub(crate) fn tier_of_docs(repo: &Repo, docs: &[&PackDoc]) -> Tier {
 /// policies and defaults; the documents may come from other revisions (the
 /// registry serves a rollout's champion version of one pack this way).
 pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
+    resolve_docs_with(repo, docs, Detail::Full)
+}
+
+/// How much of a resolution a caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Everything: provenance, eval cases (JSON and typed), digest.
+    Full,
+    /// The content without eval cases, provenance or digest, for callers
+    /// that only render it (validate's OpenClaw size check, on every chain
+    /// of the repository).
+    Rendering,
+}
+
+pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) -> Resolved {
+    let full = detail == Detail::Full;
     let mut m = Merger {
         prov: BTreeMap::new(),
+        track: full,
     };
     let mut body = Json::Object(Map::new());
     let mut sections = Vec::new();
@@ -498,18 +529,19 @@ pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
     for p in docs.iter().copied() {
         let scope = scope_label(p);
         m.merge(&mut body, "", &p.node, &p.file, &scope);
-        for (n, s) in p.sections.iter().enumerate() {
-            let at = format!("/prompt/sections/{}", sections.len());
-            m.prov.insert(
-                at,
-                Origin {
-                    file: p.file.clone(),
-                    line: s.pos.line,
-                    col: s.pos.col,
-                    scope: scope.clone(),
-                },
-            );
-            let _ = n;
+        for s in &p.sections {
+            if full {
+                let at = format!("/prompt/sections/{}", sections.len());
+                m.prov.insert(
+                    at,
+                    Origin {
+                        file: p.file.clone(),
+                        line: s.pos.line,
+                        col: s.pos.col,
+                        scope: scope.clone(),
+                    },
+                );
+            }
             sections.push(serde_json::json!({
                 "id": s.id,
                 "scope": scope,
@@ -522,7 +554,7 @@ pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
             text.push_str(crate::policy::effective_text(&s.text).trim());
             tokens += s.tokens;
         }
-        for c in &p.cases {
+        for c in p.cases.iter().filter(|_| full) {
             m.prov.insert(
                 format!("/eval/cases/{}", cases.len()),
                 Origin {
@@ -599,15 +631,25 @@ pub(crate) fn resolve_docs(repo: &Repo, docs: &[&PackDoc]) -> Resolved {
         }
     }
     let content = Json::Object(content);
-    let digest = hex::encode(Sha256::digest(canonical_json(&content).as_bytes()));
     let leaf = docs.last().copied();
     let (pack_id, version) = leaf
         .map(|p| (p.pack.id.clone(), p.pack.version.clone()))
         .unwrap_or_default();
+    // The digest identifies what is served; a rendering-only resolution
+    // serves nothing and carries none (its version is the leaf's semver).
+    let (pack_version, digest) = if full {
+        let d = hex::encode(Sha256::digest(canonical_json(&content).as_bytes()));
+        (
+            format!("{version}+sha256.{}", &d[..8]),
+            format!("sha256:{d}"),
+        )
+    } else {
+        (version, String::new())
+    };
     Resolved {
-        pack_version: format!("{version}+sha256.{}", &digest[..8]),
+        pack_version,
         pack_id,
-        digest: format!("sha256:{digest}"),
+        digest,
         scope_chain: docs
             .iter()
             .map(|p| Link {
