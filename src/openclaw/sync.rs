@@ -498,11 +498,18 @@ async fn follow(
                 {
                     let drifted = workspace::drift(&a.workspace, &side);
                     if !drifted.is_empty() {
-                        deliver(shared, opts, a, s).await.ok();
                         let _ = events.send(Event::Drift {
                             agent: a.id.clone(),
                             files: drifted,
                         });
+                        // A failed repair is said, and tried again after the next poll.
+                        if let Err(e) = deliver(shared, opts, a, s).await {
+                            let _ = events.send(Event::Retrying {
+                                agent: a.id.clone(),
+                                error: e.to_string(),
+                                after: opts.wait,
+                            });
+                        }
                     }
                 } else if last.is_none() {
                     // Started on a workspace already current: fetch it once

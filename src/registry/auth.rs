@@ -74,6 +74,17 @@ pub enum Action {
     Rollback,
 }
 
+/// The tokens-file entry for `token` (only its hash is written).
+pub fn entry(name: &str, role: &str, tenant: Option<&str>, token: &str) -> String {
+    format!(
+        "  - name: {name}\n    sha256: {}\n    role: {role}{}\n",
+        hash(token),
+        tenant
+            .map(|t| format!("\n    tenant: {t}"))
+            .unwrap_or_default()
+    )
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
     by_hash: HashMap<String, Token>,

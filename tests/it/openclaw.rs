@@ -337,6 +337,11 @@ fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
         })
         .expect("a request carrying the workspace's AGENTS.md");
     assert!(req.to_string().contains("annual leave"), "{req}");
+    // The sidecar is not injected: nothing of it reaches the model.
+    assert!(
+        !req.to_string().contains("managed_by") && !req.to_string().contains(".missionctl"),
+        "{req}"
+    );
     let declared: Vec<&str> = req["tools"]
         .as_array()
         .map(|t| {
@@ -740,7 +745,7 @@ fn render_writes_the_workspace_and_keeps_user_files_and_hand_edits() {
     std::fs::write(out_dir.join("USER.md"), "mine\n").expect("w");
     std::fs::write(out_dir.join("MEMORY.md"), "remembered\n").expect("w");
     std::fs::write(out_dir.join("memory/2026-11-26.md"), "notes\n").expect("w");
-    let render = |extra: &[&str]| {
+    let render_into = |dir: &Path, extra: &[&str]| {
         missionctl()
             .args([
                 "openclaw",
@@ -753,11 +758,12 @@ fn render_writes_the_workspace_and_keeps_user_files_and_hand_edits() {
             ])
             .arg(&f.work)
             .arg("--out")
-            .arg(&out_dir)
+            .arg(dir)
             .args(extra)
             .output()
             .expect("render")
     };
+    let render = |extra: &[&str]| render_into(&out_dir, extra);
     let out = render(&["--model", "demo/demo-1"]);
     assert_success(&out);
     let agents = std::fs::read_to_string(out_dir.join("AGENTS.md")).expect("AGENTS.md");
@@ -834,23 +840,7 @@ fn render_writes_the_workspace_and_keeps_user_files_and_hand_edits() {
     assert!(!out_dir.join(".missionctl/staging").exists());
     // From a revision: the sidecar names the commit it was rendered from.
     let at_rev = f.dir.path().join("ws-rev");
-    let out = missionctl()
-        .args([
-            "openclaw",
-            "render",
-            "--domain",
-            "infra-sre",
-            "--tenant",
-            "acme",
-            "--rev",
-            "main",
-            "--repo",
-        ])
-        .arg(&f.work)
-        .arg("--out")
-        .arg(&at_rev)
-        .output()
-        .expect("render");
+    let out = render_into(&at_rev, &["--rev", "main"]);
     assert_success(&out);
     let head = f.git(&["rev-parse", "main"]);
     assert_eq!(sidecar(&at_rev).expect("sidecar")["commit"], head.trim());
