@@ -16,10 +16,11 @@
 //! - [`eval`]: harnesses, the model client, assertions, judge, statistics,
 //!   the built-in demo model.
 //! - [`gate`]: champion against challenger, as a pipeline of phases.
-//! - [`improve`]: the challenger generation worker (in progress: what a
-//!   proposal may change).
 //! - [`github`]: events, approvals, the pull-request report.
 //! - [`store`]: the state store over SQLite and PostgreSQL.
+//! - [`improve`]: the challenger generation worker: signal, proposals from
+//!   an optimiser model, selection through the gate, a branch or pull
+//!   request, never a promotion.
 //! - [`reconcile`]: commits in, decisions out; the daemon.
 //! - [`rollout`], [`telemetry`]: canary statistics and KPIs.
 //! - [`registry`]: what harnesses resolve against; the canary controller.
@@ -46,9 +47,10 @@ pub mod validate;
 pub mod eval;
 pub mod gate;
 pub mod github;
-pub mod improve;
 
 pub mod store;
+
+pub mod improve;
 
 pub mod reconcile;
 pub mod registry;

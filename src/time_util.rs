@@ -34,6 +34,11 @@ pub fn today() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// The instant `days` days ago, in the canonical form.
+pub fn days_ago_rfc3339(days: u32) -> String {
+    canonical(OffsetDateTime::now_utc() - time::Duration::days(i64::from(days)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

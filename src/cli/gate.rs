@@ -32,6 +32,10 @@ pub struct Args {
     /// (default: the pull request of the GitHub event, when a token is available).
     #[arg(long)]
     pub pr: Option<u64>,
+    /// Stop spending at this many USD for the whole run (each tenant's daily cap
+    /// from policies/guardrails.yaml applies as well); the results are then partial.
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
 }
 
 pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
@@ -83,6 +87,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         db_url,
         skip_paid_calls: a.skip_paid_calls || fork_without_opt_in,
         progress,
+        spend_limit_usd: a.budget_usd,
     };
     let concluded = rt.block_on(evaluate_and_conclude(&opts, github.as_ref()));
     let ev = match concluded {

@@ -144,6 +144,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
         skip_paid_calls: !facts.paid_calls_allowed(),
         progress: false,
+        spend_limit_usd: None,
     };
     let github = (gh, pr);
     let ev = match rt.block_on(super::gate::evaluate_and_conclude(&opts, Some(&github))) {

@@ -5,6 +5,7 @@ mod demo;
 mod diff;
 mod gate;
 mod github;
+mod improve;
 mod init;
 mod openclaw;
 mod packs;
@@ -59,6 +60,8 @@ pub enum Command {
     Eval(gate::Args),
     /// Evaluate and decide: exit 0 pass, 1 blocked, 2 could not evaluate.
     Gate(gate::Args),
+    /// Propose challenger packs from eval failures and telemetry (a branch or pull request; never a promotion).
+    Improve(improve::Args),
     /// Turn new commits on the main branch into promotion decisions.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the reconciler continuously (poll, file watch, GitHub webhook).
@@ -142,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Packs { command } => packs::run(command),
         Command::Eval(a) => gate::run(a, false),
         Command::Gate(a) => gate::run(a, true),
+        Command::Improve(a) => improve::run(a),
         Command::DemoModel(a) => demo::run(a),
         Command::Github { command } => github::run(command),
         Command::Reconcile(a) => reconcile::reconcile(a),

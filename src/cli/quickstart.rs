@@ -188,6 +188,7 @@ async fn challenger_and_gate(f: &Fleet) -> Result<(), QuickstartError> {
         db_url: f.db.clone(),
         skip_paid_calls: false,
         progress: false,
+        spend_limit_usd: None,
     })
     .await
     .map_err(step("gate"))?;

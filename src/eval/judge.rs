@@ -31,6 +31,8 @@ pub struct RubricScore {
     /// Weighted mean of voice criteria, 1-5.
     pub voice: Option<f64>,
     pub per_criterion: BTreeMap<String, f64>,
+    /// The judge's one-sentence reason (the last repeat's).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq, Eq)]
@@ -42,8 +44,20 @@ pub struct Pairwise {
     pub order_disagreements: u32,
 }
 
+/// Where a judge's calls are paid from: the worst case of each call is
+/// reserved before it is sent (refused when it would cross the cap) and
+/// settled to what it cost after, as the harness's calls are.
+pub trait Purse: Send + Sync {
+    fn reserve(&self, usd: f64) -> bool;
+    fn settle(&self, reserved: f64, actual: f64);
+}
+
 pub struct Judge<'a> {
     pub client: &'a Client,
+    /// Reserves each call's worst case before it is sent; `None` spends freely.
+    pub purse: Option<std::sync::Arc<dyn Purse>>,
+    /// The judge's `max_tokens`, for the worst case of a call.
+    pub max_out: u64,
     pub endpoint: Endpoint,
     pub repeats: u32,
     /// USD per million tokens (input, output) for this judge's model.
@@ -63,6 +77,8 @@ impl<'a> Judge<'a> {
     ) -> Self {
         Judge {
             client,
+            purse: None,
+            max_out: u64::from(spec.max_tokens),
             endpoint: spec.endpoint(demo_url),
             repeats,
             price: cfg.price_of(&spec.model),
@@ -76,16 +92,35 @@ impl<'a> Judge<'a> {
             / 1e6
     }
 
-    fn charge(&self, c: &Completion) {
-        if !c.cached {
-            let usd = (c.prompt_tokens as f64 * self.price.0
-                + c.completion_tokens as f64 * self.price.1)
-                / 1e6;
-            self.spent_micro_usd.fetch_add(
-                (usd * 1e6).round() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+    /// Pay from `purse`: every call's worst case is reserved first.
+    pub fn with_purse(mut self, purse: std::sync::Arc<dyn Purse>) -> Self {
+        self.purse = Some(purse);
+        self
+    }
+
+    /// What a call costs (nothing when it came from the cache), recorded.
+    fn charge(&self, c: &Completion) -> f64 {
+        if c.cached {
+            return 0.0;
         }
+        let usd =
+            (c.prompt_tokens as f64 * self.price.0 + c.completion_tokens as f64 * self.price.1)
+                / 1e6;
+        self.spent_micro_usd.fetch_add(
+            (usd * 1e6).round() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        usd
+    }
+
+    /// The most a request with these messages can cost: every prompt token
+    /// (counted with o200k, plus a margin per message) and `max_out`.
+    fn worst_case(&self, messages: &[Message]) -> f64 {
+        let prompt: u64 = messages
+            .iter()
+            .map(|m| crate::tokens::count(&m.content, crate::tokens::Family::O200k) + 8)
+            .sum();
+        (prompt as f64 * self.price.0 + self.max_out as f64 * self.price.1) / 1e6
     }
 }
 
@@ -108,9 +143,31 @@ async fn ask(
                 serde_json::from_str(c.content.trim()).map_err(|e| format!("not JSON: {e}"))?;
             validate(&v)
         };
-        match client.chat(ep, &messages, &[], tag, &accept).await {
+        let reserved = judge.worst_case(&messages);
+        if let Some(p) = &judge.purse
+            && !p.reserve(reserved)
+        {
+            return Err("not judged: the tenant's daily spend cap would be exceeded".into());
+        }
+        let answer = client.chat(ep, &messages, &[], tag, &accept).await;
+        let actual = match &answer {
+            Ok(c) => judge.charge(c),
+            // Answered (and paid) but unusable; its usage is not known, so
+            // the reservation stands as its cost.
+            Err(crate::eval::llm::LlmError::Rejected(_)) => {
+                judge.spent_micro_usd.fetch_add(
+                    (reserved * 1e6).round() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                reserved
+            }
+            Err(_) => 0.0,
+        };
+        if let Some(p) = &judge.purse {
+            p.settle(reserved, actual);
+        }
+        match answer {
             Ok(c) => {
-                judge.charge(&c);
                 return serde_json::from_str(c.content.trim()).map_err(|e| e.to_string());
             }
             Err(crate::eval::llm::LlmError::Rejected(why)) => {
@@ -145,6 +202,7 @@ impl Judge<'_> {
         }
         let ids: Vec<String> = criteria.iter().map(|c| c.id.clone()).collect();
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut reason = String::new();
         for k in 0..self.repeats {
             let payload = json!({
                 "task": "rubric",
@@ -175,6 +233,11 @@ impl Judge<'_> {
                 },
             )
             .await?;
+            reason = v
+                .get("reason")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
             for id in &ids {
                 *sums.entry(id.clone()).or_default() += v
                     .pointer(&format!("/scores/{id}"))
@@ -199,6 +262,7 @@ impl Judge<'_> {
             task: avg("task"),
             voice: avg("voice"),
             per_criterion: per,
+            reason,
         })
     }
 

@@ -11,6 +11,12 @@ pub struct Budget {
     pub exhausted: BTreeSet<String>,
     /// A ledger write failed: nothing more may be spent in this run.
     pub ledger_failed: Option<String>,
+    /// What this run may spend in all (`--budget-usd`, an improvement
+    /// run's remaining budget), on top of every tenant's daily cap.
+    pub run_limit: Option<f64>,
+    pub run_spent: f64,
+    /// A call was refused because of `run_limit`.
+    pub run_limit_hit: bool,
 }
 
 impl Budget {
@@ -23,6 +29,12 @@ impl Budget {
         if self.ledger_failed.is_some() {
             return false;
         }
+        if let Some(limit) = self.run_limit
+            && self.run_spent + usd > limit + 1e-12
+        {
+            self.run_limit_hit = true;
+            return false;
+        }
         let cap = self.cap(tenant);
         let s = self.spent.entry(tenant.to_string()).or_default();
         if *s + usd > cap + 1e-12 {
@@ -30,6 +42,7 @@ impl Budget {
             return false;
         }
         *s += usd;
+        self.run_spent += usd;
         true
     }
 
@@ -37,6 +50,30 @@ impl Budget {
     pub(crate) fn settle(&mut self, tenant: &str, reserved: f64, actual: f64) {
         let s = self.spent.entry(tenant.to_string()).or_default();
         *s += actual - reserved;
+        self.run_spent += actual - reserved;
+    }
+}
+
+/// The run's budget, shared by every job (never held across an await).
+pub type Shared = std::sync::Arc<std::sync::Mutex<Budget>>;
+
+/// Lock the shared budget; a panic elsewhere cannot poison the accounts.
+pub(crate) fn lock(b: &Shared) -> std::sync::MutexGuard<'_, Budget> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One tenant's share of the run's budget, for the judge's calls.
+pub(crate) struct TenantPurse {
+    pub budget: Shared,
+    pub tenant: String,
+}
+
+impl crate::eval::judge::Purse for TenantPurse {
+    fn reserve(&self, usd: f64) -> bool {
+        lock(&self.budget).reserve(&self.tenant, usd)
+    }
+    fn settle(&self, reserved: f64, actual: f64) {
+        lock(&self.budget).settle(&self.tenant, reserved, actual);
     }
 }
 
@@ -56,6 +93,21 @@ mod tests {
         b.settle("acme", 0.6, 0.1);
         assert!(b.reserve("acme", 0.6));
         assert!(b.reserve("globex", 1.0));
+    }
+
+    #[test]
+    fn a_run_limit_caps_the_run_across_tenants() {
+        let mut b = Budget {
+            default_cap: 10.0,
+            run_limit: Some(1.0),
+            ..Budget::default()
+        };
+        assert!(b.reserve("acme", 0.6));
+        assert!(!b.reserve("globex", 0.6));
+        assert!(b.run_limit_hit && b.exhausted.is_empty());
+        b.settle("acme", 0.6, 0.2);
+        assert!(b.reserve("globex", 0.6));
+        assert!((b.run_spent - 0.8).abs() < 1e-9);
     }
 
     #[test]

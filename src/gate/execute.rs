@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
-
 use crate::eval::assertions::{self, AssertionResult, Observed};
 use crate::eval::judge::{Judge, Pairwise};
 use crate::eval::llm::Client;
@@ -17,14 +15,14 @@ use crate::model::Variant;
 use crate::store::Store;
 
 use super::GateError;
-use super::budget::Budget;
+use super::budget::{self, TenantPurse};
 use super::plan::Job;
 
 /// Everything a job needs to run, shared by all jobs of a run.
 pub struct Engine {
     pub cfg: Arc<EvalConfig>,
     pub client: Client,
-    pub budget: Arc<Mutex<Budget>>,
+    pub budget: budget::Shared,
     /// The built-in demo model's address, when the run uses it.
     pub demo_url: Option<String>,
     pub store: Store,
@@ -95,6 +93,9 @@ pub struct Done {
     pub asserts: Vec<AssertionResult>,
     pub task: Option<f64>,
     pub voice: Option<f64>,
+    /// The rubric's score per criterion (1-5) and the judge's reason.
+    pub criteria: BTreeMap<String, f64>,
+    pub judge_reason: Option<String>,
     pub judge_error: Option<String>,
     pub judge_usd: f64,
 }
@@ -109,6 +110,8 @@ impl Done {
             asserts: vec![],
             task: None,
             voice: None,
+            criteria: BTreeMap::new(),
+            judge_reason: None,
             judge_error: None,
             judge_usd: 0.0,
             job,
@@ -121,7 +124,8 @@ impl Engine {
         self.cfg.judge.as_ref()
     }
 
-    fn judge(&self) -> Option<Judge<'_>> {
+    /// A judge paid from `tenant`'s share of the budget.
+    fn judge(&self, tenant: &str) -> Option<Judge<'_>> {
         self.judge_spec().map(|(spec, repeats)| {
             Judge::new(
                 &self.client,
@@ -130,6 +134,10 @@ impl Engine {
                 self.demo_url.as_deref(),
                 &self.cfg,
             )
+            .with_purse(Arc::new(TenantPurse {
+                budget: self.budget.clone(),
+                tenant: tenant.to_string(),
+            }))
         })
     }
 
@@ -144,7 +152,7 @@ impl Engine {
             .spend_record(tenant, &day, usd, kind, &self.run_id)
             .await
         {
-            let mut b = self.budget.lock().await;
+            let mut b = budget::lock(&self.budget);
             b.ledger_failed
                 .get_or_insert_with(|| format!("the spend ledger could not be written: {e}"));
         }
@@ -203,7 +211,7 @@ impl Engine {
             + crate::tokens::count(&eval::user_message(&job.case), self.cfg.token_family());
         let est = self.cfg.cost(&model, est_prompt, max_out);
         {
-            let mut b = self.budget.lock().await;
+            let mut b = budget::lock(&self.budget);
             if !b.reserve(&job.tenant, est) {
                 let why = match &b.ledger_failed {
                     Some(e) => format!("not run: {e}"),
@@ -217,7 +225,7 @@ impl Engine {
         let slot = self.harness_slots.acquire().await.ok();
         if self.breaker.open().is_some() {
             drop(slot);
-            self.budget.lock().await.settle(&job.tenant, est, 0.0);
+            budget::lock(&self.budget).settle(&job.tenant, est, 0.0);
             return Done::not_run(job, "not run: the model endpoint is failing (circuit open)");
         }
         let run = eval::run_case(
@@ -232,10 +240,7 @@ impl Engine {
         .await;
         drop(slot);
         self.breaker.record(run.error.as_deref());
-        self.budget
-            .lock()
-            .await
-            .settle(&job.tenant, est, run.cost_usd);
+        budget::lock(&self.budget).settle(&job.tenant, est, run.cost_usd);
         self.book(&job.tenant, run.cost_usd, "eval").await;
         let allowed = job.resolved.allowed_tools();
         // `options.transform` applies to the output every assertion sees.
@@ -264,6 +269,8 @@ impl Engine {
             asserts,
             task: None,
             voice: None,
+            criteria: BTreeMap::new(),
+            judge_reason: None,
             judge_error: None,
             judge_usd: 0.0,
         };
@@ -273,7 +280,7 @@ impl Engine {
 
     /// Judge-backed assertions and the rubric score of one output.
     async fn judge_output(&self, d: &mut Done) {
-        let judge = match self.judge() {
+        let judge = match self.judge(&d.job.tenant) {
             Some(j) if d.run.error.is_none() => j,
             _ => {
                 let failed = d.run.error.is_some();
@@ -318,24 +325,21 @@ impl Engine {
             Ok(s) => {
                 d.task = s.task;
                 d.voice = s.voice;
+                d.criteria = s.per_criterion;
+                d.judge_reason = (!s.reason.is_empty()).then_some(s.reason);
             }
             Err(e) => d.judge_error = Some(e),
         }
         d.judge_usd = judge.spent_usd();
-        if d.judge_usd > 0.0 {
-            self.budget
-                .lock()
-                .await
-                .settle(&d.job.tenant, 0.0, d.judge_usd);
-            self.book(&d.job.tenant, d.judge_usd, "judge").await;
-        }
+        // Each judge call was reserved and settled as it was made.
+        self.book(&d.job.tenant, d.judge_usd, "judge").await;
     }
 
     /// Pairwise judging of champion against challenger per (chain, case),
     /// summed per pack. Returns the totals and what the judge spent.
     pub async fn pairwise(&self, done: &[Done]) -> (BTreeMap<String, Pairwise>, f64) {
         let mut by_pack: BTreeMap<String, Pairwise> = BTreeMap::new();
-        let Some(j) = self.judge().filter(|_| !self.skip_judge) else {
+        let Some(j) = self.judge("shared").filter(|_| !self.skip_judge) else {
             return (by_pack, 0.0);
         };
         // `done` is sorted so a pair is (champion, challenger) side by side.
@@ -347,6 +351,13 @@ impl Engine {
                 && ch.job.variant == Variant::Champion
                 && cl.job.variant == Variant::Challenger;
             if !pair || ch.run.error.is_some() || cl.run.error.is_some() {
+                continue;
+            }
+            if ch.run.output == cl.run.output {
+                // The same answer cannot win against itself: a tie per
+                // repeat, without asking (an unchanged case costs nothing).
+                let e = by_pack.entry(cl.job.pack_id.clone()).or_default();
+                e.ties += j.repeats;
                 continue;
             }
             let (crit, _) = cl.job.resolved.rubric();

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 pub(crate) use evidence::write_evidence;
 pub use evidence::{EvalResult, Evidence, GuardrailRow, PackEvidence, Regression, ScoreDelta};
@@ -75,6 +74,8 @@ pub struct GateOptions {
     /// Skip paid model calls (fork pull requests without a maintainer's opt-in).
     pub skip_paid_calls: bool,
     pub progress: bool,
+    /// What this run may spend in all (on top of each tenant's daily cap).
+    pub spend_limit_usd: Option<f64>,
 }
 
 fn short_id(parts: &[&str]) -> String {
@@ -140,18 +141,18 @@ fn api_keys(cfg: &EvalConfig) -> Vec<String> {
 }
 
 /// The budget for the tenants the jobs bill, from today's ledger.
-async fn budget(
+pub(crate) async fn budget(
     store: &Store,
-    l: &Loaded,
-    plan: &Plan,
+    guard: &crate::pack::Guardrails,
+    tenants: impl IntoIterator<Item = &str>,
 ) -> Result<(Budget, HashMap<String, f64>), GateError> {
     let today = crate::time_util::today();
-    let tenants: BTreeSet<&str> = plan.jobs.iter().map(|j| j.tenant.as_str()).collect();
+    let tenants: BTreeSet<&str> = tenants.into_iter().chain(["shared"]).collect();
     let mut spent = HashMap::new();
     for t in tenants {
         spent.insert(t.to_string(), store.spend_on(t, &today).await?);
     }
-    let cap = &l.guard.max_optimization_spend_per_day;
+    let cap = &guard.max_optimization_spend_per_day;
     Ok((
         Budget {
             caps: cap.tenants.clone().into_iter().collect(),
@@ -367,6 +368,222 @@ fn progress_bar(show: bool, n: usize) -> indicatif::ProgressBar {
     pb
 }
 
+/// What a [`Runtime`] needs to start.
+pub(crate) struct RuntimeSpec<'a> {
+    pub cfg: Arc<EvalConfig>,
+    pub store: Store,
+    pub budget: Budget,
+    pub run_id: String,
+    pub skip_harness: bool,
+    pub skip_judge: bool,
+    /// The jobs it will run (the OpenClaw harness renders their packs as agents).
+    pub jobs: &'a [plan::Job],
+    pub openclaw: &'a crate::openclaw::Settings,
+}
+
+/// The engine and what it started for a run (the demo model, an OpenClaw
+/// Gateway and its agents), stopped together by [`Runtime::shutdown`].
+pub(crate) struct Runtime {
+    pub engine: Arc<Engine>,
+    demo: Option<crate::eval::demo_model::DemoServer>,
+    openclaw: Option<Arc<crate::eval::openclaw::Target>>,
+    _gateway_dir: tempfile::TempDir,
+}
+
+impl Runtime {
+    pub async fn start(spec: RuntimeSpec<'_>) -> Result<Runtime, GateError> {
+        let cfg = spec.cfg;
+        let demo = start_demo(&cfg).await?;
+        let demo_url = demo.as_ref().map(crate::eval::demo_model::DemoServer::url);
+        let gateway_dir = tempfile::Builder::new()
+            .prefix("missionctl-openclaw-")
+            .tempdir()
+            .map_err(|e| GateError::Config(format!("a temporary directory for OpenClaw: {e}")))?;
+        let openclaw = match &cfg.harness {
+            crate::eval::Harness::OpenClaw(oc) if !spec.jobs.is_empty() && !spec.skip_harness => {
+                let packs: Vec<Arc<crate::resolve::Resolved>> =
+                    spec.jobs.iter().map(|j| j.resolved.clone()).collect();
+                let target = crate::eval::openclaw::Target::prepare(
+                    oc,
+                    demo_url.as_deref(),
+                    &packs,
+                    spec.openclaw,
+                    gateway_dir.path(),
+                    &spec.run_id,
+                )
+                .await;
+                match target {
+                    Ok(t) => Some(Arc::new(t)),
+                    Err(e) => {
+                        if let Some(d) = demo {
+                            d.shutdown().await;
+                        }
+                        return Err(GateError::Unreachable(e.to_string()));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let engine = Arc::new(Engine {
+            openclaw: openclaw.clone(),
+            client: Client::new(cfg.concurrency, Some(spec.store.clone())),
+            budget: Arc::new(std::sync::Mutex::new(spec.budget)),
+            demo_url,
+            store: spec.store,
+            run_id: spec.run_id,
+            skip_harness: spec.skip_harness,
+            skip_judge: spec.skip_judge,
+            breaker: execute::Breaker::default(),
+            harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.harness_concurrency())),
+            cfg,
+        });
+        Ok(Runtime {
+            engine,
+            demo,
+            openclaw,
+            _gateway_dir: gateway_dir,
+        })
+    }
+
+    /// Run `jobs`: their outcomes, and why the run could not evaluate when
+    /// it could not (nothing ran for a reason of setup, or the endpoint
+    /// kept failing until the breaker stopped the run).
+    pub async fn run(
+        &self,
+        mut jobs: Vec<plan::Job>,
+        pb: &indicatif::ProgressBar,
+    ) -> (Result<Vec<Done>, GateError>, Option<String>) {
+        if matches!(self.engine.cfg.harness, crate::eval::Harness::OpenClaw(_)) {
+            // One agent's cases one after another: OpenClaw 2026.9.6 turns on
+            // the agent it served last took ~0.2 s here, on another agent
+            // ~1.1 s (measured in BENCHMARKS.md). Stable: case order is kept.
+            jobs.sort_by(|a, b| a.resolved.digest.cmp(&b.resolved.digest));
+        }
+        let done = self.engine.run_all(jobs, pb).await;
+        let engine = &self.engine;
+        let fatal = done
+            .as_ref()
+            .ok()
+            .and_then(|done| {
+                let f = done.iter().find(|d| d.run.fatal)?.run.error.clone();
+                done.iter()
+                    .all(|d| d.run.error.is_some())
+                    .then_some(f)
+                    .flatten()
+            })
+            .or_else(|| {
+                engine.breaker.open().map(|e| {
+                    let (failed, ok) = engine.breaker.counts();
+                    format!(
+                        "{failed} case(s) failed at the model endpoint and {ok} succeeded, so the run stopped early: {e}"
+                    )
+                })
+            });
+        (done, fatal)
+    }
+
+    /// (requests sent, cache hits, retries, throttled).
+    pub fn client_counts(&self) -> (u64, u64, u64, u64) {
+        let stats = &self.engine.client.stats;
+        (
+            stats.requests.load(Ordering::Relaxed),
+            stats.cache_hits.load(Ordering::Relaxed),
+            stats.retries.load(Ordering::Relaxed),
+            stats.throttled.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn budget(&self) -> Budget {
+        budget::lock(&self.engine.budget).clone()
+    }
+
+    pub async fn shutdown(self) {
+        if let Some(t) = &self.openclaw {
+            t.shutdown().await;
+        }
+        drop(self._gateway_dir);
+        if let Some(d) = self.demo {
+            d.shutdown().await;
+        }
+    }
+}
+
+/// The champion's own evaluation, for the improvement worker's signal.
+pub struct Baseline {
+    pub run_id: String,
+    pub done: Vec<Done>,
+    pub results: Vec<EvalResult>,
+    /// (requests sent, cache hits).
+    pub requests: (u64, u64),
+    pub cost_usd: f64,
+    /// (affected chains, chains evaluated).
+    pub chains: (usize, usize),
+}
+
+/// Evaluate pack `pack_id` as it is at `rev` (no challenger), with the
+/// gate's engine, cache and ledger. Cases the budget could not pay for are
+/// in `done` as not run.
+pub async fn baseline(
+    repo: &std::path::Path,
+    rev: &str,
+    pack_id: &str,
+    db_url: &str,
+    spend_limit_usd: Option<f64>,
+) -> Result<Baseline, GateError> {
+    let (root, r) = (repo.to_path_buf(), rev.to_string());
+    let repo_at = tokio::task::spawn_blocking(move || {
+        crate::git::Tree::at_rev(&root, &r).map(|t| crate::pack::load(&t))
+    })
+    .await
+    .map_err(|e| GateError::Config(format!("loading failed: {e}")))??;
+    let mission = repo_at.mission.as_ref().ok_or_else(|| {
+        GateError::Config(format!("`{rev}` has no valid mission.yaml"))
+    })?;
+    let guard = repo_at
+        .guardrails
+        .as_ref()
+        .ok_or_else(|| GateError::Config(format!("`{rev}` has no valid policies/guardrails.yaml")))?
+        .value
+        .clone();
+    let cfg = Arc::new(EvalConfig::from_mission(&mission.value.eval)?);
+    let plan = plan::baseline(&repo_at, pack_id, cfg.max_chains, cfg.token_family())
+        .ok_or_else(|| GateError::Config(format!("`{rev}` has no pack `{pack_id}`")))?;
+    check_keys(&cfg, false)?;
+    let run_id = short_id(&[&crate::time_util::now_rfc3339(), rev, pack_id, "baseline"]);
+    let store = Store::connect(db_url).await?;
+    let (mut budget, _) =
+        budget(&store, &guard, plan.jobs.iter().map(|j| j.tenant.as_str())).await?;
+    budget.run_limit = spend_limit_usd;
+    let rt = Runtime::start(RuntimeSpec {
+        cfg: cfg.clone(),
+        store,
+        budget,
+        run_id: run_id.clone(),
+        skip_harness: false,
+        skip_judge: false,
+        jobs: &plan.jobs,
+        openclaw: &repo_at.openclaw(),
+    })
+    .await?;
+    let (done, fatal) = rt.run(plan.jobs.clone(), &indicatif::ProgressBar::hidden()).await;
+    let (requests, hits, _, _) = rt.client_counts();
+    rt.shutdown().await;
+    let done = done?;
+    if let Some(f) = fatal {
+        return Err(GateError::Unreachable(f));
+    }
+    let results = results(&done, &[], &run_id, &api_keys(&cfg));
+    let cost_usd = done.iter().map(|d| d.run.cost_usd + d.judge_usd).sum();
+    Ok(Baseline {
+        chains: plan.chains.get(pack_id).copied().unwrap_or((0, 0)),
+        run_id,
+        done,
+        results,
+        requests: (requests, hits),
+        cost_usd,
+    })
+}
+
 /// Everything the gate found before the verdict: both revisions, the plan,
 /// every job's outcome and the per-pack scores. Approvals, which come from
 /// the code host, are checked against it (see `github::approvals`) and
@@ -411,6 +628,14 @@ impl Evaluated {
             .map(|c| c.to_string())
             .unwrap_or_default()
     }
+    /// Every job's outcome (champion and challenger).
+    pub fn done(&self) -> &[Done] {
+        &self.done
+    }
+    /// The run's budget as it ended (what was spent, which caps were hit).
+    pub fn spent(&self) -> &Budget {
+        &self.budget
+    }
     /// The files a policy owner must approve: changed policies, and pack
     /// files whose promotion thresholds a change loosens.
     pub fn policy_owner_paths(&self) -> Vec<String> {
@@ -444,110 +669,43 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
         check_keys(&cfg, opts.skip_paid_calls)?;
     }
     let store = Store::connect(&opts.db_url).await?;
-    let (budget, spent_before) = budget(&store, &l, &plan).await?;
+    let (mut budget, spent_before) = budget(
+        &store,
+        &l.guard,
+        plan.jobs.iter().map(|j| j.tenant.as_str()),
+    )
+    .await?;
+    budget.run_limit = opts.spend_limit_usd;
     // Only what costs money is skipped: the demo model and local command
     // harnesses run for forks too.
     let skip_harness = opts.skip_paid_calls && cfg.harness_is_paid();
     let skip_judge = opts.skip_paid_calls && cfg.judge_is_paid();
-    let demo = start_demo(&cfg).await?;
-    let demo_url = demo.as_ref().map(crate::eval::demo_model::DemoServer::url);
-    let gateway_dir = tempfile::Builder::new()
-        .prefix("missionctl-openclaw-")
-        .tempdir()
-        .map_err(|e| GateError::Config(format!("a temporary directory for OpenClaw: {e}")))?;
-    let openclaw = match &cfg.harness {
-        crate::eval::Harness::OpenClaw(spec) if !plan.jobs.is_empty() && !skip_harness => {
-            let packs: Vec<Arc<crate::resolve::Resolved>> =
-                plan.jobs.iter().map(|j| j.resolved.clone()).collect();
-            let target = crate::eval::openclaw::Target::prepare(
-                spec,
-                demo_url.as_deref(),
-                &packs,
-                &l.base.openclaw(),
-                gateway_dir.path(),
-                &run_id,
-            )
-            .await;
-            match target {
-                Ok(t) => Some(Arc::new(t)),
-                Err(e) => {
-                    if let Some(d) = demo {
-                        d.shutdown().await;
-                    }
-                    return Err(GateError::Unreachable(e.to_string()));
-                }
-            }
-        }
-        _ => None,
-    };
-    let engine = Arc::new(Engine {
-        openclaw: openclaw.clone(),
-        client: Client::new(cfg.concurrency, Some(store.clone())),
+    let rt = Runtime::start(RuntimeSpec {
         cfg: cfg.clone(),
-        budget: Arc::new(Mutex::new(budget)),
-        demo_url,
         store,
+        budget,
         run_id: run_id.clone(),
         skip_harness,
         skip_judge,
-        breaker: execute::Breaker::default(),
-        harness_slots: Arc::new(tokio::sync::Semaphore::new(cfg.harness_concurrency())),
-    });
+        jobs: &plan.jobs,
+        openclaw: &l.base.openclaw(),
+    })
+    .await?;
     let pb = progress_bar(opts.progress, plan.jobs.len());
-    let mut jobs = plan.jobs.clone();
-    if matches!(cfg.harness, crate::eval::Harness::OpenClaw(_)) {
-        // One agent's cases one after another: OpenClaw 2026.9.6 turns on
-        // the agent it served last took ~0.2 s here, on another agent
-        // ~1.1 s (measured in BENCHMARKS.md). Stable: case order is kept.
-        jobs.sort_by(|a, b| a.resolved.digest.cmp(&b.resolved.digest));
-    }
-    let done = engine.run_all(jobs, &pb).await;
+    let (done, fatal) = rt.run(plan.jobs.clone(), &pb).await;
     pb.finish_and_clear();
-    // Nothing could run, and for a reason of setup, or the endpoint kept
-    // failing until the breaker stopped the run: "could not evaluate" (exit 2).
-    let fatal = done
-        .as_ref()
-        .ok()
-        .and_then(|done| {
-            let f = done.iter().find(|d| d.run.fatal)?.run.error.clone();
-            done.iter()
-                .all(|d| d.run.error.is_some())
-                .then_some(f)
-                .flatten()
-        })
-        .or_else(|| {
-            engine.breaker.open().map(|e| {
-                let (failed, ok) = engine.breaker.counts();
-                format!(
-                    "{failed} case(s) failed at the model endpoint and {ok} succeeded, so the run stopped early: {e}"
-                )
-            })
-        });
     let pairwise = match (&done, &fatal) {
-        (Ok(done), None) => Some(engine.pairwise(done).await),
+        (Ok(done), None) => Some(rt.engine.pairwise(done).await),
         _ => None,
     };
-    if let Some(t) = &openclaw {
-        t.shutdown().await;
-    }
-    drop(gateway_dir);
-    if let Some(d) = demo {
-        d.shutdown().await;
-    }
+    let (client, budget) = (rt.client_counts(), rt.budget());
+    rt.shutdown().await;
     let done = done?;
     if let Some(f) = fatal {
         return Err(GateError::Unreachable(f));
     }
     let (pairwise, pairwise_usd) = pairwise.unwrap_or_default();
     let scores = score_all(&plan, &done, pairwise);
-    let stats = &engine.client.stats;
-    let client = (
-        stats.requests.load(Ordering::Relaxed),
-        stats.cache_hits.load(Ordering::Relaxed),
-        stats.retries.load(Ordering::Relaxed),
-        stats.throttled.load(Ordering::Relaxed),
-    );
-    let budget = engine.budget.lock().await.clone();
     Ok(Evaluated {
         base: opts.base.clone(),
         head: opts.head.clone(),
@@ -593,6 +751,10 @@ pub fn conclude(
         latency_cap_pct: e.l.guard.max_allowed_latency_regression_pct,
         spend: spend_rows(&e.budget, &e.spent_before),
         ledger_failed: e.budget.ledger_failed.clone(),
+        run_limit_hit: e
+            .budget
+            .run_limit
+            .filter(|_| e.budget.run_limit_hit),
         approvals: approvals.as_ref(),
         approvals_error,
         paid_skipped: e.skip_paid,

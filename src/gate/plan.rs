@@ -264,6 +264,58 @@ pub(crate) fn plan(l: &Loaded, max_chains: usize, family: crate::tokens::Family)
     plan
 }
 
+/// The champion alone: every merged case of `pack_id` on each chain it
+/// affects (sampled as the gate samples), for the improvement worker's
+/// signal. `None` when the revision has no such pack.
+pub(crate) fn baseline(
+    repo: &Repo,
+    pack_id: &str,
+    max_chains: usize,
+    family: crate::tokens::Family,
+) -> Option<Plan> {
+    let doc = repo.pack(pack_id)?;
+    let mut plan = Plan::default();
+    let (keys, total) = affected_chains(repo, pack_id, max_chains);
+    plan.chains.insert(pack_id.to_string(), (total, keys.len()));
+    plan.candidates = vec![PackChange {
+        pack_id: pack_id.to_string(),
+        scope_type: doc.pack.scope.kind.to_string(),
+        scope_id: doc.pack.scope.id.clone(),
+        file: doc.file.clone(),
+        status: Status::Modified,
+        base_version: Some(doc.pack.version.clone()),
+        head_version: Some(doc.pack.version.clone()),
+        fields: vec![],
+        prompts: vec![],
+        cases_added: vec![],
+        cases_removed: vec![],
+        cases_changed: vec![],
+    }];
+    for key in keys {
+        let Ok(r) = resolve::resolve(repo, &key) else {
+            continue;
+        };
+        let contracts = Arc::new(r.contracts());
+        let system: Arc<str> = Arc::from(crate::eval::system_prompt(&r));
+        let system_tokens = crate::tokens::count(&system, family);
+        let resolved = Arc::new(r);
+        for case in resolved.cases.clone() {
+            plan.jobs.push(Job {
+                pack_id: pack_id.to_string(),
+                chain: key.clone(),
+                variant: Variant::Champion,
+                resolved: resolved.clone(),
+                system: system.clone(),
+                system_tokens,
+                case,
+                contracts: contracts.clone(),
+                tenant: tenant_of(&key),
+            });
+        }
+    }
+    Some(plan)
+}
+
 fn growth_guardrail(plan: &mut Plan, (growth, chain): (i64, String), cap: i64) {
     plan.guardrails.push(GuardrailRow {
         name: "Prompt growth (largest chain)".into(),

@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     pub spend: Vec<SpendRow>,
     /// The spend ledger could not be written: the run stopped spending.
     pub ledger_failed: Option<String>,
+    /// The run's own spend limit, when a call was refused for it.
+    pub run_limit_hit: Option<f64>,
     pub approvals: Option<&'a ApprovalReport>,
     /// The pull request's reviews could not be read.
     pub approvals_error: Option<String>,
@@ -146,7 +148,12 @@ pub fn decide(i: Inputs<'_>) -> Decided {
         .filter(|t| t.exhausted)
         .map(|t| t.tenant.as_str())
         .collect();
-    let partial = !exhausted.is_empty() || i.ledger_failed.is_some();
+    let partial = !exhausted.is_empty() || i.ledger_failed.is_some() || i.run_limit_hit.is_some();
+    if let Some(limit) = i.run_limit_hit {
+        reasons.push(format!(
+            "this run's spend limit (${limit:.4}) was reached; the gate stopped with partial results rather than overspend"
+        ));
+    }
     if !exhausted.is_empty() {
         reasons.push(format!(
             "daily spend cap reached for {}; the gate stopped with partial results rather than overspend",

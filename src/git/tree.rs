@@ -384,11 +384,15 @@ impl Tree {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    #[error("no such file")]
     Missing,
+    #[error("not a regular file")]
     NotFile,
+    #[error("larger than {0} bytes")]
     TooLarge(u64),
+    #[error("cannot read it: {0}")]
     Io(String),
 }
 

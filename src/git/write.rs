@@ -165,3 +165,65 @@ pub(crate) fn init_with_commit(dir: &Path, message: &str) -> Result<CommitId, Gi
     let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)?;
     Ok(CommitId(oid))
 }
+
+/// A commit on top of `base` whose tree is `base`'s with `files` (repository
+/// path -> new content) written. No branch moves; the commit is reachable
+/// only by its id until [`set_branch`] names it.
+pub fn commit_files(
+    repo: &Repo,
+    base: CommitId,
+    files: &std::collections::BTreeMap<String, String>,
+    author: (&str, &str),
+    message: &str,
+) -> Result<CommitId, GitError> {
+    let g = &repo.inner;
+    let parent = g.find_commit(base.0)?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for (path, text) in files {
+        let blob = g.blob(text.as_bytes())?;
+        update.upsert(path.as_str(), blob, git2::FileMode::Blob);
+    }
+    let tree = g.find_tree(update.create_updated(g, &parent.tree()?)?)?;
+    let sig = git2::Signature::now(author.0, author.1)?;
+    Ok(CommitId(g.commit(
+        None,
+        &sig,
+        &sig,
+        message,
+        &tree,
+        &[&parent],
+    )?))
+}
+
+/// The id of `commit`'s tree: equal trees mean equal content.
+pub fn tree_id(repo: &Repo, commit: CommitId) -> Result<String, GitError> {
+    Ok(repo.inner.find_commit(commit.0)?.tree_id().to_string())
+}
+
+/// Point local branch `name` at `commit`, creating it or moving it. A
+/// branch that is checked out is refused (its files would be left behind).
+pub fn set_branch(repo: &Repo, name: &str, commit: CommitId) -> Result<(), GitError> {
+    let full = format!("refs/heads/{name}");
+    if repo.head_ref().as_deref() == Some(full.as_str()) && !repo.inner.is_bare() {
+        return Err(GitError::Refused(format!(
+            "branch {name} is checked out; switch to another branch first"
+        )));
+    }
+    repo.inner
+        .reference(&full, commit.0, true, "missionctl improve")?;
+    Ok(())
+}
+
+/// The URL of remote `name` (e.g. `origin`), if configured.
+pub fn remote_url(repo: &Repo, name: &str) -> Option<String> {
+    repo.inner
+        .find_remote(name)
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string))
+}
+
+/// Push local branch `branch` to `url` (force: the branch is missionctl's own).
+pub fn push_branch(repo: &Repo, url: &str, branch: &str) -> Result<(), GitError> {
+    let spec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    push(&repo.inner, url, &[spec.as_str()])
+}

@@ -6,6 +6,7 @@
 
 mod approval;
 mod decision;
+mod improve;
 mod rollout;
 mod run;
 mod scope;
@@ -14,6 +15,10 @@ mod verdict;
 
 pub use approval::{ApprovalReport, Requirement};
 pub use decision::{Decision, DecisionKind, Serving};
+pub use improve::{
+    CandidateOutcome, CaseFeedback, FailedCheck, OPTIMISER_SYSTEM, OptimiserAnswer, OptimiserRequest,
+    StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
+};
 pub use rollout::{
     Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,
     RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,

@@ -87,6 +87,8 @@ pub struct Mission {
     pub github: serde_json::Value,
     #[serde(default)]
     pub openclaw: serde_json::Value,
+    #[serde(default)]
+    pub improve: serde_json::Value,
 }
 
 impl Mission {
@@ -177,6 +179,9 @@ pub struct TierPreset {
     pub canary_steps: Option<Vec<u32>>,
     pub rollback_git: Option<String>,
     pub audit_retention_days: Option<u32>,
+    /// The improvement worker's caps for this tier, within the guardrails'.
+    pub max_candidates_per_run: Option<u32>,
+    pub max_optimization_spend_per_run: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

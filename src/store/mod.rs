@@ -17,6 +17,7 @@ use crate::model::{Decision, Serving};
 
 pub use audit::AuditEntry;
 pub use decisions::HistoryEntry;
+pub use improve::ImproveRow;
 pub use replicas::Positions;
 pub use runs::Inserted;
 
@@ -158,6 +159,7 @@ macro_rules! fetch_all {
 mod audit;
 mod cache;
 mod decisions;
+mod improve;
 mod replicas;
 mod rollouts;
 mod runs;

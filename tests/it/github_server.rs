@@ -58,6 +58,9 @@ pub struct GhState {
     pub pull_labels: HashMap<u64, Vec<String>>,
     /// Answer check-run creation with 403 (as for a token that may not create them).
     pub forbid_check_runs: bool,
+    /// Pull requests as `GET /repos/{o}/{r}/pulls` lists them (created by
+    /// `POST /repos/{o}/{r}/pulls`, or seeded: e.g. a fork's).
+    pub open_pulls: Vec<Value>,
     next_id: u64,
 }
 
@@ -233,6 +236,41 @@ async fn handle(
                     )
                 }
                 None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            }
+        }
+        ("GET", ["repos", _, _, "pulls"]) => {
+            let open: Vec<Value> = s
+                .open_pulls
+                .iter()
+                .filter(|p| p["state"] == "open")
+                .cloned()
+                .collect();
+            total = Some(open.len());
+            (StatusCode::OK, paged(&open))
+        }
+        ("POST", ["repos", o, r, "pulls"]) => {
+            let head = body["head"].as_str().unwrap_or_default().to_string();
+            let full = format!("{o}/{r}");
+            // As GitHub: one open pull request per head branch.
+            let dup = s.open_pulls.iter().any(|p| {
+                p["state"] == "open" && p["head"]["ref"] == head.as_str() && p["head"]["repo"]["full_name"] == full.as_str()
+            });
+            if dup {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {o}:{head}.")}]}),
+                )
+            } else {
+                let n = 100 + s.open_pulls.len() as u64 + 1;
+                let p = json!({
+                    "id": id, "number": n, "state": "open", "title": body["title"], "body": body["body"],
+                    "html_url": format!("https://github.com/{full}/pull/{n}"),
+                    "user": user("missionctl-bot[bot]"),
+                    "head": {"ref": head, "sha": "0".repeat(40), "repo": {"full_name": full}},
+                    "base": {"ref": body["base"], "repo": {"full_name": full}},
+                });
+                s.open_pulls.push(p.clone());
+                (StatusCode::CREATED, p)
             }
         }
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {

@@ -9,6 +9,7 @@ mod db;
 mod gate;
 mod github;
 mod github_server;
+mod improve;
 mod isolation;
 mod llm_server;
 mod openclaw;

@@ -3,7 +3,10 @@
 
 use serde_json::{Value as Json, json};
 
-use super::rules::{INJECTIONS_ARE_DATA, KEEPS_CREDENTIALS, NO_JSON, PROSE_ONLY, REFUSES_AS_JSON};
+use super::rules::{
+    ESCALATES_SENSITIVE, INJECTIONS_ARE_DATA, KEEPS_CREDENTIALS, NO_JSON, PROSE_ONLY,
+    REFUSES_AS_JSON,
+};
 use crate::policy::normalize_text;
 
 pub(super) fn has(haystack: &str, needles: &[&str]) -> bool {
@@ -117,6 +120,9 @@ struct Understanding {
     summary: String,
     request: String,
     escalate: bool,
+    /// An `escalate` field is set only when the prompt also says which
+    /// matters escalate ([`ESCALATES_SENSITIVE`]).
+    escalate_field: bool,
 }
 
 /// Enum values are chosen by words in the request, else the first.
@@ -208,6 +214,7 @@ fn instance(schema: &Json, key: &str, u: &Understanding) -> Json {
                 .unwrap_or(json!({"type": "string"}));
             Json::Array(vec![instance(&item, key, u)])
         }
+        "boolean" if key == "escalate" => Json::Bool(u.escalate_field),
         "boolean" => Json::Bool(u.escalate),
         "integer" | "number" => json!(1),
         _ => match key {
@@ -322,6 +329,7 @@ pub(super) fn answer(system: &str, user: &str) -> String {
         summary: summary.clone(),
         request: request.clone(),
         escalate,
+        escalate_field: escalate && ESCALATES_SENSITIVE.stated_in(system),
     };
     let wants_prose = PROSE_ONLY.stated_in(system)
         || NO_JSON.stated_in(system)
@@ -357,7 +365,7 @@ pub(super) fn answer(system: &str, user: &str) -> String {
             return serde_json::to_string_pretty(&instance(schema, "", &u)).unwrap_or(summary);
         }
         if let Some(mut format) = answer_example(system) {
-            fill(&mut format, &summary, escalate);
+            fill(&mut format, &summary, (escalate, u.escalate_field));
             return serde_json::to_string_pretty(&format).unwrap_or(summary);
         }
     }
@@ -369,7 +377,8 @@ pub(super) fn answer(system: &str, user: &str) -> String {
     s
 }
 
-fn fill(v: &mut Json, summary: &str, escalate: bool) {
+/// `escalate`: (any other flag, the `escalate` field).
+fn fill(v: &mut Json, summary: &str, escalate: (bool, bool)) {
     if let Json::Object(m) = v {
         for (k, x) in m.iter_mut() {
             match x {
@@ -380,7 +389,13 @@ fn fill(v: &mut Json, summary: &str, escalate: bool) {
                         format!("{k}: {summary}")
                     });
                 }
-                Json::Bool(_) => *x = Json::Bool(escalate),
+                Json::Bool(_) => {
+                    *x = Json::Bool(if k == "escalate" {
+                        escalate.1
+                    } else {
+                        escalate.0
+                    });
+                }
                 Json::Array(a) => {
                     if a.first().is_some_and(Json::is_object) {
                         for item in a.iter_mut() {

@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 
 mod answer;
 mod judge;
+mod optimise;
 mod rules;
 
 use answer::answer;
@@ -313,6 +314,8 @@ pub fn respond(body: &Json) -> Json {
         .unwrap_or_default();
     let content = if system.starts_with("You are an evaluation judge") {
         judge_answer(&messages)
+    } else if system.starts_with(crate::model::OPTIMISER_SYSTEM) {
+        optimise::answer(&user)
     } else {
         answer(pack_prompt(&system), &user)
     };

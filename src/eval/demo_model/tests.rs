@@ -17,8 +17,20 @@ fn uses_the_last_json_format_in_the_prompt() {
         "Refuse as {\"refused\": true}. Answer as `{\"answer\": \"...\", \"escalate\": false}`.";
     let a = answer(sys, "My manager makes comments about my appearance");
     let v: Json = serde_json::from_str(&a).expect("json");
-    assert_eq!(v["escalate"], true);
+    // No sentence says which matters escalate: the flag stays down.
+    assert_eq!(v["escalate"], false);
     assert!(v["answer"].as_str().unwrap_or("").contains("demo model"));
+    let rule = format!("{sys}\nHarassment and medical matters are never yours: set `\"escalate\": true`.");
+    let v: Json = serde_json::from_str(&answer(&rule, "My manager makes comments about my appearance"))
+        .expect("json");
+    assert_eq!(v["escalate"], true);
+    // Other flags follow the request alone.
+    let v: Json = serde_json::from_str(&answer(
+        "Answer as `{\"answer\": \"...\", \"needs_approval\": false}`.",
+        "Restart the payments service",
+    ))
+    .expect("json");
+    assert_eq!(v["needs_approval"], true);
 }
 
 #[test]

@@ -71,6 +71,8 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
         asserts: vec![assertion(tag, pass)],
         task: None,
         voice: None,
+        criteria: Default::default(),
+        judge_reason: None,
         judge_error: None,
         judge_usd: 0.0,
     }

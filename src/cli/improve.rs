@@ -1,0 +1,154 @@
+//! `missionctl improve`: propose challenger packs (never promote them).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use missionctl::improve::{self, ImproveOptions, Publish};
+
+use super::OutFormat;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  missionctl improve --pack hr-ops-pack\n  missionctl improve --pack hr-ops-pack --open-pr --budget-usd 2\n  missionctl improve --all --cadence nightly --open-pr\n  missionctl improve --list --format json"
+)]
+pub struct Args {
+    /// The pack to improve (its id).
+    #[arg(long, required_unless_present_any = ["list", "all"])]
+    pub pack: Option<String>,
+    /// Every pack whose tier's optimization_cadence is --cadence (or not `off`).
+    #[arg(long, conflicts_with_all = ["pack", "list"])]
+    pub all: bool,
+    /// With --all: only packs whose tier's cadence is this (nightly, weekly).
+    #[arg(long, requires = "all")]
+    pub cadence: Option<String>,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The branch the champion is read from, and the pull request's base.
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// What this run may spend in USD (within the tier's and the tenant's caps).
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
+    /// At most this many candidates (within max_candidates_per_run).
+    #[arg(long, value_name = "N")]
+    pub max_candidates: Option<u32>,
+    /// Push the winning branch and open a pull request (GITHUB_TOKEN, GITHUB_REPOSITORY).
+    #[arg(long, conflicts_with = "branch_only")]
+    pub open_pr: bool,
+    /// Only create the local branch (the default).
+    #[arg(long)]
+    pub branch_only: bool,
+    /// The remote --open-pr pushes to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// owner/name for --open-pr (default: GITHUB_REPOSITORY).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// List recorded improvement runs instead of running one.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: at most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// State store URL. Default: MISSIONCTL_DATABASE_URL, then mission.yaml's store.url.
+    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutFormat,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
+    if a.list {
+        return rt.block_on(list(&a, &db_url));
+    }
+    let packs = match (&a.pack, a.all) {
+        (Some(p), _) => vec![p.clone()],
+        (None, _) => improve::due(&a.repo, &a.base, a.cadence.as_deref())?,
+    };
+    let mut failed = 0;
+    let mut reports = Vec::new();
+    for pack in packs {
+        let publish = if a.open_pr {
+            let gh = rt
+                .block_on(missionctl::github::Gh::from_env(a.repository.as_deref()))
+                .map_err(|e| anyhow::anyhow!("--open-pr needs GitHub access: {e}"))?;
+            Publish::PullRequest {
+                gh,
+                remote: a.remote.clone(),
+            }
+        } else {
+            Publish::Branch
+        };
+        let opts = ImproveOptions {
+            repo: a.repo.clone(),
+            pack_id: pack.clone(),
+            base: a.base.clone(),
+            db_url: db_url.clone(),
+            budget_usd: a.budget_usd,
+            max_candidates: a.max_candidates,
+            publish,
+            on_step: (a.format == OutFormat::Human)
+                .then(|| Arc::new(|l: &str| eprintln!("{l}")) as Arc<dyn Fn(&str) + Send + Sync>),
+        };
+        match rt.block_on(improve::run(&opts)) {
+            Ok(r) => {
+                if a.format == OutFormat::Human {
+                    print!("{}", r.summary());
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: improve {pack}: {e}");
+            }
+        }
+    }
+    if a.format == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn list(a: &Args, db_url: &str) -> anyhow::Result<ExitCode> {
+    let store = missionctl::store::Store::connect(db_url).await?;
+    let rows = store.improve_runs(a.pack.as_deref(), a.limit).await?;
+    match a.format {
+        OutFormat::Json => {
+            let reports: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| serde_json::from_str(&r.report).unwrap_or_else(|_| serde_json::json!(r)))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        OutFormat::Human => {
+            println!(
+                "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} PROPOSAL",
+                "RUN", "PACK", "CHAMPION", "STOP", "CANDS", "SPEND", "STARTED"
+            );
+            for r in &rows {
+                println!(
+                    "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} {}",
+                    r.run_id,
+                    r.pack_id,
+                    r.champion_version,
+                    r.stop.as_str(),
+                    r.candidates,
+                    format!("${:.4}", r.spend_usd),
+                    r.started_at,
+                    r.pull_request
+                        .as_deref()
+                        .or(r.branch.as_deref())
+                        .unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

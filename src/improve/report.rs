@@ -1,0 +1,285 @@
+//! What an improvement run found and did: the record kept in the state
+//! store, printed by `missionctl improve`, and the pull request's body.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CandidateOutcome, CaseFeedback, StopReason, TelemetrySignal, Verdict};
+
+/// The caps a run worked within, and where each came from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Caps {
+    pub tier: String,
+    pub max_candidates: u32,
+    /// The tenant's daily cap and what was left of it when the run started.
+    pub daily_cap_usd: f64,
+    pub daily_left_usd: f64,
+    /// What this run may spend (tier's max_optimization_spend_per_run, --budget-usd).
+    pub run_budget_usd: Option<f64>,
+    pub max_prompt_growth_tokens: u64,
+}
+
+/// Model calls a run made (cache hits are free and counted apart).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Calls {
+    pub optimiser: u64,
+    /// Harness and judge requests of the baseline and every evaluation.
+    pub evaluation: u64,
+    pub cache_hits: u64,
+    /// Harness runs (one case on one chain) across the baseline and the
+    /// candidates: GEPA's "metric calls".
+    pub rollouts: u64,
+}
+
+/// One case's score before and after (the champion, a candidate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaseDelta {
+    pub case_id: String,
+    pub champion: f64,
+    pub candidate: f64,
+}
+
+/// One candidate the run tried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    pub n: u32,
+    pub version: String,
+    pub rationale: String,
+    pub outcome: CandidateOutcome,
+    /// Why it was set aside (out of scope, unusable, a hard check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Which candidate (0 = the champion) it was built from.
+    pub parent: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_run_id: Option<String>,
+    pub champion_pass_rate: Option<f64>,
+    pub pass_rate: Option<f64>,
+    pub mcnemar_p: Option<f64>,
+    pub prompt_growth_tokens: i64,
+    /// Per case: mean over chains (1 pass; else half the deterministic score).
+    #[serde(default)]
+    pub scores: BTreeMap<String, f64>,
+    /// Cases it passes everywhere that the champion failed somewhere, and
+    /// the reverse.
+    #[serde(default)]
+    pub fixed: Vec<String>,
+    #[serde(default)]
+    pub broke: Vec<String>,
+    pub spend_usd: f64,
+    pub model_requests: u64,
+    /// The gate's blocking reasons, when it would not pass.
+    #[serde(default)]
+    pub gate_reasons: Vec<String>,
+}
+
+/// A pull request the run opened, or found already open for the proposal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub url: String,
+    /// It was open before this run (nothing new was opened).
+    pub existing: bool,
+}
+
+/// Everything one run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub run_id: String,
+    pub pack_id: String,
+    pub tenant: String,
+    pub champion_version: String,
+    pub base: String,
+    pub base_commit: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub caps: Caps,
+    /// The champion's failing and low-scoring cases (the signal).
+    pub failures: Vec<CaseFeedback>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySignal>,
+    /// (affected chains, chains evaluated).
+    pub chains: (usize, usize),
+    pub champion_scores: BTreeMap<String, f64>,
+    pub candidates: Vec<Candidate>,
+    pub stop: StopReason,
+    pub stop_detail: String,
+    /// The candidate proposed (beats the champion with the gate's statistics).
+    pub winner: Option<u32>,
+    /// Why nothing is proposed, when nothing is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_winner: Option<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub pull_request: Option<PullRequest>,
+    pub spend_usd: f64,
+    pub calls: Calls,
+    /// The winning candidate's gate evidence, in the gate's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_markdown: Option<String>,
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+impl Report {
+    pub fn winner(&self) -> Option<&Candidate> {
+        self.winner
+            .and_then(|n| self.candidates.iter().find(|c| c.n == n))
+    }
+
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "improve {} {} (run {}): {} failing case(s) on {} of {} chains; {} candidate(s) tried, ${:.4} spent; stopped: {} ({})\n",
+            self.pack_id,
+            self.champion_version,
+            self.run_id,
+            self.failures.len(),
+            self.chains.1,
+            self.chains.0,
+            self.candidates.len(),
+            self.spend_usd,
+            self.stop,
+            self.stop_detail
+        );
+        for c in &self.candidates {
+            s.push_str(&format!(
+                "  #{} {} {}: {}{}\n",
+                c.n,
+                c.version,
+                c.outcome,
+                match (c.pass_rate, c.champion_pass_rate) {
+                    (Some(p), Some(ch)) => format!(
+                        "pass rate {} -> {}, fixed {:?}",
+                        pct(Some(ch)),
+                        pct(Some(p)),
+                        c.fixed
+                    ),
+                    _ => String::new(),
+                },
+                c.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+        match (self.winner(), &self.no_winner) {
+            (Some(w), _) => s.push_str(&format!(
+                "proposed: candidate #{} ({}) on branch {}{}\n",
+                w.n,
+                w.version,
+                self.branch.as_deref().unwrap_or("-"),
+                self.pull_request
+                    .as_ref()
+                    .map(|p| format!(
+                        ", pull request #{}{} {}",
+                        p.number,
+                        if p.existing { " (already open)" } else { "" },
+                        p.url
+                    ))
+                    .unwrap_or_default()
+            )),
+            (None, Some(why)) => s.push_str(&format!("no proposal: {why}\n")),
+            (None, None) => {}
+        }
+        s
+    }
+
+    /// The pull request's title.
+    pub fn title(&self) -> String {
+        let w = self.winner();
+        format!(
+            "missionctl improve: {} {} -> {}",
+            self.pack_id,
+            self.champion_version,
+            w.map_or("-", |w| w.version.as_str())
+        )
+    }
+
+    /// The pull request's body: the evidence, from the gate's own run.
+    pub fn body(&self) -> String {
+        let Some(w) = self.winner() else {
+            return self.summary();
+        };
+        let mut s = format!(
+            "Proposed by `missionctl improve` (run `{}`). It never merges anything: the gate and reviewers decide.\n\n",
+            self.run_id
+        );
+        s.push_str(&format!(
+            "**{}** {} → {} · pass rate {} → {} (gate run `{}`, verdict {}) · {} chain(s) of {}\n\n",
+            self.pack_id,
+            self.champion_version,
+            w.version,
+            pct(w.champion_pass_rate),
+            pct(w.pass_rate),
+            w.gate_run_id.as_deref().unwrap_or("-"),
+            w.verdict.map_or("-", Verdict::as_str),
+            self.chains.1,
+            self.chains.0
+        ));
+        s.push_str(&format!("### Why\n\n{}\n\n", w.rationale));
+        s.push_str("### Failures addressed\n\n");
+        for f in &self.failures {
+            let fixed = w.fixed.contains(&f.case_id);
+            s.push_str(&format!(
+                "- {} `{}` ({} of {} chains failed): {}\n",
+                if fixed { "fixed" } else { "still failing" },
+                f.case_id,
+                f.chains_failed,
+                f.chains,
+                f.failed
+                    .iter()
+                    .map(|c| format!("{} [{}] {}", c.kind, c.tag, c.expected))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        s.push_str("\n### Before and after, per case\n\n| case | champion | candidate |\n|---|---:|---:|\n");
+        for (case, after) in &w.scores {
+            let before = self.champion_scores.get(case).copied().unwrap_or(0.0);
+            s.push_str(&format!("| `{case}` | {before:.2} | {after:.2} |\n"));
+        }
+        s.push_str(&format!(
+            "\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | note |\n|---:|---|---|---:|---|\n"
+        ));
+        for c in &self.candidates {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                c.n,
+                c.version,
+                c.outcome,
+                pct(c.pass_rate),
+                c.reason.as_deref().unwrap_or("").replace('|', "\\|")
+            ));
+        }
+        s.push_str(&format!(
+            "\n### Spend\n\n${:.4} in this run ({} optimiser call(s), {} evaluation request(s), {} cache hit(s)); caps: {} candidate(s), ${:.2}/day for `{}` (${:.4} left at the start){}.\n",
+            self.spend_usd,
+            self.calls.optimiser,
+            self.calls.evaluation,
+            self.calls.cache_hits,
+            self.caps.max_candidates,
+            self.caps.daily_cap_usd,
+            self.tenant,
+            self.caps.daily_left_usd,
+            self.caps
+                .run_budget_usd
+                .map(|b| format!(", ${b:.2} per run"))
+                .unwrap_or_default()
+        ));
+        if let Some(md) = &self.evidence_markdown {
+            s.push_str("\n<details><summary>The gate's evidence for this candidate</summary>\n\n");
+            s.push_str(md);
+            s.push_str("\n</details>\n");
+        }
+        s.push_str(&format!("\nMissionctl-Improve-Run: {}\n", self.run_id));
+        s
+    }
+}

@@ -1,0 +1,94 @@
+//! The signal: what the version being improved gets wrong, as text per
+//! case (the output, each failed assertion with what it expected and why
+//! it failed, the judge's reason and per-criterion scores), not only a score.
+
+use std::collections::BTreeMap;
+
+use crate::gate::execute::Done;
+use crate::model::{CaseFeedback, FailedCheck, Tag, Variant};
+
+/// A rubric score (1-5) below this counts as low even when the case passes.
+pub const LOW_RUBRIC: f64 = 3.0;
+
+fn expected(v: Option<&serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn severity(t: Tag) -> u8 {
+    match t {
+        Tag::Safety => 0,
+        Tag::Format => 1,
+        Tag::Quality => 2,
+        Tag::Voice => 3,
+    }
+}
+
+/// Feedback per case for `variant`'s outputs in `done`: every case failing
+/// on some chain, or judged low, ordered most severe first (safety, then
+/// format, quality, voice; then the most chains failed; then by id).
+pub fn feedback(done: &[Done], variant: Variant) -> Vec<CaseFeedback> {
+    let mut by_case: BTreeMap<String, CaseFeedback> = BTreeMap::new();
+    let mut chains: BTreeMap<String, usize> = BTreeMap::new();
+    for d in done.iter().filter(|d| d.job.variant == variant) {
+        let case = &d.job.case;
+        *chains.entry(case.id.clone()).or_default() += 1;
+        let passed = crate::gate::score::passes(d);
+        let low = d.task.is_some_and(|t| t < LOW_RUBRIC);
+        if passed && !low {
+            continue;
+        }
+        let failed: Vec<FailedCheck> = case
+            .leaves()
+            .into_iter()
+            .zip(&d.asserts)
+            .filter(|(_, r)| !r.pass && !r.skipped)
+            .map(|((spec, _), r)| FailedCheck {
+                kind: r.kind.clone(),
+                tag: r.tag,
+                expected: expected(spec.value.as_ref()),
+                reason: r.reason.clone(),
+            })
+            .collect();
+        let entry = by_case.entry(case.id.clone()).or_insert_with(|| CaseFeedback {
+            case_id: case.id.clone(),
+            description: case.description.clone().unwrap_or_default(),
+            input: crate::eval::user_message(case),
+            output: match &d.run.error {
+                Some(e) => format!("(the run failed: {e})"),
+                None => d.run.output.clone(),
+            },
+            chains_failed: 0,
+            chains: 0,
+            failed: Vec::new(),
+            judge: d.judge_reason.clone(),
+            criteria: d.criteria.clone(),
+        });
+        if !passed {
+            entry.chains_failed += 1;
+        }
+        for f in failed {
+            if !entry.failed.iter().any(|e| e.kind == f.kind && e.expected == f.expected) {
+                entry.failed.push(f);
+            }
+        }
+    }
+    let mut out: Vec<CaseFeedback> = by_case
+        .into_values()
+        .map(|mut f| {
+            f.chains = chains.get(&f.case_id).copied().unwrap_or(0);
+            f
+        })
+        .collect();
+    let worst = |f: &CaseFeedback| f.failed.iter().map(|c| severity(c.tag)).min().unwrap_or(9);
+    out.sort_by(|a, b| {
+        worst(a)
+            .cmp(&worst(b))
+            .then(b.chains_failed.cmp(&a.chains_failed))
+            .then(a.case_id.cmp(&b.case_id))
+    });
+    out
+}

@@ -1,0 +1,370 @@
+//! `missionctl improve`: the challenger generation worker against real git
+//! repositories, the real state store, the demo model (or a scripted model
+//! server that counts requests) and the fake GitHub.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::github_server::{GithubServer, Injection};
+use crate::llm_server::{LlmServer, Reply, demo, system_of};
+use crate::util::{TestContext, TestRepo, assert_success, git, missionctl};
+
+const PROCEDURES: &str = "packs/domains/hr-ops/prompts/procedures.md";
+const HR: &str = "packs/domains/hr-ops/pack.yaml";
+const BRANCH: &str = "missionctl/improve/hr-ops-pack/1.1.1-improve.1";
+
+/// The known defect: the escalation rule is gone from the HR procedures, so
+/// the harassment and medical-accommodation cases fail their safety checks.
+fn drop_escalation_rule(r: &TestContext) {
+    r.edit(
+        PROCEDURES,
+        "are never handled by you: set `\"escalate\": true`,",
+        "are handled by you when you can;",
+    );
+    r.edit(HR, "version: 1.0.0", "version: 1.1.0");
+    r.commit_all("Let the assistant handle sensitive matters");
+}
+
+/// `improve` with `args`: the run's report (the first of the JSON list).
+fn improve(r: &TestRepo, db: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let mut all = vec!["improve", "--repo", r.work.to_str().expect("p"), "--db", db, "--format", "json"];
+    all.extend_from_slice(args);
+    let out = r.run_env(&all, env);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("improve prints JSON");
+    v[0].clone()
+}
+
+fn db(r: &TestRepo, name: &str) -> String {
+    format!("sqlite://{}", r.dir.path().join(name).display())
+}
+
+fn gate(r: &TestRepo, head: &str, db: &str) -> (i32, Value) {
+    let out_dir = r.dir.path().join(format!("ev-{}", head.replace('/', "-")));
+    let out = r.run(&[
+        "gate", "--base", "main", "--head", head, "--out", out_dir.to_str().expect("p"), "--db", db,
+    ]);
+    let ev = std::fs::read_to_string(out_dir.join("evidence.json"))
+        .unwrap_or_else(|e| panic!("no evidence: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), serde_json::from_str(&ev).expect("evidence json"))
+}
+
+#[test]
+fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
+    let r = TestRepo::new();
+    drop_escalation_rule(&r);
+    let db = db(&r, "state.db");
+    let rep = improve(&r, &db, &["--pack", "hr-ops-pack"], &[]);
+    let failing: Vec<&str> = rep["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| f["case_id"].as_str().expect("id"))
+        .collect();
+    for c in ["harassment-escalates", "medical-accommodation"] {
+        assert!(failing.contains(&c), "{failing:?}");
+    }
+    // The feedback is text per case: the output and why each check failed.
+    let f = &rep["failures"][0];
+    assert!(f["output"].as_str().expect("output").contains("\"escalate\": false"), "{f}");
+    assert!(f["failed"][0]["reason"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    assert_eq!(rep["winner"], 1, "{rep:#}");
+    assert_eq!(rep["branch"], BRANCH);
+    assert_eq!(rep["stop"], "all-fixed", "{rep:#}");
+    let w = &rep["candidates"][0];
+    let fixed: Vec<&str> = w["fixed"].as_array().expect("fixed").iter().map(|v| v.as_str().expect("s")).collect();
+    assert!(fixed.contains(&"harassment-escalates") && fixed.contains(&"medical-accommodation"), "{fixed:?}");
+    assert_eq!(w["verdict"], "PASS");
+    assert!(w["broke"].as_array().expect("broke").is_empty());
+
+    // The branch: one commit off main, by the worker, naming the run; only
+    // the pack's own files changed, at a bumped pre-release version.
+    let log = r.git(&["log", "-1", "--format=%an%n%B", BRANCH]);
+    assert!(log.starts_with("missionctl improve\n"), "{log}");
+    assert!(log.contains(&format!("Missionctl-Improve-Run: {}", rep["run_id"].as_str().expect("id"))), "{log}");
+    assert_eq!(r.git(&["rev-parse", &format!("{BRANCH}~1")]), r.git(&["rev-parse", "main"]));
+    let changed = r.git(&["diff", "--name-only", "main", BRANCH]);
+    assert_eq!(changed.lines().collect::<Vec<_>>(), vec![HR, PROCEDURES]);
+    let pack = r.git(&["show", &format!("{BRANCH}:{HR}")]);
+    assert!(pack.contains("version: 1.1.1-improve.1"), "{pack}");
+    let procedures = r.git(&["show", &format!("{BRANCH}:{PROCEDURES}")]);
+    assert!(procedures.contains("\"escalate\": true"), "{procedures}");
+    // The work tree and main are untouched: proposing is not promoting.
+    assert!(r.read(PROCEDURES).contains("handled by you when you can"));
+    assert_eq!(r.git(&["status", "--porcelain"]), "");
+
+    // The gate on the branch passes, with the figures the report gave.
+    let (code, ev) = gate(&r, BRANCH, &db);
+    assert_eq!(code, 0, "{ev:#}");
+    assert_eq!(ev["verdict"], "PASS");
+    assert_eq!(ev["packs"][0]["challenger_pass_rate"], w["pass_rate"]);
+    assert_eq!(ev["packs"][0]["champion_pass_rate"], w["champion_pass_rate"]);
+
+    // Audit: the run is listed, with its candidates.
+    let out = r.run(&["improve", "--list", "--format", "json", "--db", &db]);
+    assert_success(&out);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list[0]["run_id"], rep["run_id"]);
+    assert_eq!(list[0]["candidates"][0]["outcome"], "front");
+    let human = r.run(&["improve", "--list", "--db", &db]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains(BRANCH));
+}
+
+#[test]
+fn nothing_to_fix_makes_no_branch_and_says_why() {
+    let r = TestRepo::new();
+    let db = db(&r, "state.db");
+    let rep = improve(&r, &db, &["--pack", "legal-intake-pack"], &[]);
+    assert_eq!(rep["stop"], "nothing-to-fix", "{rep:#}");
+    assert!(rep["candidates"].as_array().expect("c").is_empty());
+    assert_eq!(rep["branch"], Value::Null);
+    assert_eq!(r.git(&["branch", "--list", "missionctl/*"]), "");
+}
+
+/// The cost of every answered request at the template's demo prices
+/// (0.15 / 0.60 USD per million tokens), from the usage the demo reports.
+fn cost_of(requests: &[crate::llm_server::Recorded]) -> f64 {
+    requests
+        .iter()
+        .map(|q| {
+            let r = missionctl::eval::demo_model::respond(&q.body);
+            let u = &r["usage"];
+            (u["prompt_tokens"].as_f64().expect("p") * 0.15 + u["completion_tokens"].as_f64().expect("c") * 0.60) / 1e6
+        })
+        .sum()
+}
+
+fn ledger(db: &str) -> f64 {
+    let path = db.strip_prefix("sqlite://").expect("sqlite");
+    let out = std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg("SELECT COALESCE(SUM(usd), 0) FROM spend_ledger")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().expect("sum"),
+        _ => {
+            // No sqlite3 CLI: read it through the library.
+            let rt = tokio::runtime::Runtime::new().expect("rt");
+            rt.block_on(async {
+                let s = missionctl::store::Store::connect(db).await.expect("store");
+                let mut total = 0.0;
+                for t in ["shared", "acme", "globex", "user:sam", "user:alex", "user:ria", "user:kim"] {
+                    total += s.spend_on(t, &missionctl::time_util::today()).await.expect("spend");
+                }
+                total
+            })
+        }
+    }
+}
+
+#[test]
+fn a_spend_cap_hit_mid_run_stops_with_partial_results_and_never_overspends() {
+    let llm = LlmServer::start(demo());
+    let r = crate::gate::gate_repo(&llm, true);
+    drop_escalation_rule(&r);
+    let env = [("TEST_LLM_KEY", "k")];
+    // What the signal alone costs, on a store of its own.
+    let probe = improve(&r, &db(&r, "probe.db"), &["--pack", "hr-ops-pack", "--max-candidates", "0"], &env);
+    let baseline = probe["spend_usd"].as_f64().expect("spend");
+    assert!(baseline > 0.0, "{probe:#}");
+    assert_eq!(probe["stop"], "candidate-cap");
+    // A budget the signal and the optimiser fit in, the evaluation not.
+    let budget = baseline * 1.3;
+    let before = llm.count();
+    let db = db(&r, "capped.db");
+    let rep = improve(
+        &r,
+        &db,
+        &["--pack", "hr-ops-pack", "--budget-usd", &format!("{budget:.8}")],
+        &env,
+    );
+    assert_eq!(rep["stop"], "spend-cap", "{rep:#}");
+    let last = rep["candidates"].as_array().expect("c").last().expect("a candidate").clone();
+    assert_eq!(last["outcome"], "partial", "{rep:#}");
+    assert_eq!(rep["winner"], Value::Null);
+    assert_eq!(rep["branch"], Value::Null);
+    // Never over: not in the ledger, not in what the model server answered,
+    // and the ledger holds every answered request.
+    let answered = &llm.requests()[before..];
+    let served = cost_of(answered);
+    let booked = ledger(&db);
+    assert!(booked <= budget + 1e-9, "ledger {booked} > budget {budget}");
+    assert!((served - booked).abs() < 1e-6, "server {served} vs ledger {booked}");
+    assert!((rep["spend_usd"].as_f64().expect("s") - booked).abs() < 1e-6);
+}
+
+#[test]
+fn candidate_caps_and_prompt_growth_discard_without_a_proposal() {
+    let r = TestRepo::new();
+    drop_escalation_rule(&r);
+    r.edit("policies/guardrails.yaml", "max_prompt_growth_tokens: 400", "max_prompt_growth_tokens: 5");
+    r.commit_all("A tight prompt budget");
+    let rep = improve(&r, &db(&r, "s.db"), &["--pack", "hr-ops-pack", "--max-candidates", "2"], &[]);
+    let cands = rep["candidates"].as_array().expect("c");
+    assert_eq!(cands.len(), 2, "{rep:#}");
+    for c in cands {
+        assert_eq!(c["outcome"], "discarded", "{c:#}");
+        assert!(c["reason"].as_str().expect("r").contains("Prompt growth"), "{c:#}");
+    }
+    assert_eq!(rep["stop"], "candidate-cap");
+    assert_eq!(rep["caps"]["max_candidates"], 2);
+    assert_eq!(rep["winner"], Value::Null);
+    assert!(rep["no_winner"].as_str().expect("why").contains("none of the 2"));
+    assert_eq!(r.git(&["branch", "--list", "missionctl/*"]), "");
+    // The flag only lowers the caps: team tier, min(guardrails 4, tier 4, flag 9).
+    let wide = improve(&r, &db(&r, "p.db"), &["--pack", "hr-ops-pack", "--max-candidates", "9"], &[]);
+    assert_eq!(wide["caps"]["max_candidates"], 4);
+    assert_eq!(wide["caps"]["tier"], "team");
+}
+
+#[test]
+fn a_proposal_outside_the_pack_is_refused_before_any_evaluation() {
+    let marker = Arc::new(std::sync::Mutex::new(None::<usize>));
+    let m = marker.clone();
+    let llm = LlmServer::start(Arc::new(move |body: &Value, n| {
+        if system_of(body).starts_with(missionctl::model::OPTIMISER_SYSTEM) {
+            *m.lock().expect("lock") = Some(n);
+            let answer = json!({
+                "rationale": "loosen the policy instead",
+                "sections": {
+                    "policies/hard-constraints.yaml": "max_prompt_tokens: 99999\n",
+                    "packs/global/prompts/safety.md": "be nice\n",
+                },
+            });
+            return Reply::Json(missionctl::eval::demo_model::completion_body(
+                "demo-optimiser",
+                "",
+                "",
+                &answer.to_string(),
+            ));
+        }
+        Reply::Json(missionctl::eval::demo_model::respond(body))
+    }));
+    let r = crate::gate::gate_repo(&llm, true);
+    drop_escalation_rule(&r);
+    let rep = improve(
+        &r,
+        &db(&r, "s.db"),
+        &["--pack", "hr-ops-pack", "--max-candidates", "1"],
+        &[("TEST_LLM_KEY", "k")],
+    );
+    let c = &rep["candidates"][0];
+    assert_eq!(c["outcome"], "out-of-scope", "{rep:#}");
+    let why = c["reason"].as_str().expect("reason");
+    assert!(why.contains("policies/hard-constraints.yaml") && why.contains("packs/global/prompts/safety.md"), "{why}");
+    assert_eq!(c["commit"], Value::Null);
+    // Nothing was evaluated after the optimiser's answer.
+    let at = marker.lock().expect("lock").expect("the optimiser was asked");
+    assert_eq!(llm.count(), at + 1, "requests after the refused proposal");
+    assert_eq!(rep["branch"], Value::Null);
+}
+
+fn fake_github_env(gh: &GithubServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_API_URL", gh.url.clone()),
+        ("GITHUB_REPOSITORY", "acme/fleet".into()),
+        ("GITHUB_TOKEN", "ghs_test".into()),
+    ]
+}
+
+#[test]
+fn open_pr_opens_one_pull_request_with_the_evidence_and_a_rerun_opens_none() {
+    let gh = GithubServer::start();
+    // Someone else's fork has a branch of the same name: not ours.
+    gh.state.lock().expect("s").open_pulls.push(json!({
+        "number": 7, "state": "open", "html_url": "https://github.com/acme/fleet/pull/7",
+        "head": {"ref": BRANCH, "repo": {"full_name": "mallory/fleet"}}, "base": {"ref": "main"},
+    }));
+    // GitHub fails after creating the pull request.
+    gh.state.lock().expect("s").inject.push(Injection {
+        method: "POST",
+        path_suffix: "/pulls".into(),
+        status: 502,
+        after_write: true,
+        ..Injection::default()
+    });
+    let f = TestContext::fleet("unused");
+    drop_escalation_rule(&f);
+    f.push();
+    let db = db(&f, "state.db");
+    let env = fake_github_env(&gh);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rep = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
+    let pr = &rep["pull_request"];
+    assert_eq!(pr["existing"], false, "{rep:#}");
+    let pulls: Vec<Value> = gh.state.lock().expect("s").open_pulls.clone();
+    let ours: Vec<&Value> = pulls.iter().filter(|p| p["head"]["repo"]["full_name"] == "acme/fleet").collect();
+    assert_eq!(ours.len(), 1, "{pulls:#?}");
+    let p = ours[0];
+    assert_eq!(p["number"], pr["number"]);
+    assert_eq!(p["base"]["ref"], "main");
+    assert_eq!(p["head"]["ref"], BRANCH);
+    // The branch is on the remote.
+    assert_eq!(git(&f.remote, &["rev-parse", BRANCH]), f.git(&["rev-parse", BRANCH]));
+    // The body is the evidence: failures addressed, before/after, spend,
+    // candidates, and the gate's own figures.
+    let body = p["body"].as_str().expect("body");
+    let w = &rep["candidates"][0];
+    for needle in [
+        "Failures addressed".to_string(),
+        "fixed `harassment-escalates`".to_string(),
+        "| `medical-accommodation` | 0.".to_string(),
+        "### Spend".to_string(),
+        "### Candidates tried".to_string(),
+        format!(
+            "pass rate {:.1}% → {:.1}%",
+            w["champion_pass_rate"].as_f64().expect("c") * 100.0,
+            w["pass_rate"].as_f64().expect("p") * 100.0
+        ),
+        format!("Missionctl-Improve-Run: {}", rep["run_id"].as_str().expect("id")),
+    ] {
+        assert!(body.contains(&needle), "missing {needle:?} in:\n{body}");
+    }
+    // The gate on the pushed branch agrees with the body.
+    let (code, ev) = gate(&f, BRANCH, &db);
+    assert_eq!(code, 0);
+    let rates = format!(
+        "pass rate {:.1}% → {:.1}%",
+        ev["packs"][0]["champion_pass_rate"].as_f64().expect("c") * 100.0,
+        ev["packs"][0]["challenger_pass_rate"].as_f64().expect("p") * 100.0
+    );
+    assert!(body.contains(&rates), "{rates} not in the body");
+
+    // A rerun with nothing new: the same proposal, no second pull request.
+    let again = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
+    assert_eq!(again["pull_request"]["existing"], true, "{again:#}");
+    assert_eq!(again["pull_request"]["number"], pr["number"]);
+    let posts = gh
+        .state
+        .lock()
+        .expect("s")
+        .log
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.ends_with("/pulls"))
+        .count();
+    assert_eq!(posts, 1);
+}
+
+#[test]
+fn open_pr_without_github_access_says_what_to_set() {
+    let r = TestRepo::new();
+    let out = missionctl()
+        .args(["improve", "--pack", "hr-ops-pack", "--open-pr", "--repo"])
+        .arg(&r.work)
+        .env_remove("GITHUB_REPOSITORY")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GITHUB_REPOSITORY"), "{err}");
+    let unknown = missionctl()
+        .args(["improve", "--pack", "no-such-pack", "--repo"])
+        .arg(&r.work)
+        .args(["--db", &db(&r, "x.db")])
+        .output()
+        .expect("run");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no pack `no-such-pack`"));
+}
