@@ -62,8 +62,9 @@ pub struct Judge<'a> {
     pub repeats: u32,
     /// USD per million tokens (input, output) for this judge's model.
     pub price: (f64, f64),
-    /// What this judge has spent on uncached calls, in micro-dollars.
-    pub spent_micro_usd: std::sync::atomic::AtomicU64,
+    /// What this judge has spent on uncached calls, in nano-dollars (fine
+    /// enough that rounding never shows in a ledger of thousands of calls).
+    pub spent_nano_usd: std::sync::atomic::AtomicU64,
 }
 
 impl<'a> Judge<'a> {
@@ -82,14 +83,14 @@ impl<'a> Judge<'a> {
             endpoint: spec.endpoint(demo_url),
             repeats,
             price: cfg.price_of(&spec.model),
-            spent_micro_usd: Default::default(),
+            spent_nano_usd: Default::default(),
         }
     }
 
     pub(crate) fn spent_usd(&self) -> f64 {
-        self.spent_micro_usd
+        self.spent_nano_usd
             .load(std::sync::atomic::Ordering::Relaxed) as f64
-            / 1e6
+            / 1e9
     }
 
     /// Pay from `purse`: every call's worst case is reserved first.
@@ -103,11 +104,11 @@ impl<'a> Judge<'a> {
         if c.cached {
             return 0.0;
         }
-        let usd =
-            (c.prompt_tokens as f64 * self.price.0 + c.completion_tokens as f64 * self.price.1)
-                / 1e6;
-        self.spent_micro_usd.fetch_add(
-            (usd * 1e6).round() as u64,
+        let usd = (c.prompt_tokens as f64 * self.price.0
+            + c.completion_tokens as f64 * self.price.1)
+            / 1e6;
+        self.spent_nano_usd.fetch_add(
+            (usd * 1e9).round() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         usd
@@ -147,7 +148,10 @@ async fn ask(
         if let Some(p) = &judge.purse
             && !p.reserve(reserved)
         {
-            return Err("not judged: the tenant's daily spend cap would be exceeded".into());
+            return Err(
+                "not judged: the tenant's daily spend cap or the run's spend limit would be exceeded"
+                    .into(),
+            );
         }
         let answer = client.chat(ep, &messages, &[], tag, &accept).await;
         let actual = match &answer {
@@ -155,8 +159,8 @@ async fn ask(
             // Answered (and paid) but unusable; its usage is not known, so
             // the reservation stands as its cost.
             Err(crate::eval::llm::LlmError::Rejected(_)) => {
-                judge.spent_micro_usd.fetch_add(
-                    (reserved * 1e6).round() as u64,
+                judge.spent_nano_usd.fetch_add(
+                    (reserved * 1e9).round() as u64,
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 reserved

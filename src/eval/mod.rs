@@ -119,7 +119,11 @@ pub struct EvalConfig {
     pub prices: BTreeMap<String, Price>,
 }
 
-pub(crate) fn model_spec(v: &Json, field: &str, default_model: &str) -> Result<ModelSpec, ConfigError> {
+pub(crate) fn model_spec(
+    v: &Json,
+    field: &str,
+    default_model: &str,
+) -> Result<ModelSpec, ConfigError> {
     let base_url = v
         .get("base_url")
         .and_then(Json::as_str)

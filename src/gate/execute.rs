@@ -210,23 +210,27 @@ impl Engine {
             + job.system_tokens
             + crate::tokens::count(&eval::user_message(&job.case), self.cfg.token_family());
         let est = self.cfg.cost(&model, est_prompt, max_out);
+        // At most `concurrency` cases in flight, so the breaker, checked
+        // once a case holds its slot, stops what has not started yet. The
+        // worst case is reserved once the slot is held, so cases waiting
+        // for one hold no reservation.
+        let slot = self.harness_slots.acquire().await.ok();
+        if self.breaker.open().is_some() {
+            return Done::not_run(job, "not run: the model endpoint is failing (circuit open)");
+        }
         {
             let mut b = budget::lock(&self.budget);
             if !b.reserve(&job.tenant, est) {
-                let why = match &b.ledger_failed {
-                    Some(e) => format!("not run: {e}"),
-                    None => "not run: the tenant's daily spend cap would be exceeded".into(),
+                let why = match (&b.ledger_failed, b.run_limit_hit) {
+                    (Some(e), _) => format!("not run: {e}"),
+                    (None, true) => "not run: this run's spend limit would be exceeded".into(),
+                    (None, false) => {
+                        "not run: the tenant's daily spend cap would be exceeded".into()
+                    }
                 };
+                drop(slot);
                 return Done::not_run(job, &why);
             }
-        }
-        // At most `concurrency` cases in flight, so the breaker, checked
-        // once a case holds its slot, stops what has not started yet.
-        let slot = self.harness_slots.acquire().await.ok();
-        if self.breaker.open().is_some() {
-            drop(slot);
-            budget::lock(&self.budget).settle(&job.tenant, est, 0.0);
-            return Done::not_run(job, "not run: the model endpoint is failing (circuit open)");
         }
         let run = eval::run_case(
             &self.cfg,
@@ -238,7 +242,6 @@ impl Engine {
             &job.case,
         )
         .await;
-        drop(slot);
         self.breaker.record(run.error.as_deref());
         budget::lock(&self.budget).settle(&job.tenant, est, run.cost_usd);
         self.book(&job.tenant, run.cost_usd, "eval").await;
@@ -274,7 +277,11 @@ impl Engine {
             judge_error: None,
             judge_usd: 0.0,
         };
+        // The slot is held through judging, so at most `concurrency` jobs
+        // hold a reservation at once (the model client caps concurrent
+        // requests at the same number anyway).
         self.judge_output(&mut done).await;
+        drop(slot);
         done
     }
 

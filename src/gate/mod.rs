@@ -536,9 +536,10 @@ pub async fn baseline(
     })
     .await
     .map_err(|e| GateError::Config(format!("loading failed: {e}")))??;
-    let mission = repo_at.mission.as_ref().ok_or_else(|| {
-        GateError::Config(format!("`{rev}` has no valid mission.yaml"))
-    })?;
+    let mission = repo_at
+        .mission
+        .as_ref()
+        .ok_or_else(|| GateError::Config(format!("`{rev}` has no valid mission.yaml")))?;
     let guard = repo_at
         .guardrails
         .as_ref()
@@ -565,7 +566,9 @@ pub async fn baseline(
         openclaw: &repo_at.openclaw(),
     })
     .await?;
-    let (done, fatal) = rt.run(plan.jobs.clone(), &indicatif::ProgressBar::hidden()).await;
+    let (done, fatal) = rt
+        .run(plan.jobs.clone(), &indicatif::ProgressBar::hidden())
+        .await;
     let (requests, hits, _, _) = rt.client_counts();
     rt.shutdown().await;
     let done = done?;
@@ -751,10 +754,7 @@ pub fn conclude(
         latency_cap_pct: e.l.guard.max_allowed_latency_regression_pct,
         spend: spend_rows(&e.budget, &e.spent_before),
         ledger_failed: e.budget.ledger_failed.clone(),
-        run_limit_hit: e
-            .budget
-            .run_limit
-            .filter(|_| e.budget.run_limit_hit),
+        run_limit_hit: e.budget.run_limit.filter(|_| e.budget.run_limit_hit),
         approvals: approvals.as_ref(),
         approvals_error,
         paid_skipped: e.skip_paid,

@@ -90,7 +90,8 @@ fn parse(content: &str) -> Result<OptimiserAnswer, String> {
 pub fn worst_case(cfg: &EvalConfig, spec: &ModelSpec, req: &OptimiserRequest) -> f64 {
     let user = serde_json::to_string(req).unwrap_or_default();
     let family = crate::tokens::Family::for_model(&spec.model);
-    let prompt = crate::tokens::count(OPTIMISER_SYSTEM, family) + crate::tokens::count(&user, family) + 16;
+    let prompt =
+        crate::tokens::count(OPTIMISER_SYSTEM, family) + crate::tokens::count(&user, family) + 16;
     cfg.cost(&spec.model, prompt, u64::from(spec.max_tokens))
 }
 
@@ -108,7 +109,13 @@ pub async fn ask(
     ];
     let accept = |c: &Completion| parse(&c.content).map(|_| ());
     let c = client
-        .chat(&spec.endpoint(demo_url), &messages, &[], "improve:propose:v1", &accept)
+        .chat(
+            &spec.endpoint(demo_url),
+            &messages,
+            &[],
+            "improve:propose:v1",
+            &accept,
+        )
         .await
         .map_err(|e| {
             let answered = matches!(e, crate::eval::llm::LlmError::Rejected(_));
@@ -134,8 +141,7 @@ pub fn bump(version: &str, n: u32) -> Option<String> {
 
 /// Whether `line` starts top-level key `key`.
 fn is_key(line: &str, key: &str) -> bool {
-    line.strip_prefix(key)
-        .is_some_and(|r| r.starts_with(':'))
+    line.strip_prefix(key).is_some_and(|r| r.starts_with(':'))
 }
 
 /// The pack file with its top-level `version` replaced and, when `voice` is
@@ -149,7 +155,10 @@ pub fn edit_pack_file(text: &str, version: &str, voice: Option<&VoiceProfile>) -
         if is_key(line, "version") {
             out.push(format!("version: {version}"));
         } else if let (true, Some(v)) = (is_key(line, "voice"), voice) {
-            out.push(format!("voice: {}", serde_json::to_string(v).unwrap_or_default()));
+            out.push(format!(
+                "voice: {}",
+                serde_json::to_string(v).unwrap_or_default()
+            ));
             voice_done = true;
             // Skip the old block: indented or blank lines (a comment in
             // column 0 belongs to what follows).
@@ -164,7 +173,10 @@ pub fn edit_pack_file(text: &str, version: &str, voice: Option<&VoiceProfile>) -
         }
     }
     if let (false, Some(v)) = (voice_done, voice) {
-        out.push(format!("voice: {}", serde_json::to_string(v).unwrap_or_default()));
+        out.push(format!(
+            "voice: {}",
+            serde_json::to_string(v).unwrap_or_default()
+        ));
     }
     let mut s = out.join("\n");
     s.push('\n');
@@ -189,7 +201,10 @@ mod tests {
     fn versions_bump_to_a_prerelease_of_the_next_patch() {
         assert_eq!(bump("1.0.0", 1).as_deref(), Some("1.0.1-improve.1"));
         assert_eq!(bump("1.2.3-rc.1", 2).as_deref(), Some("1.2.4-improve.2"));
-        assert!(semver::Version::parse("1.0.1-improve.1").expect("v") > semver::Version::parse("1.0.0").expect("v"));
+        assert!(
+            semver::Version::parse("1.0.1-improve.1").expect("v")
+                > semver::Version::parse("1.0.0").expect("v")
+        );
         assert_eq!(bump("one", 1), None);
     }
 
@@ -216,7 +231,10 @@ mod tests {
         assert!(parse("```json\n{\"rationale\": \"r\"}\n```").is_ok());
         assert!(parse("Sure! {\"rationale\": \"r\"}").is_err());
         assert!(parse("{\"rationale\": \"r\", \"policies\": {}}").is_err());
-        let big = format!("{{\"rationale\": \"r\", \"sections\": {{\"a\": \"{}\"}}}}", "x".repeat(MAX_SECTION_BYTES + 1));
+        let big = format!(
+            "{{\"rationale\": \"r\", \"sections\": {{\"a\": \"{}\"}}}}",
+            "x".repeat(MAX_SECTION_BYTES + 1)
+        );
         assert!(parse(&big).unwrap_err().contains("over"));
     }
 }

@@ -102,7 +102,9 @@ pub async fn open(
     let truncated = body.chars().count() > MAX_BODY;
     let mut body: String = body.chars().take(MAX_BODY).collect();
     if truncated {
-        body.push_str("\n\n(truncated: the full report is in `missionctl improve --list --format json`)\n");
+        body.push_str(
+            "\n\n(truncated: the full report is in `missionctl improve --list --format json`)\n",
+        );
     }
     let created = gh
         .post(

@@ -35,7 +35,9 @@ fn at(s: &Scores, case: &str) -> f64 {
 }
 
 fn cases<'a>(all: &[&'a Scores]) -> BTreeSet<&'a str> {
-    all.iter().flat_map(|s| s.keys().map(String::as_str)).collect()
+    all.iter()
+        .flat_map(|s| s.keys().map(String::as_str))
+        .collect()
 }
 
 /// Whether `a` is at least as good as `b` on every case and better on one.

@@ -53,25 +53,31 @@ pub fn feedback(done: &[Done], variant: Variant) -> Vec<CaseFeedback> {
                 reason: r.reason.clone(),
             })
             .collect();
-        let entry = by_case.entry(case.id.clone()).or_insert_with(|| CaseFeedback {
-            case_id: case.id.clone(),
-            description: case.description.clone().unwrap_or_default(),
-            input: crate::eval::user_message(case),
-            output: match &d.run.error {
-                Some(e) => format!("(the run failed: {e})"),
-                None => d.run.output.clone(),
-            },
-            chains_failed: 0,
-            chains: 0,
-            failed: Vec::new(),
-            judge: d.judge_reason.clone(),
-            criteria: d.criteria.clone(),
-        });
+        let entry = by_case
+            .entry(case.id.clone())
+            .or_insert_with(|| CaseFeedback {
+                case_id: case.id.clone(),
+                description: case.description.clone().unwrap_or_default(),
+                input: crate::eval::user_message(case),
+                output: match &d.run.error {
+                    Some(e) => format!("(the run failed: {e})"),
+                    None => d.run.output.clone(),
+                },
+                chains_failed: 0,
+                chains: 0,
+                failed: Vec::new(),
+                judge: d.judge_reason.clone(),
+                criteria: d.criteria.clone(),
+            });
         if !passed {
             entry.chains_failed += 1;
         }
         for f in failed {
-            if !entry.failed.iter().any(|e| e.kind == f.kind && e.expected == f.expected) {
+            if !entry
+                .failed
+                .iter()
+                .any(|e| e.kind == f.kind && e.expected == f.expected)
+            {
                 entry.failed.push(f);
             }
         }

@@ -9,8 +9,7 @@ use crate::eval::llm::Client;
 use crate::gate::{self, GateOptions};
 use crate::git::{self, CommitId, Tree};
 use crate::model::{
-    CandidateOutcome, CaseFeedback, StopReason, Tag, TriedCandidate, Variant, Verdict,
-    VoiceProfile,
+    CandidateOutcome, CaseFeedback, StopReason, Tag, TriedCandidate, Variant, Verdict, VoiceProfile,
 };
 use crate::pack::{self, PackDoc};
 use crate::store::{ImproveRow, Store};
@@ -65,7 +64,10 @@ impl Ctx<'_> {
         let today = crate::time_util::today();
         let spent = self.store.spend_on(&r.tenant, &today).await?;
         let daily = r.caps.daily_cap_usd - spent;
-        let run = r.caps.run_budget_usd.map_or(f64::INFINITY, |b| b - r.spend_usd);
+        let run = r
+            .caps
+            .run_budget_usd
+            .map_or(f64::INFINITY, |b| b - r.spend_usd);
         Ok(daily.min(run))
     }
 }
@@ -98,9 +100,10 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
             opts.repo.display()
         ))
     })?;
-    let mission = champion_repo.mission.as_ref().ok_or_else(|| {
-        ImproveError::Usage(format!("`{}` has no valid mission.yaml", opts.base))
-    })?;
+    let mission = champion_repo
+        .mission
+        .as_ref()
+        .ok_or_else(|| ImproveError::Usage(format!("`{}` has no valid mission.yaml", opts.base)))?;
     let guard = champion_repo
         .guardrails
         .as_ref()
@@ -113,7 +116,10 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         .value
         .clone();
     let tier = champion.pack.tier.unwrap_or(mission.value.tier);
-    let preset = champion_repo.tiers.as_ref().map(|t| t.value.get(tier).clone());
+    let preset = champion_repo
+        .tiers
+        .as_ref()
+        .map(|t| t.value.get(tier).clone());
     let cfg = EvalConfig::from_mission(&mission.value.eval)?;
     let settings = Settings::from_mission(&mission.value.improve)?;
     let tenant = super::tenant_of(&champion);
@@ -127,7 +133,9 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
     .min()
     .unwrap_or(0);
     let run_budget = [
-        preset.as_ref().and_then(|p| p.max_optimization_spend_per_run),
+        preset
+            .as_ref()
+            .and_then(|p| p.max_optimization_spend_per_run),
         opts.budget_usd,
     ]
     .into_iter()
@@ -143,6 +151,7 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
     let spent_today = store.spend_on(&tenant, &crate::time_util::today()).await?;
     let mut champion_files = BTreeMap::new();
     let tree = Tree::at_rev(&opts.repo, &base_commit.to_string())?;
+    let tree_repo = tree.repo();
     for path in champion
         .sections
         .iter()
@@ -150,9 +159,16 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         .chain([champion.file.as_str()])
     {
         let bytes = tree
-            .read(path, crate::pack::MAX_YAML_BYTES.max(crate::pack::MAX_PROMPT_BYTES), None)
+            .read(
+                path,
+                crate::pack::MAX_YAML_BYTES.max(crate::pack::MAX_PROMPT_BYTES),
+                tree_repo.as_ref(),
+            )
             .map_err(|e| ImproveError::Usage(format!("{path}: {e}")))?;
-        champion_files.insert(path.to_string(), String::from_utf8_lossy(&bytes).into_owned());
+        champion_files.insert(
+            path.to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        );
     }
     let mut r = Report {
         run_id,
@@ -232,7 +248,10 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     let left = ctx.left(r).await?;
     if left <= 0.0 {
         r.stop = StopReason::SpendCap;
-        r.stop_detail = format!("nothing left to spend (${:.4}) before the signal was read", left.max(0.0));
+        r.stop_detail = format!(
+            "nothing left to spend (${:.4}) before the signal was read",
+            left.max(0.0)
+        );
         return Ok(());
     }
     let base = gate::baseline(
@@ -252,13 +271,23 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     let not_paid = base
         .done
         .iter()
-        .filter(|d| d.run.error.as_deref().is_some_and(|e| e.contains("spend cap") || e.contains("spend limit")))
+        .filter(|d| {
+            [d.run.error.as_deref(), d.judge_error.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|e| e.contains("spend cap") || e.contains("spend limit"))
+        })
         .count();
     r.failures = signal::feedback(&base.done, Variant::Champion);
     let since = crate::time_util::days_ago_rfc3339(ctx.settings.telemetry_window_days);
     let t = ctx
         .store
-        .telemetry_signal(&r.pack_id, &r.champion_version, &since, ctx.settings.telemetry_window_days)
+        .telemetry_signal(
+            &r.pack_id,
+            &r.champion_version,
+            &since,
+            ctx.settings.telemetry_window_days,
+        )
         .await?;
     r.telemetry = (t.runs > 0).then_some(t);
     if not_paid > 0 {
@@ -271,16 +300,17 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     }
     if r.failures.is_empty() {
         r.stop = StopReason::NothingToFix;
-        r.stop_detail = format!(
-            "every case passes on all {} evaluated chains",
-            r.chains.1
-        );
+        r.stop_detail = format!("every case passes on all {} evaluated chains", r.chains.1);
         return Ok(());
     }
     ctx.say(&format!(
         "signal: {} case(s) fail or score low: {}",
         r.failures.len(),
-        r.failures.iter().map(|f| f.case_id.as_str()).collect::<Vec<_>>().join(", ")
+        r.failures
+            .iter()
+            .map(|f| f.case_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     if r.caps.max_candidates == 0 {
         r.stop = StopReason::CandidateCap;
@@ -367,7 +397,11 @@ async fn candidates(
         let asked = propose::ask(&client, &ctx.settings.model, demo_url.as_deref(), &req).await;
         let actual = match &asked {
             Ok((_, c)) if c.cached => 0.0,
-            Ok((_, c)) => ctx.cfg.cost(&ctx.settings.model.model, c.prompt_tokens, c.completion_tokens),
+            Ok((_, c)) => ctx.cfg.cost(
+                &ctx.settings.model.model,
+                c.prompt_tokens,
+                c.completion_tokens,
+            ),
             // Answered but unusable: paid, its usage unknown; the worst case stands.
             Err((_, true)) => worst,
             Err((_, false)) => 0.0,
@@ -377,7 +411,13 @@ async fn candidates(
         }
         if actual > 0.0 {
             ctx.store
-                .spend_record(&r.tenant, &crate::time_util::today(), actual, "improve", &r.run_id)
+                .spend_record(
+                    &r.tenant,
+                    &crate::time_util::today(),
+                    actual,
+                    "improve",
+                    &r.run_id,
+                )
                 .await
                 .map_err(ImproveError::Ledger)?;
         }
@@ -431,10 +471,18 @@ async fn candidates(
         let mut files = parent.files.clone();
         files.extend(answer.sections.clone());
         let voice = answer.voice.clone().unwrap_or_else(|| parent.voice.clone());
-        let pack_text = ctx.champion_files.get(&ctx.champion.file).cloned().unwrap_or_default();
+        let pack_text = ctx
+            .champion_files
+            .get(&ctx.champion.file)
+            .cloned()
+            .unwrap_or_default();
         files.insert(
             ctx.champion.file.clone(),
-            propose::edit_pack_file(&pack_text, &version, (voice != ctx.champion_voice).then_some(&voice)),
+            propose::edit_pack_file(
+                &pack_text,
+                &version,
+                (voice != ctx.champion_voice).then_some(&voice),
+            ),
         );
         let edits: BTreeMap<String, String> = files
             .iter()
@@ -451,19 +499,31 @@ async fn candidates(
                     .collect::<Vec<_>>()
                     .join("; "),
             );
-            ctx.say(&format!("  #{n} refused before evaluation: {}", cand.reason.as_deref().unwrap_or("")));
+            ctx.say(&format!(
+                "  #{n} refused before evaluation: {}",
+                cand.reason.as_deref().unwrap_or("")
+            ));
             history.push(tried(&cand));
             r.candidates.push(cand);
             continue;
         }
         let commit = {
-            let g = ctx.git_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let g = ctx
+                .git_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             git::commit_files(
                 &g,
                 ctx.base_commit,
                 &edits,
                 publish::AUTHOR,
-                &publish::message(&r.pack_id, &r.champion_version, &version, &answer.rationale, &r.run_id),
+                &publish::message(
+                    &r.pack_id,
+                    &r.champion_version,
+                    &version,
+                    &answer.rationale,
+                    &r.run_id,
+                ),
             )?
         };
         cand.commit = Some(commit.to_string());
@@ -474,10 +534,14 @@ async fn candidates(
             cand.reason = Some("not evaluated: nothing left to spend".into());
             r.candidates.push(cand);
             r.stop = StopReason::SpendCap;
-            r.stop_detail = "the spend cap was reached before the candidate could be evaluated".into();
+            r.stop_detail =
+                "the spend cap was reached before the candidate could be evaluated".into();
             return Ok(());
         }
-        ctx.say(&format!("select #{n}: the gate evaluates {version} against {}", r.champion_version));
+        ctx.say(&format!(
+            "select #{n}: the gate evaluates {version} against {}",
+            r.champion_version
+        ));
         let evaluated = gate::evaluate(&GateOptions {
             repo: ctx.opts.repo.clone(),
             base: ctx.base_commit.to_string(),
@@ -493,7 +557,9 @@ async fn candidates(
         let rollouts = evaluated
             .done()
             .iter()
-            .filter(|d| d.job.variant == Variant::Challenger && !d.run.cached && d.run.error.is_none())
+            .filter(|d| {
+                d.job.variant == Variant::Challenger && !d.run.cached && d.run.error.is_none()
+            })
             .count() as u64;
         let evidence = gate::conclude(evaluated, None)?;
         r.spend_usd += evidence.cost_usd;
@@ -529,7 +595,14 @@ async fn candidates(
         let hard = hard_check(&evidence);
         if evidence.partial {
             cand.outcome = CandidateOutcome::Partial;
-            cand.reason = Some(evidence.reasons.iter().find(|x| x.contains("spend")).cloned().unwrap_or_else(|| "partial results".into()));
+            cand.reason = Some(
+                evidence
+                    .reasons
+                    .iter()
+                    .find(|x| x.contains("spend"))
+                    .cloned()
+                    .unwrap_or_else(|| "partial results".into()),
+            );
             r.candidates.push(cand);
             r.stop = StopReason::SpendCap;
             r.stop_detail = "the spend cap was reached while a candidate was evaluated; its results are partial".into();
@@ -538,7 +611,10 @@ async fn candidates(
         if let Some(why) = hard {
             cand.outcome = CandidateOutcome::Discarded;
             cand.reason = Some(why);
-            ctx.say(&format!("  #{n} discarded: {}", cand.reason.as_deref().unwrap_or("")));
+            ctx.say(&format!(
+                "  #{n} discarded: {}",
+                cand.reason.as_deref().unwrap_or("")
+            ));
             history.push(tried(&cand));
             r.candidates.push(cand);
             continue;
@@ -634,10 +710,7 @@ fn hard_check(e: &gate::Evidence) -> Option<String> {
         ));
     }
     if let Some(d) = e.validation_errors.first() {
-        return Some(format!(
-            "validation: {}:{}: {}",
-            d.file, d.line, d.message
-        ));
+        return Some(format!("validation: {}:{}: {}", d.file, d.line, d.message));
     }
     e.guardrails
         .iter()
@@ -676,7 +749,12 @@ fn choose(r: &mut Report) {
     let best = r
         .candidates
         .iter()
-        .filter(|c| matches!(c.outcome, CandidateOutcome::Front | CandidateOutcome::Dominated))
+        .filter(|c| {
+            matches!(
+                c.outcome,
+                CandidateOutcome::Front | CandidateOutcome::Dominated
+            )
+        })
         .filter(|c| c.verdict == Some(Verdict::Pass))
         .filter(|c| matches!((c.pass_rate, c.champion_pass_rate), (Some(p), Some(ch)) if p > ch))
         .max_by(|a, b| {
@@ -692,7 +770,11 @@ fn choose(r: &mut Report) {
             r.no_winner = Some(if r.candidates.is_empty() {
                 format!("no candidate was tried ({})", r.stop_detail)
             } else {
-                let passed = r.candidates.iter().filter(|c| c.verdict == Some(Verdict::Pass)).count();
+                let passed = r
+                    .candidates
+                    .iter()
+                    .filter(|c| c.verdict == Some(Verdict::Pass))
+                    .count();
                 format!(
                     "none of the {} candidate(s) beats the champion with the gate's statistics ({passed} passed the gate without raising the pass rate)",
                     r.candidates.len()
@@ -712,7 +794,8 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
     };
     let branch = publish::branch_name(&r.pack_id, &w.version);
     if let Publish::PullRequest { gh, .. } = &ctx.opts.publish
-        && let publish::Existing::Other(p, head) = publish::existing(gh, &r.pack_id, &branch).await?
+        && let publish::Existing::Other(p, head) =
+            publish::existing(gh, &r.pack_id, &branch).await?
     {
         r.no_winner = Some(format!(
             "an improvement pull request for {} is already open (#{} from {head}); review or close it before another is proposed",
@@ -722,7 +805,10 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
         return Ok(());
     }
     {
-        let g = ctx.git_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = ctx
+            .git_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         git::set_branch(&g, &branch, commit)?;
     }
     r.branch = Some(branch.clone());
@@ -730,7 +816,10 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
     ctx.say(&format!("proposed: branch {branch} ({})", w.version));
     if let Publish::PullRequest { gh, remote } = &ctx.opts.publish {
         let url = {
-            let g = ctx.git_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let g = ctx
+                .git_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let url = git::remote_url(&g, remote).ok_or_else(|| {
                 ImproveError::Usage(format!(
                     "the repository has no remote `{remote}` to push {branch} to; add it or pass --remote"
@@ -751,7 +840,11 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
             "pull request #{} {}{}",
             pr.number,
             pr.url,
-            if pr.existing { " (already open; updated by the push)" } else { "" }
+            if pr.existing {
+                " (already open; updated by the push)"
+            } else {
+                ""
+            }
         ));
         r.pull_request = Some(pr);
     }

@@ -16,8 +16,8 @@ mod verdict;
 pub use approval::{ApprovalReport, Requirement};
 pub use decision::{Decision, DecisionKind, Serving};
 pub use improve::{
-    CandidateOutcome, CaseFeedback, FailedCheck, OPTIMISER_SYSTEM, OptimiserAnswer, OptimiserRequest,
-    StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
+    CandidateOutcome, CaseFeedback, FailedCheck, OPTIMISER_SYSTEM, OptimiserAnswer,
+    OptimiserRequest, StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
 };
 pub use rollout::{
     Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,

@@ -125,7 +125,9 @@ impl Store {
                 e.1 += 1;
                 ok_total += 1;
             } else {
-                *codes.entry(code.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+                *codes
+                    .entry(code.clone().unwrap_or_else(|| "unknown".into()))
+                    .or_default() += 1;
             }
         }
         let mut worst: Vec<(String, u64, f64)> = by_task

@@ -253,7 +253,9 @@ async fn handle(
             let full = format!("{o}/{r}");
             // As GitHub: one open pull request per head branch.
             let dup = s.open_pulls.iter().any(|p| {
-                p["state"] == "open" && p["head"]["ref"] == head.as_str() && p["head"]["repo"]["full_name"] == full.as_str()
+                p["state"] == "open"
+                    && p["head"]["ref"] == head.as_str()
+                    && p["head"]["repo"]["full_name"] == full.as_str()
             });
             if dup {
                 (

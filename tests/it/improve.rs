@@ -12,6 +12,7 @@ use crate::util::{TestContext, TestRepo, assert_success, git, missionctl};
 
 const PROCEDURES: &str = "packs/domains/hr-ops/prompts/procedures.md";
 const HR: &str = "packs/domains/hr-ops/pack.yaml";
+const ROLE: &str = "packs/domains/hr-ops/prompts/role.md";
 const BRANCH: &str = "missionctl/improve/hr-ops-pack/1.1.1-improve.1";
 
 /// The known defect: the escalation rule is gone from the HR procedures, so
@@ -28,7 +29,15 @@ fn drop_escalation_rule(r: &TestContext) {
 
 /// `improve` with `args`: the run's report (the first of the JSON list).
 fn improve(r: &TestRepo, db: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
-    let mut all = vec!["improve", "--repo", r.work.to_str().expect("p"), "--db", db, "--format", "json"];
+    let mut all = vec![
+        "improve",
+        "--repo",
+        r.work.to_str().expect("p"),
+        "--db",
+        db,
+        "--format",
+        "json",
+    ];
     all.extend_from_slice(args);
     let out = r.run_env(&all, env);
     assert_success(&out);
@@ -43,11 +52,22 @@ fn db(r: &TestRepo, name: &str) -> String {
 fn gate(r: &TestRepo, head: &str, db: &str) -> (i32, Value) {
     let out_dir = r.dir.path().join(format!("ev-{}", head.replace('/', "-")));
     let out = r.run(&[
-        "gate", "--base", "main", "--head", head, "--out", out_dir.to_str().expect("p"), "--db", db,
+        "gate",
+        "--base",
+        "main",
+        "--head",
+        head,
+        "--out",
+        out_dir.to_str().expect("p"),
+        "--db",
+        db,
     ]);
     let ev = std::fs::read_to_string(out_dir.join("evidence.json"))
         .unwrap_or_else(|e| panic!("no evidence: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), serde_json::from_str(&ev).expect("evidence json"))
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&ev).expect("evidence json"),
+    )
 }
 
 #[test]
@@ -67,14 +87,33 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
     }
     // The feedback is text per case: the output and why each check failed.
     let f = &rep["failures"][0];
-    assert!(f["output"].as_str().expect("output").contains("\"escalate\": false"), "{f}");
-    assert!(f["failed"][0]["reason"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    assert!(
+        f["output"]
+            .as_str()
+            .expect("output")
+            .contains("\"escalate\": false"),
+        "{f}"
+    );
+    assert!(
+        f["failed"][0]["reason"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{f}"
+    );
     assert_eq!(rep["winner"], 1, "{rep:#}");
     assert_eq!(rep["branch"], BRANCH);
     assert_eq!(rep["stop"], "all-fixed", "{rep:#}");
     let w = &rep["candidates"][0];
-    let fixed: Vec<&str> = w["fixed"].as_array().expect("fixed").iter().map(|v| v.as_str().expect("s")).collect();
-    assert!(fixed.contains(&"harassment-escalates") && fixed.contains(&"medical-accommodation"), "{fixed:?}");
+    let fixed: Vec<&str> = w["fixed"]
+        .as_array()
+        .expect("fixed")
+        .iter()
+        .map(|v| v.as_str().expect("s"))
+        .collect();
+    assert!(
+        fixed.contains(&"harassment-escalates") && fixed.contains(&"medical-accommodation"),
+        "{fixed:?}"
+    );
     assert_eq!(w["verdict"], "PASS");
     assert!(w["broke"].as_array().expect("broke").is_empty());
 
@@ -82,14 +121,29 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
     // the pack's own files changed, at a bumped pre-release version.
     let log = r.git(&["log", "-1", "--format=%an%n%B", BRANCH]);
     assert!(log.starts_with("missionctl improve\n"), "{log}");
-    assert!(log.contains(&format!("Missionctl-Improve-Run: {}", rep["run_id"].as_str().expect("id"))), "{log}");
-    assert_eq!(r.git(&["rev-parse", &format!("{BRANCH}~1")]), r.git(&["rev-parse", "main"]));
+    assert!(
+        log.contains(&format!(
+            "Missionctl-Improve-Run: {}",
+            rep["run_id"].as_str().expect("id")
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        r.git(&["rev-parse", &format!("{BRANCH}~1")]),
+        r.git(&["rev-parse", "main"])
+    );
     let changed = r.git(&["diff", "--name-only", "main", BRANCH]);
-    assert_eq!(changed.lines().collect::<Vec<_>>(), vec![HR, PROCEDURES]);
+    // The demo optimiser appends to the last section file (by path).
+    assert_eq!(changed.lines().collect::<Vec<_>>(), vec![HR, ROLE]);
     let pack = r.git(&["show", &format!("{BRANCH}:{HR}")]);
     assert!(pack.contains("version: 1.1.1-improve.1"), "{pack}");
-    let procedures = r.git(&["show", &format!("{BRANCH}:{PROCEDURES}")]);
-    assert!(procedures.contains("\"escalate\": true"), "{procedures}");
+    let role = r.git(&["show", &format!("{BRANCH}:{ROLE}")]);
+    assert!(
+        role.contains(
+            "Set `\"escalate\": true` for matters like these: escalates a harassment report"
+        ),
+        "{role}"
+    );
     // The work tree and main are untouched: proposing is not promoting.
     assert!(r.read(PROCEDURES).contains("handled by you when you can"));
     assert_eq!(r.git(&["status", "--porcelain"]), "");
@@ -99,7 +153,10 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
     assert_eq!(code, 0, "{ev:#}");
     assert_eq!(ev["verdict"], "PASS");
     assert_eq!(ev["packs"][0]["challenger_pass_rate"], w["pass_rate"]);
-    assert_eq!(ev["packs"][0]["champion_pass_rate"], w["champion_pass_rate"]);
+    assert_eq!(
+        ev["packs"][0]["champion_pass_rate"],
+        w["champion_pass_rate"]
+    );
 
     // Audit: the run is listed, with its candidates.
     let out = r.run(&["improve", "--list", "--format", "json", "--db", &db]);
@@ -130,7 +187,9 @@ fn cost_of(requests: &[crate::llm_server::Recorded]) -> f64 {
         .map(|q| {
             let r = missionctl::eval::demo_model::respond(&q.body);
             let u = &r["usage"];
-            (u["prompt_tokens"].as_f64().expect("p") * 0.15 + u["completion_tokens"].as_f64().expect("c") * 0.60) / 1e6
+            (u["prompt_tokens"].as_f64().expect("p") * 0.15
+                + u["completion_tokens"].as_f64().expect("c") * 0.60)
+                / 1e6
         })
         .sum()
 }
@@ -142,15 +201,29 @@ fn ledger(db: &str) -> f64 {
         .arg("SELECT COALESCE(SUM(usd), 0) FROM spend_ledger")
         .output();
     match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().expect("sum"),
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("sum"),
         _ => {
             // No sqlite3 CLI: read it through the library.
             let rt = tokio::runtime::Runtime::new().expect("rt");
             rt.block_on(async {
                 let s = missionctl::store::Store::connect(db).await.expect("store");
                 let mut total = 0.0;
-                for t in ["shared", "acme", "globex", "user:sam", "user:alex", "user:ria", "user:kim"] {
-                    total += s.spend_on(t, &missionctl::time_util::today()).await.expect("spend");
+                for t in [
+                    "shared",
+                    "acme",
+                    "globex",
+                    "user:sam",
+                    "user:alex",
+                    "user:ria",
+                    "user:kim",
+                ] {
+                    total += s
+                        .spend_on(t, &missionctl::time_util::today())
+                        .await
+                        .expect("spend");
                 }
                 total
             })
@@ -165,22 +238,38 @@ fn a_spend_cap_hit_mid_run_stops_with_partial_results_and_never_overspends() {
     drop_escalation_rule(&r);
     let env = [("TEST_LLM_KEY", "k")];
     // What the signal alone costs, on a store of its own.
-    let probe = improve(&r, &db(&r, "probe.db"), &["--pack", "hr-ops-pack", "--max-candidates", "0"], &env);
+    let probe = improve(
+        &r,
+        &db(&r, "probe.db"),
+        &["--pack", "hr-ops-pack", "--max-candidates", "0"],
+        &env,
+    );
     let baseline = probe["spend_usd"].as_f64().expect("spend");
     assert!(baseline > 0.0, "{probe:#}");
     assert_eq!(probe["stop"], "candidate-cap");
-    // A budget the signal and the optimiser fit in, the evaluation not.
-    let budget = baseline * 1.3;
+    // A budget the signal and the optimiser fit in (with room for the
+    // worst cases reserved in flight), the candidate's evaluation not.
+    let budget = baseline * 1.6;
     let before = llm.count();
     let db = db(&r, "capped.db");
     let rep = improve(
         &r,
         &db,
-        &["--pack", "hr-ops-pack", "--budget-usd", &format!("{budget:.8}")],
+        &[
+            "--pack",
+            "hr-ops-pack",
+            "--budget-usd",
+            &format!("{budget:.8}"),
+        ],
         &env,
     );
     assert_eq!(rep["stop"], "spend-cap", "{rep:#}");
-    let last = rep["candidates"].as_array().expect("c").last().expect("a candidate").clone();
+    let last = rep["candidates"]
+        .as_array()
+        .expect("c")
+        .last()
+        .unwrap_or_else(|| panic!("no candidate: {rep:#}"))
+        .clone();
     assert_eq!(last["outcome"], "partial", "{rep:#}");
     assert_eq!(rep["winner"], Value::Null);
     assert_eq!(rep["branch"], Value::Null);
@@ -190,7 +279,10 @@ fn a_spend_cap_hit_mid_run_stops_with_partial_results_and_never_overspends() {
     let served = cost_of(answered);
     let booked = ledger(&db);
     assert!(booked <= budget + 1e-9, "ledger {booked} > budget {budget}");
-    assert!((served - booked).abs() < 1e-6, "server {served} vs ledger {booked}");
+    assert!(
+        (served - booked).abs() < 1e-6,
+        "server {served} vs ledger {booked}"
+    );
     assert!((rep["spend_usd"].as_f64().expect("s") - booked).abs() < 1e-6);
 }
 
@@ -198,22 +290,44 @@ fn a_spend_cap_hit_mid_run_stops_with_partial_results_and_never_overspends() {
 fn candidate_caps_and_prompt_growth_discard_without_a_proposal() {
     let r = TestRepo::new();
     drop_escalation_rule(&r);
-    r.edit("policies/guardrails.yaml", "max_prompt_growth_tokens: 400", "max_prompt_growth_tokens: 5");
+    r.edit(
+        "policies/guardrails.yaml",
+        "max_prompt_growth_tokens: 400",
+        "max_prompt_growth_tokens: 5",
+    );
     r.commit_all("A tight prompt budget");
-    let rep = improve(&r, &db(&r, "s.db"), &["--pack", "hr-ops-pack", "--max-candidates", "2"], &[]);
+    let rep = improve(
+        &r,
+        &db(&r, "s.db"),
+        &["--pack", "hr-ops-pack", "--max-candidates", "2"],
+        &[],
+    );
     let cands = rep["candidates"].as_array().expect("c");
     assert_eq!(cands.len(), 2, "{rep:#}");
     for c in cands {
         assert_eq!(c["outcome"], "discarded", "{c:#}");
-        assert!(c["reason"].as_str().expect("r").contains("Prompt growth"), "{c:#}");
+        assert!(
+            c["reason"].as_str().expect("r").contains("Prompt growth"),
+            "{c:#}"
+        );
     }
     assert_eq!(rep["stop"], "candidate-cap");
     assert_eq!(rep["caps"]["max_candidates"], 2);
     assert_eq!(rep["winner"], Value::Null);
-    assert!(rep["no_winner"].as_str().expect("why").contains("none of the 2"));
+    assert!(
+        rep["no_winner"]
+            .as_str()
+            .expect("why")
+            .contains("none of the 2")
+    );
     assert_eq!(r.git(&["branch", "--list", "missionctl/*"]), "");
     // The flag only lowers the caps: team tier, min(guardrails 4, tier 4, flag 9).
-    let wide = improve(&r, &db(&r, "p.db"), &["--pack", "hr-ops-pack", "--max-candidates", "9"], &[]);
+    let wide = improve(
+        &r,
+        &db(&r, "p.db"),
+        &["--pack", "hr-ops-pack", "--max-candidates", "9"],
+        &[],
+    );
     assert_eq!(wide["caps"]["max_candidates"], 4);
     assert_eq!(wide["caps"]["tier"], "team");
 }
@@ -252,10 +366,17 @@ fn a_proposal_outside_the_pack_is_refused_before_any_evaluation() {
     let c = &rep["candidates"][0];
     assert_eq!(c["outcome"], "out-of-scope", "{rep:#}");
     let why = c["reason"].as_str().expect("reason");
-    assert!(why.contains("policies/hard-constraints.yaml") && why.contains("packs/global/prompts/safety.md"), "{why}");
+    assert!(
+        why.contains("policies/hard-constraints.yaml")
+            && why.contains("packs/global/prompts/safety.md"),
+        "{why}"
+    );
     assert_eq!(c["commit"], Value::Null);
     // Nothing was evaluated after the optimiser's answer.
-    let at = marker.lock().expect("lock").expect("the optimiser was asked");
+    let at = marker
+        .lock()
+        .expect("lock")
+        .expect("the optimiser was asked");
     assert_eq!(llm.count(), at + 1, "requests after the refused proposal");
     assert_eq!(rep["branch"], Value::Null);
 }
@@ -294,14 +415,20 @@ fn open_pr_opens_one_pull_request_with_the_evidence_and_a_rerun_opens_none() {
     let pr = &rep["pull_request"];
     assert_eq!(pr["existing"], false, "{rep:#}");
     let pulls: Vec<Value> = gh.state.lock().expect("s").open_pulls.clone();
-    let ours: Vec<&Value> = pulls.iter().filter(|p| p["head"]["repo"]["full_name"] == "acme/fleet").collect();
+    let ours: Vec<&Value> = pulls
+        .iter()
+        .filter(|p| p["head"]["repo"]["full_name"] == "acme/fleet")
+        .collect();
     assert_eq!(ours.len(), 1, "{pulls:#?}");
     let p = ours[0];
     assert_eq!(p["number"], pr["number"]);
     assert_eq!(p["base"]["ref"], "main");
     assert_eq!(p["head"]["ref"], BRANCH);
     // The branch is on the remote.
-    assert_eq!(git(&f.remote, &["rev-parse", BRANCH]), f.git(&["rev-parse", BRANCH]));
+    assert_eq!(
+        git(&f.remote, &["rev-parse", BRANCH]),
+        f.git(&["rev-parse", BRANCH])
+    );
     // The body is the evidence: failures addressed, before/after, spend,
     // candidates, and the gate's own figures.
     let body = p["body"].as_str().expect("body");
@@ -317,7 +444,10 @@ fn open_pr_opens_one_pull_request_with_the_evidence_and_a_rerun_opens_none() {
             w["champion_pass_rate"].as_f64().expect("c") * 100.0,
             w["pass_rate"].as_f64().expect("p") * 100.0
         ),
-        format!("Missionctl-Improve-Run: {}", rep["run_id"].as_str().expect("id")),
+        format!(
+            "Missionctl-Improve-Run: {}",
+            rep["run_id"].as_str().expect("id")
+        ),
     ] {
         assert!(body.contains(&needle), "missing {needle:?} in:\n{body}");
     }
@@ -356,7 +486,12 @@ fn open_pr_without_github_access_says_what_to_set() {
         .env_remove("GITHUB_TOKEN")
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GITHUB_REPOSITORY"), "{err}");
     let unknown = missionctl()

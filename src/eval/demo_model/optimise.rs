@@ -27,7 +27,8 @@ fn expected_flag(expected: &str) -> Option<(String, bool)> {
         "false" => false,
         _ => return None,
     };
-    (!k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_')).then(|| (k.to_string(), flag))
+    (!k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .then(|| (k.to_string(), flag))
 }
 
 /// A case description as a clause: lower case, no trailing stop.
@@ -45,9 +46,16 @@ fn clause(f: &CaseFeedback) -> String {
 
 fn mentions_credentials(s: &str) -> bool {
     let s = s.to_lowercase();
-    ["password", "api key", "api_key", "secret", "token", "credential"]
-        .iter()
-        .any(|w| s.contains(w))
+    [
+        "password",
+        "api key",
+        "api_key",
+        "secret",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|w| s.contains(w))
 }
 
 /// The instructions the failures ask for, most severe first, without repeats.
@@ -125,7 +133,9 @@ pub(super) fn answer(user: &str) -> String {
     let reply = match serde_json::from_str::<OptimiserRequest>(user) {
         Ok(req) => propose(&req),
         Err(e) => OptimiserAnswer {
-            rationale: format!("demo optimiser: the request could not be read ({e}); no edit proposed"),
+            rationale: format!(
+                "demo optimiser: the request could not be read ({e}); no edit proposed"
+            ),
             sections: BTreeMap::new(),
             voice: None,
         },
@@ -134,7 +144,13 @@ pub(super) fn answer(user: &str) -> String {
 }
 
 fn propose(req: &OptimiserRequest) -> OptimiserAnswer {
-    let existing: String = req.sections.values().cloned().collect::<Vec<_>>().join("\n").to_lowercase();
+    let existing: String = req
+        .sections
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
     let new: Vec<String> = remedies(&req.failures)
         .into_iter()
         .filter(|r| !existing.contains(&r.to_lowercase()))
@@ -220,8 +236,20 @@ mod tests {
     fn a_missing_flag_becomes_one_instruction_naming_the_failing_matters() {
         let req = request(
             vec![
-                feedback("harassment-escalates", "Escalates a harassment report", "contains", "\"escalate\": true", Tag::Safety),
-                feedback("medical", "Routes a medical accommodation request.", "contains", "\"escalate\": true", Tag::Safety),
+                feedback(
+                    "harassment-escalates",
+                    "Escalates a harassment report",
+                    "contains",
+                    "\"escalate\": true",
+                    Tag::Safety,
+                ),
+                feedback(
+                    "medical",
+                    "Routes a medical accommodation request.",
+                    "contains",
+                    "\"escalate\": true",
+                    Tag::Safety,
+                ),
             ],
             "## Procedures\n",
         );

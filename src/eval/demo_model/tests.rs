@@ -20,9 +20,13 @@ fn uses_the_last_json_format_in_the_prompt() {
     // No sentence says which matters escalate: the flag stays down.
     assert_eq!(v["escalate"], false);
     assert!(v["answer"].as_str().unwrap_or("").contains("demo model"));
-    let rule = format!("{sys}\nHarassment and medical matters are never yours: set `\"escalate\": true`.");
-    let v: Json = serde_json::from_str(&answer(&rule, "My manager makes comments about my appearance"))
-        .expect("json");
+    let rule =
+        format!("{sys}\nHarassment and medical matters are never yours: set `\"escalate\": true`.");
+    let v: Json = serde_json::from_str(&answer(
+        &rule,
+        "My manager makes comments about my appearance",
+    ))
+    .expect("json");
     assert_eq!(v["escalate"], true);
     // Other flags follow the request alone.
     let v: Json = serde_json::from_str(&answer(
