@@ -76,7 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .block_on(missionctl::github::Gh::from_env(a.repository.as_deref()))
                 .map_err(|e| anyhow::anyhow!("--open-pr needs GitHub access: {e}"))?;
             Publish::PullRequest {
-                gh,
+                gh: Box::new(gh),
                 remote: a.remote.clone(),
             }
         } else {
@@ -91,7 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             max_candidates: a.max_candidates,
             publish,
             on_step: (a.format == OutFormat::Human)
-                .then(|| Arc::new(|l: &str| eprintln!("{l}")) as Arc<dyn Fn(&str) + Send + Sync>),
+                .then(|| Arc::new(|l: &str| eprintln!("{l}")) as improve::OnStep),
         };
         match rt.block_on(improve::run(&opts)) {
             Ok(r) => {

@@ -258,8 +258,8 @@ async fn bad_version(f: &Fleet) -> Result<(), QuickstartError> {
     );
     edit(
         &f.hr().join("prompts/procedures.md"),
-        "never handled by you",
-        "handled by you when you can",
+        "are never handled by you: set `\"escalate\": true`,",
+        "are handled by you when you can;",
     )?;
     edit(
         &f.hr().join("pack.yaml"),
@@ -287,9 +287,81 @@ async fn bad_version(f: &Fleet) -> Result<(), QuickstartError> {
     Ok(())
 }
 
-/// Step 7: the decision history.
+/// Step 7: the worker proposes a fix for the rolled-back change, and the
+/// gate passes it. Nothing is merged: that stays with reviewers.
+async fn improve(f: &Fleet) -> Result<(), QuickstartError> {
+    say(
+        "\n7. the improvement worker: the author re-proposes the rolled-back change on a branch; `missionctl improve` reads what it gets wrong and proposes a fix",
+    );
+    git(&f.work, &["pull", "-q", "--ff-only", "origin", "main"])?;
+    git(&f.work, &["switch", "-q", "-c", "sensitive-matters"])?;
+    git(&f.work, &["revert", "--no-edit", "HEAD"])?;
+    let report = missionctl::improve::run(&missionctl::improve::ImproveOptions {
+        repo: f.work.clone(),
+        pack_id: "hr-ops-pack".into(),
+        base: "sensitive-matters".into(),
+        db_url: f.db.clone(),
+        budget_usd: None,
+        max_candidates: None,
+        publish: missionctl::improve::Publish::Branch,
+        on_step: None,
+    })
+    .await
+    .map_err(step("improve"))?;
+    say(&format!(
+        "   signal: {} failing case(s): {}",
+        report.failures.len(),
+        report
+            .failures
+            .iter()
+            .map(|c| c.case_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (Some(w), Some(branch)) = (report.winner(), report.branch.as_deref()) else {
+        return Err(QuickstartError::Step(format!(
+            "the worker proposed nothing: {}",
+            report.no_winner.as_deref().unwrap_or(&report.stop_detail)
+        )));
+    };
+    say(&format!(
+        "   the worker proposes {} on branch {branch} ({} candidate(s), ${:.4}): fixes {}",
+        w.version,
+        report.candidates.len(),
+        report.spend_usd,
+        w.fixed.join(", ")
+    ));
+    let ev = gate::run(GateOptions {
+        repo: f.work.clone(),
+        base: "main".into(),
+        head: branch.to_string(),
+        out: None,
+        db_url: f.db.clone(),
+        skip_paid_calls: false,
+        progress: false,
+        spend_limit_usd: None,
+    })
+    .await
+    .map_err(step("gate"))?;
+    let first = gate::render_markdown(&ev)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    say(&format!(
+        "   the gate on the proposal against main: {first}\n   it waits for review like any pull request (missionctl improve --open-pr opens one)"
+    ));
+    if ev.blocked {
+        return Err(QuickstartError::Step(format!(
+            "the gate blocked the worker's proposal: {first}"
+        )));
+    }
+    Ok(())
+}
+
+/// Step 8: the decision history.
 async fn history(f: &Fleet) -> Result<(), QuickstartError> {
-    say("\n7. the decision history (missionctl decisions):");
+    say("\n8. the decision history (missionctl decisions):");
     let decisions = f
         .store
         .decisions(Some("hr-ops-pack"))
@@ -331,6 +403,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
     );
     canary(&f.reg, &f.store, 0.97, "1.1.0").await?;
     bad_version(&f).await?;
+    improve(&f).await?;
     history(&f).await
 }
 

@@ -387,7 +387,7 @@ pub(crate) struct Runtime {
     pub engine: Arc<Engine>,
     demo: Option<crate::eval::demo_model::DemoServer>,
     openclaw: Option<Arc<crate::eval::openclaw::Target>>,
-    _gateway_dir: tempfile::TempDir,
+    gateway_dir: tempfile::TempDir,
 }
 
 impl Runtime {
@@ -441,7 +441,7 @@ impl Runtime {
             engine,
             demo,
             openclaw,
-            _gateway_dir: gateway_dir,
+            gateway_dir,
         })
     }
 
@@ -501,7 +501,7 @@ impl Runtime {
         if let Some(t) = &self.openclaw {
             t.shutdown().await;
         }
-        drop(self._gateway_dir);
+        drop(self.gateway_dir);
         if let Some(d) = self.demo {
             d.shutdown().await;
         }

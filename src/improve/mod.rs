@@ -72,10 +72,13 @@ pub enum Publish {
     Branch,
     /// Push the branch to `remote` and open a pull request (`--open-pr`).
     PullRequest {
-        gh: crate::github::Gh,
+        gh: Box<crate::github::Gh>,
         remote: String,
     },
 }
+
+/// A narration callback: one line per step.
+pub type OnStep = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One `missionctl improve` run.
 pub struct ImproveOptions {
@@ -90,7 +93,7 @@ pub struct ImproveOptions {
     pub max_candidates: Option<u32>,
     pub publish: Publish,
     /// Called with one line per step, for narration.
-    pub on_step: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub on_step: Option<OnStep>,
 }
 
 /// `improve:` in mission.yaml.

@@ -26,7 +26,7 @@ fn rules() -> Vec<String> {
         "Fix the failures shown without breaking what passes; keep the prompt as short as the fix allows.",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect()
 }
 

@@ -246,9 +246,7 @@ impl Report {
             let before = self.champion_scores.get(case).copied().unwrap_or(0.0);
             s.push_str(&format!("| `{case}` | {before:.2} | {after:.2} |\n"));
         }
-        s.push_str(&format!(
-            "\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | note |\n|---:|---|---|---:|---|\n"
-        ));
+        s.push_str("\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | note |\n|---:|---|---|---:|---|\n");
         for c in &self.candidates {
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",

@@ -327,7 +327,12 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     } else {
         None
     };
-    let result = candidates(ctx, r, demo.as_ref().map(|d| d.url())).await;
+    let result = candidates(
+        ctx,
+        r,
+        demo.as_ref().map(crate::eval::demo_model::DemoServer::url),
+    )
+    .await;
     if let Some(d) = demo {
         d.shutdown().await;
     }

@@ -149,7 +149,9 @@ fn benign_typo_passes_with_evidence_and_no_secret_leaks() {
             .any(|q| !is_judge(&q.body) && system_of(&q.body).contains("and offboarding")),
         "champion was evaluated"
     );
-    // Judge: rubric, assertion and pairwise tasks were all asked.
+    // Judge: rubric and assertion tasks were asked; pairwise was not: the
+    // typo changes no answer, and an answer cannot beat itself (a tie per
+    // repeat, without a call).
     let tasks: std::collections::BTreeSet<String> = reqs
         .iter()
         .filter(|q| is_judge(&q.body))
@@ -160,8 +162,11 @@ fn benign_typo_passes_with_evidence_and_no_secret_leaks() {
         .collect();
     assert_eq!(
         tasks.into_iter().collect::<Vec<_>>(),
-        ["assertion", "pairwise", "rubric"]
+        ["assertion", "rubric"]
     );
+    let pw = &run.evidence["packs"][0]["pairwise"];
+    assert!(pw["ties"].as_u64().expect("ties") > 0, "{pw}");
+    assert_eq!(pw["challenger_wins"], 0);
     // eval_result.jsonl carries every contract field.
     let out = r.dir.path().join("evidence-typo/eval_result.jsonl");
     let rows: Vec<Value> = std::fs::read_to_string(out)
@@ -411,6 +416,15 @@ fn judge_position_bias_counts_as_a_tie() {
                     r#"{"winner": "A", "reason": "first is best"}"#,
                 ));
             }
+        } else if system_of(body).contains("workplace\nPolicies") {
+            // The challenger answers differently, so the pair is judged.
+            let mut r = missionctl::eval::demo_model::respond(body);
+            let c = r["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            r["choices"][0]["message"]["content"] = Value::String(format!("{c} "));
+            return Reply::Json(r);
         }
         Reply::Json(missionctl::eval::demo_model::respond(body))
     });
