@@ -38,7 +38,7 @@ PY
 echo
 echo "| run | failing | fixed | candidates | stop | optimiser calls | model requests | cache hits | rollouts | GEPA light budget | spend | wall |"
 echo "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-"$bin" init "$dir/defect" >/dev/null
+"$bin" init "$dir/defect" >/dev/null 2>&1
 p="$dir/defect/packs/domains/hr-ops"
 sed -i 's/are never handled by you: set `"escalate": true`,/are handled by you when you can;/' "$p/prompts/procedures.md"
 sed -i 's/^version: 1.0.0/version: 1.1.0/' "$p/pack.yaml"
@@ -50,10 +50,20 @@ for pass in cold warm; do
   row "defect fixture, $pass" "$dir/r.json" "$(echo "$e - $s" | bc)"
 done
 
-"$bin" init "$dir/t" >/dev/null
+# The cap reached: every candidate grows the prompt past a 5-token cap, so
+# all max_candidates_per_run (4) are proposed, evaluated and discarded.
+cp -r "$dir/defect" "$dir/capped"
+sed -i 's/^max_prompt_growth_tokens: 400/max_prompt_growth_tokens: 5/' "$dir/capped/policies/guardrails.yaml"
+git -C "$dir/capped" -c user.name=b -c user.email=b@localhost commit -qam "a 5-token growth cap"
+s=$(date +%s.%N)
+"$bin" improve --pack hr-ops-pack --repo "$dir/capped" --db "sqlite://$dir/capped.db" --format json > "$dir/r.json"
+e=$(date +%s.%N)
+row "defect, 4 candidates (growth cap)" "$dir/r.json" "$(echo "$e - $s" | bc)"
+
+"$bin" init "$dir/t" >/dev/null 2>&1
 for pack in $("$bin" packs list --repo "$dir/t" --format json | python3 -c 'import json,sys; print(" ".join(p["id"] for p in json.load(sys.stdin)))'); do
   s=$(date +%s.%N)
-  "$bin" improve --pack "$pack" --repo "$dir/t" --db "sqlite://$dir/t.db" --format json > "$dir/r.json"
+  "$bin" improve --pack "$pack" --repo "$dir/t" --db "sqlite://$dir/t-$pack.db" --format json > "$dir/r.json"
   e=$(date +%s.%N)
   row "$pack" "$dir/r.json" "$(echo "$e - $s" | bc)"
 done

@@ -265,7 +265,11 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     r.spend_usd += base.cost_usd;
     r.calls.evaluation += base.requests.0;
     r.calls.cache_hits += base.requests.1;
-    r.calls.rollouts += base.done.len() as u64;
+    r.calls.rollouts += base
+        .done
+        .iter()
+        .filter(|d| !d.run.cached && d.run.error.is_none())
+        .count() as u64;
     r.chains = base.chains;
     r.champion_scores = select::case_scores(&base.results, Variant::Champion);
     let not_paid = base
@@ -356,6 +360,9 @@ async fn candidates(
         feedback: r.failures.clone(),
     }];
     let mut history: Vec<TriedCandidate> = Vec::new();
+    // What each proposal edits (sections and voice, not the version), to
+    // tell a repeated proposal from a new one.
+    let mut seen: Vec<(String, u32)> = Vec::new();
     r.stop = StopReason::CandidateCap;
     r.stop_detail = format!(
         "{} candidate(s) tried, the cap for tier {}",
@@ -494,6 +501,25 @@ async fn candidates(
             .filter(|(p, t)| ctx.champion_files.get(*p) != Some(*t))
             .map(|(p, t)| (p.clone(), t.clone()))
             .collect();
+        let content = {
+            let mut h = Sha256::new();
+            for (p, t) in edits.iter().filter(|(p, _)| **p != ctx.champion.file) {
+                h.update(p.as_bytes());
+                h.update([0]);
+                h.update(t.as_bytes());
+                h.update([0]);
+            }
+            h.update(serde_json::to_string(&voice).unwrap_or_default().as_bytes());
+            hex::encode(h.finalize())
+        };
+        if let Some((_, k)) = seen.iter().find(|(c, _)| *c == content) {
+            cand.reason = Some(format!("the same edit as candidate #{k}"));
+            r.stop = StopReason::NoImprovement;
+            r.stop_detail = format!("the optimiser repeated candidate #{k}");
+            r.candidates.push(cand);
+            break;
+        }
+        seen.push((content, n));
         let refusals = scope::check(&ctx.champion, &edits);
         if !refusals.is_empty() {
             cand.outcome = CandidateOutcome::OutOfScope;

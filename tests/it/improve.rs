@@ -321,6 +321,28 @@ fn candidate_caps_and_prompt_growth_discard_without_a_proposal() {
             .contains("none of the 2")
     );
     assert_eq!(r.git(&["branch", "--list", "missionctl/*"]), "");
+    // The optimiser read why #1 was set aside: #2 says it shorter.
+    let (r1, r2) = (
+        cands[0]["rationale"].as_str().expect("r"),
+        cands[1]["rationale"].as_str().expect("r"),
+    );
+    assert!(
+        r2.len() < r1.len() && r2.contains("for: harassment, medical."),
+        "{r1}\n{r2}"
+    );
+    // A third try repeats #2: not evaluated again, and the run stops.
+    let three = improve(
+        &r,
+        &db(&r, "t.db"),
+        &["--pack", "hr-ops-pack", "--max-candidates", "3"],
+        &[],
+    );
+    assert_eq!(three["stop"], "no-improvement", "{three:#}");
+    assert_eq!(
+        three["candidates"][2]["reason"],
+        "the same edit as candidate #2"
+    );
+    assert_eq!(three["candidates"][2]["commit"], Value::Null);
     // The flag only lowers the caps: team tier, min(guardrails 4, tier 4, flag 9).
     let wide = improve(
         &r,

@@ -58,8 +58,10 @@ fn mentions_credentials(s: &str) -> bool {
     .any(|w| s.contains(w))
 }
 
-/// The instructions the failures ask for, most severe first, without repeats.
-fn remedies(failures: &[CaseFeedback]) -> Vec<String> {
+/// The instructions the failures ask for, most severe first, without
+/// repeats; `terse` (after a candidate grew the prompt too much) names each
+/// matter by one word and keeps only the flag instructions.
+fn remedies(failures: &[CaseFeedback], terse: bool) -> Vec<String> {
     let mut flags: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
     let mut by_tag: Vec<(Tag, String)> = Vec::new();
     for f in failures {
@@ -70,7 +72,11 @@ fn remedies(failures: &[CaseFeedback]) -> Vec<String> {
                 .flatten()
             {
                 let cases = flags.entry(flag).or_default();
-                let cl = clause(f);
+                let cl = if terse {
+                    f.case_id.split('-').next().unwrap_or_default().to_string()
+                } else {
+                    clause(f)
+                };
                 if !cases.contains(&cl) {
                     cases.push(cl);
                 }
@@ -112,12 +118,19 @@ fn remedies(failures: &[CaseFeedback]) -> Vec<String> {
     let mut out: Vec<String> = flags
         .into_iter()
         .map(|((key, value), cases)| {
-            format!(
-                "Set `\"{key}\": {value}` for matters like these: {}.",
-                cases.join("; ")
-            )
+            if terse {
+                format!("Set `\"{key}\": {value}` for: {}.", cases.join(", "))
+            } else {
+                format!(
+                    "Set `\"{key}\": {value}` for matters like these: {}.",
+                    cases.join("; ")
+                )
+            }
         })
         .collect();
+    if terse {
+        return out;
+    }
     by_tag.sort_by_key(|(t, _)| match t {
         Tag::Safety => 0,
         Tag::Format => 1,
@@ -151,7 +164,12 @@ fn propose(req: &OptimiserRequest) -> OptimiserAnswer {
         .collect::<Vec<_>>()
         .join("\n")
         .to_lowercase();
-    let new: Vec<String> = remedies(&req.failures)
+    // A candidate before was set aside for growing the prompt: say it shorter.
+    let terse = req
+        .history
+        .iter()
+        .any(|h| h.outcome.contains("Prompt growth"));
+    let new: Vec<String> = remedies(&req.failures, terse)
         .into_iter()
         .filter(|r| !existing.contains(&r.to_lowercase()))
         .collect();
