@@ -58,7 +58,7 @@ git -C "$dir/capped" -c user.name=b -c user.email=b@localhost commit -qam "a 5-t
 s=$(date +%s.%N)
 "$bin" improve --pack hr-ops-pack --repo "$dir/capped" --db "sqlite://$dir/capped.db" --format json > "$dir/r.json"
 e=$(date +%s.%N)
-row "defect, 4 candidates (growth cap)" "$dir/r.json" "$(echo "$e - $s" | bc)"
+row "defect, growth cap 5 tokens" "$dir/r.json" "$(echo "$e - $s" | bc)"
 
 "$bin" init "$dir/t" >/dev/null 2>&1
 for pack in $("$bin" packs list --repo "$dir/t" --format json | python3 -c 'import json,sys; print(" ".join(p["id"] for p in json.load(sys.stdin)))'); do
