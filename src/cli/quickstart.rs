@@ -159,6 +159,32 @@ async fn setup(dir: PathBuf) -> Result<Fleet, QuickstartError> {
     Ok(fleet)
 }
 
+/// The gate on `head` against main, and its verdict line.
+async fn gate_against_main(
+    f: &Fleet,
+    head: &str,
+    out: Option<PathBuf>,
+) -> Result<(gate::Evidence, String), QuickstartError> {
+    let ev = gate::run(GateOptions {
+        repo: f.work.clone(),
+        base: "main".into(),
+        head: head.into(),
+        out,
+        db_url: f.db.clone(),
+        skip_paid_calls: false,
+        progress: false,
+        spend_limit_usd: None,
+    })
+    .await
+    .map_err(step("gate"))?;
+    let first = gate::render_markdown(&ev)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok((ev, first))
+}
+
 /// Steps 2 and 3: a challenger branch, and the gate against main.
 async fn challenger_and_gate(f: &Fleet) -> Result<(), QuickstartError> {
     say(
@@ -180,23 +206,7 @@ async fn challenger_and_gate(f: &Fleet) -> Result<(), QuickstartError> {
         "\n3. the gate: challenger (branch) against champion (main) on every affected scope chain, with the built-in demo model",
     );
     let evidence = f.dir.join("evidence");
-    let ev = gate::run(GateOptions {
-        repo: f.work.clone(),
-        base: "main".into(),
-        head: "sharper-hr-answers".into(),
-        out: Some(evidence.clone()),
-        db_url: f.db.clone(),
-        skip_paid_calls: false,
-        progress: false,
-        spend_limit_usd: None,
-    })
-    .await
-    .map_err(step("gate"))?;
-    let first = gate::render_markdown(&ev)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let (ev, first) = gate_against_main(f, "sharper-hr-answers", Some(evidence.clone())).await?;
     say(&format!("   {first}"));
     if let Some(p) = ev.packs.first() {
         say(&format!(
@@ -331,23 +341,7 @@ async fn improve(f: &Fleet) -> Result<(), QuickstartError> {
         report.spend_usd,
         w.fixed.join(", ")
     ));
-    let ev = gate::run(GateOptions {
-        repo: f.work.clone(),
-        base: "main".into(),
-        head: branch.to_string(),
-        out: None,
-        db_url: f.db.clone(),
-        skip_paid_calls: false,
-        progress: false,
-        spend_limit_usd: None,
-    })
-    .await
-    .map_err(step("gate"))?;
-    let first = gate::render_markdown(&ev)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let (ev, first) = gate_against_main(f, branch, None).await?;
     say(&format!(
         "   the gate on the proposal against main: {first}\n   it waits for review like any pull request (missionctl improve --open-pr opens one)"
     ));
