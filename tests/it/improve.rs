@@ -75,7 +75,33 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
     let r = TestRepo::new();
     drop_escalation_rule(&r);
     let db = db(&r, "state.db");
+    // Production runs of the defective version: sensitive-matter tasks fail.
+    let runs: String = (0..20)
+        .map(|i| {
+            let (task, ok, code) = match i % 4 {
+                0 => ("sensitive-matter", false, json!("escalation_missed")),
+                1 => ("sensitive-matter", true, Value::Null),
+                _ => ("leave-question", true, Value::Null),
+            };
+            json!({
+                "run_id": format!("r{i}"), "tenant_id": "acme", "user_id": "alice", "agent_id": "a1",
+                "pack_id": "hr-ops-pack", "pack_version": "1.1.0", "task_type": task,
+                "latency_ms": 900.0, "cost_usd": 0.001, "success_bool": ok, "error_code": code,
+                "created_at": missionctl::time_util::now_rfc3339(),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    r.write("runs.jsonl", &runs);
+    let ingest = r.run(&["telemetry", "ingest", "runs.jsonl", "--repo", r.work.to_str().expect("p"), "--db", &db]);
+    assert_success(&ingest);
+    r.remove("runs.jsonl");
     let rep = improve(&r, &db, &["--pack", "hr-ops-pack"], &[]);
+    let t = &rep["telemetry"];
+    assert_eq!(t["runs"], 20, "{t:#}");
+    assert_eq!(t["worst_task_types"][0], json!(["sensitive-matter", 10, 0.5]));
+    assert_eq!(t["error_codes"][0], json!(["escalation_missed", 5]));
     let failing: Vec<&str> = rep["failures"]
         .as_array()
         .expect("failures")
