@@ -94,6 +94,9 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
         })
         .collect();
     r.write("runs.jsonl", &runs);
+    // The registry accepts runs of the packs it serves: import main first.
+    let rec = r.run(&["reconcile", "--once", "--repo", r.work.to_str().expect("p"), "--db", &db]);
+    assert_success(&rec);
     let ingest = r.run(&["telemetry", "ingest", "runs.jsonl", "--repo", r.work.to_str().expect("p"), "--db", &db]);
     assert_success(&ingest);
     r.remove("runs.jsonl");
