@@ -45,7 +45,7 @@ fn sequential(rng: &mut impl Rng, canary_p: f64, cap: usize) -> (usize, bool) {
         }
         match evaluate(&champion, &canary, &p, 0.0) {
             Verdict::Rollback { .. } => return (canary.success.len(), true),
-            Verdict::Advance => return (canary.success.len(), false),
+            Verdict::Advance { .. } => return (canary.success.len(), false),
             _ if canary.success.len() >= cap => return (canary.success.len(), false),
             _ => {}
         }

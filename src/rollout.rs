@@ -101,8 +101,8 @@ impl Sprt {
 pub enum Verdict {
     /// Keep collecting.
     Wait { why: String },
-    /// Move to the next step (or complete at 100%).
-    Advance,
+    /// Move to the next step (or complete at 100%), on these figures.
+    Advance { figures: Box<StepFigures> },
     Rollback {
         why: String,
         figures: Box<StepFigures>,
@@ -178,7 +178,9 @@ pub fn evaluate(
             };
         }
         if sprt.holds() {
-            return Verdict::Advance;
+            return Verdict::Advance {
+                figures: figures(&sprt),
+            };
         }
     }
     if minutes_in_step >= params.step_deadline_minutes {
@@ -258,10 +260,10 @@ mod tests {
         let v = evaluate(&sample(200, 20), &sample(60, 4), &params(), 1.0);
         assert!(matches!(v, Verdict::Rollback { .. }), "{v:?}");
         // Same health: advances once both arms have enough runs.
-        assert_eq!(
+        assert!(matches!(
             evaluate(&sample(300, 20), &sample(300, 20), &params(), 1.0),
-            Verdict::Advance
-        );
+            Verdict::Advance { .. }
+        ));
         // Not enough data: waits, then stalls past the deadline; never advances.
         assert!(matches!(
             evaluate(&sample(5, 0), &sample(3, 0), &params(), 1.0),

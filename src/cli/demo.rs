@@ -32,7 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
-        println!(
+        outln!(
             "missionctl demo model listening on {} (a deterministic stand-in for an OpenAI-compatible model, not a language model)",
             s.url()
         );

@@ -22,8 +22,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let head = pack::load(&super::open_tree(&a.repo, Some(&a.head))?);
     let report = diff::diff(&base, &head);
     match a.format {
-        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutFormat::Human => print!("{}", human(&report)),
+        OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+        OutFormat::Human => out!("{}", human(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -98,9 +98,9 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let md = gate::render_markdown(&ev);
-    print!("{md}");
+    out!("{md}");
     if std::env::var_os("GITHUB_ACTIONS").is_some() {
-        print!(
+        out!(
             "{}",
             missionctl::diagnostic::render::github(&ev.validation_errors)
         );

@@ -59,7 +59,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     if let Err(e) = github::report::actions_outputs(&ev, &md, &evidence) {
         eprintln!("warning: cannot write the job summary or outputs: {e}");
     }
-    println!("{}", serde_json::to_string(&outcome)?);
+    outln!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,7 +155,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         }
     };
     let md = missionctl::gate::render_markdown(&ev);
-    print!("{md}");
+    out!("{md}");
     let (gh, pr) = github;
     let outcome = rt.block_on(github::report::post(
         &gh,
@@ -168,6 +168,6 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
     if let Err(e) = github::report::actions_outputs(&ev, &md, &t.out) {
         eprintln!("warning: cannot write the job summary or outputs: {e}");
     }
-    println!("{}", serde_json::to_string(&outcome)?);
+    outln!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }

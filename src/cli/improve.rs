@@ -96,7 +96,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         match rt.block_on(improve::run(&opts)) {
             Ok(r) => {
                 if a.format == OutFormat::Human {
-                    print!("{}", r.summary());
+                    out!("{}", r.summary());
                 }
                 reports.push(r);
             }
@@ -107,7 +107,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if a.format == OutFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(if failed > 0 {
         ExitCode::from(2)
@@ -125,15 +125,21 @@ async fn list(a: &Args, db_url: &str) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|r| serde_json::from_str(&r.report).unwrap_or_else(|_| serde_json::json!(r)))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&reports)?);
+            outln!("{}", serde_json::to_string_pretty(&reports)?);
         }
         OutFormat::Human => {
-            println!(
+            outln!(
                 "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} PROPOSAL",
-                "RUN", "PACK", "CHAMPION", "STOP", "CANDS", "SPEND", "STARTED"
+                "RUN",
+                "PACK",
+                "CHAMPION",
+                "STOP",
+                "CANDS",
+                "SPEND",
+                "STARTED"
             );
             for r in &rows {
-                println!(
+                outln!(
                     "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} {}",
                     r.run_id,
                     r.pack_id,

@@ -32,17 +32,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let d = a.dir.display();
-    println!(
+    outln!(
         "Created pack repository in {d} (commit {:.8} on main).",
         oid.to_string()
     );
-    println!();
-    println!("Next steps:");
-    println!("  cd {d}");
-    println!("  missionctl validate                     # every file and rule, with file:line:col");
-    println!("  missionctl resolve --domain hr-ops --tenant acme --user alice --explain");
-    println!("  missionctl packs list                   # prompt_pack records, champions on main");
-    println!("  git switch -c my-change                 # edit a pack, bump its version, then:");
-    println!("  missionctl diff main HEAD");
+    outln!();
+    outln!("Next steps:");
+    outln!("  cd {d}");
+    outln!("  missionctl validate                     # every file and rule, with file:line:col");
+    outln!("  missionctl resolve --domain hr-ops --tenant acme --user alice --explain");
+    outln!("  missionctl packs list                   # prompt_pack records, champions on main");
+    outln!("  git switch -c my-change                 # edit a pack, bump its version, then:");
+    outln!("  missionctl diff main HEAD");
     Ok(ExitCode::SUCCESS)
 }

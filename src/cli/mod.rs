@@ -1,12 +1,25 @@
 //! Command-line surface. Each command lives in its own file and only wires
 //! flags to the library.
 
+/// `println!` for command output: when stdout is closed (the reader, e.g.
+/// `head`, went away) the process ends quietly with status 0, as ripgrep
+/// does, instead of panicking; any other write error is exit 2.
+macro_rules! outln {
+    () => { $crate::cli::write_out(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*), true) };
+}
+/// `print!` for command output, with [`outln!`]'s handling of a closed stdout.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*), false) };
+}
+
 mod demo;
 mod diff;
 mod gate;
 mod github;
 mod improve;
 mod init;
+pub mod log;
 mod openclaw;
 mod packs;
 mod quickstart;
@@ -219,4 +232,21 @@ pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
 
 pub fn color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Write command output to stdout (see [`outln!`]).
+pub fn write_out(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let r = o
+        .write_fmt(args)
+        .and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| o.flush());
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
 }

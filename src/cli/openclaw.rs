@@ -75,7 +75,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Render(a) => render_cmd(a),
         Command::Plugin { out } => {
             missionctl::openclaw::plugin::write(&out)?;
-            println!(
+            outln!(
                 "{}: the missionctl-telemetry plugin. Load it with plugins.load.paths: [\"{}\"] and plugins.entries.missionctl-telemetry: {{ enabled: true, hooks: {{ allowConversationAccess: true }}, config: {{ registryUrl: \"…\", tokenFile: \"…\" }} }}",
                 out.display(),
                 out.display()
@@ -155,7 +155,7 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
         &format!("{}\n", serde_json::to_string_pretty(&fragment)?),
     )
     .with_context(|| format!("writing {}", fragment_path.display()))?;
-    println!(
+    outln!(
         "{}: {} {} for agent `{id}` ({})",
         a.out.display(),
         r.pack_id,
@@ -166,7 +166,7 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
             "unchanged"
         }
     );
-    println!(
+    outln!(
         "config fragment: {} (include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }})",
         fragment_path.display(),
         fragment_path.display()
@@ -196,7 +196,7 @@ async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
             match e {
-                sync::Event::Delivered { .. } => println!("{e}"),
+                sync::Event::Delivered { .. } => outln!("{e}"),
                 _ => eprintln!("{e}"),
             }
         }

@@ -40,14 +40,19 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             match format {
-                OutFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+                OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&records)?),
                 OutFormat::Human => {
-                    println!(
+                    outln!(
                         "{:<30} {:<8} {:<26} {:<10} {:<11} {:<20} CREATED BY",
-                        "ID", "SCOPE", "SCOPE ID", "VERSION", "STATUS", "CREATED AT"
+                        "ID",
+                        "SCOPE",
+                        "SCOPE ID",
+                        "VERSION",
+                        "STATUS",
+                        "CREATED AT"
                     );
                     for r in &records {
-                        println!(
+                        outln!(
                             "{:<30} {:<8} {:<26} {:<10} {:<11} {:<20} {}",
                             r.id,
                             r.scope_type,

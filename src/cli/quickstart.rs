@@ -62,7 +62,7 @@ pub(super) fn edit(path: &Path, from: &str, to: &str) -> Result<(), QuickstartEr
 }
 
 pub(super) fn say(line: &str) {
-    println!("{line}");
+    outln!("{line}");
 }
 
 /// Simulated harness traffic for one round: `n` runs across acme's and

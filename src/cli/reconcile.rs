@@ -70,10 +70,10 @@ pub struct ReconcileArgs {
 
 fn print_outcome(out: &Outcome, format: OutFormat) -> anyhow::Result<()> {
     match format {
-        OutFormat::Json => println!("{}", serde_json::to_string(out)?),
+        OutFormat::Json => outln!("{}", serde_json::to_string(out)?),
         OutFormat::Human => {
             for d in &out.decisions {
-                println!(
+                outln!(
                     "{:<8} {:<32} {} -> {}  [{:.8}{}] {}",
                     d.decision,
                     d.pack_id,
@@ -276,7 +276,7 @@ pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
         &a.reason,
         &target,
     )?;
-    println!(
+    outln!(
         "rolled back {} from {} to {} (content of {:.8}) in commit {:.8} on {}",
         out.pack_id,
         out.from_version,
@@ -307,14 +307,19 @@ pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(store.decisions(a.pack.as_deref()).await?)
     })?;
     match a.format {
-        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&list)?),
         OutFormat::Human => {
-            println!(
+            outln!(
                 "{:<20} {:<8} {:<30} {:<26} {:<26} {:<10} REASON",
-                "WHEN", "DECISION", "PACK", "CHAMPION", "CHALLENGER", "COMMIT"
+                "WHEN",
+                "DECISION",
+                "PACK",
+                "CHAMPION",
+                "CHALLENGER",
+                "COMMIT"
             );
             for d in &list {
-                println!(
+                outln!(
                     "{:<20} {:<8} {:<30} {:<26} {:<26} {:<10} {}",
                     d.created_at.get(..19).unwrap_or(&d.created_at),
                     d.decision,
@@ -358,13 +363,13 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(controller::status(&store, a.all).await?)
     })?;
     match a.format {
-        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&list)?),
         OutFormat::Human => {
             if list.is_empty() {
-                println!("no rollouts in progress");
+                outln!("no rollouts in progress");
             }
             for r in &list {
-                println!(
+                outln!(
                     "{}  {}  {} -> {}  at {}%  next {}",
                     r.pack_id,
                     r.state,
@@ -373,12 +378,19 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
                     r.percent,
                     r.next_step.map_or("-".to_string(), |n| format!("{n}%"))
                 );
-                println!(
-                    "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
-                    "ARM", "RUNS", "SUCCESS", "ERRORS", "P50 MS", "P95 MS", "COST/RUN"
+                outln!(
+                    "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}  ({})",
+                    "ARM",
+                    "RUNS",
+                    "SUCCESS",
+                    "ERRORS",
+                    "P50 MS",
+                    "P95 MS",
+                    "COST/RUN",
+                    r.figures_from
                 );
                 for (arm, k) in [("champion", &r.champion), ("canary", &r.canary)] {
-                    println!(
+                    outln!(
                         "    {:<9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>12}",
                         arm,
                         k.runs,
@@ -391,7 +403,26 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
                 if let Some(d) = &r.detail {
-                    println!("    {}", d.why);
+                    outln!("    {}", d.why);
+                    for h in &d.history {
+                        let sprt = h.figures.sprt.map_or(String::new(), |t| {
+                            format!(
+                                "; SPRT LLR {:.2} (advance at <= {:.2}, roll back at >= {:.2})",
+                                t.llr, t.lower, t.upper
+                            )
+                        });
+                        outln!(
+                            "    step {:>3}%: {} at {}: champion {} runs, {} success; canary {} runs, {} success, p95 {} ms{sprt}",
+                            h.percent,
+                            h.outcome,
+                            h.ended_at,
+                            h.figures.champion.runs,
+                            pct(h.figures.champion.success_rate),
+                            h.figures.canary.runs,
+                            pct(h.figures.canary.success_rate),
+                            ms(h.figures.canary.latency_p95_ms),
+                        );
+                    }
                 }
             }
         }
@@ -426,7 +457,7 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
                 .await?,
         )
     })?;
-    println!("{}", serde_json::to_string_pretty(&rep)?);
+    outln!("{}", serde_json::to_string_pretty(&rep)?);
     Ok(if rep.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -447,7 +478,7 @@ pub struct TokenArgs {
 
 pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
     let t = missionctl::registry::auth::generate();
-    println!("{t}");
+    outln!("{t}");
     eprintln!(
         "Add this entry to the tokens file (it holds only the hash); give the line above to the client:\n"
     );

@@ -86,8 +86,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         o.insert("provenance".into(), serde_json::Value::Object(prov));
     }
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string(&out)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&out)?),
+        Format::Yaml => out!("{}", serde_saphyr::to_string(&out)?),
     }
     Ok(ExitCode::SUCCESS)
 }

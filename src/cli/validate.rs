@@ -33,7 +33,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let diags = validate::validate(&repo, base.as_ref());
     match a.format {
         DiagFormat::Human => {
-            print!("{}", render::human(&diags, &repo, super::color()));
+            out!("{}", render::human(&diags, &repo, super::color()));
             let files = repo.packs.len();
             eprintln!(
                 "{}: {} in {} ({} packs)",
@@ -50,8 +50,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 files
             );
         }
-        DiagFormat::Json => print!("{}", render::json_lines(&diags)),
-        DiagFormat::Github => print!("{}", render::github(&diags)),
+        DiagFormat::Json => out!("{}", render::json_lines(&diags)),
+        DiagFormat::Github => out!("{}", render::github(&diags)),
     }
     Ok(
         if diags

@@ -21,7 +21,7 @@ pub use improve::{
 };
 pub use rollout::{
     Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,
-    RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,
+    RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures, StepRecord,
 };
 pub use run::{RunRow, RunSample};
 pub use scope::{Autonomy, ScopeType, Tier};

@@ -217,7 +217,21 @@ pub struct StepFigures {
     pub min_runs_per_arm: Option<usize>,
 }
 
-/// Why a rollout is where it is, and the figures of its last transition.
+/// One finished step of a rollout: when it ended, how, and on what figures
+/// (both arms and the sequential test), kept for as long as the rollout is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The canary share the step ran at, in percent.
+    pub percent: u32,
+    pub started_at: String,
+    pub ended_at: String,
+    /// `advanced`, `completed` or `rolled_back`.
+    pub outcome: String,
+    pub figures: StepFigures,
+}
+
+/// Why a rollout is where it is, the figures of its last transition, and
+/// every finished step's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutDetail {
     pub why: String,
@@ -225,6 +239,8 @@ pub struct RolloutDetail {
     pub last_step: Option<StepFigures>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figures: Option<StepFigures>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StepRecord>,
 }
 
 impl RolloutDetail {
@@ -233,6 +249,18 @@ impl RolloutDetail {
             why: why.into(),
             last_step: None,
             figures: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// A new reason, keeping the figures and steps recorded so far.
+    pub fn next(prev: Option<&RolloutDetail>, why: impl Into<String>) -> RolloutDetail {
+        match prev {
+            Some(p) => RolloutDetail {
+                why: why.into(),
+                ..p.clone()
+            },
+            None => RolloutDetail::why(why),
         }
     }
 }

@@ -14,7 +14,7 @@ use super::Registry;
 use crate::git::Target;
 use crate::model::{
     Arm, ArmLabel, Decision, DecisionKind, GitOutcome, RollbackFigures, RollbackGit, Rollout,
-    RolloutDetail, RolloutPlan, RolloutState, StepFigures,
+    RolloutDetail, RolloutPlan, RolloutState, StepFigures, StepRecord,
 };
 use crate::reconcile::Outcome;
 use crate::reconcile::rollback;
@@ -85,10 +85,10 @@ pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreErro
                     let mut r = c.clone();
                     r.state = RolloutState::RolledBack;
                     r.updated_at = now.clone();
-                    r.detail = Some(RolloutDetail::why(format!(
-                        "rolled back by commit {:.8}: {}",
-                        d.commit, d.reason
-                    )));
+                    r.detail = Some(RolloutDetail::next(
+                        r.detail.as_ref(),
+                        format!("rolled back by commit {:.8}: {}", d.commit, d.reason),
+                    ));
                     reg.store.put_rollout(&r).await?;
                 }
             }
@@ -131,30 +131,36 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
         let params = Params::from_plan(&r.params);
         let verdict = rollout::evaluate(&champion, &canary, &params, minutes);
         match verdict {
-            Verdict::Advance => {
+            Verdict::Advance { figures } => {
+                let ran_at = r.percent();
                 r.step += 1;
                 let pct = r.steps.get(r.step).copied().unwrap_or(100);
-                let figures = StepFigures {
-                    champion: telemetry::kpis(&champion),
-                    canary: telemetry::kpis(&canary),
-                    sprt: None,
-                    min_runs_per_arm: None,
-                };
-                if pct >= 100 {
-                    r.state = RolloutState::Completed;
-                    r.detail = Some(RolloutDetail {
-                        last_step: Some(figures),
-                        ..RolloutDetail::why("fully promoted: the canary held at every step")
-                    });
+                let done = pct >= 100;
+                let (why, outcome) = if done {
                     events.push(format!("{}: fully promoted ({})", r.pack_id, r.to_version));
+                    (
+                        "fully promoted: the canary held at every step".to_string(),
+                        "completed",
+                    )
                 } else {
-                    r.state = RolloutState::Running;
-                    r.detail = Some(RolloutDetail {
-                        last_step: Some(figures),
-                        ..RolloutDetail::why(format!("advanced to {pct}%"))
-                    });
                     events.push(format!("{}: canary advanced to {pct}%", r.pack_id));
-                }
+                    (format!("advanced to {pct}%"), "advanced")
+                };
+                r.state = if done {
+                    RolloutState::Completed
+                } else {
+                    RolloutState::Running
+                };
+                let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
+                detail.history.push(StepRecord {
+                    percent: ran_at,
+                    started_at: r.step_started_at.clone(),
+                    ended_at: ts(now),
+                    outcome: outcome.into(),
+                    figures: (*figures).clone(),
+                });
+                detail.last_step = Some(*figures);
+                r.detail = Some(detail);
                 r.step_started_at = ts(now);
                 r.updated_at = ts(now);
                 reg.store.put_rollout(&r).await?;
@@ -169,7 +175,7 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
                 if r.state != RolloutState::Stalled {
                     events.push(format!("{}: stalled: {why}", r.pack_id));
                     r.state = RolloutState::Stalled;
-                    r.detail = Some(RolloutDetail::why(why));
+                    r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why));
                     r.updated_at = ts(now);
                     reg.store.put_rollout(&r).await?;
                     changed = true;
@@ -179,7 +185,7 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
                 let prev = r.detail.as_ref().map_or("", |d| d.why.as_str());
                 if r.state == RolloutState::Stalled || prev != why {
                     r.state = RolloutState::Running;
-                    r.detail = Some(RolloutDetail::why(why));
+                    r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why));
                     r.updated_at = ts(now);
                     reg.store.put_rollout(&r).await?;
                 }
@@ -211,10 +217,16 @@ async fn auto_rollback(
 ) -> Result<(), StoreError> {
     // 1. Pin the champion at once: from here on every user gets it.
     r.state = RolloutState::RolledBack;
-    r.detail = Some(RolloutDetail {
-        figures: Some(figures.clone()),
-        ..RolloutDetail::why(why)
+    let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
+    detail.history.push(StepRecord {
+        percent: r.percent(),
+        started_at: r.step_started_at.clone(),
+        ended_at: ts(now),
+        outcome: "rolled_back".into(),
+        figures: figures.clone(),
     });
+    detail.figures = Some(figures.clone());
+    r.detail = Some(detail);
     r.updated_at = ts(now);
     reg.store.put_rollout(r).await?;
     reg.pin(&r.pack_id);
@@ -314,9 +326,10 @@ pub(crate) async fn manual_rollback(
     {
         let mut r = r;
         r.state = RolloutState::RolledBack;
-        r.detail = Some(RolloutDetail::why(format!(
-            "manual rollback by {by}: {reason}"
-        )));
+        r.detail = Some(RolloutDetail::next(
+            r.detail.as_ref(),
+            format!("manual rollback by {by}: {reason}"),
+        ));
         r.updated_at = ts(OffsetDateTime::now_utc());
         reg.store.put_rollout(&r).await.map_err(|e| e.to_string())?;
         reg.pin(pack);
@@ -350,8 +363,13 @@ pub struct RolloutStatus {
     pub percent: u32,
     pub next_step: Option<u32>,
     pub step_started_at: String,
+    /// Each arm's KPIs: of the current step while the rollout is in
+    /// progress; of its last recorded step once it has finished (the
+    /// figures the completion or rollback was decided on).
     pub champion: crate::model::Kpis,
     pub canary: crate::model::Kpis,
+    /// Where `champion` and `canary` come from: `live` or `last step`.
+    pub figures_from: String,
     pub detail: Option<RolloutDetail>,
 }
 
@@ -359,6 +377,33 @@ pub struct RolloutStatus {
 pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, StoreError> {
     let mut out = Vec::new();
     for r in store.rollouts(!all).await? {
+        let recorded = (!r.state.in_progress())
+            .then_some(r.detail.as_ref())
+            .flatten()
+            .and_then(|d| {
+                d.figures
+                    .clone()
+                    .or_else(|| d.history.last().map(|h| h.figures.clone()))
+                    .or_else(|| d.last_step.clone())
+            });
+        if let Some(f) = recorded {
+            out.push(RolloutStatus {
+                percent: r.percent(),
+                next_step: r.next_step(),
+                champion: f.champion,
+                canary: f.canary,
+                figures_from: "last step".into(),
+                rollout_id: r.rollout_id,
+                pack_id: r.pack_id,
+                state: r.state,
+                champion_version: r.from_version,
+                canary_version: r.to_version,
+                steps: r.steps,
+                step_started_at: r.step_started_at,
+                detail: r.detail,
+            });
+            continue;
+        }
         let champion = store
             .run_sample(
                 &ArmLabel::new(&r.rollout_id, Arm::Champion),
@@ -376,6 +421,7 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
             next_step: r.next_step(),
             champion: telemetry::kpis(&champion),
             canary: telemetry::kpis(&canary),
+            figures_from: "live".into(),
             rollout_id: r.rollout_id,
             pack_id: r.pack_id,
             state: r.state,

@@ -462,3 +462,38 @@ fn init_pins_the_workflows_to_the_action_commit() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a full commit id"));
 }
+
+/// A reader that goes away (`missionctl resolve … | head`) ends the
+/// command quietly with status 0, as ripgrep does: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_read_commands_quietly() {
+    let r = TestRepo::new();
+    let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
+    let repo = r.work.to_str().expect("p").to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "resolve", "--domain", "hr-ops", "--tenant", "acme", "--repo", &repo,
+        ],
+        vec!["validate", "--format", "json", "--repo", &repo],
+        vec!["packs", "list", "--repo", &repo],
+        vec!["decisions", "--db", &db],
+        vec!["improve", "--list", "--db", &db],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

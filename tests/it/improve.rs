@@ -95,15 +95,33 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
         .collect();
     r.write("runs.jsonl", &runs);
     // The registry accepts runs of the packs it serves: import main first.
-    let rec = r.run(&["reconcile", "--once", "--repo", r.work.to_str().expect("p"), "--db", &db]);
+    let rec = r.run(&[
+        "reconcile",
+        "--once",
+        "--repo",
+        r.work.to_str().expect("p"),
+        "--db",
+        &db,
+    ]);
     assert_success(&rec);
-    let ingest = r.run(&["telemetry", "ingest", "runs.jsonl", "--repo", r.work.to_str().expect("p"), "--db", &db]);
+    let ingest = r.run(&[
+        "telemetry",
+        "ingest",
+        "runs.jsonl",
+        "--repo",
+        r.work.to_str().expect("p"),
+        "--db",
+        &db,
+    ]);
     assert_success(&ingest);
     r.remove("runs.jsonl");
     let rep = improve(&r, &db, &["--pack", "hr-ops-pack"], &[]);
     let t = &rep["telemetry"];
     assert_eq!(t["runs"], 20, "{t:#}");
-    assert_eq!(t["worst_task_types"][0], json!(["sensitive-matter", 10, 0.5]));
+    assert_eq!(
+        t["worst_task_types"][0],
+        json!(["sensitive-matter", 10, 0.5])
+    );
     assert_eq!(t["error_codes"][0], json!(["escalation_missed", 5]));
     let failing: Vec<&str> = rep["failures"]
         .as_array()

@@ -269,6 +269,25 @@ fn a_rollout_runs_on_telemetry_to_full_promotion_and_a_regression_rolls_back() {
             .expect("why")
             .contains("fully promoted")
     );
+    // The evidence behind the promotion stays readable: each step's figures
+    // and test statistic, and the arms as the last step left them.
+    assert_eq!(done["figures_from"], "last step", "{done}");
+    assert!(done["canary"]["runs"].as_u64().expect("runs") > 0, "{done}");
+    let history = done["detail"]["history"].as_array().expect("history");
+    assert_eq!(history.len(), 2, "{done}");
+    for (h, (pct, outcome)) in history.iter().zip([(10, "advanced"), (50, "completed")]) {
+        assert_eq!(h["percent"], pct, "{h}");
+        assert_eq!(h["outcome"], outcome, "{h}");
+        assert!(
+            h["figures"]["champion"]["runs"].as_u64().expect("n") > 0,
+            "{h}"
+        );
+        assert!(
+            h["figures"]["canary"]["success_rate"].as_f64().is_some(),
+            "{h}"
+        );
+        assert!(h["figures"]["sprt"]["llr"].as_f64().is_some(), "{h}");
+    }
 
     // A bad version: the canary's failures roll it back automatically.
     f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
