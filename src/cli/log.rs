@@ -75,7 +75,7 @@ impl<S: Subscriber> Layer<S> for Quiet {
         // The first time, then at 10, 100, 1000, …: a daemon that keeps
         // failing the same way stays visible without flooding the log.
         let mut p = *n;
-        while p % 10 == 0 {
+        while p.is_multiple_of(10) && p > 0 {
             p /= 10;
         }
         if p == 1 {
