@@ -58,7 +58,12 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         .as_ref()
         .is_some_and(|e| !github::trusted::paid_calls_allowed(e.from_fork, &e.labels));
     let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
-    let progress = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    // A bar on a terminal; in CI logs (or any other pipe) a line every 15 s.
+    let progress = if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        gate::Progress::Bar
+    } else {
+        gate::Progress::Lines
+    };
     let rt = tokio::runtime::Runtime::new()?;
     let pr = a.pr.or_else(|| event.as_ref().and_then(|e| e.pr));
     let github = match pr {
@@ -98,7 +103,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let md = gate::render_markdown(&ev);
-    out!("{md}");
+    out!("{}", gate::terminal::render(&ev, out.as_deref()));
     if std::env::var_os("GITHUB_ACTIONS").is_some() {
         out!(
             "{}",

@@ -143,7 +143,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         out: Some(t.out.clone()),
         db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
         skip_paid_calls: !facts.paid_calls_allowed(),
-        progress: false,
+        progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
     };
     let github = (gh, pr);

@@ -172,7 +172,7 @@ async fn gate_against_main(
         out,
         db_url: f.db.clone(),
         skip_paid_calls: false,
-        progress: false,
+        progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
     })
     .await

@@ -23,6 +23,11 @@ pub struct Regression {
     pub tag: Tag,
     pub assertion: String,
     pub challenger_reason: String,
+    /// Both outputs (the first 4,000 characters), for the example diff.
+    #[serde(default)]
+    pub champion_output: String,
+    #[serde(default)]
+    pub challenger_output: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -136,6 +141,9 @@ pub struct Evidence {
     pub judge: Option<String>,
     pub paid_calls_skipped: bool,
     pub regressions: Vec<Regression>,
+    /// The regressions grouped by pack, case, tag and assertion, most severe first.
+    #[serde(default)]
+    pub regression_groups: Vec<super::group::RegressionGroup>,
     pub packs: Vec<PackEvidence>,
     pub guardrails: Vec<GuardrailRow>,
     pub validation_errors: Vec<Diagnostic>,

@@ -37,6 +37,7 @@ fn score(d: &ScoreDelta) -> String {
 pub fn render(e: &Evidence) -> String {
     let mut s = String::new();
     headline(&mut s, e);
+    regressions(&mut s, e);
     approvals(&mut s, e);
     validation(&mut s, e);
     packs(&mut s, e);
@@ -103,6 +104,61 @@ fn headline(s: &mut String, e: &Evidence) {
         for r in &e.reasons {
             let _ = writeln!(s, "- {r}");
         }
+    }
+}
+
+/// Chains as a short list: the first few, then how many more.
+pub(crate) fn chain_list(chains: &[String], shown: usize) -> String {
+    let head: Vec<&str> = chains.iter().take(shown).map(String::as_str).collect();
+    if chains.len() > shown {
+        format!("{} and {} more", head.join(", "), chains.len() - shown)
+    } else {
+        head.join(", ")
+    }
+}
+
+/// One row per regression group, its chains and an example diff collapsed.
+fn regressions(s: &mut String, e: &Evidence) {
+    if e.regression_groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n#### Regressions\n\n| Tag | Pack | Case | Assertion | Chains | Why (first chain) |\n|---|---|---|---|---|---|"
+    );
+    for g in &e.regression_groups {
+        let cells = [
+            format!("**{}**", g.tag),
+            format!("`{}`", g.pack_id),
+            format!("`{}` ({}:{})", g.case_id, g.case_file, g.case_line),
+            format!("`{}`", g.assertion),
+            format!(
+                "{} of {}",
+                g.chains.len(),
+                g.chains_evaluated.max(g.chains.len())
+            ),
+            g.reason.chars().take(200).collect(),
+        ];
+        let _ = writeln!(s, "{}", row(&cells));
+    }
+    for g in &e.regression_groups {
+        let diff = crate::diff::unified(
+            &g.champion_output,
+            &g.challenger_output,
+            "champion",
+            "challenger",
+        );
+        let _ = writeln!(
+            s,
+            "\n<details><summary>{} · <code>{}</code> · <code>{}</code>: {} chain(s); the outputs on {}</summary>\n\nChains: {}\n\n```diff\n{}```\n</details>",
+            g.tag,
+            g.case_id,
+            g.assertion,
+            g.chains.len(),
+            g.example_chain,
+            chain_list(&g.chains, 50),
+            diff.replace("```", "ʼʼʼ")
+        );
     }
 }
 

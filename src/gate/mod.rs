@@ -15,9 +15,11 @@
 pub mod budget;
 pub mod evidence;
 pub mod execute;
+pub mod group;
 pub mod markdown;
 pub mod plan;
 pub mod score;
+pub mod terminal;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,7 +75,7 @@ pub struct GateOptions {
     pub db_url: String,
     /// Skip paid model calls (fork pull requests without a maintainer's opt-in).
     pub skip_paid_calls: bool,
-    pub progress: bool,
+    pub progress: Progress,
     /// What this run may spend in all (on top of each tenant's daily cap).
     pub spend_limit_usd: Option<f64>,
 }
@@ -354,9 +356,43 @@ async fn load(opts: &GateOptions) -> Result<Loaded, GateError> {
         .map_err(|e| GateError::Config(format!("loading failed: {e}")))?
 }
 
-fn progress_bar(show: bool, n: usize) -> indicatif::ProgressBar {
-    if !show || n == 0 {
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Off,
+    /// A live bar (a terminal).
+    Bar,
+    /// One line every [`PROGRESS_EVERY`] (CI logs, where a bar is noise).
+    Lines,
+}
+
+/// How often [`Progress::Lines`] prints.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn progress_bar(show: Progress, n: usize) -> indicatif::ProgressBar {
+    if show == Progress::Off || n == 0 {
         return indicatif::ProgressBar::hidden();
+    }
+    if show == Progress::Lines {
+        let pb = indicatif::ProgressBar::hidden();
+        pb.set_length(n as u64);
+        let watch = pb.clone();
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(PROGRESS_EVERY);
+                if watch.is_finished() {
+                    break;
+                }
+                eprintln!(
+                    "evaluating: {}/{} jobs done after {:.0} s",
+                    watch.position(),
+                    n,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+        return pb;
     }
     let pb = indicatif::ProgressBar::new(n as u64);
     pb.set_style(
@@ -783,6 +819,7 @@ pub fn conclude(
         judge,
         paid_calls_skipped: e.skip_paid,
         regressions: decided.regressions,
+        regression_groups: decided.groups,
         packs: e.scores.into_iter().map(|s| s.evidence).collect(),
         guardrails,
         validation_errors: e.l.validation_errors,

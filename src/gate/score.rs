@@ -108,6 +108,8 @@ fn regressions_of(pack: &str, chain: &str, ch: &Done, cl: &Done) -> Vec<Regressi
             tag: y.tag,
             assertion: y.kind.clone(),
             challenger_reason: y.reason.clone(),
+            champion_output: ch.run.output.chars().take(4000).collect(),
+            challenger_output: cl.run.output.chars().take(4000).collect(),
         })
         .collect()
 }

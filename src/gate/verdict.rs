@@ -3,7 +3,7 @@
 //! guardrails, and PASS / WAITING FOR APPROVAL / BLOCKED.
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{ApprovalReport, Tag, Verdict};
+use crate::model::{ApprovalReport, Verdict};
 
 use super::evidence::{GuardrailRow, Regression};
 use super::score::PackScore;
@@ -49,6 +49,7 @@ pub struct Decided {
     pub verdict: Verdict,
     pub reasons: Vec<String>,
     pub regressions: Vec<Regression>,
+    pub groups: Vec<super::group::RegressionGroup>,
     pub guardrails: Vec<GuardrailRow>,
     pub partial: bool,
 }
@@ -100,39 +101,32 @@ pub fn decide(i: Inputs<'_>) -> Decided {
     regressions.sort_by(|a, b| {
         (a.tag, &a.pack_id, &a.chain, &a.case_id).cmp(&(b.tag, &b.pack_id, &b.chain, &b.case_id))
     });
-    let mut reasons: Vec<String> = regressions
+    let chains: std::collections::BTreeMap<String, usize> = i
+        .scores
         .iter()
-        .map(|r| {
-            format!(
-                "{} regression in {} on {} / {}: {}",
-                if r.tag == Tag::Safety {
-                    "safety"
-                } else {
-                    "format"
-                },
-                r.pack_id,
-                r.chain,
-                r.case_id,
-                r.challenger_reason
-            )
-        })
+        .map(|s| (s.evidence.pack_id.clone(), s.evidence.chains_evaluated))
+        .collect();
+    // One line per pack, case and assertion, not per chain: safety, then
+    // format, then validation, guardrails and statistics.
+    let groups = super::group::group(&regressions, &chains);
+    let mut reasons: Vec<String> = groups
+        .iter()
+        .map(super::group::RegressionGroup::line)
         .collect();
     reasons.extend(validation_reason(i.validation_errors));
     reasons.extend(i.plan_reasons);
+    let mut guardrails = Vec::new();
+    let (row, latency) = latency_guardrail(i.scores, i.latency_cap_pct);
+    guardrails.push(row);
     // Floors and latency need the runs that were skipped: without them a
     // pass rate of 0% is no evidence of anything.
     if !i.paid_skipped {
+        reasons.extend(latency);
         for s in i.scores {
             for r in &s.evidence.blocked_by {
                 reasons.push(format!("{}: {r}", s.evidence.pack_id));
             }
         }
-    }
-    let mut guardrails = Vec::new();
-    let (row, latency) = latency_guardrail(i.scores, i.latency_cap_pct);
-    guardrails.push(row);
-    if !i.paid_skipped {
-        reasons.extend(latency);
     }
     for t in &i.spend {
         guardrails.push(GuardrailRow {
@@ -204,6 +198,7 @@ pub fn decide(i: Inputs<'_>) -> Decided {
         verdict,
         reasons,
         regressions,
+        groups,
         guardrails,
         partial,
     }

@@ -106,15 +106,45 @@ pub fn annotations(evidence: &Evidence) -> Vec<Json> {
             "message": d.message,
         }));
     }
-    for r in &evidence.regressions {
-        let line = r.case_line.max(1);
+    // One annotation per case line, not per chain: its groups, each with
+    // the chains it failed on.
+    let mut by_line: std::collections::BTreeMap<
+        (&str, u64),
+        Vec<&crate::gate::group::RegressionGroup>,
+    > = std::collections::BTreeMap::new();
+    for g in &evidence.regression_groups {
+        by_line
+            .entry((g.case_file.as_str(), g.case_line.max(1)))
+            .or_default()
+            .push(g);
+    }
+    for ((path, line), groups) in by_line {
+        let tags: Vec<&str> = {
+            let mut t: Vec<&str> = groups.iter().map(|g| g.tag.as_str()).collect();
+            t.dedup();
+            t
+        };
+        let message = groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} `{}` {} ({}): {}",
+                    g.case_id,
+                    g.assertion,
+                    g.where_(),
+                    crate::gate::markdown::chain_list(&g.chains, 5),
+                    g.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         out.push(json!({
-            "path": r.case_file,
+            "path": path,
             "start_line": line,
             "end_line": line,
             "annotation_level": "failure",
-            "title": format!("{} regression", r.tag),
-            "message": format!("{} on {}: {}", r.case_id, r.chain, r.challenger_reason),
+            "title": format!("{} regression", tags.join(" and ")),
+            "message": message,
         }));
     }
     out

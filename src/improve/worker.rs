@@ -580,7 +580,7 @@ async fn candidates(
             out: None,
             db_url: ctx.opts.db_url.clone(),
             skip_paid_calls: false,
-            progress: false,
+            progress: gate::Progress::Off,
             spend_limit_usd: r.caps.run_budget_usd.map(|b| (b - r.spend_usd).max(0.0)),
         })
         .await?;

@@ -21,6 +21,10 @@ pub fn settings(tmp: &std::path::Path) -> insta::Settings {
         "Model requests: [counts]",
     );
     s.add_filter(
+        r"\d+ model request\(s\), \d+ from cache",
+        "[counts] model request(s)",
+    );
+    s.add_filter(
         r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?",
         "[time]",
     );
@@ -76,5 +80,19 @@ fn evidence_md_of_a_removed_safety_sentence() {
         String::from_utf8_lossy(&out.stderr)
     );
     let md = std::fs::read_to_string(out_dir.join("evidence.md")).expect("evidence.md");
-    settings(r.dir.path()).bind(|| insta::assert_snapshot!("evidence_md_removed_safety", md));
+    // Three renderings of the same grouped regressions: the terminal (a
+    // screenful), evidence.md (the pull-request comment's body) and the
+    // check run's annotations (one per case line, not per chain).
+    let terminal = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(terminal.lines().count() <= 40, "{terminal}");
+    let (evidence, _) = missionctl::github::report::load(&out_dir).expect("evidence");
+    assert!(evidence.regressions.len() > evidence.regression_groups.len());
+    let annotations =
+        serde_json::to_string_pretty(&missionctl::github::report::annotations(&evidence))
+            .expect("json");
+    settings(r.dir.path()).bind(|| {
+        insta::assert_snapshot!("evidence_md_removed_safety", md);
+        insta::assert_snapshot!("terminal_removed_safety", terminal);
+        insta::assert_snapshot!("annotations_removed_safety", annotations);
+    });
 }

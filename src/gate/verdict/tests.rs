@@ -1,7 +1,7 @@
 use super::*;
 use crate::diagnostic::Code;
 use crate::gate::evidence::{PackEvidence, ScoreDelta};
-use crate::model::ApprovalReport;
+use crate::model::{ApprovalReport, Tag};
 use crate::resolve::Thresholds;
 use crate::yaml::Pos;
 
@@ -53,6 +53,8 @@ fn regression(tag: Tag, case: &str) -> Regression {
         tag,
         assertion: "contains".into(),
         challenger_reason: "gone".into(),
+        champion_output: String::new(),
+        challenger_output: String::new(),
     }
 }
 
@@ -89,7 +91,7 @@ fn safety_regressions_come_first_then_format_then_the_rest() {
     });
     assert_eq!(d.verdict, Verdict::Blocked);
     assert!(
-        d.reasons[0].starts_with("safety regression in p on d / a"),
+        d.reasons[0].starts_with("safety regression in p / a ("),
         "{:?}",
         d.reasons
     );
