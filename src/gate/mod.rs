@@ -534,6 +534,9 @@ impl Runtime {
     }
 
     pub async fn shutdown(self) {
+        // The cache entries still queued are committed before the run ends,
+        // so a rerun finds them.
+        self.engine.store.flush().await;
         if let Some(t) = &self.openclaw {
             t.shutdown().await;
         }

@@ -4,7 +4,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::{CommitApply, SourceState, Store, StoreError};
+use super::{CommitApply, Db, SourceState, Store, StoreError};
 use crate::model::{Decision, DecisionKind, Serving, Word};
 
 /// One statement text for every decision insert, in and out of a pass.
@@ -233,9 +233,9 @@ impl Store {
                 Ok(true)
             }};
         }
-        match self {
-            Store::Sqlite(p) => body!(p),
-            Store::Postgres(p) => body!(p),
+        match &self.db {
+            Db::Sqlite(p) => body!(p),
+            Db::Postgres(p) => body!(p),
         }
     }
 
@@ -285,12 +285,12 @@ impl Store {
         source: &str,
         d: &Decision,
     ) -> Result<bool, StoreError> {
-        let n = match self {
-            Store::Sqlite(p) => insert_decision!(d, source)
+        let n = match &self.db {
+            Db::Sqlite(p) => insert_decision!(d, source)
                 .execute(p)
                 .await?
                 .rows_affected(),
-            Store::Postgres(p) => insert_decision!(d, source)
+            Db::Postgres(p) => insert_decision!(d, source)
                 .execute(p)
                 .await?
                 .rows_affected(),

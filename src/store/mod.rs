@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::model::{Decision, Serving};
 
@@ -46,6 +48,8 @@ pub enum StoreError {
         table: &'static str,
         message: String,
     },
+    #[error("the spend ledger could not be written: {message}")]
+    Ledger { message: String },
     #[error("cannot create directory for {path}: {source}")]
     Dir {
         path: String,
@@ -132,25 +136,25 @@ pub struct CommitApply {
 /// PostgreSQL accept) on whichever database backs the store.
 macro_rules! execute {
     ($store:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $store {
-            Store::Sqlite(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
-            Store::Postgres(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
+        match &$store.db {
+            $crate::store::Db::Sqlite(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
+            $crate::store::Db::Postgres(p) => sqlx::query($sql)$(.bind($b))*.execute(p).await.map(|r| r.rows_affected()),
         }
     };
 }
 macro_rules! fetch_optional {
     ($store:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $store {
-            Store::Sqlite(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_optional(p).await,
-            Store::Postgres(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_optional(p).await,
+        match &$store.db {
+            $crate::store::Db::Sqlite(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_optional(p).await,
+            $crate::store::Db::Postgres(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_optional(p).await,
         }
     };
 }
 macro_rules! fetch_all {
     ($store:expr, $sql:expr $(, $b:expr)* $(,)?) => {
-        match $store {
-            Store::Sqlite(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_all(p).await,
-            Store::Postgres(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_all(p).await,
+        match &$store.db {
+            $crate::store::Db::Sqlite(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_all(p).await,
+            $crate::store::Db::Postgres(p) => sqlx::query_as($sql)$(.bind($b))*.fetch_all(p).await,
         }
     };
 }
@@ -163,18 +167,28 @@ mod improve;
 mod replicas;
 mod rollouts;
 mod runs;
+mod writer;
 
+/// The database behind a [`Store`].
 #[derive(Clone)]
-pub enum Store {
+pub(crate) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
+/// The state store: the database, and the writer that batches the model
+/// cache and the spend ledger (see [`writer`]).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+    writer: writer::Writer,
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Store::Sqlite(_) => f.write_str("Store::Sqlite"),
-            Store::Postgres(_) => f.write_str("Store::Postgres"),
+        match &self.db {
+            Db::Sqlite(_) => f.write_str("Store::Sqlite"),
+            Db::Postgres(_) => f.write_str("Store::Postgres"),
         }
     }
 }
@@ -225,6 +239,18 @@ pub fn default_url() -> String {
 }
 
 impl Store {
+    fn new(db: Db, cache_db: Db) -> Store {
+        Store {
+            writer: writer::Writer::start(db.clone(), cache_db),
+            db,
+        }
+    }
+
+    /// Wait until every cache entry and ledger row queued so far is committed.
+    pub async fn flush(&self) {
+        self.writer.flush().await;
+    }
+
     /// Open (creating a SQLite file if needed) and migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let shown = redact(url);
@@ -249,7 +275,10 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Decisions, rollouts, runs and the spend ledger: every
+                // commit is on disk before it is acknowledged.
+                .synchronous(SqliteSynchronous::Full);
             // Opening sets WAL mode, which takes a lock the busy timeout does
             // not wait for: a reader opening the file while the daemon writes
             // can get SQLITE_BUSY at once. Such a refusal is retried briefly;
@@ -296,7 +325,17 @@ impl Store {
                     }
                 }
             }
-            Ok(Store::Sqlite(pool))
+            // The model cache's own connection: `synchronous=NORMAL` (see
+            // `writer` for why that is safe for a cache and only for it).
+            let cache_pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+                .await
+                .map_err(|e| StoreError::Connect {
+                    url: shown.clone(),
+                    source: e,
+                })?;
+            Ok(Store::new(Db::Sqlite(pool), Db::Sqlite(cache_pool)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
@@ -314,7 +353,7 @@ impl Store {
                     url: shown,
                     source: e,
                 })?;
-            Ok(Store::Postgres(pool))
+            Ok(Store::new(Db::Postgres(pool.clone()), Db::Postgres(pool)))
         } else {
             Err(StoreError::Url(shown))
         }
@@ -374,6 +413,28 @@ mod tests {
             .expect("rec");
         assert!((s.spend_on("acme", "2026-11-26").await.expect("sum") - 0.75).abs() < 1e-9);
         assert_eq!(s.spend_on("acme", "2026-11-27").await.expect("sum"), 0.0);
+        // Batched: a thousand cache entries are readable at once (from
+        // memory until committed) and all in the table after a flush.
+        for i in 0..1000 {
+            s.cache_put(&format!("b{i}"), "x").await.expect("put");
+        }
+        assert_eq!(
+            s.cache_get("b999").await.expect("get").as_deref(),
+            Some("x")
+        );
+        s.flush().await;
+        let n: Option<(i64,)> =
+            fetch_optional!(&s, "SELECT COUNT(*) FROM model_cache WHERE key LIKE 'b%'")
+                .expect("count");
+        assert_eq!(n.map(|r| r.0), Some(1000));
+        // A ledger write that fails is the booking's error, never dropped.
+        execute!(&s, "ALTER TABLE spend_ledger RENAME TO spend_ledger_gone").expect("rename");
+        let e = s
+            .spend_record("acme", "2026-11-26", 0.1, "eval", "r3")
+            .await
+            .expect_err("a failed ledger write is an error");
+        assert!(e.to_string().contains("spend ledger"), "{e}");
+        execute!(&s, "ALTER TABLE spend_ledger_gone RENAME TO spend_ledger").expect("rename back");
         // Reopening runs migrations idempotently.
         drop(s);
         let s = Store::connect(&url).await.expect("reconnect");

@@ -1,6 +1,6 @@
 //! Run telemetry: batched inserts and per-arm samples for the canary.
 
-use super::{Store, StoreError};
+use super::{Db, Store, StoreError};
 use crate::model::{ArmLabel, RunRow, RunSample};
 
 /// What [`Store::insert_runs`] did: how many rows were new, and which rows
@@ -21,9 +21,9 @@ impl Store {
             return false;
         };
         let Some(code) = d.code() else { return false };
-        match self {
-            Store::Postgres(_) => code.starts_with("22") || code.starts_with("23"),
-            Store::Sqlite(_) => code
+        match &self.db {
+            Db::Postgres(_) => code.starts_with("22") || code.starts_with("23"),
+            Db::Sqlite(_) => code
                 .parse::<u32>()
                 .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25)),
         }
@@ -71,8 +71,8 @@ impl Store {
     async fn insert_runs_tx(&self, rows: &[RunRow]) -> Result<u64, StoreError> {
         const CHUNK: usize = 500;
         let arm = |r: &RunRow| r.arm.as_ref().map(ToString::to_string);
-        match self {
-            Store::Sqlite(p) => {
+        match &self.db {
+            Db::Sqlite(p) => {
                 let mut tx = p.begin().await?;
                 let mut inserted = 0u64;
                 for chunk in rows.chunks(CHUNK) {
@@ -102,7 +102,7 @@ impl Store {
             }
             // PostgreSQL takes whole columns as arrays: one statement and a
             // handful of parameters per 5,000 rows, far faster than VALUES lists.
-            Store::Postgres(p) => {
+            Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 let mut inserted = 0u64;
                 for chunk in rows.chunks(5_000) {
