@@ -36,6 +36,9 @@ pub struct Args {
     /// from policies/guardrails.yaml applies as well); the results are then partial.
     #[arg(long, value_name = "USD")]
     pub budget_usd: Option<f64>,
+    /// `human`: the verdict and a summary that fits on a screen; `json`: evidence.json.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: super::OutFormat,
 }
 
 pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
@@ -103,12 +106,18 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let md = gate::render_markdown(&ev);
-    out!("{}", gate::terminal::render(&ev, out.as_deref()));
+    match a.format {
+        super::OutFormat::Human => out!("{}", gate::terminal::render(&ev, out.as_deref())),
+        super::OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&ev)?),
+    }
     if std::env::var_os("GITHUB_ACTIONS").is_some() {
-        out!(
-            "{}",
-            missionctl::diagnostic::render::github(&ev.validation_errors)
-        );
+        // Workflow commands go to stdout, except where stdout is JSON.
+        if a.format == super::OutFormat::Human {
+            out!(
+                "{}",
+                missionctl::diagnostic::render::github(&ev.validation_errors)
+            );
+        }
         let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
         if let Err(e) = github::report::actions_outputs(&ev, &md, &dir) {
             eprintln!("warning: cannot write the job summary or outputs: {e}");

@@ -9,6 +9,9 @@ use missionctl::github;
 pub enum Command {
     /// Post the gate's evidence: a sticky pull-request comment, a check run with
     /// annotations (or a commit status), the job summary and step outputs.
+    #[command(
+        after_help = "Examples:\n  missionctl github report --evidence evidence --pr 12 --sha \"$HEAD_SHA\""
+    )]
     Report {
         /// The directory `missionctl gate --out` wrote.
         #[arg(long)]
@@ -30,6 +33,9 @@ pub enum Command {
     /// objects (never checked out), evaluate it against the merge base with
     /// the base revision's configuration, compute approvals, and post the
     /// verdict. Nothing the pull request's own run produced is believed.
+    #[command(
+        after_help = "Examples:\n  missionctl github verdict --sha \"$HEAD_SHA\" --pr-hint evidence/pr-number"
+    )]
     Verdict(Trusted),
 }
 

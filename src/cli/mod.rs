@@ -53,6 +53,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole loop on the embedded default, narrated: init, a challenger, the gate,
     /// the merge, a canary on telemetry, full promotion, a bad version rolled back automatically.
+    #[command(
+        after_help = "Examples:\n  missionctl quickstart\n  missionctl quickstart --dir /tmp/qs\n  missionctl quickstart --openclaw"
+    )]
     Quickstart {
         /// Where to put the repositories and the state (default: a new temporary directory).
         #[arg(long)]
@@ -62,52 +65,101 @@ pub enum Command {
         openclaw: bool,
     },
     /// Write the example pack repository into DIR and commit it on `main`.
+    #[command(
+        after_help = "Examples:\n  missionctl init fleet\n  missionctl init fleet --force --action acme/missionctl@<40-character commit>"
+    )]
     Init(init::Args),
     /// Check every file and rule; exit 1 on any error.
+    #[command(
+        after_help = "Examples:\n  missionctl validate --repo fleet\n  missionctl validate --rev HEAD --base main --format json"
+    )]
     Validate(validate::Args),
     /// Print the effective pack for a scope chain.
+    #[command(
+        after_help = "Examples:\n  missionctl resolve --domain hr-ops --tenant acme --user alice --explain\n  missionctl resolve --domain hr-ops --tenant acme --format json | head"
+    )]
     Resolve(resolve::Args),
     /// Show what changed between two revisions, down to prompt text.
+    #[command(
+        after_help = "Examples:\n  missionctl diff main HEAD\n  missionctl diff main my-branch --format json"
+    )]
     Diff(diff::Args),
     /// Evaluate challenger (head) against champion (base) and write the evidence; exit 0 unless it cannot run.
+    #[command(
+        after_help = "Examples:\n  missionctl eval --base main --head my-branch --out evidence"
+    )]
     Eval(gate::Args),
     /// Evaluate and decide: exit 0 pass, 1 blocked, 2 could not evaluate.
+    #[command(
+        after_help = "Examples:\n  missionctl gate --base main --head my-branch --out evidence\n  missionctl gate --base main --head my-branch --budget-usd 2 --format json"
+    )]
     Gate(gate::Args),
     /// Propose challenger packs from eval failures and telemetry (a branch or pull request; never a promotion).
     Improve(improve::Args),
     /// Turn new commits on the main branch into promotion decisions.
+    #[command(
+        after_help = "Examples:\n  missionctl reconcile --repo fleet.git --once\n  missionctl reconcile --repo https://github.com/acme/fleet.git --notes"
+    )]
     Reconcile(reconcile::ReconcileArgs),
     /// Run the reconciler continuously (poll, file watch, GitHub webhook).
+    #[command(
+        after_help = "Examples:\n  missionctl serve --repo fleet.git --listen 127.0.0.1:8080 --tokens tokens.yaml"
+    )]
     Serve(reconcile::ServeArgs),
     /// Write a revert commit restoring a pack to an earlier version.
+    #[command(
+        after_help = "Examples:\n  missionctl rollback --pack hr-ops-pack --to 1.0.0 --reason \"escalations missed\" --push"
+    )]
     Rollback(reconcile::RollbackArgs),
     /// The audit history of promotion decisions.
+    #[command(
+        after_help = "Examples:\n  missionctl decisions --pack hr-ops-pack\n  missionctl decisions --format json"
+    )]
     Decisions(reconcile::DecisionsArgs),
     /// Rollouts in progress: each arm's KPIs and the next step.
+    #[command(
+        after_help = "Examples:\n  missionctl status --all\n  missionctl status --format json"
+    )]
     Status(reconcile::StatusArgs),
     /// Run telemetry.
+    #[command(after_help = "Examples:\n  missionctl telemetry ingest runs.jsonl --repo fleet.git")]
     Telemetry {
         #[command(subcommand)]
         command: TelemetryCommand,
     },
     /// Registry tokens.
+    #[command(
+        after_help = "Examples:\n  missionctl token new --name harness-acme --role harness --tenant acme"
+    )]
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
     /// Post evidence to GitHub.
+    #[command(
+        after_help = "Examples:\n  missionctl github verdict --sha \"$HEAD_SHA\" --pr-hint evidence/pr-number\n  missionctl github report --evidence evidence --pr 12"
+    )]
     Github {
         #[command(subcommand)]
         command: github::Command,
     },
     /// Deliver packs to OpenClaw agents: render a workspace, or sync a Gateway's agents from the registry.
+    #[command(
+        after_help = "Examples:\n  missionctl openclaw render --domain hr-ops --tenant acme --out workspace\n  missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml"
+    )]
     Openclaw {
         #[command(subcommand)]
         command: openclaw::Command,
     },
     /// Serve the built-in deterministic stand-in model (OpenAI-compatible) on loopback.
+    #[command(
+        after_help = "Examples:\n  missionctl demo-model --listen 127.0.0.1:8089 --latency-ms 50"
+    )]
     DemoModel(demo::Args),
     /// Pack records (`prompt_pack`) with champion / challenger / archived status.
+    #[command(
+        after_help = "Examples:\n  missionctl packs list --history\n  missionctl packs list --rev my-branch --format json"
+    )]
     Packs {
         #[command(subcommand)]
         command: packs::Command,
@@ -117,12 +169,18 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum TelemetryCommand {
     /// Store run_telemetry records from a file (as POST /v1/runs does).
+    #[command(
+        after_help = "Examples:\n  missionctl telemetry ingest runs.jsonl --repo fleet.git --tenant acme"
+    )]
     Ingest(reconcile::IngestArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Make a new bearer token and print its tokens-file entry.
+    #[command(
+        after_help = "Examples:\n  missionctl token new --name harness-acme --role harness --tenant acme\n  missionctl token new --name ops --role admin"
+    )]
     New(reconcile::TokenArgs),
 }
 
@@ -248,5 +306,31 @@ pub fn write_out(args: std::fmt::Arguments<'_>, newline: bool) {
         }
         eprintln!("error: cannot write to stdout: {e}");
         std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command a person runs shows an example in its `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in c.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "missionctl", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
     }
 }

@@ -15,16 +15,25 @@ pub enum Command {
     /// IDENTITY.md, .missionctl/pack.json) and the agent's config fragment.
     ///
     /// Example: missionctl openclaw render --domain hr-ops --tenant acme --user alice --out ./ws/hr-alice
+    #[command(
+        after_help = "Examples:\n  missionctl openclaw render --domain hr-ops --tenant acme --out workspace --agent hr-acme"
+    )]
     Render(RenderArgs),
     /// Keep the workspaces of one Gateway's agents on the version the registry
     /// assigns each (long-poll watch, atomic writes, drift reports).
     ///
     /// Example: missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml
+    #[command(
+        after_help = "Examples:\n  missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml"
+    )]
     Sync(SyncArgs),
     /// Write the telemetry plugin (plain JavaScript) into DIR, for a Gateway's
     /// `plugins.load.paths`.
     ///
     /// Example: missionctl openclaw plugin --out ~/.openclaw/plugins/missionctl-telemetry
+    #[command(
+        after_help = "Examples:\n  missionctl openclaw plugin --out ~/.openclaw/plugins/missionctl"
+    )]
     Plugin {
         #[arg(long)]
         out: PathBuf,

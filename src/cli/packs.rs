@@ -10,6 +10,9 @@ use super::OutFormat;
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// One prompt_pack record per pack.
+    #[command(
+        after_help = "Examples:\n  missionctl packs list --history\n  missionctl packs list --rev my-branch --format json"
+    )]
     List {
         #[arg(long, default_value = ".")]
         repo: PathBuf,
