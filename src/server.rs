@@ -92,10 +92,14 @@ async fn follow(reg: Arc<Registry>, every: Duration, shutdown: CancellationToken
         match reg.store.positions(&reg.source.key).await {
             Ok(now) if seen.as_ref() != Some(&now) => match reg.refresh().await {
                 Ok(()) => seen = Some(now),
-                Err(e) => tracing::warn!(error = %e, "registry refresh failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry refresh failed; retrying on the next pass (check the repository and the state store)")
+                }
             },
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read the store's positions"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's positions; retrying (check the state store)")
+            }
         }
     }
 }
@@ -113,7 +117,9 @@ async fn tick_canaries(reg: Arc<Registry>, every: Duration, shutdown: Cancellati
                     tracing::info!(event = %e, "rollout");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "rollout tick failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout tick failed; retrying on the next tick (check the state store)")
+            }
         }
     }
 }

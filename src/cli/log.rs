@@ -34,24 +34,32 @@ pub struct Quiet {
     sink: Sink,
 }
 
-/// The event's message and fields as one line.
+/// The event's message, its `error` field, and its other fields.
 #[derive(Default)]
-struct Line(String, String);
+struct Line {
+    message: String,
+    error: String,
+    rest: String,
+}
+
+impl Line {
+    fn put(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = value,
+            "error" => self.error = format!(" error={value}"),
+            name => {
+                let _ = write!(self.rest, " {name}={value}");
+            }
+        }
+    }
+}
 
 impl Visit for Line {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.1, " {}={value:?}", field.name());
-        }
+        self.put(field, format!("{value:?}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0.push_str(value);
-        } else {
-            let _ = write!(self.1, " {}={value}", field.name());
-        }
+        self.put(field, value.to_string());
     }
 }
 
@@ -69,7 +77,9 @@ impl<S: Subscriber> Layer<S> for Quiet {
         }
         let mut line = Line::default();
         event.record(&mut line);
-        let text = format!("{}{}", line.0, line.1);
+        // Repeats are the same message with the same error; other fields
+        // (counts, attempts) do not make a warning new.
+        let text = format!("{}{}", line.message, line.error);
         let n = t.own.entry(text.clone()).or_default();
         *n += 1;
         // The first time, then at 10, 100, 1000, …: a daemon that keeps
@@ -93,7 +103,8 @@ impl<S: Subscriber> Layer<S> for Quiet {
                 .sink
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let _ = writeln!(sink, "{level}: {text}{times}");
+            let rest = if *n == 1 { line.rest.as_str() } else { "" };
+            let _ = writeln!(sink, "{level}: {text}{rest}{times}");
         }
     }
 }

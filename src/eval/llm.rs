@@ -335,7 +335,7 @@ impl Client {
                     // A cache write failure costs a future request, not this answer.
                     // The cache only saves money: a failed write is reported, and the answer stands.
                     if let Err(e) = store.cache_put(&key, &s).await {
-                        tracing::warn!(error = %e, "could not cache a model response");
+                        tracing::warn!(error = %e, "could not cache a model response; the answer stands, and a rerun asks the model again");
                     }
                 }
                 Ok(c)

@@ -166,7 +166,10 @@ async fn run(
             let started = Instant::now();
             if let Err(e) = write_cache(&cache_db, &cache).await {
                 // The cache only saves money: the answers stand.
-                tracing::warn!(error = %e, rows = cache.len(), "could not cache model responses");
+                tracing::warn!(
+                    error = %e,
+                    "could not cache model responses; the answers stand, and a rerun asks the model again"
+                );
             }
             slow(started, cache.len());
             let mut p = lock(&pending);
@@ -182,9 +185,9 @@ async fn run(
 
 fn slow(started: Instant, rows: usize) {
     if started.elapsed() > SLOW {
+        tracing::debug!(rows, "a batch of writes took more than 1 s to commit");
         tracing::warn!(
-            rows,
-            "the state store was slow: a batch of writes took more than 1 s to commit"
+            "the state store was slow: writes waited more than 1 s to commit (a busy disk?); the run goes on, see MISSIONCTL_LOG=debug"
         );
     }
 }
