@@ -93,12 +93,12 @@ async fn follow(reg: Arc<Registry>, every: Duration, shutdown: CancellationToken
             Ok(now) if seen.as_ref() != Some(&now) => match reg.refresh().await {
                 Ok(()) => seen = Some(now),
                 Err(e) => {
-                    tracing::warn!(error = %e, "registry refresh failed; retrying on the next pass (check the repository and the state store)")
+                    tracing::warn!(error = %e, "registry refresh failed; retrying on the next pass (check the repository and the state store)");
                 }
             },
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the store's positions; retrying (check the state store)")
+                tracing::warn!(error = %e, "cannot read the store's positions; retrying (check the state store)");
             }
         }
     }
@@ -118,7 +118,7 @@ async fn tick_canaries(reg: Arc<Registry>, every: Duration, shutdown: Cancellati
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "rollout tick failed; retrying on the next tick (check the state store)")
+                tracing::warn!(error = %e, "rollout tick failed; retrying on the next tick (check the state store)");
             }
         }
     }
