@@ -58,6 +58,11 @@ fn gate_with(r: &TestRepo, head: &str, extra: &[&str]) -> GateRun {
     let o = r.run_env(&args, &[("TEST_LLM_KEY", KEY)]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // A quiet terminal: no library's log lines at the default level.
+    assert!(
+        !stderr.contains(" WARN ") && !stderr.contains("sqlx::") && !stderr.contains("hyper"),
+        "{stderr}"
+    );
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
     let (md, json, jsonl) = (
         read("evidence.md"),
