@@ -43,14 +43,9 @@ async fn per_row(path: &str, n: usize) -> (Duration, Duration) {
         .connect_with(opts)
         .await
         .expect("pool");
-    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (pool, sem) = (pool.clone(), sem.clone());
-        tasks.spawn(async move {
-            let _slot = sem.acquire().await.expect("slot");
-            let t = Instant::now();
+    drive(n, move |i| {
+        let pool = pool.clone();
+        async move {
             sqlx::query("INSERT INTO model_cache (key, response, created_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
                 .bind(format!("k{i}"))
                 .bind(response(i))
@@ -68,28 +63,19 @@ async fn per_row(path: &str, n: usize) -> (Duration, Duration) {
                 .execute(&pool)
                 .await
                 .expect("ledger");
-            t.elapsed()
-        });
-    }
-    let mut worst = Duration::ZERO;
-    while let Some(r) = tasks.join_next().await {
-        worst = worst.max(r.expect("task"));
-    }
-    (started.elapsed(), worst)
+        }
+    })
+    .await
 }
 
 async fn batched(path: &str, n: usize) -> (Duration, Duration) {
     let store = missionctl::store::Store::connect(&format!("sqlite://{path}"))
         .await
         .expect("store");
-    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (store, sem) = (store.clone(), sem.clone());
-        tasks.spawn(async move {
-            let _slot = sem.acquire().await.expect("slot");
-            let t = Instant::now();
+    let s = store.clone();
+    let (wall, worst) = drive(n, move |i| {
+        let store = s.clone();
+        async move {
             store
                 .cache_put(&format!("k{i}"), &response(i))
                 .await
@@ -98,6 +84,30 @@ async fn batched(path: &str, n: usize) -> (Duration, Duration) {
                 .spend_record("acme", "2026-11-27", 0.0001, "eval", "bench")
                 .await
                 .expect("ledger");
+        }
+    })
+    .await;
+    let t = Instant::now();
+    store.flush().await;
+    (wall + t.elapsed(), worst)
+}
+
+/// Run `write(i)` for i in 0..n, `CONCURRENCY` at a time: the wall time and
+/// the slowest single call.
+async fn drive<F, Fut>(n: usize, write: F) -> (Duration, Duration)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (sem, fut) = (sem.clone(), write(i));
+        tasks.spawn(async move {
+            let _slot = sem.acquire().await.expect("slot");
+            let t = Instant::now();
+            fut.await;
             t.elapsed()
         });
     }
@@ -105,7 +115,6 @@ async fn batched(path: &str, n: usize) -> (Duration, Duration) {
     while let Some(r) = tasks.join_next().await {
         worst = worst.max(r.expect("task"));
     }
-    store.flush().await;
     (started.elapsed(), worst)
 }
 

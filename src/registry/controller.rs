@@ -386,42 +386,26 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
                     .or_else(|| d.history.last().map(|h| h.figures.clone()))
                     .or_else(|| d.last_step.clone())
             });
-        if let Some(f) = recorded {
-            out.push(RolloutStatus {
-                percent: r.percent(),
-                next_step: r.next_step(),
-                champion: f.champion,
-                canary: f.canary,
-                figures_from: "last step".into(),
-                rollout_id: r.rollout_id,
-                pack_id: r.pack_id,
-                state: r.state,
-                champion_version: r.from_version,
-                canary_version: r.to_version,
-                steps: r.steps,
-                step_started_at: r.step_started_at,
-                detail: r.detail,
-            });
-            continue;
-        }
-        let champion = store
-            .run_sample(
-                &ArmLabel::new(&r.rollout_id, Arm::Champion),
-                &r.step_started_at,
-            )
-            .await?;
-        let canary = store
-            .run_sample(
-                &ArmLabel::new(&r.rollout_id, Arm::Canary),
-                &r.step_started_at,
-            )
-            .await?;
+        let (champion, canary, figures_from) = match recorded {
+            Some(f) => (f.champion, f.canary, "last step"),
+            None => {
+                let (ch, ca) = (
+                    ArmLabel::new(&r.rollout_id, Arm::Champion),
+                    ArmLabel::new(&r.rollout_id, Arm::Canary),
+                );
+                (
+                    telemetry::kpis(&store.run_sample(&ch, &r.step_started_at).await?),
+                    telemetry::kpis(&store.run_sample(&ca, &r.step_started_at).await?),
+                    "live",
+                )
+            }
+        };
         out.push(RolloutStatus {
             percent: r.percent(),
             next_step: r.next_step(),
-            champion: telemetry::kpis(&champion),
-            canary: telemetry::kpis(&canary),
-            figures_from: "live".into(),
+            champion,
+            canary,
+            figures_from: figures_from.into(),
             rollout_id: r.rollout_id,
             pack_id: r.pack_id,
             state: r.state,
