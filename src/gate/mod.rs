@@ -362,12 +362,20 @@ pub enum Progress {
     Off,
     /// A live bar (a terminal).
     Bar,
-    /// One line every [`PROGRESS_EVERY`] (CI logs, where a bar is noise).
+    /// One line every 15 s (CI logs, where a bar is noise).
     Lines,
 }
 
-/// How often [`Progress::Lines`] prints.
-pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often [`Progress::Lines`] prints: every 15 s, or every
+/// `MISSIONCTL_PROGRESS_SECS` seconds.
+fn progress_every() -> std::time::Duration {
+    let secs = std::env::var("MISSIONCTL_PROGRESS_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(15.0);
+    std::time::Duration::from_secs_f64(secs)
+}
 
 fn progress_bar(show: Progress, n: usize) -> indicatif::ProgressBar {
     if show == Progress::Off || n == 0 {
@@ -378,9 +386,10 @@ fn progress_bar(show: Progress, n: usize) -> indicatif::ProgressBar {
         pb.set_length(n as u64);
         let watch = pb.clone();
         let started = std::time::Instant::now();
+        let every = progress_every();
         std::thread::spawn(move || {
             loop {
-                std::thread::sleep(PROGRESS_EVERY);
+                std::thread::sleep(every);
                 if watch.is_finished() {
                     break;
                 }

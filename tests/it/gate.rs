@@ -1175,3 +1175,41 @@ fn the_completion_limit_goes_in_the_field_the_model_expects() {
             .all(|b| b["max_tokens"] == 800 && b.get("max_completion_tokens").is_none())
     );
 }
+
+/// In CI logs (stderr not a terminal) a long run says how far it is, one
+/// line at a time, instead of drawing a bar.
+#[test]
+fn a_long_run_prints_progress_lines_in_ci_logs() {
+    let server = LlmServer::start(Arc::new(|body: &Value, _| {
+        Reply::Delayed(
+            Duration::from_millis(60),
+            Box::new(Reply::Json(missionctl::eval::demo_model::respond(body))),
+        )
+    }));
+    let r = gate_repo(&server, false);
+    typo_branch(&r);
+    let out = r.run_env(
+        &[
+            "eval",
+            "--base",
+            "main",
+            "--head",
+            "typo",
+            "--db",
+            &format!("sqlite://{}", r.dir.path().join("p.db").display()),
+        ],
+        &[
+            ("TEST_LLM_KEY", "k"),
+            ("CI", "true"),
+            ("MISSIONCTL_PROGRESS_SECS", "0.5"),
+        ],
+    );
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("evaluating: "))
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(lines[0].contains(" jobs done after "), "{err}");
+}
