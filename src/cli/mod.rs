@@ -52,7 +52,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the whole loop on the embedded default, narrated: init, a challenger, the gate,
-    /// the merge, a canary on telemetry, full promotion, a bad version rolled back automatically.
+    /// the merge, a canary on telemetry, full promotion, a bad version rolled back automatically,
+    /// the improvement worker proposing a fix the gate passes.
     #[command(
         after_help = "Examples:\n  missionctl quickstart\n  missionctl quickstart --dir /tmp/qs\n  missionctl quickstart --openclaw"
     )]
