@@ -572,3 +572,43 @@ fn open_pr_without_github_access_says_what_to_set() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no pack `no-such-pack`"));
 }
+
+/// While an improvement pull request for the pack is open, a different
+/// proposal is not pushed or opened: reviewers see one at a time.
+#[test]
+fn a_different_proposal_waits_while_one_is_open() {
+    let gh = GithubServer::start();
+    gh.state.lock().expect("s").open_pulls.push(json!({
+        "number": 41, "state": "open", "html_url": "https://github.com/acme/fleet/pull/41",
+        "head": {"ref": "missionctl/improve/hr-ops-pack/1.0.1-improve.3", "repo": {"full_name": "acme/fleet"}},
+        "base": {"ref": "main"},
+    }));
+    let f = TestContext::fleet("unused");
+    drop_escalation_rule(&f);
+    f.push();
+    let env = fake_github_env(&gh);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rep = improve(
+        &f,
+        &db(&f, "s.db"),
+        &["--pack", "hr-ops-pack", "--open-pr"],
+        &env,
+    );
+    assert_eq!(rep["pull_request"]["number"], 41, "{rep:#}");
+    assert_eq!(rep["pull_request"]["existing"], true);
+    assert!(
+        rep["no_winner"]
+            .as_str()
+            .expect("why")
+            .contains("already open (#41"),
+        "{rep:#}"
+    );
+    assert_eq!(rep["branch"], Value::Null);
+    let log = gh.state.lock().expect("s").log.clone();
+    assert!(!log.iter().any(|q| q.method == "POST"), "nothing opened");
+    assert_eq!(
+        git(&f.remote, &["branch", "--list", "missionctl/*"]),
+        "",
+        "nothing pushed"
+    );
+}
