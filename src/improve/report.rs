@@ -170,7 +170,10 @@ impl Report {
                     .unwrap_or_default()
             ));
         }
-        match (self.winner().filter(|_| self.branch.is_some()), &self.no_winner) {
+        match (
+            self.winner().filter(|_| self.branch.is_some()),
+            &self.no_winner,
+        ) {
             (Some(w), _) => s.push_str(&format!(
                 "proposed: candidate #{} ({}) on branch {}{}\n",
                 w.n,
