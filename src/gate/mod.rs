@@ -81,7 +81,7 @@ pub struct GateOptions {
     pub spend_limit_usd: Option<f64>,
 }
 
-pub(super) fn short_id(parts: &[&str]) -> String {
+pub(crate) fn short_id(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());

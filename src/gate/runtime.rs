@@ -22,8 +22,7 @@ pub(super) async fn start_demo(
     if !cfg.uses_demo() {
         return Ok(None);
     }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    crate::eval::demo_model::start(addr, crate::eval::demo_model::DemoConfig::default())
+    crate::eval::demo_model::start_loopback()
         .await
         .map(Some)
         .map_err(GateError::Demo)

@@ -25,6 +25,7 @@
 //!    whose body is the evidence. Nothing merges it.
 //! 6. **Audit**: every run is a row in the state store (`improve --list`).
 
+mod candidates;
 pub mod propose;
 pub mod publish;
 pub mod report;

@@ -124,7 +124,7 @@ pub struct Report {
     pub evidence_markdown: Option<String>,
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(super) fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
 }
 

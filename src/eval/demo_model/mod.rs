@@ -83,6 +83,12 @@ pub(crate) fn router(cfg: DemoConfig) -> Router {
 }
 
 /// Serve on `addr` (use port 0 for an ephemeral port) until shut down.
+/// The demo model on an ephemeral loopback port, with the default settings
+/// (what the gate and the improvement worker start for `base_url: demo`).
+pub async fn start_loopback() -> std::io::Result<DemoServer> {
+    start(SocketAddr::from(([127, 0, 0, 1], 0)), DemoConfig::default()).await
+}
+
 pub async fn start(addr: SocketAddr, cfg: DemoConfig) -> std::io::Result<DemoServer> {
     // A stand-in that answers anyone is a stand-in someone mistakes for a
     // service: it listens on this machine only.
