@@ -11,7 +11,8 @@ use crate::eval::llm::Client;
 use crate::gate::{self, GateOptions};
 use crate::git;
 use crate::model::{
-    CandidateOutcome, CaseFeedback, StopReason, Tag, TriedCandidate, Variant, Verdict, VoiceProfile,
+    CandidateOutcome, CaseFeedback, OptimiserAnswer, StopReason, Tag, TriedCandidate, Variant,
+    Verdict, VoiceProfile,
 };
 
 use super::report::{Candidate, Report, pct};
@@ -164,40 +165,12 @@ pub(super) async fn run(
             r.stop_detail = format!("the optimiser proposed no edit: {}", answer.rationale);
             return Ok(passed);
         }
-        // The candidate's files: the parent's, the answer's edits, the voice
-        // and a bumped version in the pack file.
-        let mut files = parent.files.clone();
-        files.extend(answer.sections.clone());
-        let voice = answer.voice.clone().unwrap_or_else(|| parent.voice.clone());
-        let pack_text = ctx
-            .champion_files
-            .get(&ctx.champion.file)
-            .cloned()
-            .unwrap_or_default();
-        files.insert(
-            ctx.champion.file.clone(),
-            propose::edit_pack_file(
-                &pack_text,
-                &version,
-                (voice != ctx.champion_voice).then_some(&voice),
-            ),
-        );
-        let edits: BTreeMap<String, String> = files
-            .iter()
-            .filter(|(p, t)| ctx.champion_files.get(*p) != Some(*t))
-            .map(|(p, t)| (p.clone(), t.clone()))
-            .collect();
-        let content = {
-            let mut h = Sha256::new();
-            for (p, t) in edits.iter().filter(|(p, _)| **p != ctx.champion.file) {
-                h.update(p.as_bytes());
-                h.update([0]);
-                h.update(t.as_bytes());
-                h.update([0]);
-            }
-            h.update(serde_json::to_string(&voice).unwrap_or_default().as_bytes());
-            hex::encode(h.finalize())
-        };
+        let Proposal {
+            files,
+            voice,
+            edits,
+            content,
+        } = proposal(ctx, parent, &answer, &version);
         if let Some((_, k)) = seen.iter().find(|(c, _)| *c == content) {
             cand.reason = Some(format!("the same edit as candidate #{k}"));
             r.stop = StopReason::NoImprovement;
@@ -283,31 +256,7 @@ pub(super) async fn run(
         r.calls.evaluation += evidence.model_requests;
         r.calls.cache_hits += evidence.cache_hits;
         r.calls.rollouts += rollouts;
-        cand.spend_usd += evidence.cost_usd;
-        cand.model_requests = evidence.model_requests;
-        cand.verdict = Some(evidence.verdict);
-        cand.gate_run_id = Some(evidence.run_id.clone());
-        cand.gate_reasons = evidence.reasons.clone();
-        if let Some(p) = evidence.packs.iter().find(|p| p.pack_id == r.pack_id) {
-            cand.champion_pass_rate = p.champion_pass_rate;
-            cand.pass_rate = p.challenger_pass_rate;
-            cand.mcnemar_p = p.mcnemar_p;
-            cand.prompt_growth_tokens = p.prompt_growth_tokens;
-        }
-        cand.scores = select::case_scores(&evidence.results, Variant::Challenger);
-        let passes_everywhere = |s: &Scores, c: &str| s.get(c).is_some_and(|v| *v >= 1.0);
-        cand.fixed = r
-            .failures
-            .iter()
-            .filter(|f| passes_everywhere(&cand.scores, &f.case_id))
-            .map(|f| f.case_id.clone())
-            .collect();
-        cand.broke = r
-            .champion_scores
-            .iter()
-            .filter(|(c, v)| **v >= 1.0 && !passes_everywhere(&cand.scores, c))
-            .map(|(c, _)| c.clone())
-            .collect();
+        figures(&mut cand, r, &evidence);
         // Hard checks: any one discards the candidate.
         let hard = hard_check(&evidence);
         if evidence.partial {
@@ -372,6 +321,85 @@ pub(super) async fn run(
     }
     mark_front(r);
     Ok(passed)
+}
+
+/// A proposal as files: the parent's, the answer's edits, the voice and a
+/// bumped version in the pack file; what differs from the champion; and a
+/// digest of what it edits (sections and voice, not the version), to tell a
+/// repeated proposal from a new one.
+struct Proposal {
+    files: BTreeMap<String, String>,
+    voice: VoiceProfile,
+    edits: BTreeMap<String, String>,
+    content: String,
+}
+
+fn proposal(ctx: &Ctx<'_>, parent: &Parent, answer: &OptimiserAnswer, version: &str) -> Proposal {
+    let mut files = parent.files.clone();
+    files.extend(answer.sections.clone());
+    let voice = answer.voice.clone().unwrap_or_else(|| parent.voice.clone());
+    let pack_text = ctx
+        .champion_files
+        .get(&ctx.champion.file)
+        .cloned()
+        .unwrap_or_default();
+    files.insert(
+        ctx.champion.file.clone(),
+        propose::edit_pack_file(
+            &pack_text,
+            version,
+            (voice != ctx.champion_voice).then_some(&voice),
+        ),
+    );
+    let edits: BTreeMap<String, String> = files
+        .iter()
+        .filter(|(p, t)| ctx.champion_files.get(*p) != Some(*t))
+        .map(|(p, t)| (p.clone(), t.clone()))
+        .collect();
+    let mut h = Sha256::new();
+    for (p, t) in edits.iter().filter(|(p, _)| **p != ctx.champion.file) {
+        h.update(p.as_bytes());
+        h.update([0]);
+        h.update(t.as_bytes());
+        h.update([0]);
+    }
+    h.update(serde_json::to_string(&voice).unwrap_or_default().as_bytes());
+    Proposal {
+        files,
+        voice,
+        edits,
+        content: hex::encode(h.finalize()),
+    }
+}
+
+/// What the gate's evidence says of a candidate: its spend, verdict, pass
+/// rates, per-case scores, and the cases it fixed and broke.
+fn figures(cand: &mut Candidate, r: &Report, evidence: &gate::Evidence) {
+    cand.spend_usd += evidence.cost_usd;
+    cand.model_requests = evidence.model_requests;
+    cand.verdict = Some(evidence.verdict);
+    cand.gate_run_id = Some(evidence.run_id.clone());
+    cand.gate_reasons = evidence.reasons.clone();
+    if let Some(p) = evidence.packs.iter().find(|p| p.pack_id == r.pack_id) {
+        cand.champion_pass_rate = p.champion_pass_rate;
+        cand.pass_rate = p.challenger_pass_rate;
+        cand.mcnemar_p = p.mcnemar_p;
+        cand.prompt_growth_tokens = p.prompt_growth_tokens;
+    }
+    cand.scores = select::case_scores(&evidence.results, Variant::Challenger);
+    let passes_everywhere = |s: &Scores, c: &str| s.get(c).is_some_and(|v| *v >= 1.0);
+    cand.fixed = r
+        .failures
+        .iter()
+        .filter(|f| passes_everywhere(&cand.scores, &f.case_id))
+        .map(|f| f.case_id.clone())
+        .collect();
+    cand.broke = r
+        .champion_scores
+        .iter()
+        .filter(|(c, v)| **v >= 1.0 && !passes_everywhere(&cand.scores, c))
+        .map(|(c, _)| c.clone())
+        .collect();
 }
 
 fn tried(c: &Candidate) -> TriedCandidate {
