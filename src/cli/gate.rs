@@ -96,6 +96,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         skip_paid_calls: a.skip_paid_calls || fork_without_opt_in,
         progress,
         spend_limit_usd: a.budget_usd,
+        store: None,
     };
     let concluded = rt.block_on(evaluate_and_conclude(&opts, github.as_ref()));
     let ev = match concluded {

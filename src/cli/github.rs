@@ -151,6 +151,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         skip_paid_calls: !facts.paid_calls_allowed(),
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
+        store: None,
     };
     let github = (gh, pr);
     let ev = match rt.block_on(super::gate::evaluate_and_conclude(&opts, Some(&github))) {

@@ -174,6 +174,7 @@ async fn gate_against_main(
         skip_paid_calls: false,
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
+        store: Some(f.store.clone()),
     })
     .await
     .map_err(step("gate"))?;

@@ -79,6 +79,9 @@ pub struct GateOptions {
     pub progress: Progress,
     /// What this run may spend in all (on top of each tenant's daily cap).
     pub spend_limit_usd: Option<f64>,
+    /// A store already open on `db_url` (the improvement worker's), so one
+    /// process keeps one pool and one writer; `None` opens `db_url`.
+    pub store: Option<Store>,
 }
 
 pub(crate) fn short_id(parts: &[&str]) -> String {
@@ -426,7 +429,10 @@ pub async fn evaluate(opts: &GateOptions) -> Result<Evaluated, GateError> {
     if !plan.jobs.is_empty() {
         check_keys(&cfg, opts.skip_paid_calls)?;
     }
-    let store = Store::connect(&opts.db_url).await?;
+    let store = match &opts.store {
+        Some(s) => s.clone(),
+        None => Store::connect(&opts.db_url).await?,
+    };
     let (mut budget, spent_before) = budget(
         &store,
         &l.guard,

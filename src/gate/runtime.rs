@@ -247,7 +247,7 @@ pub async fn baseline(
     repo: &std::path::Path,
     rev: &str,
     pack_id: &str,
-    db_url: &str,
+    store: &Store,
     spend_limit_usd: Option<f64>,
 ) -> Result<Baseline, GateError> {
     let (root, r) = (repo.to_path_buf(), rev.to_string());
@@ -271,7 +271,7 @@ pub async fn baseline(
         .ok_or_else(|| GateError::Config(format!("`{rev}` has no pack `{pack_id}`")))?;
     super::check_keys(&cfg, false)?;
     let run_id = super::short_id(&[&crate::time_util::now_rfc3339(), rev, pack_id, "baseline"]);
-    let store = Store::connect(db_url).await?;
+    let store = store.clone();
     let (mut budget, _) =
         super::budget(&store, &guard, plan.jobs.iter().map(|j| j.tenant.as_str())).await?;
     budget.run_limit = spend_limit_usd;

@@ -241,6 +241,7 @@ pub(super) async fn run(
             skip_paid_calls: false,
             progress: gate::Progress::Off,
             spend_limit_usd: r.caps.run_budget_usd.map(|b| (b - r.spend_usd).max(0.0)),
+            store: Some(ctx.store.clone()),
         })
         .await?;
         let feedback = signal::feedback(evaluated.done(), Variant::Challenger);

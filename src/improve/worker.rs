@@ -236,7 +236,7 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         &ctx.opts.repo,
         &ctx.base_commit.to_string(),
         &r.pack_id,
-        &ctx.opts.db_url,
+        &ctx.store,
         r.caps.run_budget_usd,
     )
     .await?;
