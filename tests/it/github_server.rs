@@ -61,6 +61,9 @@ pub struct GhState {
     /// Pull requests as `GET /repos/{o}/{r}/pulls` lists them (created by
     /// `POST /repos/{o}/{r}/pulls`, or seeded: e.g. a fork's).
     pub open_pulls: Vec<Value>,
+    /// The repository's git remote: as GitHub does, a pull request whose
+    /// head branch is not on it is refused (422).
+    pub remote: Option<std::path::PathBuf>,
     next_id: u64,
 }
 
@@ -257,7 +260,25 @@ async fn handle(
                     && p["head"]["ref"] == head.as_str()
                     && p["head"]["repo"]["full_name"] == full.as_str()
             });
-            if dup {
+            let head_missing = s.remote.as_ref().is_some_and(|r| {
+                !std::process::Command::new("git")
+                    .arg("--git-dir")
+                    .arg(r)
+                    .args([
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/heads/{head}"),
+                    ])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+            if head_missing {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+                )
+            } else if dup {
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {o}:{head}.")}]}),

@@ -477,6 +477,8 @@ fn open_pr_opens_one_pull_request_with_the_evidence_and_a_rerun_opens_none() {
     let f = TestContext::fleet("unused");
     drop_escalation_rule(&f);
     f.push();
+    // A pull request needs its head branch on the remote first.
+    gh.state.lock().expect("s").remote = Some(f.remote.clone());
     let db = db(&f, "state.db");
     let env = fake_github_env(&gh);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
