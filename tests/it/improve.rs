@@ -241,41 +241,18 @@ fn cost_of(requests: &[crate::llm_server::Recorded]) -> f64 {
         .sum()
 }
 
-fn ledger(db: &str) -> f64 {
+/// Every ledger row: (tenant, kind, usd).
+fn ledger(db: &str) -> Vec<(String, String, f64)> {
     let path = db.strip_prefix("sqlite://").expect("sqlite");
-    let out = std::process::Command::new("sqlite3")
-        .arg(path)
-        .arg("SELECT COALESCE(SUM(usd), 0) FROM spend_ledger")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .expect("sum"),
-        _ => {
-            // No sqlite3 CLI: read it through the library.
-            let rt = tokio::runtime::Runtime::new().expect("rt");
-            rt.block_on(async {
-                let s = missionctl::store::Store::connect(db).await.expect("store");
-                let mut total = 0.0;
-                for t in [
-                    "shared",
-                    "acme",
-                    "globex",
-                    "user:sam",
-                    "user:alex",
-                    "user:ria",
-                    "user:kim",
-                ] {
-                    total += s
-                        .spend_on(t, &missionctl::time_util::today())
-                        .await
-                        .expect("spend");
-                }
-                total
-            })
-        }
-    }
+    tokio::runtime::Runtime::new().expect("rt").block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+            .await
+            .expect("open the store");
+        sqlx::query_as("SELECT tenant, kind, usd FROM spend_ledger")
+            .fetch_all(&pool)
+            .await
+            .expect("read the ledger")
+    })
 }
 
 #[test]
@@ -324,8 +301,24 @@ fn a_spend_cap_hit_mid_run_stops_with_partial_results_and_never_overspends() {
     // and the ledger holds every answered request.
     let answered = &llm.requests()[before..];
     let served = cost_of(answered);
-    let booked = ledger(&db);
+    let rows = ledger(&db);
+    let booked: f64 = rows.iter().map(|r| r.2).sum();
     assert!(booked <= budget + 1e-9, "ledger {booked} > budget {budget}");
+    // The optimiser's calls are paid by the pack's tenant: `shared` for a
+    // domain pack; the evaluations by each chain's tenant.
+    let optimiser: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.1 == "improve")
+        .map(|r| &r.0)
+        .collect();
+    assert!(
+        !optimiser.is_empty() && optimiser.iter().all(|t| *t == "shared"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.1 == "eval" && r.0 == "acme"),
+        "{rows:?}"
+    );
     assert!(
         (served - booked).abs() < 1e-6,
         "server {served} vs ledger {booked}"
