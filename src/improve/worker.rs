@@ -333,15 +333,18 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
         return Ok(());
     };
     let branch = publish::branch_name(&r.pack_id, &w.version);
-    if let Publish::PullRequest { gh, .. } = &ctx.opts.publish
-        && let publish::Existing::Other(p, head) =
-            publish::existing(gh, &r.pack_id, &branch).await?
-    {
+    // What is open already, read once: another proposal for this pack
+    // waits; this very branch is updated by the push.
+    let open = match &ctx.opts.publish {
+        Publish::PullRequest { gh, .. } => Some(publish::existing(gh, &r.pack_id, &branch).await?),
+        Publish::Branch => None,
+    };
+    if let Some(publish::Existing::Other(p, head)) = &open {
         r.no_winner = Some(format!(
             "an improvement pull request for {} is already open (#{} from {head}); review or close it before another is proposed",
             r.pack_id, p.number
         ));
-        r.pull_request = Some(p);
+        r.pull_request = Some(p.clone());
         return Ok(());
     }
     {
@@ -354,25 +357,26 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
     r.branch = Some(branch.clone());
     r.commit = Some(commit.to_string());
     ctx.say(&format!("proposed: branch {branch} ({})", w.version));
-    if let Publish::PullRequest { gh, remote } = &ctx.opts.publish {
-        let url = {
-            let g = ctx
-                .git_lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let url = git::remote_url(&g, remote).ok_or_else(|| {
+    if let (Publish::PullRequest { gh, remote }, Some(open)) = (&ctx.opts.publish, open) {
+        // A push is blocking network I/O: on the blocking pool.
+        let (repo, remote, b) = (ctx.opts.repo.clone(), remote.clone(), branch.clone());
+        let url = tokio::task::spawn_blocking(move || {
+            let g = git::open(&repo)?;
+            let url = git::remote_url(&g, &remote).ok_or_else(|| {
                 ImproveError::Usage(format!(
-                    "the repository has no remote `{remote}` to push {branch} to; add it or pass --remote"
+                    "the repository has no remote `{remote}` to push {b} to; add it or pass --remote"
                 ))
             })?;
-            git::push_branch(&g, &url, &branch)?;
-            url
-        };
+            git::push_branch(&g, &url, &b)?;
+            Ok::<_, ImproveError>(url)
+        })
+        .await
+        .map_err(|e| ImproveError::Usage(format!("the push failed: {e}")))??;
         ctx.say(&format!(
             "pushed {branch} to {}",
             crate::store::redact(&url)
         ));
-        let pr = match publish::existing(gh, &r.pack_id, &branch).await? {
+        let pr = match open {
             publish::Existing::Same(p) => p,
             _ => publish::open(gh, &r.pack_id, &branch, &r.base, &r.title(), &r.body()).await?,
         };
