@@ -393,10 +393,6 @@ impl Evaluated {
     pub fn done(&self) -> &[Done] {
         &self.done
     }
-    /// The run's budget as it ended (what was spent, which caps were hit).
-    pub fn spent(&self) -> &Budget {
-        &self.budget
-    }
     /// The files a policy owner must approve: changed policies, and pack
     /// files whose promotion thresholds a change loosens.
     pub fn policy_owner_paths(&self) -> Vec<String> {

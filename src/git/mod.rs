@@ -20,7 +20,7 @@ pub(crate) use log::{first_parent_pack_versions, versions_of_file};
 pub use source::{Source, SourceKind, fetch_pull_head};
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
-pub use write::{RestoreDir, Target, commit_files, push_branch, remote_url, set_branch, tree_id};
+pub use write::{RestoreDir, Target, commit_files, push_branch, remote_url, set_branch};
 pub(crate) use write::{init_with_commit, restore_dir, write_note};
 
 #[derive(Debug, thiserror::Error)]

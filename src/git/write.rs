@@ -195,11 +195,6 @@ pub fn commit_files(
     )?))
 }
 
-/// The id of `commit`'s tree: equal trees mean equal content.
-pub fn tree_id(repo: &Repo, commit: CommitId) -> Result<String, GitError> {
-    Ok(repo.inner.find_commit(commit.0)?.tree_id().to_string())
-}
-
 /// Point local branch `name` at `commit`, creating it or moving it. A
 /// branch that is checked out is refused (its files would be left behind).
 pub fn set_branch(repo: &Repo, name: &str, commit: CommitId) -> Result<(), GitError> {
