@@ -308,12 +308,8 @@ impl Client {
         accept: &(dyn Fn(&Completion) -> Result<(), String> + Sync),
     ) -> Result<Completion, LlmError> {
         let key = cache_key(ep, messages, tools, tag);
-        if let Some(store) = &self.store
-            && let Ok(Some(hit)) = store.cache_get(&key).await
-            && let Ok(mut c) = serde_json::from_str::<Completion>(&hit)
-        {
+        if let Some(c) = self.cached(&key).await {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            c.cached = true;
             return Ok(c);
         }
         let cell: Shared = {
@@ -327,6 +323,12 @@ impl Client {
         let result = cell
             .get_or_init(|| async {
                 first = true;
+                // Looked up again: the same request may have finished (and
+                // been cached) between the lookup above and this cell's
+                // creation, and asking twice would pay twice.
+                if let Some(c) = self.cached(&key).await {
+                    return Ok(c);
+                }
                 let c = self.request(ep, messages, tools).await?;
                 accept(&c).map_err(LlmError::Rejected)?;
                 if let Some(store) = &self.store
@@ -347,6 +349,9 @@ impl Client {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&key);
+            if result.as_ref().is_ok_and(|c| c.cached) {
+                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            }
         } else if let Ok(c) = &result {
             // Served by another caller's request: free, like a cache hit.
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -355,6 +360,14 @@ impl Client {
             return Ok(c);
         }
         result
+    }
+
+    /// A cached answer for `key` (queued or committed), marked as cached.
+    async fn cached(&self, key: &str) -> Option<Completion> {
+        let hit = self.store.as_ref()?.cache_get(key).await.ok()??;
+        let mut c = serde_json::from_str::<Completion>(&hit).ok()?;
+        c.cached = true;
+        Some(c)
     }
 
     async fn request(

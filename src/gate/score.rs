@@ -19,6 +19,11 @@ use super::execute::Done;
 /// their percentage, and never trip the latency guardrail.
 pub const LATENCY_NOISE_FLOOR_MS: f64 = 20.0;
 
+/// Fewer measured pairs than this are no latency evidence: a bootstrap of
+/// one or two differences is those differences, however they came about
+/// (a single request slowed by a busy machine would block a change).
+pub const MIN_LATENCY_PAIRS: usize = 5;
+
 /// A pack's score: its evidence row, its regressions, and its median latency
 /// change when that change is real (above the noise floor, with a paired
 /// bootstrap interval above zero).
@@ -285,10 +290,12 @@ pub(crate) fn score_pack(
         (Some(a), Some(b)) if a > 0.0 => Some((b - a) / a * 100.0),
         _ => None,
     };
-    // A latency regression needs evidence: an increase above the noise floor
-    // (0.4 ms -> 0.5 ms is +25% and means nothing), and a paired bootstrap
-    // interval of the per-case differences entirely above zero, so a busy
-    // machine slowing a few requests at random does not block a change.
+    // A latency regression needs evidence: a median increase above the noise
+    // floor (0.4 ms -> 0.5 ms is +25% and means nothing), and a paired
+    // bootstrap interval of the per-case differences entirely above that
+    // floor: the slowdown is at least the floor with 95% confidence, so a
+    // busy machine slowing some requests (a burst on a shared CI runner)
+    // does not block a change.
     let paired: Vec<f64> = t
         .latency
         .0
@@ -296,7 +303,9 @@ pub(crate) fn score_pack(
         .zip(&t.latency.1)
         .map(|(a, b)| b - a)
         .collect();
-    let clear = ci(&paired, &format!("latency:{}", pc.pack_id)).is_some_and(|(_, lo, _)| lo > 0.0);
+    let clear = paired.len() >= MIN_LATENCY_PAIRS
+        && ci(&paired, &format!("latency:{}", pc.pack_id))
+            .is_some_and(|(_, lo, _)| lo >= LATENCY_NOISE_FLOOR_MS);
     let latency_regression_pct = match (change, p50) {
         (Some(c), (Some(a), Some(b))) if b - a >= LATENCY_NOISE_FLOOR_MS && clear => Some(c),
         _ => None,

@@ -967,10 +967,18 @@ fn cases_without_ids_keep_their_identity_when_one_is_inserted() {
     .iter()
     .map(|q| asked.iter().filter(|a| a.contains(q)).count())
     .collect();
-    // Once per variant on every chain the pack is on: the same for all three.
+    // Once per variant on every chain the pack is on: the same for all
+    // three. A request the client retried (a transient transport error on a
+    // busy machine) reaches the server twice; the gate counts those in
+    // `retries`, and nothing else may make one question more frequent.
+    let retries = run.evidence["retries"]
+        .as_u64()
+        .expect("retries in evidence.json");
+    let once = *counts.iter().min().expect("three counts");
+    let extra: usize = counts.iter().map(|c| c - once).sum();
     assert!(
-        counts[0] > 0 && counts[0].is_multiple_of(2) && counts.iter().all(|c| *c == counts[0]),
-        "{counts:?}"
+        once > 0 && once.is_multiple_of(2) && extra as u64 <= retries,
+        "{counts:?} with {retries} retries"
     );
     // The same vars twice, across files: an error with both places.
     r.write(

@@ -220,6 +220,35 @@ fn latency_needs_the_noise_floor_and_a_clear_interval() {
         .latency_regression_pct
         .expect("regression");
     assert!((pct - 100.0).abs() < 1e-9, "{pct}");
+    // +25 ms on two thirds of the cases, +0 on the rest: the median rises
+    // 25 ms, over the floor, but the mean difference's interval (about
+    // 12-21 ms) does not clear it: a burst of load, not a slower pack.
+    for (i, x) in d
+        .iter_mut()
+        .filter(|x| x.job.variant == Variant::Challenger)
+        .enumerate()
+    {
+        x.run.latency_ms = if i % 3 == 0 { 100.0 } else { 125.0 };
+    }
+    assert_eq!(
+        score(&d, &Thresholds::default()).latency_regression_pct,
+        None
+    );
+    // +100 ms on every case, but only four pairs measured (the rest served
+    // from the cache): too few to be evidence.
+    for (i, x) in d.iter_mut().enumerate() {
+        x.run.cached = i >= 8;
+        if x.job.variant == Variant::Challenger {
+            x.run.latency_ms = 200.0;
+        }
+    }
+    assert_eq!(
+        score(&d, &Thresholds::default()).latency_regression_pct,
+        None
+    );
+    for x in &mut d {
+        x.run.cached = false;
+    }
     // +100 ms on one case only: the median does not move.
     for x in d
         .iter_mut()
