@@ -218,6 +218,10 @@ pub struct Client {
     max_attempts: u32,
     /// Identical requests in flight share one answer (and one bill).
     inflight: Arc<std::sync::Mutex<std::collections::HashMap<String, Shared>>>,
+    /// Tests only: after a cache miss, say so (`.0`) and wait (`.1`), to
+    /// place another caller's whole request inside that window.
+    #[cfg(test)]
+    after_miss: Option<Arc<(tokio::sync::Notify, tokio::sync::Notify)>>,
 }
 
 /// Parse `Retry-After` given in seconds (the HTTP-date form falls back to 1 s).
@@ -294,6 +298,8 @@ impl Client {
             stats: Arc::new(Stats::default()),
             max_attempts: 6,
             inflight: Arc::default(),
+            #[cfg(test)]
+            after_miss: None,
         }
     }
 
@@ -311,6 +317,11 @@ impl Client {
         if let Some(c) = self.cached(&key).await {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(c);
+        }
+        #[cfg(test)]
+        if let Some(p) = &self.after_miss {
+            p.0.notify_one();
+            p.1.notified().await;
         }
         let cell: Shared = {
             let mut map = self
@@ -548,6 +559,55 @@ mod tests {
         assert!(!shown.contains("sk-test-123"), "{shown}");
         assert!(shown.contains("***"));
         assert_eq!(scrub_key(&"x".repeat(500), None).len(), 300);
+    }
+
+    /// An identical request that finishes while a caller is between its
+    /// cache lookup and the single-flight map is not sent again: the caller
+    /// finds its answer in the cache (a race that paid twice under load).
+    #[tokio::test]
+    async fn a_request_finished_during_a_lookup_is_not_sent_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&db).await.expect("store");
+        let demo = crate::eval::demo_model::start_loopback()
+            .await
+            .expect("demo model");
+        let ep = Endpoint {
+            base_url: demo.url(),
+            model: "demo".into(),
+            api_key: None,
+            temperature: 0.0,
+            max_tokens: 200,
+            token_field: TokenField::MaxTokens,
+            timeout: Duration::from_secs(30),
+            cache_id: "demo".into(),
+            session: None,
+        };
+        let messages = [
+            Message::system("Be brief."),
+            Message::user("How much leave do I have?"),
+        ];
+        let a = Client::new(4, Some(store));
+        let mut b = a.clone();
+        let gate = Arc::new((tokio::sync::Notify::new(), tokio::sync::Notify::new()));
+        b.after_miss = Some(gate.clone());
+        let (ep_b, msgs_b) = (ep.clone(), messages.to_vec());
+        let late =
+            tokio::spawn(async move { b.chat(&ep_b, &msgs_b, &[], "harness", &|_| Ok(())).await });
+        // B has missed the cache; A's whole request happens now.
+        gate.0.notified().await;
+        let first = a
+            .chat(&ep, &messages, &[], "harness", &|_| Ok(()))
+            .await
+            .expect("answer");
+        assert!(!first.cached);
+        gate.1.notify_one();
+        let second = late.await.expect("join").expect("answer");
+        assert!(second.cached, "the late caller asked the model again");
+        assert_eq!(second.content, first.content);
+        assert_eq!(a.stats.requests.load(Ordering::Relaxed), 1);
+        assert_eq!(a.stats.cache_hits.load(Ordering::Relaxed), 1);
+        demo.shutdown().await;
     }
 
     /// Issue 12: OpenAI's newer models want `max_completion_tokens`; others
