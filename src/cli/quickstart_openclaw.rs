@@ -333,7 +333,14 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
             .await?;
         }
         say("   every workspace holds the champion (hr-ops-pack 1.0.1) again");
-        let head = git(&remote, &["log", "-1", "--format=%h %s", "main"])?;
+        // The registry pins the champion at once; the revert commit follows
+        // (written and pushed by the controller), so wait for it to land.
+        let head = wait_for("the revert commit on main", Duration::from_secs(30), async || {
+            git(&remote, &["log", "-1", "--format=%h %s", "main"])
+                .ok()
+                .filter(|h| h.contains(" Roll back "))
+        })
+        .await?;
         say(&format!("   git agrees: main is now at `{head}`"));
         Ok::<(), QuickstartError>(())
     }
