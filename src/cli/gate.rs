@@ -106,7 +106,6 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let md = gate::render_markdown(&ev);
     match a.format {
         super::OutFormat::Human => out!("{}", gate::terminal::render(&ev, out.as_deref())),
         super::OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&ev)?),
@@ -120,6 +119,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
             );
         }
         let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
+        let md = gate::render_markdown(&ev);
         if let Err(e) = github::report::actions_outputs(&ev, &md, &dir) {
             eprintln!("warning: cannot write the job summary or outputs: {e}");
         }

@@ -178,11 +178,7 @@ async fn gate_against_main(
     })
     .await
     .map_err(step("gate"))?;
-    let first = gate::render_markdown(&ev)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let first = gate::verdict_line(&ev);
     Ok((ev, first))
 }
 

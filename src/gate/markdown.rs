@@ -21,7 +21,7 @@ fn row(cells: &[String]) -> String {
     format!("| {} |", cells.join(" | "))
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(super) fn pct(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |x| format!("{:.0}%", x * 100.0))
 }
 
@@ -47,7 +47,9 @@ pub fn render(e: &Evidence) -> String {
     s
 }
 
-fn headline(s: &mut String, e: &Evidence) {
+/// The verdict in one line: the first line of `evidence.md`, the check
+/// run's title, what the terminal and the quickstart print first.
+pub fn verdict_line(e: &Evidence) -> String {
     if e.verdict == Verdict::WaitingForApproval {
         let who = e
             .approvals
@@ -65,29 +67,26 @@ fn headline(s: &mut String, e: &Evidence) {
                 )
             })
             .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "WAITING FOR APPROVAL: evals pass; approval still needed from {who}{unreadable}"
-        );
+        format!("WAITING FOR APPROVAL: evals pass; approval still needed from {who}{unreadable}")
     } else if e.verdict == Verdict::NotEvaluated {
-        let _ = writeln!(
-            s,
-            "NOT EVALUATED: paid model calls were skipped; no pass or fail either way"
-        );
+        "NOT EVALUATED: paid model calls were skipped; no pass or fail either way".into()
     } else if let Some(first) = e.reasons.first() {
         let more = if e.reasons.len() > 1 {
             format!(" (+{} more)", e.reasons.len() - 1)
         } else {
             String::new()
         };
-        let _ = writeln!(s, "BLOCKED: {first}{more}");
+        format!("BLOCKED: {first}{more}")
     } else {
-        let _ = writeln!(
-            s,
+        format!(
             "PASS: {} pack(s) evaluated, no blocking regression, all guardrails hold",
             e.packs.len()
-        );
+        )
     }
+}
+
+fn headline(s: &mut String, e: &Evidence) {
+    let _ = writeln!(s, "{}", verdict_line(e));
     let _ = writeln!(
         s,
         "\n### missionctl gate: `{}` ({:.8}) → `{}` ({:.8})",

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use evidence::write_evidence;
 pub use evidence::{EvalResult, Evidence, GuardrailRow, PackEvidence, Regression, ScoreDelta};
-pub use markdown::render as render_markdown;
+pub use markdown::{render as render_markdown, verdict_line};
 pub use runtime::{Baseline, Progress, baseline};
 use runtime::{Runtime, RuntimeSpec, progress_bar};
 pub use score::LATENCY_NOISE_FLOOR_MS;

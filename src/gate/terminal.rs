@@ -5,25 +5,17 @@
 use std::fmt::Write;
 
 use super::evidence::Evidence;
+use super::markdown::pct;
 
 /// Groups shown before "… and N more".
 const GROUPS_SHOWN: usize = 8;
 /// Other reasons shown before "… and N more".
 const REASONS_SHOWN: usize = 5;
 
-fn pct(v: Option<f64>) -> String {
-    v.map_or("n/a".into(), |x| format!("{:.0}%", x * 100.0))
-}
-
 /// The terminal summary; `out` is where the evidence files were written.
 pub fn render(e: &Evidence, out: Option<&std::path::Path>) -> String {
     let mut s = String::new();
-    let first = super::markdown::render(e)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let _ = writeln!(s, "{first}");
+    let _ = writeln!(s, "{}", super::markdown::verdict_line(e));
     let groups = &e.regression_groups;
     if !groups.is_empty() {
         let failures: usize = groups.iter().map(|g| g.chains.len()).sum();
