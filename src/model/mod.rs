@@ -20,8 +20,9 @@ pub use improve::{
     OptimiserRequest, StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
 };
 pub use rollout::{
-    Arm, ArmLabel, Bound, GitOutcome, Kpis, RollbackFigures, RollbackGit, RollbackRules, Rollout,
-    RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures, StepRecord,
+    Arm, ArmLabel, Bound, FiguresFrom, GitOutcome, Kpis, RollbackFigures, RollbackGit,
+    RollbackRules, Rollout, RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,
+    StepOutcome, StepRecord,
 };
 pub use run::{RunRow, RunSample};
 pub use scope::{Autonomy, ScopeType, Tier};
@@ -138,6 +139,8 @@ mod tests {
         round_trip::<ScopeType>();
         round_trip::<Autonomy>();
         round_trip::<Tier>();
+        round_trip::<StepOutcome>();
+        round_trip::<FiguresFrom>();
     }
 
     #[test]

@@ -217,6 +217,28 @@ pub struct StepFigures {
     pub min_runs_per_arm: Option<usize>,
 }
 
+words! {
+    /// How a rollout step ended.
+    pub enum StepOutcome ("step.outcome") {
+        /// The canary held; the next step's share took over.
+        Advanced = "advanced",
+        /// The canary held at the last step: fully promoted.
+        Completed = "completed",
+        /// The canary regressed: the champion was pinned and reverted to.
+        RolledBack = "rolled_back",
+    }
+}
+
+words! {
+    /// Where a rollout status's arm figures come from.
+    pub enum FiguresFrom ("figures_from") {
+        /// The current step's runs (a rollout in progress).
+        Live = "live",
+        /// The last recorded step (a finished rollout).
+        LastStep = "last step",
+    }
+}
+
 /// One finished step of a rollout: when it ended, how, and on what figures
 /// (both arms and the sequential test), kept for as long as the rollout is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,8 +247,7 @@ pub struct StepRecord {
     pub percent: u32,
     pub started_at: String,
     pub ended_at: String,
-    /// `advanced`, `completed` or `rolled_back`.
-    pub outcome: String,
+    pub outcome: StepOutcome,
     pub figures: StepFigures,
 }
 

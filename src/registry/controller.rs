@@ -13,8 +13,8 @@ use time::format_description::well_known::Rfc3339;
 use super::Registry;
 use crate::git::Target;
 use crate::model::{
-    Arm, ArmLabel, Decision, DecisionKind, GitOutcome, RollbackFigures, RollbackGit, Rollout,
-    RolloutDetail, RolloutPlan, RolloutState, StepFigures, StepRecord,
+    Arm, ArmLabel, Decision, DecisionKind, FiguresFrom, GitOutcome, RollbackFigures, RollbackGit,
+    Rollout, RolloutDetail, RolloutPlan, RolloutState, StepFigures, StepOutcome, StepRecord,
 };
 use crate::reconcile::Outcome;
 use crate::reconcile::rollback;
@@ -132,33 +132,26 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
         let verdict = rollout::evaluate(&champion, &canary, &params, minutes);
         match verdict {
             Verdict::Advance { figures } => {
-                let ran_at = r.percent();
+                let record = step_record(&r, now, StepOutcome::Advanced, &figures);
                 r.step += 1;
                 let pct = r.steps.get(r.step).copied().unwrap_or(100);
-                let done = pct >= 100;
-                let (why, outcome) = if done {
+                let (why, record) = if pct >= 100 {
                     events.push(format!("{}: fully promoted ({})", r.pack_id, r.to_version));
+                    r.state = RolloutState::Completed;
                     (
                         "fully promoted: the canary held at every step".to_string(),
-                        "completed",
+                        StepRecord {
+                            outcome: StepOutcome::Completed,
+                            ..record
+                        },
                     )
                 } else {
                     events.push(format!("{}: canary advanced to {pct}%", r.pack_id));
-                    (format!("advanced to {pct}%"), "advanced")
-                };
-                r.state = if done {
-                    RolloutState::Completed
-                } else {
-                    RolloutState::Running
+                    r.state = RolloutState::Running;
+                    (format!("advanced to {pct}%"), record)
                 };
                 let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
-                detail.history.push(StepRecord {
-                    percent: ran_at,
-                    started_at: r.step_started_at.clone(),
-                    ended_at: ts(now),
-                    outcome: outcome.into(),
-                    figures: (*figures).clone(),
-                });
+                detail.history.push(record);
                 detail.last_step = Some(*figures);
                 r.detail = Some(detail);
                 r.step_started_at = ts(now);
@@ -208,6 +201,22 @@ fn rollback_target(plan: &RolloutPlan, pack: &str, rollout_id: &str) -> Target {
     }
 }
 
+/// The step `r` is at, ended `now` with `outcome` on `figures`.
+fn step_record(
+    r: &Rollout,
+    now: OffsetDateTime,
+    outcome: StepOutcome,
+    figures: &StepFigures,
+) -> StepRecord {
+    StepRecord {
+        percent: r.percent(),
+        started_at: r.step_started_at.clone(),
+        ended_at: ts(now),
+        outcome,
+        figures: figures.clone(),
+    }
+}
+
 async fn auto_rollback(
     reg: &Arc<Registry>,
     r: &mut Rollout,
@@ -218,13 +227,9 @@ async fn auto_rollback(
     // 1. Pin the champion at once: from here on every user gets it.
     r.state = RolloutState::RolledBack;
     let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
-    detail.history.push(StepRecord {
-        percent: r.percent(),
-        started_at: r.step_started_at.clone(),
-        ended_at: ts(now),
-        outcome: "rolled_back".into(),
-        figures: figures.clone(),
-    });
+    detail
+        .history
+        .push(step_record(r, now, StepOutcome::RolledBack, &figures));
     detail.figures = Some(figures.clone());
     r.detail = Some(detail);
     r.updated_at = ts(now);
@@ -368,8 +373,8 @@ pub struct RolloutStatus {
     /// figures the completion or rollback was decided on).
     pub champion: crate::model::Kpis,
     pub canary: crate::model::Kpis,
-    /// Where `champion` and `canary` come from: `live` or `last step`.
-    pub figures_from: String,
+    /// Where `champion` and `canary` come from.
+    pub figures_from: FiguresFrom,
     pub detail: Option<RolloutDetail>,
 }
 
@@ -387,7 +392,7 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
                     .or_else(|| d.last_step.clone())
             });
         let (champion, canary, figures_from) = match recorded {
-            Some(f) => (f.champion, f.canary, "last step"),
+            Some(f) => (f.champion, f.canary, FiguresFrom::LastStep),
             None => {
                 let (ch, ca) = (
                     ArmLabel::new(&r.rollout_id, Arm::Champion),
@@ -396,7 +401,7 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
                 (
                     telemetry::kpis(&store.run_sample(&ch, &r.step_started_at).await?),
                     telemetry::kpis(&store.run_sample(&ca, &r.step_started_at).await?),
-                    "live",
+                    FiguresFrom::Live,
                 )
             }
         };
@@ -405,7 +410,7 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
             next_step: r.next_step(),
             champion,
             canary,
-            figures_from: figures_from.into(),
+            figures_from,
             rollout_id: r.rollout_id,
             pack_id: r.pack_id,
             state: r.state,
