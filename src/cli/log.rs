@@ -80,6 +80,19 @@ impl<S: Subscriber> Layer<S> for Quiet {
         // Repeats are the same message with the same error; other fields
         // (counts, attempts) do not make a warning new.
         let text = format!("{}{}", line.message, line.error);
+        let level = if *meta.level() == Level::ERROR {
+            "error"
+        } else {
+            "warning"
+        };
+        if t.own.len() >= MAX_DISTINCT && !t.own.contains_key(&text) {
+            // A daemon's warnings can differ forever (an error naming a
+            // commit, a peer address): past this many, new ones are said
+            // but not remembered, so memory stays bounded.
+            drop(t);
+            self.say(&format!("{level}: {text}{}", line.rest));
+            return;
+        }
         let n = t.own.entry(text.clone()).or_default();
         *n += 1;
         // The first time, then at 10, 100, 1000, …: a daemon that keeps
@@ -89,25 +102,21 @@ impl<S: Subscriber> Layer<S> for Quiet {
             p /= 10;
         }
         if p == 1 {
-            let level = if *meta.level() == Level::ERROR {
-                "error"
-            } else {
-                "warning"
-            };
             let times = if *n > 1 {
                 format!(" ({n} times so far)")
             } else {
                 String::new()
             };
-            let mut sink = self
-                .sink
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let rest = if *n == 1 { line.rest.as_str() } else { "" };
-            let _ = writeln!(sink, "{level}: {text}{rest}{times}");
+            let said = format!("{level}: {text}{rest}{times}");
+            drop(t);
+            self.say(&said);
         }
     }
 }
+
+/// Distinct warnings remembered for repeat counting.
+const MAX_DISTINCT: usize = 1000;
 
 impl Quiet {
     fn new(sink: Sink) -> Quiet {
@@ -115,6 +124,14 @@ impl Quiet {
             tally: Arc::default(),
             sink,
         }
+    }
+
+    fn say(&self, line: &str) {
+        let mut sink = self
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(sink, "{line}");
     }
 
     /// One line per repeated warning and per library that warned.
@@ -211,5 +228,27 @@ mod tests {
              warning: hyper logged 1 warning(s); MISSIONCTL_LOG=hyper=warn shows them\n\
              warning: the state store was slow: 215 statement(s) or connection wait(s) passed sqlx's slow threshold; see MISSIONCTL_LOG=debug\n"
         );
+    }
+
+    /// Warnings that never repeat (each names another commit) are all said,
+    /// and no more than `MAX_DISTINCT` of them are remembered.
+    #[test]
+    fn distinct_warnings_are_said_and_memory_stays_bounded() {
+        let buf = Buf::default();
+        let quiet = Quiet::new(Arc::new(Mutex::new(buf.clone())));
+        let subscriber =
+            tracing_subscriber::registry().with(quiet.clone().with_filter(LevelFilter::WARN));
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..MAX_DISTINCT + 5 {
+                tracing::warn!(target: "missionctl::reconcile", error = %i, "could not fetch");
+            }
+        });
+        let out = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        assert_eq!(out.lines().count(), MAX_DISTINCT + 5);
+        assert!(
+            out.ends_with(&format!("error={}\n", MAX_DISTINCT + 4)),
+            "{out}"
+        );
+        assert_eq!(quiet.tally.lock().expect("tally").own.len(), MAX_DISTINCT);
     }
 }
