@@ -104,7 +104,8 @@ pub(crate) struct Runtime {
     pub engine: Arc<Engine>,
     demo: Option<crate::eval::demo_model::DemoServer>,
     openclaw: Option<Arc<crate::eval::openclaw::Target>>,
-    gateway_dir: tempfile::TempDir,
+    /// The Gateway's state directory, when one was started.
+    gateway_dir: Option<tempfile::TempDir>,
 }
 
 impl Runtime {
@@ -112,25 +113,27 @@ impl Runtime {
         let cfg = spec.cfg;
         let demo = start_demo(&cfg).await?;
         let demo_url = demo.as_ref().map(crate::eval::demo_model::DemoServer::url);
-        let gateway_dir = tempfile::Builder::new()
-            .prefix("missionctl-openclaw-")
-            .tempdir()
-            .map_err(|e| GateError::Config(format!("a temporary directory for OpenClaw: {e}")))?;
-        let openclaw = match &cfg.harness {
+        let (openclaw, gateway_dir) = match &cfg.harness {
             crate::eval::Harness::OpenClaw(oc) if !spec.jobs.is_empty() && !spec.skip_harness => {
                 let packs: Vec<Arc<crate::resolve::Resolved>> =
                     spec.jobs.iter().map(|j| j.resolved.clone()).collect();
+                let dir = tempfile::Builder::new()
+                    .prefix("missionctl-openclaw-")
+                    .tempdir()
+                    .map_err(|e| {
+                        GateError::Config(format!("a temporary directory for OpenClaw: {e}"))
+                    })?;
                 let target = crate::eval::openclaw::Target::prepare(
                     oc,
                     demo_url.as_deref(),
                     &packs,
                     spec.openclaw,
-                    gateway_dir.path(),
+                    dir.path(),
                     &spec.run_id,
                 )
                 .await;
                 match target {
-                    Ok(t) => Some(Arc::new(t)),
+                    Ok(t) => (Some(Arc::new(t)), Some(dir)),
                     Err(e) => {
                         if let Some(d) = demo {
                             d.shutdown().await;
@@ -139,7 +142,7 @@ impl Runtime {
                     }
                 }
             }
-            _ => None,
+            _ => (None, None),
         };
         let engine = Arc::new(Engine {
             openclaw: openclaw.clone(),
