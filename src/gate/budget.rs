@@ -17,6 +17,9 @@ pub struct Budget {
     pub run_spent: f64,
     /// A call was refused because of `run_limit`.
     pub run_limit_hit: bool,
+    /// Calls refused for any reason (a cap, the run's limit, a failed
+    /// ledger): how many answers this run could not pay for.
+    pub refused: u64,
 }
 
 impl Budget {
@@ -26,6 +29,14 @@ impl Budget {
 
     /// Reserve `usd` for `tenant`, or refuse (and mark the tenant exhausted).
     pub(crate) fn reserve(&mut self, tenant: &str, usd: f64) -> bool {
+        let ok = self.try_reserve(tenant, usd);
+        if !ok {
+            self.refused += 1;
+        }
+        ok
+    }
+
+    fn try_reserve(&mut self, tenant: &str, usd: f64) -> bool {
         if self.ledger_failed.is_some() {
             return false;
         }
@@ -105,6 +116,7 @@ mod tests {
         assert!(b.reserve("acme", 0.6));
         assert!(!b.reserve("globex", 0.6));
         assert!(b.run_limit_hit && b.exhausted.is_empty());
+        assert_eq!(b.refused, 1);
         b.settle("acme", 0.6, 0.2);
         assert!(b.reserve("globex", 0.6));
         assert!((b.run_spent - 0.8).abs() < 1e-9);
@@ -118,5 +130,6 @@ mod tests {
         };
         b.ledger_failed = Some("disk full".into());
         assert!(!b.reserve("acme", 0.01));
+        assert_eq!(b.refused, 1, "every refusal is counted");
     }
 }

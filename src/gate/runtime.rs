@@ -241,24 +241,21 @@ pub struct Baseline {
     pub cost_usd: f64,
     /// (affected chains, chains evaluated).
     pub chains: (usize, usize),
+    /// Model calls (case runs and judge calls) the budget refused: the
+    /// evaluation is incomplete when this is not zero.
+    pub unpaid_calls: u64,
 }
 
-/// Evaluate pack `pack_id` as it is at `rev` (no challenger), with the
-/// gate's engine, cache and ledger. Cases the budget could not pay for are
-/// in `done` as not run.
+/// Evaluate pack `pack_id` as it is in `repo_at`, the pack repository
+/// loaded at `rev` (no challenger), with the gate's engine, cache and
+/// ledger. Cases the budget could not pay for are in `done` as not run.
 pub async fn baseline(
-    repo: &std::path::Path,
+    repo_at: &crate::pack::Repo,
     rev: &str,
     pack_id: &str,
     store: &Store,
     spend_limit_usd: Option<f64>,
 ) -> Result<Baseline, GateError> {
-    let (root, r) = (repo.to_path_buf(), rev.to_string());
-    let repo_at = tokio::task::spawn_blocking(move || {
-        crate::git::Tree::at_rev(&root, &r).map(|t| crate::pack::load(&t))
-    })
-    .await
-    .map_err(|e| GateError::Config(format!("loading failed: {e}")))??;
     let mission = repo_at
         .mission
         .as_ref()
@@ -270,7 +267,7 @@ pub async fn baseline(
         .value
         .clone();
     let cfg = Arc::new(EvalConfig::from_mission(&mission.value.eval)?);
-    let plan = plan::baseline(&repo_at, pack_id, cfg.max_chains, cfg.token_family())
+    let plan = plan::baseline(repo_at, pack_id, cfg.max_chains, cfg.token_family())
         .ok_or_else(|| GateError::Config(format!("`{rev}` has no pack `{pack_id}`")))?;
     super::check_keys(&cfg, false)?;
     let run_id = super::short_id(&[&crate::time_util::now_rfc3339(), rev, pack_id, "baseline"]);
@@ -293,6 +290,7 @@ pub async fn baseline(
         .run(plan.jobs.clone(), &indicatif::ProgressBar::hidden())
         .await;
     let (requests, hits, _, _) = rt.client_counts();
+    let unpaid_calls = rt.budget().refused;
     rt.shutdown().await;
     let done = done?;
     if let Some(f) = fatal {
@@ -307,5 +305,6 @@ pub async fn baseline(
         results,
         requests: (requests, hits),
         cost_usd,
+        unpaid_calls,
     })
 }

@@ -24,6 +24,8 @@ pub(super) struct Ctx<'a> {
     pub champion: PackDoc,
     pub champion_files: BTreeMap<String, String>,
     pub champion_voice: VoiceProfile,
+    /// The pack repository at `base_commit`, loaded once.
+    pub base_repo: pack::Repo,
     pub cfg: EvalConfig,
     pub settings: Settings,
 }
@@ -62,11 +64,12 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         &std::process::id().to_string(),
     ]);
     let (repo, base) = (opts.repo.clone(), opts.base.clone());
-    let (g, base_commit, champion_repo) = tokio::task::spawn_blocking(move || {
+    let (g, base_commit, champion_repo, tree) = tokio::task::spawn_blocking(move || {
         let g = git::open(&repo)?;
         let c = g.resolve(&base)?;
         let tree = Tree::at_rev(&repo, &c.to_string())?;
-        Ok::<_, crate::git::GitError>((g, c, pack::load(&tree)))
+        let loaded = pack::load(&tree);
+        Ok::<_, crate::git::GitError>((g, c, loaded, tree))
     })
     .await
     .map_err(|e| ImproveError::Usage(format!("loading failed: {e}")))??;
@@ -128,7 +131,6 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
     let store = Store::connect(&opts.db_url).await?;
     let spent_today = store.spend_on(&tenant, &crate::time_util::today()).await?;
     let mut champion_files = BTreeMap::new();
-    let tree = Tree::at_rev(&opts.repo, &base_commit.to_string())?;
     let tree_repo = tree.repo();
     for path in champion
         .sections
@@ -189,6 +191,7 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         champion_voice: propose::voice_of(&champion),
         champion,
         champion_files,
+        base_repo: champion_repo,
         cfg,
         settings,
     };
@@ -233,7 +236,7 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         return Ok(());
     }
     let base = gate::baseline(
-        &ctx.opts.repo,
+        &ctx.base_repo,
         &ctx.base_commit.to_string(),
         &r.pack_id,
         &ctx.store,
@@ -250,16 +253,6 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         .count() as u64;
     r.chains = base.chains;
     r.champion_scores = select::case_scores(&base.results, Variant::Champion);
-    let not_paid = base
-        .done
-        .iter()
-        .filter(|d| {
-            [d.run.error.as_deref(), d.judge_error.as_deref()]
-                .into_iter()
-                .flatten()
-                .any(|e| e.contains("spend cap") || e.contains("spend limit"))
-        })
-        .count();
     r.failures = signal::feedback(&base.done, Variant::Champion);
     let since = crate::time_util::days_ago_rfc3339(ctx.settings.telemetry_window_days);
     let t = ctx
@@ -272,10 +265,11 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         )
         .await?;
     r.telemetry = (t.runs > 0).then_some(t);
-    if not_paid > 0 {
+    if base.unpaid_calls > 0 {
         r.stop = StopReason::SpendCap;
         r.stop_detail = format!(
-            "{not_paid} of the champion's {} case runs could not be paid for; the signal is incomplete",
+            "{} model call(s) for the champion's {} case runs could not be paid for; the signal is incomplete",
+            base.unpaid_calls,
             base.done.len()
         );
         return Ok(());
