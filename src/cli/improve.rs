@@ -68,19 +68,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         (Some(p), _) => vec![p.clone()],
         (None, _) => improve::due(&a.repo, &a.base, a.cadence.as_deref())?,
     };
+    // One GitHub client for every pack (no token exchange per pack).
+    let gh = if a.open_pr && !packs.is_empty() {
+        Some(
+            rt.block_on(missionctl::github::Gh::from_env(a.repository.as_deref()))
+                .map_err(|e| anyhow::anyhow!("--open-pr needs GitHub access: {e}"))?,
+        )
+    } else {
+        None
+    };
     let mut failed = 0;
     let mut reports = Vec::new();
     for pack in packs {
-        let publish = if a.open_pr {
-            let gh = rt
-                .block_on(missionctl::github::Gh::from_env(a.repository.as_deref()))
-                .map_err(|e| anyhow::anyhow!("--open-pr needs GitHub access: {e}"))?;
-            Publish::PullRequest {
-                gh: Box::new(gh),
+        let publish = match &gh {
+            Some(gh) => Publish::PullRequest {
+                gh: Box::new(gh.clone()),
                 remote: a.remote.clone(),
-            }
-        } else {
-            Publish::Branch
+            },
+            None => Publish::Branch,
         };
         let opts = ImproveOptions {
             repo: a.repo.clone(),
