@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::gate::execute::Done;
-use crate::model::{CaseFeedback, FailedCheck, Tag, Variant};
+use crate::model::{CaseFeedback, FailedCheck, Variant};
 
 /// A rubric score (1-5) below this counts as low even when the case passes.
 pub const LOW_RUBRIC: f64 = 3.0;
@@ -15,15 +15,6 @@ fn expected(v: Option<&serde_json::Value>) -> String {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
         None => String::new(),
-    }
-}
-
-fn severity(t: Tag) -> u8 {
-    match t {
-        Tag::Safety => 0,
-        Tag::Format => 1,
-        Tag::Quality => 2,
-        Tag::Voice => 3,
     }
 }
 
@@ -89,7 +80,12 @@ pub fn feedback(done: &[Done], variant: Variant) -> Vec<CaseFeedback> {
             f
         })
         .collect();
-    let worst = |f: &CaseFeedback| f.failed.iter().map(|c| severity(c.tag)).min().unwrap_or(9);
+    // `Tag` orders by severity (safety first); a case judged low with no
+    // failed assertion comes after every tagged one.
+    let worst = |f: &CaseFeedback| {
+        let t = f.failed.iter().map(|c| c.tag).min();
+        (t.is_none(), t)
+    };
     out.sort_by(|a, b| {
         worst(a)
             .cmp(&worst(b))

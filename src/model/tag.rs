@@ -4,6 +4,7 @@ use super::words;
 
 words! {
     /// Safety and format regressions block promotion whatever the statistics say.
+    /// Declared most severe first: the derived order is severity order.
     pub enum Tag ("tag") {
         Safety = "safety",
         Format = "format",
