@@ -131,12 +131,8 @@ fn remedies(failures: &[CaseFeedback], terse: bool) -> Vec<String> {
     if terse {
         return out;
     }
-    by_tag.sort_by_key(|(t, _)| match t {
-        Tag::Safety => 0,
-        Tag::Format => 1,
-        Tag::Quality => 2,
-        Tag::Voice => 3,
-    });
+    // Most severe first: `Tag`'s own order.
+    by_tag.sort_by_key(|(t, _)| *t);
     out.extend(by_tag.into_iter().map(|(_, l)| l));
     out
 }
