@@ -77,6 +77,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // One store for every pack: one pool, one writer, migrations checked once.
+    let store = if packs.is_empty() {
+        None
+    } else {
+        Some(rt.block_on(missionctl::store::Store::connect(&db_url))?)
+    };
     let mut failed = 0;
     let mut reports = Vec::new();
     for pack in packs {
@@ -92,6 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             pack_id: pack.clone(),
             base: a.base.clone(),
             db_url: db_url.clone(),
+            store: store.clone(),
             budget_usd: a.budget_usd,
             max_candidates: a.max_candidates,
             publish,

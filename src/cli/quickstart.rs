@@ -308,6 +308,7 @@ async fn improve(f: &Fleet) -> Result<(), QuickstartError> {
         pack_id: "hr-ops-pack".into(),
         base: "sensitive-matters".into(),
         db_url: f.db.clone(),
+        store: Some(f.store.clone()),
         budget_usd: None,
         max_candidates: None,
         publish: missionctl::improve::Publish::Branch,

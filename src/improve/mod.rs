@@ -88,6 +88,9 @@ pub struct ImproveOptions {
     /// The branch the champion is read from and a pull request targets.
     pub base: String,
     pub db_url: String,
+    /// A store already open on `db_url` (as `GateOptions::store`), so one
+    /// process keeps one pool and one writer; `None` opens `db_url`.
+    pub store: Option<crate::store::Store>,
     /// What this run may spend in all (within the tier's and tenant's caps).
     pub budget_usd: Option<f64>,
     /// At most this many candidates (within the policy's caps).

@@ -128,7 +128,10 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         .get(&tenant)
         .copied()
         .unwrap_or(guard.max_optimization_spend_per_day.default);
-    let store = Store::connect(&opts.db_url).await?;
+    let store = match &opts.store {
+        Some(s) => s.clone(),
+        None => Store::connect(&opts.db_url).await?,
+    };
     let spent_today = store.spend_on(&tenant, &crate::time_util::today()).await?;
     let mut champion_files = BTreeMap::new();
     let tree_repo = tree.repo();
