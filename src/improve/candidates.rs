@@ -181,20 +181,19 @@ pub(super) async fn run(
         seen.push((content, n));
         let refusals = scope::check(&ctx.champion, &edits);
         if !refusals.is_empty() {
-            cand.outcome = CandidateOutcome::OutOfScope;
-            cand.reason = Some(
-                refusals
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+            let why = refusals
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            set_aside(
+                ctx,
+                r,
+                &mut history,
+                cand,
+                CandidateOutcome::OutOfScope,
+                why,
             );
-            ctx.say(&format!(
-                "  #{n} refused before evaluation: {}",
-                cand.reason.as_deref().unwrap_or("")
-            ));
-            history.push(tried(&cand));
-            r.candidates.push(cand);
             continue;
         }
         let commit = {
@@ -276,14 +275,7 @@ pub(super) async fn run(
             return Ok(passed);
         }
         if let Some(why) = hard {
-            cand.outcome = CandidateOutcome::Discarded;
-            cand.reason = Some(why);
-            ctx.say(&format!(
-                "  #{n} discarded: {}",
-                cand.reason.as_deref().unwrap_or("")
-            ));
-            history.push(tried(&cand));
-            r.candidates.push(cand);
+            set_aside(ctx, r, &mut history, cand, CandidateOutcome::Discarded, why);
             continue;
         }
         let before: Vec<&Scores> = pool.iter().map(|p| &p.scores).collect();
@@ -401,6 +393,28 @@ fn figures(cand: &mut Candidate, r: &Report, evidence: &gate::Evidence) {
         .filter(|(c, v)| **v >= 1.0 && !passes_everywhere(&cand.scores, c))
         .map(|(c, _)| c.clone())
         .collect();
+}
+
+/// A candidate set aside before or after evaluation (out of scope, or a
+/// hard check failed): said, shown to the optimiser next time, recorded.
+fn set_aside(
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+    history: &mut Vec<TriedCandidate>,
+    mut cand: Candidate,
+    outcome: CandidateOutcome,
+    why: String,
+) {
+    let verb = if outcome == CandidateOutcome::OutOfScope {
+        "refused before evaluation"
+    } else {
+        "discarded"
+    };
+    ctx.say(&format!("  #{} {verb}: {why}", cand.n));
+    cand.outcome = outcome;
+    cand.reason = Some(why);
+    history.push(tried(&cand));
+    r.candidates.push(cand);
 }
 
 fn tried(c: &Candidate) -> TriedCandidate {
