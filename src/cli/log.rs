@@ -198,27 +198,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn library_warnings_are_counted_and_own_warnings_said_once() {
+    /// Run `f` with a quiet layer writing to a buffer; then `after` (e.g.
+    /// the summary) on the layer; what was written, and the layer.
+    fn captured(f: impl FnOnce(), after: impl FnOnce(&Quiet)) -> (String, Quiet) {
         let buf = Buf::default();
         let quiet = Quiet::new(Arc::new(Mutex::new(buf.clone())));
         let subscriber =
             tracing_subscriber::registry().with(quiet.clone().with_filter(LevelFilter::WARN));
-        tracing::subscriber::with_default(subscriber, || {
-            for _ in 0..214 {
-                tracing::warn!(target: "sqlx::query", elapsed = "6.6s", "slow statement");
-            }
-            tracing::warn!(target: "sqlx::pool::acquire", "acquired connection, but time to acquire exceeded slow threshold");
-            tracing::warn!(target: "hyper::proto", "connection error");
-            for _ in 0..12 {
-                tracing::warn!(target: "missionctl::eval::llm", error = "database is locked", "could not cache a model response");
-            }
-            tracing::warn!(target: "missionctl::eval::llm", error = "disk full", "could not cache a model response");
-            tracing::info!(target: "missionctl::gate", "not shown");
-            tracing::debug!(target: "sqlx::query", "not counted");
-        });
-        quiet.summary();
+        tracing::subscriber::with_default(subscriber, f);
+        after(&quiet);
         let out = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        (out, quiet)
+    }
+
+    #[test]
+    fn library_warnings_are_counted_and_own_warnings_said_once() {
+        let (out, _) = captured(
+            || {
+                for _ in 0..214 {
+                    tracing::warn!(target: "sqlx::query", elapsed = "6.6s", "slow statement");
+                }
+                tracing::warn!(target: "sqlx::pool::acquire", "acquired connection, but time to acquire exceeded slow threshold");
+                tracing::warn!(target: "hyper::proto", "connection error");
+                for _ in 0..12 {
+                    tracing::warn!(target: "missionctl::eval::llm", error = "database is locked", "could not cache a model response");
+                }
+                tracing::warn!(target: "missionctl::eval::llm", error = "disk full", "could not cache a model response");
+                tracing::info!(target: "missionctl::gate", "not shown");
+                tracing::debug!(target: "sqlx::query", "not counted");
+            },
+            Quiet::summary,
+        );
         assert_eq!(
             out,
             "warning: could not cache a model response error=database is locked\n\
@@ -234,16 +244,14 @@ mod tests {
     /// and no more than `MAX_DISTINCT` of them are remembered.
     #[test]
     fn distinct_warnings_are_said_and_memory_stays_bounded() {
-        let buf = Buf::default();
-        let quiet = Quiet::new(Arc::new(Mutex::new(buf.clone())));
-        let subscriber =
-            tracing_subscriber::registry().with(quiet.clone().with_filter(LevelFilter::WARN));
-        tracing::subscriber::with_default(subscriber, || {
-            for i in 0..MAX_DISTINCT + 5 {
-                tracing::warn!(target: "missionctl::reconcile", error = %i, "could not fetch");
-            }
-        });
-        let out = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        let (out, quiet) = captured(
+            || {
+                for i in 0..MAX_DISTINCT + 5 {
+                    tracing::warn!(target: "missionctl::reconcile", error = %i, "could not fetch");
+                }
+            },
+            |_| {},
+        );
         assert_eq!(out.lines().count(), MAX_DISTINCT + 5);
         assert!(
             out.ends_with(&format!("error={}\n", MAX_DISTINCT + 4)),
