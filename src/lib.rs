@@ -25,6 +25,7 @@
 //! - [`rollout`], [`telemetry`]: canary statistics and KPIs.
 //! - [`registry`]: what harnesses resolve against; the canary controller.
 //! - [`server`]: the composition root `serve` runs.
+//! - [`fault`], [`time_util`]: fault points for the crash tests, time helpers.
 
 pub mod model;
 
@@ -60,4 +61,5 @@ pub mod telemetry;
 pub mod http;
 pub mod server;
 
+pub mod fault;
 pub mod time_util;

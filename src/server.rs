@@ -19,6 +19,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot serve this repository: {0}")]
+    Refused(String),
 }
 
 pub struct ServeConfig {
@@ -36,8 +38,7 @@ pub struct ServeConfig {
     pub follow_interval: Duration,
 }
 
-/// The lease that makes one replica the canary controller.
-pub const CONTROLLER_LEASE: &str = "canary-controller";
+pub use crate::registry::CONTROLLER_LEASE;
 
 /// Take and renew the controller lease until `shutdown`, then give it up.
 ///
@@ -53,11 +54,12 @@ async fn hold_lease(reg: Arc<Registry>, ttl: Duration, shutdown: CancellationTok
             .try_lease(CONTROLLER_LEASE, &reg.leader.replica, ttl)
             .await
         {
-            Ok(held) => {
+            Ok(epoch) => {
                 let was = reg.leader.is_leader();
-                reg.leader.held_until(held.then(|| asked + ttl - margin));
-                if held != was {
-                    tracing::info!(replica = %reg.leader.replica, leader = held, "controller lease");
+                reg.leader
+                    .held_until(epoch.map(|e| (asked + ttl - margin, e)));
+                if epoch.is_some() != was {
+                    tracing::info!(replica = %reg.leader.replica, leader = epoch.is_some(), epoch, "controller lease");
                 }
             }
             // Unrenewed, the lease lapses at its local deadline on its own.
@@ -141,6 +143,11 @@ fn on_pass(reg: &Arc<Registry>) -> daemon::OnPass {
 
 /// Run the server until `shutdown` is cancelled.
 pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
+    // An automatic rollback writes a revert commit: refuse at start what
+    // could only fail silently at the worst moment.
+    if let Some(why) = cfg.daemon.source.checked_out() {
+        return Err(ServerError::Refused(why));
+    }
     let (kicker, kicks) = daemon::kick_channel();
     let reg = Registry::with_timeouts(
         cfg.daemon.store.clone(),

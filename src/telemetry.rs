@@ -82,7 +82,7 @@ fn items(body: &str) -> Result<Vec<Item<'_>>, String> {
 /// A checked batch: the rows to store (with the line each came from) and
 /// the rows refused.
 #[derive(Debug, Default)]
-pub(crate) struct Parsed {
+pub struct Parsed {
     pub rows: Vec<RunRow>,
     pub lines: Vec<usize>,
     pub errors: Vec<RowError>,

@@ -51,6 +51,10 @@ pub enum GitError {
     BadId(String),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "the remote refused the update ({0}): someone pushed first; it is retried from the new tip"
+    )]
+    Rejected(String),
 }
 
 /// A commit's id.
@@ -204,6 +208,33 @@ impl Repo {
     }
 
     /// The full name of the checked-out branch (`refs/heads/main`), if any.
+    /// The newest commit among the first `limit` first-parent commits from
+    /// `from` whose message has the trailer `key: value`.
+    pub(crate) fn find_trailer(
+        &self,
+        from: CommitId,
+        key: &str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Option<CommitId>, GitError> {
+        let mut walk = self.inner.revwalk()?;
+        walk.push(from.0)?;
+        walk.simplify_first_parent()?;
+        for id in walk.take(limit) {
+            let id = id?;
+            let c = self.inner.find_commit(id)?;
+            let hit = c.message().unwrap_or_default().lines().any(|l| {
+                l.strip_prefix(key)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .is_some_and(|v| v.trim() == value)
+            });
+            if hit {
+                return Ok(Some(CommitId(id)));
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) fn head_ref(&self) -> Option<String> {
         self.inner
             .head()

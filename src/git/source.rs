@@ -52,13 +52,45 @@ fn may_send_token(url: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
 }
 
-/// Push `refspecs` to `url` with the configured credentials.
+/// Push `refspecs` to `url` with the configured credentials. A ref the
+/// remote refuses to update (not a fast-forward: someone pushed first) is
+/// an error, as `git push` reports it; libgit2 only says so through a
+/// callback, and a push that "succeeds" with a rejected ref would let a
+/// writer believe git agrees when it does not.
 pub(super) fn push(repo: &git2::Repository, url: &str, refspecs: &[&str]) -> Result<(), GitError> {
     let mut remote = repo.remote_anonymous(url)?;
-    let mut po = git2::PushOptions::new();
-    po.remote_callbacks(credentials());
-    remote.push(refspecs, Some(&mut po))?;
-    Ok(())
+    let rejected: std::cell::RefCell<Vec<String>> = std::cell::RefCell::default();
+    {
+        let mut cb = credentials();
+        cb.push_update_reference(|name, status| {
+            if let Some(why) = status {
+                rejected.borrow_mut().push(format!("{name}: {why}"));
+            }
+            Ok(())
+        });
+        let mut po = git2::PushOptions::new();
+        po.remote_callbacks(cb);
+        remote.push(refspecs, Some(&mut po))?;
+    }
+    let rejected = rejected.into_inner();
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(GitError::Rejected(rejected.join("; ")))
+    }
+}
+
+/// Fetch `refs/heads/<branch>` of `url` into `repo`; false when the remote
+/// has no such branch.
+pub(super) fn fetch_branch(repo: &git2::Repository, url: &str, branch: &str) -> bool {
+    let Ok(mut remote) = repo.remote_anonymous(url) else {
+        return false;
+    };
+    let spec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    let mut fo = git2::FetchOptions::new();
+    fo.remote_callbacks(credentials());
+    remote.fetch(&[spec.as_str()], Some(&mut fo), None).is_ok()
+        && repo.find_reference(&format!("refs/heads/{branch}")).is_ok()
 }
 
 impl Source {
@@ -143,6 +175,39 @@ impl Source {
             SourceKind::Remote { url, .. } => Some(url),
             SourceKind::Local(_) => None,
         }
+    }
+
+    /// The tip of branch `name` as the source has it now (fetched first
+    /// when remote), if it exists.
+    pub(crate) fn fetched_branch_tip(&self, repo: &Repo, name: &str) -> Option<super::CommitId> {
+        if let SourceKind::Remote { url, .. } = &self.kind
+            && !fetch_branch(&repo.inner, url, name)
+        {
+            return None;
+        }
+        repo.branch_tip(name)
+    }
+
+    /// Why missionctl cannot move this source's branch: a local repository
+    /// with a work tree that has the branch checked out (moving the ref
+    /// would leave the files and the index behind, and git would show the
+    /// revert as an uncommitted change undoing itself).
+    pub fn checked_out(&self) -> Option<String> {
+        let SourceKind::Local(path) = &self.kind else {
+            return None;
+        };
+        let repo = open(path).ok()?;
+        let head = format!("refs/heads/{}", self.branch);
+        (!repo.inner.is_bare() && repo.head_ref().as_deref() == Some(head.as_str())).then(|| {
+            format!(
+                "{} has `{}` checked out in its work tree: a rollback's revert commit cannot move that branch without leaving the files behind. \
+                 Serve a bare clone instead (`git clone --bare {} fleet.git`, then `--repo fleet.git` and push there), serve the remote's URL, \
+                 or switch the work tree to another branch",
+                path.display(),
+                self.branch,
+                path.display()
+            )
+        })
     }
 
     /// The tip of the source's branch in `repo`.

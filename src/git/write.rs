@@ -103,7 +103,7 @@ pub(crate) fn restore_dir(
         && repo.head_ref().as_deref() == Some(branch_ref.as_str())
     {
         return Err(GitError::Refused(format!(
-            "{} is checked out in {}; moving it under the work tree would leave the files behind. Use --branch NAME, or point --repo at the remote",
+            "{} is checked out in {}; moving it under the work tree would leave the files behind. Use --to-branch NAME, or point --repo at a bare clone or the remote",
             source.branch, source.key
         )));
     }

@@ -20,9 +20,9 @@ pub use improve::{
     OptimiserRequest, StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
 };
 pub use rollout::{
-    Arm, ArmLabel, Bound, FiguresFrom, GitOutcome, Kpis, RollbackFigures, RollbackGit,
-    RollbackRules, Rollout, RolloutDetail, RolloutPlan, RolloutState, Sprt, StepFigures,
-    StepOutcome, StepRecord,
+    Arm, ArmLabel, Bound, Effect, EffectState, FiguresFrom, GitOutcome, Kpis, RevertEffect,
+    RollbackFigures, RollbackGit, RollbackRules, Rollout, RolloutDetail, RolloutPlan,
+    RolloutState, Sprt, StepFigures, StepOutcome, StepRecord, pending_commit,
 };
 pub use run::{RunRow, RunSample};
 pub use scope::{Autonomy, ScopeType, Tier};

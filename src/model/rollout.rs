@@ -297,6 +297,15 @@ pub enum GitOutcome {
     Failed {
         revert_error: String,
     },
+    /// Recorded with the transition; the executor has not written it yet.
+    Pending {
+        revert_pending: bool,
+    },
+    /// The branch no longer held the rolled-back version when the executor
+    /// came to write the revert (someone reverted it first): nothing to write.
+    NotNeeded {
+        revert_not_needed: String,
+    },
 }
 
 /// The figures a `rollback` decision of the canary controller carries.
@@ -325,6 +334,10 @@ pub struct Rollout {
     pub updated_at: String,
     pub step_started_at: String,
     pub params: RolloutPlan,
+    /// The row's version in the store: a transition computed on this
+    /// version is written only if the row is still at it.
+    #[serde(skip)]
+    pub row_version: i64,
 }
 
 impl Rollout {
@@ -341,4 +354,51 @@ impl Rollout {
             None
         }
     }
+}
+
+/// The placeholder a rollback decision's `commit` holds until its revert
+/// commit exists (the executor or the reconciler replaces it).
+pub fn pending_commit(transition: &str) -> String {
+    format!("pending:{transition}")
+}
+
+/// A revert commit a rollback transition owes git: restore `pack_id` to
+/// `to_version` while the branch still holds `bad_version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertEffect {
+    pub transition_id: String,
+    pub decision_id: String,
+    pub pack_id: String,
+    /// The version to restore (semver); none: the previous one on the branch.
+    pub to_version: Option<String>,
+    /// The version rolled back (semver): when the branch no longer holds
+    /// it, there is nothing to revert.
+    pub bad_version: Option<String>,
+    pub reason: String,
+    /// A review branch to write to; none: onto the source's branch.
+    pub review_branch: Option<String>,
+}
+
+words! {
+    /// Where an effect is.
+    pub enum EffectState ("effect.state") {
+        Pending = "pending",
+        Done = "done",
+    }
+}
+
+/// An effect recorded with a transition and finished by the executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    pub effect_id: String,
+    pub source: String,
+    pub pack_id: String,
+    pub state: EffectState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: String,
+    pub created_at: String,
+    pub done_at: Option<String>,
+    pub revert: RevertEffect,
+    pub result: Option<GitOutcome>,
 }

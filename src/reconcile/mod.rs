@@ -24,6 +24,7 @@
 pub mod daemon;
 mod plan;
 pub mod rollback;
+mod rollouts;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ pub use plan::{History, ServingMap, decision_id, pack_version};
 
 use crate::git::{self, CommitId, GitError};
 pub use crate::git::{Source, SourceKind};
-use crate::model::Decision;
+use crate::model::{Decision, DecisionKind};
 use crate::pack;
 use crate::store::{CommitApply, Store, StoreError};
 
@@ -157,6 +158,15 @@ pub(crate) fn reconcile_blocking(
         let cur = pack::load(&repo.tree(id, &info.sha)?);
         let mut apply = plan_commit(source, &serving, &holds, initial, &cur, &info, &history);
         apply.expected_last.clone_from(&expected);
+        if apply.decisions.iter().any(|d| d.decision != DecisionKind::Reject) {
+            let existing = rt.block_on(store.rollouts(false))?;
+            apply.rollouts = rollouts::changes(
+                &source.key,
+                &apply.decisions,
+                &existing,
+                &crate::time_util::now_rfc3339(),
+            );
+        }
         if !rt.block_on(store.apply_commit(&apply))? {
             out.lost_race = true;
             return Ok(out);

@@ -332,6 +332,7 @@ pub(crate) fn plan_commit(
         source: source.key.clone(),
         branch: source.branch.clone(),
         new_last: info.sha.clone(),
+        transition: trailer(&info.message, "Missionctl-Transition").map(String::from),
         ..CommitApply::default()
     };
     let ctx = Ctx {

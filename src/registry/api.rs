@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use super::Registry;
 use super::auth::{Action, Scope, Token};
@@ -401,8 +401,20 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) 
             "no snapshot yet: the reconciler has not completed a pass, so no run can be checked against what was served",
         );
     }
+    let Some(_slot) = reg.ingest.admit().await else {
+        count(&reg, route, StatusCode::TOO_MANY_REQUESTS);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::RETRY_AFTER, "1"),
+            ],
+            json!({"error": "telemetry ingest is at capacity; nothing of this batch was stored: send it again after Retry-After seconds"}).to_string(),
+        )
+            .into_response();
+    };
     let scope = TenantScope(tok.tenant.clone());
-    match super::ingest::ingest(&reg.store, text, &scope, &|row| snap.attribute(row)).await {
+    match super::ingest::ingest_owned(&reg.store, text.to_string(), scope, snap).await {
         Ok(rep) => {
             reg.metrics.runs_ingested.inc_by(rep.accepted);
             let denied: Vec<String> = rep
@@ -595,16 +607,21 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bo
     )
     .await
     {
+        // Written with its audit row; the revert is done, or pending (202)
+        // and retried by the executor.
         Ok(v) => {
-            if let Err(unavailable) = audit(&reg, &tok.name, route, "ok", &v.to_string()).await {
-                return unavailable;
-            }
-            count(&reg, route, StatusCode::OK);
-            json_response(StatusCode::OK, v)
+            let status = if v["git"]["revert_pending"] == true {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            count(&reg, route, status);
+            json_response(status, v)
         }
+        Err(super::controller::ManualError::Store(e)) => store_failed(&reg, route, &e),
         Err(e) => {
             count(&reg, route, StatusCode::CONFLICT);
-            json_response(StatusCode::CONFLICT, json!({"error": e}))
+            json_response(StatusCode::CONFLICT, json!({"error": e.to_string()}))
         }
     }
 }
@@ -625,9 +642,25 @@ async fn metrics(State(reg): State<Arc<Registry>>) -> Response {
         .into_response()
 }
 
+/// Ready once a snapshot is served. `status` says `degraded` while a
+/// rollback's revert could not be written to git (the registry serves the
+/// champion; git does not agree yet), with each failing effect.
 async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
     if reg.snapshot.load().commit.is_some() {
-        json_response(StatusCode::OK, reg.status_json())
+        let mut v = reg.status_json();
+        let failing: Vec<Json> = match reg.store.pending_effects(&reg.source.key).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|e| e.attempts > 0)
+                .map(|e| json!({"pack_id": e.pack_id, "transition": e.revert.transition_id, "attempts": e.attempts, "error": e.last_error, "next_attempt_at": e.next_attempt_at}))
+                .collect(),
+            Err(e) => vec![json!({"error": format!("the state store is unavailable: {e}")})],
+        };
+        v["status"] = json!(if failing.is_empty() { "ok" } else { "degraded" });
+        if !failing.is_empty() {
+            v["degraded"] = json!(failing);
+        }
+        json_response(StatusCode::OK, v)
     } else {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,

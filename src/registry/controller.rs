@@ -11,15 +11,17 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::Registry;
+use super::{Authority, effects};
 use crate::git::Target;
 use crate::model::{
-    Arm, ArmLabel, Decision, DecisionKind, FiguresFrom, GitOutcome, RollbackFigures, RollbackGit,
-    Rollout, RolloutDetail, RolloutPlan, RolloutState, StepFigures, StepOutcome, StepRecord,
+    Arm, ArmLabel, Decision, DecisionKind, Effect, EffectState, FiguresFrom, GitOutcome,
+    RevertEffect, RollbackFigures, RollbackGit, Rollout, RolloutDetail, RolloutPlan, RolloutState,
+    StepFigures, StepOutcome, StepRecord, pending_commit,
 };
 use crate::reconcile::Outcome;
 use crate::reconcile::rollback;
 use crate::rollout::{self, Params, Verdict};
-use crate::store::{Store, StoreError};
+use crate::store::{Applied, Store, StoreError, Transition};
 use crate::telemetry;
 
 fn ts(t: OffsetDateTime) -> String {
@@ -30,82 +32,31 @@ fn semver_part(v: &str) -> &str {
     v.split('+').next().unwrap_or(v)
 }
 
-/// Start, supersede or end rollouts from a reconcile pass's decisions.
-pub async fn on_pass(reg: &Arc<Registry>, out: &Outcome) -> Result<(), StoreError> {
-    let now = ts(OffsetDateTime::now_utc());
-    let running = reg.store.rollouts(true).await?;
-    for d in &out.decisions {
-        let current = running
-            .iter()
-            .find(|r| r.pack_id == d.pack_id && r.source == reg.source.key);
-        match d.decision {
-            DecisionKind::Promote => {
-                let plan = d.rollout.clone().unwrap_or_default();
-                if plan.immediate {
-                    continue;
-                }
-                let steps = plan.canary_steps();
-                // A newer promotion during a canary keeps the same champion.
-                let (from_version, from_commit) = match current {
-                    Some(c) => {
-                        let mut old = c.clone();
-                        old.state = RolloutState::Superseded;
-                        old.updated_at = now.clone();
-                        reg.store.put_rollout(&old).await?;
-                        (c.from_version.clone(), c.from_commit.clone())
-                    }
-                    None => (d.champion_pack_version.clone(), plan.from_commit.clone()),
-                };
-                if steps[0] >= 100 || from_version.is_none() {
-                    continue;
-                }
-                reg.store
-                    .put_rollout(&Rollout {
-                        rollout_id: d.decision_id.clone(),
-                        decision_id: d.decision_id.clone(),
-                        source: reg.source.key.clone(),
-                        pack_id: d.pack_id.clone(),
-                        from_version,
-                        to_version: d.challenger_pack_version.clone(),
-                        from_commit,
-                        to_commit: d.commit.clone(),
-                        steps,
-                        step: 0,
-                        state: RolloutState::Running,
-                        detail: Some(RolloutDetail::why("started")),
-                        started_at: now.clone(),
-                        updated_at: now.clone(),
-                        step_started_at: now.clone(),
-                        params: plan,
-                    })
-                    .await?;
-            }
-            DecisionKind::Rollback => {
-                if let Some(c) = current {
-                    let mut r = c.clone();
-                    r.state = RolloutState::RolledBack;
-                    r.updated_at = now.clone();
-                    r.detail = Some(RolloutDetail::next(
-                        r.detail.as_ref(),
-                        format!("rolled back by commit {:.8}: {}", d.commit, d.reason),
-                    ));
-                    reg.store.put_rollout(&r).await?;
-                }
-            }
-            DecisionKind::Reject => {}
-        }
-    }
+/// After a reconcile pass: the pass has started, superseded or ended
+/// rollouts in its own transactions; serve what it left.
+pub async fn on_pass(reg: &Arc<Registry>, _out: &Outcome) -> Result<(), StoreError> {
     reg.refresh().await
 }
 
 /// One evaluation of every rollout in progress, at `now`, by the replica
-/// holding the controller lease (see [`super::Leader`]).
+/// holding the controller lease (see [`super::Leader`]). Effects left
+/// pending by a crash (or by a failed git write) are finished first.
+///
+/// Every transition is written fenced (the lease epoch this tick started
+/// with) and from the row version it was computed on: a replica that lost
+/// the lease while it computed, or a rollout that moved meanwhile, writes
+/// nothing and the computed transition is dropped.
 pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
-    let mut events = Vec::new();
+    let fence = match reg.leader.authority() {
+        Authority::Follower => return Ok(Vec::new()),
+        Authority::Alone => None,
+        Authority::Leader(f) => Some(f),
+    };
+    let mut events = effects::run_due(reg).await?;
     let mut changed = false;
-    for mut r in reg.store.rollouts(true).await? {
+    for r in reg.store.rollouts(true).await? {
         // One controller across replicas: a replica that does not hold the
-        // lease (or has just lost it) acts on nothing.
+        // lease (or has just lost it) starts nothing new.
         if !reg.leader.is_leader() {
             break;
         }
@@ -126,63 +77,73 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
                 &r.step_started_at,
             )
             .await?;
+        fault("tick.after_read")?;
         let started = OffsetDateTime::parse(&r.step_started_at, &Rfc3339).unwrap_or(now);
         let minutes = (now - started).as_seconds_f64() / 60.0;
         let params = Params::from_plan(&r.params);
         let verdict = rollout::evaluate(&champion, &canary, &params, minutes);
-        match verdict {
+        let pack = r.pack_id.clone();
+        let (event, t) = match verdict {
             Verdict::Advance { figures } => {
-                let record = step_record(&r, now, StepOutcome::Advanced, &figures);
-                r.step += 1;
-                let pct = r.steps.get(r.step).copied().unwrap_or(100);
-                let (why, record) = if pct >= 100 {
-                    events.push(format!("{}: fully promoted ({})", r.pack_id, r.to_version));
-                    r.state = RolloutState::Completed;
-                    (
-                        "fully promoted: the canary held at every step".to_string(),
-                        StepRecord {
-                            outcome: StepOutcome::Completed,
-                            ..record
-                        },
-                    )
-                } else {
-                    events.push(format!("{}: canary advanced to {pct}%", r.pack_id));
-                    r.state = RolloutState::Running;
-                    (format!("advanced to {pct}%"), record)
-                };
-                let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
-                detail.history.push(record);
-                detail.last_step = Some(*figures);
-                r.detail = Some(detail);
-                r.step_started_at = ts(now);
-                r.updated_at = ts(now);
-                reg.store.put_rollout(&r).await?;
-                changed = true;
+                fault("advance.before_transition")?;
+                advance(r, now, &figures)
             }
             Verdict::Rollback { why, figures } => {
-                events.push(format!("{}: automatic rollback: {why}", r.pack_id));
-                auto_rollback(reg, &mut r, &why, *figures, now).await?;
-                changed = true;
+                fault("rollback.before_transition")?;
+                let t = rollback_transition(reg, r, &why, *figures, now);
+                (format!("{pack}: automatic rollback: {why}"), t)
             }
             Verdict::Stalled { why } => {
-                if r.state != RolloutState::Stalled {
-                    events.push(format!("{}: stalled: {why}", r.pack_id));
-                    r.state = RolloutState::Stalled;
-                    r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why));
-                    r.updated_at = ts(now);
-                    reg.store.put_rollout(&r).await?;
-                    changed = true;
+                if r.state == RolloutState::Stalled {
+                    continue;
                 }
+                let mut r = r;
+                r.state = RolloutState::Stalled;
+                r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why.clone()));
+                r.updated_at = ts(now);
+                (format!("{pack}: stalled: {why}"), Transition::of(r))
             }
             Verdict::Wait { why } => {
                 let prev = r.detail.as_ref().map_or("", |d| d.why.as_str());
-                if r.state == RolloutState::Stalled || prev != why {
-                    r.state = RolloutState::Running;
-                    r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why));
-                    r.updated_at = ts(now);
-                    reg.store.put_rollout(&r).await?;
+                if r.state != RolloutState::Stalled && prev == why {
+                    continue;
                 }
+                let mut r = r;
+                r.state = RolloutState::Running;
+                r.detail = Some(RolloutDetail::next(r.detail.as_ref(), why));
+                r.updated_at = ts(now);
+                (String::new(), Transition::of(r))
             }
+        };
+        let rolled_back = !t.effects.is_empty();
+        match reg
+            .store
+            .apply_transition(&Transition {
+                fence: fence.clone(),
+                ..t
+            })
+            .await?
+        {
+            Applied::Written => {}
+            Applied::Fenced => {
+                tracing::warn!(pack = %pack, replica = %reg.leader.replica, "this replica lost the controller lease while deciding; its decision was dropped (the new leader decides)");
+                break;
+            }
+            Applied::Stale => {
+                tracing::info!(pack = %pack, "the rollout moved while this tick decided; decided again on the next tick");
+                continue;
+            }
+        }
+        changed = true;
+        if !event.is_empty() {
+            events.push(event);
+        }
+        if rolled_back {
+            // Pin from the durable state at once, then make git agree.
+            reg.pin(&pack);
+            fault("rollback.after_transition")?;
+            events.extend(effects::run_due(reg).await?);
+            reg.kick_reconciler();
         }
     }
     if changed {
@@ -191,13 +152,62 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
     Ok(events)
 }
 
-fn rollback_target(plan: &RolloutPlan, pack: &str, rollout_id: &str) -> Target {
+/// A fault point on the controller's path (see [`crate::fault`]).
+fn fault(name: &'static str) -> Result<(), StoreError> {
+    crate::fault::point(name).map_err(|f| StoreError::Ledger {
+        message: f.to_string(),
+    })
+}
+
+impl Transition {
+    /// A transition that only moves `r` (no decision, no effect).
+    fn of(r: Rollout) -> Transition {
+        Transition {
+            rollout: Some(r),
+            ..Transition::default()
+        }
+    }
+}
+
+/// The step ended with the canary holding: the next share, or complete.
+fn advance(mut r: Rollout, now: OffsetDateTime, figures: &StepFigures) -> (String, Transition) {
+    let record = step_record(&r, now, StepOutcome::Advanced, figures);
+    r.step += 1;
+    let pct = r.steps.get(r.step).copied().unwrap_or(100);
+    let (event, why, record) = if pct >= 100 {
+        r.state = RolloutState::Completed;
+        (
+            format!("{}: fully promoted ({})", r.pack_id, r.to_version),
+            "fully promoted: the canary held at every step".to_string(),
+            StepRecord {
+                outcome: StepOutcome::Completed,
+                ..record
+            },
+        )
+    } else {
+        r.state = RolloutState::Running;
+        (
+            format!("{}: canary advanced to {pct}%", r.pack_id),
+            format!("advanced to {pct}%"),
+            record,
+        )
+    };
+    let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
+    detail.history.push(record);
+    detail.last_step = Some(figures.clone());
+    r.detail = Some(detail);
+    r.step_started_at = ts(now);
+    r.updated_at = ts(now);
+    (event, Transition::of(r))
+}
+
+fn rollback_target(plan: &RolloutPlan, pack: &str, rollout_id: &str) -> Option<String> {
     match plan.rollback_git() {
-        RollbackGit::Branch => Target::Branch(format!(
+        RollbackGit::Branch => Some(format!(
             "missionctl/rollback-{pack}-{}",
             &rollout_id[..8.min(rollout_id.len())]
         )),
-        RollbackGit::Push => Target::Push,
+        RollbackGit::Push => None,
     }
 }
 
@@ -217,68 +227,45 @@ fn step_record(
     }
 }
 
-async fn auto_rollback(
-    reg: &Arc<Registry>,
-    r: &mut Rollout,
-    why: &str,
-    figures: StepFigures,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    // 1. Pin the champion at once: from here on every user gets it.
-    r.state = RolloutState::RolledBack;
-    let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
-    detail
-        .history
-        .push(step_record(r, now, StepOutcome::RolledBack, &figures));
-    detail.figures = Some(figures.clone());
-    r.detail = Some(detail);
-    r.updated_at = ts(now);
-    reg.store.put_rollout(r).await?;
-    reg.pin(&r.pack_id);
-    // 2. Make git agree: a revert commit, pushed or on a branch, per policy.
-    let to = r.from_version.as_deref().map(semver_part).map(String::from);
-    let (source, pack, target) = (
-        reg.source.clone(),
-        r.pack_id.clone(),
-        rollback_target(&r.params, &r.pack_id, &r.rollout_id),
-    );
-    let reason = format!("automatic rollback: {why}");
-    let git = tokio::task::spawn_blocking({
-        let (reason, to) = (reason.clone(), to.clone());
-        move || rollback::rollback(&source, &pack, to.as_deref(), &reason, &target)
-    })
-    .await;
-    let failed = |e: String| {
-        (
-            format!("auto-rollback:{}", r.rollout_id),
-            GitOutcome::Failed { revert_error: e },
-        )
-    };
-    let (commit, git_note) = match git {
-        Ok(Ok(o)) => (
-            o.commit.clone(),
-            GitOutcome::Reverted {
-                revert_commit: o.commit,
-                branch: o.branch,
-            },
-        ),
-        Ok(Err(e)) => failed(e.to_string()),
-        Err(e) => failed(e.to_string()),
-    };
-    // 3. The decision, with the figures that triggered it.
-    let snap = reg.snapshot.load();
-    let (scope_type, scope_id) = snap
+/// Scope of `pack` as the served snapshot knows it.
+fn scope_of(reg: &Registry, pack: &str) -> (String, String) {
+    reg.snapshot
+        .load()
         .repo
-        .pack(&r.pack_id)
+        .pack(pack)
         .map(|p| {
             (
                 p.location.scope_type().as_str().to_string(),
                 p.location.scope_id().to_string(),
             )
         })
-        .unwrap_or_else(|| ("domain".into(), r.pack_id.clone()));
+        .unwrap_or_else(|| ("domain".into(), pack.to_string()))
+}
+
+/// The automatic rollback as one transition: the rollout rolled back (the
+/// registry pins the champion as soon as it is written), the decision with
+/// the figures that triggered it, the hold on the rolled-back version, and
+/// the revert commit owed to git.
+fn rollback_transition(
+    reg: &Registry,
+    mut r: Rollout,
+    why: &str,
+    figures: StepFigures,
+    now: OffsetDateTime,
+) -> Transition {
+    r.state = RolloutState::RolledBack;
+    let mut detail = RolloutDetail::next(r.detail.as_ref(), why);
+    detail
+        .history
+        .push(step_record(&r, now, StepOutcome::RolledBack, &figures));
+    detail.figures = Some(figures.clone());
+    r.detail = Some(detail);
+    r.updated_at = ts(now);
+    let transition = r.rollout_id.clone();
+    let reason = format!("automatic rollback: {why}");
+    let (scope_type, scope_id) = scope_of(reg, &r.pack_id);
     let d = Decision {
-        decision_id: crate::reconcile::decision_id(&commit, &r.pack_id),
+        decision_id: crate::reconcile::decision_id(&format!("rollback:{transition}"), &r.pack_id),
         scope_type,
         scope_id,
         champion_pack_version: Some(r.to_version.clone()),
@@ -288,7 +275,7 @@ async fn auto_rollback(
         decided_by: "missionctl canary controller (automatic)".into(),
         created_at: ts(now),
         pack_id: r.pack_id.clone(),
-        commit: commit.clone(),
+        commit: pending_commit(&transition),
         pull_request: None,
         evidence_url: None,
         rollout: Some(RolloutPlan {
@@ -297,62 +284,176 @@ async fn auto_rollback(
         }),
         figures: Some(RollbackFigures {
             trigger: figures,
-            git: git_note,
+            git: GitOutcome::Pending {
+                revert_pending: true,
+            },
         }),
     };
-    if !reg.store.insert_decision(&reg.source.key, &d).await? {
-        tracing::info!(commit = %commit, "the reconciler recorded the revert first");
+    let effect = revert_effect(
+        &reg.source.key,
+        RevertEffect {
+            transition_id: transition.clone(),
+            decision_id: d.decision_id.clone(),
+            pack_id: r.pack_id.clone(),
+            to_version: r.from_version.as_deref().map(semver_part).map(String::from),
+            bad_version: Some(semver_part(&r.to_version).to_string()),
+            reason: reason.clone(),
+            review_branch: rollback_target(&r.params, &r.pack_id, &r.rollout_id),
+        },
+        now,
+    );
+    Transition {
+        fence: None,
+        hold: Some((
+            reg.source.key.clone(),
+            r.pack_id.clone(),
+            semver_part(&r.to_version).to_string(),
+            reason,
+        )),
+        rollout: Some(r),
+        decisions: vec![(reg.source.key.clone(), d)],
+        effects: vec![effect],
+        audit: None,
     }
-    // 4. Hold: the rolled-back version is not promoted again; a newer one is.
-    reg.store
-        .hold(
-            &reg.source.key,
-            &r.pack_id,
-            semver_part(&r.to_version),
-            &reason,
-        )
-        .await?;
-    reg.kick_reconciler();
-    Ok(())
 }
 
-/// A rollback asked for through the API: pin any canary, write the revert.
+fn revert_effect(source: &str, revert: RevertEffect, now: OffsetDateTime) -> Effect {
+    Effect {
+        effect_id: format!("revert:{}", revert.transition_id),
+        source: source.to_string(),
+        pack_id: revert.pack_id.clone(),
+        state: EffectState::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: ts(now),
+        created_at: ts(now),
+        done_at: None,
+        revert,
+        result: None,
+    }
+}
+
+/// Why a rollback asked for through the API was not done; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    /// The rollback cannot be done as asked (unknown pack or version, a
+    /// checked-out work tree): 409.
+    #[error("{0}")]
+    Refused(String),
+    /// The rollout moved while the request was handled: 409, retry.
+    #[error("the rollout of {0} changed while this rollback was being recorded; nothing was changed, retry")]
+    Moved(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A rollback asked for through the API, as one transition: any canary of
+/// the pack rolled back (and pinned), the decision and the audit row
+/// written, the revert owed to git, all at once or not at all; then the
+/// revert is written at once. Checked before anything is written.
 pub(crate) async fn manual_rollback(
     reg: &Arc<Registry>,
     pack: &str,
     to: Option<&str>,
     reason: &str,
     by: &str,
-) -> Result<Json, String> {
-    if let Ok(running) = reg.store.rollouts(true).await
-        && let Some(r) = running
-            .into_iter()
-            .find(|r| r.pack_id == pack && r.source == reg.source.key)
-    {
-        let mut r = r;
-        r.state = RolloutState::RolledBack;
-        r.detail = Some(RolloutDetail::next(
-            r.detail.as_ref(),
-            format!("manual rollback by {by}: {reason}"),
-        ));
-        r.updated_at = ts(OffsetDateTime::now_utc());
-        reg.store.put_rollout(&r).await.map_err(|e| e.to_string())?;
-        reg.pin(pack);
-    }
-    let (source, pack_s, to_s, reason_s) = (
-        reg.source.clone(),
-        pack.to_string(),
-        to.map(String::from),
-        format!("{reason} (requested by {by})"),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        rollback::rollback(&source, &pack_s, to_s.as_deref(), &reason_s, &Target::Push)
+) -> Result<Json, ManualError> {
+    let (source, pack_s, to_s) = (reg.source.clone(), pack.to_string(), to.map(String::from));
+    let (cur_version, to_version) = tokio::task::spawn_blocking(move || {
+        rollback::plan(&source, &pack_s, to_s.as_deref(), &Target::Push)
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    reg.kick_reconciler();
-    serde_json::to_value(out).map_err(|e| e.to_string())
+    .map_err(|e| ManualError::Refused(e.to_string()))?
+    .map_err(|e| ManualError::Refused(e.to_string()))?;
+    let now = OffsetDateTime::now_utc();
+    let transition = format!("manual-{:016x}", rand::random::<u64>());
+    let reason = format!("{reason} (requested by {by})");
+    let rolling = reg
+        .store
+        .rollouts(true)
+        .await?
+        .into_iter()
+        .find(|r| r.pack_id == pack && r.source == reg.source.key)
+        .map(|mut r| {
+            r.state = RolloutState::RolledBack;
+            r.detail = Some(RolloutDetail::next(
+                r.detail.as_ref(),
+                format!("manual rollback by {by}: {reason}"),
+            ));
+            r.updated_at = ts(now);
+            r
+        });
+    let (scope_type, scope_id) = scope_of(reg, pack);
+    let d = Decision {
+        decision_id: crate::reconcile::decision_id(&format!("rollback:{transition}"), pack),
+        scope_type,
+        scope_id,
+        champion_pack_version: Some(cur_version.clone()),
+        challenger_pack_version: to_version.clone(),
+        decision: DecisionKind::Rollback,
+        reason: reason.clone(),
+        decided_by: format!("{by} (POST /v1/rollback)"),
+        created_at: ts(now),
+        pack_id: pack.to_string(),
+        commit: pending_commit(&transition),
+        pull_request: None,
+        evidence_url: None,
+        rollout: Some(RolloutPlan {
+            rollout_id: rolling.as_ref().map(|r| r.rollout_id.clone()),
+            ..RolloutPlan::immediate()
+        }),
+        figures: None,
+    };
+    let effect = revert_effect(
+        &reg.source.key,
+        RevertEffect {
+            transition_id: transition.clone(),
+            decision_id: d.decision_id.clone(),
+            pack_id: pack.to_string(),
+            to_version: Some(to_version.clone()),
+            bad_version: Some(cur_version.clone()),
+            reason: reason.clone(),
+            review_branch: None,
+        },
+        now,
+    );
+    let summary = serde_json::json!({
+        "transition": transition,
+        "pack_id": pack,
+        "from_version": cur_version,
+        "to_version": to_version,
+        "decision_id": d.decision_id,
+        "rollout_id": rolling.as_ref().map(|r| r.rollout_id.clone()),
+    });
+    let pinned = rolling.is_some();
+    let t = Transition {
+        fence: None,
+        rollout: rolling,
+        decisions: vec![(reg.source.key.clone(), d)],
+        hold: None,
+        effects: vec![effect.clone()],
+        audit: Some((
+            by.to_string(),
+            "/v1/rollback".into(),
+            "ok".into(),
+            summary.to_string(),
+        )),
+    };
+    match reg.store.apply_transition(&t).await? {
+        Applied::Written => {}
+        Applied::Fenced | Applied::Stale => return Err(ManualError::Moved(pack.to_string())),
+    }
+    if pinned {
+        reg.pin(pack);
+    }
+    let git = match effects::run(reg, &effect).await? {
+        effects::Ran::Done(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
+        effects::Ran::Failed(why) => serde_json::json!({"revert_pending": true, "revert_error": why}),
+    };
+    reg.refresh().await?;
+    let mut out = summary;
+    out["git"] = git;
+    Ok(out)
 }
 
 /// A rollout as `status` and `GET /v1/rollouts` show it: where it is, and
@@ -376,11 +477,16 @@ pub struct RolloutStatus {
     /// Where `champion` and `canary` come from.
     pub figures_from: FiguresFrom,
     pub detail: Option<RolloutDetail>,
+    /// The revert this rollout's rollback owes git: pending (with each
+    /// failed attempt's error) or done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Effect>,
 }
 
 /// Rollouts with each arm's KPIs in the current step and the next step.
 pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, StoreError> {
     let mut out = Vec::new();
+    let effects = store.effects(None).await?;
     for r in store.rollouts(!all).await? {
         let recorded = (!r.state.in_progress())
             .then_some(r.detail.as_ref())
@@ -405,7 +511,12 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
                 )
             }
         };
+        let revert = effects
+            .iter()
+            .find(|e| e.revert.transition_id == r.rollout_id)
+            .cloned();
         out.push(RolloutStatus {
+            revert,
             percent: r.percent(),
             next_step: r.next_step(),
             champion,

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod controller;
+pub mod effects;
 pub mod ingest;
 
 use std::collections::{HashMap, HashSet};
@@ -259,16 +260,32 @@ impl Snapshot {
     }
 }
 
+/// The lease that makes one replica the canary controller.
+pub const CONTROLLER_LEASE: &str = "canary-controller";
+
+/// What this replica may do to rollouts now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// A registry on its own (no lease required): it acts, unfenced.
+    Alone,
+    /// This replica holds the controller lease: it acts, fenced by the epoch.
+    Leader(crate::store::Fence),
+    /// Another replica holds the lease, or this one's has lapsed.
+    Follower,
+}
+
 /// Whether this replica may act on rollouts (advance, roll back). A
 /// registry on its own always may; under `serve`, only while it holds the
 /// store's controller lease, and it stops at once when the lease's local
-/// deadline passes, renewed or not.
+/// deadline passes, renewed or not. The local deadline is only a courtesy:
+/// what a lapsed leader writes is refused by the store's fence (the epoch
+/// it was granted is checked in the transition's own transaction).
 #[derive(Debug)]
 pub struct Leader {
     /// This replica's name in the lease table.
     pub replica: String,
     leased: std::sync::atomic::AtomicBool,
-    until: Mutex<Option<std::time::Instant>>,
+    until: Mutex<Option<(std::time::Instant, i64)>>,
 }
 
 impl Leader {
@@ -290,22 +307,31 @@ impl Leader {
         self.leased.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Record a lease held until `until` (None: not held).
-    pub fn held_until(&self, until: Option<std::time::Instant>) {
+    /// Record the lease held until `until` at `epoch` (None: not held).
+    pub fn held_until(&self, held: Option<(std::time::Instant, i64)>) {
         if let Ok(mut u) = self.until.lock() {
-            *u = until;
+            *u = held;
+        }
+    }
+
+    pub fn authority(&self) -> Authority {
+        if !self.leased.load(std::sync::atomic::Ordering::SeqCst) {
+            return Authority::Alone;
+        }
+        match self.until.lock().ok().and_then(|u| *u) {
+            Some((until, epoch)) if std::time::Instant::now() < until => {
+                Authority::Leader(crate::store::Fence {
+                    lease: CONTROLLER_LEASE.to_string(),
+                    holder: self.replica.clone(),
+                    epoch,
+                })
+            }
+            _ => Authority::Follower,
         }
     }
 
     pub fn is_leader(&self) -> bool {
-        if !self.leased.load(std::sync::atomic::Ordering::SeqCst) {
-            return true;
-        }
-        self.until
-            .lock()
-            .ok()
-            .and_then(|u| *u)
-            .is_some_and(|u| std::time::Instant::now() < u)
+        self.authority() != Authority::Follower
     }
 }
 
@@ -325,6 +351,8 @@ pub struct Registry {
     pub body_timeout: std::time::Duration,
     /// Bounds the audit rows written for requests without a valid token.
     pub unauthenticated: api::RefusalLimiter,
+    /// Bounds telemetry ingest (429 past it).
+    pub ingest: ingest::IngestGate,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
@@ -364,6 +392,7 @@ impl Registry {
             leader: Leader::new(),
             body_timeout: timeouts.body,
             unauthenticated: api::RefusalLimiter::default(),
+            ingest: ingest::IngestGate::default(),
             repos: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         })

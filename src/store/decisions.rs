@@ -8,7 +8,7 @@ use super::{CommitApply, Db, SourceState, Store, StoreError};
 use crate::model::{Decision, DecisionKind, Serving, Word};
 
 /// One statement text for every decision insert, in and out of a pass.
-const INSERT_DECISION: &str = "INSERT INTO decisions (decision_id, commit_sha, pack_id, scope_type, scope_id, champion_pack_version, \
+pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (decision_id, commit_sha, pack_id, scope_type, scope_id, champion_pack_version, \
      challenger_pack_version, decision, reason, decided_by, created_at, pull_request, evidence_url, rollout, figures, source) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (commit_sha, pack_id) DO NOTHING";
 
@@ -16,7 +16,7 @@ const INSERT_DECISION: &str = "INSERT INTO decisions (decision_id, commit_sha, p
 macro_rules! insert_decision {
     ($d:expr, $source:expr) => {{
         let d: &Decision = $d;
-        sqlx::query(INSERT_DECISION)
+        sqlx::query(crate::store::decisions::INSERT_DECISION)
             .bind(&d.decision_id)
             .bind(&d.commit)
             .bind(&d.pack_id)
@@ -35,6 +35,12 @@ macro_rules! insert_decision {
             .bind($source)
     }};
 }
+
+pub(super) use insert_decision;
+
+/// Hold `pack` at a rolled-back version (source, pack, version, reason, at).
+pub(super) const UPSERT_HOLD: &str = "INSERT INTO holds (source, pack_id, held_version, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (source, pack_id) DO UPDATE SET held_version = $3, reason = $4, created_at = $5";
 
 /// A `decisions` row as stored; enums and JSON are parsed at this boundary.
 #[derive(sqlx::FromRow)]
@@ -186,7 +192,52 @@ impl Store {
                         .await?;
                 }
                 for d in &apply.decisions {
+                    // The revert a rollback transition wrote: its decision was
+                    // recorded with the transition (with the figures and the
+                    // hold); this commit becomes that decision's commit
+                    // instead of a second decision.
+                    if d.decision == DecisionKind::Rollback
+                        && let Some(t) = &apply.transition
+                    {
+                        let linked = sqlx::query(
+                            "UPDATE decisions SET commit_sha = $1 WHERE commit_sha = $2 AND pack_id = $3",
+                        )
+                        .bind(&d.commit)
+                        .bind(crate::model::pending_commit(t))
+                        .bind(&d.pack_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if linked == 1 {
+                            continue;
+                        }
+                    }
                     insert_decision!(d, &apply.source).execute(&mut *tx).await?;
+                }
+                for r in &apply.rollouts {
+                    let written = match r.row_version {
+                        // A new rollout (a promotion's canary).
+                        -1 => super::rollouts::write_rollout!(r, None)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected(),
+                        v => super::rollouts::write_rollout!(r, v)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected(),
+                    };
+                    // An existing rollout moved since the pass read it (the
+                    // controller's transition): nothing is written, and the
+                    // pass starts again from the store.
+                    if written != 1 && r.row_version >= 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                if !apply.rollouts.is_empty() {
+                    sqlx::query("UPDATE epochs SET n = n + 1 WHERE name = 'rollouts'")
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for sv in &apply.serving {
                     sqlx::query(
@@ -276,47 +327,6 @@ impl Store {
                 commit: r.commit_sha,
             })
             .collect())
-    }
-
-    /// Record a decision made outside a reconcile pass (an automatic rollback).
-    /// Idempotent per (commit, pack).
-    pub(crate) async fn insert_decision(
-        &self,
-        source: &str,
-        d: &Decision,
-    ) -> Result<bool, StoreError> {
-        let n = match &self.db {
-            Db::Sqlite(p) => insert_decision!(d, source)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Db::Postgres(p) => insert_decision!(d, source)
-                .execute(p)
-                .await?
-                .rows_affected(),
-        };
-        Ok(n == 1)
-    }
-
-    pub(crate) async fn hold(
-        &self,
-        source: &str,
-        pack: &str,
-        version: &str,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let now = crate::time_util::now_rfc3339();
-        execute!(
-            self,
-            "INSERT INTO holds (source, pack_id, held_version, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source, pack_id) DO UPDATE SET held_version = $3, reason = $4, created_at = $5",
-            source,
-            pack,
-            version,
-            reason,
-            now
-        )?;
-        Ok(())
     }
 
     /// Held packs of `source`: (pack id, the version that was rolled back).

@@ -20,7 +20,8 @@ use crate::model::{Decision, Serving};
 pub use audit::AuditEntry;
 pub use decisions::HistoryEntry;
 pub use improve::ImproveRow;
-pub use replicas::Positions;
+pub use replicas::{Fence, Positions};
+pub use transitions::{Applied, Transition};
 pub use runs::Inserted;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,13 @@ pub struct CommitApply {
     pub good: bool,
     /// Packs whose post-rollback hold a newer version lifts.
     pub release_holds: Vec<String>,
+    /// Rollouts the commit starts (`row_version` -1) or ends (written only
+    /// from the `row_version` read), in the commit's transaction: a crash
+    /// can never leave a promotion without its canary.
+    pub rollouts: Vec<crate::model::Rollout>,
+    /// The rollback transition whose revert this commit is
+    /// (`Missionctl-Transition:` trailer), if any.
+    pub transition: Option<String>,
 }
 
 /// Run the same SQL (written with `$N` placeholders, which both SQLite and
@@ -167,6 +175,7 @@ mod improve;
 mod replicas;
 mod rollouts;
 mod runs;
+mod transitions;
 mod writer;
 
 /// The database behind a [`Store`].

@@ -21,56 +21,64 @@ pub struct Positions {
     pub rollouts_epoch: i64,
 }
 
+/// Leadership as this replica holds it: the lease's name, this holder and
+/// the epoch it was granted. The epoch grows by one whenever the lease
+/// passes to another holder, so a writer that lost the lease (however long
+/// it was frozen) holds an epoch that is no longer current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub epoch: i64,
+}
+
 impl Store {
     /// Take or renew the lease `name` for `holder` until `ttl` from now.
-    /// True when `holder` holds it afterwards. One statement per backend, so
-    /// two replicas asking at once cannot both win: the row is created by the
-    /// first, and the update only takes it over when it is ours or expired.
+    /// The epoch held afterwards, or None when another holder has it. One
+    /// statement per backend, so two replicas asking at once cannot both
+    /// win: the row is created by the first, and the update only takes it
+    /// over when it is ours or expired; taking it over bumps the epoch.
     pub async fn try_lease(
         &self,
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let (now, until) = (at(Duration::ZERO), at(ttl));
-        let changed = execute!(
+        let row: Option<(i64,)> = fetch_optional!(
             self,
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
-             WHERE leases.holder = $2 OR leases.expires_at < $4",
+            "INSERT INTO leases (name, holder, expires_at, epoch) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3, \
+             epoch = CASE WHEN leases.holder = $2 THEN leases.epoch ELSE leases.epoch + 1 END \
+             WHERE leases.holder = $2 OR leases.expires_at < $4 RETURNING epoch",
             name,
             holder,
             until,
             now
         )?;
-        Ok(changed == 1)
+        Ok(row.map(|r| r.0))
     }
 
-    /// Give the lease up (on shutdown), so another replica need not wait for it to expire.
+    /// Give the lease up (on shutdown), so another replica need not wait
+    /// for it to expire. The row stays, expired, so its epoch keeps growing.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         execute!(
             self,
-            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+            "UPDATE leases SET expires_at = '1970-01-01T00:00:00Z' WHERE name = $1 AND holder = $2",
             name,
             holder
         )?;
         Ok(())
     }
 
-    /// The lease's current holder, if it has not expired.
-    pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> = fetch_optional!(
+    /// The lease's current holder and epoch, if it has not expired.
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(fetch_optional!(
             self,
-            "SELECT holder FROM leases WHERE name = $1 AND expires_at >= $2",
+            "SELECT holder, epoch FROM leases WHERE name = $1 AND expires_at >= $2",
             name,
             at(Duration::ZERO)
-        )?;
-        Ok(row.map(|r| r.0))
-    }
-
-    pub(crate) async fn bump_rollouts_epoch(&self) -> Result<(), StoreError> {
-        execute!(self, "UPDATE epochs SET n = n + 1 WHERE name = 'rollouts'")?;
-        Ok(())
+        )?)
     }
 
     /// The positions of `source`, in one cheap read (a follower polls this).

@@ -4,7 +4,7 @@ use super::{Store, StoreError};
 use crate::model::{Rollout, RolloutState, Word};
 
 const COLS: &str = "rollout_id, decision_id, pack_id, from_version, to_version, steps, step, state, detail, \
-                    started_at, updated_at, source, from_commit, to_commit, step_started_at, params";
+                    started_at, updated_at, source, from_commit, to_commit, step_started_at, params, row_version";
 
 #[derive(sqlx::FromRow)]
 struct RolloutRow {
@@ -24,6 +24,7 @@ struct RolloutRow {
     to_commit: Option<String>,
     step_started_at: Option<String>,
     params: Option<String>,
+    row_version: i64,
 }
 
 impl TryFrom<RolloutRow> for Rollout {
@@ -46,38 +47,59 @@ impl TryFrom<RolloutRow> for Rollout {
             source: r.source.unwrap_or_default(),
             from_commit: r.from_commit,
             to_commit: r.to_commit.unwrap_or_default(),
+            row_version: r.row_version,
         })
     }
 }
 
-impl Store {
-    pub(crate) async fn put_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
-        execute!(
-            self,
-            sqlx::AssertSqlSafe(format!(
-                "INSERT INTO rollouts ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                 ON CONFLICT (rollout_id) DO UPDATE SET step = $7, state = $8, detail = $9, updated_at = $11, step_started_at = $15"
-            )),
-            &r.rollout_id,
-            &r.decision_id,
-            &r.pack_id,
-            &r.from_version,
-            &r.to_version,
-            super::json_text(&r.steps),
-            i64::try_from(r.step).unwrap_or(i64::MAX),
-            r.state.as_str(),
-            r.detail.as_ref().map(super::json_text),
-            &r.started_at,
-            &r.updated_at,
-            &r.source,
-            &r.from_commit,
-            &r.to_commit,
-            &r.step_started_at,
-            super::json_text(&r.params)
-        )?;
-        self.bump_rollouts_epoch().await
-    }
+/// Insert a new rollout (a promotion's canary); a second insert of the same
+/// rollout changes nothing.
+pub(super) const INSERT_ROLLOUT: &str = "INSERT INTO rollouts (rollout_id, decision_id, pack_id, from_version, to_version, steps, step, state, detail, \
+     started_at, updated_at, source, from_commit, to_commit, step_started_at, params, row_version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0) ON CONFLICT (rollout_id) DO NOTHING";
 
+/// Move a rollout on, only from the row version the change was computed on.
+pub(super) const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET step = $2, state = $3, detail = $4, updated_at = $5, step_started_at = $6, \
+     row_version = row_version + 1 WHERE rollout_id = $1 AND row_version = $7";
+
+/// Bind a rollout to [`INSERT_ROLLOUT`] or [`UPDATE_ROLLOUT`]; execute it on
+/// a pool or a transaction.
+macro_rules! write_rollout {
+    ($r:expr, None) => {{
+        let r: &crate::model::Rollout = $r;
+        sqlx::query(crate::store::rollouts::INSERT_ROLLOUT)
+            .bind(&r.rollout_id)
+            .bind(&r.decision_id)
+            .bind(&r.pack_id)
+            .bind(&r.from_version)
+            .bind(&r.to_version)
+            .bind(crate::store::json_text(&r.steps))
+            .bind(i64::try_from(r.step).unwrap_or(i64::MAX))
+            .bind(r.state.as_str())
+            .bind(r.detail.as_ref().map(crate::store::json_text))
+            .bind(&r.started_at)
+            .bind(&r.updated_at)
+            .bind(&r.source)
+            .bind(&r.from_commit)
+            .bind(&r.to_commit)
+            .bind(&r.step_started_at)
+            .bind(crate::store::json_text(&r.params))
+    }};
+    ($r:expr, $expected:expr) => {{
+        let r: &crate::model::Rollout = $r;
+        sqlx::query(crate::store::rollouts::UPDATE_ROLLOUT)
+            .bind(&r.rollout_id)
+            .bind(i64::try_from(r.step).unwrap_or(i64::MAX))
+            .bind(r.state.as_str())
+            .bind(r.detail.as_ref().map(crate::store::json_text))
+            .bind(&r.updated_at)
+            .bind(&r.step_started_at)
+            .bind($expected)
+    }};
+}
+pub(crate) use write_rollout;
+
+impl Store {
     /// Rollouts, newest first; only those in progress when `active`.
     pub async fn rollouts(&self, active: bool) -> Result<Vec<Rollout>, StoreError> {
         let filter = if active {

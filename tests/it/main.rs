@@ -6,6 +6,7 @@ mod commands;
 mod conformance;
 #[macro_use]
 mod db;
+mod faults;
 mod gate;
 mod github;
 mod github_server;

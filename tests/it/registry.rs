@@ -176,7 +176,7 @@ pub(crate) fn rollout_state(port: u16, admin: &str, version_prefix: &str) -> Opt
 }
 
 /// Simulated harness traffic: resolve for each user, run, report.
-fn traffic(port: u16, token: &str, seed: &str, n: usize, canary_ok: f64) -> (usize, usize) {
+pub(crate) fn traffic(port: u16, token: &str, seed: &str, n: usize, canary_ok: f64) -> (usize, usize) {
     let mut rows = Vec::new();
     let (mut canary, mut champion) = (0, 0);
     for i in 0..n {

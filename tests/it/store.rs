@@ -69,6 +69,8 @@ fn suite(url: &str) {
             removed: vec![],
             good: true,
             release_holds: vec![],
+            rollouts: vec![],
+            transition: None,
         };
         assert!(s.apply_commit(&a).await.expect("apply"));
         // Applying the same commit again is refused and writes nothing.
@@ -263,3 +265,88 @@ fn windows_compare_times(url: &str) {
 crate::both_stores!(run_windows_compare_times, |url: &str| {
     super::windows_compare_times(url);
 });
+
+/// Issue 23: leadership is an epoch, and a transition is written only while
+/// its writer's epoch is the lease's and the rollout is at the version it
+/// was computed on.
+fn fencing(url: &str) {
+    use missionctl::model::{Rollout, RolloutState};
+    use missionctl::store::{Applied, Fence, Transition};
+    use std::time::Duration;
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let s = Store::connect(url).await.expect("connect");
+        let ttl = Duration::from_millis(300);
+        let a = s.try_lease("l", "A", ttl).await.expect("lease");
+        assert_eq!(a, Some(1));
+        assert_eq!(s.try_lease("l", "B", ttl).await.expect("lease"), None);
+        // Renewal keeps the epoch.
+        assert_eq!(s.try_lease("l", "A", ttl).await.expect("lease"), Some(1));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Taken over after expiry: a new epoch.
+        let b = s.try_lease("l", "B", ttl).await.expect("lease");
+        assert_eq!(b, Some(2));
+        // A rollout to move.
+        let mut apply = CommitApply {
+            source: "src".into(),
+            branch: "main".into(),
+            new_last: "c1".into(),
+            ..CommitApply::default()
+        };
+        let r = Rollout {
+            rollout_id: "r1".into(),
+            decision_id: "r1".into(),
+            source: "src".into(),
+            pack_id: "hr".into(),
+            from_version: Some("1.0.0".into()),
+            to_version: "1.1.0".into(),
+            from_commit: None,
+            to_commit: "c1".into(),
+            steps: vec![10, 100],
+            step: 0,
+            state: RolloutState::Running,
+            detail: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            step_started_at: "2026-01-01T00:00:00Z".into(),
+            params: RolloutPlan::default(),
+            row_version: -1,
+        };
+        apply.rollouts = vec![r.clone()];
+        assert!(s.apply_commit(&apply).await.expect("apply"));
+        let read = s.rollouts(true).await.expect("rollouts");
+        assert_eq!(read[0].row_version, 0);
+        let fence = |holder: &str, epoch| Fence {
+            lease: "l".into(),
+            holder: holder.into(),
+            epoch,
+        };
+        let mut moved = read[0].clone();
+        moved.state = RolloutState::RolledBack;
+        let t = |f: Fence, r: Rollout| Transition {
+            fence: Some(f),
+            rollout: Some(r),
+            ..Transition::default()
+        };
+        // The old leader (epoch 1) writes nothing.
+        assert_eq!(
+            s.apply_transition(&t(fence("A", 1), moved.clone())).await.expect("t"),
+            Applied::Fenced
+        );
+        assert_eq!(s.rollouts(true).await.expect("r")[0].state, RolloutState::Running);
+        // The new one does, once: the same transition again is stale.
+        assert_eq!(
+            s.apply_transition(&t(fence("B", 2), moved.clone())).await.expect("t"),
+            Applied::Written
+        );
+        assert_eq!(
+            s.apply_transition(&t(fence("B", 2), moved)).await.expect("t"),
+            Applied::Stale
+        );
+        // A release keeps the epoch growing: the next holder gets 3.
+        s.release_lease("l", "B").await.expect("release");
+        assert_eq!(s.try_lease("l", "A", ttl).await.expect("lease"), Some(3));
+    });
+}
+
+crate::both_stores!(leases_fence_transitions, |url: &str| super::fencing(url));
