@@ -83,6 +83,10 @@ fn replica(f: &Fleet, tok: &Path, admin: &str, faults: Option<&str>) -> (u16, Se
             if s.0.try_wait().ok().flatten().is_some() {
                 break;
             }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             let (code, v) = get(port, "/readyz", admin);
             if code == 200 && v["replica"].as_str().is_some_and(|r| r.contains(&pid)) {
                 return (port, s);
@@ -128,8 +132,13 @@ fn drive_to_rollback(port: u16, t: &Tok, seed: &str, mut alive: impl FnMut() -> 
         if sent.is_err() {
             return false;
         }
-        if rollout_state(port, &t.admin, "1.1.0").is_some_and(|r| r["state"] == "rolled_back") {
-            return true;
+        let rolled = std::panic::catch_unwind(|| {
+            rollout_state(port, &t.admin, "1.1.0").is_some_and(|r| r["state"] == "rolled_back")
+        });
+        match rolled {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(_) => return false,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -206,8 +215,10 @@ fn check_invariants(f: &Fleet, port: u16, t: &Tok, mode: &str) {
             .into_iter()
             .filter(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
             .collect();
-        (d.len() == 1 && !d[0]["commit"].as_str().unwrap_or("").starts_with("pending:"))
-            .then(|| d[0].clone())
+        (d.len() == 1
+            && !d[0]["commit"].as_str().unwrap_or("").starts_with("pending:")
+            && d[0]["figures"]["git"]["revert_commit"].is_string())
+        .then(|| d[0].clone())
     });
     // Give a stale replica, a retry or the reconciler time to double anything.
     std::thread::sleep(Duration::from_secs(3));
@@ -281,18 +292,22 @@ fn crash_at(db: &str, point: &str, mode: &str) {
         let finished = drive_to_rollback(port, &t, &format!("r{round}"), || {
             s.0.try_wait().ok().flatten().is_none()
         });
-        let (port, _s2) = if finished && s.0.try_wait().ok().flatten().is_none() {
-            // The point was not on this path (e.g. the revert was written
-            // before it): the invariants hold all the same.
-            (port, s)
-        } else {
-            let status = s.0.wait().expect("wait");
-            assert!(!status.success(), "serve ended without the injected crash");
-            drop(s);
-            let (port2, s2) = replica(&f, &tok, &t.admin, None);
-            drive_to_rollback(port2, &t, &format!("r{round}b"), || true);
-            (port2, s2)
-        };
+        // Every point here is on the rollback's path: the replica dies there
+        // (the rollback may be visible a moment before, after its transition).
+        let _ = finished;
+        let died = Instant::now();
+        while s.0.try_wait().ok().flatten().is_none() {
+            assert!(
+                died.elapsed() < Duration::from_secs(15),
+                "the rollback finished without reaching {point}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = s.0.wait().expect("wait");
+        assert!(!status.success(), "serve ended without the injected crash");
+        drop(s);
+        let (port, _s2) = replica(&f, &tok, &t.admin, None);
+        drive_to_rollback(port, &t, &format!("r{round}b"), || true);
         check_invariants(&f, port, &t, mode);
         // Report 3: reverting the revert is refused as held, never a
         // rollback to the bad version.
