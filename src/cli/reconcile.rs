@@ -355,6 +355,25 @@ fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.0}"))
 }
 
+/// What became of a rollback's revert, in one line for `status`.
+fn revert_line(e: &missionctl::model::Effect) -> String {
+    use missionctl::model::{EffectState, GitOutcome};
+    match (&e.state, &e.result, &e.last_error) {
+        (EffectState::Done, Some(GitOutcome::Reverted { revert_commit, branch }), _) => {
+            format!("git: revert {revert_commit:.8} on {branch}")
+        }
+        (EffectState::Done, Some(GitOutcome::NotNeeded { revert_not_needed }), _) => {
+            format!("git: no revert needed ({revert_not_needed})")
+        }
+        (EffectState::Done, _, _) => "git: done".into(),
+        (EffectState::Pending, _, Some(err)) => format!(
+            "git: REVERT NOT WRITTEN after {} attempt(s): {err}; retrying at {} (the registry serves the champion meanwhile)",
+            e.attempts, e.next_attempt_at
+        ),
+        (EffectState::Pending, _, None) => "git: revert pending".into(),
+    }
+}
+
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::db_url(a.db.as_deref(), None);
     let rt = tokio::runtime::Runtime::new()?;
@@ -423,6 +442,9 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
                             ms(h.figures.canary.latency_p95_ms),
                         );
                     }
+                }
+                if let Some(e) = &r.revert {
+                    outln!("    {}", revert_line(e));
                 }
             }
         }

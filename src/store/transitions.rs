@@ -99,11 +99,11 @@ macro_rules! set_git_outcome {
                 .bind(&revert.decision_id)
                 .fetch_optional(&mut *$tx)
                 .await?;
-        if let Some((figures,)) = figures {
-            let mut v: serde_json::Value = figures
-                .as_deref()
-                .and_then(|f| serde_json::from_str(f).ok())
-                .unwrap_or_else(|| serde_json::json!({}));
+        // Only a decision with figures (an automatic rollback's) records the
+        // git outcome there; the effect row keeps it for every rollback.
+        if let Some((Some(figures),)) = figures {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&figures).unwrap_or_else(|_| serde_json::json!({}));
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("git".into(), serde_json::to_value(outcome).unwrap_or_default());
             }
@@ -112,6 +112,8 @@ macro_rules! set_git_outcome {
                 .bind(v.to_string())
                 .execute(&mut *$tx)
                 .await?;
+        }
+        {
             let commit: Option<&str> = $commit;
             if let Some(c) = commit {
                 sqlx::query(

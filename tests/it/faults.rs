@@ -36,8 +36,15 @@ fn rounds() -> usize {
         .unwrap_or(1)
 }
 
-/// `serve` on the fleet with a 2 s lease and `faults` armed; not waited for.
-fn spawn(f: &Fleet, port: u16, tok: &Path, faults: Option<&str>) -> Child {
+/// `serve` on the fleet with a 2 s lease and `faults` armed, its stderr
+/// written to `log`; not waited for.
+fn spawn_logged(
+    f: &Fleet,
+    port: u16,
+    tok: &Path,
+    faults: Option<&str>,
+    log: Option<&Path>,
+) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
     c.args([
         "serve",
@@ -60,10 +67,10 @@ fn spawn(f: &Fleet, port: u16, tok: &Path, faults: Option<&str>) -> Child {
     ])
     .env_remove("MISSIONCTL_DATABASE_URL")
     .stdout(Stdio::null())
-    .stderr(if std::env::var_os("MC_TEST_DEBUG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
+    .stderr(match log {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+        None if std::env::var_os("MC_TEST_DEBUG").is_some() => Stdio::inherit(),
+        None => Stdio::null(),
     });
     match faults {
         Some(spec) => c.env(missionctl::fault::ENV, spec),
@@ -74,9 +81,20 @@ fn spawn(f: &Fleet, port: u16, tok: &Path, faults: Option<&str>) -> Child {
 
 /// A replica up on a free port, ready (its own `/readyz` answers 200).
 fn replica(f: &Fleet, tok: &Path, admin: &str, faults: Option<&str>) -> (u16, Served) {
+    replica_logged(f, tok, admin, faults, None)
+}
+
+/// [`replica`], its stderr written to `log`.
+fn replica_logged(
+    f: &Fleet,
+    tok: &Path,
+    admin: &str,
+    faults: Option<&str>,
+    log: Option<&Path>,
+) -> (u16, Served) {
     for _ in 0..5 {
         let port = free_port();
-        let mut s = Served(spawn(f, port, tok, faults));
+        let mut s = Served(spawn_logged(f, port, tok, faults, log));
         let pid = format!("-{}-", s.0.id());
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
@@ -471,3 +489,248 @@ both_stores!(a_frozen_leader_cannot_roll_back_twice, |db: &str| {
 both_stores!(a_frozen_leader_cannot_rewrite_a_step, |db: &str| {
     super::frozen_leader(db, true)
 });
+
+fn rollout_of(port: u16, t: &Tok, version: &str) -> Value {
+    rollout_state(port, &t.admin, version).unwrap_or(Value::Null)
+}
+
+/// Report 5: a revert git refuses is loud and persistent (an error line,
+/// `status` and `/v1/rollouts` name it, `/readyz` is degraded), retried with
+/// backoff, and finished once the cause is gone.
+#[test]
+fn a_revert_git_refuses_is_loud_retried_and_finished_later() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, t) = tokens(dir.path());
+    let log = dir.path().join("serve.log");
+    let (port, s) = replica_logged(
+        &f,
+        &tok,
+        &t.admin,
+        Some("revert.before_write=error"),
+        Some(&log),
+    );
+    merge_bad(&f, "push");
+    until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    assert!(drive_to_rollback(port, &t, "loud", || true));
+    let degraded = until("/readyz to say degraded", Duration::from_secs(20), || {
+        let (code, v) = get(port, "/readyz", &t.admin);
+        (code == 200 && v["status"] == "degraded").then_some(v)
+    });
+    assert!(
+        degraded["degraded"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fault injected at revert.before_write")),
+        "{degraded}"
+    );
+    // Retried on its own, with backoff.
+    let r = until("a second attempt", Duration::from_secs(20), || {
+        let r = rollout_of(port, &t, "1.1.0");
+        (r["revert"]["attempts"].as_u64().unwrap_or(0) >= 2).then_some(r)
+    });
+    assert_eq!(r["revert"]["state"], "pending", "{r}");
+    assert!(r["revert"]["last_error"].is_string(), "{r}");
+    let status = crate::util::missionctl()
+        .args(["status", "--all", "--db", &db])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("git: REVERT NOT WRITTEN after"), "{text}");
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        stderr.contains("could not be written to git"),
+        "no error line: {stderr}"
+    );
+    // Meanwhile nobody gets the rolled-back version, and main still has it.
+    assert_eq!(served_bad(port, &t), 0);
+    assert!(reverts_on(&f, "main").is_empty());
+    // The cause goes away (a restart without the fault): git agrees.
+    drop(s);
+    let (port, _s) = replica(&f, &tok, &t.admin, None);
+    check_invariants(&f, port, &t, "push");
+    let (_, ready) = get(port, "/readyz", &t.admin);
+    assert_eq!(ready["status"], "ok", "{ready}");
+}
+
+/// Report 5: `serve` on a work tree with the branch checked out is refused
+/// at start with the fix; `rollback --push` there names the real flag.
+#[test]
+fn serve_refuses_a_checked_out_work_tree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, _t) = tokens(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_missionctl"))
+        .args(["serve", "--repo", f.work.to_str().expect("p"), "--db", &db])
+        .args(["--listen", "127.0.0.1:0", "--tokens", tok.to_str().expect("p")])
+        .output()
+        .expect("serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`main` checked out"), "{err}");
+    assert!(err.contains("git clone --bare"), "{err}");
+    let out = crate::util::missionctl()
+        .args(["rollback", "--repo", f.work.to_str().expect("p")])
+        .args(["--pack", "hr-ops-pack", "--to", "1.0.0", "--push"])
+        .output()
+        .expect("rollback");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--to-branch NAME"), "{err}");
+    assert!(!err.contains("--branch NAME"), "{err}");
+}
+
+/// Report 4: after a rollback whose revert waits on a review branch, the
+/// next merge's canary runs against the version that was serving (1.0.0),
+/// never the rolled-back one that main still holds.
+#[test]
+fn the_next_merge_after_a_branch_rollback_keeps_the_champion() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, t) = tokens(dir.path());
+    let (port, _s) = replica(&f, &tok, &t.admin, None);
+    merge_bad(&f, "branch");
+    until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    assert!(drive_to_rollback(port, &t, "br", || true));
+    check_invariants(&f, port, &t, "branch");
+    // 1.2.0 on main, without the review branch.
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.merge("next", 42, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            &format!("workplace {BAD}\npolicies"),
+            "workplace FIXED-MARKER\npolicies",
+        );
+        bump(f, HR, "1.2.0");
+    });
+    f.push();
+    let r = until("the 1.2.0 rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.2.0")
+    });
+    assert!(
+        r["champion_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.0.0")),
+        "the champion must be what was serving: {r}"
+    );
+    let served = until("the 1.2.0 canary served", Duration::from_secs(20), || {
+        let all: Vec<String> = (0..USERS)
+            .map(|u| {
+                get(
+                    port,
+                    &format!("/v1/resolve?domain=hr-ops&tenant=acme&user=x{u}"),
+                    &t.acme_harness,
+                )
+                .1["content"]
+                    .to_string()
+            })
+            .collect();
+        all.iter().any(|c| c.contains("FIXED-MARKER")).then_some(all)
+    });
+    assert!(
+        served.iter().all(|c| !c.contains(BAD)),
+        "rolled-back content served after the next merge"
+    );
+    let fixed = served.iter().filter(|c| c.contains("FIXED-MARKER")).count();
+    assert!(fixed < USERS, "{fixed} of {USERS} in the canary");
+    // The decision names the version that was serving as its champion.
+    let promote = f
+        .decisions()
+        .into_iter()
+        .rev()
+        .find(|d| d["decision"] == "promote" && d["pack_id"] == "hr-ops-pack")
+        .expect("promote");
+    assert!(
+        promote["challenger_pack_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.2.0")),
+        "{promote}"
+    );
+}
+
+fn audit_rows(db: &str) -> Vec<missionctl::store::AuditEntry> {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        missionctl::store::Store::connect(db)
+            .await
+            .expect("store")
+            .audit_log(100)
+            .await
+            .expect("audit")
+    })
+}
+
+/// Report 6: `POST /v1/rollback` does the whole transition or nothing.
+#[test]
+fn the_rollback_api_does_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, t) = tokens(dir.path());
+    let (port, _s) = replica(&f, &tok, &t.admin, None);
+    merge_bad(&f, "push");
+    until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    let post = |body: &str| {
+        let (code, _, resp) = http(
+            port,
+            "POST",
+            "/v1/rollback",
+            &[("Authorization", &format!("Bearer {}", t.admin))],
+            body.as_bytes(),
+        );
+        (code, serde_json::from_str::<Value>(&resp).unwrap_or(Value::Null))
+    };
+    // A rollback that cannot be done: 409, and nothing changed.
+    let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "to": "9.9.9"}"#);
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("9.9.9")), "{v}");
+    assert_eq!(rollout_of(port, &t, "1.1.0")["state"], "running");
+    assert!(
+        !f.decisions().iter().any(|d| d["decision"] == "rollback"),
+        "a refused rollback wrote a decision"
+    );
+    assert!(
+        !audit_rows(&db)
+            .iter()
+            .any(|e| e.action == "/v1/rollback" && e.outcome == "ok"),
+        "a refused rollback was audited as done"
+    );
+    assert!(reverts_on(&f, "main").is_empty());
+    // One that can: everything, once.
+    let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "reason": "bad canary"}"#);
+    assert_eq!(code, 200, "{v}");
+    let commit = v["git"]["revert_commit"].as_str().expect("revert commit").to_string();
+    assert_eq!(reverts_on(&f, "main"), vec![commit.clone()]);
+    assert_eq!(rollout_of(port, &t, "1.1.0")["state"], "rolled_back");
+    assert_eq!(served_bad(port, &t), 0);
+    let d = until("the decision", Duration::from_secs(10), || {
+        f.decisions()
+            .into_iter()
+            .find(|d| d["decision"] == "rollback" && d["commit"] == commit.as_str())
+    });
+    assert!(
+        d["decided_by"].as_str().is_some_and(|b| b.starts_with("admin")),
+        "{d}"
+    );
+    assert!(
+        audit_rows(&db)
+            .iter()
+            .any(|e| e.action == "/v1/rollback" && e.outcome == "ok" && e.token == "admin")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rollbacks = f
+        .decisions()
+        .into_iter()
+        .filter(|d| d["decision"] == "rollback")
+        .count();
+    assert_eq!(rollbacks, 1, "the reconciler added a second decision");
+    assert_eq!(reverts_on(&f, "main"), vec![commit]);
+}
