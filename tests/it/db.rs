@@ -1,7 +1,7 @@
 //! Databases for tests: a SQLite file, and a fresh PostgreSQL database per
 //! test on the server at MISSIONCTL_TEST_DATABASE_URL (default
-//! postgres://postgres@127.0.0.1:5432/test). In CI (CI=true) PostgreSQL must
-//! answer; elsewhere a missing server skips the test, loudly.
+//! postgres://postgres@127.0.0.1:5432/test). A missing server fails the
+//! test, unless MISSIONCTL_SKIP_POSTGRES=1 says to skip it (loudly).
 
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ pub fn postgres(test: &str) -> Option<PgDb> {
     });
     match created {
         Ok(()) => {
+            crate::util::used("postgresql");
             let base = admin
                 .rsplit_once('/')
                 .map_or(admin.as_str(), |(b, _)| b)
@@ -59,11 +60,10 @@ pub fn postgres(test: &str) -> Option<PgDb> {
             })
         }
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("PostgreSQL is required in CI but {admin} did not answer: {e}");
-            }
-            eprintln!(
-                "\n*** SKIPPED {test} on PostgreSQL: no server at {admin} ({e}). Set MISSIONCTL_TEST_DATABASE_URL to run it. ***\n"
+            crate::util::missing(
+                "PostgreSQL",
+                "MISSIONCTL_SKIP_POSTGRES",
+                &format!("no server answered at {admin} ({e}); start one, or set MISSIONCTL_TEST_DATABASE_URL"),
             );
             None
         }

@@ -943,3 +943,30 @@ fn rollback_authorises_before_reading_the_body() {
         "{log:?}"
     );
 }
+
+/// Issue 32: a path-like id in a registry query is bad input (400 naming
+/// the parameter), not a chain of the caller's tenant.
+#[test]
+fn path_like_ids_in_resolve_are_refused() {
+    let (_dir, _f, t, port, _s) = serving_fleet();
+    for (q, name) in [
+        ("domain=hr-ops&tenant=acme&user=../../globex/users/carol", "user"),
+        ("domain=hr-ops&tenant=acme%2F..&user=alice", "tenant"),
+        ("domain=..&tenant=acme", "domain"),
+        ("domain=hr-ops&tenant=acme&user=alice&agent=a%2Fb", "agent"),
+    ] {
+        let (code, v) = get(port, &format!("/v1/resolve?{q}"), &t.acme_harness);
+        assert_eq!(code, 400, "{q}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.starts_with(&format!("`{name}`"))),
+            "{q}: {v}"
+        );
+        assert!(!v.to_string().contains("globex"), "{v}");
+    }
+    let (code, _) = get(
+        port,
+        "/v1/resolve?domain=hr-ops&tenant=acme&user=alice",
+        &t.acme_harness,
+    );
+    assert_eq!(code, 200);
+}

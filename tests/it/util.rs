@@ -328,3 +328,36 @@ pub fn eval_rows(dir: &Path, run: &Output) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("an eval_result JSON line"))
         .collect()
 }
+
+/// Note that the running test drives the real `component` (postgresql,
+/// promptfoo, openclaw, node), for `.ci/test`'s closing summary.
+pub fn used(component: &str) {
+    let Some(dir) = std::env::var_os("MISSIONCTL_COMPONENTS_DIR") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(&dir).join(component))
+    {
+        let _ = writeln!(f, "{test}");
+    }
+}
+
+/// A real component this test needs is missing: fail with how to install
+/// it, unless the developer opted out with `skip_var=1` (then say so loudly
+/// and return true: the caller skips).
+pub fn missing(component: &str, skip_var: &str, why: &str) -> bool {
+    if std::env::var_os(skip_var).is_some_and(|v| !v.is_empty()) {
+        eprintln!("\n*** SKIPPED ({skip_var} is set): {component} is not available here: {why} ***\n");
+        return true;
+    }
+    panic!(
+        "{component} is needed by this test and is missing: {why}. `bash .ci/test` (the README's test command) installs it; set {skip_var}=1 to skip these tests knowingly"
+    );
+}
