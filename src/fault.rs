@@ -47,7 +47,11 @@ fn armed() -> &'static Option<Armed> {
                     "stop" => Action::Stop,
                     "error" => Action::Error,
                     other => {
-                        tracing::warn!(point = name, action = other, "unknown fault action ignored (use crash, stop or error)");
+                        tracing::warn!(
+                            point = name,
+                            action = other,
+                            "unknown fault action ignored (use crash, stop or error)"
+                        );
                         return None;
                     }
                 };

@@ -359,7 +359,14 @@ fn ms(v: Option<f64>) -> String {
 fn revert_line(e: &missionctl::model::Effect) -> String {
     use missionctl::model::{EffectState, GitOutcome};
     match (&e.state, &e.result, &e.last_error) {
-        (EffectState::Done, Some(GitOutcome::Reverted { revert_commit, branch }), _) => {
+        (
+            EffectState::Done,
+            Some(GitOutcome::Reverted {
+                revert_commit,
+                branch,
+            }),
+            _,
+        ) => {
             format!("git: revert {revert_commit:.8} on {branch}")
         }
         (EffectState::Done, Some(GitOutcome::NotNeeded { revert_not_needed }), _) => {

@@ -21,8 +21,8 @@ pub use improve::{
 };
 pub use rollout::{
     Arm, ArmLabel, Bound, Effect, EffectState, FiguresFrom, GitOutcome, Kpis, RevertEffect,
-    RollbackFigures, RollbackGit, RollbackRules, Rollout, RolloutDetail, RolloutPlan,
-    RolloutState, Sprt, StepFigures, StepOutcome, StepRecord, pending_commit,
+    RollbackFigures, RollbackGit, RollbackRules, Rollout, RolloutDetail, RolloutPlan, RolloutState,
+    Sprt, StepFigures, StepOutcome, StepRecord, pending_commit,
 };
 pub use run::{RunRow, RunSample};
 pub use scope::{Autonomy, ScopeType, Tier};

@@ -158,7 +158,11 @@ pub(crate) fn reconcile_blocking(
         let cur = pack::load(&repo.tree(id, &info.sha)?);
         let mut apply = plan_commit(source, &serving, &holds, initial, &cur, &info, &history);
         apply.expected_last.clone_from(&expected);
-        if apply.decisions.iter().any(|d| d.decision != DecisionKind::Reject) {
+        if apply
+            .decisions
+            .iter()
+            .any(|d| d.decision != DecisionKind::Reject)
+        {
             let existing = rt.block_on(store.rollouts(false))?;
             apply.rollouts = rollouts::changes(
                 &source.key,

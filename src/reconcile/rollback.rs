@@ -230,10 +230,7 @@ pub fn revert(
         }
     }
     crate::fault::point("revert.before_write").map_err(|f| GitError::Refused(f.to_string()))?;
-    let target = e
-        .review_branch
-        .clone()
-        .map_or(Target::Push, Target::Branch);
+    let target = e.review_branch.clone().map_or(Target::Push, Target::Branch);
     let out = write(
         &repo,
         source,

@@ -686,7 +686,11 @@ async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
                 json!("unknown: the state store is unavailable")
             }
         };
-        v["status"] = json!(if failing == json!(0) { "ok" } else { "degraded" });
+        v["status"] = json!(if failing == json!(0) {
+            "ok"
+        } else {
+            "degraded"
+        });
         v["failing_reverts"] = failing;
         json_response(StatusCode::OK, v)
     } else {
@@ -729,7 +733,7 @@ async fn commit_header(State(reg): State<Arc<Registry>>, mut resp: Response) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{RefusalLimiter, none_match};
+    use super::{RefusalLimiter, none_match, query_id};
 
     #[test]
     fn unauthenticated_refusals_are_audited_at_a_bounded_rate() {
@@ -746,7 +750,16 @@ mod tests {
 
     #[test]
     fn query_ids_refuse_anything_path_like() {
-        for ok in ["acme", "hr-ops", "alice", "user_1", "a.b", "sam@example.com", "x+y", "U2"] {
+        for ok in [
+            "acme",
+            "hr-ops",
+            "alice",
+            "user_1",
+            "a.b",
+            "sam@example.com",
+            "x+y",
+            "U2",
+        ] {
             assert!(query_id(ok), "{ok}");
         }
         for bad in [

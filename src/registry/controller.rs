@@ -341,7 +341,9 @@ pub enum ManualError {
     #[error("{0}")]
     Refused(String),
     /// The rollout moved while the request was handled: 409, retry.
-    #[error("the rollout of {0} changed while this rollback was being recorded; nothing was changed, retry")]
+    #[error(
+        "the rollout of {0} changed while this rollback was being recorded; nothing was changed, retry"
+    )]
     Moved(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -448,7 +450,9 @@ pub(crate) async fn manual_rollback(
     }
     let git = match effects::run(reg, &effect).await? {
         effects::Ran::Done(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
-        effects::Ran::Failed(why) => serde_json::json!({"revert_pending": true, "revert_error": why}),
+        effects::Ran::Failed(why) => {
+            serde_json::json!({"revert_pending": true, "revert_error": why})
+        }
     };
     reg.refresh().await?;
     let mut out = summary;

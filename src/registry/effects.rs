@@ -34,7 +34,10 @@ pub async fn run_due(reg: &Arc<Registry>) -> Result<Vec<String>, StoreError> {
             continue;
         }
         match run(reg, &e).await? {
-            Ran::Done(GitOutcome::Reverted { revert_commit, branch }) => events.push(format!(
+            Ran::Done(GitOutcome::Reverted {
+                revert_commit,
+                branch,
+            }) => events.push(format!(
                 "{}: revert {revert_commit:.8} on {branch} (git agrees)",
                 e.pack_id
             )),

@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use super::Snapshot;
 use crate::store::{Store, StoreError};
-use crate::telemetry::{
-    Attribute, IngestReport, Parsed, RowError, TenantScope, parse_batch,
-};
+use crate::telemetry::{Attribute, IngestReport, Parsed, RowError, TenantScope, parse_batch};
 
 /// Parse, check and store a batch. Rows the store refuses are reported by
 /// line beside the rows the checks refused; the other rows are kept.
@@ -36,12 +34,11 @@ pub(crate) async fn ingest_owned(
     scope: TenantScope,
     snap: Arc<Snapshot>,
 ) -> Result<IngestReport, IngestError> {
-    let parsed = tokio::task::spawn_blocking(move || {
-        parse_batch(&body, &scope, &|row| snap.attribute(row))
-    })
-    .await
-    .map_err(|e| IngestError::Batch(format!("the batch could not be parsed: {e}")))?
-    .map_err(IngestError::Batch)?;
+    let parsed =
+        tokio::task::spawn_blocking(move || parse_batch(&body, &scope, &|row| snap.attribute(row)))
+            .await
+            .map_err(|e| IngestError::Batch(format!("the batch could not be parsed: {e}")))?
+            .map_err(IngestError::Batch)?;
     store_parsed(store, parsed).await
 }
 

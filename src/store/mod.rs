@@ -21,8 +21,8 @@ pub use audit::AuditEntry;
 pub use decisions::HistoryEntry;
 pub use improve::ImproveRow;
 pub use replicas::{Fence, Positions};
-pub use transitions::{Applied, Transition};
 pub use runs::Inserted;
+pub use transitions::{Applied, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -65,8 +65,8 @@ struct EffectRow {
 impl TryFrom<EffectRow> for Effect {
     type Error = StoreError;
     fn try_from(r: EffectRow) -> Result<Effect, StoreError> {
-        let revert: RevertEffect = super::json_column("effects", Some(r.payload))?
-            .ok_or_else(|| StoreError::Row {
+        let revert: RevertEffect =
+            super::json_column("effects", Some(r.payload))?.ok_or_else(|| StoreError::Row {
                 table: "effects",
                 message: "empty payload".into(),
             })?;
@@ -316,4 +316,3 @@ impl Store {
         }
     }
 }
-

@@ -63,7 +63,9 @@ pub fn postgres(test: &str) -> Option<PgDb> {
             crate::util::missing(
                 "PostgreSQL",
                 "MISSIONCTL_SKIP_POSTGRES",
-                &format!("no server answered at {admin} ({e}); start one, or set MISSIONCTL_TEST_DATABASE_URL"),
+                &format!(
+                    "no server answered at {admin} ({e}); start one, or set MISSIONCTL_TEST_DATABASE_URL"
+                ),
             );
             None
         }

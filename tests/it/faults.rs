@@ -227,17 +227,24 @@ fn check_invariants(f: &Fleet, port: u16, t: &Tok, mode: &str) {
         let r = reverts_on(f, &branch);
         (!r.is_empty()).then_some(r)
     });
-    let decision = until("the decision with its revert commit", Duration::from_secs(30), || {
-        let d: Vec<Value> = f
-            .decisions()
-            .into_iter()
-            .filter(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
-            .collect();
-        (d.len() == 1
-            && !d[0]["commit"].as_str().unwrap_or("").starts_with("pending:")
-            && d[0]["figures"]["git"]["revert_commit"].is_string())
-        .then(|| d[0].clone())
-    });
+    let decision = until(
+        "the decision with its revert commit",
+        Duration::from_secs(30),
+        || {
+            let d: Vec<Value> = f
+                .decisions()
+                .into_iter()
+                .filter(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
+                .collect();
+            (d.len() == 1
+                && !d[0]["commit"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("pending:")
+                && d[0]["figures"]["git"]["revert_commit"].is_string())
+            .then(|| d[0].clone())
+        },
+    );
     // Give a stale replica, a retry or the reconciler time to double anything.
     std::thread::sleep(Duration::from_secs(3));
     let reverts = reverts_on(f, &branch);
@@ -335,8 +342,7 @@ fn crash_at(db: &str, point: &str, mode: &str) {
             f.push();
             let held = until("the held refusal", Duration::from_secs(20), || {
                 f.decisions().into_iter().rev().find(|d| {
-                    d["decision"] == "reject"
-                        && d["reason"].as_str().unwrap_or("").contains("held")
+                    d["decision"] == "reject" && d["reason"].as_str().unwrap_or("").contains("held")
                 })
             });
             assert_eq!(held["pack_id"], "hr-ops-pack");
@@ -350,31 +356,21 @@ fn crash_at(db: &str, point: &str, mode: &str) {
     }
 }
 
-both_stores!(crash_before_the_transition, |db: &str| super::crash_at(
-    db,
-    "rollback.before_transition",
-    "push"
-));
-both_stores!(crash_after_the_transition, |db: &str| super::crash_at(
-    db,
-    "rollback.after_transition",
-    "push"
-));
-both_stores!(crash_before_the_revert_is_written, |db: &str| super::crash_at(
-    db,
-    "revert.before_write",
-    "push"
-));
-both_stores!(crash_after_the_revert_is_pushed, |db: &str| super::crash_at(
-    db,
-    "revert.after_write",
-    "push"
-));
-both_stores!(crash_after_the_review_branch_is_written, |db: &str| super::crash_at(
-    db,
-    "revert.after_write",
-    "branch"
-));
+both_stores!(crash_before_the_transition, |db: &str| {
+    super::crash_at(db, "rollback.before_transition", "push");
+});
+both_stores!(crash_after_the_transition, |db: &str| {
+    super::crash_at(db, "rollback.after_transition", "push");
+});
+both_stores!(crash_before_the_revert_is_written, |db: &str| {
+    super::crash_at(db, "revert.before_write", "push");
+});
+both_stores!(crash_after_the_revert_is_pushed, |db: &str| {
+    super::crash_at(db, "revert.after_write", "push");
+});
+both_stores!(crash_after_the_review_branch_is_written, |db: &str| {
+    super::crash_at(db, "revert.after_write", "branch");
+});
 
 fn sigstop(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -423,11 +419,10 @@ fn frozen_leader(db: &str, healthy: bool) {
                     .output()
                     .expect("status");
                 let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-                if let Some(r) = v.as_array().and_then(|a| {
-                    a.iter()
-                        .find(|r| r["state"] == "completed")
-                        .cloned()
-                }) {
+                if let Some(r) = v
+                    .as_array()
+                    .and_then(|a| a.iter().find(|r| r["state"] == "completed").cloned())
+                {
                     break r;
                 }
                 assert!(start.elapsed() < Duration::from_secs(120), "no completion");
@@ -484,10 +479,10 @@ fn frozen_leader(db: &str, healthy: bool) {
 }
 
 both_stores!(a_frozen_leader_cannot_roll_back_twice, |db: &str| {
-    super::frozen_leader(db, false)
+    super::frozen_leader(db, false);
 });
 both_stores!(a_frozen_leader_cannot_rewrite_a_step, |db: &str| {
-    super::frozen_leader(db, true)
+    super::frozen_leader(db, true);
 });
 
 fn rollout_of(port: u16, t: &Tok, version: &str) -> Value {
@@ -523,7 +518,10 @@ fn a_revert_git_refuses_is_loud_retried_and_finished_later() {
     assert_eq!(degraded["failing_reverts"], 1, "{degraded}");
     // Unauthenticated, it names no pack and no error.
     let (_, _, anon) = http(port, "GET", "/readyz", &[], b"");
-    assert!(!anon.contains("hr-ops") && !anon.contains("fault"), "{anon}");
+    assert!(
+        !anon.contains("hr-ops") && !anon.contains("fault"),
+        "{anon}"
+    );
     // Retried on its own, with backoff.
     let r = until("a second attempt", Duration::from_secs(20), || {
         let r = rollout_of(port, &t, "1.1.0");
@@ -568,7 +566,12 @@ fn serve_refuses_a_checked_out_work_tree() {
     let (tok, _t) = tokens(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_missionctl"))
         .args(["serve", "--repo", f.work.to_str().expect("p"), "--db", &db])
-        .args(["--listen", "127.0.0.1:0", "--tokens", tok.to_str().expect("p")])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            tok.to_str().expect("p"),
+        ])
         .output()
         .expect("serve");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -634,7 +637,9 @@ fn the_next_merge_after_a_branch_rollback_keeps_the_champion() {
                     .to_string()
             })
             .collect();
-        all.iter().any(|c| c.contains("FIXED-MARKER")).then_some(all)
+        all.iter()
+            .any(|c| c.contains("FIXED-MARKER"))
+            .then_some(all)
     });
     assert!(
         served.iter().all(|c| !c.contains(BAD)),
@@ -689,12 +694,18 @@ fn the_rollback_api_does_all_or_nothing() {
             &[("Authorization", &format!("Bearer {}", t.admin))],
             body.as_bytes(),
         );
-        (code, serde_json::from_str::<Value>(&resp).unwrap_or(Value::Null))
+        (
+            code,
+            serde_json::from_str::<Value>(&resp).unwrap_or(Value::Null),
+        )
     };
     // A rollback that cannot be done: 409, and nothing changed.
     let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "to": "9.9.9"}"#);
     assert_eq!(code, 409, "{v}");
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("9.9.9")), "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("9.9.9")),
+        "{v}"
+    );
     assert_eq!(rollout_of(port, &t, "1.1.0")["state"], "running");
     assert!(
         !f.decisions().iter().any(|d| d["decision"] == "rollback"),
@@ -710,7 +721,10 @@ fn the_rollback_api_does_all_or_nothing() {
     // One that can: everything, once.
     let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "reason": "bad canary"}"#);
     assert_eq!(code, 200, "{v}");
-    let commit = v["git"]["revert_commit"].as_str().expect("revert commit").to_string();
+    let commit = v["git"]["revert_commit"]
+        .as_str()
+        .expect("revert commit")
+        .to_string();
     assert_eq!(reverts_on(&f, "main"), vec![commit.clone()]);
     assert_eq!(rollout_of(port, &t, "1.1.0")["state"], "rolled_back");
     assert_eq!(served_bad(port, &t), 0);
@@ -720,7 +734,9 @@ fn the_rollback_api_does_all_or_nothing() {
             .find(|d| d["decision"] == "rollback" && d["commit"] == commit.as_str())
     });
     assert!(
-        d["decided_by"].as_str().is_some_and(|b| b.starts_with("admin")),
+        d["decided_by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("admin")),
         "{d}"
     );
     assert!(

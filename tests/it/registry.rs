@@ -176,7 +176,13 @@ pub(crate) fn rollout_state(port: u16, admin: &str, version_prefix: &str) -> Opt
 }
 
 /// Simulated harness traffic: resolve for each user, run, report.
-pub(crate) fn traffic(port: u16, token: &str, seed: &str, n: usize, canary_ok: f64) -> (usize, usize) {
+pub(crate) fn traffic(
+    port: u16,
+    token: &str,
+    seed: &str,
+    n: usize,
+    canary_ok: f64,
+) -> (usize, usize) {
     let mut rows = Vec::new();
     let (mut canary, mut champion) = (0, 0);
     for i in 0..n {
@@ -950,7 +956,10 @@ fn rollback_authorises_before_reading_the_body() {
 fn path_like_ids_in_resolve_are_refused() {
     let (_dir, _f, t, port, _s) = serving_fleet();
     for (q, name) in [
-        ("domain=hr-ops&tenant=acme&user=../../globex/users/carol", "user"),
+        (
+            "domain=hr-ops&tenant=acme&user=../../globex/users/carol",
+            "user",
+        ),
         ("domain=hr-ops&tenant=acme%2F..&user=alice", "tenant"),
         ("domain=..&tenant=acme", "domain"),
         ("domain=hr-ops&tenant=acme&user=alice&agent=a%2Fb", "agent"),
@@ -958,7 +967,9 @@ fn path_like_ids_in_resolve_are_refused() {
         let (code, v) = get(port, &format!("/v1/resolve?{q}"), &t.acme_harness);
         assert_eq!(code, 400, "{q}: {v}");
         assert!(
-            v["error"].as_str().is_some_and(|e| e.starts_with(&format!("`{name}`"))),
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("`{name}`"))),
             "{q}: {v}"
         );
         assert!(!v.to_string().contains("globex"), "{v}");

@@ -330,17 +330,26 @@ fn fencing(url: &str) {
         };
         // The old leader (epoch 1) writes nothing.
         assert_eq!(
-            s.apply_transition(&t(fence("A", 1), moved.clone())).await.expect("t"),
+            s.apply_transition(&t(fence("A", 1), moved.clone()))
+                .await
+                .expect("t"),
             Applied::Fenced
         );
-        assert_eq!(s.rollouts(true).await.expect("r")[0].state, RolloutState::Running);
+        assert_eq!(
+            s.rollouts(true).await.expect("r")[0].state,
+            RolloutState::Running
+        );
         // The new one does, once: the same transition again is stale.
         assert_eq!(
-            s.apply_transition(&t(fence("B", 2), moved.clone())).await.expect("t"),
+            s.apply_transition(&t(fence("B", 2), moved.clone()))
+                .await
+                .expect("t"),
             Applied::Written
         );
         assert_eq!(
-            s.apply_transition(&t(fence("B", 2), moved)).await.expect("t"),
+            s.apply_transition(&t(fence("B", 2), moved))
+                .await
+                .expect("t"),
             Applied::Stale
         );
         // A release keeps the epoch growing: the next holder gets 3.

@@ -354,7 +354,9 @@ pub fn used(component: &str) {
 /// and return true: the caller skips).
 pub fn missing(component: &str, skip_var: &str, why: &str) -> bool {
     if std::env::var_os(skip_var).is_some_and(|v| !v.is_empty()) {
-        eprintln!("\n*** SKIPPED ({skip_var} is set): {component} is not available here: {why} ***\n");
+        eprintln!(
+            "\n*** SKIPPED ({skip_var} is set): {component} is not available here: {why} ***\n"
+        );
         return true;
     }
     panic!(
