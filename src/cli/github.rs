@@ -132,6 +132,23 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
             facts.head_sha
         );
     }
+    if let Some(why) = facts.not_judged() {
+        // No verdict, and no check named `--check-name` either: a neutral or
+        // any other conclusion there would count for this commit everywhere.
+        if facts.open {
+            let posted = rt.block_on(github::report::post_not_judged(
+                &gh,
+                &sha,
+                &format!("{} (not judged)", t.check_name),
+                &why,
+            ));
+            if let Err(e) = posted {
+                eprintln!("warning: the not-judged check could not be posted: {e}");
+            }
+        }
+        outln!("not judged: {why}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let fetched = missionctl::git::fetch_pull_head(&t.repo, pr)?;
     if fetched.to_string() != sha {
         anyhow::bail!(

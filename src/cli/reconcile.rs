@@ -201,6 +201,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             github_repo: a.github_repo.clone(),
         };
+        if let Some(why) = cfg.source.checked_out() {
+            anyhow::bail!("cannot serve this repository: {why}");
+        }
         let tokens = match &a.tokens {
             Some(p) => Tokens::load(p)?,
             None => {

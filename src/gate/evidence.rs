@@ -66,6 +66,11 @@ pub struct PackEvidence {
     /// depend on could not be checked (judge-backed, no judge configured).
     #[serde(default)]
     pub not_evaluated: usize,
+    /// Paired cases the budget did not pay for (a tenant's daily cap, the
+    /// run's limit): left out of the pass rates, which are over the cases
+    /// that ran.
+    #[serde(default)]
+    pub not_run_for_budget: usize,
     pub thresholds: Thresholds,
     pub blocked_by: Vec<String>,
 }

@@ -98,11 +98,15 @@ pub struct Done {
     pub judge_reason: Option<String>,
     pub judge_error: Option<String>,
     pub judge_usd: f64,
+    /// Not run because the budget (a tenant's daily cap, the run's limit)
+    /// could not pay for it: left out of every pass rate, never a failure.
+    pub unpaid: bool,
 }
 
 impl Done {
     fn not_run(job: Job, why: &str) -> Done {
         Done {
+            unpaid: false,
             run: RunOutput {
                 error: Some(why.to_string()),
                 ..RunOutput::default()
@@ -229,7 +233,10 @@ impl Engine {
                     }
                 };
                 drop(slot);
-                return Done::not_run(job, &why);
+                return Done {
+                    unpaid: true,
+                    ..Done::not_run(job, &why)
+                };
             }
         }
         let run = eval::run_case(
@@ -276,6 +283,7 @@ impl Engine {
             judge_reason: None,
             judge_error: None,
             judge_usd: 0.0,
+            unpaid: false,
         };
         // The slot is held through judging, so at most `concurrency` jobs
         // hold a reservation at once (the model client caps concurrent

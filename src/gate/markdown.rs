@@ -214,6 +214,13 @@ fn approvals(s: &mut String, e: &Evidence) {
                 a.stale.join(", ")
             );
         }
+        if !a.not_counted.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nApprovals that do not count: {}.",
+                a.not_counted.join(", ")
+            );
+        }
     }
 }
 
@@ -278,6 +285,13 @@ fn packs(s: &mut String, e: &Evidence) {
                     s,
                     "\n> `{}`: {} case(s) **not evaluated** (skipped): a judge-backed assertion (`llm-rubric`, `g-eval`, `factuality`, `answer-relevance`, `voice-rubric`) decides them and `eval.judge` is not configured in mission.yaml; they count in no pass rate",
                     p.pack_id, p.not_evaluated
+                );
+            }
+            if p.not_run_for_budget > 0 {
+                let _ = writeln!(
+                    s,
+                    "\n> `{}`: {} case(s) **not run**: the budget could not pay for them; the pass rates above are over the {} that ran",
+                    p.pack_id, p.not_run_for_budget, p.pairs
                 );
             }
             for err in p.errors.iter().take(5) {

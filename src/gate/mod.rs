@@ -1,9 +1,10 @@
 //! `missionctl gate` / `eval`: champion (base) against challenger (head), on
 //! every affected scope chain, decided by policy, with evidence.
 //!
-//! Trust boundary: the harness, the judge, the hard constraints and the
-//! guardrails all come from the **base** revision, so a pull request cannot
-//! change the command that evaluates it or loosen its own gate. Eval cases
+//! Trust boundary: the harness, the judge, the hard constraints, the
+//! guardrails, tiers and CODEOWNERS all come from the **base branch's tip**
+//! (not the merge base, which the pull request picks), so a pull request
+//! cannot change the command that evaluates it or loosen its own gate. Eval cases
 //! are the union of base and head by id, with the base definition winning,
 //! so a pull request cannot weaken an existing test to get through.
 //!
@@ -393,10 +394,17 @@ impl Evaluated {
     pub fn done(&self) -> &[Done] {
         &self.done
     }
-    /// The files a policy owner must approve: changed policies, and pack
-    /// files whose promotion thresholds a change loosens.
+    /// The files a policy owner must approve: changed policies and every
+    /// other changed control file (anything outside `packs/`: mission.yaml,
+    /// CODEOWNERS, workflows, …), and pack files whose promotion thresholds
+    /// a change loosens.
     pub fn policy_owner_paths(&self) -> Vec<String> {
         let mut v = self.l.report.policies_changed.clone();
+        for f in &self.l.control_changed {
+            if !v.contains(f) {
+                v.push(f.clone());
+            }
+        }
         for l in &self.l.report.loosened {
             if !v.contains(&l.file) {
                 v.push(l.file.clone());

@@ -26,6 +26,15 @@ pub struct Loaded {
     pub guard: Guardrails,
     pub validation_errors: Vec<Diagnostic>,
     pub report: DiffReport,
+    /// Changed files that are not pack content (see [`is_pack_content`]).
+    pub control_changed: Vec<String>,
+}
+
+/// Whether a repository path is pack content (a pack's own files, owned
+/// through CODEOWNERS by the pack's owners). Everything else is a control
+/// file: only the policy owners may change it.
+pub fn is_pack_content(path: &str) -> bool {
+    path.starts_with("packs/")
 }
 
 /// Read both revisions (blocking: call on the blocking pool).
@@ -42,8 +51,24 @@ pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateE
             "`{base_rev}` and `{head_rev}` share no history ({e}); fetch the full history (actions/checkout with fetch-depth: 0)"
         ))
     })?;
+    // Every changed file outside `packs/` configures the gate, the loop or
+    // the repository (mission.yaml, policies, tiers, CODEOWNERS, workflows,
+    // schemas, anything not known): its owner is the policy owner.
+    let control_changed: Vec<String> = git
+        .changed_paths(champion, h)?
+        .into_iter()
+        .filter(|p| !is_pack_content(p))
+        .collect();
     drop(git);
-    let base = pack::load(&Tree::at_rev(repo, &champion.to_string())?);
+    let mut base = pack::load(&Tree::at_rev(repo, &champion.to_string())?);
+    // The rules come from the base branch's tip, never from the merge base
+    // (a pull request picks its merge base by where it branches from: an
+    // old one would bring back rules main has since tightened) and never
+    // from the head. The champion's packs stay the merge base's.
+    if b != champion {
+        let tip = pack::load(&Tree::at_rev(repo, &b.to_string())?);
+        take_rules(&mut base, tip);
+    }
     let mut head = pack::load(&Tree::at_rev(repo, head_rev)?);
     let guard = base
         .guardrails
@@ -72,7 +97,22 @@ pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateE
         guard,
         validation_errors,
         report,
+        control_changed,
     })
+}
+
+/// Put the rules of `tip` (the base branch's tip) in place of `base`'s:
+/// the mission (harness, judge, eval settings), hard constraints,
+/// guardrails, tiers and CODEOWNERS. `base` keeps its packs (the champion)
+/// and its policy digests (what the pull request itself changed is read
+/// against the merge base).
+fn take_rules(base: &mut Repo, tip: Repo) {
+    base.mission = tip.mission;
+    base.hard = tip.hard;
+    base.guardrails = tip.guardrails;
+    base.tiers = tip.tiers;
+    base.codeowners = tip.codeowners;
+    base.token_family = tip.token_family;
 }
 
 /// One (chain, case, variant) to run.

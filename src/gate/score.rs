@@ -92,6 +92,7 @@ struct Tally {
     latency: (Vec<f64>, Vec<f64>),
     errors: Vec<String>,
     not_evaluated: usize,
+    unpaid: usize,
 }
 
 fn regressions_of(pack: &str, chain: &str, ch: &Done, cl: &Done) -> Vec<Regression> {
@@ -134,6 +135,12 @@ fn tally(pack: &str, done: &[&Done], regressions: &mut Vec<Regression>) -> Tally
     let mut t = Tally::default();
     for ((chain, case_id), (ch, cl)) in &by_pair {
         let Some(cl) = cl else { continue };
+        // A pair the budget did not pay for is no evidence either way: the
+        // pass rates are over the pairs that ran (issue 32).
+        if cl.unpaid || ch.is_some_and(|c| c.unpaid) {
+            t.unpaid += 1;
+            continue;
+        }
         if not_evaluated(cl) || ch.is_some_and(not_evaluated) {
             t.not_evaluated += 1;
             continue;
@@ -334,6 +341,7 @@ pub(crate) fn score_pack(
             prompt_growth_tokens,
             errors: t.errors,
             not_evaluated: t.not_evaluated,
+            not_run_for_budget: t.unpaid,
             thresholds: *th,
             blocked_by,
         },

@@ -142,6 +142,25 @@ impl Repo {
         Ok(CommitId(resolve_commit(&self.inner, rev)?.id()))
     }
 
+    /// Every path whose blob differs between commits `a` and `b` (added,
+    /// removed, changed or renamed: both names), sorted.
+    pub fn changed_paths(&self, a: CommitId, b: CommitId) -> Result<Vec<String>, GitError> {
+        let (ta, tb) = (
+            self.inner.find_commit(a.0)?.tree()?,
+            self.inner.find_commit(b.0)?.tree()?,
+        );
+        let diff = self.inner.diff_tree_to_tree(Some(&ta), Some(&tb), None)?;
+        let mut out: Vec<String> = diff
+            .deltas()
+            .flat_map(|d| [d.old_file().path(), d.new_file().path()])
+            .flatten()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The best common ancestor of `a` and `b` (`git merge-base a b`).
     pub fn merge_base(&self, a: CommitId, b: CommitId) -> Result<CommitId, GitError> {
         Ok(CommitId(self.inner.merge_base(a.0, b.0)?))

@@ -198,16 +198,44 @@ impl Source {
         };
         let repo = open(path).ok()?;
         let head = format!("refs/heads/{}", self.branch);
-        (!repo.inner.is_bare() && repo.head_ref().as_deref() == Some(head.as_str())).then(|| {
-            format!(
-                "{} has `{}` checked out in its work tree: a rollback's revert commit cannot move that branch without leaving the files behind. \
-                 Serve a bare clone instead (`git clone --bare {} fleet.git`, then `--repo fleet.git` and push there), serve the remote's URL, \
-                 or switch the work tree to another branch",
+        let fix = format!(
+            "a rollback's revert commit cannot move that branch without leaving the files behind. \
+             Serve a bare clone instead (`git clone --bare {} fleet.git`, then `--repo fleet.git` and push there), serve the remote's URL, \
+             or switch the work tree to another branch",
+            path.display()
+        );
+        if !repo.inner.is_bare() && repo.head_ref().as_deref() == Some(head.as_str()) {
+            return Some(format!(
+                "{} has `{}` checked out in its work tree: {fix}",
                 path.display(),
-                self.branch,
-                path.display()
-            )
-        })
+                self.branch
+            ));
+        }
+        // Linked work trees (`git worktree add`) check branches out too.
+        let names = repo.inner.worktrees().ok()?;
+        for name in names.iter().flatten().flatten() {
+            let Ok(wt) = repo.inner.find_worktree(name) else {
+                continue;
+            };
+            let Ok(linked) = git2::Repository::open_from_worktree(&wt) else {
+                continue;
+            };
+            if linked
+                .head()
+                .ok()
+                .and_then(|h| h.name().ok().map(String::from))
+                .as_deref()
+                == Some(head.as_str())
+            {
+                return Some(format!(
+                    "{} has `{}` checked out in its linked work tree {}: {fix}",
+                    path.display(),
+                    self.branch,
+                    wt.path().display()
+                ));
+            }
+        }
+        None
     }
 
     /// The tip of the source's branch in `repo`.

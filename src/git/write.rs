@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::source::push;
-use super::{CommitId, GitError, Repo, Source, SourceKind};
+use super::{CommitId, GitError, Repo, Source};
 
 /// Where a rollback commit goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,14 +97,11 @@ pub(crate) fn restore_dir(
 ) -> Result<(CommitId, String), GitError> {
     let g = &repo.inner;
     let branch_ref = format!("refs/heads/{}", source.branch);
-    if let SourceKind::Local(_) = source.kind
-        && !g.is_bare()
-        && r.target == &Target::Push
-        && repo.head_ref().as_deref() == Some(branch_ref.as_str())
+    if r.target == &Target::Push
+        && let Some(why) = source.checked_out()
     {
         return Err(GitError::Refused(format!(
-            "{} is checked out in {}; moving it under the work tree would leave the files behind. Use --to-branch NAME, or point --repo at a bare clone or the remote",
-            source.branch, source.key
+            "{why}; for a one-off rollback, use --to-branch NAME"
         )));
     }
     let old_dir = g

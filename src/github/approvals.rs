@@ -64,6 +64,26 @@ pub(crate) fn latest_reviews(reviews: &[Json]) -> Vec<Review> {
     by_user.into_values().collect()
 }
 
+/// Whether `user` has write access (write, maintain or admin) to the
+/// repository, from the collaborator permission API; an error says what
+/// the token lacks.
+async fn write_access(gh: &Gh, user: &str) -> Result<bool, String> {
+    match gh
+        .get(&gh.repo_path(&format!("/collaborators/{user}/permission")))
+        .await
+    {
+        Ok(v) => Ok(matches!(
+            v.get("permission").and_then(Json::as_str),
+            Some("admin" | "maintain" | "write")
+        )),
+        // Not a collaborator at all.
+        Err(GhError::Status { status: 404, .. }) => Ok(false),
+        Err(e) => Err(format!(
+            "write access could not be read ({e}); the token needs `metadata: read` on the repository (a GitHub App installation token or the Actions GITHUB_TOKEN)"
+        )),
+    }
+}
+
 /// Resolves whether a GitHub user is one of the owners (`@user` or `@org/team`).
 pub struct Membership<'a> {
     gh: &'a Gh,
@@ -147,7 +167,33 @@ pub async fn evaluate(
     let reviews = gh
         .get_all(&gh.repo_path(&format!("/pulls/{pr}/reviews")))
         .await?;
-    let latest = latest_reviews(&reviews);
+    let pull = gh.get(&gh.repo_path(&format!("/pulls/{pr}"))).await?;
+    let author = pull
+        .pointer("/user/login")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    // Only reviewers with write access count, and never the author: an
+    // approval is code review, and GitHub itself lets anyone leave one.
+    let mut not_counted = Vec::new();
+    let mut latest = Vec::new();
+    for r in latest_reviews(&reviews) {
+        if r.state != "APPROVED" {
+            latest.push(r);
+            continue;
+        }
+        if r.user.eq_ignore_ascii_case(&author) {
+            not_counted.push(format!("{} (the pull request's author)", r.user));
+            continue;
+        }
+        match write_access(gh, &r.user).await {
+            Ok(true) => latest.push(r),
+            Ok(false) => {
+                not_counted.push(format!("{} (no write access to the repository)", r.user))
+            }
+            Err(why) => not_counted.push(format!("{} ({why})", r.user)),
+        }
+    }
     let owners_file = CodeOwners::parse(base.codeowners.as_deref().unwrap_or(""));
     let mut report = ApprovalReport {
         codeowners_invalid: owners_file
@@ -157,6 +203,7 @@ pub async fn evaluate(
             .collect(),
         ..ApprovalReport::default()
     };
+    report.not_counted = not_counted;
     let mut membership = Membership::new(gh);
     let default_preset_tier = base.default_tier();
     // Approvals that count, per the strictest stale rule among the presets involved.
@@ -214,7 +261,17 @@ pub async fn evaluate(
             Autonomy::A2 => (preset.approvals.a2, None),
             Autonomy::A3 => (preset.approvals.a3.max(1), preset.a3_approver.clone()),
         };
-        let owners = owners_file.owners_of(&p.file);
+        // Where CODEOWNERS names no owner, the policy's default approver
+        // (the preset's policy owner) applies; with neither, anyone with
+        // write access who is not the author.
+        let owners = {
+            let o = owners_file.owners_of(&p.file);
+            if o.is_empty() {
+                preset.policy_owner.clone().into_iter().collect()
+            } else {
+                o
+            }
+        };
         let mut approved_by = Vec::new();
         let mut has_role = role.is_none();
         for user in approvals(preset.dismiss_stale_approvals, &mut report.stale) {

@@ -262,6 +262,21 @@ pub async fn post(
     Ok(out)
 }
 
+/// A neutral check run named `name` on `sha` saying why the pull request
+/// was not judged. The name must not be the gate's own check: GitHub counts
+/// a neutral conclusion as passing a required check.
+pub async fn post_not_judged(gh: &Gh, sha: &str, name: &str, why: &str) -> Result<(), ReportError> {
+    let create = json!({
+        "name": name,
+        "head_sha": sha,
+        "status": "completed",
+        "conclusion": "neutral",
+        "output": {"title": "not judged", "summary": why},
+    });
+    gh.post(&gh.repo_path("/check-runs"), &create).await?;
+    Ok(())
+}
+
 /// Whether `c` is our sticky comment: it carries the marker and was
 /// written by the identity posting now. A comment by anyone else carrying
 /// the marker (copied, or planted to be edited) is never touched.

@@ -26,6 +26,8 @@ pub struct PullFacts {
     pub base_sha: Option<String>,
     pub base_ref: String,
     pub open: bool,
+    /// The base repository's default branch, as the API reports it.
+    pub default_branch: Option<String>,
     /// From another repository, or from one since deleted (`head.repo: null`).
     pub from_fork: bool,
     pub labels: Vec<String>,
@@ -40,6 +42,27 @@ pub fn paid_calls_allowed(from_fork: bool, labels: &[String]) -> bool {
 impl PullFacts {
     pub fn paid_calls_allowed(&self) -> bool {
         paid_calls_allowed(self.from_fork, &self.labels)
+    }
+
+    /// Why this pull request gets no verdict, if it gets none: it is
+    /// closed, or its base is not the default branch. A check run is tied to
+    /// the head commit only, so a success earned against another base (an
+    /// old branch, with that branch's rules and approvals) would show on the
+    /// same commit's pull request to the default branch.
+    pub fn not_judged(&self) -> Option<String> {
+        if !self.open {
+            return Some(format!(
+                "pull request #{} is closed: closed pull requests are not judged",
+                self.number
+            ));
+        }
+        let default = self.default_branch.as_deref().unwrap_or("main");
+        (self.base_ref != default).then(|| {
+            format!(
+                "pull request #{} is based on `{}`, not the default branch `{default}`: only pull requests to `{default}` are judged (their rules and approvals are the default branch's)",
+                self.number, self.base_ref
+            )
+        })
     }
 }
 
@@ -62,6 +85,7 @@ pub fn parse_pull(v: &Json, repository: &str) -> PullFacts {
         base_sha: s("/base/sha"),
         base_ref: s("/base/ref").unwrap_or_else(|| "main".into()),
         open: s("/state").as_deref() == Some("open"),
+        default_branch: s("/base/repo/default_branch"),
         from_fork: head_repo.is_none_or(|h| !h.eq_ignore_ascii_case(&base_repo)),
         labels: super::event::label_names(v),
     }

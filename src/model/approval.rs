@@ -35,7 +35,15 @@ pub struct ApprovalReport {
     /// missing and how to fix it: their members' approvals could not count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable_teams: Vec<String>,
+    /// Approvals that do not count, each with why: the pull request's
+    /// author, or a reviewer without write access to the repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_counted: Vec<String>,
 }
+
+/// Who may approve where neither CODEOWNERS nor the policy names anyone.
+pub const ANYONE_WITH_WRITE: &str =
+    "anyone with write access to the repository (not the pull request's author)";
 
 impl ApprovalReport {
     /// Who could still approve, for the comment.
@@ -44,7 +52,14 @@ impl ApprovalReport {
             .requirements
             .iter()
             .filter(|r| !r.satisfied)
-            .flat_map(|r| r.owners.iter().cloned().chain(r.role.clone()))
+            .flat_map(|r| {
+                let owners = if r.owners.is_empty() {
+                    vec![ANYONE_WITH_WRITE.to_string()]
+                } else {
+                    r.owners.clone()
+                };
+                owners.into_iter().chain(r.role.clone())
+            })
             .collect();
         v.sort();
         v.dedup();

@@ -367,6 +367,9 @@ pub fn pending_commit(transition: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevertEffect {
     pub transition_id: String,
+    /// The rollout the rollback ended, if one was in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
     pub decision_id: String,
     pub pack_id: String,
     /// The version to restore (semver); none: the previous one on the branch.

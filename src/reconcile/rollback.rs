@@ -97,13 +97,14 @@ fn find(
 }
 
 /// What a rollback of `pack_id` would do, checked without writing: (the
-/// version now, the version restored). Refuses what [`rollback`] would.
+/// version now, the version restored, the branch tip it was read at).
+/// Refuses what [`rollback`] would.
 pub fn plan(
     source: &Source,
     pack_id: &str,
     to: Option<&str>,
     target: &Target,
-) -> Result<(String, String), RollbackError> {
+) -> Result<(String, String, String), RollbackError> {
     if target == &Target::Push
         && let Some(why) = source.checked_out()
     {
@@ -111,7 +112,7 @@ pub fn plan(
     }
     let repo = source.sync()?;
     let f = find(&repo, source, source.tip(&repo)?, pack_id, to)?;
-    Ok((f.cur_version, f.to_version))
+    Ok((f.cur_version, f.to_version, f.tip.to_string()))
 }
 
 /// Write the rollback commit for `pack_id`; `transition` (the rollback

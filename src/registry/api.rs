@@ -626,6 +626,7 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bo
     };
     let reason = req
         .reason
+        .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| format!("rollback requested by {}", tok.name));
     match super::controller::manual_rollback(
         &reg,

@@ -293,6 +293,7 @@ fn rollback_transition(
         &reg.source.key,
         RevertEffect {
             transition_id: transition.clone(),
+            rollout_id: Some(r.rollout_id.clone()),
             decision_id: d.decision_id.clone(),
             pack_id: r.pack_id.clone(),
             to_version: r.from_version.as_deref().map(semver_part).map(String::from),
@@ -361,12 +362,24 @@ pub(crate) async fn manual_rollback(
     by: &str,
 ) -> Result<Json, ManualError> {
     let (source, pack_s, to_s) = (reg.source.clone(), pack.to_string(), to.map(String::from));
-    let (cur_version, to_version) = tokio::task::spawn_blocking(move || {
+    let (cur_version, to_version, tip) = tokio::task::spawn_blocking(move || {
         rollback::plan(&source, &pack_s, to_s.as_deref(), &Target::Push)
     })
     .await
     .map_err(|e| ManualError::Refused(e.to_string()))?
     .map_err(|e| ManualError::Refused(e.to_string()))?;
+    let held = reg.store.holds(&reg.source.key).await?;
+    if let Some((_, v)) = held.iter().find(|(p, v)| p == pack && *v == to_version) {
+        return Err(ManualError::Refused(format!(
+            "{pack} {v} was rolled back and is held: it is not restored by a rollback (merge a newer version instead)"
+        )));
+    }
+    if cur_version == to_version {
+        return Err(ManualError::Refused(format!(
+            "{pack} is at {cur_version} on {} already: nothing to roll back to (name an earlier version with \"to\")",
+            reg.source.branch
+        )));
+    }
     let now = OffsetDateTime::now_utc();
     let transition = format!("manual-{:016x}", rand::random::<u64>());
     let reason = format!("{reason} (requested by {by})");
@@ -406,10 +419,11 @@ pub(crate) async fn manual_rollback(
         }),
         figures: None,
     };
-    let effect = revert_effect(
+    let mut effect = revert_effect(
         &reg.source.key,
         RevertEffect {
             transition_id: transition.clone(),
+            rollout_id: rolling.as_ref().map(|r| r.rollout_id.clone()),
             decision_id: d.decision_id.clone(),
             pack_id: pack.to_string(),
             to_version: Some(to_version.clone()),
@@ -419,6 +433,11 @@ pub(crate) async fn manual_rollback(
         },
         now,
     );
+    // One rollback per branch tip and pack: a second request for the same
+    // tip (sent twice, or by two people at once) is refused, not recorded.
+    effect.effect_id = format!("revert:{pack}@{tip}");
+    // This request writes the revert itself; the executor is the fallback.
+    effect.next_attempt_at = ts(now + time::Duration::seconds(10));
     let summary = serde_json::json!({
         "transition": transition,
         "pack_id": pack,
@@ -432,7 +451,14 @@ pub(crate) async fn manual_rollback(
         fence: None,
         rollout: rolling,
         decisions: vec![(reg.source.key.clone(), d)],
-        hold: None,
+        // The version rolled back is held, as after an automatic rollback:
+        // reverting the revert is refused until a newer version is merged.
+        hold: Some((
+            reg.source.key.clone(),
+            pack.to_string(),
+            cur_version.clone(),
+            reason.clone(),
+        )),
         effects: vec![effect.clone()],
         audit: Some((
             by.to_string(),
@@ -517,7 +543,10 @@ pub async fn status(store: &Store, all: bool) -> Result<Vec<RolloutStatus>, Stor
         };
         let revert = effects
             .iter()
-            .find(|e| e.revert.transition_id == r.rollout_id)
+            .find(|e| {
+                e.revert.transition_id == r.rollout_id
+                    || e.revert.rollout_id.as_deref() == Some(r.rollout_id.as_str())
+            })
             .cloned();
         out.push(RolloutStatus {
             revert,

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use super::Registry;
-use crate::model::{Effect, GitOutcome};
+use crate::model::{Effect, EffectState, GitOutcome};
 use crate::reconcile::rollback;
 use crate::store::StoreError;
 
@@ -64,6 +64,14 @@ pub async fn run(reg: &Arc<Registry>, e: &Effect) -> Result<Ran, StoreError> {
             Ok(Ran::Done(outcome))
         }
         Err(why) => {
+            // Another executor (the leader's tick, an API request) may have
+            // finished it while this one lost the race to move the branch.
+            if let Some(now) = reg.store.effect(&e.effect_id).await?
+                && now.state == EffectState::Done
+                && let Some(outcome) = now.result
+            {
+                return Ok(Ran::Done(outcome));
+            }
             let wait = crate::reconcile::daemon::retry_after(
                 u32::try_from(e.attempts + 1).unwrap_or(u32::MAX),
             );

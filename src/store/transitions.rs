@@ -186,7 +186,7 @@ impl Store {
                         .await?;
                 }
                 for e in &t.effects {
-                    sqlx::query(
+                    let inserted = sqlx::query(
                         "INSERT INTO effects (effect_id, source, pack_id, kind, payload, state, attempts, last_error, next_attempt_at, created_at) \
                          VALUES ($1, $2, $3, 'git_revert', $4, 'pending', 0, NULL, $5, $6) ON CONFLICT (effect_id) DO NOTHING",
                     )
@@ -197,7 +197,14 @@ impl Store {
                     .bind(&e.next_attempt_at)
                     .bind(&e.created_at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    // The same effect owed twice (two rollbacks of one
+                    // branch tip at once): the second transition is stale.
+                    if inserted != 1 {
+                        tx.rollback().await?;
+                        return Ok(Applied::Stale);
+                    }
                 }
                 if let Some((token, action, outcome, detail)) = &t.audit {
                     sqlx::query(
@@ -231,6 +238,18 @@ impl Store {
             source
         )?;
         rows.into_iter().map(Effect::try_from).collect()
+    }
+
+    /// Effect `id` as the store has it now.
+    pub async fn effect(&self, id: &str) -> Result<Option<Effect>, StoreError> {
+        let row: Option<EffectRow> = fetch_optional!(
+            self,
+            sqlx::AssertSqlSafe(format!(
+                "SELECT {EFFECT_COLS} FROM effects WHERE effect_id = $1"
+            )),
+            id
+        )?;
+        row.map(Effect::try_from).transpose()
     }
 
     /// Every effect of `source`, newest first (for status).
@@ -297,15 +316,19 @@ impl Store {
         macro_rules! body {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
-                sqlx::query(
+                let pending = sqlx::query(
                     "UPDATE effects SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE effect_id = $1 AND state = 'pending'",
                 )
                 .bind(&e.effect_id)
                 .bind(error)
                 .bind(next_attempt_at)
                 .execute(&mut *tx)
-                .await?;
-                set_git_outcome!(tx, &e.revert, &outcome, None::<&str>);
+                .await?
+                .rows_affected();
+                // Finished meanwhile by another executor: nothing failed.
+                if pending == 1 {
+                    set_git_outcome!(tx, &e.revert, &outcome, None::<&str>);
+                }
                 tx.commit().await?;
                 Ok(())
             }};

@@ -718,9 +718,33 @@ fn the_rollback_api_does_all_or_nothing() {
         "a refused rollback was audited as done"
     );
     assert!(reverts_on(&f, "main").is_empty());
-    // One that can: everything, once.
-    let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "reason": "bad canary"}"#);
-    assert_eq!(code, 200, "{v}");
+    // Rolling back to the version the branch holds (the canary's own) is
+    // refused too, with nothing changed.
+    let (code, v) = post(r#"{"pack_id": "hr-ops-pack", "to": "1.1.0"}"#);
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("already")),
+        "{v}"
+    );
+    assert_eq!(rollout_of(port, &t, "1.1.0")["state"], "running");
+    // One that can, asked four times at once: everything, once.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| post(r#"{"pack_id": "hr-ops-pack", "reason": "bad canary"}"#)))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect()
+    });
+    let ok: Vec<&Value> = answers
+        .iter()
+        .filter(|(c, _)| *c == 200)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(c, _)| *c == 200 || *c == 409),
+        "{answers:?}"
+    );
+    let v = ok[0].clone();
     let commit = v["git"]["revert_commit"]
         .as_str()
         .expect("revert commit")
@@ -751,5 +775,60 @@ fn the_rollback_api_does_all_or_nothing() {
         .filter(|d| d["decision"] == "rollback")
         .count();
     assert_eq!(rollbacks, 1, "the reconciler added a second decision");
+    assert!(
+        !f.decisions()
+            .iter()
+            .any(|d| d["commit"].as_str().unwrap_or("").starts_with("pending:")),
+        "a decision left on a placeholder"
+    );
     assert_eq!(reverts_on(&f, "main"), vec![commit]);
+    // The rolled-back version is held: reverting the revert is refused.
+    assert!(
+        holds(&f).contains(&("hr-ops-pack".to_string(), "1.1.0".to_string())),
+        "a manual rollback holds the version it rolled back"
+    );
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.git(&["revert", "--no-edit", "HEAD"]);
+    f.push();
+    until("the held refusal", Duration::from_secs(20), || {
+        f.decisions().into_iter().rev().find(|d| {
+            d["decision"] == "reject" && d["reason"].as_str().unwrap_or("").contains("held")
+        })
+    });
+    assert_eq!(served_bad(port, &t), 0);
+}
+
+/// A branch checked out in a linked work tree (`git worktree add`) of a
+/// bare repository is refused as well.
+#[test]
+fn serve_refuses_a_branch_checked_out_in_a_linked_work_tree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, _t) = tokens(dir.path());
+    let linked = dir.path().join("linked");
+    git(
+        &f.remote,
+        &["worktree", "add", "-q", linked.to_str().expect("p"), "main"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_missionctl"))
+        .args([
+            "serve",
+            "--repo",
+            f.remote.to_str().expect("p"),
+            "--db",
+            &db,
+        ])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            tok.to_str().expect("p"),
+        ])
+        .output()
+        .expect("serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("linked work tree"), "{err}");
+    assert!(!err.contains("missionctl serve: reconciling"), "{err}");
 }

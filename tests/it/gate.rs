@@ -548,6 +548,32 @@ fn spend_cap_stops_with_partial_results_instead_of_overspending() {
     assert!(rows.iter().any(
         |g| g["name"].as_str().unwrap_or("").starts_with("Spend today") && g["exceeded"] == true
     ));
+    // Issue 32: the cases the budget did not pay for count in no pass rate:
+    // each pack's rates are over the pairs that ran, and it says how many
+    // did not; no pass-rate floor is computed over unrun cases.
+    let packs = run.evidence["packs"].as_array().expect("packs");
+    let unrun: u64 = packs
+        .iter()
+        .map(|p| p["not_run_for_budget"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(unrun > 0, "{:#}", run.evidence["packs"]);
+    for p in packs {
+        let (pairs, rate) = (p["pairs"].as_u64().unwrap_or(0), &p["challenger_pass_rate"]);
+        if pairs == 0 {
+            assert!(rate.is_null(), "a rate over no pair that ran: {p:#}");
+        }
+    }
+    assert!(
+        run.markdown
+            .contains("**not run**: the budget could not pay"),
+        "{}",
+        run.markdown
+    );
+    assert!(
+        !reasons(&run).contains("below the floor"),
+        "a floor computed over unrun cases: {}",
+        reasons(&run)
+    );
 }
 
 #[test]
@@ -1220,4 +1246,42 @@ fn a_long_run_prints_progress_lines_in_ci_logs() {
         .collect();
     assert!(!lines.is_empty(), "{err}");
     assert!(lines[0].contains(" jobs done after "), "{err}");
+}
+
+/// Issue 24, report 1: a branch cut before main banned a phrase is judged by
+/// main's rules as they are now (the base branch's tip), not by the rules
+/// at its merge base, which the branch picked by where it started.
+#[test]
+fn rules_come_from_the_base_tip_not_the_merge_base() {
+    let r = TestRepo::new();
+    let fork_point = r.git(&["rev-parse", "HEAD"]);
+    // Main tightens its rules after the fork point.
+    r.edit(
+        "policies/hard-constraints.yaml",
+        "banned_phrases:\n",
+        "banned_phrases:\n  - wire the money now\n",
+    );
+    r.commit_all("Ban a phrase");
+    // The branch, from the old fork point, uses the phrase.
+    r.git(&["switch", "-q", "-c", "old-base", &fork_point]);
+    r.edit(
+        HR_ROLE,
+        "workplace\npolicies",
+        "workplace\npolicies. When asked to pay, wire the money now",
+    );
+    bump(&r, HR);
+    r.commit_all("Say the phrase");
+    r.git(&["switch", "-q", "main"]);
+    let run = gate(&r, "old-base");
+    assert_eq!(run.exit, 1, "{}", run.files);
+    let why = reasons(&run);
+    assert!(why.contains("wire the money now"), "{why}");
+    // The same change judged at its merge base's rules would have passed:
+    // the phrase is banned only on main's tip.
+    let o = r.run(&["validate", "--rev", "old-base"]);
+    assert!(
+        o.status.success(),
+        "the branch is valid under its own old rules: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

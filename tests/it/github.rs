@@ -349,6 +349,10 @@ fn gated(r: &TestRepo, gh: &GithubServer, head: &str) -> (i32, Value) {
     let ev = r.dir.path().join(format!("ev-{head}"));
     let db = format!("sqlite://{}", r.dir.path().join("s.db").display());
     let event = event_file(r, head, 42);
+    let sha = r.git(&["rev-parse", head]).trim().to_string();
+    gh.with(|s| {
+        s.pulls.insert(42, sha);
+    });
     let out = run_with(
         r,
         &["gate", "--out", ev.to_str().expect("p"), "--db", &db],
@@ -932,4 +936,221 @@ fn the_sticky_comment_is_found_on_a_later_page() {
                 .any(|q| q.path.ends_with("/issues/4/comments") && q.query.contains("page=2"))
         );
     });
+}
+
+/// Issue 24, reports 4 and 6: a closed pull request gets no verdict, no
+/// check and no comment; one based on another branch than the default gets
+/// no `missionctl/gate` check (a success there would count for the same
+/// commit's pull request to main), only a neutral "not judged" check that
+/// says why.
+#[test]
+fn closed_and_off_default_branch_pull_requests_are_not_judged() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let origin = r.dir.path().join("origin.git");
+    crate::util::git(
+        r.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            r.path().to_str().expect("p"),
+            "origin.git",
+        ],
+    );
+    r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
+    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    r.git(&["switch", "-q", "-c", "topic"]);
+    r.edit(
+        "packs/domains/hr-ops/prompts/role.md",
+        "workplace\npolicies",
+        "workplace\nPolicies",
+    );
+    r.edit(
+        "packs/domains/hr-ops/pack.yaml",
+        "version: 1.0.0",
+        "version: 1.0.1",
+    );
+    r.commit_all("topic");
+    let head = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    r.git(&["push", "-q", "origin", "HEAD:refs/pull/9/head"]);
+    r.git(&["push", "-q", "origin", "HEAD:refs/pull/10/head"]);
+    r.git(&["switch", "-q", "main"]);
+    gh.with(|s| {
+        s.pulls.insert(9, head.clone());
+        s.pull_base.insert(9, base.clone());
+        s.closed_pulls.insert(9);
+        s.pulls.insert(10, head.clone());
+        s.pull_base.insert(10, base.clone());
+        s.pull_base_ref.insert(10, "release-0.9".into());
+    });
+    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
+    for pr in ["9", "10"] {
+        let out = run_with(
+            &r,
+            &["github", "verdict", "--sha", &head, "--pr", pr, "--db", &db],
+            &gh,
+            &[],
+        );
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("not judged: pull request #"), "{text}");
+    }
+    gh.with(|s| {
+        assert!(s.comments.is_empty(), "{:?}", s.comments);
+        assert!(s.statuses.is_empty(), "{:?}", s.statuses);
+        assert_eq!(s.check_runs.len(), 1, "{:?}", s.check_runs);
+        let c = &s.check_runs[0];
+        assert_eq!(c["name"], "missionctl/gate (not judged)");
+        assert_eq!(c["conclusion"], "neutral");
+        assert!(
+            c["output"]["summary"]
+                .as_str()
+                .is_some_and(|w| w.contains("release-0.9") && w.contains("default branch `main`")),
+            "{c}"
+        );
+    });
+}
+
+/// Issue 24, reports 5 and 8: where CODEOWNERS names no owner of a path,
+/// the tier's policy owner is who approves (not anyone); the author's own
+/// approval and one from a reviewer without write access never count; and
+/// WAITING FOR APPROVAL names who can approve.
+#[test]
+fn approvals_need_write_access_and_not_the_author() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        s.teams
+            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
+        s.pull_author.insert(42, "dana".into());
+        s.permissions.insert("outsider".into(), "none".into());
+        s.permissions.insert("reader".into(), "read".into());
+        s.permissions.insert("dana".into(), "admin".into());
+    });
+    let r = gate_repo(&llm, false);
+    // A CODEOWNERS that names no owner for hr-ops (no `*` line either).
+    let owners: String = r
+        .read(".github/CODEOWNERS")
+        .lines()
+        .filter(|l| !l.starts_with("*") && !l.starts_with("/packs/domains/hr-ops/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    r.write(".github/CODEOWNERS", &owners);
+    r.commit_all("No owner for hr-ops");
+    branch(&r, "a2", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let head = r.git(&["rev-parse", "a2"]).trim().to_string();
+    gh.with(|s| {
+        s.reviews = vec![
+            review("dana", &head, "APPROVED"),
+            review("outsider", &head, "APPROVED"),
+            review("reader", &head, "APPROVED"),
+        ];
+    });
+    let (code, ev) = gated(&r, &gh, "a2");
+    assert_eq!(code, 1, "{ev:#}");
+    assert_eq!(
+        ev["verdict"], "WAITING FOR APPROVAL",
+        "{:#}",
+        ev["approvals"]
+    );
+    let not_counted = ev["approvals"]["not_counted"].to_string();
+    assert!(
+        not_counted.contains("dana (the pull request's author)"),
+        "{not_counted}"
+    );
+    assert!(
+        not_counted.contains("outsider (no write access"),
+        "{not_counted}"
+    );
+    assert!(
+        not_counted.contains("reader (no write access"),
+        "{not_counted}"
+    );
+    let md = std::fs::read_to_string(r.dir.path().join("ev-a2/evidence.md")).expect("md");
+    assert!(
+        md.starts_with(
+            "WAITING FOR APPROVAL: evals pass; approval still needed from @acme-fleet/platform"
+        ),
+        "{md}"
+    );
+    // The policy owner's member approves: that counts.
+    gh.with(|s| s.reviews.push(review("pat", &head, "APPROVED")));
+    let (code, ev) = gated(&r, &gh, "a2");
+    assert_eq!(ev["verdict"], "PASS", "{:#}", ev["approvals"]);
+    assert_eq!(code, 0);
+}
+
+/// Issue 24, report 2: a pull request that changes only control files (the
+/// report workflow, CODEOWNERS, mission.yaml's harness) is not a free pass:
+/// it waits for the policy owner, and the verdict names the files and who
+/// can approve.
+#[test]
+fn control_files_alone_wait_for_the_policy_owner() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        s.teams
+            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
+    });
+    let r = gate_repo(&llm, false);
+    let edits: [(&str, &str, &str, &str); 3] = [
+        (
+            "workflow",
+            ".github/workflows/missionctl-report.yml",
+            "name:",
+            "# echo PASS\nname:",
+        ),
+        (
+            "owners",
+            ".github/CODEOWNERS",
+            "/policies/                          @acme-fleet/platform @acme-fleet/security",
+            "/policies/                          @mallory",
+        ),
+        ("harness", "mission.yaml", "concurrency:", "concurrency:"),
+    ];
+    for (name, file, from, to) in edits {
+        branch(&r, name, |r| {
+            if name == "harness" {
+                let m = r.read(file);
+                let url_line = m
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("base_url:"))
+                    .expect("base_url")
+                    .to_string();
+                let indent = &url_line[..url_line.len() - url_line.trim_start().len()];
+                r.write(
+                    file,
+                    &m.replace(&url_line, &format!("{indent}base_url: demo")),
+                );
+            } else {
+                r.edit(file, from, to);
+            }
+        });
+        let (code, ev) = gated(&r, &gh, name);
+        assert_eq!(code, 1, "{name}: {ev:#}");
+        assert_eq!(ev["verdict"], "WAITING FOR APPROVAL", "{name}: {ev:#}");
+        let req = ev["approvals"]["requirements"]
+            .as_array()
+            .expect("requirements")
+            .iter()
+            .find(|q| q["subject"] == "policies")
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: no policy requirement: {ev:#}"));
+        assert!(
+            req["path"].as_str().is_some_and(|p| p.contains(file)),
+            "{name}: {req}"
+        );
+        let md = std::fs::read_to_string(r.dir.path().join(format!("ev-{name}/evidence.md")))
+            .expect("md");
+        assert!(
+            md.starts_with(
+                "WAITING FOR APPROVAL: evals pass; approval still needed from @acme-fleet/platform"
+            ),
+            "{name}: {md}"
+        );
+    }
 }

@@ -52,6 +52,16 @@ pub struct GhState {
     pub pulls: HashMap<u64, String>,
     /// Pull request number -> base sha (else none is reported).
     pub pull_base: HashMap<u64, String>,
+    /// Pull request number -> base branch (default `main`, the default branch).
+    pub pull_base_ref: HashMap<u64, String>,
+    /// Pull requests that are closed (the others are open).
+    pub closed_pulls: std::collections::HashSet<u64>,
+    /// Pull request number -> its author's login (default `pr-author`).
+    pub pull_author: HashMap<u64, String>,
+    /// Login -> collaborator permission (`admin`, `maintain`, `write`,
+    /// `triage`, `read`; `none` answers 404 as GitHub does for
+    /// non-collaborators). Unlisted logins have `write`.
+    pub permissions: HashMap<String, String>,
     /// Pull requests whose head is in a fork.
     pub fork_pulls: std::collections::HashSet<u64>,
     /// Pull request number -> label names.
@@ -235,7 +245,7 @@ async fn handle(
                         .collect();
                     (
                         StatusCode::OK,
-                        json!({"number": n, "state": "open", "labels": labels, "head": {"sha": sha, "ref": "topic", "repo": head_repo}, "base": {"ref": "main", "sha": s.pull_base.get(&n), "repo": {"full_name": format!("{o}/{r}")}}}),
+                        json!({"number": n, "user": {"login": s.pull_author.get(&n).map_or("pr-author", String::as_str)}, "state": if s.closed_pulls.contains(&n) { "closed" } else { "open" }, "labels": labels, "head": {"sha": sha, "ref": "topic", "repo": head_repo}, "base": {"ref": s.pull_base_ref.get(&n).map_or("main", String::as_str), "sha": s.pull_base.get(&n), "repo": {"full_name": format!("{o}/{r}"), "default_branch": "main"}}}),
                     )
                 }
                 None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
@@ -294,6 +304,15 @@ async fn handle(
                 });
                 s.open_pulls.push(p.clone());
                 (StatusCode::CREATED, p)
+            }
+        }
+        ("GET", ["repos", _, _, "collaborators", user, "permission"]) => {
+            match s.permissions.get(*user).map_or("write", String::as_str) {
+                "none" => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+                p => (
+                    StatusCode::OK,
+                    json!({"permission": match p { "maintain" => "write", "triage" => "read", other => other }, "role_name": p, "user": {"login": user}}),
+                ),
             }
         }
         ("GET", ["repos", _, _, "pulls", _, "reviews"]) => {

@@ -75,6 +75,7 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
         judge_reason: None,
         judge_error: None,
         judge_usd: 0.0,
+        unpaid: false,
     }
 }
 

@@ -35,6 +35,7 @@ fn pack(
             prompt_growth_tokens: 0,
             errors: vec![],
             not_evaluated: 0,
+            not_run_for_budget: 0,
             thresholds: Thresholds::default(),
             blocked_by: blocked_by.iter().map(ToString::to_string).collect(),
         },
