@@ -189,7 +189,7 @@ pub async fn evaluate(
         match write_access(gh, &r.user).await {
             Ok(true) => latest.push(r),
             Ok(false) => {
-                not_counted.push(format!("{} (no write access to the repository)", r.user))
+                not_counted.push(format!("{} (no write access to the repository)", r.user));
             }
             Err(why) => not_counted.push(format!("{} ({why})", r.user)),
         }

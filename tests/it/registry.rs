@@ -212,15 +212,24 @@ pub(crate) fn traffic(
         rows.push(json!({"run_id": format!("{seed}-{i}"), "tenant_id": "acme", "user_id": user, "agent_id": "hr-bot", "pack_id": r["pack_id"], "pack_version": r["pack_version"], "task_type": "qa", "latency_ms": 120.0, "cost_usd": 0.002, "success_bool": ok, "error_code": if ok { Value::Null } else { json!("tool_error") }, "created_at": missionctl::time_util::now_rfc3339()}));
     }
     let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
-    let (code, _, resp) = http(
-        port,
-        "POST",
-        "/v1/runs",
-        &[("Authorization", &bearer(token))],
-        body.as_bytes(),
-    );
-    assert_eq!(code, 200, "{resp}");
-    (champion, canary)
+    // As a harness should: a 429 (ingest at capacity) is sent again after
+    // its Retry-After.
+    for _ in 0..20 {
+        let (code, _, resp) = http(
+            port,
+            "POST",
+            "/v1/runs",
+            &[("Authorization", &bearer(token))],
+            body.as_bytes(),
+        );
+        if code == 429 {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        assert_eq!(code, 200, "{resp}");
+        return (champion, canary);
+    }
+    panic!("ingest answered 429 twenty times in a row");
 }
 
 #[test]
