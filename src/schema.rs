@@ -133,8 +133,8 @@ pub fn check_json(kind: Kind, value: &Json) -> Vec<SchemaProblem> {
     out
 }
 
-#[cfg(test)]
-fn schema_json(kind: Kind) -> &'static Json {
+/// The embedded schema of `kind`, parsed.
+pub(crate) fn schema_json(kind: Kind) -> &'static Json {
     &compiled(kind).schema
 }
 

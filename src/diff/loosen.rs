@@ -1,11 +1,26 @@
-//! What a change loosens: policies, guardrails, tiers and a pack's
-//! promotion thresholds compared as parsed data, base against head. A
+//! What a change loosens, read from the schemas: every numeric, list and
+//! boolean setting of the policies, tiers, guardrails and packs carries
+//! `x-missionctl-safer` (its safe direction), and base and head are
+//! compared as parsed data for every annotated path, at any depth. A
 //! loosened value is never a PASS on its own: the gate waits for a policy
-//! owner, with the values listed.
+//! owner, with the values listed. A setting without an annotation fails the
+//! schema lint in this module's tests.
+//!
+//! The directions:
+//! - `lower` / `higher`: the lower (higher) number is safer; for an `enum`,
+//!   the earlier (later) entry in the schema's order;
+//! - `true` / `false`: that value is the safe one;
+//! - `superset`: a list of restrictions (removing a member loosens);
+//! - `subset`: a list of permissions (adding a member loosens);
+//! - `neutral`: no safe direction (content the gate evaluates, identities).
 
 use serde_json::Value as Json;
 
 use crate::pack::Repo;
+use crate::schema::Kind;
+
+/// The annotation keyword.
+pub const SAFER: &str = "x-missionctl-safer";
 
 /// One loosened value: the file, the field, and base → head.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -26,14 +41,6 @@ impl std::fmt::Display for Loosening {
     }
 }
 
-/// Lists whose members are restrictions: removing one loosens.
-const RESTRICTING_LISTS: &[&str] = &[
-    "forbidden_tools",
-    "banned_phrases",
-    "required_safety_clauses",
-    "deny",
-];
-
 fn show(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
@@ -41,9 +48,101 @@ fn show(v: &Json) -> String {
     }
 }
 
-/// Compare `base` with `head` under `field`, pushing what loosens.
-fn walk(file: &str, field: &str, base: &Json, head: Option<&Json>, out: &mut Vec<Loosening>) {
-    let key = field.rsplit('.').next().unwrap_or(field);
+/// `node` with a local `$ref` (`#/$defs/…`) followed; the annotation at the
+/// reference site wins over the definition's.
+fn resolve<'a>(root: &'a Json, node: &'a Json) -> (&'a Json, Option<&'a str>) {
+    let here = node.get(SAFER).and_then(Json::as_str);
+    match node
+        .get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.strip_prefix("#/"))
+    {
+        Some(path) => {
+            let target = path
+                .split('/')
+                .try_fold(root, |n, k| n.get(k))
+                .unwrap_or(node);
+            (
+                target,
+                here.or_else(|| target.get(SAFER).and_then(Json::as_str)),
+            )
+        }
+        None => (node, here),
+    }
+}
+
+/// Members of a list, by `id` when they have one.
+fn members(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|m| m.get("id").map_or_else(|| show(m), show))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `head` is looser than `base` in direction `safer`; `order` is
+/// the schema's `enum`, for ordered words.
+fn looser(
+    safer: &str,
+    order: Option<&Vec<Json>>,
+    base: &Json,
+    head: &Json,
+) -> Vec<(String, String)> {
+    let rank = |v: &Json| -> Option<f64> {
+        match (v, order) {
+            (Json::Number(n), _) => n.as_f64(),
+            (other, Some(o)) => o.iter().position(|x| x == other).map(|i| i as f64),
+            _ => None,
+        }
+    };
+    let one = || vec![(show(base), show(head))];
+    match safer {
+        "lower" | "higher" => match (rank(base), rank(head)) {
+            (Some(b), Some(h)) if (safer == "lower" && h > b) || (safer == "higher" && h < b) => {
+                one()
+            }
+            _ => vec![],
+        },
+        "true" | "false" => {
+            let safe = safer == "true";
+            if base.as_bool() == Some(safe) && head.as_bool() == Some(!safe) {
+                one()
+            } else {
+                vec![]
+            }
+        }
+        "superset" => {
+            let kept = members(Some(head));
+            members(Some(base))
+                .into_iter()
+                .filter(|m| !kept.contains(m))
+                .map(|m| (format!("includes {m:?}"), "removed".to_string()))
+                .collect()
+        }
+        "subset" => {
+            let had = members(Some(base));
+            members(Some(head))
+                .into_iter()
+                .filter(|m| !had.contains(m))
+                .map(|m| ("absent".to_string(), format!("adds {m:?}")))
+                .collect()
+        }
+        _ => vec![],
+    }
+}
+
+/// Compare `base` with `head` at `field` under `schema`, pushing what loosens.
+fn walk(
+    root: &Json,
+    schema: &Json,
+    (file, field): (&str, &str),
+    base: &Json,
+    head: Option<&Json>,
+    out: &mut Vec<Loosening>,
+) {
+    let (node, safer) = resolve(root, schema);
     let mut push = |before: String, after: String| {
         out.push(Loosening {
             file: file.to_string(),
@@ -52,57 +151,51 @@ fn walk(file: &str, field: &str, base: &Json, head: Option<&Json>, out: &mut Vec
             after,
         });
     };
-    match (base, head) {
-        (Json::Object(b), Some(Json::Object(h))) => {
-            for (k, v) in b {
-                let f = if field.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{field}.{k}")
-                };
-                walk(file, &f, v, h.get(k), out);
-            }
-        }
-        (Json::Object(_), None) => push("set".into(), "removed".into()),
-        (Json::Number(b), Some(h)) => {
-            let (x, y) = (b.as_f64().unwrap_or(0.0), h.as_f64().unwrap_or(f64::NAN));
-            let looser = if key.starts_with("min_") {
-                y < x || y.is_nan()
-            } else if key.starts_with("max_") || key == "alpha" {
-                y > x || y.is_nan()
-            } else {
-                false
-            };
-            if looser {
-                push(show(base), show(h));
-            }
-        }
-        (Json::Number(_) | Json::Bool(true), None)
-            if key.starts_with("min_")
-                || key.starts_with("max_")
-                || key == "alpha"
-                || matches!(base, Json::Bool(true)) =>
-        {
-            push(show(base), "removed (the default applies)".into());
-        }
-        (Json::Bool(true), Some(Json::Bool(false))) => push("true".into(), "false".into()),
-        (Json::String(b), Some(Json::String(h))) if key == "max_autonomy" && h > b => {
-            push(b.clone(), h.clone());
-        }
-        (Json::Array(b), h) if RESTRICTING_LISTS.contains(&key) => {
-            let id = |v: &Json| v.get("id").map_or_else(|| show(v), show);
-            let kept: Vec<String> = h
-                .and_then(Json::as_array)
-                .map(|a| a.iter().map(id).collect())
-                .unwrap_or_default();
-            for v in b {
-                let i = id(v);
-                if !kept.contains(&i) {
-                    push(format!("includes {i:?}"), "removed".into());
+    if let Some(s) = safer.filter(|s| *s != "neutral") {
+        match head {
+            // Removed: whatever default applies is not the value a policy
+            // owner agreed to.
+            None => push(show(base), "removed (the default applies)".into()),
+            Some(h) => {
+                for (b, a) in looser(s, node.get("enum").and_then(Json::as_array), base, h) {
+                    push(b, a);
                 }
             }
         }
-        _ => {}
+        return;
+    }
+    let (Some(b), h) = (base.as_object(), head.and_then(Json::as_object)) else {
+        return;
+    };
+    let sub = |k: &str| {
+        if field.is_empty() {
+            k.to_string()
+        } else {
+            format!("{field}.{k}")
+        }
+    };
+    if let Some(props) = node.get("properties").and_then(Json::as_object) {
+        for (k, s) in props {
+            if let Some(bv) = b.get(k) {
+                walk(root, s, (file, &sub(k)), bv, h.and_then(|h| h.get(k)), out);
+            }
+        }
+    }
+    if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+        let known = node.get("properties").and_then(Json::as_object);
+        for (k, bv) in b {
+            if known.is_some_and(|p| p.contains_key(k)) {
+                continue;
+            }
+            walk(
+                root,
+                extra,
+                (file, &sub(k)),
+                bv,
+                h.and_then(|h| h.get(k)),
+                out,
+            );
+        }
     }
 }
 
@@ -111,32 +204,40 @@ fn parsed(repo: &Repo, file: &str) -> Option<Json> {
     crate::yaml::parse(text).ok().map(|n| n.to_json())
 }
 
-/// Everything `head` loosens relative to `base`.
+/// Everything `head` loosens relative to `base`, in the policies, tiers,
+/// guardrails and every pack both have.
 pub fn loosened(base: &Repo, head: &Repo) -> Vec<Loosening> {
     let mut out = Vec::new();
-    for file in [
-        crate::pack::HARD_CONSTRAINTS_FILE,
-        crate::pack::GUARDRAILS_FILE,
-        crate::pack::TIERS_FILE,
+    for (file, kind) in [
+        (crate::pack::HARD_CONSTRAINTS_FILE, Kind::HardConstraints),
+        (crate::pack::GUARDRAILS_FILE, Kind::Guardrails),
+        (crate::pack::TIERS_FILE, Kind::Tiers),
     ] {
         if let Some(b) = parsed(base, file) {
-            walk(file, "", &b, parsed(head, file).as_ref(), &mut out);
+            let root = crate::schema::schema_json(kind);
+            walk(
+                root,
+                root,
+                (file, ""),
+                &b,
+                parsed(head, file).as_ref(),
+                &mut out,
+            );
         }
     }
+    let root = crate::schema::schema_json(Kind::Pack);
     for b in &base.packs {
         let Some(h) = head.pack(&b.pack.id) else {
             continue;
         };
-        if let Some(bp) = b.node.get("promotion").map(crate::yaml::Node::to_json) {
-            let hp = h.node.get("promotion").map(crate::yaml::Node::to_json);
-            walk(
-                &h.file,
-                "promotion",
-                &bp,
-                Some(&hp.unwrap_or(Json::Object(Default::default()))),
-                &mut out,
-            );
-        }
+        walk(
+            root,
+            root,
+            (&h.file, ""),
+            &b.node.to_json(),
+            Some(&h.node.to_json()),
+            &mut out,
+        );
     }
     out
 }
@@ -146,35 +247,148 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn diff(b: Json, h: Json) -> Vec<String> {
-        let mut out = Vec::new();
-        walk("f", "", &b, Some(&h), &mut out);
-        out.iter().map(ToString::to_string).collect()
+    /// Every annotated setting of `kind`'s schema: (path, direction, enum order).
+    fn annotated(kind: Kind) -> Vec<(Vec<String>, String, Option<Vec<Json>>)> {
+        fn go(
+            root: &Json,
+            node: &Json,
+            path: Vec<String>,
+            out: &mut Vec<(Vec<String>, String, Option<Vec<Json>>)>,
+            missing: &mut Vec<String>,
+        ) {
+            let (n, safer) = resolve(root, node);
+            let t = n.get("type").and_then(Json::as_str);
+            let leaf = matches!(t, Some("number" | "integer" | "boolean" | "array"));
+            if leaf && safer.is_none() && !path.is_empty() {
+                missing.push(path.join("."));
+            }
+            if let Some(s) = safer {
+                out.push((
+                    path,
+                    s.to_string(),
+                    n.get("enum").and_then(Json::as_array).cloned(),
+                ));
+                return;
+            }
+            if let Some(props) = n.get("properties").and_then(Json::as_object) {
+                for (k, s) in props {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    go(root, s, p, out, missing);
+                }
+            }
+            if let Some(extra) = n.get("additionalProperties").filter(|a| a.is_object()) {
+                let mut p = path.clone();
+                p.push("x".into());
+                go(root, extra, p, out, missing);
+            }
+        }
+        let root = crate::schema::schema_json(kind);
+        let (mut out, mut missing) = (Vec::new(), Vec::new());
+        go(root, root, vec![], &mut out, &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{}: settings without `{SAFER}`: {missing:?}",
+            kind.file_name()
+        );
+        out
+    }
+
+    fn nest(path: &[String], v: Json) -> Json {
+        path.iter()
+            .rev()
+            .fold(v, |acc, k| json!({ k.as_str(): acc }))
+    }
+
+    /// (base, looser head, tighter head) for one direction.
+    fn values(safer: &str, order: Option<&Vec<Json>>) -> Option<(Json, Json, Json)> {
+        Some(match (safer, order) {
+            ("lower", Some(o)) if o.len() >= 3 => (o[1].clone(), o[2].clone(), o[0].clone()),
+            ("higher", Some(o)) if o.len() >= 3 => (o[1].clone(), o[0].clone(), o[2].clone()),
+            ("lower", None) => (json!(2), json!(3), json!(1)),
+            ("higher", None) => (json!(2), json!(1), json!(3)),
+            ("true", _) => (json!(true), json!(false), json!(true)),
+            ("false", _) => (json!(false), json!(true), json!(false)),
+            ("superset", _) => (json!(["a", "b"]), json!(["a"]), json!(["a", "b", "c"])),
+            ("subset", _) => (json!(["a", "b"]), json!(["a", "b", "c"]), json!(["a"])),
+            ("neutral", _) => return None,
+            (other, _) => panic!("unknown direction {other}"),
+        })
+    }
+
+    /// Generated from the schemas: every annotated setting, loosened once,
+    /// is listed; tightened once, is not. Fails on a setting without an
+    /// annotation (the lint).
+    #[test]
+    fn every_annotated_setting_loosens_and_tightens_as_annotated() {
+        let mut checked = 0;
+        for kind in [
+            Kind::Pack,
+            Kind::HardConstraints,
+            Kind::Guardrails,
+            Kind::Tiers,
+        ] {
+            let root = crate::schema::schema_json(kind);
+            for (path, safer, order) in annotated(kind) {
+                let Some((b, loose, tight)) = values(&safer, order.as_ref()) else {
+                    continue;
+                };
+                let (base, looser_head, tighter_head) =
+                    (nest(&path, b), nest(&path, loose), nest(&path, tight));
+                let mut out = Vec::new();
+                walk(root, root, ("f", ""), &base, Some(&looser_head), &mut out);
+                assert!(
+                    out.iter().any(|l| l.field == path.join(".")),
+                    "{}: loosening `{}` ({safer}) was not seen: {out:?}",
+                    kind.file_name(),
+                    path.join(".")
+                );
+                let mut out = Vec::new();
+                walk(root, root, ("f", ""), &base, Some(&tighter_head), &mut out);
+                assert!(
+                    out.is_empty(),
+                    "{}: tightening `{}` ({safer}) was taken for loosening: {out:?}",
+                    kind.file_name(),
+                    path.join(".")
+                );
+                checked += 1;
+            }
+        }
+        // The count the closing note gives; a schema change moves it.
+        assert_eq!(checked, 64, "annotated settings checked");
     }
 
     #[test]
-    fn looser_values_are_listed_tighter_ones_are_not() {
-        let base = json!({"promotion": {"min_pass_rate": 0.9, "max_pass_rate_drop": 0.05, "alpha": 0.05},
-            "forbidden_tools": ["shell.exec", "iam.grant_admin"], "max_autonomy": "A2",
-            "data_boundaries": {"tenant_isolation": true}});
-        let looser = json!({"promotion": {"min_pass_rate": 0.8, "max_pass_rate_drop": 0.1, "alpha": 0.1},
-            "forbidden_tools": ["shell.exec"], "max_autonomy": "A3",
-            "data_boundaries": {"tenant_isolation": false}});
-        let got = diff(base.clone(), looser);
-        assert_eq!(got.len(), 6, "{got:?}");
+    fn the_reported_loosenings_are_seen() {
+        let root = crate::schema::schema_json(Kind::Pack);
+        let base = json!({"promotion": {"canary": {"steps": [10, 50, 100]}}, "rollback": {"max_success_rate_drop": 0.03}});
+        let head = json!({"promotion": {"canary": {"steps": [100]}}, "rollback": {"max_success_rate_drop": 0.9}});
+        let mut out = Vec::new();
+        walk(root, root, ("p", ""), &base, Some(&head), &mut out);
+        let got: Vec<String> = out.iter().map(ToString::to_string).collect();
+        assert!(
+            got.iter().any(|l| l.contains("promotion.canary.steps")),
+            "{got:?}"
+        );
         assert!(
             got.iter()
-                .any(|l| l.contains("promotion.min_pass_rate`: 0.9 → 0.8")),
+                .any(|l| l.contains("rollback.max_success_rate_drop`: 0.03 → 0.9")),
             "{got:?}"
         );
-        assert!(
-            got.iter().any(|l| l.contains("\"iam.grant_admin\"")),
-            "{got:?}"
-        );
-        let tighter = json!({"promotion": {"min_pass_rate": 0.95, "max_pass_rate_drop": 0.01, "alpha": 0.01},
-            "forbidden_tools": ["shell.exec", "iam.grant_admin", "x"], "max_autonomy": "A1",
-            "data_boundaries": {"tenant_isolation": true}});
-        assert!(diff(base.clone(), tighter).is_empty());
-        assert!(diff(base.clone(), base).is_empty());
+        let root = crate::schema::schema_json(Kind::Guardrails);
+        let base =
+            json!({"max_optimization_spend_per_day": {"default": 5, "tenants": {"acme": 5}}});
+        let head =
+            json!({"max_optimization_spend_per_day": {"default": 5, "tenants": {"acme": 500}}});
+        let mut out = Vec::new();
+        walk(root, root, ("g", ""), &base, Some(&head), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].field, "max_optimization_spend_per_day.tenants.acme");
+        let root = crate::schema::schema_json(Kind::Tiers);
+        let base = json!({"enterprise": {"approvals": {"A1": 1, "A2": 1, "A3": 2}, "canary_steps": [5, 25, 100]}});
+        let head = json!({"enterprise": {"approvals": {"A1": 0, "A2": 0, "A3": 0}, "canary_steps": [100]}});
+        let mut out = Vec::new();
+        walk(root, root, ("t", ""), &base, Some(&head), &mut out);
+        assert_eq!(out.len(), 5, "{out:?}");
     }
 }

@@ -1154,3 +1154,56 @@ fn control_files_alone_wait_for_the_policy_owner() {
         );
     }
 }
+
+/// Issue 24, report 3: loosening is read from the schema's annotations, not
+/// from key names: a pack's canary cut to one step, or its rollback
+/// threshold raised from 0.03 to 0.9, waits for the policy owner even with
+/// the pack owner's approval, and the evidence lists the values.
+#[test]
+fn a_loosened_pack_setting_waits_for_the_policy_owner() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        s.teams
+            .insert("acme-fleet/hr-leads".into(), vec!["hanna".into()]);
+        s.teams
+            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
+    });
+    let r = gate_repo(&llm, false);
+    for (name, from, to, field) in [
+        (
+            "steps",
+            "steps: [10, 50, 100]",
+            "steps: [100]",
+            "promotion.canary.steps",
+        ),
+        (
+            "rollback",
+            "max_success_rate_drop: 0.03",
+            "max_success_rate_drop: 0.9",
+            "rollback.max_success_rate_drop",
+        ),
+    ] {
+        branch(&r, name, |r| {
+            r.edit(HR, from, to);
+            bump(r, HR);
+        });
+        let head = r.git(&["rev-parse", name]).trim().to_string();
+        gh.with(|s| s.reviews = vec![review("hanna", &head, "APPROVED")]);
+        let (code, ev) = gated(&r, &gh, name);
+        assert_eq!(code, 1, "{name}: {ev:#}");
+        assert_eq!(
+            ev["verdict"], "WAITING FOR APPROVAL",
+            "{name}: {:#}",
+            ev["approvals"]
+        );
+        let md = std::fs::read_to_string(r.dir.path().join(format!("ev-{name}/evidence.md")))
+            .expect("md");
+        assert!(md.contains(field), "{name}: {md}");
+        // The policy owner's approval is what lets it through.
+        gh.with(|s| s.reviews.push(review("pat", &head, "APPROVED")));
+        let (code, ev) = gated(&r, &gh, name);
+        assert_eq!(ev["verdict"], "PASS", "{name}: {:#}", ev["approvals"]);
+        assert_eq!(code, 0);
+    }
+}
