@@ -247,13 +247,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Every annotated setting of `kind`'s schema: (path, direction, enum order).
-    fn annotated(kind: Kind) -> Vec<(Vec<String>, String, Option<Vec<Json>>)> {
+    /// An annotated setting: (path, direction, enum order).
+    type Setting = (Vec<String>, String, Option<Vec<Json>>);
+
+    /// Every annotated setting of `kind`'s schema.
+    fn annotated(kind: Kind) -> Vec<Setting> {
         fn go(
             root: &Json,
             node: &Json,
             path: Vec<String>,
-            out: &mut Vec<(Vec<String>, String, Option<Vec<Json>>)>,
+            out: &mut Vec<Setting>,
             missing: &mut Vec<String>,
         ) {
             let (n, safer) = resolve(root, node);
