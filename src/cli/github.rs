@@ -94,8 +94,10 @@ pub struct Trusted {
     /// owner/name (default: GITHUB_REPOSITORY).
     #[arg(long)]
     pub repository: Option<String>,
-    #[arg(long, default_value = "missionctl/gate")]
-    pub check_name: String,
+    /// The check run's name (default: the base's mission.yaml
+    /// `github.check_name`, else missionctl/gate).
+    #[arg(long)]
+    pub check_name: Option<String>,
 }
 
 fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
@@ -120,6 +122,20 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
                     "no pull request: pass --pr, or --pr-hint with the gate run's pr-number"
                 )
             })?;
+    // The trusted checkout's (the base branch's) mission.yaml.
+    let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&t.repo));
+    let check_name = t
+        .check_name
+        .clone()
+        .or_else(|| {
+            mission
+                .as_ref()
+                .and_then(|m| m.check_name().map(String::from))
+        })
+        .unwrap_or_else(|| "missionctl/gate".into());
+    let fork_paid_evals = mission
+        .as_ref()
+        .is_some_and(missionctl::pack::Mission::fork_paid_evals);
     let rt = tokio::runtime::Runtime::new()?;
     let repository = t
         .repository
@@ -139,7 +155,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
             let posted = rt.block_on(github::report::post_not_judged(
                 &gh,
                 &sha,
-                &format!("{} (not judged)", t.check_name),
+                &format!("{check_name} (not judged)"),
                 &why,
             ));
             if let Err(e) = posted {
@@ -155,17 +171,28 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
             "refs/pull/{pr}/head on origin is {fetched}, not {sha}: nothing is posted (a newer push gets its own run)"
         );
     }
-    let base = facts
-        .base_sha
-        .clone()
-        .unwrap_or_else(|| format!("origin/{}", facts.base_ref));
+    // The rules come from the base branch's tip: the trusted checkout's own
+    // branch when it has it (the workflow checks out the default branch),
+    // else the commit the API names, else the remote-tracking branch.
+    let local = format!("refs/heads/{}", facts.base_ref);
+    let base = if missionctl::git::open(&t.repo)
+        .and_then(|g| g.resolve(&local))
+        .is_ok()
+    {
+        local
+    } else {
+        facts
+            .base_sha
+            .clone()
+            .unwrap_or_else(|| format!("origin/{}", facts.base_ref))
+    };
     let opts = missionctl::gate::GateOptions {
         repo: t.repo.clone(),
         base,
         head: sha.clone(),
         out: Some(t.out.clone()),
         db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
-        skip_paid_calls: !facts.paid_calls_allowed(),
+        skip_paid_calls: !(facts.paid_calls_allowed() || fork_paid_evals),
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
         store: None,
@@ -187,7 +214,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         &md,
         Some(pr),
         Some(&sha),
-        &t.check_name,
+        &check_name,
     ))?;
     if let Err(e) = github::report::actions_outputs(&ev, &md, &t.out) {
         eprintln!("warning: cannot write the job summary or outputs: {e}");

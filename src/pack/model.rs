@@ -99,6 +99,20 @@ impl Mission {
     pub fn store_url(&self) -> Option<&str> {
         self.store.get("url").and_then(|u| u.as_str())
     }
+
+    /// `github.check_name`: the name the gate's check run is posted under.
+    pub fn check_name(&self) -> Option<&str> {
+        self.github.get("check_name").and_then(|u| u.as_str())
+    }
+
+    /// `github.fork_paid_evals`: paid model calls run for pull requests from
+    /// forks without the paid-evals label (off by default).
+    pub fn fork_paid_evals(&self) -> bool {
+        self.github
+            .get("fork_paid_evals")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1207,3 +1207,70 @@ fn a_loosened_pack_setting_waits_for_the_policy_owner() {
         assert_eq!(code, 0);
     }
 }
+
+/// Issue 24, report 7: `github.fork_paid_evals` and `github.check_name` in
+/// the base branch's mission.yaml are what the trusted verdict uses: a
+/// fork's pull request gets no paid call until the base says so, and the
+/// check run carries the configured name.
+#[test]
+fn fork_paid_evals_and_the_check_name_come_from_the_base_mission() {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    let r = gate_repo(&llm, false);
+    let origin = r.dir.path().join("origin.git");
+    crate::util::git(
+        r.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            r.path().to_str().expect("p"),
+            "origin.git",
+        ],
+    );
+    r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
+    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    r.git(&["switch", "-q", "-c", "fork-change"]);
+    r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+    bump(&r, HR);
+    r.commit_all("fork change");
+    let head = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    r.git(&["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+    r.git(&["switch", "-q", "main"]);
+    gh.with(|s| {
+        s.pulls.insert(7, head.clone());
+        s.pull_base.insert(7, base.clone());
+        s.fork_pulls.insert(7);
+    });
+    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
+    let verdict = |r: &TestRepo| {
+        let out = run_with(
+            r,
+            &[
+                "github", "verdict", "--sha", &head, "--pr", "7", "--db", &db,
+            ],
+            &gh,
+            &[("TEST_LLM_KEY", "test-key".into())],
+        );
+        assert_success(&out);
+    };
+    verdict(&r);
+    assert_eq!(llm.count(), 0, "a fork got paid calls without the label");
+    gh.with(|s| {
+        assert_eq!(s.check_runs[0]["name"], "missionctl/gate");
+        assert_eq!(s.check_runs[0]["conclusion"], "action_required");
+    });
+    // The base allows paid evaluations for forks and names its check.
+    let m = r
+        .read("mission.yaml")
+        .replace("fork_paid_evals: false", "fork_paid_evals: true")
+        .replace("check_name: missionctl/gate", "check_name: acme/gate");
+    r.write("mission.yaml", &m);
+    r.commit_all("Forks may run paid evaluations");
+    verdict(&r);
+    assert!(llm.count() > 0, "the base allowed paid calls for forks");
+    gh.with(|s| {
+        let last = s.check_runs.last().expect("check");
+        assert_eq!(last["name"], "acme/gate", "{last}");
+    });
+}
