@@ -199,6 +199,38 @@ fn walk(
     }
 }
 
+/// What one chain's resolved settings loosen, base against head (`head`
+/// none: the chain no longer resolves, its packs removed or broken). Only
+/// the first chain a loosening is seen on is pushed.
+pub(crate) fn chain_loosened(
+    key: &crate::resolve::ChainKey,
+    base: &Json,
+    head: Option<&Json>,
+    out: &mut Vec<Loosening>,
+) {
+    let label = format!("resolved chain {key}");
+    let Some(head) = head else {
+        out.push(Loosening {
+            file: label,
+            field: "chain".into(),
+            before: "resolves".into(),
+            after: "no longer resolves".into(),
+        });
+        return;
+    };
+    let root = crate::schema::schema_json(Kind::Pack);
+    let mut found = Vec::new();
+    walk(root, root, (&label, ""), base, Some(head), &mut found);
+    for l in found {
+        if !out
+            .iter()
+            .any(|x| x.field == l.field && x.before == l.before && x.after == l.after)
+        {
+            out.push(l);
+        }
+    }
+}
+
 fn parsed(repo: &Repo, file: &str) -> Option<Json> {
     let text = repo.sources.get(file)?;
     crate::yaml::parse(text).ok().map(|n| n.to_json())
@@ -227,7 +259,17 @@ pub fn loosened(base: &Repo, head: &Repo) -> Vec<Loosening> {
     }
     let root = crate::schema::schema_json(Kind::Pack);
     for b in &base.packs {
-        let Some(h) = head.pack(&b.pack.id) else {
+        // By id, or by place: a pack renamed in place is the same pack.
+        let Some(h) = head
+            .pack(&b.pack.id)
+            .or_else(|| head.packs.iter().find(|h| h.file == b.file))
+        else {
+            out.push(Loosening {
+                file: b.file.clone(),
+                field: "pack".into(),
+                before: format!("{} {}", b.pack.id, b.pack.version),
+                after: "removed (its restrictions no longer apply)".into(),
+            });
             continue;
         };
         walk(

@@ -232,30 +232,43 @@ pub fn diff(base: &Repo, head: &Repo) -> DiffReport {
     policies_changed.dedup();
     let mission_changed =
         base.sources.get(crate::pack::MISSION_FILE) != head.sources.get(crate::pack::MISSION_FILE);
-    let chains = changed_chains(base, head, &packs, !policies_changed.is_empty());
+    let (chains, in_chains) = changed_chains(base, head, &packs, !policies_changed.is_empty());
+    let mut loosened = loosen::loosened(base, head);
+    for l in in_chains {
+        if !loosened
+            .iter()
+            .any(|x| x.field == l.field && x.before == l.before && x.after == l.after)
+        {
+            loosened.push(l);
+        }
+    }
     DiffReport {
         base: base.label.clone(),
         head: head.label.clone(),
         packs,
         policies_changed,
-        loosened: loosen::loosened(base, head),
+        loosened,
         mission_changed,
         chains,
     }
 }
 
 /// Chains whose resolved version differs between base and head, considering
-/// only chains that contain a changed pack (or all, when policies changed).
+/// only chains that contain a changed pack (or all, when policies changed),
+/// and what each such chain's resolved settings loosen (a child scope that
+/// overrides its parent, a renamed or removed pack: what an agent on the
+/// chain would be held to, base against head).
 pub(crate) fn changed_chains(
     base: &Repo,
     head: &Repo,
     packs: &[PackChange],
     policies: bool,
-) -> Vec<ChainChange> {
+) -> (Vec<ChainChange>, Vec<loosen::Loosening>) {
     let changed: BTreeSet<&str> = packs.iter().map(|p| p.pack_id.as_str()).collect();
     if changed.is_empty() && !policies {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
+    let mut loosened = Vec::new();
     let mut keys: BTreeSet<ChainKey> = resolve::all_chains(head).into_iter().collect();
     keys.extend(resolve::all_chains(base));
     let touches = |repo: &Repo, key: &ChainKey| -> bool {
@@ -274,6 +287,14 @@ pub(crate) fn changed_chains(
         }
         let b = resolve::resolve(base, &key).ok();
         let h = resolve::resolve(head, &key).ok();
+        if let Some(br) = &b {
+            loosen::chain_loosened(
+                &key,
+                &br.content,
+                h.as_ref().map(|r| &r.content),
+                &mut loosened,
+            );
+        }
         let bv = b.as_ref().map(|r| r.pack_version.clone());
         let hv = h.as_ref().map(|r| r.pack_version.clone());
         if bv != hv {
@@ -285,5 +306,5 @@ pub(crate) fn changed_chains(
             });
         }
     }
-    out
+    (out, loosened)
 }

@@ -55,7 +55,9 @@ pub fn verdict_line(e: &Evidence) -> String {
             .approvals
             .as_ref()
             .map(|a| a.who_can_approve().join(", "))
-            .unwrap_or_default();
+            .filter(|w| !w.is_empty())
+            // Without the code host's reviews: who, by role.
+            .unwrap_or_else(|| "a policy owner (the tier's `policy_owner`)".into());
         let unreadable = e
             .approvals
             .as_ref()

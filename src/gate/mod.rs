@@ -524,6 +524,7 @@ pub fn conclude(
         approvals_error,
         paid_skipped: e.skip_paid,
         loosened: &e.l.report.loosened,
+        control_changed: &e.l.control_changed,
     });
     guardrails.extend(decided.guardrails);
     let results = results(&e.done, &decided.regressions, &e.run_id, &api_keys(&e.cfg));

@@ -39,6 +39,9 @@ pub struct Inputs<'a> {
     /// What the change loosens (policies, guardrails, tiers, thresholds):
     /// never a PASS without a policy owner's approval.
     pub loosened: &'a [crate::diff::loosen::Loosening],
+    /// Changed control files (anything outside `packs/`): never a PASS
+    /// without a policy owner's approval either.
+    pub control_changed: &'a [String],
 }
 
 /// Why a verdict is NOT EVALUATED, and what a maintainer does about it.
@@ -187,6 +190,12 @@ pub fn decide(i: Inputs<'_>) -> Decided {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
+        ));
+        Verdict::WaitingForApproval
+    } else if !i.control_changed.is_empty() && !owner_approved {
+        reasons.push(format!(
+            "policy owner: this change edits control files ({}); a policy owner must approve it",
+            i.control_changed.join(", ")
         ));
         Verdict::WaitingForApproval
     } else if i.approvals.is_some_and(|a| !a.satisfied) {

@@ -238,10 +238,15 @@ pub async fn evaluate(
             .get(&pc.pack_id)
             .and_then(|i| crate::policy::effective_autonomy(head, *i))
             .map(|(a, _)| a);
-        let base_autonomy = base
+        // The base's pack by id, or by place: renaming a pack in place
+        // must not shed what its base version required.
+        let base_idx = base
             .by_id
             .get(&pc.pack_id)
-            .and_then(|i| crate::policy::effective_autonomy(base, *i))
+            .copied()
+            .or_else(|| base.packs.iter().position(|b| b.file == p.file));
+        let base_autonomy = base_idx
+            .and_then(|i| crate::policy::effective_autonomy(base, i))
             .map(|(a, _)| a);
         if head_autonomy == Some(Autonomy::A0) {
             report.not_promotable.push(pc.pack_id.clone());
@@ -251,7 +256,7 @@ pub async fn evaluate(
         let base_tier = tier_of(
             base,
             &p.location,
-            base.pack(&pc.pack_id).and_then(|b| b.pack.tier),
+            base_idx.and_then(|i| base.packs[i].pack.tier),
         );
         let tier = base_tier.max(tier_of(head, &p.location, p.pack.tier));
         let preset = tiers.get(tier);

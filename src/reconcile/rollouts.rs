@@ -99,6 +99,28 @@ pub(crate) fn changes(
     out
 }
 
+/// A promotion whose canary runs against another champion than the
+/// version the branch held (that version was rolled back and is
+/// quarantined) says so: its champion is what serves, and the reason names
+/// the quarantined version.
+pub(crate) fn name_quarantined(decisions: &mut [Decision], started: &[Rollout]) {
+    for r in started.iter().filter(|r| r.row_version == -1) {
+        if let Some(d) = decisions
+            .iter_mut()
+            .find(|d| d.decision_id == r.decision_id)
+            && d.champion_pack_version != r.from_version
+        {
+            d.reason = format!(
+                "{}; the canary runs against {} ({} was rolled back and is quarantined)",
+                d.reason,
+                r.from_version.as_deref().unwrap_or("none"),
+                d.champion_pack_version.as_deref().unwrap_or("none"),
+            );
+            d.champion_pack_version.clone_from(&r.from_version);
+        }
+    }
+}
+
 fn upsert(out: &mut Vec<Rollout>, r: Rollout) {
     match out.iter_mut().find(|o| o.rollout_id == r.rollout_id) {
         Some(o) => *o = r,
@@ -175,6 +197,15 @@ mod tests {
         assert_eq!(next[0].from_version.as_deref(), Some("1.0.0"));
         assert_eq!(next[0].from_commit.as_deref(), Some("commit-of-1.0.0"));
         assert_eq!(next[0].to_version, "1.2.0");
+        let mut d = vec![promote("c3", "1.1.0", "1.2.0")];
+        name_quarantined(&mut d, &next);
+        assert_eq!(d[0].champion_pack_version.as_deref(), Some("1.0.0"));
+        assert!(
+            d[0].reason
+                .contains("1.1.0 was rolled back and is quarantined"),
+            "{}",
+            d[0].reason
+        );
     }
 
     #[test]

@@ -29,6 +29,23 @@ const HR: &str = "packs/domains/hr-ops/pack.yaml";
 const BAD: &str = "BAD-VERSION-MARKER";
 const USERS: usize = 60;
 
+/// The store for round `round` of a scenario on `db`: the first round uses
+/// `db`; later rounds a fresh SQLite file beside it, or a fresh PostgreSQL
+/// database (kept alive by the returned guard), so rounds never see each
+/// other's decisions.
+fn round_db(db: &str, round: usize) -> (String, Option<crate::db::PgDb>) {
+    if round == 0 {
+        return (db.to_string(), None);
+    }
+    match db.strip_prefix("sqlite://") {
+        Some(path) => (format!("sqlite://{path}.round{round}"), None),
+        None => {
+            let pg = crate::db::postgres(&format!("faultround{round}")).expect("postgres");
+            (pg.url.clone(), Some(pg))
+        }
+    }
+}
+
 fn rounds() -> usize {
     std::env::var("MISSIONCTL_FAULT_ROUNDS")
         .ok()
@@ -227,24 +244,34 @@ fn check_invariants(f: &Fleet, port: u16, t: &Tok, mode: &str) {
         let r = reverts_on(f, &branch);
         (!r.is_empty()).then_some(r)
     });
-    let decision = until(
-        "the decision with its revert commit",
-        Duration::from_secs(30),
-        || {
-            let d: Vec<Value> = f
-                .decisions()
-                .into_iter()
-                .filter(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
-                .collect();
-            (d.len() == 1
-                && !d[0]["commit"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with("pending:")
-                && d[0]["figures"]["git"]["revert_commit"].is_string())
-            .then(|| d[0].clone())
-        },
-    );
+    let start = Instant::now();
+    let decision = loop {
+        let d: Vec<Value> = f
+            .decisions()
+            .into_iter()
+            .filter(|d| d["decision"] == "rollback" && d["pack_id"] == "hr-ops-pack")
+            .collect();
+        if d.len() == 1
+            && !d[0]["commit"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("pending:")
+            && d[0]["figures"]["git"]["revert_commit"].is_string()
+        {
+            break d[0].clone();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let status = crate::util::missionctl()
+                .args(["status", "--all", "--format", "json", "--db", &f.db])
+                .output()
+                .expect("status");
+            panic!(
+                "timed out waiting for the decision with its revert commit; rollback decisions: {d:#?}; status: {}",
+                String::from_utf8_lossy(&status.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     // Give a stale replica, a retry or the reconciler time to double anything.
     std::thread::sleep(Duration::from_secs(3));
     let reverts = reverts_on(f, &branch);
@@ -305,8 +332,9 @@ fn check_invariants(f: &Fleet, port: u16, t: &Tok, mode: &str) {
 /// A SIGKILL at `point`, a restart, and the invariants.
 fn crash_at(db: &str, point: &str, mode: &str) {
     for round in 0..rounds() {
+        let (db, _pg) = round_db(db, round);
         let dir = tempfile::tempdir().expect("tmp");
-        let f = Fleet::fleet(db);
+        let f = Fleet::fleet(&db);
         let (tok, t) = tokens(dir.path());
         let spec = format!("{point}=crash");
         let (port, mut s) = replica(&f, &tok, &t.admin, Some(&spec));
@@ -385,8 +413,9 @@ fn sigstop(pid: u32, sig: &str) {
 /// and writes its stale decision: the fence refuses it.
 fn frozen_leader(db: &str, healthy: bool) {
     for round in 0..rounds() {
+        let (db, _pg) = round_db(db, round);
         let dir = tempfile::tempdir().expect("tmp");
-        let f = Fleet::fleet(db);
+        let f = Fleet::fleet(&db);
         let (tok, t) = tokens(dir.path());
         let point = if healthy {
             "advance.before_transition=stop"
@@ -658,6 +687,18 @@ fn the_next_merge_after_a_branch_rollback_keeps_the_champion() {
         promote["challenger_pack_version"]
             .as_str()
             .is_some_and(|v| v.starts_with("1.2.0")),
+        "{promote}"
+    );
+    assert!(
+        promote["champion_pack_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.0.0")),
+        "{promote}"
+    );
+    assert!(
+        promote["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("was rolled back and is quarantined")),
         "{promote}"
     );
 }

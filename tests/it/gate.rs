@@ -1285,3 +1285,80 @@ fn rules_come_from_the_base_tip_not_the_merge_base() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// Issue 24 review: what a pull request can loosen without touching a key
+/// the base pack had is loosening all the same, read from the resolved
+/// chains: a pack renamed in place, a pack removed, a child scope that
+/// overrides its parent; and control files alone wait for a policy owner
+/// even without a code host. Each is WAITING FOR APPROVAL (exit 1), never
+/// PASS, with what loosens listed.
+#[test]
+fn loosening_through_renames_removals_overrides_and_control_files_waits() {
+    let r = TestRepo::new();
+    let cases: [(&str, fn(&TestRepo), &str); 4] = [
+        (
+            "rename",
+            |r| {
+                r.edit(
+                    "packs/domains/legal-intake/pack.yaml",
+                    "id: legal-intake-pack",
+                    "id: legal-intake-v2",
+                );
+                r.edit(
+                    "packs/domains/legal-intake/pack.yaml",
+                    "min_pass_rate: 0.92",
+                    "min_pass_rate: 0.1",
+                );
+            },
+            "promotion.min_pass_rate",
+        ),
+        (
+            "removal",
+            |r| {
+                r.git(&["rm", "-q", "-r", "packs/tenants/acme/users/alice"]);
+            },
+            "removed",
+        ),
+        (
+            "override",
+            |r| {
+                let p = "packs/tenants/acme/pack.yaml";
+                let text = r.read(p).replacen("version: 1.0.0", "version: 1.0.1", 1);
+                r.write(
+                    p,
+                    &format!(
+                        "{text}promotion:\n  min_pass_rate: 0.1\n  canary:\n    steps: [100]\n"
+                    ),
+                );
+            },
+            "promotion.canary.steps",
+        ),
+        (
+            "control",
+            |r| {
+                r.write("evil.sh", "echo PASS\n");
+            },
+            "evil.sh",
+        ),
+    ];
+    for (name, edit, listed) in cases {
+        branch(&r, name, |r| edit(r));
+        let run = gate(&r, name);
+        assert_eq!(run.exit, 1, "{name}: {}", run.files);
+        assert_eq!(
+            run.evidence["verdict"], "WAITING FOR APPROVAL",
+            "{name}: {}",
+            run.files
+        );
+        let why = reasons(&run);
+        assert!(why.contains("policy owner"), "{name}: {why}");
+        assert!(why.contains(listed), "{name}: {why}");
+        assert!(
+            run.markdown.starts_with(
+                "WAITING FOR APPROVAL: evals pass; approval still needed from a policy owner"
+            ),
+            "{name}: {}",
+            run.markdown
+        );
+    }
+}
