@@ -1294,8 +1294,10 @@ fn rules_come_from_the_base_tip_not_the_merge_base() {
 /// PASS, with what loosens listed.
 #[test]
 fn loosening_through_renames_removals_overrides_and_control_files_waits() {
+    /// (branch, the change, what the reasons must name).
+    type Case = (&'static str, fn(&TestRepo), &'static str);
     let r = TestRepo::new();
-    let cases: [(&str, fn(&TestRepo), &str); 4] = [
+    let cases: [Case; 4] = [
         (
             "rename",
             |r| {
@@ -1342,7 +1344,7 @@ fn loosening_through_renames_removals_overrides_and_control_files_waits() {
         ),
     ];
     for (name, edit, listed) in cases {
-        branch(&r, name, |r| edit(r));
+        branch(&r, name, edit);
         let run = gate(&r, name);
         assert_eq!(run.exit, 1, "{name}: {}", run.files);
         assert_eq!(
