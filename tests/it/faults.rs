@@ -585,16 +585,10 @@ fn a_revert_git_refuses_is_loud_retried_and_finished_later() {
     assert_eq!(ready["status"], "ok", "{ready}");
 }
 
-/// Report 5: `serve` on a work tree with the branch checked out is refused
-/// at start with the fix; `rollback --push` there names the real flag.
-#[test]
-fn serve_refuses_a_checked_out_work_tree() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = Fleet::fleet(&db);
-    let (tok, _t) = tokens(dir.path());
+/// `serve --repo REPO` expected to refuse at start: its stderr.
+fn refused_serve(repo: &Path, db: &str, tok: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_missionctl"))
-        .args(["serve", "--repo", f.work.to_str().expect("p"), "--db", &db])
+        .args(["serve", "--repo", repo.to_str().expect("p"), "--db", db])
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -603,8 +597,20 @@ fn serve_refuses_a_checked_out_work_tree() {
         ])
         .output()
         .expect("serve");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+/// Report 5: `serve` on a work tree with the branch checked out is refused
+/// at start with the fix; `rollback --push` there names the real flag.
+#[test]
+fn serve_refuses_a_checked_out_work_tree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok, _t) = tokens(dir.path());
+    let err = refused_serve(&f.work, &db, &tok);
     assert!(err.contains("`main` checked out"), "{err}");
     assert!(err.contains("git clone --bare"), "{err}");
     let out = crate::util::missionctl()
@@ -852,24 +858,7 @@ fn serve_refuses_a_branch_checked_out_in_a_linked_work_tree() {
         &f.remote,
         &["worktree", "add", "-q", linked.to_str().expect("p"), "main"],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_missionctl"))
-        .args([
-            "serve",
-            "--repo",
-            f.remote.to_str().expect("p"),
-            "--db",
-            &db,
-        ])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tokens",
-            tok.to_str().expect("p"),
-        ])
-        .output()
-        .expect("serve");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused_serve(&f.remote, &db, &tok);
     assert!(err.contains("linked work tree"), "{err}");
     assert!(!err.contains("missionctl serve: reconciling"), "{err}");
 }

@@ -658,19 +658,8 @@ fn a_forged_pass_from_a_fork_cannot_reach_the_check() {
     let gh = GithubServer::start();
     let r = TestRepo::new();
     // The base repository (origin) and the trusted checkout of main (r).
+    let base = with_origin(&r);
     let origin = r.dir.path().join("origin.git");
-    crate::util::git(
-        r.dir.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            r.path().to_str().expect("p"),
-            "origin.git",
-        ],
-    );
-    r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
-    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
     // The fork: a clone elsewhere, its commit pushed only as refs/pull/7/head.
     let fork = r.dir.path().join("fork");
     crate::util::git(
@@ -938,15 +927,9 @@ fn the_sticky_comment_is_found_on_a_later_page() {
     });
 }
 
-/// Issue 24, reports 4 and 6: a closed pull request gets no verdict, no
-/// check and no comment; one based on another branch than the default gets
-/// no `missionctl/gate` check (a success there would count for the same
-/// commit's pull request to main), only a neutral "not judged" check that
-/// says why.
-#[test]
-fn closed_and_off_default_branch_pull_requests_are_not_judged() {
-    let gh = GithubServer::start();
-    let r = TestRepo::new();
+/// The repository `r` as the base repository: a bare `origin` it pushes
+/// to (where `refs/pull/N/head` live). Returns main's commit.
+fn with_origin(r: &TestRepo) -> String {
     let origin = r.dir.path().join("origin.git");
     crate::util::git(
         r.dir.path(),
@@ -959,7 +942,19 @@ fn closed_and_off_default_branch_pull_requests_are_not_judged() {
         ],
     );
     r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
-    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    r.git(&["rev-parse", "HEAD"]).trim().to_string()
+}
+
+/// Issue 24, reports 4 and 6: a closed pull request gets no verdict, no
+/// check and no comment; one based on another branch than the default gets
+/// no `missionctl/gate` check (a success there would count for the same
+/// commit's pull request to main), only a neutral "not judged" check that
+/// says why.
+#[test]
+fn closed_and_off_default_branch_pull_requests_are_not_judged() {
+    let gh = GithubServer::start();
+    let r = TestRepo::new();
+    let base = with_origin(&r);
     r.git(&["switch", "-q", "-c", "topic"]);
     r.edit(
         "packs/domains/hr-ops/prompts/role.md",
@@ -1012,23 +1007,36 @@ fn closed_and_off_default_branch_pull_requests_are_not_judged() {
     });
 }
 
+/// A gated repository on the demo model behind the test LLM server, and a
+/// fake GitHub whose org has `teams` (team slug under acme-fleet, members).
+fn gated_repo(teams: &[(&str, &[&str])]) -> (LlmServer, GithubServer, TestRepo) {
+    let llm = LlmServer::start(demo());
+    let gh = GithubServer::start();
+    gh.with(|s| {
+        for (team, members) in teams {
+            s.teams.insert(
+                format!("acme-fleet/{team}"),
+                members.iter().map(|m| (*m).to_string()).collect(),
+            );
+        }
+    });
+    let r = gate_repo(&llm, false);
+    (llm, gh, r)
+}
+
 /// Issue 24, reports 5 and 8: where CODEOWNERS names no owner of a path,
 /// the tier's policy owner is who approves (not anyone); the author's own
 /// approval and one from a reviewer without write access never count; and
 /// WAITING FOR APPROVAL names who can approve.
 #[test]
 fn approvals_need_write_access_and_not_the_author() {
-    let llm = LlmServer::start(demo());
-    let gh = GithubServer::start();
+    let (_llm, gh, r) = gated_repo(&[("platform", &["pat"])]);
     gh.with(|s| {
-        s.teams
-            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
         s.pull_author.insert(42, "dana".into());
         s.permissions.insert("outsider".into(), "none".into());
         s.permissions.insert("reader".into(), "read".into());
         s.permissions.insert("dana".into(), "admin".into());
     });
-    let r = gate_repo(&llm, false);
     // A CODEOWNERS that names no owner for hr-ops (no `*` line either).
     let owners: String = r
         .read(".github/CODEOWNERS")
@@ -1090,13 +1098,7 @@ fn approvals_need_write_access_and_not_the_author() {
 /// can approve.
 #[test]
 fn control_files_alone_wait_for_the_policy_owner() {
-    let llm = LlmServer::start(demo());
-    let gh = GithubServer::start();
-    gh.with(|s| {
-        s.teams
-            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
-    });
-    let r = gate_repo(&llm, false);
+    let (_llm, gh, r) = gated_repo(&[("platform", &["pat"])]);
     let edits: [(&str, &str, &str, &str); 3] = [
         (
             "workflow",
@@ -1161,15 +1163,7 @@ fn control_files_alone_wait_for_the_policy_owner() {
 /// the pack owner's approval, and the evidence lists the values.
 #[test]
 fn a_loosened_pack_setting_waits_for_the_policy_owner() {
-    let llm = LlmServer::start(demo());
-    let gh = GithubServer::start();
-    gh.with(|s| {
-        s.teams
-            .insert("acme-fleet/hr-leads".into(), vec!["hanna".into()]);
-        s.teams
-            .insert("acme-fleet/platform".into(), vec!["pat".into()]);
-    });
-    let r = gate_repo(&llm, false);
+    let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
     for (name, from, to, field) in [
         (
             "steps",
@@ -1217,19 +1211,7 @@ fn fork_paid_evals_and_the_check_name_come_from_the_base_mission() {
     let llm = LlmServer::start(demo());
     let gh = GithubServer::start();
     let r = gate_repo(&llm, false);
-    let origin = r.dir.path().join("origin.git");
-    crate::util::git(
-        r.dir.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            r.path().to_str().expect("p"),
-            "origin.git",
-        ],
-    );
-    r.git(&["remote", "add", "origin", origin.to_str().expect("p")]);
-    let base = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let base = with_origin(&r);
     r.git(&["switch", "-q", "-c", "fork-change"]);
     r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
     bump(&r, HR);
