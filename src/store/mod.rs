@@ -346,10 +346,26 @@ impl Store {
                 })?;
             Ok(Store::new(Db::Sqlite(pool), Db::Sqlite(cache_pool)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // A replica frozen (SIGSTOP, a long pause) inside a transaction,
+            // or between a statement and its Sync, would hold its row locks
+            // for as long as it is frozen, and every other replica's write
+            // to those rows (the controller lease among them) would wait
+            // behind it. The server ends such a transaction after 5 s idle
+            // (its locks go with it), and a write waits at most 5 s for a
+            // lock before it fails and is retried.
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Connect {
+                    url: shown.clone(),
+                    source: e,
+                })?
+                .options([
+                    ("idle_in_transaction_session_timeout", "5s"),
+                    ("lock_timeout", "5s"),
+                ]);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
+                .connect_with(opts)
                 .await
                 .map_err(|e| StoreError::Connect {
                     url: shown.clone(),
