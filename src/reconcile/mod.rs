@@ -170,7 +170,7 @@ pub(crate) fn reconcile_blocking(
                 &existing,
                 &crate::time_util::now_rfc3339(),
             );
-            rollouts::name_quarantined(&mut apply.decisions, &apply.rollouts);
+            rollouts::name_quarantined(&mut apply.decisions, &apply.rollouts, &existing);
         }
         if !rt.block_on(store.apply_commit(&apply))? {
             out.lost_race = true;

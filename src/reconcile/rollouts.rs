@@ -103,12 +103,23 @@ pub(crate) fn changes(
 /// version the branch held (that version was rolled back and is
 /// quarantined) says so: its champion is what serves, and the reason names
 /// the quarantined version.
-pub(crate) fn name_quarantined(decisions: &mut [Decision], started: &[Rollout]) {
+pub(crate) fn name_quarantined(
+    decisions: &mut [Decision],
+    started: &[Rollout],
+    existing: &[Rollout],
+) {
     for r in started.iter().filter(|r| r.row_version == -1) {
         if let Some(d) = decisions
             .iter_mut()
             .find(|d| d.decision_id == r.decision_id)
             && d.champion_pack_version != r.from_version
+            // Only a rolled-back champion is quarantined: a canary that
+            // supersedes another keeps that one's champion, as before.
+            && existing.iter().any(|x| {
+                x.pack_id == d.pack_id
+                    && x.state == RolloutState::RolledBack
+                    && Some(&x.to_version) == d.champion_pack_version.as_ref()
+            })
         {
             d.reason = format!(
                 "{}; the canary runs against {} ({} was rolled back and is quarantined)",
@@ -198,7 +209,7 @@ mod tests {
         assert_eq!(next[0].from_commit.as_deref(), Some("commit-of-1.0.0"));
         assert_eq!(next[0].to_version, "1.2.0");
         let mut d = vec![promote("c3", "1.1.0", "1.2.0")];
-        name_quarantined(&mut d, &next);
+        name_quarantined(&mut d, &next, &first);
         assert_eq!(d[0].champion_pack_version.as_deref(), Some("1.0.0"));
         assert!(
             d[0].reason
@@ -217,5 +228,9 @@ mod tests {
         assert_eq!(next[0].state, RolloutState::Superseded);
         assert_eq!(next[0].row_version, 2, "written from the version read");
         assert_eq!(next[1].from_version.as_deref(), Some("1.0.0"));
+        // Superseded, not rolled back: the decision keeps the version that served.
+        let mut d = vec![promote("c3", "1.1.0", "1.2.0")];
+        name_quarantined(&mut d, &next, &first);
+        assert_eq!(d[0].champion_pack_version.as_deref(), Some("1.1.0"));
     }
 }
