@@ -29,6 +29,8 @@ pub const RUNS_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// A rollback request is a pack id, a reason and a version.
 pub const ROLLBACK_BODY_LIMIT: usize = 64 * 1024;
 /// The header naming the commit whose content this replica serves.
+mod resolve;
+
 pub const COMMIT_HEADER: &str = "x-missionctl-commit";
 /// The longest a watch (long-poll) waits for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -165,18 +167,6 @@ async fn audit(
     }
 }
 
-/// Whether `If-None-Match: header` matches `etag` (RFC 9110 §13.1.2): `*`
-/// matches any current representation, otherwise a comma-separated list of
-/// entity tags compared weakly (a `W/` prefix on either side is ignored).
-fn none_match(header: &str, etag: &str) -> bool {
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    let ours = opaque(etag);
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || opaque(t) == ours)
-}
-
 /// Authenticate and authorise; on refusal, audit and answer.
 async fn authorize(
     reg: &Registry,
@@ -232,149 +222,6 @@ async fn authorize(
         .await);
     }
     Ok(tok)
-}
-
-#[derive(Deserialize)]
-pub struct ResolveQuery {
-    pub domain: String,
-    pub tenant: Option<String>,
-    pub user: Option<String>,
-    /// The agent asking (`openclaw sync` sends it): the canary splits by
-    /// agent when given, else by user, else by tenant.
-    pub agent: Option<String>,
-    /// Long-poll: with If-None-Match, wait up to this many seconds for a change.
-    pub wait: Option<u64>,
-}
-
-/// The grammar of ids in registry queries (domain, tenant, user, agent):
-/// nothing path-like (`/`, `\\`, `..`) or invisible is ever taken for an id.
-pub(crate) fn query_id(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.len() <= 128
-        && !s.contains("..")
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-'))
-}
-
-async fn resolve(
-    State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
-    Query(q): Query<ResolveQuery>,
-) -> Response {
-    let route = "/v1/resolve";
-    for (name, value) in [
-        ("domain", Some(&q.domain)),
-        ("tenant", q.tenant.as_ref()),
-        ("user", q.user.as_ref()),
-        ("agent", q.agent.as_ref()),
-    ] {
-        if let Some(v) = value
-            && !query_id(v)
-        {
-            count(&reg, route, StatusCode::BAD_REQUEST);
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!(
-                    "`{name}` is not an id: use 1 to 128 letters, digits, `.`, `_`, `@`, `+` or `-`, starting with a letter or digit, without `..` (got {} characters)",
-                    v.chars().count()
-                )}),
-            );
-        }
-    }
-    // The scope a personal user's request belongs to is the user.
-    let scope = q
-        .tenant
-        .clone()
-        .or_else(|| q.user.as_ref().map(|u| format!("user:{u}")));
-    if let Err(r) = authorize(
-        &reg,
-        &headers,
-        Action::Resolve,
-        // A chain without tenant or user is shared content.
-        scope.as_deref().map_or(Scope::Shared, Scope::Tenant),
-        route,
-    )
-    .await
-    {
-        return r;
-    }
-    let key = ChainKey::new(&q.domain, q.tenant.as_deref(), q.user.as_deref());
-    let who = q
-        .agent
-        .as_ref()
-        .map(|a| format!("agent:{a}"))
-        .or(q.user.clone())
-        .or(q.tenant.clone())
-        .unwrap_or_else(|| "anonymous".into());
-    // Every If-None-Match header, joined: a client may send several.
-    let inm: Option<String> = {
-        let all: Vec<&str> = headers
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!all.is_empty()).then(|| all.join(","))
-    };
-    let mut rx = reg.changed.subscribe();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
-    loop {
-        let snap = reg.snapshot.load();
-        if snap.commit.is_none() {
-            return unavailable(
-                &reg,
-                route,
-                "no snapshot yet: the reconciler has not completed a pass",
-            );
-        }
-        let r = match snap.render(&key, &who, None) {
-            Ok(r) => r,
-            Err(e) => {
-                let status = match e {
-                    ResolveError::BrokenLayer { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::NOT_FOUND,
-                };
-                count(&reg, route, status);
-                return json_response(status, json!({"error": e.to_string()}));
-            }
-        };
-        let unchanged = inm.as_deref().is_some_and(|h| none_match(h, &r.etag));
-        if unchanged && tokio::time::Instant::now() < deadline {
-            // Wait for a new snapshot or the deadline, whichever comes
-            // first, then look again.
-            drop(snap);
-            let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
-            continue;
-        }
-        let etag = HeaderValue::from_str(&r.etag).unwrap_or(HeaderValue::from_static("\"\""));
-        let commit = snap
-            .commit
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-            .unwrap_or(HeaderValue::from_static(""));
-        if unchanged {
-            count(&reg, route, StatusCode::NOT_MODIFIED);
-            return (
-                StatusCode::NOT_MODIFIED,
-                [
-                    (header::ETAG, etag),
-                    (header::HeaderName::from_static(COMMIT_HEADER), commit),
-                ],
-            )
-                .into_response();
-        }
-        count(&reg, route, StatusCode::OK);
-        let mut resp = Response::new(Body::from(r.body.clone()));
-        resp.headers_mut().insert(header::ETAG, etag);
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        resp.headers_mut().insert(COMMIT_HEADER, commit);
-        return resp;
-    }
 }
 
 /// The server cannot do its part now (no snapshot yet, the store or the
@@ -704,7 +551,7 @@ async fn readyz(State(reg): State<Arc<Registry>>) -> Response {
 
 pub(crate) fn router(reg: Arc<Registry>) -> Router {
     Router::new()
-        .route("/v1/resolve", get(resolve))
+        .route("/v1/resolve", get(resolve::resolve))
         .route("/v1/runs", post(runs))
         .route("/v1/packs", get(packs))
         .route("/v1/rollouts", get(rollouts))
@@ -734,7 +581,8 @@ async fn commit_header(State(reg): State<Arc<Registry>>, mut resp: Response) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{RefusalLimiter, none_match, query_id};
+    use super::RefusalLimiter;
+    use super::resolve::{none_match, query_id};
 
     #[test]
     fn unauthenticated_refusals_are_audited_at_a_bounded_rate() {
