@@ -154,9 +154,7 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
 
 /// A fault point on the controller's path (see [`crate::fault`]).
 fn fault(name: &'static str) -> Result<(), StoreError> {
-    crate::fault::point(name).map_err(|f| StoreError::Ledger {
-        message: f.to_string(),
-    })
+    Ok(crate::fault::point(name)?)
 }
 
 impl Transition {

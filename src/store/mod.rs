@@ -51,6 +51,9 @@ pub enum StoreError {
     },
     #[error("the spend ledger could not be written: {message}")]
     Ledger { message: String },
+    /// A fault point armed with `error` (tests only; see `crate::fault`).
+    #[error(transparent)]
+    Fault(#[from] crate::fault::Injected),
     #[error("cannot create directory for {path}: {source}")]
     Dir {
         path: String,
