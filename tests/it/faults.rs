@@ -62,33 +62,15 @@ fn spawn_logged(
     faults: Option<&str>,
     log: Option<&Path>,
 ) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
-    c.args([
-        "serve",
-        "--repo",
-        f.remote.to_str().expect("p"),
-        "--db",
-        &f.db,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--poll-interval",
-        "1h",
-        "--rollout-interval",
-        "100ms",
-        "--lease-ttl",
-        "2s",
-        "--follow-interval",
-        "100ms",
-        "--tokens",
-        tok.to_str().expect("p"),
-    ])
-    .env_remove("MISSIONCTL_DATABASE_URL")
-    .stdout(Stdio::null())
-    .stderr(match log {
-        Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
-        None if std::env::var_os("MC_TEST_DEBUG").is_some() => Stdio::inherit(),
-        None => Stdio::null(),
-    });
+    let mut c = crate::registry::serve_command(f, port, tok);
+    c.args(["--lease-ttl", "2s", "--follow-interval", "100ms"])
+        .env_remove("MISSIONCTL_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+            None if std::env::var_os("MC_TEST_DEBUG").is_some() => Stdio::inherit(),
+            None => Stdio::null(),
+        });
     match faults {
         Some(spec) => c.env(missionctl::fault::ENV, spec),
         None => c.env_remove(missionctl::fault::ENV),

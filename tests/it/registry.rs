@@ -49,25 +49,33 @@ pub(crate) fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
     (path, t)
 }
 
+/// `missionctl serve` on the fleet's remote and store, listening on `port`,
+/// with `tokens`, polling hourly and ticking canaries every 100 ms; its
+/// output not yet directed.
+pub(crate) fn serve_command(f: &Fleet, port: u16, tokens: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_missionctl"));
+    c.args([
+        "serve",
+        "--repo",
+        f.remote.to_str().expect("p"),
+        "--db",
+        &f.db,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--poll-interval",
+        "1h",
+        "--rollout-interval",
+        "100ms",
+        "--tokens",
+        tokens.to_str().expect("p"),
+    ]);
+    c
+}
+
 /// `serve` on the fleet with `extra` arguments; ready to answer when returned.
 pub(crate) fn serve_with(f: &Fleet, port: u16, tokens: &std::path::Path, extra: &[&str]) -> Served {
     let s = Served(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args([
-                "serve",
-                "--repo",
-                f.remote.to_str().expect("p"),
-                "--db",
-                &f.db,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "1h",
-                "--rollout-interval",
-                "100ms",
-                "--tokens",
-                tokens.to_str().expect("p"),
-            ])
+        serve_command(f, port, tokens)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("MC_TEST_DEBUG").is_some() {
