@@ -90,7 +90,21 @@ pub struct Parsed {
 
 /// Decides, for a well-formed row of the caller's tenant, which rollout arm
 /// produced it, or refuses it (a pack or version outside the tenant's chains).
-pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmLabel>, String> + Sync + 'a;
+pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmServed>, String> + Sync + 'a;
+
+/// `run_telemetry.error_code` for a turn whose workspace files did not match
+/// the pack version's digests when its prompt was built (a hand edit).
+pub const DRIFTED: &str = "drifted";
+
+/// The rollout arm that serves a row's pack version, and since when: a run
+/// from before the rollout started (one delivered late, after an outage)
+/// is stored without an arm, so it is no evidence for that rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmServed {
+    pub label: ArmLabel,
+    /// The rollout's start, RFC 3339.
+    pub since: String,
+}
 
 /// The first field of `row` holding a NUL character, which no text column
 /// of PostgreSQL can store (refused on every backend, so both answer alike).
@@ -131,7 +145,7 @@ pub(crate) fn parse_batch(
         .collect();
     // Attribution depends only on (tenant, pack, version), which a batch
     // repeats: decided once per distinct triple, serially.
-    let mut decided: HashMap<(String, String, String), Result<Option<ArmLabel>, String>> =
+    let mut decided: HashMap<(String, String, String), Result<Option<ArmServed>, String>> =
         HashMap::new();
     let mut out = Parsed::default();
     for (line, r) in results {
@@ -145,7 +159,16 @@ pub(crate) fn parse_batch(
                 let verdict = decided.entry(key).or_insert_with(|| attribute(&row));
                 match verdict {
                     Ok(arm) => {
-                        row.arm = arm.clone();
+                        // A turn that ran on hand-edited workspace files
+                        // (`drifted`) ran on no version missionctl served: it
+                        // is kept, but is no evidence for either arm.
+                        let drifted = row.error_code.as_deref() == Some(DRIFTED);
+                        row.arm = arm
+                            .as_ref()
+                            .filter(|a| {
+                                !drifted && !crate::time_util::before(&row.created_at, &a.since)
+                            })
+                            .map(|a| a.label.clone());
                         out.rows.push(row);
                         out.lines.push(line);
                     }

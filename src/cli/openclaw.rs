@@ -74,9 +74,15 @@ pub struct SyncArgs {
     /// Long-poll wait per request.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
-    /// Deliver every agent's current version once and exit (1 on any error).
+    /// Deliver every agent's current version once and exit (1 when any
+    /// agent could not be delivered; the others are delivered).
     #[arg(long)]
     pub once: bool,
+    /// The Gateway's main config file (the one that `$include`s the
+    /// fragment): its modification time is renewed after every fragment
+    /// write, so the Gateway re-reads its includes.
+    #[arg(long)]
+    pub gateway_config: Option<PathBuf>,
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -158,12 +164,12 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
         .fragment
         .clone()
         .unwrap_or_else(|| a.out.join(".missionctl/agents.json5"));
-    let fragment = render::agents_fragment(&[(id.clone(), entry)].into_iter().collect());
-    workspace::replace_file(
-        &fragment_path,
-        &format!("{}\n", serde_json::to_string_pretty(&fragment)?),
-    )
-    .with_context(|| format!("writing {}", fragment_path.display()))?;
+    // Other agents already in the fragment stay: it is the Gateway's whole
+    // `agents` object, and an agent missing from it is unknown to the Gateway.
+    let mut entries = sync::previous_entries(&fragment_path);
+    entries.insert(id.clone(), entry);
+    sync::write_fragment(&fragment_path, &entries, None)
+        .with_context(|| format!("writing {}", fragment_path.display()))?;
     outln!(
         "{}: {} {} for agent `{id}` ({})",
         a.out.display(),
@@ -175,10 +181,14 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
             "unchanged"
         }
     );
+    // OpenClaw resolves `$include` relative to the config file holding it;
+    // an absolute path is right wherever that file is.
+    let shown = std::path::absolute(&fragment_path).unwrap_or(fragment_path.clone());
     outln!(
-        "config fragment: {} (include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }})",
+        "config fragment: {} ({} agent(s); include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }})",
         fragment_path.display(),
-        fragment_path.display()
+        entries.len(),
+        shown.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -216,6 +226,8 @@ async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
         agents,
         wait: a.wait,
         once: a.once,
+        gateway_config: a.gateway_config.clone(),
+        refused_retry: sync::REFUSED_RETRY,
     };
     let result = tokio::select! {
         r = sync::run(opts, tx) => r,

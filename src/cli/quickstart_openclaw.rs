@@ -159,7 +159,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         .port();
     let exe = std::env::current_exe().map_err(step("finding missionctl"))?;
     let db = format!("sqlite://{}", dir.join("state.db").display());
-    let _serve = Child(
+    let serve = Child(
         tokio::process::Command::new(&exe)
             .args(["serve", "--repo", path(&remote), "--db", &db, "--listen"])
             .arg(format!("127.0.0.1:{port}"))
@@ -167,9 +167,14 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("serve.log")).map_err(step("serve log"))?)
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(step("starting serve"))?,
     );
+    // Stopped with the Gateway when quickstart is interrupted.
+    if let Some(pid) = serve.0.id() {
+        gateway::reaper::add(pid as i32);
+    }
     let reg = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for("the registry", Duration::from_secs(30), async || {
@@ -223,6 +228,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         agents: sync::load_agents(&agents_file).map_err(step("agents.yaml"))?,
         wait: Duration::from_secs(5),
         once: false,
+        gateway_config: Some(gw_dir.join("openclaw.json")),
+        refused_retry: sync::REFUSED_RETRY,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let syncer = tokio::spawn(sync::run(opts, tx));

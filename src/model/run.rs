@@ -23,6 +23,10 @@ pub struct RunRow {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<ArmLabel>,
+    /// Attempts the turn took (an optional extension of `run_telemetry`:
+    /// OpenClaw retries a failed model call within one run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// Outcomes of runs of one pack version, for KPIs.

@@ -147,6 +147,75 @@ pub fn config(
     c
 }
 
+/// Process groups missionctl started that must not outlive it: on SIGINT,
+/// SIGTERM or SIGHUP each is sent SIGTERM (SIGKILL after 5 s), then
+/// missionctl exits with 128 + the signal. OpenClaw's Gateway runs as its
+/// own process group (`openclaw-gateway`, ~1 GB), which a terminal's
+/// Ctrl-C does not reach and which init would otherwise inherit.
+pub mod reaper {
+    use std::sync::{Mutex, Once};
+    use std::time::{Duration, Instant};
+
+    use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+
+    static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+    static INSTALL: Once = Once::new();
+
+    fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
+        GROUPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn add(pgid: i32) {
+        INSTALL.call_once(install);
+        groups().push(pgid);
+    }
+
+    pub fn remove(pgid: i32) {
+        groups().retain(|g| *g != pgid);
+    }
+
+    /// Stop every registered group: TERM, then KILL what is left after 5 s.
+    pub fn stop_all() {
+        let all: Vec<Pid> = groups().iter().filter_map(|g| Pid::from_raw(*g)).collect();
+        for g in &all {
+            let _ = kill_process_group(*g, Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && all.iter().any(|g| test_kill_process_group(*g).is_ok()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for g in &all {
+            let _ = kill_process_group(*g, Signal::KILL);
+        }
+    }
+
+    fn install() {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            eprintln!(
+                "warning: cannot handle SIGINT/SIGTERM; stop missionctl's OpenClaw Gateways by hand if it is interrupted"
+            );
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("missionctl-reaper".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    eprintln!("interrupted: stopping the OpenClaw Gateway(s) missionctl started");
+                    stop_all();
+                    std::process::exit(128 + sig);
+                }
+            });
+        if spawned.is_err() {
+            eprintln!(
+                "warning: cannot watch for SIGINT/SIGTERM; stop missionctl's OpenClaw Gateways by hand if it is interrupted"
+            );
+        }
+    }
+}
+
 /// A Gateway process missionctl started.
 pub struct Gateway {
     pub url: String,
@@ -211,6 +280,9 @@ impl Gateway {
             .kill_on_drop(true)
             .process_group(0);
         let child = cmd.spawn().map_err(start)?;
+        if let Some(pid) = child.id() {
+            reaper::add(pid as i32);
+        }
         let mut gw = Gateway {
             url: format!("http://127.0.0.1:{port}"),
             token,
@@ -256,7 +328,8 @@ impl Gateway {
     /// Stop the Gateway and everything it started (its process group).
     pub async fn shutdown(&mut self) {
         if let Some(mut c) = self.child.take() {
-            if let Some(pid) = c.id() {
+            let pgid = c.id();
+            if let Some(pid) = pgid {
                 let pg = rustix::process::Pid::from_raw(pid as i32);
                 if let Some(pg) = pg {
                     let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::TERM);
@@ -274,6 +347,9 @@ impl Gateway {
                 }
                 let _ = c.wait().await;
             }
+            if let Some(pid) = pgid {
+                reaper::remove(pid as i32);
+            }
         }
     }
 }
@@ -286,6 +362,7 @@ impl Drop for Gateway {
                 .and_then(|p| rustix::process::Pid::from_raw(p as i32))
         {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            reaper::remove(pid.as_raw_nonzero().get());
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 use super::Settings;
 use super::render::{self, AgentBinding};
@@ -36,8 +36,18 @@ pub enum SyncError {
     AgentsFile { file: String, message: String },
     #[error("agent `{agent}`: {message}")]
     Agent { agent: String, message: String },
+    #[error("{}", agents_failed(.0))]
+    Agents(Vec<(String, String)>),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+}
+
+fn agents_failed(failed: &[(String, String)]) -> String {
+    let mut s = format!("{} agent(s) not delivered:", failed.len());
+    for (agent, why) in failed {
+        s.push_str(&format!("\n  agent `{agent}`: {why}"));
+    }
+    s
 }
 
 /// One agent in the agents file.
@@ -186,6 +196,19 @@ pub enum Event {
         error: String,
         after: Duration,
     },
+    /// An agent not delivered; the others go on. `retry`: a transient
+    /// error (retried with backoff), else a refusal (asked again after
+    /// [`REFUSED_RETRY`]).
+    Failed {
+        agent: String,
+        error: String,
+        retry: bool,
+    },
+    /// The fragment was written, listing `agents` of the `of` managed agents.
+    Fragment {
+        agents: usize,
+        of: usize,
+    },
 }
 
 impl std::fmt::Display for Event {
@@ -211,6 +234,22 @@ impl std::fmt::Display for Event {
                 "{agent}: {error}; keeping the last good version, retrying in {:.1}s",
                 after.as_secs_f64()
             ),
+            Event::Failed {
+                agent,
+                error,
+                retry,
+            } => write!(
+                f,
+                "{agent}: not delivered: {error}; {}",
+                if *retry {
+                    "keeping its last good version and retrying; the other agents go on"
+                } else {
+                    "skipped (fix agents.yaml or the registry; asked again every minute); the other agents go on"
+                }
+            ),
+            Event::Fragment { agents, of } => {
+                write!(f, "agents fragment written: {agents} of {of} agent(s)")
+            }
         }
     }
 }
@@ -223,6 +262,10 @@ pub struct SyncOptions {
     pub wait: Duration,
     /// One pass, then return (errors are fatal).
     pub once: bool,
+    /// The Gateway's main config file, touched after each fragment write.
+    pub gateway_config: Option<PathBuf>,
+    /// How long a refused agent waits before it is asked about again.
+    pub refused_retry: Duration,
 }
 
 /// A registry URL with any password removed, for messages.
@@ -238,21 +281,65 @@ fn shown(url: &str) -> String {
     }
 }
 
+/// The fragment sync owns: one entry per managed agent, every write whole.
 struct Shared {
     entries: Mutex<BTreeMap<String, Json>>,
     fragment: PathBuf,
+    /// The Gateway's main config, touched after each fragment write.
+    gateway_config: Option<PathBuf>,
 }
 
 impl Shared {
-    async fn put(&self, id: &str, entry: Json) -> Result<(), WorkspaceError> {
+    /// Set one agent's entry and write the whole fragment (every managed
+    /// agent), unless nothing changed.
+    async fn put(&self, id: &str, entry: Json) -> Result<bool, WorkspaceError> {
         let mut e = self.entries.lock().await;
         if e.get(id) == Some(&entry) {
-            return Ok(());
+            return Ok(false);
         }
         e.insert(id.to_string(), entry);
-        let text = serde_json::to_string_pretty(&render::agents_fragment(&e)).unwrap_or_default();
-        workspace::replace_file(&self.fragment, &format!("{text}\n"))
+        write_fragment(&self.fragment, &e, self.gateway_config.as_deref())
     }
+
+    async fn write_all(&self) -> Result<bool, WorkspaceError> {
+        let e = self.entries.lock().await;
+        write_fragment(&self.fragment, &e, self.gateway_config.as_deref())
+    }
+}
+
+/// Write the agents fragment atomically, skipped when the file already
+/// holds exactly this text (an identical rewrite is no reload). After a
+/// write, `touch` (the Gateway's main config) gets a new modification time:
+/// OpenClaw 2026.9.6 was seen once not to reload an included file for 15
+/// minutes until the main config changed.
+pub fn write_fragment(
+    path: &Path,
+    entries: &BTreeMap<String, Json>,
+    touch: Option<&Path>,
+) -> Result<bool, WorkspaceError> {
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&render::agents_fragment(entries)).unwrap_or_default()
+    );
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    workspace::replace_file(path, &text)?;
+    if let Some(cfg) = touch {
+        workspace::touch(cfg)?;
+    }
+    Ok(true)
+}
+
+/// The entries of an agents fragment sync wrote before (for agents the
+/// registry cannot be asked about yet, so a restart drops no agent).
+pub fn previous_entries(path: &Path) -> BTreeMap<String, Json> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+        .and_then(|v| v.get("entries").and_then(Json::as_object).cloned())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// Why one poll failed, and whether retrying can help.
@@ -356,12 +443,12 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
     Ok(out)
 }
 
-async fn deliver(
-    shared: &Shared,
+/// Write the workspace for what was served; the agent's fragment entry.
+fn deliver(
     opts: &SyncOptions,
     a: &AgentSpec,
     served: &Served,
-) -> Result<workspace::Written, SyncError> {
+) -> Result<(workspace::Written, Json), SyncError> {
     let settings = served.openclaw.clone().unwrap_or_default();
     let ws = render::render(
         &served.resolved(),
@@ -373,10 +460,7 @@ async fn deliver(
     let written = workspace::write(&a.workspace, &ws)?;
     let model = a.model.as_deref().or(opts.agents.model.as_deref());
     let dir = a.workspace.display().to_string();
-    shared
-        .put(&a.id, render::agent_entry(&ws, &dir, model, &settings))
-        .await?;
-    Ok(written)
+    Ok((written, render::agent_entry(&ws, &dir, model, &settings)))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -387,8 +471,103 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs_f64((base * jitter).min(30.0))
 }
 
-/// Run sync. With `once`, every agent is delivered once and the first
-/// error is returned; otherwise this runs until the process stops.
+/// How long an agent the registry refused (unknown chain, refused token)
+/// waits before asking again: a merge or a new token may fix it.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(60);
+
+/// One agent's state after the first pass.
+struct Start {
+    etag: Option<String>,
+    last: Option<Served>,
+}
+
+/// The first pass: every agent asked once (concurrently), its workspace
+/// written, and one fragment holding every agent written before the
+/// Gateway can see any of them. An agent the registry cannot be asked
+/// about keeps the entry an earlier sync wrote; one it refuses is reported
+/// and left out, and the others go on.
+async fn first_pass(
+    http: &reqwest::Client,
+    opts: &Arc<SyncOptions>,
+    shared: &Shared,
+    events: &mpsc::UnboundedSender<Event>,
+) -> (BTreeMap<String, Start>, Vec<(String, String)>) {
+    let previous = previous_entries(&opts.agents.fragment);
+    let mut asks = tokio::task::JoinSet::new();
+    for (i, a) in opts.agents.agents.iter().enumerate() {
+        let (http, opts, a) = (http.clone(), opts.clone(), a.clone());
+        asks.spawn(async move { (i, poll(&http, &opts, &a, None, Duration::ZERO).await) });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = asks.join_next().await {
+        if let Ok(v) = r {
+            answers.push(v);
+        }
+    }
+    answers.sort_by_key(|(i, _)| *i);
+    let answers = answers
+        .into_iter()
+        .map(|(i, r)| (&opts.agents.agents[i], r));
+    let mut starts = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut entries = shared.entries.lock().await;
+    for (a, answer) in answers {
+        let outcome: Result<(), (String, bool)> = match answer {
+            Ok(Some((served, tag))) => match deliver(opts, a, &served) {
+                Ok((w, entry)) => {
+                    entries.insert(a.id.clone(), entry);
+                    if !w.drift.is_empty() {
+                        let _ = events.send(Event::Drift {
+                            agent: a.id.clone(),
+                            files: w.drift,
+                        });
+                    }
+                    let _ = events.send(Event::Delivered {
+                        agent: a.id.clone(),
+                        pack_id: served.pack_id.clone(),
+                        pack_version: served.pack_version.clone(),
+                        arm: served.arm,
+                    });
+                    starts.insert(
+                        a.id.clone(),
+                        Start {
+                            etag: Some(tag),
+                            last: Some(served),
+                        },
+                    );
+                    continue;
+                }
+                Err(e) => Err((e.to_string(), true)),
+            },
+            Ok(None) => Err(("the registry answered 304 to a first request".into(), true)),
+            Err(e) => Err((e.message, e.retry)),
+        };
+        if let Err((error, retry)) = outcome {
+            if retry && let Some(e) = previous.get(&a.id) {
+                entries.insert(a.id.clone(), e.clone());
+            }
+            let _ = events.send(Event::Failed {
+                agent: a.id.clone(),
+                error: error.clone(),
+                retry,
+            });
+            failed.push((a.id.clone(), error));
+            starts.insert(
+                a.id.clone(),
+                Start {
+                    etag: None,
+                    last: None,
+                },
+            );
+        }
+    }
+    drop(entries);
+    (starts, failed)
+}
+
+/// Run sync. With `once`, every agent is delivered once, the fragment
+/// written, and the agents that failed are the error; otherwise this runs
+/// until the process stops (an error only when no agent could be served).
 pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Result<(), SyncError> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -397,42 +576,70 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
             agent: "(all)".into(),
             message: format!("HTTP client: {e}"),
         })?;
+    // One sync per workspace: a second one would race this one's renames.
+    // An agent whose workspace cannot be held is reported and skipped.
+    let mut opts = opts;
+    let of = opts.agents.agents.len();
+    let mut locks = Vec::new();
+    let mut unheld = Vec::new();
+    opts.agents
+        .agents
+        .retain(|a| match workspace::lock(&a.workspace) {
+            Ok(l) => {
+                locks.push(l);
+                true
+            }
+            Err(message) => {
+                let _ = events.send(Event::Failed {
+                    agent: a.id.clone(),
+                    error: message.clone(),
+                    retry: false,
+                });
+                unheld.push((a.id.clone(), message));
+                false
+            }
+        });
     let shared = Arc::new(Shared {
         entries: Mutex::new(BTreeMap::new()),
         fragment: opts.agents.fragment.clone(),
+        gateway_config: opts.gateway_config.clone(),
     });
     let opts = Arc::new(opts);
-    if opts.once {
-        for a in &opts.agents.agents {
-            let agent_err = |message: String| SyncError::Agent {
-                agent: a.id.clone(),
-                message,
-            };
-            let (served, _) = poll(&http, &opts, a, None, Duration::ZERO)
-                .await
-                .map_err(|e| agent_err(e.message))?
-                .ok_or_else(|| agent_err("the registry answered 304 to a first request".into()))?;
-            let w = deliver(&shared, &opts, a, &served).await?;
-            if !w.drift.is_empty() {
-                let _ = events.send(Event::Drift {
-                    agent: a.id.clone(),
-                    files: w.drift,
-                });
-            }
-            let _ = events.send(Event::Delivered {
-                agent: a.id.clone(),
-                pack_id: served.pack_id.clone(),
-                pack_version: served.pack_version.clone(),
-                arm: served.arm,
-            });
-        }
-        return Ok(());
+    let (starts, mut failed) = first_pass(&http, &opts, &shared, &events).await;
+    failed.splice(0..0, unheld);
+    // A fragment listing no agent would take every agent off the Gateway:
+    // it is not written (the old one, if any, stays).
+    let n = shared.entries.lock().await.len();
+    if n > 0 && shared.write_all().await? {
+        let _ = events.send(Event::Fragment { agents: n, of });
     }
+    if opts.once || failed.len() == of {
+        return if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(SyncError::Agents(failed))
+        };
+    }
+    let mut starts = starts;
+    let wakes: BTreeMap<String, Arc<Notify>> = opts
+        .agents
+        .agents
+        .iter()
+        .map(|a| (a.id.clone(), Arc::new(Notify::new())))
+        .collect();
+    // Kept alive while sync runs; without it, drift waits for the next poll.
+    let _watcher = watch(&opts.agents.agents, &wakes, &events);
+    let _locks = locks;
     let mut tasks = tokio::task::JoinSet::new();
     for a in opts.agents.agents.clone() {
+        let start = starts.remove(&a.id).unwrap_or(Start {
+            etag: None,
+            last: None,
+        });
+        let wake = wakes[&a.id].clone();
         let (http, opts, shared, events) =
             (http.clone(), opts.clone(), shared.clone(), events.clone());
-        tasks.spawn(async move { follow(&http, &opts, &shared, &a, &events).await });
+        tasks.spawn(async move { follow(&http, &opts, &shared, &a, start, &wake, &events).await });
     }
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
@@ -442,24 +649,43 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
     Ok(())
 }
 
-/// One agent, until a configuration error (unknown chain, refused token).
+/// One agent, for as long as sync runs.
 async fn follow(
     http: &reqwest::Client,
     opts: &SyncOptions,
     shared: &Shared,
     a: &AgentSpec,
+    start: Start,
+    wake: &Notify,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), SyncError> {
-    let mut etag: Option<String> = workspace::read_sidecar(&a.workspace)
-        .filter(|s| workspace::drift(&a.workspace, s).is_empty())
-        .map(|s| format!("\"{}\"", s.digest.trim_start_matches("sha256:")));
-    let mut last: Option<Served> = None;
+    let Start { mut etag, mut last } = start;
     let mut attempt = 0u32;
+    let mut refused: Option<String> = None;
     loop {
-        match poll(http, opts, a, etag.as_deref(), opts.wait).await {
+        let answer = tokio::select! {
+            r = poll(http, opts, a, etag.as_deref(), opts.wait) => r,
+            () = wake.notified() => {
+                // A managed file changed on disk: restore it now, then poll again.
+                if let Some(s) = &last {
+                    repair(opts, shared, a, s, events).await;
+                }
+                continue;
+            }
+        };
+        match answer {
             Ok(Some((served, tag))) => {
                 attempt = 0;
-                match deliver(shared, opts, a, &served).await {
+                refused = None;
+                let put = match deliver(opts, a, &served) {
+                    Ok((w, entry)) => shared
+                        .put(&a.id, entry)
+                        .await
+                        .map(|_| w)
+                        .map_err(SyncError::from),
+                    Err(e) => Err(e),
+                };
+                match put {
                     Ok(w) => {
                         if !w.drift.is_empty() {
                             let _ = events.send(Event::Drift {
@@ -492,36 +718,23 @@ async fn follow(
             }
             Ok(None) => {
                 attempt = 0;
-                // Unchanged upstream: repair hand edits, if any.
-                if let Some(s) = &last
-                    && let Some(side) = workspace::read_sidecar(&a.workspace)
-                {
-                    let drifted = workspace::drift(&a.workspace, &side);
-                    if !drifted.is_empty() {
-                        let _ = events.send(Event::Drift {
-                            agent: a.id.clone(),
-                            files: drifted,
-                        });
-                        // A failed repair is said, and tried again after the next poll.
-                        if let Err(e) = deliver(shared, opts, a, s).await {
-                            let _ = events.send(Event::Retrying {
-                                agent: a.id.clone(),
-                                error: e.to_string(),
-                                after: opts.wait,
-                            });
-                        }
-                    }
-                } else if last.is_none() {
-                    // Started on a workspace already current: fetch it once
-                    // in full so the fragment has this agent's entry.
-                    etag = None;
+                if let Some(s) = &last {
+                    repair(opts, shared, a, s, events).await;
                 }
             }
             Err(e) if !e.retry => {
-                return Err(SyncError::Agent {
-                    agent: a.id.clone(),
-                    message: e.message,
-                });
+                // This agent only: the others keep syncing. Said once per
+                // distinct refusal, asked again after a while.
+                if refused.as_deref() != Some(e.message.as_str()) {
+                    let _ = events.send(Event::Failed {
+                        agent: a.id.clone(),
+                        error: e.message.clone(),
+                        retry: false,
+                    });
+                    refused = Some(e.message);
+                }
+                etag = None;
+                tokio::time::sleep(opts.refused_retry).await;
             }
             Err(e) => {
                 let after = backoff(attempt);
@@ -534,5 +747,105 @@ async fn follow(
                 tokio::time::sleep(after).await;
             }
         }
+    }
+}
+
+/// Watch every agent's workspace: a change to a managed file (or the
+/// sidecar) wakes that agent's task, which restores a hand edit at once.
+/// None (said) when the platform cannot watch; drift is then repaired at
+/// each poll, at most `--wait` later.
+fn watch(
+    agents: &[AgentSpec],
+    wakes: &BTreeMap<String, Arc<Notify>>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dirs: Vec<(PathBuf, Arc<Notify>)> = agents
+        .iter()
+        .map(|a| {
+            (
+                std::path::absolute(&a.workspace).unwrap_or(a.workspace.clone()),
+                wakes[&a.id].clone(),
+            )
+        })
+        .collect();
+    let routes = dirs.clone();
+    let handler = move |ev: notify::Result<notify::Event>| {
+        let Ok(ev) = ev else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for p in &ev.paths {
+            let managed = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| render::MANAGED_FILES.contains(&n));
+            if !managed {
+                continue;
+            }
+            if let Some((_, w)) = routes.iter().find(|(d, _)| Some(d.as_path()) == p.parent()) {
+                w.notify_one();
+            }
+        }
+    };
+    let mut w = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = events.send(Event::Retrying {
+                agent: "(all)".into(),
+                error: format!("cannot watch the workspaces ({e}); hand edits are repaired at each poll instead"),
+                after: Duration::ZERO,
+            });
+            return None;
+        }
+    };
+    for (d, _) in &dirs {
+        if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
+            let _ = events.send(Event::Retrying {
+                agent: d.display().to_string(),
+                error: format!(
+                    "cannot watch the workspace ({e}); hand edits are repaired at each poll instead"
+                ),
+                after: Duration::ZERO,
+            });
+        }
+    }
+    Some(w)
+}
+
+/// Restore hand-edited managed files of `a` to what `served` says.
+async fn repair(
+    opts: &SyncOptions,
+    shared: &Shared,
+    a: &AgentSpec,
+    served: &Served,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let Some(side) = workspace::read_sidecar(&a.workspace) else {
+        return;
+    };
+    let drifted = workspace::drift(&a.workspace, &side);
+    if drifted.is_empty() {
+        return;
+    }
+    let _ = events.send(Event::Drift {
+        agent: a.id.clone(),
+        files: drifted,
+    });
+    // A failed repair is said, and tried again at the next change or poll.
+    let r = match deliver(opts, a, served) {
+        Ok((_, entry)) => shared
+            .put(&a.id, entry)
+            .await
+            .map(|_| ())
+            .map_err(SyncError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        let _ = events.send(Event::Retrying {
+            agent: a.id.clone(),
+            error: e.to_string(),
+            after: opts.wait,
+        });
     }
 }

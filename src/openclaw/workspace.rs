@@ -165,6 +165,47 @@ pub fn replace_file(path: &Path, text: &str) -> Result<(), WorkspaceError> {
     Ok(())
 }
 
+/// Hold `dir` for this process: one `openclaw sync` per workspace (two
+/// would race each other's staged files). The lock is `.missionctl/lock`,
+/// released when the returned file is dropped or the process dies.
+pub fn lock(dir: &Path) -> Result<std::fs::File, String> {
+    let meta = dir.join(".missionctl");
+    std::fs::create_dir_all(&meta).map_err(|e| {
+        format!(
+            "{}: {e} (missionctl needs to create and write files in the agent's workspace; check the path and its permissions)",
+            meta.display()
+        )
+    })?;
+    let path = meta.join("lock");
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
+            "{} is managed by another running `missionctl openclaw sync`; run one sync per workspace (stop the other, or give this agent its own workspace)",
+            dir.display()
+        )),
+        Err(e) => Err(format!("locking {}: {e}", path.display())),
+    }
+}
+
+/// Give `path` a new modification time (the file's content is unchanged);
+/// nothing when there is no such file (yet).
+pub fn touch(path: &Path) -> Result<(), WorkspaceError> {
+    match std::fs::File::options().append(true).open(path) {
+        Ok(f) => f
+            .set_modified(std::time::SystemTime::now())
+            .map_err(io(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ use crate::reconcile::daemon::Kicker;
 use crate::resolve::{self, ChainKey, ResolveError};
 use crate::rollout;
 use crate::store::Store;
+use crate::telemetry::ArmServed;
 
 /// A rollout as the registry serves it.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct RolloutView {
     pub to_version: String,
     /// The champion's pack document (from the commit it was serving at).
     pub champion: Option<Arc<PackDoc>>,
+    /// When the rollout started (RFC 3339): runs before it are not its.
+    pub started_at: String,
 }
 
 /// A rendered resolution: the response body and its entity tag.
@@ -173,7 +176,7 @@ impl Snapshot {
     /// before a promotion: stored, but counted in no rollout). A shared
     /// pack's rollout therefore counts a tenant's runs only through that
     /// tenant's own chains.
-    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmLabel>, String> {
+    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmServed>, String> {
         let Some(commit) = &self.commit else {
             return Err("no reconciled commit yet: the registry cannot tell which packs this tenant may report; retry once /readyz answers 200".into());
         };
@@ -229,7 +232,10 @@ impl Snapshot {
                     .render(&key, &row.user_id, Some(*arm))
                     .is_ok_and(|r| r.pack_version == row.pack_version)
                 {
-                    return Ok(rollout.map(|rv| ArmLabel::new(&rv.rollout_id, *arm)));
+                    return Ok(rollout.map(|rv| ArmServed {
+                        label: ArmLabel::new(&rv.rollout_id, *arm),
+                        since: rv.started_at.clone(),
+                    }));
                 }
             }
         }
@@ -473,6 +479,7 @@ impl Registry {
                         from_version: r.from_version.clone(),
                         to_version: r.to_version.clone(),
                         champion,
+                        started_at: r.started_at.clone(),
                     },
                 );
             }

@@ -80,7 +80,7 @@ impl Store {
                 let mut inserted = 0u64;
                 for chunk in rows.chunks(CHUNK) {
                     let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
-                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm) ",
+                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm, attempts) ",
                     );
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(&r.run_id)
@@ -95,7 +95,8 @@ impl Store {
                             .push_bind(i64::from(r.success_bool))
                             .push_bind(&r.error_code)
                             .push_bind(&r.created_at)
-                            .push_bind(arm(r));
+                            .push_bind(arm(r))
+                            .push_bind(r.attempts.map(i64::from));
                     });
                     qb.push(" ON CONFLICT (tenant_id, run_id) DO NOTHING");
                     inserted += qb.build().execute(&mut *tx).await?.rows_affected();
@@ -112,8 +113,8 @@ impl Store {
                     let col =
                         |f: fn(&RunRow) -> String| chunk.iter().map(f).collect::<Vec<String>>();
                     inserted += sqlx::query(
-                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm) \
-                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[]) \
+                        "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm, attempts) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::int8[]) \
                          ON CONFLICT (tenant_id, run_id) DO NOTHING",
                     )
                     .bind(col(|r| r.run_id.clone()))
@@ -129,6 +130,7 @@ impl Store {
                     .bind(chunk.iter().map(|r| r.error_code.clone()).collect::<Vec<Option<String>>>())
                     .bind(col(|r| r.created_at.clone()))
                     .bind(chunk.iter().map(arm).collect::<Vec<Option<String>>>())
+                    .bind(chunk.iter().map(|r| r.attempts.map(i64::from)).collect::<Vec<Option<i64>>>())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

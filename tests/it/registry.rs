@@ -998,3 +998,58 @@ fn path_like_ids_in_resolve_are_refused() {
     );
     assert_eq!(code, 200);
 }
+
+/// A run that happened before a rollout started (delivered late, after an
+/// outage) is stored, but is no evidence for that rollout's arms.
+#[test]
+fn runs_from_before_a_rollout_are_not_its_evidence() {
+    let (dir, f, t, port, _s) = serving_fleet();
+    f.merge("good", 12, |f| bump(f, HR, "1.1.0"));
+    f.push();
+    until("the rollout", Duration::from_secs(20), || {
+        rollout_state(port, &t.admin, "1.1.0")
+    });
+    // The registry serves the canary (its snapshot holds the rollout).
+    until("the canary served", Duration::from_secs(20), || {
+        (0..100).find(|i| {
+            get(
+                port,
+                &format!("/v1/resolve?domain=hr-ops&tenant=acme&user=probe-{i}"),
+                &t.acme_harness,
+            )
+            .1["arm"]
+                == "canary"
+        })
+    });
+    let (_, r) = get(
+        port,
+        "/v1/resolve?domain=hr-ops&tenant=acme&user=late-user",
+        &t.acme_harness,
+    );
+    let hour_ago = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let row = |id: &str, at: &str| json!({"run_id": id, "tenant_id": "acme", "user_id": "late-user", "agent_id": "hr-bot", "pack_id": r["pack_id"], "pack_version": r["pack_version"], "task_type": "qa", "latency_ms": 100.0, "cost_usd": 0.0, "success_bool": false, "error_code": "x", "created_at": at});
+    let body = format!(
+        "{}\n{}\n",
+        row("late-1", &hour_ago),
+        row("now-1", &missionctl::time_util::now_rfc3339())
+    );
+    let (code, resp) = post_runs(port, &t.acme_harness, body.as_bytes());
+    assert_eq!(code, 200, "{resp}");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let arms: Vec<(String, Option<String>)> =
+        tokio::runtime::Runtime::new().expect("rt").block_on(async {
+            let pool = sqlx::SqlitePool::connect(&db).await.expect("db");
+            sqlx::query_as("SELECT run_id, arm FROM runs ORDER BY run_id")
+                .fetch_all(&pool)
+                .await
+                .expect("runs")
+        });
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    assert_eq!(arms[0], ("late-1".to_string(), None), "{arms:?}");
+    assert!(
+        arms[1].1.is_some(),
+        "the current run is the rollout's: {arms:?}"
+    );
+}

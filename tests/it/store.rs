@@ -138,6 +138,7 @@ fn suite(url: &str) {
             success_bool: ok,
             error_code: (!ok).then(|| "timeout".to_string()),
             created_at: "2026-11-26T10:00:00Z".into(),
+            attempts: None,
             arm: Some(arm.parse().expect("arm label")),
         };
         let rows: Vec<_> = (0..6000)
@@ -252,7 +253,12 @@ fn windows_compare_times(url: &str) {
             &s,
             &body,
             &missionctl::telemetry::TenantScope(None),
-            &move |_| Ok(Some(l.clone())),
+            &move |_| {
+                Ok(Some(missionctl::telemetry::ArmServed {
+                    label: l.clone(),
+                    since: "2026-01-01T00:00:00Z".into(),
+                }))
+            },
         )
         .await
         .expect("ingest");
