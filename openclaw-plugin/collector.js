@@ -1,20 +1,52 @@
 // The plugin's logic, free of OpenClaw: hook events in, run_telemetry
-// records out, batched to POST /v1/runs. index.js wires it to OpenClaw's
-// hooks; the tests drive it directly.
+// records out, batched to POST /v1/runs; the pack's tool policy and the
+// workspace's integrity checked at prompt-build time. index.js wires it to
+// OpenClaw's hooks; the tests drive it directly.
 //
 // Attribution: each run's workspace holds .missionctl/pack.json (written
 // by `missionctl openclaw sync`), naming the pack id and version, tenant,
-// user, agent and task type. A run in a workspace without one is not a
-// missionctl agent's and is not reported.
+// user, agent, task type, the digests of the files it wrote, the tool
+// policy and the autonomy level. The sidecar is read when the turn's prompt
+// is built (before_prompt_build / llm_input), so a turn is attributed to
+// the version it ran on even if sync swaps the workspace before it ends.
+// A run in a workspace without one is not a missionctl agent's and is not
+// reported.
 //
-// Success: a run succeeded when the agent ended without error AND its last
-// model call completed. OpenClaw reports agent_end.success = true even when
-// every model call failed, so that flag alone is not trusted.
+// One row per turn, final and whole. OpenClaw 2026.9.6 retries a failed
+// model call within the same run: the whole attempt runs again (a new
+// before_prompt_build, llm_input, model call, agent_end, llm_output), up to
+// 8 model calls over about 90 s, under the same run id. No hook fires once
+// at the very end. So: an attempt that succeeded ends the turn (reported
+// once its llm_output, which follows agent_end, has arrived, or after
+// `endGraceMs`); an attempt that failed is held for `settleMs` (longer than
+// OpenClaw's longest gap between retries, 32 s) and reported as failed only
+// if no new attempt started meanwhile, or at once after `maxAttempts`.
+// The row's latency runs from the first attempt's prompt build to the last
+// attempt's end; `attempts` says how many there were. The registry keeps
+// the first row per run id, and this plugin sends exactly one.
+//
+// Success: an attempt succeeded when the agent ended without error AND its
+// last model call completed. OpenClaw reports agent_end.success = true even
+// when every model call failed, so that flag alone is not trusted.
+//
+// Drift: at prompt build the managed files' digests are compared with the
+// sidecar's. A mismatch (a hand edit sync has not yet restored) marks the
+// run `drifted` (error_code), and for autonomy A0-A2 the turn is refused
+// before the model reads the prompt (before_agent_run); at A3, or with no
+// autonomy declared, it runs and is reported as drifted.
+//
+// Tools: the pack's allow list narrows the tools submitted to the model,
+// client tools included (before_prompt_build's toolsAllow; OpenClaw's own
+// tools.allow covers only its own tools), and any call to a tool the pack's
+// allow list, deny list or autonomy rules out is blocked (before_tool_call).
+// With no allow list, a denied client tool is still declared to the model
+// (its name cannot be known before the call), but every call to it is blocked.
 //
 // Failing open: hooks only record and return; sending happens on a timer,
 // never awaited by a turn. The buffer is bounded (oldest records dropped
 // first, and counted); a registry that is down costs retries, not turns.
 
+import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
@@ -23,7 +55,13 @@ export const DEFAULTS = {
   flushIntervalMs: 2000,
   maxBuffer: 10000,
   timeoutMs: 5000,
+  settleMs: 40000,
+  endGraceMs: 1000,
+  maxAttempts: 8,
 };
+
+/** `run_telemetry.error_code` of a turn that ran on hand-edited files. */
+export const DRIFTED = "drifted";
 
 /** Reads a workspace's sidecar, cached by modification time. */
 export function sidecarReader() {
@@ -48,6 +86,67 @@ export function sidecarReader() {
       return undefined;
     }
   };
+}
+
+/** Managed files whose text no longer has the digest the sidecar records. */
+export function driftedFiles(workspaceDir, side) {
+  const out = [];
+  for (const [name, digest] of Object.entries(side?.files ?? {})) {
+    let text;
+    try {
+      text = readFileSync(join(workspaceDir, name), "utf8");
+    } catch {
+      out.push(name);
+      continue;
+    }
+    if (`sha256:${createHash("sha256").update(text, "utf8").digest("hex")}` !== digest) out.push(name);
+  }
+  return out;
+}
+
+// OpenClaw 2026.9.6's tool groups (docs/gateway/config-tools/tool-policy.md),
+// for matching tool names the pack's deny list names by group.
+const GROUPS = {
+  "group:runtime": ["exec", "bash", "process", "code_execution"],
+  "group:fs": ["read", "write", "edit", "apply_patch"],
+  "group:sessions": ["sessions", "sessions_list", "sessions_history", "sessions_search", "conversations_list", "conversations_send", "conversations_turn", "sessions_send", "sessions_spawn", "sessions_yield", "subagents", "session_status", "suggest_task", "dismiss_task"],
+  "group:memory": ["memory_search", "memory_get"],
+  "group:web": ["web_search", "x_search", "web_fetch"],
+  "group:ui": ["browser", "screen", "theme", "dashboard", "terminal", "portal", "canvas", "show_widget"],
+  "group:automation": ["heartbeat_respond", "automations", "cron", "gateway", "plugins", "openclaw"],
+  "group:messaging": ["message"],
+  "group:nodes": ["nodes", "computer"],
+  "group:agents": ["agents_list", "get_goal", "create_goal", "update_goal", "progress_card", "ask_user", "skill_workshop"],
+  "group:media": ["view_image", "image_generate", "music_generate", "video_generate", "tts", "pdf"],
+};
+
+/** Whether tool `name` matches a policy entry: an id, a `*` glob or a group. */
+export function matches(entry, name) {
+  if (entry === name) return true;
+  if (GROUPS[entry]) return GROUPS[entry].includes(name);
+  if (entry.includes("*")) {
+    const re = new RegExp(`^${entry.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+    return re.test(name);
+  }
+  return false;
+}
+
+/** Why the sidecar's policy rules tool `name` out, or undefined. */
+export function toolRefusal(side, name) {
+  const tools = side?.tools;
+  if (!tools) return undefined;
+  const who = `pack ${side.pack_id} ${side.pack_version}${side.autonomy ? ` (autonomy ${side.autonomy})` : ""}`;
+  const denied = (tools.deny ?? []).find((d) => matches(d, name));
+  if (denied) return `tool \`${name}\` is denied by ${who} (${denied})`;
+  if (Array.isArray(tools.allow) && !tools.allow.some((a) => matches(a, name))) {
+    return `tool \`${name}\` is not on the allow list of ${who}`;
+  }
+  return undefined;
+}
+
+/** Whether a drifted turn is refused at this autonomy level. */
+export function refusesOnDrift(side) {
+  return ["A0", "A1", "A2"].includes(side?.autonomy);
 }
 
 // Provider error codes worth keeping as run_telemetry.error_code when an
@@ -79,14 +178,15 @@ function cost(usage, model, prices) {
 }
 
 export function createCollector(options) {
-  const cfg = { ...DEFAULTS, ...options.config };
+  let cfg = { ...DEFAULTS, ...options.config };
   const now = options.now ?? (() => Date.now());
-  const post = options.post;
+  const timers = options.timers ?? { set: (f, ms) => setTimeout(f, ms), clear: (t) => clearTimeout(t) };
+  let post = options.post;
   const readSidecar = options.readSidecar ?? sidecarReader();
   const log = options.log ?? (() => {});
   const runs = new Map();
   const buffer = [];
-  const stats = { recorded: 0, sent: 0, dropped: 0, unattributed: 0, failures: 0 };
+  const stats = { recorded: 0, sent: 0, dropped: 0, unattributed: 0, failures: 0, blockedTools: 0, drifted: 0 };
   let sending = false;
   let backoffUntil = 0;
   let failures = 0;
@@ -94,10 +194,16 @@ export function createCollector(options) {
   const run = (runId) => {
     let r = runs.get(runId);
     if (!r) {
-      r = { start: now(), calls: 0, errors: 0, lastOutcome: undefined, errorCode: undefined, usage: { input: 0, output: 0 }, model: undefined, costUsd: 0 };
+      r = {
+        runId, start: now(), attempts: 0, attemptOpen: false, calls: 0, lastOutcome: undefined, failureKind: undefined,
+        usage: { input: 0, output: 0 }, model: undefined, costUsd: 0, pending: undefined, final: undefined,
+      };
       runs.set(runId, r);
       // A run that never ends must not hold memory forever.
-      if (runs.size > cfg.maxBuffer) runs.delete(runs.keys().next().value);
+      if (runs.size > cfg.maxBuffer) {
+        const [oldest] = runs.values();
+        finish(oldest);
+      }
     }
     return r;
   };
@@ -105,7 +211,35 @@ export function createCollector(options) {
     if (ctx?.agentId) r.agentId = ctx.agentId;
     if (ctx?.workspaceDir) r.workspaceDir = ctx.workspaceDir;
     if (ctx?.sessionKey) r.sessionKey = ctx.sessionKey;
+    if (ctx?.senderId) r.senderId = ctx.senderId;
   };
+  const cancelPending = (r) => {
+    if (r.pending !== undefined) {
+      timers.clear(r.pending);
+      r.pending = undefined;
+    }
+  };
+
+  /** A new attempt begins: capture the version and check the workspace
+   * (first attempt only: the turn is attributed to what it started on). */
+  function beginAttempt(r, ctx) {
+    remember(r, ctx);
+    cancelPending(r);
+    r.final = undefined;
+    if (r.attemptOpen) return;
+    r.attemptOpen = true;
+    if (r.side === undefined) {
+      r.side = readSidecar(r.workspaceDir) ?? null;
+      if (r.side) {
+        const drift = driftedFiles(r.workspaceDir, r.side);
+        if (drift.length > 0) {
+          r.drifted = drift;
+          stats.drifted++;
+          log(`missionctl-telemetry: run ${r.runId}: ${drift.join(", ")} differ from ${r.side.pack_id} ${r.side.pack_version} as missionctl wrote it (a hand edit); the run is reported as drifted${refusesOnDrift(r.side) ? " and refused" : ""}`);
+        }
+      }
+    }
+  }
 
   function push(record) {
     buffer.push(record);
@@ -116,10 +250,73 @@ export function createCollector(options) {
     }
   }
 
+  /** Report the turn once, with its final attempt's outcome. */
+  function finish(r) {
+    cancelPending(r);
+    if (!runs.has(r.runId)) return;
+    runs.delete(r.runId);
+    const side = r.side ?? readSidecar(r.workspaceDir);
+    if (!side) {
+      stats.unattributed++;
+      return;
+    }
+    const f = r.final ?? { success: false, errorCode: r.calls === 0 ? "no_model_call" : "agent_error", at: now() };
+    let success = f.success;
+    let errorCode = f.errorCode;
+    if (r.drifted) {
+      success = false;
+      errorCode = DRIFTED;
+    }
+    push({
+      run_id: String(r.runId),
+      tenant_id: side.tenant_id ?? "",
+      // The sidecar's user for a user-bound agent; else whoever the
+      // channel says sent the turn; else the agent itself.
+      user_id: side.user_id || r.senderId || r.agentId || side.agent_id || "unknown",
+      agent_id: r.agentId ?? side.agent_id ?? "",
+      pack_id: side.pack_id,
+      pack_version: side.pack_version,
+      task_type: side.task_type ?? side.domain ?? "",
+      latency_ms: Math.max(0, f.at - r.start),
+      cost_usd: r.costUsd,
+      success_bool: success,
+      error_code: success ? null : errorCode,
+      created_at: new Date(f.at).toISOString(),
+      attempts: Math.max(1, r.attempts),
+    });
+    if (buffer.length >= cfg.batchSize) queueMicrotask(() => void flush());
+  }
+
   const handlers = {
+    before_prompt_build(event, ctx) {
+      const runId = ctx?.runId ?? event?.runId;
+      if (!runId) return undefined;
+      const r = run(runId);
+      beginAttempt(r, ctx);
+      const allow = r.side?.tools?.allow;
+      if (!Array.isArray(allow)) return undefined;
+      // Narrow what is submitted to the model, client tools included.
+      return { toolsAllow: allow.filter((a) => !(r.side.tools.deny ?? []).includes(a)) };
+    },
+    before_agent_run(event, ctx) {
+      const runId = ctx?.runId ?? event?.runId;
+      if (!runId) return undefined;
+      const r = run(runId);
+      beginAttempt(r, ctx);
+      if (r.drifted && refusesOnDrift(r.side)) {
+        r.refused = true;
+        return {
+          outcome: "block",
+          reason: `missionctl: ${r.drifted.join(", ")} edited by hand`,
+          message: `This agent's instructions (${r.drifted.join(", ")}) differ from the reviewed version ${r.side.pack_version}; the turn was refused. Try again in a moment.`,
+        };
+      }
+      return undefined;
+    },
     llm_input(event, ctx) {
-      if (!event?.runId) return;
-      remember(run(event.runId), ctx);
+      const runId = event?.runId ?? ctx?.runId;
+      if (!runId) return;
+      beginAttempt(run(runId), ctx);
     },
     model_call_ended(event, ctx) {
       if (!event?.runId) return;
@@ -127,34 +324,42 @@ export function createCollector(options) {
       remember(r, ctx);
       r.calls++;
       r.lastOutcome = event.outcome;
-      if (event.outcome === "error") {
-        r.errors++;
-        r.failureKind = event.failureKind;
-      }
+      r.failureKind = event.outcome === "error" ? event.failureKind : undefined;
     },
     llm_output(event, ctx) {
-      if (!event?.runId) return;
-      const r = run(event.runId);
+      const runId = event?.runId ?? ctx?.runId;
+      if (!runId || !runs.has(runId)) return;
+      const r = run(runId);
       remember(r, ctx);
       r.model = event.model ?? r.model;
       const u = event.usage ?? {};
       r.usage.input += u.input ?? 0;
       r.usage.output += u.output ?? 0;
       r.costUsd += cost(u, event.model, cfg.prices);
+      // OpenClaw sends llm_output after agent_end: a successful turn's
+      // usage is in, so it is whole now.
+      if (r.final?.success) finish(r);
+    },
+    before_tool_call(event, ctx) {
+      const runId = ctx?.runId ?? event?.runId;
+      const r = runId ? runs.get(runId) : undefined;
+      const side = r?.side;
+      if (!side || !event?.toolName) return undefined;
+      const why = toolRefusal(side, event.toolName);
+      if (!why) return undefined;
+      stats.blockedTools++;
+      log(`missionctl-telemetry: run ${runId}: blocked: ${why}`);
+      return { block: true, blockReason: `missionctl: ${why}` };
     },
     agent_end(event, ctx) {
       const runId = event?.runId ?? ctx?.runId;
       if (!runId) return;
       const r = run(runId);
       remember(r, ctx);
-      runs.delete(runId);
-      const side = readSidecar(r.workspaceDir);
-      if (!side) {
-        stats.unattributed++;
-        return;
-      }
-      // The turn's last assistant message: OpenClaw records a failed model
-      // call there (stopReason "error", the provider's errorCode and message).
+      r.attempts++;
+      r.attemptOpen = false;
+      // The attempt's last assistant message: OpenClaw records a failed
+      // model call there (stopReason "error", the provider's errorCode and message).
       const last = Array.isArray(event?.messages)
         ? [...event.messages].reverse().find((m) => m?.role === "assistant")
         : undefined;
@@ -171,25 +376,28 @@ export function createCollector(options) {
           fallback,
         });
       }
-      push({
-        run_id: String(runId),
-        tenant_id: side.tenant_id ?? "",
-        // The sidecar's user for a user-bound agent; else whoever the
-        // channel says sent the turn; else the agent itself.
-        user_id: side.user_id || ctx?.senderId || r.agentId || side.agent_id || "unknown",
-        agent_id: r.agentId ?? side.agent_id ?? "",
-        pack_id: side.pack_id,
-        pack_version: side.pack_version,
-        task_type: side.task_type ?? side.domain ?? "",
-        latency_ms: typeof event?.durationMs === "number" ? event.durationMs : now() - r.start,
-        cost_usd: r.costUsd,
-        success_bool: success,
-        error_code: errorCode,
-        created_at: new Date(now()).toISOString(),
-      });
-      if (buffer.length >= cfg.batchSize) queueMicrotask(() => void flush());
+      r.final = { success, errorCode, at: now() };
+      // The next attempt counts its own model calls.
+      r.calls = 0;
+      r.lastOutcome = undefined;
+      cancelPending(r);
+      if (success) {
+        r.pending = timers.set(() => finish(r), cfg.endGraceMs);
+      } else if (r.refused || r.attempts >= cfg.maxAttempts) {
+        finish(r);
+      } else {
+        // OpenClaw may retry: report the failure only if no attempt follows.
+        r.pending = timers.set(() => finish(r), cfg.settleMs);
+      }
     },
   };
+
+  /** Report every turn still open (at shutdown), with what is known. */
+  function finishAll() {
+    for (const r of [...runs.values()]) {
+      if (r.final || r.attempts > 0) finish(r);
+    }
+  }
 
   /** Send what is buffered, a batch at a time. Never throws. */
   async function flush() {
@@ -226,7 +434,14 @@ export function createCollector(options) {
     }
   }
 
-  return { handlers, flush, buffer, stats, runs };
+  /** New settings and poster (OpenClaw re-registers the plugin on every
+   * config reload; turns in flight and unsent records are kept). */
+  function reconfigure(config, newPost) {
+    cfg = { ...DEFAULTS, ...config };
+    post = newPost;
+  }
+
+  return { handlers, flush, finishAll, reconfigure, buffer, stats, runs };
 }
 
 /** POST a batch to `${registryUrl}/v1/runs` with fetch. */

@@ -29,6 +29,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 latency: Duration::from_millis(a.latency_ms),
                 context_window: a.context_window,
                 request_log: a.request_log.map(std::sync::Arc::new),
+                ..Default::default()
             },
         )
         .await?;

@@ -48,6 +48,11 @@ async fn wait_for<T>(
 }
 
 /// The hr-ops rollout as `/v1/rollouts` shows it.
+fn rate(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |r| format!("{:.0}%", r * 100.0))
+}
+
 async fn rollout(http: &reqwest::Client, reg: &str, admin: &str, version: &str) -> Option<Value> {
     let v: Value = http
         .get(format!("{reg}/v1/rollouts"))
@@ -182,6 +187,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         r.status().is_success().then_some(())
     })
     .await?;
+    // Read alongside serve, for the narration's counts.
+    let store = missionctl::store::Store::connect(&db)
+        .await
+        .map_err(step("opening the state store"))?;
     say(&format!(
         "   missionctl serve: the registry at {reg}, reconciling {}",
         remote.display()
@@ -285,7 +294,13 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
                 ok += usize::from(ask(&http, &gw, a, n).await);
             }
         }
-        say(&format!("   {ok} of {n} turns answered; the plugin reports each as a run_telemetry record with the pack version from the workspace's sidecar"));
+        say(&format!("   {ok} of {n} turns answered"));
+        let reported = wait_for("the plugin's reports", Duration::from_secs(30), async || {
+            let r = store.count_runs().await.ok()?;
+            (r >= ok as i64).then_some(r)
+        })
+        .await?;
+        say(&format!("   {reported} runs reported by the plugin: one run_telemetry record per turn, with the version its prompt was built on"));
 
         say("\n4. a bad version merges: a long reference appendix that no longer fits the model's context (hr-ops-pack 1.1.0)");
         let procedures = work.join("packs/domains/hr-ops/prompts/procedures.md");
@@ -332,6 +347,13 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
             "   rollout {}: {}",
             rolled["state"].as_str().unwrap_or("?"),
             rolled["detail"]["why"].as_str().unwrap_or("")
+        ));
+        say(&format!(
+            "   runs reported during the canary: champion {} (success rate {}), canary {} (success rate {})",
+            rolled["champion"]["runs"],
+            rate(&rolled["champion"]["success_rate"]),
+            rolled["canary"]["runs"],
+            rate(&rolled["canary"]["success_rate"]),
         ));
         for a in &canary {
             wait_for("the champion back in the workspace", Duration::from_secs(30), async || {

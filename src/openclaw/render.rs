@@ -60,6 +60,22 @@ pub struct Sidecar {
     pub commit: Option<String>,
     /// File name -> `sha256:<hex>` of the text written.
     pub files: BTreeMap<String, String>,
+    /// The tool policy in OpenClaw ids, which the telemetry plugin applies
+    /// to every tool (client tools too) at prompt build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<SidecarTools>,
+    /// The pack's autonomy level: at A0-A2 the plugin refuses a turn on
+    /// hand-edited files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autonomy: Option<Autonomy>,
+}
+
+/// `tools` in the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarTools {
+    /// None: the pack sets no allow list.
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
 }
 
 impl Sidecar {
@@ -95,6 +111,13 @@ fn strings(v: Option<&Json>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The resolved pack's autonomy level (`tools.autonomy`), if it sets one.
+pub fn autonomy(r: &Resolved) -> Option<Autonomy> {
+    r.content
+        .pointer("/tools/autonomy")
+        .and_then(|a| serde_json::from_value::<Autonomy>(a.clone()).ok())
+}
+
 /// The tool policy of a resolved pack in OpenClaw ids: `allow` (None when
 /// the pack sets no allow list) and `deny` (the pack's, then autonomy's).
 pub fn tool_policy(r: &Resolved, settings: &Settings) -> (Option<Vec<String>>, Vec<String>) {
@@ -105,9 +128,7 @@ pub fn tool_policy(r: &Resolved, settings: &Settings) -> (Option<Vec<String>>, V
             .map(|n| settings.tool_id(n))
             .collect()
     });
-    let autonomy = tools
-        .and_then(|t| t.get("autonomy"))
-        .and_then(|a| serde_json::from_value::<Autonomy>(a.clone()).ok());
+    let autonomy = autonomy(r);
     let mut deny: Vec<String> = strings(tools.and_then(|t| t.get("deny")))
         .iter()
         .map(|n| settings.tool_id(n))
@@ -216,6 +237,11 @@ pub fn render(
             .iter()
             .map(|(n, t)| (n.to_string(), sha256(t)))
             .collect(),
+        tools: Some(SidecarTools {
+            allow: allow.clone(),
+            deny: deny.clone(),
+        }),
+        autonomy: autonomy(r),
     };
     Workspace {
         files,

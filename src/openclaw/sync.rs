@@ -142,6 +142,28 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
     if f.agents.is_empty() {
         return Err(err("agents: lists no agent".into()));
     }
+    // One Gateway, one tenant: the telemetry plugin reports with one
+    // tenant's harness token, so another tenant's runs would be refused
+    // (HTTP 400), and OpenClaw's own docs advise a Gateway per tenant.
+    let tenant_of = |a: &AgentSpec| match (&a.tenant, &a.user) {
+        (Some(t), _) => t.clone(),
+        (None, Some(u)) => format!("user:{u}"),
+        (None, None) => String::new(),
+    };
+    let first = tenant_of(&f.agents[0]);
+    if let Some((i, a)) = f
+        .agents
+        .iter()
+        .enumerate()
+        .find(|(_, a)| tenant_of(a) != first)
+    {
+        return Err(err(format!(
+            "agents[{i}] (`{}`) belongs to `{}` but agents[0] (`{}`) to `{first}`: one Gateway (one agents file) serves one tenant, as OpenClaw advises, and its telemetry plugin reports with that tenant's token, so the other tenant's runs would be refused; give each tenant its own Gateway and agents file",
+            a.id,
+            tenant_of(a),
+            f.agents[0].id
+        )));
+    }
     Ok(f)
 }
 
@@ -163,6 +185,14 @@ pub struct Served {
 }
 
 impl Served {
+    /// Each layer as `pack version`, global first.
+    pub fn chain(&self) -> Vec<String> {
+        self.scope_chain
+            .iter()
+            .map(|l| format!("{} {}", l.pack_id, l.version))
+            .collect()
+    }
+
     pub fn resolved(&self) -> Resolved {
         Resolved {
             pack_id: self.pack_id.clone(),
@@ -186,6 +216,8 @@ pub enum Event {
         pack_id: String,
         pack_version: String,
         arm: Arm,
+        /// Each layer's pack and version, global first (`global-pack 1.0.0`).
+        chain: Vec<String>,
     },
     Drift {
         agent: String,
@@ -219,7 +251,12 @@ impl std::fmt::Display for Event {
                 pack_id,
                 pack_version,
                 arm,
-            } => write!(f, "{agent}: now on {pack_id} {pack_version} ({arm})"),
+                chain,
+            } => write!(
+                f,
+                "{agent}: now on {pack_id} {pack_version} ({arm}; chain {})",
+                chain.join(" > ")
+            ),
             Event::Drift { agent, files } => write!(
                 f,
                 "{agent}: drift: {} edited by hand since missionctl wrote it; the edit is kept under .missionctl/drift/ and the managed version restored (change the pack in git instead)",
@@ -527,6 +564,7 @@ async fn first_pass(
                         pack_id: served.pack_id.clone(),
                         pack_version: served.pack_version.clone(),
                         arm: served.arm,
+                        chain: served.chain(),
                     });
                     starts.insert(
                         a.id.clone(),
@@ -699,6 +737,7 @@ async fn follow(
                                 pack_id: served.pack_id.clone(),
                                 pack_version: served.pack_version.clone(),
                                 arm: served.arm,
+                                chain: served.chain(),
                             });
                         }
                         etag = Some(tag);

@@ -235,6 +235,8 @@ mod tests {
                     .iter()
                     .map(|(n, t)| (n.to_string(), sha256(t)))
                     .collect(),
+                tools: None,
+                autonomy: None,
             },
             files,
             allow: None,

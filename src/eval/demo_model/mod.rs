@@ -22,6 +22,12 @@
 //! followed injections, banned phrases and excess length; its reasons say it
 //! is a stand-in. Every response is a pure function of the request, so runs
 //! are reproducible and cacheable.
+//!
+//! Faults, for tests of what a harness does with a failing provider: a
+//! request whose text holds `[demo:fail-once:KEY]` is answered HTTP 500
+//! the first time KEY is seen (a transient error a retry gets past), and
+//! one holding `[demo:fail-always]` is answered 500 every time;
+//! `[demo:slow:MS]` delays the answer by MS milliseconds (at most 60 s).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,6 +58,33 @@ pub struct DemoConfig {
     /// Append every request body here as one JSON line (what a harness
     /// really sent); a failed write answers 500, so nothing is lost silently.
     pub request_log: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// `[demo:fail-once:KEY]` keys already failed once.
+    pub failed_once: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// The number in a `PREFIX<n>]` marker in the request, if any.
+fn marker_ms(body: &Json, prefix: &str) -> Option<u64> {
+    let raw = body.to_string();
+    let rest = &raw[raw.find(prefix)? + prefix.len()..];
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// Whether the request asks for an injected failure (see the module docs).
+fn injected_failure(cfg: &DemoConfig, body: &Json) -> bool {
+    let raw = body.to_string();
+    if raw.contains("[demo:fail-always]") {
+        return true;
+    }
+    const ONCE: &str = "[demo:fail-once:";
+    let Some(at) = raw.find(ONCE) else {
+        return false;
+    };
+    let rest = &raw[at + ONCE.len()..];
+    let key = rest[..rest.find(']').unwrap_or(0)].to_string();
+    cfg.failed_once
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key)
 }
 
 /// A running demo model; dropping the handle does not stop it, `shutdown` does.
@@ -144,6 +177,16 @@ async fn chat(State(cfg): State<DemoConfig>, body: Option<AxJson<Json>>) -> Resp
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             AxJson(json!({"error": {"message": format!("demo model: cannot write the request log {}: {e}", path.display()), "type": "server_error"}})),
+        )
+            .into_response();
+    }
+    if let Some(ms) = marker_ms(&body, "[demo:slow:") {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    if injected_failure(&cfg, &body) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            AxJson(json!({"error": {"message": "demo model: injected failure (HTTP 500)", "type": "server_error", "code": "server_error"}})),
         )
             .into_response();
     }
