@@ -1143,7 +1143,12 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
         .open(&gw_config)
         .and_then(|f| f.set_modified(old))
         .expect("set mtime");
-    let mtime = |p: &Path| std::fs::metadata(p).expect("meta").modified().expect("mtime");
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .expect("meta")
+            .modified()
+            .expect("mtime")
+    };
     // The first fragment written lists every good agent at once.
     let log = dir.path().join("sync.log");
     let start = |log: &Path| {
@@ -1325,7 +1330,8 @@ fn stored_runs(db: &str) -> Vec<(String, Stored)> {
         .expect("rt")
         .block_on(async {
             let pool = sqlx::SqlitePool::connect(db).await.expect("db");
-            let rows: Vec<(String, String, i64, Option<String>, f64, Option<i64>)> = sqlx::query_as(
+            type Row = (String, String, i64, Option<String>, f64, Option<i64>);
+            let rows: Vec<Row> = sqlx::query_as(
                 "SELECT run_id, pack_version, success_bool, error_code, latency_ms, attempts FROM runs",
             )
             .fetch_all(&pool)
