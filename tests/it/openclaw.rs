@@ -1029,6 +1029,57 @@ fn processes_under(dir: &Path) -> Vec<(u32, String)> {
     out
 }
 
+/// Start `cmd`, wait until an OpenClaw Gateway runs under `scope` (its
+/// state directory), send `signal`, and check that the command exits and
+/// nothing it started under `scope` survives it.
+fn signal_stops_every_gateway(mut cmd: Command, scope: &Path, signal: &str) {
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut child = Kill(
+        cmd.stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("spawn"),
+    );
+    let gateway_up = || {
+        processes_under(scope)
+            .iter()
+            .any(|(_, c)| c.contains("openclaw.mjs") && c.contains("gateway"))
+    };
+    let start = Instant::now();
+    while !gateway_up() {
+        let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+        assert!(
+            start.elapsed() < Duration::from_secs(180)
+                && child.0.try_wait().ok().flatten().is_none(),
+            "no OpenClaw Gateway started under {}; the command said:\n{said}",
+            scope.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Mid start-up, or once it answers: either way it must not outlive us.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = until("the command to exit", Duration::from_secs(30), || {
+        child.0.try_wait().ok().flatten()
+    });
+    assert!(!exit.success(), "SIG{signal}: {exit:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = processes_under(scope);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = processes_under(scope);
+    }
+    // Leave nothing behind for the rest of the suite, then say what leaked.
+    for (pid, _) in &left {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(left.is_empty(), "SIG{signal}: still running: {left:?}");
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM during `quickstart --openclaw` stop the
 /// OpenClaw Gateway it started (its own process group) and the registry;
 /// nothing it started survives.
@@ -1040,59 +1091,41 @@ fn interrupting_quickstart_leaves_no_gateway_running() {
     for signal in ["INT", "TERM"] {
         let dir = tempfile::tempdir().expect("tmp");
         let qs = dir.path().join("qs");
-        let mut child = Kill(
-            Command::new(env!("CARGO_BIN_EXE_missionctl"))
-                .args(["quickstart", "--openclaw", "--dir"])
-                .arg(&qs)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("quickstart"),
-        );
-        // Wait for "Gateway ready" on stdout.
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("Gateway ready") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(180))
-            .expect("the quickstart's Gateway became ready");
-        assert!(
-            processes_under(&qs)
-                .iter()
-                .any(|(_, c)| c.contains("openclaw") || c.contains("node")),
-            "the Gateway runs before the signal: {:?}",
-            processes_under(&qs)
-        );
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.0.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = until("quickstart to exit", Duration::from_secs(30), || {
-            child.0.try_wait().ok().flatten()
-        });
-        assert!(!exit.success(), "SIG{signal}: {exit:?}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut left = processes_under(&qs);
-        while !left.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-            left = processes_under(&qs);
-        }
-        // Leave nothing behind for the rest of the suite, then say what leaked.
-        for (pid, _) in &left {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        assert!(left.is_empty(), "SIG{signal}: still running: {left:?}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_missionctl"));
+        cmd.args(["quickstart", "--openclaw", "--dir"]).arg(&qs);
+        signal_stops_every_gateway(cmd, &qs, signal);
     }
+}
+
+/// SIGTERM to `missionctl gate` while its OpenClaw harness runs stops the
+/// Gateway the harness started.
+#[test]
+fn terminating_the_gate_leaves_no_gateway_running() {
+    if openclaw().is_none() {
+        return;
+    }
+    let f = crate::util::TestContext::new();
+    f.edit("mission.yaml", "    type: openai\n", "    type: openclaw\n");
+    f.edit("mission.yaml", "  max_chains: 50", "  max_chains: 2");
+    f.commit_all("evaluate with OpenClaw agents");
+    f.git(&["switch", "-q", "-c", "change"]);
+    let safety = "packs/global/prompts/safety.md";
+    let text = f.read(safety);
+    f.write(safety, &format!("{text}\nAnswer in plain words.\n"));
+    f.edit("packs/global/pack.yaml", "version: 1.0.0", "version: 1.0.1");
+    f.commit_all("A prompt change the gate evaluates");
+    // The harness's Gateway state directory is a temporary directory: here.
+    let tmp = f.path().join("gate-tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let db = format!("sqlite://{}", f.path().join("state.db").display());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_missionctl"));
+    cmd.current_dir(f.path())
+        .args([
+            "gate", "--base", "main", "--head", "change", "--db", &db, "--out",
+        ])
+        .arg(f.path().join("evidence"))
+        .env("TMPDIR", &tmp);
+    signal_stops_every_gateway(cmd, &tmp, "TERM");
 }
 
 fn fragment_entries(path: &Path) -> Vec<String> {
