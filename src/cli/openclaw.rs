@@ -83,6 +83,14 @@ pub struct SyncArgs {
     /// write, so the Gateway re-reads its includes.
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
+    /// The Gateway's URL: after every fragment write (and at start) sync
+    /// reads its agent list back (`GET /v1/models`) and says whether it
+    /// serves every agent, touching --gateway-config if it does not after 5 s.
+    #[arg(long, requires = "gateway_token_file")]
+    pub gateway: Option<String>,
+    /// A file holding the Gateway's token (for --gateway).
+    #[arg(long, requires = "gateway")]
+    pub gateway_token_file: Option<PathBuf>,
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -210,6 +218,16 @@ async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
             missionctl::store::redact(&a.registry)
         );
     }
+    let gateway = match (&a.gateway, &a.gateway_token_file) {
+        (Some(url), Some(file)) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the Gateway token file {}", file.display()))?
+                .trim()
+                .to_string();
+            Some((url.clone(), token))
+        }
+        _ => None,
+    };
     let agents = sync::load_agents(&a.agents)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
@@ -228,6 +246,7 @@ async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
         once: a.once,
         gateway_config: a.gateway_config.clone(),
         refused_retry: sync::REFUSED_RETRY,
+        gateway,
     };
     let result = tokio::select! {
         r = sync::run(opts, tx) => r,

@@ -239,6 +239,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         once: false,
         gateway_config: Some(gw_dir.join("openclaw.json")),
         refused_retry: sync::REFUSED_RETRY,
+        // The Gateway starts after sync's first pass.
+        gateway: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let syncer = tokio::spawn(sync::run(opts, tx));

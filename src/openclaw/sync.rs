@@ -241,6 +241,13 @@ pub enum Event {
         agents: usize,
         of: usize,
     },
+    /// The Gateway's agent list read back after a fragment write: `missing`
+    /// agents it does not serve (after `waited`, a config touch included).
+    Reloaded {
+        agents: usize,
+        missing: Vec<String>,
+        waited: Duration,
+    },
 }
 
 impl std::fmt::Display for Event {
@@ -287,6 +294,26 @@ impl std::fmt::Display for Event {
             Event::Fragment { agents, of } => {
                 write!(f, "agents fragment written: {agents} of {of} agent(s)")
             }
+            Event::Reloaded {
+                agents,
+                missing,
+                waited,
+            } if missing.is_empty() => write!(
+                f,
+                "the Gateway serves all {agents} agent(s) in the fragment ({:.1}s after the write)",
+                waited.as_secs_f64()
+            ),
+            Event::Reloaded {
+                agents,
+                missing,
+                waited,
+            } => write!(
+                f,
+                "the Gateway does not serve {} of the {agents} agent(s) in the fragment {:.0}s after the write (its config was touched): {}; check that its config includes the fragment (agents: {{ $include: \"…\" }}) and its log",
+                missing.len(),
+                waited.as_secs_f64(),
+                missing.join(", ")
+            ),
         }
     }
 }
@@ -303,6 +330,9 @@ pub struct SyncOptions {
     pub gateway_config: Option<PathBuf>,
     /// How long a refused agent waits before it is asked about again.
     pub refused_retry: Duration,
+    /// The Gateway's URL and token: after each fragment write, its agent
+    /// list (`GET /v1/models`) is read back until it lists every agent.
+    pub gateway: Option<(String, String)>,
 }
 
 /// A registry URL with any password removed, for messages.
@@ -324,6 +354,80 @@ struct Shared {
     fragment: PathBuf,
     /// The Gateway's main config, touched after each fragment write.
     gateway_config: Option<PathBuf>,
+    /// Where to read the Gateway's agent list back, and how to say it.
+    verify: Option<Verify>,
+}
+
+#[derive(Clone)]
+struct Verify {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    config: Option<PathBuf>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// How long the Gateway gets to list a written fragment's agents before its
+/// config is touched, and in all.
+const RELOAD_TOUCH_AFTER: Duration = Duration::from_secs(5);
+const RELOAD_GIVE_UP: Duration = Duration::from_secs(30);
+
+impl Verify {
+    /// The `openclaw/<id>` agents the Gateway lists now.
+    async fn listed(&self) -> Option<std::collections::BTreeSet<String>> {
+        let v: Json = self
+            .http
+            .get(format!("{}/v1/models", self.url.trim_end_matches('/')))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(
+            v["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| {
+                    m["id"]
+                        .as_str()?
+                        .strip_prefix("openclaw/")
+                        .map(str::to_string)
+                })
+                .collect(),
+        )
+    }
+
+    /// Wait until the Gateway lists every one of `ids`; touch its config
+    /// once if it has not after [`RELOAD_TOUCH_AFTER`]; say how it went.
+    async fn check(self, ids: Vec<String>) {
+        let start = tokio::time::Instant::now();
+        let mut touched = false;
+        loop {
+            let missing: Vec<String> = match self.listed().await {
+                Some(l) => ids.iter().filter(|i| !l.contains(*i)).cloned().collect(),
+                None => ids.clone(),
+            };
+            let waited = start.elapsed();
+            if missing.is_empty() || waited >= RELOAD_GIVE_UP {
+                let _ = self.events.send(Event::Reloaded {
+                    agents: ids.len(),
+                    missing,
+                    waited,
+                });
+                return;
+            }
+            if !touched && waited >= RELOAD_TOUCH_AFTER {
+                touched = true;
+                if let Some(c) = &self.config {
+                    let _ = workspace::touch(c);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 impl Shared {
@@ -335,7 +439,18 @@ impl Shared {
             return Ok(false);
         }
         e.insert(id.to_string(), entry);
-        write_fragment(&self.fragment, &e, self.gateway_config.as_deref())
+        let wrote = write_fragment(&self.fragment, &e, self.gateway_config.as_deref())?;
+        if wrote {
+            self.verify_reload(e.keys().cloned().collect());
+        }
+        Ok(wrote)
+    }
+
+    /// Read the Gateway's agent list back (in the background), if asked to.
+    fn verify_reload(&self, ids: Vec<String>) {
+        if let Some(v) = self.verify.clone() {
+            tokio::spawn(v.check(ids));
+        }
     }
 
     async fn write_all(&self) -> Result<bool, WorkspaceError> {
@@ -641,6 +756,13 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
         entries: Mutex::new(BTreeMap::new()),
         fragment: opts.agents.fragment.clone(),
         gateway_config: opts.gateway_config.clone(),
+        verify: opts.gateway.as_ref().map(|(url, token)| Verify {
+            http: http.clone(),
+            url: url.clone(),
+            token: token.clone(),
+            config: opts.gateway_config.clone(),
+            events: events.clone(),
+        }),
     });
     let opts = Arc::new(opts);
     let (starts, mut failed) = first_pass(&http, &opts, &shared, &events).await;
@@ -650,6 +772,10 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
     let n = shared.entries.lock().await.len();
     if n > 0 && shared.write_all().await? {
         let _ = events.send(Event::Fragment { agents: n, of });
+    }
+    // Written or not, the Gateway should serve every agent now.
+    if n > 0 && !opts.once {
+        shared.verify_reload(shared.entries.lock().await.keys().cloned().collect());
     }
     if opts.once || failed.len() == of {
         return if failed.is_empty() {

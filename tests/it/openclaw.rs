@@ -1593,8 +1593,28 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     assert!(!drifted.1.1);
 
     // 5. sync restarts (restoring the edit); at no moment is an agent
-    //    unknown to the Gateway.
-    sync = spawn_sync(reg_port, &token_file, &agents_file, "5s");
+    //    unknown to the Gateway, and sync reads the Gateway's agent list
+    //    back to say so.
+    let gw_token_file = dir.path().join("gateway.token");
+    std::fs::write(&gw_token_file, &gw.token).expect("gateway token");
+    let sync_log = dir.path().join("sync-restart.log");
+    sync = Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(["openclaw", "sync", "--wait", "5s", "--registry"])
+            .arg(format!("http://127.0.0.1:{reg_port}"))
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--agents")
+            .arg(&agents_file)
+            .args(["--gateway", &gw.url, "--gateway-token-file"])
+            .arg(&gw_token_file)
+            .arg("--gateway-config")
+            .arg(gw_dir.join("openclaw.json"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&sync_log).expect("log"))
+            .spawn()
+            .expect("sync"),
+    );
     let started = Instant::now();
     let mut n = 0;
     while started.elapsed() < Duration::from_secs(4) {
@@ -1619,6 +1639,12 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     });
     let (code, body) = turn_with(gw_port, &gw.token, "hr-c", "after", "Hello", &tools);
     assert_eq!(code, 200, "{body}");
+    let said = until("sync's reload check", Duration::from_secs(40), || {
+        std::fs::read_to_string(&sync_log)
+            .ok()
+            .filter(|l| l.contains("the Gateway serves all 3 agent(s)"))
+    });
+    assert!(!said.contains("does not serve"), "{said}");
     drop(sync);
     rt.block_on(gw.shutdown());
 }
