@@ -668,19 +668,7 @@ async fn first_pass(
             Ok(Some((served, tag))) => match deliver(opts, a, &served) {
                 Ok((w, entry)) => {
                     entries.insert(a.id.clone(), entry);
-                    if !w.drift.is_empty() {
-                        let _ = events.send(Event::Drift {
-                            agent: a.id.clone(),
-                            files: w.drift,
-                        });
-                    }
-                    let _ = events.send(Event::Delivered {
-                        agent: a.id.clone(),
-                        pack_id: served.pack_id.clone(),
-                        pack_version: served.pack_version.clone(),
-                        arm: served.arm,
-                        chain: served.chain(),
-                    });
+                    say_written(events, a, &served, w.drift, true);
                     starts.insert(
                         a.id.clone(),
                         Start {
@@ -851,21 +839,7 @@ async fn follow(
                 };
                 match put {
                     Ok(w) => {
-                        if !w.drift.is_empty() {
-                            let _ = events.send(Event::Drift {
-                                agent: a.id.clone(),
-                                files: w.drift,
-                            });
-                        }
-                        if w.changed {
-                            let _ = events.send(Event::Delivered {
-                                agent: a.id.clone(),
-                                pack_id: served.pack_id.clone(),
-                                pack_version: served.pack_version.clone(),
-                                arm: served.arm,
-                                chain: served.chain(),
-                            });
-                        }
+                        say_written(events, a, &served, w.drift, w.changed);
                         etag = Some(tag);
                         last = Some(served);
                     }
@@ -912,6 +886,32 @@ async fn follow(
                 tokio::time::sleep(after).await;
             }
         }
+    }
+}
+
+/// Say what a workspace write did: drift repaired, and (when `delivered`)
+/// the version the agent is now on.
+fn say_written(
+    events: &mpsc::UnboundedSender<Event>,
+    a: &AgentSpec,
+    served: &Served,
+    drift: Vec<String>,
+    delivered: bool,
+) {
+    if !drift.is_empty() {
+        let _ = events.send(Event::Drift {
+            agent: a.id.clone(),
+            files: drift,
+        });
+    }
+    if delivered {
+        let _ = events.send(Event::Delivered {
+            agent: a.id.clone(),
+            pack_id: served.pack_id.clone(),
+            pack_version: served.pack_version.clone(),
+            arm: served.arm,
+            chain: served.chain(),
+        });
     }
 }
 

@@ -112,9 +112,17 @@ const CLIENT_TOOLS: [&str; 3] = [
     "ticket__create",
 ];
 
-/// One turn through the Gateway's chat-completions endpoint: (status, body).
-fn turn(port: u16, token: &str, agent: &str, n: usize, text: &str) -> (u16, String) {
-    let tools: Vec<Value> = CLIENT_TOOLS
+/// One turn through the Gateway's chat-completions endpoint, in session
+/// `agent:<agent>:<session>`, with `tools` as client tools: (status, body).
+fn turn_raw(
+    port: u16,
+    token: &str,
+    agent: &str,
+    session: &str,
+    text: &str,
+    tools: &[&str],
+) -> (u16, String) {
+    let tools: Vec<Value> = tools
         .iter()
         .map(|t| json!({"type": "function", "function": {"name": t, "description": t, "parameters": {"type": "object", "properties": {}}}}))
         .collect();
@@ -126,11 +134,42 @@ fn turn(port: u16, token: &str, agent: &str, n: usize, text: &str) -> (u16, Stri
         &[
             ("Authorization", &format!("Bearer {token}")),
             ("Content-Type", "application/json"),
-            ("x-openclaw-session-key", &format!("agent:{agent}:test:{n}")),
+            (
+                "x-openclaw-session-key",
+                &format!("agent:{agent}:{session}"),
+            ),
         ],
         body.to_string().as_bytes(),
     );
     (code, resp)
+}
+
+/// One turn with the pack's tools as client tools: (status, body).
+fn turn(port: u16, token: &str, agent: &str, n: usize, text: &str) -> (u16, String) {
+    turn_raw(
+        port,
+        token,
+        agent,
+        &format!("test:{n}"),
+        text,
+        &CLIENT_TOOLS,
+    )
+}
+
+/// [`turn_raw`], its body as JSON.
+fn turn_with(
+    port: u16,
+    token: &str,
+    agent: &str,
+    session: &str,
+    text: &str,
+    tools: &[&str],
+) -> (u16, Value) {
+    let (code, resp) = turn_raw(port, token, agent, session, text, tools);
+    (
+        code,
+        serde_json::from_str(&resp).unwrap_or(json!({"raw": resp})),
+    )
 }
 
 async fn runs_by_agent(db: &str) -> Vec<(String, String, bool, Option<String>)> {
@@ -170,6 +209,49 @@ fn demo_model(port: u16, log: &Path, window: u64) -> Kill {
         .expect("demo model");
     crate::reconcile::wait_http(port);
     Kill(c)
+}
+
+/// A Gateway for the tests: the demo model on `model_port` behind it, the
+/// agents fragment in `gw_dir` included, the telemetry plugin loaded with
+/// `plugin_config`. The runtime that owns it, it, and its port.
+fn test_gateway(
+    install: &missionctl::openclaw::gateway::Install,
+    gw_dir: &Path,
+    model_port: u16,
+    plugin_config: Value,
+) -> (
+    tokio::runtime::Runtime,
+    missionctl::openclaw::gateway::Gateway,
+    u16,
+) {
+    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
+    let config = missionctl::openclaw::gateway::config(
+        missionctl::openclaw::gateway::provider(
+            "demo",
+            &format!("http://127.0.0.1:{model_port}"),
+            "demo-1",
+            "none",
+        ),
+        "demo/demo-1",
+        json!({"$include": "./agents.json5", "defaults": {"skipBootstrap": true}}),
+        Some((&plugin, plugin_config)),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let gw = rt
+        .block_on(missionctl::openclaw::gateway::Gateway::start(
+            install,
+            gw_dir,
+            config,
+            Duration::from_secs(120),
+        ))
+        .expect("the OpenClaw Gateway starts");
+    let port: u16 = gw
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    (rt, gw, port)
 }
 
 #[test]
@@ -252,36 +334,12 @@ fn openclaw_agents_get_packs_report_runs_and_a_regressing_canary_rolls_back() {
     );
 
     // The Gateway includes the fragment and loads the telemetry plugin.
-    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
-    let config = missionctl::openclaw::gateway::config(
-        missionctl::openclaw::gateway::provider(
-            "demo",
-            &format!("http://127.0.0.1:{model_port}"),
-            "demo-1",
-            "none",
-        ),
-        "demo/demo-1",
-        json!({"$include": "./agents.json5", "defaults": {"skipBootstrap": true}}),
-        Some((
-            &plugin,
-            json!({"registryUrl": format!("http://127.0.0.1:{reg_port}"), "tokenFile": token_file, "flushIntervalMs": 200, "batchSize": 4}),
-        )),
+    let (rt, mut gw, gw_port) = test_gateway(
+        &install,
+        &gw_dir,
+        model_port,
+        json!({"registryUrl": format!("http://127.0.0.1:{reg_port}"), "tokenFile": token_file, "flushIntervalMs": 200, "batchSize": 4}),
     );
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    let mut gw = rt
-        .block_on(missionctl::openclaw::gateway::Gateway::start(
-            &install,
-            &gw_dir,
-            config,
-            Duration::from_secs(120),
-        ))
-        .expect("the OpenClaw Gateway starts");
-    let gw_port: u16 = gw
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
     // The Gateway's token reaches it through its environment, not its config file.
     let written = std::fs::read_to_string(gw_dir.join("openclaw.json")).expect("config");
     assert!(!written.contains(&gw.token) && written.contains("${MISSIONCTL_GATEWAY_TOKEN}"));
@@ -638,6 +696,15 @@ fn the_openclaw_harness_names_a_gateway_that_is_not_running() {
     );
 }
 
+/// A test repository whose gate evaluates through OpenClaw agents (two chains).
+fn openclaw_gate_repo() -> crate::util::TestContext {
+    let f = crate::util::TestContext::new();
+    f.edit("mission.yaml", "    type: openai\n", "    type: openclaw\n");
+    f.edit("mission.yaml", "  max_chains: 50", "  max_chains: 2");
+    f.commit_all("evaluate with OpenClaw agents");
+    f
+}
+
 /// The gate with `harness: {type: openclaw}`: the champion and challenger
 /// run as real OpenClaw agents, and removing the credential clause is
 /// blocked as a safety regression, as it is through the plain harness.
@@ -646,10 +713,7 @@ fn the_gate_through_openclaw_blocks_a_safety_regression() {
     if openclaw().is_none() {
         return;
     }
-    let f = crate::util::TestContext::new();
-    f.edit("mission.yaml", "    type: openai\n", "    type: openclaw\n");
-    f.edit("mission.yaml", "  max_chains: 50", "  max_chains: 2");
-    f.commit_all("evaluate with OpenClaw agents");
+    let f = openclaw_gate_repo();
     f.git(&["switch", "-q", "-c", "shorter-safety"]);
     let safety = "packs/global/prompts/safety.md";
     let text = f.read(safety);
@@ -1104,10 +1168,7 @@ fn terminating_the_gate_leaves_no_gateway_running() {
     if openclaw().is_none() {
         return;
     }
-    let f = crate::util::TestContext::new();
-    f.edit("mission.yaml", "    type: openai\n", "    type: openclaw\n");
-    f.edit("mission.yaml", "  max_chains: 50", "  max_chains: 2");
-    f.commit_all("evaluate with OpenClaw agents");
+    let f = openclaw_gate_repo();
     f.git(&["switch", "-q", "-c", "change"]);
     let safety = "packs/global/prompts/safety.md";
     let text = f.read(safety);
@@ -1319,40 +1380,6 @@ fn render_adds_an_agent_to_an_existing_fragment() {
     assert_eq!(fragment_entries(&frag), vec!["hr-alice", "hr-bob"]);
 }
 
-/// One turn with the given client tools: (status, body).
-fn turn_with(
-    port: u16,
-    token: &str,
-    agent: &str,
-    session: &str,
-    text: &str,
-    tools: &[&str],
-) -> (u16, Value) {
-    let tools: Vec<Value> = tools
-        .iter()
-        .map(|t| json!({"type": "function", "function": {"name": t, "description": t, "parameters": {"type": "object", "properties": {}}}}))
-        .collect();
-    let body = json!({"model": format!("openclaw/{agent}"), "messages": [{"role": "user", "content": text}], "tools": tools});
-    let (code, _, resp) = http(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/json"),
-            (
-                "x-openclaw-session-key",
-                &format!("agent:{agent}:{session}"),
-            ),
-        ],
-        body.to_string().as_bytes(),
-    );
-    (
-        code,
-        serde_json::from_str(&resp).unwrap_or(json!({"raw": resp})),
-    )
-}
-
 /// A stored run: (pack_version, success, error_code, latency_ms, attempts).
 type Stored = (String, bool, Option<String>, f64, Option<i64>);
 
@@ -1411,36 +1438,12 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     until("the fragment", Duration::from_secs(30), || {
         (fragment_entries(&gw_dir.join("agents.json5")).len() == all.len()).then_some(())
     });
-    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openclaw-plugin");
-    let config = missionctl::openclaw::gateway::config(
-        missionctl::openclaw::gateway::provider(
-            "demo",
-            &format!("http://127.0.0.1:{model_port}"),
-            "demo-1",
-            "none",
-        ),
-        "demo/demo-1",
-        json!({"$include": "./agents.json5", "defaults": {"skipBootstrap": true}}),
-        Some((
-            &plugin,
-            json!({"registryUrl": format!("http://127.0.0.1:{reg_port}"), "tokenFile": token_file, "flushIntervalMs": 200, "batchSize": 1, "settleMs": 3000}),
-        )),
+    let (rt, mut gw, gw_port) = test_gateway(
+        &install,
+        &gw_dir,
+        model_port,
+        json!({"registryUrl": format!("http://127.0.0.1:{reg_port}"), "tokenFile": token_file, "flushIntervalMs": 200, "batchSize": 1, "settleMs": 3000}),
     );
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    let mut gw = rt
-        .block_on(missionctl::openclaw::gateway::Gateway::start(
-            &install,
-            &gw_dir,
-            config,
-            Duration::from_secs(120),
-        ))
-        .expect("the OpenClaw Gateway starts");
-    let gw_port: u16 = gw
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
     let version = sidecar(&ws("hr-a")).expect("sidecar")["pack_version"]
         .as_str()
         .expect("version")
