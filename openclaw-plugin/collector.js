@@ -58,6 +58,7 @@ export const DEFAULTS = {
   settleMs: 40000,
   endGraceMs: 1000,
   maxAttempts: 8,
+  requireSidecar: false,
 };
 
 /** `run_telemetry.error_code` of a turn that ran on hand-edited files. */
@@ -142,6 +143,21 @@ export function toolRefusal(side, name) {
     return `tool \`${name}\` is not on the allow list of ${who}`;
   }
   return undefined;
+}
+
+/** The bootstrap files' texts (as the sidecar lists them), read now. */
+function bootstrapTexts(workspaceDir, side) {
+  const out = {};
+  for (const name of Object.keys(side?.files ?? {})) {
+    if (name.includes("/")) continue; // skills are not in the system prompt whole
+    try {
+      const text = readFileSync(join(workspaceDir, name), "utf8");
+      if (text.trim()) out[name] = text;
+    } catch {
+      // Checked just before: a file gone since is drift the prompt will show.
+    }
+  }
+  return out;
 }
 
 /** Whether a drifted turn is refused at this autonomy level. */
@@ -232,6 +248,7 @@ export function createCollector(options) {
       r.side = readSidecar(r.workspaceDir) ?? null;
       if (r.side) {
         const drift = driftedFiles(r.workspaceDir, r.side);
+        if (drift.length === 0) r.verified = bootstrapTexts(r.workspaceDir, r.side);
         if (drift.length > 0) {
           r.drifted = drift;
           stats.drifted++;
@@ -295,14 +312,24 @@ export function createCollector(options) {
       beginAttempt(r, ctx);
       const allow = r.side?.tools?.allow;
       if (!Array.isArray(allow)) return undefined;
-      // Narrow what is submitted to the model, client tools included.
-      return { toolsAllow: allow.filter((a) => !(r.side.tools.deny ?? []).includes(a)) };
+      // Narrow what is submitted to the model, client tools included: an
+      // allow entry a deny entry covers (by id, glob or group) goes.
+      const deny = r.side.tools.deny ?? [];
+      return { toolsAllow: allow.filter((a) => !deny.some((d) => matches(d, a))) };
     },
     before_agent_run(event, ctx) {
       const runId = ctx?.runId ?? event?.runId;
       if (!runId) return undefined;
       const r = run(runId);
       beginAttempt(r, ctx);
+      if (!r.side && cfg.requireSidecar) {
+        r.refused = true;
+        return {
+          outcome: "block",
+          reason: "missionctl: no .missionctl/pack.json in the agent's workspace",
+          message: "This agent has no reviewed pack version in its workspace; the turn was refused. Try again in a moment.",
+        };
+      }
       if (r.drifted && refusesOnDrift(r.side)) {
         r.refused = true;
         return {
@@ -316,7 +343,21 @@ export function createCollector(options) {
     llm_input(event, ctx) {
       const runId = event?.runId ?? ctx?.runId;
       if (!runId) return;
-      beginAttempt(run(runId), ctx);
+      const r = run(runId);
+      beginAttempt(r, ctx);
+      // The files were checked before OpenClaw read them; a hand edit in
+      // between (and restored since) shows in what it actually sent.
+      const sent = typeof event?.systemPrompt === "string" ? event.systemPrompt : undefined;
+      if (sent && r.verified && !r.drifted) {
+        const missing = Object.entries(r.verified)
+          .filter(([, text]) => !sent.includes(text.trim()))
+          .map(([name]) => name);
+        if (missing.length > 0) {
+          r.drifted = missing;
+          stats.drifted++;
+          log(`missionctl-telemetry: run ${r.runId}: the prompt OpenClaw built does not hold ${missing.join(", ")} as ${r.side.pack_id} ${r.side.pack_version} has it; the run is reported as drifted`);
+        }
+      }
     },
     model_call_ended(event, ctx) {
       if (!event?.runId) return;

@@ -220,6 +220,16 @@ fn check_row(line: usize, text: &str, scope: &TenantScope) -> Result<RunRow, Row
             row.created_at
         ))
     })?;
+    // A time far ahead would sort first in every "newest runs" window.
+    let ahead = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    if crate::time_util::before(&ahead, &row.created_at) {
+        return Err(err(format!(
+            "created_at `{}` is more than an hour in the future; report when the run happened (check the harness's clock)",
+            row.created_at
+        )));
+    }
     Ok(row)
 }
 

@@ -82,13 +82,39 @@ pub(crate) fn check_openclaw(repo: &Repo) -> Vec<Diagnostic> {
                 tenant: key.tenant.clone(),
                 user: key.user.clone(),
             };
-            let (allow, _) = render::tool_policy(&r, &settings);
+            let (allow, deny) = render::tool_policy(&r, &settings);
             let (files, total) = render::over_limits(&render::files(&r, &agent, &allow), &settings);
-            (!files.is_empty() || total.is_some()).then_some((key, leaf, files, total))
+            // OpenClaw lists skills only to an agent that may `read` them.
+            let may_read = |list: &[String]| {
+                list.iter()
+                    .any(|t| t == "read" || t == "group:fs" || t == "*")
+            };
+            let has_skills = r
+                .content
+                .get("skills")
+                .and_then(|s| s.as_array())
+                .is_some_and(|a| !a.is_empty());
+            let unread =
+                has_skills && (allow.as_deref().is_some_and(|a| !may_read(a)) || may_read(&deny));
+            (!files.is_empty() || total.is_some() || unread)
+                .then_some((key, leaf, files, total, unread))
         })
         .collect();
-    for (key, leaf, files, total) in measured {
+    for (key, leaf, files, total, unread) in measured {
         let p = &repo.packs[leaf];
+        if unread && reported.insert((leaf, "(skills)")) {
+            out.push(
+                Diagnostic::error(
+                    Code::OpenClawSkillsUnread,
+                    &p.file,
+                    p.node.key_pos_at("/id"),
+                    format!(
+                        "`{key}` gives its agents skills but not the `read` tool: OpenClaw lists skills only to an agent that may read their SKILL.md, so these would never be used"
+                    ),
+                )
+                .help("allow `read` in `tools.allow` on this chain (and do not deny it), or remove the skills"),
+            );
+        }
         let at = p.node.key_pos_at("/prompt");
         for (name, n) in files {
             if reported.insert((leaf, name)) {

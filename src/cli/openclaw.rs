@@ -83,6 +83,10 @@ pub struct SyncArgs {
     /// write, so the Gateway re-reads its includes.
     #[arg(long)]
     pub gateway_config: Option<PathBuf>,
+    /// How long an agent the registry refused (or whose workspace another
+    /// sync holds) waits before it is tried again.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_refused: Duration,
     /// The Gateway's URL: after every fragment write (and at start) sync
     /// reads its agent list back (`GET /v1/models`) and says whether it
     /// serves every agent, touching --gateway-config if it does not after 5 s.
@@ -245,7 +249,7 @@ async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
         wait: a.wait,
         once: a.once,
         gateway_config: a.gateway_config.clone(),
-        refused_retry: sync::REFUSED_RETRY,
+        refused_retry: a.retry_refused,
         gateway,
     };
     let result = tokio::select! {

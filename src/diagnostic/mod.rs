@@ -69,6 +69,9 @@ codes! {
     RefNotFile = "ref/not-file",
     /// Two packs, scopes, sections or cases share an id.
     DuplicateId = "id/duplicate",
+    /// A skill's SKILL.md has no valid frontmatter (`name`, `description`),
+    /// or its name differs from its folder's.
+    SkillInvalid = "skill/invalid",
     /// A scope names a parent that does not exist.
     UnknownParent = "scope/unknown-parent",
     /// The declared scope does not match where the file lives.
@@ -104,6 +107,9 @@ codes! {
     EvalCoverage = "eval/coverage",
     /// A rendered OpenClaw bootstrap file is longer than OpenClaw injects.
     OpenClawFile = "openclaw/bootstrap-file",
+    /// A chain gives its agents skills but not the `read` tool, without
+    /// which OpenClaw does not list skills to the model.
+    OpenClawSkillsUnread = "openclaw/skills-unread",
     /// A chain's rendered OpenClaw bootstrap files are longer in total than
     /// OpenClaw injects.
     OpenClawTotal = "openclaw/bootstrap-total",

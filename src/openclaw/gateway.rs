@@ -123,7 +123,8 @@ pub fn config(
 ) -> Json {
     let mut agents = agents;
     agents["defaults"]["model"] = json!({ "primary": default_model });
-    agents["defaults"]["skills"] = json!([]);
+    // Skills are each agent's own (`agents.entries.<id>.skills`, the
+    // pack's): a `defaults.skills` list would be intersected with them.
     let mut c = json!({
         "models": { "mode": "replace", "providers": providers },
         "agents": agents,
@@ -160,6 +161,13 @@ pub mod reaper {
 
     static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
     static INSTALL: Once = Once::new();
+    static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Whether a signal is stopping missionctl (a Gateway that died now was
+    /// stopped, it did not fail; the signal handler is about to exit).
+    pub fn stopping() -> bool {
+        STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
         GROUPS
@@ -203,6 +211,7 @@ pub mod reaper {
             .name("missionctl-reaper".into())
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
+                    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
                     eprintln!("interrupted: stopping the OpenClaw Gateway(s) missionctl started");
                     stop_all();
                     std::process::exit(128 + sig);
@@ -303,6 +312,11 @@ impl Gateway {
                 return Ok(gw);
             }
             let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            // Stopped by missionctl's own signal handler: not a failure to
+            // report (the handler exits with 128 + the signal).
+            while exited.is_some() && reaper::stopping() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             if exited.is_some() || tokio::time::Instant::now() > deadline {
                 let log =
                     std::fs::read_to_string(state_dir.join("gateway.log")).unwrap_or_default();

@@ -92,6 +92,9 @@ impl Sidecar {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workspace {
     pub files: Vec<(&'static str, String)>,
+    /// The chain's skills: (name, SKILL.md text), written to
+    /// `skills/<name>/SKILL.md` where OpenClaw loads workspace skills.
+    pub skills: Vec<(String, String)>,
     pub sidecar: Sidecar,
     pub allow: Option<Vec<String>>,
     pub deny: Vec<String>,
@@ -205,6 +208,23 @@ pub fn render(
 ) -> Workspace {
     let (allow, deny) = tool_policy(r, settings);
     let files = files(r, agent, &allow);
+    let skills: Vec<(String, String)> = r
+        .content
+        .get("skills")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                // A name that is no skill name (content from elsewhere than
+                // this repository's loader) never becomes a path.
+                .filter_map(|k| {
+                    let name = k["name"]
+                        .as_str()
+                        .filter(|n| crate::pack::valid_skill_name(n))?;
+                    Some((name.to_string(), k["text"].as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let sidecar = Sidecar {
         managed_by: format!("missionctl {}", env!("CARGO_PKG_VERSION")),
         pack_id: r.pack_id.clone(),
@@ -236,6 +256,7 @@ pub fn render(
         files: files
             .iter()
             .map(|(n, t)| (n.to_string(), sha256(t)))
+            .chain(skills.iter().map(|(n, t)| (skill_path(n), sha256(t))))
             .collect(),
         tools: Some(SidecarTools {
             allow: allow.clone(),
@@ -245,9 +266,26 @@ pub fn render(
     };
     Workspace {
         files,
+        skills,
         sidecar,
         allow,
         deny,
+    }
+}
+
+/// Where a skill's SKILL.md goes in the workspace.
+pub fn skill_path(name: &str) -> String {
+    format!("skills/{name}/SKILL.md")
+}
+
+impl Workspace {
+    /// Every file missionctl writes: (path relative to the workspace, text).
+    pub fn all_files(&self) -> Vec<(String, &str)> {
+        self.files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.as_str()))
+            .chain(self.skills.iter().map(|(n, t)| (skill_path(n), t.as_str())))
+            .collect()
     }
 }
 
@@ -285,9 +323,12 @@ pub fn agent_entry(
         tools.insert("allow".into(), json!(a));
     }
     tools.insert("deny".into(), json!(ws.deny));
+    // Only the pack's skills: OpenClaw's bundled ones are off (an agent's
+    // `skills` list is an allow list; `[]` turns every skill off).
+    let skills: Vec<&str> = ws.skills.iter().map(|(n, _)| n.as_str()).collect();
     let mut e = json!({
         "workspace": workspace_dir,
-        "skills": [],
+        "skills": skills,
         "tools": tools,
         "bootstrapMaxChars": settings.bootstrap_max_chars,
         "bootstrapTotalMaxChars": settings.bootstrap_total_max_chars,

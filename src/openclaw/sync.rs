@@ -95,7 +95,23 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// `p` without `.` components and with `..` applied (lexically: the
+/// workspace may not exist yet), so one directory has one spelling.
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Read and check an agents file; relative paths become relative to it.
@@ -118,14 +134,24 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
             "{e} (expected `fragment: FILE`, optional `model`, and `agents:` entries with id, domain, tenant, user, workspace)"
         ))
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    f.fragment = base.join(&f.fragment);
+    // Absolute paths: the fragment holds each agent's workspace, and
+    // OpenClaw would resolve a relative one against its own directory.
+    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| err(format!("cannot tell where it is: {e}")))?;
+    let base = base.as_path();
+    f.fragment = clean(&base.join(&f.fragment));
     let mut seen = std::collections::BTreeSet::new();
+    let mut workspaces: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for (i, a) in f.agents.iter_mut().enumerate() {
         if !valid_id(&a.id) {
             return Err(err(format!(
-                "agents[{i}].id: `{}` is not an OpenClaw agent id (letters, digits, `-` and `_`, at most 64)",
+                "agents[{i}].id: `{}` is not an OpenClaw agent id (lowercase letters, digits, `-` and `_`, at most 64; OpenClaw lowercases ids, so `A1` and `a1` would be one agent)",
                 a.id
+            )));
+        }
+        if a.id == "default" {
+            return Err(err(format!(
+                "agents[{i}].id: `default` means OpenClaw's default agent (`openclaw/default`); choose another id"
             )));
         }
         if a.tenant.is_none() && a.user.is_none() {
@@ -137,7 +163,14 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
         if !seen.insert(a.id.clone()) {
             return Err(err(format!("agents[{i}].id: `{}` is listed twice", a.id)));
         }
-        a.workspace = base.join(&a.workspace);
+        a.workspace = clean(&base.join(&a.workspace));
+        if let Some(first) = workspaces.insert(a.workspace.clone(), i) {
+            return Err(err(format!(
+                "agents[{i}] (`{}`) has the workspace of agents[{first}] ({}); every agent needs its own workspace",
+                a.id,
+                a.workspace.display()
+            )));
+        }
     }
     if f.agents.is_empty() {
         return Err(err("agents: lists no agent".into()));
@@ -455,6 +488,10 @@ impl Shared {
 
     async fn write_all(&self) -> Result<bool, WorkspaceError> {
         let e = self.entries.lock().await;
+        // No agent at all would take every agent off the Gateway.
+        if e.is_empty() {
+            return Ok(false);
+        }
         write_fragment(&self.fragment, &e, self.gateway_config.as_deref())
     }
 }
@@ -631,6 +668,8 @@ pub const REFUSED_RETRY: Duration = Duration::from_secs(60);
 struct Start {
     etag: Option<String>,
     last: Option<Served>,
+    /// The registry's refusal the first pass reported (not said again).
+    refused: Option<String>,
 }
 
 /// The first pass: every agent asked once (concurrently), its workspace
@@ -668,12 +707,13 @@ async fn first_pass(
             Ok(Some((served, tag))) => match deliver(opts, a, &served) {
                 Ok((w, entry)) => {
                     entries.insert(a.id.clone(), entry);
-                    say_written(events, a, &served, w.drift, true);
+                    say_written(events, a, &served, w.drift, w.changed);
                     starts.insert(
                         a.id.clone(),
                         Start {
                             etag: Some(tag),
                             last: Some(served),
+                            refused: None,
                         },
                     );
                     continue;
@@ -692,12 +732,13 @@ async fn first_pass(
                 error: error.clone(),
                 retry,
             });
-            failed.push((a.id.clone(), error));
+            failed.push((a.id.clone(), error.clone()));
             starts.insert(
                 a.id.clone(),
                 Start {
                     etag: None,
                     last: None,
+                    refused: (!retry).then_some(error),
                 },
             );
         }
@@ -723,6 +764,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
     let of = opts.agents.agents.len();
     let mut locks = Vec::new();
     let mut unheld = Vec::new();
+    let mut waiting: Vec<AgentSpec> = Vec::new();
     opts.agents
         .agents
         .retain(|a| match workspace::lock(&a.workspace) {
@@ -737,6 +779,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
                     retry: false,
                 });
                 unheld.push((a.id.clone(), message));
+                waiting.push(a.clone());
                 false
             }
         });
@@ -765,7 +808,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
     if n > 0 && !opts.once {
         shared.verify_reload(shared.entries.lock().await.keys().cloned().collect());
     }
-    if opts.once || failed.len() == of {
+    if opts.once || (failed.len() == of && waiting.is_empty()) {
         return if failed.is_empty() {
             Ok(())
         } else {
@@ -780,18 +823,71 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
         .map(|a| (a.id.clone(), Arc::new(Notify::new())))
         .collect();
     // Kept alive while sync runs; without it, drift waits for the next poll.
-    let _watcher = watch(&opts.agents.agents, &wakes, &events);
+    // The fragment is sync's: a hand edit of it is rewritten from memory.
+    let fragment_wake = Arc::new(Notify::new());
+    let _watcher = watch(
+        &opts.agents.agents,
+        &wakes,
+        &opts.agents.fragment,
+        fragment_wake.clone(),
+        &events,
+    );
+    {
+        let (shared, events) = (shared.clone(), events.clone());
+        tokio::spawn(async move {
+            loop {
+                fragment_wake.notified().await;
+                match shared.write_all().await {
+                    Ok(true) => {
+                        let _ = events.send(Event::Drift {
+                            agent: "(fragment)".into(),
+                            files: vec![shared.fragment.display().to_string()],
+                        });
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        let _ = events.send(Event::Retrying {
+                            agent: "(fragment)".into(),
+                            error: e.to_string(),
+                            after: Duration::ZERO,
+                        });
+                    }
+                }
+            }
+        });
+    }
     let _locks = locks;
     let mut tasks = tokio::task::JoinSet::new();
     for a in opts.agents.agents.clone() {
         let start = starts.remove(&a.id).unwrap_or(Start {
             etag: None,
             last: None,
+            refused: None,
         });
         let wake = wakes[&a.id].clone();
         let (http, opts, shared, events) =
             (http.clone(), opts.clone(), shared.clone(), events.clone());
         tasks.spawn(async move { follow(&http, &opts, &shared, &a, start, &wake, &events).await });
+    }
+    // Agents whose workspace another sync held: asked again every
+    // `refused_retry`, then followed like the others.
+    for a in waiting {
+        let (http, opts, shared, events) =
+            (http.clone(), opts.clone(), shared.clone(), events.clone());
+        tasks.spawn(async move {
+            let _lock = loop {
+                tokio::time::sleep(opts.refused_retry).await;
+                if let Ok(l) = workspace::lock(&a.workspace) {
+                    break l;
+                }
+            };
+            let start = Start {
+                etag: None,
+                last: None,
+                refused: None,
+            };
+            follow(&http, &opts, &shared, &a, start, &Notify::new(), &events).await
+        });
     }
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
@@ -811,9 +907,12 @@ async fn follow(
     wake: &Notify,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), SyncError> {
-    let Start { mut etag, mut last } = start;
+    let Start {
+        mut etag,
+        mut last,
+        mut refused,
+    } = start;
     let mut attempt = 0u32;
-    let mut refused: Option<String> = None;
     loop {
         let answer = tokio::select! {
             r = poll(http, opts, a, etag.as_deref(), opts.wait) => r,
@@ -922,9 +1021,15 @@ fn say_written(
 fn watch(
     agents: &[AgentSpec],
     wakes: &BTreeMap<String, Arc<Notify>>,
+    fragment: &Path,
+    fragment_wake: Arc<Notify>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
+    let fragment = std::path::absolute(fragment).ok();
+    let fragment_dir = fragment
+        .as_ref()
+        .and_then(|f| f.parent().map(Path::to_path_buf));
     let dirs: Vec<(PathBuf, Arc<Notify>)> = agents
         .iter()
         .map(|a| {
@@ -941,15 +1046,22 @@ fn watch(
             return;
         }
         for p in &ev.paths {
-            let managed = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| render::MANAGED_FILES.contains(&n));
-            if !managed {
-                continue;
-            }
-            if let Some((_, w)) = routes.iter().find(|(d, _)| Some(d.as_path()) == p.parent()) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let parent = p.parent();
+            // A managed file, the sidecar, `.missionctl` or `skills` itself
+            // (deleted, say): not the user's files, not sync's own scratch.
+            let route = routes.iter().find(|(d, _)| {
+                (Some(d.as_path()) == parent
+                    && (render::MANAGED_FILES.contains(&name)
+                        || name == ".missionctl"
+                        || name == "skills"))
+                    || (parent == Some(d.join(".missionctl").as_path()) && name == "pack.json")
+            });
+            if let Some((_, w)) = route {
                 w.notify_one();
+            }
+            if Some(p.as_path()) == fragment.as_deref() {
+                fragment_wake.notify_one();
             }
         }
     };
@@ -964,7 +1076,11 @@ fn watch(
             return None;
         }
     };
+    if let Some(f) = fragment_dir {
+        let _ = w.watch(&f, notify::RecursiveMode::NonRecursive);
+    }
     for (d, _) in &dirs {
+        let _ = w.watch(&d.join(".missionctl"), notify::RecursiveMode::NonRecursive);
         if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
             let _ = events.send(Event::Retrying {
                 agent: d.display().to_string(),
@@ -986,24 +1102,27 @@ async fn repair(
     served: &Served,
     events: &mpsc::UnboundedSender<Event>,
 ) {
-    let Some(side) = workspace::read_sidecar(&a.workspace) else {
-        return;
-    };
-    let drifted = workspace::drift(&a.workspace, &side);
-    if drifted.is_empty() {
-        return;
-    }
-    let _ = events.send(Event::Drift {
-        agent: a.id.clone(),
-        files: drifted,
-    });
-    // A failed repair is said, and tried again at the next change or poll.
+    // The workspace is made to hold what was served, whatever is on disk:
+    // an edited, deleted or rewritten sidecar vouches for nothing. The
+    // write is idempotent, so a workspace that is right is left alone.
     let r = match deliver(opts, a, served) {
-        Ok((_, entry)) => shared
-            .put(&a.id, entry)
-            .await
-            .map(|_| ())
-            .map_err(SyncError::from),
+        Ok((w, entry)) => {
+            if w.changed {
+                let mut files = w.drift;
+                if files.is_empty() {
+                    files.push("the workspace (missing files or sidecar)".into());
+                }
+                let _ = events.send(Event::Drift {
+                    agent: a.id.clone(),
+                    files,
+                });
+            }
+            shared
+                .put(&a.id, entry)
+                .await
+                .map(|_| ())
+                .map_err(SyncError::from)
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = r {

@@ -74,24 +74,48 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     let meta = dir.join(".missionctl");
     std::fs::create_dir_all(&meta).map_err(io(&meta))?;
     let old = read_sidecar(dir);
-    // A file already holding this version's text is no drift: an earlier
-    // write was interrupted after renaming it into place.
-    let drifted: Vec<String> = old
+    let files = ws.all_files();
+    // Drift: a managed file that holds neither what missionctl last wrote
+    // there (per the sidecar) nor this version's text. A file already
+    // holding this version's text is none (an earlier write was interrupted
+    // after renaming it into place). With no sidecar, or one naming this
+    // very version (a sidecar deleted or rewritten by hand cannot vouch for
+    // the files), any file that differs from this version's text is drift.
+    let vouches = old
         .as_ref()
-        .map(|s| drift(dir, s))
-        .unwrap_or_default()
+        .filter(|o| o.pack_version != ws.sidecar.pack_version || o.digest != ws.sidecar.digest);
+    let mut names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    if let Some(o) = &old {
+        names.extend(
+            o.files
+                .keys()
+                .filter(|k| !names.contains(k))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    let drifted: Vec<String> = names
         .into_iter()
         .filter(|name| {
-            let new = ws.files.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-            std::fs::read_to_string(dir.join(name)).ok().as_ref() != new
+            let Ok(disk) = std::fs::read_to_string(dir.join(name)) else {
+                // Deleted: drift when missionctl had written it.
+                return old.as_ref().is_some_and(|o| o.files.contains_key(name));
+            };
+            let new = files.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+            if new == Some(disk.as_str()) {
+                return false;
+            }
+            match vouches {
+                Some(o) => o.files.get(name) != Some(&sha256(&disk)),
+                None => new.is_some() || old.is_some(),
+            }
         })
         .collect();
     let current = old.as_ref().is_some_and(|s| s == &ws.sidecar)
         && drifted.is_empty()
-        && ws
-            .files
+        && files
             .iter()
-            .all(|(n, t)| std::fs::read_to_string(dir.join(n)).is_ok_and(|x| &x == t));
+            .all(|(n, t)| std::fs::read_to_string(dir.join(n)).is_ok_and(|x| x == *t));
     if current {
         return Ok(Written::default());
     }
@@ -103,7 +127,7 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
         for name in &drifted {
             let from = dir.join(name);
             if from.is_file() {
-                let to = keep.join(format!("{name}.{stamp}"));
+                let to = keep.join(format!("{}.{stamp}", name.replace('/', "__")));
                 std::fs::copy(&from, &to).map_err(io(&to))?;
             }
         }
@@ -112,8 +136,12 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     let staged = (|| {
-        for (name, text) in &ws.files {
-            write_synced(&staging.join(name), text.as_bytes())?;
+        for (name, text) in &files {
+            let to = staging.join(name);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            write_synced(&to, text.as_bytes())?;
         }
         let side = serde_json::to_vec_pretty(&ws.sidecar).unwrap_or_default();
         write_synced(&staging.join("pack.json"), &side)
@@ -122,12 +150,34 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    for (name, _) in &ws.files {
+    for (name, _) in &files {
         let to = dir.join(name);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
         std::fs::rename(staging.join(name), &to).map_err(io(&to))?;
     }
     let side = dir.join(SIDECAR);
     std::fs::rename(staging.join("pack.json"), &side).map_err(io(&side))?;
+    // Skills an earlier version had and this one does not: their SKILL.md
+    // (missionctl wrote it; the sidecar says so) and the folder, if empty.
+    if let Some(o) = &old {
+        for name in o.files.keys() {
+            // Only `skills/<name>/SKILL.md` with a valid name: the sidecar
+            // on disk could have been edited to point anywhere.
+            let ours = name
+                .strip_prefix("skills/")
+                .and_then(|r| r.strip_suffix("/SKILL.md"))
+                .is_some_and(crate::pack::valid_skill_name);
+            if ours && !files.iter().any(|(n, _)| n == name) {
+                let f = dir.join(name);
+                let _ = std::fs::remove_file(&f);
+                if let Some(folder) = f.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
+            }
+        }
+    }
     // The renames are durable once the directories are synced.
     for d in [dir, meta.as_path()] {
         if let Ok(f) = std::fs::File::open(d) {
@@ -239,6 +289,7 @@ mod tests {
                 autonomy: None,
             },
             files,
+            skills: vec![],
             allow: None,
             deny: vec![],
         }

@@ -261,6 +261,94 @@ fn read_sections(
     sections
 }
 
+/// A skill name as OpenClaw names skills: lowercase letters, digits, hyphens.
+pub(crate) fn valid_skill_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A SKILL.md's frontmatter (`---` YAML `---`): its `name` and
+/// `description`, or what is wrong with it.
+pub(crate) fn skill_frontmatter(text: &str) -> Result<(String, String), String> {
+    let body = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+        .ok_or(
+            "SKILL.md must start with YAML frontmatter (`---`, `name:`, `description:`, `---`)",
+        )?;
+    let end = body
+        .find("\n---")
+        .ok_or("the frontmatter is not closed by a `---` line")?;
+    let node = crate::yaml::parse(&body[..end])
+        .map_err(|e| format!("the frontmatter is not YAML: {e}"))?;
+    let v = node.to_json();
+    let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::trim);
+    let name = field("name").ok_or("the frontmatter has no `name`")?;
+    if !valid_skill_name(name) {
+        return Err(format!(
+            "`name: {name}` is not a skill name OpenClaw accepts (lowercase letters, digits and hyphens, at most 64)"
+        ));
+    }
+    let description = field("description").ok_or("the frontmatter has no `description`")?;
+    if description.is_empty() || description.contains('\n') || description.chars().count() > 160 {
+        return Err("`description` must be one line of 1 to 160 characters (OpenClaw shows it to the agent)".into());
+    }
+    Ok((name.to_string(), description.to_string()))
+}
+
+/// The skills a pack adds, read through their references and checked:
+/// frontmatter, the name matching the folder, no name twice.
+fn read_skills(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SkillText> {
+    let mut skills: Vec<SkillText> = Vec::new();
+    for (i, add) in pack.skills.add.iter().enumerate() {
+        let pos = node.pos_at(&format!("/skills/add/{i}"));
+        let Some((path, t)) = r.fetch(add, pos, super::MAX_SKILL_BYTES) else {
+            continue;
+        };
+        let bad = |message: String| {
+            Diagnostic::error(Code::SkillInvalid, r.file, pos, format!("skill `{add}`: {message}"))
+                .help("a skill is a folder holding SKILL.md that starts with `---`, `name: <folder name>`, `description: <one line>`, `---`")
+        };
+        let (name, description) = match skill_frontmatter(&t) {
+            Ok(nd) => nd,
+            Err(m) => {
+                let d = bad(m);
+                r.diags.push(d);
+                continue;
+            }
+        };
+        let folder = path.rsplit('/').nth(1).unwrap_or_default();
+        if folder != name {
+            let d = bad(format!(
+                "its folder is `{folder}` but its name is `{name}`; OpenClaw expects them to match"
+            ));
+            r.diags.push(d);
+            continue;
+        }
+        if skills.iter().any(|s| s.name == name) {
+            let d = Diagnostic::error(
+                Code::DuplicateId,
+                r.file,
+                pos,
+                format!("skill `{name}` is added twice in this pack"),
+            );
+            r.diags.push(d);
+            continue;
+        }
+        skills.push(SkillText {
+            name,
+            description,
+            file: path,
+            text: t,
+            pos,
+        });
+    }
+    skills
+}
+
 pub(super) fn load_pack(
     tree: &Tree,
     repo: Option<&crate::git::Repo>,
@@ -327,6 +415,7 @@ pub(super) fn load_pack(
     };
     let sections = read_sections(&pack, &node, &mut r, family);
     let cases = super::cases::read_cases(&pack, &node, &mut r);
+    let skills = read_skills(&pack, &node, &mut r);
     let own_digest = hex::encode(hasher.finalize());
     out(
         Some(PackDoc {
@@ -336,6 +425,7 @@ pub(super) fn load_pack(
             location: loc,
             sections,
             cases,
+            skills,
             own_digest,
         }),
         diags,

@@ -30,6 +30,7 @@ use crate::diagnostic::{Code, Diagnostic, render::Sources};
 use crate::git::{RefProblem, Tree};
 use crate::schema::Kind;
 use crate::yaml::{Node, Pos};
+pub(crate) use file::valid_skill_name;
 pub use model::*;
 
 mod cases;
@@ -178,6 +179,22 @@ pub struct SectionText {
     pub pos: Pos,
 }
 
+/// An OpenClaw skill a pack adds: its SKILL.md, read through its reference.
+#[derive(Debug, Clone)]
+pub struct SkillText {
+    /// The frontmatter `name` (also the skill's folder name).
+    pub name: String,
+    pub description: String,
+    /// The repository path of the SKILL.md.
+    pub file: String,
+    pub text: Arc<str>,
+    /// Where the skill is added in the pack file.
+    pub pos: Pos,
+}
+
+/// The most a SKILL.md may hold.
+pub const MAX_SKILL_BYTES: u64 = 64 * 1024;
+
 /// One assertion of an eval case (schema-checked), with typed access to the
 /// fields the engine reads. It serialises as written, so what the registry
 /// serves and the resolved digest are the author's text, not a re-encoding.
@@ -291,6 +308,7 @@ pub struct PackDoc {
     pub location: Location,
     pub sections: Vec<SectionText>,
     pub cases: Vec<EvalCase>,
+    pub skills: Vec<SkillText>,
     /// sha256 of the pack file and every file it references: changes iff the
     /// pack's own content changes (what `--base` version checks compare).
     pub own_digest: String,

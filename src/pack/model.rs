@@ -54,6 +54,15 @@ pub struct Eval {
     pub user_template: Option<String>,
 }
 
+/// `skills:` in a pack file: SKILL.md files this layer adds, skill names it denies.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Skills {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
 /// A pack file. Sections the engine merges generically (voice, kpis,
 /// promotion, rollback, rubric) are read from the positioned tree instead.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +76,8 @@ pub struct Pack {
     pub prompt: Prompt,
     #[serde(default)]
     pub tools: Tools,
+    #[serde(default)]
+    pub skills: Skills,
     #[serde(default)]
     pub voice: Voice,
     #[serde(default)]

@@ -242,6 +242,7 @@ const SPECIAL: &[&str] = &[
     "/tier",
     "/domains",
     "/prompt",
+    "/skills",
     "/eval/cases",
 ];
 
@@ -526,9 +527,34 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
     let mut cases = Vec::new();
     let mut typed_cases = Vec::new();
     let mut tokens = 0u64;
+    // Skills: added by any layer (an ancestor's name wins over a child's),
+    // removed by any layer's `deny`.
+    let mut skills: Vec<(Json, Origin)> = Vec::new();
+    let mut skill_denies: Vec<&str> = Vec::new();
     for p in docs.iter().copied() {
         let scope = scope_label(p);
         m.merge(&mut body, "", &p.node, &p.file, &scope);
+        for s in &p.skills {
+            if skills.iter().any(|(k, _)| k["name"] == s.name.as_str()) {
+                continue;
+            }
+            skills.push((
+                serde_json::json!({
+                    "name": s.name,
+                    "description": s.description,
+                    "file": s.file,
+                    "scope": scope,
+                    "text": &*s.text,
+                }),
+                Origin {
+                    file: p.file.clone(),
+                    line: s.pos.line,
+                    col: s.pos.col,
+                    scope: scope.clone(),
+                },
+            ));
+        }
+        skill_denies.extend(p.pack.skills.deny.iter().map(String::as_str));
         for s in &p.sections {
             if full {
                 let at = format!("/prompt/sections/{}", sections.len());
@@ -596,6 +622,23 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
             }
         }
     }
+    skills.retain(|(k, _)| {
+        !k["name"]
+            .as_str()
+            .is_some_and(|n| skill_denies.contains(&n))
+    });
+    if !skills.is_empty()
+        && let Json::Object(o) = &mut body
+    {
+        let mut list = Vec::new();
+        for (i, (k, origin)) in skills.into_iter().enumerate() {
+            if full {
+                m.prov.insert(format!("/skills/{i}"), origin);
+            }
+            list.push(k);
+        }
+        o.insert("skills".into(), Json::Array(list));
+    }
     let tier = tier_of_docs(repo, docs);
     if let Json::Object(o) = &mut body {
         o.insert(
@@ -614,6 +657,7 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
         "prompt",
         "voice",
         "tools",
+        "skills",
         "eval",
         "kpis",
         "promotion",
