@@ -1684,8 +1684,11 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     // The pack's skill reached the agent: OpenClaw lists it to the model.
     assert!(ws("hr-a").join("skills/leave-lookup/SKILL.md").is_file());
     let system = sent[0]["messages"][0]["content"].to_string();
+    // (OpenClaw lists name and description XML-escaped: `employee&apos;s`.)
     assert!(
-        system.contains("leave-lookup") && system.contains("Look up an employee's leave balance"),
+        system.contains("<available_skills>")
+            && system.contains("<name>leave-lookup</name>")
+            && system.contains("Look up an employee&apos;s leave balance"),
         "the skill is not in the system prompt: {system}"
     );
 
