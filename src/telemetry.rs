@@ -221,10 +221,11 @@ fn check_row(line: usize, text: &str, scope: &TenantScope) -> Result<RunRow, Row
         ))
     })?;
     // A time far ahead would sort first in every "newest runs" window.
-    let ahead = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    if crate::time_util::before(&ahead, &row.created_at) {
+    let at = time::OffsetDateTime::parse(
+        &row.created_at,
+        &time::format_description::well_known::Rfc3339,
+    );
+    if at.is_ok_and(|t| t > time::OffsetDateTime::now_utc() + time::Duration::hours(1)) {
         return Err(err(format!(
             "created_at `{}` is more than an hour in the future; report when the run happened (check the harness's clock)",
             row.created_at

@@ -389,6 +389,9 @@ struct Shared {
     gateway_config: Option<PathBuf>,
     /// Where to read the Gateway's agent list back, and how to say it.
     verify: Option<Verify>,
+    /// Read-backs in flight: aborted with sync (a task outliving it would
+    /// hold the event channel open).
+    verifying: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 #[derive(Clone)]
@@ -482,7 +485,13 @@ impl Shared {
     /// Read the Gateway's agent list back (in the background), if asked to.
     fn verify_reload(&self, ids: Vec<String>) {
         if let Some(v) = self.verify.clone() {
-            tokio::spawn(v.check(ids));
+            let mut set = self
+                .verifying
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Finished read-backs are reaped as new ones start.
+            while set.try_join_next().is_some() {}
+            set.spawn(v.check(ids));
         }
     }
 
@@ -794,6 +803,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
             config: opts.gateway_config.clone(),
             events: events.clone(),
         }),
+        verifying: std::sync::Mutex::new(tokio::task::JoinSet::new()),
     });
     let opts = Arc::new(opts);
     let (starts, mut failed) = first_pass(&http, &opts, &shared, &events).await;
@@ -832,9 +842,11 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
         fragment_wake.clone(),
         &events,
     );
+    let mut tasks = tokio::task::JoinSet::new();
     {
+        // In the JoinSet: aborted with sync, never holding the channel open.
         let (shared, events) = (shared.clone(), events.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 fragment_wake.notified().await;
                 match shared.write_all().await {
@@ -857,7 +869,6 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
         });
     }
     let _locks = locks;
-    let mut tasks = tokio::task::JoinSet::new();
     for a in opts.agents.agents.clone() {
         let start = starts.remove(&a.id).unwrap_or(Start {
             etag: None,
