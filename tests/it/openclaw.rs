@@ -1122,7 +1122,11 @@ fn signal_stops_every_gateway(mut cmd: Command, scope: &Path, signal: &str) {
     let gateway_up = || {
         processes_under(scope)
             .iter()
-            .any(|(_, c)| c.contains("openclaw.mjs") && c.contains("gateway"))
+            // OpenClaw retitles its process `openclaw-gateway` once it runs.
+            .any(|(_, c)| {
+                c.contains("openclaw-gateway")
+                    || (c.contains("openclaw.mjs") && c.contains("gateway"))
+            })
     };
     let start = Instant::now();
     while !gateway_up() {

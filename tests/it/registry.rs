@@ -220,8 +220,9 @@ pub(crate) fn traffic(
         rows.push(json!({"run_id": format!("{seed}-{i}"), "tenant_id": "acme", "user_id": user, "agent_id": "hr-bot", "pack_id": r["pack_id"], "pack_version": r["pack_version"], "task_type": "qa", "latency_ms": 120.0, "cost_usd": 0.002, "success_bool": ok, "error_code": if ok { Value::Null } else { json!("tool_error") }, "created_at": missionctl::time_util::now_rfc3339()}));
     }
     let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
-    // As a harness should: a 429 (ingest at capacity) is sent again after
-    // its Retry-After.
+    // As a harness should (the OpenClaw plugin does): a 429 (ingest at
+    // capacity) or a 503 (the store busy, e.g. a frozen replica holding
+    // SQLite's write lock) is sent again a little later.
     for _ in 0..20 {
         let (code, _, resp) = http(
             port,
@@ -230,14 +231,14 @@ pub(crate) fn traffic(
             &[("Authorization", &bearer(token))],
             body.as_bytes(),
         );
-        if code == 429 {
+        if code == 429 || code == 503 {
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
         assert_eq!(code, 200, "{resp}");
         return (champion, canary);
     }
-    panic!("ingest answered 429 twenty times in a row");
+    panic!("ingest answered 429 or 503 twenty times in a row");
 }
 
 #[test]
