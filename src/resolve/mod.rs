@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use crate::pack::{Autonomy, EvalCase, Location, PackDoc, Repo, Tier};
 
+mod skills;
 mod view;
 use crate::yaml::{self, Node};
 pub use view::{CanaryThresholds, Contract, Criterion, Promotion, Thresholds, VoiceProfile};
@@ -527,34 +528,11 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
     let mut cases = Vec::new();
     let mut typed_cases = Vec::new();
     let mut tokens = 0u64;
-    // Skills: added by any layer (an ancestor's name wins over a child's),
-    // removed by any layer's `deny`.
-    let mut skills: Vec<(Json, Origin)> = Vec::new();
-    let mut skill_denies: Vec<&str> = Vec::new();
+    let mut skills = skills::Skills::default();
     for p in docs.iter().copied() {
         let scope = scope_label(p);
         m.merge(&mut body, "", &p.node, &p.file, &scope);
-        for s in &p.skills {
-            if skills.iter().any(|(k, _)| k["name"] == s.name.as_str()) {
-                continue;
-            }
-            skills.push((
-                serde_json::json!({
-                    "name": s.name,
-                    "description": s.description,
-                    "file": s.file,
-                    "scope": scope,
-                    "text": &*s.text,
-                }),
-                Origin {
-                    file: p.file.clone(),
-                    line: s.pos.line,
-                    col: s.pos.col,
-                    scope: scope.clone(),
-                },
-            ));
-        }
-        skill_denies.extend(p.pack.skills.deny.iter().map(String::as_str));
+        skills.add(p, &scope);
         for s in &p.sections {
             if full {
                 let at = format!("/prompt/sections/{}", sections.len());
@@ -622,23 +600,7 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
             }
         }
     }
-    skills.retain(|(k, _)| {
-        !k["name"]
-            .as_str()
-            .is_some_and(|n| skill_denies.contains(&n))
-    });
-    if !skills.is_empty()
-        && let Json::Object(o) = &mut body
-    {
-        let mut list = Vec::new();
-        for (i, (k, origin)) in skills.into_iter().enumerate() {
-            if full {
-                m.prov.insert(format!("/skills/{i}"), origin);
-            }
-            list.push(k);
-        }
-        o.insert("skills".into(), Json::Array(list));
-    }
+    skills.finish(&mut body, full.then_some(&mut m.prov));
     let tier = tier_of_docs(repo, docs);
     if let Json::Object(o) = &mut body {
         o.insert(

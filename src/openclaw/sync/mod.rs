@@ -11,7 +11,7 @@
 //! are reported, kept under `.missionctl/drift/`, and replaced.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +20,22 @@ use serde_json::Value as Json;
 use tokio::sync::{Mutex, Notify, mpsc};
 
 use super::Settings;
-use super::render::{self, AgentBinding};
+use super::render;
 use super::workspace::{self, WorkspaceError};
 use crate::model::{Arm, Tier};
 use crate::resolve::{Link, Resolved};
 
-/// The most an agents file may hold.
-const AGENTS_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+mod agents;
+mod event;
+mod fragment;
+mod watch;
+
+pub use agents::{AgentSpec, AgentsFile, load_agents};
+pub use event::Event;
+use fragment::{Shared, Verify};
+pub use fragment::{previous_entries, write_fragment};
+use watch::watch;
+
 /// The most a registry answer may hold.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -48,156 +57,6 @@ fn agents_failed(failed: &[(String, String)]) -> String {
         s.push_str(&format!("\n  agent `{agent}`: {why}"));
     }
     s
-}
-
-/// One agent in the agents file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSpec {
-    pub id: String,
-    pub domain: String,
-    #[serde(default)]
-    pub tenant: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    /// The agent's workspace directory (relative to the agents file).
-    pub workspace: PathBuf,
-    /// The agent's model (`provider/model`), else the file's `model`.
-    #[serde(default)]
-    pub model: Option<String>,
-}
-
-impl AgentSpec {
-    pub fn binding(&self) -> AgentBinding {
-        AgentBinding {
-            id: self.id.clone(),
-            domain: self.domain.clone(),
-            tenant: self.tenant.clone(),
-            user: self.user.clone(),
-        }
-    }
-}
-
-/// `agents.yaml`: the Gateway's agents, each bound to a chain.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentsFile {
-    /// The file the Gateway's config includes as its `agents` object
-    /// (`agents: { $include: "…" }`), relative to the agents file.
-    pub fragment: PathBuf,
-    /// Default model for every agent (`provider/model`).
-    #[serde(default)]
-    pub model: Option<String>,
-    pub agents: Vec<AgentSpec>,
-}
-
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-/// `p` without `.` components and with `..` applied (lexically: the
-/// workspace may not exist yet), so one directory has one spelling.
-fn clean(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Read and check an agents file; relative paths become relative to it.
-pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
-    let file = path.display().to_string();
-    let err = |message: String| SyncError::AgentsFile {
-        file: file.clone(),
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    if meta.len() > AGENTS_FILE_LIMIT {
-        return Err(err(format!(
-            "{} bytes is over the {AGENTS_FILE_LIMIT}-byte limit",
-            meta.len()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let mut f: AgentsFile = serde_saphyr::from_str(&text).map_err(|e| {
-        err(format!(
-            "{e} (expected `fragment: FILE`, optional `model`, and `agents:` entries with id, domain, tenant, user, workspace)"
-        ))
-    })?;
-    // Absolute paths: the fragment holds each agent's workspace, and
-    // OpenClaw would resolve a relative one against its own directory.
-    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| err(format!("cannot tell where it is: {e}")))?;
-    let base = base.as_path();
-    f.fragment = clean(&base.join(&f.fragment));
-    let mut seen = std::collections::BTreeSet::new();
-    let mut workspaces: BTreeMap<PathBuf, usize> = BTreeMap::new();
-    for (i, a) in f.agents.iter_mut().enumerate() {
-        if !valid_id(&a.id) {
-            return Err(err(format!(
-                "agents[{i}].id: `{}` is not an OpenClaw agent id (lowercase letters, digits, `-` and `_`, at most 64; OpenClaw lowercases ids, so `A1` and `a1` would be one agent)",
-                a.id
-            )));
-        }
-        if a.id == "default" {
-            return Err(err(format!(
-                "agents[{i}].id: `default` means OpenClaw's default agent (`openclaw/default`); choose another id"
-            )));
-        }
-        if a.tenant.is_none() && a.user.is_none() {
-            return Err(err(format!(
-                "agents[{i}] (`{}`): bind the agent to a `tenant` (or a personal `user`): a bare domain chain serves no one, and its runs could not be attributed to anyone",
-                a.id
-            )));
-        }
-        if !seen.insert(a.id.clone()) {
-            return Err(err(format!("agents[{i}].id: `{}` is listed twice", a.id)));
-        }
-        a.workspace = clean(&base.join(&a.workspace));
-        if let Some(first) = workspaces.insert(a.workspace.clone(), i) {
-            return Err(err(format!(
-                "agents[{i}] (`{}`) has the workspace of agents[{first}] ({}); every agent needs its own workspace",
-                a.id,
-                a.workspace.display()
-            )));
-        }
-    }
-    if f.agents.is_empty() {
-        return Err(err("agents: lists no agent".into()));
-    }
-    // One Gateway, one tenant: the telemetry plugin reports with one
-    // tenant's harness token, so another tenant's runs would be refused
-    // (HTTP 400), and OpenClaw's own docs advise a Gateway per tenant.
-    let tenant_of = |a: &AgentSpec| match (&a.tenant, &a.user) {
-        (Some(t), _) => t.clone(),
-        (None, Some(u)) => format!("user:{u}"),
-        (None, None) => String::new(),
-    };
-    let first = tenant_of(&f.agents[0]);
-    if let Some((i, a)) = f
-        .agents
-        .iter()
-        .enumerate()
-        .find(|(_, a)| tenant_of(a) != first)
-    {
-        return Err(err(format!(
-            "agents[{i}] (`{}`) belongs to `{}` but agents[0] (`{}`) to `{first}`: one Gateway (one agents file) serves one tenant, as OpenClaw advises, and its telemetry plugin reports with that tenant's token, so the other tenant's runs would be refused; give each tenant its own Gateway and agents file",
-            a.id,
-            tenant_of(a),
-            f.agents[0].id
-        )));
-    }
-    Ok(f)
 }
 
 /// What the registry serves for a chain (`GET /v1/resolve`).
@@ -241,116 +100,6 @@ impl Served {
     }
 }
 
-/// Something sync did, for the log.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Delivered {
-        agent: String,
-        pack_id: String,
-        pack_version: String,
-        arm: Arm,
-        /// Each layer's pack and version, global first (`global-pack 1.0.0`).
-        chain: Vec<String>,
-    },
-    Drift {
-        agent: String,
-        files: Vec<String>,
-    },
-    Retrying {
-        agent: String,
-        error: String,
-        after: Duration,
-    },
-    /// An agent not delivered; the others go on. `retry`: a transient
-    /// error (retried with backoff), else a refusal (asked again after
-    /// [`REFUSED_RETRY`]).
-    Failed {
-        agent: String,
-        error: String,
-        retry: bool,
-    },
-    /// The fragment was written, listing `agents` of the `of` managed agents.
-    Fragment {
-        agents: usize,
-        of: usize,
-    },
-    /// The Gateway's agent list read back after a fragment write: `missing`
-    /// agents it does not serve (after `waited`, a config touch included).
-    Reloaded {
-        agents: usize,
-        missing: Vec<String>,
-        waited: Duration,
-    },
-}
-
-impl std::fmt::Display for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Event::Delivered {
-                agent,
-                pack_id,
-                pack_version,
-                arm,
-                chain,
-            } => write!(
-                f,
-                "{agent}: now on {pack_id} {pack_version} ({arm}; chain {})",
-                chain.join(" > ")
-            ),
-            Event::Drift { agent, files } => write!(
-                f,
-                "{agent}: drift: {} edited by hand since missionctl wrote it; the edit is kept under .missionctl/drift/ and the managed version restored (change the pack in git instead)",
-                files.join(", ")
-            ),
-            Event::Retrying {
-                agent,
-                error,
-                after,
-            } => write!(
-                f,
-                "{agent}: {error}; keeping the last good version, retrying in {:.1}s",
-                after.as_secs_f64()
-            ),
-            Event::Failed {
-                agent,
-                error,
-                retry,
-            } => write!(
-                f,
-                "{agent}: not delivered: {error}; {}",
-                if *retry {
-                    "keeping its last good version and retrying; the other agents go on"
-                } else {
-                    "skipped (fix agents.yaml or the registry; asked again every minute); the other agents go on"
-                }
-            ),
-            Event::Fragment { agents, of } => {
-                write!(f, "agents fragment written: {agents} of {of} agent(s)")
-            }
-            Event::Reloaded {
-                agents,
-                missing,
-                waited,
-            } if missing.is_empty() => write!(
-                f,
-                "the Gateway serves all {agents} agent(s) in the fragment ({:.1}s after the write)",
-                waited.as_secs_f64()
-            ),
-            Event::Reloaded {
-                agents,
-                missing,
-                waited,
-            } => write!(
-                f,
-                "the Gateway does not serve {} of the {agents} agent(s) in the fragment {:.0}s after the write (its config was touched): {}; check that its config includes the fragment (agents: {{ $include: \"…\" }}) and its log",
-                missing.len(),
-                waited.as_secs_f64(),
-                missing.join(", ")
-            ),
-        }
-    }
-}
-
 pub struct SyncOptions {
     pub registry: String,
     pub token: String,
@@ -379,165 +128,6 @@ fn shown(url: &str) -> String {
         }
         Err(_) => "(an unparseable URL)".into(),
     }
-}
-
-/// The fragment sync owns: one entry per managed agent, every write whole.
-struct Shared {
-    entries: Mutex<BTreeMap<String, Json>>,
-    fragment: PathBuf,
-    /// The Gateway's main config, touched after each fragment write.
-    gateway_config: Option<PathBuf>,
-    /// Where to read the Gateway's agent list back, and how to say it.
-    verify: Option<Verify>,
-    /// Read-backs in flight: aborted with sync (a task outliving it would
-    /// hold the event channel open).
-    verifying: std::sync::Mutex<tokio::task::JoinSet<()>>,
-}
-
-#[derive(Clone)]
-struct Verify {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    config: Option<PathBuf>,
-    events: mpsc::UnboundedSender<Event>,
-}
-
-/// How long the Gateway gets to list a written fragment's agents before its
-/// config is touched, and in all.
-const RELOAD_TOUCH_AFTER: Duration = Duration::from_secs(5);
-const RELOAD_GIVE_UP: Duration = Duration::from_secs(30);
-
-impl Verify {
-    /// The `openclaw/<id>` agents the Gateway lists now.
-    async fn listed(&self) -> Option<std::collections::BTreeSet<String>> {
-        let v: Json = self
-            .http
-            .get(format!("{}/v1/models", self.url.trim_end_matches('/')))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(
-            v["data"]
-                .as_array()?
-                .iter()
-                .filter_map(|m| {
-                    m["id"]
-                        .as_str()?
-                        .strip_prefix("openclaw/")
-                        .map(str::to_string)
-                })
-                .collect(),
-        )
-    }
-
-    /// Wait until the Gateway lists every one of `ids`; touch its config
-    /// once if it has not after [`RELOAD_TOUCH_AFTER`]; say how it went.
-    async fn check(self, ids: Vec<String>) {
-        let start = tokio::time::Instant::now();
-        let mut touched = false;
-        loop {
-            let missing: Vec<String> = match self.listed().await {
-                Some(l) => ids.iter().filter(|i| !l.contains(*i)).cloned().collect(),
-                None => ids.clone(),
-            };
-            let waited = start.elapsed();
-            if missing.is_empty() || waited >= RELOAD_GIVE_UP {
-                let _ = self.events.send(Event::Reloaded {
-                    agents: ids.len(),
-                    missing,
-                    waited,
-                });
-                return;
-            }
-            if !touched && waited >= RELOAD_TOUCH_AFTER {
-                touched = true;
-                if let Some(c) = &self.config {
-                    let _ = workspace::touch(c);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
-
-impl Shared {
-    /// Set one agent's entry and write the whole fragment (every managed
-    /// agent), unless nothing changed.
-    async fn put(&self, id: &str, entry: Json) -> Result<bool, WorkspaceError> {
-        let mut e = self.entries.lock().await;
-        if e.get(id) == Some(&entry) {
-            return Ok(false);
-        }
-        e.insert(id.to_string(), entry);
-        let wrote = write_fragment(&self.fragment, &e, self.gateway_config.as_deref())?;
-        if wrote {
-            self.verify_reload(e.keys().cloned().collect());
-        }
-        Ok(wrote)
-    }
-
-    /// Read the Gateway's agent list back (in the background), if asked to.
-    fn verify_reload(&self, ids: Vec<String>) {
-        if let Some(v) = self.verify.clone() {
-            let mut set = self
-                .verifying
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Finished read-backs are reaped as new ones start.
-            while set.try_join_next().is_some() {}
-            set.spawn(v.check(ids));
-        }
-    }
-
-    async fn write_all(&self) -> Result<bool, WorkspaceError> {
-        let e = self.entries.lock().await;
-        // No agent at all would take every agent off the Gateway.
-        if e.is_empty() {
-            return Ok(false);
-        }
-        write_fragment(&self.fragment, &e, self.gateway_config.as_deref())
-    }
-}
-
-/// Write the agents fragment atomically, skipped when the file already
-/// holds exactly this text (an identical rewrite is no reload). After a
-/// write, `touch` (the Gateway's main config) gets a new modification time:
-/// OpenClaw 2026.9.6 was seen once not to reload an included file for 15
-/// minutes until the main config changed.
-pub fn write_fragment(
-    path: &Path,
-    entries: &BTreeMap<String, Json>,
-    touch: Option<&Path>,
-) -> Result<bool, WorkspaceError> {
-    let text = format!(
-        "{}\n",
-        serde_json::to_string_pretty(&render::agents_fragment(entries)).unwrap_or_default()
-    );
-    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-        return Ok(false);
-    }
-    workspace::replace_file(path, &text)?;
-    if let Some(cfg) = touch {
-        workspace::touch(cfg)?;
-    }
-    Ok(true)
-}
-
-/// The entries of an agents fragment sync wrote before (for agents the
-/// registry cannot be asked about yet, so a restart drops no agent).
-pub fn previous_entries(path: &Path) -> BTreeMap<String, Json> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Json>(&t).ok())
-        .and_then(|v| v.get("entries").and_then(Json::as_object).cloned())
-        .map(|m| m.into_iter().collect())
-        .unwrap_or_default()
 }
 
 /// Why one poll failed, and whether retrying can help.
@@ -1023,86 +613,6 @@ fn say_written(
             chain: served.chain(),
         });
     }
-}
-
-/// Watch every agent's workspace: a change to a managed file (or the
-/// sidecar) wakes that agent's task, which restores a hand edit at once.
-/// None (said) when the platform cannot watch; drift is then repaired at
-/// each poll, at most `--wait` later.
-fn watch(
-    agents: &[AgentSpec],
-    wakes: &BTreeMap<String, Arc<Notify>>,
-    fragment: &Path,
-    fragment_wake: Arc<Notify>,
-    events: &mpsc::UnboundedSender<Event>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let fragment = std::path::absolute(fragment).ok();
-    let fragment_dir = fragment
-        .as_ref()
-        .and_then(|f| f.parent().map(Path::to_path_buf));
-    let dirs: Vec<(PathBuf, Arc<Notify>)> = agents
-        .iter()
-        .map(|a| {
-            (
-                std::path::absolute(&a.workspace).unwrap_or(a.workspace.clone()),
-                wakes[&a.id].clone(),
-            )
-        })
-        .collect();
-    let routes = dirs.clone();
-    let handler = move |ev: notify::Result<notify::Event>| {
-        let Ok(ev) = ev else { return };
-        if matches!(ev.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        for p in &ev.paths {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let parent = p.parent();
-            // A managed file, the sidecar, `.missionctl` or `skills` itself
-            // (deleted, say): not the user's files, not sync's own scratch.
-            let route = routes.iter().find(|(d, _)| {
-                (Some(d.as_path()) == parent
-                    && (render::MANAGED_FILES.contains(&name)
-                        || name == ".missionctl"
-                        || name == "skills"))
-                    || (parent == Some(d.join(".missionctl").as_path()) && name == "pack.json")
-            });
-            if let Some((_, w)) = route {
-                w.notify_one();
-            }
-            if Some(p.as_path()) == fragment.as_deref() {
-                fragment_wake.notify_one();
-            }
-        }
-    };
-    let mut w = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = events.send(Event::Retrying {
-                agent: "(all)".into(),
-                error: format!("cannot watch the workspaces ({e}); hand edits are repaired at each poll instead"),
-                after: Duration::ZERO,
-            });
-            return None;
-        }
-    };
-    if let Some(f) = fragment_dir {
-        let _ = w.watch(&f, notify::RecursiveMode::NonRecursive);
-    }
-    for (d, _) in &dirs {
-        let _ = w.watch(&d.join(".missionctl"), notify::RecursiveMode::NonRecursive);
-        if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
-            let _ = events.send(Event::Retrying {
-                agent: d.display().to_string(),
-                error: format!(
-                    "cannot watch the workspace ({e}); hand edits are repaired at each poll instead"
-                ),
-                after: Duration::ZERO,
-            });
-        }
-    }
-    Some(w)
 }
 
 /// Restore hand-edited managed files of `a` to what `served` says.
