@@ -139,9 +139,11 @@ pub(crate) fn parse_batch(
             items.len()
         ));
     }
+    let ahead =
+        crate::time_util::canonical(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
     let results: Vec<(usize, Result<RunRow, RowError>)> = items
         .into_par_iter()
-        .map(|(line, text)| (line, check_row(line, text, scope)))
+        .map(|(line, text)| (line, check_row(line, text, scope, &ahead)))
         .collect();
     // Attribution depends only on (tenant, pack, version), which a batch
     // repeats: decided once per distinct triple, serially.
@@ -166,7 +168,8 @@ pub(crate) fn parse_batch(
                         row.arm = arm
                             .as_ref()
                             .filter(|a| {
-                                !drifted && !crate::time_util::before(&row.created_at, &a.since)
+                                // Canonical timestamps compare as text.
+                                !drifted && row.created_at >= a.since
                             })
                             .map(|a| a.label.clone());
                         out.rows.push(row);
@@ -185,7 +188,14 @@ pub(crate) fn parse_batch(
     Ok(out)
 }
 
-fn check_row(line: usize, text: &str, scope: &TenantScope) -> Result<RunRow, RowError> {
+/// `ahead`: the latest `created_at` accepted (canonical form), an hour from
+/// now, computed once per batch.
+fn check_row(
+    line: usize,
+    text: &str,
+    scope: &TenantScope,
+    ahead: &str,
+) -> Result<RunRow, RowError> {
     let err = |e: String| RowError {
         line,
         error: e,
@@ -221,11 +231,8 @@ fn check_row(line: usize, text: &str, scope: &TenantScope) -> Result<RunRow, Row
         ))
     })?;
     // A time far ahead would sort first in every "newest runs" window.
-    let at = time::OffsetDateTime::parse(
-        &row.created_at,
-        &time::format_description::well_known::Rfc3339,
-    );
-    if at.is_ok_and(|t| t > time::OffsetDateTime::now_utc() + time::Duration::hours(1)) {
+    // Canonical timestamps are fixed-width: text order is time order.
+    if row.created_at.as_str() > ahead {
         return Err(err(format!(
             "created_at `{}` is more than an hour in the future; report when the run happened (check the harness's clock)",
             row.created_at

@@ -28,12 +28,6 @@ pub fn now_rfc3339() -> String {
     canonical(OffsetDateTime::now_utc())
 }
 
-/// Whether RFC 3339 time `a` is before `b` (false when either is unreadable).
-pub fn before(a: &str, b: &str) -> bool {
-    let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
-    matches!((parse(a), parse(b)), (Some(a), Some(b)) if a < b)
-}
-
 /// Today's UTC date as YYYY-MM-DD (the spend ledger's day).
 pub fn today() -> String {
     let d = OffsetDateTime::now_utc().date();
