@@ -98,6 +98,13 @@ pub struct Trusted {
     /// `github.check_name`, else missionctl/gate).
     #[arg(long)]
     pub check_name: Option<String>,
+    /// Judge a merge group instead of a pull request: its temporary branch
+    /// (`gh-readonly-queue/<base>/pr-<N>-<sha>`; default: the event's, when
+    /// a merge group started the gate run). Pull request N is judged on
+    /// its own and the group's content as a whole, both with the queue
+    /// base's rules; the check goes on the group's head commit.
+    #[arg(long, value_name = "REF")]
+    pub merge_group: Option<String>,
 }
 
 fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
@@ -105,8 +112,21 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
     let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let sha = t
         .sha
+        .clone()
         .or_else(|| event.as_ref().and_then(|e| e.head_sha.clone()))
         .ok_or_else(|| anyhow::anyhow!("--sha is required outside a workflow_run event"))?;
+    let repository = t
+        .repository
+        .clone()
+        .or_else(|| event.as_ref().and_then(|e| e.repository.clone()));
+    let queue = t
+        .merge_group
+        .clone()
+        .or_else(|| event.as_ref().and_then(|e| e.queue_ref.clone()));
+    if let Some(queue) = queue {
+        let ctx = Context::new(&t, repository.as_deref())?;
+        return merge_group(&t, &ctx, &queue, &sha);
+    }
     // GitHub leaves `workflow_run.pull_requests` empty for forks: then the
     // untrusted run's artifact may name the pull request, and the API decides.
     let hint = t
@@ -122,25 +142,13 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
                     "no pull request: pass --pr, or --pr-hint with the gate run's pr-number"
                 )
             })?;
-    // The trusted checkout's (the base branch's) mission.yaml.
-    let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&t.repo));
-    let check_name = t
-        .check_name
-        .clone()
-        .or_else(|| {
-            mission
-                .as_ref()
-                .and_then(|m| m.check_name().map(String::from))
-        })
-        .unwrap_or_else(|| "missionctl/gate".into());
-    let fork_paid_evals = mission
-        .as_ref()
-        .is_some_and(missionctl::pack::Mission::fork_paid_evals);
-    let rt = tokio::runtime::Runtime::new()?;
-    let repository = t
-        .repository
-        .or_else(|| event.as_ref().and_then(|e| e.repository.clone()));
-    let gh = rt.block_on(github::Gh::from_env(repository.as_deref()))?;
+    let ctx = Context::new(&t, repository.as_deref())?;
+    let Context {
+        rt,
+        gh,
+        check_name,
+        fork_paid_evals,
+    } = ctx;
     let facts = rt.block_on(trusted::pull_facts(&gh, pr))?;
     if facts.head_sha != sha {
         anyhow::bail!(
@@ -152,15 +160,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         // No verdict, and no check named `--check-name` either: a neutral or
         // any other conclusion there would count for this commit everywhere.
         if facts.open {
-            let posted = rt.block_on(github::report::post_not_judged(
-                &gh,
-                &sha,
-                &format!("{check_name} (not judged)"),
-                &why,
-            ));
-            if let Err(e) = posted {
-                eprintln!("warning: the not-judged check could not be posted: {e}");
-            }
+            not_judged(&rt, &gh, &sha, &check_name, &why);
         }
         outln!("not judged: {why}");
         return Ok(ExitCode::SUCCESS);
@@ -171,21 +171,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
             "refs/pull/{pr}/head on origin is {fetched}, not {sha}: nothing is posted (a newer push gets its own run)"
         );
     }
-    // The rules come from the base branch's tip: the trusted checkout's own
-    // branch when it has it (the workflow checks out the default branch),
-    // else the commit the API names, else the remote-tracking branch.
-    let local = format!("refs/heads/{}", facts.base_ref);
-    let base = if missionctl::git::open(&t.repo)
-        .and_then(|g| g.resolve(&local))
-        .is_ok()
-    {
-        local
-    } else {
-        facts
-            .base_sha
-            .clone()
-            .unwrap_or_else(|| format!("origin/{}", facts.base_ref))
-    };
+    let base = rules_base(&t.repo, &facts);
     let opts = missionctl::gate::GateOptions {
         repo: t.repo.clone(),
         base,
@@ -219,6 +205,173 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
     if let Err(e) = github::report::actions_outputs(&ev, &md, &t.out) {
         eprintln!("warning: cannot write the job summary or outputs: {e}");
     }
+    outln!("{}", serde_json::to_string(&outcome)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every trusted verdict needs: the runtime, the API client, and what
+/// the trusted checkout's (the base branch's) mission.yaml says.
+struct Context {
+    rt: tokio::runtime::Runtime,
+    gh: github::Gh,
+    check_name: String,
+    fork_paid_evals: bool,
+}
+
+impl Context {
+    fn new(t: &Trusted, repository: Option<&str>) -> anyhow::Result<Context> {
+        let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&t.repo));
+        let check_name = t
+            .check_name
+            .clone()
+            .or_else(|| {
+                mission
+                    .as_ref()
+                    .and_then(|m| m.check_name().map(String::from))
+            })
+            .unwrap_or_else(|| "missionctl/gate".into());
+        let fork_paid_evals = mission
+            .as_ref()
+            .is_some_and(missionctl::pack::Mission::fork_paid_evals);
+        let rt = tokio::runtime::Runtime::new()?;
+        let gh = rt.block_on(github::Gh::from_env(repository))?;
+        Ok(Context {
+            rt,
+            gh,
+            check_name,
+            fork_paid_evals,
+        })
+    }
+}
+
+/// A neutral `<check> (not judged)` check saying why; never the gate's own
+/// check name, whose any conclusion would count for this commit everywhere.
+fn not_judged(rt: &tokio::runtime::Runtime, gh: &github::Gh, sha: &str, check: &str, why: &str) {
+    let posted = rt.block_on(github::report::post_not_judged(
+        gh,
+        sha,
+        &format!("{check} (not judged)"),
+        why,
+    ));
+    if let Err(e) = posted {
+        eprintln!("warning: the not-judged check could not be posted: {e}");
+    }
+}
+
+/// The revision the rules come from: the base branch's tip. The trusted
+/// checkout's own branch when it has it (the workflow checks out the default
+/// branch), else the commit the API names, else the remote-tracking branch.
+fn rules_base(repo: &std::path::Path, facts: &github::trusted::PullFacts) -> String {
+    let local = format!("refs/heads/{}", facts.base_ref);
+    if missionctl::git::open(repo)
+        .and_then(|g| g.resolve(&local))
+        .is_ok()
+    {
+        local
+    } else {
+        facts
+            .base_sha
+            .clone()
+            .unwrap_or_else(|| format!("origin/{}", facts.base_ref))
+    }
+}
+
+/// The merge queue's trusted verdict. GitHub runs the gate workflow for a
+/// merge group from the group's own commit, which the queued pull requests
+/// wrote: that run holds no secret and decides nothing. This job (from the
+/// default branch's report workflow) judges the group with the queue base's
+/// rules: pull request N on its own (its head, its reviews), and the group's
+/// content as a whole (fetched as data) against the base, then posts the
+/// check on the group's head commit.
+fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Result<ExitCode> {
+    use github::trusted;
+    let q = trusted::parse_queue_ref(queue).map_err(anyhow::Error::msg)?;
+    let Context {
+        rt,
+        gh,
+        check_name,
+        fork_paid_evals,
+    } = ctx;
+    let facts = rt.block_on(trusted::pull_facts(gh, q.pr))?;
+    if facts.base_ref != q.base {
+        anyhow::bail!(
+            "merge group {queue} is for `{}`, but pull request #{} is based on `{}`: nothing is posted",
+            q.base,
+            q.pr,
+            facts.base_ref
+        );
+    }
+    if let Some(why) = facts.not_judged() {
+        not_judged(rt, gh, sha, check_name, &why);
+        outln!("not judged: {why}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pull_head = missionctl::git::fetch_pull_head(&t.repo, q.pr)?.to_string();
+    if pull_head != facts.head_sha {
+        anyhow::bail!(
+            "refs/pull/{}/head on origin is {pull_head}, not {}: nothing is posted",
+            q.pr,
+            facts.head_sha
+        );
+    }
+    let group_head = missionctl::git::fetch_queue_head(&t.repo, &q.refname, q.pr)?.to_string();
+    if group_head != sha {
+        anyhow::bail!(
+            "{} on origin is {group_head}, not {sha}: nothing is posted (a rebuilt group gets its own run)",
+            q.refname
+        );
+    }
+    let base = rules_base(&t.repo, &facts);
+    let skip_paid_calls = !(facts.paid_calls_allowed() || *fork_paid_evals);
+    let opts = |head: &str, out: &str| missionctl::gate::GateOptions {
+        repo: t.repo.clone(),
+        base: base.clone(),
+        head: head.to_string(),
+        out: Some(t.out.join(out)),
+        db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
+        skip_paid_calls,
+        progress: missionctl::gate::Progress::Off,
+        spend_limit_usd: None,
+        store: None,
+    };
+    let github = (gh.clone(), q.pr);
+    let evaluated = rt.block_on(async {
+        let pull =
+            super::gate::evaluate_and_conclude(&opts(&facts.head_sha, "pull"), Some(&github))
+                .await?;
+        let group = super::gate::evaluate_and_conclude(&opts(sha, "group"), None).await?;
+        Ok::<_, missionctl::gate::GateError>((pull, group))
+    });
+    let (pull, mut group) = match evaluated {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("error: could not evaluate: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let verdict = trusted::queue_verdict(pull.verdict, group.verdict);
+    let group_md = missionctl::gate::render_markdown(&group);
+    let pull_md = missionctl::gate::render_markdown(&pull);
+    group.verdict = verdict;
+    group.blocked = verdict != missionctl::model::Verdict::Pass;
+    let md = format!(
+        "{}: merge group for pull request #{} into `{}`\n\n## Pull request #{} on its own\n\n{pull_md}\n\n## The group as a whole (the base, the pull requests queued ahead, #{})\n\n{group_md}",
+        verdict.as_str(),
+        q.pr,
+        q.base,
+        q.pr,
+        q.pr
+    );
+    out!("{md}");
+    // The check only: the pull request's comment is its own verdict's.
+    let outcome = rt.block_on(github::report::post(
+        gh,
+        &group,
+        &md,
+        None,
+        Some(sha),
+        check_name,
+    ))?;
     outln!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,10 @@ pub struct Loaded {
     pub report: DiffReport,
     /// Changed files that are not pack content (see [`is_pack_content`]).
     pub control_changed: Vec<String>,
+    /// The base branch's tip, when it has moved on from the merge base: its
+    /// packs' eval cases run on both sides, so a branch cut before a test
+    /// was added to the base cannot escape it.
+    pub tip: Option<Repo>,
 }
 
 /// Whether a repository path is pack content (a pack's own files, owned
@@ -65,10 +69,13 @@ pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateE
     // (a pull request picks its merge base by where it branches from: an
     // old one would bring back rules main has since tightened) and never
     // from the head. The champion's packs stay the merge base's.
-    if b != champion {
-        let tip = pack::load(&Tree::at_rev(repo, &b.to_string())?);
-        take_rules(&mut base, tip);
-    }
+    let tip = if b == champion {
+        None
+    } else {
+        let mut tip = pack::load(&Tree::at_rev(repo, &b.to_string())?);
+        take_rules(&mut base, &mut tip);
+        Some(tip)
+    };
     let mut head = pack::load(&Tree::at_rev(repo, head_rev)?);
     let guard = base
         .guardrails
@@ -98,6 +105,7 @@ pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateE
         validation_errors,
         report,
         control_changed,
+        tip,
     })
 }
 
@@ -106,13 +114,14 @@ pub fn load(repo: &Path, base_rev: &str, head_rev: &str) -> Result<Loaded, GateE
 /// guardrails, tiers and CODEOWNERS. `base` keeps its packs (the champion)
 /// and its policy digests (what the pull request itself changed is read
 /// against the merge base).
-fn take_rules(base: &mut Repo, tip: Repo) {
-    base.mission = tip.mission;
-    base.hard = tip.hard;
-    base.guardrails = tip.guardrails;
-    base.tiers = tip.tiers;
-    base.codeowners = tip.codeowners;
-    base.token_family = tip.token_family;
+fn take_rules(base: &mut Repo, tip: &mut Repo) {
+    use std::mem::take;
+    base.mission = take(&mut tip.mission);
+    base.hard = take(&mut tip.hard);
+    base.guardrails = take(&mut tip.guardrails);
+    base.tiers = take(&mut tip.tiers);
+    base.codeowners = take(&mut tip.codeowners);
+    base.token_family = take(&mut tip.token_family);
 }
 
 /// One (chain, case, variant) to run.
@@ -177,21 +186,24 @@ fn affected_chains(repo: &Repo, pack_id: &str, max: usize) -> (Vec<ChainKey>, us
     (keys, total)
 }
 
-/// Cases for a chain: the base definition of every case id, plus cases the
-/// head adds, in a stable order. A pull request cannot weaken a test that exists.
+/// Cases for a chain: every case of the base branch's tip (its definition
+/// wins), then the merge base's, then the ones the head adds, by id in a
+/// stable order. A pull request cannot weaken a test that exists, nor
+/// escape one added to the base after it branched.
 pub(crate) fn merged_cases(
+    tip: Option<&Resolved>,
     champion: Option<&Resolved>,
     challenger: &Resolved,
 ) -> Vec<Arc<EvalCase>> {
-    let mut out: Vec<Arc<EvalCase>> = champion.map(|c| c.cases.clone()).unwrap_or_default();
-    let known: BTreeSet<String> = out.iter().map(|c| c.id.clone()).collect();
-    out.extend(
-        challenger
-            .cases
-            .iter()
-            .filter(|c| !known.contains(&c.id))
-            .cloned(),
-    );
+    let mut out: Vec<Arc<EvalCase>> = Vec::new();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for side in [tip, champion, Some(challenger)].into_iter().flatten() {
+        for c in &side.cases {
+            if known.insert(c.id.clone()) {
+                out.push(c.clone());
+            }
+        }
+    }
     out
 }
 
@@ -265,9 +277,10 @@ pub(crate) fn plan(l: &Loaded, max_chains: usize, family: crate::tokens::Family)
             if g > max_growth.0 {
                 max_growth = (g, key.to_string());
             }
-            let cases = merged_cases(champion.as_ref(), &challenger);
+            let tip = l.tip.as_ref().and_then(|t| resolve::resolve(t, &key).ok());
+            let cases = merged_cases(tip.as_ref(), champion.as_ref(), &challenger);
             let mut contracts = challenger.contracts();
-            if let Some(c) = &champion {
+            for c in champion.iter().chain(tip.iter()) {
                 contracts.extend(c.contracts());
             }
             let contracts = Arc::new(contracts);

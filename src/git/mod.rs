@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 pub use log::PackFileVersion;
 pub(crate) use log::{first_parent_pack_versions, versions_of_file};
-pub use source::{Source, SourceKind, fetch_pull_head};
+pub use source::{Source, SourceKind, fetch_pull_head, fetch_queue_head};
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
 pub use write::{RestoreDir, Target, commit_files, push_branch, remote_url, set_branch};

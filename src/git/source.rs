@@ -253,16 +253,30 @@ impl Source {
 /// at `root`, as git objects only: nothing is checked out, so the pull
 /// request's content is only ever read as data. Returns the fetched commit.
 pub fn fetch_pull_head(root: &Path, pr: u64) -> Result<super::CommitId, GitError> {
+    fetch_as_data(
+        root,
+        &format!("refs/pull/{pr}/head"),
+        &format!("refs/missionctl/pull/{pr}/head"),
+    )
+}
+
+/// Fetch a merge group's temporary branch (`refs/heads/gh-readonly-queue/…`)
+/// from `origin` as git objects, as [`fetch_pull_head`] does for a pull
+/// request: read as data, never checked out.
+pub fn fetch_queue_head(root: &Path, refname: &str, pr: u64) -> Result<super::CommitId, GitError> {
+    fetch_as_data(root, refname, &format!("refs/missionctl/queue/{pr}/head"))
+}
+
+fn fetch_as_data(root: &Path, remote_ref: &str, local: &str) -> Result<super::CommitId, GitError> {
     let repo = super::open(root)?.inner;
-    let local = format!("refs/missionctl/pull/{pr}/head");
     {
         let mut remote = repo.find_remote("origin")?;
-        let spec = format!("+refs/pull/{pr}/head:{local}");
+        let spec = format!("+{remote_ref}:{local}");
         let mut fo = git2::FetchOptions::new();
         fo.remote_callbacks(credentials());
         remote.fetch(&[spec.as_str()], Some(&mut fo), None)?;
     }
-    let id = repo.find_reference(&local)?.peel_to_commit()?.id();
+    let id = repo.find_reference(local)?.peel_to_commit()?.id();
     Ok(super::CommitId(id))
 }
 

@@ -15,6 +15,10 @@ pub struct Event {
     pub from_fork: bool,
     pub labels: Vec<String>,
     pub repository: Option<String>,
+    /// A merge group's temporary branch (`gh-readonly-queue/...`): from a
+    /// `merge_group` event's `head_ref`, or from a `workflow_run` that a
+    /// merge group started (its `head_branch`).
+    pub queue_ref: Option<String>,
 }
 
 /// The names of a pull request object's `labels`.
@@ -64,6 +68,7 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
                 from_fork: head_repo != base_repo,
                 labels: label_names(&pr),
                 repository,
+                queue_ref: None,
                 name,
             }
         }
@@ -76,6 +81,7 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
             from_fork: false,
             labels: vec![],
             repository,
+            queue_ref: s(payload, "/merge_group/head_ref"),
             name,
         },
         "workflow_run" => {
@@ -93,6 +99,9 @@ pub fn parse(name: Option<&str>, payload: &Json) -> Event {
                 from_fork: head_repo != repository,
                 labels: vec![],
                 repository,
+                queue_ref: (s(&wr, "/event").as_deref() == Some("merge_group"))
+                    .then(|| s(&wr, "/head_branch"))
+                    .flatten(),
                 name,
             }
         }

@@ -13,6 +13,7 @@
 use serde_json::Value as Json;
 
 use super::{Gh, GhError};
+use crate::model::Verdict;
 
 /// The label a maintainer with write access puts on a fork's pull request to
 /// allow paid model calls on the trusted side.
@@ -100,10 +101,119 @@ pub fn pr_hint(text: &str) -> Option<u64> {
         .flatten()
 }
 
+/// A merge queue's temporary branch, as GitHub names it:
+/// `gh-readonly-queue/<base branch>/pr-<number>-<sha>`. The group holds the
+/// base branch's tip, the pull requests queued ahead, and pull request
+/// `pr`, the one this group decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRef {
+    /// The branch as fetched: `refs/heads/gh-readonly-queue/...`.
+    pub refname: String,
+    /// The queue's base branch (may contain `/`).
+    pub base: String,
+    pub pr: u64,
+}
+
+/// Parse a merge group's head ref (with or without `refs/heads/`). Anything
+/// else is refused with what was expected: a verdict is never posted for a
+/// group whose pull request cannot be named.
+pub fn parse_queue_ref(r: &str) -> Result<QueueRef, String> {
+    let bad = || {
+        format!(
+            "`{r}` is not a merge queue branch: expected gh-readonly-queue/<base>/pr-<number>-<sha> (the merge group's head_ref, or workflow_run.head_branch)"
+        )
+    };
+    let short = r.strip_prefix("refs/heads/").unwrap_or(r);
+    let rest = short.strip_prefix("gh-readonly-queue/").ok_or_else(bad)?;
+    let (base, last) = rest.rsplit_once('/').ok_or_else(bad)?;
+    let (number, sha) = last
+        .strip_prefix("pr-")
+        .and_then(|l| l.split_once('-'))
+        .ok_or_else(bad)?;
+    let pr = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(bad)?;
+    let clean = |s: &str| {
+        !s.is_empty()
+            && !s.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    };
+    if !clean(base) || sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(QueueRef {
+        refname: format!("refs/heads/{short}"),
+        base: base.to_string(),
+        pr,
+    })
+}
+
+/// A merge group's verdict from its two evaluations, both with the queue
+/// base's rules: the queued pull request on its own (its approvals are
+/// read from its reviews) and the group's combined content (base tip, the
+/// pull requests ahead, this one). The group passes only when the pull
+/// request passes and the combination blocks nothing. The combination's
+/// own approval needs are not asked again: each pull request in it earned
+/// its approvals in its own group.
+pub fn queue_verdict(pull: Verdict, group: Verdict) -> Verdict {
+    match (pull, group) {
+        (Verdict::Pass, Verdict::Pass | Verdict::WaitingForApproval) => Verdict::Pass,
+        (Verdict::Pass, other) => other,
+        (Verdict::Blocked, _) | (_, Verdict::Blocked) => Verdict::Blocked,
+        (other, _) => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn queue_refs_name_their_base_and_pull_request() {
+        let q = parse_queue_ref(
+            "refs/heads/gh-readonly-queue/main/pr-104-929f8209d40f77f4abc622a499c93a83babdbe64",
+        )
+        .expect("the payload's ref");
+        assert_eq!(q.base, "main");
+        assert_eq!(q.pr, 104);
+        assert!(q.refname.starts_with("refs/heads/gh-readonly-queue/main/"));
+        let nested = parse_queue_ref("gh-readonly-queue/release/1.x/pr-7-abc123").expect("nested");
+        assert_eq!((nested.base.as_str(), nested.pr), ("release/1.x", 7));
+        for bad in [
+            "main",
+            "gh-readonly-queue/main",
+            "gh-readonly-queue/main/pr--abc",
+            "gh-readonly-queue/main/pr-12",
+            "gh-readonly-queue/main/pr-+12-abc",
+            "gh-readonly-queue/main/pr-12-xyz",
+            "gh-readonly-queue/../x/pr-1-abc",
+            "gh-readonly-queue//pr-1-abc",
+            "gh-readonly-queue/ma in/pr-1-abc",
+        ] {
+            let e = parse_queue_ref(bad).expect_err(bad);
+            assert!(
+                e.contains("gh-readonly-queue/<base>/pr-<number>-<sha>"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_group_passes_only_with_its_pull_request() {
+        use Verdict::*;
+        assert_eq!(queue_verdict(Pass, Pass), Pass);
+        assert_eq!(queue_verdict(Pass, WaitingForApproval), Pass);
+        assert_eq!(queue_verdict(Pass, Blocked), Blocked);
+        assert_eq!(queue_verdict(Pass, NotEvaluated), NotEvaluated);
+        assert_eq!(queue_verdict(WaitingForApproval, Pass), WaitingForApproval);
+        assert_eq!(queue_verdict(WaitingForApproval, Blocked), Blocked);
+        assert_eq!(queue_verdict(NotEvaluated, Pass), NotEvaluated);
+        assert_eq!(queue_verdict(Blocked, Pass), Blocked);
+    }
 
     #[test]
     fn forks_deleted_forks_and_labels() {

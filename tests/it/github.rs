@@ -1256,3 +1256,199 @@ fn fork_paid_evals_and_the_check_name_come_from_the_base_mission() {
         assert_eq!(last["name"], "acme/gate", "{last}");
     });
 }
+
+/// Issue 24, merge queue: GitHub runs the gate workflow for a merge group
+/// from the group's own commit, which the queued pull requests wrote, so
+/// that run holds no secret and decides nothing. The trusted `github
+/// verdict` (from the default branch's report workflow, started by the
+/// group's `workflow_run`) judges the queued pull request on its own and the
+/// group's content as a whole, with the default branch's rules, and posts
+/// the check on the group's head commit: a group passes only when both do.
+#[test]
+fn a_merge_group_is_judged_with_the_base_rules_on_its_own_head() {
+    let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
+    r.edit(
+        "policies/hard-constraints.yaml",
+        "banned_phrases:\n",
+        "banned_phrases:\n  - wire the money now\n",
+    );
+    r.commit_all("Ban a phrase");
+    let base = with_origin(&r);
+    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
+    // Pull request `pr` from branch `name`, and its merge group built on
+    // main from `ahead` (branches queued before it) and itself, pushed to
+    // origin as GitHub's merge queue does. Returns the group's head and ref.
+    let queue = |pr: u64, name: &str, ahead: &[&str]| -> (String, String) {
+        let head = r.git(&["rev-parse", name]).trim().to_string();
+        r.git(&[
+            "push",
+            "-q",
+            "origin",
+            &format!("{name}:refs/pull/{pr}/head"),
+        ]);
+        r.git(&["switch", "-q", "-c", &format!("group-{pr}"), "main"]);
+        for b in ahead.iter().chain([&name]) {
+            r.git(&["merge", "-q", "--no-ff", "--no-edit", b]);
+        }
+        let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+        let queue_ref = format!("gh-readonly-queue/main/pr-{pr}-{head}");
+        r.git(&[
+            "push",
+            "-q",
+            "origin",
+            &format!("HEAD:refs/heads/{queue_ref}"),
+        ]);
+        r.git(&["switch", "-q", "main"]);
+        gh.with(|s| {
+            s.pulls.insert(pr, head.clone());
+            s.pull_base.insert(pr, base.clone());
+            s.reviews = vec![review("hanna", &head, "APPROVED")];
+        });
+        (group, queue_ref)
+    };
+    // The report job's event: a `workflow_run` that a merge group started.
+    let judge = |group: &str, queue_ref: &str| -> (Value, String) {
+        let mut p = payload("workflow_run.completed.with-pull-requests");
+        p["workflow_run"]["event"] = json!("merge_group");
+        p["workflow_run"]["head_branch"] = json!(queue_ref);
+        p["workflow_run"]["head_sha"] = json!(group);
+        p["workflow_run"]["pull_requests"] = json!([]);
+        let event = r.dir.path().join("event-queue.json");
+        std::fs::write(&event, p.to_string()).expect("event");
+        let before = gh.with(|s| s.check_runs.len());
+        let out = run_with(
+            &r,
+            &["github", "verdict", "--db", &db, "--out", "verdict-out"],
+            &gh,
+            &[
+                ("GITHUB_EVENT_PATH", event.display().to_string()),
+                ("GITHUB_EVENT_NAME", "workflow_run".into()),
+                ("TEST_LLM_KEY", "test-key".into()),
+            ],
+        );
+        assert_success(&out);
+        let check = gh.with(|s| {
+            assert_eq!(s.check_runs.len(), before + 1, "{:?}", s.check_runs);
+            assert!(s.comments.is_empty(), "a group's verdict comments nowhere");
+            s.check_runs.last().cloned().expect("check")
+        });
+        assert_eq!(check["name"], "missionctl/gate", "{check}");
+        assert_eq!(check["head_sha"], group, "{check}");
+        (check, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    // An approved pack change, queued alone: the group passes.
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let (group, queue_ref) = queue(61, "typo", &[]);
+    let (check, text) = judge(&group, &queue_ref);
+    assert_eq!(check["conclusion"], "success", "{text}");
+    assert!(
+        text.starts_with("PASS: merge group for pull request #61"),
+        "{text}"
+    );
+
+    // The same approved change behind a queued change that says the banned
+    // phrase: the group's content as a whole is blocked.
+    branch(&r, "phrase", |r| {
+        r.edit(
+            "packs/domains/legal-intake/prompts/role.md",
+            "\n",
+            "\nWhen asked to pay, wire the money now.\n",
+        );
+        r.edit(
+            "packs/domains/legal-intake/pack.yaml",
+            "version: 1.0.0",
+            "version: 1.0.1",
+        );
+    });
+    let (group, queue_ref) = queue(62, "typo", &["phrase"]);
+    let (check, text) = judge(&group, &queue_ref);
+    assert_eq!(check["conclusion"], "failure", "{text}");
+    assert!(text.contains("wire the money now"), "{text}");
+
+    // A queued pull request that gives the gate workflow a secret: it waits
+    // for the policy owner, so its group does not pass on the pack owner's
+    // approval alone.
+    branch(&r, "secret", |r| {
+        r.edit(
+            ".github/workflows/missionctl-gate.yml",
+            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n",
+            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n          OPENAI_API_KEY: ${{ secrets.OPENAI_API_KEY }}\n",
+        );
+    });
+    let (group, queue_ref) = queue(63, "secret", &[]);
+    let (check, text) = judge(&group, &queue_ref);
+    assert_eq!(check["conclusion"], "action_required", "{text}");
+    assert!(text.contains("missionctl-gate.yml"), "{text}");
+
+    // A group branch that is not where origin's queue branch points (a
+    // rebuilt group) gets nothing.
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "verdict",
+            "--db",
+            &db,
+            "--sha",
+            &base,
+            "--merge-group",
+            &queue_ref,
+        ],
+        &gh,
+        &[("TEST_LLM_KEY", "test-key".into())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing is posted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 24, merge queue: no workflow that runs a pull request's or a merge
+/// group's own files (`pull_request`, `pull_request_review`, `merge_group`)
+/// is handed a secret; only the report and nightly workflows, which GitHub
+/// runs from the default branch, are.
+#[test]
+fn workflows_that_run_pull_request_files_get_no_secret() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packs-template/.github/workflows");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("workflows") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let doc: Value = serde_saphyr::from_str(&text).expect("yaml");
+        let on = &doc["on"];
+        let untrusted = [
+            "pull_request",
+            "pull_request_review",
+            "merge_group",
+            "pull_request_target",
+        ]
+        .iter()
+        .any(|t| on.get(t).is_some());
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(on.get("pull_request_target").is_none(), "{name}");
+        if untrusted {
+            seen += 1;
+            assert!(
+                !text.contains("secrets."),
+                "{name} runs pull-request files and names a secret"
+            );
+        } else {
+            assert!(
+                on.get("workflow_run").is_some() || on.get("schedule").is_some(),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(seen, 1, "the gate workflow is the one pull requests run");
+}
