@@ -225,6 +225,24 @@ bad!(
     "unknown field `max_candidate_per_run`"
 );
 
+// Issue 24: every mission.yaml key is read by code or refused. GitHub's
+// API address and repository come from the workflow's environment
+// (GITHUB_API_URL, GITHUB_REPOSITORY), never from the repository's files.
+bad!(
+    mission_github_api_url_is_refused,
+    |r| {
+        r.edit(
+            "mission.yaml",
+            "  check_name: missionctl/gate",
+            "  api_url: https://evil.example\n  check_name: missionctl/gate",
+        );
+    },
+    "schema/unknown-key",
+    "mission.yaml",
+    52,
+    "unknown field `api_url`"
+);
+
 bad!(
     ref_missing_file,
     |r| {
