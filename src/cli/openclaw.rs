@@ -193,11 +193,13 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
             "unchanged"
         }
     );
-    // OpenClaw resolves `$include` relative to the config file holding it;
-    // an absolute path is right wherever that file is.
+    // OpenClaw resolves `$include` relative to the config file holding it,
+    // and refuses a file outside that file's directory ("Include path
+    // escapes config directory", checked with `openclaw config validate`):
+    // an absolute path is right wherever the config is, within that rule.
     let shown = std::path::absolute(&fragment_path).unwrap_or(fragment_path.clone());
     outln!(
-        "config fragment: {} ({} agent(s); include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }})",
+        "config fragment: {} ({} agent(s); include it as the Gateway's `agents`: agents: {{ $include: \"{}\" }}; OpenClaw includes only files in its config file's directory or below)",
         fragment_path.display(),
         entries.len(),
         shown.display()

@@ -57,6 +57,46 @@ pub struct Settings {
     /// Pack tool name -> OpenClaw tool id, where the default mapping is wrong.
     #[serde(default)]
     pub tools: BTreeMap<String, String>,
+    /// Whether each agent's OpenClaw sandbox follows its pack's autonomy
+    /// level (see [`sandbox_for`]). Off unless the repository says so: an
+    /// OpenClaw sandbox needs a container runtime on the Gateway's host.
+    #[serde(default, skip_serializing_if = "SandboxPolicy::is_off")]
+    pub sandbox: SandboxPolicy,
+}
+
+/// `openclaw.sandbox` in `mission.yaml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxPolicy {
+    /// missionctl sets no sandbox: the Gateway's own defaults apply.
+    #[default]
+    Off,
+    /// Each agent's sandbox is the one its autonomy level calls for.
+    ByAutonomy,
+}
+
+impl SandboxPolicy {
+    fn is_off(&self) -> bool {
+        *self == SandboxPolicy::Off
+    }
+}
+
+/// OpenClaw's per-agent `sandbox` for an autonomy level, as OpenClaw's
+/// multi-agent guide writes its read-only and no-filesystem agents: tools
+/// run in a per-agent container (`mode: all`, `scope: agent`), with
+/// - A0 (observe): no access to the workspace;
+/// - A1 (low-risk auto): the workspace read-only;
+/// - A2 (approval-needed): the workspace read-write, still in the container;
+/// - A3 (explicit approval path), or no level: none set (the Gateway's
+///   `agents.defaults.sandbox` applies).
+pub fn sandbox_for(autonomy: Option<Autonomy>) -> Option<serde_json::Value> {
+    let access = match autonomy? {
+        Autonomy::A0 => "none",
+        Autonomy::A1 => "ro",
+        Autonomy::A2 => "rw",
+        Autonomy::A3 => return None,
+    };
+    Some(serde_json::json!({"mode": "all", "scope": "agent", "workspaceAccess": access}))
 }
 
 fn file_max() -> usize {
@@ -72,6 +112,7 @@ impl Default for Settings {
             bootstrap_max_chars: BOOTSTRAP_MAX_CHARS,
             bootstrap_total_max_chars: BOOTSTRAP_TOTAL_MAX_CHARS,
             tools: BTreeMap::new(),
+            sandbox: SandboxPolicy::Off,
         }
     }
 }
@@ -157,6 +198,27 @@ pub fn js_length(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sandbox_narrows_with_the_autonomy_level() {
+        let access = |a| sandbox_for(Some(a)).map(|s| s["workspaceAccess"].clone());
+        assert_eq!(access(Autonomy::A0), Some("none".into()));
+        assert_eq!(access(Autonomy::A1), Some("ro".into()));
+        assert_eq!(access(Autonomy::A2), Some("rw".into()));
+        assert_eq!(access(Autonomy::A3), None);
+        assert_eq!(sandbox_for(None), None);
+        for a in [Autonomy::A0, Autonomy::A1, Autonomy::A2] {
+            let s = sandbox_for(Some(a)).expect("sandbox");
+            assert_eq!(
+                (s["mode"].as_str(), s["scope"].as_str()),
+                (Some("all"), Some("agent"))
+            );
+        }
+        let m: Settings = serde_json::from_value(serde_json::json!({"sandbox": "by-autonomy"}))
+            .expect("settings");
+        assert_eq!(m.sandbox, SandboxPolicy::ByAutonomy);
+        assert!(serde_json::from_value::<Settings>(serde_json::json!({"sandbox": "on"})).is_err());
+    }
 
     #[test]
     fn tool_names_map_to_openclaw_ids() {

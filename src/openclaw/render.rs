@@ -336,6 +336,11 @@ pub fn agent_entry(
     if let Some(m) = model {
         e["model"] = json!(m);
     }
+    if settings.sandbox == super::SandboxPolicy::ByAutonomy
+        && let Some(sandbox) = super::sandbox_for(ws.sidecar.autonomy)
+    {
+        e["sandbox"] = sandbox;
+    }
     e
 }
 

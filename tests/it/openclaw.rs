@@ -1939,3 +1939,102 @@ fn validate_refuses_bad_skills() {
         assert!(d["line"].as_u64().is_some_and(|l| l > 1), "{d}");
     }
 }
+
+/// Issue 25: with `openclaw.sandbox: by-autonomy` in mission.yaml, each
+/// agent's entry carries the OpenClaw sandbox its pack's autonomy level
+/// calls for (A0 no workspace access, A1 read-only, A2 read-write, all in a
+/// per-agent container; A3 none), and OpenClaw's own `config validate`
+/// accepts the fragment as its `agents` (and refuses a sandbox it does not
+/// know, so the check is real). Without the setting no sandbox is written.
+#[test]
+fn the_sandbox_follows_the_autonomy_level_and_openclaw_accepts_it() {
+    let Some(install) = openclaw() else { return };
+    let f = crate::util::TestContext::new();
+    let ws = f.path().join("ws");
+    let frag = f.path().join("gw/agents.json5");
+    let entry = || -> Value {
+        let out = f.run(&[
+            "openclaw",
+            "render",
+            "--domain",
+            "hr-ops",
+            "--tenant",
+            "acme",
+            "--agent",
+            "hr-acme",
+            "--out",
+            ws.to_str().expect("p"),
+            "--fragment",
+            frag.to_str().expect("p"),
+        ]);
+        assert_success(&out);
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&frag).expect("fragment")).expect("json");
+        v["entries"]["hr-acme"].clone()
+    };
+    assert!(
+        entry().get("sandbox").is_none(),
+        "no sandbox unless mission.yaml asks"
+    );
+    let mission = f.read("mission.yaml");
+    f.write(
+        "mission.yaml",
+        &format!("{mission}\nopenclaw:\n  sandbox: by-autonomy\n"),
+    );
+    let (code, diags) = f.validate(&[]);
+    assert_eq!(code, 0, "{diags:?}");
+    assert_eq!(
+        entry()["sandbox"],
+        json!({"mode": "all", "scope": "agent", "workspaceAccess": "rw"})
+    );
+    // OpenClaw's own validation of a config whose `agents` is the fragment.
+    let validate = || -> (bool, String) {
+        // OpenClaw includes only files in its config's directory or below.
+        let dir = f.path().join("gw");
+        std::fs::create_dir_all(dir.join("home")).expect("dir");
+        let cfg = dir.join("openclaw.json");
+        let frag_abs = frag.display().to_string();
+        std::fs::write(
+            &cfg,
+            json!({"agents": {"$include": frag_abs}, "gateway": {"mode": "local"}}).to_string(),
+        )
+        .expect("config");
+        let out = Command::new(&install.node)
+            .arg(&install.entry)
+            .args(["config", "validate", "--json"])
+            .env("HOME", dir.join("home"))
+            .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
+            .env("OPENCLAW_CONFIG_PATH", &cfg)
+            .output()
+            .expect("openclaw config validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = validate();
+    assert!(ok, "OpenClaw refused the rendered sandbox: {text}");
+    f.edit(HR, "autonomy: A2", "autonomy: A0");
+    assert_eq!(entry()["sandbox"]["workspaceAccess"], "none");
+    f.edit(HR, "autonomy: A0", "autonomy: A1");
+    assert_eq!(entry()["sandbox"]["workspaceAccess"], "ro");
+    let (ok, text) = validate();
+    assert!(ok, "{text}");
+    // A3 on the whole chain (the tenant's A2 narrows otherwise): none.
+    f.edit(HR, "autonomy: A1", "autonomy: A3");
+    f.edit(
+        "packs/tenants/acme/pack.yaml",
+        "autonomy: A2",
+        "autonomy: A3",
+    );
+    assert!(entry().get("sandbox").is_none());
+    // The control: OpenClaw does check an agent's sandbox.
+    let mut bad: Value =
+        serde_json::from_str(&std::fs::read_to_string(&frag).expect("fragment")).expect("json");
+    bad["entries"]["hr-acme"]["sandbox"] = json!({"mode": "all", "workspaceAccess": "sometimes"});
+    std::fs::write(&frag, bad.to_string()).expect("write");
+    let (ok, text) = validate();
+    assert!(!ok, "OpenClaw accepted an unknown workspaceAccess: {text}");
+}
