@@ -387,15 +387,29 @@ fn revert_line(e: &missionctl::model::Effect) -> String {
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::db_url(a.db.as_deref(), None);
     let rt = tokio::runtime::Runtime::new()?;
-    let list = rt.block_on(async {
+    let (list, refused) = rt.block_on(async {
         let store = Store::connect(&url).await?;
-        anyhow::Ok(controller::status(&store, a.all).await?)
+        let list = controller::status(&store, a.all).await?;
+        // Rows a harness sent for a tenant its token is not for (a Gateway
+        // hosting two tenants): refused at ingest, shown here so the loss
+        // is not only in the harness's log.
+        let since = missionctl::time_util::days_ago_rfc3339(1);
+        anyhow::Ok((list, store.refused_telemetry(&since).await?))
     })?;
     match a.format {
         OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&list)?),
         OutFormat::Human => {
             if list.is_empty() {
                 outln!("no rollouts in progress");
+            }
+            for t in &refused {
+                outln!(
+                    "telemetry REFUSED in the last 24 h: token `{}` sent rows outside its tenant in {} batch(es), last at {}: {} (one Gateway per tenant, or one token per tenant's agents)",
+                    t.token,
+                    t.batches,
+                    t.last_at,
+                    t.last_detail
+                );
             }
             for r in &list {
                 outln!(

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 
 use crate::model::{Decision, Serving};
 
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, RefusedTelemetry};
 pub use decisions::HistoryEntry;
 pub use improve::ImproveRow;
 pub use replicas::{Fence, Positions};

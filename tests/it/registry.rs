@@ -474,6 +474,23 @@ fn tenant_isolation_on_every_endpoint_and_the_audit_log() {
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["accepted"], 1);
     assert_eq!(v["errors"][0]["line"], 2);
+    // The refusal is visible where operators look, not only in the
+    // harness's log: `status` names the token, the count and the reason.
+    let status = crate::util::missionctl()
+        .args(["status", "--db", &db])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("telemetry REFUSED in the last 24 h: token `acme-harness`")
+            && text.contains("1 batch(es)")
+            && text.contains("tenant_id `globex` is outside"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&t.acme_harness),
+        "a token leaked into status"
+    );
     // Rollback: admin role needed; a tenant admin may not roll back a shared pack.
     let rb = json!({"pack_id": "hr-ops-pack", "reason": "test"}).to_string();
     assert_eq!(
