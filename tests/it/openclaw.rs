@@ -1460,6 +1460,75 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
         before
     );
     drop(sync);
+    // An agent the registry refuses is asked again every --retry-refused:
+    // once its domain exists, it is delivered and joins the fragment,
+    // without a restart.
+    let mut sync = Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args([
+                "openclaw",
+                "sync",
+                "--wait",
+                "30s",
+                "--retry-refused",
+                "1s",
+                "--registry",
+            ])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--agents")
+            .arg(&agents)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("sync3.log")).expect("log"))
+            .spawn()
+            .expect("sync"),
+    );
+    until("the bad agent refused", Duration::from_secs(20), || {
+        std::fs::read_to_string(dir.path().join("sync3.log"))
+            .ok()
+            .filter(|l| l.contains("bad: not delivered") && l.contains("asked again every 1s"))
+    });
+    f.merge("new-domain", 5, |f| {
+        let pack = f
+            .read(HR)
+            .replace("id: hr-ops-pack", "id: no-such-domain-pack")
+            .replace("id: hr-ops }", "id: no-such-domain }");
+        f.write("packs/domains/no-such-domain/pack.yaml", &pack);
+        f.edit(
+            "packs/tenants/acme/pack.yaml",
+            "domains: [hr-ops,",
+            "domains: [no-such-domain, hr-ops,",
+        );
+        for file in [
+            "prompts/role.md",
+            "prompts/procedures.md",
+            "evals/cases.yaml",
+        ] {
+            let text = f.read(&format!("packs/domains/hr-ops/{file}"));
+            f.write(&format!("packs/domains/no-such-domain/{file}"), &text);
+        }
+        f.git(&["add", "-A"]);
+    });
+    f.push();
+    let started = Instant::now();
+    while !sidecar(&ws("bad")).is_some_and(|s| s["chain"].to_string().contains("no-such-domain")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the refused agent was not delivered: {}",
+            std::fs::read_to_string(dir.path().join("sync3.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    until(
+        "the fragment with the agent",
+        Duration::from_secs(10),
+        || (fragment_entries(&fragment) == vec!["a1", "a2", "a3", "bad"]).then_some(()),
+    );
+    assert!(
+        sync.0.try_wait().expect("wait").is_none(),
+        "sync is still running"
+    );
 }
 
 /// `render --fragment` adds an agent to the fragment; it does not replace

@@ -25,12 +25,13 @@ pub enum Event {
         after: Duration,
     },
     /// An agent not delivered; the others go on. `retry`: a transient
-    /// error (retried with backoff), else a refusal (asked again after
-    /// [`REFUSED_RETRY`]).
+    /// error (retried with backoff), else a refusal, asked again after
+    /// `again` (`--retry-refused`).
     Failed {
         agent: String,
         error: String,
         retry: bool,
+        again: Duration,
     },
     /// The fragment was written, listing `agents` of the `of` managed agents.
     Fragment {
@@ -78,15 +79,21 @@ impl std::fmt::Display for Event {
                 agent,
                 error,
                 retry,
-            } => write!(
-                f,
-                "{agent}: not delivered: {error}; {}",
+                again,
+            } => {
                 if *retry {
-                    "keeping its last good version and retrying; the other agents go on"
+                    write!(
+                        f,
+                        "{agent}: not delivered: {error}; keeping its last good version and retrying; the other agents go on"
+                    )
                 } else {
-                    "skipped (fix agents.yaml or the registry; asked again every minute); the other agents go on"
+                    write!(
+                        f,
+                        "{agent}: not delivered: {error}; skipped (fix agents.yaml or the registry; asked again every {}); the other agents go on",
+                        humantime::format_duration(*again)
+                    )
                 }
-            ),
+            }
             Event::Fragment { agents, of } => {
                 write!(f, "agents fragment written: {agents} of {of} agent(s)")
             }

@@ -330,6 +330,7 @@ async fn first_pass(
                 agent: a.id.clone(),
                 error: error.clone(),
                 retry,
+                again: opts.refused_retry,
             });
             failed.push((a.id.clone(), error.clone()));
             starts.insert(
@@ -376,6 +377,7 @@ pub async fn run(opts: SyncOptions, events: mpsc::UnboundedSender<Event>) -> Res
                     agent: a.id.clone(),
                     error: message.clone(),
                     retry: false,
+                    again: opts.refused_retry,
                 });
                 unheld.push((a.id.clone(), message));
                 waiting.push(a.clone());
@@ -569,6 +571,7 @@ async fn follow(
                         agent: a.id.clone(),
                         error: e.message.clone(),
                         retry: false,
+                        again: opts.refused_retry,
                     });
                     refused = Some(e.message);
                 }
