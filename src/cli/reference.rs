@@ -168,9 +168,25 @@ fn arg_line(a: &clap::Arg) -> String {
     line
 }
 
-/// Help text on one line (clap's long help may be wrapped in the source).
+/// Help text on one line (clap's long help may be wrapped in the source),
+/// with `<` and `>` outside code spans escaped so Markdown does not read
+/// them as HTML tags.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(joined.len());
+    let mut in_code = false;
+    for c in joined.chars() {
+        match c {
+            '`' => {
+                in_code = !in_code;
+                out.push(c);
+            }
+            '<' if !in_code => out.push_str("&lt;"),
+            '>' if !in_code => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The anchor mdBook gives a heading: lowercase, spaces to hyphens, other
