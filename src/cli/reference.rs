@@ -50,7 +50,7 @@ fn section(s: &mut String, cmd: &clap::Command, path: &str) {
     if !subs.is_empty() {
         s.push_str("Commands:\n\n");
         for c in &subs {
-            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+            let about = c.get_about().map(ToString::to_string).unwrap_or_default();
             let _ = writeln!(
                 s,
                 "- [`{}`](#{}): {}",
@@ -133,7 +133,7 @@ fn arg_line(a: &clap::Arg) -> String {
     let help = a
         .get_long_help()
         .or(a.get_help())
-        .map(|h| h.to_string())
+        .map(ToString::to_string)
         .unwrap_or_default();
     if !help.trim().is_empty() {
         let _ = write!(line, ": {}", one_line(&help));
