@@ -6,6 +6,8 @@
 //! - `readme_examples`, `book_examples`: every ```` ```console ```` block in
 //!   README.md and docs/src/ runs, and its output is checked. Blocks marked
 //!   `sh`, `text` or anything else are not run.
+//! - `relative_links_resolve`: relative links in README.md, ARCHITECTURE.md
+//!   and docs/src point at files that exist.
 //!
 //! A console block is a session: `$ command` lines (a line ending in `\`
 //! continues on the next), each followed by the output expected from it
@@ -272,4 +274,31 @@ fn the_matcher_does_what_the_docs_say() {
     assert_eq!(steps[0].command, "a   b");
     assert_eq!(steps[0].expected, vec!["out".to_string()]);
     assert_eq!(steps[0].exit, 1);
+}
+
+/// Every relative Markdown link in README.md and docs/src points at a file
+/// that exists (anchors are not checked).
+#[test]
+fn relative_links_resolve() {
+    let mut files = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
+    markdown_files(&root().join("docs/src"), &mut files);
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").expect("regex");
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read markdown");
+        for c in link.captures_iter(&text) {
+            let target = c[1].split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            checked += 1;
+            let dir = f.parent().expect("parent");
+            if !dir.join(target).exists() {
+                broken.push(format!("{}: {target}", f.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(checked > 50, "only {checked} links checked");
 }
