@@ -17,7 +17,9 @@
 //! the command exits N (otherwise it must exit 0). All the blocks of one file
 //! run in order in one temporary directory, with `missionctl` (this build)
 //! first on PATH; `$ cd DIR` moves the session. Each command runs in `bash`,
-//! so `&&`, pipes and redirections work.
+//! so `&&`, pipes and redirections work. A command ending in `&` (a server)
+//! runs in the background until the file's session ends; `127.0.0.1:8080`
+//! stands for a free loopback port.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -165,6 +167,13 @@ fn run_file(path: &Path) -> usize {
         bin.parent().expect("bin dir").display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // `127.0.0.1:8080` in the docs is a free loopback port here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut background = Background(Vec::new());
     let mut cwd = base.clone();
     let name = path
         .strip_prefix(root())
@@ -182,10 +191,9 @@ fn run_file(path: &Path) -> usize {
             );
             continue;
         }
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!("exec 2>&1; {}", step.command))
-            .current_dir(&cwd)
+        let command = step.command.replace("127.0.0.1:8080", &addr);
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(&cwd)
             .env("PATH", &path_var)
             .env("HOME", &home)
             .env("XDG_DATA_HOME", home.join("data"))
@@ -202,11 +210,30 @@ fn run_file(path: &Path) -> usize {
             .env_remove("MISSIONCTL_ACTION_REPO")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_EVENT_PATH")
-            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_TOKEN");
+        if let Some(bg) = command.trim_end().strip_suffix('&') {
+            // A server: started here, its output in a log file, stopped
+            // when the file's session ends.
+            let log = std::fs::File::create(base.join(format!(".bg-{}.log", step.line)))
+                .expect("log file");
+            let child = cmd
+                .arg("-c")
+                .arg(format!("exec {bg}"))
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .expect("start a background command");
+            background.0.push(child);
+            continue;
+        }
+        let out = cmd
+            .arg("-c")
+            .arg(format!("exec 2>&1; {command}"))
             .output()
             .expect("run bash");
-        let actual =
-            String::from_utf8_lossy(&out.stdout).replace(&base.display().to_string(), "[TMP]");
+        let actual = String::from_utf8_lossy(&out.stdout)
+            .replace(&base.display().to_string(), "[TMP]")
+            .replace(&addr, "127.0.0.1:8080");
         let actual: Vec<&str> = actual.lines().map(str::trim_end).collect();
         let code = out.status.code().unwrap_or(-1);
         let matched = matches(&step.expected, &actual);
@@ -256,6 +283,18 @@ fn line_matches(pattern: &str, line: &str) -> bool {
         }
     }
     true
+}
+
+/// Background commands of a session, killed when it ends (or fails).
+struct Background(Vec<std::process::Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 #[test]
