@@ -10,6 +10,12 @@ use clap::Parser;
 fn main() -> ExitCode {
     // One TLS provider for the whole process (reqwest, sqlx): see rust-stack notes.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == cli::reference::ARG)
+    {
+        return cli::reference::print();
+    }
     let args = cli::Cli::parse();
     let quiet = cli::log::init();
     let code = match cli::run(args) {

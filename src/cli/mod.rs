@@ -25,6 +25,7 @@ mod packs;
 mod quickstart;
 mod quickstart_openclaw;
 mod reconcile;
+pub mod reference;
 mod resolve;
 mod validate;
 
