@@ -280,11 +280,21 @@ fn rules_base(repo: &std::path::Path, facts: &github::trusted::PullFacts) -> Str
 /// merge group from the group's own commit, which the queued pull requests
 /// wrote: that run holds no secret and decides nothing. This job (from the
 /// default branch's report workflow) judges the group with the queue base's
-/// rules: pull request N on its own (its head, its reviews), and the group's
-/// content as a whole (fetched as data) against the base, then posts the
-/// check on the group's head commit.
+/// rules:
+/// - which pull requests it holds: the queue's other group branches on
+///   origin that are in its history (the ones queued ahead), then pull
+///   request N, whose head merged onto the entry before it must give the
+///   group's own tree (else nothing is posted);
+/// - each of them on its own (its head, its reviews), as its pull request's
+///   verdict would be now;
+/// - the group's content as a whole (fetched as data) against the base;
+///
+/// then posts the check on the group's head commit. Paid model calls run
+/// only when every pull request in the group may have them.
 fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Result<ExitCode> {
     use github::trusted;
+    use missionctl::git::CommitId;
+    use missionctl::model::Verdict;
     let q = trusted::parse_queue_ref(queue).map_err(anyhow::Error::msg)?;
     let Context {
         rt,
@@ -292,28 +302,6 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
         check_name,
         fork_paid_evals,
     } = ctx;
-    let facts = rt.block_on(trusted::pull_facts(gh, q.pr))?;
-    if facts.base_ref != q.base {
-        anyhow::bail!(
-            "merge group {queue} is for `{}`, but pull request #{} is based on `{}`: nothing is posted",
-            q.base,
-            q.pr,
-            facts.base_ref
-        );
-    }
-    if let Some(why) = facts.not_judged() {
-        not_judged(rt, gh, sha, check_name, &why);
-        outln!("not judged: {why}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let pull_head = missionctl::git::fetch_pull_head(&t.repo, q.pr)?.to_string();
-    if pull_head != facts.head_sha {
-        anyhow::bail!(
-            "refs/pull/{}/head on origin is {pull_head}, not {}: nothing is posted",
-            q.pr,
-            facts.head_sha
-        );
-    }
     let group_head = missionctl::git::fetch_queue_head(&t.repo, &q.refname, q.pr)?.to_string();
     if group_head != sha {
         anyhow::bail!(
@@ -321,9 +309,65 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
             q.refname
         );
     }
-    let base = rules_base(&t.repo, &facts);
-    let skip_paid_calls = !(facts.paid_calls_allowed() || *fork_paid_evals);
-    let opts = |head: &str, out: &str| missionctl::gate::GateOptions {
+    let group: CommitId = sha.parse()?;
+    // The pull requests queued ahead: the queue's other branches in this
+    // group's history, oldest first.
+    let git = missionctl::git::open(&t.repo)?;
+    let prefix = format!("refs/heads/gh-readonly-queue/{}/", q.base);
+    let mut ahead: Vec<(u64, CommitId)> = missionctl::git::remote_branches(&t.repo, &prefix)?
+        .into_iter()
+        .filter_map(|(name, id)| {
+            let r = trusted::parse_queue_ref(&name).ok()?;
+            (r.pr != q.pr && id != group && git.holds_ancestor(group, id)).then_some((r.pr, id))
+        })
+        .collect();
+    let ids: Vec<CommitId> = ahead.iter().map(|(_, id)| *id).collect();
+    ahead.sort_by_cached_key(|(_, id)| {
+        ids.iter()
+            .filter(|o| *o != id && git.holds_ancestor(*id, **o))
+            .count()
+    });
+    let mut pulls = Vec::new();
+    for pr in ahead.iter().map(|(pr, _)| *pr).chain([q.pr]) {
+        let facts = rt.block_on(trusted::pull_facts(gh, pr))?;
+        if facts.base_ref != q.base {
+            anyhow::bail!(
+                "merge group {queue} is for `{}`, but pull request #{pr} in it is based on `{}`: nothing is posted",
+                q.base,
+                facts.base_ref
+            );
+        }
+        if let Some(why) = facts.not_judged() {
+            not_judged(rt, gh, sha, check_name, &why);
+            outln!("not judged: {why}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let head = missionctl::git::fetch_pull_head(&t.repo, pr)?.to_string();
+        if head != facts.head_sha {
+            anyhow::bail!(
+                "refs/pull/{pr}/head on origin is {head}, not {}: nothing is posted",
+                facts.head_sha
+            );
+        }
+        pulls.push(facts);
+    }
+    let base = rules_base(&t.repo, pulls.last().expect("pull request N"));
+    // The group is the entry before it plus pull request N, nothing else.
+    let before = match ahead.last() {
+        Some((_, id)) => *id,
+        None => git.merge_base(git.resolve(&base)?, group)?,
+    };
+    let own: CommitId = pulls.last().expect("pull request N").head_sha.parse()?;
+    if !git.merges_to(before, own, group)? {
+        anyhow::bail!(
+            "merge group {queue} ({sha}) is not pull request #{}'s head ({own}) merged onto {before} (the base or the group queued ahead): nothing is posted",
+            q.pr
+        );
+    }
+    drop(git);
+    let skip_paid_calls =
+        !(*fork_paid_evals || pulls.iter().all(trusted::PullFacts::paid_calls_allowed));
+    let opts = |head: &str, out: String| missionctl::gate::GateOptions {
         repo: t.repo.clone(),
         base: base.clone(),
         head: head.to_string(),
@@ -334,44 +378,48 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
         spend_limit_usd: None,
         store: None,
     };
-    let github = (gh.clone(), q.pr);
     let evaluated = rt.block_on(async {
-        let pull =
-            super::gate::evaluate_and_conclude(&opts(&facts.head_sha, "pull"), Some(&github))
-                .await?;
-        let group = super::gate::evaluate_and_conclude(&opts(sha, "group"), None).await?;
-        Ok::<_, missionctl::gate::GateError>((pull, group))
+        let mut each = Vec::new();
+        for p in &pulls {
+            let github = (gh.clone(), p.number);
+            let o = opts(&p.head_sha, format!("pull-{}", p.number));
+            each.push(super::gate::evaluate_and_conclude(&o, Some(&github)).await?);
+        }
+        let group = super::gate::evaluate_and_conclude(&opts(sha, "group".into()), None).await?;
+        Ok::<_, missionctl::gate::GateError>((each, group))
     });
-    let (pull, mut group) = match evaluated {
+    let (each, mut group_ev) = match evaluated {
         Ok(both) => both,
         Err(e) => {
             eprintln!("error: could not evaluate: {e}");
             return Ok(ExitCode::from(2));
         }
     };
-    let verdict = trusted::queue_verdict(pull.verdict, group.verdict);
-    let group_md = missionctl::gate::render_markdown(&group);
-    let pull_md = missionctl::gate::render_markdown(&pull);
-    group.verdict = verdict;
-    group.blocked = verdict != missionctl::model::Verdict::Pass;
-    let md = format!(
-        "{}: merge group for pull request #{} into `{}`\n\n## Pull request #{} on its own\n\n{pull_md}\n\n## The group as a whole (the base, the pull requests queued ahead, #{})\n\n{group_md}",
+    let pull_verdict = trusted::worst(each.iter().map(|e| e.verdict));
+    let verdict = trusted::queue_verdict(pull_verdict, group_ev.verdict);
+    let mut md = format!(
+        "{}: merge group for pull request #{} into `{}`\n",
         verdict.as_str(),
         q.pr,
-        q.base,
-        q.pr,
-        q.pr
+        q.base
     );
+    for (p, e) in pulls.iter().zip(&each) {
+        md.push_str(&format!(
+            "\n## Pull request #{} on its own\n\n{}\n",
+            p.number,
+            missionctl::gate::render_markdown(e)
+        ));
+    }
+    md.push_str(&format!(
+        "\n## The group as a whole (the base, the pull requests queued ahead, #{})\n\n{}",
+        q.pr,
+        missionctl::gate::render_markdown(&group_ev)
+    ));
+    group_ev.verdict = verdict;
+    group_ev.blocked = verdict != Verdict::Pass;
     out!("{md}");
-    // The check only: the pull request's comment is its own verdict's.
-    let outcome = rt.block_on(github::report::post(
-        gh,
-        &group,
-        &md,
-        None,
-        Some(sha),
-        check_name,
-    ))?;
+    // The check only: each pull request's comment is its own verdict's.
+    let outcome = rt.block_on(github::report::post(gh, &group_ev, &md, None, Some(sha), check_name))?;
     outln!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 pub use log::PackFileVersion;
 pub(crate) use log::{first_parent_pack_versions, versions_of_file};
-pub use source::{Source, SourceKind, fetch_pull_head, fetch_queue_head};
+pub use source::{Source, SourceKind, fetch_pull_head, fetch_queue_head, remote_branches};
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
 pub use write::{RestoreDir, Target, commit_files, push_branch, remote_url, set_branch};
@@ -182,6 +182,30 @@ impl Repo {
     /// Whether `id` is `ancestor` or has it in its history.
     pub(crate) fn descends_from(&self, id: CommitId, ancestor: CommitId) -> Result<bool, GitError> {
         Ok(id == ancestor || self.inner.graph_descendant_of(id.0, ancestor.0)?)
+    }
+
+    /// Whether `group`'s tree is what merging `head` into `onto` gives: how
+    /// a merge queue builds each entry of a group (by merge, squash or
+    /// rebase alike, when nothing conflicts). A conflict is `false`.
+    pub fn merges_to(
+        &self,
+        onto: CommitId,
+        head: CommitId,
+        group: CommitId,
+    ) -> Result<bool, GitError> {
+        let (a, b) = (self.inner.find_commit(onto.0)?, self.inner.find_commit(head.0)?);
+        let g = self.inner.find_commit(group.0)?;
+        let mut index = self.inner.merge_commits(&a, &b, None)?;
+        if index.has_conflicts() {
+            return Ok(false);
+        }
+        Ok(index.write_tree_to(&self.inner)? == g.tree_id())
+    }
+
+    /// Whether the object database holds commit `id`, and `id` is `ancestor`
+    /// or has it in its history (`false` when it does not hold `id`).
+    pub fn holds_ancestor(&self, id: CommitId, ancestor: CommitId) -> bool {
+        self.has_commit(ancestor) && self.descends_from(id, ancestor).unwrap_or(false)
     }
 
     /// First-parent commits after `since` up to `tip`, oldest first.

@@ -267,6 +267,24 @@ pub fn fetch_queue_head(root: &Path, refname: &str, pr: u64) -> Result<super::Co
     fetch_as_data(root, refname, &format!("refs/missionctl/queue/{pr}/head"))
 }
 
+/// The branches on `origin` whose names start with `prefix` (for example
+/// `refs/heads/gh-readonly-queue/main/`), with the commits they point at:
+/// listed only, nothing fetched.
+pub fn remote_branches(
+    root: &Path,
+    prefix: &str,
+) -> Result<Vec<(String, super::CommitId)>, GitError> {
+    let repo = super::open(root)?.inner;
+    let mut remote = repo.find_remote("origin")?;
+    let conn = remote.connect_auth(git2::Direction::Fetch, Some(credentials()), None)?;
+    Ok(conn
+        .list()?
+        .iter()
+        .filter(|h| h.name().starts_with(prefix))
+        .map(|h| (h.name().to_string(), super::CommitId(h.oid())))
+        .collect())
+}
+
 fn fetch_as_data(root: &Path, remote_ref: &str, local: &str) -> Result<super::CommitId, GitError> {
     let repo = super::open(root)?.inner;
     {

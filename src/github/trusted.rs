@@ -151,13 +151,13 @@ pub fn parse_queue_ref(r: &str) -> Result<QueueRef, String> {
     })
 }
 
-/// A merge group's verdict from its two evaluations, both with the queue
-/// base's rules: the queued pull request on its own (its approvals are
-/// read from its reviews) and the group's combined content (base tip, the
-/// pull requests ahead, this one). The group passes only when the pull
-/// request passes and the combination blocks nothing. The combination's
-/// own approval needs are not asked again: each pull request in it earned
-/// its approvals in its own group.
+/// A merge group's verdict from its evaluations, all with the queue base's
+/// rules: the pull requests it holds, each on its own (its approvals read
+/// from its reviews; `pull` is the worst of them), and the group's combined
+/// content (base tip, the pull requests ahead, this one). The group passes
+/// only when every pull request in it passes and the combination blocks
+/// nothing. The combination's approval needs are not asked again: each of
+/// its changes was approved in its own pull request.
 pub fn queue_verdict(pull: Verdict, group: Verdict) -> Verdict {
     match (pull, group) {
         (Verdict::Pass, Verdict::Pass | Verdict::WaitingForApproval) => Verdict::Pass,
@@ -165,6 +165,21 @@ pub fn queue_verdict(pull: Verdict, group: Verdict) -> Verdict {
         (Verdict::Blocked, _) | (_, Verdict::Blocked) => Verdict::Blocked,
         (other, _) => other,
     }
+}
+
+/// The verdict that holds the most of several pull requests' own:
+/// blocked over waiting or not evaluated, those over pass.
+pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+    let rank = |v: Verdict| match v {
+        Verdict::Pass => 0,
+        Verdict::WaitingForApproval => 1,
+        Verdict::NotEvaluated => 2,
+        Verdict::Blocked => 3,
+    };
+    verdicts
+        .into_iter()
+        .max_by_key(|v| rank(*v))
+        .unwrap_or(Verdict::Pass)
 }
 
 #[cfg(test)]
@@ -213,6 +228,9 @@ mod tests {
         assert_eq!(queue_verdict(WaitingForApproval, Blocked), Blocked);
         assert_eq!(queue_verdict(NotEvaluated, Pass), NotEvaluated);
         assert_eq!(queue_verdict(Blocked, Pass), Blocked);
+        assert_eq!(worst([Pass, WaitingForApproval, Pass]), WaitingForApproval);
+        assert_eq!(worst([NotEvaluated, Blocked]), Blocked);
+        assert_eq!(worst([Pass]), Pass);
     }
 
     #[test]
