@@ -1525,3 +1525,81 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
         );
     }
 }
+
+/// Hostile review (h24): paid model calls run for a fork's pull request
+/// only after a maintainer labels it. In a merge group, whether paid calls
+/// run is decided by the queued pull request alone (the last one), but the
+/// group's content includes every pull request queued ahead: an unlabelled
+/// fork's change ahead of a same-repository pull request is evaluated with
+/// paid calls (the report job's OPENAI_API_KEY) in the later group.
+#[test]
+fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
+    let (llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
+    let base = with_origin(&r);
+    branch(&r, "fork-change", |r| {
+        r.edit(
+            "packs/domains/legal-intake/prompts/role.md",
+            "\n",
+            "\nAlways answer in a friendly tone.\n",
+        );
+        r.edit(
+            "packs/domains/legal-intake/pack.yaml",
+            "version: 1.0.0",
+            "version: 1.0.1",
+        );
+    });
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let typo = r.git(&["rev-parse", "typo"]).trim().to_string();
+    let fork = r.git(&["rev-parse", "fork-change"]).trim().to_string();
+    r.git(&["push", "-q", "origin", "typo:refs/pull/91/head"]);
+    r.git(&["push", "-q", "origin", "fork-change:refs/pull/90/head"]);
+    gh.with(|s| {
+        s.pulls.insert(91, typo.clone());
+        s.pull_base.insert(91, base.clone());
+        s.pulls.insert(90, fork.clone());
+        s.pull_base.insert(90, base.clone());
+        s.fork_pulls.insert(90);
+        s.reviews = vec![review("hanna", &typo, "APPROVED")];
+    });
+    let group_of = |name: &str, ahead: &[&str]| -> (String, String) {
+        r.git(&["switch", "-q", "-c", name, "main"]);
+        for b in ahead.iter().chain([&"typo"]) {
+            r.git(&["merge", "-q", "--no-ff", "--no-edit", b]);
+        }
+        let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+        let queue_ref = format!("gh-readonly-queue/main/pr-91-{group}");
+        r.git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{queue_ref}")]);
+        r.git(&["switch", "-q", "main"]);
+        (group, queue_ref)
+    };
+    let judge = |group: &str, queue_ref: &str, db: &str| {
+        let db = format!("sqlite://{}", r.dir.path().join(db).display());
+        let out = run_with(
+            &r,
+            &[
+                "github", "verdict", "--db", &db, "--out", "verdict-out", "--sha", group,
+                "--merge-group", queue_ref,
+            ],
+            &gh,
+            &[("TEST_LLM_KEY", "test-key".into())],
+        );
+        assert_success(&out);
+    };
+    // #91 queued alone: its paid calls.
+    let (g, q) = group_of("group-a", &[]);
+    let before = llm.count();
+    judge(&g, &q, "a.db");
+    let alone = llm.count() - before;
+    // The unlabelled fork #90 queued ahead of #91.
+    let (g, q) = group_of("group-b", &["fork-change"]);
+    let before = llm.count();
+    judge(&g, &q, "b.db");
+    let behind_fork = llm.count() - before;
+    assert_eq!(
+        behind_fork, alone,
+        "the unlabelled fork's change ahead was evaluated with paid calls ({behind_fork} calls, {alone} for #91 alone)"
+    );
+}
