@@ -1603,3 +1603,82 @@ fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
         "the unlabelled fork's change ahead was evaluated with paid calls ({behind_fork} calls, {alone} for #91 alone)"
     );
 }
+
+/// Hostile review (h24), variant: the group is never checked to contain
+/// its pull request's head (a queue ref naming another pull request than
+/// the group holds, or a group built from an older head). A group that
+/// holds only an unapproved gate-workflow change and not #81 at all passes
+/// on #81's approval.
+///
+/// Original note: a group's approval needs are waived
+/// (`queue_verdict(Pass, WaitingForApproval) == Pass`) on the premise that
+/// every pull request ahead "earned its approvals in its own group". GitHub
+/// builds the groups of a queue concurrently and, when "Only merge
+/// non-failing pull requests" is off, merges every pull request of a
+/// passing group even if an earlier group did not pass. A change to the
+/// gate workflow (policy owner's approval needed, none given) queued ahead
+/// of an approved typo fix rides on the typo's group: that group's check is
+/// a success, and the unapproved workflow change merges with it.
+#[test]
+fn a_group_without_its_pull_request_does_not_pass() {
+    let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
+    let base = with_origin(&r);
+    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
+    branch(&r, "secret", |r| {
+        r.edit(
+            ".github/workflows/missionctl-gate.yml",
+            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n",
+            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n          OPENAI_API_KEY: ${{ secrets.OPENAI_API_KEY }}\n",
+        );
+    });
+    branch(&r, "typo", |r| {
+        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
+        bump(r, HR);
+    });
+    let typo = r.git(&["rev-parse", "typo"]).trim().to_string();
+    let secret = r.git(&["rev-parse", "secret"]).trim().to_string();
+    r.git(&["push", "-q", "origin", "typo:refs/pull/81/head"]);
+    r.git(&["push", "-q", "origin", "secret:refs/pull/80/head"]);
+    // Group for #81: main, then #80 (queued ahead, not approved), then #81.
+    r.git(&["switch", "-q", "-c", "group-81", "main"]);
+    r.git(&["merge", "-q", "--no-ff", "--no-edit", "secret"]);
+    let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let queue_ref = format!("gh-readonly-queue/main/pr-81-{base}");
+    r.git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{queue_ref}")]);
+    r.git(&["switch", "-q", "main"]);
+    gh.with(|s| {
+        s.pulls.insert(81, typo.clone());
+        s.pull_base.insert(81, base.clone());
+        s.pulls.insert(80, secret.clone());
+        s.pull_base.insert(80, base.clone());
+        // The pack owner approved the typo; nobody approved #80.
+        s.reviews = vec![review("hanna", &typo, "APPROVED")];
+    });
+    let out = run_with(
+        &r,
+        &[
+            "github",
+            "verdict",
+            "--db",
+            &db,
+            "--out",
+            "verdict-out",
+            "--sha",
+            &group,
+            "--merge-group",
+            &queue_ref,
+        ],
+        &gh,
+        &[("TEST_LLM_KEY", "test-key".into())],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let check = gh.with(|s| s.check_runs.last().cloned());
+    if let Some(check) = check {
+        assert_eq!(check["head_sha"], group, "{check}");
+        assert_ne!(
+            check["conclusion"], "success",
+            "a gate-workflow change nobody approved passes in the group behind it:\n{text}"
+        );
+    }
+}
+
