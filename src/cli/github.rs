@@ -419,7 +419,14 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
     group_ev.blocked = verdict != Verdict::Pass;
     out!("{md}");
     // The check only: each pull request's comment is its own verdict's.
-    let outcome = rt.block_on(github::report::post(gh, &group_ev, &md, None, Some(sha), check_name))?;
+    let outcome = rt.block_on(github::report::post(
+        gh,
+        &group_ev,
+        &md,
+        None,
+        Some(sha),
+        check_name,
+    ))?;
     outln!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }

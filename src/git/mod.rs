@@ -193,7 +193,10 @@ impl Repo {
         head: CommitId,
         group: CommitId,
     ) -> Result<bool, GitError> {
-        let (a, b) = (self.inner.find_commit(onto.0)?, self.inner.find_commit(head.0)?);
+        let (a, b) = (
+            self.inner.find_commit(onto.0)?,
+            self.inner.find_commit(head.0)?,
+        );
         let g = self.inner.find_commit(group.0)?;
         let mut index = self.inner.merge_commits(&a, &b, None)?;
         if index.has_conflicts() {

@@ -1278,7 +1278,7 @@ fn a_merge_group_is_judged_with_the_base_rules_on_its_own_head() {
     // Pull request `pr` from branch `name`, and its merge group built on
     // main from `ahead` (branches queued before it) and itself, pushed to
     // origin as GitHub's merge queue does. Returns the group's head and ref.
-    let queue = |pr: u64, name: &str, ahead: &[&str]| -> (String, String) {
+    let queue = |pr: u64, name: &str, ahead: &[(u64, &str)]| -> (String, String) {
         let head = r.git(&["rev-parse", name]).trim().to_string();
         r.git(&[
             "push",
@@ -1287,9 +1287,19 @@ fn a_merge_group_is_judged_with_the_base_rules_on_its_own_head() {
             &format!("{name}:refs/pull/{pr}/head"),
         ]);
         r.git(&["switch", "-q", "-c", &format!("group-{pr}"), "main"]);
-        for b in ahead.iter().chain([&name]) {
+        for (n, b) in ahead {
+            // A pull request queued ahead: its head, and its own group branch.
+            let h = r.git(&["rev-parse", b]).trim().to_string();
+            r.git(&["push", "-q", "origin", &format!("{b}:refs/pull/{n}/head")]);
             r.git(&["merge", "-q", "--no-ff", "--no-edit", b]);
+            let ahead_ref = format!("refs/heads/gh-readonly-queue/main/pr-{n}-{h}");
+            r.git(&["push", "-q", "origin", &format!("HEAD:{ahead_ref}")]);
+            gh.with(|s| {
+                s.pulls.insert(*n, h.clone());
+                s.pull_base.insert(*n, base.clone());
+            });
         }
+        r.git(&["merge", "-q", "--no-ff", "--no-edit", name]);
         let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
         let queue_ref = format!("gh-readonly-queue/main/pr-{pr}-{head}");
         r.git(&[
@@ -1364,7 +1374,7 @@ fn a_merge_group_is_judged_with_the_base_rules_on_its_own_head() {
             "version: 1.0.1",
         );
     });
-    let (group, queue_ref) = queue(62, "typo", &["phrase"]);
+    let (group, queue_ref) = queue(62, "typo", &[(60, "phrase")]);
     let (check, text) = judge(&group, &queue_ref);
     assert_eq!(check["conclusion"], "failure", "{text}");
     assert!(text.contains("wire the money now"), "{text}");
@@ -1453,15 +1463,13 @@ fn workflows_that_run_pull_request_files_get_no_secret() {
     assert_eq!(seen, 1, "the gate workflow is the one pull requests run");
 }
 
-/// Hostile review (h24): a group's approval needs are waived
-/// (`queue_verdict(Pass, WaitingForApproval) == Pass`) on the premise that
-/// every pull request ahead "earned its approvals in its own group". GitHub
-/// builds the groups of a queue concurrently and, when "Only merge
-/// non-failing pull requests" is off, merges every pull request of a
-/// passing group even if an earlier group did not pass. A change to the
-/// gate workflow (policy owner's approval needed, none given) queued ahead
-/// of an approved typo fix rides on the typo's group: that group's check is
-/// a success, and the unapproved workflow change merges with it.
+/// Hostile review (h24): GitHub builds a queue's groups concurrently and,
+/// when "Only merge non-failing pull requests" is off, merges every pull
+/// request of a passing group even if an earlier group failed. So a
+/// group's verdict judges every pull request it holds (found from the
+/// queue's group branches in its history) on its own: a gate-workflow
+/// change nobody approved, queued ahead of an approved typo fix, keeps the
+/// typo's group from passing, and the verdict names it.
 #[test]
 fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
     let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
@@ -1485,10 +1493,22 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
     // Group for #81: main, then #80 (queued ahead, not approved), then #81.
     r.git(&["switch", "-q", "-c", "group-81", "main"]);
     r.git(&["merge", "-q", "--no-ff", "--no-edit", "secret"]);
+    // #80's own group branch, as the merge queue pushes it.
+    r.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("HEAD:refs/heads/gh-readonly-queue/main/pr-80-{secret}"),
+    ]);
     r.git(&["merge", "-q", "--no-ff", "--no-edit", "typo"]);
     let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
     let queue_ref = format!("gh-readonly-queue/main/pr-81-{base}");
-    r.git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{queue_ref}")]);
+    r.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("HEAD:refs/heads/{queue_ref}"),
+    ]);
     r.git(&["switch", "-q", "main"]);
     gh.with(|s| {
         s.pulls.insert(81, typo.clone());
@@ -1515,23 +1535,25 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
         &gh,
         &[("TEST_LLM_KEY", "test-key".into())],
     );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let check = gh.with(|s| s.check_runs.last().cloned());
-    if let Some(check) = check {
-        assert_eq!(check["head_sha"], group, "{check}");
-        assert_ne!(
-            check["conclusion"], "success",
-            "a gate-workflow change nobody approved passes in the group behind it:\n{text}"
-        );
-    }
+    let check = gh.with(|s| s.check_runs.last().cloned()).expect("a check");
+    assert_eq!(check["head_sha"], group, "{check}");
+    assert_eq!(
+        check["conclusion"], "action_required",
+        "a gate-workflow change nobody approved passes in the group behind it:\n{text}"
+    );
+    assert!(
+        text.contains("## Pull request #80 on its own\n\nWAITING FOR APPROVAL"),
+        "{text}"
+    );
 }
 
 /// Hostile review (h24): paid model calls run for a fork's pull request
-/// only after a maintainer labels it. In a merge group, whether paid calls
-/// run is decided by the queued pull request alone (the last one), but the
-/// group's content includes every pull request queued ahead: an unlabelled
-/// fork's change ahead of a same-repository pull request is evaluated with
-/// paid calls (the report job's OPENAI_API_KEY) in the later group.
+/// only after a maintainer labels it. A merge group holds every pull
+/// request queued ahead, so it gets paid calls only when each of them may:
+/// behind an unlabelled fork, none, and the group is not evaluated (never
+/// passed).
 #[test]
 fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
     let (llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
@@ -1564,29 +1586,54 @@ fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
         s.fork_pulls.insert(90);
         s.reviews = vec![review("hanna", &typo, "APPROVED")];
     });
-    let group_of = |name: &str, ahead: &[&str]| -> (String, String) {
+    // The queue's group branches: one per queued pull request, each on the
+    // one before it, as GitHub's merge queue pushes them.
+    let group_of = |name: &str, ahead: &[(u64, &str)]| -> (String, String) {
         r.git(&["switch", "-q", "-c", name, "main"]);
-        for b in ahead.iter().chain([&"typo"]) {
+        for (pr, b) in ahead {
             r.git(&["merge", "-q", "--no-ff", "--no-edit", b]);
+            let at = r.git(&["rev-parse", "HEAD"]).trim().to_string();
+            let ahead_ref = format!("gh-readonly-queue/main/pr-{pr}-{at}");
+            r.git(&[
+                "push",
+                "-q",
+                "origin",
+                &format!("HEAD:refs/heads/{ahead_ref}"),
+            ]);
         }
+        r.git(&["merge", "-q", "--no-ff", "--no-edit", "typo"]);
         let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
         let queue_ref = format!("gh-readonly-queue/main/pr-91-{group}");
-        r.git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{queue_ref}")]);
+        r.git(&[
+            "push",
+            "-q",
+            "origin",
+            &format!("HEAD:refs/heads/{queue_ref}"),
+        ]);
         r.git(&["switch", "-q", "main"]);
         (group, queue_ref)
     };
-    let judge = |group: &str, queue_ref: &str, db: &str| {
+    let judge = |group: &str, queue_ref: &str, db: &str| -> Value {
         let db = format!("sqlite://{}", r.dir.path().join(db).display());
         let out = run_with(
             &r,
             &[
-                "github", "verdict", "--db", &db, "--out", "verdict-out", "--sha", group,
-                "--merge-group", queue_ref,
+                "github",
+                "verdict",
+                "--db",
+                &db,
+                "--out",
+                "verdict-out",
+                "--sha",
+                group,
+                "--merge-group",
+                queue_ref,
             ],
             &gh,
             &[("TEST_LLM_KEY", "test-key".into())],
         );
         assert_success(&out);
+        gh.with(|s| s.check_runs.last().cloned().expect("check"))
     };
     // #91 queued alone: its paid calls.
     let (g, q) = group_of("group-a", &[]);
@@ -1594,14 +1641,19 @@ fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
     judge(&g, &q, "a.db");
     let alone = llm.count() - before;
     // The unlabelled fork #90 queued ahead of #91.
-    let (g, q) = group_of("group-b", &["fork-change"]);
+    assert!(alone > 0, "a same-repository pull request gets paid calls");
+    // The unlabelled fork #90 queued ahead of #91: no paid call in the
+    // group at all (the fork's change is in it), so the group is not
+    // evaluated, never passed.
+    let (g, q) = group_of("group-b", &[(90, "fork-change")]);
     let before = llm.count();
-    judge(&g, &q, "b.db");
+    let check = judge(&g, &q, "b.db");
     let behind_fork = llm.count() - before;
     assert_eq!(
-        behind_fork, alone,
+        behind_fork, 0,
         "the unlabelled fork's change ahead was evaluated with paid calls ({behind_fork} calls, {alone} for #91 alone)"
     );
+    assert_eq!(check["conclusion"], "action_required", "{check}");
 }
 
 /// Hostile review (h24), variant: the group is never checked to contain
@@ -1644,7 +1696,12 @@ fn a_group_without_its_pull_request_does_not_pass() {
     r.git(&["merge", "-q", "--no-ff", "--no-edit", "secret"]);
     let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
     let queue_ref = format!("gh-readonly-queue/main/pr-81-{base}");
-    r.git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{queue_ref}")]);
+    r.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("HEAD:refs/heads/{queue_ref}"),
+    ]);
     r.git(&["switch", "-q", "main"]);
     gh.with(|s| {
         s.pulls.insert(81, typo.clone());
@@ -1671,14 +1728,16 @@ fn a_group_without_its_pull_request_does_not_pass() {
         &gh,
         &[("TEST_LLM_KEY", "test-key".into())],
     );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let check = gh.with(|s| s.check_runs.last().cloned());
-    if let Some(check) = check {
-        assert_eq!(check["head_sha"], group, "{check}");
-        assert_ne!(
-            check["conclusion"], "success",
-            "a gate-workflow change nobody approved passes in the group behind it:\n{text}"
-        );
-    }
+    let check = gh.with(|s| s.check_runs.last().cloned()).expect("a check");
+    assert_eq!(check["head_sha"], group, "{check}");
+    assert_eq!(
+        check["conclusion"], "action_required",
+        "a gate-workflow change nobody approved passes in the group behind it:\n{text}"
+    );
+    assert!(
+        text.contains("## Pull request #80 on its own\n\nWAITING FOR APPROVAL"),
+        "{text}"
+    );
 }
-
