@@ -2107,3 +2107,138 @@ fn the_sandbox_follows_the_autonomy_level_and_openclaw_accepts_it() {
     let (ok, text) = validate();
     assert!(!ok, "OpenClaw accepted an unknown workspaceAccess: {text}");
 }
+
+/// A stand-in for a Gateway that never reloads: `GET /v1/models` lists
+/// only `listed` (OpenClaw's shape: `openclaw/<agent>` ids), and every
+/// request's `Authorization` header is recorded. Answers until dropped.
+struct StaleGateway {
+    url: String,
+    auth: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StaleGateway {
+    fn start(listed: &[&str]) -> StaleGateway {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let data: Vec<Value> = listed
+            .iter()
+            .map(|a| json!({"id": format!("openclaw/{a}"), "object": "model"}))
+            .collect();
+        let body = json!({"object": "list", "data": data}).to_string();
+        let auth = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (auth.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line
+                        .strip_prefix("authorization: ")
+                        .or(line.strip_prefix("Authorization: "))
+                    {
+                        a.lock().expect("lock").push(v.trim().to_string());
+                    }
+                    line.clear();
+                }
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        StaleGateway { url, auth, stop }
+    }
+}
+
+impl Drop for StaleGateway {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Issue 25: sync reads the Gateway's agent list back after each fragment
+/// write; a Gateway that has not reloaded gets its config touched after
+/// 5 s, and after 30 s sync says which agents it does not serve.
+#[test]
+fn sync_says_which_agents_a_gateway_does_not_serve() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = Fleet::fleet(&db);
+    let (tok_file, t) = tokens(dir.path());
+    let (port, _serve) = serve_ready(&f, &tok_file, &[], &t.admin);
+    let token = dir.path().join("t");
+    std::fs::write(&token, &t.acme_harness).expect("t");
+    let gw_token = dir.path().join("gw-token");
+    std::fs::write(&gw_token, "gateway-secret\n").expect("gw token");
+    let agents = dir.path().join("agents.yaml");
+    std::fs::write(
+        &agents,
+        "fragment: gw/agents.json5\nagents:\n  \
+         - { id: a1, domain: hr-ops, tenant: acme, user: u1, workspace: ws/a1 }\n  \
+         - { id: a2, domain: hr-ops, tenant: acme, user: u2, workspace: ws/a2 }\n",
+    )
+    .expect("agents");
+    std::fs::create_dir_all(dir.path().join("gw")).expect("mkdir");
+    let gw_config = dir.path().join("gw/openclaw.json");
+    std::fs::write(&gw_config, "{}\n").expect("config");
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .append(true)
+        .open(&gw_config)
+        .and_then(|f| f.set_modified(old))
+        .expect("set mtime");
+    let gateway = StaleGateway::start(&["a1"]);
+    let log = dir.path().join("sync.log");
+    let _sync = Kill(
+        Command::new(env!("CARGO_BIN_EXE_missionctl"))
+            .args(["openclaw", "sync", "--wait", "30s", "--registry"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--agents")
+            .arg(&agents)
+            .arg("--gateway-config")
+            .arg(&gw_config)
+            .args(["--gateway", &gateway.url, "--gateway-token-file"])
+            .arg(&gw_token)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("sync"),
+    );
+    let said = until("the read-back's verdict", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.contains("the Gateway does not serve"))
+    });
+    assert!(
+        said.contains("does not serve 1 of the 2 agent(s) in the fragment 30s after the write")
+            && said.contains(": a2;")
+            && said.contains("its config was touched"),
+        "{said}"
+    );
+    let touched = std::fs::metadata(&gw_config)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert!(touched > old, "the Gateway's config was touched");
+    let auth = gateway.auth.lock().expect("lock").clone();
+    assert!(
+        !auth.is_empty() && auth.iter().all(|a| a == "Bearer gateway-secret"),
+        "{auth:?}"
+    );
+    assert!(
+        !said.contains("gateway-secret"),
+        "the Gateway token was printed"
+    );
+}
