@@ -80,10 +80,18 @@ pub fn verdict_line(e: &Evidence) -> String {
         };
         format!("BLOCKED: {first}{more}")
     } else {
-        format!(
-            "PASS: {} pack(s) evaluated, no blocking regression, all guardrails hold",
-            e.packs.len()
-        )
+        let chains: usize = e.packs.iter().map(|p| p.chains_evaluated).sum();
+        if chains == 0 {
+            format!(
+                "PASS: {} pack(s) changed, no chain needed evaluating (no content change to run), all guardrails hold",
+                e.packs.len()
+            )
+        } else {
+            format!(
+                "PASS: {} pack(s) changed, {chains} chain(s) evaluated, no blocking regression, all guardrails hold",
+                e.packs.len()
+            )
+        }
     }
 }
 
