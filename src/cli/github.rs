@@ -25,6 +25,7 @@ pub enum Command {
         /// owner/name (default: GITHUB_REPOSITORY).
         #[arg(long)]
         repository: Option<String>,
+        /// The check run's name (match the branch protection's required check).
         #[arg(long, default_value = "missionctl/gate")]
         check_name: String,
     },
@@ -72,8 +73,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 #[derive(clap::Args, Debug)]
 pub struct Trusted {
     /// The checkout of the base repository (trusted: its configuration is used).
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// (default: the repository the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// The head commit the gate ran on (default: the event's `head_sha`).
     #[arg(long)]
     pub sha: Option<String>,
@@ -88,8 +90,8 @@ pub struct Trusted {
     /// Where to write the trusted evidence.
     #[arg(long, default_value = "missionctl-verdict")]
     pub out: PathBuf,
-    /// State store URL (default: as `gate`).
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store URL (sqlite://PATH or postgres://...); see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
     /// owner/name (default: GITHUB_REPOSITORY).
     #[arg(long)]
@@ -123,7 +125,8 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
                 )
             })?;
     // The trusted checkout's (the base branch's) mission.yaml.
-    let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&t.repo));
+    let repo = super::repo_root(t.repo.as_deref());
+    let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&repo));
     let check_name = t
         .check_name
         .clone()
@@ -165,7 +168,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         outln!("not judged: {why}");
         return Ok(ExitCode::SUCCESS);
     }
-    let fetched = missionctl::git::fetch_pull_head(&t.repo, pr)?;
+    let fetched = missionctl::git::fetch_pull_head(&repo, pr)?;
     if fetched.to_string() != sha {
         anyhow::bail!(
             "refs/pull/{pr}/head on origin is {fetched}, not {sha}: nothing is posted (a newer push gets its own run)"
@@ -175,7 +178,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
     // branch when it has it (the workflow checks out the default branch),
     // else the commit the API names, else the remote-tracking branch.
     let local = format!("refs/heads/{}", facts.base_ref);
-    let base = if missionctl::git::open(&t.repo)
+    let base = if missionctl::git::open(&repo)
         .and_then(|g| g.resolve(&local))
         .is_ok()
     {
@@ -187,11 +190,11 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| format!("origin/{}", facts.base_ref))
     };
     let opts = missionctl::gate::GateOptions {
-        repo: t.repo.clone(),
+        repo: repo.clone(),
         base,
         head: sha.clone(),
         out: Some(t.out.clone()),
-        db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
+        db_url: super::db_url(t.db.as_deref(), Some(&repo)),
         skip_paid_calls: !(facts.paid_calls_allowed() || fork_paid_evals),
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,

@@ -35,6 +35,7 @@ pub enum Command {
         after_help = "Examples:\n  missionctl openclaw plugin --out ~/.openclaw/plugins/missionctl"
     )]
     Plugin {
+        /// The directory to write the plugin's files into.
         #[arg(long)]
         out: PathBuf,
     },
