@@ -80,15 +80,21 @@ pub fn verdict_line(e: &Evidence) -> String {
         };
         format!("BLOCKED: {first}{more}")
     } else {
-        let chains: usize = e.packs.iter().map(|p| p.chains_evaluated).sum();
-        if chains == 0 {
+        let ran = e
+            .packs
+            .iter()
+            .any(|p| p.pairs > 0 || p.challenger_pass_rate.is_some());
+        if ran {
+            let pairs: usize = e.packs.iter().map(|p| p.pairs).sum();
             format!(
-                "PASS: {} pack(s) changed, no chain needed evaluating (no content change to run), all guardrails hold",
+                "PASS: {} pack(s) changed, {pairs} case pair(s) compared, no blocking regression, all guardrails hold",
                 e.packs.len()
             )
         } else {
+            // A version-only bump: every chain resolves to what it did, so
+            // there is nothing to run.
             format!(
-                "PASS: {} pack(s) changed, {chains} chain(s) evaluated, no blocking regression, all guardrails hold",
+                "PASS: {} pack(s) changed, no eval case ran (no chain's resolved content changed), all guardrails hold",
                 e.packs.len()
             )
         }

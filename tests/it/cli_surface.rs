@@ -150,10 +150,11 @@ fn a_directory_or_fifo_in_place_of_the_global_pack_is_named() {
     crate::util::expect_diag(&diags, "ref/not-file", GLOBAL, 0, "is a FIFO (named pipe)");
 }
 
-/// Issue 26, small items: a version-only bump evaluates no chain, and the
-/// verdict says so instead of "1 pack(s) evaluated".
+/// Issue 26, small items: a version-only bump runs no eval case (every
+/// chain resolves to what it did), and the verdict says so instead of
+/// "1 pack(s) evaluated".
 #[test]
-fn a_version_only_bump_says_no_chain_needed_evaluating() {
+fn a_version_only_bump_says_no_eval_case_ran() {
     let r = crate::util::TestRepo::new();
     r.git(&["switch", "-q", "-c", "bump"]);
     crate::reconcile::bump(&r, "packs/domains/hr-ops/pack.yaml", "1.0.1");
@@ -163,19 +164,39 @@ fn a_version_only_bump_says_no_chain_needed_evaluating() {
     let ev: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("evidence.json")).expect("ev"))
             .expect("json");
-    let chains: u64 = ev["packs"]
-        .as_array()
-        .expect("packs")
-        .iter()
-        .map(|p| p["chains_evaluated"].as_u64().expect("count"))
-        .sum();
-    assert_eq!(chains, 0, "{ev:#}");
+    let packs = ev["packs"].as_array().expect("packs");
+    assert_eq!(packs.len(), 1, "{ev:#}");
+    assert_eq!(packs[0]["pairs"], 0, "{ev:#}");
     let md = std::fs::read_to_string(dir.join("evidence.md")).expect("md");
     assert!(
-        md.starts_with("PASS: 1 pack(s) changed, no chain needed evaluating"),
+        md.starts_with("PASS: 1 pack(s) changed, no eval case ran"),
         "{md}"
     );
     assert!(!md.contains("pack(s) evaluated"), "{md}");
+
+    // A content change does run cases, and the line counts them.
+    r.git(&["switch", "-q", "-c", "tone", "main"]);
+    r.edit(
+        "packs/domains/hr-ops/prompts/role.md",
+        "workplace\npolicies",
+        "workplace\nPolicies",
+    );
+    crate::reconcile::bump(&r, "packs/domains/hr-ops/pack.yaml", "1.1.0");
+    r.commit_all("tone");
+    let (out, dir) = r.evaluate("gate", "tone", &[]);
+    assert_success(&out);
+    let ev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("evidence.json")).expect("ev"))
+            .expect("json");
+    let pairs = ev["packs"][0]["pairs"].as_u64().expect("pairs");
+    assert!(pairs > 0, "{ev:#}");
+    let md = std::fs::read_to_string(dir.join("evidence.md")).expect("md");
+    assert!(
+        md.starts_with(&format!(
+            "PASS: 1 pack(s) changed, {pairs} case pair(s) compared"
+        )),
+        "{md}"
+    );
 }
 
 /// Issue 26, small items: `/healthz` carries the commit header like every
@@ -202,17 +223,23 @@ fn healthz_names_the_commit_and_an_unserved_version_is_audited_as_such() {
         &t.acme_harness,
     );
     assert_eq!(code, 200, "{acme}");
-    let row = serde_json::json!({"run_id": "made-up", "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": acme["pack_id"], "pack_version": "7.7.7+sha256.deadbeef", "task_type": "qa", "latency_ms": 100.0, "cost_usd": 0.001, "success_bool": true, "created_at": missionctl::time_util::now_rfc3339()});
+    let row = serde_json::json!({"run_id": "made-up", "tenant_id": "acme", "user_id": "u", "agent_id": "a", "pack_id": acme["pack_id"], "pack_version": "7.7.7+sha256.deadbeef", "task_type": "qa", "latency_ms": 100.0, "cost_usd": 0.001, "success_bool": false, "error_code": "tool_error", "created_at": missionctl::time_util::now_rfc3339()});
     let (code, resp) = post_runs(port, &t.acme_harness, format!("{row}\n").as_bytes());
     assert_eq!(code, 400, "{resp}");
-    let log = tokio::runtime::Runtime::new().expect("rt").block_on(async {
-        let s = missionctl::store::Store::connect(&db).await.expect("db");
-        s.audit_log(100).await.expect("audit")
-    });
-    let entry = log
-        .iter()
-        .find(|e| e.token == "acme-harness" && e.action == "/v1/runs" && e.outcome == "denied")
-        .unwrap_or_else(|| panic!("no audit entry: {log:?}"));
+    assert!(resp.contains("is neither what tenant `acme`"), "{resp}");
+    let entry = crate::registry::until(
+        "the audit entry",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = tokio::runtime::Runtime::new().expect("rt").block_on(async {
+                let s = missionctl::store::Store::connect(&db).await.expect("db");
+                s.audit_log(100).await.expect("audit")
+            });
+            log.into_iter().find(|e| {
+                e.token == "acme-harness" && e.action == "/v1/runs" && e.outcome == "denied"
+            })
+        },
+    );
     assert!(
         entry
             .detail
