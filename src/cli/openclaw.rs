@@ -207,6 +207,8 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
+    super::note("registry", &a.registry);
+    super::note("token", &a.token_file.display().to_string());
     let token = std::fs::read_to_string(&a.token_file)
         .with_context(|| format!("reading the token file {}", a.token_file.display()))?
         .trim()

@@ -308,7 +308,6 @@ fn a_store_in_the_old_default_place_is_pointed_out() {
     let out = run_in(&r.work, home.path(), &["decisions"]);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("warning"),
-        "{:?}",
-        out
+        "{out:?}"
     );
 }
