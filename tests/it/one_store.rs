@@ -219,6 +219,28 @@ fn an_init_repository_has_one_store_for_every_command_and_nothing_under_home() {
     assert!(root.join(".missionctl/state.db").is_file());
 }
 
+/// `init` points at `doctor`, which runs from the new repository.
+#[test]
+fn init_suggests_doctor() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = dir.path().join("fleet");
+    let out = missionctl().arg("init").arg(&repo).output().expect("init");
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("missionctl doctor"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let home = tempfile::tempdir().expect("home");
+    let out = run_in(&repo, home.path(), &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let root = std::fs::canonicalize(&repo).expect("canon");
+    assert!(
+        text.contains(&format!("ok    repository  {}", root.display())),
+        "{text}"
+    );
+}
+
 /// Commands run in a subfolder find the repository's root; `--repo`
 /// overrides; outside any repository the messages still say what to pass.
 #[test]
