@@ -58,6 +58,8 @@ pub mod registry;
 pub mod rollout;
 pub mod telemetry;
 
+pub mod locate;
+
 pub mod http;
 pub mod server;
 

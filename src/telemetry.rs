@@ -24,11 +24,27 @@ pub struct RowError {
     /// 1-based line (NDJSON) or index + 1 (array).
     pub line: usize,
     pub error: String,
-    /// The row reached outside the token's tenant (another tenant's id,
-    /// pack or version): the registry audits these as denied access, not as
-    /// malformed input.
+    /// Why the row was refused when it is not malformed input: the
+    /// registry audits these as denied access.
     #[serde(skip)]
-    pub denied: bool,
+    pub denied: Option<Denied>,
+}
+
+/// Why a well-formed row was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Another tenant's id or pack.
+    OutsideTenant,
+    /// The tenant's own pack, at a version it was never served (or before
+    /// the registry could tell what it serves).
+    Unserved,
+}
+
+/// A row attribution refused: what to tell the client, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub why: Denied,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
@@ -90,7 +106,7 @@ pub struct Parsed {
 
 /// Decides, for a well-formed row of the caller's tenant, which rollout arm
 /// produced it, or refuses it (a pack or version outside the tenant's chains).
-pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmServed>, String> + Sync + 'a;
+pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmServed>, Refusal> + Sync + 'a;
 
 /// `run_telemetry.error_code` for a turn whose workspace files did not match
 /// the pack version's digests when its prompt was built (a hand edit).
@@ -147,7 +163,7 @@ pub(crate) fn parse_batch(
         .collect();
     // Attribution depends only on (tenant, pack, version), which a batch
     // repeats: decided once per distinct triple, serially.
-    let mut decided: HashMap<(String, String, String), Result<Option<ArmServed>, String>> =
+    let mut decided: HashMap<(String, String, String), Result<Option<ArmServed>, Refusal>> =
         HashMap::new();
     let mut out = Parsed::default();
     for (line, r) in results {
@@ -177,8 +193,8 @@ pub(crate) fn parse_batch(
                     }
                     Err(why) => out.errors.push(RowError {
                         line,
-                        error: why.clone(),
-                        denied: true,
+                        error: why.message.clone(),
+                        denied: Some(why.why),
                     }),
                 }
             }
@@ -199,10 +215,10 @@ fn check_row(
     let err = |e: String| RowError {
         line,
         error: e,
-        denied: false,
+        denied: None,
     };
     let denied = |e: String| RowError {
-        denied: true,
+        denied: Some(Denied::OutsideTenant),
         ..err(e)
     };
     let v: Json = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
@@ -298,7 +314,7 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[2].error.contains("outside this token's tenant"));
-        assert!(errors[2].denied && !errors[0].denied);
+        assert!(errors[2].denied.is_some() && errors[0].denied.is_none());
     }
 
     #[test]

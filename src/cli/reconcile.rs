@@ -17,14 +17,15 @@ use super::OutFormat;
 /// Where the pack repository and the state store are.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// The pack repository: a local path (bare or not) or a URL.
-    #[arg(long, default_value = ".")]
-    pub repo: String,
+    /// The pack repository: a local path (bare or not) or a URL (default: the
+    /// repository the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The branch decisions are made from.
     #[arg(long, default_value = "main")]
     pub branch: String,
-    /// State store: sqlite://PATH or postgres://USER@HOST/DB. Default: MISSIONCTL_DATABASE_URL,
-    /// else sqlite://$XDG_DATA_HOME/missionctl/state.db (~/.local/share/missionctl/state.db).
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store: sqlite://PATH or postgres://USER@HOST/DB; see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
     /// Where mirrors of remote repositories are kept (default: the user's cache directory).
     #[arg(long)]
@@ -40,11 +41,33 @@ impl Common {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("missionctl")
         });
-        Source::new(&self.repo, &self.branch, &cache)
+        Source::new(&self.repo(), &self.branch, &cache)
     }
 
+    /// `--repo`, else the repository the current directory is in.
+    pub fn repo(&self) -> String {
+        match &self.repo {
+            Some(r) => {
+                super::note("repository", r);
+                r.clone()
+            }
+            None => super::repo_root(None).display().to_string(),
+        }
+    }
+
+    /// The store: `--repo`'s mission.yaml when it is a work tree, else that
+    /// of the pack repository the current directory is in.
     pub fn db_url(&self) -> String {
-        super::db_url(self.db.as_deref(), None)
+        let local = self
+            .repo
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|p| p.join(missionctl::pack::MISSION_FILE).is_file());
+        let root = match local {
+            Some(p) => Some(p.to_path_buf()),
+            None => missionctl::locate::discover(std::path::Path::new(".")),
+        };
+        super::db_url_was_default(self.db.as_deref(), root.as_deref())
     }
 }
 
@@ -55,7 +78,7 @@ pub struct ReconcileArgs {
     /// One pass, then exit (otherwise keep polling).
     #[arg(long)]
     pub once: bool,
-    /// Poll interval when not --once.
+    /// Poll interval when not --once (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
     /// Also write each decision as a git note under refs/notes/missionctl (pushed for remotes).
@@ -64,6 +87,7 @@ pub struct ReconcileArgs {
     /// History was rewritten on purpose: resume from the branch's current tip.
     #[arg(long)]
     pub acknowledge_rewrite: bool,
+    /// `human`: one line per decision; `json`: the outcome as one JSON document.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutFormat,
 }
@@ -147,6 +171,7 @@ pub struct ServeArgs {
     /// Fetch interval for remotes and the safety net for local paths.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// Also write each decision as a git note under refs/notes/missionctl (pushed for remotes).
     #[arg(long)]
     pub notes: bool,
     /// Registry tokens file (see schema/tokens.schema.json; `missionctl token new` makes entries).
@@ -204,6 +229,14 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(why) = cfg.source.checked_out() {
             anyhow::bail!("cannot serve this repository: {why}");
         }
+        super::note(
+            "tokens",
+            &a.tokens
+                .as_ref()
+                .map_or("none (every registry request is refused)".into(), |p| {
+                    p.display().to_string()
+                }),
+        );
         let tokens = match &a.tokens {
             Some(p) => Tokens::load(p)?,
             None => {
@@ -254,6 +287,7 @@ pub struct RollbackArgs {
     /// The version to restore (default: the previous version on the branch).
     #[arg(long)]
     pub to: Option<String>,
+    /// Why: recorded in the revert commit's message and the decision.
     #[arg(long, default_value = "manual rollback")]
     pub reason: String,
     /// Commit onto the branch itself and push it.
@@ -293,17 +327,24 @@ pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct DecisionsArgs {
-    /// State store (see `reconcile --help`).
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store: sqlite://PATH or postgres://USER@HOST/DB; see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
+    /// The pack repository whose mission.yaml names the store (default: the one the
+    /// current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Only this pack's decisions (its id, e.g. hr-ops-pack).
     #[arg(long)]
     pub pack: Option<String>,
+    /// `human`: a table; `json`: every decision as a JSON array.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutFormat,
 }
 
 pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
-    let url = super::db_url(a.db.as_deref(), None);
+    let root = super::repo_root(a.repo.as_deref());
+    let url = super::db_url_was_default(a.db.as_deref(), Some(&root));
     let rt = tokio::runtime::Runtime::new()?;
     let list: Vec<Decision> = rt.block_on(async {
         let store = Store::connect(&url).await?;
@@ -340,12 +381,17 @@ pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// State store (see `reconcile --help`).
-    #[arg(long, env = "MISSIONCTL_DATABASE_URL", hide_env_values = true)]
+    /// State store: sqlite://PATH or postgres://USER@HOST/DB; see --help for the default.
+    #[arg(long, long_help = super::DB_HELP)]
     pub db: Option<String>,
+    /// The pack repository whose mission.yaml names the store (default: the one the
+    /// current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// Include finished rollouts.
     #[arg(long)]
     pub all: bool,
+    /// `human`: each rollout with its arms' figures; `json`: the same as a JSON array.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutFormat,
 }
@@ -385,7 +431,8 @@ fn revert_line(e: &missionctl::model::Effect) -> String {
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let url = super::db_url(a.db.as_deref(), None);
+    let root = super::repo_root(a.repo.as_deref());
+    let url = super::db_url_was_default(a.db.as_deref(), Some(&root));
     let rt = tokio::runtime::Runtime::new()?;
     let (list, refused) = rt.block_on(async {
         let store = Store::connect(&url).await?;
@@ -513,24 +560,43 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct TokenArgs {
+    /// The token's name: shown in the audit log and on every request it makes (unique in the file).
     #[arg(long)]
     pub name: String,
+    /// What the token may do: harness (resolve, report runs), viewer (resolve, read), admin (everything).
     #[arg(long, value_parser = ["harness", "viewer", "admin"])]
     pub role: String,
     /// Limit to one tenant (or user:<id> for a personal user).
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Append the entry to this tokens file (created with its `tokens:` key when missing)
+    /// instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
 }
 
 pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
-    let t = missionctl::registry::auth::generate();
+    use missionctl::registry::auth;
+    let t = auth::generate();
+    let entry = auth::entry(&a.name, &a.role, a.tenant.as_deref(), &t);
+    if let Some(file) = &a.tokens_file {
+        auth::append(file, &a.name, &entry)?;
+        outln!("{t}");
+        eprintln!(
+            "Added `{}` to {} (it holds only the hash); give the line above to the client. \
+             A running `serve --tokens {}` reads the file at start: restart it.",
+            a.name,
+            file.display(),
+            file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     outln!("{t}");
     eprintln!(
-        "Add this entry to the tokens file (it holds only the hash); give the line above to the client:\n"
+        "A tokens file with this entry follows (it holds only the hash); give the line above to the client.\n\
+         Save it as e.g. tokens.yaml, or append the entry under `tokens:` of an existing file \
+         (`missionctl token new --tokens-file FILE` does that):\n"
     );
-    eprint!(
-        "{}",
-        missionctl::registry::auth::entry(&a.name, &a.role, a.tenant.as_deref(), &t)
-    );
+    eprint!("{}", auth::file_with(&entry));
     Ok(ExitCode::SUCCESS)
 }

@@ -19,12 +19,15 @@ pub struct ChainArgs {
     /// Domain scope id (e.g. hr-ops) or domain pack id (hr-ops-pack).
     #[arg(long)]
     pub domain: String,
+    /// Tenant scope id (e.g. acme): resolve the tenant's chain (default: the domain alone).
     #[arg(long)]
     pub tenant: Option<String>,
+    /// User scope id within --tenant (e.g. alice): resolve that user's chain.
     #[arg(long)]
     pub user: Option<String>,
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// The pack repository (default: the one the current directory is in, found upwards as git does).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// Read this revision instead of the work tree.
     #[arg(long)]
     pub rev: Option<String>,
@@ -34,7 +37,8 @@ impl ChainArgs {
     /// The chain's key, the repository loaded for it, and the commit it
     /// was read from (None for the work tree).
     pub fn load(&self) -> anyhow::Result<(ChainKey, pack::Repo, Option<String>)> {
-        let tree = super::open_tree_lazy(&self.repo, self.rev.as_deref())?;
+        let root = super::repo_root(self.repo.as_deref());
+        let tree = super::open_tree_lazy(&root, self.rev.as_deref())?;
         let key = ChainKey::new(&self.domain, self.tenant.as_deref(), self.user.as_deref());
         let repo = pack::load_chain(&tree, &key);
         Ok((key, repo, tree.commit.map(|c| c.to_string())))
@@ -48,6 +52,7 @@ pub struct Args {
     /// Show the file and line every value came from.
     #[arg(long)]
     pub explain: bool,
+    /// The effective pack as `json` or `yaml`.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
 }

@@ -80,10 +80,24 @@ pub fn verdict_line(e: &Evidence) -> String {
         };
         format!("BLOCKED: {first}{more}")
     } else {
-        format!(
-            "PASS: {} pack(s) evaluated, no blocking regression, all guardrails hold",
-            e.packs.len()
-        )
+        let ran = e
+            .packs
+            .iter()
+            .any(|p| p.pairs > 0 || p.challenger_pass_rate.is_some());
+        if ran {
+            let pairs: usize = e.packs.iter().map(|p| p.pairs).sum();
+            format!(
+                "PASS: {} pack(s) changed, {pairs} case pair(s) compared, no blocking regression, all guardrails hold",
+                e.packs.len()
+            )
+        } else {
+            // A version-only bump: every chain resolves to what it did, so
+            // there is nothing to run.
+            format!(
+                "PASS: {} pack(s) changed, no eval case ran (no chain's resolved content changed), all guardrails hold",
+                e.packs.len()
+            )
+        }
     }
 }
 

@@ -340,6 +340,27 @@ impl Tree {
         }
     }
 
+    /// In a work tree, what is at `path` when it exists but is not a
+    /// regular file or symlink ("a directory", "a FIFO", …); None otherwise.
+    pub fn not_a_file(&self, path: &str) -> Option<&'static str> {
+        use std::os::unix::fs::FileTypeExt;
+        let Backing::WorkTree(root) = &self.backing else {
+            return None;
+        };
+        let t = std::fs::symlink_metadata(root.join(path)).ok()?.file_type();
+        if t.is_file() || t.is_symlink() {
+            None
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else {
+            Some("a device or other special file")
+        }
+    }
+
     pub fn contains(&self, path: &str) -> bool {
         self.entry(path).is_some()
     }

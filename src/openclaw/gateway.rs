@@ -50,6 +50,24 @@ fn node_major(node: &Path) -> Option<u32> {
         .ok()
 }
 
+/// The versions of an install: Node.js's (`v24.16.0`) and OpenClaw's (from
+/// the `package.json` beside its entry point), each when it can be read.
+pub fn versions(install: &Install) -> (Option<String>, Option<String>) {
+    let node = std::process::Command::new(&install.node)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let claw = install
+        .entry
+        .parent()
+        .and_then(|d| std::fs::read_to_string(d.join("package.json")).ok())
+        .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(String::from));
+    (node, claw)
+}
+
 /// Find Node.js >= 24 and OpenClaw: `MISSIONCTL_NODE` / `MISSIONCTL_OPENCLAW`,
 /// else the npm prefixes `.ci/` (this repository's CI) and
 /// `~/.missionctl/openclaw`, else `node` on PATH with OpenClaw beside it.

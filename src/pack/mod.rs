@@ -411,7 +411,21 @@ pub fn load(tree: &Tree) -> Repo {
             );
         }
     }
-    if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
+    if r.global.is_none()
+        && let Some(what) = tree.not_a_file("packs/global/pack.yaml")
+    {
+        r.diagnostics.push(
+            Diagnostic::error(
+                Code::RefNotFile,
+                "packs/global/pack.yaml",
+                Pos::UNKNOWN,
+                format!("packs/global/pack.yaml is {what}, not a file"),
+            )
+            .help(
+                "replace it with the global pack's YAML file (`missionctl init` writes an example)",
+            ),
+        );
+    } else if r.global.is_none() && !pack_files.contains(&"packs/global/pack.yaml") {
         r.diagnostics.push(
             Diagnostic::error(
                 Code::FileMissing,
@@ -505,7 +519,8 @@ fn load_config(tree: &Tree) -> Repo {
                 Diagnostic::warning(
                     Code::FileUnexpected,
                     p,
-                    Pos::UNKNOWN,
+                    // The whole file: its first line, so every renderer shows file:line:col.
+                    Pos { line: 1, col: 1 },
                     "missionctl does not read this policy file",
                 )
                 .help("policies live in hard-constraints.yaml, guardrails.yaml and tiers.yaml"),

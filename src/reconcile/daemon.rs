@@ -192,7 +192,9 @@ async fn webhook_event(
 }
 
 /// The reconciler's routes: the webhook and health.
-pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
+/// The webhook route, and `/healthz` unless `with_healthz` is false (the
+/// registry then serves its own, with the commit header every answer has).
+pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker, with_healthz: bool) -> Router {
     let st = WebhookState {
         secret: cfg.webhook_secret.clone().map(Arc::new),
         branch: cfg.source.branch.clone(),
@@ -204,10 +206,19 @@ pub(crate) fn router(cfg: &DaemonConfig, kicker: Kicker) -> Router {
             SourceKind::Local(_) => None,
         }),
     };
-    Router::new()
+    let r = Router::new()
         .route("/v1/github/webhook", post(webhook))
-        .with_state(st)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(st);
+    if with_healthz {
+        r.route("/healthz", get(healthz))
+    } else {
+        r
+    }
+}
+
+/// `GET /healthz`: the process answers.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// Watch a local repository's refs; send a kick after `debounce` of quiet or
@@ -289,7 +300,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let _watcher = watch(&cfg, kicker.clone());
     let server = hooks.listener.map(|listener| {
-        let mut app = router(&cfg, kicker.clone());
+        let mut app = router(&cfg, kicker.clone(), hooks.extra_routes.is_none());
         if let Some(extra) = hooks.extra_routes {
             app = app.merge(extra);
         }

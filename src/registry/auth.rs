@@ -85,6 +85,96 @@ pub fn entry(name: &str, role: &str, tenant: Option<&str>, token: &str) -> Strin
     )
 }
 
+/// A complete tokens file holding one entry.
+pub fn file_with(entry: &str) -> String {
+    format!("tokens:\n{entry}")
+}
+
+/// Append `entry` (from [`entry`], for the token named `name`) to the
+/// tokens file at `path`, creating it with its `tokens:` key when it does
+/// not exist or is empty. The file is checked before and after (a file
+/// that would not load is never written) and replaced atomically.
+pub fn append(path: &std::path::Path, name: &str, entry: &str) -> Result<(), AuthError> {
+    let shown = path.display().to_string();
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(AuthError::Read {
+                path: shown,
+                message: e.to_string(),
+            });
+        }
+    };
+    let text = if existing.trim().is_empty() {
+        file_with(entry)
+    } else {
+        let names = names(&shown, &existing)?;
+        if names.iter().any(|n| n == name) {
+            return Err(AuthError::Duplicate {
+                path: shown,
+                name: name.to_string(),
+            });
+        }
+        let mut base = existing.clone();
+        if !base.ends_with('\n') {
+            base.push('\n');
+        }
+        // The entry as printed (indented two spaces), or flush left for a
+        // file whose list items are written that way.
+        let candidates = [
+            format!("{base}{entry}"),
+            format!(
+                "{base}{}",
+                entry
+                    .lines()
+                    .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+                    .collect::<String>()
+            ),
+        ];
+        candidates
+            .into_iter()
+            .find(|t| names_of(&shown, t).is_some_and(|n| n.len() == names.len() + 1))
+            .ok_or_else(|| AuthError::Layout {
+                path: shown.clone(),
+                entry: entry.to_string(),
+            })?
+    };
+    let write_err = |e: std::io::Error| AuthError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+/// The names of the tokens in a tokens file, or why it does not load.
+fn names(file: &str, text: &str) -> Result<Vec<String>, AuthError> {
+    let mut diags = Vec::new();
+    match parse_checked(Kind::Tokens, file, text, &mut diags) {
+        Some((_, json)) if !diags.iter().any(Diagnostic::is_error) => Ok(json["tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(String::from))
+            .collect()),
+        _ => Err(AuthError::Invalid {
+            path: file.to_string(),
+            diags,
+        }),
+    }
+}
+
+fn names_of(file: &str, text: &str) -> Option<Vec<String>> {
+    names(file, text).ok()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
     by_hash: HashMap<String, Token>,
@@ -99,6 +189,17 @@ pub enum AuthError {
         path: String,
         diags: Vec<Diagnostic>,
     },
+    #[error(
+        "the token file {path} already has a token named `{name}`: pass another --name, or remove the old entry from {path} first"
+    )]
+    Duplicate { path: String, name: String },
+    #[error(
+        "cannot append to the token file {path}: its `tokens:` list is not the last thing in the file (or is written inline); \
+         add the entry by hand under `tokens:`:\n{entry}"
+    )]
+    Layout { path: String, entry: String },
+    #[error("cannot write the token file {path}: {message}")]
+    Write { path: String, message: String },
 }
 
 pub fn hash(token: &str) -> String {
@@ -150,6 +251,11 @@ impl Tokens {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+
+    /// How many tokens the file holds.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
     }
 }
 

@@ -49,7 +49,7 @@ async fn store_parsed(store: &Store, parsed: Parsed) -> Result<IngestReport, Ing
     errors.extend(stored.refused.iter().map(|(i, why)| RowError {
         line: parsed.lines[*i],
         error: format!("the state store refused this row: {why}"),
-        denied: false,
+        denied: None,
     }));
     errors.sort_by_key(|e| e.line);
     Ok(IngestReport {

@@ -26,8 +26,9 @@ use crate::pack::{Location, PackDoc, Repo};
 use crate::reconcile::daemon::Kicker;
 use crate::resolve::{self, ChainKey, ResolveError};
 use crate::rollout;
+
 use crate::store::Store;
-use crate::telemetry::ArmServed;
+use crate::telemetry::{ArmServed, Denied, Refusal};
 
 /// A rollout as the registry serves it.
 #[derive(Debug, Clone)]
@@ -176,16 +177,20 @@ impl Snapshot {
     /// before a promotion: stored, but counted in no rollout). A shared
     /// pack's rollout therefore counts a tenant's runs only through that
     /// tenant's own chains.
-    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmServed>, String> {
+    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmServed>, Refusal> {
         let Some(commit) = &self.commit else {
-            return Err("no reconciled commit yet: the registry cannot tell which packs this tenant may report; retry once /readyz answers 200".into());
+            return Err(Refusal {
+                message: "no reconciled commit yet: the registry cannot tell which packs this tenant may report; retry once /readyz answers 200".into(),
+                why: Denied::Unserved,
+            });
         };
         let tenant = row.tenant_id.as_str();
-        let not_ours = || {
-            format!(
+        let not_ours = || Refusal {
+            message: format!(
                 "pack `{}` is not on a chain of tenant `{tenant}` at commit {commit:.12}; report runs only for the packs /v1/resolve served this tenant",
                 row.pack_id
-            )
+            ),
+            why: Denied::OutsideTenant,
         };
         let leaf = self.repo.pack(&row.pack_id).ok_or_else(not_ours)?;
         let domains_of = |p: &PackDoc| -> Vec<String> {
@@ -247,10 +252,13 @@ impl Snapshot {
         {
             return Ok(None);
         }
-        Err(format!(
-            "pack_version `{}` is neither what tenant `{tenant}`'s chains resolve `{}` to at commit {commit:.12} nor a version that pack has had; report the pack_version /v1/resolve returned",
-            row.pack_version, row.pack_id
-        ))
+        Err(Refusal {
+            message: format!(
+                "pack_version `{}` is neither what tenant `{tenant}`'s chains resolve `{}` to at commit {commit:.12} nor a version that pack has had; report the pack_version /v1/resolve returned",
+                row.pack_version, row.pack_id
+            ),
+            why: Denied::Unserved,
+        })
     }
 
     /// Whether a token scoped to `tenant` may see `pack`.

@@ -175,6 +175,7 @@ mod audit;
 mod cache;
 mod decisions;
 mod improve;
+pub mod probe;
 mod replicas;
 mod rollouts;
 mod runs;

@@ -2,6 +2,7 @@
 //! temporary directories.
 
 mod bad_input;
+mod cli_surface;
 mod commands;
 mod conformance;
 #[macro_use]
@@ -13,6 +14,7 @@ mod github_server;
 mod improve;
 mod isolation;
 mod llm_server;
+mod one_store;
 mod openclaw;
 mod reconcile;
 mod registry;

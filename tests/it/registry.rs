@@ -19,23 +19,24 @@ pub(crate) struct Tok {
 }
 
 pub(crate) fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
-    let mut file = String::from("tokens:\n");
-    let mut make = |name: &str, role: &str, tenant: Option<&str>| -> String {
+    let path = dir.join("tokens.yaml");
+    let make = |name: &str, role: &str, tenant: Option<&str>| -> String {
         let mut c = missionctl();
-        c.args(["token", "new", "--name", name, "--role", role]);
+        c.args([
+            "token",
+            "new",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--tokens-file",
+        ])
+        .arg(&path);
         if let Some(t) = tenant {
             c.args(["--tenant", t]);
         }
         let out = c.output().expect("token");
-        let entry = String::from_utf8_lossy(&out.stderr);
-        file.push_str(
-            entry
-                .lines()
-                .filter(|l| l.starts_with("  "))
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_str(),
-        );
+        assert_success(&out);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let t = Tok {
@@ -44,8 +45,6 @@ pub(crate) fn tokens(dir: &std::path::Path) -> (std::path::PathBuf, Tok) {
         acme_viewer: make("acme-viewer", "viewer", Some("acme")),
         acme_admin: make("acme-admin", "admin", Some("acme")),
     };
-    let path = dir.join("tokens.yaml");
-    std::fs::write(&path, file).expect("write tokens");
     (path, t)
 }
 
@@ -764,7 +763,7 @@ fn quickstart_runs_the_whole_loop() {
         String::from_utf8_lossy(&out.stderr)
     );
     for needle in [
-        "PASS: 1 pack(s) evaluated",
+        "PASS: 1 pack(s) changed, ",
         "decision: promote hr-ops-pack",
         "fully promoted",
         "automatic rollback",
@@ -772,10 +771,28 @@ fn quickstart_runs_the_whole_loop() {
         "Roll back hr-ops-pack to 1.1.0",
         "signal: 2 failing case(s): harassment-escalates, medical-accommodation",
         "the worker proposes 1.2.1-improve.1 on branch missionctl/improve/hr-ops-pack/1.2.1-improve.1",
-        "the gate on the proposal against main: PASS: 1 pack(s) evaluated",
+        "the gate on the proposal against main: PASS: 1 pack(s) changed, ",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
+    // Each canary round is labelled with the share it ran at: a canary
+    // never runs a round at 100% (reaching it ends the rollout).
+    let shares: Vec<u32> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("round "))
+        .filter_map(|l| {
+            l.rsplit_once(" at ")?
+                .1
+                .strip_suffix("% canary")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!shares.is_empty(), "no canary rounds in:\n{text}");
+    assert!(
+        shares.iter().all(|p| *p > 0 && *p < 100),
+        "{shares:?}\n{text}"
+    );
     assert!(qs.join("evidence/evidence.md").exists());
     // What a person reads afterwards: a completed rollout, a rolled-back one,
     // and the decision history.

@@ -296,12 +296,24 @@ async fn runs(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Body) 
             let denied: Vec<String> = rep
                 .errors
                 .iter()
-                .filter(|e| e.denied)
+                .filter(|e| e.denied.is_some())
                 .map(|e| format!("line {}: {}", e.line, e.error))
                 .collect();
             if !denied.is_empty() {
                 reg.metrics.denied.inc();
-                let mut why = format!("{} row(s) outside the token's tenant", denied.len());
+                let of = |kind| rep.errors.iter().filter(|e| e.denied == Some(kind)).count();
+                let mut parts = Vec::new();
+                let outside = of(crate::telemetry::Denied::OutsideTenant);
+                if outside > 0 {
+                    parts.push(format!("{outside} row(s) outside the token's tenant"));
+                }
+                let unserved = of(crate::telemetry::Denied::Unserved);
+                if unserved > 0 {
+                    parts.push(format!(
+                        "{unserved} row(s) naming a pack version the tenant was not served"
+                    ));
+                }
+                let mut why = parts.join(", ");
                 for d in denied.iter().take(5) {
                     why.push_str("; ");
                     why.push_str(d);
@@ -559,6 +571,7 @@ pub(crate) fn router(reg: Arc<Registry>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
+        .route("/healthz", get(crate::reconcile::daemon::healthz))
         .layer(axum::middleware::map_response_with_state(
             reg.clone(),
             commit_header,
