@@ -14,7 +14,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::git::Tree;
 use crate::pack::MISSION_FILE;
 
 /// The environment variable naming the state store.
@@ -73,30 +72,57 @@ pub struct StoreChoice {
     pub origin: StoreOrigin,
 }
 
+/// A `mission.yaml` whose `store.url` cannot be read: a command must not
+/// fall back to another store (its history would silently be elsewhere).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {why}")]
+pub struct StoreUrlError {
+    pub path: String,
+    pub why: String,
+}
+
 /// Resolve the state store: `flag`, else `env` (the value of
 /// `MISSIONCTL_DATABASE_URL`), else `store.url` of the `mission.yaml` in the
-/// work tree at `repo`, else [`crate::store::default_url`]. Empty values
-/// count as unset.
-pub fn store(flag: Option<&str>, env: Option<&str>, repo: Option<&Path>) -> StoreChoice {
+/// work tree at `repo` (else in the pack repository the current directory
+/// is in, when `repo` is a bare repository or a URL), else
+/// [`crate::store::default_url`]. Empty values count as unset. A relative
+/// SQLite path in the flag or the environment is made absolute from the
+/// current directory, so `-v` shows the file that is opened.
+pub fn store(
+    flag: Option<&str>,
+    env: Option<&str>,
+    repo: Option<&Path>,
+) -> Result<StoreChoice, StoreUrlError> {
+    let absolute = |u: &str| match u.strip_prefix("sqlite://") {
+        Some(p) if !p.is_empty() && !p.starts_with('/') && !p.starts_with(':') => {
+            std::path::absolute(p)
+                .map_or_else(|_| u.to_string(), |a| format!("sqlite://{}", a.display()))
+        }
+        _ => u.to_string(),
+    };
     if let Some(u) = flag.filter(|u| !u.trim().is_empty()) {
-        return StoreChoice {
-            url: u.to_string(),
+        return Ok(StoreChoice {
+            url: absolute(u),
             origin: StoreOrigin::Flag,
-        };
+        });
     }
     if let Some(u) = env.filter(|u| !u.trim().is_empty()) {
-        return StoreChoice {
-            url: u.to_string(),
+        return Ok(StoreChoice {
+            url: absolute(u),
             origin: StoreOrigin::Env,
-        };
+        });
     }
-    if let Some(choice) = repo.and_then(from_mission) {
-        return choice;
+    let root = repo
+        .filter(|r| r.join(MISSION_FILE).symlink_metadata().is_ok())
+        .map(Path::to_path_buf)
+        .or_else(|| discover(Path::new(".")));
+    if let Some(choice) = root.as_deref().map(from_mission).transpose()?.flatten() {
+        return Ok(choice);
     }
-    StoreChoice {
+    Ok(StoreChoice {
         url: crate::store::default_url(),
         origin: StoreOrigin::Default,
-    }
+    })
 }
 
 /// Before one store, `serve`, `reconcile`, `decisions`, `status` and
@@ -113,26 +139,71 @@ pub fn earlier_default(choice: &StoreChoice) -> Option<String> {
     (!chosen.exists() && old.is_file() && chosen != old).then_some(default)
 }
 
-/// `store.url` of the `mission.yaml` in the work tree at `repo`.
-fn from_mission(repo: &Path) -> Option<StoreChoice> {
-    if !repo.join(MISSION_FILE).is_file() {
-        return None;
-    }
-    let u = crate::pack::mission(&Tree::work_tree_lazy(repo))?
-        .store_url()?
-        .to_string();
-    if u.trim().is_empty() {
-        return None;
-    }
-    let root = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
-    let url = match u.strip_prefix("sqlite://") {
-        Some(p) if !p.starts_with('/') => format!("sqlite://{}", root.join(p).display()),
-        _ => u,
+/// The most a `mission.yaml` read for its store may hold.
+const MISSION_LIMIT: u64 = 1024 * 1024;
+
+/// `store.url` of the `mission.yaml` in the work tree at `repo`. Read on its
+/// own, so a schema error elsewhere in the file (which `validate` reports)
+/// does not move the store; a file that cannot be read or a `store.url`
+/// that is no store URL is an error, never a silent fallback.
+fn from_mission(repo: &Path) -> Result<Option<StoreChoice>, StoreUrlError> {
+    let path = repo.join(MISSION_FILE);
+    let err = |why: String| StoreUrlError {
+        path: path.display().to_string(),
+        why,
     };
-    Some(StoreChoice {
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Err(err(
+            "is not a regular file (a directory or a FIFO?); it must be the repository's mission.yaml"
+                .into(),
+        ));
+    }
+    if meta.len() > MISSION_LIMIT {
+        return Err(err(format!("is over {MISSION_LIMIT} bytes")));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot be read: {e}")))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+        err(format!(
+            "is not valid YAML ({e}); fix it (`missionctl validate` shows where) so the state store in its store.url can be found"
+        ))
+    })?;
+    let u = match doc.pointer("/store/url") {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(u)) if u.trim().is_empty() => return Ok(None),
+        Some(serde_json::Value::String(u)) => u.trim().to_string(),
+        Some(other) => {
+            return Err(err(format!(
+                "store.url must be a string (sqlite://PATH or postgres://…), found {other}"
+            )));
+        }
+    };
+    let root = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
+    let url = if let Some(p) = u.strip_prefix("sqlite://") {
+        if p.is_empty() || p.starts_with('~') {
+            return Err(err(format!(
+                "store.url `{u}`: write the SQLite file's path, absolute or relative to the repository (`~` is not expanded)"
+            )));
+        }
+        if p.starts_with('/') || p.starts_with(':') {
+            u.clone()
+        } else {
+            format!("sqlite://{}", root.join(p).display())
+        }
+    } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+        u.clone()
+    } else {
+        return Err(err(format!(
+            "store.url `{}` is not a state store URL: write sqlite://PATH or postgres://USER@HOST/DB",
+            crate::store::redact(&u)
+        )));
+    };
+    Ok(Some(StoreChoice {
         url,
         origin: StoreOrigin::Mission(root.join(MISSION_FILE)),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -148,19 +219,34 @@ mod tests {
         )
         .expect("write");
         let root = std::fs::canonicalize(dir.path()).expect("canon");
-        let s = store(Some("sqlite:///f.db"), Some("sqlite:///e.db"), Some(&root));
+        let s = store(Some("sqlite:///f.db"), Some("sqlite:///e.db"), Some(&root)).expect("s");
         assert_eq!(s.origin, StoreOrigin::Flag);
         assert_eq!(s.url, "sqlite:///f.db");
-        let s = store(Some(""), Some("sqlite:///e.db"), Some(&root));
+        let s = store(Some(""), Some("sqlite:///e.db"), Some(&root)).expect("s");
         assert_eq!(s.origin, StoreOrigin::Env);
-        let s = store(None, Some(""), Some(&root));
+        let s = store(None, Some(""), Some(&root)).expect("s");
         assert_eq!(
             s.url,
             format!("sqlite://{}", root.join(".missionctl/state.db").display())
         );
         assert_eq!(s.origin, StoreOrigin::Mission(root.join(MISSION_FILE)));
-        let s = store(None, None, Some(&root.join("packs")));
-        assert_eq!(s.origin, StoreOrigin::Default);
+        // A schema error elsewhere does not move the store; a bad store.url
+        // is an error, never the default.
+        let mission = std::fs::read_to_string(root.join(MISSION_FILE)).expect("read");
+        std::fs::write(
+            root.join(MISSION_FILE),
+            format!("{mission}\nbogus_key: 1\n"),
+        )
+        .expect("w");
+        let s = store(None, None, Some(&root)).expect("s");
+        assert_eq!(s.origin, StoreOrigin::Mission(root.join(MISSION_FILE)));
+        for bad in ["sqlite:rel.db", "mysql://x", "sqlite://~/x.db", "[1, 2]"] {
+            let m = mission.replace("url: sqlite://.missionctl/state.db", &format!("url: {bad}"));
+            assert_ne!(m, mission);
+            std::fs::write(root.join(MISSION_FILE), m).expect("w");
+            let e = store(None, None, Some(&root)).expect_err(bad);
+            assert!(e.to_string().contains("mission.yaml"), "{e}");
+        }
     }
 
     #[test]

@@ -19,7 +19,11 @@
 //! first on PATH; `$ cd DIR` moves the session. Each command runs in `bash`,
 //! so `&&`, pipes and redirections work. A command ending in `&` (a server)
 //! runs in the background until the file's session ends; `127.0.0.1:8080`
-//! stands for a free loopback port.
+//! and `127.0.0.1:8081` stand for two free loopback ports, and
+//! `postgres://missionctl@127.0.0.1:5432/missionctl` for a fresh database on
+//! the test PostgreSQL server (`MISSIONCTL_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), created for the file's
+//! session and dropped after it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,12 +171,24 @@ fn run_file(path: &Path) -> usize {
         bin.parent().expect("bin dir").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    // `127.0.0.1:8080` in the docs is a free loopback port here.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    // `127.0.0.1:8080` and `:8081` in the docs are free loopback ports here.
+    let free = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        format!("127.0.0.1:{port}")
+    };
+    let mut places: Vec<(String, String)> = vec![
+        ("127.0.0.1:8080".into(), free()),
+        ("127.0.0.1:8081".into(), free()),
+    ];
+    // Declared before `background`: dropped after the servers are stopped.
+    let _database = text.contains(DOC_DATABASE).then(|| {
+        let db = Database::create(&path.display().to_string());
+        places.push((DOC_DATABASE.into(), db.url.clone()));
+        db
+    });
     let mut background = Background(Vec::new());
     let mut cwd = base.clone();
     let name = path
@@ -191,7 +207,9 @@ fn run_file(path: &Path) -> usize {
             );
             continue;
         }
-        let command = step.command.replace("127.0.0.1:8080", &addr);
+        let command = places
+            .iter()
+            .fold(step.command.clone(), |c, (doc, here)| c.replace(doc, here));
         let mut cmd = Command::new("bash");
         cmd.current_dir(&cwd)
             .env("PATH", &path_var)
@@ -231,9 +249,10 @@ fn run_file(path: &Path) -> usize {
             .arg(format!("exec 2>&1; {command}"))
             .output()
             .expect("run bash");
-        let actual = String::from_utf8_lossy(&out.stdout)
-            .replace(&base.display().to_string(), "[TMP]")
-            .replace(&addr, "127.0.0.1:8080");
+        let actual = places.iter().fold(
+            String::from_utf8_lossy(&out.stdout).replace(&base.display().to_string(), "[TMP]"),
+            |a, (doc, here)| a.replace(here, doc),
+        );
         let actual: Vec<&str> = actual.lines().map(str::trim_end).collect();
         let code = out.status.code().unwrap_or(-1);
         let matched = matches(&step.expected, &actual);
@@ -283,6 +302,81 @@ fn line_matches(pattern: &str, line: &str) -> bool {
         }
     }
     true
+}
+
+/// What the docs write for "your PostgreSQL database".
+const DOC_DATABASE: &str = "postgres://missionctl@127.0.0.1:5432/missionctl";
+
+/// A fresh database on the test PostgreSQL server for one file's session,
+/// dropped when it ends. A server that does not answer fails the test with
+/// how to fix it (`bash .ci/test` runs where PostgreSQL runs, as CI does).
+struct Database {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn create(file: &str) -> Database {
+        let admin = std::env::var("MISSIONCTL_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("mc_docs_{}_{}", std::process::id(), rand::random::<u32>());
+        let created = Self::runtime().block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(std::time::Duration::from_secs(3))
+                .connect(&admin)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+        });
+        if let Err(e) = created {
+            panic!(
+                "{file} needs PostgreSQL: no server answered at {admin} ({e}); start one, or set MISSIONCTL_TEST_DATABASE_URL"
+            );
+        }
+        if let Some(dir) = std::env::var_os("MISSIONCTL_COMPONENTS_DIR") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(&dir).join("postgresql"))
+            {
+                let _ = writeln!(f, "docs::{file}");
+            }
+        }
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Database {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = Self::runtime().block_on(async move {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&admin)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&pool)
+            .await
+        });
+    }
 }
 
 /// Background commands of a session, killed when it ends (or fails).

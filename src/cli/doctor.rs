@@ -130,7 +130,17 @@ fn repository(root: &Path, found: bool, given: bool) -> Check {
 
 async fn store(flag: Option<&str>, root: &Path) -> Check {
     let env = std::env::var(locate::DATABASE_ENV).ok();
-    let choice = locate::store(flag, env.as_deref(), Some(root));
+    let choice = match locate::store(flag, env.as_deref(), Some(root)) {
+        Ok(c) => c,
+        Err(e) => {
+            return check(
+                "store",
+                Status::Fail,
+                e.to_string(),
+                "fix store.url in mission.yaml (or pass --db / set MISSIONCTL_DATABASE_URL)",
+            );
+        }
+    };
     let shown = format!(
         "{} (from {})",
         missionctl::store::redact(&choice.url),

@@ -61,7 +61,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
         .as_ref()
         .is_some_and(|e| !github::trusted::paid_calls_allowed(e.from_fork, &e.labels));
     let repo = super::repo_root(a.repo.as_deref());
-    let db_url = super::db_url(a.db.as_deref(), Some(&repo));
+    let db_url = super::db_url(a.db.as_deref(), Some(&repo))?;
     // A bar on a terminal; in CI logs (or any other pipe) a line every 15 s.
     let progress = if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         gate::Progress::Bar

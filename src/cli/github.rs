@@ -180,7 +180,7 @@ fn verdict(t: Trusted) -> anyhow::Result<ExitCode> {
         base,
         head: sha.clone(),
         out: Some(t.out.clone()),
-        db_url: super::db_url(t.db.as_deref(), Some(&repo)),
+        db_url: super::db_url(t.db.as_deref(), Some(&repo))?,
         skip_paid_calls: !(facts.paid_calls_allowed() || fork_paid_evals),
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,
@@ -380,12 +380,13 @@ fn merge_group(
     drop(git);
     let skip_paid_calls =
         !(*fork_paid_evals || pulls.iter().all(trusted::PullFacts::paid_calls_allowed));
+    let db_url = super::db_url(t.db.as_deref(), Some(repo))?;
     let opts = |head: &str, out: String| missionctl::gate::GateOptions {
         repo: repo.to_path_buf(),
         base: base.clone(),
         head: head.to_string(),
         out: Some(t.out.join(out)),
-        db_url: super::db_url(t.db.as_deref(), Some(repo)),
+        db_url: db_url.clone(),
         skip_paid_calls,
         progress: missionctl::gate::Progress::Off,
         spend_limit_usd: None,

@@ -63,7 +63,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     let repo = super::repo_root(a.repo.as_deref());
-    let db_url = super::db_url(a.db.as_deref(), Some(&repo));
+    let db_url = super::db_url(a.db.as_deref(), Some(&repo))?;
     if a.list {
         return rt.block_on(list(&a, &db_url));
     }

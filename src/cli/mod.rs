@@ -370,9 +370,9 @@ pub fn repo_root(flag: Option<&Path>) -> PathBuf {
 /// The state store URL, resolved as every command resolves it (see
 /// [`missionctl::locate::store`]), from the `--db` flag and the pack
 /// repository at `repo`.
-pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
+pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Result<String> {
     let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
-    let choice = missionctl::locate::store(flag, env.as_deref(), repo);
+    let choice = missionctl::locate::store(flag, env.as_deref(), repo)?;
     note(
         "store",
         &format!(
@@ -381,16 +381,16 @@ pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> String {
             choice.origin
         ),
     );
-    choice.url
+    Ok(choice.url)
 }
 
 /// [`db_url`] for the commands that used the per-user default before
 /// every command read mission.yaml (serve, reconcile, decisions, status,
 /// telemetry ingest): warns when the history is likely still there.
-pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> String {
-    let url = db_url(flag, repo);
+pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Result<String> {
+    let url = db_url(flag, repo)?;
     let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
-    let choice = missionctl::locate::store(flag, env.as_deref(), repo);
+    let choice = missionctl::locate::store(flag, env.as_deref(), repo)?;
     if let Some(old) = missionctl::locate::earlier_default(&choice) {
         eprintln!(
             "warning: using {url} (store.url in mission.yaml), which does not exist yet, while {old} does: \
@@ -399,7 +399,7 @@ pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> String {
              state.db-wal and state.db-shm beside it into the repository's .missionctl/"
         );
     }
-    url
+    Ok(url)
 }
 
 pub fn color() -> bool {

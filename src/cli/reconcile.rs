@@ -57,17 +57,11 @@ impl Common {
 
     /// The store: `--repo`'s mission.yaml when it is a work tree, else that
     /// of the pack repository the current directory is in.
-    pub fn db_url(&self) -> String {
-        let local = self
-            .repo
-            .as_deref()
-            .map(std::path::Path::new)
-            .filter(|p| p.join(missionctl::pack::MISSION_FILE).is_file());
-        let root = match local {
-            Some(p) => Some(p.to_path_buf()),
-            None => missionctl::locate::discover(std::path::Path::new(".")),
-        };
-        super::db_url_was_default(self.db.as_deref(), root.as_deref())
+    pub fn db_url(&self) -> anyhow::Result<String> {
+        super::db_url_was_default(
+            self.db.as_deref(),
+            self.repo.as_deref().map(std::path::Path::new),
+        )
     }
 }
 
@@ -139,7 +133,7 @@ fn exit_for(out: &Outcome) -> ExitCode {
 pub fn reconcile(a: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let store = Store::connect(&a.common.db_url()).await?;
+        let store = Store::connect(&a.common.db_url()?).await?;
         let source = a.common.source();
         let opts = Options {
             notes: a.notes,
@@ -206,7 +200,7 @@ pub struct ServeArgs {
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let store = Store::connect(&a.common.db_url()).await?;
+        let store = Store::connect(&a.common.db_url()?).await?;
         let cfg = DaemonConfig {
             source: a.common.source(),
             store,
@@ -344,7 +338,7 @@ pub struct DecisionsArgs {
 
 pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
     let root = super::repo_root(a.repo.as_deref());
-    let url = super::db_url_was_default(a.db.as_deref(), Some(&root));
+    let url = super::db_url_was_default(a.db.as_deref(), Some(&root))?;
     let rt = tokio::runtime::Runtime::new()?;
     let list: Vec<Decision> = rt.block_on(async {
         let store = Store::connect(&url).await?;
@@ -432,7 +426,7 @@ fn revert_line(e: &missionctl::model::Effect) -> String {
 
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let root = super::repo_root(a.repo.as_deref());
-    let url = super::db_url_was_default(a.db.as_deref(), Some(&root));
+    let url = super::db_url_was_default(a.db.as_deref(), Some(&root))?;
     let rt = tokio::runtime::Runtime::new()?;
     let (list, refused) = rt.block_on(async {
         let store = Store::connect(&url).await?;
@@ -539,7 +533,7 @@ pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
     let rt = tokio::runtime::Runtime::new()?;
     let rep = rt.block_on(async {
-        let store = Store::connect(&a.common.db_url()).await?;
+        let store = Store::connect(&a.common.db_url()?).await?;
         // Attribute rows to rollout arms as the registry would.
         let reg = Registry::new(store.clone(), a.common.source(), Tokens::default(), None);
         let _ = reg.refresh().await;
@@ -577,6 +571,17 @@ pub struct TokenArgs {
 
 pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
     use missionctl::registry::auth;
+    if !auth::valid_name(&a.name) {
+        anyhow::bail!(
+            "--name `{}`: a token name is 1 to 64 letters, digits, `.`, `_` or `-` (it is shown in the audit log); choose another",
+            a.name
+        );
+    }
+    if let Some(t) = a.tenant.as_deref().filter(|t| !auth::valid_tenant(t)) {
+        anyhow::bail!(
+            "--tenant `{t}`: a tenant is an id (letters, digits, `.`, `_`, `-`) or user:<id>; omit --tenant for a token of every tenant"
+        );
+    }
     let t = auth::generate();
     let entry = auth::entry(&a.name, &a.role, a.tenant.as_deref(), &t);
     if let Some(file) = &a.tokens_file {
@@ -592,10 +597,11 @@ pub fn token(a: TokenArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!("{t}");
+    // YAML comments: what is printed on stderr is a complete tokens file.
     eprintln!(
-        "A tokens file with this entry follows (it holds only the hash); give the line above to the client.\n\
-         Save it as e.g. tokens.yaml, or append the entry under `tokens:` of an existing file \
-         (`missionctl token new --tokens-file FILE` does that):\n"
+        "# A tokens file with this token's entry (it holds only the hash); give the line on stdout to the client.\n\
+         # Save it as e.g. tokens.yaml, or add the entry to an existing file with \
+         `missionctl token new --tokens-file FILE`."
     );
     eprint!("{}", auth::file_with(&entry));
     Ok(ExitCode::SUCCESS)

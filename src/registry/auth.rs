@@ -74,6 +74,22 @@ pub enum Action {
     Rollback,
 }
 
+/// Whether `name` is a token name the tokens file accepts
+/// (`schema/tokens.schema.json`: letters, digits, `.`, `_`, `-`, 1 to 64).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Whether `tenant` is a tenant a token may be limited to: a tenant id, or
+/// `user:<id>` for a personal user (the same characters as a name), so the
+/// entry holds exactly the tenant asked for.
+pub fn valid_tenant(tenant: &str) -> bool {
+    valid_name(tenant.strip_prefix("user:").unwrap_or(tenant))
+}
+
 /// The tokens-file entry for `token` (only its hash is written).
 pub fn entry(name: &str, role: &str, tenant: Option<&str>, token: &str) -> String {
     format!(
@@ -107,7 +123,15 @@ pub fn append(path: &std::path::Path, name: &str, entry: &str) -> Result<(), Aut
         }
     };
     let text = if existing.trim().is_empty() {
-        file_with(entry)
+        // A new file is checked as an appended one is: it must load.
+        let text = file_with(entry);
+        if names(&shown, &text)? != [name] {
+            return Err(AuthError::Layout {
+                path: shown,
+                entry: entry.to_string(),
+            });
+        }
+        text
     } else {
         let names = names(&shown, &existing)?;
         if names.iter().any(|n| n == name) {

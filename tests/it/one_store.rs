@@ -333,3 +333,104 @@ fn a_store_in_the_old_default_place_is_pointed_out() {
         "{out:?}"
     );
 }
+
+/// Hostile review (issue 26): the README's commands name the bare clone
+/// (`--repo ../fleet.git`); every command given it from the work tree
+/// resolves the same store, the work tree's mission.yaml's, and nothing
+/// lands under $HOME.
+#[test]
+fn a_bare_repo_flag_resolves_the_same_store_for_every_command() {
+    let r = TestRepo::new();
+    let home = tempfile::tempdir().expect("home");
+    let home = home.path();
+    let root = std::fs::canonicalize(&r.work).expect("canon");
+    let bare = r.dir.path().join("fleet.git");
+    git(
+        r.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            root.to_str().expect("p"),
+            bare.to_str().expect("p"),
+        ],
+    );
+    let bare = bare.to_str().expect("p");
+    let expected = format!(
+        "store: sqlite://{} (from store.url in {})",
+        root.join(".missionctl/state.db").display(),
+        root.join("mission.yaml").display()
+    );
+    let out = run_in(&root, home, &["reconcile", "--repo", bare, "--once", "-v"]);
+    assert_success(&out);
+    assert_eq!(store_line(&out), expected);
+    for args in [
+        vec!["decisions", "--repo", bare, "--format", "json", "-v"],
+        vec!["status", "--repo", bare, "-v"],
+    ] {
+        let out = run_in(&root.join("packs"), home, &args);
+        assert_success(&out);
+        assert_eq!(store_line(&out), expected, "{args:?}");
+    }
+    let out = run_in(
+        &root,
+        home,
+        &["decisions", "--repo", bare, "--format", "json"],
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(!seen.as_array().expect("decisions").is_empty(), "{seen}");
+    assert!(files_under(home).is_empty(), "{:?}", files_under(home));
+}
+
+/// Hostile review (issue 26): a schema error elsewhere in mission.yaml
+/// does not move the store to $HOME (validate reports it; the store stays
+/// where store.url says), and a store.url that is no store URL, or a
+/// mission.yaml that is not a file, is an error naming the file, never a
+/// silent fallback; doctor fails on it.
+#[test]
+fn a_broken_mission_yaml_never_moves_the_store() {
+    let r = TestRepo::new();
+    let home = tempfile::tempdir().expect("home");
+    let home = home.path();
+    let root = std::fs::canonicalize(&r.work).expect("canon");
+    let mission = r.read("mission.yaml");
+    r.write("mission.yaml", &format!("{mission}\nbogus_key: 1\n"));
+    let out = run_in(&root.join("packs"), home, &["decisions", "-v"]);
+    assert_success(&out);
+    assert!(
+        store_line(&out).contains(".missionctl/state.db (from store.url in"),
+        "{}",
+        store_line(&out)
+    );
+    for bad in ["mysql://x", "sqlite:rel.db", "sqlite://~/x.db"] {
+        r.write(
+            "mission.yaml",
+            &mission.replace("url: sqlite://.missionctl/state.db", &format!("url: {bad}")),
+        );
+        let out = run_in(&root, home, &["status"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("mission.yaml") && err.contains("store.url"),
+            "{bad}: {err}"
+        );
+        let out = run_in(&root, home, &["doctor", "--format", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let checks: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(
+            checks
+                .as_array()
+                .expect("checks")
+                .iter()
+                .any(|c| c["name"] == "store" && c["status"] == "fail"),
+            "{bad}: {checks}"
+        );
+    }
+    std::fs::remove_file(root.join("mission.yaml")).expect("rm");
+    std::fs::create_dir(root.join("mission.yaml")).expect("dir");
+    let out = run_in(&root, home, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(files_under(home).is_empty(), "{:?}", files_under(home));
+}
