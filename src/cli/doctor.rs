@@ -118,6 +118,20 @@ fn repository(root: &Path, found: bool, given: bool) -> Check {
         );
     }
     if git2::Repository::open(root).is_err() {
+        // Inside another git repository, below its top: missionctl reads the
+        // packs from the top of a commit, so that is no pack repository yet.
+        if let Ok(outer) = git2::Repository::discover(root) {
+            let top = outer.workdir().map_or_else(
+                || outer.path().display().to_string(),
+                |w| w.display().to_string(),
+            );
+            return check(
+                "repository",
+                Status::Fail,
+                format!("{shown} is inside the git repository at {top}, not its top"),
+                "missionctl reads packs from the top of a commit: make the pack repository a git repository of its own (outside this one), or move its files to that top",
+            );
+        }
         return check(
             "repository",
             Status::Warn,
@@ -341,10 +355,12 @@ fn action(root: &Path) -> Check {
             format!("no missionctl action in {}", dir.display()),
             "the gate runs in CI from .github/workflows (`missionctl init` writes them)",
         ),
+        // A warning, not a failure: everything local works, and a new
+        // `init` repository has it until it is pinned.
         [one] if one == template::ACTION_PLACEHOLDER => check(
             "action",
-            Status::Fail,
-            format!("the placeholder {one}"),
+            Status::Warn,
+            format!("the placeholder {one}: the workflows cannot run in CI yet"),
             fix_pin,
         ),
         [one] => match template::check_action(one) {

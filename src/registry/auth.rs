@@ -112,15 +112,9 @@ pub fn file_with(entry: &str) -> String {
 /// that would not load is never written) and replaced atomically.
 pub fn append(path: &std::path::Path, name: &str, entry: &str) -> Result<(), AuthError> {
     let shown = path.display().to_string();
-    let existing = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let existing = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            return Err(AuthError::Read {
-                path: shown,
-                message: e.to_string(),
-            });
-        }
+        _ => read_file(path)?,
     };
     let text = if existing.trim().is_empty() {
         // A new file is checked as an appended one is: it must load.
@@ -178,6 +172,28 @@ pub fn append(path: &std::path::Path, name: &str, entry: &str) -> Result<(), Aut
     Ok(())
 }
 
+/// The most a tokens file may hold.
+const TOKENS_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// A tokens file's text: a regular file (a FIFO would block the reader, a
+/// directory is no file), at most [`TOKENS_FILE_LIMIT`] bytes.
+fn read_file(path: &std::path::Path) -> Result<String, AuthError> {
+    let err = |message: String| AuthError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err(
+            "is not a regular file (a directory or a FIFO?); a tokens file is a YAML file".into(),
+        ));
+    }
+    if meta.len() > TOKENS_FILE_LIMIT {
+        return Err(err(format!("is over {TOKENS_FILE_LIMIT} bytes")));
+    }
+    std::fs::read_to_string(path).map_err(|e| err(e.to_string()))
+}
+
 /// The names of the tokens in a tokens file, or why it does not load.
 fn names(file: &str, text: &str) -> Result<Vec<String>, AuthError> {
     let mut diags = Vec::new();
@@ -233,10 +249,7 @@ pub fn hash(token: &str) -> String {
 impl Tokens {
     pub fn load(path: &std::path::Path) -> Result<Tokens, AuthError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
+        let text = read_file(path)?;
         Self::parse(&shown, &text)
     }
 

@@ -69,6 +69,12 @@ pub async fn probe(url: &str) -> Result<Health, StoreError> {
             .connect_with(opts)
             .await
             .map_err(connect)?;
+        // A file that is not a database (or a damaged one) fails here, not
+        // at the next command: reading the schema touches the file's header.
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .fetch_one(&pool)
+            .await
+            .map_err(connect)?;
         let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(&pool)
             .await
