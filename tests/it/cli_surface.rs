@@ -587,9 +587,7 @@ fn doctor_and_token_new_name_what_is_not_what_it_seems() {
     let mono = r.dir.path().join("mono");
     std::fs::create_dir_all(mono.join("ops")).expect("mkdir");
     crate::util::git(&mono, &["init", "-q"]);
-    for f in ["mission.yaml"] {
-        std::fs::copy(root.join(f), mono.join("ops").join(f)).expect("copy");
-    }
+    std::fs::copy(root.join("mission.yaml"), mono.join("ops/mission.yaml")).expect("copy");
     let (code, c) = doctor(&mono.join("ops"), home.path(), &[]);
     assert_eq!(code, 1, "{c:#}");
     assert_eq!(c["repository"]["status"], "fail", "{c:#}");
