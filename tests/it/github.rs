@@ -1463,15 +1463,12 @@ fn workflows_that_run_pull_request_files_get_no_secret() {
     assert_eq!(seen, 1, "the gate workflow is the one pull requests run");
 }
 
-/// Hostile review (h24): GitHub builds a queue's groups concurrently and,
-/// when "Only merge non-failing pull requests" is off, merges every pull
-/// request of a passing group even if an earlier group failed. So a
-/// group's verdict judges every pull request it holds (found from the
-/// queue's group branches in its history) on its own: a gate-workflow
-/// change nobody approved, queued ahead of an approved typo fix, keeps the
-/// typo's group from passing, and the verdict names it.
-#[test]
-fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
+/// Pull requests #80 (gives the gate workflow a secret; nobody approved
+/// it) and #81 (an HR typo fix the pack owner approved), queued in that
+/// order: #80's group branch on origin, then #81's (main, #80, and #81
+/// unless `holds_81` is false). Returns the fake GitHub, the trusted
+/// verdict's output for #81's group, and that group's head.
+fn judge_group_behind_a_secret(holds_81: bool) -> (GithubServer, std::process::Output, String) {
     let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
     let base = with_origin(&r);
     let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
@@ -1490,19 +1487,15 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
     let secret = r.git(&["rev-parse", "secret"]).trim().to_string();
     r.git(&["push", "-q", "origin", "typo:refs/pull/81/head"]);
     r.git(&["push", "-q", "origin", "secret:refs/pull/80/head"]);
-    // Group for #81: main, then #80 (queued ahead, not approved), then #81.
     r.git(&["switch", "-q", "-c", "group-81", "main"]);
     r.git(&["merge", "-q", "--no-ff", "--no-edit", "secret"]);
-    // #80's own group branch, as the merge queue pushes it.
-    r.git(&[
-        "push",
-        "-q",
-        "origin",
-        &format!("HEAD:refs/heads/gh-readonly-queue/main/pr-80-{secret}"),
-    ]);
-    r.git(&["merge", "-q", "--no-ff", "--no-edit", "typo"]);
+    let ahead = format!("HEAD:refs/heads/gh-readonly-queue/main/pr-80-{secret}");
+    r.git(&["push", "-q", "origin", &ahead]);
+    if holds_81 {
+        r.git(&["merge", "-q", "--no-ff", "--no-edit", "typo"]);
+    }
     let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
-    let queue_ref = format!("gh-readonly-queue/main/pr-81-{base}");
+    let queue_ref = format!("gh-readonly-queue/main/pr-81-{typo}");
     r.git(&[
         "push",
         "-q",
@@ -1515,7 +1508,6 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
         s.pull_base.insert(81, base.clone());
         s.pulls.insert(80, secret.clone());
         s.pull_base.insert(80, base.clone());
-        // The pack owner approved the typo; nobody approved #80.
         s.reviews = vec![review("hanna", &typo, "APPROVED")];
     });
     let out = run_with(
@@ -1535,6 +1527,19 @@ fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
         &gh,
         &[("TEST_LLM_KEY", "test-key".into())],
     );
+    (gh, out, group)
+}
+
+/// Hostile review (h24): GitHub builds a queue's groups concurrently and,
+/// when "Only merge non-failing pull requests" is off, merges every pull
+/// request of a passing group even if an earlier group failed. So a
+/// group's verdict judges every pull request it holds (found from the
+/// queue's group branches in its history) on its own: a gate-workflow
+/// change nobody approved, queued ahead of an approved typo fix, keeps the
+/// typo's group from passing, and the verdict names it.
+#[test]
+fn an_unapproved_change_queued_ahead_does_not_pass_in_a_later_group() {
+    let (gh, out, group) = judge_group_behind_a_secret(true);
     assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let check = gh.with(|s| s.check_runs.last().cloned()).expect("a check");
@@ -1662,61 +1667,7 @@ fn a_fork_queued_ahead_gets_no_paid_calls_in_a_later_group() {
 /// check: nothing is posted, and the job says why.
 #[test]
 fn a_group_without_its_pull_request_does_not_pass() {
-    let (_llm, gh, r) = gated_repo(&[("hr-leads", &["hanna"]), ("platform", &["pat"])]);
-    let base = with_origin(&r);
-    let db = format!("sqlite://{}", r.dir.path().join("trusted.db").display());
-    branch(&r, "secret", |r| {
-        r.edit(
-            ".github/workflows/missionctl-gate.yml",
-            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n",
-            "          MISSIONCTL: ${{ steps.missionctl.outputs.bin }}\n          OPENAI_API_KEY: ${{ secrets.OPENAI_API_KEY }}\n",
-        );
-    });
-    branch(&r, "typo", |r| {
-        r.edit(HR_ROLE, "workplace\npolicies", "workplace\nPolicies");
-        bump(r, HR);
-    });
-    let typo = r.git(&["rev-parse", "typo"]).trim().to_string();
-    let secret = r.git(&["rev-parse", "secret"]).trim().to_string();
-    r.git(&["push", "-q", "origin", "typo:refs/pull/81/head"]);
-    r.git(&["push", "-q", "origin", "secret:refs/pull/80/head"]);
-    // Group for #81: main, then #80 (queued ahead, not approved), then #81.
-    r.git(&["switch", "-q", "-c", "group-81", "main"]);
-    r.git(&["merge", "-q", "--no-ff", "--no-edit", "secret"]);
-    let group = r.git(&["rev-parse", "HEAD"]).trim().to_string();
-    let queue_ref = format!("gh-readonly-queue/main/pr-81-{base}");
-    r.git(&[
-        "push",
-        "-q",
-        "origin",
-        &format!("HEAD:refs/heads/{queue_ref}"),
-    ]);
-    r.git(&["switch", "-q", "main"]);
-    gh.with(|s| {
-        s.pulls.insert(81, typo.clone());
-        s.pull_base.insert(81, base.clone());
-        s.pulls.insert(80, secret.clone());
-        s.pull_base.insert(80, base.clone());
-        // The pack owner approved the typo; nobody approved #80.
-        s.reviews = vec![review("hanna", &typo, "APPROVED")];
-    });
-    let out = run_with(
-        &r,
-        &[
-            "github",
-            "verdict",
-            "--db",
-            &db,
-            "--out",
-            "verdict-out",
-            "--sha",
-            &group,
-            "--merge-group",
-            &queue_ref,
-        ],
-        &gh,
-        &[("TEST_LLM_KEY", "test-key".into())],
-    );
+    let (gh, out, _) = judge_group_behind_a_secret(false);
     // The group does not hold #81: nothing is posted (the queue's required
     // check never appears, so the group cannot merge), and the job says why.
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

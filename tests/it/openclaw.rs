@@ -69,16 +69,26 @@ fn hr_version(s: &Value) -> String {
 
 /// `openclaw sync` following the registry on `port` for the agents file.
 fn spawn_sync(port: u16, token: &Path, agents: &Path, wait: &str) -> Kill {
+    sync_with(port, token, agents, &["--wait", wait], None)
+}
+
+/// `openclaw sync --registry … --token-file TOKEN --agents AGENTS EXTRA…`,
+/// its stderr in `log` (or dropped).
+fn sync_with(port: u16, token: &Path, agents: &Path, extra: &[&str], log: Option<&Path>) -> Kill {
+    let stderr = log.map_or_else(Stdio::null, |l| {
+        Stdio::from(std::fs::File::create(l).expect("log"))
+    });
     Kill(
         Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args(["openclaw", "sync", "--wait", wait, "--registry"])
+            .args(["openclaw", "sync", "--registry"])
             .arg(format!("http://127.0.0.1:{port}"))
             .arg("--token-file")
             .arg(token)
             .arg("--agents")
             .arg(agents)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("sync"),
     )
@@ -1264,21 +1274,14 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     };
     // The first fragment written lists every good agent at once.
     let log = dir.path().join("sync.log");
+    let gw_config_arg = gw_config.to_str().expect("p");
     let start = |log: &Path| {
-        Kill(
-            Command::new(env!("CARGO_BIN_EXE_missionctl"))
-                .args(["openclaw", "sync", "--wait", "30s", "--registry"])
-                .arg(format!("http://127.0.0.1:{port}"))
-                .arg("--token-file")
-                .arg(&token)
-                .arg("--agents")
-                .arg(&agents)
-                .arg("--gateway-config")
-                .arg(&gw_config)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).expect("log"))
-                .spawn()
-                .expect("sync"),
+        sync_with(
+            port,
+            &token,
+            &agents,
+            &["--wait", "30s", "--gateway-config", gw_config_arg],
+            Some(log),
         )
     };
     let mut sync = start(&log);
@@ -1319,26 +1322,13 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     );
     // A sync that finds the workspaces held tries again, and takes over
     // once the other sync is gone.
-    let mut second = Kill(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args([
-                "openclaw",
-                "sync",
-                "--wait",
-                "30s",
-                "--retry-refused",
-                "1s",
-                "--registry",
-            ])
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--agents")
-            .arg(&agents)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("second.log")).expect("log"))
-            .spawn()
-            .expect("second sync"),
+    let retrying = ["--wait", "30s", "--retry-refused", "1s"];
+    let mut second = sync_with(
+        port,
+        &token,
+        &agents,
+        &retrying,
+        Some(&dir.path().join("second.log")),
     );
     until("the second sync refused", Duration::from_secs(10), || {
         std::fs::read_to_string(dir.path().join("second.log"))
@@ -1463,26 +1453,12 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     // An agent the registry refuses is asked again every --retry-refused:
     // once its domain exists, it is delivered and joins the fragment,
     // without a restart.
-    let mut sync = Kill(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args([
-                "openclaw",
-                "sync",
-                "--wait",
-                "30s",
-                "--retry-refused",
-                "1s",
-                "--registry",
-            ])
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--agents")
-            .arg(&agents)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("sync3.log")).expect("log"))
-            .spawn()
-            .expect("sync"),
+    let mut sync = sync_with(
+        port,
+        &token,
+        &agents,
+        &retrying,
+        Some(&dir.path().join("sync3.log")),
     );
     until("the bad agent refused", Duration::from_secs(20), || {
         std::fs::read_to_string(dir.path().join("sync3.log"))
@@ -2200,22 +2176,21 @@ fn sync_says_which_agents_a_gateway_does_not_serve() {
         .expect("set mtime");
     let gateway = StaleGateway::start(&["a1"]);
     let log = dir.path().join("sync.log");
-    let _sync = Kill(
-        Command::new(env!("CARGO_BIN_EXE_missionctl"))
-            .args(["openclaw", "sync", "--wait", "30s", "--registry"])
-            .arg(format!("http://127.0.0.1:{port}"))
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--agents")
-            .arg(&agents)
-            .arg("--gateway-config")
-            .arg(&gw_config)
-            .args(["--gateway", &gateway.url, "--gateway-token-file"])
-            .arg(&gw_token)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("sync"),
+    let _sync = sync_with(
+        port,
+        &token,
+        &agents,
+        &[
+            "--wait",
+            "30s",
+            "--gateway-config",
+            gw_config.to_str().expect("p"),
+            "--gateway",
+            &gateway.url,
+            "--gateway-token-file",
+            gw_token.to_str().expect("p"),
+        ],
+        Some(&log),
     );
     let said = until("the read-back's verdict", Duration::from_secs(60), || {
         std::fs::read_to_string(&log)
