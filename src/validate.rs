@@ -10,12 +10,56 @@ pub fn validate(repo: &Repo, base: Option<&Repo>) -> Vec<Diagnostic> {
     let mut d = repo.diagnostics.clone();
     d.extend(policy::check(repo));
     d.extend(check_openclaw(repo));
+    d.extend(check_skills_shadowed(repo));
     if let Some(base) = base {
         d.extend(check_versions(repo, base));
     }
     diagnostic::sort(&mut d);
     d.dedup();
     d
+}
+
+/// A skill a layer adds that an ancestor on one of its chains already adds:
+/// the ancestor's definition is the one served (a child narrows skills with
+/// `deny`; it cannot replace one), so the child's is dead text. A warning
+/// at the child's `skills.add` entry, once per entry.
+pub(crate) fn check_skills_shadowed(repo: &Repo) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut reported = std::collections::BTreeSet::new();
+    for key in crate::resolve::all_chains(repo) {
+        let Ok(idx) = crate::resolve::chain(repo, &key) else {
+            continue;
+        };
+        let mut added: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        for i in idx {
+            let p = &repo.packs[i];
+            for s in &p.skills {
+                match added.get(s.name.as_str()) {
+                    Some(first) if *first != p.file => {
+                        if reported.insert((p.file.clone(), s.pos.line, s.pos.col)) {
+                            out.push(
+                                Diagnostic::warning(
+                                    Code::SkillShadowed,
+                                    &p.file,
+                                    s.pos,
+                                    format!(
+                                        "skill `{}` is already added by {first} on `{key}`; that one is served and this one never is",
+                                        s.name
+                                    ),
+                                )
+                                .help("remove it here, give it another name, or change the ancestor's"),
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        added.insert(s.name.as_str(), p.file.as_str());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Any pack whose own content (pack file plus referenced files) changed since

@@ -72,6 +72,9 @@ codes! {
     /// A skill's SKILL.md has no valid frontmatter (`name`, `description`),
     /// or its name differs from its folder's.
     SkillInvalid = "skill/invalid",
+    /// A layer adds a skill an ancestor on the same chain already adds: the
+    /// ancestor's wins, so this one is never served.
+    SkillShadowed = "skill/shadowed",
     /// A scope names a parent that does not exist.
     UnknownParent = "scope/unknown-parent",
     /// The declared scope does not match where the file lives.

@@ -1983,6 +1983,33 @@ fn validate_refuses_bad_skills() {
         assert_eq!(d["file"], HR, "{d}");
         assert!(d["line"].as_u64().is_some_and(|l| l > 1), "{d}");
     }
+    // A tenant adding a skill its domain already adds: the domain's is
+    // served, so the tenant's is dead text, a warning at its entry.
+    let f = repo_with_skill();
+    const ACME: &str = "packs/tenants/acme/pack.yaml";
+    f.write(
+        "packs/tenants/acme/skills/leave-lookup/SKILL.md",
+        &SKILL.replace("description:", "description: (acme)"),
+    );
+    let acme = f.read(ACME);
+    f.write(
+        ACME,
+        &format!("{acme}skills:\n  add: [skills/leave-lookup/SKILL.md]\n"),
+    );
+    // (The tenant's other domains do not allow `read`: skills-unread there.)
+    let (_, diags) = f.validate(&[]);
+    let d = diags
+        .iter()
+        .find(|d| d["code"] == "skill/shadowed")
+        .unwrap_or_else(|| panic!("no skill/shadowed in {diags:?}"));
+    assert_eq!(d["file"], ACME, "{d}");
+    assert_eq!(d["severity"], "warning", "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("packs/domains/hr-ops/pack.yaml")),
+        "{d}"
+    );
 }
 
 /// Issue 25: with `openclaw.sandbox: by-autonomy` in mission.yaml, each
