@@ -241,11 +241,20 @@ async fn registry(url: Option<&str>) -> Check {
     let Some(url) = url else {
         return check(
             "registry",
-            Status::Ok,
+            Status::Warn,
             "not checked (pass --registry URL to reach a running `missionctl serve`)".into(),
             "",
         );
     };
+    // `serve --listen` takes HOST:PORT; a URL needs its scheme.
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return check(
+            "registry",
+            Status::Fail,
+            format!("`{url}` is not a URL"),
+            "write it as http://HOST:PORT (the address `serve --listen` was given, with http://)",
+        );
+    }
     let health = format!("{}/healthz", url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))

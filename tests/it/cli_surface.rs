@@ -264,6 +264,33 @@ fn healthz_names_the_commit_and_an_unserved_version_is_audited_as_such() {
             .contains(&format!("x-missionctl-commit: {main}")),
         "{head}"
     );
+    // doctor reaches the registry and names the commit it serves; an
+    // address without its scheme (as `--listen` takes it) or a closed port
+    // is a failure that says what to write.
+    let home = tempfile::tempdir().expect("home");
+    let url = format!("http://127.0.0.1:{port}");
+    let (_, c) = doctor(&f.remote, home.path(), &["--registry", &url]);
+    assert_eq!(c["registry"]["status"], "ok", "{c:#}");
+    assert!(
+        c["registry"]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains(&format!("serving commit {}", &main.trim()[..8]))),
+        "{c:#}"
+    );
+    let bare = format!("127.0.0.1:{port}");
+    let (code, c) = doctor(&f.remote, home.path(), &["--registry", &bare]);
+    assert_eq!(code, 1, "{c:#}");
+    assert_eq!(c["registry"]["status"], "fail", "{c:#}");
+    assert!(
+        c["registry"]["fix"]
+            .as_str()
+            .is_some_and(|v| v.contains("http://HOST:PORT")),
+        "{c:#}"
+    );
+    let closed = format!("http://127.0.0.1:{}", crate::reconcile::free_port());
+    let (code, c) = doctor(&f.remote, home.path(), &["--registry", &closed]);
+    assert_eq!(code, 1, "{c:#}");
+    assert_eq!(c["registry"]["status"], "fail", "{c:#}");
 
     let (code, acme) = get(
         port,
