@@ -371,6 +371,15 @@ pub fn repo_root(flag: Option<&Path>) -> PathBuf {
 /// [`missionctl::locate::store`]), from the `--db` flag and the pack
 /// repository at `repo`.
 pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Result<String> {
+    Ok(store_choice(flag, repo)?.url)
+}
+
+/// The store choice (flag, environment, mission.yaml, default), resolved
+/// once and named under `-v`.
+fn store_choice(
+    flag: Option<&str>,
+    repo: Option<&Path>,
+) -> anyhow::Result<missionctl::locate::StoreChoice> {
     let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
     let choice = missionctl::locate::store(flag, env.as_deref(), repo)?;
     note(
@@ -381,16 +390,16 @@ pub fn db_url(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Result<String>
             choice.origin
         ),
     );
-    Ok(choice.url)
+    Ok(choice)
 }
 
 /// [`db_url`] for the commands that used the per-user default before
 /// every command read mission.yaml (serve, reconcile, decisions, status,
 /// telemetry ingest): warns when the history is likely still there.
 pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Result<String> {
-    let url = db_url(flag, repo)?;
-    let env = std::env::var(missionctl::locate::DATABASE_ENV).ok();
-    let choice = missionctl::locate::store(flag, env.as_deref(), repo)?;
+    // One resolution (mission.yaml is read once), used for both.
+    let choice = store_choice(flag, repo)?;
+    let url = &choice.url;
     if let Some(old) = missionctl::locate::earlier_default(&choice) {
         eprintln!(
             "warning: using {url} (store.url in mission.yaml), which does not exist yet, while {old} does: \
@@ -399,7 +408,7 @@ pub fn db_url_was_default(flag: Option<&str>, repo: Option<&Path>) -> anyhow::Re
              state.db-wal and state.db-shm beside it into the repository's .missionctl/"
         );
     }
-    Ok(url)
+    Ok(choice.url)
 }
 
 pub fn color() -> bool {
