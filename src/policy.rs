@@ -245,6 +245,20 @@ fn check_tools(repo: &Repo, out: &mut Vec<Diagnostic>) {
                     );
                 }
             }
+            if let (Some(m), Some(allowed)) = (&p.pack.model, &h.value.allowed_models)
+                && !allowed.contains(m)
+            {
+                out.push(
+                    Diagnostic::error(
+                        Code::ModelNotAllowed,
+                        &p.file,
+                        p.node.pos_at("/model"),
+                        format!("model `{m}` is not one the global hard constraints allow"),
+                    )
+                    .related(&h.file, h.node.pos_at("/allowed_models"), "allowed models")
+                    .help(format!("use one of: {}", allowed.join(", "))),
+                );
+            }
             if let Some(a) = p.pack.tools.autonomy
                 && a > h.value.max_autonomy
             {

@@ -51,7 +51,8 @@ pub struct RenderArgs {
     /// The agent id in the config fragment (default: derived from the chain).
     #[arg(long)]
     pub agent: Option<String>,
-    /// The agent's model (`provider/model`) in the config fragment.
+    /// The agent's model (`provider/model`) in the config fragment, when
+    /// its chain's pack sets none (a pack's `model` wins).
     #[arg(long)]
     pub model: Option<String>,
     /// Where to write the config fragment (the Gateway's `agents` object,

@@ -269,7 +269,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
     let plugin_dir = dir.join("missionctl-telemetry");
     plugin::write(&plugin_dir).map_err(step("the plugin"))?;
     let config = gateway::config(
-        gateway::provider("demo", &model.url(), "demo-1", "none"),
+        gateway::provider("demo", &model.url(), &["demo-1"], "none"),
         "demo/demo-1",
         json!({"$include": "./agents.json5", "defaults": {"skipBootstrap": true}}),
         Some((

@@ -83,6 +83,8 @@ codes! {
     ForbiddenTool = "constraint/forbidden-tool",
     /// A pack's autonomy exceeds the policy or tier ceiling.
     AutonomyCeiling = "constraint/autonomy-ceiling",
+    /// A pack names a model the global hard constraints do not allow.
+    ModelNotAllowed = "constraint/model",
     /// A required safety clause is missing from the global prompt.
     SafetyClauseMissing = "constraint/safety-clause",
     /// A resolved prompt exceeds the token ceiling.

@@ -393,12 +393,19 @@ pub(crate) async fn run_case(
                     ..RunOutput::default()
                 };
             };
-            chat_case(cfg, client, &ep, &spec.model.model, resolved, None, case).await
+            let priced = resolved.model_name().unwrap_or(&spec.model.model);
+            chat_case(cfg, client, &ep, priced, resolved, None, case).await
         }
         Harness::OpenAi(spec) => {
-            let ep = spec.endpoint(demo_url);
+            let mut ep = spec.endpoint(demo_url);
+            // The chain's own model, at the harness's endpoint: what the
+            // agents will run on is what is evaluated.
+            if let Some(m) = resolved.model_name() {
+                ep.model = m.to_string();
+            }
             let system = Some(Message::system(system.to_string()));
-            chat_case(cfg, client, &ep, &spec.model, resolved, system, case).await
+            let priced = ep.model.clone();
+            chat_case(cfg, client, &ep, &priced, resolved, system, case).await
         }
         Harness::Command { argv, timeout } => {
             run_command(argv, *timeout, resolved, system, case).await

@@ -77,6 +77,7 @@ impl Target {
     ) -> Result<Target, GatewayError> {
         let mut entries = BTreeMap::new();
         let mut agents = HashMap::new();
+        let mut models = vec![spec.model.model.clone()];
         for r in packs {
             let id = agent_id(r);
             if agents.insert(r.digest.clone(), id.clone()).is_some() {
@@ -95,10 +96,19 @@ impl Target {
             let ws = render::render(r, &binding, Arm::Champion, None, settings);
             let wdir = dir.join("agents").join(&id);
             workspace::write(&wdir, &ws).map_err(|e| GatewayError::Start(e.to_string()))?;
-            entries.insert(
-                id.clone(),
-                render::agent_entry(&ws, &wdir.display().to_string(), None, settings),
-            );
+            // The pack's model, served by the harness's endpoint under
+            // its name there (the part after the provider).
+            let model = r.model_name().map(|m| format!("mc/{m}"));
+            if let Some(m) = r.model_name()
+                && !models.iter().any(|x| x == m)
+            {
+                models.push(m.to_string());
+            }
+            let mut entry = render::agent_entry(&ws, &wdir.display().to_string(), None, settings);
+            if let Some(m) = model {
+                entry["model"] = serde_json::json!(m);
+            }
+            entries.insert(id.clone(), entry);
         }
         let model_ref = format!("mc/{}", spec.model.model);
         let settings_tag =
@@ -134,7 +144,7 @@ impl Target {
         let providers = gateway::provider(
             "mc",
             &base,
-            &spec.model.model,
+            &models.iter().map(String::as_str).collect::<Vec<_>>(),
             "${MISSIONCTL_MODEL_API_KEY}",
         );
         let config = gateway::config(

@@ -170,6 +170,87 @@ impl Tree {
             .collect()
     }
 
+    /// Every file and symlink path under the directory `prefix` (no trailing
+    /// slash), for every kind of tree, in path order; at most `max` of them
+    /// (a folder holding more is cut short and `truncated` is set). A symlink
+    /// is listed, never followed: reading it goes through the same checks as
+    /// any reference.
+    pub(crate) fn list_dir(&self, prefix: &str, max: usize) -> (Vec<String>, bool) {
+        let mut out: Vec<String> = match &self.entries {
+            Index::Full(_) => self
+                .paths_under(prefix)
+                .into_iter()
+                .take(max + 1)
+                .map(str::to_string)
+                .collect(),
+            Index::LazyFs => {
+                let Backing::WorkTree(root) = &self.backing else {
+                    return (Vec::new(), false);
+                };
+                let mut found = Vec::new();
+                let mut stack = vec![prefix.to_string()];
+                while let Some(dir) = stack.pop() {
+                    let Ok(rd) = std::fs::read_dir(root.join(&dir)) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let Ok(name) = e.file_name().into_string() else {
+                            continue;
+                        };
+                        let path = format!("{dir}/{name}");
+                        match e.file_type() {
+                            Ok(t) if t.is_dir() => {
+                                if !SKIP_DIRS.contains(&name.as_str()) {
+                                    stack.push(path);
+                                }
+                            }
+                            Ok(t) if t.is_file() || t.is_symlink() => found.push(path),
+                            _ => {}
+                        }
+                        if found.len() > max {
+                            break;
+                        }
+                    }
+                    if found.len() > max {
+                        break;
+                    }
+                }
+                found
+            }
+            Index::LazyGit { repo, tree } => {
+                let Ok(repo) = repo.lock() else {
+                    return (Vec::new(), false);
+                };
+                let sub = repo
+                    .find_tree(*tree)
+                    .ok()
+                    .and_then(|t| t.get_path(Path::new(prefix)).ok())
+                    .filter(|e| e.kind() == Some(ObjectType::Tree))
+                    .and_then(|e| repo.find_tree(e.id()).ok());
+                let mut found = Vec::new();
+                if let Some(sub) = sub {
+                    let _ = sub.walk(TreeWalkMode::PreOrder, |dir, entry| {
+                        if entry.kind() == Some(ObjectType::Blob)
+                            && let Ok(name) = entry.name()
+                        {
+                            found.push(format!("{prefix}/{dir}{name}"));
+                        }
+                        if found.len() > max {
+                            TreeWalkResult::Abort
+                        } else {
+                            TreeWalkResult::Ok
+                        }
+                    });
+                }
+                found
+            }
+        };
+        out.sort();
+        let truncated = out.len() > max;
+        out.truncate(max);
+        (out, truncated)
+    }
+
     /// Symlinks that lead out of the repository or loop, with why. They are
     /// never followed; the loader reports them.
     pub fn escapes(&self) -> &[(String, String)] {

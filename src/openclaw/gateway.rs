@@ -119,13 +119,17 @@ pub fn find() -> Result<Install, GatewayError> {
     Ok(Install { node, entry })
 }
 
-/// A model provider entry for an OpenAI-compatible endpoint.
-pub fn provider(name: &str, base_url: &str, model: &str, api_key: &str) -> Json {
+/// A model provider entry for an OpenAI-compatible endpoint serving `models`.
+pub fn provider(name: &str, base_url: &str, models: &[&str], api_key: &str) -> Json {
+    let models: Vec<Json> = models
+        .iter()
+        .map(|m| json!({"id": m, "name": m, "contextWindow": 128000, "maxTokens": 4096}))
+        .collect();
     json!({ name: {
         "baseUrl": format!("{}/v1", base_url.trim_end_matches('/').trim_end_matches("/v1")),
         "apiKey": api_key,
         "api": "openai-completions",
-        "models": [{"id": model, "name": model, "contextWindow": 128000, "maxTokens": 4096}],
+        "models": models,
     }})
 }
 

@@ -92,12 +92,23 @@ impl Sidecar {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workspace {
     pub files: Vec<(&'static str, String)>,
-    /// The chain's skills: (name, SKILL.md text), written to
-    /// `skills/<name>/SKILL.md` where OpenClaw loads workspace skills.
-    pub skills: Vec<(String, String)>,
+    /// The chain's skills, each written whole to `skills/<name>/` where
+    /// OpenClaw loads workspace skills.
+    pub skills: Vec<Skill>,
     pub sidecar: Sidecar,
     pub allow: Option<Vec<String>>,
     pub deny: Vec<String>,
+    /// The chain's model (`provider/model`), if its pack sets one.
+    pub model: Option<String>,
+}
+
+/// A skill as written to a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skill {
+    pub name: String,
+    /// (path within the skill's folder, text): `SKILL.md` first, then the
+    /// folder's scripts and references in path order.
+    pub files: Vec<(String, String)>,
 }
 
 pub fn sha256(text: &str) -> String {
@@ -208,23 +219,7 @@ pub fn render(
 ) -> Workspace {
     let (allow, deny) = tool_policy(r, settings);
     let files = files(r, agent, &allow);
-    let skills: Vec<(String, String)> = r
-        .content
-        .get("skills")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                // A name that is no skill name (content from elsewhere than
-                // this repository's loader) never becomes a path.
-                .filter_map(|k| {
-                    let name = k["name"]
-                        .as_str()
-                        .filter(|n| crate::pack::valid_skill_name(n))?;
-                    Some((name.to_string(), k["text"].as_str()?.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let skills = skills(r);
     let sidecar = Sidecar {
         managed_by: format!("missionctl {}", env!("CARGO_PKG_VERSION")),
         pack_id: r.pack_id.clone(),
@@ -256,7 +251,11 @@ pub fn render(
         files: files
             .iter()
             .map(|(n, t)| (n.to_string(), sha256(t)))
-            .chain(skills.iter().map(|(n, t)| (skill_path(n), sha256(t))))
+            .chain(skills.iter().flat_map(|k| {
+                k.files
+                    .iter()
+                    .map(|(f, t)| (skill_file(&k.name, f), sha256(t)))
+            }))
             .collect(),
         tools: Some(SidecarTools {
             allow: allow.clone(),
@@ -270,12 +269,55 @@ pub fn render(
         sidecar,
         allow,
         deny,
+        model: r.model().map(str::to_string),
     }
+}
+
+/// The chain's skills from resolved content. A name that is no skill name,
+/// or a file path that is not a plain relative path (content from elsewhere
+/// than this repository's loader), never becomes a path: such a skill is
+/// left out whole.
+fn skills(r: &Resolved) -> Vec<Skill> {
+    let Some(list) = r.content.get("skills").and_then(Json::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|k| {
+            let name = k["name"]
+                .as_str()
+                .filter(|n| crate::pack::valid_skill_name(n))?;
+            let mut files = vec![("SKILL.md".to_string(), k["text"].as_str()?.to_string())];
+            if let Some(more) = k.get("files").and_then(Json::as_object) {
+                for (rel, t) in more {
+                    if !is_skill_file(rel) || rel == "SKILL.md" {
+                        return None;
+                    }
+                    files.push((rel.clone(), t.as_str()?.to_string()));
+                }
+            }
+            Some(Skill {
+                name: name.to_string(),
+                files,
+            })
+        })
+        .collect()
+}
+
+/// A plain relative path: components that are neither empty, `.`, `..`
+/// nor hidden, with no backslash or NUL.
+pub(crate) fn is_skill_file(rel: &str) -> bool {
+    rel.split('/')
+        .all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains(['\\', '\0']))
+}
+
+/// Where file `rel` of skill `name` goes in the workspace.
+pub fn skill_file(name: &str, rel: &str) -> String {
+    format!("skills/{name}/{rel}")
 }
 
 /// Where a skill's SKILL.md goes in the workspace.
 pub fn skill_path(name: &str) -> String {
-    format!("skills/{name}/SKILL.md")
+    skill_file(name, "SKILL.md")
 }
 
 impl Workspace {
@@ -284,7 +326,11 @@ impl Workspace {
         self.files
             .iter()
             .map(|(n, t)| (n.to_string(), t.as_str()))
-            .chain(self.skills.iter().map(|(n, t)| (skill_path(n), t.as_str())))
+            .chain(self.skills.iter().flat_map(|k| {
+                k.files
+                    .iter()
+                    .map(|(f, t)| (skill_file(&k.name, f), t.as_str()))
+            }))
             .collect()
     }
 }
@@ -325,7 +371,7 @@ pub fn agent_entry(
     tools.insert("deny".into(), json!(ws.deny));
     // Only the pack's skills: OpenClaw's bundled ones are off (an agent's
     // `skills` list is an allow list; `[]` turns every skill off).
-    let skills: Vec<&str> = ws.skills.iter().map(|(n, _)| n.as_str()).collect();
+    let skills: Vec<&str> = ws.skills.iter().map(|k| k.name.as_str()).collect();
     let mut e = json!({
         "workspace": workspace_dir,
         "skills": skills,
@@ -333,7 +379,9 @@ pub fn agent_entry(
         "bootstrapMaxChars": settings.bootstrap_max_chars,
         "bootstrapTotalMaxChars": settings.bootstrap_total_max_chars,
     });
-    if let Some(m) = model {
+    // The pack's model (what the gate evaluated) wins over the agents
+    // file's default.
+    if let Some(m) = ws.model.as_deref().or(model) {
         e["model"] = json!(m);
     }
     if settings.sandbox == super::SandboxPolicy::ByAutonomy

@@ -163,17 +163,26 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     // (missionctl wrote it; the sidecar says so) and the folder, if empty.
     if let Some(o) = &old {
         for name in o.files.keys() {
-            // Only `skills/<name>/SKILL.md` with a valid name: the sidecar
-            // on disk could have been edited to point anywhere.
+            // Only `skills/<name>/<plain relative path>` with a valid
+            // name: the sidecar on disk could have been edited to point
+            // anywhere.
             let ours = name
                 .strip_prefix("skills/")
-                .and_then(|r| r.strip_suffix("/SKILL.md"))
-                .is_some_and(crate::pack::valid_skill_name);
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(skill, rel)| {
+                    crate::pack::valid_skill_name(skill) && super::render::is_skill_file(rel)
+                });
             if ours && !files.iter().any(|(n, _)| n == name) {
                 let f = dir.join(name);
                 let _ = std::fs::remove_file(&f);
-                if let Some(folder) = f.parent() {
-                    let _ = std::fs::remove_dir(folder);
+                // Folders left empty, up to `skills/` (not included).
+                let stop = dir.join("skills");
+                let mut folder = f.parent();
+                while let Some(d) = folder {
+                    if d == stop || !d.starts_with(&stop) || std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    folder = d.parent();
                 }
             }
         }
@@ -292,6 +301,7 @@ mod tests {
             skills: vec![],
             allow: None,
             deny: vec![],
+            model: None,
         }
     }
 

@@ -299,6 +299,99 @@ pub(crate) fn skill_frontmatter(text: &str) -> Result<(String, String), String> 
     Ok((name.to_string(), description.to_string()))
 }
 
+/// A path inside a skill's folder that missionctl will write into agents'
+/// workspaces: plain components (letters, digits, `.`, `_`, `-`, `+`, `@`),
+/// none empty, `.` or `..`.
+fn valid_skill_file(rel: &str) -> bool {
+    rel.split('/').all(|c| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && c.len() <= 128
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-+@".contains(ch))
+    })
+}
+
+/// The other files of the skill whose SKILL.md is at `skill_md`: every file
+/// under its folder except hidden ones (a component starting with `.`),
+/// read through the same reference rules as the SKILL.md (no escape, no
+/// other tenant's files), as UTF-8 text, within the caps. None (with the
+/// error reported) when the folder breaks a rule: a skill is delivered
+/// whole or not at all.
+fn read_skill_folder(
+    name: &str,
+    skill_md: &str,
+    skill_md_len: usize,
+    pos: Pos,
+    r: &mut Referenced<'_>,
+) -> Option<Vec<(String, Arc<str>)>> {
+    use super::{MAX_SKILL_FILE_BYTES, MAX_SKILL_FILES, MAX_SKILL_TOTAL_BYTES};
+    let folder = gitrepo::parent_dir(skill_md).to_string();
+    let file = r.file.to_string();
+    let bad = |message: String| {
+        Diagnostic::error(
+            Code::SkillInvalid,
+            &file,
+            pos,
+            format!("skill `{name}`: {message}"),
+        )
+    };
+    let (paths, truncated) = r.tree.list_dir(&folder, MAX_SKILL_FILES + 1);
+    let paths: Vec<String> = paths
+        .into_iter()
+        .filter(|p| p.as_str() != skill_md)
+        .filter_map(|p| p.strip_prefix(&format!("{folder}/")).map(str::to_string))
+        .filter(|rel| !rel.split('/').any(|c| c.starts_with('.')))
+        .collect();
+    if truncated || paths.len() > MAX_SKILL_FILES {
+        let d = bad(format!(
+            "its folder `{folder}` holds more than {MAX_SKILL_FILES} files besides SKILL.md"
+        ))
+        .help("keep a skill to its instructions, scripts and references; move bulk data out of the pack");
+        r.diags.push(d);
+        return None;
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    let mut total = skill_md_len;
+    let mut ok = true;
+    for rel in paths {
+        if !valid_skill_file(&rel) {
+            let d = bad(format!(
+                "`{folder}/{rel}`: file names in a skill may hold only letters, digits, `.`, `_`, `-`, `+` and `@`"
+            ))
+            .help("rename the file; missionctl writes each file of the folder into the agents' workspaces");
+            r.diags.push(d);
+            ok = false;
+            continue;
+        }
+        let before = r.diags.len();
+        let Some((_, text)) = r.fetch_from(skill_md, &rel, pos, MAX_SKILL_FILE_BYTES) else {
+            // The reason is reported (too large, not text, a symlink out
+            // of bounds); say which skill it belongs to.
+            if r.diags.len() > before {
+                let d = bad(format!(
+                    "`{folder}/{rel}` cannot be delivered (see the error above); a skill's folder is delivered whole: scripts and references as UTF-8 text, no binary assets"
+                ));
+                r.diags.push(d);
+            }
+            ok = false;
+            continue;
+        };
+        total += text.len();
+        files.push((rel, text));
+    }
+    if total > MAX_SKILL_TOTAL_BYTES {
+        let d = bad(format!(
+            "its folder `{folder}` holds {total} bytes; a skill may hold at most {MAX_SKILL_TOTAL_BYTES}"
+        ))
+        .help("move large reference material out of the pack");
+        r.diags.push(d);
+        return None;
+    }
+    ok.then_some(files)
+}
+
 /// The skills a pack adds, read through their references and checked:
 /// frontmatter, the name matching the folder, no name twice.
 fn read_skills(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SkillText> {
@@ -338,11 +431,15 @@ fn read_skills(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SkillTex
             r.diags.push(d);
             continue;
         }
+        let Some(files) = read_skill_folder(&name, &path, t.len(), pos, r) else {
+            continue;
+        };
         skills.push(SkillText {
             name,
             description,
             file: path,
             text: t,
+            files,
             pos,
         });
     }

@@ -188,12 +188,21 @@ pub struct SkillText {
     /// The repository path of the SKILL.md.
     pub file: String,
     pub text: Arc<str>,
+    /// The folder's other files (scripts, references, templates), each as
+    /// (path relative to the skill's folder, text), in path order.
+    pub files: Vec<(String, Arc<str>)>,
     /// Where the skill is added in the pack file.
     pub pos: Pos,
 }
 
 /// The most a SKILL.md may hold.
 pub const MAX_SKILL_BYTES: u64 = 64 * 1024;
+/// The most files a skill's folder may hold besides SKILL.md.
+pub const MAX_SKILL_FILES: usize = 64;
+/// The most one of those files may hold.
+pub const MAX_SKILL_FILE_BYTES: u64 = 256 * 1024;
+/// The most a skill's folder may hold in all.
+pub const MAX_SKILL_TOTAL_BYTES: usize = 1024 * 1024;
 
 /// One assertion of an eval case (schema-checked), with typed access to the
 /// fields the engine reads. It serialises as written, so what the registry

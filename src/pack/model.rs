@@ -78,6 +78,9 @@ pub struct Pack {
     pub tools: Tools,
     #[serde(default)]
     pub skills: Skills,
+    /// The agents' model (`provider/model`), if this layer sets it.
+    #[serde(default)]
+    pub model: Option<String>,
     #[serde(default)]
     pub voice: Voice,
     #[serde(default)]
@@ -150,6 +153,9 @@ pub struct HardConstraints {
     pub forbidden_tools: Vec<String>,
     pub max_prompt_tokens: u64,
     pub max_autonomy: Autonomy,
+    /// When set, the only models a pack may name.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
     #[serde(default)]
     pub banned_phrases: Vec<String>,
     #[serde(default)]

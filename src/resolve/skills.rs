@@ -21,14 +21,24 @@ impl<'a> Skills<'a> {
             if self.added.iter().any(|(k, _)| k["name"] == s.name.as_str()) {
                 continue;
             }
+            let mut skill = serde_json::json!({
+                "name": s.name,
+                "description": s.description,
+                "file": s.file,
+                "scope": scope,
+                "text": &*s.text,
+            });
+            if !s.files.is_empty() {
+                // The folder's other files, by path within the folder.
+                skill["files"] = Json::Object(
+                    s.files
+                        .iter()
+                        .map(|(rel, t)| (rel.clone(), Json::String(t.to_string())))
+                        .collect(),
+                );
+            }
             self.added.push((
-                serde_json::json!({
-                    "name": s.name,
-                    "description": s.description,
-                    "file": s.file,
-                    "scope": scope,
-                    "text": &*s.text,
-                }),
+                skill,
                 Origin {
                     file: p.file.clone(),
                     line: s.pos.line,

@@ -124,6 +124,19 @@ impl Resolved {
         }
     }
 
+    /// The chain's model as OpenClaw names it (`provider/model`), if a
+    /// layer sets one.
+    pub fn model(&self) -> Option<&str> {
+        self.content.get("model").and_then(Json::as_str)
+    }
+
+    /// The model's name at an OpenAI-compatible endpoint: the part after
+    /// the provider (`openai/gpt-5.4-mini` -> `gpt-5.4-mini`).
+    pub fn model_name(&self) -> Option<&str> {
+        self.model()
+            .map(|m| m.split_once('/').map_or(m, |(_, n)| n))
+    }
+
     pub fn promotion(&self) -> Promotion {
         part(self.section("promotion", None))
     }

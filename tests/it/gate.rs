@@ -1413,3 +1413,31 @@ fn loosening_through_renames_removals_overrides_and_control_files_waits() {
         );
     }
 }
+
+/// Issue 25: a pull request that only changes a pack's `model` is
+/// evaluated on the new model: the challenger's requests name it, the
+/// champion's the harness's model, and nothing comes from the cache.
+#[test]
+fn a_pull_request_that_changes_the_model_is_evaluated_on_it() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "model", |r| {
+        r.edit(HR, "tools:\n", "model: openai/gpt-test-2\ntools:\n");
+        bump(r, HR);
+    });
+    let run = gate(&r, "model");
+    assert!(run.exit == 0 || run.exit == 1, "{}", run.files);
+    let sent: std::collections::BTreeSet<String> = server
+        .requests()
+        .iter()
+        .map(|q| q.body["model"].as_str().unwrap_or_default().to_string())
+        .collect();
+    // The champion on the harness's model, the challenger on its own.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.contains("gpt-test-2"), "{sent:?}");
+    // A second run is served from the cache (the model is in the key).
+    let n = server.count();
+    let again = gate(&r, "model");
+    assert_eq!(again.exit, run.exit);
+    assert_eq!(server.count(), n, "the re-run reached the model");
+}

@@ -16,6 +16,7 @@ mod isolation;
 mod llm_server;
 mod one_store;
 mod openclaw;
+mod openclaw_packs;
 mod reconcile;
 mod registry;
 mod regressions;

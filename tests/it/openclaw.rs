@@ -19,11 +19,11 @@ use crate::registry::{get, rollout_state, serve_ready, tokens};
 use crate::util::Fleet;
 use crate::util::{assert_success, http, missionctl};
 
-const HR: &str = "packs/domains/hr-ops/pack.yaml";
+pub(crate) const HR: &str = "packs/domains/hr-ops/pack.yaml";
 
 /// OpenClaw; a missing install fails the test, unless
 /// MISSIONCTL_SKIP_OPENCLAW=1 says to skip it (None, loudly).
-fn openclaw() -> Option<missionctl::openclaw::gateway::Install> {
+pub(crate) fn openclaw() -> Option<missionctl::openclaw::gateway::Install> {
     match missionctl::openclaw::gateway::find() {
         Ok(i) => {
             crate::util::used("openclaw");
@@ -55,7 +55,7 @@ fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
-fn sidecar(ws: &Path) -> Option<Value> {
+pub(crate) fn sidecar(ws: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(ws.join(".missionctl/pack.json")).ok()?).ok()
 }
 
@@ -239,7 +239,7 @@ fn test_gateway(
         missionctl::openclaw::gateway::provider(
             "demo",
             &format!("http://127.0.0.1:{model_port}"),
-            "demo-1",
+            &["demo-1"],
             "none",
         ),
         "demo/demo-1",
@@ -1574,6 +1574,10 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     // The hr-ops pack gives its agents a skill.
     f.merge("skill", 5, |f| {
         add_skill(f, true);
+        f.write(
+            "packs/domains/hr-ops/skills/leave-lookup/references/policy.md",
+            "# Leave policy\n\nEmployees accrue 2 days a month.\n",
+        );
         bump(f, HR, "1.0.1");
         bump(f, "packs/global/pack.yaml", "1.0.1");
         f.git(&["add", "-A"]);
@@ -1732,6 +1736,12 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     }
     // The pack's skill reached the agent: OpenClaw lists it to the model.
     assert!(ws("hr-a").join("skills/leave-lookup/SKILL.md").is_file());
+    assert!(
+        ws("hr-a")
+            .join("skills/leave-lookup/references/policy.md")
+            .is_file(),
+        "the skill's folder is delivered whole"
+    );
     let system = sent[0]["messages"][0]["content"].to_string();
     // (OpenClaw lists name and description XML-escaped: `employee&apos;s`.)
     assert!(
@@ -1823,14 +1833,34 @@ fn openclaw_turns_are_counted_once_and_the_pack_policy_holds() {
     });
     assert!(!said.contains("does not serve"), "{said}");
     drop(sync);
+
+    // 6. With `requireSidecar`, a workspace whose sidecar is gone (sync
+    //    stopped, so nothing restores it) gets no turn: refused before
+    //    the model is asked.
+    std::fs::remove_file(ws("hr-b").join(".missionctl/pack.json")).expect("remove sidecar");
+    let before = std::fs::read_to_string(&model_log).expect("log").len();
+    let (code, body) = turn_with(
+        gw_port,
+        &gw.token,
+        "hr-b",
+        "no-sidecar",
+        "Hello without a pack",
+        &tools,
+    );
+    assert_ne!(code, 200, "a turn without a sidecar is refused: {body}");
+    let after = std::fs::read_to_string(&model_log).expect("log");
+    assert!(
+        !after[before..].contains("Hello without a pack"),
+        "the turn without a sidecar reached the model"
+    );
     rt.block_on(gw.shutdown());
 }
 
-const SKILL: &str = "---\nname: leave-lookup\ndescription: Look up an employee's leave balance before answering leave questions.\n---\n# Leave lookup\n\nCall `hris__leave_balance` with the employee id, then answer.\n";
+pub(crate) const SKILL: &str = "---\nname: leave-lookup\ndescription: Look up an employee's leave balance before answering leave questions.\n---\n# Leave lookup\n\nCall `hris__leave_balance` with the employee id, then answer.\n";
 
 /// Give the hr-ops pack the `leave-lookup` skill and its agents `read`
 /// (OpenClaw lists skills only to agents that may read them).
-fn add_skill(f: &crate::util::TestContext, read: bool) {
+pub(crate) fn add_skill(f: &crate::util::TestContext, read: bool) {
     f.write("packs/domains/hr-ops/skills/leave-lookup/SKILL.md", SKILL);
     f.edit(
         HR,

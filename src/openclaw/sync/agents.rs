@@ -24,7 +24,9 @@ pub struct AgentSpec {
     pub user: Option<String>,
     /// The agent's workspace directory (relative to the agents file).
     pub workspace: PathBuf,
-    /// The agent's model (`provider/model`), else the file's `model`.
+    /// The agent's model (`provider/model`), else the file's `model`; used
+    /// only when the agent's chain sets no `model` (the pack's, which the
+    /// gate evaluated, wins).
     #[serde(default)]
     pub model: Option<String>,
 }
@@ -47,7 +49,8 @@ pub struct AgentsFile {
     /// The file the Gateway's config includes as its `agents` object
     /// (`agents: { $include: "…" }`), relative to the agents file.
     pub fragment: PathBuf,
-    /// Default model for every agent (`provider/model`).
+    /// Default model for every agent (`provider/model`) whose entry and
+    /// chain set none.
     #[serde(default)]
     pub model: Option<String>,
     pub agents: Vec<AgentSpec>,

@@ -47,10 +47,13 @@ pub(super) fn watch(
             // A managed file, the sidecar, `.missionctl` or `skills` itself
             // (deleted, say): not the user's files, not sync's own scratch.
             let route = routes.iter().find(|(d, _)| {
-                (Some(d.as_path()) == parent
-                    && (render::MANAGED_FILES.contains(&name)
-                        || name == ".missionctl"
-                        || name == "skills"))
+                // Anything under `skills/`: a skill's SKILL.md or one of
+                // its scripts and references.
+                p.starts_with(d.join("skills"))
+                    || (Some(d.as_path()) == parent
+                        && (render::MANAGED_FILES.contains(&name)
+                            || name == ".missionctl"
+                            || name == "skills"))
                     || (parent == Some(d.join(".missionctl").as_path()) && name == "pack.json")
             });
             if let Some((_, w)) = route {
@@ -77,7 +80,9 @@ pub(super) fn watch(
     }
     for (d, _) in &dirs {
         let _ = w.watch(&d.join(".missionctl"), notify::RecursiveMode::NonRecursive);
-        if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
+        // Recursive: skills live in folders below the workspace (events on
+        // the user's own files there route nowhere).
+        if let Err(e) = w.watch(d, notify::RecursiveMode::Recursive) {
             let _ = events.send(Event::Retrying {
                 agent: d.display().to_string(),
                 error: format!(
