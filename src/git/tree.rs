@@ -199,11 +199,10 @@ impl Tree {
                         };
                         let path = format!("{dir}/{name}");
                         match e.file_type() {
-                            Ok(t) if t.is_dir() => {
-                                if !SKIP_DIRS.contains(&name.as_str()) {
-                                    stack.push(path);
-                                }
+                            Ok(t) if t.is_dir() && !SKIP_DIRS.contains(&name.as_str()) => {
+                                stack.push(path);
                             }
+                            Ok(t) if t.is_dir() => {}
                             Ok(t) if t.is_file() || t.is_symlink() => found.push(path),
                             _ => {}
                         }
