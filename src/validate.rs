@@ -11,12 +11,43 @@ pub fn validate(repo: &Repo, base: Option<&Repo>) -> Vec<Diagnostic> {
     d.extend(policy::check(repo));
     d.extend(check_openclaw(repo));
     d.extend(check_skills_shadowed(repo));
+    d.extend(check_mcp_servers(repo));
     if let Some(base) = base {
         d.extend(check_versions(repo, base));
     }
     diagnostic::sort(&mut d);
     d.dedup();
     d
+}
+
+/// Every MCP server a pack names is one mission.yaml's
+/// `openclaw.mcp_servers` defines (a pack cannot define one: a server
+/// definition runs a program or reaches an address).
+pub(crate) fn check_mcp_servers(repo: &Repo) -> Vec<Diagnostic> {
+    let settings = repo.openclaw();
+    let mut out = Vec::new();
+    for p in &repo.packs {
+        for (i, name) in p.pack.mcp_servers.iter().flatten().enumerate() {
+            if settings.mcp_servers.contains_key(name) {
+                continue;
+            }
+            let known: Vec<&str> = settings.mcp_servers.keys().map(String::as_str).collect();
+            out.push(
+                Diagnostic::error(
+                    Code::OpenClawMcpUnknown,
+                    &p.file,
+                    p.node.pos_at(&format!("/mcp_servers/{i}")),
+                    format!("MCP server `{name}` is not defined in mission.yaml's `openclaw.mcp_servers`"),
+                )
+                .help(if known.is_empty() {
+                    "the policy owner defines MCP servers in mission.yaml (`openclaw.mcp_servers.<name>`: OpenClaw's server definition); a pack only names them".to_string()
+                } else {
+                    format!("use one of: {} (or have the policy owner define it in mission.yaml)", known.join(", "))
+                }),
+            );
+        }
+    }
+    out
 }
 
 /// A skill a layer adds that an ancestor on one of its chains already adds:

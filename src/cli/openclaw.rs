@@ -59,6 +59,10 @@ pub struct RenderArgs {
     /// JSON5); default: OUT/.missionctl/agents.json5.
     #[arg(long)]
     pub fragment: Option<PathBuf>,
+    /// Where to write the Gateway's `mcp` object (mission.yaml's
+    /// `openclaw.mcp_servers`, JSON5), to include as `mcp: { $include: … }`.
+    #[arg(long)]
+    pub mcp_fragment: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -184,6 +188,17 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
     entries.insert(id.clone(), entry);
     sync::write_fragment(&fragment_path, &entries, None)
         .with_context(|| format!("writing {}", fragment_path.display()))?;
+    if let Some(m) = &a.mcp_fragment {
+        sync::write_mcp_fragment(m, &settings)
+            .with_context(|| format!("writing {}", m.display()))?;
+        let shown = std::path::absolute(m).unwrap_or(m.clone());
+        outln!(
+            "MCP fragment: {} ({} server(s); include it as the Gateway's `mcp`: mcp: {{ $include: \"{}\" }})",
+            m.display(),
+            settings.mcp_servers.len(),
+            shown.display()
+        );
+    }
     outln!(
         "{}: {} {} for agent `{id}` ({})",
         a.out.display(),

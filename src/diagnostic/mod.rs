@@ -83,6 +83,9 @@ codes! {
     ForbiddenTool = "constraint/forbidden-tool",
     /// A pack's autonomy exceeds the policy or tier ceiling.
     AutonomyCeiling = "constraint/autonomy-ceiling",
+    /// A pack names an MCP server mission.yaml's `openclaw.mcp_servers`
+    /// does not define.
+    OpenClawMcpUnknown = "openclaw/mcp-unknown",
     /// A pack names a model the global hard constraints do not allow.
     ModelNotAllowed = "constraint/model",
     /// A required safety clause is missing from the global prompt.

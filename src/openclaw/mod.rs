@@ -62,6 +62,11 @@ pub struct Settings {
     /// OpenClaw sandbox needs a container runtime on the Gateway's host.
     #[serde(default, skip_serializing_if = "SandboxPolicy::is_off")]
     pub sandbox: SandboxPolicy,
+    /// The MCP servers agents may be given (OpenClaw's `mcp.servers`
+    /// definitions, by name): the policy owner's list; a pack names which
+    /// of them its chain uses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, serde_json::Value>,
 }
 
 /// `openclaw.sandbox` in `mission.yaml`.
@@ -113,6 +118,7 @@ impl Default for Settings {
             bootstrap_total_max_chars: BOOTSTRAP_TOTAL_MAX_CHARS,
             tools: BTreeMap::new(),
             sandbox: SandboxPolicy::Off,
+            mcp_servers: BTreeMap::new(),
         }
     }
 }
@@ -134,20 +140,16 @@ impl Settings {
         }
         match pack_name.split_once('.') {
             Some((server, tool)) => {
-                let server: String = server
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                            c
-                        } else {
-                            '-'
-                        }
-                    })
-                    .collect();
-                format!("{server}__{}", tool.replace('.', "_"))
+                format!("{}__{}", mcp_prefix(server), tool.replace('.', "_"))
             }
             None => pack_name.to_string(),
         }
+    }
+
+    /// The `mcp.servers` object a Gateway includes (`mcp: { $include: … }`):
+    /// every server of the catalog.
+    pub fn mcp_fragment(&self) -> serde_json::Value {
+        serde_json::json!({ "servers": self.mcp_servers })
     }
 
     /// The pack tool name an OpenClaw tool id stands for, among `names`.
@@ -156,6 +158,28 @@ impl Settings {
             .iter()
             .find(|n| self.tool_id(n) == tool_id)
             .map(String::as_str)
+    }
+}
+
+/// The prefix OpenClaw gives the tools of MCP server `server` (its
+/// provider-safe name, docs/gateway/config-tools/tool-policy.md):
+/// characters outside `[A-Za-z0-9_-]` become `-`, a name that does not
+/// start with a letter gets `mcp-` in front; lower case.
+pub fn mcp_prefix(server: &str) -> String {
+    let safe: String = server
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if safe.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        safe
+    } else {
+        format!("mcp-{safe}")
     }
 }
 
@@ -233,6 +257,15 @@ mod tests {
         let names = vec!["hris.lookup_employee".to_string(), "ticket.create".into()];
         assert_eq!(s.pack_name("ticket__create", &names), Some("ticket.create"));
         assert_eq!(s.pack_name("exec", &names), None);
+    }
+
+    #[test]
+    fn mcp_prefixes_are_openclaws() {
+        // OpenClaw's own example: `mcp.servers["Outlook Graph"]` -> `outlook-graph__*`.
+        assert_eq!(mcp_prefix("Outlook Graph"), "outlook-graph");
+        assert_eq!(mcp_prefix("hris"), "hris");
+        assert_eq!(mcp_prefix("365mail"), "mcp-365mail");
+        assert_eq!(mcp_prefix("a.b"), "a-b");
     }
 
     #[test]

@@ -152,7 +152,23 @@ pub fn tool_policy(r: &Resolved, settings: &Settings) -> (Option<Vec<String>>, V
             deny.push(d.to_string());
         }
     }
+    // The Gateway connects every catalog server; this chain's agents get
+    // the tools of the servers it names and no other.
+    let used = mcp_servers(r);
+    for server in settings.mcp_servers.keys() {
+        if !used.iter().any(|u| u == server) {
+            let glob = format!("{}__*", super::mcp_prefix(server));
+            if !deny.contains(&glob) {
+                deny.push(glob);
+            }
+        }
+    }
     (allow, deny)
+}
+
+/// The MCP servers a resolved pack's chain names (`mcp_servers`).
+pub fn mcp_servers(r: &Resolved) -> Vec<String> {
+    strings(r.content.get("mcp_servers"))
 }
 
 fn agents_md(r: &Resolved, allow: &Option<Vec<String>>) -> String {

@@ -78,6 +78,9 @@ pub struct Pack {
     pub tools: Tools,
     #[serde(default)]
     pub skills: Skills,
+    /// The MCP servers (of mission.yaml's catalog) this layer's chain uses.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
     /// The agents' model (`provider/model`), if this layer sets it.
     #[serde(default)]
     pub model: Option<String>,

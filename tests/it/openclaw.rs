@@ -1240,6 +1240,17 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     let f = Fleet::fleet(&db);
+    // mission.yaml defines an MCP server; sync writes it as the Gateway's `mcp`.
+    f.merge("mcp", 5, |f| {
+        let m = f.read("mission.yaml");
+        f.write(
+            "mission.yaml",
+            &format!(
+                "{m}\nopenclaw:\n  mcp_servers:\n    hris: {{ url: \"http://127.0.0.1:9/mcp\" }}\n"
+            ),
+        );
+    });
+    f.push();
     let (tok_file, t) = tokens(dir.path());
     let (port, _serve) = serve_ready(&f, &tok_file, &[], &t.admin);
     let token = dir.path().join("t");
@@ -1247,7 +1258,7 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     let agents = dir.path().join("agents.yaml");
     std::fs::write(
         &agents,
-        "fragment: gw/agents.json5\nagents:\n  \
+        "fragment: gw/agents.json5\nmcp_fragment: gw/mcp.json5\nagents:\n  \
          - { id: a1, domain: hr-ops, tenant: acme, user: u1, workspace: ws/a1 }\n  \
          - { id: bad, domain: no-such-domain, tenant: acme, workspace: ws/bad }\n  \
          - { id: a2, domain: hr-ops, tenant: acme, user: u2, workspace: ws/a2 }\n  \
@@ -1291,6 +1302,14 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
     });
     assert_eq!(first, vec!["a1", "a2", "a3"]);
     assert!(mtime(&gw_config) > old, "the Gateway's config was touched");
+    let mcp: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("gw/mcp.json5")).expect("mcp fragment"),
+    )
+    .expect("json");
+    assert_eq!(
+        mcp["servers"]["hris"]["url"], "http://127.0.0.1:9/mcp",
+        "{mcp}"
+    );
     let said = until("the bad agent reported", Duration::from_secs(10), || {
         let l = std::fs::read_to_string(&log).ok()?;
         l.contains("bad: not delivered").then_some(l)

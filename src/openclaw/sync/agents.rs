@@ -49,6 +49,11 @@ pub struct AgentsFile {
     /// The file the Gateway's config includes as its `agents` object
     /// (`agents: { $include: "…" }`), relative to the agents file.
     pub fragment: PathBuf,
+    /// The file the Gateway's config includes as its `mcp` object
+    /// (`mcp: { $include: "…" }`), relative to the agents file: sync writes
+    /// mission.yaml's `openclaw.mcp_servers` there.
+    #[serde(default)]
+    pub mcp_fragment: Option<PathBuf>,
     /// Default model for every agent (`provider/model`) whose entry and
     /// chain set none.
     #[serde(default)]
@@ -96,7 +101,7 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
     let mut f: AgentsFile = serde_saphyr::from_str(&text).map_err(|e| {
         err(format!(
-            "{e} (expected `fragment: FILE`, optional `model`, and `agents:` entries with id, domain, tenant, user, workspace)"
+            "{e} (expected `fragment: FILE`, optional `model` and `mcp_fragment`, and `agents:` entries with id, domain, tenant, user, workspace)"
         ))
     })?;
     // Absolute paths: the fragment holds each agent's workspace, and
@@ -105,6 +110,7 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
         .map_err(|e| err(format!("cannot tell where it is: {e}")))?;
     let base = base.as_path();
     f.fragment = clean(&base.join(&f.fragment));
+    f.mcp_fragment = f.mcp_fragment.map(|m| clean(&base.join(m)));
     let mut seen = std::collections::BTreeSet::new();
     let mut workspaces: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for (i, a) in f.agents.iter_mut().enumerate() {

@@ -160,6 +160,23 @@ pub fn write_fragment(
     Ok(true)
 }
 
+/// Write the Gateway's `mcp` object (mission.yaml's MCP servers)
+/// atomically, skipped when the file already holds exactly this text.
+pub fn write_mcp_fragment(
+    path: &Path,
+    settings: &crate::openclaw::Settings,
+) -> Result<bool, WorkspaceError> {
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&settings.mcp_fragment()).unwrap_or_default()
+    );
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    workspace::replace_file(path, &text)?;
+    Ok(true)
+}
+
 /// The entries of an agents fragment sync wrote before (for agents the
 /// registry cannot be asked about yet, so a restart drops no agent).
 pub fn previous_entries(path: &Path) -> BTreeMap<String, Json> {

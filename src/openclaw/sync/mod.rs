@@ -33,7 +33,7 @@ mod watch;
 pub use agents::{AgentSpec, AgentsFile, load_agents};
 pub use event::Event;
 use fragment::{Shared, Verify};
-pub use fragment::{previous_entries, write_fragment};
+pub use fragment::{previous_entries, write_fragment, write_mcp_fragment};
 use watch::watch;
 
 /// The most a registry answer may hold.
@@ -246,6 +246,9 @@ fn deliver(
         &settings,
     );
     let written = workspace::write(&a.workspace, &ws)?;
+    if let Some(path) = &opts.agents.mcp_fragment {
+        write_mcp_fragment(path, &settings)?;
+    }
     let model = a.model.as_deref().or(opts.agents.model.as_deref());
     let dir = a.workspace.display().to_string();
     Ok((written, render::agent_entry(&ws, &dir, model, &settings)))
