@@ -352,6 +352,19 @@ fn read_skill_folder(
         r.diags.push(d);
         return None;
     }
+    // A folder holding a pack file or another skill is not one skill's
+    // folder (a SKILL.md beside pack.yaml would deliver the whole pack).
+    if let Some(other) = paths.iter().find(|rel| {
+        let base = rel.rsplit('/').next().unwrap_or_default();
+        base == "SKILL.md" || base == "pack.yaml" || base == "pack.yml"
+    }) {
+        let d = bad(format!(
+            "its folder `{folder}` also holds `{other}`: a skill's folder holds that skill alone"
+        ))
+        .help("give the skill its own folder, `skills/<name>/SKILL.md`, with only its scripts and references");
+        r.diags.push(d);
+        return None;
+    }
     let mut files = Vec::with_capacity(paths.len());
     let mut total = skill_md_len;
     let mut ok = true;

@@ -170,6 +170,16 @@ fn a_skill_folder_that_cannot_be_delivered_is_refused() {
         },
         "at most 1048576",
     );
+    // A folder that is not one skill's: a nested skill.
+    refused(
+        &|f| {
+            f.write(
+                &format!("{FOLDER}/inner/SKILL.md"),
+                "---\nname: inner\ndescription: x\n---\n",
+            );
+        },
+        "inner/SKILL.md",
+    );
     // A symlink to another tenant's file.
     refused(
         &|f| {
