@@ -27,6 +27,15 @@ pub enum Command {
         after_help = "Examples:\n  missionctl openclaw sync --registry http://127.0.0.1:8080 --token-file harness.token --agents agents.yaml"
     )]
     Sync(SyncArgs),
+    /// Vendor a ClawHub skill, pinned to a version, into a pack's folder
+    /// (`DIR/skills/<slug>/`, with `.clawhub/origin.json`), to add to the
+    /// pack's `skills.add` in a pull request.
+    ///
+    /// Example: missionctl openclaw skill-add @acme/leave-lookup@1.2.0 --pack-dir packs/domains/hr-ops
+    #[command(
+        after_help = "Examples:\n  missionctl openclaw skill-add @acme/leave-lookup@1.2.0 --pack-dir packs/domains/hr-ops\n  OPENCLAW_CLAWHUB_URL=https://clawhub.internal missionctl openclaw skill-add leave-lookup@1.2.0 --pack-dir packs/domains/hr-ops"
+    )]
+    SkillAdd(SkillAddArgs),
     /// Write the telemetry plugin (plain JavaScript) into DIR, for a Gateway's
     /// `plugins.load.paths`.
     ///
@@ -103,8 +112,65 @@ pub struct SyncArgs {
     pub gateway_token_file: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct SkillAddArgs {
+    /// The skill on ClawHub, pinned: `@owner/slug@VERSION` (or `slug@VERSION`).
+    pub reference: String,
+    /// The pack's folder (the one holding its pack.yaml); the skill goes to
+    /// its `skills/<slug>/`.
+    #[arg(long)]
+    pub pack_dir: PathBuf,
+    /// The ClawHub registry's URL (default: OPENCLAW_CLAWHUB_URL, else
+    /// https://clawhub.ai).
+    #[arg(long)]
+    pub clawhub: Option<String>,
+    /// The environment variable holding a ClawHub token, for private skills.
+    #[arg(long)]
+    pub token_env: Option<String>,
+}
+
+fn skill_add(a: SkillAddArgs) -> anyhow::Result<ExitCode> {
+    use missionctl::openclaw::clawhub;
+    let r = clawhub::parse_ref(&a.reference)?;
+    if !a.pack_dir.join("pack.yaml").is_file() {
+        anyhow::bail!(
+            "{}: no pack.yaml there; --pack-dir names the folder of the pack that will add the skill",
+            a.pack_dir.display()
+        );
+    }
+    let registry = clawhub::registry(a.clawhub.as_deref());
+    super::note("clawhub", &registry);
+    let token = match &a.token_env {
+        Some(v) => Some(
+            std::env::var(v)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .with_context(|| {
+                    format!("--token-env {v}: that environment variable is not set")
+                })?,
+        ),
+        None => None,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = reqwest::Client::new();
+    let archive = rt.block_on(clawhub::download(&client, &registry, &r, token.as_deref()))?;
+    let files = clawhub::unpack(&archive, &r)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let dir = clawhub::vendor(&a.pack_dir, &registry, &r, &archive, &files, now)?;
+    outln!(
+        "{}: {}@{} from {registry} ({} file(s)); add `skills/{}/SKILL.md` to the pack's `skills.add`, bump its version, and run `missionctl validate`",
+        dir.display(),
+        r.slug,
+        r.version,
+        files.len(),
+        r.slug
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
+        Command::SkillAdd(a) => skill_add(a),
         Command::Render(a) => render_cmd(a),
         Command::Plugin { out } => {
             missionctl::openclaw::plugin::write(&out)?;

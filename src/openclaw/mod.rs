@@ -27,6 +27,7 @@
 //! only those tools to the model), its `tools.deny` the mapped deny list
 //! plus what the pack's autonomy rules out (see [`autonomy_denies`]).
 
+pub mod clawhub;
 pub mod gateway;
 pub mod plugin;
 pub mod render;

@@ -409,3 +409,256 @@ fn mcp_servers_come_from_mission_yaml_and_each_chain_gets_only_its_own() {
         "{diags:?}"
     );
 }
+
+/// A stand-in for ClawHub on 127.0.0.1 speaking its download endpoint as
+/// OpenClaw's client calls it (`GET /api/v1/download?slug&ownerHandle&version`
+/// answering the archive's bytes, JSON errors otherwise), at its worst: an
+/// unknown version, throttling with Retry-After, a zip-slip archive, an
+/// oversized body. Records each request line and Authorization header.
+struct FakeClawHub {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        w.write_all(data).expect("zip write");
+    }
+    w.finish().expect("zip").into_inner()
+}
+
+impl FakeClawHub {
+    fn start() -> FakeClawHub {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let good = zip_of(&[
+            ("leave-lookup/SKILL.md", SKILL.as_bytes()),
+            ("leave-lookup/scripts/balance.sh", SCRIPT.as_bytes()),
+        ]);
+        let slip = zip_of(&[
+            ("SKILL.md", SKILL.as_bytes()),
+            ("../../../escape.txt", b"out"),
+        ]);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s2, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut line = String::new();
+                let mut auth = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if line.to_ascii_lowercase().starts_with("authorization:") {
+                        auth = line.trim().to_string();
+                    }
+                    line.clear();
+                }
+                s2.lock()
+                    .expect("lock")
+                    .push(format!("{} {auth}", first.trim()));
+                let target = first.split(' ').nth(1).unwrap_or_default().to_string();
+                let has = |q: &str| target.contains(q);
+                let (status, extra, body): (&str, &str, Vec<u8>) =
+                    if !target.starts_with("/api/v1/download?") {
+                        ("404 Not Found", "", br#"{"error":"Not found"}"#.to_vec())
+                    } else if has("slug=busy") {
+                        (
+                            "429 Too Many Requests",
+                            "retry-after: 30\r\n",
+                            br#"{"error":"Rate limit exceeded"}"#.to_vec(),
+                        )
+                    } else if has("slug=slip") {
+                        ("200 OK", "", slip.clone())
+                    } else if has("slug=huge") {
+                        ("200 OK", "", vec![b'x'; 9 * 1024 * 1024])
+                    } else if has("slug=leave-lookup")
+                        && has("version=1.2.0")
+                        && has("ownerHandle=acme")
+                    {
+                        ("200 OK", "", good.clone())
+                    } else {
+                        (
+                            "404 Not Found",
+                            "",
+                            br#"{"error":"Skill version not found"}"#.to_vec(),
+                        )
+                    };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        FakeClawHub { url, seen, stop }
+    }
+}
+
+impl Drop for FakeClawHub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A ClawHub skill pinned to a version is vendored into the pack's folder
+/// (with its origin), and from there it is a skill like any other:
+/// validated, resolved, delivered. Every bad answer ClawHub can give is an
+/// error naming it, and leaves the pack untouched.
+#[test]
+fn a_clawhub_skill_is_vendored_pinned_and_delivered_like_any_other() {
+    let hub = FakeClawHub::start();
+    let f = TestContext::new();
+    let pack_dir = "packs/domains/hr-ops";
+    let add = |reference: &str, env: &[(&str, &str)]| {
+        let mut all = vec![("OPENCLAW_CLAWHUB_URL", hub.url.as_str())];
+        all.extend_from_slice(env);
+        f.run_env(
+            &["openclaw", "skill-add", reference, "--pack-dir", pack_dir],
+            &all,
+        )
+    };
+    let out = add("@acme/leave-lookup@1.2.0", &[("HUB_TOKEN", "t0ken")]);
+    assert_success(&out);
+    let folder = f.path().join(pack_dir).join("skills/leave-lookup");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("SKILL.md")).expect("SKILL.md"),
+        SKILL
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("scripts/balance.sh")).expect("script"),
+        SCRIPT
+    );
+    let origin: Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join(".clawhub/origin.json")).expect("origin"),
+    )
+    .expect("json");
+    assert_eq!(origin["version"], 1);
+    assert_eq!(origin["slug"], "leave-lookup");
+    assert_eq!(origin["installedVersion"], "1.2.0");
+    assert_eq!(origin["ownerHandle"], "acme");
+    assert_eq!(origin["registry"], hub.url);
+    assert!(
+        origin["missionctl"]["archiveSha256"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sha256:"))
+    );
+    assert!(
+        origin["missionctl"]["files"]["scripts/balance.sh"].is_string(),
+        "{origin}"
+    );
+    {
+        let seen = hub.seen.lock().expect("lock");
+        assert!(
+            seen.iter().any(|l| l.starts_with("GET /api/v1/download?")
+                && l.contains("slug=leave-lookup")
+                && l.contains("version=1.2.0")
+                && l.contains("ownerHandle=acme")),
+            "{seen:?}"
+        );
+    }
+    // A private skill's token goes as a bearer header.
+    let out = f.run_env(
+        &[
+            "openclaw",
+            "skill-add",
+            "@acme/other@1.0.0",
+            "--pack-dir",
+            pack_dir,
+            "--token-env",
+            "HUB_TOKEN",
+        ],
+        &[
+            ("OPENCLAW_CLAWHUB_URL", hub.url.as_str()),
+            ("HUB_TOKEN", "t0ken"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        hub.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l.contains("slug=other") && l.contains("Bearer t0ken")),
+        "the token was not sent"
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("404") && err.contains("Skill version not found"),
+        "{err}"
+    );
+    assert!(!err.contains("t0ken"), "the token is printed: {err}");
+
+    // The vendored skill in the pack: validated, resolved, delivered; its
+    // origin stays in the repository.
+    f.edit(
+        crate::openclaw::HR,
+        "tools:\n  autonomy: A2\n",
+        "skills:\n  add: [skills/leave-lookup/SKILL.md]\ntools:\n  autonomy: A2\n",
+    );
+    for pack in ["packs/global/pack.yaml", crate::openclaw::HR] {
+        f.edit(
+            pack,
+            "    - hris.lookup_employee\n",
+            "    - hris.lookup_employee\n    - read\n",
+        );
+    }
+    f.edit(
+        "packs/tenants/acme/users/alice/pack.yaml",
+        "allow: [git.read,",
+        "allow: [read, git.read,",
+    );
+    let (code, diags) = f.validate(&[]);
+    assert_eq!(code, 0, "{diags:?}");
+    let r = resolved(&f, &[]);
+    assert_eq!(
+        r["content"]["skills"][0]["files"],
+        json!({"scripts/balance.sh": SCRIPT})
+    );
+    let ws = f.path().join("ws");
+    assert_success(&render(&f, &ws, &f.path().join("gw/agents.json5"), &[]));
+    assert!(ws.join("skills/leave-lookup/scripts/balance.sh").is_file());
+    assert!(!ws.join("skills/leave-lookup/.clawhub").exists());
+
+    // Bad answers: each an error naming it, the pack untouched.
+    let before = crate::util::git(&f.path(), &["status", "--porcelain"]);
+    for (reference, needle) in [
+        ("@acme/leave-lookup@1.2.0", "already exists"),
+        ("@acme/leave-lookup@9.9.9", "Skill version not found"),
+        ("busy@1.0.0", "retry after 30"),
+        ("slip@1.0.0", "leaves the archive"),
+        ("huge@1.0.0", "over 8388608 bytes"),
+        ("@acme/leave-lookup", "not a pinned ClawHub reference"),
+        (
+            "@acme/leave-lookup@latest",
+            "not a pinned ClawHub reference",
+        ),
+    ] {
+        let out = add(reference, &[]);
+        assert!(!out.status.success(), "{reference} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{reference}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(
+        crate::util::git(&f.path(), &["status", "--porcelain"]),
+        before
+    );
+    assert!(!f.path().join("escape.txt").exists());
+    assert!(!f.path().join(pack_dir).join("skills/slip").exists());
+}
