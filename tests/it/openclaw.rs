@@ -2109,31 +2109,12 @@ fn the_sandbox_follows_the_autonomy_level_and_openclaw_accepts_it() {
         json!({"mode": "all", "scope": "agent", "workspaceAccess": "rw"})
     );
     // OpenClaw's own validation of a config whose `agents` is the fragment.
-    let validate = || -> (bool, String) {
-        // OpenClaw includes only files in its config's directory or below.
-        let dir = f.path().join("gw");
-        std::fs::create_dir_all(dir.join("home")).expect("dir");
-        let cfg = dir.join("openclaw.json");
-        let frag_abs = frag.display().to_string();
-        std::fs::write(
-            &cfg,
-            json!({"agents": {"$include": frag_abs}, "gateway": {"mode": "local"}}).to_string(),
+    let validate = || {
+        config_validates(
+            &install,
+            &f.path().join("gw"),
+            json!({"agents": {"$include": frag.display().to_string()}}),
         )
-        .expect("config");
-        let out = Command::new(&install.node)
-            .arg(&install.entry)
-            .args(["config", "validate", "--json"])
-            .env("HOME", dir.join("home"))
-            .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
-            .env("OPENCLAW_CONFIG_PATH", &cfg)
-            .output()
-            .expect("openclaw config validate");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
     };
     let (ok, text) = validate();
     assert!(ok, "OpenClaw refused the rendered sandbox: {text}");
@@ -2160,63 +2141,53 @@ fn the_sandbox_follows_the_autonomy_level_and_openclaw_accepts_it() {
     assert!(!ok, "OpenClaw accepted an unknown workspaceAccess: {text}");
 }
 
+/// OpenClaw's own `openclaw config validate` of a config in `dir` (which
+/// must hold the included files: OpenClaw includes only files in its
+/// config's directory or below) made of `parts` and a local gateway:
+/// (accepted, what it said).
+pub(crate) fn config_validates(
+    install: &missionctl::openclaw::gateway::Install,
+    dir: &Path,
+    parts: Value,
+) -> (bool, String) {
+    std::fs::create_dir_all(dir.join("home")).expect("dir");
+    let cfg = dir.join("openclaw.json");
+    let mut config = parts;
+    config["gateway"] = json!({"mode": "local"});
+    std::fs::write(&cfg, config.to_string()).expect("config");
+    let out = Command::new(&install.node)
+        .arg(&install.entry)
+        .args(["config", "validate", "--json"])
+        .env("HOME", dir.join("home"))
+        .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
+        .env("OPENCLAW_CONFIG_PATH", &cfg)
+        .output()
+        .expect("openclaw config validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A stand-in for a Gateway that never reloads: `GET /v1/models` lists
 /// only `listed` (OpenClaw's shape: `openclaw/<agent>` ids), and every
 /// request's `Authorization` header is recorded. Answers until dropped.
-struct StaleGateway {
-    url: String,
-    auth: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StaleGateway {
-    fn start(listed: &[&str]) -> StaleGateway {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let data: Vec<Value> = listed
-            .iter()
-            .map(|a| json!({"id": format!("openclaw/{a}"), "object": "model"}))
-            .collect();
-        let body = json!({"object": "list", "data": data}).to_string();
-        let auth = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (a, s) = (auth.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).expect("blocking");
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(v) = line
-                        .strip_prefix("authorization: ")
-                        .or(line.strip_prefix("Authorization: "))
-                    {
-                        a.lock().expect("lock").push(v.trim().to_string());
-                    }
-                    line.clear();
-                }
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        StaleGateway { url, auth, stop }
-    }
-}
-
-impl Drop for StaleGateway {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+fn stale_gateway(listed: &[&str]) -> crate::util::TinyHttp {
+    let data: Vec<Value> = listed
+        .iter()
+        .map(|a| json!({"id": format!("openclaw/{a}"), "object": "model"}))
+        .collect();
+    let body = json!({"object": "list", "data": data}).to_string();
+    crate::util::TinyHttp::start(move |_| {
+        (
+            "200 OK",
+            String::new(),
+            "application/json",
+            body.clone().into_bytes(),
+        )
+    })
 }
 
 /// Issue 25: sync reads the Gateway's agent list back after each fragment
@@ -2250,7 +2221,7 @@ fn sync_says_which_agents_a_gateway_does_not_serve() {
         .open(&gw_config)
         .and_then(|f| f.set_modified(old))
         .expect("set mtime");
-    let gateway = StaleGateway::start(&["a1"]);
+    let gateway = stale_gateway(&["a1"]);
     let log = dir.path().join("sync.log");
     let _sync = sync_with(
         port,
@@ -2283,7 +2254,13 @@ fn sync_says_which_agents_a_gateway_does_not_serve() {
         .and_then(|m| m.modified())
         .expect("mtime");
     assert!(touched > old, "the Gateway's config was touched");
-    let auth = gateway.auth.lock().expect("lock").clone();
+    let auth: Vec<String> = gateway
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|r| r.authorization.clone())
+        .collect();
     assert!(
         !auth.is_empty() && auth.iter().all(|a| a == "Bearer gateway-secret"),
         "{auth:?}"

@@ -3,12 +3,11 @@
 //! agent's entry and the gate.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::openclaw::{HR, SKILL, add_skill, openclaw, sidecar};
-use crate::util::{TestContext, assert_success};
+use crate::openclaw::{HR, SKILL, add_skill, config_validates, openclaw, sidecar};
+use crate::util::{TestContext, TinyHttp, assert_success};
 
 const FOLDER: &str = "packs/domains/hr-ops/skills/leave-lookup";
 const SCRIPT: &str =
@@ -265,29 +264,12 @@ fn a_packs_model_reaches_the_agent_and_the_gate() {
         "anthropic/claude-sonnet-4-6"
     );
     if let Some(install) = openclaw() {
-        let dir = f.path().join("gw");
-        std::fs::create_dir_all(dir.join("home")).expect("dir");
-        let cfg = dir.join("openclaw.json");
-        std::fs::write(
-            &cfg,
-            json!({"agents": {"$include": frag.display().to_string()}, "gateway": {"mode": "local"}})
-                .to_string(),
-        )
-        .expect("config");
-        let out = Command::new(&install.node)
-            .arg(&install.entry)
-            .args(["config", "validate", "--json"])
-            .env("HOME", dir.join("home"))
-            .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
-            .env("OPENCLAW_CONFIG_PATH", &cfg)
-            .output()
-            .expect("openclaw config validate");
-        assert!(
-            out.status.success(),
-            "OpenClaw refused the agent's model: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, said) = config_validates(
+            &install,
+            &f.path().join("gw"),
+            json!({"agents": {"$include": frag.display().to_string()}}),
         );
+        assert!(ok, "OpenClaw refused the agent's model: {said}");
     }
 }
 
@@ -353,32 +335,17 @@ fn mcp_servers_come_from_mission_yaml_and_each_chain_gets_only_its_own() {
         "{deny}"
     );
     if let Some(install) = openclaw() {
-        let dir = f.path().join("gw");
-        std::fs::create_dir_all(dir.join("home")).expect("dir");
-        let cfg = dir.join("openclaw.json");
-        std::fs::write(
-            &cfg,
+        let (ok, said) = config_validates(
+            &install,
+            &f.path().join("gw"),
             json!({
                 "agents": {"$include": frag.display().to_string()},
                 "mcp": {"$include": mcp.display().to_string()},
-                "gateway": {"mode": "local"},
-            })
-            .to_string(),
-        )
-        .expect("config");
-        let out = Command::new(&install.node)
-            .arg(&install.entry)
-            .args(["config", "validate", "--json"])
-            .env("HOME", dir.join("home"))
-            .env("OPENCLAW_STATE_DIR", dir.join("home/.openclaw"))
-            .env("OPENCLAW_CONFIG_PATH", &cfg)
-            .output()
-            .expect("openclaw config validate");
+            }),
+        );
         assert!(
-            out.status.success(),
-            "OpenClaw refused the MCP servers or the deny globs: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            ok,
+            "OpenClaw refused the MCP servers or the deny globs: {said}"
         );
     }
     // A pack naming a server mission.yaml does not define.
@@ -414,11 +381,49 @@ fn mcp_servers_come_from_mission_yaml_and_each_chain_gets_only_its_own() {
 /// OpenClaw's client calls it (`GET /api/v1/download?slug&ownerHandle&version`
 /// answering the archive's bytes, JSON errors otherwise), at its worst: an
 /// unknown version, throttling with Retry-After, a zip-slip archive, an
-/// oversized body. Records each request line and Authorization header.
-struct FakeClawHub {
-    url: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// oversized body.
+fn fake_clawhub() -> TinyHttp {
+    let good = zip_of(&[
+        ("leave-lookup/SKILL.md", SKILL.as_bytes()),
+        ("leave-lookup/scripts/balance.sh", SCRIPT.as_bytes()),
+    ]);
+    let slip = zip_of(&[
+        ("SKILL.md", SKILL.as_bytes()),
+        ("../../../escape.txt", b"out"),
+    ]);
+    TinyHttp::start(move |target| {
+        let has = |q: &str| target.contains(q);
+        let json = |status, extra: &str, body: &str| {
+            (
+                status,
+                extra.to_string(),
+                "application/json",
+                body.as_bytes().to_vec(),
+            )
+        };
+        let zip = |body: Vec<u8>| ("200 OK", String::new(), "application/zip", body);
+        if !target.starts_with("/api/v1/download?") {
+            json("404 Not Found", "", r#"{"error":"Not found"}"#)
+        } else if has("slug=busy") {
+            json(
+                "429 Too Many Requests",
+                "retry-after: 30\r\n",
+                r#"{"error":"Rate limit exceeded"}"#,
+            )
+        } else if has("slug=slip") {
+            zip(slip.clone())
+        } else if has("slug=huge") {
+            zip(vec![b'x'; 9 * 1024 * 1024])
+        } else if has("slug=leave-lookup") && has("version=1.2.0") && has("ownerHandle=acme") {
+            zip(good.clone())
+        } else {
+            json(
+                "404 Not Found",
+                "",
+                r#"{"error":"Skill version not found"}"#,
+            )
+        }
+    })
 }
 
 fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -432,97 +437,13 @@ fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().expect("zip").into_inner()
 }
 
-impl FakeClawHub {
-    fn start() -> FakeClawHub {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let good = zip_of(&[
-            ("leave-lookup/SKILL.md", SKILL.as_bytes()),
-            ("leave-lookup/scripts/balance.sh", SCRIPT.as_bytes()),
-        ]);
-        let slip = zip_of(&[
-            ("SKILL.md", SKILL.as_bytes()),
-            ("../../../escape.txt", b"out"),
-        ]);
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (s2, st) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).expect("blocking");
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut first = String::new();
-                let _ = reader.read_line(&mut first);
-                let mut line = String::new();
-                let mut auth = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if line.to_ascii_lowercase().starts_with("authorization:") {
-                        auth = line.trim().to_string();
-                    }
-                    line.clear();
-                }
-                s2.lock()
-                    .expect("lock")
-                    .push(format!("{} {auth}", first.trim()));
-                let target = first.split(' ').nth(1).unwrap_or_default().to_string();
-                let has = |q: &str| target.contains(q);
-                let (status, extra, body): (&str, &str, Vec<u8>) =
-                    if !target.starts_with("/api/v1/download?") {
-                        ("404 Not Found", "", br#"{"error":"Not found"}"#.to_vec())
-                    } else if has("slug=busy") {
-                        (
-                            "429 Too Many Requests",
-                            "retry-after: 30\r\n",
-                            br#"{"error":"Rate limit exceeded"}"#.to_vec(),
-                        )
-                    } else if has("slug=slip") {
-                        ("200 OK", "", slip.clone())
-                    } else if has("slug=huge") {
-                        ("200 OK", "", vec![b'x'; 9 * 1024 * 1024])
-                    } else if has("slug=leave-lookup")
-                        && has("version=1.2.0")
-                        && has("ownerHandle=acme")
-                    {
-                        ("200 OK", "", good.clone())
-                    } else {
-                        (
-                            "404 Not Found",
-                            "",
-                            br#"{"error":"Skill version not found"}"#.to_vec(),
-                        )
-                    };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            }
-        });
-        FakeClawHub { url, seen, stop }
-    }
-}
-
-impl Drop for FakeClawHub {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// A ClawHub skill pinned to a version is vendored into the pack's folder
 /// (with its origin), and from there it is a skill like any other:
 /// validated, resolved, delivered. Every bad answer ClawHub can give is an
 /// error naming it, and leaves the pack untouched.
 #[test]
 fn a_clawhub_skill_is_vendored_pinned_and_delivered_like_any_other() {
-    let hub = FakeClawHub::start();
+    let hub = fake_clawhub();
     let f = TestContext::new();
     let pack_dir = "packs/domains/hr-ops";
     let add = |reference: &str, env: &[(&str, &str)]| {
@@ -565,10 +486,11 @@ fn a_clawhub_skill_is_vendored_pinned_and_delivered_like_any_other() {
     {
         let seen = hub.seen.lock().expect("lock");
         assert!(
-            seen.iter().any(|l| l.starts_with("GET /api/v1/download?")
-                && l.contains("slug=leave-lookup")
-                && l.contains("version=1.2.0")
-                && l.contains("ownerHandle=acme")),
+            seen.iter()
+                .any(|r| r.line.starts_with("GET /api/v1/download?")
+                    && r.line.contains("slug=leave-lookup")
+                    && r.line.contains("version=1.2.0")
+                    && r.line.contains("ownerHandle=acme")),
             "{seen:?}"
         );
     }
@@ -594,7 +516,8 @@ fn a_clawhub_skill_is_vendored_pinned_and_delivered_like_any_other() {
             .lock()
             .expect("lock")
             .iter()
-            .any(|l| l.contains("slug=other") && l.contains("Bearer t0ken")),
+            .any(|r| r.line.contains("slug=other")
+                && r.authorization.as_deref() == Some("Bearer t0ken")),
         "the token was not sent"
     );
     let err = String::from_utf8_lossy(&out.stderr).to_string();

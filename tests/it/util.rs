@@ -363,3 +363,80 @@ pub fn missing(component: &str, skip_var: &str, why: &str) -> bool {
         "{component} is needed by this test and is missing: {why}. `bash .ci/test` (the README's test command) installs it; set {skip_var}=1 to skip these tests knowingly"
     );
 }
+
+/// One request as [`TinyHttp`] saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// `GET /path?query HTTP/1.1`
+    pub line: String,
+    /// The `Authorization` header's value, if any.
+    pub authorization: Option<String>,
+}
+
+/// What [`TinyHttp`]'s handler answers: status line (`200 OK`), extra
+/// header lines (each ending `\r\n`), content type and body.
+pub type TinyReply = (&'static str, String, &'static str, Vec<u8>);
+
+/// A one-thread HTTP/1.1 stand-in on 127.0.0.1 for services a test cannot
+/// run (a Gateway that never reloads, ClawHub): reads the request line and
+/// headers (no body), answers what `handler` says for the request target,
+/// closes the connection, records every request. Stops when dropped.
+pub struct TinyHttp {
+    pub url: String,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TinyHttp {
+    pub fn start(handler: impl Fn(&str) -> TinyReply + Send + 'static) -> TinyHttp {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log, halt) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut authorization = None;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        authorization = Some(v.trim().to_string());
+                    }
+                    line.clear();
+                }
+                let target = first.split(' ').nth(1).unwrap_or_default().to_string();
+                log.lock().expect("lock").push(SeenRequest {
+                    line: first.trim().to_string(),
+                    authorization,
+                });
+                let (status, extra, content_type, body) = handler(&target);
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        TinyHttp { url, seen, stop }
+    }
+}
+
+impl Drop for TinyHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
