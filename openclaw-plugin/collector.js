@@ -89,10 +89,25 @@ export function sidecarReader() {
   };
 }
 
+/**
+ * Whether `name` is a path missionctl writes in a workspace (as the Rust
+ * side's `is_managed_name`): a bootstrap file, or `skills/<skill>/<plain
+ * relative path>`. A sidecar naming anything else was edited by hand.
+ */
+export function isManagedName(name) {
+  if (["AGENTS.md", "SOUL.md", "IDENTITY.md"].includes(name)) return true;
+  const m = /^skills\/([a-z0-9][a-z0-9-]{0,63})\/(.+)$/.exec(name);
+  return !!m && m[2].split("/").every((c) => c !== "" && !c.startsWith(".") && !c.includes("\\") && !c.includes("\0"));
+}
+
 /** Managed files whose text no longer has the digest the sidecar records. */
 export function driftedFiles(workspaceDir, side) {
   const out = [];
   for (const [name, digest] of Object.entries(side?.files ?? {})) {
+    if (!isManagedName(name)) {
+      out.push(name);
+      continue;
+    }
     let text;
     try {
       text = readFileSync(join(workspaceDir, name), "utf8");
@@ -149,7 +164,7 @@ export function toolRefusal(side, name) {
 function bootstrapTexts(workspaceDir, side) {
   const out = {};
   for (const name of Object.keys(side?.files ?? {})) {
-    if (name.includes("/")) continue; // skills are not in the system prompt whole
+    if (name.includes("/") || !isManagedName(name)) continue; // skills are not in the system prompt whole
     try {
       const text = readFileSync(join(workspaceDir, name), "utf8");
       if (text.trim()) out[name] = text;

@@ -88,7 +88,7 @@ fn line_col(text: &str, at: usize) -> Pos {
 }
 
 /// The parent packs whose tool profile a pack must stay within.
-fn parents(repo: &Repo, p: &PackDoc) -> Vec<usize> {
+pub(crate) fn parents(repo: &Repo, p: &PackDoc) -> Vec<usize> {
     match &p.location {
         Location::Global => vec![],
         Location::Domain(_) | Location::Tenant(_) | Location::PersonalUser(_) => {

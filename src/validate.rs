@@ -26,8 +26,80 @@ pub fn validate(repo: &Repo, base: Option<&Repo>) -> Vec<Diagnostic> {
 pub(crate) fn check_mcp_servers(repo: &Repo) -> Vec<Diagnostic> {
     let settings = repo.openclaw();
     let mut out = Vec::new();
+    // OpenClaw renames colliding tool prefixes (`-2`, in declaration
+    // order): every server's prefix must be its own for the deny globs to
+    // name its tools.
+    if let Some(m) = &repo.mission {
+        let mut seen: std::collections::BTreeMap<String, &str> = Default::default();
+        for name in settings.mcp_servers.keys() {
+            let prefix = crate::openclaw::mcp_prefix(name);
+            if let Some(first) = seen.insert(prefix.to_lowercase(), name) {
+                out.push(
+                    Diagnostic::error(
+                        Code::OpenClawMcpUnknown,
+                        &m.file,
+                        m.node.pos_at(&format!("/openclaw/mcp_servers/{}", name.replace('~', "~0").replace('/', "~1"))),
+                        format!(
+                            "MCP servers `{first}` and `{name}` both get the tool prefix `{prefix}` in OpenClaw (case ignored, at most {} characters), which would rename one of them",
+                            crate::openclaw::MCP_PREFIX_MAX
+                        ),
+                    )
+                    .help("give the servers names that differ in their first 30 letters, digits, `_` and `-`, not only in case"),
+                );
+            }
+        }
+    }
+    // The list a pack's chain has at `i`: its own, else its parent's.
+    fn effective(repo: &Repo, i: usize) -> Option<(&[String], usize)> {
+        let p = &repo.packs[i];
+        if let Some(l) = &p.pack.mcp_servers {
+            return Some((l, i));
+        }
+        crate::policy::parents(repo, p)
+            .first()
+            .and_then(|pi| effective(repo, *pi))
+    }
     for p in &repo.packs {
+        // What the layers above allow: the parent's list, and for a tenant
+        // or personal user each domain it runs (chains go global -> domain
+        // -> tenant -> user).
+        let mut above: Vec<(&[String], usize)> = crate::policy::parents(repo, p)
+            .first()
+            .and_then(|&up| effective(repo, up))
+            .into_iter()
+            .collect();
+        if matches!(
+            p.location,
+            crate::pack::Location::Tenant(_) | crate::pack::Location::PersonalUser(_)
+        ) {
+            let domains: Vec<&String> = match &p.pack.domains {
+                Some(ds) => ds.iter().collect(),
+                None => repo.domains.keys().collect(),
+            };
+            for d in domains {
+                if let Some(e) = repo.domains.get(d).and_then(|&di| effective(repo, di)) {
+                    above.push(e);
+                }
+            }
+        }
         for (i, name) in p.pack.mcp_servers.iter().flatten().enumerate() {
+            if let Some(&(_, set_in)) = above.iter().find(|(list, _)| !list.contains(name)) {
+                let src = &repo.packs[set_in];
+                out.push(
+                    Diagnostic::error(
+                        Code::OpenClawMcpUnknown,
+                        &p.file,
+                        p.node.pos_at(&format!("/mcp_servers/{i}")),
+                        format!(
+                            "MCP server `{name}` is not in the {} scope's `mcp_servers`; a child may only narrow its parent's servers",
+                            src.location.scope_type()
+                        ),
+                    )
+                    .related(&src.file, src.node.key_pos_at("/mcp_servers"), "the parent's list")
+                    .help(format!("remove `{name}`, or add it to the parent's mcp_servers through review by its owners")),
+                );
+                continue;
+            }
             if settings.mcp_servers.contains_key(name) {
                 continue;
             }

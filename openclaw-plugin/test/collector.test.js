@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCollector, httpPoster, matches, toolRefusal } from "../collector.js";
+import { createCollector, driftedFiles, httpPoster, isManagedName, matches, toolRefusal } from "../collector.js";
 import plugin from "../index.js";
 
 function workspace(sidecar) {
@@ -364,4 +364,17 @@ test("the OpenClaw entry registers observation hooks and fails open", () => {
     on: (name, fn) => (hooks[name] = fn),
   });
   hooks.gateway_stop();
+});
+
+test("a sidecar naming files outside what missionctl writes is drift, and they are never read", () => {
+  assert.ok(isManagedName("AGENTS.md"));
+  assert.ok(isManagedName("skills/leave-lookup/scripts/balance.sh"));
+  for (const bad of ["../../token", "/etc/passwd", "skills/../x", "skills/a/../../x", "skills/a/.hidden", "notes.md", "skills/Bad/x"]) {
+    assert.ok(!isManagedName(bad), bad);
+  }
+  const dir = workspace({ files: {} });
+  writeFileSync(join(dir, "AGENTS.md"), "ok");
+  const sha = "sha256:" + createHash("sha256").update("ok", "utf8").digest("hex");
+  const side = { files: { "AGENTS.md": sha, "../../token": "sha256:00" } };
+  assert.deepEqual(driftedFiles(dir, side), ["../../token"]);
 });

@@ -351,6 +351,13 @@ impl Tree {
 
     /// What is at `path` itself, no symlink followed (lazy trees).
     fn raw_entry(&self, path: &str) -> Option<EntryKind> {
+        // As the work tree's full index: nothing under `.git`, `target`,
+        // `node_modules` or `.missionctl` exists, however it is reached (a
+        // link to `.git/config` reads as missing in both).
+        if matches!(self.entries, Index::LazyFs) && path.split('/').any(|c| SKIP_DIRS.contains(&c))
+        {
+            return None;
+        }
         match &self.entries {
             Index::Full(e) => e.get(path).cloned(),
             Index::LazyFs => {

@@ -162,26 +162,40 @@ impl Settings {
     }
 }
 
-/// The prefix OpenClaw gives the tools of MCP server `server` (its
-/// provider-safe name, docs/gateway/config-tools/tool-policy.md):
-/// characters outside `[A-Za-z0-9_-]` become `-`, a name that does not
-/// start with a letter gets `mcp-` in front; lower case.
+/// The most characters of an MCP tool prefix (OpenClaw's
+/// `TOOL_NAME_MAX_PREFIX`).
+pub const MCP_PREFIX_MAX: usize = 30;
+
+/// The prefix OpenClaw 2026.9.6 gives the tools of MCP server `server`
+/// (`sanitizeToolFragment` in its `agent-bundle-mcp-names`): trimmed,
+/// characters outside `[A-Za-z0-9_-]` as `-`, `mcp-` before a name that
+/// does not start with a letter, cut to 30 characters; case kept. OpenClaw
+/// adds `-2`, `-3` to prefixes that collide (ignoring case), in declaration
+/// order; `validate` refuses a catalog where that would happen
+/// (`openclaw/mcp-unknown`), so this is every server's prefix.
 pub fn mcp_prefix(server: &str) -> String {
     let safe: String = server
+        .trim()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c.to_ascii_lowercase()
+                c
             } else {
                 '-'
             }
         })
         .collect();
-    if safe.starts_with(|c: char| c.is_ascii_alphabetic()) {
+    let safe = if safe.is_empty() {
+        "mcp".to_string()
+    } else {
+        safe
+    };
+    let safe = if safe.starts_with(|c: char| c.is_ascii_alphabetic()) {
         safe
     } else {
         format!("mcp-{safe}")
-    }
+    };
+    safe.chars().take(MCP_PREFIX_MAX).collect()
 }
 
 /// OpenClaw tools and groups an agent at `autonomy` may not use, whatever
@@ -263,10 +277,16 @@ mod tests {
     #[test]
     fn mcp_prefixes_are_openclaws() {
         // OpenClaw's own example: `mcp.servers["Outlook Graph"]` -> `outlook-graph__*`.
-        assert_eq!(mcp_prefix("Outlook Graph"), "outlook-graph");
+        // (OpenClaw's own function, run on these names, gives the same.)
+        assert_eq!(mcp_prefix("Outlook Graph"), "Outlook-Graph");
         assert_eq!(mcp_prefix("hris"), "hris");
+        assert_eq!(mcp_prefix("HRIS"), "HRIS");
         assert_eq!(mcp_prefix("365mail"), "mcp-365mail");
         assert_eq!(mcp_prefix("a.b"), "a-b");
+        assert_eq!(
+            mcp_prefix("human-resources-information-system"),
+            "human-resources-information-sy"
+        );
     }
 
     #[test]

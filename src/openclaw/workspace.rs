@@ -45,21 +45,127 @@ pub struct Written {
 
 /// The sidecar a workspace holds, if any (and readable).
 pub fn read_sidecar(dir: &Path) -> Option<Sidecar> {
-    let text = std::fs::read_to_string(dir.join(SIDECAR)).ok()?;
+    let text = read_regular(&dir.join(SIDECAR))?;
     serde_json::from_str(&text).ok()
 }
 
+/// Whether `name` is a path missionctl manages in a workspace: a bootstrap
+/// file, or `skills/<skill>/<plain relative path>`. Names read from a
+/// sidecar on disk (which anyone who can write the workspace can edit)
+/// are used only when they pass this.
+pub fn is_managed_name(name: &str) -> bool {
+    MANAGED_FILES.contains(&name)
+        || name
+            .strip_prefix("skills/")
+            .and_then(|r| r.split_once('/'))
+            .is_some_and(|(skill, rel)| {
+                crate::pack::valid_skill_name(skill) && super::render::is_skill_file(rel)
+            })
+}
+
+/// A regular file's text; None for a symlink, a directory, anything else
+/// or an unreadable file. Links are never followed in a workspace.
+fn read_regular(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// The managed file `name`'s text, read only when every directory on the
+/// way from `dir` is a real directory (no link) and the file is regular.
+fn read_managed(dir: &Path, name: &str) -> Option<String> {
+    if !on_real_dirs(dir, name) {
+        return None;
+    }
+    read_regular(&dir.join(name))
+}
+
+/// Whether `name` is a managed name whose every directory on the way from
+/// `dir` is a real directory (no link).
+fn on_real_dirs(dir: &Path, name: &str) -> bool {
+    if !is_managed_name(name) {
+        return false;
+    }
+    let mut at = dir.to_path_buf();
+    let parts: Vec<&str> = name.split('/').collect();
+    parts[..parts.len() - 1].iter().all(|part| {
+        at.push(part);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_dir())
+    })
+}
+
+/// Make every directory on the way to managed file `name` under `dir` a
+/// real directory: a symlink there (which would send the write, or a
+/// removal, outside the workspace) is removed and replaced by a directory;
+/// returns the links replaced.
+fn real_dirs_to(dir: &Path, name: &str) -> Result<Vec<String>, WorkspaceError> {
+    let mut replaced = Vec::new();
+    let mut at = dir.to_path_buf();
+    let parts: Vec<&str> = name.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::remove_file(&at).map_err(io(&at))?;
+                std::fs::create_dir(&at).map_err(io(&at))?;
+                replaced.push(at.strip_prefix(dir).unwrap_or(&at).display().to_string());
+            }
+            Ok(_) => {
+                // A file where a folder goes: kept aside as drift below.
+                return Err(WorkspaceError::Io {
+                    path: at.clone(),
+                    source: std::io::Error::other(
+                        "a file is where missionctl puts a folder of the pack's skills; move it away",
+                    ),
+                });
+            }
+            Err(_) => std::fs::create_dir(&at).map_err(io(&at))?,
+        }
+    }
+    Ok(replaced)
+}
+
 /// Managed files whose content differs from what the sidecar says was
-/// written (edited, or deleted, by hand).
+/// written (edited, deleted or replaced by a link, by hand).
 pub fn drift(dir: &Path, sidecar: &Sidecar) -> Vec<String> {
     sidecar
         .files
         .iter()
-        .filter(|(name, digest)| {
-            std::fs::read_to_string(dir.join(name)).map_or(true, |t| &sha256(&t) != *digest)
-        })
+        .filter(|(name, _)| is_managed_name(name))
+        .filter(|(name, digest)| read_managed(dir, name).is_none_or(|t| &sha256(&t) != *digest))
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// Files below `dir/skills/<skill>/` (no link followed), relative to `dir`.
+fn skill_folder_files(dir: &Path, skill: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = dir.join("skills").join(skill);
+    if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.file_type().is_dir()) {
+        return out;
+    }
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(_) => {
+                    if let Ok(rel) = p.strip_prefix(dir) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
@@ -69,11 +175,26 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), WorkspaceError> {
 }
 
 /// Make `dir` hold `ws`. Idempotent: a workspace already holding this
-/// version, untouched, is left alone.
+/// version, untouched, is left alone. Nothing outside `dir` is read,
+/// written or removed: names from the sidecar on disk are used only when
+/// they are managed names, and no link in the workspace is followed.
 pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     let meta = dir.join(".missionctl");
+    if std::fs::symlink_metadata(&meta).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&meta).map_err(io(&meta))?;
+    }
     std::fs::create_dir_all(&meta).map_err(io(&meta))?;
     let old = read_sidecar(dir);
+    let old_names: Vec<String> = old
+        .as_ref()
+        .map(|o| {
+            o.files
+                .keys()
+                .filter(|k| is_managed_name(k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let files = ws.all_files();
     // Drift: a managed file that holds neither what missionctl last wrote
     // there (per the sidecar) nor this version's text. A file already
@@ -85,22 +206,36 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
         .as_ref()
         .filter(|o| o.pack_version != ws.sidecar.pack_version || o.digest != ws.sidecar.digest);
     let mut names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
-    if let Some(o) = &old {
-        names.extend(
-            o.files
-                .keys()
-                .filter(|k| !names.contains(k))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+    for n in &old_names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    // Files in a skill's folder that this version does not have (put there
+    // by hand, or left by a write whose sidecar is gone): the folder is
+    // missionctl's while the chain has the skill.
+    let mut strays = Vec::new();
+    for k in &ws.skills {
+        for f in skill_folder_files(dir, &k.name) {
+            if is_managed_name(&f) && !names.contains(&f) {
+                strays.push(f.clone());
+                names.push(f);
+            }
+        }
     }
     let drifted: Vec<String> = names
         .into_iter()
         .filter(|name| {
-            let Ok(disk) = std::fs::read_to_string(dir.join(name)) else {
-                // Deleted: drift when missionctl had written it.
-                return old.as_ref().is_some_and(|o| o.files.contains_key(name));
+            let Some(disk) = read_managed(dir, name) else {
+                // Deleted, or not a regular file: drift when missionctl had
+                // written it or this version writes it.
+                return old_names.contains(name)
+                    || (files.iter().any(|(n, _)| n == name)
+                        && std::fs::symlink_metadata(dir.join(name)).is_ok());
             };
+            if strays.contains(name) {
+                return true;
+            }
             let new = files.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
             if new == Some(disk.as_str()) {
                 return false;
@@ -115,20 +250,20 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
         && drifted.is_empty()
         && files
             .iter()
-            .all(|(n, t)| std::fs::read_to_string(dir.join(n)).is_ok_and(|x| x == *t));
+            .all(|(n, t)| read_managed(dir, n).is_some_and(|x| x == *t));
     if current {
         return Ok(Written::default());
     }
-    // Keep what a person wrote before replacing it.
+    // Keep what a person wrote before replacing it (regular files only:
+    // a link's target is not the workspace's to copy).
     if !drifted.is_empty() {
         let keep = meta.join("drift");
         std::fs::create_dir_all(&keep).map_err(io(&keep))?;
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         for name in &drifted {
-            let from = dir.join(name);
-            if from.is_file() {
+            if let Some(text) = read_managed(dir, name) {
                 let to = keep.join(format!("{}.{stamp}", name.replace('/', "__")));
-                std::fs::copy(&from, &to).map_err(io(&to))?;
+                std::fs::write(&to, text).map_err(io(&to))?;
             }
         }
     }
@@ -150,41 +285,44 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
+    let mut replaced_links = Vec::new();
     for (name, _) in &files {
+        replaced_links.extend(real_dirs_to(dir, name)?);
         let to = dir.join(name);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        // A directory where a file goes cannot be renamed over.
+        if std::fs::symlink_metadata(&to).is_ok_and(|m| m.file_type().is_dir()) {
+            return Err(WorkspaceError::Io {
+                path: to.clone(),
+                source: std::io::Error::other(
+                    "a folder is where missionctl writes a file of the pack; move it away",
+                ),
+            });
         }
         std::fs::rename(staging.join(name), &to).map_err(io(&to))?;
     }
     let side = dir.join(SIDECAR);
     std::fs::rename(staging.join("pack.json"), &side).map_err(io(&side))?;
-    // Skills an earlier version had and this one does not: their SKILL.md
-    // (missionctl wrote it; the sidecar says so) and the folder, if empty.
-    if let Some(o) = &old {
-        for name in o.files.keys() {
-            // Only `skills/<name>/<plain relative path>` with a valid
-            // name: the sidecar on disk could have been edited to point
-            // anywhere.
-            let ours = name
-                .strip_prefix("skills/")
-                .and_then(|r| r.split_once('/'))
-                .is_some_and(|(skill, rel)| {
-                    crate::pack::valid_skill_name(skill) && super::render::is_skill_file(rel)
-                });
-            if ours && !files.iter().any(|(n, _)| n == name) {
-                let f = dir.join(name);
-                let _ = std::fs::remove_file(&f);
-                // Folders left empty, up to `skills/` (not included).
-                let stop = dir.join("skills");
-                let mut folder = f.parent();
-                while let Some(d) = folder {
-                    if d == stop || !d.starts_with(&stop) || std::fs::remove_dir(d).is_err() {
-                        break;
-                    }
-                    folder = d.parent();
-                }
+    // Skill files an earlier version had (per the sidecar) and this one
+    // does not, and strays in this version's skill folders; then folders
+    // left empty, up to `skills/` (not included). Only regular files and
+    // symlinks themselves are removed, on a path of real directories.
+    let gone = old_names
+        .iter()
+        .chain(&strays)
+        .filter(|n| n.starts_with("skills/") && !files.iter().any(|(f, _)| f == *n));
+    for name in gone {
+        if !on_real_dirs(dir, name) {
+            continue;
+        }
+        let f = dir.join(name);
+        let _ = std::fs::remove_file(&f);
+        let stop = dir.join("skills");
+        let mut folder = f.parent();
+        while let Some(d) = folder {
+            if d == stop || !d.starts_with(&stop) || std::fs::remove_dir(d).is_err() {
+                break;
             }
+            folder = d.parent();
         }
     }
     // The renames are durable once the directories are synced.
@@ -195,9 +333,15 @@ pub fn write(dir: &Path, ws: &Workspace) -> Result<Written, WorkspaceError> {
     }
     let _ = std::fs::remove_dir_all(&staging);
     debug_assert!(ws.files.iter().all(|(n, _)| MANAGED_FILES.contains(n)));
+    let mut drift = drifted;
+    drift.extend(
+        replaced_links
+            .into_iter()
+            .map(|l| format!("{l} (a link, replaced by a folder)")),
+    );
     Ok(Written {
         changed: true,
-        drift: drifted,
+        drift,
     })
 }
 

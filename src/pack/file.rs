@@ -121,6 +121,19 @@ impl Referenced<'_> {
         self.fetch_from(&file, reference, pos, cap)
     }
 
+    /// A file the pack file references that reaches the model exactly as
+    /// written (a skill's files, which OpenClaw hands over raw): its digest
+    /// is its bytes, so a comment-only edit is a new version like any other.
+    pub(super) fn fetch_exact(
+        &mut self,
+        reference: &str,
+        pos: Pos,
+        cap: u64,
+    ) -> Option<(String, Arc<str>)> {
+        let file = self.file.to_string();
+        self.fetch_inner(&file, reference, pos, cap, true)
+    }
+
     /// A file that `from` (the pack file or one of its files) references,
     /// relative to `from`, under the same rules.
     pub(super) fn fetch_from(
@@ -129,6 +142,17 @@ impl Referenced<'_> {
         reference: &str,
         pos: Pos,
         cap: u64,
+    ) -> Option<(String, Arc<str>)> {
+        self.fetch_inner(from, reference, pos, cap, false)
+    }
+
+    fn fetch_inner(
+        &mut self,
+        from: &str,
+        reference: &str,
+        pos: Pos,
+        cap: u64,
+        exact: bool,
     ) -> Option<(String, Arc<str>)> {
         let path = follow_ref(
             self.tree,
@@ -142,7 +166,11 @@ impl Referenced<'_> {
         let t = read_text(self.tree, self.repo, &path, cap, self.diags, (from, pos))?;
         self.hasher.update(path.as_bytes());
         self.hasher.update([0]);
-        self.hasher.update(digest_form(&path, &t).as_bytes());
+        if exact {
+            self.hasher.update(t.as_bytes());
+        } else {
+            self.hasher.update(digest_form(&path, &t).as_bytes());
+        }
         let t: Arc<str> = Arc::from(t);
         self.sources.push((path.clone(), t.clone()));
         Some((path, t))
@@ -321,6 +349,7 @@ fn valid_skill_file(rel: &str) -> bool {
 /// whole or not at all.
 fn read_skill_folder(
     name: &str,
+    add: &str,
     skill_md: &str,
     skill_md_len: usize,
     pos: Pos,
@@ -328,6 +357,9 @@ fn read_skill_folder(
 ) -> Option<Vec<(String, Arc<str>)>> {
     use super::{MAX_SKILL_FILE_BYTES, MAX_SKILL_FILES, MAX_SKILL_TOTAL_BYTES};
     let folder = gitrepo::parent_dir(skill_md).to_string();
+    // Files are read by the reference the pack wrote (so errors are the
+    // pack file's, at the line that adds the skill).
+    let add_dir = gitrepo::parent_dir(add).to_string();
     let file = r.file.to_string();
     let bad = |message: String| {
         Diagnostic::error(
@@ -337,7 +369,17 @@ fn read_skill_folder(
             format!("skill `{name}`: {message}"),
         )
     };
-    let (paths, truncated) = r.tree.list_dir(&folder, MAX_SKILL_FILES + 1);
+    // A skill lives in `skills/<name>/`: any other folder (the pack's own,
+    // its eval cases') would deliver what is not the skill's to every agent.
+    if gitrepo::parent_dir(&folder).rsplit('/').next() != Some("skills") {
+        let d = bad(format!(
+            "its folder is `{folder}`; a skill's folder is `skills/{name}/`, beside or below the pack file"
+        ))
+        .help(format!("move it to skills/{name}/SKILL.md"));
+        r.diags.push(d);
+        return None;
+    }
+    let (paths, truncated) = r.tree.list_dir(&folder, 4 * MAX_SKILL_FILES);
     let paths: Vec<String> = paths
         .into_iter()
         .filter(|p| p.as_str() != skill_md)
@@ -378,8 +420,25 @@ fn read_skill_folder(
             ok = false;
             continue;
         }
+        if matches!(
+            r.tree.entry(&format!("{folder}/{rel}")),
+            Some(crate::git::EntryKind::Symlink { .. })
+        ) {
+            let d = bad(format!(
+                "`{folder}/{rel}` is a link; a skill's files are plain files (a link can lead to what git does not hold, such as an ignored `.env`)"
+            ))
+            .help("copy the file into the skill's folder instead of linking it");
+            r.diags.push(d);
+            ok = false;
+            continue;
+        }
         let before = r.diags.len();
-        let Some((_, text)) = r.fetch_from(skill_md, &rel, pos, MAX_SKILL_FILE_BYTES) else {
+        let reference = if add_dir.is_empty() {
+            rel.clone()
+        } else {
+            format!("{add_dir}/{rel}")
+        };
+        let Some((_, text)) = r.fetch_exact(&reference, pos, MAX_SKILL_FILE_BYTES) else {
             // The reason is reported (too large, not text, a symlink out
             // of bounds); say which skill it belongs to.
             if r.diags.len() > before {
@@ -391,6 +450,14 @@ fn read_skill_folder(
             ok = false;
             continue;
         };
+        if text.contains('\0') {
+            let d = bad(format!(
+                "`{folder}/{rel}` holds NUL bytes: it is not text; a skill's folder holds scripts and references as UTF-8 text"
+            ));
+            r.diags.push(d);
+            ok = false;
+            continue;
+        }
         total += text.len();
         files.push((rel, text));
     }
@@ -411,7 +478,7 @@ fn read_skills(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SkillTex
     let mut skills: Vec<SkillText> = Vec::new();
     for (i, add) in pack.skills.add.iter().enumerate() {
         let pos = node.pos_at(&format!("/skills/add/{i}"));
-        let Some((path, t)) = r.fetch(add, pos, super::MAX_SKILL_BYTES) else {
+        let Some((path, t)) = r.fetch_exact(add, pos, super::MAX_SKILL_BYTES) else {
             continue;
         };
         let bad = |message: String| {
@@ -444,7 +511,7 @@ fn read_skills(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Vec<SkillTex
             r.diags.push(d);
             continue;
         }
-        let Some(files) = read_skill_folder(&name, &path, t.len(), pos, r) else {
+        let Some(files) = read_skill_folder(&name, add, &path, t.len(), pos, r) else {
             continue;
         };
         skills.push(SkillText {

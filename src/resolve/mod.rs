@@ -327,7 +327,8 @@ impl Merger {
             }
             return;
         }
-        if ptr == "/tools/allow" {
+        // Lists a child may only narrow: what both allow.
+        if ptr == "/tools/allow" || ptr == "/mcp_servers" {
             let child: Vec<Json> = match &node.value {
                 yaml::Value::Seq(items) => items.iter().map(Node::to_json).collect(),
                 _ => return,

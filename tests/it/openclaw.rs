@@ -1322,14 +1322,15 @@ fn sync_writes_every_agent_every_time_and_skips_a_bad_one() {
         sync.0.try_wait().expect("wait").is_none(),
         "sync exited: {said}"
     );
-    // A second sync on the same workspaces is refused by name.
+    // A second sync on the same workspaces is refused by name (its agents
+    // file named as the book writes it: a bare name in the current directory).
     let out = missionctl()
+        .current_dir(dir.path())
         .args(["openclaw", "sync", "--once", "--registry"])
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("--token-file")
         .arg(&token)
-        .arg("--agents")
-        .arg(&agents)
+        .args(["--agents", "agents.yaml"])
         .output()
         .expect("second sync");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -106,8 +106,14 @@ pub fn load_agents(path: &Path) -> Result<AgentsFile, SyncError> {
     })?;
     // Absolute paths: the fragment holds each agent's workspace, and
     // OpenClaw would resolve a relative one against its own directory.
-    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| err(format!("cannot tell where it is: {e}")))?;
+    // (`agents.yaml` alone has the empty path as its parent: the current
+    // directory.)
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base =
+        std::path::absolute(parent).map_err(|e| err(format!("cannot tell where it is: {e}")))?;
     let base = base.as_path();
     f.fragment = clean(&base.join(&f.fragment));
     f.mcp_fragment = f.mcp_fragment.map(|m| clean(&base.join(m)));
