@@ -197,6 +197,34 @@ fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // A pack of the chain that does not load whole (a skill refused, a
+    // file unreadable) is not rendered with the part left out.
+    let dirs: Vec<String> = resolve::chain(&repo, &key)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let f = &repo.packs[*i].file;
+            f.rsplit_once('/')
+                .map_or(String::new(), |(d, _)| format!("{d}/"))
+        })
+        .collect();
+    let broken: Vec<_> = repo
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && dirs.iter().any(|dir| d.file.starts_with(dir.as_str())))
+        .collect();
+    if !broken.is_empty() {
+        for d in &broken {
+            eprintln!(
+                "error: {}:{}:{}: {} ({})",
+                d.file, d.line, d.col, d.message, d.code
+            );
+        }
+        eprintln!(
+            "the chain's packs do not load whole; fix these (`missionctl validate` shows them all) before rendering"
+        );
+        return Ok(ExitCode::from(1));
+    }
     let settings = repo.openclaw();
     let id = a.agent.clone().unwrap_or_else(|| {
         [

@@ -132,6 +132,19 @@ fn a_skill_folder_that_cannot_be_delivered_is_refused() {
             .unwrap_or_else(|| panic!("no skill/invalid naming {needle:?}: {diags:?}"));
         assert_eq!(d["file"], HR, "{d}");
         assert!(d["line"].as_u64().is_some_and(|l| l > 1), "{d}");
+        // Render refuses the chain rather than serve it without the skill.
+        let ws = f.path().join("ws");
+        let out = render(&f, &ws, &f.path().join("gw/agents.json5"), &[]);
+        assert!(
+            !out.status.success(),
+            "{needle}: rendered without the skill"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("skill/invalid"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!ws.join("AGENTS.md").exists());
     };
     // Binary content.
     refused(
