@@ -143,8 +143,18 @@ async fn list(a: &Args, db_url: &str) -> anyhow::Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&reports)?);
         }
         OutFormat::Human => {
+            // Columns as wide as their widest value: a run id is 16 hex
+            // digits and is what `--list --format json` is searched by.
+            let w = |head: &str, f: &dyn Fn(&missionctl::store::ImproveRow) -> usize| {
+                rows.iter().map(f).max().unwrap_or(0).max(head.len())
+            };
+            let (run, pack, champ) = (
+                w("RUN", &|r| r.run_id.len()),
+                w("PACK", &|r| r.pack_id.len()),
+                w("CHAMPION", &|r| r.champion_version.len()),
+            );
             outln!(
-                "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} PROPOSAL",
+                "{:<run$} {:<pack$} {:<champ$} {:<16} {:>5} {:>9} {:<30} PROPOSAL",
                 "RUN",
                 "PACK",
                 "CHAMPION",
@@ -155,7 +165,7 @@ async fn list(a: &Args, db_url: &str) -> anyhow::Result<ExitCode> {
             );
             for r in &rows {
                 outln!(
-                    "{:<14} {:<24} {:<10} {:<16} {:>5} {:>9} {:<30} {}",
+                    "{:<run$} {:<pack$} {:<champ$} {:<16} {:>5} {:>9} {:<30} {}",
                     r.run_id,
                     r.pack_id,
                     r.champion_version,

@@ -140,6 +140,7 @@ pub(crate) fn model_spec(
             format!("`{base_url}` is not an http(s) URL or `demo`"),
         ));
     }
+    let base_url = normalise_base_url(&base_url);
     let model = v
         .get("model")
         .and_then(Json::as_str)
@@ -172,6 +173,14 @@ pub(crate) fn model_spec(
                 .unwrap_or(60.0),
         ),
     })
+}
+
+/// A base URL as requests use it: the address before `/v1/chat/completions`.
+/// Both spellings providers document are accepted: `http://host` and
+/// `http://host/v1` (with or without a trailing `/`) name the same endpoint.
+pub fn normalise_base_url(url: &str) -> String {
+    let t = url.trim_end_matches('/');
+    t.strip_suffix("/v1").unwrap_or(t).to_string()
 }
 
 impl EvalConfig {
@@ -578,4 +587,26 @@ async fn run_command(
 fn is_fatal(e: &LlmError) -> bool {
     matches!(e, LlmError::Transport { .. })
         || matches!(e, LlmError::Http { status, .. } if *status == 401 || *status == 403 || *status == 404)
+}
+
+#[cfg(test)]
+mod base_url_tests {
+    /// Issue 31, report 4: `/v1` is accepted with or without, as providers
+    /// document either spelling.
+    #[test]
+    fn base_urls_are_normalised_before_v1_chat_completions() {
+        for u in [
+            "http://h:8080",
+            "http://h:8080/",
+            "http://h:8080/v1",
+            "http://h:8080/v1/",
+        ] {
+            assert_eq!(super::normalise_base_url(u), "http://h:8080", "{u}");
+        }
+        assert_eq!(
+            super::normalise_base_url("https://h/openai/v1"),
+            "https://h/openai"
+        );
+        assert_eq!(super::normalise_base_url("https://h/v1x"), "https://h/v1x");
+    }
 }

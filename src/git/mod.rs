@@ -17,10 +17,14 @@ use std::str::FromStr;
 
 pub use log::PackFileVersion;
 pub(crate) use log::{first_parent_pack_versions, versions_of_file};
-pub use source::{Source, SourceKind, fetch_pull_head, fetch_queue_head, remote_branches};
+pub use source::{
+    Source, SourceKind, fetch_pull_head, fetch_queue_head, remote_branch_at, remote_branches,
+};
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
-pub use write::{RestoreDir, Target, commit_files, push_branch, remote_url, set_branch};
+pub use write::{
+    RestoreDir, Target, branch_tip, commit_files, push_branch, remote_url, set_branch,
+};
 pub(crate) use write::{init_with_commit, restore_dir, write_note};
 
 #[derive(Debug, thiserror::Error)]

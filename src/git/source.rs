@@ -30,12 +30,20 @@ fn is_url(s: &str) -> bool {
 /// Credentials for fetch and push: an SSH agent, or a token in
 /// `MISSIONCTL_GIT_TOKEN` for HTTPS. Never logged.
 pub(super) fn credentials() -> git2::RemoteCallbacks<'static> {
+    credentials_with(None)
+}
+
+/// As [`credentials`], with `token` (a GitHub App's installation token)
+/// used for HTTPS before `MISSIONCTL_GIT_TOKEN`.
+pub(super) fn credentials_with(token: Option<String>) -> git2::RemoteCallbacks<'static> {
     let mut cb = git2::RemoteCallbacks::new();
-    cb.credentials(|url, user, allowed| {
+    cb.credentials(move |url, user, allowed| {
         if allowed.contains(git2::CredentialType::SSH_KEY) {
             return git2::Cred::ssh_key_from_agent(user.unwrap_or("git"));
         }
-        if let Ok(token) = std::env::var("MISSIONCTL_GIT_TOKEN")
+        if let Some(token) = token
+            .clone()
+            .or_else(|| std::env::var("MISSIONCTL_GIT_TOKEN").ok())
             && may_send_token(url)
         {
             return git2::Cred::userpass_plaintext("x-access-token", &token);
@@ -58,10 +66,19 @@ fn may_send_token(url: &str) -> bool {
 /// callback, and a push that "succeeds" with a rejected ref would let a
 /// writer believe git agrees when it does not.
 pub(super) fn push(repo: &git2::Repository, url: &str, refspecs: &[&str]) -> Result<(), GitError> {
+    push_with(repo, url, refspecs, None)
+}
+
+pub(super) fn push_with(
+    repo: &git2::Repository,
+    url: &str,
+    refspecs: &[&str],
+    token: Option<String>,
+) -> Result<(), GitError> {
     let mut remote = repo.remote_anonymous(url)?;
     let rejected: std::cell::RefCell<Vec<String>> = std::cell::RefCell::default();
     {
-        let mut cb = credentials();
+        let mut cb = credentials_with(token);
         cb.push_update_reference(|name, status| {
             if let Some(why) = status {
                 rejected.borrow_mut().push(format!("{name}: {why}"));
@@ -283,6 +300,28 @@ pub fn remote_branches(
         .filter(|h| h.name().starts_with(prefix))
         .map(|h| (h.name().to_string(), super::CommitId(h.oid())))
         .collect())
+}
+
+/// The commit branch `branch` is at on the remote at `url` (listed only,
+/// nothing fetched); `None` when the remote has no such branch.
+pub fn remote_branch_at(
+    repo: &super::Repo,
+    url: &str,
+    branch: &str,
+    token: Option<&str>,
+) -> Result<Option<super::CommitId>, GitError> {
+    let mut remote = repo.inner.remote_anonymous(url)?;
+    let conn = remote.connect_auth(
+        git2::Direction::Fetch,
+        Some(credentials_with(token.map(str::to_string))),
+        None,
+    )?;
+    let want = format!("refs/heads/{branch}");
+    Ok(conn
+        .list()?
+        .iter()
+        .find(|h| h.name() == want)
+        .map(|h| super::CommitId(h.oid())))
 }
 
 fn fetch_as_data(root: &Path, remote_ref: &str, local: &str) -> Result<super::CommitId, GitError> {

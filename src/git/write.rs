@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::source::push;
+use super::source::{push, push_with};
 use super::{CommitId, GitError, Repo, Source};
 
 /// Where a rollback commit goes.
@@ -214,8 +214,31 @@ pub fn remote_url(repo: &Repo, name: &str) -> Option<String> {
         .and_then(|r| r.url().ok().map(str::to_string))
 }
 
-/// Push local branch `branch` to `url` (force: the branch is missionctl's own).
-pub fn push_branch(repo: &Repo, url: &str, branch: &str) -> Result<(), GitError> {
-    let spec = format!("+refs/heads/{branch}:refs/heads/{branch}");
-    push(&repo.inner, url, &[spec.as_str()])
+/// Push local branch `branch` to `url`, never forced: a branch the remote
+/// has at another commit is rejected ([`GitError::Rejected`]), so nothing
+/// someone may be reviewing is replaced.
+/// `token` (a GitHub App's installation token) is used over HTTPS before
+/// `MISSIONCTL_GIT_TOKEN`.
+pub fn push_branch(
+    repo: &Repo,
+    url: &str,
+    branch: &str,
+    token: Option<&str>,
+) -> Result<(), GitError> {
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    push_with(
+        &repo.inner,
+        url,
+        &[spec.as_str()],
+        token.map(str::to_string),
+    )
+}
+
+/// The commit local branch `name` points at, if it exists.
+pub fn branch_tip(repo: &Repo, name: &str) -> Option<CommitId> {
+    repo.inner
+        .find_reference(&format!("refs/heads/{name}"))
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok())
+        .map(|c| CommitId(c.id()))
 }

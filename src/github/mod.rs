@@ -56,6 +56,11 @@ pub struct Gh {
     /// The login comments are posted as (`github-actions[bot]`, an App's
     /// `<slug>[bot]`, a user), when it could be told.
     pub login: Option<String>,
+    /// A GitHub App's installation token, for git pushes over HTTPS: a
+    /// branch pushed with it starts workflows (the gate) on its pull
+    /// request, which a push with the workflow's own token does not.
+    /// `None` for a plain `GITHUB_TOKEN`. Never printed (`Debug` omits it).
+    pub git_token: Option<String>,
 }
 
 impl std::fmt::Debug for Gh {
@@ -91,6 +96,7 @@ impl Gh {
                 .map_err(|e| GhError::Config(format!("GITHUB_API_URL `{api}`: {e}")))
         };
         let mut app_login = None;
+        let mut app_token = None;
         let crab = if let Some(token) = env("GITHUB_TOKEN") {
             builder()?
                 .personal_token(token)
@@ -125,6 +131,7 @@ impl Gh {
                 owner: owner.into(),
                 repo: repo.into(),
                 login: None,
+                git_token: None,
             };
             app_login = app_gh.get("/app").await.ok().and_then(|v| {
                 v.get("slug")
@@ -137,10 +144,13 @@ impl Gh {
             let inst_id = inst.get("id").and_then(Json::as_u64).ok_or_else(|| {
                 GhError::Config("the App is not installed on this repository".into())
             })?;
-            app_gh
+            let (crab, token) = app_gh
                 .crab
-                .installation(inst_id.into())
-                .map_err(|e| GhError::Config(e.to_string()))?
+                .installation_and_token(inst_id.into())
+                .await
+                .map_err(|e| GhError::Config(format!("the App's installation token: {e}")))?;
+            app_token = Some(octocrab::secrecy::ExposeSecret::expose_secret(&token).to_string());
+            crab
         } else {
             return Err(GhError::Config(
                 "set GITHUB_TOKEN, or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY".into(),
@@ -152,6 +162,7 @@ impl Gh {
             owner: owner.into(),
             repo: repo.into(),
             login: app_login,
+            git_token: app_token,
         };
         if gh.login.is_none() {
             gh.login = gh.whoami().await;

@@ -52,8 +52,8 @@ pub(super) async fn run(
     let mut seen: Vec<(String, u32)> = Vec::new();
     r.stop = StopReason::CandidateCap;
     r.stop_detail = format!(
-        "{} candidate(s) tried, the cap for tier {}",
-        r.caps.max_candidates, r.caps.tier
+        "{} candidate(s) tried: max_candidates_per_run is {} ({})",
+        r.caps.max_candidates, r.caps.max_candidates, r.caps.max_candidates_from
     );
     for n in 1..=r.caps.max_candidates {
         let all: Vec<&Scores> = pool.iter().map(|p| &p.scores).collect();
@@ -78,9 +78,9 @@ pub(super) async fn run(
         if worst > left {
             r.stop = StopReason::SpendCap;
             r.stop_detail = format!(
-                "the next optimiser call could cost up to ${worst:.4} and ${:.4} is left (tenant `{}`'s daily cap or this run's budget)",
+                "the next optimiser call could cost up to ${worst:.4} and ${:.4} is left under {}",
                 left.max(0.0),
-                r.tenant
+                ctx.binding_cap(r).await?
             );
             return Ok(passed);
         }
@@ -94,6 +94,12 @@ pub(super) async fn run(
             }
         ));
         let asked = propose::ask(&client, &ctx.settings.model, demo_url.as_deref(), &req).await;
+        // The endpoint did not answer (unreachable, an HTTP error, not a
+        // chat completion): a setup error, not a candidate. Never retried
+        // as one, never "no improvement".
+        if let Err((why, false)) = &asked {
+            return Err(ImproveError::Optimiser(why.clone()));
+        }
         let actual = match &asked {
             Ok((_, c)) if c.cached => 0.0,
             Ok((_, c)) => ctx.cfg.cost(
@@ -135,6 +141,7 @@ pub(super) async fn run(
             reason: None,
             parent: parent.n,
             commit: None,
+            digest: None,
             verdict: None,
             gate_run_id: None,
             champion_pass_rate: None,
@@ -147,6 +154,7 @@ pub(super) async fn run(
             spend_usd: actual,
             model_requests: 0,
             gate_reasons: vec![],
+            floor: None,
         };
         let answer = match asked {
             Ok((a, _)) => a,
@@ -161,7 +169,7 @@ pub(super) async fn run(
         if answer.sections.is_empty() && answer.voice.is_none() {
             cand.reason = Some("the optimiser proposed no edit".into());
             r.candidates.push(cand);
-            r.stop = StopReason::NoImprovement;
+            r.stop = no_improvement(r);
             r.stop_detail = format!("the optimiser proposed no edit: {}", answer.rationale);
             return Ok(passed);
         }
@@ -173,7 +181,7 @@ pub(super) async fn run(
         } = proposal(ctx, parent, &answer, &version);
         if let Some((_, k)) = seen.iter().find(|(c, _)| *c == content) {
             cand.reason = Some(format!("the same edit as candidate #{k}"));
-            r.stop = StopReason::NoImprovement;
+            r.stop = no_improvement(r);
             r.stop_detail = format!("the optimiser repeated candidate #{k}");
             r.candidates.push(cand);
             break;
@@ -196,6 +204,7 @@ pub(super) async fn run(
             );
             continue;
         }
+        let digest = publish::digest(&edits);
         let commit = {
             let g = ctx
                 .git_lock
@@ -212,10 +221,12 @@ pub(super) async fn run(
                     &version,
                     &answer.rationale,
                     &r.run_id,
+                    &digest,
                 ),
             )?
         };
         cand.commit = Some(commit.to_string());
+        cand.digest = Some(digest);
         // Evaluate with the gate itself, within what is left to spend.
         let left = ctx.left(r).await?;
         if left <= 0.0 {
@@ -223,8 +234,10 @@ pub(super) async fn run(
             cand.reason = Some("not evaluated: nothing left to spend".into());
             r.candidates.push(cand);
             r.stop = StopReason::SpendCap;
-            r.stop_detail =
-                "the spend cap was reached before the candidate could be evaluated".into();
+            r.stop_detail = format!(
+                "{} was reached before the candidate could be evaluated",
+                ctx.binding_cap(r).await?
+            );
             return Ok(passed);
         }
         ctx.say(&format!(
@@ -271,7 +284,10 @@ pub(super) async fn run(
             );
             r.candidates.push(cand);
             r.stop = StopReason::SpendCap;
-            r.stop_detail = "the spend cap was reached while a candidate was evaluated; its results are partial".into();
+            r.stop_detail = format!(
+                "{} was reached while candidate #{n} was evaluated; its results are partial",
+                ctx.binding_cap(r).await?
+            );
             return Ok(passed);
         }
         if let Some(why) = hard {
@@ -314,6 +330,16 @@ pub(super) async fn run(
     }
     mark_front(r);
     Ok(passed)
+}
+
+/// Why a run stops when the optimiser has nothing new: "no improvement"
+/// only when a candidate was evaluated, else "nothing proposed".
+fn no_improvement(r: &Report) -> StopReason {
+    if r.candidates.iter().any(|c| c.verdict.is_some()) {
+        StopReason::NoImprovement
+    } else {
+        StopReason::NothingProposed
+    }
 }
 
 /// A proposal as files: the parent's, the answer's edits, the voice and a
@@ -373,6 +399,15 @@ fn figures(cand: &mut Candidate, r: &Report, evidence: &gate::Evidence) {
     cand.verdict = Some(evidence.verdict);
     cand.gate_run_id = Some(evidence.run_id.clone());
     cand.gate_reasons = evidence.reasons.clone();
+    // Blocked only by an absolute floor (every reason is one): a partial
+    // fix, if it also raises the pass rate and breaks nothing.
+    let floor = |x: &String| x.contains("is below the floor of");
+    if evidence.verdict == Verdict::Blocked
+        && !evidence.reasons.is_empty()
+        && evidence.reasons.iter().all(floor)
+    {
+        cand.floor = Some(evidence.reasons.join("; "));
+    }
     if let Some(p) = evidence.packs.iter().find(|p| p.pack_id == r.pack_id) {
         cand.champion_pass_rate = p.champion_pass_rate;
         cand.pass_rate = p.challenger_pass_rate;
@@ -483,10 +518,21 @@ fn mark_front(r: &mut Report) {
 
 /// The winner: a candidate the gate passes whose pass rate beats the
 /// champion's, best pass rate first, then the best mean case score, then
-/// the earliest (the smallest change that does as well).
+/// the earliest (the smallest change that does as well). Without one, a
+/// partial fix (blocked only by an absolute floor, raising the pass rate,
+/// breaking no case) where the tier allows it; otherwise the reason names
+/// what blocked each evaluated candidate.
 pub(super) fn choose(r: &mut Report) {
     let mean = |s: &Scores| s.values().sum::<f64>() / s.len().max(1) as f64;
-    let best = r
+    let raises = |c: &&Candidate| matches!((c.pass_rate, c.champion_pass_rate), (Some(p), Some(ch)) if p > ch);
+    let better = |a: &&Candidate, b: &&Candidate| {
+        a.pass_rate
+            .unwrap_or(0.0)
+            .total_cmp(&b.pass_rate.unwrap_or(0.0))
+            .then(mean(&a.scores).total_cmp(&mean(&b.scores)))
+            .then(b.n.cmp(&a.n))
+    };
+    let evaluated: Vec<&Candidate> = r
         .candidates
         .iter()
         .filter(|c| {
@@ -495,31 +541,88 @@ pub(super) fn choose(r: &mut Report) {
                 CandidateOutcome::Front | CandidateOutcome::Dominated
             )
         })
+        .collect();
+    let best = evaluated
+        .iter()
+        .copied()
         .filter(|c| c.verdict == Some(Verdict::Pass))
-        .filter(|c| matches!((c.pass_rate, c.champion_pass_rate), (Some(p), Some(ch)) if p > ch))
-        .max_by(|a, b| {
-            a.pass_rate
-                .unwrap_or(0.0)
-                .total_cmp(&b.pass_rate.unwrap_or(0.0))
-                .then(mean(&a.scores).total_cmp(&mean(&b.scores)))
-                .then(b.n.cmp(&a.n))
-        });
-    match best {
-        Some(c) => r.winner = Some(c.n),
-        None => {
-            r.no_winner = Some(if r.candidates.is_empty() {
-                format!("no candidate was tried ({})", r.stop_detail)
-            } else {
-                let passed = r
-                    .candidates
-                    .iter()
-                    .filter(|c| c.verdict == Some(Verdict::Pass))
-                    .count();
-                format!(
-                    "none of the {} candidate(s) beats the champion with the gate's statistics ({passed} passed the gate without raising the pass rate)",
-                    r.candidates.len()
-                )
-            });
-        }
+        .filter(raises)
+        .max_by(better);
+    if let Some(c) = best {
+        r.winner = Some(c.n);
+        return;
     }
+    let partial = evaluated
+        .iter()
+        .copied()
+        .filter(|c| c.floor.is_some() && c.broke.is_empty())
+        .filter(raises)
+        .max_by(better)
+        .map(|c| {
+            (
+                c.n,
+                c.floor.clone().unwrap_or_default(),
+                c.pass_rate,
+                c.champion_pass_rate,
+            )
+        });
+    if let Some((n, floor, p, ch)) = partial {
+        if r.caps.propose_partial_fixes {
+            r.winner = Some(n);
+            r.partial_fix = Some(floor);
+        } else {
+            r.no_winner = Some(format!(
+                "candidate #{n} raises the pass rate {} -> {} and breaks no case, but the gate blocks it: {floor}; tier {} does not propose partial fixes (`propose_partial_fixes` in policies/tiers.yaml)",
+                pct(ch),
+                pct(p),
+                r.caps.tier
+            ));
+        }
+        return;
+    }
+    let tried = r.candidates.iter().filter(|c| c.verdict.is_some()).count();
+    r.no_winner = Some(if r.candidates.is_empty() {
+        format!("no candidate was tried ({})", r.stop_detail)
+    } else if tried == 0 {
+        format!(
+            "none of the {} candidate(s) was evaluated: {}",
+            r.candidates.len(),
+            r.candidates
+                .iter()
+                .map(|c| format!(
+                    "#{} {}",
+                    c.n,
+                    c.reason.as_deref().unwrap_or(c.outcome.as_str())
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    } else {
+        let why: Vec<String> = r
+            .candidates
+            .iter()
+            .filter(|c| c.verdict.is_some())
+            .map(|c| {
+                let w = match (&c.reason, c.verdict) {
+                    (Some(reason), _) => reason.clone(),
+                    (None, Some(Verdict::Pass)) => {
+                        "passed the gate without raising the pass rate".into()
+                    }
+                    (None, _) => {
+                        if c.gate_reasons.is_empty() {
+                            format!("verdict {}", c.verdict.map_or("-", Verdict::as_str))
+                        } else {
+                            format!("the gate blocks it: {}", c.gate_reasons.join("; "))
+                        }
+                    }
+                };
+                format!("#{} {w}", c.n)
+            })
+            .collect();
+        format!(
+            "none of the {} candidate(s) beats the champion with the gate's statistics ({tried} evaluated): {}",
+            r.candidates.len(),
+            why.join("; ")
+        )
+    });
 }

@@ -63,6 +63,18 @@ pub enum ImproveError {
     Ledger(crate::store::StoreError),
     #[error("GitHub: {0}")]
     GitHub(#[from] crate::github::GhError),
+    #[error(
+        "the optimiser failed: {0}. Nothing was proposed; check `improve.model` in mission.yaml (base_url is the endpoint's address, `http://host` or `http://host/v1`; model; api_key_env)"
+    )]
+    Optimiser(String),
+    #[error(
+        "the harness failed on {failed} of {runs} champion case run(s), so there is no signal to improve on: {first}. Check `eval.harness` in mission.yaml"
+    )]
+    Harness {
+        failed: usize,
+        runs: usize,
+        first: String,
+    },
     #[error("cannot start the demo model: {0}")]
     Demo(std::io::Error),
 }

@@ -1,7 +1,9 @@
 //! Propose, never promote: the winning candidate becomes a branch with one
 //! commit and, when asked, a pull request through GitHub's REST API. One
 //! open improvement pull request per pack: a rerun finds it instead of
-//! opening another.
+//! opening another. A proposal is identified by its content digest, which
+//! names its branch: the same content is never pushed again, and different
+//! content never replaces what an open pull request proposes.
 
 use serde_json::{Value as Json, json};
 
@@ -15,20 +17,47 @@ pub const AUTHOR: (&str, &str) = ("missionctl improve", "missionctl-improve@loca
 /// The body GitHub accepts at most (65,536 characters), with room to spare.
 const MAX_BODY: usize = 60_000;
 
-/// The branch a candidate is proposed on: one name per pack and version, so
-/// a rerun that finds the same candidate lands on the same branch.
-pub fn branch_name(pack_id: &str, version: &str) -> String {
-    format!("missionctl/improve/{pack_id}/{version}")
+/// A proposal's identity: the SHA-256 of what it writes (each edited
+/// repository path and its full new text, the pack file with its version
+/// included), in hex. The same content is the same proposal, whichever run
+/// or commit produced it.
+pub fn digest(edits: &std::collections::BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (p, t) in edits {
+        h.update(p.as_bytes());
+        h.update([0]);
+        h.update(t.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The branch a proposal is published on: named by its pack, version and
+/// content digest (12 hex digits), so a branch never has to change to hold
+/// another proposal: different content is a different branch.
+pub fn branch_name(pack_id: &str, version: &str, digest: &str) -> String {
+    let short: String = digest.chars().take(12).collect();
+    format!("missionctl/improve/{pack_id}/{version}-{short}")
 }
 
 fn prefix(pack_id: &str) -> String {
     format!("missionctl/improve/{pack_id}/")
 }
 
-/// The commit message, with a trailer naming the run.
-pub fn message(pack_id: &str, from: &str, to: &str, rationale: &str, run_id: &str) -> String {
+/// The commit message, with trailers naming the run and the proposal.
+pub fn message(
+    pack_id: &str,
+    from: &str,
+    to: &str,
+    rationale: &str,
+    run_id: &str,
+    digest: &str,
+) -> String {
     let why: String = rationale.chars().take(2000).collect();
-    format!("Improve {pack_id} {from} -> {to}\n\n{why}\n\nMissionctl-Improve-Run: {run_id}\n")
+    format!(
+        "Improve {pack_id} {from} -> {to}\n\n{why}\n\nMissionctl-Improve-Run: {run_id}\nMissionctl-Improve-Proposal: {digest}\n"
+    )
 }
 
 /// An open pull request of this repository (not a fork) from one of the
@@ -88,6 +117,42 @@ pub async fn existing(gh: &Gh, pack_id: &str, branch: &str) -> Result<Existing, 
     })
 }
 
+/// The label a partial fix's pull request carries.
+pub const PARTIAL_LABEL: &str = "missionctl:partial-fix";
+
+/// Add `PARTIAL_LABEL` to pull request `number` (GitHub creates the label
+/// when the repository has none of that name).
+pub async fn label_partial(gh: &Gh, number: u64) -> Result<(), GhError> {
+    gh.post(
+        &format!("/repos/{}/{}/issues/{number}/labels", gh.owner, gh.repo),
+        &json!({"labels": [PARTIAL_LABEL]}),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Refresh the body of open pull request `number` (the same proposal, with
+/// this run's evidence). Nothing is pushed: the commits stay as reviewed.
+pub async fn refresh(gh: &Gh, number: u64, body: &str) -> Result<(), GhError> {
+    gh.patch(
+        &format!("/repos/{}/{}/pulls/{number}", gh.owner, gh.repo),
+        &json!({"body": clip(body)}),
+    )
+    .await
+    .map(|_| ())
+}
+
+fn clip(body: &str) -> String {
+    let truncated = body.chars().count() > MAX_BODY;
+    let mut body: String = body.chars().take(MAX_BODY).collect();
+    if truncated {
+        body.push_str(
+            "\n\n(truncated: the full report is in `missionctl improve --list --format json`)\n",
+        );
+    }
+    body
+}
+
 /// Open the pull request. When GitHub fails after creating it (a 5xx once
 /// the write happened), the open pull requests are read again and the one
 /// just created is returned rather than opening a second.
@@ -99,13 +164,7 @@ pub async fn open(
     title: &str,
     body: &str,
 ) -> Result<PullRequest, GhError> {
-    let truncated = body.chars().count() > MAX_BODY;
-    let mut body: String = body.chars().take(MAX_BODY).collect();
-    if truncated {
-        body.push_str(
-            "\n\n(truncated: the full report is in `missionctl improve --list --format json`)\n",
-        );
-    }
+    let body = clip(body);
     let created = gh
         .post(
             &format!("/repos/{}/{}/pulls", gh.owner, gh.repo),

@@ -12,12 +12,18 @@ use crate::model::{CandidateOutcome, CaseFeedback, StopReason, TelemetrySignal, 
 pub struct Caps {
     pub tier: String,
     pub max_candidates: u32,
+    /// Where `max_candidates` comes from (each source and its value).
+    #[serde(default)]
+    pub max_candidates_from: String,
     /// The tenant's daily cap and what was left of it when the run started.
     pub daily_cap_usd: f64,
     pub daily_left_usd: f64,
     /// What this run may spend (tier's max_optimization_spend_per_run, --budget-usd).
     pub run_budget_usd: Option<f64>,
     pub max_prompt_growth_tokens: u64,
+    /// The tier's `propose_partial_fixes`.
+    #[serde(default)]
+    pub propose_partial_fixes: bool,
 }
 
 /// Model calls a run made (cache hits are free and counted apart).
@@ -54,6 +60,10 @@ pub struct Candidate {
     pub parent: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The proposal's content digest ([`super::publish::digest`]): what
+    /// identifies it, whichever run or commit made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +86,10 @@ pub struct Candidate {
     /// The gate's blocking reasons, when it would not pass.
     #[serde(default)]
     pub gate_reasons: Vec<String>,
+    /// When the gate blocks it only for an absolute floor (the pass-rate
+    /// or judge-score floor): that floor, in the gate's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
 }
 
 /// A pull request the run opened, or found already open for the proposal.
@@ -103,6 +117,16 @@ pub struct Report {
     pub failures: Vec<CaseFeedback>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetrySignal>,
+    /// Main's validation errors in this pack's files (`file:line: message`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<String>,
+    /// The pack's `kpis.success_rate.min`, what telemetry is held to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpi_success_min: Option<f64>,
+    /// Task types failing in production (success below the KPI minimum)
+    /// that no eval case covers (no case has `vars.task_type` equal to it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncovered_task_types: Vec<String>,
     /// (affected chains, chains evaluated).
     pub chains: (usize, usize),
     pub champion_scores: BTreeMap<String, f64>,
@@ -111,12 +135,20 @@ pub struct Report {
     pub stop_detail: String,
     /// The candidate proposed (beats the champion with the gate's statistics).
     pub winner: Option<u32>,
+    /// The winner is a partial fix: it raises the pass rate and breaks
+    /// nothing, but the gate's floor (named here) still blocks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_fix: Option<String>,
     /// Why nothing is proposed, when nothing is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_winner: Option<String>,
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub pull_request: Option<PullRequest>,
+    /// What publishing did when nothing new was pushed: the same proposal
+    /// already open (its body refreshed), or already on the branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
     pub spend_usd: f64,
     pub calls: Calls,
     /// The winning candidate's gate evidence, in the gate's own words.
@@ -132,6 +164,69 @@ impl Report {
     pub fn winner(&self) -> Option<&Candidate> {
         self.winner
             .and_then(|n| self.candidates.iter().find(|c| c.n == n))
+    }
+
+    /// Production's shortfall, in one sentence, when telemetry shows one.
+    pub fn production_shortfall(&self) -> Option<String> {
+        let t = self.telemetry.as_ref()?;
+        let min = self.kpi_success_min.unwrap_or(1.0);
+        let failing: Vec<String> = t
+            .worst_task_types
+            .iter()
+            .filter(|(_, _, rate)| *rate + 1e-12 < min)
+            .map(|(task, runs, rate)| format!("`{task}` {:.0}% of {runs} runs", rate * 100.0))
+            .collect();
+        let low = t.success_rate.is_some_and(|s| s + 1e-12 < min);
+        if failing.is_empty() && !low {
+            return None;
+        }
+        Some(format!(
+            "production telemetry over {} day(s): {} runs, success {} (KPI minimum {}); task types below it: {}; error codes: {}",
+            t.window_days,
+            t.runs,
+            pct(t.success_rate),
+            pct(self.kpi_success_min),
+            if failing.is_empty() {
+                "none".to_string()
+            } else {
+                failing.join(", ")
+            },
+            if t.error_codes.is_empty() {
+                "none".to_string()
+            } else {
+                t.error_codes
+                    .iter()
+                    .map(|(c, n)| format!("`{c}` x{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ))
+    }
+
+    /// Eval cases to add for failing task types no case covers: proposed
+    /// for a reviewer to complete (the worker never edits eval files).
+    pub fn proposed_cases(&self) -> Option<String> {
+        if self.uncovered_task_types.is_empty() {
+            return None;
+        }
+        let codes: Vec<&str> = self
+            .telemetry
+            .iter()
+            .flat_map(|t| t.error_codes.iter().map(|(c, _)| c.as_str()))
+            .collect();
+        let mut s = String::from("```yaml\n");
+        for t in &self.uncovered_task_types {
+            s.push_str(&format!(
+                "- id: {t}-from-production\n  description: \"{t} runs fail in production{}\"\n  vars:\n    task_type: {t}\n    input: \"TODO: a real {t} request that failed\"\n  assert:\n    - {{ type: is-json, tag: format }}\n",
+                if codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", codes.join(", "))
+                }
+            ));
+        }
+        s.push_str("```\n");
+        Some(s)
     }
 
     /// A few lines for the terminal.
@@ -175,7 +270,11 @@ impl Report {
             &self.no_winner,
         ) {
             (Some(w), _) => s.push_str(&format!(
-                "proposed: candidate #{} ({}) on branch {}{}\n",
+                "proposed{}: candidate #{} ({}) on branch {}{}\n",
+                self.partial_fix
+                    .as_ref()
+                    .map(|f| format!(" as a partial fix (still blocked: {f})"))
+                    .unwrap_or_default(),
                 w.n,
                 w.version,
                 self.branch.as_deref().unwrap_or("-"),
@@ -192,6 +291,21 @@ impl Report {
             (None, Some(why)) => s.push_str(&format!("no proposal: {why}\n")),
             (None, None) => {}
         }
+        if let Some(p) = &self.published {
+            s.push_str(&format!("{p}\n"));
+        }
+        for v in &self.validation {
+            s.push_str(&format!("main fails validation: {v}\n"));
+        }
+        if let Some(p) = self.production_shortfall() {
+            s.push_str(&format!("{p}\n"));
+        }
+        if !self.uncovered_task_types.is_empty() {
+            s.push_str(&format!(
+                "no eval case covers task type(s) {}: add cases with `vars.task_type` (proposed in the report and the pull request body)\n",
+                self.uncovered_task_types.join(", ")
+            ));
+        }
         s
     }
 
@@ -199,7 +313,12 @@ impl Report {
     pub fn title(&self) -> String {
         let w = self.winner();
         format!(
-            "missionctl improve: {} {} -> {}",
+            "{}missionctl improve: {} {} -> {}",
+            if self.partial_fix.is_some() {
+                "[partial fix] "
+            } else {
+                ""
+            },
             self.pack_id,
             self.champion_version,
             w.map_or("-", |w| w.version.as_str())
@@ -227,6 +346,27 @@ impl Report {
             self.chains.1,
             self.chains.0
         ));
+        if let Some(d) = &w.digest {
+            s.push_str(&format!(
+                "Proposal `{d}` (the digest of its content: a rerun that finds the same content pushes nothing; different content waits until this pull request is closed).\n\n"
+            ));
+        }
+        if let Some(f) = &self.partial_fix {
+            let remaining: Vec<String> = self
+                .failures
+                .iter()
+                .filter(|x| !w.fixed.contains(&x.case_id))
+                .map(|x| format!("`{}`", x.case_id))
+                .collect();
+            s.push_str(&format!(
+                "> **Partial fix.** It raises the pass rate and breaks no case, but the gate still blocks it: {f}. Still failing: {}. Merging it is a reviewer's call; the gate will not pass it until the floor is met.\n\n",
+                if remaining.is_empty() {
+                    "no case the signal named (the floor counts every chain)".to_string()
+                } else {
+                    remaining.join(", ")
+                }
+            ));
+        }
         s.push_str(&format!("### Why\n\n{}\n\n", w.rationale));
         s.push_str("### Failures addressed\n\n");
         for f in &self.failures {
@@ -248,6 +388,25 @@ impl Report {
         for (case, after) in &w.scores {
             let before = self.champion_scores.get(case).copied().unwrap_or(0.0);
             s.push_str(&format!("| `{case}` | {before:.2} | {after:.2} |\n"));
+        }
+        if !self.validation.is_empty() || self.production_shortfall().is_some() {
+            s.push_str("\n### Outside the eval cases\n\n");
+            for v in &self.validation {
+                s.push_str(&format!("- main fails validation: {v}\n"));
+            }
+            if let Some(p) = self.production_shortfall() {
+                s.push_str(&format!("- {p}\n"));
+            }
+        }
+        if let Some(cases) = self.proposed_cases() {
+            s.push_str(&format!(
+                "\n### Eval cases to add\n\nNo eval case covers {}, which fail(s) in production. Proposed for a reviewer to complete and add (this worker never edits eval files):\n\n{cases}",
+                self.uncovered_task_types
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         s.push_str("\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | note |\n|---:|---|---|---:|---|\n");
         for c in &self.candidates {

@@ -50,6 +50,33 @@ impl Ctx<'_> {
             .map_or(f64::INFINITY, |b| b - r.spend_usd);
         Ok(daily.min(run))
     }
+
+    /// The spend cap that binds now, named with its figures: the tenant's
+    /// daily cap or this run's budget, whichever leaves less.
+    pub async fn binding_cap(&self, r: &Report) -> Result<String, ImproveError> {
+        let today = crate::time_util::today();
+        let spent = self.store.spend_on(&r.tenant, &today).await?;
+        let daily = r.caps.daily_cap_usd - spent;
+        let run = r
+            .caps
+            .run_budget_usd
+            .map_or(f64::INFINITY, |b| b - r.spend_usd);
+        Ok(if daily <= run {
+            format!(
+                "tenant `{}`'s max_optimization_spend_per_day (${:.2}, ${:.4} left today; policies/guardrails.yaml)",
+                r.tenant,
+                r.caps.daily_cap_usd,
+                daily.max(0.0)
+            )
+        } else {
+            format!(
+                "this run's budget (${:.4}, the lower of tier {}'s max_optimization_spend_per_run and --budget-usd; ${:.4} left)",
+                r.caps.run_budget_usd.unwrap_or(0.0),
+                r.caps.tier,
+                run.max(0.0)
+            )
+        })
+    }
 }
 
 /// Run one improvement: see the module documentation of [`super`].
@@ -113,6 +140,18 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
     .flatten()
     .min()
     .unwrap_or(0);
+    let max_candidates_from = [
+        Some(format!("guardrails.yaml {}", guard.max_candidates_per_run)),
+        preset
+            .as_ref()
+            .and_then(|p| p.max_candidates_per_run)
+            .map(|n| format!("tier {tier} {n}")),
+        opts.max_candidates.map(|n| format!("--max-candidates {n}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
     let run_budget = [
         preset
             .as_ref()
@@ -165,27 +204,53 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         caps: Caps {
             tier: tier.to_string(),
             max_candidates,
+            max_candidates_from: format!("the lowest of {max_candidates_from}"),
             daily_cap_usd: daily_cap,
             daily_left_usd: (daily_cap - spent_today).max(0.0),
             run_budget_usd: run_budget,
             max_prompt_growth_tokens: guard.max_prompt_growth_tokens,
+            propose_partial_fixes: preset.as_ref().is_some_and(|p| p.propose_partial_fixes),
         },
         failures: vec![],
         telemetry: None,
+        validation: vec![],
+        kpi_success_min: None,
+        uncovered_task_types: vec![],
         chains: (0, 0),
         champion_scores: BTreeMap::new(),
         candidates: vec![],
         stop: StopReason::NothingToFix,
         stop_detail: String::new(),
         winner: None,
+        partial_fix: None,
         no_winner: None,
         branch: None,
         commit: None,
         pull_request: None,
+        published: None,
         spend_usd: 0.0,
         calls: Calls::default(),
         evidence_markdown: None,
     };
+    // Main's validation errors in this pack's own files are part of the signal.
+    let own: std::collections::BTreeSet<&str> = champion
+        .sections
+        .iter()
+        .map(|s| s.file.as_str())
+        .chain([champion.file.as_str()])
+        .collect();
+    r.validation = crate::validate::validate(&champion_repo, None)
+        .iter()
+        .filter(|d| {
+            d.severity == crate::diagnostic::Severity::Error && own.contains(d.file.as_str())
+        })
+        .map(|d| format!("{}:{}: {} [{}]", d.file, d.line, d.message, d.code))
+        .collect();
+    r.kpi_success_min = champion
+        .node
+        .to_json()
+        .pointer("/kpis/success_rate/min")
+        .and_then(serde_json::Value::as_f64);
     let ctx = Ctx {
         opts,
         store: store.clone(),
@@ -201,6 +266,7 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
     let outcome = body(&ctx, &mut r).await;
     r.finished_at = crate::time_util::now_rfc3339();
     if let Err(e) = &outcome {
+        r.stop = StopReason::Failed;
         r.stop_detail = format!("the run failed: {e}");
     }
     store
@@ -229,12 +295,21 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         "signal: evaluating {} {} on its cases (cached results are reused)",
         r.pack_id, r.champion_version
     ));
+    // A run allowed no candidate has nothing to spend the signal on.
+    if r.caps.max_candidates == 0 {
+        r.stop = StopReason::CandidateCap;
+        r.stop_detail = format!(
+            "max_candidates_per_run is 0 ({}): nothing was evaluated or spent",
+            r.caps.max_candidates_from
+        );
+        return Ok(());
+    }
     let left = ctx.left(r).await?;
     if left <= 0.0 {
         r.stop = StopReason::SpendCap;
         r.stop_detail = format!(
-            "nothing left to spend (${:.4}) before the signal was read",
-            left.max(0.0)
+            "nothing left to spend before the signal was read: {}",
+            ctx.binding_cap(r).await?
         );
         return Ok(());
     }
@@ -255,6 +330,21 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         .filter(|d| !d.run.cached && d.run.error.is_none())
         .count() as u64;
     r.chains = base.chains;
+    // A run the harness could not make is no signal: failing it as a case
+    // would have the optimiser "fix" an unreachable endpoint.
+    let errors: Vec<&str> = base
+        .done
+        .iter()
+        .filter(|d| !d.unpaid)
+        .filter_map(|d| d.run.error.as_deref())
+        .collect();
+    if let Some(first) = errors.first() {
+        return Err(ImproveError::Harness {
+            failed: errors.len(),
+            runs: base.done.iter().filter(|d| !d.unpaid).count(),
+            first: (*first).to_string(),
+        });
+    }
     r.champion_scores = select::case_scores(&base.results, Variant::Champion);
     r.failures = signal::feedback(&base.done, Variant::Champion);
     let since = crate::time_util::days_ago_rfc3339(ctx.settings.telemetry_window_days);
@@ -268,18 +358,54 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         )
         .await?;
     r.telemetry = (t.runs > 0).then_some(t);
+    if let Some(t) = &r.telemetry {
+        let min = r.kpi_success_min.unwrap_or(1.0);
+        let covered: std::collections::BTreeSet<&str> = ctx
+            .champion
+            .cases
+            .iter()
+            .filter_map(|c| c.vars.get("task_type").and_then(serde_json::Value::as_str))
+            .collect();
+        r.uncovered_task_types = t
+            .worst_task_types
+            .iter()
+            .filter(|(task, _, rate)| *rate + 1e-12 < min && !covered.contains(task.as_str()))
+            .map(|(task, _, _)| task.clone())
+            .collect();
+    }
     if base.unpaid_calls > 0 {
         r.stop = StopReason::SpendCap;
         r.stop_detail = format!(
-            "{} model call(s) for the champion's {} case runs could not be paid for; the signal is incomplete",
+            "{} model call(s) for the champion's {} case runs could not be paid for within {}; the signal is incomplete",
             base.unpaid_calls,
-            base.done.len()
+            base.done.len(),
+            ctx.binding_cap(r).await?
         );
         return Ok(());
     }
     if r.failures.is_empty() {
-        r.stop = StopReason::NothingToFix;
-        r.stop_detail = format!("every case passes on all {} evaluated chains", r.chains.1);
+        let mut outside = Vec::new();
+        if !r.validation.is_empty() {
+            outside.push(format!(
+                "main fails validation for this pack ({} error(s), first: {})",
+                r.validation.len(),
+                r.validation[0]
+            ));
+        }
+        if let Some(p) = r.production_shortfall() {
+            outside.push(p);
+        }
+        if outside.is_empty() {
+            r.stop = StopReason::NothingToFix;
+            r.stop_detail = format!("every case passes on all {} evaluated chains", r.chains.1);
+        } else {
+            r.stop = StopReason::UncoveredFailures;
+            r.stop_detail = format!(
+                "every eval case passes on all {} evaluated chains, but {}; no eval case fails, so there is nothing to evaluate a candidate against",
+                r.chains.1,
+                outside.join("; ")
+            );
+        }
         return Ok(());
     }
     ctx.say(&format!(
@@ -291,11 +417,6 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    if r.caps.max_candidates == 0 {
-        r.stop = StopReason::CandidateCap;
-        r.stop_detail = format!("max_candidates_per_run is 0 for tier {}", r.caps.tier);
-        return Ok(());
-    }
     let demo = if ctx.settings.model.is_demo() {
         Some(
             crate::eval::demo_model::start_loopback()
@@ -321,7 +442,10 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     publish_winner(ctx, r).await
 }
 
-/// Step 5: the winner as a branch (and a pull request when asked).
+/// Step 5: the winner as a branch (and a pull request when asked). The
+/// branch is named by the proposal's content digest: an existing branch of
+/// that name already holds this content and is neither moved nor pushed
+/// again, and a push is never forced.
 async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     let Some(w) = r.winner().cloned() else {
         return Ok(());
@@ -329,60 +453,103 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
     let Some(commit) = w.commit.as_deref().and_then(|c| c.parse::<CommitId>().ok()) else {
         return Ok(());
     };
-    let branch = publish::branch_name(&r.pack_id, &w.version);
+    let digest = w.digest.clone().unwrap_or_default();
+    let short: String = digest.chars().take(12).collect();
+    let branch = publish::branch_name(&r.pack_id, &w.version, &digest);
     // What is open already, read once: another proposal for this pack
-    // waits; this very branch is updated by the push.
+    // waits; this very proposal (the same branch) is not pushed again.
     let open = match &ctx.opts.publish {
         Publish::PullRequest { gh, .. } => Some(publish::existing(gh, &r.pack_id, &branch).await?),
         Publish::Branch => None,
     };
     if let Some(publish::Existing::Other(p, head)) = &open {
         r.no_winner = Some(format!(
-            "an improvement pull request for {} is already open (#{} from {head}); review or close it before another is proposed",
-            r.pack_id, p.number
+            "a different proposal waits: candidate #{} ({}, content {short}) differs from what the open improvement pull request #{} for {} proposes (branch {head}); nothing was pushed or opened, and #{} is left as its reviewers see it; review or close it and rerun",
+            w.n, w.version, p.number, r.pack_id, p.number
         ));
         r.pull_request = Some(p.clone());
         return Ok(());
     }
-    {
+    let kept = {
         let g = ctx
             .git_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        git::set_branch(&g, &branch, commit)?;
-    }
+        match git::branch_tip(&g, &branch) {
+            Some(tip) => Some(tip),
+            None => {
+                git::set_branch(&g, &branch, commit)?;
+                None
+            }
+        }
+    };
     r.branch = Some(branch.clone());
-    r.commit = Some(commit.to_string());
+    r.commit = Some(kept.unwrap_or(commit).to_string());
+    if let Some(tip) = kept {
+        r.published = Some(format!(
+            "unchanged: branch {branch} already holds this proposal (content {short}, commit {}); no new commit",
+            &tip.to_string()[..12]
+        ));
+    }
     ctx.say(&format!("proposed: branch {branch} ({})", w.version));
     if let (Publish::PullRequest { gh, remote }, Some(open)) = (&ctx.opts.publish, open) {
-        // A push is blocking network I/O: on the blocking pool.
+        // Listing and pushing are blocking network I/O: on the blocking pool.
         let (repo, remote, b) = (ctx.opts.repo.clone(), remote.clone(), branch.clone());
-        let url = tokio::task::spawn_blocking(move || {
+        // A GitHub App's token when the worker has one: a push made with
+        // it starts the gate on the pull request.
+        let token = gh.git_token.clone();
+        let (url, on_remote) = tokio::task::spawn_blocking(move || {
             let g = git::open(&repo)?;
             let url = git::remote_url(&g, &remote).ok_or_else(|| {
                 ImproveError::Usage(format!(
                     "the repository has no remote `{remote}` to push {b} to; add it or pass --remote"
                 ))
             })?;
-            git::push_branch(&g, &url, &b)?;
-            Ok::<_, ImproveError>(url)
+            let on_remote = git::remote_branch_at(&g, &url, &b, token.as_deref())?;
+            if on_remote.is_none() {
+                git::push_branch(&g, &url, &b, token.as_deref())?;
+            }
+            Ok::<_, ImproveError>((url, on_remote))
         })
         .await
         .map_err(|e| ImproveError::Usage(format!("the push failed: {e}")))??;
-        ctx.say(&format!(
-            "pushed {branch} to {}",
-            crate::store::redact(&url)
-        ));
+        match on_remote {
+            Some(at) => {
+                r.commit = Some(at.to_string());
+                ctx.say(&format!(
+                    "{branch} is on {} already (the same content): not pushed",
+                    crate::store::redact(&url)
+                ));
+            }
+            None => ctx.say(&format!(
+                "pushed {branch} to {}",
+                crate::store::redact(&url)
+            )),
+        }
         let pr = match open {
-            publish::Existing::Same(p) => p,
-            _ => publish::open(gh, &r.pack_id, &branch, &r.base, &r.title(), &r.body()).await?,
+            publish::Existing::Same(p) => {
+                publish::refresh(gh, p.number, &r.body()).await?;
+                r.published = Some(format!(
+                    "unchanged: pull request #{} already proposes this content ({short}); nothing pushed, its body refreshed with this run's evidence",
+                    p.number
+                ));
+                p
+            }
+            _ => {
+                let pr =
+                    publish::open(gh, &r.pack_id, &branch, &r.base, &r.title(), &r.body()).await?;
+                if r.partial_fix.is_some() {
+                    publish::label_partial(gh, pr.number).await?;
+                }
+                pr
+            }
         };
         ctx.say(&format!(
             "pull request #{} {}{}",
             pr.number,
             pr.url,
             if pr.existing {
-                " (already open; updated by the push)"
+                " (already open with this content: nothing pushed, body refreshed)"
             } else {
                 ""
             }

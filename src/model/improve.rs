@@ -130,6 +130,17 @@ words! {
         NoImprovement = "no-improvement",
         /// The best candidate passes every case.
         AllFixed = "all-fixed",
+        /// The optimiser proposed nothing that could be evaluated (no edit,
+        /// or only edits already tried): no candidate was evaluated.
+        NothingProposed = "nothing-proposed",
+        /// Every eval case passes, but main fails validation for the pack
+        /// or its production telemetry falls short of its KPI: failures the
+        /// eval cases do not cover, reported (with eval cases to add)
+        /// rather than optimised against.
+        UncoveredFailures = "uncovered-failures",
+        /// The run failed (the optimiser's or the harness's endpoint, the
+        /// store, git, GitHub): exit 2, with the reason in `stop_detail`.
+        Failed = "failed",
     }
 }
 

@@ -216,6 +216,11 @@ pub struct TierPreset {
     /// The improvement worker's caps for this tier, within the guardrails'.
     pub max_candidates_per_run: Option<u32>,
     pub max_optimization_spend_per_run: Option<f64>,
+    /// Whether the improvement worker may propose a partial fix: a
+    /// candidate that raises the pass rate and breaks nothing but stays
+    /// under an absolute floor (labelled, for reviewers to take or leave).
+    #[serde(default)]
+    pub propose_partial_fixes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -306,6 +306,37 @@ async fn handle(
                 (StatusCode::CREATED, p)
             }
         }
+        ("POST", ["repos", _, _, "issues", n, "labels"]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            let names: Vec<String> = body["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str().map(String::from))
+                .collect();
+            let have = s.pull_labels.entry(n).or_default();
+            for l in names {
+                if !have.contains(&l) {
+                    have.push(l);
+                }
+            }
+            let out: Vec<Value> = have.iter().map(|l| json!({"name": l})).collect();
+            (StatusCode::OK, Value::Array(out))
+        }
+        ("PATCH", ["repos", _, _, "pulls", n]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            match s.open_pulls.iter_mut().find(|p| p["number"] == n) {
+                Some(p) => {
+                    for k in ["title", "body", "state"] {
+                        if !body[k].is_null() {
+                            p[k] = body[k].clone();
+                        }
+                    }
+                    (StatusCode::OK, p.clone())
+                }
+                None => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            }
+        }
         ("GET", ["repos", _, _, "collaborators", user, "permission"]) => {
             match s.permissions.get(*user).map_or("write", String::as_str) {
                 "none" => (StatusCode::NOT_FOUND, json!({"message": "Not Found"})),

@@ -770,7 +770,7 @@ fn quickstart_runs_the_whole_loop() {
         "git agrees: main is now at",
         "Roll back hr-ops-pack to 1.1.0",
         "signal: 2 failing case(s): harassment-escalates, medical-accommodation",
-        "the worker proposes 1.2.1-improve.1 on branch missionctl/improve/hr-ops-pack/1.2.1-improve.1",
+        "the worker proposes 1.2.1-improve.1 on branch missionctl/improve/hr-ops-pack/1.2.1-improve.1-",
         "the gate on the proposal against main: PASS: 1 pack(s) changed, ",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
