@@ -331,6 +331,7 @@ Environment:
   MISSIONCTL_DATABASE_URL     the state store (sqlite://PATH or postgres://USER@HOST/DB)
   MISSIONCTL_TOKENS           serve's and doctor's registry tokens file (as --tokens)
   MISSIONCTL_WEBHOOK_SECRET   serve: the GitHub webhook secret deliveries are checked against
+  MISSIONCTL_CONSOLE_KEY      serve: the console's session key (>= 32 bytes; same on every replica)
   MISSIONCTL_GIT_TOKEN        a token for fetching and pushing https:// remotes (sent only over TLS)
   MISSIONCTL_LOG              log filter, e.g. debug or sqlx=warn (default: missionctl's warnings)
   MISSIONCTL_PROGRESS_SECS    gate/eval: seconds between progress lines when not on a terminal (15)
