@@ -56,10 +56,12 @@ pub mod improve;
 pub mod reconcile;
 pub mod registry;
 pub mod rollout;
+pub mod run_query;
 pub mod telemetry;
 
 pub mod locate;
 
+pub mod console;
 pub mod http;
 pub mod server;
 

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     /// How often each replica reads the store's positions (the reconciled
     /// commit, the rollouts' change counter) to catch up with the others.
     pub follow_interval: Duration,
+    /// The key console sessions are signed with.
+    pub console_keys: crate::console::session::Keys,
 }
 
 pub use crate::registry::CONTROLLER_LEASE;
@@ -167,7 +169,9 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), Se
     ));
     let hooks = Hooks {
         listener: Some(cfg.listener),
-        extra_routes: Some(api::router(reg.clone())),
+        extra_routes: Some(
+            api::router(reg.clone()).merge(crate::console::router(reg.clone(), cfg.console_keys)),
+        ),
         on_pass: Some(on_pass(&reg)),
     };
     let result = daemon::run(cfg.daemon, (kicker, kicks), hooks, shutdown.clone()).await;

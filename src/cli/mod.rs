@@ -28,6 +28,7 @@ mod quickstart_openclaw;
 mod reconcile;
 pub mod reference;
 mod resolve;
+mod runs;
 mod validate;
 
 use std::io::IsTerminal;
@@ -128,6 +129,11 @@ pub enum Command {
         after_help = "Examples:\n  missionctl status --all\n  missionctl status --format json"
     )]
     Status(reconcile::StatusArgs),
+    /// Read run telemetry back: filter by tenant, pack, version, arm, task type, error code and time; export as CSV or NDJSON.
+    #[command(
+        after_help = "Examples:\n  missionctl runs --tenant acme --since 24h\n  missionctl runs --pack hr-ops-pack --arm canary --error-code tool_error\n  missionctl runs --tenant acme --format csv > runs.csv"
+    )]
+    Runs(runs::RunsArgs),
     /// Run telemetry.
     #[command(after_help = "Examples:\n  missionctl telemetry ingest runs.jsonl --repo fleet.git")]
     Telemetry {
@@ -267,6 +273,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => reconcile::rollback(a),
         Command::Decisions(a) => reconcile::decisions(a),
         Command::Status(a) => reconcile::status(a),
+        Command::Runs(a) => runs::run(a),
         Command::Telemetry {
             command: TelemetryCommand::Ingest(a),
         } => reconcile::ingest(a),
@@ -324,6 +331,7 @@ Environment:
   MISSIONCTL_DATABASE_URL     the state store (sqlite://PATH or postgres://USER@HOST/DB)
   MISSIONCTL_TOKENS           serve's and doctor's registry tokens file (as --tokens)
   MISSIONCTL_WEBHOOK_SECRET   serve: the GitHub webhook secret deliveries are checked against
+  MISSIONCTL_CONSOLE_KEY      serve: the console's session key (>= 32 bytes; same on every replica)
   MISSIONCTL_GIT_TOKEN        a token for fetching and pushing https:// remotes (sent only over TLS)
   MISSIONCTL_LOG              log filter, e.g. debug or sqlx=warn (default: missionctl's warnings)
   MISSIONCTL_PROGRESS_SECS    gate/eval: seconds between progress lines when not on a terminal (15)

@@ -240,11 +240,17 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 Tokens::default()
             }
         };
+        let console_keys =
+            missionctl::console::session::Keys::from_env().map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(a.listen).await?;
         eprintln!(
             "missionctl serve: reconciling {} ({}) on http://{}",
             cfg.source.key,
             cfg.source.branch,
+            listener.local_addr()?
+        );
+        eprintln!(
+            "missionctl serve: the fleet console is at http://{}/ui/ (sign in with a viewer or admin token)",
             listener.local_addr()?
         );
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -263,6 +269,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 rollout_interval: a.rollout_interval,
                 lease_ttl: a.lease_ttl,
                 follow_interval: a.follow_interval,
+                console_keys,
             },
             shutdown,
         )

@@ -290,6 +290,19 @@ impl Tokens {
         self.by_hash.is_empty()
     }
 
+    /// The sha256 of the token named `name` (as the tokens file holds it).
+    pub fn hash_of(&self, name: &str) -> Option<&str> {
+        self.by_hash
+            .iter()
+            .find(|(_, t)| t.name == name)
+            .map(|(h, _)| h.as_str())
+    }
+
+    /// The token named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Token> {
+        self.by_hash.values().find(|t| t.name == name)
+    }
+
     /// How many tokens the file holds.
     pub fn len(&self) -> usize {
         self.by_hash.len()

@@ -348,7 +348,8 @@ pub enum ManualError {
     Store(#[from] StoreError),
 }
 
-/// A rollback asked for through the API, as one transition: any canary of
+/// A rollback asked for through the API (`via`: the route asked, as the
+/// decision and the audit row name it), as one transition: any canary of
 /// the pack rolled back (and pinned), the decision and the audit row
 /// written, the revert owed to git, all at once or not at all; then the
 /// revert is written at once. Checked before anything is written.
@@ -358,6 +359,7 @@ pub(crate) async fn manual_rollback(
     to: Option<&str>,
     reason: &str,
     by: &str,
+    via: &str,
 ) -> Result<Json, ManualError> {
     let (source, pack_s, to_s) = (reg.source.clone(), pack.to_string(), to.map(String::from));
     let (cur_version, to_version, tip) = tokio::task::spawn_blocking(move || {
@@ -405,7 +407,7 @@ pub(crate) async fn manual_rollback(
         challenger_pack_version: to_version.clone(),
         decision: DecisionKind::Rollback,
         reason: reason.clone(),
-        decided_by: format!("{by} (POST /v1/rollback)"),
+        decided_by: format!("{by} (POST {via})"),
         created_at: ts(now),
         pack_id: pack.to_string(),
         commit: pending_commit(&transition),
@@ -460,7 +462,7 @@ pub(crate) async fn manual_rollback(
         effects: vec![effect.clone()],
         audit: Some((
             by.to_string(),
-            "/v1/rollback".into(),
+            via.to_string(),
             "ok".into(),
             summary.to_string(),
         )),

@@ -193,30 +193,12 @@ impl Snapshot {
             why: Denied::OutsideTenant,
         };
         let leaf = self.repo.pack(&row.pack_id).ok_or_else(not_ours)?;
-        let domains_of = |p: &PackDoc| -> Vec<String> {
-            p.pack
-                .domains
-                .clone()
-                .unwrap_or_else(|| self.repo.domains.keys().cloned().collect())
-        };
         let keys: Vec<ChainKey> = match &leaf.location {
-            Location::Domain(d) => vec![ChainKey::new(d, None, None)],
-            Location::Tenant(t) if t == tenant => domains_of(leaf)
-                .iter()
-                .map(|d| ChainKey::new(d, Some(t), None))
-                .collect(),
-            Location::TenantUser { tenant: t, user } if t == tenant => {
-                let tp = self.repo.tenants.get(t).map(|i| &self.repo.packs[*i]);
-                tp.map(domains_of)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|d| ChainKey::new(d, Some(t), Some(user)))
-                    .collect()
+            Location::Domain(_) => self.leaf_chains(leaf),
+            Location::Tenant(t) | Location::TenantUser { tenant: t, .. } if t == tenant => {
+                self.leaf_chains(leaf)
             }
-            Location::PersonalUser(u) if tenant == format!("user:{u}") => domains_of(leaf)
-                .iter()
-                .map(|d| ChainKey::new(d, None, Some(u)))
-                .collect(),
+            Location::PersonalUser(u) if tenant == format!("user:{u}") => self.leaf_chains(leaf),
             // The global pack ends no chain; other tenants' packs are theirs.
             _ => return Err(not_ours()),
         };
@@ -259,6 +241,38 @@ impl Snapshot {
             ),
             why: Denied::Unserved,
         })
+    }
+
+    /// The chains `leaf` ends: a domain pack its domain's, a tenant pack
+    /// one per domain it serves, a user pack one per domain of its tenant
+    /// (or, for a personal user, its own domains). The global pack ends none.
+    pub fn leaf_chains(&self, leaf: &PackDoc) -> Vec<ChainKey> {
+        let domains_of = |p: &PackDoc| -> Vec<String> {
+            p.pack
+                .domains
+                .clone()
+                .unwrap_or_else(|| self.repo.domains.keys().cloned().collect())
+        };
+        match &leaf.location {
+            Location::Global => Vec::new(),
+            Location::Domain(d) => vec![ChainKey::new(d, None, None)],
+            Location::Tenant(t) => domains_of(leaf)
+                .iter()
+                .map(|d| ChainKey::new(d, Some(t), None))
+                .collect(),
+            Location::TenantUser { tenant: t, user } => {
+                let tp = self.repo.tenants.get(t).map(|i| &self.repo.packs[*i]);
+                tp.map(domains_of)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| ChainKey::new(d, Some(t), Some(user)))
+                    .collect()
+            }
+            Location::PersonalUser(u) => domains_of(leaf)
+                .iter()
+                .map(|d| ChainKey::new(d, None, Some(u)))
+                .collect(),
+        }
     }
 
     /// Whether a token scoped to `tenant` may see `pack`.

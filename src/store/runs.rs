@@ -2,6 +2,7 @@
 
 use super::{Db, Store, StoreError};
 use crate::model::{ArmLabel, RunRow, RunSample};
+use crate::run_query::{ArmFilter, RunFilter};
 
 /// What [`Store::insert_runs`] did: how many rows were new, and which rows
 /// (by index) the database refused and why.
@@ -173,6 +174,129 @@ impl Store {
             }
         }
         Ok(s)
+    }
+
+    /// Runs matching `f`, newest first (created_at, then tenant and run id,
+    /// descending), from after `f.after`, at most `f.limit` of them (every
+    /// one when `None`). Filters are bound parameters, never SQL text.
+    pub async fn query_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            f64,
+            f64,
+            i64,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<i64>,
+        );
+        let mut sql = String::from(
+            "SELECT run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm, CAST(attempts AS BIGINT) FROM runs WHERE 1=1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut bind = |sql: &mut String, cond: &str, v: &str| {
+            binds.push(v.to_string());
+            sql.push_str(&cond.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = &f.tenant {
+            bind(&mut sql, " AND tenant_id = ?", t);
+        }
+        if let Some(p) = &f.pack {
+            bind(&mut sql, " AND pack_id = ?", p);
+        }
+        if let Some(v) = &f.version {
+            bind(&mut sql, " AND (pack_version = ?", v);
+            // `1.2.0` also matches `1.2.0+<digest>`.
+            let like = format!(
+                "{}+%",
+                v.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            bind(&mut sql, " OR pack_version LIKE ? ESCAPE '\\')", &like);
+        }
+        match &f.arm {
+            None => {}
+            Some(ArmFilter::None) => sql.push_str(" AND arm IS NULL"),
+            Some(ArmFilter::Any(a)) => bind(&mut sql, " AND arm LIKE ?", &format!("%:{a}")),
+            Some(ArmFilter::Exact(l)) => bind(&mut sql, " AND arm = ?", l),
+        }
+        if let Some(t) = &f.task_type {
+            bind(&mut sql, " AND task_type = ?", t);
+        }
+        match &f.error_code {
+            None => {}
+            Some(None) => sql.push_str(" AND error_code IS NULL"),
+            Some(Some(c)) => bind(&mut sql, " AND error_code = ?", c),
+        }
+        if let Some(t) = &f.since {
+            bind(&mut sql, " AND created_at >= ?", t);
+        }
+        if let Some(t) = &f.until {
+            bind(&mut sql, " AND created_at < ?", t);
+        }
+        if let Some((at, tenant, run)) = &f.after {
+            bind(&mut sql, " AND (created_at < ?", at);
+            bind(&mut sql, " OR (created_at = ?", at);
+            bind(&mut sql, " AND (tenant_id < ?", tenant);
+            bind(&mut sql, " OR (tenant_id = ?", tenant);
+            bind(&mut sql, " AND run_id < ?))))", run);
+        }
+        sql.push_str(" ORDER BY created_at DESC, tenant_id DESC, run_id DESC");
+        if let Some(n) = f.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let rows: Vec<Row> = match &self.db {
+            Db::Sqlite(p) => {
+                // Only fixed text and `$N` placeholders: every value is bound.
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for b in &binds {
+                    q = q.bind(b);
+                }
+                q.fetch_all(p).await?
+            }
+            Db::Postgres(p) => {
+                // Only fixed text and `$N` placeholders: every value is bound.
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for b in &binds {
+                    q = q.bind(b);
+                }
+                q.fetch_all(p).await?
+            }
+        };
+        rows.into_iter()
+            .map(|r| {
+                let arm = match r.12 {
+                    None => None,
+                    Some(a) => Some(a.parse::<ArmLabel>().map_err(|e| StoreError::Row {
+                        table: "runs",
+                        message: e.to_string(),
+                    })?),
+                };
+                Ok(RunRow {
+                    run_id: r.0,
+                    tenant_id: r.1,
+                    user_id: r.2,
+                    agent_id: r.3,
+                    pack_id: r.4,
+                    pack_version: r.5,
+                    task_type: r.6,
+                    latency_ms: r.7,
+                    cost_usd: r.8,
+                    success_bool: r.9 != 0,
+                    error_code: r.10,
+                    created_at: r.11,
+                    arm,
+                    attempts: r.13.and_then(|a| u32::try_from(a).ok()),
+                })
+            })
+            .collect()
     }
 
     pub async fn count_runs(&self) -> Result<i64, StoreError> {

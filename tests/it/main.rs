@@ -5,6 +5,7 @@ mod bad_input;
 mod cli_surface;
 mod commands;
 mod conformance;
+mod console;
 #[macro_use]
 mod db;
 mod faults;

@@ -1,0 +1,756 @@
+//! The console's pages (maud: compile-time templates, every value escaped).
+//! Each page is plain HTML that reads without JavaScript; the one
+//! stylesheet is `/ui/style.css`.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::Viewer;
+use crate::model::{Decision, Kpis, RolloutState, RunRow};
+use crate::registry::Snapshot;
+use crate::registry::controller::RolloutStatus;
+use crate::store::{AuditEntry, HistoryEntry, ImproveRow};
+
+/// `s` percent-encoded for a path segment or a query value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{:.1}%", x * 100.0))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{x:.0} ms"))
+}
+
+fn when(t: &str) -> &str {
+    t.get(..19).unwrap_or(t)
+}
+
+fn short(c: &str) -> &str {
+    c.get(..10).unwrap_or(c)
+}
+
+/// The page frame: navigation, who is signed in, sign out.
+fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Markup {
+    let nav = [
+        ("/ui/", "Fleet"),
+        ("/ui/rollouts", "Rollouts"),
+        ("/ui/runs", "Runs"),
+        ("/ui/decisions", "Decisions"),
+        ("/ui/improve", "Improve"),
+    ];
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · missionctl" }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body {
+                header {
+                    strong { "missionctl" }
+                    @if let Some(v) = v {
+                        nav aria-label="Console" {
+                            @for (href, label) in nav {
+                                @if href == current {
+                                    a href=(href) aria-current="page" { (label) }
+                                } @else {
+                                    a href=(href) { (label) }
+                                }
+                            }
+                        }
+                        span.who {
+                            (v.label()) " "
+                            form method="post" action="/ui/logout" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn login(error: Option<&str>) -> Markup {
+    page(
+        None,
+        "Sign in",
+        "",
+        html! {
+            div.login {
+                h1 { "Sign in to the fleet console" }
+                @if let Some(e) = error {
+                    p.bad role="alert" { (e) }
+                }
+                form.stack method="post" action="/ui/login" {
+                    label for="token" { "Registry token (viewer or admin)" }
+                    input #token type="password" name="token" autocomplete="off" required;
+                    button.primary type="submit" { "Sign in" }
+                }
+                p.muted { "A tenant-scoped token shows that tenant and the shared packs only. Make one with "
+                    code { "missionctl token new --role viewer --tenant acme" } "." }
+            }
+        },
+    )
+}
+
+pub fn not_found(v: Option<&Viewer>) -> Markup {
+    page(
+        v,
+        "Not found",
+        "",
+        html! {
+            h1 { "Not found" }
+            p { "There is nothing here, or nothing your sign-in may see." }
+            p { a href="/ui/" { "Back to the fleet" } }
+        },
+    )
+}
+
+pub fn message(v: Option<&Viewer>, title: &str, text: &str) -> Markup {
+    page(
+        v,
+        title,
+        "",
+        html! {
+            h1 { (title) }
+            p role="alert" { (text) }
+            p { a href="/ui/" { "Back to the fleet" } }
+        },
+    )
+}
+
+/// One scope chain as the fleet page shows it.
+pub struct ChainRow {
+    pub domain: String,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
+    pub leaf: String,
+    pub champion: String,
+    /// (rollout id, canary version, share %, pinned).
+    pub canary: Option<(String, String, u32, bool)>,
+}
+
+pub struct FleetData {
+    pub commit: Option<String>,
+    pub chains: Vec<ChainRow>,
+    pub attention: Vec<(String, Markup)>,
+    pub domains: Vec<String>,
+    pub tenants: Vec<String>,
+}
+
+impl FleetData {
+    pub fn build(
+        snap: &Snapshot,
+        scope: Option<&str>,
+        domain: Option<&str>,
+        tenant: Option<&str>,
+        rollouts: Vec<RolloutStatus>,
+        effects: Vec<crate::model::Effect>,
+        holds: Vec<(String, String)>,
+    ) -> FleetData {
+        let mut chains = Vec::new();
+        for p in &snap.repo.packs {
+            if !snap.visible(&p.pack.id, scope) {
+                continue;
+            }
+            for key in snap.leaf_chains(p) {
+                if domain.is_some_and(|d| d != key.domain)
+                    || tenant.is_some_and(|t| key.tenant.as_deref() != Some(t))
+                {
+                    continue;
+                }
+                // A personal user's chain is that user's tenant (`user:<id>`).
+                let chain_tenant = key
+                    .tenant
+                    .clone()
+                    .or_else(|| key.user.as_ref().map(|u| format!("user:{u}")));
+                if let Some(s) = scope
+                    && chain_tenant.as_deref().is_some_and(|t| t != s)
+                {
+                    continue;
+                }
+                let Ok(champ) = snap.render(&key, "", Some(crate::model::Arm::Champion)) else {
+                    continue;
+                };
+                let idx = crate::resolve::chain(&snap.repo, &key).unwrap_or_default();
+                let canary = idx.iter().find_map(|i| {
+                    let rv = snap.rollouts.get(&snap.repo.packs[*i].pack.id)?;
+                    let c = snap
+                        .render(&key, "", Some(crate::model::Arm::Canary))
+                        .ok()?;
+                    Some((
+                        rv.rollout_id.clone(),
+                        c.pack_version.clone(),
+                        rv.percent,
+                        rv.pinned,
+                    ))
+                });
+                chains.push(ChainRow {
+                    domain: key.domain.clone(),
+                    tenant: key.tenant.clone(),
+                    user: key.user.clone(),
+                    leaf: p.pack.id.clone(),
+                    champion: champ.pack_version.clone(),
+                    canary,
+                });
+            }
+        }
+        chains
+            .sort_by(|a, b| (&a.domain, &a.tenant, &a.user).cmp(&(&b.domain, &b.tenant, &b.user)));
+        let mut attention = Vec::new();
+        for r in rollouts.iter().filter(|r| snap.visible(&r.pack_id, scope)) {
+            let what = if r.state == RolloutState::Stalled {
+                "stalled"
+            } else {
+                "in progress"
+            };
+            attention.push((
+                r.pack_id.clone(),
+                html! {
+                    "Rollout " a href=(format!("/ui/rollouts/{}", enc(&r.rollout_id))) { (r.rollout_id) }
+                    " of " (r.pack_id) " is " span.(if what == "stalled" { "warn" } else { "ok" }) { (what) }
+                    " at " (r.percent) "% (" (r.canary_version) "): "
+                    (r.detail.as_ref().map(|d| d.why.as_str()).unwrap_or(""))
+                },
+            ));
+        }
+        for e in effects.iter().filter(|e| snap.visible(&e.pack_id, scope)) {
+            if e.state == crate::model::EffectState::Pending {
+                attention.push((
+                    e.pack_id.clone(),
+                    html! {
+                        "The revert of " (e.pack_id) " is not in git yet"
+                        @if e.attempts > 0 {
+                            span.bad { " (" (e.attempts) " failed attempts: " (e.last_error.as_deref().unwrap_or("")) ")" }
+                        }
+                    },
+                ));
+            }
+        }
+        for (pack, version) in holds.iter().filter(|(p, _)| snap.visible(p, scope)) {
+            attention.push((
+                pack.clone(),
+                html! { (pack) " " (version) " was rolled back and is held until a newer version is merged" },
+            ));
+        }
+        let mut domains: Vec<String> = snap.repo.domains.keys().cloned().collect();
+        domains.sort();
+        let tenants: Vec<String> = match scope {
+            Some(t) => vec![t.to_string()],
+            None => snap.repo.tenants.keys().cloned().collect(),
+        };
+        FleetData {
+            commit: snap.commit.clone(),
+            chains,
+            attention,
+            domains,
+            tenants,
+        }
+    }
+}
+
+pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
+    page(
+        Some(v),
+        "Fleet",
+        "/ui/",
+        html! {
+            h1 { "Fleet" }
+            p.muted {
+                "Serving commit "
+                code { (d.commit.as_deref().map_or("(none yet)", short)) }
+                ". Every scope chain (domain × tenant × user) and what it serves now."
+            }
+            h2 { "Needs attention" }
+            @if d.attention.is_empty() {
+                p.ok { "Nothing: no rollout in progress, no revert owed to git, no held version." }
+            } @else {
+                ul {
+                    @for (_, item) in &d.attention { li { (item) } }
+                }
+            }
+            h2 { "Scope chains" }
+            form.filters method="get" action="/ui/" {
+                label { "Domain"
+                    select name="domain" {
+                        option value="" { "every domain" }
+                        @for dom in &d.domains { option value=(dom) { (dom) } }
+                    }
+                }
+                @if v.tenant().is_none() {
+                    label { "Tenant"
+                        select name="tenant" {
+                            option value="" { "every tenant" }
+                            @for t in &d.tenants { option value=(t) { (t) } }
+                        }
+                    }
+                }
+                button.primary type="submit" { "Filter" }
+            }
+            table {
+                thead { tr { th { "Domain" } th { "Tenant" } th { "User" } th { "Leaf pack" } th { "Champion" } th { "Canary (share)" } } }
+                tbody {
+                    @for c in &d.chains {
+                        tr {
+                            td { (c.domain) }
+                            td { (c.tenant.as_deref().unwrap_or("–")) }
+                            td { (c.user.as_deref().unwrap_or("–")) }
+                            td { a href=(format!("/ui/packs/{}", enc(&c.leaf))) { (c.leaf) } }
+                            td { (c.champion) }
+                            td {
+                                @match &c.canary {
+                                    Some((id, version, _, true)) => {
+                                        a href=(format!("/ui/rollouts/{}", enc(id))) { (version) } " " span.bad { "rolled back: champion pinned" }
+                                    }
+                                    Some((id, version, share, false)) => {
+                                        a href=(format!("/ui/rollouts/{}", enc(id))) { (version) } " (" (share) "%)"
+                                    }
+                                    None => { span.muted { "–" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn rollouts(v: &Viewer, list: &[RolloutStatus]) -> Markup {
+    page(
+        Some(v),
+        "Rollouts",
+        "/ui/rollouts",
+        html! {
+            h1 { "Rollouts" }
+            @if list.is_empty() {
+                p.muted { "No rollout yet: a promotion merged to the main branch starts one." }
+            } @else {
+                table {
+                    thead { tr { th { "Rollout" } th { "Pack" } th { "State" } th { "Share" } th { "Champion" } th { "Canary" } th { "Step started" } } }
+                    tbody {
+                        @for r in list {
+                            tr {
+                                td { a href=(format!("/ui/rollouts/{}", enc(&r.rollout_id))) { (r.rollout_id) } }
+                                td { a href=(format!("/ui/packs/{}", enc(&r.pack_id))) { (r.pack_id) } }
+                                td { (state(r.state)) }
+                                td { (r.percent) "%" }
+                                td { (r.champion_version.as_deref().unwrap_or("–")) }
+                                td { (r.canary_version) }
+                                td { (when(&r.step_started_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn state(s: RolloutState) -> Markup {
+    let class = match s {
+        RolloutState::Running | RolloutState::Completed => "ok",
+        RolloutState::Stalled => "warn",
+        RolloutState::RolledBack => "bad",
+        RolloutState::Superseded => "muted",
+    };
+    html! { span class=(class) { (s) } }
+}
+
+fn kpi_rows(champion: &Kpis, canary: &Kpis) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Arm" } th { "Runs" } th { "Success" } th { "Errors" } th { "p95 latency" } th { "Cost per run" } } }
+            tbody {
+                @for (arm, k) in [("champion", champion), ("canary", canary)] {
+                    tr {
+                        td { (arm) }
+                        td { (k.runs) }
+                        td { (pct(k.success_rate)) }
+                        td { (pct(k.error_rate)) }
+                        td { (ms(k.latency_p95_ms)) }
+                        td { (k.cost_per_run_usd.map_or("–".into(), |c| format!("${c:.4}"))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sequential test's log-likelihood ratio per step against its two
+/// thresholds, as a server-rendered SVG (no script).
+fn sprt_chart(points: &[(String, f64, f64, f64)]) -> Markup {
+    if points.is_empty() {
+        return html! {};
+    }
+    let (w, h, pad) = (560.0_f64, 180.0_f64, 30.0_f64);
+    let lo = points
+        .iter()
+        .map(|p| p.1.min(p.2))
+        .fold(f64::INFINITY, f64::min)
+        - 0.5;
+    let hi = points
+        .iter()
+        .map(|p| p.1.max(p.3))
+        .fold(f64::NEG_INFINITY, f64::max)
+        + 0.5;
+    let y = |v: f64| pad + (hi - v) / (hi - lo).max(1e-9) * (h - 2.0 * pad);
+    let step = if points.len() > 1 {
+        (w - 2.0 * pad) / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let x = |i: usize| pad + step * i as f64;
+    let line: String = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.1)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (upper, lower) = (points[points.len() - 1].3, points[points.len() - 1].2);
+    html! {
+        svg.chart viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h) role="img" aria-label="Sequential test statistic per step against its thresholds" {
+            title { "Log-likelihood ratio per step; the canary fails above the upper line and holds below the lower line" }
+            line x1=(pad) x2=(w - pad) y1=(y(upper)) y2=(y(upper)) stroke="#b3261e" stroke-dasharray="4 3" {}
+            text x=(pad) y=(y(upper) - 4.0) font-size="11" fill="#b3261e" { "roll back " (format!("{upper:.2}")) }
+            line x1=(pad) x2=(w - pad) y1=(y(lower)) y2=(y(lower)) stroke="#146c2e" stroke-dasharray="4 3" {}
+            text x=(pad) y=(y(lower) + 12.0) font-size="11" fill="#146c2e" { "holds " (format!("{lower:.2}")) }
+            polyline points=(line) fill="none" stroke="#0b57d0" stroke-width="2" {}
+            @for (i, p) in points.iter().enumerate() {
+                circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(p.1))) r="3.5" fill="#0b57d0" {}
+                text x=(format!("{:.1}", x(i))) y=(h - 8.0) font-size="11" text-anchor="middle" { (p.0) }
+            }
+        }
+    }
+}
+
+pub fn rollout(v: &Viewer, r: &RolloutStatus, decisions: &[Decision], may_act: bool) -> Markup {
+    let history = r
+        .detail
+        .as_ref()
+        .map(|d| d.history.as_slice())
+        .unwrap_or_default();
+    let points: Vec<(String, f64, f64, f64)> = history
+        .iter()
+        .filter_map(|s| {
+            s.figures
+                .sprt
+                .as_ref()
+                .map(|t| (format!("{}%", s.percent), t.llr, t.lower, t.upper))
+        })
+        .chain(
+            r.detail
+                .as_ref()
+                .and_then(|d| d.last_step.as_ref())
+                .filter(|_| r.state.in_progress())
+                .and_then(|f| f.sprt.as_ref())
+                .map(|t| (format!("{}% now", r.percent), t.llr, t.lower, t.upper)),
+        )
+        .collect();
+    page(
+        Some(v),
+        &format!("Rollout {}", r.rollout_id),
+        "/ui/rollouts",
+        html! {
+            h1 { "Rollout " (r.rollout_id) }
+            div.panel {
+                p {
+                    "Pack " a href=(format!("/ui/packs/{}", enc(&r.pack_id))) { (r.pack_id) } ": "
+                    (r.champion_version.as_deref().unwrap_or("(none)")) " → " strong { (r.canary_version) }
+                    ". State " (state(r.state)) " at " (r.percent) "% of users"
+                    @if let Some(n) = r.next_step { " (next step " (n) "%)" }
+                    "; steps " (r.steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → ")) "."
+                }
+                @if let Some(d) = &r.detail { p { (d.why) } }
+            }
+            h2 { "Arms (" (r.figures_from) ")" }
+            (kpi_rows(&r.champion, &r.canary))
+            h2 { "Timeline" }
+            ol.timeline {
+                li { "Started " (when(&r.step_started_at)) " (current step)" }
+                @for s in history {
+                    li class=(s.outcome.to_string()) {
+                        strong { (s.percent) "%: " (s.outcome) }
+                        " " (when(&s.started_at)) " → " (when(&s.ended_at))
+                        " · champion " (pct(s.figures.champion.success_rate)) " of " (s.figures.champion.runs)
+                        ", canary " (pct(s.figures.canary.success_rate)) " of " (s.figures.canary.runs)
+                        @if let Some(t) = &s.figures.sprt {
+                            " · SPRT " (format!("{:.2}", t.llr)) " (holds ≤ " (format!("{:.2}", t.lower)) ", rolls back ≥ " (format!("{:.2}", t.upper)) ")"
+                        }
+                    }
+                }
+            }
+            @if !points.is_empty() {
+                h2 { "Sequential test" }
+                (sprt_chart(&points))
+            }
+            h2 { "Decisions" }
+            (decision_table(decisions))
+            @if let Some(e) = &r.revert {
+                h2 { "Revert" }
+                p { "Revert " (e.effect_id) ": " (format!("{:?}", e.state).to_lowercase())
+                    @if let Some(err) = &e.last_error { span.bad { " (" (err) ")" } } }
+            }
+            @if may_act && r.state.in_progress() {
+                h2 { "Actions" }
+                form.stack method="post" action=(format!("/ui/rollouts/{}/rollback", enc(&r.rollout_id))) {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    label for="reason" { "Reason (recorded with the decision)" }
+                    input #reason type="text" name="reason" required;
+                    label.check {
+                        input type="checkbox" name="confirm" value="yes" required;
+                        "I confirm: serve the champion to everyone now and write a revert commit"
+                    }
+                    button.danger type="submit" { "Roll back " (r.pack_id) }
+                }
+            }
+        },
+    )
+}
+
+fn decision_table(list: &[Decision]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.muted { "No decision." }
+        } @else {
+            table {
+                thead { tr { th { "When" } th { "Decision" } th { "Pack" } th { "Champion" } th { "Challenger" } th { "Commit" } th { "Pull request" } th { "By" } th { "Reason" } } }
+                tbody {
+                    @for d in list {
+                        tr {
+                            td { (when(&d.created_at)) }
+                            td { strong { (d.decision) } }
+                            td { a href=(format!("/ui/packs/{}", enc(&d.pack_id))) { (d.pack_id) } }
+                            td { (d.champion_pack_version.as_deref().unwrap_or("–")) }
+                            td { (d.challenger_pack_version) }
+                            td { code { (short(&d.commit)) } }
+                            td {
+                                @if let Some(pr) = d.pull_request { "#" (pr) } @else { "–" }
+                                @if let Some(url) = d.evidence_url.as_deref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
+                                    " " a href=(url) rel="noreferrer" { "evidence" }
+                                }
+                            }
+                            td { (d.decided_by) }
+                            td.wrap { (d.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn runs(
+    v: &Viewer,
+    q: &crate::run_query::RunQuery,
+    rows: &[RunRow],
+    next: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let val = |o: &Option<String>| o.clone().unwrap_or_default();
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (k, o) in [
+        ("tenant", &q.tenant),
+        ("pack", &q.pack),
+        ("version", &q.version),
+        ("arm", &q.arm),
+        ("task_type", &q.task_type),
+        ("error_code", &q.error_code),
+        ("since", &q.since),
+        ("until", &q.until),
+    ] {
+        if let Some(x) = o {
+            pairs.push((k, x.clone()));
+        }
+    }
+    let qs = |extra: &[(&str, String)]| -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, x) in pairs.iter().chain(extra) {
+            s.append_pair(k, x);
+        }
+        s.finish()
+    };
+    page(
+        Some(v),
+        "Runs",
+        "/ui/runs",
+        html! {
+            h1 { "Runs" }
+            form.filters method="get" action="/ui/runs" {
+                @if v.tenant().is_none() {
+                    label { "Tenant" input type="text" name="tenant" value=(val(&q.tenant)); }
+                }
+                label { "Pack" input type="text" name="pack" value=(val(&q.pack)); }
+                label { "Version" input type="text" name="version" value=(val(&q.version)); }
+                label { "Arm" input type="text" name="arm" value=(val(&q.arm)) placeholder="champion, canary, none"; }
+                label { "Task type" input type="text" name="task_type" value=(val(&q.task_type)); }
+                label { "Error code" input type="text" name="error_code" value=(val(&q.error_code)) placeholder="none: no error"; }
+                label { "Since" input type="text" name="since" value=(val(&q.since)) placeholder="24h or RFC 3339"; }
+                label { "Until" input type="text" name="until" value=(val(&q.until)); }
+                button.primary type="submit" { "Filter" }
+            }
+            @if let Some(e) = error {
+                p.bad role="alert" { (e) }
+            }
+            p {
+                "Export every matching run: "
+                a href=(format!("/ui/runs/export.csv?{}", qs(&[]))) { "CSV" } " · "
+                a href=(format!("/ui/runs/export.ndjson?{}", qs(&[]))) { "NDJSON" }
+            }
+            table {
+                thead { tr { th { "When" } th { "Tenant" } th { "Pack" } th { "Version" } th { "Task" } th { "Outcome" } th { "Latency" } th { "Arm" } th { "User" } th { "Run" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (when(&r.created_at)) }
+                            td { (r.tenant_id) }
+                            td { a href=(format!("/ui/packs/{}", enc(&r.pack_id))) { (r.pack_id) } }
+                            td { (r.pack_version.split('+').next().unwrap_or_default()) }
+                            td { (r.task_type) }
+                            td {
+                                @if r.success_bool { span.ok { "ok" } }
+                                @else { span.bad { "failed" } " " (r.error_code.as_deref().unwrap_or("")) }
+                            }
+                            td { (format!("{:.0} ms", r.latency_ms)) }
+                            td { (r.arm.as_ref().map_or("–".to_string(), |a| a.arm.to_string())) }
+                            td { (r.user_id) }
+                            td { code { (r.run_id) } }
+                        }
+                    }
+                }
+            }
+            @if rows.is_empty() { p.muted { "No run matches." } }
+            @if let Some(n) = next {
+                p { a href=(format!("/ui/runs?{}", qs(&[("after", n.to_string())]))) { "Older runs →" } }
+            }
+        },
+    )
+}
+
+pub fn decisions(
+    v: &Viewer,
+    pack: Option<&str>,
+    list: &[Decision],
+    audit: Option<&[AuditEntry]>,
+) -> Markup {
+    page(
+        Some(v),
+        "Decisions",
+        "/ui/decisions",
+        html! {
+            h1 { "Decisions" @if let Some(p) = pack { " of " (p) } }
+            form.filters method="get" action="/ui/decisions" {
+                label { "Pack" input type="text" name="pack" value=(pack.unwrap_or("")); }
+                button.primary type="submit" { "Filter" }
+            }
+            (decision_table(list))
+            @if let Some(a) = audit {
+                h2 { "Audit log" }
+                table {
+                    thead { tr { th { "When" } th { "Token" } th { "Action" } th { "Outcome" } th { "Detail" } } }
+                    tbody {
+                        @for e in a {
+                            tr {
+                                td { (when(&e.at)) }
+                                td { (e.token) }
+                                td { (e.action) }
+                                td { (e.outcome) }
+                                td.wrap { (e.detail) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn pack(
+    v: &Viewer,
+    snap: &Snapshot,
+    id: &str,
+    decisions: &[Decision],
+    history: &[HistoryEntry],
+    rollouts: &[RolloutStatus],
+) -> Markup {
+    let Some(p) = snap.repo.pack(id) else {
+        return not_found(Some(v));
+    };
+    let serving = crate::reconcile::pack_version(p);
+    page(
+        Some(v),
+        id,
+        "",
+        html! {
+            h1 { "Pack " (id) }
+            div.panel {
+                p { "Scope " (p.location.scope_type().as_str()) " " strong { (p.location.scope_id()) }
+                    " · file " code { (p.file) } }
+                p { "At the served commit: " strong { (serving) } }
+                @if let Some(rv) = snap.rollouts.get(id) {
+                    p { "Rollout " a href=(format!("/ui/rollouts/{}", enc(&rv.rollout_id))) { (rv.rollout_id) }
+                        @if rv.pinned { span.bad { " rolled back: champion " (rv.from_version.as_deref().unwrap_or("")) " pinned" } }
+                        @else { ": " (rv.to_version) " to " (rv.percent) "%" } }
+                }
+                p { a href=(format!("/ui/runs?pack={}", enc(id))) { "Runs of this pack" } " · "
+                    a href=(format!("/ui/decisions?pack={}", enc(id))) { "Its decisions" } }
+            }
+            h2 { "Versions" }
+            @if history.is_empty() { p.muted { "No version recorded yet." } }
+            @else {
+                table {
+                    thead { tr { th { "Version" } th { "Commit" } } }
+                    tbody { @for h in history { tr { td { (h.version) } td { code { (short(&h.commit)) } } } } }
+                }
+            }
+            h2 { "Rollouts" }
+            @if rollouts.is_empty() { p.muted { "None." } }
+            @else {
+                ul { @for r in rollouts {
+                    li { a href=(format!("/ui/rollouts/{}", enc(&r.rollout_id))) { (r.rollout_id) } " " (r.canary_version) ": " (state(r.state)) }
+                } }
+            }
+            h2 { "Decisions" }
+            (decision_table(decisions))
+        },
+    )
+}
+
+pub fn improve(v: &Viewer, list: &[ImproveRow]) -> Markup {
+    page(
+        Some(v),
+        "Improve",
+        "/ui/improve",
+        html! {
+            h1 { "Improve runs" }
+            @if list.is_empty() {
+                p.muted { "No improvement run recorded (missionctl improve writes one per run)." }
+            } @else {
+                table {
+                    thead { tr { th { "Started" } th { "Pack" } th { "Tenant" } th { "Champion" } th { "Candidates" } th { "Stop" } th { "Spend" } th { "Branch / pull request" } } }
+                    tbody {
+                        @for r in list {
+                            tr {
+                                td { (when(&r.started_at)) }
+                                td { a href=(format!("/ui/packs/{}", enc(&r.pack_id))) { (r.pack_id) } }
+                                td { (r.tenant) }
+                                td { (r.champion_version) }
+                                td { (r.candidates) }
+                                td { (r.stop.as_str()) }
+                                td { (format!("${:.2}", r.spend_usd)) }
+                                td { (r.pull_request.as_deref().or(r.branch.as_deref()).unwrap_or("–")) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
