@@ -597,10 +597,29 @@ fn json_number(b: &[u8], i: &mut usize) -> Option<Json> {
 /// read as UTF-16 code units, so an astral character is two characters
 /// (`[😀]` is a class of two surrogates) and Annex B syntax applies.
 pub fn regex(pattern: &str) -> Result<regress::Regex, regress::Error> {
-    regress::Regex::from_unicode(
-        pattern.encode_utf16().map(u32::from),
-        regress::Flags::default(),
-    )
+    // Annex B: without `u`, `\u` not followed by four hex digits is an
+    // identity escape (`\u{41}` is `u` 41 times); regress reads a code
+    // point escape there, so the pattern says `u` itself.
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut p = String::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            let hex4 =
+                chars.len() >= i + 6 && chars[i + 2..i + 6].iter().all(char::is_ascii_hexdigit);
+            if chars[i + 1] == 'u' && !hex4 {
+                p.push('u');
+            } else {
+                p.push(chars[i]);
+                p.push(chars[i + 1]);
+            }
+            i += 2;
+        } else {
+            p.push(chars[i]);
+            i += 1;
+        }
+    }
+    regress::Regex::from_unicode(p.encode_utf16().map(u32::from), regress::Flags::default())
 }
 
 /// `re.test(text)` without the `u` flag: matched over the UTF-16 code
@@ -614,6 +633,47 @@ pub fn regex_test(re: &regress::Regex, text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numbers_and_json_as_javascript() {
+        let n = |v: Json| string_of(&v);
+        assert_eq!(n(json!(1e21)), "1e+21");
+        assert_eq!(n(json!(1e-7)), "1e-7");
+        assert_eq!(n(json!(0.1)), "0.1");
+        assert_eq!(n(json!(-0.0)), "0");
+        assert_eq!(n(json!(9_007_199_254_740_993_u64)), "9007199254740992");
+        assert_eq!(to_number(&json!(" 2 ")), 2.0);
+        assert_eq!(to_number(&json!("0x10")), 16.0);
+        assert!(to_number(&json!("nan")).is_nan());
+        assert!(to_number(&json!("inf")).is_nan());
+        assert!(less_or_equal(&json!("10"), &json!("9")));
+        assert!(!less_or_equal(&json!(10), &json!("9")));
+        assert_eq!(replacement("a$&b", "x{{y}}z", 1, 6), "a{{y}}b");
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(json_parse(&deep).is_some());
+        assert!(json_parse("1e400").is_some());
+        assert!(json_parse(r#""\ud800""#).is_some());
+        assert_eq!(json_parse(r#"{"a":1,"a":2}"#), Some(json!({"a": 2})));
+        assert!(json_parse("\u{a0}{}").is_none());
+        assert!(json_parse("01").is_none());
+        assert!(!deep_equal(
+            &json!({"a": 0}),
+            &json_parse(r#"{"a":-0}"#).expect("json")
+        ));
+    }
+
+    #[test]
+    fn regex_over_utf16_code_units() {
+        let t = |p: &str, s: &str| regex_test(&regex(p).expect("valid"), s);
+        assert!(!t("^.{1,5}$", "😀😀😀"));
+        assert!(!t("^.$", "😀"));
+        assert!(t("^..$", "😀"));
+        assert!(t("\\uD83D", "😀"));
+        assert!(t("^😀$", "😀"));
+        assert!(!t("^[😀]$", "😀"));
+        assert!(!t("^\\u{41}$", "A"));
+        assert!(t("^\\u{41}$", &"u".repeat(41)));
+    }
 
     #[test]
     fn comma_lists_follow_promptfoo() {

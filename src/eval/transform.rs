@@ -100,12 +100,17 @@ mod tests {
     fn string_methods_only() {
         let t = Transform::parse("output.trim().toLowerCase()").expect("supported");
         assert_eq!(t.apply("  Hello World \n"), "hello world");
+        // promptfoo: a body (with a newline) must return; one line is an
+        // expression, so a leading `return` is its SyntaxError.
         assert_eq!(
-            Transform::parse("return output.toUpperCase();")
+            Transform::parse("return output.toUpperCase();\n")
                 .expect("ok")
                 .apply("ab"),
             "AB"
         );
+        assert!(Transform::parse("return output.toUpperCase();").is_err());
+        assert!(Transform::parse("output.trim()\n").is_err());
+        assert!(Transform::parse("return\noutput.trim()\n").is_err());
         assert!(Transform::parse("JSON.parse(output)").is_err());
         assert!(Transform::parse("output.split(',')").is_err());
         assert!(Transform::parse("file://transform.js").is_err());
