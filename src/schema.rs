@@ -157,11 +157,32 @@ pub(crate) fn check_node(kind: Kind, file: &str, node: &Node, json: &Json) -> Ve
                 }
                 _ => node.pos_at(&p.pointer),
             };
-            let mut d = Diagnostic::error(p.code, file, pos, p.message);
+            let mut message = p.message;
+            if kind == Kind::EvalCases
+                && let Some(desc) = test_description(json, &p.pointer)
+            {
+                message.push_str(&format!(" (the test described {desc:?})"));
+            }
+            let mut d = Diagnostic::error(p.code, file, pos, message);
             d.help = p.help;
             d
         })
         .collect()
+}
+
+/// The description of the test a problem in a cases file is in (`/3/…` in
+/// a test list, `/tests/3/…` in a config), so the message names the test.
+fn test_description<'a>(json: &'a Json, pointer: &str) -> Option<&'a str> {
+    let mut segs = pointer.trim_start_matches('/').split('/');
+    let first = segs.next()?;
+    let (list, index) = if first == "tests" {
+        (json.get("tests")?, segs.next()?)
+    } else {
+        (json, first)
+    };
+    list.get(index.parse::<usize>().ok()?)?
+        .get("description")?
+        .as_str()
 }
 
 /// `tools.allow[2]` from `/tools/allow/2`.
@@ -356,6 +377,23 @@ fn describe(schema: &Json, e: &jsonschema::ValidationError<'_>) -> SchemaProblem
             ),
             None,
         ),
+        // `{"not": {}, "description": …}`: a construct of the format this
+        // tool knows and refuses, with the reason in its description.
+        ValidationErrorKind::Not { .. } => {
+            let why = schema_path
+                .strip_suffix("/not")
+                .and_then(|p| schema_at(schema, p))
+                .and_then(|s| s.get("description"))
+                .and_then(Json::as_str)
+                .unwrap_or("remove it");
+            SchemaProblem {
+                code: Code::EvalUnsupported,
+                pointer: pointer.clone(),
+                key: None,
+                message: format!("{field}: not supported"),
+                help: Some(why.to_string()),
+            }
+        }
         ValidationErrorKind::UniqueItems => mk(
             Code::DuplicateId,
             format!("{field} lists the same item twice"),

@@ -98,6 +98,11 @@ pub fn problem(a: &AssertSpec) -> Option<String> {
         if a.children.is_empty() {
             return Some("an `assert-set` needs a non-empty `assert:` list".into());
         }
+        if a.children.iter().any(AssertSpec::is_set) {
+            // promptfoo flattens one level; a nested set reaches its
+            // `runAssertion` and errors ("Unknown assertion type").
+            return Some("an `assert-set` inside an `assert-set` is not supported by promptfoo (it errors with \"Unknown assertion type: assert-set\"); list the inner assertions in the outer set".into());
+        }
         // Its members are assertions of their own, each checked as one.
         return None;
     }
@@ -137,7 +142,7 @@ pub fn problem(a: &AssertSpec) -> Option<String> {
             "a non-empty string as `value`",
         ),
         "regex" => match v {
-            Some(Json::String(p)) if !p.is_empty() => regress::Regex::new(p).err().map(|e| {
+            Some(Json::String(p)) if !p.is_empty() => js::regex(p).err().map(|e| {
                 format!(
                     "`{}`: /{p}/ is not a valid JavaScript regular expression: {e}",
                     a.kind
@@ -148,17 +153,25 @@ pub fn problem(a: &AssertSpec) -> Option<String> {
         "levenshtein" => need(matches!(v, Some(Json::String(_))), "a string as `value`"),
         "latency" | "cost" => need(a.threshold.is_some(), "a `threshold`"),
         "word-count" => match v {
-            Some(Json::Object(m)) => {
-                let n = |k: &str| m.get(k).and_then(Json::as_f64);
-                match (n("min"), n("max")) {
-                    (None, None) => need(false, "`min` and/or `max` in its `value`"),
-                    (Some(lo), Some(hi)) if lo > hi => need(false, "`min` ≤ `max`"),
-                    _ => None,
-                }
-            }
+            Some(Json::Object(m)) => match (m.get("min"), m.get("max")) {
+                (None, None) => need(false, "`min` and/or `max` in its `value`"),
+                // promptfoo's `invariant(min <= max)`, with JavaScript's `<=`.
+                (Some(lo), Some(hi)) if !js::less_or_equal(lo, hi) => need(
+                    false,
+                    &format!(
+                        "`min` ≤ `max` (JavaScript's `{} <= {}` is false)",
+                        js::stringify(lo),
+                        js::stringify(hi)
+                    ),
+                ),
+                _ => None,
+            },
             Some(Json::Number(_)) => None,
-            Some(Json::String(s)) if s.trim().parse::<f64>().is_ok() => None,
-            _ => need(false, "a number or `{min, max}` as `value`"),
+            Some(Json::String(s)) if !js::to_number(&Json::String(s.clone())).is_nan() => None,
+            _ => need(
+                false,
+                "a number (or numeric text) or `{min, max}` as `value`",
+            ),
         },
         "is-json" | "contains-json" => match v {
             None | Some(Json::Null) => None,
@@ -183,7 +196,8 @@ pub struct Observed<'a> {
     pub tool_calls: &'a [String],
     pub completion_tokens: u64,
     pub latency_ms: f64,
-    pub cost_usd: f64,
+    /// None when the harness reported no cost.
+    pub cost_usd: Option<f64>,
     /// The resolved pack's effective tool allow list.
     pub allowed_tools: &'a [String],
     /// The output contracts that decide `contract:` values.
@@ -265,11 +279,66 @@ fn schema_of(v: &Json) -> Result<jsonschema::Validator, String> {
     if !schema.is_object() {
         return Err("the schema must be an object".into());
     }
+    if let Some(f) = unknown_format(&schema) {
+        return Err(format!(
+            "the schema is invalid: unknown format \"{f}\" (promptfoo's Ajv, in strict mode with ajv-formats, refuses it; known: {})",
+            AJV_FORMATS.join(", ")
+        ));
+    }
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft7)
         .should_validate_formats(true)
         .build(&schema)
         .map_err(|e| format!("the schema is invalid: {e}"))
+}
+
+/// The formats `ajv-formats` adds to promptfoo's Ajv: any other `format`
+/// fails its schema compilation (strict mode).
+const AJV_FORMATS: &[&str] = &[
+    "date",
+    "time",
+    "date-time",
+    "iso-time",
+    "iso-date-time",
+    "duration",
+    "uri",
+    "uri-reference",
+    "uri-template",
+    "url",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "regex",
+    "uuid",
+    "json-pointer",
+    "json-pointer-uri-fragment",
+    "relative-json-pointer",
+    "byte",
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "password",
+    "binary",
+];
+
+/// The first `format` keyword anywhere in a schema that Ajv does not know.
+fn unknown_format(schema: &Json) -> Option<String> {
+    match schema {
+        Json::Object(m) => {
+            if let Some(Json::String(f)) = m.get("format")
+                && !AJV_FORMATS.contains(&f.as_str())
+            {
+                return Some(f.clone());
+            }
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "enum" | "const" | "default" | "examples"))
+                .find_map(|(_, v)| unknown_format(v))
+        }
+        Json::Array(a) => a.iter().find_map(unknown_format),
+        _ => None,
+    }
 }
 
 fn schema_errors(v: &jsonschema::Validator, value: &Json) -> Vec<String> {
@@ -330,7 +399,7 @@ fn value_schema(
 }
 
 fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
-    let Ok(parsed) = serde_json::from_str::<Json>(out) else {
+    let Some(parsed) = js::json_parse(out) else {
         return verdict(false, inverse, "be valid JSON");
     };
     match value_schema(value, o) {
@@ -373,8 +442,7 @@ fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outco
     Some(match b {
         "equals" => match value {
             Json::Object(_) | Json::Array(_) | Json::Null => {
-                let equal =
-                    serde_json::from_str::<Json>(out).is_ok_and(|p| js::deep_equal(value, &p));
+                let equal = js::json_parse(out).is_some_and(|p| js::deep_equal(value, &p));
                 verdict(equal, inverse, &format!("equal {value}"))
             }
             v => {
@@ -426,8 +494,8 @@ fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outco
         }
         "regex" => {
             let pat = js::string_of(value);
-            match regress::Regex::new(&pat) {
-                Ok(re) => verdict(re.find(out).is_some(), inverse, &format!("match /{pat}/")),
+            match js::regex(&pat) {
+                Ok(re) => verdict(js::regex_test(&re, out), inverse, &format!("match /{pat}/")),
                 // promptfoo fails an invalid pattern whatever the negation.
                 Err(e) => Outcome::Verdict(false, format!("invalid regex /{pat}/: {e}")),
             }
@@ -460,9 +528,11 @@ fn measure_outcome(
             let n = js::word_count(out) as f64;
             match value {
                 Json::Object(m) => {
+                    // JavaScript's `>=`/`<=` between a number and a bound:
+                    // the bound converted with `Number()` ("2" is 2).
                     let (lo, hi) = (
-                        m.get("min").and_then(Json::as_f64),
-                        m.get("max").and_then(Json::as_f64),
+                        m.get("min").map(js::to_number),
+                        m.get("max").map(js::to_number),
                     );
                     let ok = lo.is_none_or(|l| n >= l) && hi.is_none_or(|h| n <= h);
                     verdict(
@@ -472,10 +542,7 @@ fn measure_outcome(
                     )
                 }
                 v => {
-                    let want = v
-                        .as_f64()
-                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                        .unwrap_or(f64::NAN);
+                    let want = js::to_number(v);
                     verdict(n == want, inverse, &format!("have {want} words (had {n})"))
                 }
             }
@@ -522,11 +589,19 @@ fn measure_outcome(
         }
         "cost" => {
             let n = threshold.unwrap_or(f64::MAX);
-            verdict(
-                o.cost_usd <= n,
-                inverse,
-                &format!("cost at most ${n} (cost ${:.6})", o.cost_usd),
-            )
+            match o.cost_usd {
+                // promptfoo: "Cost assertion does not support providers that
+                // do not return cost" (an error, whatever the negation).
+                None => Outcome::Verdict(
+                    false,
+                    "the harness reported no cost (a command harness prints `usage.cost_usd`; an OpenAI-compatible one needs the model's price in `eval.prices`)".into(),
+                ),
+                Some(c) => verdict(
+                    c <= n,
+                    inverse,
+                    &format!("cost at most ${n} (cost ${c:.6})"),
+                ),
+            }
         }
         _ => return None,
     })
@@ -566,7 +641,12 @@ fn tools_outcome(b: &str, inverse: bool, o: &Observed<'_>) -> Outcome {
 /// Judge-backed types come back with `needs_judge` set.
 pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
     let tag = a.tag.unwrap_or_else(|| default_tag(&a.kind));
-    let value = a.value.clone().unwrap_or(Json::Null);
+    // An absent value is JavaScript's `undefined`: `equals` compares the
+    // output with the text "undefined" (`String(undefined)`).
+    let value = match (&a.value, base(&a.kind).1) {
+        (None, "equals") => Json::String("undefined".into()),
+        (v, _) => v.clone().unwrap_or(Json::Null),
+    };
     let (inverse, b) = base(&a.kind);
     let transformed;
     let out = match &a.transform {
@@ -659,8 +739,9 @@ pub fn case_verdict(case: &EvalCase, results: &[AssertionResult]) -> (bool, f64)
     }
     for (i, g) in &sets {
         let spec = &case.asserts[*i];
-        let (mut pass, score) = finish(g, spec.threshold);
-        pass |= spec.weight == 0.0;
+        // A failing set fails the case whatever its weight (promptfoo's
+        // `addResult` records the failure; only a leaf's weight 0 passes it).
+        let (pass, score) = finish(g, spec.threshold);
         main.total += score * spec.weight;
         main.weight += spec.weight;
         main.failed |= !pass;

@@ -17,21 +17,146 @@ pub fn trim(s: &str) -> &str {
     s.trim_matches(is_space)
 }
 
-/// `String(n)` for a finite number in the range prompts use: integers
-/// without a fraction, others in Rust's shortest round-trip form (which is
-/// JavaScript's for every value between 1e-7 and 1e21).
+/// `String(n)`: JavaScript's Number::toString of the double a YAML/JSON
+/// number is (integers beyond 2^53 rounded, `1e+21`, `1e-7`, `-0` as `0`),
+/// by `ryu-js`, which implements that algorithm.
 pub fn number_string(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        return i.to_string();
-    }
-    if let Some(u) = n.as_u64() {
-        return u.to_string();
-    }
     let f = n.as_f64().unwrap_or(f64::NAN);
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e21 {
-        format!("{f:.0}")
-    } else {
-        format!("{f}")
+    ryu_js::Buffer::new().format(f).to_string()
+}
+
+/// `JSON.stringify(v)` (no indentation), numbers as JavaScript prints them.
+pub fn stringify(v: &Json) -> String {
+    match v {
+        Json::Number(n) => number_string(n),
+        Json::Array(a) => format!(
+            "[{}]",
+            a.iter().map(stringify).collect::<Vec<_>>().join(",")
+        ),
+        Json::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, x)| format!("{}:{}", stringify(&Json::String(k.clone())), stringify(x)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// The text `String.prototype.replace` puts for a match at `start..end` of
+/// `subject` when the replacement string is `with`: `$$`, `$&`, `` $` ``
+/// and `$'` expanded (there are no groups to number).
+pub fn replacement(with: &str, subject: &str, start: usize, end: usize) -> String {
+    let mut out = String::with_capacity(with.len());
+    let mut chars = with.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('$') => out.push('$'),
+            Some('&') => out.push_str(&subject[start..end]),
+            Some('`') => out.push_str(&subject[..start]),
+            Some('\'') => out.push_str(&subject[end..]),
+            _ => {
+                out.push('$');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+/// `Number(v)` for a value from YAML/JSON: JavaScript's StringToNumber for
+/// text (trimmed; empty is 0; `Infinity`, `0x`/`0o`/`0b` literals; no `nan`
+/// or `inf` as Rust's parser has), arrays through their `String`, objects
+/// NaN.
+pub fn to_number(v: &Json) -> f64 {
+    match v {
+        Json::Null => 0.0,
+        Json::Bool(b) => f64::from(u8::from(*b)),
+        Json::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Json::String(s) => string_to_number(s),
+        Json::Array(_) => string_to_number(&string_of(v)),
+        Json::Object(_) => f64::NAN,
+    }
+}
+
+fn string_to_number(s: &str) -> f64 {
+    let t = trim(s);
+    if t.is_empty() {
+        return 0.0;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = t.strip_prefix(prefix) {
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return f64::NAN;
+            }
+            return digits.chars().fold(0.0, |acc, c| {
+                acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
+            });
+        }
+    }
+    let (sign, body) = match t.as_bytes()[0] {
+        b'-' => (-1.0, &t[1..]),
+        b'+' => (1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if body == "Infinity" {
+        return sign * f64::INFINITY;
+    }
+    // StrUnsignedDecimalLiteral: digits, an optional fraction, an optional
+    // exponent; at least one digit before the exponent.
+    let b = body.as_bytes();
+    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += frac_digits;
+    }
+    if int_digits + frac_digits == 0 {
+        return f64::NAN;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let mut j = i + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let exp_digits = b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp_digits == 0 {
+            return f64::NAN;
+        }
+        i = j + exp_digits;
+    }
+    if i != b.len() {
+        return f64::NAN;
+    }
+    body.parse::<f64>().map_or(f64::NAN, |x| sign * x)
+}
+
+/// JavaScript's `a <= b` on two YAML values: text against text compares
+/// UTF-16 code units, anything else compares as numbers (NaN is false).
+pub fn less_or_equal(a: &Json, b: &Json) -> bool {
+    let prim = |v: &Json| match v {
+        Json::Array(_) => Json::String(string_of(v)),
+        Json::Object(_) => Json::String("[object Object]".into()),
+        other => other.clone(),
+    };
+    match (prim(a), prim(b)) {
+        (Json::String(x), Json::String(y)) => x.encode_utf16().cmp(y.encode_utf16()).is_le(),
+        (x, y) => to_number(&x) <= to_number(&y),
     }
 }
 
@@ -71,7 +196,11 @@ pub fn truthy(v: Option<&Json>) -> bool {
 /// value (1 and 1.0 are one number), objects by key set, arrays in order.
 pub fn deep_equal(a: &Json, b: &Json) -> bool {
     match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        // `isDeepStrictEqual` compares numbers with `Object.is`: 0 is not -0.
+        (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(p), Some(q)) => p == q && p.is_sign_negative() == q.is_sign_negative(),
+            _ => false,
+        },
         (Json::Array(x), Json::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| deep_equal(p, q))
         }
@@ -219,10 +348,332 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     strsim::generic_levenshtein(&a, &b)
 }
 
+/// `JSON.parse` as V8 accepts it: the JSON grammar with JSON's four
+/// whitespace characters, any nesting depth (no recursion here, unlike
+/// serde_json's limit of 128), numbers of any size (beyond the double range
+/// they are ±Infinity, held here as ±f64::MAX, the nearest JSON number) and
+/// lone surrogate escapes (held as U+FFFD: a Rust string cannot hold them).
+/// Duplicate keys keep the last value, as JavaScript does.
+pub fn json_parse(text: &str) -> Option<Json> {
+    enum Frame {
+        Array(Vec<Json>),
+        Object(serde_json::Map<String, Json>, String),
+    }
+    let b = text.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+            *i += 1;
+        }
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    loop {
+        ws(&mut i);
+        // A value starts here.
+        let mut value = match *b.get(i)? {
+            b'{' => {
+                i += 1;
+                ws(&mut i);
+                if b.get(i) == Some(&b'}') {
+                    i += 1;
+                    Json::Object(serde_json::Map::new())
+                } else {
+                    let key = json_string(b, &mut i)?;
+                    ws(&mut i);
+                    if b.get(i) != Some(&b':') {
+                        return None;
+                    }
+                    i += 1;
+                    stack.push(Frame::Object(serde_json::Map::new(), key));
+                    continue;
+                }
+            }
+            b'[' => {
+                i += 1;
+                ws(&mut i);
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                    Json::Array(Vec::new())
+                } else {
+                    stack.push(Frame::Array(Vec::new()));
+                    continue;
+                }
+            }
+            b'"' => Json::String(json_string(b, &mut i)?),
+            b't' if b[i..].starts_with(b"true") => {
+                i += 4;
+                Json::Bool(true)
+            }
+            b'f' if b[i..].starts_with(b"false") => {
+                i += 5;
+                Json::Bool(false)
+            }
+            b'n' if b[i..].starts_with(b"null") => {
+                i += 4;
+                Json::Null
+            }
+            _ => json_number(b, &mut i)?,
+        };
+        // Close every container the value completes.
+        loop {
+            ws(&mut i);
+            match stack.last_mut() {
+                None => {
+                    return (i == b.len()).then_some(value);
+                }
+                Some(Frame::Array(items)) => {
+                    items.push(value);
+                    match b.get(i)? {
+                        b',' => {
+                            i += 1;
+                            break;
+                        }
+                        b']' => {
+                            i += 1;
+                            let Some(Frame::Array(items)) = stack.pop() else {
+                                return None;
+                            };
+                            value = Json::Array(items);
+                        }
+                        _ => return None,
+                    }
+                }
+                Some(Frame::Object(map, key)) => {
+                    map.insert(std::mem::take(key), value);
+                    match b.get(i)? {
+                        b',' => {
+                            i += 1;
+                            ws(&mut i);
+                            let k = json_string(b, &mut i)?;
+                            ws(&mut i);
+                            if b.get(i) != Some(&b':') {
+                                return None;
+                            }
+                            i += 1;
+                            *key = k;
+                            break;
+                        }
+                        b'}' => {
+                            i += 1;
+                            let Some(Frame::Object(map, _)) = stack.pop() else {
+                                return None;
+                            };
+                            value = Json::Object(map);
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A JSON string at `b[*i]` (the opening quote), escapes decoded.
+fn json_string(b: &[u8], i: &mut usize) -> Option<String> {
+    if b.get(*i) != Some(&b'"') {
+        return None;
+    }
+    *i += 1;
+    let mut units: Vec<u16> = Vec::new();
+    let start = *i;
+    let mut plain = true;
+    loop {
+        let c = *b.get(*i)?;
+        match c {
+            b'"' => {
+                *i += 1;
+                break;
+            }
+            0..=0x1f => return None,
+            b'\\' => {
+                if plain {
+                    plain = false;
+                    units.extend(std::str::from_utf8(&b[start..*i]).ok()?.encode_utf16());
+                }
+                *i += 1;
+                let e = *b.get(*i)?;
+                *i += 1;
+                units.push(match e {
+                    b'"' => 0x22,
+                    b'\\' => 0x5c,
+                    b'/' => 0x2f,
+                    b'b' => 8,
+                    b'f' => 0xc,
+                    b'n' => 0xa,
+                    b'r' => 0xd,
+                    b't' => 9,
+                    b'u' => {
+                        let hex = std::str::from_utf8(b.get(*i..*i + 4)?).ok()?;
+                        if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                            return None;
+                        }
+                        *i += 4;
+                        u16::from_str_radix(hex, 16).ok()?
+                    }
+                    _ => return None,
+                });
+            }
+            _ => {
+                let len = match c {
+                    0x00..=0x7f => 1,
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    _ => 4,
+                };
+                if !plain {
+                    units.extend(
+                        std::str::from_utf8(b.get(*i..*i + len)?)
+                            .ok()?
+                            .encode_utf16(),
+                    );
+                }
+                *i += len;
+            }
+        }
+    }
+    if plain {
+        return Some(std::str::from_utf8(&b[start..*i - 1]).ok()?.to_string());
+    }
+    Some(String::from_utf16_lossy(&units))
+}
+
+/// A JSON number at `b[*i]`, as the double JavaScript reads.
+fn json_number(b: &[u8], i: &mut usize) -> Option<Json> {
+    let start = *i;
+    if b.get(*i) == Some(&b'-') {
+        *i += 1;
+    }
+    match b.get(*i)? {
+        b'0' => *i += 1,
+        b'1'..=b'9' => {
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+        }
+        _ => return None,
+    }
+    let mut integer = true;
+    if b.get(*i) == Some(&b'.') {
+        integer = false;
+        *i += 1;
+        if !b.get(*i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+    }
+    if matches!(b.get(*i), Some(b'e' | b'E')) {
+        integer = false;
+        *i += 1;
+        if matches!(b.get(*i), Some(b'+' | b'-')) {
+            *i += 1;
+        }
+        if !b.get(*i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+    }
+    let lit = std::str::from_utf8(&b[start..*i]).ok()?;
+    if integer
+        && let Ok(n) = lit.parse::<i64>()
+        && n.unsigned_abs() <= 1 << 53
+        && lit != "-0"
+    {
+        return Some(Json::from(n));
+    }
+    let f: f64 = lit.parse().ok()?;
+    let f = if f.is_infinite() {
+        f64::MAX.copysign(f)
+    } else {
+        f
+    };
+    serde_json::Number::from_f64(f).map(Json::Number)
+}
+
+/// `new RegExp(pattern)` as promptfoo builds it (no flags): the pattern
+/// read as UTF-16 code units, so an astral character is two characters
+/// (`[😀]` is a class of two surrogates) and Annex B syntax applies.
+pub fn regex(pattern: &str) -> Result<regress::Regex, regress::Error> {
+    // Annex B: without `u`, `\u` not followed by four hex digits is an
+    // identity escape (`\u{41}` is `u` 41 times); regress reads a code
+    // point escape there, so the pattern says `u` itself.
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut p = String::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            let hex4 =
+                chars.len() >= i + 6 && chars[i + 2..i + 6].iter().all(char::is_ascii_hexdigit);
+            if chars[i + 1] == 'u' && !hex4 {
+                p.push('u');
+            } else {
+                p.push(chars[i]);
+                p.push(chars[i + 1]);
+            }
+            i += 2;
+        } else {
+            p.push(chars[i]);
+            i += 1;
+        }
+    }
+    regress::Regex::from_unicode(p.encode_utf16().map(u32::from), regress::Flags::default())
+}
+
+/// `re.test(text)` without the `u` flag: matched over the UTF-16 code
+/// units of `text` (`.` matches half of an emoji).
+pub fn regex_test(re: &regress::Regex, text: &str) -> bool {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    re.find_from_ucs2(&units, 0).next().is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numbers_and_json_as_javascript() {
+        let n = |v: Json| string_of(&v);
+        assert_eq!(n(json!(1e21)), "1e+21");
+        assert_eq!(n(json!(1e-7)), "1e-7");
+        assert_eq!(n(json!(0.1)), "0.1");
+        assert_eq!(n(json!(-0.0)), "0");
+        assert_eq!(n(json!(9_007_199_254_740_993_u64)), "9007199254740992");
+        assert_eq!(to_number(&json!(" 2 ")), 2.0);
+        assert_eq!(to_number(&json!("0x10")), 16.0);
+        assert!(to_number(&json!("nan")).is_nan());
+        assert!(to_number(&json!("inf")).is_nan());
+        assert!(less_or_equal(&json!("10"), &json!("9")));
+        assert!(!less_or_equal(&json!(10), &json!("9")));
+        assert_eq!(replacement("a$&b", "x{{y}}z", 1, 6), "a{{y}}b");
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(json_parse(&deep).is_some());
+        assert!(json_parse("1e400").is_some());
+        assert!(json_parse(r#""\ud800""#).is_some());
+        assert_eq!(json_parse(r#"{"a":1,"a":2}"#), Some(json!({"a": 2})));
+        assert!(json_parse("\u{a0}{}").is_none());
+        assert!(json_parse("01").is_none());
+        assert!(!deep_equal(
+            &json!({"a": 0}),
+            &json_parse(r#"{"a":-0}"#).expect("json")
+        ));
+    }
+
+    #[test]
+    fn regex_over_utf16_code_units() {
+        let t = |p: &str, s: &str| regex_test(&regex(p).expect("valid"), s);
+        assert!(!t("^.{1,5}$", "😀😀😀"));
+        assert!(!t("^.$", "😀"));
+        assert!(t("^..$", "😀"));
+        assert!(t("\\uD83D", "😀"));
+        assert!(t("^😀$", "😀"));
+        assert!(!t("^[😀]$", "😀"));
+        assert!(!t("^\\u{41}$", "A"));
+        assert!(t("^\\u{41}$", &"u".repeat(41)));
+    }
 
     #[test]
     fn comma_lists_follow_promptfoo() {

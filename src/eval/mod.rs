@@ -338,6 +338,10 @@ pub struct RunOutput {
     pub completion_tokens: u64,
     pub latency_ms: f64,
     pub cost_usd: f64,
+    /// The harness reported a cost (or its price is known): promptfoo's
+    /// `cost` assertion errors without one.
+    #[serde(skip)]
+    pub cost_reported: bool,
     pub cached: bool,
     pub error: Option<String>,
     /// The failure is about the setup (endpoint unreachable, credentials
@@ -449,6 +453,7 @@ async fn chat_case(
             } else {
                 cfg.cost(priced_as, c.prompt_tokens, c.completion_tokens)
             },
+            cost_reported: c.cached || cfg.prices.contains_key(priced_as),
             output: c.content,
             tool_calls: c.tool_calls,
             prompt_tokens: c.prompt_tokens,
@@ -516,9 +521,7 @@ async fn run_command(
     let group = child.id();
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
-        let _ = stdin
-            .write_all(serde_json::to_string(case).unwrap_or_default().as_bytes())
-            .await;
+        let _ = stdin.write_all(harness_input(case).as_bytes()).await;
     }
     let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
     // Whatever happened, nothing the harness started outlives its case.
@@ -565,6 +568,7 @@ async fn run_command(
             .pointer("/usage/cost_usd")
             .and_then(Json::as_f64)
             .unwrap_or(0.0),
+        cost_reported: v.pointer("/usage/cost_usd").is_some_and(Json::is_number),
         tool_calls: v
             .get("tool_calls")
             .and_then(Json::as_array)
@@ -581,6 +585,16 @@ async fn run_command(
         error: None,
         fatal: false,
     }
+}
+
+/// What a command harness reads on stdin: the case, with its rendered
+/// user message as `user`.
+fn harness_input(case: &EvalCase) -> String {
+    let mut v = serde_json::to_value(case).unwrap_or_default();
+    if let Json::Object(m) = &mut v {
+        m.insert("user".into(), Json::String(case.user.clone()));
+    }
+    v.to_string()
 }
 
 /// Errors worth stopping a whole run for (configuration, unreachable endpoint).

