@@ -143,7 +143,12 @@ fn pack_change(base: Option<&PackDoc>, head: Option<&PackDoc>) -> Option<PackCha
         p.map(|p| {
             p.sections
                 .iter()
-                .map(|s| (s.id.clone(), (s.file.clone(), s.text.to_string(), s.tokens)))
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        (s.file.clone(), s.text.to_string(), s.tokens()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -263,7 +263,8 @@ fn read_sections(
         sections.push(SectionText {
             id: s.id.clone(),
             file: path,
-            tokens: tokens::count(&t, family),
+            family,
+            counted: std::sync::OnceLock::new(),
             text: t,
             pos: node.pos_at(&format!("/prompt/sections/{i}/id")),
         });

@@ -174,9 +174,29 @@ pub struct SectionText {
     /// The repository path the reference resolved to.
     pub file: String,
     pub text: Arc<str>,
-    pub tokens: u64,
+    /// The family [`SectionText::tokens`] counts with.
+    pub family: crate::tokens::Family,
+    /// Counted on first use only (most checks settle on the byte bound).
+    pub counted: std::sync::OnceLock<u64>,
     /// Where the section is declared in the pack file.
     pub pos: Pos,
+}
+
+impl SectionText {
+    /// The exact token count, counted the first time it is asked for.
+    pub fn tokens(&self) -> u64 {
+        *self
+            .counted
+            .get_or_init(|| crate::tokens::count(&self.text, self.family))
+    }
+
+    /// Never below [`SectionText::tokens`], and free.
+    pub fn tokens_upper_bound(&self) -> u64 {
+        self.counted
+            .get()
+            .copied()
+            .unwrap_or_else(|| crate::tokens::upper_bound(&self.text))
+    }
 }
 
 /// An OpenClaw skill a pack adds: its SKILL.md, read through its reference.
@@ -329,7 +349,15 @@ impl PackDoc {
     }
 
     pub fn prompt_tokens(&self) -> u64 {
-        self.sections.iter().map(|s| s.tokens).sum()
+        self.sections.iter().map(SectionText::tokens).sum()
+    }
+
+    /// Never below [`PackDoc::prompt_tokens`]; exact where already counted.
+    pub fn prompt_tokens_upper_bound(&self) -> u64 {
+        self.sections
+            .iter()
+            .map(SectionText::tokens_upper_bound)
+            .sum()
     }
 }
 

@@ -50,8 +50,28 @@ pub struct RolloutView {
 #[derive(Debug)]
 pub struct Rendered {
     pub body: axum::body::Bytes,
+    /// The body gzip-compressed, made on the first request that accepts
+    /// gzip and shared by every later one (the rendering is cached per
+    /// snapshot, so this is once per version of the chain).
+    gzip: std::sync::OnceLock<axum::body::Bytes>,
     pub etag: String,
     pub pack_version: String,
+}
+
+impl Rendered {
+    /// [`Rendered::body`], gzip-compressed once.
+    pub fn gzip(&self) -> &axum::body::Bytes {
+        self.gzip.get_or_init(|| {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.body.len() / 4),
+                flate2::Compression::default(),
+            );
+            // Writing into a Vec cannot fail.
+            let _ = enc.write_all(&self.body);
+            axum::body::Bytes::from(enc.finish().unwrap_or_default())
+        })
+    }
 }
 
 /// A chain (pack indices) with which of its rolling packs are in the canary arm.
@@ -142,6 +162,7 @@ impl Snapshot {
         });
         let rendered = Arc::new(Rendered {
             body: axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            gzip: std::sync::OnceLock::new(),
             // The OpenClaw settings shape what sync renders: a change to
             // them is a change to what this chain is served.
             etag: if openclaw == crate::openclaw::Settings::default() {

@@ -547,17 +547,21 @@ pub(crate) fn resolve_docs_with(repo: &Repo, docs: &[&PackDoc], detail: Detail) 
                     },
                 );
             }
+            // Rendering (validate's OpenClaw size check on every chain)
+            // never reads token counts: they are counted for full
+            // resolutions only.
+            let n = if full { s.tokens() } else { 0 };
             sections.push(serde_json::json!({
                 "id": s.id,
                 "scope": scope,
                 "file": s.file,
-                "tokens": s.tokens,
+                "tokens": n,
             }));
             if !text.is_empty() {
                 text.push_str("\n\n");
             }
             text.push_str(crate::policy::effective_text(&s.text).trim());
-            tokens += s.tokens;
+            tokens += n;
         }
         for c in p.cases.iter().filter(|_| full) {
             m.prov.insert(

@@ -1088,3 +1088,102 @@ fn runs_from_before_a_rollout_are_not_its_evidence() {
         "the current run is the rollout's: {arms:?}"
     );
 }
+
+/// `GET` with extra headers, the raw answer: (status, head, body bytes).
+fn get_raw(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&raw[..at]).to_lowercase();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        !head.contains("transfer-encoding: chunked"),
+        "a cached body is sent with its length: {head}"
+    );
+    (code, head, raw[at + 4..].to_vec())
+}
+
+fn header_of<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+}
+
+/// Issue 30: `GET /v1/resolve` answers gzip to a client that accepts it
+/// (the same JSON once decompressed, a weak form of the same entity tag,
+/// so If-None-Match still answers 304), and plain JSON to one that does
+/// not or refuses gzip by `q=0`.
+#[test]
+fn resolve_is_gzipped_when_accepted() {
+    use std::io::Read;
+    let (_dir, _f, t, port, _s) = serving_fleet();
+    let path = "/v1/resolve?domain=hr-ops&tenant=acme&user=alice";
+    let auth = format!("Bearer {}", t.acme_harness);
+    let (code, plain_head, plain) = get_raw(port, path, &[("Authorization", &auth)]);
+    assert_eq!(code, 200);
+    assert_eq!(header_of(&plain_head, "content-encoding"), None);
+    assert_eq!(header_of(&plain_head, "vary"), Some("accept-encoding"));
+    let etag = header_of(&plain_head, "etag").expect("etag").to_string();
+    let plain: Value = serde_json::from_slice(&plain).expect("json");
+    assert_eq!(plain["content"]["prompt"]["sections"][0]["scope"], "global");
+
+    for accept in ["gzip", "br, gzip;q=0.8", "*"] {
+        let (code, head, body) = get_raw(
+            port,
+            path,
+            &[("Authorization", &auth), ("Accept-Encoding", accept)],
+        );
+        assert_eq!(code, 200, "{accept}");
+        assert_eq!(
+            header_of(&head, "content-encoding"),
+            Some("gzip"),
+            "{accept}"
+        );
+        assert_eq!(
+            header_of(&head, "etag"),
+            Some(format!("w/{etag}").as_str()),
+            "{accept}"
+        );
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut json)
+            .expect("gzip");
+        assert!(body.len() < json.len());
+        assert_eq!(serde_json::from_slice::<Value>(&json).expect("json"), plain);
+        // The weak tag the gzip answer carried revalidates.
+        let (code, _, _) = get_raw(
+            port,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Accept-Encoding", accept),
+                ("If-None-Match", &format!("W/{etag}")),
+            ],
+        );
+        assert_eq!(code, 304, "{accept}");
+    }
+    for refuse in ["identity", "gzip;q=0", "gzip;q=0, *"] {
+        let (code, head, body) = get_raw(
+            port,
+            path,
+            &[("Authorization", &auth), ("Accept-Encoding", refuse)],
+        );
+        assert_eq!(code, 200, "{refuse}");
+        assert_eq!(header_of(&head, "content-encoding"), None, "{refuse}");
+        assert_eq!(serde_json::from_slice::<Value>(&body).expect("json"), plain);
+    }
+}

@@ -793,7 +793,7 @@ async fn commit_header(State(reg): State<Arc<Registry>>, mut resp: Response) -> 
 #[cfg(test)]
 mod tests {
     use super::RefusalLimiter;
-    use super::resolve::{none_match, query_id};
+    use super::resolve::{accepts_gzip, none_match, query_id};
 
     #[test]
     fn unauthenticated_refusals_are_audited_at_a_bounded_rate() {
@@ -837,6 +837,18 @@ mod tests {
         ] {
             assert!(!query_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn accept_encoding_follows_rfc_9110() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("br, GZIP;q=0.5"));
+        assert!(accepts_gzip("deflate, *"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("gzip;q=0, *"), "gzip refused by name");
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+        assert!(!accepts_gzip("gzip;q=bogus"));
     }
 
     #[test]

@@ -28,6 +28,30 @@ pub struct ResolveQuery {
     pub wait: Option<u64>,
 }
 
+/// Whether `Accept-Encoding: header` accepts gzip (RFC 9110 §12.5.3): gzip
+/// named with a quality above zero, or, when gzip is not named, `*` so.
+pub(super) fn accepts_gzip(header: &str) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for coding in header.split(',') {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let q = parts
+            .find_map(|p| {
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .map(|v| v.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(q);
+        } else if name == "*" {
+            any = Some(q);
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
+}
+
 /// The grammar of ids in registry queries (domain, tenant, user, agent):
 /// nothing path-like (`/`, `\\`, `..`) or invisible is ever taken for an id.
 pub(crate) fn query_id(s: &str) -> bool {
@@ -146,8 +170,28 @@ pub(super) async fn resolve(
                 .into_response();
         }
         count(&reg, route, StatusCode::OK);
-        let mut resp = Response::new(Body::from(r.body.clone()));
-        resp.headers_mut().insert(header::ETAG, etag);
+        let gzip = headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(accepts_gzip);
+        // The compressed body is made once per rendering and shared; its
+        // entity tag is the same one, weak (as for any content coding), so
+        // If-None-Match matches either representation.
+        let mut resp = if gzip {
+            let mut resp = Response::new(Body::from(r.gzip().clone()));
+            resp.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let weak = HeaderValue::from_str(&format!("W/{}", r.etag)).unwrap_or(etag);
+            resp.headers_mut().insert(header::ETAG, weak);
+            resp
+        } else {
+            let mut resp = Response::new(Body::from(r.body.clone()));
+            resp.headers_mut().insert(header::ETAG, etag);
+            resp
+        };
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
