@@ -60,6 +60,8 @@ pub struct RunsArgs {
     /// The `next` cursor a previous json page printed.
     #[arg(long)]
     pub after: Option<String>,
+    /// How to print the runs: a table (human), one JSON page with its `next`
+    /// cursor (json), or every matching run as CSV or NDJSON.
     #[arg(long, value_enum, default_value = "human")]
     pub format: RunsFormat,
 }
