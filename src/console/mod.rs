@@ -608,27 +608,41 @@ fn runs_query(
     Some(q)
 }
 
+/// The runs query a page or export may answer for `v`: a bad parameter is
+/// a 400 naming `what`, another tenant's runs a 404 (naming nothing).
+fn scoped_runs_query(
+    v: &Viewer,
+    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
+    what: &str,
+) -> Result<crate::run_query::RunQuery, Box<Response>> {
+    let Some(q) = runs_query(q) else {
+        return Err(Box::new(html(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                Some(v),
+                "Bad filter",
+                &format!("The filter has a parameter the {what} does not take."),
+            ),
+        )));
+    };
+    if let (Some(mine), Some(asked)) = (v.tenant(), q.tenant.as_deref())
+        && mine != asked
+    {
+        return Err(Box::new(not_found(Some(v))));
+    }
+    Ok(q)
+}
+
 async fn runs(
     State(c): State<Console>,
     headers: HeaderMap,
     q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
 ) -> Response {
     let v = signed_in!(c, headers);
-    let Some(mut q) = runs_query(q) else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(&v),
-                "Bad filter",
-                "The filter has a parameter the runs page does not take.",
-            ),
-        );
+    let mut q = match scoped_runs_query(&v, q, "runs page") {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
-    if let (Some(mine), Some(asked)) = (v.tenant(), q.tenant.as_deref())
-        && mine != asked
-    {
-        return not_found(Some(&v));
-    }
     q.format = None;
     let (mut filter, _) = match q.filter(time::OffsetDateTime::now_utc()) {
         Ok(f) => f,
@@ -664,21 +678,10 @@ async fn export(
     format: &str,
 ) -> Response {
     let v = signed_in!(c, headers);
-    let Some(mut q) = runs_query(q) else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(&v),
-                "Bad filter",
-                "The filter has a parameter the runs export does not take.",
-            ),
-        );
+    let mut q = match scoped_runs_query(&v, q, "runs export") {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
-    if let (Some(mine), Some(asked)) = (v.tenant(), q.tenant.as_deref())
-        && mine != asked
-    {
-        return not_found(Some(&v));
-    }
     q.format = Some(format.to_string());
     q.after = None;
     let (mut filter, format) = match q.filter(time::OffsetDateTime::now_utc()) {

@@ -89,23 +89,12 @@ fn improve_fixes_a_known_defect_and_the_gate_passes_the_branch() {
     drop_escalation_rule(&r);
     let db = db(&r, "state.db");
     // Production runs of the defective version: sensitive-matter tasks fail.
-    let runs: String = (0..20)
-        .map(|i| {
-            let (task, ok, code) = match i % 4 {
-                0 => ("sensitive-matter", false, json!("escalation_missed")),
-                1 => ("sensitive-matter", true, Value::Null),
-                _ => ("leave-question", true, Value::Null),
-            };
-            json!({
-                "run_id": format!("r{i}"), "tenant_id": "acme", "user_id": "alice", "agent_id": "a1",
-                "pack_id": "hr-ops-pack", "pack_version": "1.1.0", "task_type": task,
-                "latency_ms": 900.0, "cost_usd": 0.001, "success_bool": ok, "error_code": code,
-                "created_at": missionctl::time_util::now_rfc3339(),
-            })
-            .to_string()
-                + "\n"
-        })
-        .collect();
+    let runs = telemetry_lines(
+        20,
+        ("hr-ops-pack", "1.1.0"),
+        ("sensitive-matter", "escalation_missed"),
+        "leave-question",
+    );
     r.write("runs.jsonl", &runs);
     // The registry accepts runs of the packs it serves: import main first.
     let rec = r.run(&[
@@ -1123,23 +1112,12 @@ fn the_nightly_template_uses_the_app_token_and_a_persistent_store() {
 fn production_failures_and_validation_errors_are_part_of_the_signal() {
     let r = TestRepo::new();
     let store = db(&r, "state.db");
-    let runs: String = (0..40)
-        .map(|i| {
-            let (task, ok, code) = match i % 4 {
-                0 => ("contract-review", false, json!("schema_violation")),
-                1 => ("contract-review", true, Value::Null),
-                _ => ("intake-triage", true, Value::Null),
-            };
-            json!({
-                "run_id": format!("r{i}"), "tenant_id": "acme", "user_id": "alice", "agent_id": "a1",
-                "pack_id": "legal-intake-pack", "pack_version": "1.0.0", "task_type": task,
-                "latency_ms": 900.0, "cost_usd": 0.001, "success_bool": ok, "error_code": code,
-                "created_at": missionctl::time_util::now_rfc3339(),
-            })
-            .to_string()
-                + "\n"
-        })
-        .collect();
+    let runs = telemetry_lines(
+        40,
+        ("legal-intake-pack", "1.0.0"),
+        ("contract-review", "schema_violation"),
+        "intake-triage",
+    );
     r.write("runs.jsonl", &runs);
     assert_success(&r.run(&[
         "reconcile",
@@ -1191,4 +1169,32 @@ fn production_failures_and_validation_errors_are_part_of_the_signal() {
         "{rep:#}"
     );
     assert_ne!(rep["stop"], "nothing-to-fix", "{rep:#}");
+}
+
+/// `n` run_telemetry lines of one pack version (acme/alice): every fourth a
+/// `failing` task that fails with its error code, every fourth the same task
+/// succeeding, the rest an `other` task succeeding.
+fn telemetry_lines(
+    n: usize,
+    (pack, version): (&str, &str),
+    (failing, code): (&str, &str),
+    other: &str,
+) -> String {
+    (0..n)
+        .map(|i| {
+            let (task, ok, code) = match i % 4 {
+                0 => (failing, false, json!(code)),
+                1 => (failing, true, Value::Null),
+                _ => (other, true, Value::Null),
+            };
+            json!({
+                "run_id": format!("r{i}"), "tenant_id": "acme", "user_id": "alice", "agent_id": "a1",
+                "pack_id": pack, "pack_version": version, "task_type": task,
+                "latency_ms": 900.0, "cost_usd": 0.001, "success_bool": ok, "error_code": code,
+                "created_at": missionctl::time_util::now_rfc3339(),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
 }

@@ -1941,23 +1941,7 @@ fn packs_give_agents_skills_a_child_can_deny() {
     // agent's skills list, the digest in the sidecar.
     let ws = f.path().join("ws");
     let frag = f.path().join("gw/agents.json5");
-    let render = || {
-        let out = f.run(&[
-            "openclaw",
-            "render",
-            "--domain",
-            "hr-ops",
-            "--tenant",
-            "acme",
-            "--agent",
-            "hr-acme",
-            "--out",
-            ws.to_str().expect("p"),
-            "--fragment",
-            frag.to_str().expect("p"),
-        ]);
-        assert_success(&out);
-    };
+    let render = || assert_success(&crate::openclaw_packs::render(&f, &ws, &frag, &[]));
     render();
     let skill_file = ws.join("skills/leave-lookup/SKILL.md");
     assert_eq!(
@@ -2075,21 +2059,7 @@ fn the_sandbox_follows_the_autonomy_level_and_openclaw_accepts_it() {
     let ws = f.path().join("ws");
     let frag = f.path().join("gw/agents.json5");
     let entry = || -> Value {
-        let out = f.run(&[
-            "openclaw",
-            "render",
-            "--domain",
-            "hr-ops",
-            "--tenant",
-            "acme",
-            "--agent",
-            "hr-acme",
-            "--out",
-            ws.to_str().expect("p"),
-            "--fragment",
-            frag.to_str().expect("p"),
-        ]);
-        assert_success(&out);
+        assert_success(&crate::openclaw_packs::render(&f, &ws, &frag, &[]));
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(&frag).expect("fragment")).expect("json");
         v["entries"]["hr-acme"].clone()

@@ -14,7 +14,14 @@ const SCRIPT: &str =
     "#!/bin/sh\n# Print the leave balance of employee $1.\necho \"balance for $1\"\n";
 const REFERENCE: &str = "# Leave policy\n\nEmployees accrue 2 days a month.\n";
 
-fn render(f: &TestContext, ws: &Path, frag: &Path, extra: &[&str]) -> std::process::Output {
+/// `openclaw render` of hr-ops × acme as agent `hr-acme` into `ws`, its
+/// entry in `frag`.
+pub(crate) fn render(
+    f: &TestContext,
+    ws: &Path,
+    frag: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let mut args = vec![
         "openclaw",
         "render",
