@@ -126,6 +126,10 @@ macro_rules! signed_in {
     };
 }
 
+// After `signed_in!`, which it uses.
+mod run_pages;
+use run_pages::{export_csv, export_ndjson, runs};
+
 /// The security headers every console answer carries.
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
@@ -582,137 +586,6 @@ async fn rollback(
             pages::message(Some(&v), "Not rolled back", &e.to_string()),
         ),
     }
-}
-
-/// A runs query from the console's form: empty fields are no filter.
-fn runs_query(
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-) -> Option<crate::run_query::RunQuery> {
-    let Query(mut q) = q.ok()?;
-    for f in [
-        &mut q.tenant,
-        &mut q.pack,
-        &mut q.version,
-        &mut q.arm,
-        &mut q.task_type,
-        &mut q.error_code,
-        &mut q.since,
-        &mut q.until,
-        &mut q.after,
-        &mut q.format,
-    ] {
-        if f.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            *f = None;
-        }
-    }
-    Some(q)
-}
-
-/// The runs query a page or export may answer for `v`: a bad parameter is
-/// a 400 naming `what`, another tenant's runs a 404 (naming nothing).
-fn scoped_runs_query(
-    v: &Viewer,
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-    what: &str,
-) -> Result<crate::run_query::RunQuery, Box<Response>> {
-    let Some(q) = runs_query(q) else {
-        return Err(Box::new(html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(v),
-                "Bad filter",
-                &format!("The filter has a parameter the {what} does not take."),
-            ),
-        )));
-    };
-    if let (Some(mine), Some(asked)) = (v.tenant(), q.tenant.as_deref())
-        && mine != asked
-    {
-        return Err(Box::new(not_found(Some(v))));
-    }
-    Ok(q)
-}
-
-async fn runs(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-) -> Response {
-    let v = signed_in!(c, headers);
-    let mut q = match scoped_runs_query(&v, q, "runs page") {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    q.format = None;
-    let (mut filter, _) = match q.filter(time::OffsetDateTime::now_utc()) {
-        Ok(f) => f,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::runs(&v, &q, &[], None, Some(&e.to_string())),
-            );
-        }
-    };
-    if let Some(t) = v.tenant() {
-        filter.tenant = Some(t.to_string());
-    }
-    match c.reg.store.query_runs(&filter).await {
-        Ok(rows) => {
-            let next = match filter.limit {
-                Some(n) if rows.len() == n as usize => rows.last().map(crate::run_query::cursor),
-                _ => None,
-            };
-            html(
-                StatusCode::OK,
-                pages::runs(&v, &q, &rows, next.as_deref(), None),
-            )
-        }
-        Err(_) => unavailable(&v),
-    }
-}
-
-async fn export(
-    c: Console,
-    headers: HeaderMap,
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-    format: &str,
-) -> Response {
-    let v = signed_in!(c, headers);
-    let mut q = match scoped_runs_query(&v, q, "runs export") {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    q.format = Some(format.to_string());
-    q.after = None;
-    let (mut filter, format) = match q.filter(time::OffsetDateTime::now_utc()) {
-        Ok(f) => f,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::message(Some(&v), "Bad filter", &e.to_string()),
-            );
-        }
-    };
-    if let Some(t) = v.tenant() {
-        filter.tenant = Some(t.to_string());
-    }
-    crate::registry::api::runs_response(&c.reg, filter, format, "/ui/runs/export").await
-}
-
-async fn export_csv(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-) -> Response {
-    export(c, headers, q, "csv").await
-}
-
-async fn export_ndjson(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-) -> Response {
-    export(c, headers, q, "ndjson").await
 }
 
 #[derive(Deserialize, Default)]
