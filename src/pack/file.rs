@@ -412,24 +412,29 @@ fn read_skill_folder(
     let mut total = skill_md_len;
     let mut ok = true;
     for rel in paths {
-        if !valid_skill_file(&rel) {
-            let d = bad(format!(
-                "`{folder}/{rel}`: file names in a skill may hold only letters, digits, `.`, `_`, `-`, `+` and `@`"
+        // A name missionctl cannot write, or a link: refused by name.
+        let refusal = if !valid_skill_file(&rel) {
+            Some((
+                format!(
+                    "`{folder}/{rel}`: file names in a skill may hold only letters, digits, `.`, `_`, `-`, `+` and `@`"
+                ),
+                "rename the file; missionctl writes each file of the folder into the agents' workspaces",
             ))
-            .help("rename the file; missionctl writes each file of the folder into the agents' workspaces");
-            r.diags.push(d);
-            ok = false;
-            continue;
-        }
-        if matches!(
+        } else if matches!(
             r.tree.entry(&format!("{folder}/{rel}")),
             Some(crate::git::EntryKind::Symlink { .. })
         ) {
-            let d = bad(format!(
-                "`{folder}/{rel}` is a link; a skill's files are plain files (a link can lead to what git does not hold, such as an ignored `.env`)"
+            Some((
+                format!(
+                    "`{folder}/{rel}` is a link; a skill's files are plain files (a link can lead to what git does not hold, such as an ignored `.env`)"
+                ),
+                "copy the file into the skill's folder instead of linking it",
             ))
-            .help("copy the file into the skill's folder instead of linking it");
-            r.diags.push(d);
+        } else {
+            None
+        };
+        if let Some((message, help)) = refusal {
+            r.diags.push(bad(message).help(help));
             ok = false;
             continue;
         }
