@@ -122,9 +122,12 @@ pub struct ArmServed {
     pub since: String,
 }
 
-/// The first field of `row` holding a NUL character, which no text column
-/// of PostgreSQL can store (refused on every backend, so both answer alike).
-fn nul_field(row: &RunRow) -> Option<&'static str> {
+/// The first field of `row` holding a control character, and that
+/// character. A NUL no text column of PostgreSQL can store; the others
+/// (escape sequences, line breaks) would reach the terminals, pages and pull
+/// request bodies these identifiers are printed in. Refused on every
+/// backend, so both answer alike.
+fn control_field(row: &RunRow) -> Option<(&'static str, char)> {
     [
         ("run_id", &row.run_id),
         ("tenant_id", &row.tenant_id),
@@ -137,8 +140,7 @@ fn nul_field(row: &RunRow) -> Option<&'static str> {
     ]
     .into_iter()
     .chain(row.error_code.as_ref().map(|c| ("error_code", c)))
-    .find(|(_, v)| v.contains('\0'))
-    .map(|(k, _)| k)
+    .find_map(|(k, v)| v.chars().find(|c| c.is_control()).map(|c| (k, c)))
 }
 
 /// Parse and check a batch. `attribute(row)` labels rows with the rollout
@@ -228,10 +230,19 @@ fn check_row(
         return Err(err(all.join("; ")));
     }
     let mut row: RunRow = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
-    if let Some(field) = nul_field(&row) {
-        return Err(err(format!(
-            "{field} contains a NUL character, which cannot be stored; remove it"
-        )));
+    match control_field(&row) {
+        Some((field, '\0')) => {
+            return Err(err(format!(
+                "{field} contains a NUL character, which cannot be stored; remove it"
+            )));
+        }
+        Some((field, c)) => {
+            return Err(err(format!(
+                "{field} contains the control character U+{:04X}; identifiers are shown in terminals, pages and pull requests, so remove it",
+                u32::from(c)
+            )));
+        }
+        None => {}
     }
     if !scope.allows(&row.tenant_id) {
         return Err(denied(format!(
@@ -315,6 +326,35 @@ mod tests {
         );
         assert!(errors[2].error.contains("outside this token's tenant"));
         assert!(errors[2].denied.is_some() && errors[0].denied.is_none());
+    }
+
+    /// An escape sequence or a line break in an identifier would reach the
+    /// operator's terminal and the improvement pull request's body: the row
+    /// is refused, naming the field and the character; its neighbours stay.
+    #[test]
+    fn control_characters_in_identifiers_are_refused() {
+        let body = format!(
+            "{}\n{}\n{}\n",
+            row("r1", "acme").replace(r#""qa""#, r#""q\u001b[2J""#),
+            row("r2", "acme"),
+            row("r3", "acme").replace(r#""error_code":null"#, r#""error_code":"a\nb""#)
+        );
+        let Parsed { rows, errors, .. } =
+            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| Ok(None)).expect("batch");
+        assert_eq!(rows.len(), 1, "{errors:?}");
+        assert_eq!(rows[0].run_id, "r2");
+        assert!(
+            errors[0]
+                .error
+                .contains("task_type contains the control character U+001B"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1]
+                .error
+                .contains("error_code contains the control character U+000A"),
+            "{errors:?}"
+        );
     }
 
     #[test]

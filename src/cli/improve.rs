@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["pack", "list"])]
     pub all: bool,
     /// With --all: only packs whose tier's cadence is this (nightly, weekly).
-    #[arg(long, requires = "all")]
+    #[arg(long, requires = "all", value_parser = ["nightly", "weekly", "off"])]
     pub cadence: Option<String>,
     /// The pack repository (default: the one the current directory is in, found upwards as git does).
     #[arg(long)]

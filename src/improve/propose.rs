@@ -40,8 +40,7 @@ pub fn request(
     history: Vec<TriedCandidate>,
 ) -> OptimiserRequest {
     let sections = champion
-        .sections
-        .iter()
+        .own_sections()
         .map(|s| {
             let text = files
                 .get(&s.file)

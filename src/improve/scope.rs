@@ -14,7 +14,9 @@ use crate::pack::PackDoc;
 /// One reason a proposal is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("{path}: not one of pack `{pack}`'s prompt section files or its pack file")]
+    #[error(
+        "{path}: not one of pack `{pack}`'s own prompt section files (in its directory) or its pack file"
+    )]
     OutsidePack { path: String, pack: String },
     #[error("{path}: `{field}` may not be changed by a proposal (reviewed by people)")]
     Field { path: String, field: String },
@@ -39,7 +41,7 @@ pub enum Refusal {
 /// Check proposed file contents (repository path → new text) against the
 /// champion pack they would change. Empty when the proposal stays in scope.
 pub fn check(champion: &PackDoc, edits: &BTreeMap<String, String>) -> Vec<Refusal> {
-    let sections: BTreeSet<&str> = champion.sections.iter().map(|s| s.file.as_str()).collect();
+    let sections: BTreeSet<&str> = champion.own_sections().map(|s| s.file.as_str()).collect();
     let mut out = Vec::new();
     for (path, text) in edits {
         if path == &champion.file {
@@ -177,6 +179,49 @@ mod tests {
             (&p.file, new),
         ]);
         assert_eq!(check(p, &e), vec![]);
+    }
+
+    /// A section may reference shared text outside the pack's directory
+    /// (here the global safety clause, and a control file): the pack reads
+    /// it, but a proposal may not rewrite it, and the optimiser is not shown
+    /// it as the pack's own.
+    #[test]
+    fn a_section_outside_the_packs_directory_is_not_its_own() {
+        let dir = tempfile::tempdir().expect("tmp");
+        crate::template::init(dir.path(), false).expect("init");
+        let pack = dir.path().join("packs/domains/hr-ops/pack.yaml");
+        let yaml = std::fs::read_to_string(&pack).expect("read");
+        std::fs::write(
+            &pack,
+            yaml.replace(
+                "      file: prompts/procedures.md\n",
+                "      file: prompts/procedures.md\n    - id: shared-safety\n      file: ../../global/prompts/safety.md\n    - id: owners\n      file: ../../../.github/CODEOWNERS\n",
+            ),
+        )
+        .expect("write");
+        let tree = crate::git::Tree::work_tree(dir.path()).expect("tree");
+        let repo = crate::pack::load(&tree);
+        let p = repo.pack("hr-ops-pack").expect("pack");
+        let all: Vec<&str> = p.sections.iter().map(|s| s.file.as_str()).collect();
+        assert!(
+            all.contains(&"packs/global/prompts/safety.md") && all.contains(&".github/CODEOWNERS"),
+            "{all:?}"
+        );
+        let own: Vec<&str> = p.own_sections().map(|s| s.file.as_str()).collect();
+        assert_eq!(
+            own,
+            [
+                "packs/domains/hr-ops/prompts/role.md",
+                "packs/domains/hr-ops/prompts/procedures.md"
+            ]
+        );
+        for path in ["packs/global/prompts/safety.md", ".github/CODEOWNERS"] {
+            let r = check(p, &edits(&[(path, "* @evil\n".into())]));
+            assert!(
+                matches!(&r[..], [Refusal::OutsidePack { .. }]),
+                "{path}: {r:?}"
+            );
+        }
     }
 
     #[test]

@@ -352,6 +352,20 @@ impl PackDoc {
         self.sections.iter().map(SectionText::tokens).sum()
     }
 
+    /// The prompt sections in the pack's own directory (or below it). A
+    /// section may reference shared text elsewhere in the repository (a
+    /// global safety clause, say): that file is another pack's or nobody's,
+    /// so only these are the pack's own to rewrite.
+    pub fn own_sections(&self) -> impl Iterator<Item = &SectionText> {
+        let dir = crate::git::parent_dir(&self.file);
+        self.sections.iter().filter(move |s| {
+            dir.is_empty()
+                || s.file
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
     /// Never below [`PackDoc::prompt_tokens`]; exact where already counted.
     pub fn prompt_tokens_upper_bound(&self) -> u64 {
         self.sections

@@ -108,11 +108,16 @@ impl Store {
         window_days: u32,
     ) -> Result<TelemetrySignal, StoreError> {
         type Row = (String, i64, Option<String>);
+        // Harnesses report the version `/v1/resolve` returned, with its
+        // content digest (`1.2.0+sha256.<digest>`): every digest of the
+        // version counts, as `GET /v1/runs?version=1.2.0` counts them.
+        let like = super::version_like(version);
         let rows: Vec<Row> = fetch_all!(
             self,
-            "SELECT task_type, success_bool, error_code FROM runs WHERE pack_id = $1 AND pack_version = $2 AND created_at >= $3",
+            "SELECT task_type, success_bool, error_code FROM runs WHERE pack_id = $1 AND (pack_version = $2 OR pack_version LIKE $3 ESCAPE '\\') AND created_at >= $4",
             pack_id,
             version,
+            like,
             since
         )?;
         let mut by_task: BTreeMap<String, (u64, u64)> = BTreeMap::new();

@@ -170,6 +170,19 @@ macro_rules! fetch_all {
     };
 }
 
+/// The `LIKE` pattern (with `ESCAPE '\\'`) matching every content digest of
+/// `version`: `1.2.0` matches `1.2.0+sha256.<digest>`, as harnesses report
+/// the version `/v1/resolve` returned.
+fn version_like(version: &str) -> String {
+    format!(
+        "{}+%",
+        version
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 // The table groups, after the macros they use.
 mod audit;
 mod cache;

@@ -213,13 +213,11 @@ impl Store {
         if let Some(v) = &f.version {
             bind(&mut sql, " AND (pack_version = ?", v);
             // `1.2.0` also matches `1.2.0+<digest>`.
-            let like = format!(
-                "{}+%",
-                v.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
+            bind(
+                &mut sql,
+                " OR pack_version LIKE ? ESCAPE '\\')",
+                &super::version_like(v),
             );
-            bind(&mut sql, " OR pack_version LIKE ? ESCAPE '\\')", &like);
         }
         match &f.arm {
             None => {}

@@ -1112,9 +1112,17 @@ fn the_nightly_template_uses_the_app_token_and_a_persistent_store() {
 fn production_failures_and_validation_errors_are_part_of_the_signal() {
     let r = TestRepo::new();
     let store = db(&r, "state.db");
+    // Harnesses report the version `resolve` returned, with its content
+    // digest (`1.0.0+sha256.<digest>`): those runs are the version's runs.
+    let out = r.run(&["resolve", "--domain", "legal-intake", "--format", "json"]);
+    assert_success(&out);
+    let resolved: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(resolved["pack_id"], "legal-intake-pack", "{resolved:#}");
+    let version = resolved["pack_version"].as_str().expect("version");
+    assert!(version.starts_with("1.0.0+sha256."), "{version}");
     let runs = telemetry_lines(
         40,
-        ("legal-intake-pack", "1.0.0"),
+        ("legal-intake-pack", version),
         ("contract-review", "schema_violation"),
         "intake-triage",
     );
@@ -1197,4 +1205,18 @@ fn telemetry_lines(
                 + "\n"
         })
         .collect()
+}
+
+/// A mistyped cadence is a usage error naming the choices: `improve --all
+/// --cadence nighty` in a nightly job must fail, not exit 0 doing nothing.
+#[test]
+fn a_mistyped_cadence_is_a_usage_error() {
+    let r = TestRepo::new();
+    let store = db(&r, "state.db");
+    let (code, _, err) = improve_out(&r, &store, &["--all", "--cadence", "nighty"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nighty") && err.contains("nightly") && err.contains("weekly"),
+        "{err}"
+    );
 }
