@@ -10,6 +10,7 @@ use crate::github_server::{GithubServer, Injection};
 use crate::llm_server::{LlmServer, Reply, demo, system_of};
 use crate::util::{TestContext, TestRepo, assert_success, git, missionctl};
 
+mod app_token;
 mod defects;
 mod gepa;
 mod harness;
