@@ -269,8 +269,7 @@ async fn handle(
     // The App's endpoints, authenticated with its JWT.
     let app_call = matches!(
         (method.as_str(), parts.as_slice()),
-        ("GET", ["app"])
-            | ("GET", ["repos", _, _, "installation"])
+        ("GET", ["app"] | ["repos", _, _, "installation"])
             | ("POST", ["app", "installations", _, "access_tokens"])
     );
     let app_check = match (&s.app, app_call) {
