@@ -400,7 +400,7 @@ mod tests {
             }
         }
         // The count the closing note gives; a schema change moves it.
-        assert_eq!(checked, 68, "annotated settings checked");
+        assert_eq!(checked, 71, "annotated settings checked");
     }
 
     #[test]

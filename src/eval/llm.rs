@@ -28,6 +28,8 @@ pub struct Endpoint {
     pub model: String,
     pub api_key: Option<String>,
     pub temperature: f64,
+    /// Nucleus sampling (`top_p`), sent only when set.
+    pub top_p: Option<f64>,
     pub max_tokens: u32,
     /// The request field that carries `max_tokens`.
     pub token_field: TokenField,
@@ -271,7 +273,7 @@ pub(crate) fn cache_key(
     tools: &[String],
     tag: &str,
 ) -> String {
-    let v = json!({
+    let mut v = json!({
         "endpoint": ep.cache_id,
         "model": ep.model,
         "temperature": ep.temperature,
@@ -281,6 +283,9 @@ pub(crate) fn cache_key(
         "tools": tools,
         "tag": tag,
     });
+    if let Some(p) = ep.top_p {
+        v["top_p"] = json!(p);
+    }
     hex::encode(Sha256::digest(
         crate::resolve::canonical_json(&v).as_bytes(),
     ))
@@ -393,6 +398,9 @@ impl Client {
             "messages": messages,
             "temperature": ep.temperature,
         });
+        if let Some(p) = ep.top_p {
+            body["top_p"] = json!(p);
+        }
         body[ep.token_field.as_str()] = json!(ep.max_tokens);
         if !tools.is_empty() {
             body["tools"] = Json::Array(
@@ -577,6 +585,7 @@ mod tests {
             model: "demo".into(),
             api_key: None,
             temperature: 0.0,
+            top_p: None,
             max_tokens: 200,
             token_field: TokenField::MaxTokens,
             timeout: Duration::from_secs(30),

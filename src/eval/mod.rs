@@ -46,6 +46,8 @@ pub struct ModelSpec {
     pub model: String,
     pub api_key_env: Option<String>,
     pub temperature: f64,
+    /// `top_p`, sent only when set.
+    pub top_p: Option<f64>,
     pub max_tokens: u32,
     pub token_field: crate::eval::llm::TokenField,
     pub timeout: Duration,
@@ -72,6 +74,7 @@ impl ModelSpec {
                 .and_then(|k| std::env::var(k).ok())
                 .filter(|k| !k.is_empty()),
             temperature: self.temperature,
+            top_p: self.top_p,
             max_tokens: self.max_tokens,
             token_field: self.token_field,
             timeout: self.timeout,
@@ -166,6 +169,7 @@ pub(crate) fn model_spec(
             .and_then(Json::as_str)
             .map(String::from),
         temperature: v.get("temperature").and_then(Json::as_f64).unwrap_or(0.0),
+        top_p: v.get("top_p").and_then(Json::as_f64),
         max_tokens: v.get("max_tokens").and_then(Json::as_u64).unwrap_or(800) as u32,
         timeout: Duration::from_secs_f64(
             v.get("timeout_seconds")

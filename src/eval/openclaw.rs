@@ -229,6 +229,7 @@ impl Target {
             model: format!("openclaw/{agent}"),
             api_key: Some(self.token.clone()),
             temperature: spec.model.temperature,
+            top_p: spec.model.top_p,
             max_tokens: spec.model.max_tokens,
             token_field: TokenField::MaxCompletionTokens,
             timeout: spec.model.timeout,

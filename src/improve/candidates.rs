@@ -1,7 +1,8 @@
-//! Steps 2 to 4 of a run: propose a candidate from the parent's failures,
-//! refuse what a proposal may not touch, evaluate the rest with the gate,
-//! keep a Pareto front over cases, stop at a cap or when nothing improves;
-//! then choose the candidate to propose.
+//! Steps 2 to 4 of a run: propose a candidate from the parent's failures
+//! on the feedback set, refuse what a proposal may not touch, evaluate the
+//! rest with the gate, keep a Pareto front over the held-out selection set,
+//! stop at a cap, when candidates stop improving it, or when every case
+//! passes. The choice of the candidate to propose is [`super::choose`].
 
 use std::collections::BTreeMap;
 
@@ -11,12 +12,14 @@ use crate::eval::llm::Client;
 use crate::gate::{self, GateOptions};
 use crate::git;
 use crate::model::{
-    CandidateOutcome, CaseFeedback, OptimiserAnswer, StopReason, Tag, TriedCandidate, Variant,
-    Verdict, VoiceProfile,
+    CandidateOutcome, CaseFeedback, OptimiserAnswer, PassingExample, ResolvedPrompt, StopReason,
+    Tag, TriedCandidate, Variant, Verdict, VoiceProfile,
 };
 
+use super::propose::Shown;
 use super::report::{Candidate, Report, pct};
 use super::select::{self, Scores};
+use super::split::{Split, mean_over, restrict};
 use super::worker::Ctx;
 use super::{ImproveError, propose, publish, scope, signal};
 
@@ -27,7 +30,26 @@ struct Parent {
     /// Repository path -> text, for the pack file and its sections.
     files: BTreeMap<String, String>,
     voice: VoiceProfile,
+    /// Its failures on the feedback set, and feedback-set cases it passes.
     feedback: Vec<CaseFeedback>,
+    passing: Vec<PassingExample>,
+    /// The full prompt the agent receives with this version.
+    prompt: ResolvedPrompt,
+}
+
+/// What the signal gives the first step besides the failures: the
+/// champion's passing examples and full prompt, and the contracts' schemas.
+pub(super) struct Start {
+    pub passing: Vec<PassingExample>,
+    pub prompt: ResolvedPrompt,
+    pub contracts: BTreeMap<String, serde_json::Value>,
+}
+
+/// Only what the optimiser may see: feedback-set cases.
+fn shown(split: &Split, all: Vec<CaseFeedback>) -> Vec<CaseFeedback> {
+    all.into_iter()
+        .filter(|f| split.shown(&f.case_id))
+        .collect()
 }
 
 /// Steps 2-4: propose and evaluate candidates until a cap or a stop. Returns
@@ -36,6 +58,7 @@ pub(super) async fn run(
     ctx: &Ctx<'_>,
     r: &mut Report,
     demo_url: Option<String>,
+    start: Start,
 ) -> Result<BTreeMap<u32, String>, ImproveError> {
     let mut passed = BTreeMap::new();
     let client = Client::new(1, Some(ctx.store.clone()));
@@ -44,8 +67,12 @@ pub(super) async fn run(
         scores: r.champion_scores.clone(),
         files: ctx.champion_files.clone(),
         voice: ctx.champion_voice.clone(),
-        feedback: r.failures.clone(),
+        feedback: shown(&r.split, r.failures.clone()),
+        passing: start.passing,
+        prompt: start.prompt,
     }];
+    // Evaluated candidates in a row that improved no held-out case.
+    let mut stale: Vec<u32> = Vec::new();
     let mut history: Vec<TriedCandidate> = Vec::new();
     // What each proposal edits (sections and voice, not the version), to
     // tell a repeated proposal from a new one.
@@ -56,7 +83,12 @@ pub(super) async fn run(
         r.caps.max_candidates, r.caps.max_candidates, r.caps.max_candidates_from
     );
     for n in 1..=r.caps.max_candidates {
-        let all: Vec<&Scores> = pool.iter().map(|p| &p.scores).collect();
+        // The parent is chosen on the held-out selection set.
+        let held: Vec<Scores> = pool
+            .iter()
+            .map(|p| restrict(&p.scores, &r.split.selection))
+            .collect();
+        let all: Vec<&Scores> = held.iter().collect();
         let parent = &pool[select::parent(&all)];
         let minibatch: Vec<CaseFeedback> = parent
             .feedback
@@ -68,9 +100,20 @@ pub(super) async fn run(
             &ctx.champion,
             &parent.files,
             &parent.voice,
-            minibatch,
-            r.telemetry.clone(),
-            history.clone(),
+            Shown {
+                failures: minibatch,
+                passing: parent.passing.clone(),
+                prompt: parent.prompt.clone(),
+                contracts: start.contracts.clone(),
+                // An evaluated candidate passed the gate's validation.
+                validation: if parent.n == 0 {
+                    r.validation.clone()
+                } else {
+                    vec![]
+                },
+                telemetry: r.telemetry.clone(),
+                history: history.clone(),
+            },
         );
         // Caps before spending: the optimiser call's worst case must fit.
         let worst = propose::worst_case(&ctx.cfg, &ctx.settings.model, &req);
@@ -155,12 +198,14 @@ pub(super) async fn run(
             model_requests: 0,
             gate_reasons: vec![],
             floor: None,
+            feedback_score: None,
+            selection_score: None,
         };
         let answer = match asked {
             Ok((a, _)) => a,
             Err((why, _)) => {
                 cand.reason = Some(format!("the optimiser's answer could not be used: {why}"));
-                history.push(tried(&cand));
+                history.push(tried(&cand, &r.split));
                 r.candidates.push(cand);
                 continue;
             }
@@ -256,7 +301,18 @@ pub(super) async fn run(
             store: Some(ctx.store.clone()),
         })
         .await?;
-        let feedback = signal::feedback(evaluated.done(), Variant::Challenger);
+        // What the next step may show of this candidate: feedback-set cases only.
+        let feedback = shown(
+            &r.split,
+            signal::feedback(evaluated.done(), Variant::Challenger),
+        );
+        let passing = signal::passing(
+            evaluated.done(),
+            Variant::Challenger,
+            |c| r.split.shown(c),
+            ctx.settings.passing_examples,
+        );
+        let prompt = signal::prompt_of(evaluated.done(), Variant::Challenger, &feedback);
         let rollouts = evaluated
             .done()
             .iter()
@@ -294,17 +350,24 @@ pub(super) async fn run(
             set_aside(ctx, r, &mut history, cand, CandidateOutcome::Discarded, why);
             continue;
         }
-        let before: Vec<&Scores> = pool.iter().map(|p| &p.scores).collect();
-        let improved = select::improved(&cand.scores, &before);
+        // Improvement is judged on the held-out selection set only.
+        let improved = select::improved(
+            &restrict(&cand.scores, &r.split.selection),
+            &held.iter().collect::<Vec<_>>(),
+        );
         cand.outcome = CandidateOutcome::Front;
         ctx.say(&format!(
-            "  #{n}: pass rate {} -> {}, verdict {}, improves {:?}",
+            "  #{n}: pass rate {} -> {}, verdict {}, feedback set {:.2} -> {:.2}, selection set {:.2} -> {:.2}, improves held-out {:?}",
             pct(cand.champion_pass_rate),
             pct(cand.pass_rate),
             evidence.verdict,
+            r.champion_feedback_score.unwrap_or(0.0),
+            cand.feedback_score.unwrap_or(0.0),
+            r.champion_selection_score.unwrap_or(0.0),
+            cand.selection_score.unwrap_or(0.0),
             improved
         ));
-        history.push(tried(&cand));
+        history.push(tried(&cand, &r.split));
         let all_pass = select::all_pass(&cand.scores);
         pool.push(Parent {
             n,
@@ -312,6 +375,8 @@ pub(super) async fn run(
             files,
             voice,
             feedback,
+            passing,
+            prompt,
         });
         if evidence.verdict == Verdict::Pass {
             passed.insert(n, gate::render_markdown(&evidence));
@@ -322,13 +387,28 @@ pub(super) async fn run(
             r.stop_detail = format!("candidate #{n} passes every case on every evaluated chain");
             break;
         }
+        // Candidates continue while they improve the selection set; a run
+        // stops after `improve.patience` in a row that improve nothing there.
         if improved.is_empty() {
-            r.stop = StopReason::NoImprovement;
-            r.stop_detail = format!("candidate #{n} improves no case over the best so far");
-            break;
+            stale.push(n);
+            if stale.len() as u32 >= ctx.settings.patience {
+                r.stop = StopReason::NoImprovement;
+                r.stop_detail = format!(
+                    "candidate(s) {} improve no held-out case over the best so far ({} in a row: improve.patience)",
+                    stale
+                        .iter()
+                        .map(|k| format!("#{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ctx.settings.patience
+                );
+                break;
+            }
+        } else {
+            stale.clear();
         }
     }
-    mark_front(r);
+    super::choose::mark_front(r);
     Ok(passed)
 }
 
@@ -415,6 +495,8 @@ fn figures(cand: &mut Candidate, r: &Report, evidence: &gate::Evidence) {
         cand.prompt_growth_tokens = p.prompt_growth_tokens;
     }
     cand.scores = select::case_scores(&evidence.results, Variant::Challenger);
+    cand.feedback_score = mean_over(&cand.scores, &r.split.feedback);
+    cand.selection_score = mean_over(&cand.scores, &r.split.selection);
     let passes_everywhere = |s: &Scores, c: &str| s.get(c).is_some_and(|v| *v >= 1.0);
     cand.fixed = r
         .failures
@@ -448,31 +530,46 @@ fn set_aside(
     ctx.say(&format!("  #{} {verb}: {why}", cand.n));
     cand.outcome = outcome;
     cand.reason = Some(why);
-    history.push(tried(&cand));
+    history.push(tried(&cand, &r.split));
     r.candidates.push(cand);
 }
 
-fn tried(c: &Candidate) -> TriedCandidate {
+/// A candidate as the optimiser may see it later: feedback-set cases and
+/// scores only (never a held-out case, or a score on the selection set).
+fn tried(c: &Candidate, split: &Split) -> TriedCandidate {
     TriedCandidate {
         candidate: c.n,
         rationale: c.rationale.clone(),
         passes: c
             .scores
             .iter()
-            .filter(|(_, v)| **v >= 1.0)
+            .filter(|(k, v)| **v >= 1.0 && split.shown(k))
             .map(|(k, _)| k.clone())
             .collect(),
         outcome: match &c.reason {
+            // A hard check's reason may name a held-out case: say only what failed.
+            Some(r) if split.held_out().iter().any(|h| r.contains(h)) => {
+                format!("{}: a held-out case failed a hard check", c.outcome)
+            }
             Some(r) => format!("{}: {r}", c.outcome),
             None => c.outcome.to_string(),
         },
+        feedback_score: c.feedback_score,
     }
 }
 
-/// The first hard check the gate's evidence fails, if any: safety or
-/// format regressions, validation, a guardrail (prompt growth, the
-/// candidate cap).
+/// The first hard check the gate's evidence fails, if any: runs that
+/// failed at the model endpoint (the candidate's evaluation is incomplete:
+/// it is set aside, the run goes on), safety or format regressions,
+/// validation, a guardrail (prompt growth, the candidate cap).
 fn hard_check(e: &gate::Evidence) -> Option<String> {
+    let errors: Vec<&String> = e.packs.iter().flat_map(|p| p.errors.iter()).collect();
+    if let Some(first) = errors.first() {
+        return Some(format!(
+            "harness: {} run(s) failed at the model endpoint while it was evaluated, so its figures are incomplete; first: {first}",
+            errors.len()
+        ));
+    }
     if let Some(reg) = e
         .regressions
         .iter()
@@ -491,138 +588,4 @@ fn hard_check(e: &gate::Evidence) -> Option<String> {
         .iter()
         .find(|g| g.exceeded)
         .map(|g| format!("guardrail: {} is {} (cap {})", g.name, g.value, g.cap))
-}
-
-/// Candidates on the Pareto front stay `front`; the rest are `dominated`.
-fn mark_front(r: &mut Report) {
-    let evaluated: Vec<usize> = r
-        .candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.outcome == CandidateOutcome::Front)
-        .map(|(i, _)| i)
-        .collect();
-    let mut all: Vec<&Scores> = vec![&r.champion_scores];
-    all.extend(evaluated.iter().map(|i| &r.candidates[*i].scores));
-    let front = select::front(&all);
-    let dominated: Vec<usize> = evaluated
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| !front.contains(&(k + 1)))
-        .map(|(_, i)| *i)
-        .collect();
-    for i in dominated {
-        r.candidates[i].outcome = CandidateOutcome::Dominated;
-    }
-}
-
-/// The winner: a candidate the gate passes whose pass rate beats the
-/// champion's, best pass rate first, then the best mean case score, then
-/// the earliest (the smallest change that does as well). Without one, a
-/// partial fix (blocked only by an absolute floor, raising the pass rate,
-/// breaking no case) where the tier allows it; otherwise the reason names
-/// what blocked each evaluated candidate.
-pub(super) fn choose(r: &mut Report) {
-    let mean = |s: &Scores| s.values().sum::<f64>() / s.len().max(1) as f64;
-    let raises = |c: &&Candidate| matches!((c.pass_rate, c.champion_pass_rate), (Some(p), Some(ch)) if p > ch);
-    let better = |a: &&Candidate, b: &&Candidate| {
-        a.pass_rate
-            .unwrap_or(0.0)
-            .total_cmp(&b.pass_rate.unwrap_or(0.0))
-            .then(mean(&a.scores).total_cmp(&mean(&b.scores)))
-            .then(b.n.cmp(&a.n))
-    };
-    let evaluated: Vec<&Candidate> = r
-        .candidates
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.outcome,
-                CandidateOutcome::Front | CandidateOutcome::Dominated
-            )
-        })
-        .collect();
-    let best = evaluated
-        .iter()
-        .copied()
-        .filter(|c| c.verdict == Some(Verdict::Pass))
-        .filter(raises)
-        .max_by(better);
-    if let Some(c) = best {
-        r.winner = Some(c.n);
-        return;
-    }
-    let partial = evaluated
-        .iter()
-        .copied()
-        .filter(|c| c.floor.is_some() && c.broke.is_empty())
-        .filter(raises)
-        .max_by(better)
-        .map(|c| {
-            (
-                c.n,
-                c.floor.clone().unwrap_or_default(),
-                c.pass_rate,
-                c.champion_pass_rate,
-            )
-        });
-    if let Some((n, floor, p, ch)) = partial {
-        if r.caps.propose_partial_fixes {
-            r.winner = Some(n);
-            r.partial_fix = Some(floor);
-        } else {
-            r.no_winner = Some(format!(
-                "candidate #{n} raises the pass rate {} -> {} and breaks no case, but the gate blocks it: {floor}; tier {} does not propose partial fixes (`propose_partial_fixes` in policies/tiers.yaml)",
-                pct(ch),
-                pct(p),
-                r.caps.tier
-            ));
-        }
-        return;
-    }
-    let tried = r.candidates.iter().filter(|c| c.verdict.is_some()).count();
-    r.no_winner = Some(if r.candidates.is_empty() {
-        format!("no candidate was tried ({})", r.stop_detail)
-    } else if tried == 0 {
-        format!(
-            "none of the {} candidate(s) was evaluated: {}",
-            r.candidates.len(),
-            r.candidates
-                .iter()
-                .map(|c| format!(
-                    "#{} {}",
-                    c.n,
-                    c.reason.as_deref().unwrap_or(c.outcome.as_str())
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    } else {
-        let why: Vec<String> = r
-            .candidates
-            .iter()
-            .filter(|c| c.verdict.is_some())
-            .map(|c| {
-                let w = match (&c.reason, c.verdict) {
-                    (Some(reason), _) => reason.clone(),
-                    (None, Some(Verdict::Pass)) => {
-                        "passed the gate without raising the pass rate".into()
-                    }
-                    (None, _) => {
-                        if c.gate_reasons.is_empty() {
-                            format!("verdict {}", c.verdict.map_or("-", Verdict::as_str))
-                        } else {
-                            format!("the gate blocks it: {}", c.gate_reasons.join("; "))
-                        }
-                    }
-                };
-                format!("#{} {w}", c.n)
-            })
-            .collect();
-        format!(
-            "none of the {} candidate(s) beats the champion with the gate's statistics ({tried} evaluated): {}",
-            r.candidates.len(),
-            why.join("; ")
-        )
-    });
 }

@@ -26,12 +26,14 @@
 //! 6. **Audit**: every run is a row in the state store (`improve --list`).
 
 mod candidates;
+mod choose;
 pub mod propose;
 pub mod publish;
 pub mod report;
 pub mod scope;
 pub mod select;
 pub mod signal;
+pub mod split;
 mod worker;
 
 use std::path::PathBuf;
@@ -119,10 +121,20 @@ pub struct Settings {
     /// Failing cases the optimiser reflects on per step.
     pub minibatch: usize,
     pub telemetry_window_days: u32,
+    /// Stop after this many evaluated candidates in a row improve no
+    /// held-out case.
+    pub patience: u32,
+    /// Passing feedback-set cases shown beside the failures.
+    pub passing_examples: usize,
 }
 
 /// The optimiser's default answer length: it returns whole sections.
 const DEFAULT_MAX_TOKENS: u32 = 4000;
+
+/// The optimiser's default sampling temperature: candidates should differ
+/// from one another (DSPy's GEPA documentation recommends a reflection
+/// model at temperature 1.0), unlike the harness and judge (0).
+pub const DEFAULT_TEMPERATURE: f64 = 1.0;
 
 impl Settings {
     pub fn from_mission(improve: &Json) -> Result<Settings, ConfigError> {
@@ -131,6 +143,9 @@ impl Settings {
         let mut model = crate::eval::model_spec(m, "improve.model", "demo-optimiser")?;
         if m.get("max_tokens").is_none() {
             model.max_tokens = DEFAULT_MAX_TOKENS;
+        }
+        if m.get("temperature").is_none() {
+            model.temperature = DEFAULT_TEMPERATURE;
         }
         Ok(Settings {
             model,
@@ -144,6 +159,16 @@ impl Settings {
                 .and_then(Json::as_u64)
                 .unwrap_or(7)
                 .clamp(1, 90) as u32,
+            patience: improve
+                .get("patience")
+                .and_then(Json::as_u64)
+                .unwrap_or(2)
+                .clamp(1, 20) as u32,
+            passing_examples: improve
+                .get("passing_examples")
+                .and_then(Json::as_u64)
+                .unwrap_or(2)
+                .min(20) as usize,
         })
     }
 }

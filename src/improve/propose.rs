@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::eval::llm::{Client, Completion, Message};
 use crate::eval::{EvalConfig, ModelSpec};
 use crate::model::{
-    CaseFeedback, OPTIMISER_SYSTEM, OptimiserAnswer, OptimiserRequest, TelemetrySignal,
-    TriedCandidate, VoiceProfile,
+    CaseFeedback, OPTIMISER_SYSTEM, OptimiserAnswer, OptimiserRequest, PassingExample,
+    ResolvedPrompt, TelemetrySignal, TriedCandidate, VoiceProfile,
 };
 use crate::pack::PackDoc;
 
@@ -23,11 +23,27 @@ fn rules() -> Vec<String> {
         "Edit only the files listed in `sections` (reply with their full new text) and, if it helps, the voice profile (reply with the whole profile).",
         "Never change policies, hard constraints, tool permissions, thresholds, KPIs, eval cases or output contracts: people review those.",
         "voice.banned_phrases may gain phrases but never lose one; voice.max_sentence_words may only go down.",
-        "Fix the failures shown without breaking what passes; keep the prompt as short as the fix allows.",
+        "Fix the failures shown without breaking what passes (the `passing` cases); keep the prompt as short as the fix allows.",
+        "`resolved_prompt` is the whole prompt the agent receives on a failing chain (every scope layer merged): text outside `sections` is context you cannot edit; `contracts` are the JSON schemas answers are checked against.",
+        "Fix the errors in `validation` that are in your sections (a banned phrase: rephrase or drop the sentence).",
+        "Write general instructions, not answers to the cases shown: other cases, which you do not see, decide whether the edit is kept.",
     ]
     .iter()
     .map(ToString::to_string)
     .collect()
+}
+
+/// What the optimiser is shown besides the pack's own texts: only
+/// feedback-set cases (see [`super::split`]), never a held-out one.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    pub failures: Vec<CaseFeedback>,
+    pub passing: Vec<PassingExample>,
+    pub prompt: ResolvedPrompt,
+    pub contracts: BTreeMap<String, serde_json::Value>,
+    pub validation: Vec<String>,
+    pub telemetry: Option<TelemetrySignal>,
+    pub history: Vec<TriedCandidate>,
 }
 
 /// The optimiser's task for one step.
@@ -35,9 +51,7 @@ pub fn request(
     champion: &PackDoc,
     files: &BTreeMap<String, String>,
     voice: &VoiceProfile,
-    failures: Vec<CaseFeedback>,
-    telemetry: Option<TelemetrySignal>,
-    history: Vec<TriedCandidate>,
+    shown: Shown,
 ) -> OptimiserRequest {
     let sections = champion
         .own_sections()
@@ -55,9 +69,13 @@ pub fn request(
         version: champion.pack.version.clone(),
         sections,
         voice: voice.clone(),
-        failures,
-        telemetry,
-        history,
+        resolved_prompt: shown.prompt,
+        contracts: shown.contracts,
+        failures: shown.failures,
+        passing: shown.passing,
+        validation: shown.validation,
+        telemetry: shown.telemetry,
+        history: shown.history,
         rules: rules(),
         answer_format: json!({
             "rationale": "why these edits fix the failures, in a few sentences",

@@ -117,6 +117,26 @@ pub async fn existing(gh: &Gh, pack_id: &str, branch: &str) -> Result<Existing, 
     })
 }
 
+/// Supersede open pull request `old` by `new`, as a person would on
+/// GitHub: a comment on the old one naming the new one, then the old one
+/// closed (its branch is left as it is).
+pub async fn supersede(gh: &Gh, old: u64, new: &PullRequest) -> Result<(), GhError> {
+    gh.post(
+        &format!("/repos/{}/{}/issues/{old}/comments", gh.owner, gh.repo),
+        &json!({"body": format!(
+            "Superseded by #{} ({}): `missionctl improve` found a different proposal for this pack. This pull request is closed; its branch is kept.",
+            new.number, new.url
+        )}),
+    )
+    .await?;
+    gh.patch(
+        &format!("/repos/{}/{}/pulls/{old}", gh.owner, gh.repo),
+        &json!({"state": "closed"}),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// The label a partial fix's pull request carries.
 pub const PARTIAL_LABEL: &str = "missionctl:partial-fix";
 

@@ -24,6 +24,9 @@ pub struct Caps {
     /// The tier's `propose_partial_fixes`.
     #[serde(default)]
     pub propose_partial_fixes: bool,
+    /// The tier's `supersede_open_proposals`.
+    #[serde(default)]
+    pub supersede_open_proposals: bool,
 }
 
 /// Model calls a run made (cache hits are free and counted apart).
@@ -75,6 +78,12 @@ pub struct Candidate {
     /// Per case: mean over chains (1 pass; else half the deterministic score).
     #[serde(default)]
     pub scores: BTreeMap<String, f64>,
+    /// Its mean case score on the feedback set (the cases the optimiser
+    /// sees) and on the held-out selection set (what decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_score: Option<f64>,
     /// Cases it passes everywhere that the champion failed somewhere, and
     /// the reverse.
     #[serde(default)]
@@ -130,6 +139,19 @@ pub struct Report {
     /// (affected chains, chains evaluated).
     pub chains: (usize, usize),
     pub champion_scores: BTreeMap<String, f64>,
+    /// The cases shown to the optimiser and the held-out selection set.
+    #[serde(default)]
+    pub split: super::split::Split,
+    /// The champion's mean case score on each set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_feedback_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_selection_score: Option<f64>,
+    /// The winner is proposed for clearing main's validation errors in the
+    /// pack's files (no eval case fails, or none improved), with no loss on
+    /// the selection set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validation_fix: bool,
     pub candidates: Vec<Candidate>,
     pub stop: StopReason,
     pub stop_detail: String,
@@ -145,6 +167,10 @@ pub struct Report {
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub pull_request: Option<PullRequest>,
+    /// The open improvement pull request this run's proposal supersedes
+    /// (commented on and closed), where the tier allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<PullRequest>,
     /// What publishing did when nothing new was pushed: the same proposal
     /// already open (its body refreshed), or already on the branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +184,10 @@ pub struct Report {
 
 pub(super) fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn score(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
 
 impl Report {
@@ -229,6 +259,23 @@ impl Report {
         Some(s)
     }
 
+    /// The two sets, in one line: sizes, the champion's scores, and why
+    /// the split is not a clean one when it is not.
+    pub fn sets_line(&self) -> String {
+        format!(
+            "cases: feedback set {} (shown to the optimiser, champion {}), held-out selection set {} (never shown; decides; champion {}){}",
+            self.split.feedback.len(),
+            score(self.champion_feedback_score),
+            self.split.selection.len(),
+            score(self.champion_selection_score),
+            self.split
+                .note
+                .as_ref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
+        )
+    }
+
     /// A few lines for the terminal.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -244,6 +291,9 @@ impl Report {
             self.stop,
             self.stop_detail
         );
+        if !self.champion_scores.is_empty() {
+            s.push_str(&format!("{}\n", self.sets_line()));
+        }
         for c in &self.candidates {
             s.push_str(&format!(
                 "  #{} {} {}: {}{}\n",
@@ -252,9 +302,13 @@ impl Report {
                 c.outcome,
                 match (c.pass_rate, c.champion_pass_rate) {
                     (Some(p), Some(ch)) => format!(
-                        "pass rate {} -> {}, fixed {:?}",
+                        "pass rate {} -> {}, feedback set {} -> {}, selection set {} -> {}, fixed {:?}",
                         pct(Some(ch)),
                         pct(Some(p)),
+                        score(self.champion_feedback_score),
+                        score(c.feedback_score),
+                        score(self.champion_selection_score),
+                        score(c.selection_score),
                         c.fixed
                     ),
                     _ => String::new(),
@@ -270,11 +324,16 @@ impl Report {
             &self.no_winner,
         ) {
             (Some(w), _) => s.push_str(&format!(
-                "proposed{}: candidate #{} ({}) on branch {}{}\n",
+                "proposed{}{}: candidate #{} ({}) on branch {}{}\n",
                 self.partial_fix
                     .as_ref()
                     .map(|f| format!(" as a partial fix (still blocked: {f})"))
                     .unwrap_or_default(),
+                if self.validation_fix {
+                    " as a fix for main's validation errors"
+                } else {
+                    ""
+                },
                 w.n,
                 w.version,
                 self.branch.as_deref().unwrap_or("-"),
@@ -346,6 +405,27 @@ impl Report {
             self.chains.1,
             self.chains.0
         ));
+        s.push_str(&format!(
+            "| set | cases | champion | candidate |\n|---|---:|---:|---:|\n| feedback (shown to the optimiser) | {} | {} | {} |\n| selection (held out, decides) | {} | {} | {} |\n\n",
+            self.split.feedback.len(),
+            score(self.champion_feedback_score),
+            score(w.feedback_score),
+            self.split.selection.len(),
+            score(self.champion_selection_score),
+            score(w.selection_score),
+        ));
+        if let Some(n) = &self.split.note {
+            s.push_str(&format!("Split: {n}.\n\n"));
+        }
+        if self.validation_fix {
+            s.push_str("It clears main's validation errors in the pack's files (listed below) and loses nothing on the selection set.\n\n");
+        }
+        if let Some(old) = &self.supersedes {
+            s.push_str(&format!(
+                "Supersedes #{} ({}), which proposes different content for this pack; it is closed with a comment pointing here (tier {}'s `supersede_open_proposals`).\n\n",
+                old.number, old.url, self.caps.tier
+            ));
+        }
         if let Some(d) = &w.digest {
             s.push_str(&format!(
                 "Proposal `{d}` (the digest of its content: a rerun that finds the same content pushes nothing; different content waits until this pull request is closed).\n\n"
@@ -384,10 +464,19 @@ impl Report {
                     .join("; ")
             ));
         }
-        s.push_str("\n### Before and after, per case\n\n| case | champion | candidate |\n|---|---:|---:|\n");
+        s.push_str("\n### Before and after, per case\n\n| case | set | champion | candidate |\n|---|---|---:|---:|\n");
         for (case, after) in &w.scores {
             let before = self.champion_scores.get(case).copied().unwrap_or(0.0);
-            s.push_str(&format!("| `{case}` | {before:.2} | {after:.2} |\n"));
+            let set = if self.split.held_out().contains(case.as_str()) {
+                "selection"
+            } else if self.split.selection.contains(case) {
+                "both"
+            } else {
+                "feedback"
+            };
+            s.push_str(&format!(
+                "| `{case}` | {set} | {before:.2} | {after:.2} |\n"
+            ));
         }
         if !self.validation.is_empty() || self.production_shortfall().is_some() {
             s.push_str("\n### Outside the eval cases\n\n");
@@ -408,14 +497,16 @@ impl Report {
                     .join(", ")
             ));
         }
-        s.push_str("\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | note |\n|---:|---|---|---:|---|\n");
+        s.push_str("\nScore: mean over chains of 1 for a pass, else half the share of deterministic assertions that held.\n\n### Candidates tried\n\n| # | version | outcome | pass rate | feedback set | selection set | note |\n|---:|---|---|---:|---:|---:|---|\n");
         for c in &self.candidates {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
                 c.n,
                 c.version,
                 c.outcome,
                 pct(c.pass_rate),
+                score(c.feedback_score),
+                score(c.selection_score),
                 c.reason.as_deref().unwrap_or("").replace('|', "\\|")
             ));
         }

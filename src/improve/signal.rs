@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::gate::execute::Done;
-use crate::model::{CaseFeedback, FailedCheck, Variant};
+use crate::model::{CaseFeedback, FailedCheck, PassingExample, ResolvedPrompt, Variant};
 
 /// A rubric score (1-5) below this counts as low even when the case passes.
 pub const LOW_RUBRIC: f64 = 3.0;
@@ -56,12 +56,14 @@ pub fn feedback(done: &[Done], variant: Variant) -> Vec<CaseFeedback> {
                 },
                 chains_failed: 0,
                 chains: 0,
+                failed_chains: Vec::new(),
                 failed: Vec::new(),
                 judge: d.judge_reason.clone(),
                 criteria: d.criteria.clone(),
             });
         if !passed {
             entry.chains_failed += 1;
+            entry.failed_chains.push(d.job.chain.to_string());
         }
         for f in failed {
             if !entry
@@ -93,4 +95,55 @@ pub fn feedback(done: &[Done], variant: Variant) -> Vec<CaseFeedback> {
             .then(a.case_id.cmp(&b.case_id))
     });
     out
+}
+
+/// Cases `variant` passes on every chain, among those `shown` allows, up to
+/// `n`, by id: examples of what works, shown beside the failures.
+pub fn passing(
+    done: &[Done],
+    variant: Variant,
+    shown: impl Fn(&str) -> bool,
+    n: usize,
+) -> Vec<PassingExample> {
+    let mut by_case: BTreeMap<&str, (bool, &Done)> = BTreeMap::new();
+    for d in done.iter().filter(|d| d.job.variant == variant) {
+        let ok = crate::gate::score::passes(d) && d.run.error.is_none();
+        let e = by_case.entry(d.job.case.id.as_str()).or_insert((true, d));
+        e.0 &= ok;
+    }
+    by_case
+        .into_iter()
+        .filter(|(id, (ok, _))| *ok && shown(id))
+        .take(n)
+        .map(|(id, (_, d))| PassingExample {
+            case_id: id.to_string(),
+            description: d.job.case.description.clone().unwrap_or_default(),
+            input: crate::eval::user_message(&d.job.case),
+            output: d.run.output.clone(),
+        })
+        .collect()
+}
+
+/// The full prompt the agent receives (every scope layer merged, as the
+/// harness sends it) on the first chain `failures` name, else on the first
+/// chain evaluated.
+pub fn prompt_of(done: &[Done], variant: Variant, failures: &[CaseFeedback]) -> ResolvedPrompt {
+    let mine = || done.iter().filter(|d| d.job.variant == variant);
+    let chain = failures.iter().find_map(|f| f.failed_chains.first());
+    let d = chain
+        .and_then(|c| mine().find(|d| d.job.chain.to_string() == *c))
+        .or_else(|| mine().next());
+    d.map(|d| ResolvedPrompt {
+        chain: d.job.chain.to_string(),
+        system: d.job.system.to_string(),
+    })
+    .unwrap_or_default()
+}
+
+/// The output contracts' JSON schemas the cases are checked against, by name.
+pub fn contracts(done: &[Done]) -> BTreeMap<String, serde_json::Value> {
+    done.iter()
+        .flat_map(|d| d.job.contracts.iter())
+        .filter_map(|(name, c)| c.schema.clone().map(|s| (name.clone(), s)))
+        .collect()
 }

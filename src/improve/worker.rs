@@ -12,7 +12,7 @@ use crate::store::{ImproveRow, Store};
 use super::report::{Calls, Caps, Report};
 use super::select::{self};
 use super::{
-    ImproveError, ImproveOptions, Publish, Settings, candidates, propose, publish, signal,
+    ImproveError, ImproveOptions, Publish, Settings, candidates, propose, publish, signal, split,
 };
 
 /// Everything fixed for the run.
@@ -210,6 +210,7 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
             run_budget_usd: run_budget,
             max_prompt_growth_tokens: guard.max_prompt_growth_tokens,
             propose_partial_fixes: preset.as_ref().is_some_and(|p| p.propose_partial_fixes),
+            supersede_open_proposals: preset.as_ref().is_some_and(|p| p.supersede_open_proposals),
         },
         failures: vec![],
         telemetry: None,
@@ -218,6 +219,10 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         uncovered_task_types: vec![],
         chains: (0, 0),
         champion_scores: BTreeMap::new(),
+        split: Default::default(),
+        champion_feedback_score: None,
+        champion_selection_score: None,
+        validation_fix: false,
         candidates: vec![],
         stop: StopReason::NothingToFix,
         stop_detail: String::new(),
@@ -227,6 +232,7 @@ pub async fn run(opts: &ImproveOptions) -> Result<Report, ImproveError> {
         branch: None,
         commit: None,
         pull_request: None,
+        supersedes: None,
         published: None,
         spend_usd: 0.0,
         calls: Calls::default(),
@@ -347,6 +353,36 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
     }
     r.champion_scores = select::case_scores(&base.results, Variant::Champion);
     r.failures = signal::feedback(&base.done, Variant::Champion);
+    // GEPA's discipline: the feedback set the optimiser sees, and the
+    // held-out selection set that decides.
+    r.split = split::Split::new(
+        &r.pack_id,
+        &r.champion_scores.keys().cloned().collect(),
+        &r.failures,
+    );
+    r.champion_feedback_score = split::mean_over(&r.champion_scores, &r.split.feedback);
+    r.champion_selection_score = split::mean_over(&r.champion_scores, &r.split.selection);
+    if !r.champion_scores.is_empty() {
+        ctx.say(&format!("signal: {}", r.sets_line()));
+    }
+    let start = candidates::Start {
+        passing: signal::passing(
+            &base.done,
+            Variant::Champion,
+            |c| r.split.shown(c),
+            ctx.settings.passing_examples,
+        ),
+        prompt: signal::prompt_of(
+            &base.done,
+            Variant::Champion,
+            &r.failures
+                .iter()
+                .filter(|f| r.split.shown(&f.case_id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+        contracts: signal::contracts(&base.done),
+    };
     let since = crate::time_util::days_ago_rfc3339(ctx.settings.telemetry_window_days);
     let t = ctx
         .store
@@ -383,7 +419,15 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         );
         return Ok(());
     }
-    if r.failures.is_empty() {
+    // Main's validation errors in the pack's own prompt sections are in
+    // scope: candidates are proposed for them even when every case passes.
+    let fixable_validation = r.validation.iter().any(|v| {
+        ctx.champion
+            .sections
+            .iter()
+            .any(|s| v.starts_with(&format!("{}:", s.file)))
+    });
+    if r.failures.is_empty() && !fixable_validation {
         let mut outside = Vec::new();
         if !r.validation.is_empty() {
             outside.push(format!(
@@ -408,6 +452,12 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         }
         return Ok(());
     }
+    if r.failures.is_empty() {
+        ctx.say(&format!(
+            "signal: every case passes, but main fails validation in the pack's prompt sections: {}",
+            r.validation.join("; ")
+        ));
+    }
     ctx.say(&format!(
         "signal: {} case(s) fail or score low: {}",
         r.failures.len(),
@@ -430,13 +480,14 @@ async fn body(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveError> {
         ctx,
         r,
         demo.as_ref().map(crate::eval::demo_model::DemoServer::url),
+        start,
     )
     .await;
     if let Some(d) = demo {
         d.shutdown().await;
     }
     let mut evidence = result?;
-    candidates::choose(r);
+    super::choose::choose(r);
     // The gate's own evidence for the candidate proposed.
     r.evidence_markdown = r.winner.and_then(|n| evidence.remove(&n));
     publish_winner(ctx, r).await
@@ -462,7 +513,11 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
         Publish::PullRequest { gh, .. } => Some(publish::existing(gh, &r.pack_id, &branch).await?),
         Publish::Branch => None,
     };
-    if let Some(publish::Existing::Other(p, head)) = &open {
+    if let Some(publish::Existing::Other(p, _)) = &open
+        && r.caps.supersede_open_proposals
+    {
+        r.supersedes = Some(p.clone());
+    } else if let Some(publish::Existing::Other(p, head)) = &open {
         r.no_winner = Some(format!(
             "a different proposal waits: candidate #{} ({}, content {short}) differs from what the open improvement pull request #{} for {} proposes (branch {head}); nothing was pushed or opened, and #{} is left as its reviewers see it; review or close it and rerun",
             w.n, w.version, p.number, r.pack_id, p.number
@@ -540,6 +595,13 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
                     publish::open(gh, &r.pack_id, &branch, &r.base, &r.title(), &r.body()).await?;
                 if r.partial_fix.is_some() {
                     publish::label_partial(gh, pr.number).await?;
+                }
+                if let Some(old) = &r.supersedes {
+                    publish::supersede(gh, old.number, &pr).await?;
+                    r.published = Some(format!(
+                        "supersedes #{}: a different proposal, opened as #{}; #{} is commented on and closed (tier {}'s supersede_open_proposals)",
+                        old.number, pr.number, old.number, r.caps.tier
+                    ));
                 }
                 pr
             }

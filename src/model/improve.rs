@@ -12,7 +12,7 @@ use super::words;
 /// The optimiser's system message. The demo model recognises a request as
 /// an optimiser request by this text.
 pub const OPTIMISER_SYSTEM: &str = "You are missionctl's prompt optimiser. \
-You receive an agent pack's editable prompt sections and voice profile, the evaluation cases its current version fails with the outputs and the reasons they failed, and the candidates tried so far. \
+You receive an agent pack's editable prompt sections and voice profile, the full prompt the agent receives on a failing chain (every scope layer merged), its output contracts' schemas, the evaluation cases its current version fails with the outputs, the chains they failed on and the reasons, cases it passes, and the candidates tried so far with their scores. \
 Propose one improved version that fixes as many failures as possible without breaking what passes: reflect on why each case failed, then edit only the editable sections and the voice profile. \
 Keep the prompt short; never weaken a safety instruction. \
 Reply with one JSON object in the stated answer_format and nothing else: no prose, no code fences.";
@@ -58,12 +58,34 @@ pub struct CaseFeedback {
     /// Chains the case failed on, of those evaluated.
     pub chains_failed: usize,
     pub chains: usize,
+    /// The chains (`domain/tenant/user`) the case failed on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_chains: Vec<String>,
     pub failed: Vec<FailedCheck>,
     /// The judge's rubric reason and per-criterion scores (1-5), when judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub criteria: BTreeMap<String, f64>,
+}
+
+/// A case the current version passes, shown beside the failures so the
+/// optimiser keeps what works.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PassingExample {
+    pub case_id: String,
+    pub description: String,
+    pub input: String,
+    pub output: String,
+}
+
+/// The prompt the agent receives on one chain: every scope layer merged
+/// (global, domain, tenant, user), as the harness sends it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedPrompt {
+    /// The chain (`domain/tenant/user`).
+    pub chain: String,
+    pub system: String,
 }
 
 /// What production runs say about the current version.
@@ -86,6 +108,10 @@ pub struct TriedCandidate {
     /// Cases it passes on every chain, and why it was set aside, if it was.
     pub passes: Vec<String>,
     pub outcome: String,
+    /// Its mean case score on the feedback set (the cases the optimiser is
+    /// shown), when it was evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_score: Option<f64>,
 }
 
 /// The optimiser's task (the user message, as JSON).
@@ -97,7 +123,19 @@ pub struct OptimiserRequest {
     /// Repository path -> current text of every prompt section it may edit.
     pub sections: BTreeMap<String, String>,
     pub voice: VoiceProfile,
+    /// The full prompt the agent receives on the first failing chain.
+    #[serde(default)]
+    pub resolved_prompt: ResolvedPrompt,
+    /// The output contracts' JSON schemas, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contracts: BTreeMap<String, serde_json::Value>,
     pub failures: Vec<CaseFeedback>,
+    /// Feedback-set cases the current version passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passing: Vec<PassingExample>,
+    /// Main's validation errors in the pack's own files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetrySignal>,
     pub history: Vec<TriedCandidate>,

@@ -17,7 +17,8 @@ pub use approval::{ApprovalReport, Requirement};
 pub use decision::{Decision, DecisionKind, Serving};
 pub use improve::{
     CandidateOutcome, CaseFeedback, FailedCheck, OPTIMISER_SYSTEM, OptimiserAnswer,
-    OptimiserRequest, StopReason, TelemetrySignal, TriedCandidate, VoiceProfile,
+    OptimiserRequest, PassingExample, ResolvedPrompt, StopReason, TelemetrySignal, TriedCandidate,
+    VoiceProfile,
 };
 pub use rollout::{
     Arm, ArmLabel, Bound, Effect, EffectState, FiguresFrom, GitOutcome, Kpis, RevertEffect,

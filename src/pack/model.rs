@@ -221,6 +221,11 @@ pub struct TierPreset {
     /// under an absolute floor (labelled, for reviewers to take or leave).
     #[serde(default)]
     pub propose_partial_fixes: bool,
+    /// Whether a different proposal may supersede the pack's open
+    /// improvement pull request (a new branch and pull request naming it;
+    /// the old one commented on and closed) instead of waiting for it.
+    #[serde(default)]
+    pub supersede_open_proposals: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -34,6 +34,106 @@ pub struct Injection {
     pub after_write: bool,
 }
 
+/// A GitHub App installed on the repository: its id, the public half of
+/// its key (PEM file) to verify the JWTs it signs as GitHub does, its
+/// installation and the installation token GitHub issues.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub id: u64,
+    pub public_key_pem: std::path::PathBuf,
+    pub installation: u64,
+    pub token: String,
+}
+
+fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 6) | val(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// GitHub's check of an App's JWT (`Authorization: Bearer <jwt>`): RS256,
+/// signed by the App's key (verified with `openssl dgst`), `iss` the App's
+/// id, issued no later than now (60 s clock drift allowed) and expiring
+/// within 10 minutes of issue and not yet. `Err` is GitHub's message.
+pub fn verify_app_jwt(app: &App, authorization: Option<&str>) -> Result<(), String> {
+    let jwt = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .ok_or("no Bearer JWT")?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [h, p, sig] = parts.as_slice() else {
+        return Err("A JSON web token could not be decoded".into());
+    };
+    let header: Value = b64url_decode(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("A JSON web token could not be decoded")?;
+    if header["alg"] != "RS256" {
+        return Err(format!("'alg' must be RS256, not {}", header["alg"]));
+    }
+    let claims: Value = b64url_decode(p)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("A JSON web token could not be decoded")?;
+    let iss = match &claims["iss"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if iss != app.id.to_string() {
+        return Err(format!(
+            "'Issuer' claim ('iss') must be the App's id, not {iss}"
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (iat, exp) = (
+        claims["iat"].as_i64().ok_or("no 'iat'")?,
+        claims["exp"].as_i64().ok_or("no 'exp'")?,
+    );
+    if iat > now + 60 || exp <= now || exp - iat > 600 {
+        return Err(
+            "'Expiration time' claim ('exp') is too far in the future, or the JWT expired".into(),
+        );
+    }
+    let sig = b64url_decode(sig).ok_or("A JSON web token could not be decoded")?;
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("fake-gh-jwt-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("data"), format!("{h}.{p}")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("sig"), &sig).map_err(|e| e.to_string())?;
+    let ok = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&app.public_key_pem)
+        .arg("-signature")
+        .arg(dir.join("sig"))
+        .arg(dir.join("data"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    if ok {
+        Ok(())
+    } else {
+        Err("A JSON web token could not be decoded: the signature does not verify with the App's key".into())
+    }
+}
+
 #[derive(Default)]
 pub struct GhState {
     /// Failures to answer with, first match first, each used once.
@@ -74,6 +174,10 @@ pub struct GhState {
     /// The repository's git remote: as GitHub does, a pull request whose
     /// head branch is not on it is refused (422).
     pub remote: Option<std::path::PathBuf>,
+    /// The GitHub App installed on the repository, if any.
+    pub app: Option<App>,
+    /// Each App JWT checked: `Ok` or GitHub's refusal.
+    pub jwt_checks: Vec<Result<(), String>>,
     next_id: u64,
 }
 
@@ -158,7 +262,47 @@ async fn handle(
     // Lists are paginated as GitHub does it: a `Link` header names the next
     // page (with the `page` parameter, which clients must not construct).
     let mut total: Option<usize> = None;
+    let authorization = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .map(String::from);
+    // The App's endpoints, authenticated with its JWT.
+    let app_call = matches!(
+        (method.as_str(), parts.as_slice()),
+        ("GET", ["app"] | ["repos", _, _, "installation"])
+            | ("POST", ["app", "installations", _, "access_tokens"])
+    );
+    let app_check = match (&s.app, app_call) {
+        (Some(app), true) => Some(verify_app_jwt(app, authorization.as_deref())),
+        _ => None,
+    };
+    if let Some(c) = &app_check {
+        s.jwt_checks.push(c.clone());
+    }
     let (status, out) = match (method.as_str(), parts.as_slice()) {
+        _ if matches!(app_check, Some(Err(_))) => (
+            StatusCode::UNAUTHORIZED,
+            json!({"message": app_check.clone().and_then(Result::err).unwrap_or_default(), "documentation_url": "https://docs.github.com/rest"}),
+        ),
+        ("GET", ["app"]) if s.app.is_some() => (
+            StatusCode::OK,
+            json!({"id": s.app.as_ref().map(|a| a.id), "slug": "missionctl-test", "name": "missionctl test"}),
+        ),
+        ("GET", ["repos", _, _, "installation"]) if s.app.is_some() => (
+            StatusCode::OK,
+            json!({"id": s.app.as_ref().map(|a| a.installation), "app_id": s.app.as_ref().map(|a| a.id)}),
+        ),
+        ("POST", ["app", "installations", inst, "access_tokens"]) if s.app.is_some() => {
+            let app = s.app.clone().expect("app");
+            if inst.parse::<u64>().ok() == Some(app.installation) {
+                (
+                    StatusCode::CREATED,
+                    json!({"token": app.token, "expires_at": "2099-01-01T00:00:00Z", "permissions": {"contents": "write", "pull_requests": "write"}, "repository_selection": "all"}),
+                )
+            } else {
+                (StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+            }
+        }
         ("GET", ["repos", _, _, "issues", n, "comments"]) => {
             let n: u64 = n.parse().unwrap_or(0);
             let mine: Vec<Value> = s

@@ -5,12 +5,15 @@
 //! credentials rule, injected instructions as data, a JSON format, the text
 //! a rubric asks for), appended to the pack's last editable section. What
 //! a section already says is not repeated, so a rerun on the same failures
-//! proposes the same edit.
+//! proposes the same edit. A banned phrase main's validation reports in a
+//! section is removed with the line that holds it, and so is a line asking
+//! for prose when answers fail a JSON format check.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::rules::{NO_JSON, PROSE_ONLY};
 use crate::model::{CaseFeedback, OptimiserAnswer, OptimiserRequest, Tag};
 
 /// The heading the demo optimiser's instructions go under.
@@ -152,7 +155,76 @@ pub(super) fn answer(user: &str) -> String {
     serde_json::to_string_pretty(&reply).unwrap_or_else(|_| json!({}).to_string())
 }
 
+/// `(path, phrase)` for each banned phrase validation reports in a section
+/// (`path:line: prompt text contains the banned phrase "…" [code]`).
+fn banned_in_sections(req: &OptimiserRequest) -> Vec<(String, String)> {
+    req.validation
+        .iter()
+        .filter_map(|v| {
+            let (path, rest) = v.split_once(':')?;
+            let (_, quoted) = rest.split_once("contains the banned phrase \"")?;
+            let (phrase, _) = quoted.split_once('"')?;
+            req.sections
+                .contains_key(path)
+                .then(|| (path.to_string(), phrase.to_lowercase()))
+        })
+        .collect()
+}
+
+/// The sections with every line to drop dropped: a line holding a banned
+/// phrase main's validation reports there, and, when answers fail a JSON
+/// format check, a line asking for prose. With why, per section.
+fn cleaned(req: &OptimiserRequest) -> BTreeMap<String, (String, Vec<&'static str>)> {
+    let banned = banned_in_sections(req);
+    let json_fails = req
+        .failures
+        .iter()
+        .any(|f| f.failed.iter().any(|c| c.kind == "is-json"));
+    let mut out = BTreeMap::new();
+    for (path, text) in &req.sections {
+        let mut why = Vec::new();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let low = l.to_lowercase();
+                if banned.iter().any(|(p, b)| p == path && low.contains(b)) {
+                    why.push("a banned phrase main's validation reports");
+                    return false;
+                }
+                if json_fails && (PROSE_ONLY.stated_in(l) || NO_JSON.stated_in(l)) {
+                    why.push("an instruction to answer in prose, which the failing JSON format checks contradict");
+                    return false;
+                }
+                true
+            })
+            .collect();
+        if !why.is_empty() {
+            why.dedup();
+            let mut t = kept.join("\n");
+            t.push('\n');
+            out.insert(path.clone(), (t, why));
+        }
+    }
+    out
+}
+
 fn propose(req: &OptimiserRequest) -> OptimiserAnswer {
+    let cleaned = cleaned(req);
+    let texts: BTreeMap<String, String> = cleaned
+        .iter()
+        .map(|(p, (t, _))| (p.clone(), t.clone()))
+        .collect();
+    let mut answer = propose_remedies(req, &texts);
+    for (path, (text, why)) in cleaned {
+        answer
+            .rationale
+            .push_str(&format!(" Removed from {path}: {}.", why.join("; ")));
+        answer.sections.entry(path).or_insert(text);
+    }
+    answer
+}
+
+fn propose_remedies(req: &OptimiserRequest, cleaned: &BTreeMap<String, String>) -> OptimiserAnswer {
     let existing: String = req
         .sections
         .values()
@@ -180,6 +252,7 @@ fn propose(req: &OptimiserRequest) -> OptimiserAnswer {
             voice: None,
         };
     };
+    let text = cleaned.get(path).unwrap_or(text);
     let mut edited = text.trim_end().to_string();
     if !edited.contains(HEADING) {
         edited.push_str("\n\n");
@@ -217,6 +290,7 @@ mod tests {
             output: "{\"escalate\": false}".into(),
             chains_failed: 2,
             chains: 2,
+            failed_chains: vec![],
             failed: vec![FailedCheck {
                 kind: kind.into(),
                 tag,
@@ -238,7 +312,11 @@ mod tests {
                 ("packs/a/prompts/b.md".to_string(), section.to_string()),
             ]),
             voice: VoiceProfile::default(),
+            resolved_prompt: Default::default(),
+            contracts: BTreeMap::new(),
             failures,
+            passing: vec![],
+            validation: vec![],
             telemetry: None,
             history: vec![],
             rules: vec![],
@@ -286,5 +364,28 @@ mod tests {
         assert!(a.sections.is_empty());
         assert!(a.rationale.contains("no instruction"));
         assert!(answer("not json").contains("could not be read"));
+    }
+
+    #[test]
+    fn a_banned_phrase_main_reports_in_a_section_is_removed_with_its_line() {
+        let mut req = request(
+            vec![],
+            "## Procedures\nKeep it short.\nSay As an AI language model when unsure.\n",
+        );
+        req.validation = vec![
+            "packs/a/prompts/b.md:3: prompt text contains the banned phrase \"as an ai language model\" [constraint/banned-phrase]".into(),
+            "packs/other.md:1: prompt text contains the banned phrase \"x\" [constraint/banned-phrase]".into(),
+        ];
+        let a = propose(&req);
+        assert_eq!(a.sections.len(), 1, "{a:?}");
+        assert_eq!(
+            a.sections["packs/a/prompts/b.md"],
+            "## Procedures\nKeep it short.\n"
+        );
+        assert!(
+            a.rationale
+                .contains("a banned phrase main's validation reports"),
+            "{a:?}"
+        );
     }
 }
