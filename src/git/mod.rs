@@ -18,12 +18,14 @@ use std::str::FromStr;
 pub use log::PackFileVersion;
 pub(crate) use log::{first_parent_pack_versions, versions_of_file};
 pub use source::{
-    Source, SourceKind, fetch_pull_head, fetch_queue_head, remote_branch_at, remote_branches,
+    Source, SourceKind, fetch_pull_head, fetch_queue_head, fetch_remote_branch, remote_branch_at,
+    remote_branches,
 };
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
 pub use write::{
-    RestoreDir, Target, branch_tip, commit_files, push_branch, remote_url, set_branch,
+    RestoreDir, Target, branch_tip, commit_files, push_branch, remote_url, same_proposal,
+    set_branch,
 };
 pub(crate) use write::{init_with_commit, restore_dir, write_note};
 

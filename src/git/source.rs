@@ -324,6 +324,29 @@ pub fn remote_branch_at(
         .map(|h| super::CommitId(h.oid())))
 }
 
+/// Fetch `url`'s `refs/heads/<branch>` as data, into
+/// `refs/missionctl/check/<branch>` (never a branch of the repository), so
+/// its commits can be compared with a proposal; None when the remote has no
+/// such branch.
+pub fn fetch_remote_branch(
+    repo: &super::Repo,
+    url: &str,
+    branch: &str,
+    token: Option<&str>,
+) -> Result<Option<super::CommitId>, GitError> {
+    if remote_branch_at(repo, url, branch, token)?.is_none() {
+        return Ok(None);
+    }
+    let local = format!("refs/missionctl/check/{branch}");
+    let mut remote = repo.inner.remote_anonymous(url)?;
+    let spec = format!("+refs/heads/{branch}:{local}");
+    let mut fo = git2::FetchOptions::new();
+    fo.remote_callbacks(credentials_with(token.map(str::to_string)));
+    remote.fetch(&[spec.as_str()], Some(&mut fo), None)?;
+    let id = repo.inner.refname_to_id(&local)?;
+    Ok(Some(super::CommitId(id)))
+}
+
 fn fetch_as_data(root: &Path, remote_ref: &str, local: &str) -> Result<super::CommitId, GitError> {
     let repo = super::open(root)?.inner;
     {

@@ -242,3 +242,43 @@ pub fn branch_tip(repo: &Repo, name: &str) -> Option<CommitId> {
         .and_then(|r| r.peel_to_commit().ok())
         .map(|c| CommitId(c.id()))
 }
+
+/// Whether `tip` proposes exactly what `proposal` does: one commit, on a
+/// parent that is `proposal`'s parent or one of its ancestors (main may have
+/// moved on since), changing exactly the same files to exactly the same
+/// content. A branch named for a proposal is trusted by this, never by its
+/// name: a commit pushed onto it by someone else, a tampered local branch or
+/// extra changes to other files make it another proposal.
+pub fn same_proposal(repo: &Repo, tip: CommitId, proposal: CommitId) -> Result<bool, GitError> {
+    let r = &repo.inner;
+    let (tip, proposal) = (r.find_commit(tip.0)?, r.find_commit(proposal.0)?);
+    if tip.id() == proposal.id() {
+        return Ok(true);
+    }
+    let (Ok(tip_parent), Ok(base)) = (tip.parent(0), proposal.parent(0)) else {
+        return Ok(false);
+    };
+    if tip.parent_count() != 1
+        || proposal.parent_count() != 1
+        || !(tip_parent.id() == base.id() || r.graph_descendant_of(base.id(), tip_parent.id())?)
+    {
+        return Ok(false);
+    }
+    let changes = |parent: &git2::Commit<'_>, c: &git2::Commit<'_>| -> Result<Vec<_>, GitError> {
+        let d = r.diff_tree_to_tree(Some(&parent.tree()?), Some(&c.tree()?), None)?;
+        let mut v: Vec<_> = d
+            .deltas()
+            .map(|x| {
+                (
+                    x.status(),
+                    x.new_file().path().map(std::path::Path::to_path_buf),
+                    x.old_file().path().map(std::path::Path::to_path_buf),
+                    x.new_file().id(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.1, &a.2, a.3).cmp(&(&b.1, &b.2, b.3)));
+        Ok(v)
+    };
+    Ok(changes(&tip_parent, &tip)? == changes(&base, &proposal)?)
+}

@@ -531,7 +531,14 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match git::branch_tip(&g, &branch) {
-            Some(tip) => Some(tip),
+            // The name says nothing: the branch must hold this proposal.
+            Some(tip) if git::same_proposal(&g, tip, commit)? => Some(tip),
+            Some(tip) => {
+                return Err(ImproveError::Usage(format!(
+                    "local branch {branch} holds commit {}, which is not this proposal (content {short}): someone changed it; nothing was pushed or opened. Inspect it, delete it (`git branch -D {branch}`) and rerun",
+                    &tip.to_string()[..12]
+                )));
+            }
             None => {
                 git::set_branch(&g, &branch, commit)?;
                 None
@@ -560,16 +567,39 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
                     "the repository has no remote `{remote}` to push {b} to; add it or pass --remote"
                 ))
             })?;
-            let on_remote = git::remote_branch_at(&g, &url, &b, token.as_deref())?;
-            if on_remote.is_none() {
-                git::push_branch(&g, &url, &b, token.as_deref())?;
-            }
+            // What the remote's branch of that name holds, fetched and
+            // compared: never trusted by its name.
+            let on_remote = match git::fetch_remote_branch(&g, &url, &b, token.as_deref())? {
+                Some(at) => Some((at, git::same_proposal(&g, at, commit)?)),
+                None => {
+                    git::push_branch(&g, &url, &b, token.as_deref())?;
+                    None
+                }
+            };
             Ok::<_, ImproveError>((url, on_remote))
         })
         .await
         .map_err(|e| ImproveError::Usage(format!("the push failed: {e}")))??;
         match on_remote {
-            Some(at) => {
+            Some((at, false)) => {
+                let at = &at.to_string()[..12];
+                if let publish::Existing::Same(p) = open {
+                    // Reviewers pushed onto the pull request: their commits
+                    // are theirs, and its body must not claim this run's
+                    // evidence for content it no longer holds.
+                    r.published = Some(format!(
+                        "pull request #{} ({branch}) has moved past this proposal (its branch is at commit {at}, with changes beyond content {short}): left as its reviewers made it; nothing pushed and its body not refreshed",
+                        p.number
+                    ));
+                    r.pull_request = Some(p);
+                    return Ok(());
+                }
+                return Err(ImproveError::Usage(format!(
+                    "branch {branch} on {} holds commit {at}, which is not this proposal (content {short}): someone else pushed it; nothing was opened. Inspect it, delete the remote branch and rerun",
+                    crate::store::redact(&url)
+                )));
+            }
+            Some((at, true)) => {
                 r.commit = Some(at.to_string());
                 ctx.say(&format!(
                     "{branch} is on {} already (the same content): not pushed",

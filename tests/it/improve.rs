@@ -11,6 +11,7 @@ use crate::llm_server::{LlmServer, Reply, demo, system_of};
 use crate::util::{TestContext, TestRepo, assert_success, git, missionctl};
 
 mod app_token;
+mod branch_trust;
 mod defects;
 mod gepa;
 mod harness;
