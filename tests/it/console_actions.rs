@@ -315,8 +315,9 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
 }
 
 /// The pack page: the prompt and voice diff between two versions (escaped),
-/// each version's gate evidence, KPIs per version as an SVG chart; an acme
-/// viewer sees acme's runs only and cannot diff a globex pack.
+/// each version's gate evidence, KPIs per version as an SVG chart (a
+/// tenant-scoped sign-in counts its tenant's runs only); an acme viewer
+/// cannot diff a globex pack.
 #[test]
 fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -336,24 +337,20 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     until("the rollout", Duration::from_secs(30), || {
         rollout_state(port, &t.admin, "1.1.0")
     });
-    // Runs of both versions on two days, for acme and for globex.
-    let run = |id: &str, tenant: &str, version: &str, day: u32, ok: bool| {
-        json!({"run_id": id, "tenant_id": tenant, "user_id": "u1", "agent_id": "bot",
-            "pack_id": "hr-ops-pack", "pack_version": version, "task_type": "qa",
+    // Runs of acme's tenant pack on two days (a harness reports the leaf
+    // pack of its chain: acme's chains end in acme-tenant).
+    let run = |id: &str, day: u32, ok: bool| {
+        json!({"run_id": id, "tenant_id": "acme", "user_id": "u1", "agent_id": "bot",
+            "pack_id": "acme-tenant", "pack_version": "1.0.0", "task_type": "qa",
             "latency_ms": 100, "cost_usd": 0.001, "success_bool": ok,
             "error_code": if ok { Value::Null } else { json!("tool_error") },
             "created_at": missionctl::time_util::canonical(
                 time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(day)))})
     };
-    let acme: Vec<Value> = (0..8)
-        .map(|i| run(&format!("a{i}"), "acme", if i < 4 { "1.0.0" } else { "1.1.0" }, i % 2 + 1, i != 0))
+    let acme: String = (0..8)
+        .map(|i| format!("{}\n", run(&format!("a{i}"), i % 2 + 1, i != 0)))
         .collect();
-    let globex: Vec<Value> = (0..5)
-        .map(|i| run(&format!("g{i}"), "globex", "1.1.0", 1, true))
-        .collect();
-    let nd = |rows: &[Value]| rows.iter().map(|r| format!("{r}\n")).collect::<String>();
-    assert_eq!(post_runs(port, &t.acme_harness, nd(&acme).as_bytes()).0, 200);
-    assert_eq!(post_runs(port, &t.admin, nd(&globex).as_bytes()).0, 200);
+    assert_eq!(post_runs(port, &t.acme_harness, acme.as_bytes()).0, 200);
 
     let viewer = sign_in(port, &t.acme_viewer);
     let (code, _, p) = page(port, "/ui/packs/hr-ops-pack?from=1.0.0&to=1.1.0", &viewer);
@@ -379,26 +376,56 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     assert!(none.contains("No such version of this pack"), "{none}");
     // Gate evidence of each version: its promotion decision's pull request.
     assert!(p.contains("from pull request #61"), "{p}");
-    // KPIs per version over time: an SVG chart and its table, acme's runs only.
-    assert!(p.contains("aria-label=\"Success rate per version per day\""), "{p}");
-    assert!(p.contains("<polyline"), "{p}");
-    let rows = regex::Regex::new(r"<tr><td>(1\.[01]\.0)</td><td>(\d{4}-\d\d-\d\d)</td><td>(\d+)</td>")
-        .expect("re");
-    let total: u64 = rows
-        .captures_iter(&p)
-        .map(|c| c[3].parse::<u64>().expect("n"))
-        .sum();
-    assert_eq!(total, 8, "acme's 8 runs, none of globex's 5: {p}");
-    assert!(!p.to_lowercase().contains("globex"), "{p}");
+    // KPIs per version over time: an SVG chart and its table.
+    let (code, _, k) = page(port, "/ui/packs/acme-tenant", &viewer);
+    assert_eq!(code, 200, "{k}");
+    assert!(k.contains("aria-label=\"Success rate per version per day\""), "{k}");
+    assert!(k.contains("<polyline"), "{k}");
+    let days: Vec<(String, u64, String)> = rows_re(r"1\.0\.0")
+        .captures_iter(&k)
+        .map(|c| (c[2].to_string(), c[3].parse::<u64>().expect("n"), c[4].to_string()))
+        .collect();
+    assert_eq!(days.len(), 2, "two days: {k}");
+    assert_eq!(days.iter().map(|d| d.1).sum::<u64>(), 8, "{k}");
+    assert!(
+        days.iter().any(|d| d.2 == "75.0") && days.iter().any(|d| d.2 == "100.0"),
+        "{days:?}"
+    );
+    // A pack without runs says so; no GitHub links for a remote that is not there.
     let admin = sign_in(port, &t.admin);
     let (_, _, all) = page(port, "/ui/packs/hr-ops-pack?from=1.0.0&to=1.1.0", &admin);
-    let total: u64 = rows
-        .captures_iter(&all)
-        .map(|c| c[3].parse::<u64>().expect("n"))
-        .sum();
-    assert_eq!(total, 13, "an unscoped admin reads every tenant's runs");
-    // No commit links to GitHub for a remote that is not there.
+    assert!(all.contains("No run in the last 30 days"), "{all}");
     assert!(!all.contains("github.com"), "{all}");
+    // A shared pack's runs of two tenants (written to the store directly):
+    // a tenant-scoped sign-in counts its own tenant's only.
+    let rows: Vec<missionctl::model::RunRow> = [("acme", 3), ("globex", 5)]
+        .iter()
+        .flat_map(|(tenant, n)| {
+            (0..*n).map(move |i| {
+                serde_json::from_value(json!({"run_id": format!("{tenant}-{i}"), "tenant_id": tenant,
+                    "user_id": "u1", "agent_id": "bot", "pack_id": "hr-ops-pack", "pack_version": "1.1.0",
+                    "task_type": "qa", "latency_ms": 100.0, "cost_usd": 0.001, "success_bool": true,
+                    "error_code": null, "created_at": missionctl::time_util::now_rfc3339()}))
+                .expect("row")
+            })
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let s = missionctl::store::Store::connect(&db).await.expect("db");
+        s.insert_runs(&rows).await.expect("runs");
+    });
+    let count = |html: &str| -> u64 {
+        rows_re(r"1\.1\.0")
+            .captures_iter(html)
+            .map(|c| c[3].parse::<u64>().expect("n"))
+            .sum()
+    };
+    let (_, _, mine) = page(port, "/ui/packs/hr-ops-pack", &viewer);
+    assert_eq!(count(&mine), 3, "acme's runs only: {mine}");
+    assert!(!mine.to_lowercase().contains("globex"), "{mine}");
+    let (_, _, every) = page(port, "/ui/packs/hr-ops-pack", &admin);
+    assert_eq!(count(&every), 8, "every tenant's for an unscoped admin: {every}");
     // An acme viewer cannot diff a globex pack: 404, naming nothing.
     for path in [
         "/ui/packs/globex-tenant?from=1.0.0&to=1.0.0",
@@ -408,6 +435,14 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
         assert_eq!(code, 404, "{path}");
         assert!(!body.to_lowercase().contains("globex"), "{body}");
     }
+}
+
+/// The KPI table's rows of `version` (a regex): (version, day, runs, success %).
+fn rows_re(version: &str) -> regex::Regex {
+    regex::Regex::new(&format!(
+        r"<tr><td>({version})</td><td>(\d{{4}}-\d\d-\d\d)</td><td>(\d+)</td><td>([0-9.]+)%</td>"
+    ))
+    .expect("re")
 }
 
 /// The fleet page: KPI health per chain against its targets, a stale
@@ -558,23 +593,29 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
         g.1
     );
     // A decision acme may see: its stream says so within seconds.
-    let id = merge_hr(&f, port, &t.admin, 72, "workplace\npolicies", "workplace\nPolicies", "1.1.0");
+    // (1.5.0: the globex rollout is at 1.1.0.)
+    let id = merge_hr(&f, port, &t.admin, 72, "workplace\npolicies", "workplace\nPolicies", "1.5.0");
     assert!(g.saw("change", Duration::from_secs(10)), "the hr-ops decision");
     let _ = g.saw("change", Duration::from_secs(2));
     let started = Instant::now();
     let (code, v) = post_json(port, &format!("/v1/rollouts/{id}/hold"), &t.admin, "");
     assert_eq!(code, 200, "{v}");
-    assert!(g.saw("change", Duration::from_secs(5)), "the hold decision");
+    assert!(g.saw("change", Duration::from_secs(5)), "the hold decision: {:?} {v}", g.1);
     assert!(started.elapsed() < Duration::from_secs(5));
     // Signed out: the stream ends.
     let (_, _, p) = page(port, "/ui/", &acme);
     let (code, _, _) = post_form(port, "/ui/logout", &acme, &format!("csrf={}", csrf(&p)));
     assert_eq!(code, 303);
     let mut rest = [0u8; 4096];
+    let mut tail = String::new();
     let ended = until("the stream to end", Duration::from_secs(10), || {
         match g.0.read(&mut rest) {
             Ok(0) => Some(true),
-            Ok(n) => String::from_utf8_lossy(&rest[..n]).contains("\r\n0\r\n").then_some(true),
+            Ok(n) => {
+                tail.push_str(&String::from_utf8_lossy(&rest[..n]));
+                // The last chunk of a chunked body.
+                tail.ends_with("0\r\n\r\n").then_some(true)
+            }
             Err(_) => None,
         }
     });
