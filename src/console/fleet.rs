@@ -112,7 +112,7 @@ pub fn replica_attention(
         if ago > 3.0 * b.every_s.max(1.0) {
             out.push(html! {
                 "Replica " code { (b.replica) } " is " span.bad { "stale" }
-                ": last heard " (format!("{ago:.0}")) " s ago (it beats every " (format!("{:.0}", b.every_s)) " s)"
+                ": last heard " (format!("{ago:.0}")) " s ago (it beats every " (format!("{:.1}", b.every_s)) " s)"
             });
         } else if let (Some(theirs), Some(ours)) = (b.commit_sha.as_deref(), serving)
             && theirs != ours

@@ -478,7 +478,7 @@ fn fleet_health(db: &str) {
     assert_eq!(code, 200, "{fleet}");
     assert!(fleet.contains("KPI health (24 h)"), "{fleet}");
     assert!(
-        fleet.contains("below target: success_rate 50.0% (min 9"),
+        fleet.contains("below target: ") && fleet.contains("success_rate 50.0% (min 95.0%)"),
         "acme's chains run at 50% against a 9x% target: {fleet}"
     );
     assert!(fleet.contains("below its KPI targets"), "needs attention: {fleet}");
