@@ -72,7 +72,11 @@ async fn hold_lease(reg: Arc<Registry>, ttl: Duration, shutdown: CancellationTok
         let commit = reg.snapshot.load().commit.clone();
         if let Err(e) = reg
             .store
-            .heartbeat(&reg.leader.replica, commit.as_deref(), (ttl / 3).as_secs_f64())
+            .heartbeat(
+                &reg.leader.replica,
+                commit.as_deref(),
+                (ttl / 3).as_secs_f64(),
+            )
             .await
         {
             tracing::warn!(error = %e, "the replica heartbeat could not be written");

@@ -39,11 +39,10 @@ pub fn run(a: PauseArgs, what: Pause) -> anyhow::Result<ExitCode> {
         Pause::Hold => "hold",
         Pause::Resume => "resume",
     };
-    let by = a
-        .by
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "cli".to_string());
+    let by =
+        a.by.or_else(|| std::env::var("USER").ok())
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| "cli".to_string());
     let reason = a
         .reason
         .filter(|r| !r.trim().is_empty())

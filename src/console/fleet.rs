@@ -75,7 +75,11 @@ pub fn health(k: &Kpis, targets: &std::collections::BTreeMap<String, Bound>) -> 
 
 /// Each chain's health from `runs` (the leaf pack's runs of the chain's
 /// tenant), against its resolved pack's targets.
-pub fn chain_health(snap: &crate::registry::Snapshot, chains: &mut [pages::ChainRow], runs: &[KpiRun]) {
+pub fn chain_health(
+    snap: &crate::registry::Snapshot,
+    chains: &mut [pages::ChainRow],
+    runs: &[KpiRun],
+) {
     for c in chains.iter_mut() {
         let key = crate::resolve::ChainKey::new(&c.domain, c.tenant.as_deref(), c.user.as_deref());
         let Some(targets) = crate::resolve::resolve(&snap.repo, &key)
@@ -85,9 +89,10 @@ pub fn chain_health(snap: &crate::registry::Snapshot, chains: &mut [pages::Chain
             continue;
         };
         let mut s = RunSample::default();
-        for r in runs.iter().filter(|r| {
-            r.pack_id == c.leaf && c.tenant.as_ref().is_none_or(|t| *t == r.tenant_id)
-        }) {
+        for r in runs
+            .iter()
+            .filter(|r| r.pack_id == c.leaf && c.tenant.as_ref().is_none_or(|t| *t == r.tenant_id))
+        {
             s.success.push(r.success_bool != 0);
             s.latency_ms.push(r.latency_ms);
             s.cost_usd += r.cost_usd;
@@ -172,13 +177,25 @@ pub(super) async fn fleet(
         holds,
     );
     chain_health(&snap, &mut data.chains, &runs);
-    for c in data.chains.iter().filter(|c| c.health.as_ref().is_some_and(|h| !h.missed.is_empty())) {
-        let missed = c.health.as_ref().map(|h| h.missed.join("; ")).unwrap_or_default();
-        let chain = [Some(c.domain.as_str()), c.tenant.as_deref(), c.user.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" × ");
+    for c in data
+        .chains
+        .iter()
+        .filter(|c| c.health.as_ref().is_some_and(|h| !h.missed.is_empty()))
+    {
+        let missed = c
+            .health
+            .as_ref()
+            .map(|h| h.missed.join("; "))
+            .unwrap_or_default();
+        let chain = [
+            Some(c.domain.as_str()),
+            c.tenant.as_deref(),
+            c.user.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" × ");
         data.attention.push((
             c.leaf.clone(),
             html! { "Chain " (chain) " (" a href=(format!("/ui/packs/{}", pages::enc(&c.leaf))) { (c.leaf) } ") is " span.bad { "below its KPI targets" } " over the last " (HEALTH_HOURS) " h: " (missed) },
@@ -206,9 +223,27 @@ mod tests {
             ..Kpis::default()
         };
         let mut t = std::collections::BTreeMap::new();
-        t.insert("success_rate".to_string(), Bound { min: Some(0.95), max: None });
-        t.insert("p95_latency_ms".to_string(), Bound { min: None, max: Some(1000.0) });
-        t.insert("made_up".to_string(), Bound { min: Some(1.0), max: None });
+        t.insert(
+            "success_rate".to_string(),
+            Bound {
+                min: Some(0.95),
+                max: None,
+            },
+        );
+        t.insert(
+            "p95_latency_ms".to_string(),
+            Bound {
+                min: None,
+                max: Some(1000.0),
+            },
+        );
+        t.insert(
+            "made_up".to_string(),
+            Bound {
+                min: Some(1.0),
+                max: None,
+            },
+        );
         let h = health(&k, &t);
         assert_eq!(h.missed, ["success_rate 90.0% (min 95.0%)"]);
         assert_eq!(h.met, ["p95_latency_ms 900 ms (max 1000 ms)"]);
@@ -235,7 +270,13 @@ mod tests {
         );
         let text: Vec<String> = out.into_iter().map(|m| m.into_string()).collect();
         assert_eq!(text.len(), 2, "{text:?}");
-        assert!(text[0].contains("late") && text[0].contains("stale"), "{text:?}");
-        assert!(text[1].contains("behind") && text[1].contains("bbbb"), "{text:?}");
+        assert!(
+            text[0].contains("late") && text[0].contains("stale"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("behind") && text[1].contains("bbbb"),
+            "{text:?}"
+        );
     }
 }

@@ -36,7 +36,8 @@ pub fn github_base(remote: &str) -> Option<String> {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
-    (ok(owner) && ok(repo) && !repo.contains('/')).then(|| format!("https://github.com/{owner}/{repo}"))
+    (ok(owner) && ok(repo) && !repo.contains('/'))
+        .then(|| format!("https://github.com/{owner}/{repo}"))
 }
 
 fn is_sha(s: &str) -> bool {
@@ -104,7 +105,9 @@ mod tests {
         let gh = Some("https://github.com/acme/fleet");
         assert_eq!(
             commit(gh, sha).into_string(),
-            format!("<a href=\"https://github.com/acme/fleet/commit/{sha}\" rel=\"noreferrer\"><code>0123456789</code></a>")
+            format!(
+                "<a href=\"https://github.com/acme/fleet/commit/{sha}\" rel=\"noreferrer\"><code>0123456789</code></a>"
+            )
         );
         assert_eq!(commit(None, sha).into_string(), "<code>0123456789</code>");
         assert_eq!(

@@ -43,7 +43,13 @@ async fn fingerprint(c: &Console, tenant: Option<&str>) -> Option<String> {
     let mut h = Sha256::new();
     for r in c.reg.store.rollouts(false).await.ok()? {
         if snap.visible(&r.pack_id, tenant) {
-            h.update(format!("\0r{}:{}:{}:{}", r.rollout_id, r.state, r.step, r.row_version).as_bytes());
+            h.update(
+                format!(
+                    "\0r{}:{}:{}:{}",
+                    r.rollout_id, r.state, r.step, r.row_version
+                )
+                .as_bytes(),
+            );
         }
     }
     for (id, pack) in c.reg.store.recent_decisions(200).await.ok()? {

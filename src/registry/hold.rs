@@ -211,6 +211,11 @@ async fn transition(
         rollout: Some(r),
         hold: None,
         effects: Vec::new(),
-        audit: Some((by.to_string(), via.to_string(), "ok".into(), summary.to_string())),
+        audit: Some((
+            by.to_string(),
+            via.to_string(),
+            "ok".into(),
+            summary.to_string(),
+        )),
     })
 }

@@ -56,7 +56,15 @@ fn rollout(port: u16, admin: &str, id: &str) -> Value {
 
 /// Merge a new version of the hr-ops pack (its role prompt's `from` text
 /// replaced by `to`) and wait for its rollout: its id.
-fn merge_hr(f: &crate::reconcile::Fleet, port: u16, admin: &str, pr: u32, from: &str, to: &str, version: &str) -> String {
+fn merge_hr(
+    f: &crate::reconcile::Fleet,
+    port: u16,
+    admin: &str,
+    pr: u32,
+    from: &str,
+    to: &str,
+    version: &str,
+) -> String {
     f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
     f.merge(&format!("v{version}"), pr, |f| {
         f.edit("packs/domains/hr-ops/prompts/role.md", from, to);
@@ -88,7 +96,15 @@ fn hold_and_resume(db: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let tokens = dir.path().join("tokens.yaml");
     let (_dir, f, t, port, s) = serving_fleet_on(dir, db);
-    let id = merge_hr(&f, port, &t.admin, 41, "workplace\npolicies", "workplace\nPolicies", "1.1.0");
+    let id = merge_hr(
+        &f,
+        port,
+        &t.admin,
+        41,
+        "workplace\npolicies",
+        "workplace\nPolicies",
+        "1.1.0",
+    );
     let hold = format!("/v1/rollouts/{id}/hold");
     let resume = format!("/v1/rollouts/{id}/resume");
 
@@ -99,7 +115,10 @@ fn hold_and_resume(db: &str) {
     assert_eq!(post_json(port, &hold, &t.acme_viewer, "").0, 403);
     let (code, v) = post_json(port, &hold, &t.acme_admin, "");
     assert_eq!(code, 403, "{v}");
-    assert_eq!(post_json(port, "/v1/rollouts/nope/hold", &t.admin, "").0, 404);
+    assert_eq!(
+        post_json(port, "/v1/rollouts/nope/hold", &t.admin, "").0,
+        404
+    );
     assert_eq!(post_json(port, &hold, &t.admin, "[1]").0, 400);
     assert_eq!(rollout(port, &t.admin, &id)["state"], "running");
 
@@ -110,10 +129,16 @@ fn hold_and_resume(db: &str) {
     assert_eq!(v["changed"], true, "{v}");
     let (code, again) = post_json(port, &hold, &t.admin, "");
     assert_eq!(code, 200, "{again}");
-    assert_eq!(again["changed"], false, "asking again changes nothing: {again}");
+    assert_eq!(
+        again["changed"], false,
+        "asking again changes nothing: {again}"
+    );
     let r = rollout(port, &t.admin, &id);
     assert!(
-        r["detail"]["why"].as_str().unwrap_or("").contains("holiday freeze"),
+        r["detail"]["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holiday freeze"),
         "{r}"
     );
     // Healthy traffic that would advance it does not, tick after tick.
@@ -139,20 +164,33 @@ fn hold_and_resume(db: &str) {
 
     // Resumed from the command line: it continues from its step.
     let out = missionctl()
-        .args(["resume", &id, "--db", db, "--reason", "freeze over", "--by", "dana"])
+        .args([
+            "resume",
+            &id,
+            "--db",
+            db,
+            "--reason",
+            "freeze over",
+            "--by",
+            "dana",
+        ])
         .output()
         .expect("resume");
     assert_success(&out);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("is running now"), "{said}");
     let mut n = 0;
-    let done = until("the resumed rollout to advance", Duration::from_secs(60), || {
-        n += 1;
-        traffic(port, &t.acme_harness, &format!("resumed{n}"), 700, 0.99);
-        std::thread::sleep(Duration::from_millis(300));
-        let r = rollout(port, &t.admin, &id);
-        (r["percent"].as_u64().unwrap_or(10) > 10 || r["state"] == "completed").then_some(r)
-    });
+    let done = until(
+        "the resumed rollout to advance",
+        Duration::from_secs(60),
+        || {
+            n += 1;
+            traffic(port, &t.acme_harness, &format!("resumed{n}"), 700, 0.99);
+            std::thread::sleep(Duration::from_millis(300));
+            let r = rollout(port, &t.admin, &id);
+            (r["percent"].as_u64().unwrap_or(10) > 10 || r["state"] == "completed").then_some(r)
+        },
+    );
     assert_ne!(done["state"], "held", "{done}");
     // Its history starts at 10%: it went on from where it stopped.
     let first = &done["detail"]["history"][0];
@@ -170,13 +208,21 @@ fn hold_and_resume(db: &str) {
         .find(|d| d["decision"] == "hold")
         .unwrap_or_else(|| panic!("no hold decision: {v}"));
     assert_eq!(held["decided_by"], format!("admin (POST {hold})"), "{held}");
-    assert!(held["reason"].as_str().unwrap_or("").contains("holiday freeze"));
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holiday freeze")
+    );
     assert_eq!(held["rollout"]["rollout_id"], id.as_str(), "{held}");
     let resumed = list
         .iter()
         .find(|d| d["decision"] == "resume")
         .unwrap_or_else(|| panic!("no resume decision: {v}"));
-    assert_eq!(resumed["decided_by"], "dana (missionctl resume)", "{resumed}");
+    assert_eq!(
+        resumed["decided_by"], "dana (missionctl resume)",
+        "{resumed}"
+    );
     assert_eq!(
         list.iter().filter(|d| d["decision"] == "hold").count(),
         1,
@@ -188,15 +234,18 @@ fn hold_and_resume(db: &str) {
         s.audit_log(500).await.expect("audit")
     });
     assert!(
-        log.iter().any(|e| e.token == "admin" && e.action == hold && e.outcome == "ok"),
+        log.iter()
+            .any(|e| e.token == "admin" && e.action == hold && e.outcome == "ok"),
         "{log:?}"
     );
     assert!(
-        log.iter().any(|e| e.token == "acme-admin" && e.action == hold && e.outcome == "denied"),
+        log.iter()
+            .any(|e| e.token == "acme-admin" && e.action == hold && e.outcome == "denied"),
         "{log:?}"
     );
     assert!(
-        log.iter().any(|e| e.token == "dana" && e.action == "missionctl resume" && e.outcome == "ok"),
+        log.iter()
+            .any(|e| e.token == "dana" && e.action == "missionctl resume" && e.outcome == "ok"),
         "{log:?}"
     );
 
@@ -207,23 +256,41 @@ fn hold_and_resume(db: &str) {
         std::thread::sleep(Duration::from_millis(300));
         (rollout(port, &t.admin, &id)["state"] == "completed").then_some(())
     });
-    let bad = merge_hr(&f, port, &t.admin, 42, "workplace\nPolicies", "workplace policies", "1.2.0");
+    let bad = merge_hr(
+        &f,
+        port,
+        &t.admin,
+        42,
+        "workplace\nPolicies",
+        "workplace policies",
+        "1.2.0",
+    );
     let (code, v) = post_json(port, &format!("/v1/rollouts/{bad}/hold"), &t.admin, "");
     assert_eq!(code, 200, "{v}");
-    let rolled = until("the automatic rollback while held", Duration::from_secs(60), || {
-        n += 1;
-        traffic(port, &t.acme_harness, &format!("bad{n}"), 700, 0.6);
-        std::thread::sleep(Duration::from_millis(300));
-        Some(rollout(port, &t.admin, &bad)).filter(|r| r["state"] == "rolled_back")
-    });
+    let rolled = until(
+        "the automatic rollback while held",
+        Duration::from_secs(60),
+        || {
+            n += 1;
+            traffic(port, &t.acme_harness, &format!("bad{n}"), 700, 0.6);
+            std::thread::sleep(Duration::from_millis(300));
+            Some(rollout(port, &t.admin, &bad)).filter(|r| r["state"] == "rolled_back")
+        },
+    );
     assert!(
-        rolled["detail"]["why"].as_str().unwrap_or("").contains("sequential test"),
+        rolled["detail"]["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sequential test"),
         "{rolled}"
     );
     // A finished rollout can be neither held nor resumed.
     let (code, v) = post_json(port, &format!("/v1/rollouts/{bad}/resume"), &t.admin, "");
     assert_eq!(code, 409, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("rolled_back"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("rolled_back"),
+        "{v}"
+    );
 }
 
 crate::both_stores!(
@@ -240,23 +307,46 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     let dir = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     let (_dir, f, t, port, _s) = serving_fleet_on(dir, &db);
-    let id = merge_hr(&f, port, &t.admin, 51, "workplace\npolicies", "workplace\nPolicies", "1.1.0");
+    let id = merge_hr(
+        &f,
+        port,
+        &t.admin,
+        51,
+        "workplace\npolicies",
+        "workplace\nPolicies",
+        "1.1.0",
+    );
     let path = format!("/ui/rollouts/{id}");
     let admin = sign_in(port, &t.admin);
     let acme = sign_in(port, &t.acme_viewer);
     let (_, _, viewer_page) = page(port, &path, &acme);
-    assert!(!viewer_page.contains("/hold\""), "a viewer gets no hold form");
+    assert!(
+        !viewer_page.contains("/hold\""),
+        "a viewer gets no hold form"
+    );
     let (_, _, p) = page(port, &path, &admin);
     assert!(p.contains(&format!("action=\"{path}/hold\"")), "{p}");
     assert!(!p.contains("/resume\""), "no resume for a running rollout");
     let token = csrf(&p);
     let action = format!("{path}/hold");
     // No CSRF token, a wrong one, another session's, or unconfirmed: refused.
-    assert_eq!(post_form(port, &action, &admin, "reason=x&confirm=yes").0, 400);
-    assert_eq!(post_form(port, &action, &admin, "csrf=00&reason=x&confirm=yes").0, 403);
+    assert_eq!(
+        post_form(port, &action, &admin, "reason=x&confirm=yes").0,
+        400
+    );
+    assert_eq!(
+        post_form(port, &action, &admin, "csrf=00&reason=x&confirm=yes").0,
+        403
+    );
     let other = csrf(&viewer_page);
     assert_eq!(
-        post_form(port, &action, &admin, &format!("csrf={other}&reason=x&confirm=yes")).0,
+        post_form(
+            port,
+            &action,
+            &admin,
+            &format!("csrf={other}&reason=x&confirm=yes")
+        )
+        .0,
         403
     );
     let (code, _, body) = post_form(port, &action, &admin, &format!("csrf={token}&reason=x"));
@@ -264,7 +354,13 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     assert!(body.contains("Tick the confirmation box to hold"), "{body}");
     // A viewer may not.
     assert_eq!(
-        post_form(port, &action, &acme, &format!("csrf={other}&reason=x&confirm=yes")).0,
+        post_form(
+            port,
+            &action,
+            &acme,
+            &format!("csrf={other}&reason=x&confirm=yes")
+        )
+        .0,
         403
     );
     // Another tenant's rollout, or none: 404 naming nothing.
@@ -290,7 +386,10 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     let (_, _, p) = page(port, &path, &admin);
     assert!(p.contains("held") && p.contains("board review"), "{p}");
     assert!(p.contains(&format!("action=\"{path}/resume\"")), "{p}");
-    assert!(p.contains(&format!("action=\"{path}/rollback\"")), "rollback stays: {p}");
+    assert!(
+        p.contains(&format!("action=\"{path}/rollback\"")),
+        "rollback stays: {p}"
+    );
     let (_, _, fleet) = page(port, "/ui/", &admin);
     assert!(fleet.contains("span class=\"warn\">held<"), "{fleet}");
     // Resumed from the page.
@@ -303,10 +402,14 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     assert_eq!(code, 303, "{body}");
     assert_eq!(rollout(port, &t.admin, &id)["state"], "running");
     let (_, v) = get(port, "/v1/decisions?pack=hr-ops-pack", &t.admin);
-    for (kind, route) in [("hold", action.clone()), ("resume", format!("{path}/resume"))] {
+    for (kind, route) in [
+        ("hold", action.clone()),
+        ("resume", format!("{path}/resume")),
+    ] {
         assert!(
-            v["decisions"].as_array().expect("d").iter().any(|d| d["decision"] == kind
-                && d["decided_by"] == format!("admin (POST {route})")),
+            v["decisions"].as_array().expect("d").iter().any(
+                |d| d["decision"] == kind && d["decided_by"] == format!("admin (POST {route})")
+            ),
             "{kind}: {v}"
         );
     }
@@ -330,7 +433,11 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
             "workplace\npolicies",
             "workplace\n<b>policies</b> & rules",
         );
-        f.edit(HR, "tone: [warm, discreet]", "tone: [warm, discreet, brief]");
+        f.edit(
+            HR,
+            "tone: [warm, discreet]",
+            "tone: [warm, discreet, brief]",
+        );
         bump(f, HR, "1.1.0");
     });
     f.push();
@@ -357,7 +464,10 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     assert_eq!(code, 200, "{p}");
     // The prompt diff, escaped: the markup in the prompt is text.
     assert!(p.contains("Prompt and voice diff"), "{p}");
-    assert!(p.contains("<span class=\"del\">-policies, onboarding"), "{p}");
+    assert!(
+        p.contains("<span class=\"del\">-policies, onboarding"),
+        "{p}"
+    );
     assert!(
         p.contains("<span class=\"add\">+&lt;b&gt;policies&lt;/b&gt; &amp; rules, onboarding"),
         "{p}"
@@ -365,12 +475,21 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     assert!(!p.contains("<b>policies"), "never unescaped");
     // The voice diff.
     assert!(p.contains("<h3>voice</h3>"), "{p}");
-    assert!(p.contains("<span class=\"add\">+    &quot;brief&quot;"), "{p}");
+    assert!(
+        p.contains("<span class=\"add\">+    &quot;brief&quot;"),
+        "{p}"
+    );
     // The default pair is the previous and the newest version; reversed works too.
     let (_, _, default) = page(port, "/ui/packs/hr-ops-pack", &viewer);
-    assert!(default.contains("1.0.0 → <strong>1.1.0</strong>"), "{default}");
+    assert!(
+        default.contains("1.0.0 → <strong>1.1.0</strong>"),
+        "{default}"
+    );
     let (_, _, back) = page(port, "/ui/packs/hr-ops-pack?from=1.1.0&to=1.0.0", &viewer);
-    assert!(back.contains("<span class=\"add\">+policies, onboarding"), "{back}");
+    assert!(
+        back.contains("<span class=\"add\">+policies, onboarding"),
+        "{back}"
+    );
     let (code, _, none) = page(port, "/ui/packs/hr-ops-pack?from=9.9.9&to=1.0.0", &viewer);
     assert_eq!(code, 200);
     assert!(none.contains("No such version of this pack"), "{none}");
@@ -379,11 +498,20 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     // KPIs per version over time: an SVG chart and its table.
     let (code, _, k) = page(port, "/ui/packs/acme-tenant", &viewer);
     assert_eq!(code, 200, "{k}");
-    assert!(k.contains("aria-label=\"Success rate per version per day\""), "{k}");
+    assert!(
+        k.contains("aria-label=\"Success rate per version per day\""),
+        "{k}"
+    );
     assert!(k.contains("<polyline"), "{k}");
     let days: Vec<(String, u64, String)> = rows_re(r"1\.0\.0")
         .captures_iter(&k)
-        .map(|c| (c[2].to_string(), c[3].parse::<u64>().expect("n"), c[4].to_string()))
+        .map(|c| {
+            (
+                c[2].to_string(),
+                c[3].parse::<u64>().expect("n"),
+                c[4].to_string(),
+            )
+        })
         .collect();
     assert_eq!(days.len(), 2, "two days: {k}");
     assert_eq!(days.iter().map(|d| d.1).sum::<u64>(), 8, "{k}");
@@ -425,7 +553,11 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     assert_eq!(count(&mine), 3, "acme's runs only: {mine}");
     assert!(!mine.to_lowercase().contains("globex"), "{mine}");
     let (_, _, every) = page(port, "/ui/packs/hr-ops-pack", &admin);
-    assert_eq!(count(&every), 8, "every tenant's for an unscoped admin: {every}");
+    assert_eq!(
+        count(&every),
+        8,
+        "every tenant's for an unscoped admin: {every}"
+    );
     // An acme viewer cannot diff a globex pack: 404, naming nothing.
     for path in [
         "/ui/packs/globex-tenant?from=1.0.0&to=1.0.0",
@@ -481,8 +613,14 @@ fn fleet_health(db: &str) {
         fleet.contains("below target: ") && fleet.contains("success_rate 50.0% (min 95.0%)"),
         "acme's chains run at 50% against a 9x% target: {fleet}"
     );
-    assert!(fleet.contains("below its KPI targets"), "needs attention: {fleet}");
-    assert!(fleet.contains("no runs"), "chains without runs say so: {fleet}");
+    assert!(
+        fleet.contains("below its KPI targets"),
+        "needs attention: {fleet}"
+    );
+    assert!(
+        fleet.contains("no runs"),
+        "chains without runs say so: {fleet}"
+    );
     assert!(
         fleet.contains("ghost-replica") && fleet.contains("stale"),
         "{fleet}"
@@ -560,7 +698,10 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
     assert!(head.contains("content-type: text/javascript"), "{head}");
     assert!(js.contains("new EventSource(\"/ui/events\")"), "{js}");
     let (_, head, fleet) = page(port, "/ui/", &acme);
-    assert!(fleet.contains("<script src=\"/ui/live.js\" defer></script>"), "{fleet}");
+    assert!(
+        fleet.contains("<script src=\"/ui/live.js\" defer></script>"),
+        "{fleet}"
+    );
     assert_eq!(fleet.matches("<script").count(), 1, "no inline script");
     assert!(
         head.contains("script-src 'self'; connect-src 'self'"),
@@ -594,13 +735,28 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
     );
     // A decision acme may see: its stream says so within seconds.
     // (1.5.0: the globex rollout is at 1.1.0.)
-    let id = merge_hr(&f, port, &t.admin, 72, "workplace\npolicies", "workplace\nPolicies", "1.5.0");
-    assert!(g.saw("change", Duration::from_secs(10)), "the hr-ops decision");
+    let id = merge_hr(
+        &f,
+        port,
+        &t.admin,
+        72,
+        "workplace\npolicies",
+        "workplace\nPolicies",
+        "1.5.0",
+    );
+    assert!(
+        g.saw("change", Duration::from_secs(10)),
+        "the hr-ops decision"
+    );
     let _ = g.saw("change", Duration::from_secs(2));
     let started = Instant::now();
     let (code, v) = post_json(port, &format!("/v1/rollouts/{id}/hold"), &t.admin, "");
     assert_eq!(code, 200, "{v}");
-    assert!(g.saw("change", Duration::from_secs(5)), "the hold decision: {:?} {v}", g.1);
+    assert!(
+        g.saw("change", Duration::from_secs(5)),
+        "the hold decision: {:?} {v}",
+        g.1
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     // Signed out: the stream ends.
     let (_, _, p) = page(port, "/ui/", &acme);

@@ -63,7 +63,11 @@ fn kpi_chart(series: &[(String, Vec<(String, Kpis)>)]) -> Markup {
                 .iter()
                 .filter_map(|(d, k)| k.success_rate.map(|r| format!("{:.1},{:.1}", x(d), y(r))))
                 .collect();
-            (version.as_str(), COLOURS[i % COLOURS.len()], points.join(" "))
+            (
+                version.as_str(),
+                COLOURS[i % COLOURS.len()],
+                points.join(" "),
+            )
         })
         .collect();
     html! {
