@@ -31,7 +31,10 @@ pub struct Health {
 }
 
 /// The measured value of target `name`, and how to show it.
-fn measured(k: &Kpis, name: &str) -> Option<(f64, fn(f64) -> String)> {
+/// How a KPI's value is shown.
+type Show = fn(f64) -> String;
+
+fn measured(k: &Kpis, name: &str) -> Option<(f64, Show)> {
     fn pct(x: f64) -> String {
         format!("{:.1}%", x * 100.0)
     }
@@ -42,11 +45,11 @@ fn measured(k: &Kpis, name: &str) -> Option<(f64, fn(f64) -> String)> {
         format!("${x:.4}")
     }
     match name {
-        "success_rate" => k.success_rate.map(|v| (v, pct as fn(f64) -> String)),
-        "error_rate" => k.error_rate.map(|v| (v, pct as fn(f64) -> String)),
-        "p95_latency_ms" => k.latency_p95_ms.map(|v| (v, ms as fn(f64) -> String)),
-        "p50_latency_ms" => k.latency_p50_ms.map(|v| (v, ms as fn(f64) -> String)),
-        "cost_per_run_usd" => k.cost_per_run_usd.map(|v| (v, usd as fn(f64) -> String)),
+        "success_rate" => k.success_rate.map(|v| (v, pct as Show)),
+        "error_rate" => k.error_rate.map(|v| (v, pct as Show)),
+        "p95_latency_ms" => k.latency_p95_ms.map(|v| (v, ms as Show)),
+        "p50_latency_ms" => k.latency_p50_ms.map(|v| (v, ms as Show)),
+        "cost_per_run_usd" => k.cost_per_run_usd.map(|v| (v, usd as Show)),
         _ => None,
     }
 }
@@ -268,7 +271,7 @@ mod tests {
             now,
             Some("aaaa"),
         );
-        let text: Vec<String> = out.into_iter().map(|m| m.into_string()).collect();
+        let text: Vec<String> = out.into_iter().map(maud::PreEscaped::into_string).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(
             text[0].contains("late") && text[0].contains("stale"),
