@@ -67,6 +67,20 @@ async fn hold_lease(reg: Arc<Registry>, ttl: Duration, shutdown: CancellationTok
             // Unrenewed, the lease lapses at its local deadline on its own.
             Err(e) => tracing::warn!(error = %e, "the controller lease could not be renewed"),
         }
+        // Every replica says it is alive, and what it serves (the console's
+        // stale replicas).
+        let commit = reg.snapshot.load().commit.clone();
+        if let Err(e) = reg
+            .store
+            .heartbeat(
+                &reg.leader.replica,
+                commit.as_deref(),
+                (ttl / 3).as_secs_f64(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "the replica heartbeat could not be written");
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(ttl / 3) => {}
@@ -74,6 +88,9 @@ async fn hold_lease(reg: Arc<Registry>, ttl: Duration, shutdown: CancellationTok
     }
     let held = reg.leader.is_leader();
     reg.leader.held_until(None);
+    if let Err(e) = reg.store.forget_replica(&reg.leader.replica).await {
+        tracing::warn!(error = %e, "the replica heartbeat could not be removed; it will show as stale");
+    }
     if held
         && let Err(e) = reg
             .store

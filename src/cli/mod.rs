@@ -18,6 +18,7 @@ mod diff;
 mod doctor;
 mod gate;
 mod github;
+mod hold;
 mod improve;
 mod init;
 pub mod log;
@@ -119,6 +120,16 @@ pub enum Command {
         after_help = "Examples:\n  missionctl rollback --pack hr-ops-pack --to 1.0.0 --reason \"escalations missed\" --push"
     )]
     Rollback(reconcile::RollbackArgs),
+    /// Hold a rollout at its current share: it does not advance until resumed (a regression still rolls it back).
+    #[command(
+        after_help = "Examples:\n  missionctl hold 3f2a9c1e-0b7d-4c55-9e01-2d6a7b8c9d0e --reason \"waiting for the holiday freeze\""
+    )]
+    Hold(hold::PauseArgs),
+    /// Resume a held rollout from the step it was held at.
+    #[command(
+        after_help = "Examples:\n  missionctl resume 3f2a9c1e-0b7d-4c55-9e01-2d6a7b8c9d0e --reason \"freeze over\""
+    )]
+    Resume(hold::PauseArgs),
     /// The audit history of promotion decisions.
     #[command(
         after_help = "Examples:\n  missionctl decisions --pack hr-ops-pack\n  missionctl decisions --format json"
@@ -273,6 +284,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => reconcile::rollback(a),
         Command::Decisions(a) => reconcile::decisions(a),
         Command::Status(a) => reconcile::status(a),
+        Command::Hold(a) => hold::run(a, missionctl::registry::hold::Pause::Hold),
+        Command::Resume(a) => hold::run(a, missionctl::registry::hold::Pause::Resume),
         Command::Runs(a) => runs::run(a),
         Command::Telemetry {
             command: TelemetryCommand::Ingest(a),

@@ -11,8 +11,9 @@
 //! out) are POSTs carrying the session's CSRF token, and a rollback also a
 //! ticked confirmation; they are recorded as decisions and audit rows by
 //! the same code as `POST /v1/rollback`, under the signed-in token's name.
-//! Every answer carries a strict Content-Security-Policy (no script at all,
-//! styles from this server only) and the usual security headers.
+//! Every answer carries a strict Content-Security-Policy (one first-party
+//! script for live updates, nothing inline, styles from this server only)
+//! and the usual security headers.
 
 mod pages;
 pub mod session;
@@ -41,9 +42,10 @@ pub struct Console {
     signed_out: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
-/// The Content-Security-Policy of every console answer: no script, no
-/// frames, styles and images from this origin only, forms post here only.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every console answer: no inline script
+/// or style, no frames; scripts, styles, images and event streams from
+/// this origin only, forms post here only.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = include_str!("style.css");
 
@@ -126,7 +128,12 @@ macro_rules! signed_in {
     };
 }
 
-// After `signed_in!`, which it uses.
+// After `signed_in!`, which they use.
+mod actions;
+mod fleet;
+pub mod links;
+mod live;
+mod pack_page;
 mod run_pages;
 use run_pages::{export_csv, export_ndjson, runs};
 
@@ -163,18 +170,22 @@ pub fn router(reg: Arc<Registry>, keys: Keys) -> Router {
             "/ui",
             get(|| async { (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/")]) }),
         )
-        .route("/ui/", get(fleet))
+        .route("/ui/", get(fleet::fleet))
         .route("/ui/style.css", get(style))
+        .route("/ui/live.js", get(live::script))
+        .route("/ui/events", get(live::events))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/rollouts", get(rollouts))
         .route("/ui/rollouts/{id}", get(rollout))
-        .route("/ui/rollouts/{id}/rollback", post(rollback))
+        .route("/ui/rollouts/{id}/rollback", post(actions::rollback))
+        .route("/ui/rollouts/{id}/hold", post(actions::hold_rollout))
+        .route("/ui/rollouts/{id}/resume", post(actions::resume_rollout))
         .route("/ui/runs", get(runs))
         .route("/ui/runs/export.csv", get(export_csv))
         .route("/ui/runs/export.ndjson", get(export_ndjson))
         .route("/ui/decisions", get(decisions))
-        .route("/ui/packs/{id}", get(pack))
+        .route("/ui/packs/{id}", get(pack_page::pack))
         .route("/ui/improve", get(improve))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(c)
@@ -365,42 +376,10 @@ async fn logout(
         .into_response()
 }
 
-#[derive(Deserialize, Default)]
-struct FleetQuery {
-    domain: Option<String>,
-    tenant: Option<String>,
-}
-
-async fn fleet(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    q: Result<Query<FleetQuery>, QueryRejection>,
-) -> Response {
-    let v = signed_in!(c, headers);
-    let q = q.map(|Query(q)| q).unwrap_or_default();
-    let tenant_filter = q.tenant.filter(|t| !t.is_empty());
-    if let (Some(mine), Some(asked)) = (v.tenant(), tenant_filter.as_deref())
-        && mine != asked
-    {
-        return not_found(Some(&v));
-    }
-    let snap = c.reg.snapshot.load_full();
-    let rollouts = crate::registry::controller::status(&c.reg.store, false).await;
-    let effects = c.reg.store.effects(Some(&c.reg.source.key)).await;
-    let holds = c.reg.store.holds(&c.reg.source.key).await;
-    let (Ok(rollouts), Ok(effects), Ok(holds)) = (rollouts, effects, holds) else {
-        return unavailable(&v);
-    };
-    let chains = pages::FleetData::build(
-        &snap,
-        v.tenant(),
-        q.domain.as_deref().filter(|d| !d.is_empty()),
-        tenant_filter.as_deref(),
-        rollouts,
-        effects,
-        holds,
-    );
-    html(StatusCode::OK, pages::fleet(&v, &chains))
+/// The repository on GitHub (`https://github.com/<owner>/<repo>`), when
+/// the source's remote is there: commits and pull requests link to it.
+fn github(c: &Console) -> Option<String> {
+    c.reg.source.remote_url().and_then(links::github_base)
 }
 
 fn unavailable(v: &Viewer) -> Response {
@@ -451,7 +430,10 @@ async fn rollout(State(c): State<Console>, headers: HeaderMap, Path(id): Path<St
         .collect();
     let may_act =
         v.token.may(Action::Rollback) && v.token.covers(pack_scope(&snap, &r.pack_id).as_scope());
-    html(StatusCode::OK, pages::rollout(&v, &r, &decisions, may_act))
+    html(
+        StatusCode::OK,
+        pages::rollout(&v, &r, &decisions, may_act, github(&c).as_deref()),
+    )
 }
 
 /// The tenant a pack belongs to (None: shared), for the admin check.
@@ -476,115 +458,6 @@ fn pack_scope(snap: &crate::registry::Snapshot, pack: &str) -> PackScope {
         ) => PackScope::Tenant(t.clone()),
         Some(crate::pack::Location::PersonalUser(u)) => PackScope::Tenant(format!("user:{u}")),
         _ => PackScope::Shared,
-    }
-}
-
-#[derive(Deserialize)]
-struct RollbackForm {
-    csrf: String,
-    reason: Option<String>,
-    confirm: Option<String>,
-}
-
-/// Roll back the rollout's pack to the version before it, as `POST
-/// /v1/rollback` does (one transition: the decision, the audit row, the
-/// hold and the revert), by the signed-in admin.
-async fn rollback(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: Result<Form<RollbackForm>, FormRejection>,
-) -> Response {
-    let v = signed_in!(c, headers);
-    let snap = c.reg.snapshot.load_full();
-    let Ok(list) = crate::registry::controller::status(&c.reg.store, true).await else {
-        return unavailable(&v);
-    };
-    let Some(r) = list
-        .into_iter()
-        .find(|r| r.rollout_id == id && snap.visible(&r.pack_id, v.tenant()))
-    else {
-        return not_found(Some(&v));
-    };
-    let Ok(Form(f)) = form else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(&v),
-                "Refused",
-                "The form was not complete; go back and submit it again.",
-            ),
-        );
-    };
-    if !c.keys.csrf_ok(&v.session, &f.csrf) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                Some(&v),
-                "Refused",
-                "That form is stale or did not come from this console (CSRF check): reload the page and try again.",
-            ),
-        );
-    }
-    let route = format!("/ui/rollouts/{id}/rollback");
-    let scope = pack_scope(&snap, &r.pack_id);
-    if !(v.token.may(Action::Rollback) && v.token.covers(scope.as_scope())) {
-        let _ = c
-            .reg
-            .store
-            .audit(
-                &v.token.name,
-                &route,
-                "denied",
-                &format!("token `{}` may not roll back {}", v.token.name, r.pack_id),
-            )
-            .await;
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                Some(&v),
-                "Refused",
-                "Your sign-in may not roll this pack back: it takes an admin token of the pack's tenant, or an unscoped admin token for a shared pack.",
-            ),
-        );
-    }
-    if f.confirm.as_deref() != Some("yes") {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(&v),
-                "Not confirmed",
-                "Tick the confirmation box to roll back: it serves the champion to everyone at once and writes a revert commit.",
-            ),
-        );
-    }
-    let reason = f
-        .reason
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| format!("rollback requested by {} from the console", v.token.name));
-    match crate::registry::controller::manual_rollback(
-        &c.reg,
-        &r.pack_id,
-        None,
-        &reason,
-        &v.token.name,
-        &route,
-    )
-    .await
-    {
-        Ok(_) => (
-            StatusCode::SEE_OTHER,
-            [(
-                header::LOCATION,
-                format!("/ui/rollouts/{}", pages::enc(&id)),
-            )],
-        )
-            .into_response(),
-        Err(crate::registry::controller::ManualError::Store(_)) => unavailable(&v),
-        Err(e) => html(
-            StatusCode::CONFLICT,
-            pages::message(Some(&v), "Not rolled back", &e.to_string()),
-        ),
     }
 }
 
@@ -625,28 +498,13 @@ async fn decisions(
     };
     html(
         StatusCode::OK,
-        pages::decisions(&v, pack.as_deref(), &list, audit.as_deref()),
-    )
-}
-
-async fn pack(State(c): State<Console>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let v = signed_in!(c, headers);
-    let snap = c.reg.snapshot.load_full();
-    if snap.repo.pack(&id).is_none() || !snap.visible(&id, v.tenant()) {
-        return not_found(Some(&v));
-    }
-    let decisions = c.reg.store.decisions(Some(&id)).await;
-    let history = c.reg.store.history(&c.reg.source.key).await;
-    let rollouts = crate::registry::controller::status(&c.reg.store, true).await;
-    let (Ok(mut decisions), Ok(history), Ok(rollouts)) = (decisions, history, rollouts) else {
-        return unavailable(&v);
-    };
-    decisions.reverse();
-    let history: Vec<_> = history.into_iter().filter(|h| h.pack_id == id).collect();
-    let rollouts: Vec<_> = rollouts.into_iter().filter(|r| r.pack_id == id).collect();
-    html(
-        StatusCode::OK,
-        pages::pack(&v, &snap, &id, &decisions, &history, &rollouts),
+        pages::decisions(
+            &v,
+            pack.as_deref(),
+            &list,
+            audit.as_deref(),
+            github(&c).as_deref(),
+        ),
     )
 }
 

@@ -4,13 +4,15 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::Viewer;
+use super::{Viewer, links};
 use crate::model::{Decision, Kpis, RolloutState, RunRow};
 use crate::registry::Snapshot;
 use crate::registry::controller::RolloutStatus;
 use crate::store::{AuditEntry, HistoryEntry, ImproveRow};
 
+mod pack;
 mod rollout;
+pub use pack::pack;
 use rollout::{decision_table, state};
 pub use rollout::{rollout, rollouts};
 
@@ -29,10 +31,6 @@ fn ms(v: Option<f64>) -> String {
 
 fn when(t: &str) -> &str {
     t.get(..19).unwrap_or(t)
-}
-
-fn short(c: &str) -> &str {
-    c.get(..10).unwrap_or(c)
 }
 
 /// The page frame: navigation, who is signed in, sign out.
@@ -75,7 +73,10 @@ fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Markup 
                         }
                     }
                 }
-                main { (body) }
+                main data-live { (body) }
+                @if v.is_some() {
+                    script src="/ui/live.js" defer {}
+                }
             }
         }
     }
@@ -139,6 +140,8 @@ pub struct ChainRow {
     pub champion: String,
     /// (rollout id, canary version, share %, pinned).
     pub canary: Option<(String, String, u32, bool)>,
+    /// KPI health over the last day (None: the chain sets no KPI target).
+    pub health: Option<super::fleet::Health>,
 }
 
 pub struct FleetData {
@@ -147,6 +150,8 @@ pub struct FleetData {
     pub attention: Vec<(String, Markup)>,
     pub domains: Vec<String>,
     pub tenants: Vec<String>,
+    /// The repository on GitHub, for commit links.
+    pub github: Option<String>,
 }
 
 impl FleetData {
@@ -203,6 +208,7 @@ impl FleetData {
                     leaf: p.pack.id.clone(),
                     champion: champ.pack_version.clone(),
                     canary,
+                    health: None,
                 });
             }
         }
@@ -210,16 +216,16 @@ impl FleetData {
             .sort_by(|a, b| (&a.domain, &a.tenant, &a.user).cmp(&(&b.domain, &b.tenant, &b.user)));
         let mut attention = Vec::new();
         for r in rollouts.iter().filter(|r| snap.visible(&r.pack_id, scope)) {
-            let what = if r.state == RolloutState::Stalled {
-                "stalled"
-            } else {
-                "in progress"
+            let what = match r.state {
+                RolloutState::Stalled => "stalled",
+                RolloutState::Held => "held",
+                _ => "in progress",
             };
             attention.push((
                 r.pack_id.clone(),
                 html! {
                     "Rollout " a href=(format!("/ui/rollouts/{}", enc(&r.rollout_id))) { (r.rollout_id) }
-                    " of " (r.pack_id) " is " span.(if what == "stalled" { "warn" } else { "ok" }) { (what) }
+                    " of " (r.pack_id) " is " span.(if what == "in progress" { "ok" } else { "warn" }) { (what) }
                     " at " (r.percent) "% (" (r.canary_version) "): "
                     (r.detail.as_ref().map(|d| d.why.as_str()).unwrap_or(""))
                 },
@@ -256,6 +262,7 @@ impl FleetData {
             attention,
             domains,
             tenants,
+            github: None,
         }
     }
 }
@@ -269,7 +276,10 @@ pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
             h1 { "Fleet" }
             p.muted {
                 "Serving commit "
-                code { (d.commit.as_deref().map_or("(none yet)", short)) }
+                @match &d.commit {
+                    Some(c) => { (links::commit(d.github.as_deref(), c)) }
+                    None => { code { "(none yet)" } }
+                }
                 ". Every scope chain (domain × tenant × user) and what it serves now."
             }
             h2 { "Needs attention" }
@@ -299,7 +309,7 @@ pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
                 button.primary type="submit" { "Filter" }
             }
             table {
-                thead { tr { th { "Domain" } th { "Tenant" } th { "User" } th { "Leaf pack" } th { "Champion" } th { "Canary (share)" } } }
+                thead { tr { th { "Domain" } th { "Tenant" } th { "User" } th { "Leaf pack" } th { "Champion" } th { "Canary (share)" } th { "KPI health (24 h)" } } }
                 tbody {
                     @for c in &d.chains {
                         tr {
@@ -317,6 +327,14 @@ pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
                                         a href=(format!("/ui/rollouts/{}", enc(id))) { (version) } " (" (share) "%)"
                                     }
                                     None => { span.muted { "–" } }
+                                }
+                            }
+                            td.wrap {
+                                @match &c.health {
+                                    None => { span.muted { "no target" } }
+                                    Some(h) if h.runs == 0 => { span.muted { "no runs" } }
+                                    Some(h) if h.missed.is_empty() => { span.ok { "meets its targets" } " (" (h.runs) " runs)" }
+                                    Some(h) => { span.bad { "below target: " (h.missed.join("; ")) } " (" (h.runs) " runs)" }
                                 }
                             }
                         }
@@ -419,6 +437,7 @@ pub fn decisions(
     pack: Option<&str>,
     list: &[Decision],
     audit: Option<&[AuditEntry]>,
+    gh: Option<&str>,
 ) -> Markup {
     page(
         Some(v),
@@ -430,7 +449,7 @@ pub fn decisions(
                 label { "Pack" input type="text" name="pack" value=(pack.unwrap_or("")); }
                 button.primary type="submit" { "Filter" }
             }
-            (decision_table(list))
+            (decision_table(list, gh))
             @if let Some(a) = audit {
                 h2 { "Audit log" }
                 table {
@@ -448,57 +467,6 @@ pub fn decisions(
                     }
                 }
             }
-        },
-    )
-}
-
-pub fn pack(
-    v: &Viewer,
-    snap: &Snapshot,
-    id: &str,
-    decisions: &[Decision],
-    history: &[HistoryEntry],
-    rollouts: &[RolloutStatus],
-) -> Markup {
-    let Some(p) = snap.repo.pack(id) else {
-        return not_found(Some(v));
-    };
-    let serving = crate::reconcile::pack_version(p);
-    page(
-        Some(v),
-        id,
-        "",
-        html! {
-            h1 { "Pack " (id) }
-            div.panel {
-                p { "Scope " (p.location.scope_type().as_str()) " " strong { (p.location.scope_id()) }
-                    " · file " code { (p.file) } }
-                p { "At the served commit: " strong { (serving) } }
-                @if let Some(rv) = snap.rollouts.get(id) {
-                    p { "Rollout " a href=(format!("/ui/rollouts/{}", enc(&rv.rollout_id))) { (rv.rollout_id) }
-                        @if rv.pinned { span.bad { " rolled back: champion " (rv.from_version.as_deref().unwrap_or("")) " pinned" } }
-                        @else { ": " (rv.to_version) " to " (rv.percent) "%" } }
-                }
-                p { a href=(format!("/ui/runs?pack={}", enc(id))) { "Runs of this pack" } " · "
-                    a href=(format!("/ui/decisions?pack={}", enc(id))) { "Its decisions" } }
-            }
-            h2 { "Versions" }
-            @if history.is_empty() { p.muted { "No version recorded yet." } }
-            @else {
-                table {
-                    thead { tr { th { "Version" } th { "Commit" } } }
-                    tbody { @for h in history { tr { td { (h.version) } td { code { (short(&h.commit)) } } } } }
-                }
-            }
-            h2 { "Rollouts" }
-            @if rollouts.is_empty() { p.muted { "None." } }
-            @else {
-                ul { @for r in rollouts {
-                    li { a href=(format!("/ui/rollouts/{}", enc(&r.rollout_id))) { (r.rollout_id) } " " (r.canary_version) ": " (state(r.state)) }
-                } }
-            }
-            h2 { "Decisions" }
-            (decision_table(decisions))
         },
     )
 }

@@ -112,7 +112,8 @@ pub fn unified(before: &str, after: &str, a: &str, b: &str) -> String {
         .to_string()
 }
 
-fn pack_change(base: Option<&PackDoc>, head: Option<&PackDoc>) -> Option<PackChange> {
+/// How pack `head` differs from `base` (None: they are the same content).
+pub fn pack_change(base: Option<&PackDoc>, head: Option<&PackDoc>) -> Option<PackChange> {
     let any = head.or(base)?;
     if let (Some(b), Some(h)) = (base, head)
         && b.own_digest == h.own_digest

@@ -6,11 +6,16 @@ use super::{RollbackFigures, RolloutPlan, words};
 
 words! {
     /// What a decision did. Stored and shown as `promote`, `reject`, `rollback`
-    /// (the contract's enum).
+    /// (the contract's enum), and `hold`, `resume` for a rollout held or
+    /// resumed by a person.
     pub enum DecisionKind ("decision") {
         Promote = "promote",
         Reject = "reject",
         Rollback = "rollback",
+        /// A rollout held at its current share by a person (no commit).
+        Hold = "hold",
+        /// A held rollout resumed by a person (no commit).
+        Resume = "resume",
     }
 }
 

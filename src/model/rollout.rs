@@ -69,10 +69,13 @@ impl From<ArmLabel> for String {
 }
 
 words! {
-    /// Where a rollout is. `Running` and `Stalled` are in progress; the others are final.
+    /// Where a rollout is. `Running`, `Stalled` and `Held` are in progress;
+    /// the others are final. A held rollout keeps its traffic split and does
+    /// not advance until it is resumed; a regression still rolls it back.
     pub enum RolloutState ("state") {
         Running = "running",
         Stalled = "stalled",
+        Held = "held",
         Completed = "completed",
         RolledBack = "rolled_back",
         Superseded = "superseded",
@@ -82,7 +85,7 @@ words! {
 impl RolloutState {
     /// Still moving (the controller evaluates it on every tick).
     pub(crate) fn in_progress(self) -> bool {
-        matches!(self, Self::Running | Self::Stalled)
+        matches!(self, Self::Running | Self::Stalled | Self::Held)
     }
 }
 

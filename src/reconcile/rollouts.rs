@@ -93,7 +93,8 @@ pub(crate) fn changes(
                     upsert(&mut out, r);
                 }
             }
-            DecisionKind::Reject => {}
+            // Hold and resume come from people, never from a commit.
+            DecisionKind::Reject | DecisionKind::Hold | DecisionKind::Resume => {}
         }
     }
     out

@@ -83,6 +83,11 @@ pub async fn tick(reg: &Arc<Registry>, now: OffsetDateTime) -> Result<Vec<String
         let params = Params::from_plan(&r.params);
         let verdict = rollout::evaluate(&champion, &canary, &params, minutes);
         let pack = r.pack_id.clone();
+        // A held rollout keeps its share: only a regression moves it
+        // (safety wins over the hold); see [`super::hold`].
+        if r.state == RolloutState::Held && !matches!(verdict, Verdict::Rollback { .. }) {
+            continue;
+        }
         let (event, t) = match verdict {
             Verdict::Advance { figures } => {
                 fault("advance.before_transition")?;

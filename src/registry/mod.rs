@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod controller;
 pub mod effects;
+pub mod hold;
 pub mod ingest;
 
 use std::collections::{HashMap, HashSet};
@@ -453,7 +454,7 @@ impl Registry {
         }
     }
 
-    fn repo_at(&self, repo: &crate::git::Repo, commit: &str) -> Option<Arc<Repo>> {
+    pub(crate) fn repo_at(&self, repo: &crate::git::Repo, commit: &str) -> Option<Arc<Repo>> {
         if let Some(r) = self.repos.lock().ok().and_then(|m| m.get(commit).cloned()) {
             return Some(r);
         }

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use crate::model::{Decision, Serving};
 
 pub use audit::{AuditEntry, RefusedTelemetry};
+pub use console::{KpiRun, ReplicaBeat};
 pub use decisions::HistoryEntry;
 pub use improve::ImproveRow;
 pub use replicas::{Fence, Positions};
@@ -186,6 +187,7 @@ fn version_like(version: &str) -> String {
 // The table groups, after the macros they use.
 mod audit;
 mod cache;
+mod console;
 mod decisions;
 mod improve;
 pub mod probe;

@@ -103,7 +103,7 @@ impl Store {
     /// Rollouts, newest first; only those in progress when `active`.
     pub async fn rollouts(&self, active: bool) -> Result<Vec<Rollout>, StoreError> {
         let filter = if active {
-            "WHERE state IN ('running', 'stalled') "
+            "WHERE state IN ('running', 'stalled', 'held') "
         } else {
             ""
         };

@@ -6,6 +6,7 @@ mod cli_surface;
 mod commands;
 mod conformance;
 mod console;
+mod console_actions;
 #[macro_use]
 mod db;
 mod faults;

@@ -37,7 +37,7 @@ pub fn rollouts(v: &Viewer, list: &[RolloutStatus]) -> Markup {
 pub(super) fn state(s: RolloutState) -> Markup {
     let class = match s {
         RolloutState::Running | RolloutState::Completed => "ok",
-        RolloutState::Stalled => "warn",
+        RolloutState::Stalled | RolloutState::Held => "warn",
         RolloutState::RolledBack => "bad",
         RolloutState::Superseded => "muted",
     };
@@ -111,7 +111,13 @@ fn sprt_chart(points: &[(String, f64, f64, f64)]) -> Markup {
     }
 }
 
-pub fn rollout(v: &Viewer, r: &RolloutStatus, decisions: &[Decision], may_act: bool) -> Markup {
+pub fn rollout(
+    v: &Viewer,
+    r: &RolloutStatus,
+    decisions: &[Decision],
+    may_act: bool,
+    gh: Option<&str>,
+) -> Markup {
     let history = r
         .detail
         .as_ref()
@@ -172,7 +178,7 @@ pub fn rollout(v: &Viewer, r: &RolloutStatus, decisions: &[Decision], may_act: b
                 (sprt_chart(&points))
             }
             h2 { "Decisions" }
-            (decision_table(decisions))
+            (decision_table(decisions, gh))
             @if let Some(e) = &r.revert {
                 h2 { "Revert" }
                 p { "Revert " (e.effect_id) ": " (format!("{:?}", e.state).to_lowercase())
@@ -180,22 +186,42 @@ pub fn rollout(v: &Viewer, r: &RolloutStatus, decisions: &[Decision], may_act: b
             }
             @if may_act && r.state.in_progress() {
                 h2 { "Actions" }
-                form.stack method="post" action=(format!("/ui/rollouts/{}/rollback", enc(&r.rollout_id))) {
-                    input type="hidden" name="csrf" value=(v.csrf);
-                    label for="reason" { "Reason (recorded with the decision)" }
-                    input #reason type="text" name="reason" required;
-                    label.check {
-                        input type="checkbox" name="confirm" value="yes" required;
-                        "I confirm: serve the champion to everyone now and write a revert commit"
-                    }
-                    button.danger type="submit" { "Roll back " (r.pack_id) }
+                @if r.state == RolloutState::Held {
+                    (action_form(v, r, "resume", "I confirm: let the rollout advance again on its figures", "primary", "Resume the rollout"))
+                } @else {
+                    (action_form(v, r, "hold", "I confirm: keep the rollout at its share; it does not advance until resumed (a regression still rolls it back)", "primary", "Hold the rollout"))
                 }
+                (action_form(v, r, "rollback", "I confirm: serve the champion to everyone now and write a revert commit", "danger", &format!("Roll back {}", r.pack_id)))
             }
         },
     )
 }
 
-pub(super) fn decision_table(list: &[Decision]) -> Markup {
+/// One action's form: the CSRF token, a reason, a ticked confirmation.
+fn action_form(
+    v: &Viewer,
+    r: &RolloutStatus,
+    act: &str,
+    confirm: &str,
+    class: &str,
+    button: &str,
+) -> Markup {
+    let reason = format!("{act}-reason");
+    html! {
+        form.stack method="post" action=(format!("/ui/rollouts/{}/{act}", enc(&r.rollout_id))) {
+            input type="hidden" name="csrf" value=(v.csrf);
+            label for=(reason) { "Reason (recorded with the decision)" }
+            input id=(reason) type="text" name="reason" required;
+            label.check {
+                input type="checkbox" name="confirm" value="yes" required;
+                (confirm)
+            }
+            button class=(class) type="submit" { (button) }
+        }
+    }
+}
+
+pub(super) fn decision_table(list: &[Decision], gh: Option<&str>) -> Markup {
     html! {
         @if list.is_empty() {
             p.muted { "No decision." }
@@ -210,9 +236,9 @@ pub(super) fn decision_table(list: &[Decision]) -> Markup {
                             td { a href=(format!("/ui/packs/{}", enc(&d.pack_id))) { (d.pack_id) } }
                             td { (d.champion_pack_version.as_deref().unwrap_or("–")) }
                             td { (d.challenger_pack_version) }
-                            td { code { (short(&d.commit)) } }
+                            td { (links::commit(gh, &d.commit)) }
                             td {
-                                @if let Some(pr) = d.pull_request { "#" (pr) } @else { "–" }
+                                @if let Some(pr) = d.pull_request { (links::pull(gh, pr)) } @else { "–" }
                                 @if let Some(url) = d.evidence_url.as_deref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
                                     " " a href=(url) rel="noreferrer" { "evidence" }
                                 }

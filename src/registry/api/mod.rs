@@ -29,6 +29,7 @@ pub const RUNS_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// A rollback request is a pack id, a reason and a version.
 pub const ROLLBACK_BODY_LIMIT: usize = 64 * 1024;
 /// The header naming the commit whose content this replica serves.
+mod hold;
 mod read_runs;
 mod resolve;
 use read_runs::read_runs;
@@ -573,6 +574,8 @@ pub(crate) fn router(reg: Arc<Registry>) -> Router {
         .route("/v1/rollouts", get(rollouts))
         .route("/v1/decisions", get(decisions))
         .route("/v1/rollback", post(rollback))
+        .route("/v1/rollouts/{id}/hold", post(hold::hold_rollout))
+        .route("/v1/rollouts/{id}/resume", post(hold::resume_rollout))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/healthz", get(crate::reconcile::daemon::healthz))

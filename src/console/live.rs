@@ -1,0 +1,121 @@
+//! Live updates, as progressive enhancement: `/ui/events` is a stream of
+//! server-sent events for the signed-in session, and `/ui/live.js` (served
+//! from the binary, loaded with `script-src 'self'`, nothing inline) reloads
+//! the page's main section when one arrives. Every page works without it.
+//!
+//! The stream polls the store once a second and sends `change` when what
+//! the session may see has changed: a visible rollout (its state, step or
+//! row version, whether its champion is pinned), or one of the newest
+//! decisions on a visible pack (a merge that changes a visible pack records
+//! one). A tenant-scoped session is never told about another
+//! tenant's rollouts or decisions (not even that something happened). It
+//! starts with `ready` (the baseline is taken) and ends when the session
+//! does (expired, signed out, or its token removed).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+/// How often a stream looks for changes.
+pub const POLL: Duration = Duration::from_secs(1);
+
+const SCRIPT: &str = include_str!("live.js");
+
+pub(super) async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// A digest of what `tenant` may see that live pages show; None when the
+/// store did not answer.
+async fn fingerprint(c: &Console, tenant: Option<&str>) -> Option<String> {
+    let snap = c.reg.snapshot.load_full();
+    let mut h = Sha256::new();
+    for r in c.reg.store.rollouts(false).await.ok()? {
+        if snap.visible(&r.pack_id, tenant) {
+            h.update(
+                format!(
+                    "\0r{}:{}:{}:{}",
+                    r.rollout_id, r.state, r.step, r.row_version
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    for (id, pack) in c.reg.store.recent_decisions(200).await.ok()? {
+        if snap.visible(&pack, tenant) {
+            h.update(format!("\0d{id}").as_bytes());
+        }
+    }
+    for (pack, v) in &snap.rollouts {
+        if snap.visible(pack, tenant) {
+            h.update(format!("\0p{pack}:{}:{}", v.percent, v.pinned).as_bytes());
+        }
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+struct Watch {
+    c: Console,
+    headers: HeaderMap,
+    last: Option<String>,
+    /// `ready` was sent (the baseline is taken).
+    started: bool,
+    /// The store was asked at least once (every later look waits [`POLL`]).
+    polled: bool,
+}
+
+pub(super) async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let v = signed_in!(c, headers);
+    let tenant = v.tenant().map(String::from);
+    let w = Watch {
+        c,
+        headers,
+        last: None,
+        started: false,
+        polled: false,
+    };
+    let stream = futures_util::stream::unfold(w, move |mut w| {
+        let tenant = tenant.clone();
+        async move {
+            loop {
+                if w.polled {
+                    tokio::time::sleep(POLL).await;
+                }
+                w.polled = true;
+                // The session still holds (not expired, signed out or revoked).
+                viewer(&w.c, &w.headers)?;
+                let Some(now) = fingerprint(&w.c, tenant.as_deref()).await else {
+                    continue;
+                };
+                if !w.started {
+                    w.started = true;
+                    w.last = Some(now);
+                    let e = Event::default().event("ready").data("{}");
+                    return Some((Ok::<Event, Infallible>(e), w));
+                }
+                if w.last.as_deref() != Some(now.as_str()) {
+                    w.last = Some(now);
+                    let e = Event::default().event("change").data("{}");
+                    return Some((Ok(e), w));
+                }
+            }
+        }
+    });
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
