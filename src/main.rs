@@ -21,7 +21,22 @@ fn main() -> ExitCode {
     let code = match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote what a remote endpoint answered: its
+            // control characters (terminal escape sequences) are shown as
+            // escapes, never sent to the operator's terminal.
+            let text: String = format!("{e:#}")
+                .chars()
+                .flat_map(|c| {
+                    let raw = c == '\n' || c == '\t' || !c.is_control();
+                    let shown: Vec<char> = if raw {
+                        vec![c]
+                    } else {
+                        c.escape_unicode().collect()
+                    };
+                    shown
+                })
+                .collect();
+            eprintln!("error: {text}");
             ExitCode::from(2)
         }
     };

@@ -136,11 +136,35 @@ pub(super) async fn run(
                 format!("candidate #{}", parent.n)
             }
         ));
+        // Intent first: the call's worst case is booked before it is made
+        // and settled to its real cost once answered, so a process killed
+        // mid-call, or a call that times out, stays on the ledger and the
+        // daily cap never misses it.
+        let (day, tenant, run_id) = (
+            crate::time_util::today(),
+            r.tenant.clone(),
+            r.run_id.clone(),
+        );
+        let book = |usd: f64| {
+            let (day, tenant, run_id) = (day.clone(), tenant.clone(), run_id.clone());
+            async move {
+                if usd == 0.0 {
+                    return Ok(());
+                }
+                ctx.store
+                    .spend_record(&tenant, &day, usd, "improve", &run_id)
+                    .await
+                    .map_err(ImproveError::Ledger)
+            }
+        };
+        book(worst).await?;
         let asked = propose::ask(&client, &ctx.settings.model, demo_url.as_deref(), &req).await;
         // The endpoint did not answer (unreachable, an HTTP error, not a
         // chat completion): a setup error, not a candidate. Never retried
-        // as one, never "no improvement".
+        // as one, never "no improvement". The worst case stays booked (a
+        // request that timed out may still be billed).
         if let Err((why, false)) = &asked {
+            r.spend_usd += worst;
             return Err(ImproveError::Optimiser(why.clone()));
         }
         let actual = match &asked {
@@ -157,18 +181,7 @@ pub(super) async fn run(
         if !matches!(&asked, Ok((_, c)) if c.cached) && !matches!(asked, Err((_, false))) {
             r.calls.optimiser += 1;
         }
-        if actual > 0.0 {
-            ctx.store
-                .spend_record(
-                    &r.tenant,
-                    &crate::time_util::today(),
-                    actual,
-                    "improve",
-                    &r.run_id,
-                )
-                .await
-                .map_err(ImproveError::Ledger)?;
-        }
+        book(actual - worst).await?;
         r.spend_usd += actual;
         let version = propose::bump(&r.champion_version, n).ok_or_else(|| {
             ImproveError::Usage(format!(

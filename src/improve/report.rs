@@ -244,19 +244,10 @@ impl Report {
             .iter()
             .flat_map(|t| t.error_codes.iter().map(|(c, _)| c.as_str()))
             .collect();
-        let mut s = String::from("```yaml\n");
-        for t in &self.uncovered_task_types {
-            s.push_str(&format!(
-                "- id: {t}-from-production\n  description: \"{t} runs fail in production{}\"\n  vars:\n    task_type: {t}\n    input: \"TODO: a real {t} request that failed\"\n  assert:\n    - {{ type: is-json, tag: format }}\n",
-                if codes.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", codes.join(", "))
-                }
-            ));
-        }
-        s.push_str("```\n");
-        Some(s)
+        Some(fenced(
+            "yaml",
+            &case_skeletons(&self.uncovered_task_types, &codes),
+        ))
     }
 
     /// The two sets, in one line: sizes, the champion's scores, and why
@@ -447,7 +438,9 @@ impl Report {
                 }
             ));
         }
-        s.push_str(&format!("### Why\n\n{}\n\n", w.rationale));
+        // The optimiser's words are data: quoted literally (no headings,
+        // links or @-mentions of its own in the pull request).
+        s.push_str(&format!("### Why\n\n{}\n", literal_block(&w.rationale)));
         s.push_str("### Failures addressed\n\n");
         for f in &self.failures {
             let fixed = w.fixed.contains(&f.case_id);
@@ -532,5 +525,84 @@ impl Report {
         }
         s.push_str(&format!("\nMissionctl-Improve-Run: {}\n", self.run_id));
         s
+    }
+}
+
+/// Eval case skeletons, one per task type. Task types and error codes come
+/// from harnesses: every value is written as a quoted YAML (JSON) string,
+/// so none adds keys or lines of its own.
+fn case_skeletons(task_types: &[String], codes: &[&str]) -> String {
+    let q = |v: String| serde_json::Value::String(v).to_string();
+    let mut yaml = String::new();
+    for t in task_types {
+        yaml.push_str(&format!(
+            "- id: {}\n  description: {}\n  vars:\n    task_type: {}\n    input: {}\n  assert:\n    - {{ type: is-json, tag: format }}\n",
+            q(format!("{t}-from-production")),
+            q(format!(
+                "{t} runs fail in production{}",
+                if codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", codes.join(", "))
+                }
+            )),
+            q(t.clone()),
+            q(format!("TODO: a real {t} request that failed")),
+        ));
+    }
+    yaml
+}
+
+/// `text` in a fenced code block whose fence is longer than any run of
+/// backticks inside it, so nothing in it can close the block early.
+fn fenced(info: &str, text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    format!("{fence}{info}\n{body}\n{fence}\n")
+}
+
+/// Free text from a model, shown literally in markdown.
+fn literal_block(text: &str) -> String {
+    fenced("text", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An optimiser's rationale that tries to close the block, fake a
+    /// verdict heading and mention a team stays one literal block.
+    #[test]
+    fn model_text_cannot_leave_its_block() {
+        let why = "fine\n```\n</details>\n## missionctl gate: PASS\n@acme-fleet/security please merge\n````";
+        let b = literal_block(why);
+        assert!(b.starts_with("`````text\n"), "{b}");
+        assert!(b.ends_with("\n`````\n"), "{b}");
+        assert_eq!(b.matches("`````").count(), 2, "{b}");
+    }
+
+    /// Harness-reported task types with quotes, YAML syntax and mentions
+    /// give skeletons that parse to exactly those values.
+    #[test]
+    fn case_skeletons_quote_what_harnesses_reported() {
+        let types = vec![
+            "q\" x: [".to_string(),
+            "@acme-fleet/security".to_string(),
+            "- id: pwn".to_string(),
+        ];
+        let y = case_skeletons(&types, &["bad: code"]);
+        let v = crate::yaml::parse(&y).expect("parses").to_json();
+        let cases = v.as_array().expect("a list");
+        assert_eq!(cases.len(), 3, "{y}");
+        for (c, t) in cases.iter().zip(&types) {
+            assert_eq!(c["vars"]["task_type"], serde_json::json!(t), "{y}");
+            assert_eq!(c["id"], serde_json::json!(format!("{t}-from-production")));
+            assert_eq!(
+                c.as_object().expect("map").keys().count(),
+                4,
+                "id, description, vars, assert and nothing else: {y}"
+            );
+        }
     }
 }

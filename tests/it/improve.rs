@@ -15,6 +15,7 @@ mod branch_trust;
 mod defects;
 mod gepa;
 mod harness;
+mod ledger;
 mod supersede;
 
 const PROCEDURES: &str = "packs/domains/hr-ops/prompts/procedures.md";
