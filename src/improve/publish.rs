@@ -63,15 +63,33 @@ pub fn message(
 /// An open pull request of this repository (not a fork) from one of the
 /// worker's branches for `pack_id`.
 fn ours<'a>(gh: &Gh, pulls: &'a [Json], pack_id: &str) -> Option<&'a Json> {
+    pulls.iter().find(|p| is_ours(gh, p, pack_id))
+}
+
+fn is_ours(gh: &Gh, p: &Json, pack_id: &str) -> bool {
     let full = format!("{}/{}", gh.owner, gh.repo);
-    pulls.iter().find(|p| {
-        let same_repo = p
-            .pointer("/head/repo/full_name")
-            .and_then(Json::as_str)
-            .is_some_and(|n| n.eq_ignore_ascii_case(&full));
-        let branch = p.pointer("/head/ref").and_then(Json::as_str).unwrap_or("");
-        same_repo && branch.starts_with(&prefix(pack_id))
-    })
+    let same_repo = p
+        .pointer("/head/repo/full_name")
+        .and_then(Json::as_str)
+        .is_some_and(|n| n.eq_ignore_ascii_case(&full));
+    let branch = p.pointer("/head/ref").and_then(Json::as_str).unwrap_or("");
+    same_repo && branch.starts_with(&prefix(pack_id))
+}
+
+/// After opening pull request `number`: the lowest-numbered other open
+/// improvement pull request for `pack_id`, when another run opened one at
+/// the same time (each listed none before opening its own). The lowest
+/// number wins, so every racer agrees on which one stays.
+pub async fn raced(gh: &Gh, pack_id: &str, number: u64) -> Result<Option<PullRequest>, GhError> {
+    let pulls = gh
+        .get_all(&format!("/repos/{}/{}/pulls?state=open", gh.owner, gh.repo))
+        .await?;
+    Ok(pulls
+        .iter()
+        .filter(|p| is_ours(gh, p, pack_id))
+        .map(|p| as_pull(p, true))
+        .filter(|p| p.number < number)
+        .min_by_key(|p| p.number))
 }
 
 fn as_pull(p: &Json, existing: bool) -> PullRequest {

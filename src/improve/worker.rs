@@ -632,8 +632,19 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
                         "supersedes #{}: a different proposal, opened as #{}; #{} is commented on and closed (tier {}'s supersede_open_proposals)",
                         old.number, pr.number, old.number, r.caps.tier
                     ));
+                    pr
+                } else if let Some(first) = publish::raced(gh, &r.pack_id, pr.number).await? {
+                    // Another run opened one at the same time: one
+                    // improvement pull request per pack stays open.
+                    publish::supersede(gh, pr.number, &first).await?;
+                    r.published = Some(format!(
+                        "raced: another run opened #{} for {} at the same time; #{} is commented on and closed in its favour (one improvement pull request per pack is open at a time)",
+                        first.number, r.pack_id, pr.number
+                    ));
+                    first
+                } else {
+                    pr
                 }
-                pr
             }
         };
         ctx.say(&format!(

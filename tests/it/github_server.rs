@@ -171,6 +171,9 @@ pub struct GhState {
     /// Pull requests as `GET /repos/{o}/{r}/pulls` lists them (created by
     /// `POST /repos/{o}/{r}/pulls`, or seeded: e.g. a fork's).
     pub open_pulls: Vec<Value>,
+    /// A pull request another client opens just before the next
+    /// `POST /repos/{o}/{r}/pulls` is handled (a race between two runs).
+    pub racing_pull: Option<Value>,
     /// The repository's git remote: as GitHub does, a pull request whose
     /// head branch is not on it is refused (422).
     pub remote: Option<std::path::PathBuf>,
@@ -406,6 +409,9 @@ async fn handle(
             (StatusCode::OK, paged(&open))
         }
         ("POST", ["repos", o, r, "pulls"]) => {
+            if let Some(p) = s.racing_pull.take() {
+                s.open_pulls.push(p);
+            }
             let head = body["head"].as_str().unwrap_or_default().to_string();
             let full = format!("{o}/{r}");
             // As GitHub: one open pull request per head branch.

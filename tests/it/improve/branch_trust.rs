@@ -124,3 +124,52 @@ fn a_branch_is_trusted_by_what_it_holds_never_by_its_name() {
     );
     assert!(!text.contains("Ignore confidentiality"), "{text}");
 }
+
+/// Two runs (on different stores) each list no open improvement pull
+/// request and open one at the same time: the later one notices, comments
+/// on and closes its own in favour of the lower number, so one stays open.
+#[test]
+fn two_runs_opening_at_once_leave_one_pull_request_open() {
+    let gh = GithubServer::start();
+    let f = TestContext::fleet("unused");
+    drop_escalation_rule(&f);
+    f.push();
+    {
+        let mut s = gh.state.lock().expect("s");
+        s.remote = Some(f.remote.clone());
+        s.racing_pull = Some(json!({
+            "number": 41, "state": "open", "html_url": "https://github.com/acme/fleet/pull/41",
+            "head": {"ref": "missionctl/improve/hr-ops-pack/1.1.1-improve.1-000000000000", "repo": {"full_name": "acme/fleet"}},
+            "base": {"ref": "main"},
+        }));
+    }
+    let env = fake_github_env(&gh);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rep = improve(
+        &f,
+        &db(&f, "s.db"),
+        &["--pack", "hr-ops-pack", "--open-pr"],
+        &env,
+    );
+    assert_eq!(rep["pull_request"]["number"], 41, "{rep:#}");
+    let published = rep["published"].as_str().expect("published");
+    assert!(
+        published.contains("raced: another run opened #41")
+            && published.contains("closed in its favour"),
+        "{published}"
+    );
+    let s = gh.state.lock().expect("s");
+    let open: Vec<u64> = s
+        .open_pulls
+        .iter()
+        .filter(|p| p["state"] == "open")
+        .filter_map(|p| p["number"].as_u64())
+        .collect();
+    assert_eq!(open, [41], "one improvement pull request stays open");
+    assert!(
+        s.comments
+            .iter()
+            .any(|c| c["body"].as_str().is_some_and(|b| b.contains("#41"))),
+        "the closed one names the one that stays"
+    );
+}
