@@ -14,7 +14,7 @@ use super::file::Referenced;
 use super::read::parse_checked;
 use super::*;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::eval::{assertions, nunjucks, transform::Transform};
+use crate::js::{nunjucks, transform::Transform};
 use crate::schema::Kind;
 use crate::yaml::{self, Node, Pos};
 use serde_json::Value as Json;
@@ -91,7 +91,7 @@ fn file_value(
     let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
     if matches!(ext, "txt" | "md") {
         let t = if mode == FileMode::Inline {
-            crate::eval::js::trim(&text)
+            crate::js::trim(&text)
         } else {
             &text
         };
@@ -126,7 +126,7 @@ fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Op
     let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
     if matches!(ext, "yaml" | "yml") {
         return match yaml::parse(&text) {
-            Ok(n) => Some(Json::String(crate::eval::js::stringify(&n.to_json()))),
+            Ok(n) => Some(Json::String(crate::js::stringify(&n.to_json()))),
             Err(e) => {
                 r.diags.push(Diagnostic::error(
                     Code::EvalCase,
@@ -138,7 +138,7 @@ fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Op
             }
         };
     }
-    Some(Json::String(crate::eval::js::trim(&text).to_string()))
+    Some(Json::String(crate::js::trim(&text).to_string()))
 }
 
 /// What promptfoo's `renderPrompt` does to a test's vars before anything
@@ -164,13 +164,13 @@ fn resolve_vars(vars: &mut Json) {
             let Some((start, end, name)) = first_reference(value) else {
                 continue;
             };
-            let Some(with) = m.get(name).map(crate::eval::js::string_of) else {
+            let Some(with) = m.get(name).map(crate::js::string_of) else {
                 continue;
             };
             let next = format!(
                 "{}{}{}",
                 &value[..start],
-                crate::eval::js::replacement(&with, value, start, end),
+                crate::js::replacement(&with, value, start, end),
                 &value[end..]
             );
             m.insert(k.clone(), Json::String(next));
@@ -187,12 +187,12 @@ fn first_reference(s: &str) -> Option<(usize, usize, &str)> {
     let mut from = 0;
     while let Some(i) = s[from..].find("{{").map(|i| i + from) {
         let rest = &s[i + 2..];
-        let t = rest.trim_start_matches(crate::eval::js::is_space);
+        let t = rest.trim_start_matches(crate::js::is_space);
         let name_len = t
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(t.len());
         if name_len > 0 {
-            let after = t[name_len..].trim_start_matches(crate::eval::js::is_space);
+            let after = t[name_len..].trim_start_matches(crate::js::is_space);
             if after.starts_with("}}") {
                 let end = s.len() - after.len() + 2;
                 let name_start = s.len() - t.len();
@@ -317,7 +317,7 @@ fn render_assertions(
         render_assertions(c, vars, r, file, pos, mode);
     }
     // Decided once, here: `check` reports it on every run without re-deriving it.
-    a.problem = assertions::problem(a);
+    a.problem = super::assertion::problem(a);
     if let Some(p) = a.problem.clone() {
         r.diags.push(
             unsupported(file, pos, p)
@@ -334,7 +334,7 @@ fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
     let Json::Object(m) = vars else {
         return Ok(String::new());
     };
-    let text = |v: &Json| crate::eval::js::string_of(v);
+    let text = |v: &Json| crate::js::string_of(v);
     if let Some(input) = m.get("input") {
         let mut s = text(input);
         for (k, v) in m.iter().filter(|(k, _)| *k != "input") {

@@ -48,7 +48,7 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
         }
         out.push_str(&match v {
             None | Some(Json::Null) => String::new(),
-            Some(x) => super::js::string_of(x),
+            Some(x) => crate::js::string_of(x),
         });
         rest = &after[end + 2..];
     }
@@ -89,8 +89,8 @@ pub fn references_undefined(s: &str, vars: &Json) -> bool {
             continue;
         }
         let var = inner
-            .trim_start_matches(super::js::is_space)
-            .split(|c: char| super::js::is_space(c) || c == '|')
+            .trim_start_matches(crate::js::is_space)
+            .split(|c: char| crate::js::is_space(c) || c == '|')
             .next()
             .unwrap_or_default();
         let root_len = var

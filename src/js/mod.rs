@@ -4,6 +4,10 @@
 //! lists `contains-any` splits, `//` comments in embedded JSON, word counts
 //! and Levenshtein distance over UTF-16 code units. Each follows the
 //! promptfoo 0.121 source it is named after, so verdicts agree exactly.
+//!
+//! This module sits below both the pack format ([`crate::pack`], which
+//! parses and checks assertion specifications) and evaluation
+//! ([`crate::eval`]); it depends on neither.
 
 use serde_json::Value as Json;
 
@@ -348,13 +352,83 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     strsim::generic_levenshtein(&a, &b)
 }
 
+/// The private-use character (U+10D800–U+10DFFF, plane 16) that stands
+/// for a lone UTF-16 surrogate, which a Rust string cannot hold: one
+/// character, as JavaScript's schema validators count it, equal to nothing
+/// but itself.
+pub fn lone_surrogate(unit: u16) -> char {
+    char::from_u32(0x10_0000 + u32::from(unit)).unwrap_or('\u{FFFD}')
+}
+
+/// UTF-16 code units as text, lone surrogates as [`lone_surrogate`].
+pub fn from_utf16(units: &[u16]) -> String {
+    char::decode_utf16(units.iter().copied())
+        .map(|c| c.unwrap_or_else(|e| lone_surrogate(e.unpaired_surrogate())))
+        .collect()
+}
+
+/// What [`json_parse_js`] and [`yaml::load_json_mode`] hold for `Infinity`,
+/// `-Infinity` and `NaN`: text no output holds, which [`non_finite_to_null`]
+/// turns into the null JSON writes for them, remembering where.
+const NON_FINITE: &str = "\u{FDD0}non-finite number\u{FDD0}";
+
+pub fn non_finite() -> Json {
+    Json::String(NON_FINITE.into())
+}
+
+/// Replace each non-finite number (see [`non_finite`]) by null, returning
+/// their JSON pointers: a schema validator must see them as neither null nor
+/// a number (Ajv's type checks want finite numbers; its number keywords skip
+/// them).
+pub fn non_finite_to_null(v: &mut Json) -> Vec<String> {
+    fn walk(v: &mut Json, path: &mut String, out: &mut Vec<String>) {
+        match v {
+            Json::String(s) if s == NON_FINITE => {
+                *v = Json::Null;
+                out.push(path.clone());
+            }
+            Json::Array(a) => {
+                for (i, x) in a.iter_mut().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("/{i}"));
+                    walk(x, path, out);
+                    path.truncate(len);
+                }
+            }
+            Json::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    walk(x, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out);
+    out
+}
+
 /// `JSON.parse` as V8 accepts it: the JSON grammar with JSON's four
 /// whitespace characters, any nesting depth (no recursion here, unlike
 /// serde_json's limit of 128), numbers of any size (beyond the double range
 /// they are ±Infinity, held here as ±f64::MAX, the nearest JSON number) and
-/// lone surrogate escapes (held as U+FFFD: a Rust string cannot hold them).
+/// lone surrogate escapes (held as [`lone_surrogate`]s).
 /// Duplicate keys keep the last value, as JavaScript does.
 pub fn json_parse(text: &str) -> Option<Json> {
+    json_parse_with(text, false)
+}
+
+/// [`json_parse`] keeping JavaScript's values for a schema validator:
+/// ±Infinity as [`non_finite`].
+pub fn json_parse_js(text: &str) -> Option<Json> {
+    json_parse_with(text, true)
+}
+
+fn json_parse_with(text: &str, js: bool) -> Option<Json> {
     enum Frame {
         Array(Vec<Json>),
         Object(serde_json::Map<String, Json>, String),
@@ -412,7 +486,7 @@ pub fn json_parse(text: &str) -> Option<Json> {
                 i += 4;
                 Json::Null
             }
-            _ => json_number(b, &mut i)?,
+            _ => json_number(b, &mut i, js)?,
         };
         // Close every container the value completes.
         loop {
@@ -534,11 +608,11 @@ fn json_string(b: &[u8], i: &mut usize) -> Option<String> {
     if plain {
         return Some(std::str::from_utf8(&b[start..*i - 1]).ok()?.to_string());
     }
-    Some(String::from_utf16_lossy(&units))
+    Some(from_utf16(&units))
 }
 
 /// A JSON number at `b[*i]`, as the double JavaScript reads.
-fn json_number(b: &[u8], i: &mut usize) -> Option<Json> {
+fn json_number(b: &[u8], i: &mut usize, js: bool) -> Option<Json> {
     let start = *i;
     if b.get(*i) == Some(&b'-') {
         *i += 1;
@@ -585,6 +659,9 @@ fn json_number(b: &[u8], i: &mut usize) -> Option<Json> {
         return Some(Json::from(n));
     }
     let f: f64 = lit.parse().ok()?;
+    if f.is_infinite() && js {
+        return Some(non_finite());
+    }
     let f = if f.is_infinite() {
         f64::MAX.copysign(f)
     } else {
@@ -628,6 +705,10 @@ pub fn regex_test(re: &regress::Regex, text: &str) -> bool {
     let units: Vec<u16> = text.encode_utf16().collect();
     re.find_from_ucs2(&units, 0).next().is_some()
 }
+
+pub mod nunjucks;
+pub mod transform;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;
