@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::util::{TestRepo, eval_rows};
 
+mod fuzz;
+
 fn ci_tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/node_modules")
 }
@@ -122,6 +124,13 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
 /// the files it reads) with the command harness `harness` from the same
 /// directory.
 fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let text = std::fs::read_to_string(src.join(name)).expect("probes");
+    probes_branch_text(r, harness, &text);
+}
+
+/// [`probes_branch`] on the probes `text`.
+fn probes_branch_text(r: &TestRepo, harness: &str, text: &str) {
     let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
     let mission = r.read("mission.yaml");
     let a = mission.find("  harness:").expect("harness");
@@ -140,10 +149,7 @@ fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
     );
     r.write("packs/domains/probes/role.md", "## Role\nEcho.\n");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    r.write(
-        "packs/domains/probes/probes.yaml",
-        &std::fs::read_to_string(src.join(name)).expect("probes"),
-    );
+    r.write("packs/domains/probes/probes.yaml", text);
     for f in std::fs::read_dir(src.join("files")).expect("files") {
         let f = f.expect("entry");
         r.write_bytes(
