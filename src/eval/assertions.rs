@@ -27,6 +27,9 @@ enum Outcome {
     Verdict(bool, String),
     /// A judge-backed type, scored later.
     Judge,
+    /// What promptfoo throws on (an invariant, a missing cost): the whole
+    /// case errors, whatever the weights and threshold.
+    Error(String),
 }
 
 mod json;
@@ -61,6 +64,10 @@ pub struct AssertionResult {
     /// neither passes nor fails the case, and the evidence says so.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// promptfoo throws here (see `Outcome::Error`): the case fails whatever
+    /// its weights and threshold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub errored: bool,
 }
 
 /// The list a `contains-any`-style value stands for.
@@ -132,7 +139,7 @@ fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outco
             match js::regex(&pat) {
                 Ok(re) => verdict(js::regex_test(&re, out), inverse, &format!("match /{pat}/")),
                 // promptfoo fails an invalid pattern whatever the negation.
-                Err(e) => Outcome::Verdict(false, format!("invalid regex /{pat}/: {e}")),
+                Err(e) => Outcome::Error(format!("invalid regex /{pat}/: {e}")),
             }
         }
         _ => return None,
@@ -227,8 +234,7 @@ fn measure_outcome(
             match o.cost_usd {
                 // promptfoo: "Cost assertion does not support providers that
                 // do not return cost" (an error, whatever the negation).
-                None => Outcome::Verdict(
-                    false,
+                None => Outcome::Error(
                     "the harness reported no cost (a command harness prints `usage.cost_usd`; an OpenAI-compatible one needs the model's price in `eval.prices`)".into(),
                 ),
                 Some(c) => verdict(
@@ -292,7 +298,7 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
         None => o.output,
     };
     let outcome = if let Some(err) = &a.problem {
-        Outcome::Verdict(false, err.clone())
+        Outcome::Error(err.clone())
     } else if let Some(x) = text_outcome(b, &value, inverse, out) {
         x
     } else if let Some(x) = measure_outcome(b, &value, a.threshold, inverse, o, out) {
@@ -303,11 +309,13 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
             "contains-json" => contains_json(&value, inverse, o, out),
             "tools-within-profile" | "is-valid-openai-tools-call" => tools_outcome(b, inverse, o),
             _ if JUDGED.contains(&b) => Outcome::Judge,
-            other => Outcome::Verdict(false, format!("unsupported assertion type `{other}`")),
+            other => Outcome::Error(format!("unsupported assertion type `{other}`")),
         }
     };
+    let errored = matches!(outcome, Outcome::Error(_));
     let (pass, reason, needs_judge) = match outcome {
         Outcome::Judge => (false, "awaiting judge".to_string(), true),
+        Outcome::Error(why) => (false, format!("error: {why}"), false),
         Outcome::Verdict(pass, why) => {
             let reason = if pass { format!("passed: {why}") } else { why };
             (pass, reason, false)
@@ -318,11 +326,12 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
         kind: a.kind.clone(),
         tag,
         // promptfoo: weight 0 never fails a test.
-        pass: pass || (a.weight == 0.0 && !needs_judge),
+        pass: (pass || (a.weight == 0.0 && !needs_judge)) && !errored,
         score,
         reason,
         needs_judge,
         skipped: false,
+        errored,
     }
 }
 
@@ -352,6 +361,10 @@ pub fn case_verdict(case: &EvalCase, results: &[AssertionResult]) -> (bool, f64)
     let leaves = case.leaves();
     if leaves.is_empty() && case.asserts.is_empty() {
         return (true, 1.0);
+    }
+    // An assertion promptfoo throws on errors the whole test.
+    if results.iter().any(|r| r.errored) {
+        return (false, 0.0);
     }
     let mut main = Agg {
         total: 0.0,

@@ -126,22 +126,25 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
 fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     let text = std::fs::read_to_string(src.join(name)).expect("probes");
-    probes_branch_text(r, harness, &text);
+    probes_branch_text(r, Some(harness), &text);
 }
 
-/// [`probes_branch`] on the probes `text`.
-fn probes_branch_text(r: &TestRepo, harness: &str, text: &str) {
-    let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
-    let mission = r.read("mission.yaml");
-    let a = mission.find("  harness:").expect("harness");
-    let b = mission.find("  concurrency:").expect("concurrency");
-    let mut m = mission.clone();
-    m.replace_range(
-        a..b,
-        &format!("  harness:\n    type: command\n    command: [python3, {harness}]\n    timeout_seconds: 30\n"),
-    );
-    r.write("mission.yaml", &m);
-    r.commit_all("Evaluate with the echo harness");
+/// [`probes_branch`] on the probes `text`; `None` keeps the repository's
+/// harness.
+fn probes_branch_text(r: &TestRepo, harness: Option<&str>, text: &str) {
+    if let Some(harness) = harness {
+        let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
+        let mission = r.read("mission.yaml");
+        let a = mission.find("  harness:").expect("harness");
+        let b = mission.find("  concurrency:").expect("concurrency");
+        let mut m = mission.clone();
+        m.replace_range(
+            a..b,
+            &format!("  harness:\n    type: command\n    command: [python3, {harness}]\n    timeout_seconds: 30\n"),
+        );
+        r.write("mission.yaml", &m);
+        r.commit_all("Evaluate with the echo harness");
+    }
     r.git(&["switch", "-q", "-c", "probes"]);
     r.write(
         "packs/domains/probes/pack.yaml",

@@ -210,7 +210,7 @@ pub(super) fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) 
         return verdict(false, inverse, "be valid JSON");
     };
     match value_schema(value, o) {
-        Err(e) => Outcome::Verdict(false, e),
+        Err(e) => Outcome::Error(e),
         Ok(None) => verdict(true, inverse, "be valid JSON"),
         Ok(Some((v, schema, what))) => {
             let errs = js_schema_errors(&v, &schema, &parsed);
@@ -226,7 +226,7 @@ pub(super) fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) 
 pub(super) fn contains_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
     let objects = json_objects(out);
     match value_schema(value, o) {
-        Err(e) => Outcome::Verdict(false, e),
+        Err(e) => Outcome::Error(e),
         Ok(None) => verdict(!objects.is_empty(), inverse, "contain a JSON object"),
         Ok(Some((v, schema, what))) => {
             let valid = objects

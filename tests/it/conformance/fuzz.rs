@@ -23,7 +23,18 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
 use super::{probe_lines, probes_branch_text, promptfoo_run_text};
-use crate::util::{TestRepo, eval_rows};
+use crate::llm_server::{LlmServer, Reply, Script};
+use crate::util::eval_rows;
+
+/// Answers with the user message, as promptfoo's echo provider answers with
+/// the rendered prompt.
+fn echo() -> Script {
+    std::sync::Arc::new(|body, _| {
+        let mut r = missionctl::eval::demo_model::respond(body);
+        r["choices"][0]["message"]["content"] = body["messages"][1]["content"].clone();
+        Reply::Json(r)
+    })
+}
 
 /// Characters chosen to find differences: ASCII, astral (two UTF-16 units),
 /// combining marks, characters whose case mapping changes length or is
@@ -349,10 +360,13 @@ fn run_both(tests: &[Value]) -> Vec<(String, bool, String)> {
         .map(|(d, ok, _)| (d, ok))
         .collect();
     let pf_time = started.elapsed();
-    let r = TestRepo::new();
-    probes_branch_text(&r, "echo_prompt_harness.py", &text);
+    // An OpenAI-compatible echo in this process: a command harness would
+    // start a Python process per case.
+    let server = LlmServer::start(echo());
+    let r = crate::gate::gate_repo(&server, false);
+    probes_branch_text(&r, None, &text);
     let started = std::time::Instant::now();
-    let (out, ev) = r.evaluate("eval", "probes", &[]);
+    let (out, ev) = r.evaluate("eval", "probes", &[("TEST_LLM_KEY", "k")]);
     eprintln!(
         "{} cases: promptfoo {pf_time:?}, missionctl eval {:?}",
         tests.len(),
