@@ -15,6 +15,11 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
             &template[at..(at + 12).min(template.len())]
         ));
     }
+    if template.contains("#}") {
+        return Err(
+            "`#}` outside a comment: Nunjucks fails on it (\"unexpected end of comment\"), and so does promptfoo's rendering of this test; write `# }` or remove it".into(),
+        );
+    }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -122,5 +127,6 @@ mod tests {
         assert!(render("{% if x %}y{% endif %}", &vars).is_err());
         assert!(render("{{ city | upper }}", &vars).is_err());
         assert!(render("{{ city", &vars).is_err());
+        assert!(render("a #} b", &vars).is_err());
     }
 }

@@ -214,6 +214,14 @@ fn rendered_vars(vars: &Json) -> Result<Json, String> {
     let mut out = m.clone();
     for (k, v) in m {
         let Json::String(s) = v else { continue };
+        // promptfoo renders every string var: the one thing plain text can
+        // fail on is a stray comment end.
+        if s.contains("#}") {
+            return Err(format!(
+                "var `{k}`: {}",
+                nunjucks::render(s, vars).err().unwrap_or_default()
+            ));
+        }
         if !(s.contains("{{") || s.contains("{%") || s.contains("{#"))
             || nunjucks::has_partial_tag(s)
             || nunjucks::references_undefined(s, vars)

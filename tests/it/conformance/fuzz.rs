@@ -60,13 +60,14 @@ fn any_char() -> impl Strategy<Value = char> {
     ]
 }
 
-/// Text free of what a Nunjucks template would read (`{{`, `{%`, `{#`) and
-/// of `file://`, so both tools echo it as it is.
+/// Text free of what a Nunjucks template would read (`{{`, `{%`, `{#`, `#}`,
+/// which `validate` refuses in a var as promptfoo errors on it) and of
+/// `file://`, so both tools echo it as it is.
 fn clean(s: String) -> String {
     let mut out = s.replace("file://", "file:/");
-    for bad in ["{{", "{%", "{#"] {
+    for bad in ["{{", "{%", "{#", "#}"] {
         while out.contains(bad) {
-            out = out.replace(bad, &format!("{{ {}", &bad[1..]));
+            out = out.replace(bad, &format!("{} {}", &bad[..1], &bad[1..]));
         }
     }
     out
