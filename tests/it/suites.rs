@@ -465,9 +465,67 @@ fn promptfoo_example_suites_run_or_are_refused_by_construct() {
             );
         }
     }
-    assert!(
-        runs.len() >= 5,
-        "only {} of 17 examples run: {runs:?}",
+    // What the reference chapter lists as running as written.
+    assert_eq!(
+        runs,
+        [
+            "getting-started",
+            "gpt-4o-vs-4o-mini",
+            "mistral-llama-comparison",
+            "simple-cli",
+            "tool-use"
+        ],
+        "{} of 17 examples run",
         runs.len()
     );
+    assert_eq!(refused.len(), 12);
+}
+
+/// Issue 29, real suites: a prompt written as a path is read as a file
+/// (promptfoo's `maybeFilePath`), a `.txt` prompt file holds one prompt per
+/// part between `---` lines, and `$ref: '#/assertionTemplates/NAME'` stands
+/// for the template.
+#[test]
+fn prompt_paths_prompt_files_with_separators_and_assertion_templates() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, false);
+    branch(&r, "templates", |r| {
+        r.write(
+            &format!("{DIR}/templated.yaml"),
+            "prompts:\n  - prompts/two.txt\ntests:\n  - description: templated\n    vars: { input: Hello world }\n    assert:\n      - $ref: '#/assertionTemplates/never'\nassertionTemplates:\n  never:\n    type: contains\n    value: 'Never in a demo answer'\n",
+        );
+        r.write(
+            &format!("{DIR}/prompts/two.txt"),
+            "First: {{input}}\n---\n\n  Second: {{input}}  \n",
+        );
+        r.edit(
+            HR,
+            "    - evals/cases.yaml",
+            "    - evals/cases.yaml\n    - evals/templated.yaml",
+        );
+        bump(r, HR);
+    });
+    r.git(&["switch", "-q", "templates"]);
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 0, "{diags:?}");
+    r.git(&["switch", "-q", "main"]);
+    let (o, out) = r.evaluate("eval", "templates", &[("TEST_LLM_KEY", "k")]);
+    let rows = eval_rows(&out, &o);
+    let users: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|q| !is_judge(&q.body))
+        .filter_map(|q| q.body["messages"][1]["content"].as_str().map(String::from))
+        .collect();
+    for want in ["First: Hello world", "Second: Hello world"] {
+        assert!(users.iter().any(|u| u == want), "{want}: {users:?}");
+    }
+    for p in ["p1", "p2"] {
+        let x = rows
+            .iter()
+            .find(|x| x["case_id"] == format!("templated.{p}") && x["variant"] == "challenger")
+            .unwrap_or_else(|| panic!("templated.{p} did not run: {rows:?}"));
+        // The template's assertion fails the demo answer.
+        assert_eq!(x["outcome"], "fail", "{x}");
+    }
 }
