@@ -183,7 +183,7 @@ fn float(s: &str) -> Option<Json> {
 /// `Date.UTC`'s calendar check as js-yaml's timestamp makes it: the fields
 /// must survive the round trip (years 0–99 are read as 1900–1999 and fail).
 fn valid_date(y: u32, m: u32, d: u32) -> bool {
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let days = [
         31,
         if leap { 29 } else { 28 },
@@ -286,7 +286,7 @@ fn timestamp(s: &str) -> bool {
 fn binary(s: &str) -> Option<Vec<u8>> {
     let t: String = s.chars().filter(|c| !super::is_space(*c)).collect();
     let body = t.trim_end_matches('=');
-    if t.len() % 4 != 0
+    if !t.len().is_multiple_of(4)
         || t.len() - body.len() > 2
         || !body
             .bytes()
@@ -322,7 +322,7 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Js, Strin
     let unresolved =
         |t: &str| format!("cannot resolve a node with !<tag:yaml.org,2002:{t}> explicit tag");
     match tag {
-        Some("str") => Ok(Js::Json(Json::String(text.into()))),
+        Some("str" | "") => Ok(Js::Json(Json::String(text.into()))),
         Some("null") => matches!(text, "" | "~" | "null" | "Null" | "NULL")
             .then_some(Js::Json(Json::Null))
             .ok_or_else(|| unresolved("null")),
@@ -342,7 +342,6 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Js, Strin
             .map(Js::Bytes)
             .ok_or_else(|| unresolved("binary")),
         Some("merge") if text == "<<" || text.is_empty() => Ok(Js::Merge),
-        Some("") => Ok(Js::Json(Json::String(text.into()))),
         Some(t) => Err(format!("unknown scalar tag !<{t}>")),
         None if !plain => Ok(Js::Json(Json::String(text.into()))),
         None => Ok(match text {
@@ -487,7 +486,7 @@ pub fn load_json_mode(text: &str) -> Result<Json, String> {
                     return Err("unbalanced mapping".into());
                 };
                 let v = match tag.as_deref() {
-                    None | Some("map") | Some("") => Js::Object(map),
+                    None | Some("map" | "") => Js::Object(map),
                     Some("set") => {
                         if map.values().any(|v| !v.is_null()) {
                             return Err("cannot resolve a set item".into());
@@ -513,10 +512,7 @@ pub fn load_json_mode(text: &str) -> Result<Json, String> {
                 anchors.get(&id).cloned().ok_or("unidentified alias")?
             }
             Event::UnresolvedAlias(name) => return Err(format!("unidentified alias \"{name}\"")),
-            Event::DocumentEnd
-            | Event::DocumentStart(..)
-            | Event::StreamStart
-            | Event::StreamEnd => continue,
+            // Stream and document boundaries.
             _ => continue,
         };
         match stack.last_mut() {
@@ -544,7 +540,7 @@ fn seq_value(tag: Option<&str>, items: Vec<Js>) -> Result<Js, String> {
         _ => None,
     };
     Ok(match tag {
-        None | Some("seq") | Some("") => Js::Array(items.into_iter().map(Js::into_json).collect()),
+        None | Some("seq" | "") => Js::Array(items.into_iter().map(Js::into_json).collect()),
         Some("omap") => {
             let mut seen = std::collections::HashSet::new();
             for x in &items {
