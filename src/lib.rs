@@ -33,6 +33,8 @@ pub mod diagnostic;
 pub mod schema;
 pub mod yaml;
 
+pub mod js;
+
 pub mod git;
 
 pub mod catalog;

@@ -5,15 +5,16 @@
 //! own (`tools-within-profile`, `max-length`, …, `contract:` schemas).
 //! Judge-backed types are scored in [`super::judge`].
 //!
-//! [`problem`] is the `validate`-time half: a type promptfoo has and
-//! missionctl does not implement, or a value promptfoo would refuse, is an
-//! error before anything runs, never a silently different verdict.
+//! The specification (types, default tags, [`problem`]) belongs to the pack
+//! format: [`crate::pack::assertion`].
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::js;
+use crate::js;
+use crate::pack::assertion::base;
+pub use crate::pack::assertion::{DETERMINISTIC, JUDGED, OWN, default_tag, is_judged, problem};
 use crate::pack::{AssertSpec, EvalCase};
 use crate::resolve::Contract;
 use serde_json::Value as Json;
@@ -26,180 +27,13 @@ enum Outcome {
     Verdict(bool, String),
     /// A judge-backed type, scored later.
     Judge,
+    /// What promptfoo throws on (an invariant, a missing cost): the whole
+    /// case errors, whatever the weights and threshold.
+    Error(String),
 }
 
 mod json;
-use json::{contains_json, is_json, schema_of, verdict};
-
-/// promptfoo's deterministic types implemented here (each also as `not-…`).
-pub const DETERMINISTIC: &[&str] = &[
-    "equals",
-    "contains",
-    "icontains",
-    "contains-any",
-    "contains-all",
-    "icontains-any",
-    "icontains-all",
-    "starts-with",
-    "regex",
-    "is-json",
-    "contains-json",
-    "is-valid-openai-tools-call",
-    "levenshtein",
-    "word-count",
-    "latency",
-    "cost",
-];
-
-/// Types judged by the configured judge model.
-pub const JUDGED: &[&str] = &[
-    "llm-rubric",
-    "g-eval",
-    "factuality",
-    "answer-relevance",
-    "voice-rubric",
-];
-
-/// missionctl's own types (promptfoo has no type of these names).
-pub const OWN: &[&str] = &[
-    "tools-within-profile",
-    "max-length",
-    "min-length",
-    "max-tokens",
-    "min-tokens",
-];
-
-/// The tag an assertion gets when the author gives none.
-pub(crate) fn default_tag(kind: &str) -> Tag {
-    match kind.trim_start_matches("not-") {
-        "is-json"
-        | "contains-json"
-        | "max-length"
-        | "min-length"
-        | "max-tokens"
-        | "min-tokens"
-        | "is-valid-openai-tools-call"
-        | "word-count" => Tag::Format,
-        "tools-within-profile" => Tag::Safety,
-        "voice-rubric" => Tag::Voice,
-        _ => Tag::Quality,
-    }
-}
-
-fn base(kind: &str) -> (bool, &str) {
-    match kind.strip_prefix("not-") {
-        Some(b) => (true, b),
-        None => (false, kind),
-    }
-}
-
-pub fn is_judged(kind: &str) -> bool {
-    JUDGED.contains(&base(kind).1)
-}
-
-/// What is wrong with an assertion as written, in promptfoo's terms: an
-/// unsupported type, or a value promptfoo refuses (its `invariant`s). `None`
-/// when it can run.
-pub fn problem(a: &AssertSpec) -> Option<String> {
-    let (negated, b) = base(&a.kind);
-    if a.is_set() {
-        if negated {
-            return Some("`not-assert-set` is not a promptfoo type".into());
-        }
-        if a.children.is_empty() {
-            return Some("an `assert-set` needs a non-empty `assert:` list".into());
-        }
-        if a.children.iter().any(AssertSpec::is_set) {
-            // promptfoo flattens one level; a nested set reaches its
-            // `runAssertion` and errors ("Unknown assertion type").
-            return Some("an `assert-set` inside an `assert-set` is not supported by promptfoo (it errors with \"Unknown assertion type: assert-set\"); list the inner assertions in the outer set".into());
-        }
-        // Its members are assertions of their own, each checked as one.
-        return None;
-    }
-    if !DETERMINISTIC.contains(&b) && !JUDGED.contains(&b) && !OWN.contains(&b) {
-        return Some(format!(
-            "assertion type `{}` is not supported by missionctl (it runs no code from the repository and implements these promptfoo types exactly: {}, {}, assert-set, each deterministic one also as not-…; and its own: {})",
-            a.kind,
-            DETERMINISTIC.join(", "),
-            JUDGED[..4].join(", "),
-            OWN.join(", ")
-        ));
-    }
-    if let Some(t) = a.raw().get("transform").and_then(Json::as_str)
-        && let Err(e) = super::transform::Transform::parse(t)
-    {
-        return Some(e);
-    }
-    let v = a.value.as_ref();
-    let need = |ok: bool, what: &str| (!ok).then(|| format!("`{}` needs {what}", a.kind));
-    match b {
-        "contains" | "icontains" => need(
-            matches!(v, Some(Json::String(s)) if !s.is_empty())
-                || matches!(v, Some(Json::Number(_))),
-            "a non-empty string or a number as `value`",
-        ),
-        "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => match v {
-            Some(Json::String(s)) if js::comma_separated(s).is_none() => Some(format!(
-                "`{}`: an unterminated quoted field in `value`",
-                a.kind
-            )),
-            Some(Json::String(s)) if !s.is_empty() => None,
-            Some(Json::Array(_)) => None,
-            _ => need(false, "a list or a comma-separated string as `value`"),
-        },
-        "starts-with" => need(
-            matches!(v, Some(Json::String(s)) if !s.is_empty()),
-            "a non-empty string as `value`",
-        ),
-        "regex" => match v {
-            Some(Json::String(p)) if !p.is_empty() => js::regex(p).err().map(|e| {
-                format!(
-                    "`{}`: /{p}/ is not a valid JavaScript regular expression: {e}",
-                    a.kind
-                )
-            }),
-            _ => need(false, "a pattern as `value`"),
-        },
-        "levenshtein" => need(matches!(v, Some(Json::String(_))), "a string as `value`"),
-        "latency" | "cost" => need(a.threshold.is_some(), "a `threshold`"),
-        "word-count" => match v {
-            Some(Json::Object(m)) => match (m.get("min"), m.get("max")) {
-                (None, None) => need(false, "`min` and/or `max` in its `value`"),
-                // promptfoo's `invariant(min <= max)`, with JavaScript's `<=`.
-                (Some(lo), Some(hi)) if !js::less_or_equal(lo, hi) => need(
-                    false,
-                    &format!(
-                        "`min` ≤ `max` (JavaScript's `{} <= {}` is false)",
-                        js::stringify(lo),
-                        js::stringify(hi)
-                    ),
-                ),
-                _ => None,
-            },
-            Some(Json::Number(_)) => None,
-            Some(Json::String(s)) if !js::to_number(&Json::String(s.clone())).is_nan() => None,
-            _ => need(
-                false,
-                "a number (or numeric text) or `{min, max}` as `value`",
-            ),
-        },
-        "is-json" | "contains-json" => match v {
-            None | Some(Json::Null) => None,
-            Some(Json::String(s)) if s.starts_with("contract:") || s.is_empty() => None,
-            Some(Json::Object(_) | Json::String(_)) => {
-                schema_of(v?).err().map(|e| format!("`{}`: {e}", a.kind))
-            }
-            Some(_) if !js::truthy(v) => None,
-            Some(_) => need(false, "a JSON schema (object or YAML text) as `value`"),
-        },
-        "llm-rubric" | "voice-rubric" | "g-eval" | "factuality" => need(
-            matches!(v, Some(Json::String(s)) if !s.is_empty()),
-            "the rubric text as `value`",
-        ),
-        _ => None,
-    }
-}
+use json::{contains_json, is_json, verdict};
 
 /// What an assertion sees of a run.
 pub struct Observed<'a> {
@@ -230,6 +64,10 @@ pub struct AssertionResult {
     /// neither passes nor fails the case, and the evidence says so.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// promptfoo throws here (see `Outcome::Error`): the case fails whatever
+    /// its weights and threshold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub errored: bool,
 }
 
 /// The list a `contains-any`-style value stands for.
@@ -301,7 +139,7 @@ fn text_outcome(b: &str, value: &Json, inverse: bool, out: &str) -> Option<Outco
             match js::regex(&pat) {
                 Ok(re) => verdict(js::regex_test(&re, out), inverse, &format!("match /{pat}/")),
                 // promptfoo fails an invalid pattern whatever the negation.
-                Err(e) => Outcome::Verdict(false, format!("invalid regex /{pat}/: {e}")),
+                Err(e) => Outcome::Error(format!("invalid regex /{pat}/: {e}")),
             }
         }
         _ => return None,
@@ -396,8 +234,7 @@ fn measure_outcome(
             match o.cost_usd {
                 // promptfoo: "Cost assertion does not support providers that
                 // do not return cost" (an error, whatever the negation).
-                None => Outcome::Verdict(
-                    false,
+                None => Outcome::Error(
                     "the harness reported no cost (a command harness prints `usage.cost_usd`; an OpenAI-compatible one needs the model's price in `eval.prices`)".into(),
                 ),
                 Some(c) => verdict(
@@ -461,7 +298,7 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
         None => o.output,
     };
     let outcome = if let Some(err) = &a.problem {
-        Outcome::Verdict(false, err.clone())
+        Outcome::Error(err.clone())
     } else if let Some(x) = text_outcome(b, &value, inverse, out) {
         x
     } else if let Some(x) = measure_outcome(b, &value, a.threshold, inverse, o, out) {
@@ -472,11 +309,13 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
             "contains-json" => contains_json(&value, inverse, o, out),
             "tools-within-profile" | "is-valid-openai-tools-call" => tools_outcome(b, inverse, o),
             _ if JUDGED.contains(&b) => Outcome::Judge,
-            other => Outcome::Verdict(false, format!("unsupported assertion type `{other}`")),
+            other => Outcome::Error(format!("unsupported assertion type `{other}`")),
         }
     };
+    let errored = matches!(outcome, Outcome::Error(_));
     let (pass, reason, needs_judge) = match outcome {
         Outcome::Judge => (false, "awaiting judge".to_string(), true),
+        Outcome::Error(why) => (false, format!("error: {why}"), false),
         Outcome::Verdict(pass, why) => {
             let reason = if pass { format!("passed: {why}") } else { why };
             (pass, reason, false)
@@ -487,11 +326,12 @@ pub fn check(a: &AssertSpec, o: &Observed<'_>) -> AssertionResult {
         kind: a.kind.clone(),
         tag,
         // promptfoo: weight 0 never fails a test.
-        pass: pass || (a.weight == 0.0 && !needs_judge),
+        pass: (pass || (a.weight == 0.0 && !needs_judge)) && !errored,
         score,
         reason,
         needs_judge,
         skipped: false,
+        errored,
     }
 }
 
@@ -521,6 +361,10 @@ pub fn case_verdict(case: &EvalCase, results: &[AssertionResult]) -> (bool, f64)
     let leaves = case.leaves();
     if leaves.is_empty() && case.asserts.is_empty() {
         return (true, 1.0);
+    }
+    // An assertion promptfoo throws on errors the whole test.
+    if results.iter().any(|r| r.errored) {
+        return (false, 0.0);
     }
     let mut main = Agg {
         total: 0.0,

@@ -7,13 +7,13 @@
 
 pub mod assertions;
 pub mod demo_model;
-pub mod js;
 pub mod judge;
 pub mod llm;
-pub mod nunjucks;
 pub mod openclaw;
 pub mod stats;
-pub mod transform;
+
+/// JavaScript's semantics, shared with the pack format (see [`crate::js`]).
+pub use crate::js::{self, nunjucks, transform};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

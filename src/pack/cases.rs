@@ -11,12 +11,15 @@
 use sha2::{Digest, Sha256};
 
 use super::file::Referenced;
-use super::read::parse_checked;
+use super::read::{parse_checked, parse_prepared};
+
+mod prompts;
 use super::*;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::eval::{assertions, nunjucks, transform::Transform};
+use crate::js::{nunjucks, transform::Transform};
 use crate::schema::Kind;
 use crate::yaml::{self, Node, Pos};
+use prompts::{assertion_templates, looks_like_path, txt_prompts};
 use serde_json::Value as Json;
 
 /// What a cases file sets for all its tests.
@@ -91,7 +94,7 @@ fn file_value(
     let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
     if matches!(ext, "txt" | "md") {
         let t = if mode == FileMode::Inline {
-            crate::eval::js::trim(&text)
+            crate::js::trim(&text)
         } else {
             &text
         };
@@ -126,7 +129,7 @@ fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Op
     let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
     if matches!(ext, "yaml" | "yml") {
         return match yaml::parse(&text) {
-            Ok(n) => Some(Json::String(crate::eval::js::stringify(&n.to_json()))),
+            Ok(n) => Some(Json::String(crate::js::stringify(&n.to_json()))),
             Err(e) => {
                 r.diags.push(Diagnostic::error(
                     Code::EvalCase,
@@ -138,7 +141,7 @@ fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Op
             }
         };
     }
-    Some(Json::String(crate::eval::js::trim(&text).to_string()))
+    Some(Json::String(crate::js::trim(&text).to_string()))
 }
 
 /// What promptfoo's `renderPrompt` does to a test's vars before anything
@@ -164,13 +167,13 @@ fn resolve_vars(vars: &mut Json) {
             let Some((start, end, name)) = first_reference(value) else {
                 continue;
             };
-            let Some(with) = m.get(name).map(crate::eval::js::string_of) else {
+            let Some(with) = m.get(name).map(crate::js::string_of) else {
                 continue;
             };
             let next = format!(
                 "{}{}{}",
                 &value[..start],
-                crate::eval::js::replacement(&with, value, start, end),
+                crate::js::replacement(&with, value, start, end),
                 &value[end..]
             );
             m.insert(k.clone(), Json::String(next));
@@ -187,12 +190,12 @@ fn first_reference(s: &str) -> Option<(usize, usize, &str)> {
     let mut from = 0;
     while let Some(i) = s[from..].find("{{").map(|i| i + from) {
         let rest = &s[i + 2..];
-        let t = rest.trim_start_matches(crate::eval::js::is_space);
+        let t = rest.trim_start_matches(crate::js::is_space);
         let name_len = t
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(t.len());
         if name_len > 0 {
-            let after = t[name_len..].trim_start_matches(crate::eval::js::is_space);
+            let after = t[name_len..].trim_start_matches(crate::js::is_space);
             if after.starts_with("}}") {
                 let end = s.len() - after.len() + 2;
                 let name_start = s.len() - t.len();
@@ -214,6 +217,14 @@ fn rendered_vars(vars: &Json) -> Result<Json, String> {
     let mut out = m.clone();
     for (k, v) in m {
         let Json::String(s) = v else { continue };
+        // promptfoo renders every string var: the one thing plain text can
+        // fail on is a stray comment end.
+        if s.contains("#}") {
+            return Err(format!(
+                "var `{k}`: {}",
+                nunjucks::render(s, vars).err().unwrap_or_default()
+            ));
+        }
         if !(s.contains("{{") || s.contains("{%") || s.contains("{#"))
             || nunjucks::has_partial_tag(s)
             || nunjucks::references_undefined(s, vars)
@@ -317,7 +328,7 @@ fn render_assertions(
         render_assertions(c, vars, r, file, pos, mode);
     }
     // Decided once, here: `check` reports it on every run without re-deriving it.
-    a.problem = assertions::problem(a);
+    a.problem = super::assertion::problem(a);
     if let Some(p) = a.problem.clone() {
         r.diags.push(
             unsupported(file, pos, p)
@@ -334,7 +345,7 @@ fn user_message(vars: &Json, template: Option<&str>) -> Result<String, String> {
     let Json::Object(m) = vars else {
         return Ok(String::new());
     };
-    let text = |v: &Json| crate::eval::js::string_of(v);
+    let text = |v: &Json| crate::js::string_of(v);
     if let Some(input) = m.get("input") {
         let mut s = text(input);
         for (k, v) in m.iter().filter(|(k, _)| *k != "input") {
@@ -534,13 +545,29 @@ fn config_tests(
         };
         suite.templates.clear();
         for (s, pos) in list {
-            if let Some(rel) = s.strip_prefix("file://") {
+            // promptfoo's `maybeFilePath`: a prompt that looks like a path
+            // is a file, `file://` or not.
+            let reference = if s.starts_with("file://") {
+                Some(s.to_string())
+            } else {
+                looks_like_path(s).then(|| format!("file://{s}"))
+            };
+            if let Some(reference) = reference {
+                let rel = &reference["file://".len()..];
                 if !(rel.ends_with(".txt") || rel.ends_with(".md")) {
-                    r.diags.push(unsupported(path, pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts or chat JSON)")));
+                    r.diags.push(unsupported(path, pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts, chat YAML or chat JSON, which carry their own messages)")));
                     continue;
                 }
-                if let Some(Json::String(t)) = file_value(r, path, pos, s, FileMode::Prompt) {
-                    suite.templates.push(t);
+                if let Some(Json::String(t)) =
+                    file_value(r, path, pos, &reference, FileMode::Prompt)
+                {
+                    if rel.ends_with(".txt") {
+                        // promptfoo's `processTxtFile`: one prompt per part
+                        // between lines that are `---`, each trimmed.
+                        suite.templates.extend(txt_prompts(&t));
+                    } else {
+                        suite.templates.push(t);
+                    }
                 }
             } else {
                 suite.templates.push(s.to_string());
@@ -601,7 +628,9 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
         let Some((path, t)) = r.fetch(c, pos, MAX_YAML_BYTES) else {
             continue;
         };
-        let Some((cnode, _)) = parse_checked(Kind::EvalCases, &path, &t, r.diags) else {
+        let Some((cnode, _)) =
+            parse_prepared(Kind::EvalCases, &path, &t, r.diags, assertion_templates)
+        else {
             continue;
         };
         let mut suite = Suite {

@@ -33,6 +33,7 @@ use crate::yaml::{Node, Pos};
 pub(crate) use file::valid_skill_name;
 pub use model::*;
 
+pub mod assertion;
 mod cases;
 mod file;
 #[cfg(test)]
@@ -240,10 +241,10 @@ pub struct AssertSpec {
     pub weight: f64,
     pub metric: Option<String>,
     /// `transform`, a supported expression on `output`.
-    pub transform: Option<crate::eval::transform::Transform>,
+    pub transform: Option<crate::js::transform::Transform>,
     /// An `assert-set`'s own assertions.
     pub children: Vec<AssertSpec>,
-    /// Why it cannot run as written (see `eval::assertions::problem`),
+    /// Why it cannot run as written (see [`assertion::problem`]),
     /// decided when the case is loaded.
     pub problem: Option<String>,
     raw: serde_json::Value,
@@ -264,7 +265,7 @@ impl AssertSpec {
                 .unwrap_or(1.0),
             metric: str_of("metric").map(String::from),
             transform: str_of("transform")
-                .and_then(|t| crate::eval::transform::Transform::parse(t).ok()),
+                .and_then(|t| crate::js::transform::Transform::parse(t).ok()),
             children: raw
                 .get("assert")
                 .and_then(serde_json::Value::as_array)
@@ -305,7 +306,7 @@ pub struct EvalCase {
     pub threshold: Option<f64>,
     /// `options.transform`: applied to the output before every assertion.
     #[serde(skip)]
-    pub transform: Option<crate::eval::transform::Transform>,
+    pub transform: Option<crate::js::transform::Transform>,
     /// The user message, rendered from the prompt template and `vars`.
     #[serde(skip)]
     pub user: String,

@@ -93,7 +93,19 @@ pub(crate) fn parse_checked(
     text: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(Node, serde_json::Value)> {
-    let node = match yaml::parse(text) {
+    parse_prepared(kind, file, text, diags, |_| {})
+}
+
+/// [`parse_checked`] with `prepare` applied to the tree before the schema
+/// check (promptfoo's own rewrites, such as `$ref` templates).
+pub(crate) fn parse_prepared(
+    kind: Kind,
+    file: &str,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+    prepare: impl FnOnce(&mut Node),
+) -> Option<(Node, serde_json::Value)> {
+    let mut node = match yaml::parse(text) {
         Ok(n) => n,
         Err(e) => {
             let code = if e.budget {
@@ -111,6 +123,7 @@ pub(crate) fn parse_checked(
             return None;
         }
     };
+    prepare(&mut node);
     let json = node.to_json();
     let problems = schema::check_node(kind, file, &node, &json);
     if problems.is_empty() {

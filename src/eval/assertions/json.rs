@@ -3,10 +3,12 @@
 //! errors, and the verdict of one check.
 
 use super::*;
+use crate::pack::assertion::{schema_json, schema_of};
 
 /// promptfoo's `extractJsonObjects`: from each `{`, the span up to its
-/// matching `}` (braces counted naively, a short span closed), read as YAML
-/// flow with `//` comments turned into `#`; objects only.
+/// matching `}` (braces counted naively, a short span closed), read by
+/// js-yaml as promptfoo's `loadYaml(…, {json: true})` reads it (see
+/// [`js::yaml`]) with `//` comments turned into `#`; objects only.
 fn json_objects(output: &str) -> Vec<Json> {
     const MAX: usize = 100_000;
     let b = output.as_bytes();
@@ -34,7 +36,7 @@ fn json_objects(output: &str) -> Vec<Json> {
                 if open > close {
                     text.push_str(&"}".repeat(open - close));
                 }
-                match crate::yaml::parse(&js::slash_comments_to_hash(&text)).map(|n| n.to_json()) {
+                match js::yaml::load_json_mode(&js::slash_comments_to_hash(&text)) {
                     Ok(v @ (Json::Object(_) | Json::Array(_))) => {
                         out.push(v);
                         next = j;
@@ -48,80 +50,6 @@ fn json_objects(output: &str) -> Vec<Json> {
         i = next.max(i + 1);
     }
     out
-}
-
-/// A JSON schema from an assertion value: an object, or YAML text (as
-/// promptfoo's `loadYaml(value)`), compiled as Ajv does (draft-07, formats).
-pub(super) fn schema_of(v: &Json) -> Result<jsonschema::Validator, String> {
-    let schema = match v {
-        Json::String(s) => crate::yaml::parse(s)
-            .map_err(|e| format!("the schema is not valid YAML: {}", e.message))?
-            .to_json(),
-        other => other.clone(),
-    };
-    if !schema.is_object() {
-        return Err("the schema must be an object".into());
-    }
-    if let Some(f) = unknown_format(&schema) {
-        return Err(format!(
-            "the schema is invalid: unknown format \"{f}\" (promptfoo's Ajv, in strict mode with ajv-formats, refuses it; known: {})",
-            AJV_FORMATS.join(", ")
-        ));
-    }
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .should_validate_formats(true)
-        .build(&schema)
-        .map_err(|e| format!("the schema is invalid: {e}"))
-}
-
-/// The formats `ajv-formats` adds to promptfoo's Ajv: any other `format`
-/// fails its schema compilation (strict mode).
-const AJV_FORMATS: &[&str] = &[
-    "date",
-    "time",
-    "date-time",
-    "iso-time",
-    "iso-date-time",
-    "duration",
-    "uri",
-    "uri-reference",
-    "uri-template",
-    "url",
-    "email",
-    "hostname",
-    "ipv4",
-    "ipv6",
-    "regex",
-    "uuid",
-    "json-pointer",
-    "json-pointer-uri-fragment",
-    "relative-json-pointer",
-    "byte",
-    "int32",
-    "int64",
-    "float",
-    "double",
-    "password",
-    "binary",
-];
-
-/// The first `format` keyword anywhere in a schema that Ajv does not know.
-fn unknown_format(schema: &Json) -> Option<String> {
-    match schema {
-        Json::Object(m) => {
-            if let Some(Json::String(f)) = m.get("format")
-                && !AJV_FORMATS.contains(&f.as_str())
-            {
-                return Some(f.clone());
-            }
-            m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "enum" | "const" | "default" | "examples"))
-                .find_map(|(_, v)| unknown_format(v))
-        }
-        Json::Array(a) => a.iter().find_map(unknown_format),
-        _ => None,
-    }
 }
 
 fn schema_errors(v: &jsonschema::Validator, value: &Json) -> Vec<String> {
@@ -148,40 +76,144 @@ pub(super) fn verdict(raw: bool, inverse: bool, what: &str) -> Outcome {
     )
 }
 
+/// A compiled schema, the schema itself, and what it is called.
+type NamedSchema = (jsonschema::Validator, Json, String);
+
 /// The schema a `value` names: promptfoo's (object or YAML text) or
 /// missionctl's `contract:NAME`.
-fn value_schema(
-    value: &Json,
-    o: &Observed<'_>,
-) -> Result<Option<(jsonschema::Validator, String)>, String> {
+fn value_schema(value: &Json, o: &Observed<'_>) -> Result<Option<NamedSchema>, String> {
     match value {
         Json::String(s) if s.starts_with("contract:") => {
             let name = &s["contract:".len()..];
+            let what = format!("JSON matching contract `{name}`");
             match o.contracts.get(name).and_then(|c| c.schema.as_ref()) {
                 Some(sc @ Json::Bool(_)) => jsonschema::options()
                     .build(sc)
-                    .map(|v| Some((v, format!("JSON matching contract `{name}`"))))
+                    .map(|v| Some((v, sc.clone(), what)))
                     .map_err(|e| format!("contract `{name}`: {e}")),
                 Some(sc) => schema_of(sc)
-                    .map(|v| Some((v, format!("JSON matching contract `{name}`"))))
+                    .map(|v| Some((v, sc.clone(), what)))
                     .map_err(|e| format!("contract `{name}`: {e}")),
                 None => Err(format!("contract `{name}` is not defined on this chain")),
             }
         }
         v if !js::truthy(Some(v)) => Ok(None),
-        v => schema_of(v).map(|s| Some((s, "JSON matching the schema".to_string()))),
+        v => {
+            let json = schema_json(v)?;
+            schema_of(v).map(|s| Some((s, json, "JSON matching the schema".to_string())))
+        }
     }
 }
 
+/// The first errors of `value` (a JavaScript value as [`js::json_parse_js`]
+/// or [`js::yaml`] read it) against a schema, as promptfoo's Ajv finds
+/// them: ±Infinity and NaN are of no JSON type (every `type`, `const` and
+/// `enum` refuses them) and the number keywords skip them.
+fn js_schema_errors(v: &jsonschema::Validator, schema: &Json, value: &Json) -> Vec<String> {
+    let mut value = value.clone();
+    let marks = js::non_finite_to_null(&mut value);
+    if marks.is_empty() {
+        return schema_errors(v, &value);
+    }
+    let addresses: Vec<usize> = marks
+        .iter()
+        .filter_map(|p| value.pointer(p))
+        .map(|x| std::ptr::from_ref(x) as usize)
+        .collect();
+    let Ok(finite) = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .with_keyword(FINITE, |_, _, _| Ok(Box::new(Finite)))
+        .build(&with_finite(schema))
+    else {
+        return schema_errors(v, &value);
+    };
+    NON_FINITE.with(|n| *n.borrow_mut() = addresses);
+    let errs = schema_errors(&finite, &value);
+    NON_FINITE.with(|n| n.borrow_mut().clear());
+    errs
+}
+
+const FINITE: &str = "x-missionctl-js-finite";
+
+thread_local! {
+    /// The addresses of the nulls that stand for non-finite numbers in the
+    /// instance being validated.
+    static NON_FINITE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The keyword [`with_finite`] puts beside each `type`, `const` and `enum`:
+/// it refuses a non-finite number.
+struct Finite;
+
+impl<'i> jsonschema::Keyword<'i> for Finite {
+    fn validate(&self, instance: &'i Json) -> Result<(), jsonschema::ValidationError<'i>> {
+        if self.is_valid(instance) {
+            Ok(())
+        } else {
+            Err(jsonschema::ValidationError::custom(
+                "must be a finite number, a string, a boolean, null, an object or an array (JavaScript's Infinity and NaN are none of them)",
+            ))
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Json) -> bool {
+        let at = std::ptr::from_ref(instance) as usize;
+        !NON_FINITE.with(|n| n.borrow().contains(&at))
+    }
+}
+
+/// `schema` with [`FINITE`] beside every `type`, `const` and `enum`, walking
+/// only where subschemas are.
+fn with_finite(schema: &Json) -> Json {
+    let Json::Object(m) = schema else {
+        return schema.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in m {
+        let v = match k.as_str() {
+            "properties" | "patternProperties" | "definitions" | "$defs" | "dependencies"
+            | "dependentSchemas" => match v {
+                Json::Object(sub) => Json::Object(
+                    sub.iter()
+                        .map(|(name, s)| (name.clone(), with_finite(s)))
+                        .collect(),
+                ),
+                other => other.clone(),
+            },
+            "items" | "allOf" | "anyOf" | "oneOf" | "prefixItems" => match v {
+                Json::Array(a) => Json::Array(a.iter().map(with_finite).collect()),
+                other => with_finite(other),
+            },
+            "additionalItems"
+            | "additionalProperties"
+            | "contains"
+            | "propertyNames"
+            | "not"
+            | "if"
+            | "then"
+            | "else"
+            | "unevaluatedItems"
+            | "unevaluatedProperties" => with_finite(v),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), v);
+    }
+    if ["type", "const", "enum"].iter().any(|k| m.contains_key(*k)) {
+        out.insert(FINITE.into(), Json::Bool(true));
+    }
+    Json::Object(out)
+}
+
 pub(super) fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
-    let Some(parsed) = js::json_parse(out) else {
+    let Some(parsed) = js::json_parse_js(out) else {
         return verdict(false, inverse, "be valid JSON");
     };
     match value_schema(value, o) {
-        Err(e) => Outcome::Verdict(false, e),
+        Err(e) => Outcome::Error(e),
         Ok(None) => verdict(true, inverse, "be valid JSON"),
-        Ok(Some((v, what))) => {
-            let errs = schema_errors(&v, &parsed);
+        Ok(Some((v, schema, what))) => {
+            let errs = js_schema_errors(&v, &schema, &parsed);
             if errs.is_empty() || inverse {
                 verdict(errs.is_empty(), inverse, &format!("be {what}"))
             } else {
@@ -194,10 +226,12 @@ pub(super) fn is_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) 
 pub(super) fn contains_json(value: &Json, inverse: bool, o: &Observed<'_>, out: &str) -> Outcome {
     let objects = json_objects(out);
     match value_schema(value, o) {
-        Err(e) => Outcome::Verdict(false, e),
+        Err(e) => Outcome::Error(e),
         Ok(None) => verdict(!objects.is_empty(), inverse, "contain a JSON object"),
-        Ok(Some((v, what))) => {
-            let valid = objects.iter().any(|x| v.is_valid(x));
+        Ok(Some((v, schema, what))) => {
+            let valid = objects
+                .iter()
+                .any(|x| js_schema_errors(&v, &schema, x).is_empty());
             verdict(valid, inverse, &format!("contain {what}"))
         }
     }

@@ -35,6 +35,7 @@ fn assertion(tag: Tag, pass: bool) -> AssertionResult {
         },
         needs_judge: false,
         skipped: false,
+        errored: false,
     }
 }
 

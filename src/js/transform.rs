@@ -27,19 +27,19 @@ impl Transform {
         // promptfoo's `getInlineTransformFunction`: code with a newline is
         // a function body (it must `return`), one line is an expression
         // (`return ${code}`, so a leading `return` is a syntax error).
-        let body = super::js::trim(src);
+        let body = crate::js::trim(src);
         let mut s = if src.contains('\n') {
             let after = body
                 .strip_prefix("return")
-                .filter(|r| r.starts_with(super::js::is_space) || r.starts_with('('))
+                .filter(|r| r.starts_with(crate::js::is_space) || r.starts_with('('))
                 .ok_or_else(|| format!("transform `{src}` is a function body (it has a newline) without `return`: promptfoo's transform returns undefined and errors; write `return output.trim();` or put it on one line"))?;
-            let gap = after.len() - after.trim_start_matches(super::js::is_space).len();
+            let gap = after.len() - after.trim_start_matches(crate::js::is_space).len();
             if after[..gap].contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
                 return Err(format!(
                     "transform `{src}`: a line break after `return` returns undefined in JavaScript (promptfoo errors); put the expression on the same line"
                 ));
             }
-            super::js::trim(after)
+            crate::js::trim(after)
         } else {
             if body.starts_with("return ") {
                 return Err(format!(
@@ -48,7 +48,7 @@ impl Transform {
             }
             body
         };
-        s = s.strip_suffix(';').map_or(s, super::js::trim);
+        s = s.strip_suffix(';').map_or(s, crate::js::trim);
         let Some(mut rest) = s.strip_prefix("output") else {
             return Err(format!(
                 "transform `{src}` is JavaScript missionctl does not run; supported: {SUPPORTED}"
@@ -81,9 +81,9 @@ impl Transform {
         let mut s = output.to_string();
         for step in &self.0 {
             s = match step {
-                Step::Trim => super::js::trim(&s).to_string(),
-                Step::TrimStart => s.trim_start_matches(super::js::is_space).to_string(),
-                Step::TrimEnd => s.trim_end_matches(super::js::is_space).to_string(),
+                Step::Trim => crate::js::trim(&s).to_string(),
+                Step::TrimStart => s.trim_start_matches(crate::js::is_space).to_string(),
+                Step::TrimEnd => s.trim_end_matches(crate::js::is_space).to_string(),
                 Step::Lower => s.to_lowercase(),
                 Step::Upper => s.to_uppercase(),
             };

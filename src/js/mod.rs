@@ -4,6 +4,10 @@
 //! lists `contains-any` splits, `//` comments in embedded JSON, word counts
 //! and Levenshtein distance over UTF-16 code units. Each follows the
 //! promptfoo 0.121 source it is named after, so verdicts agree exactly.
+//!
+//! This module sits below both the pack format ([`crate::pack`], which
+//! parses and checks assertion specifications) and evaluation
+//! ([`crate::eval`]); it depends on neither.
 
 use serde_json::Value as Json;
 
@@ -348,251 +352,6 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     strsim::generic_levenshtein(&a, &b)
 }
 
-/// `JSON.parse` as V8 accepts it: the JSON grammar with JSON's four
-/// whitespace characters, any nesting depth (no recursion here, unlike
-/// serde_json's limit of 128), numbers of any size (beyond the double range
-/// they are ±Infinity, held here as ±f64::MAX, the nearest JSON number) and
-/// lone surrogate escapes (held as U+FFFD: a Rust string cannot hold them).
-/// Duplicate keys keep the last value, as JavaScript does.
-pub fn json_parse(text: &str) -> Option<Json> {
-    enum Frame {
-        Array(Vec<Json>),
-        Object(serde_json::Map<String, Json>, String),
-    }
-    let b = text.as_bytes();
-    let mut i = 0;
-    let ws = |i: &mut usize| {
-        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
-            *i += 1;
-        }
-    };
-    let mut stack: Vec<Frame> = Vec::new();
-    loop {
-        ws(&mut i);
-        // A value starts here.
-        let mut value = match *b.get(i)? {
-            b'{' => {
-                i += 1;
-                ws(&mut i);
-                if b.get(i) == Some(&b'}') {
-                    i += 1;
-                    Json::Object(serde_json::Map::new())
-                } else {
-                    let key = json_string(b, &mut i)?;
-                    ws(&mut i);
-                    if b.get(i) != Some(&b':') {
-                        return None;
-                    }
-                    i += 1;
-                    stack.push(Frame::Object(serde_json::Map::new(), key));
-                    continue;
-                }
-            }
-            b'[' => {
-                i += 1;
-                ws(&mut i);
-                if b.get(i) == Some(&b']') {
-                    i += 1;
-                    Json::Array(Vec::new())
-                } else {
-                    stack.push(Frame::Array(Vec::new()));
-                    continue;
-                }
-            }
-            b'"' => Json::String(json_string(b, &mut i)?),
-            b't' if b[i..].starts_with(b"true") => {
-                i += 4;
-                Json::Bool(true)
-            }
-            b'f' if b[i..].starts_with(b"false") => {
-                i += 5;
-                Json::Bool(false)
-            }
-            b'n' if b[i..].starts_with(b"null") => {
-                i += 4;
-                Json::Null
-            }
-            _ => json_number(b, &mut i)?,
-        };
-        // Close every container the value completes.
-        loop {
-            ws(&mut i);
-            match stack.last_mut() {
-                None => {
-                    return (i == b.len()).then_some(value);
-                }
-                Some(Frame::Array(items)) => {
-                    items.push(value);
-                    match b.get(i)? {
-                        b',' => {
-                            i += 1;
-                            break;
-                        }
-                        b']' => {
-                            i += 1;
-                            let Some(Frame::Array(items)) = stack.pop() else {
-                                return None;
-                            };
-                            value = Json::Array(items);
-                        }
-                        _ => return None,
-                    }
-                }
-                Some(Frame::Object(map, key)) => {
-                    map.insert(std::mem::take(key), value);
-                    match b.get(i)? {
-                        b',' => {
-                            i += 1;
-                            ws(&mut i);
-                            let k = json_string(b, &mut i)?;
-                            ws(&mut i);
-                            if b.get(i) != Some(&b':') {
-                                return None;
-                            }
-                            i += 1;
-                            *key = k;
-                            break;
-                        }
-                        b'}' => {
-                            i += 1;
-                            let Some(Frame::Object(map, _)) = stack.pop() else {
-                                return None;
-                            };
-                            value = Json::Object(map);
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A JSON string at `b[*i]` (the opening quote), escapes decoded.
-fn json_string(b: &[u8], i: &mut usize) -> Option<String> {
-    if b.get(*i) != Some(&b'"') {
-        return None;
-    }
-    *i += 1;
-    let mut units: Vec<u16> = Vec::new();
-    let start = *i;
-    let mut plain = true;
-    loop {
-        let c = *b.get(*i)?;
-        match c {
-            b'"' => {
-                *i += 1;
-                break;
-            }
-            0..=0x1f => return None,
-            b'\\' => {
-                if plain {
-                    plain = false;
-                    units.extend(std::str::from_utf8(&b[start..*i]).ok()?.encode_utf16());
-                }
-                *i += 1;
-                let e = *b.get(*i)?;
-                *i += 1;
-                units.push(match e {
-                    b'"' => 0x22,
-                    b'\\' => 0x5c,
-                    b'/' => 0x2f,
-                    b'b' => 8,
-                    b'f' => 0xc,
-                    b'n' => 0xa,
-                    b'r' => 0xd,
-                    b't' => 9,
-                    b'u' => {
-                        let hex = std::str::from_utf8(b.get(*i..*i + 4)?).ok()?;
-                        if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
-                            return None;
-                        }
-                        *i += 4;
-                        u16::from_str_radix(hex, 16).ok()?
-                    }
-                    _ => return None,
-                });
-            }
-            _ => {
-                let len = match c {
-                    0x00..=0x7f => 1,
-                    0xc0..=0xdf => 2,
-                    0xe0..=0xef => 3,
-                    _ => 4,
-                };
-                if !plain {
-                    units.extend(
-                        std::str::from_utf8(b.get(*i..*i + len)?)
-                            .ok()?
-                            .encode_utf16(),
-                    );
-                }
-                *i += len;
-            }
-        }
-    }
-    if plain {
-        return Some(std::str::from_utf8(&b[start..*i - 1]).ok()?.to_string());
-    }
-    Some(String::from_utf16_lossy(&units))
-}
-
-/// A JSON number at `b[*i]`, as the double JavaScript reads.
-fn json_number(b: &[u8], i: &mut usize) -> Option<Json> {
-    let start = *i;
-    if b.get(*i) == Some(&b'-') {
-        *i += 1;
-    }
-    match b.get(*i)? {
-        b'0' => *i += 1,
-        b'1'..=b'9' => {
-            while b.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
-            }
-        }
-        _ => return None,
-    }
-    let mut integer = true;
-    if b.get(*i) == Some(&b'.') {
-        integer = false;
-        *i += 1;
-        if !b.get(*i).is_some_and(u8::is_ascii_digit) {
-            return None;
-        }
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-    }
-    if matches!(b.get(*i), Some(b'e' | b'E')) {
-        integer = false;
-        *i += 1;
-        if matches!(b.get(*i), Some(b'+' | b'-')) {
-            *i += 1;
-        }
-        if !b.get(*i).is_some_and(u8::is_ascii_digit) {
-            return None;
-        }
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-    }
-    let lit = std::str::from_utf8(&b[start..*i]).ok()?;
-    if integer
-        && let Ok(n) = lit.parse::<i64>()
-        && n.unsigned_abs() <= 1 << 53
-        && lit != "-0"
-    {
-        return Some(Json::from(n));
-    }
-    let f: f64 = lit.parse().ok()?;
-    let f = if f.is_infinite() {
-        f64::MAX.copysign(f)
-    } else {
-        f
-    };
-    serde_json::Number::from_f64(f).map(Json::Number)
-}
-
 /// `new RegExp(pattern)` as promptfoo builds it (no flags): the pattern
 /// read as UTF-16 code units, so an astral character is two characters
 /// (`[😀]` is a class of two surrogates) and Annex B syntax applies.
@@ -628,6 +387,14 @@ pub fn regex_test(re: &regress::Regex, text: &str) -> bool {
     let units: Vec<u16> = text.encode_utf16().collect();
     re.find_from_ucs2(&units, 0).next().is_some()
 }
+
+mod json;
+pub use json::{
+    from_utf16, json_parse, json_parse_js, lone_surrogate, non_finite, non_finite_to_null,
+};
+pub mod nunjucks;
+pub mod transform;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,11 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
             &template[at..(at + 12).min(template.len())]
         ));
     }
+    if template.contains("#}") {
+        return Err(
+            "`#}` outside a comment: Nunjucks fails on it (\"unexpected end of comment\"), and so does promptfoo's rendering of this test; write `# }` or remove it".into(),
+        );
+    }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -48,7 +53,7 @@ pub fn render(template: &str, vars: &Json) -> Result<String, String> {
         }
         out.push_str(&match v {
             None | Some(Json::Null) => String::new(),
-            Some(x) => super::js::string_of(x),
+            Some(x) => crate::js::string_of(x),
         });
         rest = &after[end + 2..];
     }
@@ -89,8 +94,8 @@ pub fn references_undefined(s: &str, vars: &Json) -> bool {
             continue;
         }
         let var = inner
-            .trim_start_matches(super::js::is_space)
-            .split(|c: char| super::js::is_space(c) || c == '|')
+            .trim_start_matches(crate::js::is_space)
+            .split(|c: char| crate::js::is_space(c) || c == '|')
             .next()
             .unwrap_or_default();
         let root_len = var
@@ -122,5 +127,6 @@ mod tests {
         assert!(render("{% if x %}y{% endif %}", &vars).is_err());
         assert!(render("{{ city | upper }}", &vars).is_err());
         assert!(render("{{ city", &vars).is_err());
+        assert!(render("a #} b", &vars).is_err());
     }
 }
