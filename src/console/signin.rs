@@ -223,7 +223,16 @@ pub(super) async fn login(
             pages::login(Some("That token cannot sign in."), c.sso.is_some()),
         );
     };
-    match start_session(&c, &headers, cookie, &tok.name, route, "signed in to the console").await {
+    match start_session(
+        &c,
+        &headers,
+        cookie,
+        &tok.name,
+        route,
+        "signed in to the console",
+    )
+    .await
+    {
         Ok(set) => (
             StatusCode::SEE_OTHER,
             [
@@ -282,7 +291,6 @@ pub(super) async fn logout(
     )
         .into_response()
 }
-
 
 /// Start single sign-on: to the provider, with the state, nonce and PKCE
 /// verifier kept in a signed cookie for the callback.
@@ -360,7 +368,9 @@ pub(super) async fn sso_callback(
             StatusCode::UNAUTHORIZED,
             anon(),
             format!("single sign-on: the provider answered `{e}`"),
-            format!("The identity provider did not sign you in ({e}). Try again from the sign-in page."),
+            format!(
+                "The identity provider did not sign you in ({e}). Try again from the sign-in page."
+            ),
         )
         .await;
     }
@@ -445,7 +455,11 @@ pub(super) async fn sso_callback(
         },
         now(),
     );
-    let role = if role == Role::Admin { "admin" } else { "viewer" };
+    let role = if role == Role::Admin {
+        "admin"
+    } else {
+        "viewer"
+    };
     let scope = tenant.map_or("every tenant".to_string(), |t| format!("tenant {t}"));
     let detail = format!(
         "signed in to the console with single sign-on (subject {}, groups {groups}): {role} of {scope}",

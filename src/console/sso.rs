@@ -23,9 +23,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    EmptyExtraTokenFields, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardErrorResponse,
-    StandardTokenResponse, TokenResponse,
+    EmptyExtraTokenFields, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -520,7 +520,10 @@ mod tests {
         let e = bad(&format!(
             "{base}redirect_url: http://127.0.0.1:2/elsewhere\nroles: [{{group: a, role: admin}}]\n"
         ));
-        assert!(e.contains("sso.yaml") && e.contains("/ui/auth/callback"), "{e}");
+        assert!(
+            e.contains("sso.yaml") && e.contains("/ui/auth/callback"),
+            "{e}"
+        );
         let e = bad(&format!(
             "{base}redirect_url: http://127.0.0.1:2/ui/auth/callback\nroles: []\n"
         ));

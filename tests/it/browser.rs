@@ -231,8 +231,14 @@ fn a_real_browser_signs_in_walks_every_page_rolls_back_and_sees_no_other_tenant(
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     let (_dir, f, t, port, _s) = crate::registry::serving_fleet_on(dir, &db);
     let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(post_runs(port, &t.acme_harness, &runs("acme", "acme-tenant", "a")).0, 200);
-    assert_eq!(post_runs(port, &t.admin, &runs("globex", "globex-tenant", "g")).0, 200);
+    assert_eq!(
+        post_runs(port, &t.acme_harness, &runs("acme", "acme-tenant", "a")).0,
+        200
+    );
+    assert_eq!(
+        post_runs(port, &t.admin, &runs("globex", "globex-tenant", "g")).0,
+        200
+    );
     // A rollout of the shared hr-ops pack.
     f.merge("tone", 31, |f| {
         f.edit(
@@ -271,8 +277,14 @@ fn a_real_browser_signs_in_walks_every_page_rolls_back_and_sees_no_other_tenant(
             c.goto(&format!("{base}{path}")).await.expect("goto");
             wait_path(&c, path).await;
             let (src, text) = page_text(&c).await;
-            assert!(src.contains(expect), "{name} ({path}) lacks {expect}: {src}");
-            assert!(text.contains("admin (admin, every tenant)"), "{name}: {text}");
+            assert!(
+                src.contains(expect),
+                "{name} ({path}) lacks {expect}: {src}"
+            );
+            assert!(
+                text.contains("admin (admin, every tenant)"),
+                "{name}: {text}"
+            );
             shot(&c, name).await;
         }
 
@@ -308,7 +320,10 @@ fn a_real_browser_signs_in_walks_every_page_rolls_back_and_sees_no_other_tenant(
             if src.contains("rolled_back") && src.contains("escalations missed in the browser") {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "no rollback shown: {src}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no rollback shown: {src}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(c.current_url().await.expect("url").path(), rollout);
@@ -350,8 +365,17 @@ fn a_real_browser_signs_in_walks_every_page_rolls_back_and_sees_no_other_tenant(
                 }
             }
         }
-        for must in ["/ui/", "/ui/rollouts", "/ui/runs", "/ui/decisions", "/ui/improve"] {
-            assert!(seen.contains(must), "the crawl never reached {must}: {seen:?}");
+        for must in [
+            "/ui/",
+            "/ui/rollouts",
+            "/ui/runs",
+            "/ui/decisions",
+            "/ui/improve",
+        ] {
+            assert!(
+                seen.contains(must),
+                "the crawl never reached {must}: {seen:?}"
+            );
         }
         assert!(
             seen.iter().any(|p| p.starts_with("/ui/packs/")),

@@ -49,7 +49,11 @@ fn provider(redirect: &str) -> Provider {
         .env("OIDC_REDIRECT", redirect)
         .env("OIDC_CLIENT_SECRET", SECRET)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("MC_TEST_DEBUG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("node");
     let mut line = String::new();
@@ -62,6 +66,8 @@ fn provider(redirect: &str) -> Provider {
         );
     }
     let issuer = line.trim().trim_start_matches("issuer ").to_string();
+    // Keep reading: a closed pipe would kill the provider at its next line.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Provider { child, issuer }
 }
 
@@ -105,7 +111,9 @@ impl Jar {
 
 /// `http://127.0.0.1:<port><path>` split.
 fn split(url: &str) -> (u16, String) {
-    let rest = url.strip_prefix("http://127.0.0.1:").expect("a 127.0.0.1 URL");
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a 127.0.0.1 URL: {url}"));
     let (port, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     (port.parse().expect("port"), path.to_string())
 }
@@ -118,13 +126,30 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// A browser: follows redirects, posts the provider's login form.
+#[derive(Default)]
 struct Browser {
     jar: Jar,
+    /// The port of the last request: the provider builds absolute URLs
+    /// from the `Host` header, which [`http`] sends without a port.
+    last: u16,
 }
 
 impl Browser {
+    /// `url` made absolute, with a port.
+    fn abs(&self, url: &str) -> String {
+        if let Some(rest) = url.strip_prefix("http://127.0.0.1/") {
+            format!("http://127.0.0.1:{}/{rest}", self.last)
+        } else if url.starts_with('/') {
+            format!("http://127.0.0.1:{}{url}", self.last)
+        } else {
+            url.to_string()
+        }
+    }
+
     fn request(&mut self, method: &str, url: &str, body: &str) -> (u16, String, String) {
-        let (port, path) = split(url);
+        let url = self.abs(url);
+        let (port, path) = split(&url);
+        self.last = port;
         let cookies = self.jar.header(port);
         let mut headers = vec![("Cookie", cookies.as_str())];
         if method == "POST" {
@@ -143,13 +168,7 @@ impl Browser {
             if !(300..400).contains(&code) {
                 return (url, code, head, page);
             }
-            let loc = header(&head, "location").expect("a redirect's location");
-            url = if loc.starts_with('/') {
-                let (port, _) = split(&url);
-                format!("http://127.0.0.1:{port}{loc}")
-            } else {
-                loc.to_string()
-            };
+            url = self.abs(header(&head, "location").expect("a redirect's location"));
         }
         panic!("too many redirects from {url}");
     }
@@ -165,30 +184,25 @@ impl Browser {
         );
         let (url, code, _, form) = self.follow(&format!("http://127.0.0.1:{port}/ui/login/sso"));
         assert_eq!(code, 200, "{url}: {form}");
-        assert!(form.contains(r#"name="login""#), "the provider's login form: {form}");
+        assert!(
+            form.contains(r#"name="login""#),
+            "the provider's login form: {form}"
+        );
         let action = regex::Regex::new(r#"<form[^>]*action="([^"]+)""#)
             .expect("re")
             .captures(&form)
             .expect("a form action")[1]
             .replace("&amp;", "&");
-        let (pport, _) = split(&url);
-        let action = if action.starts_with('/') {
-            format!("http://127.0.0.1:{pport}{action}")
-        } else {
-            action
-        };
+        let url = self.abs(&url);
+        let action = self.abs(&action);
         let (code, head, page) = self.request(
             "POST",
             &action,
             &format!("prompt=login&login={login}&password=anything"),
         );
         assert!((300..400).contains(&code), "{code}: {page}");
-        let loc = header(&head, "location").expect("location");
         // Back through the provider to the console's callback.
-        let mut url = format!("http://127.0.0.1:{pport}{loc}");
-        if loc.starts_with("http") {
-            url = loc.to_string();
-        }
+        let mut url = self.abs(header(&head, "location").expect("location"));
         for _ in 0..10 {
             let (p, _) = split(&url);
             let (code, head, page) = self.request("GET", &url, "");
@@ -196,18 +210,15 @@ impl Browser {
                 return (code, head, page);
             }
             assert!((300..400).contains(&code), "{url}: {code} {page}");
-            let loc = header(&head, "location").expect("location");
-            url = if loc.starts_with('/') {
-                format!("http://127.0.0.1:{p}{loc}")
-            } else {
-                loc.to_string()
-            };
+            url = self.abs(header(&head, "location").expect("location"));
         }
         panic!("never came back to the console");
     }
 
     fn session(&self, port: u16) -> Option<String> {
-        self.jar.get(port, "mc_session").map(|v| format!("mc_session={v}"))
+        self.jar
+            .get(port, "mc_session")
+            .map(|v| format!("mc_session={v}"))
     }
 }
 
@@ -229,7 +240,13 @@ fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, S
 }
 
 /// `serve` on `port` with single sign-on configured from `sso`; ready.
-fn serve_sso(f: &crate::util::Fleet, port: u16, tokens: &std::path::Path, sso: &std::path::Path, admin: &str) -> Served {
+fn serve_sso(
+    f: &crate::util::Fleet,
+    port: u16,
+    tokens: &std::path::Path,
+    sso: &std::path::Path,
+    admin: &str,
+) -> Served {
     let s = Served(
         crate::registry::serve_command(f, port, tokens)
             .args(["--console-sso", sso.to_str().expect("p")])
@@ -239,6 +256,7 @@ fn serve_sso(f: &crate::util::Fleet, port: u16, tokens: &std::path::Path, sso: &
             .spawn()
             .expect("serve"),
     );
+    crate::reconcile::wait_http(port);
     until("serve", Duration::from_secs(30), || {
         (get(port, "/readyz", admin).0 == 200).then_some(())
     });
@@ -266,7 +284,7 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     let _s = serve_sso(&f, port, &tokens, &sso, &t.admin);
 
     // A rollout of acme's own pack.
-    f.merge("acme tone", 41, |f| {
+    f.merge("acme-tone", 41, |f| {
         f.edit(
             "packs/tenants/acme/pack.yaml",
             "never \"Acme Robotics Inc.\" in conversation.",
@@ -282,7 +300,7 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     let id = r["rollout_id"].as_str().expect("id").to_string();
 
     // Alice, in acme-admins: admin of acme, nothing of globex.
-    let mut alice = Browser { jar: Jar::default() };
+    let mut alice = Browser::default();
     let (code, head, body) = alice.sso(port, "alice");
     assert_eq!(code, 200, "{head}\n{body}");
     assert!(
@@ -302,18 +320,31 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     );
     let cookie = alice.session(port).expect("session");
     let who = "sso:alice <alice@acme.example> (admin, tenant acme)";
-    for p in ["/ui/", "/ui/rollouts", "/ui/runs", "/ui/decisions", "/ui/improve", "/ui/packs/acme-tenant"] {
+    for p in [
+        "/ui/",
+        "/ui/rollouts",
+        "/ui/runs",
+        "/ui/decisions",
+        "/ui/improve",
+        "/ui/packs/acme-tenant",
+    ] {
         let (code, _, body) = page(port, p, &cookie);
         assert_eq!(code, 200, "{p}: {body}");
         assert!(body.contains(&html_escape(who)), "{p}: {body}");
-        assert!(!body.to_lowercase().contains("globex"), "{p} shows globex: {body}");
+        assert!(
+            !body.to_lowercase().contains("globex"),
+            "{p} shows globex: {body}"
+        );
     }
     assert_eq!(page(port, "/ui/packs/globex-tenant", &cookie).0, 404);
     // Alice rolls acme's rollout back; the decision and audit rows carry her identity.
     let path = format!("/ui/rollouts/{id}");
     let (code, _, rp) = page(port, &path, &cookie);
     assert_eq!(code, 200);
-    assert!(rp.contains("/rollback\""), "an acme admin gets the rollback form: {rp}");
+    assert!(
+        rp.contains("/rollback\""),
+        "an acme admin gets the rollback form: {rp}"
+    );
     let csrf = crate::console::pages::csrf(&rp);
     let (code, _, body) = post_form(
         port,
@@ -337,22 +368,27 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     );
 
     // Gina, in globex-viewers: a viewer of globex; no rollback for her.
-    let mut gina = Browser { jar: Jar::default() };
+    let mut gina = Browser::default();
     let (code, _, body) = gina.sso(port, "gina");
     assert_eq!(code, 200, "{body}");
     let g = gina.session(port).expect("session");
     let (_, _, fleet) = page(port, "/ui/", &g);
     assert!(
-        fleet.contains(&html_escape("sso:gina <gina@globex.example> (viewer, tenant globex)"))
-            && fleet.contains("globex-tenant")
+        fleet.contains(&html_escape(
+            "sso:gina <gina@globex.example> (viewer, tenant globex)"
+        )) && fleet.contains("globex-tenant")
             && !fleet.contains("acme-tenant"),
         "{fleet}"
     );
     assert_eq!(page(port, "/ui/packs/acme-tenant", &g).0, 404);
-    assert_eq!(page(port, &path, &g).0, 404, "acme's rollout is not globex's");
+    assert_eq!(
+        page(port, &path, &g).0,
+        404,
+        "acme's rollout is not globex's"
+    );
 
     // Nina's only group maps to nothing: a clear page, no session.
-    let mut nina = Browser { jar: Jar::default() };
+    let mut nina = Browser::default();
     let (code, _, body) = nina.sso(port, "nina");
     assert_eq!(code, 403, "{body}");
     assert!(
@@ -363,8 +399,11 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
 
     // An ID token signed by a key the provider never published, and one
     // already expired: refused, nobody signed in.
-    for (login, why) in [("forged", "Signature verification failed"), ("expired", "Expired")] {
-        let mut b = Browser { jar: Jar::default() };
+    for (login, why) in [
+        ("forged", "Signature verification failed"),
+        ("expired", "Expired"),
+    ] {
+        let mut b = Browser::default();
         let (code, _, body) = b.sso(port, login);
         assert_eq!(code, 401, "{login}: {body}");
         assert!(
@@ -376,14 +415,10 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
 
     // A callback whose state is not this browser's, or without the cookie
     // of a sign-in under way: refused.
-    let mut m = Browser { jar: Jar::default() };
+    let mut m = Browser::default();
     let (_, code, _, _) = m.follow(&format!("http://127.0.0.1:{port}/ui/login/sso"));
     assert_eq!(code, 200);
-    let (code, _, body) = m.request(
-        "GET",
-        &format!("{callback}?code=x&state=not-the-state"),
-        "",
-    );
+    let (code, _, body) = m.request("GET", &format!("{callback}?code=x&state=not-the-state"), "");
     assert_eq!(code, 401);
     assert!(body.contains("state does not match"), "{body}");
     let (code, _, body) = http(port, "GET", "/ui/auth/callback?code=x&state=y", &[], b"");
@@ -407,25 +442,54 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     });
     let has = |token: &str, action: &str, outcome: &str, detail: &str| {
         log.iter().any(|e| {
-            e.token == token && e.action == action && e.outcome == outcome && e.detail.contains(detail)
+            e.token == token
+                && e.action == action
+                && e.outcome == outcome
+                && e.detail.contains(detail)
         })
     };
     let alice_name = "sso:alice <alice@acme.example>";
     assert!(
-        has(alice_name, "/ui/auth/callback", "ok", "subject alice, groups acme-admins): admin of tenant acme"),
+        has(
+            alice_name,
+            "/ui/auth/callback",
+            "ok",
+            "subject alice, groups acme-admins): admin of tenant acme"
+        ),
         "{log:?}"
     );
-    assert!(has(alice_name, &format!("{path}/rollback"), "ok", ""), "{log:?}");
+    assert!(
+        has(alice_name, &format!("{path}/rollback"), "ok", ""),
+        "{log:?}"
+    );
     assert!(has(alice_name, "/ui/logout", "ok", "signed out"), "{log:?}");
     assert!(
-        has("sso:nina <nina@example.org>", "/ui/auth/callback", "denied", "no console role for groups contractors"),
+        has(
+            "sso:nina <nina@example.org>",
+            "/ui/auth/callback",
+            "denied",
+            "no console role for groups contractors"
+        ),
         "{log:?}"
     );
     assert!(
-        has("(unauthenticated)", "/ui/auth/callback", "denied", "Signature verification failed"),
+        has(
+            "(unauthenticated)",
+            "/ui/auth/callback",
+            "denied",
+            "Signature verification failed"
+        ),
         "{log:?}"
     );
-    assert!(has("(unauthenticated)", "/ui/auth/callback", "denied", "Expired"), "{log:?}");
+    assert!(
+        has(
+            "(unauthenticated)",
+            "/ui/auth/callback",
+            "denied",
+            "Expired"
+        ),
+        "{log:?}"
+    );
     assert!(
         !log.iter().any(|e| e.detail.contains(SECRET)),
         "the client secret leaked into the audit log"
@@ -433,7 +497,9 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `serve` bound to loopback prints a one-time login link once: it signs
@@ -458,7 +524,8 @@ fn a_loopback_serve_prints_a_one_time_login_link() {
             let _ = tx.send(l);
         }
     });
-    let re = regex::Regex::new(r"http://127\.0\.0\.1:\d+(/ui/login/link/[0-9a-f]{48})\b").expect("re");
+    let re =
+        regex::Regex::new(r"http://127\.0\.0\.1:\d+(/ui/login/link/[0-9a-f]{48})\b").expect("re");
     let start = Instant::now();
     let (line, link) = loop {
         let l = rx
@@ -491,7 +558,8 @@ fn a_loopback_serve_prints_a_one_time_login_link() {
     let (code, _, fleet) = page(port, "/ui/", &cookie);
     assert_eq!(code, 200);
     assert!(
-        fleet.contains("local:one-time-link (admin, every tenant)") && fleet.contains("globex-tenant"),
+        fleet.contains("local:one-time-link (admin, every tenant)")
+            && fleet.contains("globex-tenant"),
         "{fleet}"
     );
     // Single use.
@@ -532,6 +600,7 @@ fn a_loopback_serve_prints_a_one_time_login_link() {
             let _ = tx.send(l);
         }
     });
+    crate::reconcile::wait_http(port);
     until("serve", Duration::from_secs(30), || {
         (get(port, "/readyz", &t.admin).0 == 200).then_some(())
     });
