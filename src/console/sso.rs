@@ -263,7 +263,7 @@ impl Sso {
             .file
             .roles
             .iter()
-            .filter(|m| groups.iter().any(|g| *g == m.group))
+            .filter(|m| groups.contains(&m.group))
             .collect();
         if matched.is_empty() {
             return Grant::Nothing;
@@ -468,7 +468,7 @@ mod tests {
     }
 
     fn g(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
+        names.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

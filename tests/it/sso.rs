@@ -193,7 +193,6 @@ impl Browser {
             .captures(&form)
             .expect("a form action")[1]
             .replace("&amp;", "&");
-        let url = self.abs(&url);
         let action = self.abs(&action);
         let (code, head, page) = self.request(
             "POST",
