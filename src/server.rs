@@ -36,8 +36,9 @@ pub struct ServeConfig {
     /// How often each replica reads the store's positions (the reconciled
     /// commit, the rollouts' change counter) to catch up with the others.
     pub follow_interval: Duration,
-    /// The key console sessions are signed with.
-    pub console_keys: crate::console::session::Keys,
+    /// How people sign in to the console: the session key, single sign-on,
+    /// the one-time link.
+    pub console: crate::console::Settings,
 }
 
 pub use crate::registry::CONTROLLER_LEASE;
@@ -187,7 +188,7 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), Se
     let hooks = Hooks {
         listener: Some(cfg.listener),
         extra_routes: Some(
-            api::router(reg.clone()).merge(crate::console::router(reg.clone(), cfg.console_keys)),
+            api::router(reg.clone()).merge(crate::console::router(reg.clone(), cfg.console)),
         ),
         on_pass: Some(on_pass(&reg)),
     };

@@ -345,6 +345,7 @@ Environment:
   MISSIONCTL_TOKENS           serve's and doctor's registry tokens file (as --tokens)
   MISSIONCTL_WEBHOOK_SECRET   serve: the GitHub webhook secret deliveries are checked against
   MISSIONCTL_CONSOLE_KEY      serve: the console's session key (>= 32 bytes; same on every replica)
+  MISSIONCTL_CONSOLE_SSO      serve: the console's single sign-on configuration (as --console-sso)
   MISSIONCTL_GIT_TOKEN        a token for fetching and pushing https:// remotes (sent only over TLS)
   MISSIONCTL_LOG              log filter, e.g. debug or sqlx=warn (default: missionctl's warnings)
   MISSIONCTL_PROGRESS_SECS    gate/eval: seconds between progress lines when not on a terminal (15)
@@ -358,7 +359,8 @@ Environment:
   XDG_DATA_HOME, XDG_CACHE_HOME, HOME
                               the default store and the mirrors of remote repositories
   NO_COLOR                    no colour in output
-  The API key of a model is read from the variable mission.yaml's api_key_env names.
+  The API key of a model is read from the variable mission.yaml's api_key_env names,
+  the console's SSO client secret from the variable its client_secret_env names.
 Build time: MISSIONCTL_ACTION_REPO (owner/repo) makes `init` pin the workflows to this build.";
 
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -195,6 +195,14 @@ pub struct ServeArgs {
     /// pushes to any other are ignored. Default: from a github.com `--repo` URL.
     #[arg(long, value_name = "OWNER/NAME")]
     pub github_repo: Option<String>,
+    /// Console single sign-on (OpenID Connect) configuration: issuer,
+    /// client_id, client_secret_env (the variable holding the secret),
+    /// redirect_url and the groups' roles (see the console chapter).
+    #[arg(long, env = "MISSIONCTL_CONSOLE_SSO", value_name = "FILE")]
+    pub console_sso: Option<PathBuf>,
+    /// Print no one-time console login link, even on loopback.
+    #[arg(long)]
+    pub no_login_link: bool,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -242,6 +250,11 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let console_keys =
             missionctl::console::session::Keys::from_env().map_err(anyhow::Error::msg)?;
+        let sso = a
+            .console_sso
+            .as_deref()
+            .map(missionctl::console::sso::Sso::load)
+            .transpose()?;
         let listener = tokio::net::TcpListener::bind(a.listen).await?;
         eprintln!(
             "missionctl serve: reconciling {} ({}) on http://{}",
@@ -249,10 +262,22 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg.source.branch,
             listener.local_addr()?
         );
+        let addr = listener.local_addr()?;
         eprintln!(
-            "missionctl serve: the fleet console is at http://{}/ui/ (sign in with a viewer or admin token)",
-            listener.local_addr()?
+            "missionctl serve: the fleet console is at http://{addr}/ui/ (sign in with a viewer or admin token{})",
+            if sso.is_some() { " or single sign-on" } else { "" }
         );
+        // The personal tier: whoever can read this terminal may sign in
+        // once, as an admin. Printed here only, once; never logged.
+        let link = (addr.ip().is_loopback() && !a.no_login_link).then(|| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let (code, link) = missionctl::console::signin::OneTimeLink::new(now);
+            eprintln!(
+                "missionctl serve: sign in to the console once with http://{addr}/ui/login/link/{code} (single use, expires in {} minutes)",
+                missionctl::console::signin::LINK_TTL_SECONDS / 60
+            );
+            link
+        });
         let shutdown = tokio_util::sync::CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -269,7 +294,11 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 rollout_interval: a.rollout_interval,
                 lease_ttl: a.lease_ttl,
                 follow_interval: a.follow_interval,
-                console_keys,
+                console: missionctl::console::Settings {
+                    keys: console_keys,
+                    sso,
+                    link,
+                },
             },
             shutdown,
         )

@@ -3,7 +3,9 @@
 //! library (never the CLI).
 //!
 //! Sign-in is with a registry token (viewer or admin, scoped to a tenant
-//! or not) posted to `/ui/login`; the session is a signed, HttpOnly,
+//! or not) posted to `/ui/login`, with OpenID Connect single sign-on when
+//! configured (see [`sso`]), or with the one-time link a loopback `serve`
+//! prints (see [`signin`]); the session is a signed, HttpOnly,
 //! SameSite=Strict cookie that expires (see [`session`]). Every page
 //! applies the token's tenant as the API does, and more strictly: what a
 //! tenant-scoped sign-in may not see is answered 404 with a page that
@@ -17,6 +19,7 @@
 
 mod pages;
 pub mod session;
+pub mod sso;
 
 use std::sync::Arc;
 
@@ -32,11 +35,22 @@ use crate::registry::Registry;
 use crate::registry::auth::{Action, Role, Scope, Token};
 use session::{Keys, Session};
 
-/// The console's state: the registry and the session key.
+/// How people sign in: the session key, single sign-on if configured, and
+/// the one-time link of a loopback `serve`.
+pub struct Settings {
+    pub keys: Keys,
+    pub sso: Option<sso::Sso>,
+    pub link: Option<signin::OneTimeLink>,
+}
+
+/// The console's state: the registry and the sign-in settings.
 #[derive(Clone)]
 pub struct Console {
     pub reg: Arc<Registry>,
     pub keys: Keys,
+    sso: Option<Arc<sso::Sso>>,
+    /// The one-time link, until it is used.
+    link: Arc<std::sync::Mutex<Option<signin::OneTimeLink>>>,
     /// Sessions signed out on this replica (nonce → expiry), refused until
     /// they would have expired anyway.
     signed_out: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
@@ -106,7 +120,7 @@ fn viewer(c: &Console, headers: &HeaderMap) -> Option<Viewer> {
     if c.signed_out.lock().ok()?.contains_key(&s.nonce) {
         return None;
     }
-    let token = session::token_of(&s, &c.reg.tokens)?;
+    let token = signin::token_for(c, &s)?;
     if !token.may(Action::Read) {
         return None;
     }
@@ -135,6 +149,7 @@ pub mod links;
 mod live;
 mod pack_page;
 mod run_pages;
+pub mod signin;
 use run_pages::{export_csv, export_ndjson, runs};
 
 /// The security headers every console answer carries.
@@ -159,10 +174,12 @@ async fn security_headers(mut resp: Response) -> Response {
     resp
 }
 
-pub fn router(reg: Arc<Registry>, keys: Keys) -> Router {
+pub fn router(reg: Arc<Registry>, settings: Settings) -> Router {
     let c = Console {
         reg,
-        keys,
+        keys: settings.keys,
+        sso: settings.sso.map(Arc::new),
+        link: Arc::new(std::sync::Mutex::new(settings.link)),
         signed_out: Arc::default(),
     };
     Router::new()
@@ -174,8 +191,11 @@ pub fn router(reg: Arc<Registry>, keys: Keys) -> Router {
         .route("/ui/style.css", get(style))
         .route("/ui/live.js", get(live::script))
         .route("/ui/events", get(live::events))
-        .route("/ui/login", get(login_page).post(login))
-        .route("/ui/logout", post(logout))
+        .route("/ui/login", get(signin::login_page).post(signin::login))
+        .route("/ui/login/sso", get(signin::sso_start))
+        .route("/ui/auth/callback", get(signin::sso_callback))
+        .route("/ui/login/link/{code}", get(signin::link))
+        .route("/ui/logout", post(signin::logout))
         .route("/ui/rollouts", get(rollouts))
         .route("/ui/rollouts/{id}", get(rollout))
         .route("/ui/rollouts/{id}/rollback", post(actions::rollback))
@@ -202,178 +222,9 @@ async fn style() -> Response {
         .into_response()
 }
 
-async fn login_page(State(c): State<Console>, headers: HeaderMap) -> Response {
-    if viewer(&c, &headers).is_some() {
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/")]).into_response();
-    }
-    html(StatusCode::OK, pages::login(None))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// Sign in with a registry token: a viewer or admin token starts a session
-/// (audited by the token's name); a bad token is refused and audited at
-/// the API's bounded rate; a harness token may not sign in.
-async fn login(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    form: Result<Form<LoginForm>, FormRejection>,
-) -> Response {
-    let route = "/ui/login";
-    let given = form.map(|Form(f)| f.token).unwrap_or_default();
-    let tok = c
-        .reg
-        .tokens
-        .check(Some(&format!("Bearer {}", given.trim())))
-        .cloned();
-    let Some(tok) = tok.filter(|_| !given.trim().is_empty()) else {
-        c.reg.metrics.denied.inc();
-        if let Some(suppressed) = c.reg.unauthenticated.admit(std::time::Instant::now()) {
-            let detail = if suppressed > 0 {
-                format!(
-                    "console sign-in with an unknown token ({suppressed} more refusals since the last entry were not written)"
-                )
-            } else {
-                "console sign-in with an unknown token".to_string()
-            };
-            if let Err(e) = c
-                .reg
-                .store
-                .audit("(unauthenticated)", route, "unauthenticated", &detail)
-                .await
-            {
-                tracing::error!(error = %e, "the audit log could not be written");
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message(
-                        None,
-                        "Unavailable",
-                        "The audit log could not be written; retry later.",
-                    ),
-                );
-            }
-        }
-        return html(
-            StatusCode::UNAUTHORIZED,
-            pages::login(Some(
-                "That is not a valid registry token. Paste a viewer or admin token (missionctl token new --role viewer).",
-            )),
-        );
-    };
-    if !tok.may(Action::Read) {
-        let _ = c
-            .reg
-            .store
-            .audit(
-                &tok.name,
-                route,
-                "denied",
-                "a harness token may not sign in to the console",
-            )
-            .await;
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::login(Some(
-                "A harness token cannot sign in to the console: use a viewer or admin token.",
-            )),
-        );
-    }
-    let Some(cookie) = c.keys.issue(&tok, &c.reg.tokens, now()) else {
-        return html(
-            StatusCode::UNAUTHORIZED,
-            pages::login(Some("That token cannot sign in.")),
-        );
-    };
-    if let Err(e) = c
-        .reg
-        .store
-        .audit(&tok.name, route, "ok", "signed in to the console")
-        .await
-    {
-        tracing::error!(error = %e, "the audit log could not be written");
-        return html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::message(
-                None,
-                "Unavailable",
-                "The audit log could not be written; retry later.",
-            ),
-        );
-    }
-    // `Secure` when the request reached us over HTTPS through a proxy; a
-    // loopback console over plain HTTP must still be able to sign in.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let set = format!(
-        "{}={cookie}; Path=/ui; Max-Age={}; HttpOnly; SameSite=Strict{}",
-        session::COOKIE,
-        session::TTL_SECONDS,
-        if secure { "; Secure" } else { "" }
-    );
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/ui/".to_string()),
-            (header::SET_COOKIE, set),
-        ],
-    )
-        .into_response()
-}
-
 #[derive(Deserialize)]
 struct CsrfForm {
     csrf: String,
-}
-
-async fn logout(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let v = signed_in!(c, headers);
-    if !form.is_ok_and(|Form(f)| c.keys.csrf_ok(&v.session, &f.csrf)) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                Some(&v),
-                "Refused",
-                "That form is stale or did not come from this console (CSRF check): reload the page and try again.",
-            ),
-        );
-    }
-    if let Ok(mut out) = c.signed_out.lock() {
-        let t = now();
-        out.retain(|_, expires| *expires > t);
-        out.insert(v.session.nonce.clone(), v.session.expires);
-    }
-    let _ = c
-        .reg
-        .store
-        .audit(
-            &v.token.name,
-            "/ui/logout",
-            "ok",
-            "signed out of the console",
-        )
-        .await;
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/ui/login".to_string()),
-            (
-                header::SET_COOKIE,
-                format!(
-                    "{}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict",
-                    session::COOKIE
-                ),
-            ),
-        ],
-    )
-        .into_response()
 }
 
 /// The repository on GitHub (`https://github.com/<owner>/<repo>`), when

@@ -82,7 +82,8 @@ fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Markup 
     }
 }
 
-pub fn login(error: Option<&str>) -> Markup {
+/// The sign-in page: single sign-on first when configured, then the token form.
+pub fn login(error: Option<&str>, sso: bool) -> Markup {
     page(
         None,
         "Sign in",
@@ -92,6 +93,10 @@ pub fn login(error: Option<&str>) -> Markup {
                 h1 { "Sign in to the fleet console" }
                 @if let Some(e) = error {
                     p.bad role="alert" { (e) }
+                }
+                @if sso {
+                    p { a.button.primary href="/ui/login/sso" { "Sign in with SSO" } }
+                    p.muted { "Or with a registry token:" }
                 }
                 form.stack method="post" action="/ui/login" {
                     label for="token" { "Registry token (viewer or admin)" }

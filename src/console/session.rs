@@ -1,16 +1,21 @@
-//! Console sessions: a signed cookie naming the registry token a person
-//! signed in with, with an expiry and a per-session CSRF secret.
+//! Console sessions: a signed cookie naming who signed in (a registry
+//! token, a single sign-on identity, or the one-time link of a loopback
+//! `serve`), with an expiry and a per-session CSRF secret.
 //!
-//! The cookie holds no secret: the token's name, the first 16 hex digits
-//! of its sha256 (so rotating a token under the same name ends its
-//! sessions), the expiry, and a random nonce, signed with HMAC-SHA256
-//! under the server's session key. The role and tenant are read from the
-//! tokens file on every request, so removing a token signs its sessions
-//! out. Hand-written rather than through a session crate: it is a few
-//! lines over `hmac`, which the project already uses, and keeps the
-//! cookie stateless (any replica with the same key accepts it).
+//! The cookie holds no secret. For a token: its name and the first 16 hex
+//! digits of its sha256 (so rotating a token under the same name ends its
+//! sessions); for single sign-on: the subject, email and the groups that
+//! the configuration maps to a role (the role is worked out again on every
+//! request, so unmapping a group takes effect at once). Then the expiry and
+//! a random nonce; all signed with HMAC-SHA256 under the server's session
+//! key. A token's role and tenant are read from the tokens file on every
+//! request, so removing a token signs its sessions out. Hand-written rather
+//! than through a session crate: it is a few lines over `hmac`, which the
+//! project already uses, and keeps the cookie stateless (any replica with
+//! the same key accepts it).
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::registry::auth::{Token, Tokens};
@@ -36,11 +41,28 @@ impl std::fmt::Debug for Keys {
     }
 }
 
+/// Who a session stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Who {
+    /// A registry token (by name and the start of its hash).
+    Token { name: String, hash16: String },
+    /// A single sign-on identity: the ID token's subject and email, and the
+    /// groups of its groups claim that the configuration maps.
+    Sso {
+        subject: String,
+        email: Option<String>,
+        groups: Vec<String>,
+    },
+    /// The one-time login link a loopback `serve` printed (personal tier).
+    Link,
+}
+
 /// A signed-in session, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
-    pub token_name: String,
-    pub hash16: String,
+    #[serde(flatten)]
+    pub who: Who,
     pub expires: i64,
     pub nonce: String,
 }
@@ -72,31 +94,61 @@ impl Keys {
         m
     }
 
+    /// `payload` with its signature under this key, for `purpose` (a
+    /// value signed for one purpose is never accepted for another).
+    pub fn seal(&self, purpose: &str, payload: &[u8]) -> String {
+        let mut m = self.mac(purpose.as_bytes());
+        m.update(b"|");
+        m.update(payload);
+        format!(
+            "{}.{}",
+            hex::encode(payload),
+            hex::encode(m.finalize().into_bytes())
+        )
+    }
+
+    /// The payload of a value [`Keys::seal`] made for `purpose`, if the
+    /// signature is ours.
+    pub fn open(&self, purpose: &str, value: &str) -> Option<Vec<u8>> {
+        let (payload, sig) = value.split_once('.')?;
+        let payload = hex::decode(payload).ok()?;
+        let sig = hex::decode(sig).ok()?;
+        let mut m = self.mac(purpose.as_bytes());
+        m.update(b"|");
+        m.update(&payload);
+        m.verify_slice(&sig).ok()?;
+        Some(payload)
+    }
+
     /// A new session for `token` signed in now (`now`: unix seconds).
     pub fn issue(&self, token: &Token, tokens: &Tokens, now: i64) -> Option<String> {
         let hash16 = tokens.hash_of(&token.name)?.get(..16)?.to_string();
-        let nonce = hex::encode(rand::random::<[u8; 16]>());
-        let payload = format!("{}|{hash16}|{}|{nonce}", token.name, now + TTL_SECONDS);
-        let sig = hex::encode(self.mac(payload.as_bytes()).finalize().into_bytes());
-        Some(format!("{}.{sig}", hex::encode(payload)))
+        Some(self.issue_for(
+            Who::Token {
+                name: token.name.clone(),
+                hash16,
+            },
+            now,
+        ))
+    }
+
+    /// A new session for `who` signed in now (`now`: unix seconds).
+    pub fn issue_for(&self, who: Who, now: i64) -> String {
+        let s = Session {
+            who,
+            expires: now + TTL_SECONDS,
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
+        };
+        let payload = serde_json::to_vec(&s).expect("a session serialises");
+        self.seal("session", &payload)
     }
 
     /// The session a cookie value holds, if its signature is ours and it has
     /// not expired at `now`.
     pub fn check(&self, value: &str, now: i64) -> Option<Session> {
-        let (payload, sig) = value.split_once('.')?;
-        let payload = hex::decode(payload).ok()?;
-        let sig = hex::decode(sig).ok()?;
-        self.mac(&payload).verify_slice(&sig).ok()?;
-        let text = String::from_utf8(payload).ok()?;
-        let mut parts = text.split('|');
-        let s = Session {
-            token_name: parts.next()?.to_string(),
-            hash16: parts.next()?.to_string(),
-            expires: parts.next()?.parse().ok()?,
-            nonce: parts.next()?.to_string(),
-        };
-        (parts.next().is_none() && s.expires > now).then_some(s)
+        let payload = self.open("session", value)?;
+        let s: Session = serde_json::from_slice(&payload).ok()?;
+        (s.expires > now).then_some(s)
     }
 
     /// The CSRF token of `session`: forms carry it, state changes check it.
@@ -122,11 +174,14 @@ impl Keys {
 /// The token a session stands for, as the tokens file has it now: gone, or
 /// replaced under the same name, ends the session.
 pub fn token_of(session: &Session, tokens: &Tokens) -> Option<Token> {
-    let hash = tokens.hash_of(&session.token_name)?;
-    if !hash.starts_with(&session.hash16) {
+    let Who::Token { name, hash16 } = &session.who else {
+        return None;
+    };
+    let hash = tokens.hash_of(name)?;
+    if !hash.starts_with(hash16.as_str()) {
         return None;
     }
-    tokens.by_name(&session.token_name).cloned()
+    tokens.by_name(name).cloned()
 }
 
 /// The value of cookie `name` in a `Cookie:` header.
@@ -159,7 +214,10 @@ mod tests {
         let (tokens, tok) = tokens();
         let c = keys.issue(&tok, &tokens, 1_000).expect("issued");
         let s = keys.check(&c, 1_001).expect("valid");
-        assert_eq!(s.token_name, "acme-viewer");
+        assert!(
+            matches!(&s.who, Who::Token { name, .. } if name == "acme-viewer"),
+            "{s:?}"
+        );
         assert_eq!(token_of(&s, &tokens), Some(tok.clone()));
         // Expired, signed by another key, or tampered with: refused.
         assert_eq!(keys.check(&c, 1_000 + TTL_SECONDS), None);
@@ -171,6 +229,9 @@ mod tests {
                 .replace("acme-viewer", "admin"),
         );
         assert_eq!(keys.check(&format!("{forged}.{sig}"), 1_001), None);
+        // A value signed for another purpose is not a session.
+        let other = keys.seal("sso-login", &hex::decode(payload).expect("hex"));
+        assert_eq!(keys.check(&other, 1_001), None);
         assert_eq!(keys.check("garbage", 1_001), None);
         // The same name with another token (rotated): the session ends.
         let rotated = Tokens::parse(

@@ -2,6 +2,7 @@
 //! temporary directories.
 
 mod bad_input;
+mod browser;
 mod cli_surface;
 mod commands;
 mod conformance;
@@ -23,6 +24,7 @@ mod reconcile;
 mod registry;
 mod regressions;
 mod snapshots;
+mod sso;
 mod store;
 mod suites;
 mod util;
