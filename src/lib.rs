@@ -69,3 +69,19 @@ pub mod server;
 
 pub mod fault;
 pub mod time_util;
+
+/// Stack for each runtime worker thread. Model outputs and cases files can
+/// nest JSON thousands of levels deep, and a `serde_json::Value` of that
+/// depth is dropped, compared and validated recursively: the default 2 MiB
+/// overflowed on a 1,000-level object (aborting the gate). Reserved, not
+/// committed: untouched pages cost no memory.
+pub const WORKER_STACK_BYTES: usize = 256 << 20;
+
+/// The runtime every command runs on: tokio's multi-threaded one, with
+/// [`WORKER_STACK_BYTES`] of stack per worker.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+}

@@ -18,13 +18,30 @@ fn main() -> ExitCode {
     }
     let args = cli::Cli::parse();
     let quiet = cli::log::init();
-    let code = match cli::run(args) {
+    // On a thread with the runtime workers' stack: validation walks what
+    // a cases file nests (a JSON schema 120 levels deep overflowed the
+    // main thread's 8 MiB).
+    // Packs and cases load on rayon's pool: the same stack there.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(missionctl::WORKER_STACK_BYTES)
+        .build_global();
+    let run = std::thread::Builder::new()
+        .name("missionctl".into())
+        .stack_size(missionctl::WORKER_STACK_BYTES)
+        .spawn(move || cli::run(args).map_err(|e| format!("{e:#}")))
+        .map_err(|e| format!("cannot start: {e}"))
+        .and_then(|t| {
+            t.join()
+                .map_err(|_| "internal error: the command panicked".to_string())
+        })
+        .and_then(|r| r);
+    let code = match run {
         Ok(code) => code,
         Err(e) => {
             // An error may quote what a remote endpoint answered: its
             // control characters (terminal escape sequences) are shown as
             // escapes, never sent to the operator's terminal.
-            let text: String = format!("{e:#}")
+            let text: String = e
                 .chars()
                 .flat_map(|c| {
                     let raw = c == '\n' || c == '\t' || !c.is_control();

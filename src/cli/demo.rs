@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     rt.block_on(async {
         let s = missionctl::eval::demo_model::start(
             a.listen,

@@ -54,7 +54,7 @@ fn check(name: &'static str, status: Status, value: String, fix: &str) -> Check 
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let (root, found) = match &a.repo {
         Some(r) => (r.clone(), true),
         None => match locate::discover(Path::new(".")) {

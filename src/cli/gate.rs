@@ -68,7 +68,7 @@ pub fn run(a: Args, decide: bool) -> anyhow::Result<ExitCode> {
     } else {
         gate::Progress::Lines
     };
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let pr = a.pr.or_else(|| event.as_ref().and_then(|e| e.pr));
     let github = match pr {
         Some(pr)

@@ -57,7 +57,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     let sha = sha
         .or_else(|| Some(ev.head_commit.clone()).filter(|s| !s.is_empty()))
         .or_else(|| event.as_ref().and_then(|e| e.head_sha.clone()));
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let outcome = rt.block_on(async {
         let repo = repository.or_else(|| event.as_ref().and_then(|e| e.repository.clone()));
         let gh = github::Gh::from_env(repo.as_deref()).await?;
@@ -240,7 +240,7 @@ impl Context {
         let fork_paid_evals = mission
             .as_ref()
             .is_some_and(missionctl::pack::Mission::fork_paid_evals);
-        let rt = tokio::runtime::Runtime::new()?;
+        let rt = missionctl::runtime()?;
         let gh = rt.block_on(github::Gh::from_env(repository))?;
         Ok(Context {
             rt,

@@ -47,7 +47,7 @@ pub fn run(a: PauseArgs, what: Pause) -> anyhow::Result<ExitCode> {
         .reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| format!("{word} requested by {by}"));
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let out = rt.block_on(async {
         let store = Store::connect(&url).await?;
         anyhow::Ok(

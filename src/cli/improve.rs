@@ -61,7 +61,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let repo = super::repo_root(a.repo.as_deref());
     let db_url = super::db_url(a.db.as_deref(), Some(&repo))?;
     if a.list {

@@ -261,7 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Quickstart { dir, openclaw } => {
-            let rt = tokio::runtime::Runtime::new()?;
+            let rt = missionctl::runtime()?;
             if openclaw {
                 rt.block_on(quickstart_openclaw::run(dir))?;
             } else {

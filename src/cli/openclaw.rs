@@ -151,7 +151,7 @@ fn skill_add(a: SkillAddArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let client = reqwest::Client::new();
     let archive = rt.block_on(clawhub::download(&client, &registry, &r, token.as_deref()))?;
     let files = clawhub::unpack(&archive, &r)?;
@@ -182,7 +182,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync(a) => {
-            let rt = tokio::runtime::Runtime::new()?;
+            let rt = missionctl::runtime()?;
             rt.block_on(sync_cmd(a))
         }
     }

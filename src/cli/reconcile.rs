@@ -131,7 +131,7 @@ fn exit_for(out: &Outcome) -> ExitCode {
 }
 
 pub fn reconcile(a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     rt.block_on(async {
         let store = Store::connect(&a.common.db_url()?).await?;
         let source = a.common.source();
@@ -206,7 +206,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     rt.block_on(async {
         let store = Store::connect(&a.common.db_url()?).await?;
         let cfg = DaemonConfig {
@@ -375,7 +375,7 @@ pub struct DecisionsArgs {
 pub fn decisions(a: DecisionsArgs) -> anyhow::Result<ExitCode> {
     let root = super::repo_root(a.repo.as_deref());
     let url = super::db_url_was_default(a.db.as_deref(), Some(&root))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let list: Vec<Decision> = rt.block_on(async {
         let store = Store::connect(&url).await?;
         anyhow::Ok(store.decisions(a.pack.as_deref()).await?)
@@ -463,7 +463,7 @@ fn revert_line(e: &missionctl::model::Effect) -> String {
 pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let root = super::repo_root(a.repo.as_deref());
     let url = super::db_url_was_default(a.db.as_deref(), Some(&root))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let (list, refused) = rt.block_on(async {
         let store = Store::connect(&url).await?;
         let list = controller::status(&store, a.all).await?;
@@ -567,7 +567,7 @@ pub struct IngestArgs {
 pub fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     let body = std::fs::read_to_string(&a.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let rep = rt.block_on(async {
         let store = Store::connect(&a.common.db_url()?).await?;
         // Attribute rows to rollout arms as the registry would.

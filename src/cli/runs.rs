@@ -92,7 +92,7 @@ pub fn run(a: RunsArgs) -> anyhow::Result<ExitCode> {
     let (mut filter, format) = q.filter(time::OffsetDateTime::now_utc()).map_err(|e| {
         anyhow::anyhow!("{e} (each parameter is the flag of its name: `task_type` is --task-type)")
     })?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = missionctl::runtime()?;
     let store = rt.block_on(Store::connect(&url))?;
     if format != Format::Json {
         // Page by page, as the API streams, so memory stays flat.

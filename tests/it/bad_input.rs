@@ -839,3 +839,23 @@ bad!(
     1,
     "is not a regular file"
 );
+
+/// A JSON schema nested 150 levels deep in an assertion (Ajv takes it) is
+/// checked without overflowing a stack: the process answers (hostile pass
+/// of issue 29: `validate` aborted with a stack overflow at 120 levels).
+#[test]
+fn a_deeply_nested_schema_is_checked_without_a_crash() {
+    let r = TestRepo::new();
+    let mut schema = "{}".to_string();
+    for _ in 0..150 {
+        schema = format!("{{\"not\": {schema}}}");
+    }
+    let path = "packs/domains/hr-ops/evals/cases.yaml";
+    let mut cases = r.read(path);
+    cases.push_str(&format!(
+        "- id: deep-schema\n  description: a deep schema\n  vars:\n    input: hello\n  assert:\n    - type: contains-json\n      value: {schema}\n"
+    ));
+    r.write(path, &cases);
+    let (code, _) = r.validate(&[]);
+    assert!(code == 0 || code == 1, "validate answered with exit {code}");
+}
