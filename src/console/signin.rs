@@ -92,6 +92,21 @@ fn audit_failed(e: &crate::store::StoreError) -> Response {
 
 /// Audit a sign-in by `name` and give the session cookie's `Set-Cookie`
 /// value; or the answer when the audit log cannot be written.
+/// Signed in: on to the fleet page with the session cookie (or the refusal).
+fn to_fleet(started: Result<String, Response>) -> Response {
+    match started {
+        Ok(set) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/ui/".to_string()),
+                (header::SET_COOKIE, set),
+            ],
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
 async fn start_session(
     c: &Console,
     headers: &HeaderMap,
@@ -223,26 +238,17 @@ pub(super) async fn login(
             pages::login(Some("That token cannot sign in."), c.sso.is_some()),
         );
     };
-    match start_session(
-        &c,
-        &headers,
-        cookie,
-        &tok.name,
-        route,
-        "signed in to the console",
-    )
-    .await
-    {
-        Ok(set) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/ui/".to_string()),
-                (header::SET_COOKIE, set),
-            ],
+    to_fleet(
+        start_session(
+            &c,
+            &headers,
+            cookie,
+            &tok.name,
+            route,
+            "signed in to the console",
         )
-            .into_response(),
-        Err(r) => r,
-    }
+        .await,
+    )
 }
 
 pub(super) async fn logout(
@@ -538,26 +544,17 @@ pub(super) async fn link(
         );
     }
     let cookie = c.keys.issue_for(Who::Link, now());
-    match start_session(
-        &c,
-        &headers,
-        cookie,
-        LINK_NAME,
-        route,
-        "signed in to the console with the one-time link serve printed",
-    )
-    .await
-    {
-        Ok(set) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/ui/".to_string()),
-                (header::SET_COOKIE, set),
-            ],
+    to_fleet(
+        start_session(
+            &c,
+            &headers,
+            cookie,
+            LINK_NAME,
+            route,
+            "signed in to the console with the one-time link serve printed",
         )
-            .into_response(),
-        Err(r) => r,
-    }
+        .await,
+    )
 }
 
 /// Constant-time comparison of two byte strings.

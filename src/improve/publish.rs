@@ -76,6 +76,29 @@ fn is_ours(gh: &Gh, p: &Json, pack_id: &str) -> bool {
     same_repo && branch.starts_with(&prefix(pack_id))
 }
 
+/// A pull request from this very branch (so the same proposal) that was
+/// closed without being merged: a reviewer turned this content down, and
+/// it is not proposed again.
+pub async fn rejected(
+    gh: &Gh,
+    pack_id: &str,
+    branch: &str,
+) -> Result<Option<PullRequest>, GhError> {
+    let pulls = gh
+        .get_all(&format!(
+            "/repos/{}/{}/pulls?state=closed&head={}:{branch}",
+            gh.owner, gh.repo, gh.owner
+        ))
+        .await?;
+    Ok(pulls
+        .iter()
+        .filter(|p| is_ours(gh, p, pack_id))
+        .filter(|p| p.pointer("/head/ref").and_then(Json::as_str) == Some(branch))
+        .filter(|p| p.get("merged_at").is_none_or(Json::is_null))
+        .map(|p| as_pull(p, true))
+        .max_by_key(|p| p.number))
+}
+
 /// After opening pull request `number`: the lowest-numbered other open
 /// improvement pull request for `pack_id`, when another run opened one at
 /// the same time (each listed none before opening its own). The lowest

@@ -525,6 +525,16 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
         r.pull_request = Some(p.clone());
         return Ok(());
     }
+    if let (Publish::PullRequest { gh, .. }, Some(publish::Existing::None)) =
+        (&ctx.opts.publish, &open)
+        && let Some(p) = publish::rejected(gh, &r.pack_id, &branch).await?
+    {
+        r.no_winner = Some(format!(
+            "candidate #{} ({}, content {short}) is what pull request #{} proposed, and it was closed without being merged: not proposed again (a different proposal will be)",
+            w.n, w.version, p.number
+        ));
+        return Ok(());
+    }
     let kept = {
         let g = ctx
             .git_lock

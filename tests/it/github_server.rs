@@ -399,10 +399,21 @@ async fn handle(
             }
         }
         ("GET", ["repos", _, _, "pulls"]) => {
+            // As GitHub: `state` open (the default), closed or all, and
+            // `head=owner:branch`.
+            let param = |k: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+            };
+            let state = param("state").unwrap_or_else(|| "open".into());
+            let head =
+                param("head").map(|h| h.split_once(':').map_or(h.clone(), |(_, b)| b.to_string()));
             let open: Vec<Value> = s
                 .open_pulls
                 .iter()
-                .filter(|p| p["state"] == "open")
+                .filter(|p| state == "all" || p["state"] == state.as_str())
+                .filter(|p| head.as_ref().is_none_or(|h| p["head"]["ref"] == h.as_str()))
                 .cloned()
                 .collect();
             total = Some(open.len());

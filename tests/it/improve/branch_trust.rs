@@ -6,6 +6,25 @@
 
 use super::*;
 
+/// The fleet fixture with the escalation rule dropped (a defect the demo
+/// optimiser fixes), pushed to its remote, behind a fake GitHub: the
+/// server, the fleet, a store URL and the environment for `--open-pr`.
+fn fleet_on_github() -> (
+    GithubServer,
+    TestContext,
+    String,
+    Vec<(&'static str, String)>,
+) {
+    let gh = GithubServer::start();
+    let f = TestContext::fleet("unused");
+    drop_escalation_rule(&f);
+    f.push();
+    gh.state.lock().expect("s").remote = Some(f.remote.clone());
+    let db = db(&f, "state.db");
+    let env = fake_github_env(&gh);
+    (gh, f, db, env)
+}
+
 fn writes(gh: &GithubServer) -> usize {
     gh.state
         .lock()
@@ -18,13 +37,7 @@ fn writes(gh: &GithubServer) -> usize {
 
 #[test]
 fn a_branch_is_trusted_by_what_it_holds_never_by_its_name() {
-    let gh = GithubServer::start();
-    let f = TestContext::fleet("unused");
-    drop_escalation_rule(&f);
-    f.push();
-    gh.state.lock().expect("s").remote = Some(f.remote.clone());
-    let db = db(&f, "state.db");
-    let env = fake_github_env(&gh);
+    let (gh, f, db, env) = fleet_on_github();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let first = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
     let branch = branch_of(&first);
@@ -130,27 +143,17 @@ fn a_branch_is_trusted_by_what_it_holds_never_by_its_name() {
 /// on and closes its own in favour of the lower number, so one stays open.
 #[test]
 fn two_runs_opening_at_once_leave_one_pull_request_open() {
-    let gh = GithubServer::start();
-    let f = TestContext::fleet("unused");
-    drop_escalation_rule(&f);
-    f.push();
+    let (gh, f, db, env) = fleet_on_github();
     {
         let mut s = gh.state.lock().expect("s");
-        s.remote = Some(f.remote.clone());
         s.racing_pull = Some(json!({
             "number": 41, "state": "open", "html_url": "https://github.com/acme/fleet/pull/41",
             "head": {"ref": "missionctl/improve/hr-ops-pack/1.1.1-improve.1-000000000000", "repo": {"full_name": "acme/fleet"}},
             "base": {"ref": "main"},
         }));
     }
-    let env = fake_github_env(&gh);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let rep = improve(
-        &f,
-        &db(&f, "s.db"),
-        &["--pack", "hr-ops-pack", "--open-pr"],
-        &env,
-    );
+    let rep = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
     assert_eq!(rep["pull_request"]["number"], 41, "{rep:#}");
     let published = rep["published"].as_str().expect("published");
     assert!(
@@ -172,4 +175,30 @@ fn two_runs_opening_at_once_leave_one_pull_request_open() {
             .any(|c| c["body"].as_str().is_some_and(|b| b.contains("#41"))),
         "the closed one names the one that stays"
     );
+}
+
+/// A proposal whose pull request a reviewer closed without merging is not
+/// opened again by the next run (the optimiser's cached answer would
+/// reproduce it every night).
+#[test]
+fn a_proposal_closed_unmerged_is_not_proposed_again() {
+    let (gh, f, db, env) = fleet_on_github();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
+    let number = first["pull_request"]["number"]
+        .as_u64()
+        .expect("a pull request");
+    gh.state.lock().expect("s").open_pulls[0]["state"] = json!("closed");
+    let before = writes(&gh);
+    let again = improve(&f, &db, &["--pack", "hr-ops-pack", "--open-pr"], &env);
+    let why = again["no_winner"]
+        .as_str()
+        .expect("why nothing was proposed");
+    assert!(
+        why.contains(&format!("pull request #{number} proposed"))
+            && why.contains("closed without being merged: not proposed again"),
+        "{again:#}"
+    );
+    assert_eq!(writes(&gh), before, "nothing opened or edited");
+    assert_eq!(again["branch"], Value::Null, "{again:#}");
 }
