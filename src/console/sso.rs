@@ -539,12 +539,12 @@ mod tests {
         let p = dir.path().join("sso.yaml");
         std::fs::write(
             &p,
-            "issuer: http://127.0.0.1:1\nclient_id: c\nclient_secret_env: MISSIONCTL_TEST_UNSET_SSO_SECRET\nredirect_url: http://127.0.0.1:2/ui/auth/callback\nroles: [{group: a, role: admin}]\n",
+            "issuer: http://127.0.0.1:1\nclient_id: c\nclient_secret_env: SSO_TEST_UNSET_SECRET_OF_MISSIONCTL\nredirect_url: http://127.0.0.1:2/ui/auth/callback\nroles: [{group: a, role: admin}]\n",
         )
         .expect("write");
         let e = Sso::load(&p).expect_err("no secret").to_string();
         assert!(
-            e.contains("MISSIONCTL_TEST_UNSET_SSO_SECRET") && e.contains("not set"),
+            e.contains("SSO_TEST_UNSET_SECRET_OF_MISSIONCTL") && e.contains("not set"),
             "{e}"
         );
         let shown = format!("{:?}", sso("  - {group: a, role: admin}\n"));

@@ -529,3 +529,47 @@ fn prompt_paths_prompt_files_with_separators_and_assertion_templates() {
         assert_eq!(x["outcome"], "fail", "{x}");
     }
 }
+
+/// A model output holding JSON nested 2,000 levels deep (JSON.parse takes
+/// it, so promptfoo's `is-json` and `contains-json` pass) is evaluated, not
+/// a crash: before, a stack overflow aborted `eval` and the gate (exit 134,
+/// no evidence), and a model's answer could kill the gate run.
+#[test]
+fn a_deeply_nested_json_output_is_evaluated_not_a_crash() {
+    let deep = format!("{}1{}", "{\"a\":".repeat(2_000), "}".repeat(2_000));
+    let answer = deep.clone();
+    let server = LlmServer::start(std::sync::Arc::new(move |body: &serde_json::Value, _| {
+        let mut r = missionctl::eval::demo_model::respond(body);
+        if body["messages"].to_string().contains("DEEP-JSON-PROBE") {
+            r["choices"][0]["message"]["content"] = serde_json::json!(format!("here: {answer}"));
+        }
+        crate::llm_server::Reply::Json(r)
+    }));
+    let r = gate_repo(&server, false);
+    branch(&r, "deep", |r| {
+        r.write(
+            &format!("{DIR}/deep.yaml"),
+            "- id: deep-json\n  description: a deeply nested answer\n  vars: { input: DEEP-JSON-PROBE }\n  assert:\n    - type: contains-json\n    - type: not-contains\n      value: nothing-like-this\n",
+        );
+        r.edit(
+            HR,
+            "    - evals/cases.yaml",
+            "    - evals/cases.yaml\n    - evals/deep.yaml",
+        );
+        bump(r, HR);
+    });
+    let (o, out) = r.evaluate("eval", "deep", &[("TEST_LLM_KEY", "k")]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "eval answered: {o:?}"
+    );
+    let rows = eval_rows(&out, &o);
+    let deep_rows: Vec<_> = rows
+        .iter()
+        .filter(|x| x["variant"] == "challenger" && x["case_id"] == "deep-json")
+        .collect();
+    assert!(!deep_rows.is_empty(), "the deep case ran");
+    for row in deep_rows {
+        assert_eq!(row["outcome"], "pass", "{row}");
+    }
+}
