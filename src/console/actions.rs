@@ -92,21 +92,13 @@ async fn checked(
     let route = format!("/ui/rollouts/{id}/{}", act.word());
     let scope = pack_scope(&snap, &r.pack_id);
     if !(v.token.may(Action::Rollback) && v.token.covers(scope.as_scope())) {
-        let _ = c
-            .reg
-            .store
-            .audit(
-                &v.token.name,
-                &route,
-                "denied",
-                &format!(
-                    "token `{}` may not {} {}",
-                    v.token.name,
-                    act.word(),
-                    r.pack_id
-                ),
-            )
-            .await;
+        let why = format!(
+            "token `{}` may not {} {}",
+            v.token.name,
+            act.word(),
+            r.pack_id
+        );
+        audit(c, &v.token.name, &route, "denied", &why).await?;
         return Err(html(
             StatusCode::FORBIDDEN,
             pages::message(

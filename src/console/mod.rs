@@ -92,6 +92,33 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Write an audit entry, as the API does: an entry that cannot be written
+/// is never skipped silently; the answer is then a 503 page saying so
+/// (refusals included, so a denial is never left unrecorded unnoticed).
+async fn audit(
+    c: &Console,
+    who: &str,
+    route: &str,
+    outcome: &str,
+    detail: &str,
+) -> Result<(), Response> {
+    c.reg
+        .store
+        .audit(who, route, outcome, detail)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, route, "the audit log could not be written");
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::message(
+                    None,
+                    "Unavailable",
+                    "The audit log could not be written; retry later.",
+                ),
+            )
+        })
+}
+
 fn html(status: StatusCode, body: maud::Markup) -> Response {
     (
         status,

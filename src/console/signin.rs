@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::session::{self, Session, Who};
 use super::sso::{Grant, Pending};
-use super::{Console, CsrfForm, html, now, pages, to_login, viewer};
+use super::{Console, CsrfForm, audit, html, now, pages, to_login, viewer};
 use crate::registry::auth::{Action, Role, Token};
 
 /// The cookie carrying a single sign-on under way (state, nonce, PKCE
@@ -78,18 +78,6 @@ fn secure(headers: &HeaderMap) -> &'static str {
     }
 }
 
-fn audit_failed(e: &crate::store::StoreError) -> Response {
-    tracing::error!(error = %e, "the audit log could not be written");
-    html(
-        StatusCode::SERVICE_UNAVAILABLE,
-        pages::message(
-            None,
-            "Unavailable",
-            "The audit log could not be written; retry later.",
-        ),
-    )
-}
-
 /// Audit a sign-in by `name` and give the session cookie's `Set-Cookie`
 /// value; or the answer when the audit log cannot be written.
 /// Signed in: on to the fleet page with the session cookie (or the refusal).
@@ -115,11 +103,7 @@ async fn start_session(
     route: &str,
     detail: &str,
 ) -> Result<String, Response> {
-    c.reg
-        .store
-        .audit(name, route, "ok", detail)
-        .await
-        .map_err(|e| audit_failed(&e))?;
+    audit(c, name, route, "ok", detail).await?;
     Ok(format!(
         "{}={cookie}; Path=/ui; Max-Age={}; HttpOnly; SameSite=Strict{}",
         session::COOKIE,
@@ -186,21 +170,10 @@ pub(super) async fn login(
             } else {
                 "console sign-in with an unknown token".to_string()
             };
-            if let Err(e) = c
-                .reg
-                .store
-                .audit("(unauthenticated)", route, "unauthenticated", &detail)
-                .await
+            if let Err(unavailable) =
+                audit(&c, "(unauthenticated)", route, "unauthenticated", &detail).await
             {
-                tracing::error!(error = %e, "the audit log could not be written");
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message(
-                        None,
-                        "Unavailable",
-                        "The audit log could not be written; retry later.",
-                    ),
-                );
+                return unavailable;
             }
         }
         return html(
@@ -214,16 +187,17 @@ pub(super) async fn login(
         );
     };
     if !tok.may(Action::Read) {
-        let _ = c
-            .reg
-            .store
-            .audit(
-                &tok.name,
-                route,
-                "denied",
-                "a harness token may not sign in to the console",
-            )
-            .await;
+        if let Err(unavailable) = audit(
+            &c,
+            &tok.name,
+            route,
+            "denied",
+            "a harness token may not sign in to the console",
+        )
+        .await
+        {
+            return unavailable;
+        }
         return html(
             StatusCode::FORBIDDEN,
             pages::login(
@@ -272,30 +246,31 @@ pub(super) async fn logout(
         out.retain(|_, expires| *expires > t);
         out.insert(v.session.nonce.clone(), v.session.expires);
     }
-    let _ = c
-        .reg
-        .store
-        .audit(
-            &v.token.name,
-            "/ui/logout",
-            "ok",
-            "signed out of the console",
-        )
-        .await;
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/ui/login".to_string()),
-            (
-                header::SET_COOKIE,
-                format!(
-                    "{}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict",
-                    session::COOKIE
-                ),
-            ),
-        ],
+    // Signed out whatever happens next: the cookie goes in either answer.
+    let clear = format!(
+        "{}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict",
+        session::COOKIE
+    );
+    let mut r = match audit(
+        &c,
+        &v.token.name,
+        "/ui/logout",
+        "ok",
+        "signed out of the console",
     )
-        .into_response()
+    .await
+    {
+        Ok(()) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, "/ui/login".to_string())],
+        )
+            .into_response(),
+        Err(unavailable) => unavailable,
+    };
+    if let Ok(v) = clear.parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
 /// Start single sign-on: to the provider, with the state, nonce and PKCE
@@ -359,8 +334,10 @@ pub(super) async fn sso_callback(
         let c = c.clone();
         let clear = clear.clone();
         async move {
-            let _ = c.reg.store.audit(&who, route, "denied", &why).await;
-            let mut r = html(status, pages::message(None, "Not signed in", &shown));
+            let mut r = match audit(&c, &who, route, "denied", &why).await {
+                Ok(()) => html(status, pages::message(None, "Not signed in", &shown)),
+                Err(unavailable) => unavailable,
+            };
             if let Ok(v) = clear.parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -523,16 +500,17 @@ pub(super) async fn link(
         if ok { l.take() } else { None }
     });
     if taken.is_none() {
-        let _ = c
-            .reg
-            .store
-            .audit(
-                "(unauthenticated)",
-                route,
-                "denied",
-                "a one-time login link that is used, expired or wrong",
-            )
-            .await;
+        if let Err(unavailable) = audit(
+            &c,
+            "(unauthenticated)",
+            route,
+            "denied",
+            "a one-time login link that is used, expired or wrong",
+        )
+        .await
+        {
+            return unavailable;
+        }
         return html(
             StatusCode::UNAUTHORIZED,
             pages::login(

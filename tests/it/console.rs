@@ -685,6 +685,71 @@ pub(crate) mod pages {
         assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
         assert_eq!(page(port, "/ui/", &acme).0, 303);
     }
+
+    /// An audit entry the console cannot write is never skipped: a
+    /// sign-in, a refused sign-in and a sign-out each answer 503 saying so
+    /// (a sign-out still clears the cookie), as the API does.
+    #[test]
+    fn an_audit_entry_that_cannot_be_written_is_a_503_never_skipped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.db");
+        let db = format!("sqlite://{}", path.display());
+        let (_dir, _f, t, port, _s) = crate::registry::serving_fleet_on(dir, &db);
+        let viewer = sign_in(port, &t.acme_viewer);
+        let (_, _, p) = page(port, "/ui/", &viewer);
+        let csrf_token = csrf(&p);
+        // The audit log stops taking rows (a full disk, a lost database).
+        tokio::runtime::Runtime::new().expect("rt").block_on(async {
+            let pool = sqlx::SqlitePool::connect(&db).await.expect("open");
+            sqlx::query(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            )
+            .execute(&pool)
+            .await
+            .expect("trigger");
+        });
+        let unavailable = |what: &str, (code, head, body): (u16, String, String)| {
+            assert_eq!(code, 503, "{what}: {head}\n{body}");
+            assert!(
+                body.contains("The audit log could not be written"),
+                "{what}: {body}"
+            );
+            head
+        };
+        let form = |token: &str| {
+            format!(
+                "token={}",
+                form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+            )
+        };
+        let post = |path: &str, cookie: &str, body: &str| {
+            http(
+                port,
+                "POST",
+                path,
+                &[
+                    ("Cookie", cookie),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            )
+        };
+        let head = unavailable("sign-in", post("/ui/login", "", &form(&t.acme_admin)));
+        assert!(!head.contains("mc_session="), "no session: {head}");
+        unavailable(
+            "a refused sign-in",
+            post("/ui/login", "", &form(&t.acme_harness)),
+        );
+        unavailable(
+            "a wrong one-time link",
+            http(port, "GET", "/ui/login/link/00", &[], b""),
+        );
+        let head = unavailable(
+            "sign-out",
+            post("/ui/logout", &viewer, &format!("csrf={csrf_token}")),
+        );
+        assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
+    }
 }
 
 /// A console key shorter than 32 bytes stops `serve` at start, saying what to set.
