@@ -21,7 +21,9 @@ fn main() -> ExitCode {
     // On a thread with the runtime workers' stack: validation walks what
     // a cases file nests (a JSON schema 120 levels deep overflowed the
     // main thread's 8 MiB).
-    // Packs and cases load on rayon's pool: the same stack there.
+    // Packs and cases load on rayon's pool: the same stack there. (This
+    // fails only when the pool already exists, which nothing before here
+    // creates.)
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(missionctl::WORKER_STACK_BYTES)
         .build_global();
@@ -41,18 +43,14 @@ fn main() -> ExitCode {
             // An error may quote what a remote endpoint answered: its
             // control characters (terminal escape sequences) are shown as
             // escapes, never sent to the operator's terminal.
-            let text: String = e
-                .chars()
-                .flat_map(|c| {
-                    let raw = c == '\n' || c == '\t' || !c.is_control();
-                    let shown: Vec<char> = if raw {
-                        vec![c]
-                    } else {
-                        c.escape_unicode().collect()
-                    };
-                    shown
-                })
-                .collect();
+            let mut text = String::with_capacity(e.len());
+            for c in e.chars() {
+                if c == '\n' || c == '\t' || !c.is_control() {
+                    text.push(c);
+                } else {
+                    text.extend(c.escape_unicode());
+                }
+            }
             eprintln!("error: {text}");
             ExitCode::from(2)
         }

@@ -230,29 +230,27 @@ mod tests {
     fn the_held_out_selection_set_decides_not_the_pass_rate() {
         // #1 fits the shown failure (b) and two chains more: a higher pass
         // rate; #2 fixes the held-out one (d).
-        let mut r = report(vec![
+        let fitted_one = || {
             cand(
                 1,
                 "PASS",
                 0.9,
                 &[("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 0.0)],
-            ),
+            )
+        };
+        let fixes_held_out = || {
             cand(
                 2,
                 "PASS",
                 0.75,
                 &[("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 1.0)],
-            ),
-        ]);
+            )
+        };
+        let mut r = report(vec![fitted_one(), fixes_held_out()]);
         choose(&mut r);
         assert_eq!(r.winner, Some(2), "{:?}", r.no_winner);
         // Alone, #1 is not proposed: it improves nothing held out.
-        let mut fitted = report(vec![cand(
-            1,
-            "PASS",
-            0.9,
-            &[("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 0.0)],
-        )]);
+        let mut fitted = report(vec![fitted_one()]);
         choose(&mut fitted);
         assert_eq!(fitted.winner, None);
         let why = fitted.no_winner.expect("why");
@@ -261,20 +259,7 @@ mod tests {
             "{why}"
         );
         // The front is over the selection set: #1 is dominated there.
-        let mut both = report(vec![
-            cand(
-                1,
-                "PASS",
-                0.9,
-                &[("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 0.0)],
-            ),
-            cand(
-                2,
-                "PASS",
-                0.75,
-                &[("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 1.0)],
-            ),
-        ]);
+        let mut both = report(vec![fitted_one(), fixes_held_out()]);
         mark_front(&mut both);
         assert_eq!(both.candidates[0].outcome, CandidateOutcome::Dominated);
         assert_eq!(both.candidates[1].outcome, CandidateOutcome::Front);

@@ -136,6 +136,17 @@ const DEFAULT_MAX_TOKENS: u32 = 4000;
 /// model at temperature 1.0), unlike the harness and judge (0).
 pub const DEFAULT_TEMPERATURE: f64 = 1.0;
 
+/// A whole-number setting of `improve`, its default when absent, kept
+/// within `min..=max` (the schema bounds it too; this keeps a hand-built
+/// mission.yaml from asking for the absurd).
+fn count(improve: &Json, key: &str, default: u64, min: u64, max: u64) -> u64 {
+    improve
+        .get(key)
+        .and_then(Json::as_u64)
+        .unwrap_or(default)
+        .clamp(min, max)
+}
+
 impl Settings {
     pub fn from_mission(improve: &Json) -> Result<Settings, ConfigError> {
         let default = json!({"base_url": "demo", "model": "demo-optimiser"});
@@ -149,26 +160,10 @@ impl Settings {
         }
         Ok(Settings {
             model,
-            minibatch: improve
-                .get("minibatch")
-                .and_then(Json::as_u64)
-                .unwrap_or(3)
-                .clamp(1, 50) as usize,
-            telemetry_window_days: improve
-                .get("telemetry_window_days")
-                .and_then(Json::as_u64)
-                .unwrap_or(7)
-                .clamp(1, 90) as u32,
-            patience: improve
-                .get("patience")
-                .and_then(Json::as_u64)
-                .unwrap_or(2)
-                .clamp(1, 20) as u32,
-            passing_examples: improve
-                .get("passing_examples")
-                .and_then(Json::as_u64)
-                .unwrap_or(2)
-                .min(20) as usize,
+            minibatch: count(improve, "minibatch", 3, 1, 50) as usize,
+            telemetry_window_days: count(improve, "telemetry_window_days", 7, 1, 90) as u32,
+            patience: count(improve, "patience", 2, 1, 20) as u32,
+            passing_examples: count(improve, "passing_examples", 2, 0, 20) as usize,
         })
     }
 }

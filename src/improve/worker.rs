@@ -579,12 +579,22 @@ async fn publish_winner(ctx: &Ctx<'_>, r: &mut Report) -> Result<(), ImproveErro
             })?;
             // What the remote's branch of that name holds, fetched and
             // compared: never trusted by its name.
-            let on_remote = match git::fetch_remote_branch(&g, &url, &b, token.as_deref())? {
-                Some(at) => Some((at, git::same_proposal(&g, at, commit)?)),
-                None => {
-                    git::push_branch(&g, &url, &b, token.as_deref())?;
-                    None
-                }
+            let held = |g: &git::Repo| -> Result<_, ImproveError> {
+                Ok(match git::fetch_remote_branch(g, &url, &b, token.as_deref())? {
+                    Some(at) => Some((at, git::same_proposal(g, at, commit)?)),
+                    None => None,
+                })
+            };
+            let on_remote = match held(&g)? {
+                Some(found) => Some(found),
+                None => match git::push_branch(&g, &url, &b, token.as_deref()) {
+                    Ok(()) => None,
+                    // Refused because another run pushed the branch in the
+                    // meantime: what it pushed is judged like any branch of
+                    // that name (the same proposal is fine, anything else
+                    // is refused below).
+                    Err(e) => Some(held(&g)?.ok_or(e)?),
+                },
             };
             Ok::<_, ImproveError>((url, on_remote))
         })
