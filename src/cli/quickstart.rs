@@ -372,9 +372,34 @@ async fn history(f: &Fleet) -> Result<(), QuickstartError> {
     say(&format!(
         "\nDone. Everything is in {}: the remote fleet.git, the clone work/, the evidence, and state.db.\nTry: missionctl decisions --db {db}\n     missionctl status --all --db {db}",
         f.dir.display(),
-        db = f.db
+        db = shell_word(&f.db)
+    ));
+    say(&format!(
+        "\nSee it in the fleet console (packs, rollouts, runs, decisions, the improve run):\n     {}\n     then open the one-time sign-in link it prints (loopback only, single use).",
+        serve_command(&f.dir)
     ));
     Ok(())
+}
+
+/// The `serve` command that shows the quickstart's fleet in the console.
+pub(super) fn serve_command(dir: &Path) -> String {
+    let db = format!("sqlite://{}", dir.join("state.db").display());
+    format!(
+        "missionctl serve --repo {} --db {} --listen 127.0.0.1:8080",
+        shell_word(path(&dir.join("fleet.git"))),
+        shell_word(&db)
+    )
+}
+
+/// `s` as one POSIX shell word, quoted only when it needs to be (a path
+/// printed for copying into a terminal). Written by hand: four lines, not
+/// worth a crate.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-:+=,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// `s` in at most `max` characters, cut at a word boundary with `…` when
@@ -477,6 +502,22 @@ async fn canary(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_paths_are_one_shell_word() {
+        assert_eq!(
+            shell_word("/tmp/missionctl-quickstart-x1/fleet.git"),
+            "/tmp/missionctl-quickstart-x1/fleet.git"
+        );
+        assert_eq!(shell_word("/tmp/my fleet/it's"), "'/tmp/my fleet/it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(
+            serve_command(Path::new("/tmp/q")),
+            "missionctl serve --repo /tmp/q/fleet.git --db sqlite:///tmp/q/state.db --listen 127.0.0.1:8080"
+        );
+    }
+
     #[test]
     fn clip_cuts_at_a_word_boundary() {
         let reason = "canary success rate 62.0% is below the champion's 97.0% by more than the allowed regression";

@@ -385,5 +385,9 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), QuickstartError> {
         "\nDone. In {}: fleet.git, the workspaces, the Gateway's config and log, state.db.\nTry: missionctl status --all --db {db}",
         dir.display()
     ));
+    say(&format!(
+        "\nSee it in the fleet console: {}\n     then open the one-time sign-in link it prints.",
+        super::quickstart::serve_command(&dir)
+    ));
     Ok(())
 }

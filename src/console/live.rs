@@ -3,7 +3,9 @@
 //! from the binary, loaded with `script-src 'self'`, nothing inline) reloads
 //! the page's main section when one arrives. Every page works without it.
 //!
-//! The stream polls the store once a second and sends `change` when what
+//! The stream looks at the store when this process commits a decision or
+//! a rollout transition, and at least once a second (another replica's
+//! changes), and sends `change` when what
 //! the session may see has changed: a visible rollout (its state, step or
 //! row version, whether its champion is pinned), or one of the newest
 //! decisions on a visible pack (a merge that changes a visible pack records
@@ -71,14 +73,17 @@ struct Watch {
     last: Option<String>,
     /// `ready` was sent (the baseline is taken).
     started: bool,
-    /// The store was asked at least once (every later look waits [`POLL`]).
+    /// The store was asked at least once (every later look waits [`POLL`]
+    /// or a change this process committed).
     polled: bool,
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 pub(super) async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
     let v = signed_in!(c, headers);
     let tenant = v.tenant().map(String::from);
     let w = Watch {
+        changes: c.reg.store.watch_changes(),
         c,
         headers,
         last: None,
@@ -90,7 +95,12 @@ pub(super) async fn events(State(c): State<Console>, headers: HeaderMap) -> Resp
         async move {
             loop {
                 if w.polled {
-                    tokio::time::sleep(POLL).await;
+                    // A change this process commits wakes the stream at
+                    // once; another replica's is seen within POLL.
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = w.changes.changed() => {}
+                    }
                 }
                 w.polled = true;
                 // The session still holds (not expired, signed out or revoked).

@@ -34,7 +34,7 @@ fn when(t: &str) -> &str {
 }
 
 /// The page frame: navigation, who is signed in, sign out.
-fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Markup {
+pub(super) fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Markup {
     let nav = [
         ("/ui/", "Fleet"),
         ("/ui/rollouts", "Rollouts"),

@@ -225,6 +225,38 @@ pub(super) async fn login(
     )
 }
 
+/// After a single sign-on session signs out of the console: a page that
+/// says so and links to the provider's own sign-out (RP-initiated logout),
+/// which comes back to `/ui/login`; without it the provider's session
+/// would sign the next "Sign in with SSO" straight back in. A link, not a
+/// redirect: the console's CSP (`form-action 'self'`) forbids a sign-out
+/// form from landing on another origin, and the person may want to stay
+/// signed in to other applications. None (straight to the sign-in page)
+/// for other sessions or a provider without an `end_session_endpoint`.
+async fn provider_sign_out(c: &Console, s: &Session) -> Option<Response> {
+    let (Who::Sso { .. }, Some(sso)) = (&s.who, c.sso.as_ref()) else {
+        return None;
+    };
+    let body = match sso.logout_url().await {
+        Ok(Some(url)) => maud::html! {
+            h1 { "Signed out" }
+            p role="status" { "You are signed out of the console. Your identity provider may still have you signed in, and would sign the next single sign-on straight back in." }
+            p { a.button.primary href=(url) rel="noreferrer" { "Also sign out at the identity provider" } }
+            p { a href="/ui/login" { "Back to sign-in" } }
+        },
+        Ok(None) => return None,
+        Err(e) => maud::html! {
+            h1 { "Signed out" }
+            p role="status" { "You are signed out of the console. The identity provider could not be asked how to sign out there too (" (e) "); sign out on its own pages if you need to." }
+            p { a href="/ui/login" { "Back to sign-in" } }
+        },
+    };
+    Some(html(
+        StatusCode::OK,
+        pages::page(None, "Signed out", "", body),
+    ))
+}
+
 pub(super) async fn logout(
     State(c): State<Console>,
     headers: HeaderMap,
@@ -260,11 +292,14 @@ pub(super) async fn logout(
     )
     .await
     {
-        Ok(()) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, "/ui/login".to_string())],
-        )
-            .into_response(),
+        Ok(()) => match provider_sign_out(&c, &v.session).await {
+            Some(page) => page,
+            None => (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, "/ui/login".to_string())],
+            )
+                .into_response(),
+        },
         Err(unavailable) => unavailable,
     };
     if let Ok(v) = clear.parse() {

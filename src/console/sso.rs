@@ -18,15 +18,15 @@ use std::collections::BTreeMap;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
     CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse,
-    CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     EmptyExtraTokenFields, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
-    TokenResponse,
+    PkceCodeVerifier, PostLogoutRedirectUrl, RedirectUrl, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse,
 };
+use openidconnect::{LogoutRequest, ProviderMetadataWithLogout};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::auth::Role;
@@ -319,12 +319,11 @@ impl Sso {
         out
     }
 
-    async fn client(
-        &self,
-    ) -> Result<OidcClient<openidconnect::EndpointSet, openidconnect::EndpointMaybeSet>, String>
-    {
+    /// The provider's discovery document (with its RP-initiated logout
+    /// endpoint, when it has one).
+    async fn discover(&self) -> Result<ProviderMetadataWithLogout, String> {
         let http = self.http.clone();
-        let meta = CoreProviderMetadata::discover_async(self.issuer.clone(), &move |r| {
+        ProviderMetadataWithLogout::discover_async(self.issuer.clone(), &move |r| {
             send(http.clone(), r)
         })
         .await
@@ -334,7 +333,35 @@ impl Sso {
                 self.file.issuer,
                 chain(&e)
             )
-        })?;
+        })
+    }
+
+    /// Where a person signed out of the console signs out at the provider
+    /// too (OpenID Connect RP-Initiated Logout 1.0): its
+    /// `end_session_endpoint` with this client's id and, as
+    /// `post_logout_redirect_uri`, the console's sign-in page (the callback
+    /// URL's origin + `/ui/login`, which the provider must list for the
+    /// client). None when the provider publishes no such endpoint.
+    pub async fn logout_url(&self) -> Result<Option<String>, String> {
+        let meta = self.discover().await?;
+        let Some(end) = meta.additional_metadata().end_session_endpoint.clone() else {
+            return Ok(None);
+        };
+        let mut back = self.redirect.url().clone();
+        back.set_path("/ui/login");
+        back.set_query(None);
+        back.set_fragment(None);
+        let req = LogoutRequest::from(end)
+            .set_client_id(ClientId::new(self.file.client_id.clone()))
+            .set_post_logout_redirect_uri(PostLogoutRedirectUrl::from_url(back));
+        Ok(Some(req.http_get_url().to_string()))
+    }
+
+    async fn client(
+        &self,
+    ) -> Result<OidcClient<openidconnect::EndpointSet, openidconnect::EndpointMaybeSet>, String>
+    {
+        let meta = self.discover().await?;
         Ok(OidcClient::from_provider_metadata(
             meta,
             ClientId::new(self.file.client_id.clone()),

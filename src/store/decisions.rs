@@ -154,6 +154,14 @@ impl Store {
     /// still `apply.expected_last` (another replica may have moved it).
     /// Returns false when another writer got there first; nothing is written then.
     pub async fn apply_commit(&self, apply: &CommitApply) -> Result<bool, StoreError> {
+        let applied = self.apply_commit_inner(apply).await;
+        if matches!(applied, Ok(true)) {
+            self.changed();
+        }
+        applied
+    }
+
+    async fn apply_commit_inner(&self, apply: &CommitApply) -> Result<bool, StoreError> {
         macro_rules! body {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;

@@ -210,6 +210,11 @@ pub(crate) enum Db {
 pub struct Store {
     pub(crate) db: Db,
     writer: writer::Writer,
+    /// Bumped after every committed commit application or transition
+    /// (decisions, rollouts): in-process watchers such as the console's
+    /// live stream wake at once instead of at their next poll. Another
+    /// replica's writes are seen by polling only.
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,7 +276,19 @@ impl Store {
         Store {
             writer: writer::Writer::start(db.clone(), cache_db),
             db,
+            changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// A receiver that sees [`Store::changed`] wake it whenever this
+    /// process commits a decision or a rollout transition.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tell in-process watchers that decisions or rollouts changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Wait until every cache entry and ledger row queued so far is committed.

@@ -134,6 +134,14 @@ const EFFECT_COLS: &str = "effect_id, source, pack_id, state, attempts, last_err
 impl Store {
     /// Write `t` atomically, or nothing (see [`Applied`]).
     pub async fn apply_transition(&self, t: &Transition) -> Result<Applied, StoreError> {
+        let applied = self.apply_transition_inner(t).await;
+        if matches!(applied, Ok(Applied::Written)) {
+            self.changed();
+        }
+        applied
+    }
+
+    async fn apply_transition_inner(&self, t: &Transition) -> Result<Applied, StoreError> {
         macro_rules! body {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;

@@ -820,6 +820,67 @@ fn quickstart_runs_the_whole_loop() {
             .starts_with("Roll back hr-ops-pack"),
         "{log}"
     );
+    quickstart_console(&text);
+}
+
+/// The console on what the quickstart left: the `serve` command it printed
+/// (on a free port instead of 8080), signed in with the one-time link it
+/// prints, shows the pack, both rollouts, the runs, the decisions and the
+/// improve run.
+fn quickstart_console(text: &str) {
+    use crate::console::pages::page;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("missionctl serve "))
+        .unwrap_or_else(|| panic!("the quickstart printed no serve command:\n{text}"));
+    let port = crate::reconcile::free_port();
+    let args: Vec<String> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|w| match w {
+            "127.0.0.1:8080" => format!("127.0.0.1:{port}"),
+            w => w.to_string(),
+        })
+        .collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_missionctl"));
+    cmd.args(&args);
+    let (_serve, _, _, link) = crate::sso::serve_printing_link(&mut cmd);
+    crate::reconcile::wait_http(port);
+    let (code, head, _) = crate::util::http(port, "GET", &link, &[], b"");
+    assert_eq!(code, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no cookie: {head}"))
+        .to_string();
+    let want = |path: &str, needles: &[&str]| -> String {
+        let (code, _, body) = page(port, path, &cookie);
+        assert_eq!(code, 200, "{path}: {body}");
+        for n in needles {
+            assert!(body.contains(n), "{path} lacks {n:?}:\n{body}");
+        }
+        body
+    };
+    want(
+        "/ui/",
+        &["hr-ops-pack", "local:one-time-link (admin, every tenant)"],
+    );
+    want("/ui/packs/hr-ops-pack", &["1.1.0", "1.2.0"]);
+    let list = want("/ui/rollouts", &["hr-ops-pack", "rolled_back", "completed"]);
+    let rollout = regex::Regex::new(r#"href="(/ui/rollouts/[^"/]+)""#)
+        .expect("re")
+        .captures(&list)
+        .unwrap_or_else(|| panic!("no rollout link:\n{list}"))[1]
+        .to_string();
+    want(&rollout, &["hr-ops-pack", "<svg"]);
+    want("/ui/runs?tenant=acme", &["acme-tenant", "canary", "Export"]);
+    let (code, _, csv) = page(port, "/ui/runs/export.csv?tenant=acme", &cookie);
+    assert_eq!(code, 200);
+    assert!(csv.lines().count() > 100, "{csv}");
+    want("/ui/decisions", &["rollback", "promote", "hr-ops-pack"]);
+    want("/ui/improve", &["hr-ops-pack", "1.2.1-improve.1"]);
 }
 
 /// What every one of `n` acme users is served for hr-ops: (arm, content text).

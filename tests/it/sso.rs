@@ -424,13 +424,55 @@ fn sso_sign_in_maps_groups_to_roles_and_refuses_forged_expired_and_unmapped() {
     assert_eq!(code, 401);
     assert!(body.contains("did not start here"), "{body}");
 
-    // Sign out: the cookie is cleared and no longer signs in.
+    // While the provider's session lasts, single sign-on signs straight
+    // back in (no login form).
+    let (_, code, _, _) = alice.follow(&format!("http://127.0.0.1:{port}/ui/login/sso"));
+    assert_eq!(code, 200);
+    assert!(alice.session(port).is_some());
+
+    // Sign out: the cookie is cleared and no longer signs in; the page
+    // links to the provider's own sign-out, which ends the provider's
+    // session and comes back to the console's sign-in page.
     let (_, _, p) = page(port, "/ui/", &cookie);
     let csrf = crate::console::pages::csrf(&p);
-    let (code, head, _) = post_form(port, "/ui/logout", &cookie, &format!("csrf={csrf}"));
-    assert_eq!(code, 303);
+    let (code, head, body) = post_form(port, "/ui/logout", &cookie, &format!("csrf={csrf}"));
+    assert_eq!(code, 200, "{head}\n{body}");
     assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
     assert_eq!(page(port, "/ui/", &cookie).0, 303);
+    let end = regex::Regex::new(r#"href="([^"]+)"[^>]*>Also sign out at the identity provider"#)
+        .expect("re")
+        .captures(&body)
+        .unwrap_or_else(|| panic!("no provider sign-out link: {body}"))[1]
+        .replace("&amp;", "&");
+    let back = format!("http%3A%2F%2F127.0.0.1%3A{port}%2Fui%2Flogin");
+    assert!(
+        end.starts_with(&format!("{}/session/end?", idp.issuer))
+            && end.contains("client_id=missionctl-console")
+            && end.contains(&format!("post_logout_redirect_uri={back}")),
+        "{end}"
+    );
+    alice.jar.take(port, &head);
+    let (_, code, _, confirm) = alice.follow(&end);
+    assert_eq!(code, 200, "{confirm}");
+    let action = regex::Regex::new(r#"id="op.logoutForm" method="post" action="([^"]+)""#)
+        .expect("re")
+        .captures(&confirm)
+        .unwrap_or_else(|| panic!("the provider's sign-out form: {confirm}"))[1]
+        .to_string();
+    let xsrf = regex::Regex::new(r#"name="xsrf" value="([^"]+)""#)
+        .expect("re")
+        .captures(&confirm)
+        .expect("xsrf")[1]
+        .to_string();
+    let (code, head, _) = alice.request("POST", &action, &format!("xsrf={xsrf}&logout=yes"));
+    assert!((300..400).contains(&code), "{head}");
+    let (url, code, _, login) = alice.follow(header(&head, "location").expect("location"));
+    assert_eq!(code, 200);
+    assert_eq!(url, format!("http://127.0.0.1:{port}/ui/login"), "{login}");
+    // The provider forgot alice: single sign-on asks for the login again.
+    let (_, code, _, form) = alice.follow(&format!("http://127.0.0.1:{port}/ui/login/sso"));
+    assert_eq!(code, 200);
+    assert!(form.contains(r#"name="login""#), "{form}");
 
     // The audit log: every sign-in, refusal and state change by identity;
     // the client secret nowhere.
@@ -501,16 +543,13 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `serve` bound to loopback prints a one-time login link once: it signs
-/// in once, as a fleet-wide admin, and never again.
-#[test]
-fn a_loopback_serve_prints_a_one_time_login_link() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = format!("sqlite://{}", dir.path().join("s.db").display());
-    let f = crate::util::Fleet::fleet(&db);
-    let (tokens, t) = crate::registry::tokens(dir.path());
-    let port = free_port();
-    let mut child = crate::registry::serve_command(&f, port, &tokens)
+/// Start `serve` (stderr piped) and wait for the one-time login link it
+/// prints: the running server, the rest of its stderr, the line and the
+/// link's path.
+pub fn serve_printing_link(
+    cmd: &mut Command,
+) -> (Served, std::sync::mpsc::Receiver<String>, String, String) {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -526,15 +565,29 @@ fn a_loopback_serve_prints_a_one_time_login_link() {
     let re =
         regex::Regex::new(r"http://127\.0\.0\.1:\d+(/ui/login/link/[0-9a-f]{48})\b").expect("re");
     let start = Instant::now();
-    let (line, link) = loop {
+    loop {
         let l = rx
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(Duration::from_secs(60))
             .expect("serve printed no login link");
         if let Some(c) = re.captures(&l) {
-            break (l.clone(), c[1].to_string());
+            let link = c[1].to_string();
+            return (s, rx, l, link);
         }
-        assert!(start.elapsed() < Duration::from_secs(30));
-    };
+        assert!(start.elapsed() < Duration::from_secs(60), "no login link");
+    }
+}
+
+/// `serve` bound to loopback prints a one-time login link once: it signs
+/// in once, as a fleet-wide admin, and never again.
+#[test]
+fn a_loopback_serve_prints_a_one_time_login_link() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let f = crate::util::Fleet::fleet(&db);
+    let (tokens, t) = crate::registry::tokens(dir.path());
+    let port = free_port();
+    let mut cmd = crate::registry::serve_command(&f, port, &tokens);
+    let (s, rx, line, link) = serve_printing_link(&mut cmd);
     assert!(line.contains("single use, expires in 15 minutes"), "{line}");
     until("serve", Duration::from_secs(30), || {
         (get(port, "/readyz", &t.admin).0 == 200).then_some(())
