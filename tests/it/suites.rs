@@ -135,19 +135,37 @@ fn what_missionctl_does_not_run_is_refused_by_name() {
         6,
         "not a valid JavaScript regular expression",
     );
-    // Tests from CSV, and list vars (promptfoo would expand them).
+    // Tests from CSV are read as promptfoo reads them: a row whose
+    // `__expected` names code is refused at its row; a script is refused.
+    r.write(
+        &format!("{DIR}/tests.csv"),
+        "input,__expected\nhi,icontains:hi\nho,\"javascript: output.length < 9\"\n",
+    );
     r.write(
         &format!("{DIR}/cases.yaml"),
         "prompts: ['{{input}}']\ntests: file://tests.csv\n",
     );
     let (_, diags) = r.validate(&[]);
-    expect_diag(&diags, "eval/unsupported", &f, 2, "not CSV");
+    expect_diag(
+        &diags,
+        "eval/unsupported",
+        &format!("{DIR}/tests.csv"),
+        3,
+        "assertion type `javascript` is not supported",
+    );
+    r.write(
+        &format!("{DIR}/cases.yaml"),
+        "prompts: ['{{input}}']\ntests: file://tests.py\n",
+    );
+    let (_, diags) = r.validate(&[]);
+    expect_diag(&diags, "eval/unsupported", &f, 2, "not scripts");
+    // List vars expand into one case per value, as promptfoo expands them.
     r.write(
         &format!("{DIR}/cases.yaml"),
         "- vars: { input: [a, b] }\n  assert: [{ type: contains, value: a }]\n",
     );
     let (exit, diags) = r.validate(&[]);
-    assert_eq!(exit, 1, "{diags:?}");
+    assert_eq!(exit, 0, "{diags:?}");
 }
 
 /// Issue 29, report 9: a bad test is named by its index, its description
@@ -387,8 +405,16 @@ fn promptfoo_example_suites_run_or_are_refused_by_construct() {
             );
             for d in &mine {
                 let file = d["file"].as_str().unwrap_or_default();
+                // multiple-translations names a `prompts.txt` that promptfoo's
+                // repository does not have (see its SOURCE note): promptfoo
+                // cannot run it as written either.
+                let upstream_missing = *name == "multiple-translations"
+                    && d["code"] == "ref/missing"
+                    && d["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("`prompts.txt` does not exist"));
                 if !(file.starts_with(&dir)
-                    && d["code"] == "eval/unsupported"
+                    && (d["code"] == "eval/unsupported" || upstream_missing)
                     && d["line"].as_u64() > Some(0))
                 {
                     other.push(format!("{name}: {d}"));
@@ -443,10 +469,19 @@ fn promptfoo_example_suites_run_or_are_refused_by_construct() {
                 .1,
         )
         .expect("text");
-        let tests = ["\n  - vars:", "\n  - assert:", "\n  - description:"]
+        let mut tests = ["\n  - vars:", "\n  - assert:", "\n  - description:"]
             .iter()
             .map(|k| text.matches(k).count())
             .sum::<usize>();
+        if text.contains("tests: file://tests.csv") {
+            // One test per CSV row after the header.
+            let csv = example_files(name)
+                .into_iter()
+                .find(|(n, _)| n == "tests.csv")
+                .expect("tests.csv")
+                .1;
+            tests = String::from_utf8(csv).expect("text").lines().count() - 1;
+        }
         let pack = format!("ex-{name}");
         let ran: Vec<&serde_json::Value> = rows
             .iter()
@@ -465,20 +500,50 @@ fn promptfoo_example_suites_run_or_are_refused_by_construct() {
             );
         }
     }
+    // The chat-format prompt (llama-gpt-comparison) reached the model as its
+    // messages after the pack's system prompt; the CSV suite's prompt read
+    // its JSON var through the `load` filter (simple-csv).
+    let bodies: Vec<serde_json::Value> = server
+        .requests()
+        .into_iter()
+        .filter(|q| !is_judge(&q.body))
+        .map(|q| q.body)
+        .collect();
+    assert!(
+        bodies.iter().any(|b| {
+            let m = &b["messages"];
+            m[1] == serde_json::json!({"role": "system", "content": "You are a pirate"})
+                && m[2]
+                    == serde_json::json!({"role": "user", "content": "are hippos good swimmers?"})
+        }),
+        "no chat-format request"
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b["messages"][1]["content"]
+                .as_str()
+                .is_some_and(|u| u.contains("- Tone: formal\n- Length: brief")
+                    && u.contains("\"Hello world\""))),
+        "no CSV row rendered with `load`"
+    );
     // What the reference chapter lists as running as written.
     assert_eq!(
         runs,
         [
+            "g-eval",
             "getting-started",
             "gpt-4o-vs-4o-mini",
+            "llama-gpt-comparison",
             "mistral-llama-comparison",
             "simple-cli",
+            "simple-csv",
             "tool-use"
         ],
         "{} of 17 examples run",
         runs.len()
     );
-    assert_eq!(refused.len(), 12);
+    assert_eq!(refused.len(), 9);
 }
 
 /// Issue 29, real suites: a prompt written as a path is read as a file
