@@ -35,6 +35,9 @@ struct Suite {
     /// several (promptfoo runs every test once per prompt: one case each).
     templates: Vec<String>,
     defaults: Option<Json>,
+    /// Where `defaultTest` is written (the config, or its `file://`), so
+    /// that a problem in one of its assertions is reported there, once.
+    default_at: Option<(String, Node)>,
 }
 
 fn slug(s: &str) -> String {
@@ -269,21 +272,12 @@ fn case_of(
         _ => return one_case(item, file, listed, suite, r, test, false),
     };
     let expanded = combos.len() > 1;
-    let before = r.diags.len();
     let mut out = Vec::new();
     for vars in combos {
         let mut t = test.clone();
         t["vars"] = Json::Object(vars);
         out.extend(one_case(item, file, listed, suite, r, t, expanded));
     }
-    // A problem every combination has is reported once.
-    let mut seen: Vec<Diagnostic> = Vec::new();
-    for d in r.diags.split_off(before) {
-        if !seen.contains(&d) {
-            seen.push(d);
-        }
-    }
-    r.diags.extend(seen);
     out
 }
 
@@ -349,15 +343,22 @@ fn one_case(
         .and_then(Json::as_array)
         .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
         .unwrap_or_default();
+    // The first assertions are `defaultTest`'s (merged default-first).
+    let defaults = suite
+        .defaults
+        .as_ref()
+        .and_then(|d| d.get("assert"))
+        .and_then(Json::as_array)
+        .map_or(0, Vec::len);
     for (i, a) in asserts.iter_mut().enumerate() {
-        render_assertions(
-            a,
-            &vars,
-            r,
-            file,
-            item.pos_at(&format!("/assert/{i}")),
-            mode,
-        );
+        let (at_file, at) = match &suite.default_at {
+            Some((f, n)) if i < defaults => (f.as_str(), n.pos_at(&format!("/assert/{i}"))),
+            _ => (
+                file,
+                item.pos_at(&format!("/assert/{}", i - defaults.min(i))),
+            ),
+        };
+        render_assertions(a, &vars, r, at_file, at, mode);
     }
     let transform = match test.pointer("/options/transform").and_then(Json::as_str) {
         None => None,
@@ -416,7 +417,12 @@ fn one_case(
 
 /// `defaultTest: file://…` as promptfoo reads it: a YAML or JSON mapping
 /// relative to the config, checked as an inline `defaultTest` would be.
-fn default_test_file(r: &mut Referenced<'_>, path: &str, pos: Pos, s: &str) -> Option<Json> {
+fn default_test_file(
+    r: &mut Referenced<'_>,
+    path: &str,
+    pos: Pos,
+    s: &str,
+) -> Option<(String, Node)> {
     let rel = s.strip_prefix("file://")?;
     if !(rel.ends_with(".yaml") || rel.ends_with(".yml") || rel.ends_with(".json")) {
         r.diags.push(unsupported(path, pos, format!("`defaultTest: {s}`: missionctl reads defaults from a YAML or JSON file (not a script)")));
@@ -444,7 +450,7 @@ fn default_test_file(r: &mut Referenced<'_>, path: &str, pos: Pos, s: &str) -> O
         d.help = p.help.clone();
         r.diags.push(d);
     }
-    problems.is_empty().then_some(json)
+    problems.is_empty().then(|| (file.clone(), node))
 }
 
 /// A promptfoo config used as a cases file: its template, its defaults, and
@@ -512,13 +518,14 @@ fn config_tests(
             }
         }
     }
-    suite.defaults = match cnode.get("defaultTest") {
+    suite.default_at = match cnode.get("defaultTest") {
         Some(d) => match d.as_str() {
             Some(s) => default_test_file(r, path, d.pos, s),
-            None => Some(d.to_json()),
+            None => Some((path.to_string(), d.clone())),
         },
         None => None,
     };
+    suite.defaults = suite.default_at.as_ref().map(|(_, n)| n.to_json());
     let mut out = Vec::new();
     let Some(tests) = cnode.get("tests") else {
         r.diags.push(Diagnostic::error(
@@ -578,7 +585,9 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
         let mut suite = Suite {
             templates: pack.eval.user_template.iter().cloned().collect(),
             defaults: None,
+            default_at: None,
         };
+        let before = r.diags.len();
         // A test list is read as promptfoo reads `tests: file://list.yaml`.
         let tests: Vec<(String, Node, bool)> = match &cnode.value {
             yaml::Value::Seq(items) => items
@@ -606,6 +615,15 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
                 cases.push(case);
             }
         }
+        // A problem every test shares (a `defaultTest` assertion, a
+        // prompt) is reported once.
+        let mut seen: Vec<Diagnostic> = Vec::new();
+        for d in r.diags.split_off(before) {
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        r.diags.extend(seen);
     }
     cases
 }

@@ -500,6 +500,16 @@ fn promptfoo_example_suites_run_or_are_refused_by_construct() {
             );
         }
     }
+    // A `defaultTest` assertion is refused once, at its own line, not at
+    // every test's.
+    let sg = refused
+        .iter()
+        .find(|x| x.starts_with("self-grading:"))
+        .expect("self-grading refused");
+    assert!(
+        sg.starts_with("self-grading: line 10: assertion type `javascript`") && !sg.contains(" | "),
+        "{sg}"
+    );
     // The chat-format prompt (llama-gpt-comparison) reached the model as its
     // messages after the pack's system prompt; the CSV suite's prompt read
     // its JSON var through the `load` filter (simple-csv).
