@@ -648,3 +648,69 @@ fn a_deeply_nested_json_output_is_evaluated_not_a_crash() {
         assert_eq!(row["outcome"], "pass", "{row}");
     }
 }
+
+/// Issue 29, list vars and `g-eval` criteria lists end to end: a test whose
+/// vars are lists runs once per combination (promptfoo's cartesian product;
+/// a described test's ids are its slug and the digest of each combination's
+/// vars), and a `g-eval` with two criteria asks the judge once per
+/// criterion for every case.
+#[test]
+fn list_vars_expand_and_g_eval_lists_judge_each_criterion() {
+    let server = LlmServer::start(demo());
+    let r = gate_repo(&server, true);
+    branch(&r, "lists", |r| {
+        r.write(
+            &format!("{DIR}/lists.yaml"),
+            "prompts: ['Say {{greeting}} in {{language}}']\ntests:\n  - description: greetings\n    vars:\n      language: [French, German]\n      greeting: [hello, goodbye, thanks]\n    assert:\n      - type: g-eval\n        value: [Is polite, Is short]\n",
+        );
+        r.edit(
+            HR,
+            "    - evals/cases.yaml",
+            "    - evals/cases.yaml\n    - evals/lists.yaml",
+        );
+        bump(r, HR);
+    });
+    r.git(&["switch", "-q", "lists"]);
+    let (exit, diags) = r.validate(&[]);
+    assert_eq!(exit, 0, "{diags:?}");
+    r.git(&["switch", "-q", "main"]);
+    let (o, out) = r.evaluate("eval", "lists", &[("TEST_LLM_KEY", "k")]);
+    let rows = eval_rows(&out, &o);
+    let ids: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|x| x["variant"] == "challenger")
+        .filter_map(|x| x["case_id"].as_str())
+        .filter(|c| c.starts_with("greetings."))
+        .collect();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    let reqs = server.requests();
+    let users: Vec<String> = reqs
+        .iter()
+        .filter(|q| !is_judge(&q.body))
+        .filter_map(|q| q.body["messages"][1]["content"].as_str().map(String::from))
+        .collect();
+    for l in ["French", "German"] {
+        for g in ["hello", "goodbye", "thanks"] {
+            let want = format!("Say {g} in {l}");
+            assert!(users.contains(&want), "{want} not sent: {users:?}");
+        }
+    }
+    // Each case's output judged on each criterion.
+    let judged: std::collections::BTreeSet<(String, String)> = reqs
+        .iter()
+        .filter(|q| is_judge(&q.body))
+        .filter_map(|q| {
+            serde_json::from_str::<serde_json::Value>(q.body["messages"][1]["content"].as_str()?)
+                .ok()
+        })
+        .filter(|p| p["task"] == "assertion")
+        .filter_map(|p| {
+            let rubric = p["rubric"].as_str()?;
+            let c = ["Is polite", "Is short"]
+                .into_iter()
+                .find(|c| rubric.ends_with(c))?;
+            Some((p["input"].as_str()?.to_string(), c.to_string()))
+        })
+        .collect();
+    assert_eq!(judged.len(), 12, "{judged:?}");
+}
