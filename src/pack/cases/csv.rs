@@ -13,87 +13,111 @@ use crate::yaml::{self, Node, Pos};
 /// One record: the line it starts on and its fields.
 type Record = (u32, Vec<String>);
 
-/// csv-parse's records of `text`, or its error.
+/// csv-parse's records of `text` as promptfoo gets them (strict, then
+/// `relax_quotes` when strict fails, which gives the same records where
+/// strict succeeds): the record delimiter is the first line break outside
+/// quotes (`\r\n`, `\n` or `\r`), any other is data; `""` inside quotes is
+/// a quote; a closing quote followed by anything but `,` or the record
+/// delimiter makes the field literal text from its opening quote on; a quote
+/// inside an unquoted field is text.
 fn records(text: &str) -> Result<Vec<Record>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let c: Vec<char> = text.chars().collect();
+    let mut delim: Option<&'static str> = None;
+    // The record delimiter at `i`, if one is there (detecting it at the
+    // first line break): its length in chars.
+    let at_delim = |i: usize, delim: &mut Option<&'static str>| -> Option<usize> {
+        let d = match *delim {
+            Some(d) => d,
+            None => {
+                let d = match (c.get(i), c.get(i + 1)) {
+                    (Some('\r'), Some('\n')) => "\r\n",
+                    (Some('\r'), _) => "\r",
+                    (Some('\n'), _) => "\n",
+                    _ => return None,
+                };
+                *delim = Some(d);
+                d
+            }
+        };
+        let n = d.chars().count();
+        (c.len() >= i + n && c[i..i + n].iter().copied().eq(d.chars())).then_some(n)
+    };
+    let lines_in = |s: &[char]| {
+        let mut n = 0u32;
+        for (k, ch) in s.iter().enumerate() {
+            if *ch == '\n' || (*ch == '\r' && s.get(k + 1) != Some(&'\n')) {
+                n += 1;
+            }
+        }
+        n
+    };
     let mut out: Vec<Record> = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1u32;
-    let mut start_line = 1u32;
+    let (mut i, mut line) = (0usize, 1u32);
     let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    // Whether the current field opened with a quote, and is still inside it.
-    let (mut quoted, mut in_quotes) = (false, false);
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => {
-                    in_quotes = false;
-                    match chars.peek() {
-                        None | Some(',' | '\n' | '\r') => {}
-                        Some(_) => {
-                            return Err(format!(
-                                "line {line}: text after a field's closing quote (csv-parse's \"Invalid Closing Quote\")"
-                            ));
-                        }
+    let mut record_line = 1u32;
+    let mut field_start = true;
+    while i < c.len() {
+        let start = i;
+        let mut field = String::new();
+        if c[i] == '"' {
+            // A quoted field.
+            i += 1;
+            loop {
+                match c.get(i) {
+                    None => {
+                        return Err(format!(
+                            "line {record_line}: a quote that is never closed (csv-parse's \"Quote Not Closed\")"
+                        ));
+                    }
+                    Some('"') if c.get(i + 1) == Some(&'"') => {
+                        field.push('"');
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(ch) => {
+                        field.push(*ch);
+                        i += 1;
                     }
                 }
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                '\r' => {
-                    if chars.peek() != Some(&'\n') {
-                        line += 1;
-                    }
-                    field.push(c);
-                }
-                _ => field.push(c),
+            }
+            let ends = i == c.len() || c[i] == ',' || at_delim(i, &mut delim).is_some();
+            if !ends {
+                // relax_quotes: the field is text from its opening quote.
+                field = format!("\"{field}\"");
+            }
+        }
+        // Unquoted text (or what follows a quoted field read as text).
+        while i < c.len() && c[i] != ',' && at_delim(i, &mut delim).is_none() {
+            field.push(c[i]);
+            i += 1;
+        }
+        line += lines_in(&c[start..i]);
+        fields.push(field);
+        field_start = false;
+        if i == c.len() {
+            break;
+        }
+        if c[i] == ',' {
+            i += 1;
+            field_start = true;
+            if i == c.len() {
+                fields.push(String::new());
             }
             continue;
         }
-        match c {
-            '"' if field.is_empty() && !quoted => {
-                quoted = true;
-                in_quotes = true;
-                any = true;
-            }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                quoted = false;
-                any = true;
-            }
-            '\n' | '\r' => {
-                if c == '\r' && chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                fields.push(std::mem::take(&mut field));
-                out.push((start_line, std::mem::take(&mut fields)));
-                quoted = false;
-                any = false;
-                line += 1;
-                start_line = line;
-            }
-            _ => {
-                // A quote inside an unquoted field is kept (relax_quotes).
-                field.push(c);
-                any = true;
-            }
-        }
+        let n = at_delim(i, &mut delim).unwrap_or(1);
+        line += lines_in(&c[i..i + n]);
+        i += n;
+        out.push((record_line, std::mem::take(&mut fields)));
+        record_line = line;
+        field_start = true;
     }
-    if in_quotes {
-        return Err(format!(
-            "line {start_line}: a quote that is never closed (csv-parse's \"Quote Not Closed\")"
-        ));
-    }
-    if any || !field.is_empty() {
-        fields.push(field);
-        out.push((start_line, fields));
+    if !fields.is_empty() || !field_start {
+        out.push((record_line, fields));
     }
     Ok(out)
 }
@@ -521,7 +545,18 @@ mod tests {
         );
         assert!(fields("").is_empty());
         assert!(records("a,b\n\"x\n").is_err());
-        assert!(records("a,b\n\"x\"y,2\n").is_err());
+        // relax_quotes: a closing quote followed by text makes the field text.
+        assert_eq!(fields("a,b\n\"x\"y,2\n")[1], ["\"x\"y", "2"]);
+        assert_eq!(fields("a,b\n\"x,y\"z,2\n")[1], ["\"x,y\"z", "2"]);
+        assert_eq!(fields("a,b\n\"x\"\"y\"z,2\n")[1], ["\"x\"y\"z", "2"]);
+        assert_eq!(fields("a\n\"x\" \n")[1], ["\"x\" "]);
+        // The record delimiter is the first line break; others are data.
+        assert_eq!(
+            fields("a\r\nx\ny\r\nz\r\n"),
+            [vec!["a"], vec!["x\ny"], vec!["z"]]
+        );
+        assert_eq!(fields("a,b\n1,2\r\n3,4\n")[1], ["1", "2\r"]);
+        assert_eq!(fields("a\n\"x\"\r\n")[1], ["\"x\"\r"]);
         // Record lengths: a blank line in a two-column file is an error.
         assert!(tests("a,b\n\n1,2\n").is_err());
         assert!(tests("a,b\n1,2,3\n").is_err());
