@@ -494,7 +494,10 @@ fn config_tests(
                 if rel.ends_with(".json") {
                     // promptfoo's `processJsonFile`: the text, a chat prompt.
                     if let Some(t) = json_prompt(r, path, pos, s, rel) {
-                        suite.templates.push(t);
+                        match chat::check(&t) {
+                            Ok(()) => suite.templates.push(t),
+                            Err(e) => r.diags.push(unsupported(path, pos, format!("`{s}`: {e}"))),
+                        }
                     }
                     continue;
                 }
@@ -514,7 +517,10 @@ fn config_tests(
                     }
                 }
             } else {
-                suite.templates.push(s.to_string());
+                match chat::check(s) {
+                    Ok(()) => suite.templates.push(s.to_string()),
+                    Err(e) => r.diags.push(unsupported(path, pos, e)),
+                }
             }
         }
     }

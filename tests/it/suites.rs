@@ -159,6 +159,19 @@ fn what_missionctl_does_not_run_is_refused_by_name() {
     );
     let (_, diags) = r.validate(&[]);
     expect_diag(&diags, "eval/unsupported", &f, 2, "not scripts");
+    // A chat-format prompt missionctl cannot send as written (content
+    // parts) is refused once, at the prompt.
+    r.write(
+        &format!("{DIR}/chat.json"),
+        r#"[{"role": "user", "content": [{"type": "text", "text": "{{input}}"}]}]"#,
+    );
+    r.write(
+        &format!("{DIR}/cases.yaml"),
+        "prompts:\n  - file://chat.json\ntests:\n  - vars: { input: a }\n  - vars: { input: b }\n",
+    );
+    let (_, diags) = r.validate(&[]);
+    let d = expect_diag(&diags, "eval/unsupported", &f, 2, "content parts");
+    assert_eq!(diags.iter().filter(|x| **x == d).count(), 1, "{diags:?}");
     // List vars expand into one case per value, as promptfoo expands them.
     r.write(
         &format!("{DIR}/cases.yaml"),

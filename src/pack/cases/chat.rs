@@ -17,11 +17,24 @@ pub(super) fn chat_messages(template: &str, vars: &Json) -> Result<Option<Vec<Ch
     let Some(parsed) = crate::js::json_parse(template) else {
         return Ok(None);
     };
-    let rendered = render_strings(&parsed, vars)?;
+    turns(render_strings(&parsed, vars)?, &parsed).map(Some)
+}
+
+/// Whether a prompt that is JSON has the shape of a chat missionctl sends,
+/// checked once where the prompt is written (rendering only changes text).
+pub(super) fn check(template: &str) -> Result<(), String> {
+    match crate::js::json_parse(template) {
+        Some(parsed) => turns(parsed.clone(), &parsed).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The messages of a rendered chat prompt.
+fn turns(rendered: Json, parsed: &Json) -> Result<Vec<ChatTurn>, String> {
     let Json::Array(items) = rendered else {
         return Err(format!(
             "a prompt that is JSON is a chat-format prompt, and promptfoo's OpenAI provider sends it as the list of messages; this one is {} (missionctl sends a list of `{{role, content}}` messages only)",
-            kind(&parsed)
+            kind(parsed)
         ));
     };
     if items.is_empty() {
@@ -59,7 +72,7 @@ pub(super) fn chat_messages(template: &str, vars: &Json) -> Result<Option<Vec<Ch
             content: content.clone(),
         });
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// The user text of a chat: its last `user` message.
@@ -135,6 +148,7 @@ mod tests {
             None
         );
         // Refused: not a list, content parts, provider fields.
+        assert!(check(t).is_ok() && check("Hello {{x}}").is_ok());
         for bad in [
             r#"{"messages": []}"#,
             r#"[]"#,
@@ -143,6 +157,7 @@ mod tests {
             r#"[{"role": "tool", "content": "x"}]"#,
         ] {
             assert!(chat_messages(bad, &json!({})).is_err(), "{bad}");
+            assert!(check(bad).is_err(), "{bad}");
         }
     }
 }
