@@ -4,7 +4,9 @@
 //! `file://` values relative to the cases file, `{{var}}` in assertion values,
 //! `threshold`, `weight`, `metric`, `assert-set` and supported transforms.
 //! Several prompts give one case per (test, prompt), ids suffixed `.p1`, `.p2`…
-//! List vars expand as promptfoo expands them (one case per combination).
+//! List vars expand as promptfoo expands them (one case per combination);
+//! CSV test files, chat-format (JSON) prompts and `g-eval` criteria lists
+//! are read as promptfoo reads them (see the submodules).
 //! What promptfoo would do differently (code in transforms or values,
 //! assertion types not implemented) is refused with a diagnostic naming it,
 //! never run with another meaning.
