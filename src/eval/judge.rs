@@ -371,27 +371,80 @@ impl Judge<'_> {
     }
 }
 
-/// The rubric the judge scores a judge-backed assertion with, and the
-/// threshold promptfoo applies by default (`g-eval`: 0.7).
-pub(crate) fn rubric_for(spec: &crate::pack::AssertSpec) -> (String, Option<f64>) {
-    let value = spec
-        .value
-        .as_ref()
-        .map(crate::eval::js::string_of)
-        .unwrap_or_default();
+/// The rubrics the judge scores a judge-backed assertion with (one per
+/// criterion), and the threshold promptfoo applies by default. `g-eval` is
+/// promptfoo's `handleGEval`: its threshold is `assertion.threshold || 0.7`
+/// (so 0 stands for 0.7), and a list of criteria is scored one by one, the
+/// assertion's score their mean and its verdict `mean >= threshold`.
+pub(crate) fn rubric_for(spec: &crate::pack::AssertSpec) -> (Vec<String>, Option<f64>) {
+    let text = |v: &Json| crate::eval::js::string_of(v);
+    let value = spec.value.as_ref().map(text).unwrap_or_default();
     match spec.kind.trim_start_matches("not-") {
-        "g-eval" => (
-            format!("Score how well the output meets these criteria: {value}"),
-            Some(0.7),
-        ),
+        "g-eval" => {
+            let criteria: Vec<String> = match spec.value.as_ref() {
+                Some(Json::Array(a)) => a.iter().map(text).collect(),
+                _ => vec![value],
+            };
+            let threshold = spec.threshold.filter(|t| *t != 0.0 && !t.is_nan());
+            (
+                criteria
+                    .iter()
+                    .map(|c| format!("Score how well the output meets these criteria: {c}"))
+                    .collect(),
+                Some(threshold.unwrap_or(0.7)),
+            )
+        }
         "factuality" => (
-            format!("The output must be factually consistent with this reference answer and contradict none of it: {value}"),
+            vec![format!("The output must be factually consistent with this reference answer and contradict none of it: {value}")],
             None,
         ),
         "answer-relevance" => (
-            "The output must answer the user's question directly; content unrelated to the question lowers the score.".to_string(),
+            vec!["The output must answer the user's question directly; content unrelated to the question lowers the score.".to_string()],
             None,
         ),
-        _ => (value, None),
+        _ => (vec![value], None),
+    }
+}
+
+#[cfg(test)]
+mod rubric_tests {
+    use serde_json::json;
+
+    use crate::pack::AssertSpec;
+
+    /// promptfoo's `handleGEval`: one rubric per criterion of a list, the
+    /// threshold `assertion.threshold || 0.7` (0 stands for 0.7); a list is
+    /// accepted at `validate` when every criterion is non-empty text.
+    #[test]
+    fn g_eval_lists_are_one_rubric_per_criterion() {
+        let spec = |v: serde_json::Value| AssertSpec::new(v);
+        let (r, t) = super::rubric_for(&spec(
+            json!({"type": "g-eval", "value": ["Coherence", "Fluency"]}),
+        ));
+        assert_eq!(r.len(), 2);
+        assert!(r[0].ends_with("Coherence") && r[1].ends_with("Fluency"));
+        assert_eq!(t, Some(0.7));
+        let (r, t) = super::rubric_for(&spec(
+            json!({"type": "g-eval", "value": "Coherence", "threshold": 0}),
+        ));
+        assert_eq!((r.len(), t), (1, Some(0.7)));
+        let (_, t) = super::rubric_for(&spec(
+            json!({"type": "g-eval", "value": "C", "threshold": 0.4}),
+        ));
+        assert_eq!(t, Some(0.4));
+        let (_, t) = super::rubric_for(&spec(json!({"type": "llm-rubric", "value": "C"})));
+        assert_eq!(t, None);
+        let problem = |v| crate::pack::assertion::problem(&spec(v));
+        assert_eq!(
+            problem(json!({"type": "g-eval", "value": ["a", "b"]})),
+            None
+        );
+        for bad in [json!([]), json!(["a", ""]), json!(["a", 1]), json!("")] {
+            assert!(
+                problem(json!({"type": "g-eval", "value": bad})).is_some(),
+                "{bad}"
+            );
+        }
+        assert!(problem(json!({"type": "llm-rubric", "value": ["a"]})).is_some());
     }
 }

@@ -375,6 +375,16 @@ pub(crate) fn user_message(case: &EvalCase) -> String {
     case.user.clone()
 }
 
+/// The text a case sends after the system prompt: its user message, or
+/// every message of a chat-format prompt (for token estimates).
+pub(crate) fn sent_text(case: &EvalCase) -> String {
+    if case.messages.is_empty() {
+        return case.user.clone();
+    }
+    let parts: Vec<&str> = case.messages.iter().map(|t| t.content.as_str()).collect();
+    parts.join("\n")
+}
+
 /// The strings of a JSON array (schema-checked already), or none.
 pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {
     v.and_then(Json::as_array)
@@ -442,10 +452,19 @@ async fn chat_case(
     system: Option<Message>,
     case: &EvalCase,
 ) -> RunOutput {
-    let messages: Vec<Message> = system
-        .into_iter()
-        .chain(std::iter::once(Message::user(user_message(case))))
-        .collect();
+    // A chat-format prompt's messages follow the pack's system prompt.
+    let turns: Vec<Message> = if case.messages.is_empty() {
+        vec![Message::user(user_message(case))]
+    } else {
+        case.messages
+            .iter()
+            .map(|t| Message {
+                role: t.role.clone(),
+                content: t.content.clone(),
+            })
+            .collect()
+    };
+    let messages: Vec<Message> = system.into_iter().chain(turns).collect();
     let tools = resolved.allowed_tools();
     match client
         .chat(ep, &messages, &tools, "harness", &|_| Ok(()))

@@ -212,7 +212,7 @@ impl Engine {
         };
         let est_prompt = overhead
             + job.system_tokens
-            + crate::tokens::count(&eval::user_message(&job.case), self.cfg.token_family());
+            + crate::tokens::count(&eval::sent_text(&job.case), self.cfg.token_family());
         let est = self.cfg.cost(&model, est_prompt, max_out);
         // At most `concurrency` cases in flight, so the breaker, checked
         // once a case holds its slot, stops what has not started yet. The
@@ -317,13 +317,11 @@ impl Engine {
             if !a.needs_judge {
                 continue;
             }
-            let (rubric, default_threshold) = crate::eval::judge::rubric_for(spec);
-            match judge.assertion(&rubric, &input, &d.run.output).await {
+            let (rubrics, threshold) = crate::eval::judge::rubric_for(spec);
+            match judge_all(&judge, &rubrics, &input, &d.run.output).await {
                 Ok((pass, score, reason)) => {
-                    let pass = spec
-                        .threshold
-                        .or(default_threshold)
-                        .map_or(pass, |t| score >= t);
+                    // A set threshold decides; `g-eval`'s is always set.
+                    let pass = threshold.or(spec.threshold).map_or(pass, |t| score >= t);
                     a.pass = (pass != spec.kind.starts_with("not-")) || spec.weight == 0.0;
                     a.score = score;
                     a.reason = format!("judge: {reason}");
@@ -392,4 +390,27 @@ impl Engine {
         self.book("shared", usd, "judge-pairwise").await;
         (by_pack, usd)
     }
+}
+
+/// Every rubric of one assertion judged in turn: the mean score, every
+/// rubric passing, and the reasons joined by blank lines (promptfoo's
+/// `handleGEval` over a list of criteria).
+async fn judge_all(
+    judge: &Judge<'_>,
+    rubrics: &[String],
+    input: &str,
+    output: &str,
+) -> Result<(bool, f64, String), String> {
+    let (mut pass, mut sum, mut reasons) = (true, 0.0, Vec::new());
+    for r in rubrics {
+        let (p, s, why) = judge.assertion(r, input, output).await?;
+        pass &= p;
+        sum += s;
+        reasons.push(why);
+    }
+    Ok((
+        pass,
+        sum / rubrics.len().max(1) as f64,
+        reasons.join("\n\n"),
+    ))
 }

@@ -174,7 +174,15 @@ pub fn problem(a: &AssertSpec) -> Option<String> {
             Some(_) if !js::truthy(v) => None,
             Some(_) => need(false, "a JSON schema (object or YAML text) as `value`"),
         },
-        "llm-rubric" | "voice-rubric" | "g-eval" | "factuality" => need(
+        // promptfoo's `handleGEval`: a string, or a list of criteria each
+        // scored on its own (an empty list would score NaN: refused).
+        "g-eval" => need(
+            matches!(v, Some(Json::String(s)) if !s.is_empty())
+                || matches!(v, Some(Json::Array(a)) if !a.is_empty()
+                    && a.iter().all(|c| matches!(c, Json::String(s) if !s.is_empty()))),
+            "the criteria as `value`: a non-empty string or a list of them",
+        ),
+        "llm-rubric" | "voice-rubric" | "factuality" => need(
             matches!(v, Some(Json::String(s)) if !s.is_empty()),
             "the rubric text as `value`",
         ),

@@ -4,23 +4,31 @@
 //! `file://` values relative to the cases file, `{{var}}` in assertion values,
 //! `threshold`, `weight`, `metric`, `assert-set` and supported transforms.
 //! Several prompts give one case per (test, prompt), ids suffixed `.p1`, `.p2`…
-//! What promptfoo would do differently (list vars, code in
-//! transforms or values, assertion types not implemented) is refused with a
-//! diagnostic naming it, never run with another meaning.
+//! List vars expand as promptfoo expands them (one case per combination);
+//! CSV test files, chat-format (JSON) prompts and `g-eval` criteria lists
+//! are read as promptfoo reads them (see the submodules).
+//! What promptfoo would do differently (code in transforms or values,
+//! assertion types not implemented) is refused with a diagnostic naming it,
+//! never run with another meaning.
 
 use sha2::{Digest, Sha256};
 
 use super::file::Referenced;
 use super::read::{parse_checked, parse_prepared};
 
+mod chat;
+mod csv;
+mod expand;
 mod prompts;
+mod vars;
 use super::*;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::js::{nunjucks, transform::Transform};
 use crate::schema::Kind;
 use crate::yaml::{self, Node, Pos};
-use prompts::{assertion_templates, looks_like_path, txt_prompts};
+use prompts::{assertion_templates, csv_tests, json_prompt, looks_like_path, txt_prompts};
 use serde_json::Value as Json;
+use vars::{rendered_vars, resolve_vars, var_file};
 
 /// What a cases file sets for all its tests.
 #[derive(Default)]
@@ -29,6 +37,9 @@ struct Suite {
     /// several (promptfoo runs every test once per prompt: one case each).
     templates: Vec<String>,
     defaults: Option<Json>,
+    /// Where `defaultTest` is written (the config, or its `file://`), so
+    /// that a problem in one of its assertions is reported there, once.
+    default_at: Option<(String, Node)>,
 }
 
 fn slug(s: &str) -> String {
@@ -112,128 +123,6 @@ fn file_value(
             None
         }
     }
-}
-
-/// A `file://` var as promptfoo's `renderPrompt` loads it: YAML as its JSON
-/// text, any other text file trimmed (a string either way); code refused.
-fn var_file(r: &mut Referenced<'_>, file: &str, pos: Pos, reference: &str) -> Option<Json> {
-    let rel = &reference["file://".len()..];
-    let ext = rel.rsplit('.').next().unwrap_or_default();
-    if !matches!(ext, "json" | "yaml" | "yml" | "txt" | "md") {
-        r.diags.push(
-            unsupported(file, pos, format!("`{reference}`: missionctl reads vars from .txt, .md, .json and .yaml files and runs no code"))
-                .help("put the value in a text, JSON or YAML file"),
-        );
-        return None;
-    }
-    let (_, text) = r.fetch_from(file, rel, pos, MAX_YAML_BYTES)?;
-    if matches!(ext, "yaml" | "yml") {
-        return match yaml::parse(&text) {
-            Ok(n) => Some(Json::String(crate::js::stringify(&n.to_json()))),
-            Err(e) => {
-                r.diags.push(Diagnostic::error(
-                    Code::EvalCase,
-                    file,
-                    pos,
-                    format!("`{reference}` is not valid YAML: {}", e.message),
-                ));
-                None
-            }
-        };
-    }
-    Some(Json::String(crate::js::trim(&text).to_string()))
-}
-
-/// What promptfoo's `renderPrompt` does to a test's vars before anything
-/// reads them: one trailing newline dropped from every string var, then
-/// `{{name}}` references between vars replaced (its `resolveVariables`:
-/// the first reference of each var per pass, at most five passes).
-fn resolve_vars(vars: &mut Json) {
-    let Json::Object(m) = vars else { return };
-    for v in m.values_mut() {
-        if let Json::String(s) = v
-            && s.ends_with('\n')
-        {
-            s.pop();
-        }
-    }
-    let keys: Vec<String> = m.keys().cloned().collect();
-    for _ in 0..5 {
-        let mut resolved = true;
-        for k in &keys {
-            let Some(Json::String(value)) = m.get(k) else {
-                continue;
-            };
-            let Some((start, end, name)) = first_reference(value) else {
-                continue;
-            };
-            let Some(with) = m.get(name).map(crate::js::string_of) else {
-                continue;
-            };
-            let next = format!(
-                "{}{}{}",
-                &value[..start],
-                crate::js::replacement(&with, value, start, end),
-                &value[end..]
-            );
-            m.insert(k.clone(), Json::String(next));
-            resolved = false;
-        }
-        if resolved {
-            break;
-        }
-    }
-}
-
-/// The first match of `/\{\{\s*(\w+)\s*\}\}/` in `s`: its span and name.
-fn first_reference(s: &str) -> Option<(usize, usize, &str)> {
-    let mut from = 0;
-    while let Some(i) = s[from..].find("{{").map(|i| i + from) {
-        let rest = &s[i + 2..];
-        let t = rest.trim_start_matches(crate::js::is_space);
-        let name_len = t
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(t.len());
-        if name_len > 0 {
-            let after = t[name_len..].trim_start_matches(crate::js::is_space);
-            if after.starts_with("}}") {
-                let end = s.len() - after.len() + 2;
-                let name_start = s.len() - t.len();
-                return Some((i, end, &s[name_start..name_start + name_len]));
-            }
-        }
-        from = i + 1;
-    }
-    None
-}
-
-/// The vars the prompt template sees: each string var that references only
-/// defined vars rendered with them (promptfoo's `renderedVars`); one with a
-/// partial tag stays literal (its `autoWrapRawIfPartialNunjucks`).
-fn rendered_vars(vars: &Json) -> Result<Json, String> {
-    let Json::Object(m) = vars else {
-        return Ok(vars.clone());
-    };
-    let mut out = m.clone();
-    for (k, v) in m {
-        let Json::String(s) = v else { continue };
-        // promptfoo renders every string var: the one thing plain text can
-        // fail on is a stray comment end.
-        if s.contains("#}") {
-            return Err(format!(
-                "var `{k}`: {}",
-                nunjucks::render(s, vars).err().unwrap_or_default()
-            ));
-        }
-        if !(s.contains("{{") || s.contains("{%") || s.contains("{#"))
-            || nunjucks::has_partial_tag(s)
-            || nunjucks::references_undefined(s, vars)
-        {
-            continue;
-        }
-        out.insert(k.clone(), Json::String(nunjucks::render(s, vars)?));
-    }
-    Ok(Json::Object(out))
 }
 
 /// promptfoo's merge of `defaultTest` into a test: vars and options key by
@@ -378,12 +267,39 @@ fn case_of(
     suite: &Suite,
     r: &mut Referenced<'_>,
 ) -> Vec<EvalCase> {
+    let test = merged(suite.defaults.as_ref(), item.to_json());
+    let keep = test.pointer("/options/disableVarExpansion") == Some(&Json::Bool(true));
+    let combos = match test.get("vars") {
+        Some(Json::Object(m)) if !keep => expand::combinations(m),
+        _ => return one_case(item, file, listed, suite, r, test, false),
+    };
+    let expanded = combos.len() > 1;
+    let mut out = Vec::new();
+    for vars in combos {
+        let mut t = test.clone();
+        t["vars"] = Json::Object(vars);
+        out.extend(one_case(item, file, listed, suite, r, t, expanded));
+    }
+    out
+}
+
+/// One combination of a test's vars as a case (or one per prompt). A test
+/// whose list vars expanded (`expanded`) and that is known by its `id` or
+/// description gets the digest of its vars after that id.
+fn one_case(
+    item: &Node,
+    file: &str,
+    listed: bool,
+    suite: &Suite,
+    r: &mut Referenced<'_>,
+    test: Json,
+    expanded: bool,
+) -> Vec<EvalCase> {
     let mode = if listed {
         FileMode::Listed
     } else {
         FileMode::Inline
     };
-    let test = merged(suite.defaults.as_ref(), item.to_json());
     let pos = item.pos;
     let mut vars = test
         .get("vars")
@@ -407,35 +323,44 @@ fn case_of(
         .get("description")
         .and_then(Json::as_str)
         .map(String::from);
-    let id = test
+    // A test without vars is known by its whole content (its
+    // assertions, options…): var-less tests differ there.
+    let basis = match &vars {
+        Json::Object(m) if m.is_empty() => &test,
+        _ => &vars,
+    };
+    let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(basis)));
+    let id = match test
         .get("id")
         .and_then(Json::as_str)
         .map(String::from)
         .or_else(|| description.as_deref().map(slug).filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| {
-            // A test without vars is known by its whole content (its
-            // assertions, options…): var-less tests differ there.
-            let basis = match &vars {
-                Json::Object(m) if m.is_empty() => &test,
-                _ => &vars,
-            };
-            let digest = hex::encode(Sha256::digest(crate::resolve::canonical_json(basis)));
-            format!("case-{}", &digest[..10])
-        });
+    {
+        Some(named) if expanded => format!("{named}.{}", &digest[..8]),
+        Some(named) => named,
+        None => format!("case-{}", &digest[..10]),
+    };
     let mut asserts: Vec<AssertSpec> = test
         .get("assert")
         .and_then(Json::as_array)
         .map(|a| a.iter().cloned().map(AssertSpec::new).collect())
         .unwrap_or_default();
+    // The first assertions are `defaultTest`'s (merged default-first).
+    let defaults = suite
+        .defaults
+        .as_ref()
+        .and_then(|d| d.get("assert"))
+        .and_then(Json::as_array)
+        .map_or(0, Vec::len);
     for (i, a) in asserts.iter_mut().enumerate() {
-        render_assertions(
-            a,
-            &vars,
-            r,
-            file,
-            item.pos_at(&format!("/assert/{i}")),
-            mode,
-        );
+        let (at_file, at) = match &suite.default_at {
+            Some((f, n)) if i < defaults => (f.as_str(), n.pos_at(&format!("/assert/{i}"))),
+            _ => (
+                file,
+                item.pos_at(&format!("/assert/{}", i - defaults.min(i))),
+            ),
+        };
+        render_assertions(a, &vars, r, at_file, at, mode);
     }
     let transform = match test.pointer("/options/transform").and_then(Json::as_str) {
         None => None,
@@ -456,13 +381,21 @@ fn case_of(
     let several = templates.len() > 1;
     let mut out = Vec::new();
     for (i, template) in templates.into_iter().enumerate() {
-        let user = match user_message(&vars, template) {
-            Ok(u) => u,
-            Err(e) => {
-                r.diags
-                    .push(Diagnostic::error(Code::EvalCase, file, pos, e));
-                String::new()
+        let chat = template.map(|t| chat::chat_messages(t, &vars));
+        let (user, messages) = match chat {
+            Some(Err(e)) => {
+                r.diags.push(unsupported(file, pos, e));
+                (String::new(), Vec::new())
             }
+            Some(Ok(Some(turns))) => (chat::last_user(&turns), turns),
+            _ => match user_message(&vars, template) {
+                Ok(u) => (u, Vec::new()),
+                Err(e) => {
+                    r.diags
+                        .push(Diagnostic::error(Code::EvalCase, file, pos, e));
+                    (String::new(), Vec::new())
+                }
+            },
         };
         out.push(EvalCase {
             id: if several {
@@ -476,6 +409,7 @@ fn case_of(
             threshold: test.get("threshold").and_then(Json::as_f64),
             transform: transform.clone(),
             user,
+            messages,
             file: file.to_string(),
             line: pos.line,
         });
@@ -485,7 +419,12 @@ fn case_of(
 
 /// `defaultTest: file://…` as promptfoo reads it: a YAML or JSON mapping
 /// relative to the config, checked as an inline `defaultTest` would be.
-fn default_test_file(r: &mut Referenced<'_>, path: &str, pos: Pos, s: &str) -> Option<Json> {
+fn default_test_file(
+    r: &mut Referenced<'_>,
+    path: &str,
+    pos: Pos,
+    s: &str,
+) -> Option<(String, Node)> {
     let rel = s.strip_prefix("file://")?;
     if !(rel.ends_with(".yaml") || rel.ends_with(".yml") || rel.ends_with(".json")) {
         r.diags.push(unsupported(path, pos, format!("`defaultTest: {s}`: missionctl reads defaults from a YAML or JSON file (not a script)")));
@@ -513,7 +452,7 @@ fn default_test_file(r: &mut Referenced<'_>, path: &str, pos: Pos, s: &str) -> O
         d.help = p.help.clone();
         r.diags.push(d);
     }
-    problems.is_empty().then_some(json)
+    problems.is_empty().then(|| (file.clone(), node))
 }
 
 /// A promptfoo config used as a cases file: its template, its defaults, and
@@ -554,8 +493,18 @@ fn config_tests(
             };
             if let Some(reference) = reference {
                 let rel = &reference["file://".len()..];
+                if rel.ends_with(".json") {
+                    // promptfoo's `processJsonFile`: the text, a chat prompt.
+                    if let Some(t) = json_prompt(r, path, pos, s, rel) {
+                        match chat::check(&t) {
+                            Ok(()) => suite.templates.push(t),
+                            Err(e) => r.diags.push(unsupported(path, pos, format!("`{s}`: {e}"))),
+                        }
+                    }
+                    continue;
+                }
                 if !(rel.ends_with(".txt") || rel.ends_with(".md")) {
-                    r.diags.push(unsupported(path, pos, format!("`{s}`: prompts are read from .txt or .md files (not scripts, chat YAML or chat JSON, which carry their own messages)")));
+                    r.diags.push(unsupported(path, pos, format!("`{s}`: prompts are read from .txt, .md and .json files (not scripts, nor chat YAML, whose messages carry provider-specific parts)")));
                     continue;
                 }
                 if let Some(Json::String(t)) =
@@ -570,17 +519,21 @@ fn config_tests(
                     }
                 }
             } else {
-                suite.templates.push(s.to_string());
+                match chat::check(s) {
+                    Ok(()) => suite.templates.push(s.to_string()),
+                    Err(e) => r.diags.push(unsupported(path, pos, e)),
+                }
             }
         }
     }
-    suite.defaults = match cnode.get("defaultTest") {
+    suite.default_at = match cnode.get("defaultTest") {
         Some(d) => match d.as_str() {
             Some(s) => default_test_file(r, path, d.pos, s),
-            None => Some(d.to_json()),
+            None => Some((path.to_string(), d.clone())),
         },
         None => None,
     };
+    suite.defaults = suite.default_at.as_ref().map(|(_, n)| n.to_json());
     let mut out = Vec::new();
     let Some(tests) = cnode.get("tests") else {
         r.diags.push(Diagnostic::error(
@@ -599,8 +552,12 @@ fn config_tests(
         match e.as_str() {
             Some(s) if s.starts_with("file://") => {
                 let rel = &s["file://".len()..];
+                if rel.ends_with(".csv") {
+                    out.extend(csv_tests(r, path, e.pos, rel));
+                    continue;
+                }
                 if !(rel.ends_with(".yaml") || rel.ends_with(".yml") || rel.ends_with(".json")) {
-                    r.diags.push(unsupported(path, e.pos, format!("`{s}`: missionctl reads test lists from YAML or JSON files (not CSV, scripts or globs)")));
+                    r.diags.push(unsupported(path, e.pos, format!("`{s}`: missionctl reads test lists from YAML, JSON and CSV files (not scripts or globs)")));
                     continue;
                 }
                 let Some((file, text)) = r.fetch_from(path, rel, e.pos, MAX_YAML_BYTES) else {
@@ -636,7 +593,9 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
         let mut suite = Suite {
             templates: pack.eval.user_template.iter().cloned().collect(),
             defaults: None,
+            default_at: None,
         };
+        let before = r.diags.len();
         // A test list is read as promptfoo reads `tests: file://list.yaml`.
         let tests: Vec<(String, Node, bool)> = match &cnode.value {
             yaml::Value::Seq(items) => items
@@ -664,6 +623,15 @@ pub(super) fn read_cases(pack: &Pack, node: &Node, r: &mut Referenced<'_>) -> Ve
                 cases.push(case);
             }
         }
+        // A problem every test shares (a `defaultTest` assertion, a
+        // prompt) is reported once.
+        let mut seen: Vec<Diagnostic> = Vec::new();
+        for d in r.diags.split_off(before) {
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        r.diags.extend(seen);
     }
     cases
 }

@@ -307,9 +307,14 @@ pub struct EvalCase {
     /// `options.transform`: applied to the output before every assertion.
     #[serde(skip)]
     pub transform: Option<crate::js::transform::Transform>,
-    /// The user message, rendered from the prompt template and `vars`.
+    /// The user message, rendered from the prompt template and `vars` (of
+    /// a chat-format prompt, its last `user` message).
     #[serde(skip)]
     pub user: String,
+    /// A chat-format prompt's messages, rendered: sent after the pack's
+    /// system prompt instead of the one user message. Empty for a text prompt.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ChatTurn>,
     pub file: String,
     pub line: u32,
 }

@@ -277,3 +277,10 @@ impl std::fmt::Display for ChainKey {
         Ok(())
     }
 }
+
+/// One message of a chat-format prompt (promptfoo's JSON message lists).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatTurn {
+    pub role: String,
+    pub content: String,
+}

@@ -400,3 +400,59 @@ fn cost_without_data_errors_as_in_promptfoo() {
         );
     }
 }
+
+/// Issue 29: a CSV test file as promptfoo reads it. The same rows
+/// (`__expected` forms with negation, thresholds in parentheses, quoted
+/// commas and a quote in an unquoted field, a field across lines, spaces
+/// around a cell, `__threshold`) through promptfoo and missionctl give the
+/// same verdicts.
+#[test]
+fn csv_tests_match_promptfoo() {
+    const CSV: &str = r#"out,__expected,__expected2,__threshold,__description
+Bonjour le monde,icontains:bonjour,,,c01
+hello,not-contains:ell,,,c02
+Yarr,Yarr,,,c03
+Yarr!,Yarr,,,c04
+"a, b","contains-any:""x,y"", b",,,c05
+Ahoy matey,starts-with:Ahoy,icontains:MATEY,,c06
+kitten,levenshtein(3):sitting,,,c07
+kitten,levenshtein:sitting,,,c08
+"{""a"":1}",is-json,contains-json,,c09
+abc,regex:^a.c$,not-regex:z,,c10
+one two three,word-count:3,,,c11
+x"y,"contains:""",,,c12
+"multi
+line",contains:line,,,c13
+hello,  equals:hello  ,,,c14
+HELLO,not-icontains:hello,,,c15
+abc,contains:a,contains:z,0.5,c16
+abc,contains:a,contains:z,,c17
+"#;
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    let theirs: BTreeMap<String, bool> =
+        promptfoo_run_with(pf_dir.path(), "csv_probes.csv", CSV, "echo")
+            .expect("promptfoo read the CSV")
+            .into_iter()
+            .map(|(desc, success, reason)| {
+                assert_ne!(reason, 2, "promptfoo errored on {desc}");
+                (desc, success)
+            })
+            .collect();
+    assert_eq!(theirs.len(), 17, "{theirs:?}");
+    let failed: Vec<&str> = theirs
+        .iter()
+        .filter(|(_, ok)| !**ok)
+        .map(|(d, _)| d.as_str())
+        .collect();
+    assert_eq!(failed, ["c02", "c04", "c08", "c15", "c17"], "{theirs:?}");
+    let r = TestRepo::new();
+    probes_branch_text(
+        &r,
+        Some("echo_harness.py"),
+        "tests: file://csv_probes.csv\n",
+    );
+    r.write("packs/domains/probes/csv_probes.csv", CSV);
+    r.commit_all("CSV probes");
+    let ours = missionctl_outcomes(&r, "c");
+    assert_eq!(ours, theirs);
+}

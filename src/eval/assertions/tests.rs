@@ -162,6 +162,7 @@ fn weights_thresholds_and_sets_aggregate_as_promptfoo() {
         threshold,
         transform: None,
         user: String::new(),
+        messages: Vec::new(),
         file: "f".into(),
         line: 1,
     };

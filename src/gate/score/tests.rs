@@ -59,6 +59,7 @@ fn done(variant: Variant, chain: &str, n: usize, tag: Tag, pass: bool, latency: 
                 threshold: None,
                 transform: None,
                 user: "hi".into(),
+                messages: Vec::new(),
                 file: "packs/p/cases.yaml".into(),
                 line: u32::try_from(n).unwrap_or(0) + 1,
             }),
