@@ -12,7 +12,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::*;
+use std::collections::HashMap;
+
 use crate::model::{Bound, Kpis, RunSample};
+use crate::resolve::ChainKey;
 use crate::store::{KpiRun, ReplicaBeat};
 
 /// The window KPI health is measured over.
@@ -76,33 +79,92 @@ pub fn health(k: &Kpis, targets: &std::collections::BTreeMap<String, Bound>) -> 
     h
 }
 
-/// Each chain's health from `runs` (the leaf pack's runs of the chain's
-/// tenant), against its resolved pack's targets.
-pub fn chain_health(
-    snap: &crate::registry::Snapshot,
-    chains: &mut [pages::ChainRow],
-    runs: &[KpiRun],
-) {
-    for c in chains.iter_mut() {
-        let key = crate::resolve::ChainKey::new(&c.domain, c.tenant.as_deref(), c.user.as_deref());
-        let Some(targets) = crate::resolve::resolve(&snap.repo, &key)
-            .ok()
-            .and_then(|r| r.kpi_targets())
-        else {
-            continue;
-        };
-        let mut s = RunSample::default();
-        for r in runs
-            .iter()
-            .filter(|r| r.pack_id == c.leaf && c.tenant.as_ref().is_none_or(|t| *t == r.tenant_id))
-        {
-            s.success.push(r.success_bool != 0);
-            s.latency_ms.push(r.latency_ms);
-            s.cost_usd += r.cost_usd;
-        }
-        c.health = Some(health(&crate::telemetry::kpis(&s), &targets));
+/// Each chain with runs in the window → its health against its resolved
+/// pack's targets (None: the chain sets no KPI target). A chain's runs are
+/// its leaf pack's runs of its tenant (every tenant's for a chain without
+/// one). Chains without runs are not in the map. One pass over the runs,
+/// then one resolution per chain that has runs.
+pub type HealthMap = HashMap<ChainKey, Option<Health>>;
+
+pub fn health_map(snap: &crate::registry::Snapshot, scope: Option<&str>, runs: &[KpiRun]) -> HealthMap {
+    fn add(s: &mut RunSample, r: &KpiRun) {
+        s.success.push(r.success_bool != 0);
+        s.latency_ms.push(r.latency_ms);
+        s.cost_usd += r.cost_usd;
     }
+    let mut by_tenant: HashMap<(&str, &str), RunSample> = HashMap::new();
+    let mut by_leaf: HashMap<&str, RunSample> = HashMap::new();
+    for r in runs {
+        add(by_tenant.entry((&r.pack_id, &r.tenant_id)).or_default(), r);
+        add(by_leaf.entry(&r.pack_id).or_default(), r);
+    }
+    let mut out = HealthMap::new();
+    for p in &snap.repo.packs {
+        if !by_leaf.contains_key(p.pack.id.as_str()) || !snap.visible(&p.pack.id, scope) {
+            continue;
+        }
+        for key in snap.leaf_chains(p) {
+            if !pages::chain_in_scope(&key, scope) {
+                continue;
+            }
+            let sample = match &key.tenant {
+                Some(t) => by_tenant.get(&(p.pack.id.as_str(), t.as_str())),
+                None => by_leaf.get(p.pack.id.as_str()),
+            };
+            let Some(sample) = sample else {
+                continue;
+            };
+            let targets = crate::resolve::resolve(&snap.repo, &key)
+                .ok()
+                .and_then(|r| r.kpi_targets());
+            let h = targets.map(|t| health(&crate::telemetry::kpis(sample), &t));
+            out.insert(key, h);
+        }
+    }
+    out
 }
+
+/// How long a tenant scope's health map is reused before the runs are
+/// read again (the page says "over the last 24 h": a few seconds late is
+/// fine, reading up to [`HEALTH_CAP`] runs per page view is not).
+pub const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Per tenant scope: when the map was computed, at which commit, and it.
+pub type HealthCache = std::sync::Mutex<
+    HashMap<Option<String>, (std::time::Instant, Option<String>, Arc<HealthMap>)>,
+>;
+
+/// The health map of `scope` at `snap`'s commit: from the cache when it is
+/// younger than [`HEALTH_TTL`], else computed (off the async workers).
+async fn health_of(
+    c: &Console,
+    snap: &Arc<crate::registry::Snapshot>,
+    scope: Option<&str>,
+) -> Option<Arc<HealthMap>> {
+    let key = scope.map(String::from);
+    if let Ok(cache) = c.health.lock()
+        && let Some((at, commit, map)) = cache.get(&key)
+        && at.elapsed() < HEALTH_TTL
+        && *commit == snap.commit
+    {
+        return Some(map.clone());
+    }
+    let since = crate::time_util::canonical(OffsetDateTime::now_utc() - time::Duration::hours(HEALTH_HOURS));
+    let runs = c.reg.store.kpi_runs(None, scope, &since, HEALTH_CAP).await.ok()?;
+    let (s, k) = (snap.clone(), key.clone());
+    let map = Arc::new(
+        tokio::task::spawn_blocking(move || health_map(&s, k.as_deref(), &runs))
+            .await
+            .ok()?,
+    );
+    if let Ok(mut cache) = c.health.lock() {
+        cache.insert(key, (std::time::Instant::now(), snap.commit.clone(), map.clone()));
+    }
+    Some(map)
+}
+
+/// At most this many chains below target are listed under "needs attention".
+const ATTENTION_CHAINS: usize = 50;
 
 /// Replicas to look at: stale (not heard from in three of their
 /// intervals) or serving another commit than `serving`.
@@ -138,6 +200,7 @@ pub fn replica_attention(
 pub(super) struct FleetQuery {
     domain: Option<String>,
     tenant: Option<String>,
+    page: Option<usize>,
 }
 
 pub(super) async fn fleet(
@@ -155,53 +218,68 @@ pub(super) async fn fleet(
     }
     let snap = c.reg.snapshot.load_full();
     let now = OffsetDateTime::now_utc();
-    let since = crate::time_util::canonical(now - time::Duration::hours(HEALTH_HOURS));
     let rollouts = crate::registry::controller::status(&c.reg.store, false).await;
     let effects = c.reg.store.effects(Some(&c.reg.source.key)).await;
     let holds = c.reg.store.holds(&c.reg.source.key).await;
-    let runs = c
-        .reg
-        .store
-        .kpi_runs(None, v.tenant(), &since, HEALTH_CAP)
-        .await;
     let beats = c.reg.store.replicas().await;
-    let (Ok(rollouts), Ok(effects), Ok(holds), Ok(runs), Ok(beats)) =
-        (rollouts, effects, holds, runs, beats)
+    let health = health_of(&c, &snap, v.tenant()).await;
+    let (Ok(rollouts), Ok(effects), Ok(holds), Some(health), Ok(beats)) =
+        (rollouts, effects, holds, health, beats)
     else {
         return unavailable(&v);
     };
+    let domain = q.domain.as_deref().filter(|d| !d.is_empty());
     let mut data = pages::FleetData::build(
         &snap,
         v.tenant(),
-        q.domain.as_deref().filter(|d| !d.is_empty()),
+        domain,
         tenant_filter.as_deref(),
+        q.page.unwrap_or(1),
         rollouts,
         effects,
         holds,
     );
-    chain_health(&snap, &mut data.chains, &runs);
-    for c in data
-        .chains
+    for row in &mut data.chains {
+        let key = ChainKey::new(&row.domain, row.tenant.as_deref(), row.user.as_deref());
+        row.health = match health.get(&key) {
+            Some(h) => h.clone(),
+            None => Some(Health::default()),
+        };
+    }
+    let mut below: Vec<(&ChainKey, &Health)> = health
         .iter()
-        .filter(|c| c.health.as_ref().is_some_and(|h| !h.missed.is_empty()))
-    {
-        let missed = c
-            .health
-            .as_ref()
-            .map(|h| h.missed.join("; "))
-            .unwrap_or_default();
-        let chain = [
-            Some(c.domain.as_str()),
-            c.tenant.as_deref(),
-            c.user.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" × ");
+        .filter_map(|(k, h)| Some((k, h.as_ref()?)))
+        .filter(|(k, h)| {
+            !h.missed.is_empty()
+                && domain.is_none_or(|d| d == k.domain)
+                && tenant_filter.as_deref().is_none_or(|t| k.tenant.as_deref() == Some(t))
+        })
+        .collect();
+    below.sort_by(|a, b| a.0.cmp(b.0));
+    let leaf_of = |k: &ChainKey| {
+        crate::resolve::chain(&snap.repo, k)
+            .ok()
+            .and_then(|idx| idx.last().map(|i| snap.repo.packs[*i].pack.id.clone()))
+            .unwrap_or_default()
+    };
+    for (k, h) in below.iter().take(ATTENTION_CHAINS) {
+        let leaf = leaf_of(k);
+        let chain = [Some(k.domain.as_str()), k.tenant.as_deref(), k.user.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" × ");
+        let missed = h.missed.join("; ");
         data.attention.push((
-            c.leaf.clone(),
-            html! { "Chain " (chain) " (" a href=(format!("/ui/packs/{}", pages::enc(&c.leaf))) { (c.leaf) } ") is " span.bad { "below its KPI targets" } " over the last " (HEALTH_HOURS) " h: " (missed) },
+            leaf.clone(),
+            html! { "Chain " (chain) " (" a href=(format!("/ui/packs/{}", pages::enc(&leaf))) { (leaf) } ") is " span.bad { "below its KPI targets" } " over the last " (HEALTH_HOURS) " h: " (missed) },
+        ));
+    }
+    if below.len() > ATTENTION_CHAINS {
+        let more = below.len() - ATTENTION_CHAINS;
+        data.attention.push((
+            String::new(),
+            html! { "… and " (more) " more chains " span.bad { "below their KPI targets" } " (filter by domain or tenant to see them)" },
         ));
     }
     for m in replica_attention(&beats, now, snap.commit.as_deref()) {

@@ -54,6 +54,8 @@ pub struct Console {
     /// Sessions signed out on this replica (nonce → expiry), refused until
     /// they would have expired anyway.
     signed_out: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// The fleet page's KPI health per tenant scope (see [`fleet::HEALTH_TTL`]).
+    health: Arc<fleet::HealthCache>,
 }
 
 /// The Content-Security-Policy of every console answer: no inline script
@@ -208,6 +210,7 @@ pub fn router(reg: Arc<Registry>, settings: Settings) -> Router {
         sso: settings.sso.map(Arc::new),
         link: Arc::new(std::sync::Mutex::new(settings.link)),
         signed_out: Arc::default(),
+        health: Arc::default(),
     };
     Router::new()
         .route(

@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::{Viewer, links};
 use crate::model::{Decision, Kpis, RolloutState, RunRow};
 use crate::registry::Snapshot;
+use crate::resolve::ChainKey;
 use crate::registry::controller::RolloutStatus;
 use crate::store::{AuditEntry, HistoryEntry, ImproveRow};
 
@@ -136,6 +137,24 @@ pub fn message(v: Option<&Viewer>, title: &str, text: &str) -> Markup {
     )
 }
 
+/// Whether a sign-in scoped to `scope` (a tenant, or None for the fleet)
+/// sees `key`: a personal user's chain is that user's tenant
+/// (`user:<id>`); a chain without a tenant or user (a domain's) is seen by
+/// every sign-in that sees its pack.
+pub fn chain_in_scope(key: &ChainKey, scope: Option<&str>) -> bool {
+    let Some(s) = scope else {
+        return true;
+    };
+    match (&key.tenant, &key.user) {
+        (Some(t), _) => t == s,
+        (None, Some(u)) => s.strip_prefix("user:") == Some(u.as_str()),
+        (None, None) => true,
+    }
+}
+
+/// Scope chains per fleet page.
+pub const FLEET_PAGE: usize = 100;
+
 /// One scope chain as the fleet page shows it.
 pub struct ChainRow {
     pub domain: String,
@@ -151,7 +170,16 @@ pub struct ChainRow {
 
 pub struct FleetData {
     pub commit: Option<String>,
+    /// The chains of this page.
     pub chains: Vec<ChainRow>,
+    /// Chains matching the filters, over every page.
+    pub total: usize,
+    /// This page (from 1) of `pages`.
+    pub page: usize,
+    pub pages: usize,
+    /// The filters, kept in the page links.
+    pub domain: Option<String>,
+    pub tenant: Option<String>,
     pub attention: Vec<(String, Markup)>,
     pub domains: Vec<String>,
     pub tenants: Vec<String>,
@@ -165,12 +193,15 @@ impl FleetData {
         scope: Option<&str>,
         domain: Option<&str>,
         tenant: Option<&str>,
+        page: usize,
         rollouts: Vec<RolloutStatus>,
         effects: Vec<crate::model::Effect>,
         holds: Vec<(String, String)>,
     ) -> FleetData {
-        let mut chains = Vec::new();
-        for p in &snap.repo.packs {
+        // Every visible chain's key (cheap); only the page's chains are
+        // rendered (what they serve), so a 10,000-pack fleet costs one page.
+        let mut keys: Vec<(ChainKey, usize)> = Vec::new();
+        for (i, p) in snap.repo.packs.iter().enumerate() {
             if !snap.visible(&p.pack.id, scope) {
                 continue;
             }
@@ -180,45 +211,44 @@ impl FleetData {
                 {
                     continue;
                 }
-                // A personal user's chain is that user's tenant (`user:<id>`).
-                let chain_tenant = key
-                    .tenant
-                    .clone()
-                    .or_else(|| key.user.as_ref().map(|u| format!("user:{u}")));
-                if let Some(s) = scope
-                    && chain_tenant.as_deref().is_some_and(|t| t != s)
-                {
+                if !chain_in_scope(&key, scope) {
                     continue;
                 }
-                let Ok(champ) = snap.render(&key, "", Some(crate::model::Arm::Champion)) else {
-                    continue;
-                };
-                let idx = crate::resolve::chain(&snap.repo, &key).unwrap_or_default();
-                let canary = idx.iter().find_map(|i| {
-                    let rv = snap.rollouts.get(&snap.repo.packs[*i].pack.id)?;
-                    let c = snap
-                        .render(&key, "", Some(crate::model::Arm::Canary))
-                        .ok()?;
-                    Some((
-                        rv.rollout_id.clone(),
-                        c.pack_version.clone(),
-                        rv.percent,
-                        rv.pinned,
-                    ))
-                });
-                chains.push(ChainRow {
-                    domain: key.domain.clone(),
-                    tenant: key.tenant.clone(),
-                    user: key.user.clone(),
-                    leaf: p.pack.id.clone(),
-                    champion: champ.pack_version.clone(),
-                    canary,
-                    health: None,
-                });
+                keys.push((key, i));
             }
         }
-        chains
-            .sort_by(|a, b| (&a.domain, &a.tenant, &a.user).cmp(&(&b.domain, &b.tenant, &b.user)));
+        keys.sort();
+        let total = keys.len();
+        let pages = total.div_ceil(FLEET_PAGE).max(1);
+        let page = page.clamp(1, pages);
+        let mut chains = Vec::new();
+        for (key, i) in keys.into_iter().skip((page - 1) * FLEET_PAGE).take(FLEET_PAGE) {
+            let Ok(champ) = snap.render(&key, "", Some(crate::model::Arm::Champion)) else {
+                continue;
+            };
+            let idx = crate::resolve::chain(&snap.repo, &key).unwrap_or_default();
+            let canary = idx.iter().find_map(|i| {
+                let rv = snap.rollouts.get(&snap.repo.packs[*i].pack.id)?;
+                let c = snap
+                    .render(&key, "", Some(crate::model::Arm::Canary))
+                    .ok()?;
+                Some((
+                    rv.rollout_id.clone(),
+                    c.pack_version.clone(),
+                    rv.percent,
+                    rv.pinned,
+                ))
+            });
+            chains.push(ChainRow {
+                domain: key.domain.clone(),
+                tenant: key.tenant.clone(),
+                user: key.user.clone(),
+                leaf: snap.repo.packs[i].pack.id.clone(),
+                champion: champ.pack_version.clone(),
+                canary,
+                health: None,
+            });
+        }
         let mut attention = Vec::new();
         for r in rollouts.iter().filter(|r| snap.visible(&r.pack_id, scope)) {
             let what = match r.state {
@@ -264,10 +294,38 @@ impl FleetData {
         FleetData {
             commit: snap.commit.clone(),
             chains,
+            total,
+            page,
+            pages,
+            domain: domain.map(String::from),
+            tenant: tenant.map(String::from),
             attention,
             domains,
             tenants,
             github: None,
+        }
+    }
+}
+
+/// Previous and next links of the fleet's chain table, filters kept.
+fn fleet_pager(d: &FleetData) -> Markup {
+    let link = |page: usize| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(x) = &d.domain {
+            q.append_pair("domain", x);
+        }
+        if let Some(x) = &d.tenant {
+            q.append_pair("tenant", x);
+        }
+        q.append_pair("page", &page.to_string());
+        format!("/ui/?{}", q.finish())
+    };
+    html! {
+        @if d.pages > 1 {
+            nav.pager aria-label="Chain pages" {
+                @if d.page > 1 { a href=(link(d.page - 1)) rel="prev" { "← previous" } " " }
+                @if d.page < d.pages { a href=(link(d.page + 1)) rel="next" { "next →" } }
+            }
         }
     }
 }
@@ -300,19 +358,25 @@ pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
                 label { "Domain"
                     select name="domain" {
                         option value="" { "every domain" }
-                        @for dom in &d.domains { option value=(dom) { (dom) } }
+                        @for dom in &d.domains { option value=(dom) selected[d.domain.as_deref() == Some(dom.as_str())] { (dom) } }
                     }
                 }
                 @if v.tenant().is_none() {
                     label { "Tenant"
                         select name="tenant" {
                             option value="" { "every tenant" }
-                            @for t in &d.tenants { option value=(t) { (t) } }
+                            @for t in &d.tenants { option value=(t) selected[d.tenant.as_deref() == Some(t.as_str())] { (t) } }
                         }
                     }
                 }
                 button.primary type="submit" { "Filter" }
             }
+            p.muted {
+                (d.total) " chain(s)"
+                @if d.pages > 1 { ", page " (d.page) " of " (d.pages) " (" (FLEET_PAGE) " a page)" }
+                "."
+            }
+            (fleet_pager(d))
             table {
                 thead { tr { th { "Domain" } th { "Tenant" } th { "User" } th { "Leaf pack" } th { "Champion" } th { "Canary (share)" } th { "KPI health (24 h)" } } }
                 tbody {
@@ -346,6 +410,7 @@ pub fn fleet(v: &Viewer, d: &FleetData) -> Markup {
                     }
                 }
             }
+            (fleet_pager(d))
         },
     )
 }

@@ -8,6 +8,7 @@ mod commands;
 mod conformance;
 mod console;
 mod console_actions;
+mod console_fleet;
 #[macro_use]
 mod db;
 mod faults;
