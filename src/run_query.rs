@@ -222,40 +222,73 @@ pub fn csv_header() -> String {
 /// `+`, `-`, `@` first) is prefixed with `'` (OWASP's CSV injection advice),
 /// since run ids and codes come from harnesses.
 pub fn csv_line(r: &RunRow) -> String {
-    fn field(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        if s.contains([',', '"', '\r', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    }
-    let cols = [
-        field(&r.run_id),
-        field(&r.tenant_id),
-        field(&r.user_id),
-        field(&r.agent_id),
-        field(&r.pack_id),
-        field(&r.pack_version),
-        field(&r.task_type),
-        r.latency_ms.to_string(),
-        r.cost_usd.to_string(),
-        r.success_bool.to_string(),
-        field(r.error_code.as_deref().unwrap_or("")),
-        field(&r.created_at),
-        field(&r.arm.as_ref().map(ToString::to_string).unwrap_or_default()),
-        r.attempts.map(|a| a.to_string()).unwrap_or_default(),
-    ];
-    format!("{}\r\n", cols.join(","))
+    let mut out = String::with_capacity(200);
+    csv_into(&mut out, r);
+    out
 }
 
-/// One run as an NDJSON line (the record as `POST /v1/runs` takes it).
+/// [`csv_line`] appended to `out` (an export writes thousands of lines
+/// into one buffer).
+pub fn csv_into(out: &mut String, r: &RunRow) {
+    use std::fmt::Write as _;
+    fn field(out: &mut String, s: &str) {
+        let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        if s.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            if formula {
+                out.push('\'');
+            }
+            out.push_str(&s.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            if formula {
+                out.push('\'');
+            }
+            out.push_str(s);
+        }
+    }
+    for s in [
+        &r.run_id,
+        &r.tenant_id,
+        &r.user_id,
+        &r.agent_id,
+        &r.pack_id,
+        &r.pack_version,
+        &r.task_type,
+    ] {
+        field(out, s);
+        out.push(',');
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{},{},{},", r.latency_ms, r.cost_usd, r.success_bool);
+    field(out, r.error_code.as_deref().unwrap_or(""));
+    out.push(',');
+    field(out, &r.created_at);
+    out.push(',');
+    if let Some(a) = &r.arm {
+        field(out, &a.to_string());
+    }
+    out.push(',');
+    if let Some(a) = r.attempts {
+        let _ = write!(out, "{a}");
+    }
+    out.push_str("\r\n");
+}
+
+/// One run as an NDJSON line.
 pub fn ndjson_line(r: &RunRow) -> String {
-    format!("{}\n", serde_json::to_string(r).unwrap_or_default())
+    let mut out = String::with_capacity(300);
+    ndjson_into(&mut out, r);
+    out
+}
+
+/// [`ndjson_line`] appended to `out`.
+pub fn ndjson_into(out: &mut String, r: &RunRow) {
+    // A RunRow (strings, finite numbers) always serialises.
+    if let Ok(line) = serde_json::to_string(r) {
+        out.push_str(&line);
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

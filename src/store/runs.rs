@@ -240,11 +240,15 @@ impl Store {
             bind(&mut sql, " AND created_at < ?", t);
         }
         if let Some((at, tenant, run)) = &f.after {
-            bind(&mut sql, " AND (created_at < ?", at);
-            bind(&mut sql, " OR (created_at = ?", at);
-            bind(&mut sql, " AND (tenant_id < ?", tenant);
-            bind(&mut sql, " OR (tenant_id = ?", tenant);
-            bind(&mut sql, " AND run_id < ?))))", run);
+            // A row-value comparison, not the equivalent OR of ANDs: with
+            // bound values SQLite plans the OR form as a multi-index OR that
+            // collects and sorts every older run's rowid on each page (an
+            // export of 300,000 runs took 76 s); this form is one index
+            // range (both SQLite and PostgreSQL compare row values in
+            // order, column by column).
+            bind(&mut sql, " AND (created_at, tenant_id, run_id) < (?", at);
+            bind(&mut sql, ", ?", tenant);
+            bind(&mut sql, ", ?)", run);
         }
         sql.push_str(" ORDER BY created_at DESC, tenant_id DESC, run_id DESC");
         if let Some(n) = f.limit {

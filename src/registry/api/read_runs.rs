@@ -62,7 +62,7 @@ pub(crate) async fn runs_response(
     format: crate::run_query::Format,
     route: &str,
 ) -> Response {
-    let (content_type, header_line, line): (_, String, fn(&crate::model::RunRow) -> String) =
+    let (content_type, header_line, line): (_, String, fn(&mut String, &crate::model::RunRow)) =
         match format {
             crate::run_query::Format::Json => {
                 return match reg.store.query_runs(&filter).await {
@@ -82,12 +82,12 @@ pub(crate) async fn runs_response(
             crate::run_query::Format::Csv => (
                 "text/csv; charset=utf-8",
                 crate::run_query::csv_header(),
-                crate::run_query::csv_line,
+                crate::run_query::csv_into,
             ),
             crate::run_query::Format::Ndjson => (
                 "application/x-ndjson",
                 String::new(),
-                crate::run_query::ndjson_line,
+                crate::run_query::ndjson_into,
             ),
         };
     // The first page is read before answering, so a failing store is a 503
@@ -120,6 +120,7 @@ pub(crate) async fn runs_response(
         sent: 0,
         reg: reg.clone(),
         line,
+        ahead: None,
     };
     let stream = futures_util::stream::unfold(export, Export::next);
     (
@@ -137,7 +138,9 @@ pub(crate) async fn runs_response(
 }
 
 /// Rows an export reads per page.
-const EXPORT_PAGE: u32 = 2_000;
+const EXPORT_PAGE: u32 = 5_000;
+
+type Page = Result<Vec<crate::model::RunRow>, crate::store::StoreError>;
 
 /// A runs export in progress: what is still to send, and where to read next.
 struct Export {
@@ -150,33 +153,40 @@ struct Export {
     total: Option<u32>,
     sent: u64,
     reg: Arc<Registry>,
-    line: fn(&crate::model::RunRow) -> String,
+    line: fn(&mut String, &crate::model::RunRow),
+    /// The next page, read while this one is written out and sent.
+    ahead: Option<tokio::task::JoinHandle<Page>>,
 }
 
 impl Export {
+    /// Rows still wanted after what is sent and pending.
+    fn left(&self) -> u64 {
+        self.total.map_or(u64::MAX, |t| {
+            u64::from(t).saturating_sub(self.sent + self.pending.len() as u64)
+        })
+    }
+
     async fn next(mut self) -> Option<(Result<axum::body::Bytes, std::io::Error>, Export)> {
         if let Some(h) = self.header.take() {
             return Some((Ok(h.into()), self));
         }
         if self.pending.is_empty() {
-            let left = self
-                .total
-                .map_or(u64::MAX, |t| u64::from(t).saturating_sub(self.sent));
-            if !self.last_full || left == 0 {
+            let Some(ahead) = self.ahead.take() else {
                 return None;
-            }
-            let page = u32::try_from(left.min(u64::from(EXPORT_PAGE))).unwrap_or(EXPORT_PAGE);
-            self.filter.limit = Some(page);
-            match self.reg.store.query_runs(&self.filter).await {
+            };
+            let read = ahead
+                .await
+                .map_err(|e| format!("the export's read stopped: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match read {
                 Ok(rows) => {
-                    self.last_full = rows.len() == page as usize;
+                    self.last_full = self.filter.limit.is_some_and(|n| rows.len() == n as usize);
                     self.pending = rows;
                 }
                 Err(e) => {
                     // The headers are sent: a cut body is what tells the client.
                     tracing::error!(error = %e, "a runs export was cut short: the state store failed");
-                    self.last_full = false;
-                    return Some((Err(std::io::Error::other(e.to_string())), self));
+                    return Some((Err(std::io::Error::other(e)), self));
                 }
             }
             if self.pending.is_empty() {
@@ -184,10 +194,6 @@ impl Export {
             }
         }
         let rows = std::mem::take(&mut self.pending);
-        let mut chunk = String::with_capacity(rows.len() * 200);
-        for r in &rows {
-            chunk.push_str(&(self.line)(r));
-        }
         if let Some(last) = rows.last() {
             self.filter.after = Some((
                 last.created_at.clone(),
@@ -196,6 +202,18 @@ impl Export {
             ));
         }
         self.sent += rows.len() as u64;
+        // Read the next page while this one is written and sent.
+        let left = self.left();
+        if self.last_full && left > 0 {
+            let page = u32::try_from(left.min(u64::from(EXPORT_PAGE))).unwrap_or(EXPORT_PAGE);
+            self.filter.limit = Some(page);
+            let (store, filter) = (self.reg.store.clone(), self.filter.clone());
+            self.ahead = Some(tokio::spawn(async move { store.query_runs(&filter).await }));
+        }
+        let mut chunk = String::with_capacity(rows.len() * 200);
+        for r in &rows {
+            (self.line)(&mut chunk, r);
+        }
         Some((Ok(chunk.into()), self))
     }
 }
