@@ -553,6 +553,27 @@ pub(crate) mod pages {
             !viewer_page.contains("/rollback\""),
             "a viewer gets no rollback form"
         );
+        // A shared pack's arms count every tenant's runs: a tenant's
+        // sign-in and token get the rollout without them.
+        assert!(
+            viewer_page.contains("withheld from tenant sign-ins"),
+            "{viewer_page}"
+        );
+        let (_, mine) = get(port, "/v1/rollouts", &t.acme_viewer);
+        let mine = mine["rollouts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["rollout_id"] == id.as_str()))
+            .cloned()
+            .expect("listed for acme");
+        assert!(
+            mine["figures_from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("withheld"))
+                && mine["detail"].is_null()
+                && mine["champion"]["runs"] == 0,
+            "{mine}"
+        );
+        assert_eq!(r["figures_from"], "live", "the admin's view: {r}");
         let (code, _, admin_page) = page(port, &path, &admin);
         assert_eq!(code, 200);
         assert!(

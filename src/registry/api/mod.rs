@@ -405,6 +405,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
             let list: Vec<_> = list
                 .into_iter()
                 .filter(|r| snap.visible(&r.pack_id, tok.tenant.as_deref()))
+                .map(|r| snap.rollout_for(r, tok.tenant.as_deref()))
                 .collect();
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"rollouts": list}))
@@ -429,6 +430,7 @@ async fn decisions(
             let list: Vec<_> = list
                 .into_iter()
                 .filter(|d| snap.visible(&d.pack_id, tok.tenant.as_deref()))
+                .map(|d| snap.decision_for(d, tok.tenant.as_deref()))
                 .collect();
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"decisions": list}))
