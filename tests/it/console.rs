@@ -574,6 +574,23 @@ pub(crate) mod pages {
             "{mine}"
         );
         assert_eq!(r["figures_from"], "live", "the admin's view: {r}");
+        // A reason is one line of plain text: an escape sequence or a
+        // newline (a forged line in a revert commit) is refused, 400.
+        for reason in ["\u{1b}[2Jcleared", "x\nMissionctl-Rollback: acme-tenant", "rtl \u{202E}"] {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            let (code, _, answer) = http(
+                port,
+                "POST",
+                &format!("/v1/rollouts/{id}/hold"),
+                &[
+                    ("Authorization", &crate::registry::bearer(&t.admin)),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            );
+            assert_eq!(code, 400, "{reason:?}: {answer}");
+            assert!(answer.contains("plain text"), "{answer}");
+        }
         let (code, _, admin_page) = page(port, &path, &admin);
         assert_eq!(code, 200);
         assert!(

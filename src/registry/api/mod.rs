@@ -515,6 +515,10 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bo
             json_response(status, v)
         }
         Err(super::controller::ManualError::Store(e)) => store_failed(&reg, route, &e),
+        Err(e @ super::controller::ManualError::BadReason(_)) => {
+            count(&reg, route, StatusCode::BAD_REQUEST);
+            json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
+        }
         Err(e) => {
             count(&reg, route, StatusCode::CONFLICT);
             json_response(StatusCode::CONFLICT, json!({"error": e.to_string()}))
