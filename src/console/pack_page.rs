@@ -208,7 +208,7 @@ pub(super) async fn pack(
         time::OffsetDateTime::now_utc() - time::Duration::days(KPI_DAYS),
     );
     let decisions = c.reg.store.decisions(Some(&id)).await;
-    let history = c.reg.store.history(&c.reg.source.key).await;
+    let history = c.reg.store.history_of(&c.reg.source.key, &id).await;
     let rollouts = crate::registry::controller::status(&c.reg.store, true).await;
     let runs = c
         .reg
