@@ -7,8 +7,8 @@ use maud::{DOCTYPE, Markup, html};
 use super::{Viewer, links};
 use crate::model::{Decision, Kpis, RolloutState, RunRow};
 use crate::registry::Snapshot;
-use crate::resolve::ChainKey;
 use crate::registry::controller::RolloutStatus;
+use crate::resolve::ChainKey;
 use crate::store::{AuditEntry, HistoryEntry, ImproveRow};
 
 mod pack;
@@ -222,7 +222,11 @@ impl FleetData {
         let pages = total.div_ceil(FLEET_PAGE).max(1);
         let page = page.clamp(1, pages);
         let mut chains = Vec::new();
-        for (key, i) in keys.into_iter().skip((page - 1) * FLEET_PAGE).take(FLEET_PAGE) {
+        for (key, i) in keys
+            .into_iter()
+            .skip((page - 1) * FLEET_PAGE)
+            .take(FLEET_PAGE)
+        {
             let Ok(champ) = snap.render(&key, "", Some(crate::model::Arm::Champion)) else {
                 continue;
             };

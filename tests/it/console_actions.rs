@@ -329,10 +329,11 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     assert!(!p.contains("/resume\""), "no resume for a running rollout");
     let token = csrf(&p);
     let action = format!("{path}/hold");
-    // No CSRF token, a wrong one, another session's, or unconfirmed: refused.
+    // No CSRF token (403, as a wrong one), a wrong one, another
+    // session's, or unconfirmed: refused.
     assert_eq!(
         post_form(port, &action, &admin, "reason=x&confirm=yes").0,
-        400
+        403
     );
     assert_eq!(
         post_form(port, &action, &admin, "csrf=00&reason=x&confirm=yes").0,

@@ -42,7 +42,10 @@ fn the_fleet_pages_its_chains_and_keeps_the_filters() {
     assert!(total > 130, "{total}");
     let pages = total.div_ceil(100);
     assert_eq!(rows(&first), 100, "{first}");
-    assert!(first.contains(r#"href="/ui/?page=2" rel="next""#), "{first}");
+    assert!(
+        first.contains(r#"href="/ui/?page=2" rel="next""#),
+        "{first}"
+    );
     assert!(!first.contains(r#"rel="prev""#), "{first}");
     // Every chain once across the pages, in order.
     let mut seen = rows(&first);
@@ -50,7 +53,10 @@ fn the_fleet_pages_its_chains_and_keeps_the_filters() {
         let (code, _, body) = page(port, &format!("/ui/?page={p}"), &admin);
         assert_eq!(code, 200);
         assert!(body.contains(&format!("page {p} of {pages}")), "{body}");
-        assert!(body.contains(&format!(r#"href="/ui/?page={}" rel="prev""#, p - 1)), "{body}");
+        assert!(
+            body.contains(&format!(r#"href="/ui/?page={}" rel="prev""#, p - 1)),
+            "{body}"
+        );
         seen += rows(&body);
     }
     assert_eq!(seen, total);
@@ -62,8 +68,14 @@ fn the_fleet_pages_its_chains_and_keeps_the_filters() {
     assert!(bad.contains(&format!("page 1 of {pages}")), "{bad}");
     // A filter is kept in the select and the page links.
     let (_, _, acme) = page(port, "/ui/?tenant=acme", &admin);
-    assert!(acme.contains(r#"<option value="acme" selected>acme</option>"#), "{acme}");
-    assert!(acme.contains(r#"href="/ui/?tenant=acme&amp;page=2" rel="next""#), "{acme}");
+    assert!(
+        acme.contains(r#"<option value="acme" selected>acme</option>"#),
+        "{acme}"
+    );
+    assert!(
+        acme.contains(r#"href="/ui/?tenant=acme&amp;page=2" rel="next""#),
+        "{acme}"
+    );
     assert!(!acme.contains("<td>globex</td>"), "{acme}");
     // An acme viewer's pages count acme's chains only.
     let viewer = sign_in(port, &t.acme_viewer);
