@@ -140,7 +140,11 @@ fn control_field(row: &RunRow) -> Option<(&'static str, char)> {
     ]
     .into_iter()
     .chain(row.error_code.as_ref().map(|c| ("error_code", c)))
-    .find_map(|(k, v)| v.chars().find(|c| c.is_control()).map(|c| (k, c)))
+    .find_map(|(k, v)| {
+        v.chars()
+            .find(|c| c.is_control() || crate::model::is_bidi_control(*c))
+            .map(|c| (k, c))
+    })
 }
 
 /// Parse and check a batch. `attribute(row)` labels rows with the rollout

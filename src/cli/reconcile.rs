@@ -336,6 +336,9 @@ pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
             "say where the revert goes: --push (onto the branch) or --to-branch NAME (for review)"
         ),
     };
+    if let Some(why) = missionctl::model::reason_problem(&a.reason) {
+        anyhow::bail!("--reason: {why}");
+    }
     let out = rollback::rollback(
         &a.common.source(),
         &a.pack,

@@ -151,6 +151,10 @@ pub(super) async fn rollback(
     {
         Ok(_) => back_to(&id),
         Err(crate::registry::controller::ManualError::Store(_)) => unavailable(&v),
+        Err(e @ crate::registry::controller::ManualError::BadReason(_)) => html(
+            StatusCode::BAD_REQUEST,
+            pages::message(Some(&v), "Not rolled back", &e.to_string()),
+        ),
         Err(e) => html(
             StatusCode::CONFLICT,
             pages::message(Some(&v), "Not rolled back", &e.to_string()),
@@ -184,6 +188,10 @@ async fn pause(
     match hold::pause(&c.reg.store, what, &id, &reason, &v.token.name, &route).await {
         Ok(_) => back_to(&id),
         Err(PauseError::Store(_)) => unavailable(&v),
+        Err(e @ PauseError::BadReason(_)) => html(
+            StatusCode::BAD_REQUEST,
+            pages::message(Some(&v), "Not changed", &e.to_string()),
+        ),
         Err(e) => html(
             StatusCode::CONFLICT,
             pages::message(Some(&v), "Not changed", &e.to_string()),

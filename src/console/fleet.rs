@@ -235,7 +235,10 @@ pub(super) async fn fleet(
         domain,
         tenant_filter.as_deref(),
         q.page.unwrap_or(1),
-        rollouts,
+        rollouts
+            .into_iter()
+            .map(|r| snap.rollout_for(r, v.tenant()))
+            .collect(),
         effects,
         holds,
     );

@@ -42,27 +42,41 @@ pub(super) async fn script() -> Response {
 /// store did not answer.
 async fn fingerprint(c: &Console, tenant: Option<&str>) -> Option<String> {
     let snap = c.reg.snapshot.load_full();
-    let mut h = Sha256::new();
+    // Every entry is collected and sorted before hashing: the snapshot's
+    // rollouts are a hash map whose order differs from one publication to
+    // the next, and a publication caused by another tenant's change must
+    // not look like a change here.
+    let mut seen: Vec<String> = Vec::new();
     for r in c.reg.store.rollouts(false).await.ok()? {
         if snap.visible(&r.pack_id, tenant) {
-            h.update(
-                format!(
-                    "\0r{}:{}:{}:{}",
-                    r.rollout_id, r.state, r.step, r.row_version
-                )
-                .as_bytes(),
-            );
+            seen.push(format!(
+                "r{}:{}:{}:{}",
+                r.rollout_id, r.state, r.step, r.row_version
+            ));
         }
     }
-    for (id, pack) in c.reg.store.recent_decisions(200).await.ok()? {
-        if snap.visible(&pack, tenant) {
-            h.update(format!("\0d{id}").as_bytes());
-        }
-    }
+    // The newest decision on a visible pack (not a window of the newest
+    // decisions overall, which other tenants' decisions would slide).
+    let visible: Option<Vec<&str>> = tenant.map(|_| {
+        snap.repo
+            .packs
+            .iter()
+            .map(|p| p.pack.id.as_str())
+            .filter(|p| snap.visible(p, tenant))
+            .collect()
+    });
+    let newest = c.reg.store.newest_decision(visible.as_deref()).await.ok()?;
+    seen.push(format!("d{newest:?}"));
     for (pack, v) in &snap.rollouts {
         if snap.visible(pack, tenant) {
-            h.update(format!("\0p{pack}:{}:{}", v.percent, v.pinned).as_bytes());
+            seen.push(format!("p{pack}:{}:{}", v.percent, v.pinned));
         }
+    }
+    seen.sort_unstable();
+    let mut h = Sha256::new();
+    for e in &seen {
+        h.update(e.as_bytes());
+        h.update(b"\0");
     }
     Some(hex::encode(h.finalize()))
 }

@@ -330,6 +330,7 @@ async fn rollouts(State(c): State<Console>, headers: HeaderMap) -> Response {
     let list: Vec<_> = list
         .into_iter()
         .filter(|r| snap.visible(&r.pack_id, v.tenant()))
+        .map(|r| snap.rollout_for(r, v.tenant()))
         .collect();
     html(StatusCode::OK, pages::rollouts(&v, &list))
 }
@@ -346,6 +347,7 @@ async fn rollout(State(c): State<Console>, headers: HeaderMap, Path(id): Path<St
     else {
         return not_found(Some(&v));
     };
+    let r = snap.rollout_for(r, v.tenant());
     let Ok(decisions) = c.reg.store.decisions(Some(&r.pack_id)).await else {
         return unavailable(&v);
     };
@@ -355,6 +357,7 @@ async fn rollout(State(c): State<Console>, headers: HeaderMap, Path(id): Path<St
             d.rollout.as_ref().and_then(|p| p.rollout_id.as_deref()) == Some(r.rollout_id.as_str())
                 || d.challenger_pack_version == r.canary_version
         })
+        .map(|d| snap.decision_for(d, v.tenant()))
         .collect();
     let may_act =
         v.token.may(Action::Rollback) && v.token.covers(pack_scope(&snap, &r.pack_id).as_scope());
@@ -413,6 +416,7 @@ async fn decisions(
     let mut list: Vec<_> = list
         .into_iter()
         .filter(|d| snap.visible(&d.pack_id, v.tenant()))
+        .map(|d| snap.decision_for(d, v.tenant()))
         .collect();
     list.reverse();
     // The audit log names tokens of every tenant: unscoped sign-ins only.

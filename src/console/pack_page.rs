@@ -203,8 +203,16 @@ pub(super) async fn pack(
         return unavailable(&v);
     };
     decisions.reverse();
+    let decisions: Vec<_> = decisions
+        .into_iter()
+        .map(|d| snap.decision_for(d, v.tenant()))
+        .collect();
     let history: Vec<_> = history.into_iter().filter(|h| h.pack_id == id).collect();
-    let rollouts: Vec<_> = rollouts.into_iter().filter(|r| r.pack_id == id).collect();
+    let rollouts: Vec<_> = rollouts
+        .into_iter()
+        .filter(|r| r.pack_id == id)
+        .map(|r| snap.rollout_for(r, v.tenant()))
+        .collect();
     let filled = |s: Option<String>| s.filter(|x| !x.trim().is_empty());
     let (from, to) = (filled(q.from), filled(q.to));
     let (c2, id2, commit) = (c.clone(), id.clone(), snap.commit.clone());

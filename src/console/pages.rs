@@ -506,6 +506,9 @@ pub fn runs(
     )
 }
 
+/// The most decisions the decisions page lists (newest first).
+pub const DECISIONS_SHOWN: usize = 500;
+
 pub fn decisions(
     v: &Viewer,
     pack: Option<&str>,
@@ -523,7 +526,10 @@ pub fn decisions(
                 label { "Pack" input type="text" name="pack" value=(pack.unwrap_or("")); }
                 button.primary type="submit" { "Filter" }
             }
-            (decision_table(list, gh))
+            @if list.len() > DECISIONS_SHOWN {
+                p.muted { "The newest " (DECISIONS_SHOWN) " of " (list.len()) " decisions; filter by pack for the rest of a pack's history." }
+            }
+            (decision_table(&list[..list.len().min(DECISIONS_SHOWN)], gh))
             @if let Some(a) = audit {
                 h2 { "Audit log" }
                 table {

@@ -153,3 +153,44 @@ mod tests {
         assert!("abc:blue".parse::<ArmLabel>().is_err());
     }
 }
+
+/// What is wrong with a person's free-text reason (a hold, resume or
+/// rollback), or None. It goes into decisions, the audit log, terminal
+/// tables and revert commit messages: control characters (escape
+/// sequences, carriage returns, newlines that would start a line of their
+/// own in a commit body) and Unicode direction overrides are refused, and
+/// so is one longer than [`MAX_REASON`] characters.
+pub fn reason_problem(reason: &str) -> Option<String> {
+    if let Some(c) = reason.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        return Some(format!(
+            "the reason contains U+{:04X}, a control or text-direction character; write it on one line of plain text",
+            u32::from(c)
+        ));
+    }
+    let n = reason.chars().count();
+    (n > MAX_REASON).then(|| {
+        format!("the reason is {n} characters long; keep it to {MAX_REASON} (link to details instead)")
+    })
+}
+
+/// The longest reason accepted, in characters.
+pub const MAX_REASON: usize = 1000;
+
+/// Unicode's explicit direction marks, embeddings, overrides and isolates:
+/// text that reads differently from what it says in a terminal or a page.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod reason_tests {
+    #[test]
+    fn reasons_are_one_line_of_plain_text() {
+        assert_eq!(super::reason_problem("answers too short, see #41"), None);
+        for bad in ["a\nMissionctl-Rollback: x", "\u{1b}[2Jfake", "a\rb", "tab\there", "rtl \u{202E}gnp.exe"] {
+            assert!(super::reason_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(super::reason_problem(&"x".repeat(1001)).is_some());
+        assert_eq!(super::reason_problem(&"é".repeat(1000)), None);
+    }
+}

@@ -239,6 +239,9 @@ words! {
         Live = "live",
         /// The last recorded step (a finished rollout).
         LastStep = "last step",
+        /// Withheld: a tenant-scoped reader of a pack several tenants
+        /// share (the figures count every tenant's runs).
+        Withheld = "withheld from tenant sign-ins: they count every tenant's runs",
     }
 }
 

@@ -340,6 +340,9 @@ fn revert_effect(source: &str, revert: RevertEffect, now: OffsetDateTime) -> Eff
 /// Why a rollback asked for through the API was not done; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ManualError {
+    /// The reason is not one line of plain text (see [`crate::model::reason_problem`]): 400.
+    #[error("{0}")]
+    BadReason(String),
     /// The rollback cannot be done as asked (unknown pack or version, a
     /// checked-out work tree): 409.
     #[error("{0}")]
@@ -366,6 +369,9 @@ pub(crate) async fn manual_rollback(
     by: &str,
     via: &str,
 ) -> Result<Json, ManualError> {
+    if let Some(why) = crate::model::reason_problem(reason) {
+        return Err(ManualError::BadReason(why));
+    }
     let (source, pack_s, to_s) = (reg.source.clone(), pack.to_string(), to.map(String::from));
     let (cur_version, to_version, tip) = tokio::task::spawn_blocking(move || {
         rollback::plan(&source, &pack_s, to_s.as_deref(), &Target::Push)

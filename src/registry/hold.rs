@@ -53,6 +53,9 @@ pub struct PauseOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PauseError {
+    /// The reason is not one line of plain text (see [`crate::model::reason_problem`]): 400.
+    #[error("{0}")]
+    BadReason(String),
     #[error("no rollout `{0}` (missionctl status --all lists them)")]
     NotFound(String),
     #[error("rollout {rollout} is {state}: only a rollout in progress can be held or resumed")]
@@ -86,6 +89,9 @@ pub async fn pause(
     by: &str,
     via: &str,
 ) -> Result<PauseOutcome, PauseError> {
+    if let Some(why) = crate::model::reason_problem(reason) {
+        return Err(PauseError::BadReason(why));
+    }
     for _ in 0..5 {
         let r = find(store, id)
             .await?

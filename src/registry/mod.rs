@@ -298,6 +298,52 @@ impl Snapshot {
     }
 
     /// Whether a token scoped to `tenant` may see `pack`.
+    /// Whether a tenant-scoped reader (`tenant` Some) reads about `pack`,
+    /// a pack several tenants share (global or domain): its rollouts'
+    /// figures and the decisions taken on them count every tenant's runs,
+    /// so they are withheld from that reader (another tenant's numbers
+    /// would follow from them and the reader's own).
+    pub(crate) fn withholds(&self, pack: &str, tenant: Option<&str>) -> bool {
+        tenant.is_some()
+            && matches!(
+                self.repo.pack(pack).map(|p| &p.location),
+                Some(Location::Global | Location::Domain(_))
+            )
+    }
+
+    /// `r` as a tenant-scoped reader may see it (see [`Snapshot::withholds`]).
+    pub(crate) fn rollout_for(
+        &self,
+        mut r: controller::RolloutStatus,
+        tenant: Option<&str>,
+    ) -> controller::RolloutStatus {
+        if self.withholds(&r.pack_id, tenant) {
+            r.champion = crate::model::Kpis::default();
+            r.canary = crate::model::Kpis::default();
+            r.figures_from = crate::model::FiguresFrom::Withheld;
+            r.detail = None;
+        }
+        r
+    }
+
+    /// `d` as a tenant-scoped reader may see it: a decision the canary
+    /// controller took on every tenant's runs of a shared pack keeps its
+    /// kind and versions, not its figures or the reason that quotes them.
+    pub(crate) fn decision_for(
+        &self,
+        mut d: crate::model::Decision,
+        tenant: Option<&str>,
+    ) -> crate::model::Decision {
+        if self.withholds(&d.pack_id, tenant) && d.figures.is_some() {
+            d.figures = None;
+            d.reason = format!(
+                "{}: decided on every tenant's runs of this shared pack (figures withheld from tenant sign-ins)",
+                d.decision.as_str()
+            );
+        }
+        d
+    }
+
     pub(crate) fn visible(&self, pack: &str, tenant: Option<&str>) -> bool {
         let Some(t) = tenant else { return true };
         match self.repo.pack(pack).map(|p| &p.location) {

@@ -105,12 +105,34 @@ impl Store {
     }
 
     /// The newest `n` decisions as (decision id, pack id), newest first.
-    pub async fn recent_decisions(&self, n: i64) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(fetch_all!(
-            self,
-            "SELECT decision_id, pack_id FROM decisions ORDER BY seq DESC LIMIT $1",
-            n
-        )?)
+    /// The sequence number of the newest decision on one of `packs` (every
+    /// pack when None): it grows with every decision recorded there and
+    /// with nothing recorded elsewhere.
+    pub async fn newest_decision(&self, packs: Option<&[&str]>) -> Result<Option<i64>, StoreError> {
+        let (sql, binds): (String, &[&str]) = match packs {
+            None => ("SELECT MAX(seq) FROM decisions".into(), &[]),
+            Some([]) => return Ok(None),
+            Some(p) => (
+                format!(
+                    "SELECT MAX(seq) FROM decisions WHERE pack_id IN ({})",
+                    (1..=p.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                ),
+                p,
+            ),
+        };
+        macro_rules! run {
+            ($pool:expr) => {{
+                let mut q = sqlx::query_as::<_, (Option<i64>,)>(AssertSqlSafe(sql.clone()));
+                for b in binds {
+                    q = q.bind(*b);
+                }
+                q.fetch_one($pool).await?.0
+            }};
+        }
+        Ok(match &self.db {
+            super::Db::Sqlite(p) => run!(p),
+            super::Db::Postgres(p) => run!(p),
+        })
     }
 
     /// Session `nonce` was signed out: every replica refuses it until

@@ -629,6 +629,44 @@ pub(crate) mod pages {
             !viewer_page.contains("/rollback\""),
             "a viewer gets no rollback form"
         );
+        // A shared pack's arms count every tenant's runs: a tenant's
+        // sign-in and token get the rollout without them.
+        assert!(
+            viewer_page.contains("withheld from tenant sign-ins"),
+            "{viewer_page}"
+        );
+        let (_, mine) = get(port, "/v1/rollouts", &t.acme_viewer);
+        let mine = mine["rollouts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["rollout_id"] == id.as_str()))
+            .cloned()
+            .expect("listed for acme");
+        assert!(
+            mine["figures_from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("withheld"))
+                && mine["detail"].is_null()
+                && mine["champion"]["runs"] == 0,
+            "{mine}"
+        );
+        assert_eq!(r["figures_from"], "live", "the admin's view: {r}");
+        // A reason is one line of plain text: an escape sequence or a
+        // newline (a forged line in a revert commit) is refused, 400.
+        for reason in ["\u{1b}[2Jcleared", "x\nMissionctl-Rollback: acme-tenant", "rtl \u{202E}"] {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            let (code, _, answer) = http(
+                port,
+                "POST",
+                &format!("/v1/rollouts/{id}/hold"),
+                &[
+                    ("Authorization", &crate::registry::bearer(&t.admin)),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            );
+            assert_eq!(code, 400, "{reason:?}: {answer}");
+            assert!(answer.contains("plain text"), "{answer}");
+        }
         let (code, _, admin_page) = page(port, &path, &admin);
         assert_eq!(code, 200);
         assert!(

@@ -763,6 +763,37 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
         g.1
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // A second acme rollout (acme now sees two, in a map whose order
+    // changes with every publication); then globex holds and resumes its
+    // own rollout four times: acme hears nothing of it.
+    f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    f.merge("acme-tone", 73, |f| {
+        f.edit(
+            "packs/tenants/acme/pack.yaml",
+            "never \"Acme Robotics Inc.\" in conversation.",
+            "never \"Acme Robotics Inc.\" in any conversation.",
+        );
+        bump(f, "packs/tenants/acme/pack.yaml", "1.2.0");
+    });
+    f.push();
+    until("the acme rollout", Duration::from_secs(30), || {
+        rollout_state(port, &t.admin, "1.2.0")
+    });
+    let _ = g.saw("change", Duration::from_secs(3));
+    let _ = g.saw("change", Duration::from_secs(2));
+    let globex = rollout_state(port, &t.admin, "1.1.0").expect("the globex rollout");
+    assert_eq!(globex["pack_id"], "globex-tenant", "{globex}");
+    let gid = globex["rollout_id"].as_str().expect("id").to_string();
+    for word in ["hold", "resume", "hold", "resume"] {
+        let (code, v) = post_json(port, &format!("/v1/rollouts/{gid}/{word}"), &t.admin, "");
+        assert_eq!(code, 200, "{v}");
+        assert!(a.saw("change", Duration::from_secs(5)), "the admin hears the globex {word}");
+        assert!(
+            !g.saw("change", Duration::from_millis(1500)),
+            "an acme session heard of globex's {word}: {}",
+            g.1
+        );
+    }
     // Signed out: the stream ends.
     let (_, _, p) = page(port, "/ui/", &acme);
     let (code, _, _) = post_form(port, "/ui/logout", &acme, &format!("csrf={}", csrf(&p)));

@@ -113,6 +113,10 @@ async fn pause(
             json_response(StatusCode::OK, json!(out))
         }
         Err(PauseError::Store(e)) => store_failed(&reg, &route, &e),
+        Err(e @ PauseError::BadReason(_)) => {
+            count(&reg, &route, StatusCode::BAD_REQUEST);
+            json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
+        }
         Err(e) => {
             count(&reg, &route, StatusCode::CONFLICT);
             json_response(StatusCode::CONFLICT, json!({"error": e.to_string()}))

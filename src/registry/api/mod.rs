@@ -405,6 +405,7 @@ async fn rollouts(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Respo
             let list: Vec<_> = list
                 .into_iter()
                 .filter(|r| snap.visible(&r.pack_id, tok.tenant.as_deref()))
+                .map(|r| snap.rollout_for(r, tok.tenant.as_deref()))
                 .collect();
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"rollouts": list}))
@@ -429,6 +430,7 @@ async fn decisions(
             let list: Vec<_> = list
                 .into_iter()
                 .filter(|d| snap.visible(&d.pack_id, tok.tenant.as_deref()))
+                .map(|d| snap.decision_for(d, tok.tenant.as_deref()))
                 .collect();
             count(&reg, route, StatusCode::OK);
             json_response(StatusCode::OK, json!({"decisions": list}))
@@ -513,6 +515,10 @@ async fn rollback(State(reg): State<Arc<Registry>>, headers: HeaderMap, body: Bo
             json_response(status, v)
         }
         Err(super::controller::ManualError::Store(e)) => store_failed(&reg, route, &e),
+        Err(e @ super::controller::ManualError::BadReason(_)) => {
+            count(&reg, route, StatusCode::BAD_REQUEST);
+            json_response(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}))
+        }
         Err(e) => {
             count(&reg, route, StatusCode::CONFLICT);
             json_response(StatusCode::CONFLICT, json!({"error": e.to_string()}))
