@@ -161,7 +161,10 @@ mod tests {
 /// own in a commit body) and Unicode direction overrides are refused, and
 /// so is one longer than [`MAX_REASON`] characters.
 pub fn reason_problem(reason: &str) -> Option<String> {
-    if let Some(c) = reason.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+    if let Some(c) = reason
+        .chars()
+        .find(|c| c.is_control() || is_bidi_control(*c))
+    {
         return Some(format!(
             "the reason contains U+{:04X}, a control or text-direction character; write it on one line of plain text",
             u32::from(c)
@@ -169,7 +172,9 @@ pub fn reason_problem(reason: &str) -> Option<String> {
     }
     let n = reason.chars().count();
     (n > MAX_REASON).then(|| {
-        format!("the reason is {n} characters long; keep it to {MAX_REASON} (link to details instead)")
+        format!(
+            "the reason is {n} characters long; keep it to {MAX_REASON} (link to details instead)"
+        )
     })
 }
 
@@ -187,7 +192,13 @@ mod reason_tests {
     #[test]
     fn reasons_are_one_line_of_plain_text() {
         assert_eq!(super::reason_problem("answers too short, see #41"), None);
-        for bad in ["a\nMissionctl-Rollback: x", "\u{1b}[2Jfake", "a\rb", "tab\there", "rtl \u{202E}gnp.exe"] {
+        for bad in [
+            "a\nMissionctl-Rollback: x",
+            "\u{1b}[2Jfake",
+            "a\rb",
+            "tab\there",
+            "rtl \u{202E}gnp.exe",
+        ] {
             assert!(super::reason_problem(bad).is_some(), "{bad:?}");
         }
         assert!(super::reason_problem(&"x".repeat(1001)).is_some());

@@ -115,7 +115,10 @@ impl Store {
             Some(p) => (
                 format!(
                     "SELECT MAX(seq) FROM decisions WHERE pack_id IN ({})",
-                    (1..=p.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                    (1..=p.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 p,
             ),

@@ -652,7 +652,11 @@ pub(crate) mod pages {
         assert_eq!(r["figures_from"], "live", "the admin's view: {r}");
         // A reason is one line of plain text: an escape sequence or a
         // newline (a forged line in a revert commit) is refused, 400.
-        for reason in ["\u{1b}[2Jcleared", "x\nMissionctl-Rollback: acme-tenant", "rtl \u{202E}"] {
+        for reason in [
+            "\u{1b}[2Jcleared",
+            "x\nMissionctl-Rollback: acme-tenant",
+            "rtl \u{202E}",
+        ] {
             let body = serde_json::json!({ "reason": reason }).to_string();
             let (code, _, answer) = http(
                 port,
@@ -827,7 +831,7 @@ pub(crate) mod pages {
             tokio::runtime::Runtime::new().expect("rt").block_on(async {
                 let pool = sqlx::SqlitePool::connect(&db).await.expect("open");
                 sqlx::query(q).execute(&pool).await.expect(q);
-            })
+            });
         };
         // A sign-out the state store does not record is no sign-out: 503
         // saying so, the cookie kept, still signed in (retry).

@@ -787,7 +787,10 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
     for word in ["hold", "resume", "hold", "resume"] {
         let (code, v) = post_json(port, &format!("/v1/rollouts/{gid}/{word}"), &t.admin, "");
         assert_eq!(code, 200, "{v}");
-        assert!(a.saw("change", Duration::from_secs(5)), "the admin hears the globex {word}");
+        assert!(
+            a.saw("change", Duration::from_secs(5)),
+            "the admin hears the globex {word}"
+        );
         assert!(
             !g.saw("change", Duration::from_millis(1500)),
             "an acme session heard of globex's {word}: {}",
