@@ -8,17 +8,22 @@ use axum::http::{HeaderMap, header};
 /// it), or None. Refused: `Sec-Fetch-Site: cross-site`, or an `Origin`
 /// other than this console's own: the scheme (https when the request came
 /// through a proxy that sets `X-Forwarded-Proto: https`, else http) and
-/// the `Host` (or a proxy's `X-Forwarded-Host`), default ports aside. A
-/// request without either header (an older browser, a script) is not
-/// refused for it.
+/// the `Host` (or a proxy's `X-Forwarded-Host`), default ports aside.
+/// `Origin: null` is what a browser sends for the console's own form (its
+/// pages say `Referrer-Policy: no-referrer`, under which a POST's origin
+/// is withheld), and also what a sandboxed page elsewhere can send: it is
+/// accepted only with `Sec-Fetch-Site: same-origin`. A request without
+/// either header (an older browser, a script) is not refused for it.
 pub(super) fn cross_site(headers: &HeaderMap) -> Option<String> {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
-    {
+    let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if fetch_site.is_some_and(|v| v.eq_ignore_ascii_case(b"cross-site")) {
         return Some("Sec-Fetch-Site: cross-site".into());
     }
     let given = headers.get(header::ORIGIN)?;
+    if given.as_bytes() == b"null" {
+        return (!fetch_site.is_some_and(|v| v.eq_ignore_ascii_case(b"same-origin")))
+            .then(|| "Origin `null` without Sec-Fetch-Site: same-origin".into());
+    }
     let shown: String = String::from_utf8_lossy(given.as_bytes())
         .chars()
         .filter(|c| !c.is_control())
@@ -87,6 +92,9 @@ mod tests {
                 ("origin", "https://c.example"),
             ],
             vec![host, ("sec-fetch-site", "same-origin")],
+            // A browser posting the console's own form under its
+            // `Referrer-Policy: no-referrer`.
+            vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")],
         ] {
             assert_eq!(cross_site(&headers(&ok)), None, "{ok:?}");
         }
@@ -94,6 +102,7 @@ mod tests {
             vec![host, ("origin", "https://console.example:8080")],
             vec![host, ("origin", "http://console.example")],
             vec![host, ("origin", "null")],
+            vec![host, ("origin", "null"), ("sec-fetch-site", "same-site")],
             vec![host, ("origin", "http://evil.example")],
             vec![host, ("origin", "http://user@console.example:8080")],
             vec![("origin", "http://console.example:8080")],

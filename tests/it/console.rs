@@ -448,9 +448,10 @@ pub(crate) mod pages {
         // Login CSRF: a form another site posts (its own token, to sign
         // this browser in as it) is refused, audited, and signs nobody in:
         // an Origin that is not this console's, or Sec-Fetch-Site:
-        // cross-site. The console's own origin (the Host, https behind a
-        // proxy saying so, a proxy's X-Forwarded-Host, default ports
-        // aside), or no Origin at all, signs in.
+        // cross-site, or Origin null without Sec-Fetch-Site: same-origin.
+        // The console's own origin (the Host, https behind a proxy saying
+        // so, a proxy's X-Forwarded-Host, default ports aside), or no
+        // Origin at all, signs in.
         let admin_form = format!("token={}", t.admin);
         let login_with = |extra: &[(&str, &str)]| {
             let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
@@ -460,6 +461,7 @@ pub(crate) mod pages {
         for refused in [
             vec![("Origin", "https://evil.example")],
             vec![("Origin", "null")],
+            vec![("Origin", "null"), ("Sec-Fetch-Site", "same-site")],
             vec![("Origin", "http://127.0.0.1:1")],
             vec![("Origin", "https://127.0.0.1")],
             vec![("Origin", "http://127.0.0.1.evil.example")],
@@ -495,6 +497,9 @@ pub(crate) mod pages {
                 ("X-Forwarded-Host", "console.example"),
             ],
             vec![("Sec-Fetch-Site", "none")],
+            // What a browser sends for this console's own form: its pages'
+            // `Referrer-Policy: no-referrer` withholds a POST's origin.
+            vec![("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
             vec![],
         ] {
             let (code, head, _) = login_with(&allowed);
