@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, header};
 /// accepted only with `Sec-Fetch-Site: same-origin`. A request without
 /// either header (an older browser, a script) is not refused for it.
 pub(super) fn cross_site(headers: &HeaderMap) -> Option<String> {
-    let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(axum::http::HeaderValue::as_bytes);
     if fetch_site.is_some_and(|v| v.eq_ignore_ascii_case(b"cross-site")) {
         return Some("Sec-Fetch-Site: cross-site".into());
     }
