@@ -86,7 +86,11 @@ pub fn health(k: &Kpis, targets: &std::collections::BTreeMap<String, Bound>) -> 
 /// then one resolution per chain that has runs.
 pub type HealthMap = HashMap<ChainKey, Option<Health>>;
 
-pub fn health_map(snap: &crate::registry::Snapshot, scope: Option<&str>, runs: &[KpiRun]) -> HealthMap {
+pub fn health_map(
+    snap: &crate::registry::Snapshot,
+    scope: Option<&str>,
+    runs: &[KpiRun],
+) -> HealthMap {
     fn add(s: &mut RunSample, r: &KpiRun) {
         s.success.push(r.success_bool != 0);
         s.latency_ms.push(r.latency_ms);
@@ -130,9 +134,8 @@ pub fn health_map(snap: &crate::registry::Snapshot, scope: Option<&str>, runs: &
 pub const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Per tenant scope: when the map was computed, at which commit, and it.
-pub type HealthCache = std::sync::Mutex<
-    HashMap<Option<String>, (std::time::Instant, Option<String>, Arc<HealthMap>)>,
->;
+pub type HealthCache =
+    std::sync::Mutex<HashMap<Option<String>, (std::time::Instant, Option<String>, Arc<HealthMap>)>>;
 
 /// The health map of `scope` at `snap`'s commit: from the cache when it is
 /// younger than [`HEALTH_TTL`], else computed (off the async workers).
@@ -149,8 +152,15 @@ async fn health_of(
     {
         return Some(map.clone());
     }
-    let since = crate::time_util::canonical(OffsetDateTime::now_utc() - time::Duration::hours(HEALTH_HOURS));
-    let runs = c.reg.store.kpi_runs(None, scope, &since, HEALTH_CAP).await.ok()?;
+    let since = crate::time_util::canonical(
+        OffsetDateTime::now_utc() - time::Duration::hours(HEALTH_HOURS),
+    );
+    let runs = c
+        .reg
+        .store
+        .kpi_runs(None, scope, &since, HEALTH_CAP)
+        .await
+        .ok()?;
     let (s, k) = (snap.clone(), key.clone());
     let map = Arc::new(
         tokio::task::spawn_blocking(move || health_map(&s, k.as_deref(), &runs))
@@ -158,7 +168,10 @@ async fn health_of(
             .ok()?,
     );
     if let Ok(mut cache) = c.health.lock() {
-        cache.insert(key, (std::time::Instant::now(), snap.commit.clone(), map.clone()));
+        cache.insert(
+            key,
+            (std::time::Instant::now(), snap.commit.clone(), map.clone()),
+        );
     }
     Some(map)
 }
@@ -255,7 +268,9 @@ pub(super) async fn fleet(
         .filter(|(k, h)| {
             !h.missed.is_empty()
                 && domain.is_none_or(|d| d == k.domain)
-                && tenant_filter.as_deref().is_none_or(|t| k.tenant.as_deref() == Some(t))
+                && tenant_filter
+                    .as_deref()
+                    .is_none_or(|t| k.tenant.as_deref() == Some(t))
         })
         .collect();
     below.sort_by(|a, b| a.0.cmp(b.0));
@@ -267,11 +282,15 @@ pub(super) async fn fleet(
     };
     for (k, h) in below.iter().take(ATTENTION_CHAINS) {
         let leaf = leaf_of(k);
-        let chain = [Some(k.domain.as_str()), k.tenant.as_deref(), k.user.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" × ");
+        let chain = [
+            Some(k.domain.as_str()),
+            k.tenant.as_deref(),
+            k.user.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" × ");
         let missed = h.missed.join("; ");
         data.attention.push((
             leaf.clone(),

@@ -112,9 +112,27 @@ fn from_git(
     let Some(file) = snap.repo.pack(id).map(|p| p.file.clone()) else {
         return out;
     };
+    // Newest first along main's first parents: each version is credited
+    // to the commit that brought it in (the oldest of the run of commits
+    // that carry it), not to the tip or to a later, unrelated merge.
+    // (The version of the current run, and whether that run is the newest
+    // one of its version, whose commit is moved back along it.)
+    let mut run: Option<(String, bool)> = None;
     for (cid, v) in crate::git::versions_of_file(&repo, tip, &file).unwrap_or_default() {
-        if !out.versions.iter().any(|(x, _)| *x == v) {
-            out.versions.push((v, cid.to_string()));
+        match &run {
+            Some((current, true)) if *current == v => {
+                if let Some(e) = out.versions.last_mut() {
+                    e.1 = cid.to_string();
+                }
+            }
+            Some((current, false)) if *current == v => {}
+            _ => {
+                let first = !out.versions.iter().any(|(x, _)| *x == v);
+                if first {
+                    out.versions.push((v.clone(), cid.to_string()));
+                }
+                run = Some((v, first));
+            }
         }
     }
     let find = |want: &str| {
@@ -190,7 +208,7 @@ pub(super) async fn pack(
         time::OffsetDateTime::now_utc() - time::Duration::days(KPI_DAYS),
     );
     let decisions = c.reg.store.decisions(Some(&id)).await;
-    let history = c.reg.store.history(&c.reg.source.key).await;
+    let history = c.reg.store.history_of(&c.reg.source.key, &id).await;
     let rollouts = crate::registry::controller::status(&c.reg.store, true).await;
     let runs = c
         .reg

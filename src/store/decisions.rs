@@ -347,6 +347,20 @@ impl Store {
     }
 
     /// Everything reconciled on main for `source`.
+    /// [`Store::history`] of one pack.
+    pub async fn history_of(
+        &self,
+        source: &str,
+        pack: &str,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(fetch_all!(
+            self,
+            "SELECT pack_id, digest, version, commit_sha FROM pack_history WHERE source = $1 AND pack_id = $2",
+            source,
+            pack
+        )?)
+    }
+
     pub async fn history(&self, source: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(fetch_all!(
             self,

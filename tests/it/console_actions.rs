@@ -428,7 +428,7 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
     let db = format!("sqlite://{}", dir.path().join("s.db").display());
     let (_dir, f, t, port, _s) = serving_fleet_on(dir, &db);
     f.git(&["pull", "-q", "--ff-only", "origin", "main"]);
-    f.merge("voice", 61, |f| {
+    let voice = f.merge("voice", 61, |f| {
         f.edit(
             "packs/domains/hr-ops/prompts/role.md",
             "workplace\npolicies",
@@ -467,6 +467,25 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
         assert_eq!(code, 200, "{p}");
         p.contains("1.0.0 → <strong>1.1.0</strong>").then_some(p)
     });
+    // Each version is credited to the commit that brought it in, not the
+    // tip: a later merge of another tenant's pack changes nothing here.
+    f.merge("globex-later", 62, |f| {
+        f.edit(
+            "packs/tenants/globex/pack.yaml",
+            "tone: [formal]",
+            "tone: [formal, precise]",
+        );
+    });
+    f.push();
+    let later = f.git(&["rev-parse", "HEAD"]);
+    let p = until("the later commit served", Duration::from_secs(30), || {
+        let (_, _, p) = page(port, "/ui/packs/hr-ops-pack?from=1.0.0&to=1.1.0", &viewer);
+        let (_, ready) = get(port, "/readyz", &t.admin);
+        (ready["commit"] == later.as_str()).then_some(p)
+    });
+    let row = format!("<td>1.1.0</td><td><code>{}</code></td>", &voice[..10]);
+    assert!(p.contains(&row), "1.1.0 credited to {}: {p}", &voice[..10]);
+    assert!(!p.contains(&later[..10]), "a later, unrelated commit: {p}");
     // The prompt diff, escaped: the markup in the prompt is text.
     assert!(p.contains("Prompt and voice diff"), "{p}");
     assert!(
