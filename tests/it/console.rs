@@ -989,7 +989,13 @@ fn signed_out_sessions_stay_out_after_a_restart(db: &str) {
     // The same key, the same store, a new process.
     let (port, _served) = serve_keyed(&f, &tok_file, key, &t.admin);
     assert_eq!(page(port, "/ui/", &admin).0, 200, "the key is shared");
-    for p in ["/ui/", "/ui/runs", "/ui/rollouts", "/ui/events"] {
+    for p in [
+        "/ui/",
+        "/ui/runs",
+        "/ui/runs/export.csv",
+        "/ui/rollouts",
+        "/ui/events",
+    ] {
         let (code, head, _) = page(port, p, &viewer);
         assert_eq!(code, 303, "{p}: {head}");
         assert!(head.contains("\r\nlocation: /ui/login"), "{p}: {head}");
