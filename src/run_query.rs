@@ -218,9 +218,10 @@ pub fn csv_header() -> String {
 
 /// One run as a CSV line. Written by hand (RFC 4180 quoting is a few lines,
 /// not worth a dependency): a field with a comma, quote, CR or LF is quoted,
-/// quotes doubled; and a field a spreadsheet would run as a formula (`=`,
-/// `+`, `-`, `@` first) is prefixed with `'` (OWASP's CSV injection advice),
-/// since run ids and codes come from harnesses.
+/// quotes doubled; and a field a spreadsheet would run as a formula is
+/// prefixed with `'` (OWASP's CSV injection advice), since run ids and codes
+/// come from harnesses: one whose first character other than white space is
+/// `=`, `+`, `-`, `@` or `|`, or that starts with a tab or carriage return.
 pub fn csv_line(r: &RunRow) -> String {
     let mut out = String::with_capacity(200);
     csv_into(&mut out, r);
@@ -232,7 +233,8 @@ pub fn csv_line(r: &RunRow) -> String {
 pub fn csv_into(out: &mut String, r: &RunRow) {
     use std::fmt::Write as _;
     fn field(out: &mut String, s: &str) {
-        let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        let formula =
+            s.starts_with(['\t', '\r']) || s.trim_start().starts_with(['=', '+', '-', '@', '|']);
         if s.contains([',', '"', '\r', '\n']) {
             out.push('"');
             if formula {
@@ -374,6 +376,28 @@ mod tests {
             csv_line(&r),
             "\"'=HYPERLINK(\"\"x\"\")\",acme,\"a,b\",\"line\nbreak\",p,1.0.0,qa,1.5,0,false,tool_error,2026-12-07T00:00:00.000000000Z,,2\r\n"
         );
+        // A formula behind white space, or starting with `|`, a tab or a
+        // CR, is defused too; `-` or `=` later in a field is not a formula.
+        for (given, want) in [
+            (" =1+1", "' =1+1"),
+            ("\t\n =cmd", "\"'\t\n =cmd\""),
+            ("\u{a0}@SUM(A1)", "'\u{a0}@SUM(A1)"),
+            ("|calc", "'|calc"),
+            ("  +1", "'  +1"),
+            ("\t1", "'\t1"),
+            ("\rx", "\"'\rx\""),
+            (" -2", "' -2"),
+            ("a-b=c", "a-b=c"),
+            (" plain", " plain"),
+        ] {
+            let mut x = r.clone();
+            x.run_id = given.into();
+            let line = csv_line(&x);
+            assert!(
+                line.starts_with(&format!("{want},acme,")),
+                "{given:?}: {line:?}"
+            );
+        }
         let c = cursor(&r);
         assert_eq!(
             decode_cursor(&c),

@@ -12,6 +12,8 @@ use crate::registry::hold::{self, Pause, PauseError};
 
 #[derive(Deserialize)]
 pub(super) struct ActionForm {
+    /// Missing: empty, refused (403) as a wrong one is.
+    #[serde(default)]
     csrf: String,
     reason: Option<String>,
     confirm: Option<String>,
@@ -49,8 +51,9 @@ impl Act {
 }
 
 /// The checks every action makes, in order: signed in (else to the sign-in
-/// page), the rollout visible (else 404), a complete form (400), the CSRF
-/// token (403), an admin of the pack (403, audited), confirmed (400).
+/// page), the rollout visible (else 404), a form carrying the session's
+/// CSRF token (403: a wrong, empty or missing one, or no form at all), an
+/// admin of the pack (403, audited), confirmed (400).
 /// Gives the rollout, the route (as audited) and the form.
 async fn checked(
     c: &Console,
@@ -69,26 +72,19 @@ async fn checked(
     else {
         return Err(not_found(Some(v)));
     };
-    let Ok(Form(f)) = form else {
-        return Err(html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(v),
-                "Refused",
-                "The form was not complete; go back and submit it again.",
-            ),
-        ));
+    let f = match form {
+        Ok(Form(f)) if c.keys.csrf_ok(&v.session, &f.csrf) => f,
+        _ => {
+            return Err(html(
+                StatusCode::FORBIDDEN,
+                pages::message(
+                    Some(v),
+                    "Refused",
+                    "That form is stale or did not come from this console (CSRF check): reload the page and try again.",
+                ),
+            ));
+        }
     };
-    if !c.keys.csrf_ok(&v.session, &f.csrf) {
-        return Err(html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                Some(v),
-                "Refused",
-                "That form is stale or did not come from this console (CSRF check): reload the page and try again.",
-            ),
-        ));
-    }
     let route = format!("/ui/rollouts/{id}/{}", act.word());
     let scope = pack_scope(&snap, &r.pack_id);
     if !(v.token.may(Action::Rollback) && v.token.covers(scope.as_scope())) {

@@ -51,8 +51,10 @@ pub struct Console {
     sso: Option<Arc<sso::Sso>>,
     /// The one-time link, until it is used.
     link: Arc<std::sync::Mutex<Option<signin::OneTimeLink>>>,
-    /// Sessions signed out on this replica (nonce → expiry), refused until
-    /// they would have expired anyway.
+    /// Sessions known to be signed out (nonce → expiry), refused until
+    /// they would have expired anyway: a fast path in front of the state
+    /// store's `console_sign_outs`, which every replica reads (see
+    /// [`signed_in_viewer`]).
     signed_out: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// The fleet page's KPI health per tenant scope (see [`fleet::HEALTH_TTL`]).
     health: Arc<fleet::HealthCache>,
@@ -141,7 +143,9 @@ fn not_found(v: Option<&Viewer>) -> Response {
 }
 
 /// The signed-in viewer, or None (no cookie, a bad or expired one, a token
-/// since removed or rotated, or a harness token).
+/// since removed or rotated, a harness token, or a session this replica
+/// knows is signed out). Memory only: a request is let in by
+/// [`signed_in_viewer`], which also asks the state store.
 fn viewer(c: &Console, headers: &HeaderMap) -> Option<Viewer> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     let value = session::cookie(cookies, session::COOKIE)?;
@@ -161,12 +165,51 @@ fn viewer(c: &Console, headers: &HeaderMap) -> Option<Viewer> {
     })
 }
 
-/// Signed in, or the redirect to the sign-in page.
+/// Remember that session `nonce` is signed out until `expires`.
+fn remember_sign_out(c: &Console, nonce: &str, expires: i64) {
+    if let Ok(mut out) = c.signed_out.lock() {
+        let t = now();
+        out.retain(|_, e| *e > t);
+        out.insert(nonce.to_string(), expires);
+    }
+}
+
+/// The signed-in viewer, as [`viewer`], and not signed out on any replica
+/// or before a restart (the state store's sign-outs): Ok(None) when not
+/// signed in; a 503 page when the store did not answer (a session that
+/// cannot be checked is not let in).
+async fn signed_in_viewer(c: &Console, headers: &HeaderMap) -> Result<Option<Viewer>, Response> {
+    let Some(v) = viewer(c, headers) else {
+        return Ok(None);
+    };
+    match c.reg.store.signed_out_until(&v.session.nonce).await {
+        Ok(None) => Ok(Some(v)),
+        Ok(Some(expires)) => {
+            remember_sign_out(c, &v.session.nonce, expires);
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a console session could not be checked against the sign-outs");
+            Err(html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::message(
+                    None,
+                    "Unavailable",
+                    "The state store did not answer, so your session could not be checked; retry in a moment.",
+                ),
+            ))
+        }
+    }
+}
+
+/// Signed in, or the redirect to the sign-in page (a 503 page when the
+/// sign-outs could not be read).
 macro_rules! signed_in {
     ($c:expr, $headers:expr) => {
-        match viewer(&$c, &$headers) {
-            Some(v) => v,
-            None => return to_login(),
+        match signed_in_viewer(&$c, &$headers).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return to_login(),
+            Err(unavailable) => return unavailable,
         }
     };
 }
@@ -178,6 +221,7 @@ pub mod links;
 mod live;
 mod pack_page;
 mod run_pages;
+mod same_origin;
 pub mod signin;
 use run_pages::{export_csv, export_ndjson, runs};
 
@@ -252,8 +296,11 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// A form carrying the session's CSRF token; a form without the field
+/// gets an empty one, refused (403) as a wrong one is.
 #[derive(Deserialize)]
 struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 

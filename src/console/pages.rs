@@ -188,6 +188,7 @@ pub struct FleetData {
 }
 
 impl FleetData {
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         snap: &Snapshot,
         scope: Option<&str>,

@@ -101,8 +101,9 @@ pub(super) async fn export(
         Ok(q) => q,
         Err(r) => return *r,
     };
+    // `after` is checked as on the runs page and `GET /v1/runs` (a bad
+    // cursor is a 400 naming it), and a good one is honoured as there.
     q.format = Some(format.to_string());
-    q.after = None;
     let (mut filter, format) = match q.filter(time::OffsetDateTime::now_utc()) {
         Ok(f) => f,
         Err(e) => {

@@ -8,11 +8,13 @@
 //! the configuration maps to a role (the role is worked out again on every
 //! request, so unmapping a group takes effect at once). Then the expiry and
 //! a random nonce; all signed with HMAC-SHA256 under the server's session
-//! key. A token's role and tenant are read from the tokens file on every
-//! request, so removing a token signs its sessions out. Hand-written rather
-//! than through a session crate: it is a few lines over `hmac`, which the
-//! project already uses, and keeps the cookie stateless (any replica with
-//! the same key accepts it).
+//! key. A token's role and tenant are looked up on every request in the
+//! tokens `serve` read at start, so a token removed from the file (or
+//! replaced) signs its sessions out when `serve` restarts. Hand-written
+//! rather than through a session crate: it is a few lines over `hmac`,
+//! which the project already uses, and keeps the cookie stateless (any
+//! replica with the same key accepts it) but for sign-outs, which the
+//! state store keeps (see `console::signed_in_viewer`).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

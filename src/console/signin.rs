@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::session::{self, Session, Who};
 use super::sso::{Grant, Pending};
-use super::{Console, CsrfForm, audit, html, now, pages, to_login, viewer};
+use super::{
+    Console, CsrfForm, audit, html, now, pages, remember_sign_out, signed_in_viewer, to_login,
+};
 use crate::registry::auth::{Action, Role, Token};
 
 /// The cookie carrying a single sign-on under way (state, nonce, PKCE
@@ -67,7 +69,7 @@ fn sso_name(subject: &str, email: Option<&str>) -> String {
 
 /// Whether the request reached us over HTTPS through a proxy (then cookies
 /// are `Secure`; a loopback console over plain HTTP must still sign in).
-fn secure(headers: &HeaderMap) -> &'static str {
+pub(super) fn secure(headers: &HeaderMap) -> &'static str {
     if headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
@@ -78,8 +80,6 @@ fn secure(headers: &HeaderMap) -> &'static str {
     }
 }
 
-/// Audit a sign-in by `name` and give the session cookie's `Set-Cookie`
-/// value; or the answer when the audit log cannot be written.
 /// Signed in: on to the fleet page with the session cookie (or the refusal).
 fn to_fleet(started: Result<String, Response>) -> Response {
     match started {
@@ -95,6 +95,8 @@ fn to_fleet(started: Result<String, Response>) -> Response {
     }
 }
 
+/// Audit a sign-in by `name` and give the session cookie's `Set-Cookie`
+/// value; or the answer when the audit log cannot be written.
 async fn start_session(
     c: &Console,
     headers: &HeaderMap,
@@ -134,7 +136,7 @@ fn continue_to_fleet(set_cookie: String, name: &str) -> Response {
 }
 
 pub(super) async fn login_page(State(c): State<Console>, headers: HeaderMap) -> Response {
-    if viewer(&c, &headers).is_some() {
+    if matches!(signed_in_viewer(&c, &headers).await, Ok(Some(_))) {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/")]).into_response();
     }
     html(StatusCode::OK, pages::login(None, c.sso.is_some()))
@@ -147,13 +149,37 @@ pub(super) struct LoginForm {
 
 /// Sign in with a registry token: a viewer or admin token starts a session
 /// (audited by the token's name); a bad token is refused and audited at
-/// the API's bounded rate; a harness token may not sign in.
+/// the API's bounded rate; a harness token may not sign in; a form posted
+/// from another site is refused and audited (see
+/// [`super::same_origin::cross_site`]).
 pub(super) async fn login(
     State(c): State<Console>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let route = "/ui/login";
+    if let Some(why) = super::same_origin::cross_site(&headers) {
+        if let Err(unavailable) = audit(
+            &c,
+            "(unauthenticated)",
+            route,
+            "denied",
+            &format!("console sign-in posted from another site ({why}; login CSRF?)"),
+        )
+        .await
+        {
+            return unavailable;
+        }
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::login(
+                Some(
+                    "That sign-in was sent from another site, so nobody was signed in. Sign in on this page.",
+                ),
+                c.sso.is_some(),
+            ),
+        );
+    }
     let given = form.map(|Form(f)| f.token).unwrap_or_default();
     let tok = c
         .reg
@@ -273,11 +299,26 @@ pub(super) async fn logout(
             ),
         );
     }
-    if let Ok(mut out) = c.signed_out.lock() {
-        let t = now();
-        out.retain(|_, expires| *expires > t);
-        out.insert(v.session.nonce.clone(), v.session.expires);
+    // Recorded in the state store, so that every replica, and this one
+    // after a restart, refuses the session; not recorded, not signed out
+    // (the cookie stays, and the page says to retry).
+    if let Err(e) = c
+        .reg
+        .store
+        .sign_out_session(&v.session.nonce, v.session.expires, now())
+        .await
+    {
+        tracing::error!(error = %e, "a console sign-out could not be recorded");
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message(
+                Some(&v),
+                "Not signed out",
+                "The sign-out could not be recorded in the state store, so you are still signed in; retry in a moment.",
+            ),
+        );
     }
+    remember_sign_out(&c, &v.session.nonce, v.session.expires);
     // Signed out whatever happens next: the cookie goes in either answer.
     let clear = format!(
         "{}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict",

@@ -1,6 +1,6 @@
 //! What the console reads beyond the other tables' queries: runs for KPI
-//! charts and health, the replicas' heartbeats, and the newest decisions
-//! (for live updates).
+//! charts and health, the replicas' heartbeats, the newest decisions (for
+//! live updates), and the sessions signed out before their expiry.
 
 use sqlx::AssertSqlSafe;
 
@@ -136,5 +136,68 @@ impl Store {
             super::Db::Sqlite(p) => run!(p),
             super::Db::Postgres(p) => run!(p),
         })
+    }
+
+    /// Session `nonce` was signed out: every replica refuses it until
+    /// `expires` (unix seconds), when it would have expired anyway. Rows
+    /// already past their expiry at `now` are deleted first.
+    pub async fn sign_out_session(
+        &self,
+        nonce: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        execute!(
+            self,
+            "DELETE FROM console_sign_outs WHERE expires <= $1",
+            now
+        )?;
+        execute!(
+            self,
+            "INSERT INTO console_sign_outs (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+            nonce,
+            expires
+        )?;
+        Ok(())
+    }
+
+    /// When session `nonce`, signed out, would have expired; None when it
+    /// was not signed out.
+    pub async fn signed_out_until(&self, nonce: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = fetch_optional!(
+            self,
+            "SELECT expires FROM console_sign_outs WHERE nonce = $1",
+            nonce
+        )?;
+        Ok(row.map(|(e,)| e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sign_out_is_kept_until_its_expiry_and_pruned_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let s = Store::connect(&url).await.expect("connect");
+        assert_eq!(s.signed_out_until("n1").await.expect("read"), None);
+        s.sign_out_session("n1", 1_100, 1_000).await.expect("write");
+        s.sign_out_session("n2", 1_300, 1_000).await.expect("write");
+        // Twice is once.
+        s.sign_out_session("n2", 1_300, 1_001).await.expect("write");
+        assert_eq!(s.signed_out_until("n1").await.expect("read"), Some(1_100));
+        // The next sign-out after n1's expiry deletes it; n2 stays.
+        s.sign_out_session("n3", 1_500, 1_200).await.expect("write");
+        assert_eq!(s.signed_out_until("n1").await.expect("read"), None);
+        assert_eq!(s.signed_out_until("n2").await.expect("read"), Some(1_300));
+        let kept: Option<(i64,)> =
+            fetch_optional!(&s, "SELECT COUNT(*) FROM console_sign_outs").expect("count");
+        assert_eq!(kept.map(|r| r.0), Some(2));
+        // Kept across a reopen (a restart).
+        drop(s);
+        let s = Store::connect(&url).await.expect("reconnect");
+        assert_eq!(s.signed_out_until("n3").await.expect("read"), Some(1_500));
     }
 }

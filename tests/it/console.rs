@@ -445,6 +445,67 @@ pub(crate) mod pages {
         );
         assert_eq!(code, 303);
         assert!(head.contains("; Secure"), "{head}");
+        // Login CSRF: a form another site posts (its own token, to sign
+        // this browser in as it) is refused, audited, and signs nobody in:
+        // an Origin that is not this console's, or Sec-Fetch-Site:
+        // cross-site, or Origin null without Sec-Fetch-Site: same-origin.
+        // The console's own origin (the Host, https behind a proxy saying
+        // so, a proxy's X-Forwarded-Host, default ports aside), or no
+        // Origin at all, signs in.
+        let admin_form = format!("token={}", t.admin);
+        let login_with = |extra: &[(&str, &str)]| {
+            let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
+            h.extend_from_slice(extra);
+            http(port, "POST", "/ui/login", &h, admin_form.as_bytes())
+        };
+        for refused in [
+            vec![("Origin", "https://evil.example")],
+            vec![("Origin", "null")],
+            vec![("Origin", "null"), ("Sec-Fetch-Site", "same-site")],
+            vec![("Origin", "http://127.0.0.1:1")],
+            vec![("Origin", "https://127.0.0.1")],
+            vec![("Origin", "http://127.0.0.1.evil.example")],
+            vec![("Sec-Fetch-Site", "cross-site")],
+            vec![
+                ("Origin", "http://127.0.0.1"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+            vec![
+                ("Origin", "https://console.example"),
+                ("X-Forwarded-Host", "console.example"),
+            ],
+        ] {
+            let (code, head, body) = login_with(&refused);
+            assert_eq!(code, 403, "{refused:?}: {head}");
+            assert!(!head.contains("mc_session="), "{refused:?}: {head}");
+            assert!(body.contains("sent from another site"), "{body}");
+        }
+        for allowed in [
+            vec![("Origin", "http://127.0.0.1")],
+            vec![("Origin", "HTTP://127.0.0.1:80")],
+            vec![
+                ("Origin", "http://127.0.0.1"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+            vec![
+                ("Origin", "https://127.0.0.1"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            vec![
+                ("Origin", "https://console.example:443"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "console.example"),
+            ],
+            vec![("Sec-Fetch-Site", "none")],
+            // What a browser sends for this console's own form: its pages'
+            // `Referrer-Policy: no-referrer` withholds a POST's origin.
+            vec![("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+            vec![],
+        ] {
+            let (code, head, _) = login_with(&allowed);
+            assert_eq!(code, 303, "{allowed:?}: {head}");
+            assert!(head.contains("mc_session="), "{allowed:?}: {head}");
+        }
         // A forged or garbled cookie is no session.
         for bad in ["mc_session=00.00", "mc_session=garbage"] {
             assert_eq!(page(port, "/ui/", bad).0, 303);
@@ -511,6 +572,26 @@ pub(crate) mod pages {
         assert!(!csv.contains("globex"));
         let (_, _, nd) = page(port, "/ui/runs/export.ndjson?error_code=tool_error", &acme);
         assert_eq!(nd.lines().count(), 1, "{nd}");
+        // `after` is checked as on the runs page and the API: a bad cursor
+        // is a 400 naming it; a good one exports the runs after it.
+        for p in [
+            "/ui/runs?after=x",
+            "/ui/runs/export.csv?after=x",
+            "/ui/runs/export.ndjson?after=x",
+        ] {
+            let (code, _, body) = page(port, p, &acme);
+            assert_eq!(code, 400, "{p}: {body}");
+            assert!(body.contains("`after` is not a cursor"), "{p}: {body}");
+        }
+        let (_, first) = get(port, "/v1/runs?limit=1", &t.acme_viewer);
+        let after = first["next"].as_str().expect("a cursor");
+        let (code, _, nd) = page(
+            port,
+            &format!("/ui/runs/export.ndjson?after={after}"),
+            &acme,
+        );
+        assert_eq!(code, 200);
+        assert!(nd.lines().count() == 1 && nd.contains("\"a-1\""), "{nd}");
 
         // An unscoped admin sees every tenant and the audit log.
         let admin = sign_in(port, &t.admin);
@@ -603,10 +684,11 @@ pub(crate) mod pages {
         );
         let token = csrf(&admin_page);
         let action = format!("{path}/rollback");
-        // Without the CSRF token, with another session's, or unconfirmed: refused.
+        // Without the CSRF token (the field missing is as a wrong one:
+        // 403), with another session's, or unconfirmed: refused.
         assert_eq!(
             post_form(port, &action, &admin, "reason=x&confirm=yes").0,
-            400
+            403
         );
         assert_eq!(
             post_form(port, &action, &admin, "csrf=00&reason=x&confirm=yes").0,
@@ -714,6 +796,14 @@ pub(crate) mod pages {
             "{log:?}"
         );
         assert!(
+            log.iter().any(|e| e.token == "(unauthenticated)"
+                && e.action == "/ui/login"
+                && e.outcome == "denied"
+                && e.detail
+                    .contains("posted from another site (Origin `https://evil.example`")),
+            "{log:?}"
+        );
+        assert!(
             !log.iter().any(|e| e.detail.contains(&t.acme_viewer)),
             "a token leaked into the audit log"
         );
@@ -722,6 +812,7 @@ pub(crate) mod pages {
         // cookie no longer signs in.
         let (_, _, p) = page(port, "/ui/", &acme);
         assert_eq!(post_form(port, "/ui/logout", &acme, "csrf=00").0, 403);
+        assert_eq!(post_form(port, "/ui/logout", &acme, "").0, 403);
         let (code, head, _) = post_form(port, "/ui/logout", &acme, &format!("csrf={}", csrf(&p)));
         assert_eq!(code, 303);
         assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
@@ -730,7 +821,8 @@ pub(crate) mod pages {
 
     /// An audit entry the console cannot write is never skipped: a
     /// sign-in, a refused sign-in and a sign-out each answer 503 saying so
-    /// (a sign-out still clears the cookie), as the API does.
+    /// (a sign-out still clears the cookie), as the API does. A sign-out
+    /// the state store cannot record is a 503 too, and signs nobody out.
     #[test]
     fn an_audit_entry_that_cannot_be_written_is_a_503_never_skipped() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -740,16 +832,36 @@ pub(crate) mod pages {
         let viewer = sign_in(port, &t.acme_viewer);
         let (_, _, p) = page(port, "/ui/", &viewer);
         let csrf_token = csrf(&p);
+        let sql = |q: &'static str| {
+            tokio::runtime::Runtime::new().expect("rt").block_on(async {
+                let pool = sqlx::SqlitePool::connect(&db).await.expect("open");
+                sqlx::query(q).execute(&pool).await.expect(q);
+            });
+        };
+        // A sign-out the state store does not record is no sign-out: 503
+        // saying so, the cookie kept, still signed in (retry).
+        sql(
+            "CREATE TRIGGER no_sign_out BEFORE INSERT ON console_sign_outs BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        );
+        let (code, head, body) =
+            post_form(port, "/ui/logout", &viewer, &format!("csrf={csrf_token}"));
+        assert_eq!(code, 503, "{head}\n{body}");
+        assert!(body.contains("could not be recorded"), "{body}");
+        assert!(!head.contains("mc_session="), "{head}");
+        assert_eq!(page(port, "/ui/", &viewer).0, 200);
+        sql("DROP TRIGGER no_sign_out");
+        // A session that cannot be checked against the sign-outs is not
+        // let in.
+        sql("ALTER TABLE console_sign_outs RENAME TO console_sign_outs_gone");
+        let (code, _, body) = page(port, "/ui/", &viewer);
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("could not be checked"), "{body}");
+        sql("ALTER TABLE console_sign_outs_gone RENAME TO console_sign_outs");
+        assert_eq!(page(port, "/ui/", &viewer).0, 200);
         // The audit log stops taking rows (a full disk, a lost database).
-        tokio::runtime::Runtime::new().expect("rt").block_on(async {
-            let pool = sqlx::SqlitePool::connect(&db).await.expect("open");
-            sqlx::query(
-                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-            )
-            .execute(&pool)
-            .await
-            .expect("trigger");
-        });
+        sql(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        );
         let unavailable = |what: &str, (code, head, body): (u16, String, String)| {
             assert_eq!(code, 503, "{what}: {head}\n{body}");
             assert!(
@@ -793,6 +905,129 @@ pub(crate) mod pages {
         assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
     }
 }
+
+/// `serve` on the fleet with `MISSIONCTL_CONSOLE_KEY` set to `key`, ready
+/// on a free port (as [`crate::registry::serve_ready`]: its `/readyz`
+/// answers from this very process).
+fn serve_keyed(
+    f: &crate::util::Fleet,
+    tokens: &std::path::Path,
+    key: &str,
+    admin: &str,
+) -> (u16, crate::reconcile::Served) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    for _ in 0..5 {
+        let port = crate::reconcile::free_port();
+        let mut s = crate::reconcile::Served(
+            crate::registry::serve_command(f, port, tokens)
+                .env("MISSIONCTL_CONSOLE_KEY", key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("serve"),
+        );
+        crate::reconcile::wait_http(port);
+        let pid = format!("-{}-", s.0.id());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if s.0.try_wait().ok().flatten().is_some() {
+                break; // it could not bind: the port was taken
+            }
+            let (code, v) = get(port, "/readyz", admin);
+            if code == 200 && v["replica"].as_str().is_some_and(|r| r.contains(&pid)) {
+                return (port, s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("serve did not come up on a free port in 5 tries");
+}
+
+/// Issue 27: a signed-out session stays signed out after `serve` restarts
+/// (and on every replica: the sign-outs are in the state store), for pages,
+/// state changes and the live stream, while the session key (shared) keeps
+/// other sessions. A token removed from the tokens file keeps its sessions
+/// until the restart (the file is read at start) and loses them then.
+fn signed_out_sessions_stay_out_after_a_restart(db: &str) {
+    use pages::{csrf, page, sign_in};
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = crate::util::Fleet::fleet(db);
+    let (tok_file, t) = crate::registry::tokens(dir.path());
+    let key = "c0nsole-key-shared-by-every-replica-of-this-test";
+    let (port, served) = serve_keyed(&f, &tok_file, key, &t.admin);
+    let viewer = sign_in(port, &t.acme_viewer);
+    let acme_admin = sign_in(port, &t.acme_admin);
+    let admin = sign_in(port, &t.admin);
+    let (code, _, p) = page(port, "/ui/", &viewer);
+    assert_eq!(code, 200);
+    let viewer_csrf = csrf(&p);
+    let (code, head, _) = http(
+        port,
+        "POST",
+        "/ui/logout",
+        &[
+            ("Cookie", &viewer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={viewer_csrf}").as_bytes(),
+    );
+    assert_eq!(code, 303, "{head}");
+    assert_eq!(page(port, "/ui/", &viewer).0, 303);
+    // acme-admin leaves the tokens file: serve read it at start, so the
+    // session holds until the restart.
+    let file = std::fs::read_to_string(&tok_file).expect("tokens");
+    let kept: Vec<&str> = file
+        .split("\n  - ")
+        .filter(|e| !e.starts_with("name: acme-admin\n"))
+        .collect();
+    assert_eq!(kept.len() + 1, file.split("\n  - ").count(), "{file}");
+    std::fs::write(&tok_file, kept.join("\n  - ")).expect("write tokens");
+    assert_eq!(page(port, "/ui/", &acme_admin).0, 200);
+    drop(served);
+
+    // The same key, the same store, a new process.
+    let (port, _served) = serve_keyed(&f, &tok_file, key, &t.admin);
+    assert_eq!(page(port, "/ui/", &admin).0, 200, "the key is shared");
+    for p in [
+        "/ui/",
+        "/ui/runs",
+        "/ui/runs/export.csv",
+        "/ui/rollouts",
+        "/ui/events",
+    ] {
+        let (code, head, _) = page(port, p, &viewer);
+        assert_eq!(code, 303, "{p}: {head}");
+        assert!(head.contains("\r\nlocation: /ui/login"), "{p}: {head}");
+    }
+    // The sign-in page shows its form (no redirect back to the fleet).
+    let (code, _, login) = page(port, "/ui/login", &viewer);
+    assert_eq!(code, 200);
+    assert!(login.contains(r#"name="token""#), "{login}");
+    // A state change with the old cookie and its CSRF token: refused before
+    // anything is looked at (signed in, it would be a 404).
+    let (code, head, _) = http(
+        port,
+        "POST",
+        "/ui/rollouts/no-such/hold",
+        &[
+            ("Cookie", &viewer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={viewer_csrf}&reason=x&confirm=yes").as_bytes(),
+    );
+    assert_eq!(code, 303, "{head}");
+    assert!(head.contains("\r\nlocation: /ui/login"), "{head}");
+    // The removed token's session ended with the restart.
+    assert_eq!(page(port, "/ui/", &acme_admin).0, 303);
+}
+
+crate::both_stores!(
+    a_signed_out_session_stays_out_after_a_restart,
+    |db: &str| {
+        crate::console::signed_out_sessions_stay_out_after_a_restart(db);
+    }
+);
 
 /// A console key shorter than 32 bytes stops `serve` at start, saying what to set.
 #[test]

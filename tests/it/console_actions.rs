@@ -329,10 +329,11 @@ fn the_console_holds_and_resumes_with_csrf_and_confirmation() {
     assert!(!p.contains("/resume\""), "no resume for a running rollout");
     let token = csrf(&p);
     let action = format!("{path}/hold");
-    // No CSRF token, a wrong one, another session's, or unconfirmed: refused.
+    // No CSRF token (403, as a wrong one), a wrong one, another
+    // session's, or unconfirmed: refused.
     assert_eq!(
         post_form(port, &action, &admin, "reason=x&confirm=yes").0,
-        400
+        403
     );
     assert_eq!(
         post_form(port, &action, &admin, "csrf=00&reason=x&confirm=yes").0,
@@ -461,7 +462,7 @@ fn the_pack_page_diffs_versions_shows_evidence_and_charts_kpis() {
 
     let viewer = sign_in(port, &t.acme_viewer);
     // The rollout is in the store a moment before the commit is served.
-    let p = until("1.1.0 served", Duration::from_secs(30), || {
+    let _p = until("1.1.0 served", Duration::from_secs(30), || {
         let (code, _, p) = page(port, "/ui/packs/hr-ops-pack?from=1.0.0&to=1.1.0", &viewer);
         assert_eq!(code, 200, "{p}");
         p.contains("1.0.0 → <strong>1.1.0</strong>").then_some(p)

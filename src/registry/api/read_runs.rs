@@ -171,9 +171,7 @@ impl Export {
             return Some((Ok(h.into()), self));
         }
         if self.pending.is_empty() {
-            let Some(ahead) = self.ahead.take() else {
-                return None;
-            };
+            let ahead = self.ahead.take()?;
             let read = ahead
                 .await
                 .map_err(|e| format!("the export's read stopped: {e}"))
