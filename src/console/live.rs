@@ -118,7 +118,7 @@ pub(super) async fn events(State(c): State<Console>, headers: HeaderMap) -> Resp
                 }
                 w.polled = true;
                 // The session still holds (not expired, signed out or revoked).
-                viewer(&w.c, &w.headers)?;
+                signed_in_viewer(&w.c, &w.headers).await.ok()??;
                 let Some(now) = fingerprint(&w.c, tenant.as_deref()).await else {
                     continue;
                 };
