@@ -916,10 +916,8 @@ fn serve_keyed(
     admin: &str,
 ) -> (u16, crate::reconcile::Served) {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    for _ in 0..5 {
-        let port = crate::reconcile::free_port();
-        let mut s = crate::reconcile::Served(
+    crate::registry::ready_on_a_free_port(admin, |port| {
+        let s = crate::reconcile::Served(
             crate::registry::serve_command(f, port, tokens)
                 .env("MISSIONCTL_CONSOLE_KEY", key)
                 .stdout(Stdio::null())
@@ -928,20 +926,8 @@ fn serve_keyed(
                 .expect("serve"),
         );
         crate::reconcile::wait_http(port);
-        let pid = format!("-{}-", s.0.id());
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if s.0.try_wait().ok().flatten().is_some() {
-                break; // it could not bind: the port was taken
-            }
-            let (code, v) = get(port, "/readyz", admin);
-            if code == 200 && v["replica"].as_str().is_some_and(|r| r.contains(&pid)) {
-                return (port, s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("serve did not come up on a free port in 5 tries");
+        s
+    })
 }
 
 /// Issue 27: a signed-out session stays signed out after `serve` restarts

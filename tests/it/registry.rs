@@ -118,9 +118,15 @@ pub(crate) fn serve_ready(
     extra: &[&str],
     admin: &str,
 ) -> (u16, Served) {
+    ready_on_a_free_port(admin, |port| serve_with(f, port, tokens, extra))
+}
+
+/// What `launch(port)` started, once its `/readyz` answers 200 from that
+/// very process, on a free port (retried on another when it could not bind).
+pub(crate) fn ready_on_a_free_port(admin: &str, launch: impl Fn(u16) -> Served) -> (u16, Served) {
     for _ in 0..5 {
         let port = free_port();
-        let mut s = serve_with(f, port, tokens, extra);
+        let mut s = launch(port);
         let pid = format!("-{}-", s.0.id());
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
