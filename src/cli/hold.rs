@@ -46,7 +46,8 @@ pub fn run(a: PauseArgs, what: Pause) -> anyhow::Result<ExitCode> {
     let reason = a
         .reason
         .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| format!("{word} requested by {by}"));
+        // The transition adds "(requested by NAME)".
+        .unwrap_or_else(|| "no reason given".to_string());
     let rt = missionctl::runtime()?;
     let out = rt.block_on(async {
         let store = Store::connect(&url).await?;

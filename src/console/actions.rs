@@ -179,11 +179,8 @@ async fn pause(
         .reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| {
-            format!(
-                "{} requested by {} from the console",
-                act.word(),
-                v.token.name
-            )
+            // The transition adds "(requested by NAME)".
+            format!("no reason given ({} from the console)", act.word())
         });
     match hold::pause(&c.reg.store, what, &id, &reason, &v.token.name, &route).await {
         Ok(_) => back_to(&id),

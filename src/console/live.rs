@@ -48,7 +48,14 @@ async fn fingerprint(c: &Console, tenant: Option<&str>) -> Option<String> {
     // not look like a change here.
     let mut seen: Vec<String> = Vec::new();
     for r in c.reg.store.rollouts(false).await.ok()? {
-        if snap.visible(&r.pack_id, tenant) {
+        if !snap.visible(&r.pack_id, tenant) {
+            continue;
+        }
+        if snap.withholds(&r.pack_id, tenant) {
+            // A shared pack's row version also moves with other tenants'
+            // runs ("collecting: N runs"), which this session may not see.
+            seen.push(format!("r{}:{}:{}", r.rollout_id, r.state, r.step));
+        } else {
             seen.push(format!(
                 "r{}:{}:{}:{}",
                 r.rollout_id, r.state, r.step, r.row_version

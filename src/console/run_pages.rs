@@ -3,11 +3,12 @@
 
 use super::*;
 
-/// A runs query from the console's form: empty fields are no filter.
+/// A runs query from the console's form: empty fields are no filter; a
+/// query that does not parse is what the parser said of it.
 pub(super) fn runs_query(
     q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
-) -> Option<crate::run_query::RunQuery> {
-    let Query(mut q) = q.ok()?;
+) -> Result<crate::run_query::RunQuery, String> {
+    let Query(mut q) = q.map_err(|e| e.body_text())?;
     for f in [
         &mut q.tenant,
         &mut q.pack,
@@ -24,7 +25,7 @@ pub(super) fn runs_query(
             *f = None;
         }
     }
-    Some(q)
+    Ok(q)
 }
 
 /// The runs query a page or export may answer for `v`: a bad parameter is
@@ -34,15 +35,20 @@ pub(super) fn scoped_runs_query(
     q: Result<Query<crate::run_query::RunQuery>, QueryRejection>,
     what: &str,
 ) -> Result<crate::run_query::RunQuery, Box<Response>> {
-    let Some(q) = runs_query(q) else {
-        return Err(Box::new(html(
-            StatusCode::BAD_REQUEST,
-            pages::message(
-                Some(v),
-                "Bad filter",
-                &format!("The filter has a parameter the {what} does not take."),
-            ),
-        )));
+    let q = match runs_query(q) {
+        Ok(q) => q,
+        Err(why) => {
+            return Err(Box::new(html(
+                StatusCode::BAD_REQUEST,
+                pages::message(
+                    Some(v),
+                    "Bad filter",
+                    &format!(
+                        "The {what} cannot read this filter ({why}). The parameters are tenant, pack, version, arm, task_type, error_code, since, until, limit (1 to 1000) and after."
+                    ),
+                ),
+            )));
+        }
     };
     if let (Some(mine), Some(asked)) = (v.tenant(), q.tenant.as_deref())
         && mine != asked

@@ -87,6 +87,54 @@ fn replace_subtree(
     }
 }
 
+/// Whether `tree` holds a pack of its own (a `pack.yaml` at any depth).
+fn holds_pack(repo: &git2::Repository, tree: &git2::Tree<'_>) -> bool {
+    tree.iter().any(|e| match e.kind() {
+        Some(git2::ObjectType::Blob) => e.name().ok() == Some("pack.yaml"),
+        Some(git2::ObjectType::Tree) => repo.find_tree(e.id()).is_ok_and(|t| holds_pack(repo, &t)),
+        _ => false,
+    })
+}
+
+/// `old` (a pack's folder as it was), except that every sub-folder that
+/// holds another pack, in either version, is taken from `tip` (or left out
+/// when the tip has none).
+fn keep_nested_packs(
+    repo: &git2::Repository,
+    old: git2::Tree<'_>,
+    tip: &git2::Tree<'_>,
+) -> Result<git2::Oid, git2::Error> {
+    let mut b = repo.treebuilder(Some(&old))?;
+    let subtree = |t: &git2::Tree<'_>, name: &str| {
+        t.get_name(name)
+            .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+            .and_then(|e| repo.find_tree(e.id()).ok())
+    };
+    let names: std::collections::BTreeSet<String> = old
+        .iter()
+        .chain(tip.iter())
+        .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+        .filter_map(|e| e.name().ok().map(String::from))
+        .collect();
+    for name in names {
+        let (o, t) = (subtree(&old, &name), subtree(tip, &name));
+        let nested = o.as_ref().is_some_and(|x| holds_pack(repo, x))
+            || t.as_ref().is_some_and(|x| holds_pack(repo, x));
+        if !nested {
+            continue;
+        }
+        match tip.get_name(&name) {
+            Some(e) => {
+                b.insert(&name, e.id(), e.filemode())?;
+            }
+            None => {
+                b.remove(&name)?;
+            }
+        }
+    }
+    b.write()
+}
+
 /// Write the restoring commit, move the branch (compare-and-swap against
 /// `tip`) or create the review branch, and push for remote sources.
 /// Returns the new commit and the branch it is on.
@@ -110,6 +158,12 @@ pub(crate) fn restore_dir(
         .get_path(Path::new(r.dir))?
         .id();
     let tip_commit = g.find_commit(r.tip.0)?;
+    // Folders of other packs inside this one's (a tenant's users) keep the
+    // tip's content: rolling a tenant pack back restores its own files only.
+    let old_dir = match tip_commit.tree()?.get_path(Path::new(r.dir)) {
+        Ok(tip_dir) => keep_nested_packs(g, g.find_tree(old_dir)?, &g.find_tree(tip_dir.id())?)?,
+        Err(_) => old_dir,
+    };
     let components: Vec<&str> = r.dir.split('/').collect();
     let new_tree = g.find_tree(replace_subtree(
         g,

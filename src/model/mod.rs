@@ -184,7 +184,18 @@ pub const MAX_REASON: usize = 1000;
 /// Unicode's explicit direction marks, embeddings, overrides and isolates:
 /// text that reads differently from what it says in a terminal or a page.
 pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    // With the line and paragraph separators, which end a line in many
+    // readers though they are not control characters.
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 #[cfg(test)]
@@ -198,6 +209,9 @@ mod reason_tests {
             "a\rb",
             "tab\there",
             "rtl \u{202E}gnp.exe",
+            "line\u{2028}sep",
+            "para\u{2029}sep",
+            "mark\u{061C}",
         ] {
             assert!(super::reason_problem(bad).is_some(), "{bad:?}");
         }

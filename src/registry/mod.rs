@@ -322,6 +322,13 @@ impl Snapshot {
             r.canary = crate::model::Kpis::default();
             r.figures_from = crate::model::FiguresFrom::Withheld;
             r.detail = None;
+            // The revert owed to git carries the rollback's reason, which
+            // quotes the same figures.
+            if let Some(e) = r.revert.as_mut()
+                && e.revert.reason.starts_with("automatic rollback")
+            {
+                e.revert.reason = "automatic rollback: decided on every tenant's runs of this shared pack (figures withheld from tenant sign-ins)".into();
+            }
         }
         r
     }

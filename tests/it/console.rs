@@ -583,6 +583,13 @@ pub(crate) mod pages {
             assert_eq!(code, 400, "{p}: {body}");
             assert!(body.contains("`after` is not a cursor"), "{p}: {body}");
         }
+        // A value the query cannot even parse is named, with what it takes.
+        let (code, _, body) = page(port, "/ui/runs?limit=-1", &acme);
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body.contains("limit") && body.contains("1 to 1000"),
+            "{body}"
+        );
         let (_, first) = get(port, "/v1/runs?limit=1", &t.acme_viewer);
         let after = first["next"].as_str().expect("a cursor");
         let (code, _, nd) = page(

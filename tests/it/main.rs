@@ -24,6 +24,7 @@ mod openclaw_packs;
 mod reconcile;
 mod registry;
 mod regressions;
+mod rollback_nested;
 mod snapshots;
 mod sso;
 mod store;

@@ -106,7 +106,8 @@ async fn pause(
     let reason = req
         .reason
         .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| format!("{word} requested by {}", tok.name));
+        // The transition adds "(requested by NAME)".
+        .unwrap_or_else(|| "no reason given".to_string());
     match hold::pause(&reg.store, what, &id, &reason, &tok.name, &route).await {
         Ok(out) => {
             count(&reg, &route, StatusCode::OK);

@@ -133,10 +133,23 @@ fn count(reg: &Registry, route: &str, status: StatusCode) {
     reg.metrics
         .requests
         .get_or_create(&RouteLabels {
-            route: route.into(),
+            route: route_label(route),
             status: status.as_u16().to_string(),
         })
         .inc();
+}
+
+/// The metrics label of `route`: a route with a rollout id in its path is
+/// counted under its template, so the labels stay few whatever ids are
+/// asked for, and no rollout id (of any tenant) reaches `/metrics`.
+fn route_label(route: &str) -> String {
+    match route
+        .strip_prefix("/v1/rollouts/")
+        .and_then(|rest| rest.rsplit_once('/'))
+    {
+        Some((_, action)) => format!("/v1/rollouts/{{id}}/{action}"),
+        None => route.into(),
+    }
 }
 
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response {

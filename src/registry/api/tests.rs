@@ -67,3 +67,18 @@ fn if_none_match_follows_rfc_9110() {
     assert!(!none_match("\"abd\"", etag));
     assert!(!none_match("abc", etag), "an unquoted tag is not the tag");
 }
+
+#[test]
+fn metrics_count_rollout_routes_under_their_template() {
+    use super::route_label;
+    assert_eq!(
+        route_label("/v1/rollouts/3f8f10c3-globex/hold"),
+        "/v1/rollouts/{id}/hold"
+    );
+    assert_eq!(
+        route_label("/v1/rollouts/zzzRANDOMzzz/resume"),
+        "/v1/rollouts/{id}/resume"
+    );
+    assert_eq!(route_label("/v1/rollouts"), "/v1/rollouts");
+    assert_eq!(route_label("/v1/resolve"), "/v1/resolve");
+}
