@@ -1,5 +1,6 @@
 //! The one-click rollback: a commit that restores a pack's directory to the
-//! previous champion (or a named version), written through `crate::git` on top of the
+//! previous champion (or a named version), except the folders of other
+//! packs inside it (a tenant's users), written through `crate::git` on top of the
 //! branch tip and pushed to the branch or to a review branch. Git stays the
 //! source of truth: the reconciler sees the commit as a revert and records
 //! the `rollback` decision like any other.
