@@ -346,7 +346,8 @@ pub(crate) mod pages {
         http(port, "GET", path, &[("Cookie", cookie)], b"")
     }
 
-    fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
+    /// POST a form with the session cookie.
+    pub fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
         http(
             port,
             "POST",
@@ -883,23 +884,14 @@ pub(crate) mod pages {
                 form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
             )
         };
-        let post = |path: &str, cookie: &str, body: &str| {
-            http(
-                port,
-                "POST",
-                path,
-                &[
-                    ("Cookie", cookie),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                body.as_bytes(),
-            )
-        };
-        let head = unavailable("sign-in", post("/ui/login", "", &form(&t.acme_admin)));
+        let head = unavailable(
+            "sign-in",
+            post_form(port, "/ui/login", "", &form(&t.acme_admin)),
+        );
         assert!(!head.contains("mc_session="), "no session: {head}");
         unavailable(
             "a refused sign-in",
-            post("/ui/login", "", &form(&t.acme_harness)),
+            post_form(port, "/ui/login", "", &form(&t.acme_harness)),
         );
         unavailable(
             "a wrong one-time link",
@@ -907,7 +899,7 @@ pub(crate) mod pages {
         );
         let head = unavailable(
             "sign-out",
-            post("/ui/logout", &viewer, &format!("csrf={csrf_token}")),
+            post_form(port, "/ui/logout", &viewer, &format!("csrf={csrf_token}")),
         );
         assert!(head.contains("mc_session=; Path=/ui; Max-Age=0"), "{head}");
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::console::pages::{csrf, page, sign_in};
+use crate::console::pages::{csrf, page, post_form, sign_in};
 use crate::reconcile::bump;
 use crate::registry::{
     bearer, get, post_runs, rollout_state, serve_ready, serving_fleet_on, traffic, until,
@@ -17,19 +17,6 @@ use crate::registry::{
 use crate::util::{assert_success, http, missionctl};
 
 const HR: &str = "packs/domains/hr-ops/pack.yaml";
-
-fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
-    http(
-        port,
-        "POST",
-        path,
-        &[
-            ("Cookie", cookie),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        body.as_bytes(),
-    )
-}
 
 fn post_json(port: u16, path: &str, token: &str, body: &str) -> (u16, Value) {
     let (code, _, resp) = http(
@@ -798,8 +785,11 @@ fn a_decision_reaches_an_open_page_and_no_other_tenant_hears_of_it() {
     until("the acme rollout", Duration::from_secs(30), || {
         rollout_state(port, &t.admin, "1.2.0")
     });
-    let _ = g.saw("change", Duration::from_secs(3));
-    let _ = g.saw("change", Duration::from_secs(2));
+    // acme's own new rollout moves for a while (its first controller
+    // ticks): wait until acme's stream has been quiet for 3 s.
+    until("acme's stream to settle", Duration::from_secs(60), || {
+        (!g.saw("change", Duration::from_secs(3))).then_some(())
+    });
     let globex = rollout_state(port, &t.admin, "1.1.0").expect("the globex rollout");
     assert_eq!(globex["pack_id"], "globex-tenant", "{globex}");
     let gid = globex["rollout_id"].as_str().expect("id").to_string();

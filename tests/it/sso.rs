@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::console::pages::{page, post_form};
 use crate::reconcile::{Served, free_port};
 use crate::registry::{get, rollout_state, until};
 use crate::util::http;
@@ -219,23 +220,6 @@ impl Browser {
             .get(port, "mc_session")
             .map(|v| format!("mc_session={v}"))
     }
-}
-
-fn page(port: u16, path: &str, cookie: &str) -> (u16, String, String) {
-    http(port, "GET", path, &[("Cookie", cookie)], b"")
-}
-
-fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
-    http(
-        port,
-        "POST",
-        path,
-        &[
-            ("Cookie", cookie),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        body.as_bytes(),
-    )
 }
 
 /// `serve` on `port` with single sign-on configured from `sso`; ready.
