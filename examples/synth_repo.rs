@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const DOMAINS: usize = 20;
+/// Domains unless `--domains N` says otherwise (a marketplace catalog of
+/// 1,000 domain packs: `--domains 1000 --packs 1501`).
+const DEFAULT_DOMAINS: usize = 20;
 const TENANTS: usize = 500;
 
 fn paragraph(seed: usize, bytes: usize) -> String {
@@ -78,20 +80,29 @@ fn write(root: &Path, rel: &str, content: &str) {
 
 fn main() {
     let mut packs = 10_000usize;
+    let mut domain_count = DEFAULT_DOMAINS;
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--packs" => packs = args.next().and_then(|v| v.parse().ok()).expect("--packs N"),
+            "--domains" => {
+                domain_count = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--domains N");
+            }
             "--out" => out = args.next().map(PathBuf::from),
-            other => panic!("unknown argument {other}; usage: synth_repo --packs N --out DIR"),
+            other => panic!(
+                "unknown argument {other}; usage: synth_repo --packs N [--domains N] --out DIR"
+            ),
         }
     }
     let out = out.expect("--out DIR is required");
     assert!(
-        packs >= 1 + DOMAINS + TENANTS,
+        packs >= 1 + domain_count + TENANTS,
         "--packs must be at least {}",
-        1 + DOMAINS + TENANTS
+        1 + domain_count + TENANTS
     );
     if out.exists() {
         std::fs::remove_dir_all(&out).expect("clear output directory");
@@ -123,7 +134,9 @@ fn main() {
             "- id: case-{n}\n  description: Synthetic case {n}\n  vars:\n    input: \"Question {n} about the policy on leave and tickets\"\n  assert:\n    - {{ type: not-icontains, value: \"password:\", tag: {tag} }}\n    - {{ type: max-length, value: 2000, tag: format }}\n"
         );
     }
-    let domains: Vec<String> = (0..DOMAINS).map(|d| format!("domain-{d:02}")).collect();
+    let domains: Vec<String> = (0..domain_count)
+        .map(|d| format!("domain-{d:02}"))
+        .collect();
     for (d, name) in domains.iter().enumerate() {
         let base = format!("packs/domains/{name}");
         write(
@@ -148,7 +161,7 @@ fn main() {
     for t in 0..TENANTS {
         let name = format!("tenant-{t:03}");
         let ds: Vec<&str> = (0..3)
-            .map(|k| domains[(t + k * 7) % DOMAINS].as_str())
+            .map(|k| domains[(t + k * 7) % domain_count].as_str())
             .collect();
         let base = format!("packs/tenants/{name}");
         write(
@@ -166,7 +179,7 @@ fn main() {
             ),
         );
     }
-    let users = packs - 1 - DOMAINS - TENANTS;
+    let users = packs - 1 - domain_count - TENANTS;
     for u in 0..users {
         let tenant = format!("tenant-{:03}", u % TENANTS);
         let name = format!("user-{u:05}");
@@ -209,7 +222,7 @@ fn main() {
     ]);
     git(&["gc", "-q"]);
     println!(
-        "wrote {packs} packs (1 global, {DOMAINS} domains, {TENANTS} tenants, {users} users) to {}",
+        "wrote {packs} packs (1 global, {domain_count} domains, {TENANTS} tenants, {users} users) to {}",
         out.display()
     );
 }

@@ -21,6 +21,8 @@
 //! - [`improve`]: the challenger generation worker: signal, proposals from
 //!   an optimiser model, selection through the gate, a branch or pull
 //!   request, never a promotion.
+//! - [`market`]: catalogs of domain packs, checked against this fleet's
+//!   rules and installed or upgraded as a branch through the gate.
 //! - [`reconcile`]: commits in, decisions out; the daemon.
 //! - [`rollout`], [`telemetry`]: canary statistics and KPIs.
 //! - [`registry`]: what harnesses resolve against; the canary controller.
@@ -54,6 +56,7 @@ pub mod github;
 pub mod store;
 
 pub mod improve;
+pub mod market;
 
 pub mod reconcile;
 pub mod registry;

@@ -26,6 +26,8 @@ pub enum Kind {
     EvalResult,
     PromotionDecision,
     Tokens,
+    MarketIndex,
+    MarketLock,
 }
 
 impl Kind {
@@ -41,6 +43,8 @@ impl Kind {
         Kind::EvalResult,
         Kind::PromotionDecision,
         Kind::Tokens,
+        Kind::MarketIndex,
+        Kind::MarketLock,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -56,6 +60,8 @@ impl Kind {
             Kind::EvalResult => "records/eval_result.schema.json",
             Kind::PromotionDecision => "records/promotion_decision.schema.json",
             Kind::Tokens => "tokens.schema.json",
+            Kind::MarketIndex => "market-index.schema.json",
+            Kind::MarketLock => "market-lock.schema.json",
         }
     }
 
@@ -74,6 +80,8 @@ impl Kind {
                 include_str!("../schema/records/promotion_decision.schema.json")
             }
             Kind::Tokens => include_str!("../schema/tokens.schema.json"),
+            Kind::MarketIndex => include_str!("../schema/market-index.schema.json"),
+            Kind::MarketLock => include_str!("../schema/market-lock.schema.json"),
         }
     }
 

@@ -22,6 +22,7 @@ mod hold;
 mod improve;
 mod init;
 pub mod log;
+mod market;
 mod openclaw;
 mod packs;
 mod quickstart;
@@ -203,6 +204,14 @@ pub enum Command {
         #[command(subcommand)]
         command: packs::Command,
     },
+    /// Catalogs of domain packs: index, search, show (with a compatibility report), add, verify, upgrade.
+    #[command(
+        after_help = "Examples:\n  missionctl market index --repo ../catalog --out index.json\n  missionctl market search legal\n  missionctl market show legal-intake\n  missionctl market add legal-intake --open-pr\n  missionctl market verify\n  missionctl market upgrade legal-intake"
+    )]
+    Market {
+        #[command(subcommand)]
+        command: market::Command,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +283,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve(a) => resolve::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Packs { command } => packs::run(command),
+        Command::Market { command } => market::run(command),
         Command::Eval(a) => gate::run(a, false),
         Command::Gate(a) => gate::run(a, true),
         Command::Improve(a) => improve::run(a),

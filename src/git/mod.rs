@@ -24,8 +24,8 @@ pub use source::{
 pub use tree::{EntryKind, ReadError, RefProblem, Tree};
 pub(crate) use tree::{parent_dir, resolve_ref};
 pub use write::{
-    RestoreDir, Target, branch_tip, commit_files, push_branch, remote_url, same_proposal,
-    set_branch,
+    RestoreDir, Target, branch_tip, commit_changes, commit_files, push_branch, remote_url,
+    same_proposal, set_branch,
 };
 pub(crate) use write::{init_with_commit, restore_dir, write_note};
 
@@ -215,6 +215,21 @@ impl Repo {
     /// or has it in its history (`false` when it does not hold `id`).
     pub fn holds_ancestor(&self, id: CommitId, ancestor: CommitId) -> bool {
         self.has_commit(ancestor) && self.descends_from(id, ancestor).unwrap_or(false)
+    }
+
+    /// The first parent of `id`, if it has one.
+    pub(crate) fn first_parent(&self, id: CommitId) -> Option<CommitId> {
+        let c = self.inner.find_commit(id.0).ok()?;
+        c.parent_id(0).ok().map(CommitId)
+    }
+
+    /// The note on `id` under `refs/notes/missionctl`, if any.
+    pub(crate) fn note(&self, id: CommitId) -> Option<String> {
+        let n = self
+            .inner
+            .find_note(Some("refs/notes/missionctl"), id.0)
+            .ok()?;
+        n.message().ok().map(str::to_string)
     }
 
     /// First-parent commits after `since` up to `tip`, oldest first.

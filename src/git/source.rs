@@ -177,6 +177,32 @@ impl Source {
         }
     }
 
+    /// As [`Source::sync`], fetching every branch (a catalog's source, whose
+    /// versions may sit on any of them).
+    pub(crate) fn sync_all_heads(&self) -> Result<Repo, GitError> {
+        let SourceKind::Remote { url, mirror } = &self.kind else {
+            return self.sync();
+        };
+        let repo = match git2::Repository::open_bare(mirror) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(mirror).map_err(|e| GitError::Mirror {
+                    url: url.clone(),
+                    dir: mirror.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                git2::Repository::init_bare(mirror)?
+            }
+        };
+        {
+            let mut remote = repo.remote_anonymous(url)?;
+            let mut fo = git2::FetchOptions::new();
+            fo.remote_callbacks(credentials());
+            remote.fetch(&["+refs/heads/*:refs/heads/*"], Some(&mut fo), None)?;
+        }
+        Ok(Repo { inner: repo })
+    }
+
     /// The repository as last fetched, without fetching (for readers such as the registry).
     pub(crate) fn open_local(&self) -> Result<Repo, GitError> {
         match &self.kind {

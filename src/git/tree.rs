@@ -57,6 +57,8 @@ pub struct Tree {
     /// Symlinks that lead out of the repository (or loop), with why: never
     /// followed, reported by the loader.
     escapes: Vec<(String, String)>,
+    /// Files placed over the tree in memory ([`Tree::with_overlay`]).
+    overlay: Option<std::sync::Arc<BTreeMap<String, Vec<u8>>>>,
 }
 
 /// Directories never indexed in the work tree: they are not pack content and
@@ -74,6 +76,7 @@ impl Tree {
             commit: None,
             label: "work tree".into(),
             escapes: Vec::new(),
+            overlay: None,
         }
         .with_linked_dirs())
     }
@@ -86,6 +89,7 @@ impl Tree {
             commit: None,
             label: "work tree".into(),
             escapes: Vec::new(),
+            overlay: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl Tree {
             commit: Some(CommitId(cid)),
             label: rev.to_string(),
             escapes: Vec::new(),
+            overlay: None,
         })
     }
 
@@ -152,8 +157,37 @@ impl Tree {
             commit: Some(commit),
             label: label.to_string(),
             escapes: Vec::new(),
+            overlay: None,
         }
         .with_linked_dirs())
+    }
+
+    /// This tree with the directory `dir` replaced, in memory, by `files`
+    /// (paths relative to `dir`): what the tree would be with a folder from
+    /// elsewhere placed in it (the marketplace's compatibility report).
+    /// Nothing is written anywhere. Only a fully indexed tree
+    /// ([`Tree::at_rev`], [`Tree::work_tree`]) can take an overlay; a lazy
+    /// one is returned as None.
+    pub fn with_overlay(mut self, dir: &str, files: &BTreeMap<String, Vec<u8>>) -> Option<Tree> {
+        let Index::Full(entries) = &mut self.entries else {
+            return None;
+        };
+        let start = format!("{dir}/");
+        entries.retain(|k, _| !k.starts_with(&start));
+        let mut placed = BTreeMap::new();
+        for (rel, bytes) in files {
+            let path = format!("{start}{rel}");
+            entries.insert(
+                path.clone(),
+                EntryKind::File {
+                    oid: None,
+                    size: Some(bytes.len() as u64),
+                },
+            );
+            placed.insert(path, bytes.clone());
+        }
+        self.overlay = Some(std::sync::Arc::new(placed));
+        Some(self)
     }
 
     /// All file and symlink paths under `prefix` (a directory, no trailing
@@ -465,6 +499,12 @@ impl Tree {
         let Some(entry) = self.entry(path) else {
             return Err(ReadError::Missing);
         };
+        if let Some(bytes) = self.overlay.as_ref().and_then(|o| o.get(path)) {
+            if bytes.len() as u64 > cap {
+                return Err(ReadError::TooLarge(bytes.len() as u64));
+            }
+            return Ok(bytes.clone());
+        }
         match (entry, &self.backing) {
             (EntryKind::Symlink { .. }, _) => Err(ReadError::NotFile),
             (EntryKind::File { size, .. }, Backing::WorkTree(root)) => {

@@ -246,6 +246,40 @@ pub fn commit_files(
     )?))
 }
 
+/// As [`commit_files`] with bytes, and `None` removing a path; the author
+/// is the repository's configured user (else `missionctl`).
+pub fn commit_changes(
+    repo: &Repo,
+    base: CommitId,
+    changes: &std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    message: &str,
+) -> Result<CommitId, GitError> {
+    let g = &repo.inner;
+    let parent = g.find_commit(base.0)?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for (path, bytes) in changes {
+        match bytes {
+            Some(b) => {
+                let blob = g.blob(b)?;
+                update.upsert(path.as_str(), blob, git2::FileMode::Blob);
+            }
+            None => {
+                update.remove(path.as_str());
+            }
+        }
+    }
+    let tree = g.find_tree(update.create_updated(g, &parent.tree()?)?)?;
+    let sig = signature(g)?;
+    Ok(CommitId(g.commit(
+        None,
+        &sig,
+        &sig,
+        message,
+        &tree,
+        &[&parent],
+    )?))
+}
+
 /// Point local branch `name` at `commit`, creating it or moving it. A
 /// branch that is checked out is refused (its files would be left behind).
 pub fn set_branch(repo: &Repo, name: &str, commit: CommitId) -> Result<(), GitError> {

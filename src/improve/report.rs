@@ -555,7 +555,7 @@ fn case_skeletons(task_types: &[String], codes: &[&str]) -> String {
 
 /// `text` in a fenced code block whose fence is longer than any run of
 /// backticks inside it, so nothing in it can close the block early.
-fn fenced(info: &str, text: &str) -> String {
+pub(crate) fn fenced(info: &str, text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let body = text.strip_suffix('\n').unwrap_or(text);

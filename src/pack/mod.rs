@@ -631,6 +631,17 @@ pub fn load_chain(tree: &Tree, key: &ChainKey) -> Repo {
     r
 }
 
+/// Configuration, policies and only the pack files `files` (paths of
+/// `pack.yaml` files): a partial repository for checks that concern a few
+/// packs (the marketplace's compatibility report, a catalog's index).
+pub fn load_files(tree: &Tree, files: &[&str]) -> Repo {
+    let mut r = load_config(tree);
+    let bounds = r.boundaries();
+    let present: Vec<&str> = files.iter().copied().filter(|f| tree.contains(f)).collect();
+    add_packs(&mut r, tree, &present, &bounds);
+    r
+}
+
 fn add_packs(r: &mut Repo, tree: &Tree, pack_files: &[&str], bounds: &DataBoundaries) {
     let family = r.token_family;
     let loads: Vec<PackLoad> = pack_files

@@ -106,6 +106,8 @@ pub struct Mission {
     pub openclaw: serde_json::Value,
     #[serde(default)]
     pub improve: serde_json::Value,
+    #[serde(default)]
+    pub marketplace: serde_json::Value,
 }
 
 impl Mission {

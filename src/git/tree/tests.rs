@@ -12,6 +12,7 @@ fn tree(entries: &[(&str, EntryKind)]) -> Tree {
         commit: None,
         label: "test".into(),
         escapes: Vec::new(),
+        overlay: None,
     }
     .with_linked_dirs()
 }
