@@ -139,7 +139,8 @@ fn load(at: &Catalogs) -> anyhow::Result<Loaded> {
             root.display()
         )
     })?;
-    let specs = fetch::configured(&mission.marketplace)?;
+    let mut specs = fetch::configured(&mission.marketplace)?;
+    fetch::relative_to(&mut specs, &root);
     let specs: Vec<fetch::CatalogSpec> = specs
         .into_iter()
         .filter(|s| at.catalog.as_ref().is_none_or(|c| c == &s.name))
@@ -286,7 +287,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             let (id, version) = split_pack(&pack);
             let (cat, entry, v) = fetch::find(&l.catalogs, at.catalog.as_deref(), id, version)?;
             let files = fetch::version_files(cat, id, v, &fetch::cache_dir(&l.root))?;
-            let report = compat::report(&l.root, id, &v.version, &files)?;
+            let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &files)?;
             match format {
                 OutFormat::Json => outln!(
                     "{}",
@@ -357,7 +358,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             let (id, version) = split_pack(&pack);
             let (cat, entry, v) = fetch::find(&l.catalogs, at.catalog.as_deref(), id, version)?;
             let files = fetch::version_files(cat, id, v, &fetch::cache_dir(&l.root))?;
-            let report = compat::report(&l.root, id, &v.version, &files)?;
+            let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &files)?;
             if !report.validates && !propose_anyway {
                 print_report(&report);
                 eprintln!(
@@ -476,7 +477,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                 &cache,
             )?;
             let theirs = fetch::version_files(cat, id, v, &cache)?;
-            let report = compat::report(&l.root, id, &v.version, &theirs)?;
+            let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &theirs)?;
             let lock = install::lock_for(
                 &cat.name,
                 id,

@@ -103,15 +103,14 @@ pub fn fleet_tree(root: &Path) -> Result<Tree, MarketError> {
         .or_else(|_| Ok(Tree::at_rev(root, "HEAD")?))
 }
 
-/// Place `files` (a version of catalog pack `id`) into the fleet at `root`
-/// and report.
+/// Place `files` (a version of catalog pack `id`) into the fleet tree
+/// `before` (fully indexed: [`fleet_tree`], or a commit's tree) and report.
 pub fn report(
-    root: &Path,
+    before: Tree,
     id: &str,
     version: &str,
     files: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Report, MarketError> {
-    let before = fleet_tree(root)?;
     let fleet = match before.commit {
         Some(c) => format!("{} at {:.12}", before.label, c.to_string()),
         None => before.label.clone(),

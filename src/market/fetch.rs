@@ -106,6 +106,20 @@ pub fn configured(value: &serde_json::Value) -> Result<Vec<CatalogSpec>, MarketE
     Ok(specs)
 }
 
+/// A `git:` catalog given as a relative path is relative to the fleet
+/// repository's root (where `mission.yaml` is), not the current directory.
+pub fn relative_to(specs: &mut [CatalogSpec], root: &Path) {
+    for s in specs {
+        if let Some(g) = &s.git
+            && !g.contains("://")
+            && !(g.contains('@') && g.contains(':'))
+            && Path::new(g).is_relative()
+        {
+            s.git = Some(root.join(g).display().to_string());
+        }
+    }
+}
+
 fn index_url_allowed(u: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(u) else {
         return false;
