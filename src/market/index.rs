@@ -247,6 +247,12 @@ pub(crate) fn folder_files(
         if rel == LOCK_FILE {
             continue;
         }
+        if !super::safe_rel_path(&rel) {
+            return Err(format!(
+                "`{}` is not a plain file name (control characters, or git's own `.git*` files); a catalog pack holds only its own files",
+                rel.escape_debug()
+            ));
+        }
         if matches!(tree.entry(&path), Some(EntryKind::Symlink { .. })) {
             return Err(format!(
                 "`{path}` is a symlink; a catalog pack is plain files (replace the link with the file)"

@@ -222,16 +222,23 @@ pub fn valid_id(id: &str) -> bool {
         && !id.starts_with('-')
 }
 
-/// Whether `rel` (a path inside a pack's folder) stays inside it: relative,
-/// no `.`/`..` components, no empty components, no backslashes or NULs.
+/// Whether `rel` (a path inside a pack's folder) stays inside it and is a
+/// plain file name git and every terminal treat alike: relative, no `.`/`..`
+/// or empty components, no backslashes, no control or bidirectional
+/// characters, and no component naming git's own files (`.git`,
+/// `.gitattributes`, `.gitmodules`…: attributes and submodules would change
+/// how the fleet's checkout reads the pack).
 pub fn safe_rel_path(rel: &str) -> bool {
     !rel.is_empty()
+        && rel.len() <= 512
         && !rel.starts_with('/')
         && !rel.contains('\\')
-        && !rel.contains('\0')
-        && rel
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && !rel
+            .chars()
+            .any(|c| c.is_control() || crate::model::is_bidi_control(c))
+        && rel.split('/').all(|c| {
+            !c.is_empty() && c != "." && c != ".." && !c.to_ascii_lowercase().starts_with(".git")
+        })
 }
 
 /// `files` (path → bytes) as digests, sorted by path.
@@ -343,6 +350,12 @@ mod tests {
             "./a",
             "a\\b",
             "a\0",
+            "a\nb",
+            "x\u{1b}[2J",
+            "a\u{202e}b",
+            ".git/config",
+            "p/.gitattributes",
+            ".GitModules",
         ] {
             assert!(!safe_rel_path(bad), "{bad:?}");
         }
