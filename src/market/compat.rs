@@ -43,6 +43,9 @@ pub struct Report {
     pub chains: Chains,
     /// The version installed now, when the pack is installed.
     pub installed: Option<String>,
+    /// What the files say about themselves (the catalog's claims are checked
+    /// against these: [`super::check_claims`]); None when the pack did not load.
+    pub facts: Option<super::Facts>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,13 +128,18 @@ pub fn report(
         .collect();
     let mut selected: Vec<&str> = vec!["packs/global/pack.yaml", &pack_file];
     let (mut tenant_users, mut personal_users) = (BTreeMap::<String, usize>::new(), 0);
+    let mut user_files: Vec<&str> = Vec::new();
     for p in &all {
         match Location::from_path(p) {
-            Some(Location::Tenant(_)) => selected.push(p),
+            Some(Location::Tenant(_) | Location::Domain(_)) if p != &pack_file => selected.push(p),
             Some(Location::TenantUser { tenant, .. }) => {
                 *tenant_users.entry(tenant).or_default() += 1;
+                user_files.push(p);
             }
-            Some(Location::PersonalUser(_)) => personal_users += 1,
+            Some(Location::PersonalUser(_)) => {
+                personal_users += 1;
+                user_files.push(p);
+            }
             _ => {}
         }
     }
@@ -154,6 +162,24 @@ pub fn report(
         .filter(|d| !seen.contains(&key(d)))
         .map(Finding::from)
         .collect();
+    // User packs are not loaded (there may be tens of thousands); their ids
+    // are read alone, so an id the pack shares with one is still caught.
+    if let Some(p) = new.domains.get(id).map(|i| &new.packs[*i])
+        && let Some(other) = user_pack_with_id(&after, &user_files, &p.pack.id)
+    {
+        problems.push(Finding {
+            severity: "error".into(),
+            code: Code::DuplicateId.as_str().into(),
+            file: p.file.clone(),
+            line: 1,
+            col: 1,
+            message: format!(
+                "pack id `{}` is already used by `{other}`; pack ids are unique across the fleet",
+                p.pack.id
+            ),
+            help: Some("the catalog's pack cannot be installed beside it; ask the catalog for another id, or retire the other pack".into()),
+        });
+    }
     problems.sort_by_key(|f| f.severity != "error");
     let forbidden_tools: Vec<String> = new
         .pack(
@@ -172,6 +198,7 @@ pub fn report(
         })
         .collect();
     let this = new.domains.get(id).map(|i| &new.packs[*i]);
+    let facts = this.map(super::facts_of);
     let tokens = |l: &Location| {
         new.packs
             .iter()
@@ -214,6 +241,17 @@ pub fn report(
         chains,
         installed,
         problems,
+        facts,
+    })
+}
+
+/// The first of `files` (user packs) whose `id:` is `id`.
+fn user_pack_with_id(tree: &Tree, files: &[&str], id: &str) -> Option<String> {
+    let repo = tree.repo();
+    files.iter().find_map(|f| {
+        let bytes = tree.read(f, pack::MAX_YAML_BYTES, repo.as_ref()).ok()?;
+        let node = crate::yaml::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
+        (node.get("id")?.as_str()? == id).then(|| (*f).to_string())
     })
 }
 
@@ -268,7 +306,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "- Scope chains it adds: {} (domain `{}`; tenants: {}; {} tenant users; {} personal users decide by their `domains:`)",
+            "- Scope chains it serves: {} (domain `{}`; tenants: {}; {} tenant users; {} personal users decide by their `domains:`)",
             self.chains.total,
             e(&self.chains.domain),
             if self.chains.tenants.is_empty() {

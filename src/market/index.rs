@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::{
-    CaseCounts, CatalogIndex, ContractFacts, FORMAT, FileDigest, LOCK_FILE, MAX_FILE_BYTES,
-    MAX_PACK_BYTES, MAX_PACK_FILES, MarketError, PackEntry, RepoRef, SourceRef, ToolsFacts,
-    VersionEntry, pack_digest, sha256_hex,
+    CatalogIndex, FORMAT, FileDigest, LOCK_FILE, MAX_FILE_BYTES, MAX_PACK_BYTES, MAX_PACK_FILES,
+    MarketError, PackEntry, RepoRef, SourceRef, VersionEntry, pack_digest, sha256_hex,
 };
 use crate::git::{self, CommitId, EntryKind, Tree};
 use crate::pack::{self, PackDoc};
@@ -328,8 +327,9 @@ fn version_entry(
             bytes: b.len() as u64,
         })
         .collect();
+    let facts = super::facts_of(p);
     Ok(VersionEntry {
-        version: p.pack.version.clone(),
+        version: facts.version,
         source: SourceRef {
             repository: url.to_string(),
             commit: commit.to_string(),
@@ -337,52 +337,13 @@ fn version_entry(
         },
         digest: pack_digest(&digests),
         files: digests,
-        tools: ToolsFacts {
-            autonomy: p.pack.tools.autonomy.map(|a| a.to_string()),
-            allow: p.pack.tools.allow.clone().unwrap_or_default(),
-            deny: p.pack.tools.deny.clone(),
-        },
-        contracts: p
-            .pack
-            .eval
-            .contracts
-            .iter()
-            .map(|(k, v)| ContractFacts {
-                id: k.clone(),
-                description: v
-                    .get("description")
-                    .and_then(|d| d.as_str())
-                    .map(str::to_string),
-            })
-            .collect(),
-        eval_cases: case_counts(p),
-        kpis: p
-            .node
-            .get("kpis")
-            .map_or(serde_json::Value::Null, crate::yaml::Node::to_json),
-        prompt_tokens: p.prompt_tokens(),
+        tools: facts.tools,
+        contracts: facts.contracts,
+        eval_cases: facts.eval_cases,
+        kpis: facts.kpis,
+        prompt_tokens: facts.prompt_tokens,
         evidence: None,
     })
-}
-
-fn case_counts(p: &PackDoc) -> CaseCounts {
-    let mut c = CaseCounts {
-        total: p.cases.len() as u64,
-        ..CaseCounts::default()
-    };
-    for case in &p.cases {
-        let mut tags: Vec<&str> = case
-            .leaves()
-            .iter()
-            .filter_map(|(a, _)| a.raw().get("tag").and_then(|t| t.as_str()))
-            .collect();
-        tags.sort_unstable();
-        tags.dedup();
-        for t in tags {
-            *c.by_tag.entry(t.to_string()).or_default() += 1;
-        }
-    }
-    c
 }
 
 /// The promotion decision the catalog repository recorded for this version

@@ -162,6 +162,134 @@ pub struct Lock {
     pub files: Vec<FileDigest>,
 }
 
+/// What a version's files say about themselves: what the index must claim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Facts {
+    pub version: String,
+    pub pack_id: String,
+    pub tools: ToolsFacts,
+    pub contracts: Vec<ContractFacts>,
+    pub eval_cases: CaseCounts,
+    pub kpis: serde_json::Value,
+    pub prompt_tokens: u64,
+}
+
+/// The facts of a loaded pack.
+pub fn facts_of(p: &crate::pack::PackDoc) -> Facts {
+    let mut cases = CaseCounts {
+        total: p.cases.len() as u64,
+        ..CaseCounts::default()
+    };
+    for case in &p.cases {
+        let mut tags: Vec<&str> = case
+            .leaves()
+            .iter()
+            .filter_map(|(a, _)| a.raw().get("tag").and_then(|t| t.as_str()))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for t in tags {
+            *cases.by_tag.entry(t.to_string()).or_default() += 1;
+        }
+    }
+    Facts {
+        version: p.pack.version.clone(),
+        pack_id: p.pack.id.clone(),
+        tools: ToolsFacts {
+            autonomy: p.pack.tools.autonomy.map(|a| a.to_string()),
+            allow: p.pack.tools.allow.clone().unwrap_or_default(),
+            deny: p.pack.tools.deny.clone(),
+        },
+        contracts: p
+            .pack
+            .eval
+            .contracts
+            .iter()
+            .map(|(k, v)| ContractFacts {
+                id: k.clone(),
+                description: v
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_string),
+            })
+            .collect(),
+        eval_cases: cases,
+        kpis: p
+            .node
+            .get("kpis")
+            .map_or(serde_json::Value::Null, crate::yaml::Node::to_json),
+        prompt_tokens: p.prompt_tokens(),
+    }
+}
+
+/// The index's claims about version `v` of `entry` against what its
+/// verified files say (`facts`): a catalog cannot show a pack as narrower,
+/// better tested or another version than its files are. Token counts are
+/// not compared (they depend on each fleet's model); the report shows the
+/// fleet's own.
+pub fn check_claims(entry: &PackEntry, v: &VersionEntry, facts: &Facts) -> Result<(), MarketError> {
+    let mut wrong = Vec::new();
+    if v.version != facts.version {
+        wrong.push(format!(
+            "version `{}` (pack.yaml says `{}`)",
+            v.version, facts.version
+        ));
+    }
+    if entry.pack_id != facts.pack_id {
+        wrong.push(format!(
+            "pack_id `{}` (pack.yaml says `{}`)",
+            entry.pack_id, facts.pack_id
+        ));
+    }
+    if v.tools != facts.tools {
+        wrong.push("tools (allow, deny or autonomy)".into());
+    }
+    if v.contracts != facts.contracts {
+        wrong.push("contracts".into());
+    }
+    if v.eval_cases != facts.eval_cases {
+        wrong.push(format!(
+            "eval_cases ({} claimed, {} in the files)",
+            v.eval_cases.total, facts.eval_cases.total
+        ));
+    }
+    if v.kpis != facts.kpis {
+        wrong.push("kpis".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(MarketError::Refused(format!(
+            "{}@{}: the index's {} do not match its verified files; the index was edited after it was built, so nothing from it is shown as fact or installed",
+            entry.id,
+            shown(&v.version),
+            wrong
+                .iter()
+                .map(|w| shown(w))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+/// Catalog text for an error message: control and bidirectional
+/// characters escaped, at most 200 characters.
+pub fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == 200 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || crate::model::is_bidi_control(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What went wrong, naming the catalog, file or field and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum MarketError {
