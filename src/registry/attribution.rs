@@ -39,15 +39,12 @@ pub(crate) enum Force {
     Mask(u64),
 }
 
-impl Force {
-    /// The arm this forces on the `nth` rolling pack of a chain (for
-    /// [`Force::Mask`]; the others do not depend on `nth`).
-    pub(crate) fn arm(self, nth: usize) -> Arm {
-        match self {
-            Force::All(a) => a,
-            Force::Mask(m) if nth < MAX_ENUMERATED && (m >> nth) & 1 == 1 => Arm::Canary,
-            Force::Mask(_) | Force::Hashed => Arm::Champion,
-        }
+/// The arm mask `mask` (see [`Force::Mask`]) gives the `nth` rolling pack.
+pub(crate) fn mask_arm(mask: u64, nth: usize) -> Arm {
+    if nth < MAX_ENUMERATED && (mask >> nth) & 1 == 1 {
+        Arm::Canary
+    } else {
+        Arm::Champion
     }
 }
 
@@ -60,7 +57,7 @@ pub(crate) fn combinations(k: usize) -> std::ops::Range<u64> {
 /// those past [`MAX_ENUMERATED`] (not enumerated, so not attributable).
 pub(crate) fn arms_of(k: usize, mask: u64) -> Vec<Option<Arm>> {
     (0..k)
-        .map(|j| (j < MAX_ENUMERATED).then(|| Force::Mask(mask).arm(j)))
+        .map(|j| (j < MAX_ENUMERATED).then(|| mask_arm(mask, j)))
         .collect()
 }
 
@@ -222,7 +219,7 @@ mod tests {
             ]
         );
         assert_eq!(arms_of(5, 0b1111)[4], None);
-        assert_eq!(Force::Mask(u64::MAX).arm(4), Ch);
+        assert_eq!(mask_arm(u64::MAX, 4), Ch);
     }
 
     /// A domain and a tenant canary with distinct content: each of the four

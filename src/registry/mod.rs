@@ -136,7 +136,7 @@ impl Snapshot {
                     rolling |= 1 << n;
                     let a = match force {
                         Force::All(f) => f,
-                        Force::Mask(_) => force.arm(nth),
+                        Force::Mask(m) => attribution::mask_arm(m, nth),
                         Force::Hashed if rv.pinned => Arm::Champion,
                         Force::Hashed => rollout::arm(&p.pack.id, who, rv.percent),
                     };
