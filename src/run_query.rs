@@ -42,11 +42,13 @@ pub struct RunQuery {
 /// Which rollout arm a run must have run in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArmFilter {
-    /// Either rollout's champion (or canary) arm.
+    /// Any rollout's champion (or canary) arm, as the run's `arm` shows it
+    /// (the most specific rollout on its chain).
     Any(Arm),
     /// Runs counted in no rollout.
     None,
-    /// One rollout's arm, as stored (`<rollout_id>:<arm>`).
+    /// One rollout's arm (`<rollout_id>:<arm>`): every run that is evidence
+    /// for it, also those whose `arm` shows a more specific rollout's.
     Exact(String),
 }
 
@@ -371,6 +373,7 @@ mod tests {
             created_at: "2026-12-07T00:00:00.000000000Z".into(),
             arm: None,
             attempts: Some(2),
+            other_arms: Vec::new(),
         };
         assert_eq!(
             csv_line(&r),

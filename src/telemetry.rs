@@ -104,9 +104,11 @@ pub struct Parsed {
     pub errors: Vec<RowError>,
 }
 
-/// Decides, for a well-formed row of the caller's tenant, which rollout arm
-/// produced it, or refuses it (a pack or version outside the tenant's chains).
-pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Option<ArmServed>, Refusal> + Sync + 'a;
+/// Decides, for a well-formed row of the caller's tenant, which rollout arms
+/// produced it (one per rollout on its chain whose arm its version settles,
+/// global first, the most specific last), or refuses it (a pack or version
+/// outside the tenant's chains).
+pub type Attribute<'a> = dyn Fn(&RunRow) -> Result<Vec<ArmServed>, Refusal> + Sync + 'a;
 
 /// `run_telemetry.error_code` for a turn whose workspace files did not match
 /// the pack version's digests when its prompt was built (a hand edit).
@@ -148,7 +150,8 @@ fn control_field(row: &RunRow) -> Option<(&'static str, char)> {
 }
 
 /// Parse and check a batch. `attribute(row)` labels rows with the rollout
-/// arm whose content produced the row's pack version, or refuses them.
+/// arms whose content produced the row's pack version, or refuses them: the
+/// most specific rollout's label goes in `arm`, the others in `other_arms`.
 pub(crate) fn parse_batch(
     body: &str,
     scope: &TenantScope,
@@ -169,7 +172,7 @@ pub(crate) fn parse_batch(
         .collect();
     // Attribution depends only on (tenant, pack, version), which a batch
     // repeats: decided once per distinct triple, serially.
-    let mut decided: HashMap<(String, String, String), Result<Option<ArmServed>, Refusal>> =
+    let mut decided: HashMap<(String, String, String), Result<Vec<ArmServed>, Refusal>> =
         HashMap::new();
     let mut out = Parsed::default();
     for (line, r) in results {
@@ -182,18 +185,25 @@ pub(crate) fn parse_batch(
                 );
                 let verdict = decided.entry(key).or_insert_with(|| attribute(&row));
                 match verdict {
-                    Ok(arm) => {
+                    Ok(arms) => {
                         // A turn that ran on hand-edited workspace files
                         // (`drifted`) ran on no version missionctl served: it
-                        // is kept, but is no evidence for either arm.
+                        // is kept, but is no evidence for any arm. A run from
+                        // before a rollout started is no evidence for that
+                        // rollout (it may be for another on its chain).
                         let drifted = row.error_code.as_deref() == Some(DRIFTED);
-                        row.arm = arm
-                            .as_ref()
+                        let mut labels: Vec<ArmLabel> = arms
+                            .iter()
                             .filter(|a| {
                                 // Canonical timestamps compare as text.
                                 !drifted && row.created_at >= a.since
                             })
-                            .map(|a| a.label.clone());
+                            .map(|a| a.label.clone())
+                            .collect();
+                        // The most specific rollout's label is the run's
+                        // `arm` (what readers of runs show); see `RunRow`.
+                        row.arm = labels.pop();
+                        row.other_arms = labels;
                         out.rows.push(row);
                         out.lines.push(line);
                     }
@@ -315,8 +325,12 @@ mod tests {
             row("r2", "globex"),
             row("r3", "acme")
         );
-        let Parsed { rows, errors, .. } =
-            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| Ok(None)).expect("batch");
+        let Parsed { rows, errors, .. } = parse_batch(
+            &body,
+            &TenantScope(Some("acme".into())),
+            &|_| Ok(Vec::new()),
+        )
+        .expect("batch");
         assert_eq!(
             rows.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
             ["r1", "r3"]
@@ -343,8 +357,12 @@ mod tests {
             row("r2", "acme"),
             row("r3", "acme").replace(r#""error_code":null"#, r#""error_code":"a\nb""#)
         );
-        let Parsed { rows, errors, .. } =
-            parse_batch(&body, &TenantScope(Some("acme".into())), &|_| Ok(None)).expect("batch");
+        let Parsed { rows, errors, .. } = parse_batch(
+            &body,
+            &TenantScope(Some("acme".into())),
+            &|_| Ok(Vec::new()),
+        )
+        .expect("batch");
         assert_eq!(rows.len(), 1, "{errors:?}");
         assert_eq!(rows[0].run_id, "r2");
         assert!(
@@ -358,6 +376,53 @@ mod tests {
                 .error
                 .contains("error_code contains the control character U+000A"),
             "{errors:?}"
+        );
+    }
+
+    /// Several rollouts on a run's chain: the most specific label (the
+    /// last) is the run's `arm`, the others its `other_arms`; each is
+    /// dropped on its own when its rollout started after the run, and all
+    /// of them when the run drifted.
+    #[test]
+    fn each_label_is_kept_or_dropped_on_its_own() {
+        let at = |h: u8| format!("2026-11-26T{h:02}:00:00.000000000Z");
+        let served = |label: &str, since: String| ArmServed {
+            label: label.parse().expect("label"),
+            since,
+        };
+        let attribute = |r: &RunRow| -> Result<Vec<ArmServed>, Refusal> {
+            // The run is at 10:00; the tenant rollout of pack `late` began at 11:00.
+            let tenant_since = if r.pack_id == "late" { at(11) } else { at(9) };
+            Ok(vec![
+                served("dom:canary", at(9)),
+                served("ten:champion", tenant_since),
+            ])
+        };
+        let body = format!(
+            "{}\n{}\n{}\n",
+            row("both", "acme"),
+            row("late", "acme").replace("hr-ops-pack", "late"),
+            row("drift", "acme").replace(r#""error_code":null"#, r#""error_code":"drifted""#)
+        );
+        let Parsed { rows, errors, .. } =
+            parse_batch(&body, &TenantScope(None), &attribute).expect("batch");
+        assert!(errors.is_empty(), "{errors:?}");
+        let labels: Vec<(Option<String>, Vec<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.arm.as_ref().map(ToString::to_string),
+                    r.other_arms.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (Some("ten:champion".into()), vec!["dom:canary".into()]),
+                (Some("dom:canary".into()), vec![]),
+                (None, vec![]),
+            ]
         );
     }
 

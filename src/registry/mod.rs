@@ -9,6 +9,7 @@
 //! regression swaps only the rollout table, which takes microseconds.
 
 pub mod api;
+mod attribution;
 pub mod auth;
 pub mod controller;
 pub mod effects;
@@ -22,14 +23,14 @@ use arc_swap::ArcSwap;
 use serde_json::{Value as Json, json};
 
 use crate::git::Source;
-use crate::model::{Arm, ArmLabel, RolloutState, RunRow};
+use crate::model::{Arm, RolloutState};
 use crate::pack::{Location, PackDoc, Repo};
 use crate::reconcile::daemon::Kicker;
 use crate::resolve::{self, ChainKey, ResolveError};
 use crate::rollout;
 
 use crate::store::Store;
-use crate::telemetry::{ArmServed, Denied, Refusal};
+use attribution::Force;
 
 /// A rollout as the registry serves it.
 #[derive(Debug, Clone)]
@@ -104,28 +105,42 @@ impl Snapshot {
     }
 
     /// Resolve `key` for the user hashed as `who`. `force` overrides the arm
-    /// of every rolling pack on the chain (used to attribute telemetry).
+    /// of every rolling pack on the chain (the console shows each side).
     pub fn render(
         &self,
         key: &ChainKey,
         who: &str,
         force: Option<Arm>,
     ) -> Result<Arc<Rendered>, ResolveError> {
+        let force = force.map_or(Force::Hashed, Force::All);
+        self.render_forced(key, who, force)
+    }
+
+    /// [`Snapshot::render`], with each rolling pack's arm chosen by `force`.
+    fn render_forced(
+        &self,
+        key: &ChainKey,
+        who: &str,
+        force: Force,
+    ) -> Result<Arc<Rendered>, ResolveError> {
         let idx = resolve::chain(&self.repo, key)?;
         let mut docs: Vec<&PackDoc> = Vec::with_capacity(idx.len());
         let mut arms = 0u64;
         let mut rolling = 0u64;
         let mut arm_list = Vec::new();
+        let mut nth = 0;
         for (n, i) in idx.iter().enumerate() {
             let p = &self.repo.packs[*i];
             match self.rollouts.get(&p.pack.id) {
                 Some(rv) => {
                     rolling |= 1 << n;
                     let a = match force {
-                        Some(f) => f,
-                        None if rv.pinned => Arm::Champion,
-                        None => rollout::arm(&p.pack.id, who, rv.percent),
+                        Force::All(f) => f,
+                        Force::Mask(m) => attribution::mask_arm(m, nth),
+                        Force::Hashed if rv.pinned => Arm::Champion,
+                        Force::Hashed => rollout::arm(&p.pack.id, who, rv.percent),
                     };
+                    nth += 1;
                     if a == Arm::Canary {
                         arms |= 1 << n;
                         docs.push(p);
@@ -185,84 +200,6 @@ impl Snapshot {
             c.insert(cache_key, rendered.clone());
         }
         Ok(rendered)
-    }
-
-    /// Check a run against what its tenant could have been served, and name
-    /// the rollout arm that produced its pack version.
-    ///
-    /// A row's `pack_id` must be the leaf of a chain of the row's tenant
-    /// (a shared domain chain, the tenant's own pack, or one of its users'
-    /// packs), so no tenant can report runs into another's rollout. Its
-    /// `pack_version` must be what one of those chains resolves to now
-    /// (champion or canary: the row is labelled with that arm), or a
-    /// version the pack has had on the branch (a run reported late, from
-    /// before a promotion: stored, but counted in no rollout). A shared
-    /// pack's rollout therefore counts a tenant's runs only through that
-    /// tenant's own chains.
-    pub fn attribute(&self, row: &RunRow) -> Result<Option<ArmServed>, Refusal> {
-        let Some(commit) = &self.commit else {
-            return Err(Refusal {
-                message: "no reconciled commit yet: the registry cannot tell which packs this tenant may report; retry once /readyz answers 200".into(),
-                why: Denied::Unserved,
-            });
-        };
-        let tenant = row.tenant_id.as_str();
-        let not_ours = || Refusal {
-            message: format!(
-                "pack `{}` is not on a chain of tenant `{tenant}` at commit {commit:.12}; report runs only for the packs /v1/resolve served this tenant",
-                row.pack_id
-            ),
-            why: Denied::OutsideTenant,
-        };
-        let leaf = self.repo.pack(&row.pack_id).ok_or_else(not_ours)?;
-        let keys: Vec<ChainKey> = match &leaf.location {
-            Location::Domain(_) => self.leaf_chains(leaf),
-            Location::Tenant(t) | Location::TenantUser { tenant: t, .. } if t == tenant => {
-                self.leaf_chains(leaf)
-            }
-            Location::PersonalUser(u) if tenant == format!("user:{u}") => self.leaf_chains(leaf),
-            // The global pack ends no chain; other tenants' packs are theirs.
-            _ => return Err(not_ours()),
-        };
-        for key in keys {
-            let Ok(idx) = resolve::chain(&self.repo, &key) else {
-                continue;
-            };
-            let rollout = idx
-                .iter()
-                .find_map(|i| self.rollouts.get(&self.repo.packs[*i].pack.id));
-            let arms: &[Arm] = if rollout.is_some() {
-                &[Arm::Canary, Arm::Champion]
-            } else {
-                &[Arm::Champion]
-            };
-            for arm in arms {
-                if self
-                    .render(&key, &row.user_id, Some(*arm))
-                    .is_ok_and(|r| r.pack_version == row.pack_version)
-                {
-                    return Ok(rollout.map(|rv| ArmServed {
-                        label: ArmLabel::new(&rv.rollout_id, *arm),
-                        since: rv.started_at.clone(),
-                    }));
-                }
-            }
-        }
-        let semver = row.pack_version.split('+').next().unwrap_or_default();
-        if self
-            .history
-            .get(&row.pack_id)
-            .is_some_and(|v| v.contains(semver))
-        {
-            return Ok(None);
-        }
-        Err(Refusal {
-            message: format!(
-                "pack_version `{}` is neither what tenant `{tenant}`'s chains resolve `{}` to at commit {commit:.12} nor a version that pack has had; report the pack_version /v1/resolve returned",
-                row.pack_version, row.pack_id
-            ),
-            why: Denied::Unserved,
-        })
     }
 
     /// The chains `leaf` ends: a domain pack its domain's, a tenant pack

@@ -1,5 +1,7 @@
 //! Run telemetry: batched inserts and per-arm samples for the canary.
 
+use sqlx::Row as _;
+
 use super::{Db, Store, StoreError};
 use crate::model::{ArmLabel, RunRow, RunSample};
 use crate::run_query::{ArmFilter, RunFilter};
@@ -100,7 +102,28 @@ impl Store {
                             .push_bind(r.attempts.map(i64::from));
                     });
                     qb.push(" ON CONFLICT (tenant_id, run_id) DO NOTHING");
-                    inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                    if !labelled(chunk) {
+                        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                        continue;
+                    }
+                    // Which runs were new: only those get their other labels.
+                    qb.push(" RETURNING tenant_id, run_id");
+                    let new: Vec<(String, String)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    inserted += new.len() as u64;
+                    for labels in other_labels(chunk, &new).chunks(CHUNK) {
+                        let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+                            "INSERT INTO run_arms (tenant_id, run_id, arm, created_at) ",
+                        );
+                        qb.push_values(labels, |mut b, l| {
+                            b.push_bind(&l.0)
+                                .push_bind(&l.1)
+                                .push_bind(&l.2)
+                                .push_bind(&l.3);
+                        });
+                        qb.push(" ON CONFLICT (tenant_id, run_id, arm) DO NOTHING");
+                        qb.build().execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(inserted)
@@ -113,28 +136,73 @@ impl Store {
                 for chunk in rows.chunks(5_000) {
                     let col =
                         |f: fn(&RunRow) -> String| chunk.iter().map(f).collect::<Vec<String>>();
-                    inserted += sqlx::query(
+                    let labelled = labelled(chunk);
+                    // Which runs were new: only those get their other labels.
+                    let returning = if labelled {
+                        " RETURNING tenant_id, run_id"
+                    } else {
+                        ""
+                    };
+                    let q = sqlx::AssertSqlSafe(format!(
                         "INSERT INTO runs (run_id, tenant_id, user_id, agent_id, pack_id, pack_version, task_type, latency_ms, cost_usd, success_bool, error_code, created_at, arm, attempts) \
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::int8[]) \
-                         ON CONFLICT (tenant_id, run_id) DO NOTHING",
+                         ON CONFLICT (tenant_id, run_id) DO NOTHING{returning}"
+                    ));
+                    let q = sqlx::query(q)
+                        .bind(col(|r| r.run_id.clone()))
+                        .bind(col(|r| r.tenant_id.clone()))
+                        .bind(col(|r| r.user_id.clone()))
+                        .bind(col(|r| r.agent_id.clone()))
+                        .bind(col(|r| r.pack_id.clone()))
+                        .bind(col(|r| r.pack_version.clone()))
+                        .bind(col(|r| r.task_type.clone()))
+                        .bind(chunk.iter().map(|r| r.latency_ms).collect::<Vec<f64>>())
+                        .bind(chunk.iter().map(|r| r.cost_usd).collect::<Vec<f64>>())
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|r| i64::from(r.success_bool))
+                                .collect::<Vec<i64>>(),
+                        )
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|r| r.error_code.clone())
+                                .collect::<Vec<Option<String>>>(),
+                        )
+                        .bind(col(|r| r.created_at.clone()))
+                        .bind(chunk.iter().map(arm).collect::<Vec<Option<String>>>())
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|r| r.attempts.map(i64::from))
+                                .collect::<Vec<Option<i64>>>(),
+                        );
+                    if !labelled {
+                        inserted += q.execute(&mut *tx).await?.rows_affected();
+                        continue;
+                    }
+                    let new = q
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+                    inserted += new.len() as u64;
+                    let labels = other_labels(chunk, &new);
+                    let col =
+                        |f: fn(&Label) -> String| labels.iter().map(f).collect::<Vec<String>>();
+                    sqlx::query(
+                        "INSERT INTO run_arms (tenant_id, run_id, arm, created_at) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+                         ON CONFLICT (tenant_id, run_id, arm) DO NOTHING",
                     )
-                    .bind(col(|r| r.run_id.clone()))
-                    .bind(col(|r| r.tenant_id.clone()))
-                    .bind(col(|r| r.user_id.clone()))
-                    .bind(col(|r| r.agent_id.clone()))
-                    .bind(col(|r| r.pack_id.clone()))
-                    .bind(col(|r| r.pack_version.clone()))
-                    .bind(col(|r| r.task_type.clone()))
-                    .bind(chunk.iter().map(|r| r.latency_ms).collect::<Vec<f64>>())
-                    .bind(chunk.iter().map(|r| r.cost_usd).collect::<Vec<f64>>())
-                    .bind(chunk.iter().map(|r| i64::from(r.success_bool)).collect::<Vec<i64>>())
-                    .bind(chunk.iter().map(|r| r.error_code.clone()).collect::<Vec<Option<String>>>())
-                    .bind(col(|r| r.created_at.clone()))
-                    .bind(chunk.iter().map(arm).collect::<Vec<Option<String>>>())
-                    .bind(chunk.iter().map(|r| r.attempts.map(i64::from)).collect::<Vec<Option<i64>>>())
+                    .bind(col(|l| l.0.clone()))
+                    .bind(col(|l| l.1.clone()))
+                    .bind(col(|l| l.2.clone()))
+                    .bind(col(|l| l.3.clone()))
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(inserted)
@@ -151,12 +219,24 @@ impl Store {
     /// delaying a rollback by seconds. The newest 10,000 runs estimate an
     /// arm's failure rate to within about ±0.5 percentage points, far finer
     /// than any `max_success_rate_drop` the controller tests for.
+    ///
+    /// A run is in the arm when `runs.arm` names it (the most specific
+    /// rollout on its chain) or `run_arms` does (another rollout on the
+    /// same chain it is evidence for); a run is in one place or the other
+    /// for a given rollout, never both. Each side is capped on its own
+    /// index before the merge, so the read stays bounded.
     pub async fn run_sample(&self, arm: &ArmLabel, since: &str) -> Result<RunSample, StoreError> {
         type Row = (i64, f64, f64, Option<String>);
         let mut rows: Vec<Row> = fetch_all!(
             self,
-            "SELECT success_bool, latency_ms, cost_usd, error_code FROM runs WHERE arm = $1 AND created_at >= $2 \
-             ORDER BY created_at DESC, run_id DESC LIMIT $3",
+            "SELECT success_bool, latency_ms, cost_usd, error_code FROM ( \
+               SELECT * FROM (SELECT created_at, run_id, success_bool, latency_ms, cost_usd, error_code FROM runs \
+                 WHERE arm = $1 AND created_at >= $2 ORDER BY created_at DESC, run_id DESC LIMIT $3) AS direct \
+               UNION ALL \
+               SELECT * FROM (SELECT r.created_at, r.run_id, r.success_bool, r.latency_ms, r.cost_usd, r.error_code \
+                 FROM run_arms a JOIN runs r ON r.tenant_id = a.tenant_id AND r.run_id = a.run_id \
+                 WHERE a.arm = $1 AND a.created_at >= $2 ORDER BY a.created_at DESC, a.run_id DESC LIMIT $3) AS also \
+             ) AS labelled ORDER BY created_at DESC, run_id DESC LIMIT $3",
             arm.to_string(),
             since,
             SAMPLE_CAP
@@ -223,7 +303,16 @@ impl Store {
             None => {}
             Some(ArmFilter::None) => sql.push_str(" AND arm IS NULL"),
             Some(ArmFilter::Any(a)) => bind(&mut sql, " AND arm LIKE ?", &format!("%:{a}")),
-            Some(ArmFilter::Exact(l)) => bind(&mut sql, " AND arm = ?", l),
+            // One rollout's arm: its runs wherever the label is kept (a
+            // run it shares with a more specific rollout is in run_arms).
+            Some(ArmFilter::Exact(l)) => {
+                bind(&mut sql, " AND (arm = ?", l);
+                bind(
+                    &mut sql,
+                    " OR EXISTS (SELECT 1 FROM run_arms a WHERE a.tenant_id = runs.tenant_id AND a.run_id = runs.run_id AND a.arm = ?))",
+                    l,
+                );
+            }
         }
         if let Some(t) = &f.task_type {
             bind(&mut sql, " AND task_type = ?", t);
@@ -296,6 +385,8 @@ impl Store {
                     created_at: r.11,
                     arm,
                     attempts: r.13.and_then(|a| u32::try_from(a).ok()),
+                    // Only `runs.arm` is read back (see `RunRow::arm`).
+                    other_arms: Vec::new(),
                 })
             })
             .collect()
@@ -305,4 +396,38 @@ impl Store {
         let v: Option<(i64,)> = fetch_optional!(self, "SELECT COUNT(*) FROM runs")?;
         Ok(v.map_or(0, |r| r.0))
     }
+}
+
+/// One `run_arms` row: tenant, run id, label, the run's `created_at`.
+type Label = (String, String, String, String);
+
+/// Whether any run of `rows` carries labels beyond `runs.arm`.
+fn labelled(rows: &[RunRow]) -> bool {
+    rows.iter().any(|r| !r.other_arms.is_empty())
+}
+
+/// The `run_arms` rows for the runs of `rows` that were just inserted
+/// (`new`, as `RETURNING tenant_id, run_id` gave them): a run already
+/// stored, sent again, adds none, so nothing counts twice. A run id twice
+/// in one batch is stored from its first row, so the labels are that row's.
+fn other_labels(rows: &[RunRow], new: &[(String, String)]) -> Vec<Label> {
+    let new: std::collections::HashSet<(&str, &str)> =
+        new.iter().map(|(t, r)| (t.as_str(), r.as_str())).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for r in rows {
+        let key = (r.tenant_id.as_str(), r.run_id.as_str());
+        if !new.contains(&key) || !seen.insert(key) {
+            continue;
+        }
+        out.extend(r.other_arms.iter().map(|l| {
+            (
+                r.tenant_id.clone(),
+                r.run_id.clone(),
+                l.to_string(),
+                r.created_at.clone(),
+            )
+        }));
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against real git repositories made in
 //! temporary directories.
 
+mod attribution;
 mod bad_input;
 mod browser;
 mod cli_surface;

@@ -1106,7 +1106,17 @@ fn path_like_ids_in_resolve_are_refused() {
 #[test]
 fn runs_from_before_a_rollout_are_not_its_evidence() {
     let (dir, f, t, port, _s) = serving_fleet();
-    f.merge("good", 12, |f| bump(f, HR, "1.1.0"));
+    // A content change: a bare version bump renders on acme's chain exactly
+    // like the champion, and such runs are evidence for neither arm (see
+    // tests/it/attribution.rs).
+    f.merge("good", 12, |f| {
+        f.edit(
+            "packs/domains/hr-ops/prompts/role.md",
+            "workplace\npolicies",
+            "workplace\nPolicies",
+        );
+        bump(f, HR, "1.1.0");
+    });
     f.push();
     until("the rollout", Duration::from_secs(20), || {
         rollout_state(port, &t.admin, "1.1.0")

@@ -140,6 +140,7 @@ fn suite(url: &str) {
             created_at: "2026-11-26T10:00:00Z".into(),
             attempts: None,
             arm: Some(arm.parse().expect("arm label")),
+            other_arms: Vec::new(),
         };
         let rows: Vec<_> = (0..6000)
             .map(|i| {
@@ -254,10 +255,10 @@ fn windows_compare_times(url: &str) {
             &body,
             &missionctl::telemetry::TenantScope(None),
             &move |_| {
-                Ok(Some(missionctl::telemetry::ArmServed {
+                Ok(vec![missionctl::telemetry::ArmServed {
                     label: l.clone(),
                     since: "2026-01-01T00:00:00Z".into(),
-                }))
+                }])
             },
         )
         .await
@@ -270,6 +271,78 @@ fn windows_compare_times(url: &str) {
 }
 crate::both_stores!(run_windows_compare_times, |url: &str| {
     super::windows_compare_times(url);
+});
+
+/// A run that is evidence for two rollouts (a domain and a tenant canary on
+/// its chain) is in both arms' samples; sending it again, alone or in a
+/// batch with new runs, adds nothing to either; a run id repeated within a
+/// batch is stored, and labelled, once.
+fn runs_in_two_rollouts_count_once(url: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let s = Store::connect(url).await.expect("connect");
+        let (dom, ten): (ArmLabel, ArmLabel) = (
+            "dom:canary".parse().expect("label"),
+            "ten:champion".parse().expect("label"),
+        );
+        let run = |id: &str, ok: bool| RunRow {
+            run_id: id.into(),
+            tenant_id: "acme".into(),
+            user_id: "u".into(),
+            agent_id: "a".into(),
+            pack_id: "acme-tenant".into(),
+            pack_version: "1.2.0+sha256.0000".into(),
+            task_type: "t".into(),
+            latency_ms: 10.0,
+            cost_usd: 0.5,
+            success_bool: ok,
+            error_code: (!ok).then(|| "timeout".to_string()),
+            created_at: format!("2026-11-26T10:00:{:02}.000000000Z", id.len()),
+            attempts: None,
+            arm: Some(ten.clone()),
+            other_arms: vec![dom.clone()],
+        };
+        let sizes = || async {
+            let a = s
+                .run_sample(&dom, "2026-11-26T00:00:00Z")
+                .await
+                .expect("dom");
+            let b = s
+                .run_sample(&ten, "2026-11-26T00:00:00Z")
+                .await
+                .expect("ten");
+            (
+                a.success.len(),
+                b.success.len(),
+                a.errors.get("timeout").copied(),
+            )
+        };
+        let first: Vec<RunRow> = (0..700)
+            .map(|i| run(&format!("r{i}"), i % 7 != 0))
+            .collect();
+        assert_eq!(s.insert_runs(&first).await.expect("runs").inserted, 700);
+        assert_eq!(sizes().await, (700, 700, Some(100)));
+        assert_eq!(s.insert_runs(&first).await.expect("again").inserted, 0);
+        assert_eq!(sizes().await, (700, 700, Some(100)));
+        // Old and new runs together, and one new run twice.
+        let mut mixed: Vec<RunRow> = first[..300].to_vec();
+        mixed.extend((700..710).map(|i| run(&format!("r{i}"), true)));
+        mixed.push(run("r705", false));
+        let done = s.insert_runs(&mixed).await.expect("mixed");
+        assert_eq!(done.inserted, 10);
+        assert_eq!(sizes().await, (710, 710, Some(100)));
+        // The rollout's runs read back as `missionctl runs --arm` does.
+        let f = missionctl::run_query::RunFilter {
+            arm: Some(missionctl::run_query::ArmFilter::Exact(dom.to_string())),
+            ..Default::default()
+        };
+        let runs = s.query_runs(&f).await.expect("query");
+        assert_eq!(runs.len(), 710);
+        assert!(runs.iter().all(|r| r.arm.as_ref() == Some(&ten)));
+    });
+}
+crate::both_stores!(run_in_two_rollouts_counts_once, |url: &str| {
+    super::runs_in_two_rollouts_count_once(url);
 });
 
 /// Issue 23: leadership is an epoch, and a transition is written only while
