@@ -83,6 +83,9 @@ pub enum Command {
         /// Check this revision instead of the work tree.
         #[arg(long)]
         rev: Option<String>,
+        /// Check the locks against the catalogs as last fetched, fetching nothing.
+        #[arg(long)]
+        offline: bool,
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -133,12 +136,20 @@ struct Loaded {
 fn load(at: &Catalogs) -> anyhow::Result<Loaded> {
     let root = super::repo_root(at.repo.as_deref());
     let tree = missionctl::git::Tree::work_tree_lazy(&root);
-    let mission = missionctl::pack::mission(&tree).with_context(|| {
-        format!(
-            "{}/mission.yaml is missing or does not validate; run `missionctl validate`",
-            root.display()
-        )
-    })?;
+    let Some(mission) = missionctl::pack::mission(&tree) else {
+        let problems: Vec<String> = missionctl::pack::load_files(&tree, &[])
+            .diagnostics
+            .iter()
+            .filter(|d| d.file == "mission.yaml" && d.is_error())
+            .take(5)
+            .map(|d| format!("\n  mission.yaml:{}:{}: {}", d.line, d.col, d.message))
+            .collect();
+        anyhow::bail!(
+            "{}/mission.yaml is missing or does not validate:{}\n(`missionctl validate` lists every problem)",
+            root.display(),
+            problems.concat()
+        );
+    };
     let mut specs = fetch::configured(&mission.marketplace)?;
     fetch::relative_to(&mut specs, &root);
     let specs: Vec<fetch::CatalogSpec> = specs
@@ -288,6 +299,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             let (cat, entry, v) = fetch::find(&l.catalogs, at.catalog.as_deref(), id, version)?;
             let files = fetch::version_files(cat, id, v, &fetch::cache_dir(&l.root))?;
             let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &files)?;
+            if let Some(f) = &report.facts {
+                market::check_claims(entry, v, f)?;
+            }
             match format {
                 OutFormat::Json => outln!(
                     "{}",
@@ -359,6 +373,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             let (cat, entry, v) = fetch::find(&l.catalogs, at.catalog.as_deref(), id, version)?;
             let files = fetch::version_files(cat, id, v, &fetch::cache_dir(&l.root))?;
             let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &files)?;
+            if let Some(f) = &report.facts {
+                market::check_claims(entry, v, f)?;
+            }
             if !report.validates && !propose_anyway {
                 print_report(&report);
                 eprintln!(
@@ -386,10 +403,35 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             };
             finish(format, &proposal, pull.as_ref(), &report, None)
         }
-        Command::Verify { repo, rev, format } => {
+        Command::Verify {
+            repo,
+            rev,
+            offline,
+            format,
+        } => {
             let root = super::repo_root(repo.as_deref());
             let tree = super::open_tree(&root, rev.as_deref())?;
-            let results = install::verify(&tree);
+            let main = missionctl::git::open(&root)
+                .ok()
+                .and_then(|r| install::main_tip(&r, &root).ok().map(|(_, c)| (r, c)))
+                .and_then(|(r, c)| r.tree(c, "main").ok());
+            let mut results = install::verify(&tree, main.as_ref());
+            // Each lock against what its catalog publishes (cached copies
+            // when a catalog cannot be fetched).
+            if results.iter().any(|r| r.lock.is_some()) {
+                let at = Catalogs {
+                    repo: Some(root.clone()),
+                    catalog: None,
+                    offline,
+                };
+                let catalogs = load(&at).map(|l| l.catalogs).unwrap_or_else(|e| {
+                    eprintln!("warning: {e}");
+                    Vec::new()
+                });
+                for r in &mut results {
+                    install::confirm(r, &catalogs);
+                }
+            }
             let drift = results.iter().filter(|r| !r.clean()).count();
             match format {
                 OutFormat::Json => outln!("{}", serde_json::to_string_pretty(&results)?),
@@ -401,6 +443,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                         );
                     }
                     for r in &results {
+                        if let Some(u) = &r.unconfirmed {
+                            eprintln!("note: {}: {}", plain(&r.id), plain(u));
+                        }
                         if r.clean() {
                             outln!(
                                 "ok      {} {} (catalog {})",
@@ -410,12 +455,16 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                             );
                             continue;
                         }
-                        outln!(
-                            "CHANGED {} {} (catalog {})",
-                            plain(&r.id),
-                            plain(&r.version),
-                            plain(&r.catalog)
-                        );
+                        if r.version.is_empty() {
+                            outln!("CHANGED {} (its lock cannot be read)", plain(&r.id));
+                        } else {
+                            outln!(
+                                "CHANGED {} {} (catalog {})",
+                                plain(&r.id),
+                                plain(&r.version),
+                                plain(&r.catalog)
+                            );
+                        }
                         if let Some(b) = &r.broken {
                             outln!("  lock: {}", plain(b));
                         }
@@ -458,6 +507,30 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("packs/domains/{id}/ was not installed from a catalog (it has no {}); `missionctl market add` installs one", market::LOCK_FILE))?;
             let only = at.catalog.as_deref().or(Some(old.catalog.as_str()));
             let (cat, entry, v) = fetch::find(&l.catalogs, only, id, version)?;
+            let older = match (
+                semver::Version::parse(&v.version),
+                semver::Version::parse(&old.version),
+            ) {
+                (Ok(new), Ok(installed)) => new < installed,
+                _ => false,
+            };
+            if older && version.is_none() {
+                eprintln!(
+                    "error: catalog `{}`'s newest {id} is {}, older than the installed {}: it withdrew the newer version. Nothing was written; to go back on purpose, name it: `missionctl market upgrade {id}@{}`",
+                    cat.name,
+                    market::shown(&v.version),
+                    old.version,
+                    market::shown(&v.version)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            if older {
+                eprintln!(
+                    "note: {id} {} -> {} is a downgrade, as asked",
+                    old.version,
+                    market::shown(&v.version)
+                );
+            }
             if v.version == old.version && v.digest == old.digest {
                 outln!(
                     "{id} is at {} already, as catalog {} publishes it",
@@ -478,6 +551,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             )?;
             let theirs = fetch::version_files(cat, id, v, &cache)?;
             let report = compat::report(compat::fleet_tree(&l.root)?, id, &v.version, &theirs)?;
+            if let Some(f) = &report.facts {
+                market::check_claims(entry, v, f)?;
+            }
             let lock = install::lock_for(
                 &cat.name,
                 id,

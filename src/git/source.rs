@@ -179,7 +179,8 @@ impl Source {
 
     /// As [`Source::sync`], fetching every branch (a catalog's source, whose
     /// versions may sit on any of them).
-    pub(crate) fn sync_all_heads(&self) -> Result<Repo, GitError> {
+    /// `anonymous`: no credential at all (a URL someone else named).
+    pub(crate) fn sync_all_heads(&self, anonymous: bool) -> Result<Repo, GitError> {
         let SourceKind::Remote { url, mirror } = &self.kind else {
             return self.sync();
         };
@@ -197,7 +198,17 @@ impl Source {
         {
             let mut remote = repo.remote_anonymous(url)?;
             let mut fo = git2::FetchOptions::new();
-            fo.remote_callbacks(credentials());
+            if anonymous {
+                let mut cb = git2::RemoteCallbacks::new();
+                cb.credentials(|_, _, _| {
+                    Err(git2::Error::from_str(
+                        "this repository needs credentials; catalog sources named by an index are fetched anonymously",
+                    ))
+                });
+                fo.remote_callbacks(cb);
+            } else {
+                fo.remote_callbacks(credentials());
+            }
             remote.fetch(&["+refs/heads/*:refs/heads/*"], Some(&mut fo), None)?;
         }
         Ok(Repo { inner: repo })

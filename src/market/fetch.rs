@@ -93,6 +93,18 @@ pub fn configured(value: &serde_json::Value) -> Result<Vec<CatalogSpec>, MarketE
                 ),
             ));
         }
+        if s.git.is_some() && s.sha256.is_some() {
+            return Err(bad(
+                field("sha256"),
+                "`sha256` pins an index file; a `git` catalog is checked file by file against the digests it is indexed with (to pin one, host its index and list it with `index:`)".into(),
+            ));
+        }
+        if s.index.is_some() && s.branch.is_some() {
+            return Err(bad(
+                field("branch"),
+                "`branch` applies to a `git` catalog, not an `index`".into(),
+            ));
+        }
         if s.sha256
             .as_deref()
             .is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -106,18 +118,44 @@ pub fn configured(value: &serde_json::Value) -> Result<Vec<CatalogSpec>, MarketE
     Ok(specs)
 }
 
-/// A `git:` catalog given as a relative path is relative to the fleet
-/// repository's root (where `mission.yaml` is), not the current directory.
+/// A `git:` catalog given as a path: relative to the fleet repository's
+/// root (where `mission.yaml` is), not the current directory, and fetched
+/// as `file://` into a mirror like any remote, so `--offline` and a
+/// catalog that went away fall back to the copy fetched before.
 pub fn relative_to(specs: &mut [CatalogSpec], root: &Path) {
     for s in specs {
         if let Some(g) = &s.git
             && !g.contains("://")
             && !(g.contains('@') && g.contains(':'))
-            && Path::new(g).is_relative()
         {
-            s.git = Some(root.join(g).display().to_string());
+            let abs = if Path::new(g).is_relative() {
+                root.join(g)
+            } else {
+                PathBuf::from(g)
+            };
+            let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+            s.git = Some(format!("file://{}", abs.display()));
         }
     }
+}
+
+/// Where an index may say a pack's files are: a remote repository over
+/// https or ssh (plain http only on 127.0.0.1), never a path or `file://`
+/// on this machine (an index is someone else's data: it does not choose
+/// what missionctl reads here).
+fn source_allowed(url: &str) -> bool {
+    if let Ok(u) = reqwest::Url::parse(url) {
+        return match u.scheme() {
+            "https" | "ssh" => true,
+            "http" => matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+            _ => false,
+        };
+    }
+    // scp-like `git@host:path`
+    url.split_once('@')
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'))
+        && !url.starts_with('-')
 }
 
 fn index_url_allowed(u: &str) -> bool {
@@ -282,6 +320,21 @@ fn load_index(
         }
     };
     let index = check_bytes(spec, &bytes)?;
+    for p in &index.packs {
+        for v in &p.versions {
+            if !source_allowed(&v.source.repository) {
+                return Err(MarketError::catalog(
+                    &spec.name,
+                    format!(
+                        "{}@{}: source repository `{}` is not an https or ssh URL; an index may not point at paths on this machine",
+                        p.id,
+                        super::shown(&v.version),
+                        super::shown(&v.source.repository)
+                    ),
+                ));
+            }
+        }
+    }
     Ok(Catalog {
         name: spec.name.clone(),
         index,
@@ -301,7 +354,20 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
-        let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+        let why = |e: reqwest::Error| {
+            if e.is_timeout() {
+                "timed out after 30 s".to_string()
+            } else {
+                e.to_string()
+            }
+        };
+        let mut resp = client.get(url).send().await.map_err(why)?;
+        if resp.status().is_redirection() {
+            return Err(format!(
+                "HTTP {}: redirects are not followed; list the final URL in mission.yaml",
+                resp.status()
+            ));
+        }
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
@@ -309,7 +375,7 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
             return Err(format!("the index is larger than {MAX_INDEX_BYTES} bytes"));
         }
         let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = resp.chunk().await.map_err(why)? {
             out.extend_from_slice(&chunk);
             if out.len() as u64 > MAX_INDEX_BYTES {
                 return Err(format!("the index is larger than {MAX_INDEX_BYTES} bytes"));
@@ -343,7 +409,7 @@ fn check_bytes(spec: &CatalogSpec, bytes: &[u8]) -> Result<CatalogIndex, MarketE
         return Err(err(format!(
             "the index does not match schema/market-index.schema.json ({} problem(s)); first: {}",
             problems.len(),
-            p.message
+            super::shown(&p.message)
         )));
     }
     let index: CatalogIndex =
@@ -380,7 +446,7 @@ pub fn check_index(index: &CatalogIndex) -> Result<(), String> {
                 return Err(format!(
                     "{}: `{}` is not `{want}`; a catalog pack installs only into its own folder",
                     at("source.path"),
-                    v.source.path
+                    super::shown(&v.source.path)
                 ));
             }
             if v.files.len() > MAX_PACK_FILES {
@@ -393,7 +459,33 @@ pub fn check_index(index: &CatalogIndex) -> Result<(), String> {
                 return Err(format!(
                     "{}: `{}` leaves the pack's folder or is not a plain relative path",
                     at("files"),
-                    f.path
+                    super::shown(&f.path)
+                ));
+            }
+            if semver::Version::parse(&v.version).is_err() {
+                return Err(format!(
+                    "{}: `{}` is not a semantic version (MAJOR.MINOR.PATCH)",
+                    at("version"),
+                    super::shown(&v.version)
+                ));
+            }
+            if p.versions.iter().filter(|w| w.version == v.version).count() > 1 {
+                return Err(format!(
+                    "{}: `{}` is listed twice",
+                    at("version"),
+                    v.version
+                ));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            if let Some(f) = v
+                .files
+                .iter()
+                .find(|f| !names.insert(f.path.to_lowercase()))
+            {
+                return Err(format!(
+                    "{}: `{}` is listed twice (names that differ only in case collide on some disks)",
+                    at("files"),
+                    super::shown(&f.path)
                 ));
             }
             if !v.files.iter().any(|f| f.path == "pack.yaml") {
@@ -479,7 +571,9 @@ fn source_repo(url: &str, dir: &Path) -> Result<git::Repo, MarketError> {
     let s = Source::new(url, "main", dir);
     match &s.kind {
         git::SourceKind::Local(p) => Ok(git::open(p)?),
-        git::SourceKind::Remote { .. } => Ok(s.sync_all_heads()?),
+        // Named by the index, not by this fleet's operator: fetched without
+        // MISSIONCTL_GIT_TOKEN or any other credential.
+        git::SourceKind::Remote { .. } => Ok(s.sync_all_heads(true)?),
     }
 }
 

@@ -240,6 +240,7 @@ pub(crate) fn folder_files(
         ));
     }
     let mut out = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut total = 0u64;
     for path in paths {
         let rel = path[dir.len() + 1..].to_string();
@@ -257,9 +258,20 @@ pub(crate) fn folder_files(
                 "`{path}` is a symlink; a catalog pack is plain files (replace the link with the file)"
             ));
         }
-        let bytes = tree.read(&path, MAX_FILE_BYTES, repo).map_err(|e| {
-            format!("`{path}`: {e} (a catalog pack's files are at most {MAX_FILE_BYTES} bytes)")
-        })?;
+        if !seen.insert(rel.to_lowercase()) {
+            return Err(format!(
+                "`{}` differs from another file of the pack only in case; such names collide on some disks",
+                rel.escape_debug()
+            ));
+        }
+        let bytes = tree
+            .read(&path, MAX_FILE_BYTES, repo)
+            .map_err(|e| match e {
+                git::ReadError::TooLarge(n) => format!(
+                    "`{path}` is {n} bytes; a catalog pack's files are at most {MAX_FILE_BYTES} bytes"
+                ),
+                e => format!("`{path}`: {e}"),
+            })?;
         total += bytes.len() as u64;
         if total > MAX_PACK_BYTES {
             return Err(format!(

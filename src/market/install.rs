@@ -94,10 +94,18 @@ pub fn add(
     let tree = repo.tree(base, "main")?;
     let dir = format!("packs/domains/{}", lock.id);
     if tree.is_dir(&dir) || tree.contains(&format!("{dir}/pack.yaml")) {
-        return Err(MarketError::Refused(format!(
-            "`{dir}/` already exists in this fleet; to move it to the catalog's version use `missionctl market upgrade {}`",
-            lock.id
-        )));
+        return Err(MarketError::Refused(
+            if tree.contains(&format!("{dir}/{LOCK_FILE}")) {
+                format!(
+                    "`{dir}/` is installed already; to move it to another catalog version use `missionctl market upgrade {}`",
+                    lock.id
+                )
+            } else {
+                format!(
+                    "`{dir}/` already exists in this fleet and was not installed from a catalog (it has no {LOCK_FILE}); nothing was written. Install the catalog's pack under another id, or retire this one first (a pull request that removes it)"
+                )
+            },
+        ));
     }
     let mut changes: BTreeMap<String, Option<Vec<u8>>> = files
         .iter()
@@ -182,8 +190,13 @@ pub struct Verified {
     pub missing: Vec<String>,
     /// Files the lock does not list.
     pub added: Vec<String>,
-    /// The lock itself is unreadable or inconsistent (why).
+    /// The lock itself is unreadable, inconsistent, gone, or not what its
+    /// catalog publishes (why).
     pub broken: Option<String>,
+    /// Why the lock could not be checked against its catalog, if it could not.
+    pub unconfirmed: Option<String>,
+    #[serde(skip)]
+    pub lock: Option<Lock>,
 }
 
 impl Verified {
@@ -216,6 +229,12 @@ pub fn read_lock(tree: &Tree, id: &str) -> Result<Option<Lock>, String> {
             lock.id
         ));
     }
+    if let Some(f) = lock.files.iter().find(|f| !super::safe_rel_path(&f.path)) {
+        return Err(format!(
+            "{path}: lists `{}`, which is not a file inside the pack's folder; restore the lock from git",
+            super::shown(&f.path)
+        ));
+    }
     if pack_digest(&lock.files) != lock.digest {
         return Err(format!(
             "{path}: `digest` is not that of the files it lists; the lock was edited by hand, restore it from git"
@@ -224,20 +243,53 @@ pub fn read_lock(tree: &Tree, id: &str) -> Result<Option<Lock>, String> {
     Ok(Some(lock))
 }
 
-/// Every installed pack (a folder with a lock) in `tree`, checked.
-pub fn verify(tree: &Tree) -> Vec<Verified> {
+/// The ids of the packs in `tree` that carry a lock.
+fn locked_ids(tree: &Tree) -> BTreeSet<String> {
+    tree.paths_under("packs/domains")
+        .into_iter()
+        .filter_map(|p| {
+            p.strip_prefix("packs/domains/")
+                .and_then(|r| r.strip_suffix(&format!("/{LOCK_FILE}")))
+                .filter(|id| !id.contains('/'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Every installed pack (a folder with a lock) in `tree`, checked. With
+/// `main` (the fleet's main branch, when `tree` is something else), a pack
+/// main has a lock for and `tree` has not is named too: removing the lock
+/// does not make a hand edit disappear.
+pub fn verify(tree: &Tree, main: Option<&Tree>) -> Vec<Verified> {
     let repo = tree.repo();
-    let mut ids: BTreeSet<String> = BTreeSet::new();
-    for p in tree.paths_under("packs/domains") {
-        if let Some(id) = p
-            .strip_prefix("packs/domains/")
-            .and_then(|r| r.strip_suffix(&format!("/{LOCK_FILE}")))
-            .filter(|id| !id.contains('/'))
-        {
-            ids.insert(id.to_string());
-        }
-    }
-    ids.into_iter()
+    let ids = locked_ids(tree);
+    let removed: Vec<Verified> = main
+        .map(locked_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| !ids.contains(id))
+        .map(|id| {
+            let (version, catalog) = main
+                .and_then(|m| read_lock(m, &id).ok().flatten())
+                .map(|l| (l.version, l.catalog))
+                .unwrap_or_default();
+            Verified {
+                broken: Some(format!(
+                    "packs/domains/{id}/{LOCK_FILE} is gone (the main branch has it); an installed pack keeps its lock: restore it from git"
+                )),
+                id,
+                version,
+                catalog,
+                modified: Vec::new(),
+                missing: Vec::new(),
+                added: Vec::new(),
+                unconfirmed: None,
+                lock: None,
+            }
+        })
+        .collect();
+    let mut out: Vec<Verified> = ids
+        .into_iter()
         .map(|id| {
             let mut v = Verified {
                 id: id.clone(),
@@ -247,6 +299,8 @@ pub fn verify(tree: &Tree) -> Vec<Verified> {
                 missing: Vec::new(),
                 added: Vec::new(),
                 broken: None,
+                unconfirmed: None,
+                lock: None,
             };
             let lock = match read_lock(tree, &id) {
                 Ok(Some(l)) => l,
@@ -280,9 +334,53 @@ pub fn verify(tree: &Tree) -> Vec<Verified> {
                     v.added.push(format!("packs/domains/{id}/{}", h.path));
                 }
             }
+            v.lock = Some(lock);
             v
         })
-        .collect()
+        .collect();
+    out.extend(removed);
+    out
+}
+
+/// A lock edited to match a hand edit still has to match its catalog: the
+/// digest and source the catalog publishes for that version. Sets
+/// `broken` when they differ, `unconfirmed` when the catalog cannot say.
+pub fn confirm(v: &mut Verified, catalogs: &[super::fetch::Catalog]) {
+    let Some(lock) = &v.lock else { return };
+    let Some(cat) = catalogs.iter().find(|c| c.name == lock.catalog) else {
+        v.unconfirmed = Some(format!(
+            "catalog `{}` is not listed in mission.yaml (or could not be read), so the lock was checked against the files only",
+            super::shown(&lock.catalog)
+        ));
+        return;
+    };
+    match cat
+        .index
+        .packs
+        .iter()
+        .find(|p| p.id == lock.id)
+        .and_then(|p| p.version(&lock.version))
+    {
+        None => {
+            v.unconfirmed = Some(format!(
+                "catalog `{}` no longer lists {}@{}, so the lock was checked against the files only",
+                cat.name, lock.id, lock.version
+            ));
+        }
+        Some(pub_) if pub_.digest != lock.digest || pub_.source != lock.source => {
+            v.broken = Some(format!(
+                "the lock says {} for {}@{}, but catalog `{}` publishes {} (from {} at {}): the lock was edited; restore it from git",
+                lock.digest,
+                lock.id,
+                lock.version,
+                cat.name,
+                pub_.digest,
+                super::shown(&pub_.source.repository),
+                pub_.source.commit
+            ));
+        }
+        Some(_) => {}
+    }
 }
 
 /// A file both sides changed in ways that do not merge.

@@ -170,7 +170,7 @@ fn a_catalog_over_git_http_installs_through_the_gate_verifies_and_upgrades() {
     let o = market(&f, &["add", "hr-ops"], &[]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("already exists") && text(&o).contains("market upgrade"),
+        text(&o).contains("already exists") && text(&o).contains("not installed from a catalog"),
         "{}",
         text(&o)
     );
@@ -357,12 +357,17 @@ fn a_pack_that_breaks_the_fleets_hard_constraints_is_reported_and_the_gate_block
 /// oversized and mis-pinned copies.
 #[test]
 fn tampered_malformed_oversized_and_escaping_catalogs_are_refused() {
-    let cat = TestRepo::new();
+    // The index names its source over HTTP (git http-backend): an index may
+    // not point at paths on the installing machine.
+    let served = tempfile::tempdir().expect("tempdir");
+    let cat = catalog(served.path());
+    let git_http = GitHttp::start(served.path());
+    let source_url = format!("{}/catalog.git", git_http.url);
     let idx = {
         let o = missionctl()
             .args(["market", "index", "--repo"])
             .arg(&cat.work)
-            .args(["--out", "-"])
+            .args(["--source-url", &source_url, "--out", "-"])
             .output()
             .expect("runs");
         assert_success(&o);
@@ -397,6 +402,14 @@ fn tampered_malformed_oversized_and_escaping_catalogs_are_refused() {
         redigest(v);
     });
     let elsewhere = variant(&|v| v["source"]["path"] = "policies".into());
+    // The index lies about what the pack is (digests intact).
+    let lying = variant(&|v| {
+        v["tools"]["autonomy"] = "A0".into();
+        v["tools"]["allow"] = serde_json::json!(["docs.read"]);
+        v["eval_cases"]["total"] = 999.into();
+    });
+    // The index points at a repository on this machine.
+    let local = variant(&|v| v["source"]["repository"] = cat.work.display().to_string().into());
     let good_bytes = idx.clone().into_bytes();
     let pin = missionctl::market::sha256_hex(&good_bytes);
     let huge = vec![b' '; 17 << 20];
@@ -407,6 +420,8 @@ fn tampered_malformed_oversized_and_escaping_catalogs_are_refused() {
             "/edited.json" => edited.clone(),
             "/escaping.json" => escaping.clone(),
             "/elsewhere.json" => elsewhere.clone(),
+            "/lying.json" => lying.clone(),
+            "/local.json" => local.clone(),
             "/malformed.json" => b"{\"missionctl_catalog\": 1, \"packs\": [".to_vec(),
             "/huge.json" => huge.clone(),
             _ => return ("404 Not Found", String::new(), "text/plain", Vec::new()),
@@ -419,6 +434,8 @@ fn tampered_malformed_oversized_and_escaping_catalogs_are_refused() {
         "edited",
         "escaping",
         "elsewhere",
+        "lying",
+        "local",
         "malformed",
         "huge",
     ];
@@ -448,6 +465,8 @@ fn tampered_malformed_oversized_and_escaping_catalogs_are_refused() {
         ("edited", "not the digest of the files listed"),
         ("escaping", "leaves the pack's folder"),
         ("elsewhere", "source.path"),
+        ("lying", "do not match its verified files"),
+        ("local", "may not point at paths on this machine"),
         ("malformed", "not JSON"),
         ("huge", "larger than"),
         ("mispinned", "mission.yaml pins"),
