@@ -147,6 +147,9 @@ fn propose(
     if let Some(tip) = git::branch_tip(repo, branch) {
         if git::same_proposal(repo, tip, commit)? {
             existing = true;
+        } else if repo.holds_ancestor(base, tip) {
+            // Merged already (an earlier install or upgrade to this
+            // version): the branch is free, and moving it is a fast-forward.
         } else {
             return Err(MarketError::Refused(format!(
                 "branch `{branch}` exists with other commits; delete it (`git branch -D {branch}`) or finish the review it is in"
