@@ -502,7 +502,11 @@ fn the_index_leaves_out_packs_that_read_outside_their_folder_or_hold_symlinks() 
         cat.work.join("packs/domains/infra-sre/prompts/link.md"),
     )
     .expect("symlink");
-    cat.commit_all("hr-ops reads the global pack's file; infra-sre holds a link");
+    cat.write(
+        "packs/domains/engineering-delivery/PACK.YAML",
+        "id: shadow\n",
+    );
+    cat.commit_all("hr-ops reads the global pack's file; infra-sre holds a link; a case twin");
     let o = missionctl()
         .args(["market", "index", "--repo"])
         .arg(&cat.work)
@@ -518,7 +522,9 @@ fn the_index_leaves_out_packs_that_read_outside_their_folder_or_hold_symlinks() 
         .filter_map(|p| p["id"].as_str())
         .collect();
     assert!(
-        !ids.contains(&"hr-ops") && !ids.contains(&"infra-sre"),
+        !ids.contains(&"hr-ops")
+            && !ids.contains(&"infra-sre")
+            && !ids.contains(&"engineering-delivery"),
         "{ids:?}"
     );
     assert!(ids.contains(&PACK));
@@ -529,6 +535,10 @@ fn the_index_leaves_out_packs_that_read_outside_their_folder_or_hold_symlinks() 
     );
     assert!(
         err.contains("left out infra-sre@1.0.0") && err.contains("symlink"),
+        "{err}"
+    );
+    assert!(
+        err.contains("left out engineering-delivery@1.0.0") && err.contains("only in case"),
         "{err}"
     );
 }
