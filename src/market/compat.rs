@@ -126,19 +126,26 @@ pub fn report(
         .filter(|p| p.ends_with("/pack.yaml"))
         .map(str::to_string)
         .collect();
+    // Loaded: the global pack, the pack, and the tenants that serve its
+    // domain (the chains it joins). Every other pack's `id:` alone is read,
+    // so an id the pack shares with any of them is still caught.
     let mut selected: Vec<&str> = vec!["packs/global/pack.yaml", &pack_file];
     let (mut tenant_users, mut personal_users) = (BTreeMap::<String, usize>::new(), 0);
-    let mut user_files: Vec<&str> = Vec::new();
+    let mut others: Vec<&str> = Vec::new();
+    let handle = before.repo();
     for p in &all {
         match Location::from_path(p) {
-            Some(Location::Tenant(_) | Location::Domain(_)) if p != &pack_file => selected.push(p),
+            Some(Location::Tenant(_)) if serves(&before, handle.as_ref(), p, id) => {
+                selected.push(p);
+            }
+            Some(Location::Tenant(_) | Location::Domain(_)) if p != &pack_file => others.push(p),
             Some(Location::TenantUser { tenant, .. }) => {
                 *tenant_users.entry(tenant).or_default() += 1;
-                user_files.push(p);
+                others.push(p);
             }
             Some(Location::PersonalUser(_)) => {
                 personal_users += 1;
-                user_files.push(p);
+                others.push(p);
             }
             _ => {}
         }
@@ -165,7 +172,7 @@ pub fn report(
     // User packs are not loaded (there may be tens of thousands); their ids
     // are read alone, so an id the pack shares with one is still caught.
     if let Some(p) = new.domains.get(id).map(|i| &new.packs[*i])
-        && let Some(other) = user_pack_with_id(&after, &user_files, &p.pack.id)
+        && let Some(other) = pack_with_id(&after, &others, &p.pack.id)
     {
         problems.push(Finding {
             severity: "error".into(),
@@ -245,14 +252,38 @@ pub fn report(
     })
 }
 
-/// The first of `files` (user packs) whose `id:` is `id`.
-fn user_pack_with_id(tree: &Tree, files: &[&str], id: &str) -> Option<String> {
+/// The first of `files` (packs not loaded) whose `id:` is `id`. Only a
+/// file holding the id's text at all is parsed.
+fn pack_with_id(tree: &Tree, files: &[&str], id: &str) -> Option<String> {
     let repo = tree.repo();
     files.iter().find_map(|f| {
         let bytes = tree.read(f, pack::MAX_YAML_BYTES, repo.as_ref()).ok()?;
-        let node = crate::yaml::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        if !text.contains(id) {
+            return None;
+        }
+        let node = crate::yaml::parse(text).ok()?;
         (node.get("id")?.as_str()? == id).then(|| (*f).to_string())
     })
+}
+
+/// Whether tenant pack `file` serves domain `id`: its `domains:` lists it,
+/// or it has none (a tenant without the list serves every domain). A file
+/// that does not parse is loaded (the validator says why).
+fn serves(tree: &Tree, repo: Option<&crate::git::Repo>, file: &str, id: &str) -> bool {
+    let Ok(bytes) = tree.read(file, pack::MAX_YAML_BYTES, repo) else {
+        return true;
+    };
+    let Some(node) = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| crate::yaml::parse(t).ok())
+    else {
+        return true;
+    };
+    match node.get("domains").map(crate::yaml::Node::to_json) {
+        Some(serde_json::Value::Array(list)) => list.iter().any(|d| d.as_str() == Some(id)),
+        _ => true,
+    }
 }
 
 /// A diagnostic as compared before and after: code, file and message (a
