@@ -58,6 +58,8 @@ pub struct Console {
     signed_out: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// The fleet page's KPI health per tenant scope (see [`fleet::HEALTH_TTL`]).
     health: Arc<fleet::HealthCache>,
+    /// The marketplace's catalogs as last fetched (see [`market::TTL`]).
+    market: Arc<market::Cache>,
 }
 
 /// The Content-Security-Policy of every console answer: no inline script
@@ -219,6 +221,7 @@ mod actions;
 mod fleet;
 pub mod links;
 mod live;
+mod market;
 mod pack_page;
 mod run_pages;
 mod same_origin;
@@ -255,6 +258,7 @@ pub fn router(reg: Arc<Registry>, settings: Settings) -> Router {
         link: Arc::new(std::sync::Mutex::new(settings.link)),
         signed_out: Arc::default(),
         health: Arc::default(),
+        market: Arc::default(),
     };
     Router::new()
         .route(
@@ -281,6 +285,9 @@ pub fn router(reg: Arc<Registry>, settings: Settings) -> Router {
         .route("/ui/decisions", get(decisions))
         .route("/ui/packs/{id}", get(pack_page::pack))
         .route("/ui/improve", get(improve))
+        .route("/ui/market", get(market::list))
+        .route("/ui/market/{catalog}/{id}", get(market::pack))
+        .route("/ui/market/{catalog}/{id}/propose", post(market::propose))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(c)
 }

@@ -11,8 +11,10 @@ use crate::registry::controller::RolloutStatus;
 use crate::resolve::ChainKey;
 use crate::store::{AuditEntry, HistoryEntry, ImproveRow};
 
+mod market;
 mod pack;
 mod rollout;
+pub use market::{market_list, market_pack, market_result};
 pub use pack::pack;
 use rollout::{decision_table, state};
 pub use rollout::{rollout, rollouts};
@@ -42,6 +44,7 @@ pub(super) fn page(v: Option<&Viewer>, title: &str, current: &str, body: Markup)
         ("/ui/runs", "Runs"),
         ("/ui/decisions", "Decisions"),
         ("/ui/improve", "Improve"),
+        ("/ui/market", "Market"),
     ];
     html! {
         (DOCTYPE)

@@ -10,6 +10,7 @@ mod conformance;
 mod console;
 mod console_actions;
 mod console_fleet;
+mod console_market;
 #[macro_use]
 mod db;
 mod faults;

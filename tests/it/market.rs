@@ -54,7 +54,7 @@ fn fleet_with(catalogs: &str) -> Fleet {
 }
 
 /// The template as a catalog repository, with a bare copy under `served`.
-fn catalog(served: &Path) -> TestRepo {
+pub(crate) fn catalog(served: &Path) -> TestRepo {
     let c = TestRepo::new();
     git(
         served,
@@ -69,7 +69,7 @@ fn catalog(served: &Path) -> TestRepo {
     c
 }
 
-fn publish(c: &TestRepo, served: &Path) {
+pub(crate) fn publish(c: &TestRepo, served: &Path) {
     c.git(&[
         "push",
         "-q",
