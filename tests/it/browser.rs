@@ -423,3 +423,94 @@ fn a_real_browser_signs_in_walks_every_page_rolls_back_and_sees_no_other_tenant(
         );
     }
 }
+
+#[test]
+fn a_real_browser_searches_the_market_and_reads_a_packs_compatibility_report() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let m = crate::console_market::market_fleet();
+    let base = format!("http://127.0.0.1:{}", m.port);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let c = driver.session().await;
+        sign_in(&c, &base, &m.t.admin).await;
+        // The navigation's Market link.
+        c.find(Locator::Css("nav a[href='/ui/market']"))
+            .await
+            .expect("the Market link")
+            .click()
+            .await
+            .expect("click");
+        wait_path(&c, "/ui/market").await;
+        let (_, text) = page_text(&c).await;
+        assert!(
+            text.contains("legal-intake") && text.contains("hr-ops"),
+            "{text}"
+        );
+        // The catalog's HTML is text, never run.
+        assert!(text.contains(crate::console_market::HOSTILE), "{text}");
+        assert!(c.get_alert_text().await.is_err(), "a script ran");
+        shot(&c, "market").await;
+        // Search through the form.
+        c.find(Locator::Css("input[name=q]"))
+            .await
+            .expect("search box")
+            .send_keys("conflicts")
+            .await
+            .expect("type");
+        c.find(Locator::Css(
+            "form[action='/ui/market'] button[type=submit]",
+        ))
+        .await
+        .expect("search button")
+        .click()
+        .await
+        .expect("click");
+        let start = Instant::now();
+        while !c
+            .current_url()
+            .await
+            .expect("url")
+            .query()
+            .is_some_and(|q| q.contains("q=conflicts"))
+        {
+            assert!(start.elapsed() < Duration::from_secs(20), "no search");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, text) = page_text(&c).await;
+        assert!(
+            text.contains("legal-intake") && !text.contains("hr-ops"),
+            "{text}"
+        );
+        // The pack's page and its report.
+        let pack = crate::console_market::PACK_PAGE;
+        c.find(Locator::Css(&format!("a[href='{pack}']")))
+            .await
+            .expect("the pack link")
+            .click()
+            .await
+            .expect("click");
+        wait_path(&c, pack).await;
+        let (_, text) = page_text(&c).await;
+        for want in [
+            "Compatibility with this fleet",
+            "validates under this fleet",
+            "Scope chains it adds",
+            "Propose install",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        assert!(c.get_alert_text().await.is_err(), "a script ran");
+        shot(&c, "market-pack").await;
+        c.close().await.expect("close the browser");
+    });
+    for name in ["market", "market-pack"] {
+        let p = screenshot_dir().join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&p).is_ok_and(|m| m.len() > 1000),
+            "{} missing or empty",
+            p.display()
+        );
+    }
+}

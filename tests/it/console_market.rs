@@ -52,7 +52,7 @@ fn fleet_listing(url: &str) -> Fleet {
         let m = f.read("mission.yaml");
         f.write(
             "mission.yaml",
-            &format!("{m}\nmarketplace:\n  catalogs:\n    - name: community\n      git: {url}/catalog.git\n"),
+            &format!("{m}\nmarketplace:\n  catalogs:\n    - name: community\n      git: {url}/catalog.git\n    - name: gone\n      git: http://127.0.0.1:9/gone.git\n"),
         );
     });
     f.push();
@@ -174,9 +174,13 @@ fn the_console_lists_searches_reports_and_an_unscoped_admin_proposes_an_install(
     ] {
         assert!(list.contains(want), "the list lacks {want}: {list}");
     }
+    let fetched = m.http.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(fetched > 0, "the catalog was fetched over HTTP");
+    // A catalog that cannot be fetched (and was never cached): a warning
+    // line, the others listed.
     assert!(
-        m.http.requests.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the catalog was fetched over HTTP"
+        list.contains("Warning: catalog `gone`: cannot fetch http://127.0.0.1:9/gone.git"),
+        "{list}"
     );
     // Catalog text is escaped, never markup.
     assert!(!list.contains(HOSTILE), "{list}");
@@ -216,6 +220,12 @@ fn the_console_lists_searches_reports_and_an_unscoped_admin_proposes_an_install(
     }
     assert!(!p.contains(HOSTILE), "{p}");
     assert!(p.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{p}");
+    // Within the cache's TTL, pages do not fetch the catalog again.
+    assert_eq!(
+        m.http.requests.load(std::sync::atomic::Ordering::Relaxed),
+        fetched,
+        "fetched again within the TTL"
+    );
     // A pack the fleet has without a lock: nothing to propose; unknown
     // packs and versions are 404.
     let (code, _, hr) = page(port, "/ui/market/community/hr-ops", &admin);
