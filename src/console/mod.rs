@@ -13,6 +13,9 @@
 //! out) are POSTs carrying the session's CSRF token, and a rollback also a
 //! ticked confirmation; they are recorded as decisions and audit rows by
 //! the same code as `POST /v1/rollback`, under the signed-in token's name.
+//! The market pages (`console/market.rs`) list the configured catalogs' domain
+//! packs with their compatibility reports, and let an unscoped admin
+//! propose an install or upgrade as a branch (and pull request), audited.
 //! Every answer carries a strict Content-Security-Policy (one first-party
 //! script for live updates, nothing inline, styles from this server only)
 //! and the usual security headers.
