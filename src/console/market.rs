@@ -571,3 +571,88 @@ pub(super) async fn propose(
         pages::market_result(&v, &catalog, &id, &w.outcome, w.no_pr.as_deref()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(file: &str, message: &str) -> compat::Finding {
+        compat::Finding {
+            severity: "error".into(),
+            code: "x".into(),
+            file: file.into(),
+            line: 1,
+            col: 1,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    #[test]
+    fn a_tenant_sign_in_reads_no_other_tenant_in_the_report() {
+        let mut r = compat::Report {
+            id: "legal".into(),
+            version: "1.0.0".into(),
+            fleet: "main at 0".into(),
+            validates: false,
+            problems: vec![
+                finding("packs/domains/legal/pack.yaml", "too many tools"),
+                finding("packs/tenants/globex/pack.yaml", "chain too long"),
+                finding("packs/tenants/acme/pack.yaml", "chain too long"),
+                finding(
+                    "packs/domains/legal/pack.yaml",
+                    "the chain legal/globex is too long",
+                ),
+                finding("packs/users/sam/pack.yaml", "personal"),
+            ],
+            forbidden_tools: Vec::new(),
+            autonomy: None,
+            max_autonomy: None,
+            prompt_tokens: 0,
+            max_prompt_tokens: None,
+            largest_chain_tokens: 0,
+            chains: compat::Chains {
+                domain: "legal".into(),
+                tenants: vec!["acme".into(), "globex".into()],
+                ..compat::Chains::default()
+            },
+            installed: None,
+        };
+        let tenants = vec!["acme".to_string(), "globex".to_string()];
+        let mut all = r.clone();
+        assert_eq!(for_scope(&mut all, None, &tenants), 0);
+        assert_eq!(all.problems.len(), 5);
+        assert_eq!(for_scope(&mut r, Some("acme"), &tenants), 3);
+        assert_eq!(r.chains.tenants, vec!["acme".to_string()]);
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(!text.contains("globex") && !text.contains("sam"), "{text}");
+    }
+
+    #[test]
+    fn search_needs_every_word() {
+        let idx: market::CatalogIndex = serde_json::from_value(serde_json::json!({
+            "missionctl_catalog": 1, "name": "c",
+            "source": {"repository": "r", "commit": "0"},
+            "packs": [{"id": "legal", "pack_id": "legal-pack", "domain": "legal",
+                "description": "Triages matters", "license": null, "maintainers": ["@acme/law"],
+                "versions": [{"version": "1.0.0",
+                    "source": {"repository": "r", "commit": "0", "path": "packs/domains/legal"},
+                    "files": [], "digest": "sha256:0",
+                    "tools": {"autonomy": "A1", "allow": ["conflict.check"], "deny": []},
+                    "contracts": [{"id": "intake-record", "description": null}],
+                    "eval_cases": {"total": 1, "by_tag": {}}, "kpis": {}, "prompt_tokens": 1,
+                    "evidence": null}]}]
+        }))
+        .expect("index");
+        let p = &idx.packs[0];
+        let v = p.latest().expect("latest");
+        let m = |q: &str| {
+            let w: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
+            matches(p, v, &w)
+        };
+        assert!(m(""));
+        assert!(m("MATTERS conflict.check"));
+        assert!(m("intake-record @acme/law"));
+        assert!(!m("matters payroll"));
+    }
+}
