@@ -212,7 +212,7 @@ fn check(
         withheld: 0,
     };
     let run = || -> Result<(compat::Report, Installed), String> {
-        let (cat, _, v) =
+        let (cat, entry, v) =
             fetch::find(&l.catalogs, Some(cat), id, Some(version)).map_err(|e| e.to_string())?;
         let files = fetch::version_files(cat, id, v, &l.cache).map_err(|e| e.to_string())?;
         let commit: crate::git::CommitId = commit
@@ -229,6 +229,10 @@ fn check(
             Err(e) => return Err(e),
         };
         let report = compat::report(tree, id, &v.version, &files).map_err(|e| e.to_string())?;
+        // As `market show`: a catalog whose claims its files contradict is refused.
+        if let Some(f) = &report.facts {
+            market::check_claims(entry, v, f).map_err(|e| e.to_string())?;
+        }
         Ok((report, installed))
     };
     match run() {
@@ -384,6 +388,9 @@ fn write(
         let tree = compat::fleet_tree(root)?;
         let old = install::read_lock(&tree, id).map_err(market::MarketError::Refused)?;
         let report = compat::report(tree, id, &v.version, &theirs)?;
+        if let Some(f) = &report.facts {
+            market::check_claims(entry, v, f)?;
+        }
         if !report.validates {
             return Ok(Written {
                 outcome: Outcome::Invalid(Box::new(report)),
@@ -617,6 +624,7 @@ mod tests {
                 ..compat::Chains::default()
             },
             installed: None,
+            facts: None,
         };
         let tenants = vec!["acme".to_string(), "globex".to_string()];
         let mut all = r.clone();
