@@ -701,11 +701,27 @@ fn print_report(r: &compat::Report) {
         outln!("  forbidden    {}", plain(&r.forbidden_tools.join(", ")));
     }
     outln!(
-        "  chains       {} new: domain {}, {} tenant(s) [{}], {} tenant user(s); {} personal user(s) decide by their `domains:`",
+        "  chains       {} it serves: domain {}, {} tenant(s) [{}], {} tenant user(s); {} personal user(s) decide by their `domains:`",
         r.chains.total,
         plain(&r.chains.domain),
         r.chains.tenants.len(),
-        plain(&r.chains.tenants.join(", ")),
+        plain(&{
+            let mut t = r
+                .chains
+                .tenants
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if r.chains.tenants.len() > 10 {
+                t.push_str(&format!(
+                    ", … {} more (--format json lists them)",
+                    r.chains.tenants.len() - 10
+                ));
+            }
+            t
+        }),
         r.chains.tenant_users,
         r.chains.personal_users
     );

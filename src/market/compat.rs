@@ -337,18 +337,24 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "- Scope chains it serves: {} (domain `{}`; tenants: {}; {} tenant users; {} personal users decide by their `domains:`)",
+            "- Scope chains it serves: {} (domain {}; tenants: {}; {} tenant users; {} personal users decide by their domains list)",
             self.chains.total,
             e(&self.chains.domain),
             if self.chains.tenants.is_empty() {
                 "none".to_string()
             } else {
-                self.chains
+                let mut t = self
+                    .chains
                     .tenants
                     .iter()
-                    .map(|t| format!("`{}`", e(t)))
+                    .take(20)
+                    .map(|t| e(t))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", ");
+                if self.chains.tenants.len() > 20 {
+                    t.push_str(&format!(" and {} more", self.chains.tenants.len() - 20));
+                }
+                t
             },
             self.chains.tenant_users,
             self.chains.personal_users
@@ -361,7 +367,7 @@ impl Report {
             for f in self.problems.iter().take(50) {
                 let _ = writeln!(
                     s,
-                    "- {} `{}` {}:{}:{}: {}",
+                    "- {} {} {}:{}:{}: {}",
                     f.severity,
                     e(&f.code),
                     e(&f.file),
