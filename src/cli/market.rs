@@ -40,6 +40,7 @@ pub enum Command {
         query: Vec<String>,
         #[command(flatten)]
         at: Catalogs,
+        /// `human`: text for a terminal; `json`: everything, as JSON.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -52,6 +53,7 @@ pub enum Command {
         pack: String,
         #[command(flatten)]
         at: Catalogs,
+        /// `human`: text for a terminal; `json`: everything, as JSON.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -69,6 +71,7 @@ pub enum Command {
         /// Propose it even though it does not validate under this fleet's rules (the gate will block it).
         #[arg(long)]
         propose_anyway: bool,
+        /// `human`: text for a terminal; `json`: everything, as JSON.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -86,6 +89,7 @@ pub enum Command {
         /// Check the locks against the catalogs as last fetched, fetching nothing.
         #[arg(long)]
         offline: bool,
+        /// `human`: text for a terminal; `json`: everything, as JSON.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -100,6 +104,7 @@ pub enum Command {
         at: Catalogs,
         #[command(flatten)]
         pr: PrArgs,
+        /// `human`: text for a terminal; `json`: everything, as JSON.
         #[arg(long, value_enum, default_value = "human")]
         format: OutFormat,
     },
@@ -227,22 +232,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             for c in &l.catalogs {
                 for p in &c.index.packs {
                     let Some(v) = p.latest() else { continue };
-                    let hay = format!(
-                        "{} {} {} {} {} {} {}",
-                        p.id,
-                        p.pack_id,
-                        p.domain,
-                        p.description,
-                        v.tools.allow.join(" "),
-                        v.contracts
-                            .iter()
-                            .map(|c| c.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        p.maintainers.join(" ")
-                    )
-                    .to_lowercase();
-                    if words.iter().all(|w| hay.contains(w.as_str())) {
+                    if p.matches(v, &words) {
                         hits.push((c.name.as_str(), p, v));
                     }
                 }

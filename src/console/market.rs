@@ -108,22 +108,9 @@ async fn loaded(c: &Console, snap: &crate::registry::Snapshot) -> Arc<Loaded> {
     l
 }
 
-/// Whether every word (lower-case) is in the pack's id, description,
-/// tools, contracts or maintainers, as `missionctl market search` matches.
+/// As `missionctl market search` matches ([`market::PackEntry::matches`]).
 pub fn matches(p: &market::PackEntry, v: &market::VersionEntry, words: &[String]) -> bool {
-    let contracts: Vec<&str> = v.contracts.iter().map(|c| c.id.as_str()).collect();
-    let hay = format!(
-        "{} {} {} {} {} {} {}",
-        p.id,
-        p.pack_id,
-        p.domain,
-        p.description,
-        v.tools.allow.join(" "),
-        contracts.join(" "),
-        p.maintainers.join(" ")
-    )
-    .to_lowercase();
-    words.iter().all(|w| hay.contains(w.as_str()))
+    p.matches(v, words)
 }
 
 #[derive(Deserialize, Default)]

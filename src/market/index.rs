@@ -377,7 +377,14 @@ fn evidence(
     let decision = note
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|d| d.get("challenger_pack_version").and_then(|v| v.as_str()) == Some(&e.version))?;
+        .rfind(|d| {
+            let field = |k: &str| d.get(k).and_then(|v| v.as_str());
+            // The same commit may introduce several packs' versions: the
+            // decision must be this pack's (its scope) and this version's.
+            field("challenger_pack_version") == Some(&e.version)
+                && field("scope_type") == Some("domain")
+                && field("scope_id") == Some(id)
+        })?;
     let pick = |k: &str| decision.get(k).cloned().unwrap_or(serde_json::Value::Null);
     let reason: String = pick("reason")
         .as_str()

@@ -79,6 +79,25 @@ impl PackEntry {
     pub fn version(&self, v: &str) -> Option<&VersionEntry> {
         self.versions.iter().find(|e| e.version == v)
     }
+
+    /// Whether every word (lower-case) is in the pack's id, pack id,
+    /// domain, description, or version `v`'s tools and contracts, or the
+    /// maintainers: what `market search` and the console's search match.
+    pub fn matches(&self, v: &VersionEntry, words: &[String]) -> bool {
+        let contracts: Vec<&str> = v.contracts.iter().map(|c| c.id.as_str()).collect();
+        let hay = format!(
+            "{} {} {} {} {} {} {}",
+            self.id,
+            self.pack_id,
+            self.domain,
+            self.description,
+            v.tools.allow.join(" "),
+            contracts.join(" "),
+            self.maintainers.join(" ")
+        )
+        .to_lowercase();
+        words.iter().all(|w| hay.contains(w.as_str()))
+    }
 }
 
 fn semver_cmp(a: &str, b: &str) -> std::cmp::Ordering {

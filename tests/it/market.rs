@@ -710,3 +710,48 @@ fn collisions_downgrades_forged_locks_and_vanished_catalogs() {
         text(&o)
     );
 }
+
+/// A version's recorded promotion (the `refs/notes/missionctl` note that
+/// `reconcile --notes` writes on the commit that introduced it) is in the
+/// index as its evidence; a version without one has none.
+#[test]
+fn the_index_carries_a_versions_recorded_promotion() {
+    let cat = TestRepo::new();
+    let intro = cat.git(&["rev-parse", "HEAD"]);
+    let decision = serde_json::json!({
+        "decision_id": "d-1", "scope_type": "domain", "scope_id": "legal-intake",
+        "champion_pack_version": null, "challenger_pack_version": "1.0.0",
+        "decision": "promote", "reason": "gate PASS: pass rate 100% on 6 cases",
+        "decided_by": "missionctl/reconcile", "created_at": "2026-12-01T10:00:00Z",
+        "pack_id": "legal-intake-pack", "pull_request": 12,
+        "evidence_url": "https://github.com/acme/packs/pull/12"
+    });
+    cat.git(&[
+        "notes",
+        "--ref=missionctl",
+        "add",
+        "-m",
+        &decision.to_string(),
+        &intro,
+    ]);
+    let o = missionctl()
+        .args(["market", "index", "--repo"])
+        .arg(&cat.work)
+        .args(["--out", "-"])
+        .output()
+        .expect("runs");
+    assert_success(&o);
+    let idx: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let packs = idx["packs"].as_array().expect("packs");
+    let evidence = |id: &str| {
+        packs.iter().find(|p| p["id"] == id).expect("pack")["versions"][0]["evidence"].clone()
+    };
+    let legal = evidence(PACK);
+    assert_eq!(legal["decision"], "promote", "{legal}");
+    assert_eq!(legal["pull_request"], 12);
+    assert_eq!(legal["reason"], "gate PASS: pass rate 100% on 6 cases");
+    assert_eq!(legal["commit"], intro.as_str());
+    // The note names legal-intake's version; hr-ops 1.0.0 shares the commit
+    // but the decision's scope is not hr-ops.
+    assert!(evidence("hr-ops").is_null(), "{}", evidence("hr-ops"));
+}
