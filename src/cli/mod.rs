@@ -23,6 +23,7 @@ mod improve;
 mod init;
 pub mod log;
 mod market;
+mod market_out;
 mod openclaw;
 mod packs;
 mod quickstart;

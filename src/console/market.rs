@@ -401,15 +401,7 @@ fn write(
                 )));
             }
             Some(old) => {
-                let base = fetch::source_files(
-                    cat,
-                    &format!("the installed {id}@{}", old.version),
-                    id,
-                    &old.source,
-                    &old.files,
-                    &old.digest,
-                    &l.cache,
-                )?;
+                let base = fetch::locked_files(cat, old, &l.cache)?;
                 let up = install::upgrade(root, old, &base, &lock, &theirs)?;
                 match up.proposal.clone() {
                     Some(p) => (p, Some(Box::new(up))),

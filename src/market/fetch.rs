@@ -522,6 +522,24 @@ pub fn version_files(
     source_files(cat, &what, id, &v.source, &v.files, &v.digest, cache)
 }
 
+/// The files of the version `lock` installed, read from its source and
+/// checked against the lock (an upgrade's merge base).
+pub fn locked_files(
+    cat: &Catalog,
+    lock: &super::Lock,
+    cache: &Path,
+) -> Result<BTreeMap<String, Vec<u8>>, MarketError> {
+    source_files(
+        cat,
+        &format!("the installed {}@{}", lock.id, lock.version),
+        &lock.id,
+        &lock.source,
+        &lock.files,
+        &lock.digest,
+        cache,
+    )
+}
+
 /// The files at `source` (a repository, commit and pack folder), checked
 /// against `promised` and `digest` (a catalog's, or an installed lock's).
 pub fn source_files(
