@@ -227,23 +227,9 @@ pub fn commit_files(
     author: (&str, &str),
     message: &str,
 ) -> Result<CommitId, GitError> {
-    let g = &repo.inner;
-    let parent = g.find_commit(base.0)?;
-    let mut update = git2::build::TreeUpdateBuilder::new();
-    for (path, text) in files {
-        let blob = g.blob(text.as_bytes())?;
-        update.upsert(path.as_str(), blob, git2::FileMode::Blob);
-    }
-    let tree = g.find_tree(update.create_updated(g, &parent.tree()?)?)?;
     let sig = git2::Signature::now(author.0, author.1)?;
-    Ok(CommitId(g.commit(
-        None,
-        &sig,
-        &sig,
-        message,
-        &tree,
-        &[&parent],
-    )?))
+    let changes = files.iter().map(|(p, t)| (p.as_str(), Some(t.as_bytes())));
+    commit_tree(repo, base, changes, &sig, message)
 }
 
 /// As [`commit_files`] with bytes, and `None` removing a path; the author
@@ -254,6 +240,20 @@ pub fn commit_changes(
     changes: &std::collections::BTreeMap<String, Option<Vec<u8>>>,
     message: &str,
 ) -> Result<CommitId, GitError> {
+    let sig = signature(&repo.inner)?;
+    let changes = changes.iter().map(|(p, b)| (p.as_str(), b.as_deref()));
+    commit_tree(repo, base, changes, &sig, message)
+}
+
+/// The commit both of the above make: `base`'s tree with each path written
+/// (`Some`) or removed (`None`), one parent, no branch moved.
+fn commit_tree<'a>(
+    repo: &Repo,
+    base: CommitId,
+    changes: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    sig: &git2::Signature<'_>,
+    message: &str,
+) -> Result<CommitId, GitError> {
     let g = &repo.inner;
     let parent = g.find_commit(base.0)?;
     let mut update = git2::build::TreeUpdateBuilder::new();
@@ -261,19 +261,18 @@ pub fn commit_changes(
         match bytes {
             Some(b) => {
                 let blob = g.blob(b)?;
-                update.upsert(path.as_str(), blob, git2::FileMode::Blob);
+                update.upsert(path, blob, git2::FileMode::Blob);
             }
             None => {
-                update.remove(path.as_str());
+                update.remove(path);
             }
         }
     }
     let tree = g.find_tree(update.create_updated(g, &parent.tree()?)?)?;
-    let sig = signature(g)?;
     Ok(CommitId(g.commit(
         None,
-        &sig,
-        &sig,
+        sig,
+        sig,
         message,
         &tree,
         &[&parent],
